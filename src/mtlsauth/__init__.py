@@ -1,0 +1,45 @@
+"""mtlsauth: mutual-TLS client authentication for Python web apps.
+
+The core (this package) imports no web framework; adapters live in ``mtlsauth.adapters.*``.
+"""
+
+from __future__ import annotations
+
+from mtlsauth._errors import (
+    CertificateInvalid,
+    CertificateMissing,
+    CertificateRevoked,
+    IdentityMissing,
+    MTLSAuthError,
+    PolicyDenied,
+    RevocationUnavailable,
+    UntrustedForwarder,
+)
+from mtlsauth._forwarded import ForwardedCert
+from mtlsauth._identity import ClientIdentity
+from mtlsauth._policy import Policy
+from mtlsauth._revocation import CRLSet
+from mtlsauth._truststore import TrustStore
+from mtlsauth._types import Presented
+from mtlsauth._verifier import Verifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CRLSet",
+    "CertificateInvalid",
+    "CertificateMissing",
+    "CertificateRevoked",
+    "ClientIdentity",
+    "ForwardedCert",
+    "IdentityMissing",
+    "MTLSAuthError",
+    "Policy",
+    "PolicyDenied",
+    "Presented",
+    "RevocationUnavailable",
+    "TrustStore",
+    "UntrustedForwarder",
+    "Verifier",
+    "__version__",
+]

@@ -1,0 +1,184 @@
+"""Strict decoding of certificate input: PEM text, DER bytes, concatenated DER.
+
+Every function here raises ``CertificateInvalid(code="certificate_malformed")`` on bad input
+and nothing else, so a garbage request can never turn into a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from mtlsauth._errors import CertificateInvalid
+
+__all__ = [
+    "MAX_CHAIN_CERTS",
+    "MAX_INPUT_BYTES",
+    "b64decode_strict",
+    "chain_to_der",
+    "load_der",
+    "pem_to_der_list",
+    "split_der",
+]
+
+MAX_CHAIN_CERTS = 16  # a real client chain is 1-4 certificates; more is abuse
+MAX_INPUT_BYTES = 256 * 1024
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]{1,64})-----(.*?)-----END ([A-Z0-9 ]{1,64})-----", re.DOTALL
+)
+_B64_BODY = re.compile(rb"[A-Za-z0-9+/=\s]*")
+_WS = re.compile(rb"\s+")
+
+
+def _malformed(detail: str) -> CertificateInvalid:
+    return CertificateInvalid(detail, code="certificate_malformed")
+
+
+def b64decode_strict(data: bytes | str, *, what: str = "value") -> bytes:
+    """Decode standard base64 (whitespace ignored); anything else is malformed."""
+    if isinstance(data, str):
+        try:
+            data = data.encode("ascii")
+        except UnicodeEncodeError:
+            raise _malformed(f"{what} is not base64") from None
+    data = _WS.sub(b"", data)
+    if not data:
+        raise _malformed(f"{what} is empty")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _malformed(f"{what} is not valid base64") from None
+
+
+def pem_to_der_list(data: bytes, *, allow_text: bool = False) -> list[bytes]:
+    """Return the DER of every CERTIFICATE block in ``data``.
+
+    Args:
+        data: PEM text.
+        allow_text: Tolerate explanatory text between blocks (CA bundle files). Request
+            input is strict: only whitespace may surround the blocks.
+
+    Raises:
+        CertificateInvalid: no block, a non-certificate block (a private key), a truncated
+            block, bad base64, or stray text.
+    """
+    ders: list[bytes] = []
+    pos = 0
+    for m in _PEM_BLOCK.finditer(data):
+        between = data[pos : m.start()]
+        if not allow_text and between.strip():
+            raise _malformed("unexpected data around PEM blocks")
+        if b"-----BEGIN" in between:
+            raise _malformed("truncated PEM block")
+        label, body, end_label = m.group(1), m.group(2), m.group(3)
+        if label != end_label:
+            raise _malformed("mismatched PEM block labels")
+        if label != b"CERTIFICATE":
+            if b"PRIVATE KEY" in label:
+                raise _malformed("a private key was supplied where a certificate belongs")
+            raise _malformed(f"unexpected PEM block {label.decode('ascii')!r}")
+        if not _B64_BODY.fullmatch(body):
+            raise _malformed("PEM body is not base64")
+        ders.append(b64decode_strict(body, what="PEM body"))
+        pos = m.end()
+    tail = data[pos:]
+    if b"-----BEGIN" in tail:
+        raise _malformed("truncated PEM block")
+    if not allow_text and tail.strip():
+        raise _malformed("trailing data after PEM blocks")
+    if not ders:
+        raise _malformed("no PEM certificate found")
+    return ders
+
+
+def _der_length(data: bytes, pos: int) -> tuple[int, int]:
+    """Return (content_length, header_length) of the DER TLV at ``pos``."""
+    if pos + 2 > len(data) or data[pos] != 0x30:  # every certificate is a SEQUENCE
+        raise _malformed("not a DER certificate")
+    first = data[pos + 1]
+    if first < 0x80:
+        return first, 2
+    n = first & 0x7F
+    if n == 0 or n > 4 or pos + 2 + n > len(data):
+        raise _malformed("bad DER length")
+    length = int.from_bytes(data[pos + 2 : pos + 2 + n], "big")
+    return length, 2 + n
+
+
+def split_der(data: bytes) -> list[bytes]:
+    """Split concatenated DER certificates by their ASN.1 lengths (HAProxy ``ssl_c_chain_der``)."""
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(data):
+        length, header = _der_length(data, pos)
+        end = pos + header + length
+        if end > len(data):
+            raise _malformed("truncated DER certificate")
+        out.append(data[pos:end])
+        pos = end
+        if len(out) > MAX_CHAIN_CERTS:
+            raise _malformed(f"more than {MAX_CHAIN_CERTS} certificates")
+    if not out:
+        raise _malformed("empty DER input")
+    return out
+
+
+def load_der(der: bytes) -> x509.Certificate:
+    """Parse one DER certificate; trailing bytes or any parse error is malformed."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except (ValueError, TypeError):
+        raise _malformed("not a valid X.509 certificate") from None
+    return cert
+
+
+def _item_to_der(item: object) -> list[bytes]:
+    if isinstance(item, x509.Certificate):
+        return [item.public_bytes(Encoding.DER)]
+    if isinstance(item, str):
+        try:
+            item = item.encode("ascii")
+        except UnicodeEncodeError:
+            raise _malformed("certificate text is not ASCII") from None
+    if isinstance(item, bytearray | memoryview):
+        item = bytes(item)
+    if not isinstance(item, bytes):
+        raise _malformed(f"unsupported certificate input type {type(item).__name__}")
+    if len(item) > MAX_INPUT_BYTES:
+        raise _malformed("certificate input too large")
+    stripped = item.lstrip()
+    if stripped.startswith(b"-----BEGIN"):
+        return pem_to_der_list(item)
+    if not stripped:
+        return []
+    return split_der(item)
+
+
+def chain_to_der(chain: object) -> tuple[bytes, ...]:
+    """Normalise any supported chain input to DER bytes, leaf first.
+
+    Accepts PEM ``str``/``bytes`` (one or many certificates), DER ``bytes`` (one or several
+    concatenated), an ``x509.Certificate``, or a sequence of these. Returns ``()`` for empty
+    input so the caller can raise ``CertificateMissing``.
+    """
+    items: Iterable[object]
+    if isinstance(chain, str | bytes | bytearray | memoryview | x509.Certificate):
+        items = (chain,)
+    elif isinstance(chain, list | tuple):
+        items = chain
+    elif chain is None:
+        return ()
+    else:
+        raise _malformed(f"unsupported certificate input type {type(chain).__name__}")
+    ders: list[bytes] = []
+    for item in items:
+        ders.extend(_item_to_der(item))
+        if len(ders) > MAX_CHAIN_CERTS:
+            raise _malformed(f"more than {MAX_CHAIN_CERTS} certificates presented")
+    return tuple(ders)

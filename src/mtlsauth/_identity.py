@@ -1,0 +1,162 @@
+"""ClientIdentity: who the verified client is, extracted from parsed attributes only.
+
+Names are read from the parsed ``x509.Name`` (never with a regex over a DN string), so an
+escaped comma or an attribute value that contains ``CN=`` cannot confuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+__all__ = ["ClientIdentity", "identity_from_certificate"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """The authenticated client, as established by a verified certificate.
+
+    Attributes:
+        subject: The subject DN as an RFC 4514 string (most specific RDN first).
+        common_name: The first commonName of the subject, or ``None``.
+        organization: The first organizationName, or ``None``.
+        organizational_units: Every organizationalUnitName, in certificate order.
+        dns_names, uris, emails, ip_addresses: Subject Alternative Name entries by type.
+        spiffe_id: The single ``spiffe://`` URI SAN, or ``None`` (none, or more than one).
+        issuer: The issuer DN as an RFC 4514 string.
+        serial_number: The leaf's serial number.
+        fingerprint_sha256: Lower-case hex SHA-256 of the leaf's DER encoding.
+        not_before, not_after: The leaf's validity window (timezone-aware UTC).
+        certificate: The leaf certificate; ``None`` only for a proxy-verified identity.
+        chain: The validated chain, leaf first, ending at the trust anchor.
+        source: ``"tls"`` or ``"header:<name>"``.
+        verified_by: ``"mtlsauth"``, or ``"proxy"`` for an opt-in proxy-verified identity.
+
+    Security note: an identity with ``verified_by == "proxy"`` was *not* verified by
+    mtlsauth; it is only as trustworthy as the proxy that produced it.
+    """
+
+    subject: str
+    common_name: str | None
+    organization: str | None
+    organizational_units: tuple[str, ...]
+    dns_names: tuple[str, ...]
+    uris: tuple[str, ...]
+    emails: tuple[str, ...]
+    ip_addresses: tuple[IPAddress, ...]
+    spiffe_id: str | None
+    issuer: str
+    serial_number: int | None
+    fingerprint_sha256: str | None
+    not_before: datetime | None
+    not_after: datetime | None
+    certificate: x509.Certificate | None = field(repr=False, compare=False)
+    chain: tuple[x509.Certificate, ...] = field(default=(), repr=False, compare=False)
+    source: str = "tls"
+    verified_by: Literal["mtlsauth", "proxy"] = "mtlsauth"
+    # Parsed names, kept for policy matching without re-parsing strings.
+    subject_name: x509.Name | None = field(default=None, repr=False, compare=False)
+    issuer_name: x509.Name | None = field(default=None, repr=False, compare=False)
+
+    def x5t_s256(self) -> str | None:
+        """The RFC 8705 ``x5t#S256`` thumbprint (base64url SHA-256 of the leaf DER)."""
+        if self.fingerprint_sha256 is None:
+            return None
+        import base64
+
+        raw = bytes.fromhex(self.fingerprint_sha256)
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    def matches_token_binding(self, cnf: object) -> bool:
+        """Check an RFC 8705 certificate-bound token's ``cnf`` claim against this identity.
+
+        Args:
+            cnf: The token's ``cnf`` claim (a mapping holding ``"x5t#S256"``).
+
+        Returns:
+            True only if the claim's thumbprint equals this leaf's, compared in constant time.
+        """
+        import hmac
+
+        mine = self.x5t_s256()
+        if mine is None or not isinstance(cnf, dict):
+            return False
+        theirs = cnf.get("x5t#S256")
+        if not isinstance(theirs, str):
+            return False
+        return hmac.compare_digest(mine.encode("ascii"), theirs.rstrip("=").encode("ascii"))
+
+
+def _attr_values(name: x509.Name, oid: x509.ObjectIdentifier) -> tuple[str, ...]:
+    out = []
+    for attr in name.get_attributes_for_oid(oid):
+        value = attr.value
+        out.append(value if isinstance(value, str) else value.decode("utf-8", "replace"))
+    return tuple(out)
+
+
+def _first(values: tuple[str, ...]) -> str | None:
+    return values[0] if values else None
+
+
+def identity_from_certificate(
+    leaf: x509.Certificate,
+    chain: tuple[x509.Certificate, ...] = (),
+    *,
+    source: str = "tls",
+    der: bytes | None = None,
+) -> ClientIdentity:
+    """Build a ClientIdentity from an already-verified leaf certificate."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    raw = der if der is not None else leaf.public_bytes(Encoding.DER)
+    dns: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    ips: tuple[IPAddress, ...] = ()
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        pass
+    else:
+        dns = tuple(san.get_values_for_type(x509.DNSName))
+        uris = tuple(san.get_values_for_type(x509.UniformResourceIdentifier))
+        emails = tuple(san.get_values_for_type(x509.RFC822Name))
+        ips = tuple(
+            ip
+            for ip in san.get_values_for_type(x509.IPAddress)
+            if isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address)
+        )
+    spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
+    subject = leaf.subject
+    return ClientIdentity(
+        subject=subject.rfc4514_string(),
+        common_name=_first(_attr_values(subject, NameOID.COMMON_NAME)),
+        organization=_first(_attr_values(subject, NameOID.ORGANIZATION_NAME)),
+        organizational_units=_attr_values(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
+        dns_names=dns,
+        uris=uris,
+        emails=emails,
+        ip_addresses=ips,
+        # SPIFFE X.509-SVID: exactly one URI SAN; several spiffe URIs are ambiguous.
+        spiffe_id=spiffe[0] if len(spiffe) == 1 else None,
+        issuer=leaf.issuer.rfc4514_string(),
+        serial_number=leaf.serial_number,
+        fingerprint_sha256=hashlib.sha256(raw).hexdigest(),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        certificate=leaf,
+        chain=chain or (leaf,),
+        source=source,
+        verified_by="mtlsauth",
+        subject_name=subject,
+        issuer_name=leaf.issuer,
+    )

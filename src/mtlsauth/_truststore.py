@@ -1,0 +1,236 @@
+"""TrustStore: the CA certificates a client chain must end at.
+
+A TrustStore is immutable from the outside. One built from paths holds a ``FileSnapshot``
+that swaps in a whole new set of anchors when the files change; ``|`` combines stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+from cryptography.x509.verification import Store
+
+from mtlsauth._encoding import MAX_INPUT_BYTES, chain_to_der, load_der, pem_to_der_list
+from mtlsauth._errors import CertificateInvalid
+from mtlsauth._reload import FileSnapshot
+
+__all__ = ["TrustSnapshot", "TrustStore", "load_certificate_file"]
+
+_CERT_SUFFIXES = (".pem", ".crt", ".cer")
+_OPENSSL_HASH = re.compile(r"^[0-9a-f]{8}\.\d+$")  # c_rehash / openssl rehash links
+_MAX_FILE = 16 * 1024 * 1024
+
+
+def _is_cert_name(name: str) -> bool:
+    return name.lower().endswith(_CERT_SUFFIXES) or bool(_OPENSSL_HASH.match(name))
+
+
+@dataclass(frozen=True, slots=True)
+class TrustSnapshot:
+    """One immutable set of anchors, with the verifier ``Store`` built once for it."""
+
+    certificates: tuple[x509.Certificate, ...]
+    store: Store
+    fingerprints: frozenset[str]
+
+
+def _snapshot(certs: Iterable[x509.Certificate]) -> TrustSnapshot:
+    unique: dict[str, x509.Certificate] = {}
+    for c in certs:
+        unique.setdefault(hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest(), c)
+    if not unique:
+        raise ValueError("a TrustStore needs at least one certificate")
+    return TrustSnapshot(tuple(unique.values()), Store(list(unique.values())), frozenset(unique))
+
+
+def load_certificate_file(path: Path) -> list[x509.Certificate]:
+    """Read every certificate in a PEM or DER file; ``ValueError`` naming the file otherwise."""
+    try:
+        if path.stat().st_size > _MAX_FILE:
+            raise ValueError(f"{path}: file too large for a certificate bundle")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return _parse_bundle(data, str(path))
+
+
+def _parse_bundle(data: bytes, where: str) -> list[x509.Certificate]:
+    try:
+        if b"-----BEGIN" in data:
+            ders = pem_to_der_list(data, allow_text=True)
+        else:
+            ders = list(chain_to_der(data)) if len(data) <= MAX_INPUT_BYTES else []
+        certs = [load_der(d) for d in ders]
+    except CertificateInvalid as exc:
+        raise ValueError(f"{where}: {exc.detail}") from None
+    if not certs:
+        raise ValueError(f"{where}: no certificate found")
+    return certs
+
+
+class TrustStore:
+    """Trust anchors for client certificates.
+
+    Build one with a class method; combine with ``|``::
+
+        trust = TrustStore.from_pem_file("clients-ca.pem") | TrustStore.from_directory("extra/")
+
+    Every certificate in the store is a trust anchor (a "partial chain" is fine: an
+    intermediate in the store anchors the chains below it).
+
+    Security note: anything you put here can issue client certificates your app will accept.
+    Keep it to the CAs that issue *client* certificates, not a public web PKI bundle.
+    """
+
+    __slots__ = ("_cached", "_parts")
+
+    def __init__(self, *parts: TrustSnapshot | FileSnapshot[TrustSnapshot]) -> None:
+        if not parts:
+            raise TypeError(
+                "use TrustStore.from_pem_file(), from_pem(), from_directory() or from_pkcs12()"
+            )
+        self._parts = parts
+        self._cached: tuple[tuple[int, ...], TrustSnapshot] | None = None
+
+    # -- constructors ---------------------------------------------------------------------
+    @classmethod
+    def from_pem(cls, data: str | bytes) -> TrustStore:
+        """Anchors from PEM text holding one or more certificates."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, bytes):
+            raise TypeError("from_pem() takes str or bytes")
+        return cls(_snapshot(_parse_bundle(data, "PEM input")))
+
+    @classmethod
+    def from_certificates(cls, certificates: Iterable[x509.Certificate]) -> TrustStore:
+        """Anchors from ``cryptography`` certificate objects."""
+        certs = list(certificates)
+        if not all(isinstance(c, x509.Certificate) for c in certs):
+            raise TypeError("from_certificates() takes x509.Certificate objects")
+        return cls(_snapshot(certs))
+
+    @classmethod
+    def from_pem_file(
+        cls, path: str | os.PathLike[str], *, reload_interval: float | None = 30.0
+    ) -> TrustStore:
+        """Anchors from a PEM (or DER) file, re-read when it changes."""
+        return cls(
+            FileSnapshot(
+                [path],
+                accept=lambda _: True,
+                reload_interval=reload_interval,
+                loader=lambda files: _snapshot(c for f in files for c in load_certificate_file(f)),
+                what="trust store",
+            )
+        )
+
+    @classmethod
+    def from_directory(
+        cls, path: str | os.PathLike[str], *, reload_interval: float | None = 30.0
+    ) -> TrustStore:
+        """Anchors from every ``*.pem``/``*.crt``/``*.cer`` file and OpenSSL hash link in a folder."""
+        if not Path(path).is_dir():
+            raise ValueError(f"{path}: not a directory")
+
+        def load(files: list[Path]) -> TrustSnapshot:
+            if not files:
+                raise ValueError(f"{path}: no certificate files (*.pem, *.crt, *.cer, HASH.N)")
+            return _snapshot(c for f in files for c in load_certificate_file(f))
+
+        return cls(
+            FileSnapshot(
+                [path],
+                accept=_is_cert_name,
+                loader=load,
+                reload_interval=reload_interval,
+                what="trust store",
+            )
+        )
+
+    @classmethod
+    def from_pkcs12(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        password: str | bytes | None = None,
+        reload_interval: float | None = 30.0,
+    ) -> TrustStore:
+        """Anchors from a PKCS#12 file, e.g. a Java truststore made with ``keytool -storetype PKCS12``."""
+        pw = password.encode("utf-8") if isinstance(password, str) else password
+
+        def load(files: list[Path]) -> TrustSnapshot:
+            f = files[0]
+            try:
+                p12 = pkcs12.load_pkcs12(f.read_bytes(), pw)
+            except OSError as exc:
+                raise ValueError(f"{f}: cannot read: {exc.strerror or exc}") from None
+            except (ValueError, TypeError):
+                raise ValueError(f"{f}: not a PKCS#12 file, or wrong password") from None
+            certs = [c.certificate for c in p12.additional_certs]
+            if p12.cert is not None:
+                certs.insert(0, p12.cert.certificate)
+            if not certs:
+                raise ValueError(f"{f}: no certificate in the PKCS#12 file")
+            return _snapshot(certs)
+
+        return cls(
+            FileSnapshot(
+                [path],
+                accept=lambda _: True,
+                loader=load,
+                reload_interval=reload_interval,
+                what="trust store",
+            )
+        )
+
+    # -- use ------------------------------------------------------------------------------
+    def __or__(self, other: object) -> TrustStore:
+        if not isinstance(other, TrustStore):
+            return NotImplemented
+        return TrustStore(*self._parts, *other._parts)
+
+    def snapshot(self) -> TrustSnapshot:
+        """The current anchors (hot path: checks file sources for changes when due)."""
+        parts = self._parts
+        if len(parts) == 1:
+            only = parts[0]
+            return only if isinstance(only, TrustSnapshot) else only.current()
+        current = [p if isinstance(p, TrustSnapshot) else p.current() for p in parts]
+        key = tuple(id(s) for s in current)
+        cached = self._cached
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        snap = _snapshot(c for s in current for c in s.certificates)
+        self._cached = (key, snap)
+        return snap
+
+    @property
+    def certificates(self) -> tuple[x509.Certificate, ...]:
+        """The anchors currently in force."""
+        return self.snapshot().certificates
+
+    def reload(self) -> bool:
+        """Re-read file-backed parts now; True if anything changed."""
+        changed = False
+        for p in self._parts:
+            if isinstance(p, FileSnapshot):
+                changed = p.reload() or changed
+        return changed
+
+    def health(self) -> list[dict[str, object]]:
+        """Status of file-backed parts (last load, last error)."""
+        return [p.health() for p in self._parts if isinstance(p, FileSnapshot)]
+
+    def __len__(self) -> int:
+        return len(self.snapshot().certificates)
+
+    def __repr__(self) -> str:
+        return f"<TrustStore {len(self)} anchors>"

@@ -1,0 +1,97 @@
+"""Shared types: what an adapter hands the core, and the protocols between core parts."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
+
+from cryptography import x509
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = [
+    "ASGIApp",
+    "Headers",
+    "Presented",
+    "Receive",
+    "RevocationChecker",
+    "Scope",
+    "Send",
+    "TLSExtension",
+]
+
+Headers = tuple[tuple[str, str], ...]
+"""Request headers as (lower-case name, value) pairs, duplicates kept in arrival order."""
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+if TYPE_CHECKING:
+    Receive = Callable[[], Awaitable[Message]]
+    Send = Callable[[Message], Awaitable[None]]
+    ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+else:  # runtime aliases only matter for annotations
+    Receive = Send = ASGIApp = object
+
+
+class TLSExtension(TypedDict, total=False):
+    """``scope["extensions"]["tls"]`` as the ASGI TLS extension (asgiref specs/tls.rst) defines it."""
+
+    server_cert: str | None
+    client_cert_chain: Sequence[str]
+    client_cert_name: str | None
+    client_cert_error: str | None
+    tls_version: int | None
+    cipher_suite: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """Everything an adapter knows about a request's client, framework-free.
+
+    Attributes:
+        peer: The socket peer's IP address as the server reports it (never X-Forwarded-For).
+        headers: Request headers as (lower-case name, value) pairs, duplicates kept.
+        tls_chain: The certificate chain the server's TLS layer received, leaf first, as PEM
+            strings or DER bytes; empty when the server ended no TLS or got no certificate.
+        tls_error: A non-empty string when the server reported a client-certificate error.
+        path: The request path (for per-route rules).
+        method: The request method.
+    """
+
+    peer: str | None = None
+    headers: Headers = ()
+    tls_chain: tuple[str | bytes, ...] = ()
+    tls_error: str | None = None
+    path: str = "/"
+    method: str = "GET"
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of header ``name`` (lower-case), in arrival order."""
+        return [v for k, v in self.headers if k == name]
+
+
+@runtime_checkable
+class RevocationChecker(Protocol):
+    """What the Verifier needs from a revocation source (CRLSet, OCSPChecker, ...).
+
+    ``check`` runs after path validation on every verification *and* on every cache hit, so
+    it must be cheap when its data is already loaded (set look-ups, no parsing, no I/O).
+    """
+
+    def check(self, chain: Sequence[x509.Certificate], *, at: datetime) -> datetime | None:
+        """Raise ``CertificateRevoked`` or ``RevocationUnavailable``, or return the moment
+        until which this "not revoked" answer may be cached (``None``: no limit)."""
+        ...
+
+    @property
+    def token(self) -> object:
+        """An object whose identity changes whenever the revocation data is reloaded."""
+        ...
+
+    @property
+    def may_block(self) -> bool:
+        """True when ``check`` may do network I/O (OCSP), so async callers use a thread."""
+        ...

@@ -1,0 +1,1 @@
+"""Framework adapters, imported by full path (mtlsauth.adapters.asgi, .wsgi, .aiohttp)."""
