@@ -32,7 +32,7 @@ def _is_cert_name(name: str) -> bool:
     return name.lower().endswith(_CERT_SUFFIXES) or bool(_OPENSSL_HASH.match(name))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class TrustSnapshot:
     """One immutable set of anchors, with the verifier ``Store`` built once for it."""
 
@@ -89,7 +89,7 @@ class TrustStore:
     Keep it to the CAs that issue *client* certificates, not a public web PKI bundle.
     """
 
-    __slots__ = ("_cached", "_parts")
+    __slots__ = ("_cached", "_parts", "_static")
 
     def __init__(self, *parts: TrustSnapshot | FileSnapshot[TrustSnapshot]) -> None:
         if not parts:
@@ -98,6 +98,8 @@ class TrustStore:
             )
         self._parts = parts
         self._cached: tuple[tuple[int, ...], TrustSnapshot] | None = None
+        only = parts[0]
+        self._static = only if len(parts) == 1 and isinstance(only, TrustSnapshot) else None
 
     # -- constructors ---------------------------------------------------------------------
     @classmethod
@@ -199,6 +201,8 @@ class TrustStore:
 
     def snapshot(self) -> TrustSnapshot:
         """The current anchors (hot path: checks file sources for changes when due)."""
+        if self._static is not None:
+            return self._static
         parts = self._parts
         if len(parts) == 1:
             only = parts[0]

@@ -1,10 +1,492 @@
-"""Verifier. INTERFACE STUB: the real one lands shortly."""
+"""Verifier: presented chain -> pinned or path validation -> revocation -> policy -> identity.
+
+The hot path is a cache hit: one SHA-256 over the raw presented bytes, a dict look-up, then the
+cheap re-checks (revocation set look-ups and policy) so a freshly revoked certificate or a
+stricter per-route policy applies at once.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+
+from mtlsauth._cache import CacheEntry, VerificationCache
+from mtlsauth._encoding import chain_to_der, load_der
+from mtlsauth._errors import (
+    CertificateInvalid,
+    CertificateMissing,
+    CertificateRevoked,
+    MTLSAuthError,
+    RevocationUnavailable,
+)
+from mtlsauth._identity import ClientIdentity, identity_from_certificate
+from mtlsauth._pathvalidation import check_leaf_key, validate_path
+from mtlsauth._truststore import TrustStore
+from mtlsauth._types import Presented, RevocationChecker
+
+if TYPE_CHECKING:
+    from mtlsauth._forwarded import ForwardedCert
+    from mtlsauth._policy import Policy
+
 __all__ = ["Verifier"]
+
+_DEFAULT_TTL = 600.0
+_MAX_SKEW = 3600.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
+    if len(items) == 1:  # the common case: one PEM string or one header value
+        item = items[0]
+        raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
+        return hashlib.sha256(tag + raw).digest()
+    h = hashlib.sha256(tag)
+    for item in items:
+        h.update(item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item)
+        h.update(b"\x00")
+    return h.digest()
+
+
+class _AllOf:
+    """Several revocation checkers, all of which must pass."""
+
+    __slots__ = ("_checkers", "_last")
+
+    def __init__(self, checkers: Sequence[RevocationChecker]) -> None:
+        self._checkers = tuple(checkers)
+        self._last: tuple[object, ...] = ()
+
+    def check(self, chain: Sequence[x509.Certificate], *, at: datetime) -> datetime | None:
+        until: datetime | None = None
+        for c in self._checkers:
+            u = c.check(chain, at=at)
+            if u is not None and (until is None or u < until):
+                until = u
+        return until
+
+    @property
+    def token(self) -> object:
+        # Return the same tuple object while every part's token is unchanged, so callers can
+        # compare tokens by identity.
+        toks = tuple(c.token for c in self._checkers)
+        last = self._last
+        if len(last) == len(toks) and all(a is b for a, b in zip(last, toks, strict=True)):
+            return last
+        self._last = toks
+        return toks
+
+    @property
+    def may_block(self) -> bool:
+        return any(c.may_block for c in self._checkers)
+
+    def reload(self) -> bool:
+        return any([_reload(c) for c in self._checkers])
+
+
+def _reload(obj: object) -> bool:
+    fn = getattr(obj, "reload", None)
+    return bool(fn()) if callable(fn) else False
+
+
+def _parse_certs(items: Iterable[object], what: str) -> tuple[x509.Certificate, ...]:
+    if isinstance(items, str | bytes | x509.Certificate):
+        items = (items,)
+    try:
+        return tuple(load_der(d) for item in items for d in chain_to_der(item))
+    except CertificateInvalid as exc:
+        raise ValueError(f"{what}: {exc.detail}") from None
 
 
 class Verifier:
-    def __init__(self, **kwargs: object) -> None:
-        raise NotImplementedError
+    """Decides whether a client certificate chain is genuine, current, unrevoked and allowed.
+
+    Args:
+        trust_store: The CAs that issue client certificates. Required unless ``pinned`` is set.
+        policy: Who is allowed (allow/deny-lists). ``None`` or ``Policy()`` admits any
+            certificate that chains to ``trust_store``.
+        revocation: A ``CRLSet``, an ``OCSPChecker``, or a sequence of them (all must pass).
+        pinned: Exact certificates accepted without a CA (self-signed clients, RFC 8705
+            ``self_signed_tls_client_auth``): certificates in any input form, or a
+            ``TrustStore`` (which can be built from files and reloads).
+        max_depth: How many intermediate CAs may sit between the leaf and the anchor
+            (cryptography's ``max_chain_depth``). Apache ``SSLVerifyDepth N`` and nginx
+            ``ssl_verify_depth N`` count the anchor too: they equal ``max_depth=N-1``.
+        forwarded: Accept a certificate header from trusted proxies (``ForwardedCert``).
+        intermediates: Known intermediate CAs, for clients that send only their leaf. They
+            are *not* trust anchors.
+        clock_skew: Tolerance for validity windows (``timedelta`` or seconds, at most 1 h).
+        cache_size: Maximum cached verifications (0 disables caching).
+        cache_ttl: Seconds a cached success may live at most.
+
+    Raises:
+        ValueError, TypeError: on bad configuration, at construction.
+
+    Security note: ``verify()`` on a certificate *without proof of possession* (a header, a
+    pasted PEM) proves only that the certificate is genuine, not that the caller holds its key.
+    That proof is the TLS handshake's job, which is why headers are believed only from
+    ``forwarded.trusted_proxies``.
+    """
+
+    __slots__ = (
+        "_cache",
+        "_cache_ttl",
+        "_intermediates",
+        "_last_tokens",
+        "_max_depth",
+        "_pinned",
+        "_pinned_store",
+        "_policy_check",
+        "_skew_s",
+        "forwarded",
+        "policy",
+        "revocation",
+        "trust_store",
+    )
+
+    def __init__(
+        self,
+        *,
+        trust_store: TrustStore | None = None,
+        policy: Policy | None = None,
+        revocation: RevocationChecker | Sequence[RevocationChecker] | None = None,
+        pinned: Iterable[object] | TrustStore = (),
+        max_depth: int = 8,
+        forwarded: ForwardedCert | None = None,
+        intermediates: Iterable[object] = (),
+        clock_skew: timedelta | float = 0.0,
+        cache_size: int = 10_000,
+        cache_ttl: float = _DEFAULT_TTL,
+    ) -> None:
+        from mtlsauth._forwarded import ForwardedCert
+        from mtlsauth._policy import Policy
+
+        if trust_store is not None and not isinstance(trust_store, TrustStore):
+            raise TypeError("trust_store must be a TrustStore (e.g. TrustStore.from_pem_file(...))")
+        if policy is not None and not isinstance(policy, Policy):
+            raise TypeError("policy must be a Policy")
+        if forwarded is not None and not isinstance(forwarded, ForwardedCert):
+            raise TypeError("forwarded must be a ForwardedCert (or ForwardedCert.preset(...))")
+        if isinstance(revocation, list | tuple):
+            revocation = _AllOf(revocation) if len(revocation) != 1 else revocation[0]
+        if revocation is not None and not isinstance(revocation, RevocationChecker):
+            raise TypeError("revocation must be a CRLSet, an OCSPChecker, or a sequence of them")
+        if isinstance(max_depth, bool) or not isinstance(max_depth, int):
+            raise TypeError("max_depth must be an int")
+        if not 0 <= max_depth <= 32:
+            raise ValueError("max_depth must be between 0 and 32")
+        if isinstance(clock_skew, timedelta):
+            clock_skew = clock_skew.total_seconds()
+        if isinstance(clock_skew, bool) or not isinstance(clock_skew, int | float):
+            raise TypeError("clock_skew must be a timedelta or a number of seconds")
+        if not 0 <= clock_skew <= _MAX_SKEW:
+            raise ValueError("clock_skew must be between 0 and 3600 seconds")
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError("cache_size must be a non-negative int")
+        if not isinstance(cache_ttl, int | float) or cache_ttl <= 0:
+            raise ValueError("cache_ttl must be a positive number of seconds")
+
+        self.trust_store = trust_store
+        self.policy = policy
+        self.revocation: RevocationChecker | None = revocation
+        self.forwarded = forwarded
+        self._pinned_store = pinned if isinstance(pinned, TrustStore) else None
+        self._pinned: frozenset[str] = frozenset()
+        if not isinstance(pinned, TrustStore):
+            self._pinned = _fingerprints(_parse_certs(pinned, "pinned"))
+        if trust_store is None and self._pinned_store is None and not self._pinned:
+            raise ValueError("a Verifier needs a trust_store, pinned certificates, or both")
+        self._intermediates = _parse_certs(intermediates, "intermediates")
+        self._max_depth = max_depth
+        self._skew_s = float(clock_skew)
+        self._policy_check = None if policy is None or policy.is_empty else policy.check
+        self._cache = VerificationCache(cache_size)
+        self._cache_ttl = float(cache_ttl)
+        self._last_tokens: tuple[object, ...] = ()
+
+    # -- public API -----------------------------------------------------------------------
+    def verify(
+        self, chain: object, *, at: datetime | None = None, policy: Policy | None = None
+    ) -> ClientIdentity:
+        """Verify a chain (leaf first) and return the client's identity.
+
+        Args:
+            chain: PEM ``str``/``bytes`` (one or many certificates), DER ``bytes``, an
+                ``x509.Certificate``, or a sequence of these.
+            at: Validate as of this moment (timezone-aware) instead of now; not cached.
+            policy: Use this policy instead of the Verifier's own (per-route rules).
+
+        Raises:
+            CertificateMissing, CertificateInvalid, CertificateRevoked, PolicyDenied.
+        """
+        if at is not None:
+            if at.tzinfo is None:
+                raise ValueError("at must be timezone-aware")
+            identity = self._verify_ders(chain_to_der(chain), at, "tls")[0]
+            self._apply_policy(identity, policy)
+            return identity
+        if isinstance(chain, str | bytes):  # key on the raw input: a hit parses nothing
+            return self._verified(
+                _chain_key((chain,), b"v"), lambda: chain_to_der(chain), "tls", policy
+            )
+        ders = chain_to_der(chain)
+        return self._verified(_chain_key(ders, b"d"), lambda: ders, "tls", policy)
+
+    def verify_pem(self, pem: str | bytes, *, at: datetime | None = None) -> ClientIdentity:
+        """Verify PEM text holding the leaf followed by any intermediates."""
+        if not isinstance(pem, str | bytes):
+            raise CertificateInvalid("PEM input must be str or bytes", code="certificate_malformed")
+        return self.verify(pem, at=at)
+
+    def authenticate(
+        self, presented: Presented, *, required: bool = True, policy: Policy | None = None
+    ) -> ClientIdentity | None:
+        """The single entry point adapters use.
+
+        The TLS peer chain is used unless the peer is a trusted proxy that sent a certificate
+        header. Returns ``None`` when no certificate came and ``required`` is False.
+
+        Raises:
+            MTLSAuthError: any refusal, including ``UntrustedForwarder`` for a certificate
+                header from a peer that is not a trusted proxy.
+        """
+        if presented.tls_error:
+            raise CertificateInvalid(
+                "the server reported a TLS client-certificate error", code="tls_verification_failed"
+            )
+        fwd = self.forwarded
+        tls_chain = presented.tls_chain
+        if fwd is not None and not (tls_chain and not fwd.is_trusted(presented.peer)):
+            value = fwd.extract(presented)
+            if value is not None:
+                return self._verified(
+                    hashlib.sha256(value.key).digest(), value.decode, value.source, policy
+                )
+        if tls_chain:
+            return self._verified(
+                _chain_key(tls_chain, b"t"), lambda: chain_to_der(tls_chain), "tls", policy
+            )
+        if required:
+            raise CertificateMissing("no client certificate was presented")
+        return None
+
+    @property
+    def may_block(self) -> bool:
+        """True when a verification may do network I/O (OCSP): run it off the event loop."""
+        return self.revocation is not None and self.revocation.may_block
+
+    def reload(self) -> bool:
+        """Re-read file-backed trust, pins and CRLs now; drop cached results if anything changed."""
+        changed = False
+        for part in (self.trust_store, self._pinned_store, self.revocation):
+            if part is not None:
+                changed = _reload(part) or changed
+        if changed:
+            self._cache.clear()
+        return changed
+
+    def health(self) -> dict[str, object]:
+        """Status for health endpoints: reload errors, cache statistics."""
+        parts: dict[str, object] = {"cache": self._cache.stats()}
+        errors: list[str] = []
+        for name, part in (
+            ("trust_store", self.trust_store),
+            ("pinned", self._pinned_store),
+            ("revocation", self.revocation),
+        ):
+            fn = getattr(part, "health", None)
+            if callable(fn):
+                status = fn()
+                parts[name] = status
+                items = status if isinstance(status, list) else [status]
+                errors += [
+                    str(s["last_error"])
+                    for s in items
+                    if isinstance(s, dict) and s.get("last_error")
+                ]
+        parts["ok"] = not errors
+        parts["errors"] = errors
+        return parts
+
+    def clear_cache(self) -> None:
+        """Forget every cached verification."""
+        self._cache.clear()
+
+    # -- internals ------------------------------------------------------------------------
+    def _apply_policy(self, identity: ClientIdentity, policy: Policy | None) -> None:
+        if policy is not None:
+            if not policy.is_empty:
+                policy.check(identity)
+        elif self._policy_check is not None:
+            self._policy_check(identity)
+
+    def _sync_tokens(self) -> None:
+        """Drop cached results when trust, pins or revocation data were reloaded.
+
+        Compared by identity: each source hands out the same snapshot object until it reloads.
+        """
+        trust, pins, rev = self.trust_store, self._pinned_store, self.revocation
+        t = trust.snapshot() if trust is not None else None
+        p = pins.snapshot() if pins is not None else None
+        r = rev.token if rev is not None else None
+        last = self._last_tokens
+        if not last or t is not last[0] or p is not last[1] or r is not last[2]:
+            self._cache.clear()
+            self._last_tokens = (t, p, r)
+
+    def _verified(
+        self,
+        key: bytes,
+        decode: Callable[[], Sequence[bytes] | ClientIdentity],
+        source: str,
+        policy: Policy | None,
+    ) -> ClientIdentity:
+        # The hot path: keep it to attribute reads, one dict look-up and the re-checks.
+        now = time.time()
+        trust, rev = self.trust_store, self.revocation
+        last = self._last_tokens
+        if (
+            not last
+            or (trust is not None and trust.snapshot() is not last[0])
+            or (rev is not None and rev.token is not last[2])
+            or (self._pinned_store is not None and self._pinned_store.snapshot() is not last[1])
+        ):
+            self._sync_tokens()
+        cache = self._cache
+        entry = cache.get(key, now)
+        if entry is None:
+            neg = cache.get_negative(key, now)
+            if neg is not None:
+                raise neg.error_type(neg.detail, code=neg.code)
+            entry = self._miss(key, decode, source, now)
+        elif rev is not None and entry.identity.verified_by == "mtlsauth":
+            self._check_revocation(entry.chain, _utcnow())
+        identity = entry.identity
+        if policy is None:
+            check = self._policy_check
+            if check is not None:
+                check(identity)
+        elif not policy.is_empty:
+            policy.check(identity)
+        return identity
+
+    def _miss(
+        self,
+        key: bytes,
+        decode: Callable[[], Sequence[bytes] | ClientIdentity],
+        source: str,
+        now: float,
+    ) -> CacheEntry:
+        try:
+            decoded = decode()
+            if isinstance(decoded, ClientIdentity):  # proxy-verified, opt-in
+                entry = CacheEntry(decoded, (), now + self._cache_ttl)
+            else:
+                identity, until = self._verify_ders(decoded, _utcnow(), source)
+                expires = min(now + self._cache_ttl, until.timestamp())
+                entry = CacheEntry(identity, identity.chain, expires)
+        except (CertificateInvalid, CertificateMissing, CertificateRevoked) as exc:
+            if not isinstance(exc, RevocationUnavailable):  # transient: never cache
+                self._cache.put_negative(key, exc, now)
+            raise
+        self._cache.put(key, entry)
+        return entry
+
+    def _check_revocation(self, chain: Sequence[x509.Certificate], at: datetime) -> datetime | None:
+        assert self.revocation is not None
+        try:
+            return self.revocation.check(chain, at=at)
+        except MTLSAuthError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a checker bug must deny, not 500
+            raise RevocationUnavailable(f"revocation check failed: {type(exc).__name__}") from None
+
+    def _verify_ders(
+        self, ders: Sequence[bytes], at: datetime, source: str
+    ) -> tuple[ClientIdentity, datetime]:
+        if not ders:
+            raise CertificateMissing("no client certificate was presented")
+        certs = [load_der(d) for d in ders]
+        leaf, presented_intermediates = certs[0], certs[1:]
+        fingerprint = hashlib.sha256(ders[0]).hexdigest()
+        if fingerprint in self._pinned_fingerprints():
+            return self._verify_pinned(leaf, ders[0], at, source)
+        if self.trust_store is None:
+            raise CertificateInvalid(
+                "certificate is not one of the pinned certificates", code="pin_mismatch"
+            )
+        chain = validate_path(
+            self.trust_store.snapshot().store,
+            leaf,
+            [*presented_intermediates, *self._intermediates],
+            at=at,
+            max_depth=self._max_depth,
+            clock_skew_s=self._skew_s,
+        )
+        check_leaf_key(leaf)
+        until = min(c.not_valid_after_utc for c in chain) + timedelta(seconds=self._skew_s)
+        if self.revocation is not None:
+            rev_until = self._check_revocation(chain, at)
+            if rev_until is not None:
+                until = min(until, rev_until)
+        return identity_from_certificate(leaf, tuple(chain), source=source, der=ders[0]), until
+
+    def _pinned_fingerprints(self) -> frozenset[str]:
+        if self._pinned_store is None:
+            return self._pinned
+        return self._pinned_store.snapshot().fingerprints
+
+    def _verify_pinned(
+        self, leaf: x509.Certificate, der: bytes, at: datetime, source: str
+    ) -> tuple[ClientIdentity, datetime]:
+        skew = timedelta(seconds=self._skew_s)
+        if at > leaf.not_valid_after_utc + skew:
+            raise CertificateInvalid("pinned certificate expired", code="certificate_expired")
+        if at < leaf.not_valid_before_utc - skew:
+            raise CertificateInvalid(
+                "pinned certificate not yet valid", code="certificate_not_yet_valid"
+            )
+        try:
+            bc = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
+            if bc.ca:
+                raise CertificateInvalid(
+                    "a CA certificate cannot be a client certificate", code="invalid_usage"
+                )
+        except x509.ExtensionNotFound:
+            pass
+        try:
+            eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            if x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
+                raise CertificateInvalid(
+                    "extended key usage does not allow client authentication", code="invalid_usage"
+                )
+        except x509.ExtensionNotFound:
+            pass
+        except ValueError:
+            raise CertificateInvalid(
+                "unparsable extensions", code="certificate_malformed"
+            ) from None
+        check_leaf_key(leaf)
+        identity = identity_from_certificate(leaf, (leaf,), source=source, der=der)
+        return identity, leaf.not_valid_after_utc + skew
+
+    def __repr__(self) -> str:
+        anchors = len(self.trust_store) if self.trust_store is not None else 0
+        return (
+            f"<Verifier anchors={anchors} pinned={len(self._pinned_fingerprints())} "
+            f"revocation={type(self.revocation).__name__ if self.revocation else None} "
+            f"forwarded={'yes' if self.forwarded else 'no'}>"
+        )
+
+
+def _fingerprints(certs: Iterable[x509.Certificate]) -> frozenset[str]:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return frozenset(hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest() for c in certs)

@@ -199,6 +199,8 @@ class CA:
         parent: The issuing CA (use :meth:`intermediate` rather than passing it).
     """
 
+    certificate: x509.Certificate
+
     def __init__(
         self,
         *,
