@@ -65,6 +65,8 @@ def _parse_bundle(data: bytes, where: str) -> list[x509.Certificate]:
     try:
         if b"-----BEGIN" in data:
             ders = pem_to_der_list(data, allow_text=True)
+        elif not data.startswith(b"\x30"):  # neither PEM nor DER (a SEQUENCE)
+            ders = []
         else:
             ders = list(chain_to_der(data)) if len(data) <= MAX_INPUT_BYTES else []
         certs = [load_der(d) for d in ders]

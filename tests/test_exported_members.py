@@ -1,0 +1,33 @@
+"""The package's front door: __all__ matches what is public, and no framework is imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import mtlsauth
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert list(mtlsauth.__all__) == sorted(mtlsauth.__all__, key=lambda n: (n.startswith("_"), n))
+    public = {
+        n
+        for n in dir(mtlsauth)
+        if not n.startswith("_") and not isinstance(getattr(mtlsauth, n), type(mtlsauth))
+    }
+    public.discard("annotations")
+    assert public <= set(mtlsauth.__all__)
+    for name in mtlsauth.__all__:
+        assert hasattr(mtlsauth, name), name
+
+
+def test_core_imports_no_web_framework() -> None:
+    code = (
+        "import sys, mtlsauth, mtlsauth.testing; "
+        "bad = [m for m in ('starlette', 'fastapi', 'flask', 'werkzeug', 'aiohttp', 'uvicorn', "
+        "'gunicorn', 'django', 'pytest') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,196 @@
+"""TrustStore: every source, the errors that name the file, `|`, and reload."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, Encoding, pkcs12
+
+from mtlsauth import TrustStore, Verifier
+from mtlsauth.testing import CA
+
+
+@pytest.fixture(scope="module")
+def cas() -> tuple[CA, CA, CA]:
+    return CA(organization="A"), CA(organization="B"), CA(organization="C")
+
+
+def test_from_pem_str_bytes_and_bundles(cas) -> None:
+    a, b, _ = cas
+    assert len(TrustStore.from_pem(a.cert_pem.text())) == 1
+    bundle = a.cert_pem.bytes() + b"# comment between certificates\n" + b.cert_pem.bytes()
+    assert len(TrustStore.from_pem(bundle)) == 2
+    assert len(TrustStore.from_pem(a.cert_pem.bytes() * 2)) == 1  # duplicates collapse
+
+
+def test_from_pem_file_and_der_file(cas, tmp_path: Path) -> None:
+    a, _, _ = cas
+    pem = a.cert_pem.write_to_path(tmp_path / "ca.pem")
+    der = tmp_path / "ca.der"
+    der.write_bytes(a.certificate.public_bytes(Encoding.DER))
+    assert TrustStore.from_pem_file(pem).certificates == (a.certificate,)
+    assert TrustStore.from_pem_file(der).certificates == (a.certificate,)
+
+
+def test_from_directory_reads_cert_files_and_hash_links(cas, tmp_path: Path) -> None:
+    a, b, c = cas
+    a.cert_pem.write_to_path(tmp_path / "a.pem")
+    b.cert_pem.write_to_path(tmp_path / "b.crt")
+    c.cert_pem.write_to_path(tmp_path / "5d30f3c5.0")  # `openssl rehash` style name
+    (tmp_path / "README.txt").write_text("not a certificate")
+    (tmp_path / "key.key").write_text("ignored by suffix")
+    assert len(TrustStore.from_directory(tmp_path)) == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(b"", "no certificate", id="empty file"),
+        pytest.param(b"just words\n", "no certificate", id="text file"),
+        pytest.param(b"-----BEGIN CERTIFICATE-----\nMIIB", "truncated", id="truncated PEM"),
+        pytest.param(b"\x30\x82\x01\x00garbage", "DER", id="corrupt DER"),
+    ],
+)
+def test_bad_files_are_value_errors_naming_the_file(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    f = tmp_path / "bad.pem"
+    f.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as info:
+        TrustStore.from_pem_file(f)
+    assert "bad.pem" in str(info.value)
+
+
+def test_private_key_where_a_certificate_belongs(cas, tmp_path: Path) -> None:
+    key = cas[0].issue_client_cert().key_pem.write_to_path(tmp_path / "ca.pem")
+    with pytest.raises(ValueError, match="private key") as info:
+        TrustStore.from_pem_file(key)
+    assert "ca.pem" in str(info.value)
+
+
+def test_missing_and_empty_sources(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        TrustStore.from_pem_file(tmp_path / "nope.pem")
+    with pytest.raises(ValueError, match="no certificate files"):
+        TrustStore.from_directory(tmp_path)
+    with pytest.raises(ValueError, match="not a directory"):
+        TrustStore.from_directory(tmp_path / "nope")
+    with pytest.raises(TypeError):
+        TrustStore()
+    with pytest.raises(TypeError):
+        TrustStore.from_pem(123)  # type: ignore[arg-type]
+
+
+def test_union_combines_anchors(cas) -> None:
+    a, b, _ = cas
+    both = TrustStore.from_pem(a.cert_pem.bytes()) | TrustStore.from_pem(b.cert_pem.bytes())
+    assert {c.subject for c in both.certificates} == {a.certificate.subject, b.certificate.subject}
+    verifier = Verifier(trust_store=both)
+    assert verifier.verify(a.issue_client_cert().chain_pem.text()).common_name == "client"
+    assert verifier.verify(b.issue_client_cert().chain_pem.text()).common_name == "client"
+
+
+def test_pkcs12_made_by_cryptography(cas, tmp_path: Path) -> None:
+    a, b, _ = cas
+    data = pkcs12.serialize_key_and_certificates(
+        None, None, None, [a.certificate, b.certificate], BestAvailableEncryption(b"changeit")
+    )
+    path = tmp_path / "trust.p12"
+    path.write_bytes(data)
+    assert len(TrustStore.from_pkcs12(path, password="changeit")) == 2
+    with pytest.raises(ValueError, match="wrong password"):
+        TrustStore.from_pkcs12(path, password="wrong")
+
+
+@pytest.mark.skipif(shutil.which("keytool") is None, reason="keytool (Java) is not installed")
+def test_java_truststore_made_by_keytool(cas, tmp_path: Path) -> None:
+    a, b, _ = cas
+    store = tmp_path / "truststore.p12"
+    for alias, ca in (("ca-a", a), ("ca-b", b)):
+        pem = ca.cert_pem.write_to_path(tmp_path / f"{alias}.pem")
+        subprocess.run(
+            [
+                "keytool",
+                "-importcert",
+                "-noprompt",
+                "-storetype",
+                "PKCS12",
+                "-keystore",
+                str(store),
+                "-storepass",
+                "changeit",
+                "-alias",
+                alias,
+                "-file",
+                str(pem),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    trust = TrustStore.from_pkcs12(store, password="changeit")
+    assert {c.subject for c in trust.certificates} == {a.certificate.subject, b.certificate.subject}
+    leaf = b.issue_client_cert(common_name="spring-client")
+    assert Verifier(trust_store=trust).verify(leaf.chain_pem.text()).common_name == "spring-client"
+
+
+def test_reload_swaps_and_keeps_last_good(cas, tmp_path: Path, caplog) -> None:
+    a, b, _ = cas
+    f = a.cert_pem.write_to_path(tmp_path / "ca.pem")
+    trust = TrustStore.from_pem_file(f, reload_interval=None)
+    assert trust.certificates == (a.certificate,)
+    assert trust.reload() is False  # nothing changed
+    b.cert_pem.write_to_path(f)
+    assert trust.reload() is True
+    assert trust.certificates == (b.certificate,)
+    f.write_bytes(b"-----BEGIN CERTIFICATE-----\nhalf-writ")  # a half-written file
+    with caplog.at_level("ERROR", logger="mtlsauth"):
+        assert trust.reload() is False
+    assert trust.certificates == (b.certificate,)  # last good copy kept, access not widened
+    assert "ca.pem" in (trust.health()[0]["last_error"] or "")
+    assert "ca.pem" in caplog.text
+    a.cert_pem.write_to_path(f)
+    assert trust.reload() is True
+    assert trust.health()[0]["last_error"] is None
+
+
+def test_automatic_reload_after_interval(cas, tmp_path: Path) -> None:
+    a, b, _ = cas
+    f = a.cert_pem.write_to_path(tmp_path / "ca.pem")
+    trust = TrustStore.from_pem_file(f, reload_interval=0.2)
+    b.cert_pem.write_to_path(f)
+    os.utime(f, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    time.sleep(0.3)
+    assert trust.certificates == (b.certificate,)
+
+
+def test_kubernetes_configmap_symlink_swap(cas, tmp_path: Path) -> None:
+    a, b, _ = cas
+    # Kubernetes: ca.pem -> ..data/ca.pem, ..data -> ..2026_11_23_01; swapped by renaming a link.
+    v1 = tmp_path / "..2026_11_23_01"
+    v1.mkdir()
+    a.cert_pem.write_to_path(v1 / "ca.pem")
+    (tmp_path / "..data").symlink_to(v1.name)
+    (tmp_path / "ca.pem").symlink_to("..data/ca.pem")
+    trust = TrustStore.from_directory(tmp_path, reload_interval=None)
+    assert trust.certificates == (a.certificate,)
+    v2 = tmp_path / "..2026_11_23_02"
+    v2.mkdir()
+    b.cert_pem.write_to_path(v2 / "ca.pem")
+    (tmp_path / "..data_tmp").symlink_to(v2.name)
+    os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
+    shutil.rmtree(v1)
+    assert trust.reload() is True
+    assert trust.certificates == (b.certificate,)
+
+
+def test_reload_interval_validation(cas, tmp_path: Path) -> None:
+    f = cas[0].cert_pem.write_to_path(tmp_path / "ca.pem")
+    for bad in (0, -1, "30"):
+        with pytest.raises(ValueError, match="reload_interval"):
+            TrustStore.from_pem_file(f, reload_interval=bad)  # type: ignore[arg-type]

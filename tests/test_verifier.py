@@ -1,0 +1,505 @@
+"""Verifier: every rule accepted and refused, input forms, pinning, depth, time, cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtlsauth import (
+    CertificateInvalid,
+    CertificateMissing,
+    CertificateRevoked,
+    MTLSAuthError,
+    Presented,
+    RevocationUnavailable,
+    TrustStore,
+    Verifier,
+)
+from mtlsauth.testing import CA, ClientCert, self_signed_client_cert
+
+NOW = dt.datetime.now(dt.timezone.utc)
+DAY = dt.timedelta(days=1)
+
+
+def _code(verifier: Verifier, chain: object) -> str:
+    try:
+        verifier.verify(chain)
+    except MTLSAuthError as exc:
+        return exc.code
+    return "accepted"
+
+
+# -- what a leaf may and may not be ------------------------------------------------------
+LEAF_CASES = [
+    pytest.param({}, "accepted", id="plain client cert, no SAN (enterprise CN-only)"),
+    pytest.param({"dns_names": ["a.example"]}, "accepted", id="with DNS SAN"),
+    pytest.param({"aki": False}, "accepted", id="no authority key identifier"),
+    pytest.param({"eku": None}, "accepted", id="no EKU"),
+    pytest.param({"eku": "both"}, "accepted", id="EKU serverAuth+clientAuth"),
+    pytest.param({"eku": "server"}, "invalid_usage", id="EKU serverAuth only"),
+    pytest.param({"eku": "any"}, "invalid_usage", id="EKU anyExtendedKeyUsage only"),
+    pytest.param({"key_type": "rsa"}, "accepted", id="RSA-2048 leaf"),
+    pytest.param({"key_type": "ed25519"}, "accepted", id="Ed25519 leaf"),
+    pytest.param({"key_type": "rsa1024"}, "weak_key", id="RSA-1024 leaf"),
+    pytest.param({"ca": True}, "invalid_usage", id="leaf asserting cA=TRUE"),
+    pytest.param(
+        {"not_before": NOW - 10 * DAY, "not_after": NOW - DAY}, "certificate_expired", id="expired"
+    ),
+    pytest.param(
+        {"not_before": NOW + DAY, "not_after": NOW + 10 * DAY},
+        "certificate_not_yet_valid",
+        id="not yet valid",
+    ),
+    pytest.param(
+        {
+            "extra_extensions": [
+                (
+                    x509.UnrecognizedExtension(
+                        x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"
+                    ),
+                    True,
+                )
+            ]
+        },
+        "invalid_usage",
+        id="unknown critical extension",
+    ),
+    pytest.param(
+        {
+            "extra_extensions": [
+                (
+                    x509.UnrecognizedExtension(
+                        x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"
+                    ),
+                    False,
+                )
+            ]
+        },
+        "accepted",
+        id="unknown non-critical extension",
+    ),
+    pytest.param(
+        {
+            "extra_extensions": [
+                (
+                    x509.KeyUsage(False, False, True, False, False, False, False, False, False),
+                    True,
+                )
+            ]
+        },
+        "invalid_usage",
+        id="keyUsage without digitalSignature",
+    ),
+    pytest.param(
+        {
+            "extra_extensions": [
+                (x509.KeyUsage(True, False, False, False, False, False, False, False, False), True)
+            ]
+        },
+        "accepted",
+        id="keyUsage digitalSignature",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), LEAF_CASES)
+def test_leaf_rules(pki, kwargs: dict[str, object], expected: str) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    cert = pki.inter.issue_client_cert(common_name="c", **kwargs)  # type: ignore[arg-type]
+    assert _code(verifier, cert.chain_pem.text()) == expected
+
+
+def test_ca_certificates_are_never_client_certificates(pki) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    assert _code(verifier, pki.root.cert_pem.text()) == "invalid_usage"  # the anchor itself
+    assert _code(verifier, pki.inter.cert_pem.text()) == "invalid_usage"
+
+
+def test_chain_rules(pki) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    assert _code(verifier, pki.good.chain_pem.text()) == "accepted"
+    assert _code(verifier, pki.direct.chain_pem.text()) == "accepted"
+    assert _code(verifier, pki.good.cert_pem.text()) == "untrusted_issuer"  # intermediate missing
+    assert (
+        _code(verifier, pki.other_root.issue_client_cert().chain_pem.text()) == "untrusted_issuer"
+    )
+    # A look-alike intermediate: same name, different key.
+    fake = CA(
+        common_name=pki.inter.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[
+            0
+        ].value
+    )
+    forged = fake.issue_client_cert(common_name="ledger")
+    assert (
+        _code(verifier, forged.cert_pem.bytes() + pki.inter.cert_pem.bytes()) == "untrusted_issuer"
+    )
+
+
+def test_known_intermediates_complete_leaf_only_chains(pki) -> None:
+    verifier = Verifier(
+        trust_store=pki.root.trust_store(), intermediates=[pki.inter.cert_pem.text()]
+    )
+    assert verifier.verify(pki.good.cert_pem.text()).common_name == "ledger"
+
+
+def test_intermediate_as_anchor(pki) -> None:
+    verifier = Verifier(trust_store=TrustStore.from_pem(pki.inter.cert_pem.bytes()))
+    assert _code(verifier, pki.good.cert_pem.text()) == "accepted"
+    assert _code(verifier, pki.direct.chain_pem.text()) == "untrusted_issuer"
+
+
+@pytest.mark.parametrize(
+    ("max_depth", "expected"),
+    [
+        pytest.param(0, "chain_too_long", id="0: leaf must be issued by an anchor"),
+        pytest.param(1, "accepted", id="1: one intermediate (SSLVerifyDepth 2)"),
+        pytest.param(8, "accepted", id="default"),
+    ],
+)
+def test_max_depth_counts_intermediates(pki, max_depth: int, expected: str) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store(), max_depth=max_depth)
+    assert _code(verifier, pki.good.chain_pem.text()) == expected
+    assert _code(verifier, pki.direct.chain_pem.text()) == "accepted"
+
+
+def test_ca_path_length_is_enforced() -> None:
+    root = CA()
+    limited = root.intermediate(path_length=0)
+    sub = limited.intermediate()
+    leaf = sub.issue_client_cert()
+    assert (
+        _code(Verifier(trust_store=root.trust_store()), leaf.chain_pem.text()) == "chain_too_long"
+    )
+
+
+def test_name_constraints() -> None:
+    root = CA()
+    nc = x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("example.com")], excluded_subtrees=None
+    )
+    inter = root.intermediate(name_constraints=nc)
+    verifier = Verifier(trust_store=root.trust_store())
+    inside = inter.issue_client_cert(dns_names=["a.example.com"])
+    outside = inter.issue_client_cert(dns_names=["evil.test"])
+    assert _code(verifier, inside.chain_pem.text()) == "accepted"
+    assert _code(verifier, outside.chain_pem.text()) == "untrusted_issuer"
+
+
+def test_directory_name_constraint_is_a_clean_refusal() -> None:
+    root = CA()
+    dn = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme Corp")])
+    nc = x509.NameConstraints(permitted_subtrees=[x509.DirectoryName(dn)], excluded_subtrees=None)
+    inter = root.intermediate(name_constraints=nc)
+    leaf = inter.issue_client_cert(organization="Acme Corp")
+    with pytest.raises(CertificateInvalid) as info:
+        Verifier(trust_store=root.trust_store()).verify(leaf.chain_pem.text())
+    assert info.value.code == "untrusted_issuer"
+    assert "directoryName" in info.value.detail
+
+
+# -- input forms ---------------------------------------------------------------------------
+def _forms(cert: ClientCert) -> list[object]:
+    der = cert.chain_der
+    return [
+        cert.chain_pem.text(),
+        cert.chain_pem.bytes(),
+        b"".join(der),
+        [der[0], der[1]],
+        [cert.certificate, *cert.intermediates],
+        (cert.cert_pem.text(), der[1]),
+    ]
+
+
+def test_every_input_form_verifies(pki) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    for form in _forms(pki.good):
+        assert verifier.verify(form).common_name == "ledger"
+
+
+MALFORMED = [
+    pytest.param("hello", id="text"),
+    pytest.param(b"\x30\x03\x02\x01\x00", id="DER of something else"),
+    pytest.param(b"\x30\x82\xff\xff", id="truncated DER header"),
+    pytest.param("-----BEGIN CERTIFICATE-----\nMIIB\n", id="truncated PEM"),
+    pytest.param("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", id="bad base64"),
+    pytest.param(
+        "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n", id="base64 of text"
+    ),
+    pytest.param("-----BEGIN CERTIFICATE-----\n\n-----END CERTIFICATE-----\n", id="empty PEM body"),
+    pytest.param("caf\u00e9", id="non-ASCII text"),
+    pytest.param(12345, id="an int"),
+    pytest.param({"cert": "x"}, id="a dict"),
+    pytest.param(b"\x00" * 10, id="zero bytes"),
+]
+
+
+@pytest.mark.parametrize("bad", MALFORMED)
+def test_malformed_input_is_certificate_malformed(pki, bad: object) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.verify(bad)
+    assert info.value.code == "certificate_malformed"
+
+
+def test_private_keys_trailing_data_and_huge_chains_are_malformed(pki) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    cases = [
+        pki.good.key_pem.text(),
+        pki.good.chain_pem.text() + pki.good.key_pem.text(),
+        pki.good.chain_pem.text() + "trailing words",
+        pki.good.der + b"\x00",
+        pki.good.chain_pem.text() * 9,  # 18 certificates
+        "A" * (300 * 1024),
+    ]
+    for bad in cases:
+        with pytest.raises(CertificateInvalid) as info:
+            verifier.verify(bad)
+        assert info.value.code == "certificate_malformed"
+
+
+@pytest.mark.parametrize("empty", ["", b"", [], (), "   \n"])
+def test_empty_input_is_missing(pki, empty: object) -> None:
+    with pytest.raises(CertificateMissing):
+        Verifier(trust_store=pki.root.trust_store()).verify(empty)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300)))
+def test_no_input_raises_anything_but_mtlsauth_errors(data: str | bytes) -> None:
+    verifier = _SHARED_VERIFIER
+    try:
+        verifier.verify(data)
+    except MTLSAuthError:
+        pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=1, max_size=64), st.integers(min_value=0, max_value=2000))
+def test_corrupted_certificates_never_crash(noise: bytes, pos: int) -> None:
+    der = bytearray(_SHARED_CERT.der)
+    pos %= len(der)
+    der[pos : pos + len(noise)] = noise
+    try:
+        _SHARED_VERIFIER.verify(bytes(der))
+    except MTLSAuthError:
+        pass
+
+
+_SHARED_CA = CA()
+_SHARED_CERT = _SHARED_CA.issue_client_cert()
+_SHARED_VERIFIER = Verifier(trust_store=_SHARED_CA.trust_store(), cache_size=0)
+
+
+# -- pinning -------------------------------------------------------------------------------
+def test_pinned_self_signed_certificates() -> None:
+    pinned = self_signed_client_cert(common_name="keytool user")
+    other = self_signed_client_cert(common_name="impostor")
+    verifier = Verifier(pinned=[pinned.cert_pem.text()])
+    assert verifier.verify(pinned.cert_pem.text()).common_name == "keytool user"
+    assert _code(verifier, other.cert_pem.text()) == "pin_mismatch"
+    old = self_signed_client_cert(not_before=NOW - 10 * DAY, not_after=NOW - DAY)
+    assert _code(Verifier(pinned=[old.certificate]), old.cert_pem.text()) == "certificate_expired"
+
+
+def test_pins_next_to_a_trust_store(pki) -> None:
+    pinned = self_signed_client_cert()
+    verifier = Verifier(trust_store=pki.root.trust_store(), pinned=[pinned.der])
+    assert _code(verifier, pinned.cert_pem.text()) == "accepted"
+    assert _code(verifier, pki.good.chain_pem.text()) == "accepted"
+    assert _code(verifier, self_signed_client_cert().cert_pem.text()) == "untrusted_issuer"
+
+
+def test_pinned_server_only_certificate_is_refused(pki) -> None:
+    server = pki.inter.issue_client_cert(eku="server")
+    assert _code(Verifier(pinned=[server.certificate]), server.cert_pem.text()) == "invalid_usage"
+
+
+# -- time ------------------------------------------------------------------------------------
+def test_validate_as_of_a_moment(pki) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    chain = pki.good.chain_pem.text()
+    assert verifier.verify(chain, at=NOW).common_name == "ledger"
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.verify(chain, at=NOW + 400 * DAY)
+    assert info.value.code == "certificate_expired"
+    with pytest.raises(ValueError, match="timezone"):
+        verifier.verify(chain, at=dt.datetime(2030, 1, 1))
+
+
+def test_clock_skew_forgives_small_differences(pki) -> None:
+    soon = pki.inter.issue_client_cert(not_before=NOW + dt.timedelta(seconds=60))
+    assert _code(Verifier(trust_store=pki.root.trust_store()), soon.chain_pem.text()) == (
+        "certificate_not_yet_valid"
+    )
+    lenient = Verifier(trust_store=pki.root.trust_store(), clock_skew=dt.timedelta(minutes=5))
+    assert _code(lenient, soon.chain_pem.text()) == "accepted"
+
+
+# -- authenticate ------------------------------------------------------------------------
+def test_authenticate_tls_chain(pki) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    tls = pki.good.asgi_tls_extension()["client_cert_chain"]
+    assert isinstance(tls, list)
+    identity = verifier.authenticate(Presented(tls_chain=tuple(tls)))
+    assert identity is not None
+    assert identity.source == "tls"
+    der_identity = verifier.authenticate(Presented(tls_chain=pki.good.chain_der))
+    assert der_identity is not None
+    assert der_identity.fingerprint_sha256 == identity.fingerprint_sha256
+
+
+def test_authenticate_without_certificate(pki) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    with pytest.raises(CertificateMissing) as info:
+        verifier.authenticate(Presented())
+    assert (info.value.code, info.value.status) == ("certificate_missing", 401)
+    assert verifier.authenticate(Presented(), required=False) is None
+
+
+def test_server_reported_tls_error_is_refused(pki) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    presented = Presented(tls_chain=pki.good.chain_der, tls_error="certificate verify failed")
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.authenticate(presented)
+    assert info.value.code == "tls_verification_failed"
+
+
+# -- cache -------------------------------------------------------------------------------
+class SwitchableRevocation:
+    """A RevocationChecker whose answer the test flips, to prove cache hits re-check."""
+
+    def __init__(self) -> None:
+        self.revoked: set[int] = set()
+        self.calls = 0
+        self.token: object = object()
+        self.may_block = False
+        self.explode = False
+
+    def check(self, chain: Sequence[x509.Certificate], *, at: dt.datetime) -> dt.datetime | None:
+        self.calls += 1
+        if self.explode:
+            raise RuntimeError("checker bug")
+        if chain[0].serial_number in self.revoked:
+            raise CertificateRevoked("revoked")
+        return None
+
+
+def test_cache_hit_rechecks_revocation(pki) -> None:
+    rev = SwitchableRevocation()
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=rev)
+    chain = pki.good.chain_pem.text()
+    verifier.verify(chain)
+    verifier.verify(chain)
+    assert verifier.health()["cache"] == {
+        "entries": 1,
+        "negative_entries": 0,
+        "max_entries": 10000,
+        "hits": 1,
+        "misses": 1,
+    }
+    assert rev.calls == 2
+    rev.revoked.add(pki.good.certificate.serial_number)
+    with pytest.raises(CertificateRevoked):
+        verifier.verify(chain)
+    rev.revoked.clear()
+    rev.explode = True
+    with pytest.raises(RevocationUnavailable):
+        verifier.verify(chain)
+
+
+def test_cache_dropped_when_revocation_data_reloads(pki) -> None:
+    rev = SwitchableRevocation()
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=rev)
+    verifier.verify(pki.good.chain_pem.text())
+    assert verifier.health()["cache"]["entries"] == 1  # type: ignore[index]
+    rev.token = object()
+    verifier.verify(pki.direct.chain_pem.text())
+    assert verifier.health()["cache"]["entries"] == 1  # type: ignore[index]
+
+
+def test_cache_expires_with_the_certificate(pki) -> None:
+    # Certificate times have whole-second precision and the engine accepts the last second,
+    # so wait until notAfter is clearly past.
+    short = pki.inter.issue_client_cert(
+        not_after=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
+    )
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    assert _code(verifier, short.chain_pem.text()) == "accepted"
+    time.sleep(2.5)
+    assert _code(verifier, short.chain_pem.text()) == "certificate_expired"
+
+
+def test_cache_dropped_when_trust_reloads(pki, tmp_path) -> None:
+    ca_file = pki.root.cert_pem.write_to_path(tmp_path / "ca.pem")
+    verifier = Verifier(trust_store=TrustStore.from_pem_file(ca_file, reload_interval=None))
+    chain = pki.good.chain_pem.text()
+    assert _code(verifier, chain) == "accepted"
+    pki.other_root.cert_pem.write_to_path(ca_file)  # the operator rotates the CA
+    assert _code(verifier, chain) == "accepted"  # not noticed until a reload is due
+    assert verifier.reload() is True
+    assert _code(verifier, chain) == "untrusted_issuer"
+
+
+def test_negative_cache_is_bounded_and_disabled_with_the_cache(pki) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    for i in range(400):
+        _code(verifier, f"garbage {i}")
+    stats = verifier.health()["cache"]
+    assert stats["negative_entries"] == 256  # type: ignore[index]
+    off = Verifier(trust_store=pki.root.trust_store(), cache_size=0)
+    off.verify(pki.good.chain_pem.text())
+    off.verify(pki.good.chain_pem.text())
+    assert off.health()["cache"]["entries"] == 0  # type: ignore[index]
+
+
+# -- configuration errors ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        pytest.param({}, ValueError, id="no trust at all"),
+        pytest.param({"trust_store": "ca.pem"}, TypeError, id="trust_store as a path"),
+        pytest.param({"max_depth": "8"}, TypeError, id="max_depth as str"),
+        pytest.param({"max_depth": -1}, ValueError, id="negative depth"),
+        pytest.param({"clock_skew": dt.timedelta(hours=2)}, ValueError, id="huge skew"),
+        pytest.param({"cache_size": -5}, ValueError, id="negative cache"),
+        pytest.param({"revocation": "crls/"}, TypeError, id="revocation as a path"),
+        pytest.param({"pinned": ["not a cert"]}, ValueError, id="bad pin"),
+        pytest.param({"intermediates": [b"junk"]}, ValueError, id="bad intermediate"),
+        pytest.param({"policy": {"organizations": ["x"]}}, TypeError, id="policy as a dict"),
+        pytest.param({"forwarded": "nginx"}, TypeError, id="forwarded as a str"),
+    ],
+)
+def test_bad_configuration_fails_at_construction(
+    pki, kwargs: dict[str, object], error: type
+) -> None:
+    if kwargs and "trust_store" not in kwargs:
+        kwargs = {"trust_store": pki.root.trust_store(), **kwargs}
+    with pytest.raises(error):
+        Verifier(**kwargs)  # type: ignore[arg-type]
+
+
+def test_identity_fields(pki) -> None:
+    identity = Verifier(trust_store=pki.root.trust_store()).verify(pki.good.chain_pem.text())
+    assert identity.subject == "CN=ledger,OU=ops,OU=eng,O=payments"
+    assert identity.common_name == "ledger"
+    assert identity.organization == "payments"
+    assert identity.organizational_units == ("eng", "ops")
+    assert identity.dns_names == ("ledger.payments.svc",)
+    assert identity.spiffe_id == "spiffe://example.org/ns/payments/sa/ledger"
+    assert identity.emails == ("ledger@example.org",)
+    assert [str(i) for i in identity.ip_addresses] == ["10.1.2.3"]
+    assert identity.serial_number == pki.good.certificate.serial_number
+    assert len(identity.fingerprint_sha256 or "") == 64
+    assert identity.chain[-1] == pki.root.certificate
+    assert identity.certificate == pki.good.certificate
+    assert identity.verified_by == "mtlsauth"
+    assert identity.matches_token_binding({"x5t#S256": identity.x5t_s256()})
+    assert not identity.matches_token_binding({"x5t#S256": "AAAA"})
+    assert not identity.matches_token_binding("nope")
