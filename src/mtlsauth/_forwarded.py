@@ -1,25 +1,59 @@
-"""ForwardedCert: certificates forwarded in headers by trusted proxies only.
+"""ForwardedCert: certificates forwarded in headers, believed only from trusted proxies.
 
-INTERFACE STUB: replaced by the full implementation.
+The hot path (``extract``) only finds the configured headers, checks the peer against the
+trusted networks (cached per peer string), counts copies and sizes, and builds the cache key
+from the raw values. Percent-decoding, base64 and DER parsing happen in ``decode()``, which
+the Verifier calls only on a cache miss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
+from mtlsauth._encoding import MAX_CHAIN_CERTS
+from mtlsauth._errors import CertificateInvalid, UntrustedForwarder
+from mtlsauth._forwarded_formats import (
+    DECODERS,
+    ENCODINGS,
+    decode_rfc9440_list,
+    is_absent,
+    malformed,
+)
+from mtlsauth._forwarded_identity import identity_from_aws, identity_from_gcp, identity_from_xfcc
+from mtlsauth._forwarded_presets import PRESETS, encode_forwarded
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._types import Presented
+from mtlsauth._xfcc import XFCCElement, decode_element, select_element
 
-__all__ = ["ForwardedCert", "ForwardedValue"]
+__all__ = ["ForwardedCert", "ForwardedValue", "encode_forwarded"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+_IDENTITY_FIELDS = {
+    "aws-alb": frozenset({"subject", "issuer", "serial", "validity"}),
+    "gcp": frozenset(
+        {"present", "chain_verified", "fingerprint", "serial", "spiffe", "uri", "dns",
+         "subject", "issuer", "not_before", "not_after"}
+    ),
+}  # fmt: skip
+_SINGLE_CERT = frozenset({"url-pem", "pem", "der-base64", "rfc9440"})
+_PEER_CACHE_MAX = 4096
+_XFCC_CACHE_MAX = 512
+_DECODE_ERRORS = (ValueError, TypeError, IndexError, KeyError, UnicodeError)
 
 
 @dataclass(frozen=True, slots=True)
 class ForwardedValue:
     """A certificate header taken from a trusted proxy, not yet decoded.
 
-    ``key`` is cheap cache-key material (header names and raw values); ``decode()`` does the
-    real work and returns the DER chain (leaf first) or, for ``verified_by_proxy``, an identity.
+    Attributes:
+        source: ``"header:<name as configured>"``.
+        key: Cache-key material: the header names and raw values, nothing decoded.
+        decode: Returns the DER chain (leaf first) or, for ``verified_by_proxy``, a
+            proxy-verified ``ClientIdentity``; raises only ``CertificateInvalid``.
     """
 
     source: str
@@ -27,16 +61,399 @@ class ForwardedValue:
     decode: Callable[[], tuple[bytes, ...] | ClientIdentity]
 
 
+def _header_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{what} must be a non-empty header name string")
+    lower = name.lower()
+    if any(c not in _TCHAR for c in lower):
+        raise ValueError(f"{what} {name!r} is not a valid HTTP header name")
+    return lower
+
+
+def _parse_proxies(proxies: object) -> tuple[Network, ...]:
+    if isinstance(proxies, str | bytes) or not isinstance(proxies, Iterable):
+        raise TypeError("trusted_proxies must be a list of addresses or CIDRs, not a string")
+    nets: list[Network] = []
+    for entry in proxies:
+        if not isinstance(entry, str):
+            raise TypeError(f"trusted_proxies entries must be strings, got {entry!r}")
+        text = entry.strip()
+        if text == "*":
+            raise ValueError(
+                'trusted_proxies="*" would let any client forge a certificate header; '
+                "name the proxies' addresses or networks"
+            )
+        try:
+            net = ipaddress.ip_network(text, strict=True)
+        except ValueError as exc:
+            raise ValueError(
+                f"trusted_proxies entry {entry!r} is not an IP or CIDR: {exc}"
+            ) from None
+        if net.prefixlen == 0:
+            raise ValueError(f"trusted_proxies entry {entry!r} trusts every address, like '*'")
+        if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
+            mapped = net.network_address.ipv4_mapped
+            net = ipaddress.ip_network(f"{mapped}/{max(net.prefixlen - 96, 0)}", strict=False)
+            if net.prefixlen == 0:
+                raise ValueError(f"trusted_proxies entry {entry!r} trusts every IPv4 address")
+        nets.append(net)
+    if not nets:
+        raise ValueError(
+            "trusted_proxies is empty: certificate headers stay off unless proxies are named"
+        )
+    return tuple(nets)
+
+
 class ForwardedCert:
+    """Accept a client certificate that a trusted reverse proxy forwards in a header.
+
+    Args:
+        header: The header carrying the certificate (case-insensitive).
+        encoding: ``"url-pem"``, ``"pem"``, ``"der-base64"``, ``"traefik"``, ``"xfcc"`` or
+            ``"rfc9440"``.
+        trusted_proxies: IP addresses and CIDRs of the proxies allowed to send the header,
+            matched against the socket peer (never ``X-Forwarded-For``). ``"*"`` and ``/0``
+            networks are refused.
+        chain_header: Header(s) carrying intermediates (Apache ``SSL_CLIENT_CERT_CHAIN_n``,
+            HAProxy ``ssl_c_chain_der``, RFC 9440 ``Client-Cert-Chain``).
+        on_untrusted: ``"reject"`` (``UntrustedForwarder``) or ``"ignore"`` a certificate
+            header from any other peer.
+        max_size: Cap on the total size of the header values read, in characters.
+        verified_by_proxy: Opt-in: accept an identity the proxy verified itself when it
+            forwards no certificate (Istio XFCC without ``Cert``, AWS ALB verify mode, GCP).
+        xfcc_element: Which XFCC element to read; ``-1`` (default) is the one the nearest
+            proxy appended.
+        identity_format: ``"aws-alb"`` or ``"gcp"``: how to read ``identity_headers``.
+        identity_headers: Field name to header name for ``verified_by_proxy`` identities.
+
+    Raises:
+        ValueError, TypeError: on any bad setting, at construction.
+
+    Security:
+        A proxy must *replace* (never append to) the configured headers on every request,
+        or a client's forged copy reaches the app; see ``docs/proxies.md`` for each proxy's
+        exact configuration. ``verified_by_proxy=True`` means mtlsauth verifies nothing:
+        anyone who can reach the app from a trusted address can claim any identity.
+    """
+
+    __slots__ = (
+        "_chain_names", "_fields", "_key_prefix", "_main", "_names", "_networks",
+        "_peer_cache", "_read", "_xfcc_cache", "chain_header", "encoding", "header",
+        "identity_format", "identity_headers", "max_size", "on_untrusted",
+        "trusted_proxies", "verified_by_proxy", "xfcc_element",
+    )  # fmt: skip
+
+    header: str
+    encoding: str
+    trusted_proxies: tuple[str, ...]
+    chain_header: tuple[str, ...]
+    on_untrusted: Literal["reject", "ignore"]
+    max_size: int
+    verified_by_proxy: bool
+    xfcc_element: int
+    identity_format: str | None
+    identity_headers: Mapping[str, str]
+    _main: str
+    _chain_names: tuple[str, ...]
+    _fields: dict[str, str]
+    _names: frozenset[str]
+    _read: frozenset[str]
+    _networks: tuple[Network, ...]
+    _peer_cache: dict[str, bool]
+    _xfcc_cache: dict[str, XFCCElement | CertificateInvalid]
+    _key_prefix: bytes
+
+    def __init__(
+        self,
+        *,
+        header: str,
+        encoding: str,
+        trusted_proxies: Sequence[str],
+        chain_header: str | Sequence[str] | None = None,
+        on_untrusted: Literal["reject", "ignore"] = "reject",
+        max_size: int = 65536,
+        verified_by_proxy: bool = False,
+        xfcc_element: int = -1,
+        identity_format: Literal["aws-alb", "gcp"] | None = None,
+        identity_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        main = _header_name(header, "header")
+        if encoding not in ENCODINGS:
+            raise ValueError(
+                f"unknown encoding {encoding!r}; choose one of: {', '.join(ENCODINGS)}"
+            )
+        networks = _parse_proxies(trusted_proxies)
+        if chain_header is None:
+            chains: tuple[str, ...] = ()
+        elif isinstance(chain_header, str):
+            chains = (chain_header,)
+        else:
+            chains = tuple(chain_header)
+        chain_names = tuple(_header_name(c, "chain_header") for c in chains)
+        if chain_names and encoding in ("xfcc", "traefik"):
+            raise ValueError(f"encoding {encoding!r} carries the chain itself; drop chain_header")
+        if on_untrusted not in ("reject", "ignore"):
+            raise ValueError('on_untrusted must be "reject" or "ignore"')
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size <= 0:
+            raise ValueError("max_size must be a positive int")
+        if not isinstance(verified_by_proxy, bool):
+            raise TypeError("verified_by_proxy must be a bool")
+        if isinstance(xfcc_element, bool) or not isinstance(xfcc_element, int):
+            raise TypeError("xfcc_element must be an int (-1: the last element)")
+        if identity_format is not None and identity_format not in _IDENTITY_FIELDS:
+            raise ValueError(f"identity_format must be one of {sorted(_IDENTITY_FIELDS)} or None")
+        fields = dict(identity_headers or {})
+        if fields and identity_format is None:
+            raise ValueError("identity_headers needs identity_format")
+        if identity_format is not None:
+            unknown = set(fields) - _IDENTITY_FIELDS[identity_format]
+            if unknown:
+                raise ValueError(
+                    f"unknown identity_headers fields {sorted(unknown)}; "
+                    f"{identity_format} knows {sorted(_IDENTITY_FIELDS[identity_format])}"
+                )
+        lower_fields = {k: _header_name(v, f"identity_headers[{k!r}]") for k, v in fields.items()}
+        all_names = {main, *chain_names, *lower_fields.values()}
+        if len(all_names) != 1 + len(chain_names) + len(lower_fields):
+            raise ValueError("header, chain_header and identity_headers must all be different")
+        read = {main, *chain_names} | (set(lower_fields.values()) if verified_by_proxy else set())
+        s = object.__setattr__
+        s(self, "header", header)
+        s(self, "encoding", encoding)
+        s(self, "trusted_proxies", tuple(trusted_proxies))
+        s(self, "chain_header", chains)
+        s(self, "on_untrusted", on_untrusted)
+        s(self, "max_size", max_size)
+        s(self, "verified_by_proxy", verified_by_proxy)
+        s(self, "xfcc_element", xfcc_element)
+        s(self, "identity_format", identity_format)
+        s(self, "identity_headers", dict(fields))
+        s(self, "_main", main)
+        s(self, "_chain_names", chain_names)
+        s(self, "_fields", lower_fields)
+        s(self, "_names", frozenset(all_names))
+        s(self, "_read", frozenset(read))
+        s(self, "_networks", networks)
+        s(self, "_peer_cache", {})
+        s(self, "_xfcc_cache", {})
+        s(self, "_key_prefix", b"fwd\x00")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("ForwardedCert is immutable; build a new one")
+
+    def __repr__(self) -> str:
+        return (
+            f"ForwardedCert(header={self.header!r}, encoding={self.encoding!r}, "
+            f"trusted_proxies={list(self.trusted_proxies)!r}, on_untrusted={self.on_untrusted!r}, "
+            f"verified_by_proxy={self.verified_by_proxy})"
+        )
+
+    @classmethod
+    def preset(
+        cls, name: str, *, trusted_proxies: Sequence[str], **overrides: Any
+    ) -> ForwardedCert:
+        """A configuration for a known proxy; any field can be overridden by keyword.
+
+        Example:
+            >>> ForwardedCert.preset("nginx", trusted_proxies=["127.0.0.1"]).header
+            'X-SSL-Client-Cert'
+        """
+        if name not in PRESETS:
+            raise ValueError(
+                f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}"
+            )
+        return cls(**{**PRESETS[name], **overrides, "trusted_proxies": trusted_proxies})
+
     def header_names(self) -> frozenset[str]:
-        """Lower-case names of every header this config reads (stripped from untrusted peers)."""
-        raise NotImplementedError
+        """Lower-case names of every header this configuration reads.
+
+        Adapters remove these from requests of untrusted peers before the app sees them.
+        """
+        return self._names
 
     def is_trusted(self, peer: str | None) -> bool:
-        raise NotImplementedError
+        """True when ``peer`` (the socket peer address) is one of the trusted proxies."""
+        if not peer:
+            return False
+        cache = self._peer_cache
+        hit = cache.get(peer)
+        if hit is not None:
+            return hit
+        trusted = self._match(peer)
+        if len(cache) >= _PEER_CACHE_MAX:
+            cache.clear()
+        cache[peer] = trusted
+        return trusted
+
+    def _match(self, peer: str) -> bool:
+        text = peer.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address):
+            if addr.ipv4_mapped is not None:
+                addr = addr.ipv4_mapped
+            elif addr.scope_id:
+                addr = ipaddress.IPv6Address(text.split("%", 1)[0])
+        return any(addr in net for net in self._networks)
 
     def extract(self, presented: Presented) -> ForwardedValue | None:
-        """None when no certificate header is present (or a 'no certificate' sentinel, or an
-        untrusted peer with on_untrusted="ignore"); raises UntrustedForwarder or
-        CertificateInvalid(certificate_malformed)."""
-        raise NotImplementedError
+        """Take the certificate header(s) from ``presented``, without decoding them.
+
+        Returns:
+            None when no configured header carries a certificate (absent, empty, ``(null)``,
+            an unreplaced Caddy placeholder) or when an untrusted peer sent one and
+            ``on_untrusted="ignore"``.
+
+        Raises:
+            UntrustedForwarder: a certificate header from a peer that is not trusted.
+            CertificateInvalid: ``certificate_malformed`` for two copies of a single-valued
+                header, a comma-folded value, or values over ``max_size``.
+        """
+        read = self._read
+        found = [(k, v) for k, v in presented.headers if k in read]
+        if not found:
+            return None
+        if all(is_absent(v) for _, v in found):
+            return None
+        if not self.is_trusted(presented.peer):
+            if self.on_untrusted == "ignore":
+                return None
+            raise UntrustedForwarder(
+                f"certificate header {self.header!r} from {presented.peer or 'an unknown peer'},"
+                " which is not a trusted proxy"
+            )
+        if sum(len(v) for _, v in found) > self.max_size:
+            raise malformed(f"certificate headers exceed {self.max_size} characters")
+        main = self._main
+        mains = [v for k, v in found if k == main]
+        key = self._key_prefix + b"\x00".join(
+            k.encode("ascii") + b"\x01" + v.encode("utf-8", "surrogatepass") for k, v in found
+        )
+        source = f"header:{self.header}"
+        if self.encoding == "xfcc":
+            return self._extract_xfcc(mains, key, source)
+        if len(mains) > 1:
+            raise malformed(f"{len(mains)} copies of the single-valued header {self.header!r}")
+        if mains and not is_absent(mains[0]):
+            value = mains[0]
+            if self.encoding in _SINGLE_CERT and "," in value:
+                # WSGI servers join duplicate headers with a comma: never pick one of them
+                raise malformed(f"header {self.header!r} holds a comma (two copies folded?)")
+            chain_values = self._chain_values(found)
+            return ForwardedValue(source, key, lambda: self._decode_chain(value, chain_values))
+        if self.verified_by_proxy and self._fields:
+            return self._extract_fields(found, key, source)
+        return None
+
+    def _chain_values(self, found: list[tuple[str, str]]) -> list[str]:
+        out: list[str] = []
+        for name in self._chain_names:
+            values = [v for k, v in found if k == name]
+            if self.encoding == "rfc9440":  # a List: repeated lines concatenate
+                live = [v for v in values if not is_absent(v)]
+                if live:
+                    out.append(", ".join(live))
+                continue
+            if len(values) > 1:
+                raise malformed(f"{len(values)} copies of the single-valued header {name!r}")
+            if values and not is_absent(values[0]):
+                if "," in values[0]:
+                    raise malformed(f"header {name!r} holds a comma (two copies folded?)")
+                out.append(values[0])
+        return out
+
+    def _decode_chain(self, value: str, chain_values: list[str]) -> tuple[bytes, ...]:
+        try:
+            decoder = DECODERS[self.encoding]
+            ders = list(decoder(value))
+            for chain_value in chain_values:
+                if self.encoding == "rfc9440":
+                    extra = decode_rfc9440_list(chain_value)
+                else:
+                    extra = decoder(chain_value)
+                if extra and extra[0] == ders[0]:  # some proxies repeat the leaf
+                    extra = extra[1:]
+                ders.extend(extra)
+        except _DECODE_ERRORS:
+            raise malformed("certificate header could not be decoded") from None
+        if len(ders) > MAX_CHAIN_CERTS:
+            raise malformed(f"more than {MAX_CHAIN_CERTS} certificates forwarded")
+        return tuple(ders)
+
+    def _extract_xfcc(self, mains: list[str], key: bytes, source: str) -> ForwardedValue | None:
+        live = [v for v in mains if not is_absent(v)]
+        if not live:
+            return None
+        text = ",".join(live)  # repeated lines of a list-valued header concatenate
+        element = self._xfcc_select(text)
+        if element.has_certificate:
+            return ForwardedValue(source, key, lambda: _xfcc_chain(element))
+        if self.verified_by_proxy and element.has_identity:
+            return ForwardedValue(
+                source,
+                key,
+                lambda: _guard(lambda _f, s: identity_from_xfcc(element, s), {}, source),
+            )
+        return None
+
+    def _xfcc_select(self, text: str) -> XFCCElement:
+        # Memoised: XFCC must be parsed to know whether it carries a certificate at all.
+        cache = self._xfcc_cache
+        hit = cache.get(text)
+        if isinstance(hit, XFCCElement):
+            return hit
+        if isinstance(hit, CertificateInvalid):
+            raise malformed(hit.detail)
+        try:
+            element = select_element(text, self.xfcc_element)
+        except CertificateInvalid as exc:
+            result: XFCCElement | CertificateInvalid = exc
+        else:
+            result = element
+        if len(cache) >= _XFCC_CACHE_MAX:
+            cache.clear()
+        cache[text] = result
+        if isinstance(result, CertificateInvalid):
+            raise malformed(result.detail)
+        return result
+
+    def _extract_fields(
+        self, found: list[tuple[str, str]], key: bytes, source: str
+    ) -> ForwardedValue | None:
+        fields: dict[str, str] = {}
+        for field, name in self._fields.items():
+            values = [v for k, v in found if k == name]
+            if len(values) > 1:
+                raise malformed(f"{len(values)} copies of the single-valued header {name!r}")
+            if values and not is_absent(values[0]):
+                fields[field] = values[0]
+        if self.identity_format == "gcp":
+            if fields.get("present", "").strip().lower() != "true":
+                return None
+            return ForwardedValue(source, key, lambda: _guard(identity_from_gcp, fields, source))
+        if "subject" not in fields:
+            return None
+        return ForwardedValue(source, key, lambda: _guard(identity_from_aws, fields, source))
+
+
+def _xfcc_chain(element: XFCCElement) -> tuple[bytes, ...]:
+    try:
+        ders = decode_element(element)
+    except _DECODE_ERRORS:
+        raise malformed("x-forwarded-client-cert could not be decoded") from None
+    if len(ders) > MAX_CHAIN_CERTS:
+        raise malformed(f"more than {MAX_CHAIN_CERTS} certificates forwarded")
+    return tuple(ders)
+
+
+def _guard(
+    build: Callable[[dict[str, str], str], ClientIdentity], fields: dict[str, str], source: str
+) -> ClientIdentity:
+    try:
+        return build(fields, source)
+    except _DECODE_ERRORS:
+        raise malformed("the proxy's identity fields could not be read") from None

@@ -1,0 +1,281 @@
+"""Identities verified by a proxy (opt-in ``verified_by_proxy=True``), built from its fields.
+
+Istio sidecars forward only the caller's SPIFFE ID, subject and DNS names in XFCC; AWS ALB in
+verify mode forwards subject, issuer, serial and validity; GCP's load balancer forwards
+fingerprint, SANs and base64 DER names. mtlsauth did not verify any of it: the resulting
+``ClientIdentity`` has ``verified_by="proxy"`` and ``certificate=None``, and is exactly as
+trustworthy as the proxy (and the network path from it). The Policy still applies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime, timezone
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from mtlsauth._forwarded_formats import malformed
+from mtlsauth._identity import ClientIdentity, IPAddress
+from mtlsauth._xfcc import XFCCElement
+
+__all__ = ["identity_from_aws", "identity_from_gcp", "identity_from_xfcc", "parse_dn"]
+
+# OpenSSL's one-line names (Envoy's docs, HAProxy, nginx "_legacy") that RFC 4514 lacks.
+_LEGACY_NAMES = {"emailAddress": "1.2.840.113549.1.9.1", "SN": "2.5.4.4", "GN": "2.5.4.42"}
+
+
+def _escape_4514(value: str) -> str:
+    out = []
+    for i, c in enumerate(value):
+        if c in ',+"\\<>;=' or (c == "#" and i == 0) or (c == " " and i in (0, len(value) - 1)):
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def parse_dn(text: str) -> x509.Name:
+    """Parse an RFC 2253/4514 DN, or OpenSSL's ``/C=US/O=Acme/CN=x`` form, structurally."""
+    text = text.strip()
+    if not text:
+        return x509.Name([])
+    try:
+        if text.startswith("/"):
+            rdns = []
+            for part in text[1:].split("/"):
+                key, sep, value = part.partition("=")
+                if not sep or not key:
+                    raise ValueError(part)
+                key = _LEGACY_NAMES.get(key, key)
+                rdns.append(f"{key}={_escape_4514(value)}")
+            text = ",".join(reversed(rdns))  # one-line form lists the most general RDN first
+        return x509.Name.from_rfc4514_string(
+            text, {k: ObjectIdentifier(v) for k, v in _LEGACY_NAMES.items()}
+        )
+    except ValueError:
+        raise malformed("the proxy's distinguished name could not be parsed") from None
+
+
+def _first(name: x509.Name, oid: ObjectIdentifier) -> str | None:
+    values = _all(name, oid)
+    return values[0] if values else None
+
+
+def _all(name: x509.Name, oid: ObjectIdentifier) -> tuple[str, ...]:
+    return tuple(
+        a.value if isinstance(a.value, str) else a.value.decode("utf-8", "replace")
+        for a in name.get_attributes_for_oid(oid)
+    )
+
+
+def _build(
+    *,
+    subject: x509.Name,
+    issuer: x509.Name | None,
+    source: str,
+    uris: tuple[str, ...] = (),
+    dns: tuple[str, ...] = (),
+    ips: tuple[IPAddress, ...] = (),
+    serial: int | None = None,
+    fingerprint: str | None = None,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    spiffe_id: str | None = None,
+) -> ClientIdentity:
+    if spiffe_id is None:
+        spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
+        spiffe_id = spiffe[0] if len(spiffe) == 1 else None
+    return ClientIdentity(
+        subject=subject.rfc4514_string(),
+        common_name=_first(subject, NameOID.COMMON_NAME),
+        organization=_first(subject, NameOID.ORGANIZATION_NAME),
+        organizational_units=_all(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
+        dns_names=dns,
+        uris=uris,
+        emails=(),
+        ip_addresses=ips,
+        spiffe_id=spiffe_id,
+        issuer=issuer.rfc4514_string() if issuer is not None else "",
+        serial_number=serial,
+        fingerprint_sha256=fingerprint,
+        not_before=not_before,
+        not_after=not_after,
+        certificate=None,
+        chain=(),
+        source=source,
+        verified_by="proxy",
+        subject_name=subject,
+        issuer_name=issuer,
+    )
+
+
+def _hex_digest(value: str) -> str:
+    v = value.strip().replace(":", "").lower()
+    if len(v) == 64 and all(c in "0123456789abcdef" for c in v):
+        return v
+    try:  # GCP sends the SHA-256 fingerprint base64-encoded, sometimes without padding
+        raw = base64.b64decode(value.strip() + "=" * (-len(value.strip()) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise malformed("the proxy's certificate fingerprint is not a SHA-256 digest")
+    return raw.hex()
+
+
+def _serial(value: str) -> int:
+    v = value.strip().replace(":", "")
+    try:
+        return int(v, 16)
+    except ValueError:
+        raise malformed("the proxy's serial number is not hexadecimal") from None
+
+
+def identity_from_xfcc(element: XFCCElement, source: str) -> ClientIdentity:
+    """Istio sidecar element (``URI``/``Subject``/``DNS``, no ``Cert``)."""
+    return _build(
+        subject=parse_dn(element.subject or ""),
+        issuer=parse_dn(element.issuer) if element.issuer else None,
+        source=source,
+        uris=element.uri,
+        dns=element.dns,
+        fingerprint=_hex_digest(element.hash) if element.hash else None,
+    )
+
+
+def _iso(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise malformed("the proxy's validity is not an ISO 8601 timestamp") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def identity_from_aws(fields: dict[str, str], source: str) -> ClientIdentity:
+    """AWS ALB verify mode: ``-Subject``, ``-Issuer`` (RFC 2253), ``-Serial-Number`` (hex),
+    ``-Validity`` (``NotBefore=...;NotAfter=...``)."""
+    if "subject" not in fields:
+        raise malformed("the load balancer sent no subject")
+    validity: dict[str, str] = {}
+    for part in fields.get("validity", "").split(";"):
+        key, _, value = part.partition("=")
+        if key.strip():
+            validity[key.strip().lower()] = value
+    return _build(
+        subject=parse_dn(fields["subject"]),
+        issuer=parse_dn(fields["issuer"]) if "issuer" in fields else None,
+        source=source,
+        serial=_serial(fields["serial"]) if "serial" in fields else None,
+        not_before=_iso(validity["notbefore"]) if "notbefore" in validity else None,
+        not_after=_iso(validity["notafter"]) if "notafter" in validity else None,
+    )
+
+
+def _b64_text_list(value: str) -> tuple[str, ...]:
+    out = []
+    for item in value.split(","):
+        item = item.strip()
+        if item:
+            out.append(_b64(item).decode("utf-8", "strict"))
+    return tuple(out)
+
+
+def _b64(value: str) -> bytes:
+    try:
+        return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise malformed("the load balancer's field is not base64") from None
+
+
+def identity_from_gcp(fields: dict[str, str], source: str) -> ClientIdentity:
+    """GCP load balancer custom headers: ``{client_cert_*}`` variables."""
+    if fields.get("chain_verified", "").strip().lower() != "true":
+        raise malformed("the load balancer did not verify the client certificate chain")
+    try:
+        uris = _b64_text_list(fields.get("uri", ""))
+        dns = _b64_text_list(fields.get("dns", ""))
+    except UnicodeDecodeError:
+        raise malformed("the load balancer's SAN list is not UTF-8") from None
+    subject = _der_name(_b64(fields["subject"].strip())) if "subject" in fields else None
+    issuer = _der_name(_b64(fields["issuer"].strip())) if "issuer" in fields else None
+    spiffe = fields.get("spiffe", "").strip() or None
+    return _build(
+        subject=subject if subject is not None else x509.Name([]),
+        issuer=issuer,
+        source=source,
+        uris=uris,
+        dns=dns,
+        serial=_serial(fields["serial"]) if fields.get("serial", "").strip() else None,
+        fingerprint=_hex_digest(fields["fingerprint"]) if "fingerprint" in fields else None,
+        not_before=_iso(fields["not_before"]) if "not_before" in fields else None,
+        not_after=_iso(fields["not_after"]) if "not_after" in fields else None,
+        spiffe_id=spiffe,
+    )
+
+
+# -- a small strict DER reader for a bare X.509 Name (GCP sends the subject as DER) --------
+# UTF8String, PrintableString, IA5String, T61String, BMPString
+_STRING_TAGS = frozenset({0x0C, 0x13, 0x16, 0x14, 0x1E})
+
+
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """Return (tag, content_start, content_end) of the element at ``pos``."""
+    if pos + 2 > end:
+        raise ValueError("truncated")
+    tag, first = data[pos], data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 3 or pos + n > end:
+            raise ValueError("bad length")
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    if pos + length > end:
+        raise ValueError("truncated")
+    return tag, pos, pos + length
+
+
+def _oid(raw: bytes) -> str:
+    if not raw or raw[-1] & 0x80:
+        raise ValueError("bad OID")
+    arcs: list[int] = []
+    value = 0
+    for b in raw:
+        value = (value << 7) | (b & 0x7F)
+        if not b & 0x80:
+            arcs.append(value)
+            value = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in (first, arcs[0] - 40 * first, *arcs[1:]))
+
+
+def _der_name(data: bytes) -> x509.Name:
+    try:
+        tag, pos, end = _tlv(data, 0, len(data))
+        if tag != 0x30 or end != len(data):
+            raise ValueError("not a Name")
+        rdns: list[x509.RelativeDistinguishedName] = []
+        while pos < end:
+            tag, spos, send = _tlv(data, pos, end)
+            if tag != 0x31:
+                raise ValueError("not a SET")
+            attrs: list[x509.NameAttribute[str]] = []
+            while spos < send:
+                tag, apos, aend = _tlv(data, spos, send)
+                otag, opos, oend = _tlv(data, apos, aend)
+                vtag, vpos, vend = _tlv(data, oend, aend)
+                if tag != 0x30 or otag != 0x06 or vend != aend or vtag not in _STRING_TAGS:
+                    raise ValueError("bad attribute")
+                raw = data[vpos:vend]
+                text = raw.decode("utf-16-be" if vtag == 0x1E else "utf-8")
+                oid = ObjectIdentifier(_oid(data[opos:oend]))
+                attrs.append(x509.NameAttribute(oid, text))
+                spos = aend
+            rdns.append(x509.RelativeDistinguishedName(attrs))
+            pos = send
+        return x509.Name(rdns)
+    except (ValueError, IndexError, UnicodeDecodeError, TypeError):
+        raise malformed("the load balancer's distinguished name is not a DER Name") from None
