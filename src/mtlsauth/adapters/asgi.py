@@ -1,0 +1,303 @@
+"""Pure ASGI middleware (FastAPI, Starlette, Quart, any ASGI 3 app): no framework import.
+
+Example:
+    >>> from fastapi import FastAPI
+    >>> from mtlsauth import Verifier
+    >>> from mtlsauth.testing import CA
+    >>> from mtlsauth.adapters.asgi import MTLSMiddleware
+    >>> app = FastAPI()
+    >>> app.add_middleware(MTLSMiddleware, verifier=Verifier(trust_store=CA().trust_store()),
+    ...                    exempt_paths={"/healthz"})
+
+The certificate comes from the ASGI TLS extension (``scope["extensions"]["tls"]``, filled by
+``mtlsauth.adapters.uvicorn`` or a server that implements it) or, from trusted proxies only,
+from the header the Verifier's ``ForwardedCert`` names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from mtlsauth._errors import CertificateMissing, IdentityMissing, MTLSAuthError
+from mtlsauth._guard import Decision, Guard, Mode, Route, problem_body, problem_headers
+from mtlsauth._identity import ClientIdentity
+from mtlsauth._types import ASGIApp, Message, Presented, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from mtlsauth._policy import Policy
+    from mtlsauth._verifier import Verifier
+
+__all__ = [
+    "IDENTITY_KEY",
+    "MTLSMiddleware",
+    "Route",
+    "client_identity",
+    "identity_from_scope",
+    "optional_client_identity",
+    "require_client_cert",
+]
+
+IDENTITY_KEY = "mtlsauth.identity"
+logger = logging.getLogger("mtlsauth")
+
+OnError = Callable[[MTLSAuthError, Scope], Any]
+
+
+class MTLSMiddleware:
+    """Authenticate every ``http`` and ``websocket`` request by its client certificate.
+
+    Args:
+        app: The ASGI application to protect.
+        verifier: The ``Verifier`` (trust store, policy, optional ``ForwardedCert``).
+        mode: ``"mandatory"`` (default), ``"optional"`` (no certificate: the request goes on
+            with identity ``None``; a bad certificate is still refused) or ``"off"``.
+        routes: ``Route`` rules, first match wins (their own mode and policy).
+        exempt_paths: Paths never checked, e.g. ``{"/healthz"}`` (a trailing ``*`` makes a
+            prefix).
+        on_error: ``on_error(error, scope)`` returning an ASGI app (a Starlette ``Response``
+            is one) to answer a refusal, or ``None`` for the default problem+json answer.
+            It may be a coroutine function. If it raises, the default answer is sent.
+        on_decision: ``on_decision(decision)`` for audit or metrics, called for every
+            request; exceptions are logged and ignored.
+
+    The app sees a copy of the scope with ``scope["mtlsauth.identity"]`` (a
+    ``ClientIdentity`` or ``None``); read it with ``identity_from_scope``. An
+    ``MTLSAuthError`` raised by the app (e.g. by ``require_client_cert``) before the
+    response started is answered as problem+json too.
+
+    Security note: a certificate header from a peer that is not a trusted proxy never
+    reaches the app: it is refused (``untrusted_forwarder``) or ignored as the
+    ``ForwardedCert`` says, and removed from ``scope["headers"]`` in every mode.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: Verifier,
+        mode: Mode = "mandatory",
+        routes: Sequence[Route] = (),
+        exempt_paths: Iterable[str] = (),
+        on_error: OnError | None = None,
+        on_decision: Callable[[Decision], object] | None = None,
+    ) -> None:
+        self.app = app
+        self.guard = Guard(
+            verifier=verifier,
+            mode=mode,
+            routes=routes,
+            exempt_paths=exempt_paths,
+            on_error=on_error,
+            on_decision=on_decision,
+        )
+        self._strip = frozenset(n.encode("latin-1") for n in self.guard.strip_names)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":  # lifespan and unknown types pass through
+            await self.app(scope, receive, send)
+            return
+        guard = self.guard
+        path: str = scope.get("path") or "/"
+        method: str = scope.get("method") or "GET"  # a websocket handshake is a GET
+        client = scope.get("client")
+        peer: str | None = client[0] if client else None
+        mode, route, exempt = guard.resolve(path, method)
+        if mode == "off":
+            decision = guard.skip(mode, route, exempt, peer, path, method)
+        else:
+            presented = _presented(scope, peer, path, method)
+            if guard.verifier.may_block:  # OCSP may do network I/O: keep the loop free
+                decision = await asyncio.to_thread(guard.decide, presented, mode, route, exempt)
+            else:
+                decision = guard.decide(presented, mode, route, exempt)
+        if decision.error is not None:
+            await self._deny(decision.error, scope, receive, send)
+            return
+        scope = {**scope, IDENTITY_KEY: decision.identity}
+        if self._strip and guard.must_strip(peer):
+            strip = self._strip
+            scope["headers"] = [(k, v) for k, v in scope.get("headers", ()) if k not in strip]
+        await self._call_app(scope, receive, send)
+
+    async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except MTLSAuthError as exc:
+            if started:
+                raise
+            await self._deny(exc, scope, receive, send)
+
+    async def _deny(self, error: MTLSAuthError, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # Deny before accept: consume websocket.connect first (asgiref websocket spec).
+            message = await receive()
+            if message.get("type") != "websocket.connect":
+                return
+        hook = self.guard.on_error
+        if hook is not None:
+            try:
+                result = hook(error, scope)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                logger.error("mtlsauth on_error hook raised", exc_info=True)
+                result = None
+            if result is not None:
+                responder = cast(ASGIApp, result)
+                await responder(scope, _no_more_connect(receive, scope), send)
+                return
+        await send_problem(error, scope, send)
+
+
+def _no_more_connect(receive: Receive, scope: Scope) -> Receive:
+    """For websockets the connect message was consumed: replay it to an on_error app."""
+    if scope["type"] != "websocket":
+        return receive
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "websocket.connect"}
+        return await receive()
+
+    return replay
+
+
+async def send_problem(error: MTLSAuthError, scope: Scope, send: Send) -> None:
+    """Send the default problem+json refusal for an ``http`` or ``websocket`` scope.
+
+    A websocket gets the HTTP denial response when the server supports the
+    ``websocket.http.response`` extension, else ``websocket.close`` with code 1008 (policy
+    violation), which servers turn into an HTTP 403 before the handshake completes.
+    """
+    body = problem_body(error)
+    headers = [
+        (k.encode("latin-1"), v.encode("latin-1")) for k, v in problem_headers(error, len(body))
+    ]
+    if scope["type"] == "websocket":
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": error.status,
+                    "headers": headers,
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008, "reason": error.code})
+        return
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _presented(scope: Scope, peer: str | None, path: str, method: str) -> Presented:
+    # ASGI header names are lower-case bytes already; latin-1 keeps every byte.
+    headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ()))
+    chain: tuple[str | bytes, ...] = ()
+    tls_error: str | None = None
+    ext = scope.get("extensions")
+    if ext:
+        tls = ext.get("tls")
+        if tls:
+            chain = tuple(tls.get("client_cert_chain") or ())
+            # client_cert_name may be None even with a chain (asgiref#466); we never read it.
+            tls_error = tls.get("client_cert_error") or None
+    return Presented(peer, headers, chain, tls_error, path, method)
+
+
+def identity_from_scope(scope: Scope) -> ClientIdentity | None:
+    """The identity ``MTLSMiddleware`` attached to this request.
+
+    Returns:
+        The verified ``ClientIdentity``; or ``None`` when the middleware ran but established
+        no identity: optional mode without a certificate, mode ``"off"``, or an exempt path.
+        In mandatory mode a request without an identity never reaches the app.
+
+    Raises:
+        IdentityMissing: the middleware did not run for this scope (status 500: a
+            deployment bug, e.g. the middleware added to another app).
+    """
+    try:
+        return scope[IDENTITY_KEY]  # type: ignore[no-any-return]
+    except KeyError:
+        raise IdentityMissing(
+            "no mtlsauth identity in the ASGI scope: add mtlsauth.adapters.asgi.MTLSMiddleware"
+        ) from None
+
+
+def _required(scope: Scope, policy: Policy | None) -> ClientIdentity:
+    identity = identity_from_scope(scope)
+    if identity is None:
+        raise CertificateMissing("this endpoint requires a client certificate")
+    if policy is not None and not policy.is_empty:
+        policy.check(identity)
+    return identity
+
+
+def require_client_cert(*, policy: Policy | None = None) -> Callable[..., ClientIdentity]:
+    """A FastAPI dependency factory: this route needs a verified certificate (and ``policy``).
+
+    Use ``Depends(require_client_cert(policy=Policy(organizations={"ops"})))`` on a route
+    (or in ``dependencies=[...]``). It raises ``CertificateMissing`` (401) or
+    ``PolicyDenied`` (403); ``MTLSMiddleware`` answers those as problem+json. The policy
+    applies *in addition to* whatever the middleware already enforced.
+
+    Raises:
+        TypeError: ``policy`` is not a Policy.
+    """
+    from mtlsauth._policy import Policy
+
+    if policy is not None and not isinstance(policy, Policy):
+        raise TypeError("policy must be a Policy")
+    return _dependency(lambda scope: _required(scope, policy), "require_client_cert")
+
+
+def _dependency(fn: Callable[[Scope], Any], name: str) -> Callable[..., Any]:
+    # FastAPI injects the connection by the parameter's annotation, so it must be the real
+    # starlette class; import it here so this module imports without FastAPI installed.
+    from starlette.requests import HTTPConnection
+
+    def dependency(conn: HTTPConnection) -> Any:
+        return fn(conn.scope)
+
+    dependency.__annotations__ = {"conn": HTTPConnection}
+    dependency.__name__ = dependency.__qualname__ = name
+    return dependency
+
+
+if TYPE_CHECKING:
+
+    def client_identity(conn: Any) -> ClientIdentity:
+        """FastAPI dependency: the caller's identity (401 problem when there is none)."""
+        ...
+
+    def optional_client_identity(conn: Any) -> ClientIdentity | None:
+        """FastAPI dependency: the caller's identity, or ``None`` (optional mode)."""
+        ...
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: build the FastAPI dependencies on first use (they need starlette's classes).
+    if name == "client_identity":
+        fn = _dependency(lambda scope: _required(scope, None), name)
+    elif name == "optional_client_identity":
+        fn = _dependency(identity_from_scope, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = fn
+    return fn

@@ -1,0 +1,116 @@
+"""Direct mutual TLS under uvicorn: HTTP protocol classes that fill the ASGI TLS extension.
+
+uvicorn can *require* a client certificate but never tells the app which one arrived (it
+implements no ``scope["extensions"]["tls"]``). These classes subclass uvicorn's own HTTP
+protocols and, once per connection (after the handshake), read the transport's
+``ssl_object`` and put the ASGI TLS extension into the scope of every request on that
+connection. They are selected through uvicorn's public ``http=`` option::
+
+    uvicorn.run(app, http=MTLSH11Protocol,
+                ssl_context_factory=lambda config, default: server_ssl_context(...))
+
+Supported: HTTP/1.1 requests through ``H11Protocol`` (and ``HttpToolsProtocol`` when
+``httptools`` is installed). Not covered: websocket connections (uvicorn hands the upgraded
+connection to a separate websocket protocol that uses the bare app) and HTTP/2.
+On Python < 3.13 the chain holds the leaf only: configure ``Verifier(intermediates=...)``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from mtlsauth._sslcontext import peer_chain, server_ssl_context
+from mtlsauth._types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = [
+    "MTLSH11Protocol",
+    "server_ssl_context",
+    "tls_extension",
+    "with_tls_extension",
+]
+
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+def tls_extension(ssl_object: object) -> dict[str, Any] | None:
+    """The ASGI TLS extension dict for a TLS connection, or ``None`` for plain TCP.
+
+    ``client_cert_chain`` holds PEM strings, leaf first (leaf only before Python 3.13);
+    ``client_cert_error`` is always ``None`` because Python's ``ssl`` aborts the handshake
+    instead of reporting a failed verification; ``cipher_suite`` is ``None`` (Python exposes
+    the cipher's name, not its IANA number) and ``server_cert`` is ``None``.
+    """
+    if ssl_object is None:
+        return None
+    ders = peer_chain(ssl_object)
+    name: str | None = None
+    if ders:
+        try:
+            from cryptography import x509
+
+            name = x509.load_der_x509_certificate(ders[0]).subject.rfc4514_string()
+        except ValueError:  # mtlsauth will refuse it later with certificate_malformed
+            name = None
+    version = getattr(ssl_object, "version", lambda: None)()
+    return {
+        "server_cert": None,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(d) for d in ders],
+        "client_cert_name": name,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(version) if isinstance(version, str) else None,
+        "cipher_suite": None,
+    }
+
+
+def _app_with_tls(app: ASGIApp, tls: dict[str, Any]) -> ASGIApp:
+    async def app_with_tls(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" or scope["type"] == "websocket":
+            ext = scope.get("extensions")
+            scope = {**scope, "extensions": {**ext, "tls": tls} if ext else {"tls": tls}}
+        await app(scope, receive, send)
+
+    return app_with_tls
+
+
+class _TLSExtensionMixin:
+    """Wraps ``self.app`` per connection once the TLS handshake is done."""
+
+    app: ASGIApp
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        tls = tls_extension(transport.get_extra_info("ssl_object"))
+        if tls is not None:
+            self.app = _app_with_tls(self.app, tls)
+
+
+def with_tls_extension(protocol_class: type[Any]) -> type[Any]:
+    """Subclass a uvicorn protocol class so its requests carry the ASGI TLS extension.
+
+    The class must keep the ASGI app in ``self.app`` and receive the transport in
+    ``connection_made`` (uvicorn's ``H11Protocol`` and ``HttpToolsProtocol`` do).
+    """
+    if not isinstance(protocol_class, type):
+        raise TypeError("protocol_class must be a class")
+    return type(f"MTLS{protocol_class.__name__}", (_TLSExtensionMixin, protocol_class), {})
+
+
+class MTLSH11Protocol(_TLSExtensionMixin, H11Protocol):
+    """uvicorn's ``H11Protocol`` plus the ASGI TLS extension (``http=MTLSH11Protocol``)."""
+
+
+def __getattr__(name: str) -> Any:
+    # httptools is optional in uvicorn: build this class only when asked for.
+    if name == "MTLSHttpToolsProtocol":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        cls = with_tls_extension(HttpToolsProtocol)
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
