@@ -1,25 +1,646 @@
-"""Revocation: CRLSet (and OCSPChecker). INTERFACE STUB: replaced by the full implementation."""
+"""CRLSet: certificate revocation lists, verified against the chain and indexed for O(1) look-ups.
+
+Load time does the parsing: every CRL is read whole, its revoked serials go into a dict, and
+it is filed under the DER bytes of its issuer name. ``check`` (called on every verification
+and every cache hit) then costs, per certificate in scope, a dict look-up for the issuing CA's
+usable CRLs, two datetime comparisons and a serial look-up.
+
+Whether a CRL may be used for an issuing CA (issuer name, authority key identifier, cRLSign
+key usage, signature) depends on that CA's certificate, which only the validated chain
+provides; the answer is computed once per (snapshot, CA certificate) and memoised. Freshness
+depends on the clock, so it is checked on every call.
+
+Decisions (RFC 5280 section 5, and docs/revocation.md):
+
+* Delta CRLs (DeltaCRLIndicator) are refused at load with ``ValueError``: a delta is
+  meaningless without its base, and silently ignoring one would drop revocations.
+* Indirect CRLs, ``onlySomeReasons`` partitions, attribute-certificate CRLs, unknown critical
+  extensions and CRLs without ``nextUpdate`` are refused at load the same way.
+* ``onlyContainsUserCerts`` / ``onlyContainsCACerts`` and distribution-point names in the
+  Issuing Distribution Point limit what a CRL can clear.
+* A listed serial is revoked, whatever its reason (``certificateHold`` included; a
+  ``removeFromCRL`` entry in a complete CRL is malformed and also counts as listed) and
+  whatever its revocation or invalidity date.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+import base64
+import binascii
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
+from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
+
+from mtlsauth._errors import CertificateRevoked, MTLSAuthError, RevocationUnavailable
+from mtlsauth._reload import FileSnapshot
 
 __all__ = ["CRLSet"]
 
+logger = logging.getLogger("mtlsauth")
 
-class CRLSet:
-    """Verified, indexed CRLs; satisfies ``mtlsauth._types.RevocationChecker``."""
+Mode = Literal["chain", "leaf"]
+_SKEW = timedelta(minutes=5)  # tolerated clock difference for a CRL's lastUpdate
+_MAX_FILE = 64 * 1024 * 1024
+_NEVER = datetime.min.replace(tzinfo=timezone.utc)
+_FOREVER = datetime.max.replace(tzinfo=timezone.utc)
+_MEMO_MAX = 4096
+_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----(.*?)-----END X509 CRL-----", re.DOTALL)
+_OPENSSL_CRL_HASH = re.compile(r"^[0-9a-f]{8}\.r\d+$")  # c_rehash / openssl rehash CRL links
+_CRL_SUFFIXES = (".pem", ".crl", ".der")
+# CRL extensions this module understands (RFC 5280 5.2); any other critical one refuses the CRL.
+_KNOWN_CRL_EXTENSIONS = frozenset(
+    {
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+        ExtensionOID.ISSUER_ALTERNATIVE_NAME,
+        ExtensionOID.CRL_NUMBER,
+        ExtensionOID.ISSUING_DISTRIBUTION_POINT,
+        ExtensionOID.FRESHEST_CRL,
+        ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
+    }
+)
 
-    def check(self, chain: Sequence[x509.Certificate], *, at: datetime) -> datetime | None:
-        raise NotImplementedError
+
+def _is_crl_name(name: str) -> bool:
+    return name.lower().endswith(_CRL_SUFFIXES) or bool(_OPENSSL_CRL_HASH.match(name))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _CRL:
+    """One loaded CRL, reduced to what ``check`` needs."""
+
+    crl: x509.CertificateRevocationList
+    source: str
+    issuer: str  # RFC 4514, for messages
+    aki: bytes | None
+    number: int
+    last_update: datetime
+    next_update: datetime
+    revoked: dict[int, x509.RevokedCertificate]
+    only_user: bool = False
+    only_ca: bool = False
+    dp_full: frozenset[x509.GeneralName] | None = None  # IDP distribution point, if any
+    dp_relative: x509.RelativeDistinguishedName | None = None
+    # Set by _build(); the defaults make an unprepared CRL unusable (fail closed).
+    expires: datetime = _NEVER  # next_update + grace
+    warn_at: datetime = _NEVER  # expires - warn_before
+    usable_from: datetime = _FOREVER  # last_update - tolerated clock skew
+
+    def covers(self, cert: x509.Certificate, is_ca: bool) -> bool:
+        """Whether this CRL's scope (RFC 5280 5.2.5) includes ``cert``."""
+        if (self.only_user and is_ca) or (self.only_ca and not is_ca):
+            return False
+        if self.dp_full is None and self.dp_relative is None:
+            return True
+        try:  # a partitioned CRL clears only certificates that point at its partition
+            dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        except x509.ExtensionNotFound:
+            return False
+        for dp in dps:
+            if dp.crl_issuer is not None or dp.reasons is not None:
+                continue
+            if self.dp_full is not None and dp.full_name and self.dp_full & set(dp.full_name):
+                return True
+            if self.dp_relative is not None and dp.relative_name == self.dp_relative:
+                return True
+        return False
+
+
+def _fail_load(source: str, why: str) -> ValueError:
+    return ValueError(f"{source}: {why}")
+
+
+def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
+    exts = crl.extensions
+    for ext in exts:
+        if ext.oid == ExtensionOID.DELTA_CRL_INDICATOR:
+            raise _fail_load(
+                source, "delta CRLs are not supported; supply the complete (base) CRL instead"
+            )
+        if ext.critical and ext.oid not in _KNOWN_CRL_EXTENSIONS:
+            raise _fail_load(source, f"unsupported critical CRL extension {ext.oid.dotted_string}")
+    next_update = crl.next_update_utc
+    if next_update is None:
+        raise _fail_load(source, "CRL has no nextUpdate, so its freshness cannot be judged")
+    aki: bytes | None = None
+    try:
+        aki = exts.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        number = exts.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        number = -1
+    scope: dict[str, object] = {}
+    try:
+        idp = exts.get_extension_for_class(x509.IssuingDistributionPoint).value
+    except x509.ExtensionNotFound:
+        pass
+    else:
+        if idp.indirect_crl:
+            raise _fail_load(source, "indirect CRLs are not supported")
+        if idp.only_some_reasons is not None:
+            raise _fail_load(
+                source, "CRLs partitioned by reason (onlySomeReasons) are not supported"
+            )
+        if idp.only_contains_attribute_certs:
+            raise _fail_load(source, "attribute-certificate CRLs cannot cover client certificates")
+        scope = {
+            "only_user": idp.only_contains_user_certs,
+            "only_ca": idp.only_contains_ca_certs,
+            "dp_full": frozenset(idp.full_name) if idp.full_name else None,
+            "dp_relative": idp.relative_name,
+        }
+    revoked: dict[int, x509.RevokedCertificate] = {}
+    for entry in crl:
+        revoked[entry.serial_number] = entry
+    return _CRL(
+        crl=crl,
+        source=source,
+        issuer=crl.issuer.rfc4514_string(),
+        aki=aki,
+        number=number,
+        last_update=crl.last_update_utc,
+        next_update=next_update,
+        revoked=revoked,
+        **scope,  # type: ignore[arg-type]
+    )
+
+
+def _parse(data: bytes, source: str) -> list[_CRL]:
+    ders: list[bytes] = []
+    if b"-----BEGIN" in data:
+        blocks = _PEM_CRL.findall(data)
+        if len(blocks) != data.count(b"-----BEGIN X509 CRL-----"):
+            raise _fail_load(source, "truncated PEM block (file half-written?)")
+        for block in blocks:
+            try:
+                ders.append(base64.b64decode(b"".join(block.split()), validate=True))
+            except (binascii.Error, ValueError):
+                raise _fail_load(source, "bad base64 in a PEM CRL block") from None
+        if not ders:
+            raise _fail_load(source, "no X509 CRL block found")
+    else:
+        ders.append(data)
+    out = []
+    for i, der in enumerate(ders):
+        where = source if len(ders) == 1 else f"{source} (CRL #{i + 1})"
+        try:
+            out.append(_index_crl(x509.load_der_x509_crl(der), where))
+        except ValueError as exc:
+            if str(exc).startswith(where):
+                raise
+            raise _fail_load(where, f"not a parsable CRL ({exc})") from None
+    return out
+
+
+def _read(path: Path) -> list[_CRL]:
+    try:
+        if path.stat().st_size > _MAX_FILE:
+            raise _fail_load(str(path), "file too large for a CRL")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _fail_load(str(path), f"cannot read: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise _fail_load(str(path), "empty file")
+    return _parse(data, str(path))
+
+
+def _key_id(cert: x509.Certificate) -> tuple[bytes, ...]:
+    ids = [x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest]
+    try:
+        ids.append(cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
+    except x509.ExtensionNotFound:
+        pass
+    return tuple(ids)
+
+
+def _may_sign_crls(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value.crl_sign
+    except x509.ExtensionNotFound:
+        return True  # RFC 5280 4.2.1.3: no KeyUsage, no restriction
+
+
+@dataclass(eq=False)
+class _Snapshot:
+    """An immutable set of indexed CRLs; the memo only caches answers derived from it."""
+
+    by_issuer: dict[bytes, tuple[_CRL, ...]]
+    sources: tuple[str, ...]
+    loaded_at: float = field(default_factory=time.time)
+    memo: dict[x509.Certificate, tuple[tuple[_CRL, bool], ...]] = field(default_factory=dict)
+    # Hashing a Certificate hashes its DER (3 us); the Verifier hands the same objects back on
+    # every cache hit, so a look-up by id() (kept honest by holding the object) is the fast path.
+    by_id: dict[int, tuple[x509.Certificate, tuple[tuple[_CRL, bool], ...]]] = field(
+        default_factory=dict
+    )
+    serials: dict[int, tuple[x509.Certificate, int]] = field(default_factory=dict)
+    warned: set[tuple[int, str]] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
+    def crls(self) -> list[_CRL]:
+        return [c for group in self.by_issuer.values() for c in group]
+
+    def candidates(self, issuer: x509.Certificate) -> tuple[tuple[_CRL, bool], ...]:
+        """CRLs naming ``issuer`` and its key, each with "verified for this issuer" (memoised)."""
+        fast = self.by_id.get(id(issuer))
+        if fast is not None and fast[0] is issuer:
+            return fast[1]
+        found = self.memo.get(issuer)
+        if found is not None:
+            self._remember(issuer, found)
+            return found
+        with self.lock:  # one thread verifies a (possibly large) CRL signature, others wait
+            found = self.memo.get(issuer)
+            if found is not None:
+                return found
+            found = self._compute(issuer)
+            if len(self.memo) >= _MEMO_MAX:
+                self.memo.clear()
+            self.memo[issuer] = found
+            self._remember(issuer, found)
+            return found
+
+    def _remember(self, issuer: x509.Certificate, found: tuple[tuple[_CRL, bool], ...]) -> None:
+        if len(self.by_id) >= _MEMO_MAX:
+            self.by_id.clear()
+        self.by_id[id(issuer)] = (issuer, found)
+
+    def serial(self, cert: x509.Certificate) -> int:
+        """``cert.serial_number`` (1 us: a big-int conversion), memoised by object identity."""
+        known = self.serials.get(id(cert))
+        if known is not None and known[0] is cert:
+            return known[1]
+        value = cert.serial_number
+        if len(self.serials) >= _MEMO_MAX:
+            self.serials.clear()
+        self.serials[id(cert)] = (cert, value)
+        return value
+
+    def _compute(self, issuer: x509.Certificate) -> tuple[tuple[_CRL, bool], ...]:
+        named = self.by_issuer.get(issuer.subject.public_bytes(), ())
+        if not named:
+            return ()
+        key_ids = _key_id(issuer)
+        can_sign = _may_sign_crls(issuer)
+        public_key = issuer.public_key()
+        out = []
+        for c in named:
+            if c.aki is not None and c.aki not in key_ids:
+                continue  # another key of a same-named CA (rollover): not this issuer's CRL
+            try:
+                ok = can_sign and c.crl.is_signature_valid(public_key)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - unsupported algorithm etc.: unusable, not fatal
+                ok = False
+            if not ok:
+                logger.error(
+                    "mtlsauth: CRL %s is not usable for %s: %s",
+                    c.source,
+                    c.issuer,
+                    "the issuer lacks the cRLSign key usage"
+                    if not can_sign
+                    else "its signature does not verify",
+                )
+            out.append((c, ok))
+        return tuple(out)
+
+    def warn_once(self, c: _CRL, kind: str, message: str) -> None:
+        key = (id(c), kind)
+        if key not in self.warned:
+            self.warned.add(key)
+            (logger.error if kind == "stale" else logger.warning)(message, c.source, c.expires)
+
+
+def _build(
+    crls: Iterable[_CRL], sources: Sequence[str], grace: timedelta, warn_before: timedelta
+) -> _Snapshot:
+    groups: dict[bytes, list[_CRL]] = {}
+    for c in crls:
+        expires = c.next_update + grace
+        c = replace(
+            c,
+            expires=expires,
+            warn_at=expires - warn_before,
+            usable_from=c.last_update - _SKEW,
+        )
+        groups.setdefault(c.crl.issuer.public_bytes(), []).append(c)
+    # Newest first: the first fresh CRL in scope is authoritative (a released hold disappears
+    # from newer CRLs, so an older still-fresh one must not win).
+    by_issuer = {
+        k: tuple(sorted(v, key=lambda c: (c.number, c.last_update), reverse=True))
+        for k, v in groups.items()
+    }
+    return _Snapshot(by_issuer, tuple(sources))
+
+
+def _load_paths(files: list[Path], grace: timedelta, warn_before: timedelta) -> _Snapshot:
+    crls = [c for f in files for c in _read(f)]
+    if not files:
+        logger.warning("mtlsauth: CRL set: no CRL files found; every issuer in scope is missing")
+    return _build(crls, [str(f) for f in files], grace, warn_before)
+
+
+def _check_options(mode: str, allow_missing: object, grace: object, warn_before: object) -> None:
+    if mode not in ("chain", "leaf"):
+        raise ValueError('mode must be "chain" or "leaf"')
+    if not isinstance(allow_missing, bool):
+        raise TypeError("allow_missing must be a bool")
+    for name, value in (("grace", grace), ("warn_before", warn_before)):
+        if not isinstance(value, timedelta):
+            raise TypeError(f"{name} must be a timedelta")
+        if value < timedelta(0):
+            raise ValueError(f"{name} must not be negative")
+
+
+class CRLSet:
+    """Certificate revocation lists, checked against the validated chain on every verification.
+
+    Build one with :meth:`from_paths`, :meth:`from_pem` or :meth:`from_der`, then pass it as
+    ``Verifier(revocation=...)``. Several checkers (a CRLSet and an ``OCSPChecker``) combine
+    as a tuple: ``Verifier(revocation=(crls, ocsp))``; all must pass.
+
+    A CRL is used for a certificate only if its issuer name equals the certificate's issuer,
+    its authority key identifier (if any) matches the issuing CA's key, its signature verifies
+    with that key, the CA may sign CRLs (cRLSign, when KeyUsage is present), its scope covers
+    the certificate, and it is fresh (``lastUpdate`` not in the future by more than 5 minutes,
+    ``nextUpdate + grace`` not passed).
+
+    Args:
+        mode: ``"chain"`` checks every certificate below the trust anchor (Apache
+            ``SSLCARevocationCheck chain``, nginx ``ssl_crl``); ``"leaf"`` only the client
+            certificate (``SSLCARevocationCheck leaf``, Envoy ``only_verify_leaf_cert_crl``).
+        allow_missing: When True, an issuer for which no CRL was loaded at all is not checked
+            (Apache ``no_crl_for_cert_ok``). A CRL that exists but is stale or badly signed
+            still fails closed. Security note: with True, deleting a CRL file admits every
+            certificate of that CA; keep it False unless some CAs publish no CRL.
+        grace: Extra time a CRL stays usable after its ``nextUpdate``. Security note: a
+            revocation published after ``nextUpdate`` is unseen for this long.
+        reload_interval: Seconds between cheap change checks of the files (``from_paths``);
+            ``None`` checks only on ``reload()``.
+        warn_before: Log a warning once when a CRL in use is this close to ``nextUpdate``
+            and nothing has replaced it; at ``nextUpdate + grace`` it fails closed.
+
+    Raises:
+        ValueError: a file or input that does not parse, or holds a CRL this module refuses
+            (delta, indirect, reason-partitioned, no ``nextUpdate``), naming the file.
+        RevocationUnavailable, CertificateRevoked: from :meth:`check` only.
+
+    Example::
+
+        crls = CRLSet.from_paths("/etc/mtls/crls/", mode="chain", reload_interval=30)
+        verifier = Verifier(trust_store=trust, revocation=crls)
+    """
+
+    __slots__ = ("_allow_missing", "_grace", "_mode", "_source", "_static", "_warn_before")
+
+    def __init__(
+        self,
+        source: _Snapshot | FileSnapshot[_Snapshot],
+        *,
+        mode: Mode = "chain",
+        allow_missing: bool = False,
+        grace: timedelta = timedelta(0),
+        warn_before: timedelta = timedelta(hours=1),
+    ) -> None:
+        if not isinstance(source, _Snapshot | FileSnapshot):
+            raise TypeError("use CRLSet.from_paths(), from_pem() or from_der()")
+        _check_options(mode, allow_missing, grace, warn_before)
+        self._source = source
+        self._static = source if isinstance(source, _Snapshot) else None
+        self._mode = mode
+        self._allow_missing = allow_missing
+        self._grace = grace
+        self._warn_before = warn_before
+
+    # -- constructors ---------------------------------------------------------------------
+    @classmethod
+    def from_paths(
+        cls,
+        *files_or_dirs: str | os.PathLike[str],
+        mode: Mode = "chain",
+        allow_missing: bool = False,
+        grace: timedelta = timedelta(0),
+        reload_interval: float | None = 30.0,
+        warn_before: timedelta = timedelta(hours=1),
+    ) -> CRLSet:
+        """CRLs from files (PEM, possibly several per file, or DER) and directories.
+
+        In a directory, ``*.pem``, ``*.crl``, ``*.der`` and OpenSSL hash links (``HASH.rN``,
+        as ``openssl rehash`` makes for ``SSLCARevocationPath``) are read; dot-files are
+        skipped, so a Kubernetes ``..data`` mount works as is.
+        """
+        if not files_or_dirs:
+            raise ValueError("CRLSet.from_paths() needs at least one file or directory")
+        _check_options(mode, allow_missing, grace, warn_before)
+        snap = FileSnapshot(
+            list(files_or_dirs),
+            accept=_is_crl_name,
+            loader=lambda files: _load_paths(files, grace, warn_before),
+            reload_interval=reload_interval,
+            what="CRL set",
+        )
+        return cls(
+            snap, mode=mode, allow_missing=allow_missing, grace=grace, warn_before=warn_before
+        )
+
+    @classmethod
+    def from_pem(
+        cls,
+        data: str | bytes,
+        *,
+        mode: Mode = "chain",
+        allow_missing: bool = False,
+        grace: timedelta = timedelta(0),
+        warn_before: timedelta = timedelta(hours=1),
+    ) -> CRLSet:
+        """CRLs from PEM text holding one or more ``X509 CRL`` blocks (never reloads)."""
+        if isinstance(data, str):
+            data = data.encode("ascii", "replace")
+        if not isinstance(data, bytes) or b"-----BEGIN" not in data:
+            raise ValueError("from_pem() needs PEM text with an X509 CRL block")
+        _check_options(mode, allow_missing, grace, warn_before)
+        snap = _build(_parse(data, "PEM input"), ["PEM input"], grace, warn_before)
+        return cls(
+            snap, mode=mode, allow_missing=allow_missing, grace=grace, warn_before=warn_before
+        )
+
+    @classmethod
+    def from_der(
+        cls,
+        *data: bytes,
+        mode: Mode = "chain",
+        allow_missing: bool = False,
+        grace: timedelta = timedelta(0),
+        warn_before: timedelta = timedelta(hours=1),
+    ) -> CRLSet:
+        """CRLs from one or more DER encodings (never reloads)."""
+        if not data or not all(isinstance(d, bytes) for d in data):
+            raise TypeError("from_der() takes one or more DER bytes objects")
+        _check_options(mode, allow_missing, grace, warn_before)
+        crls = [c for i, d in enumerate(data) for c in _parse(d, f"DER input #{i + 1}")]
+        snap = _build(crls, ["DER input"], grace, warn_before)
+        return cls(
+            snap, mode=mode, allow_missing=allow_missing, grace=grace, warn_before=warn_before
+        )
+
+    # -- RevocationChecker ----------------------------------------------------------------
+    @property
     def token(self) -> object:
-        raise NotImplementedError
+        """The current snapshot: a new object after every successful reload."""
+        return self._current()
 
     @property
     def may_block(self) -> bool:
         return False
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def _current(self) -> _Snapshot:
+        static = self._static
+        if static is not None:
+            return static
+        src = self._source
+        assert isinstance(src, FileSnapshot)
+        return src.current()
+
+    def check(self, chain: Sequence[x509.Certificate], *, at: datetime) -> datetime | None:
+        """Check the validated ``chain`` (leaf first, ending at the trust anchor) as of ``at``.
+
+        Returns:
+            The earliest ``nextUpdate + grace`` of the CRLs used (cache no longer than that),
+            or ``None`` when no CRL was consulted.
+
+        Raises:
+            CertificateRevoked: a certificate in scope is listed.
+            RevocationUnavailable: no usable CRL covers a certificate in scope, or anything
+                unexpected happened (this method never raises another type).
+        """
+        try:
+            return self._check(chain, at)
+        except MTLSAuthError:
+            raise
+        except Exception as exc:
+            logger.exception("mtlsauth: CRL check failed unexpectedly")
+            raise RevocationUnavailable(f"CRL check failed: {type(exc).__name__}") from None
+
+    def _check(self, chain: Sequence[x509.Certificate], at: datetime) -> datetime | None:
+        if at.tzinfo is None:
+            raise RevocationUnavailable("CRL check needs a timezone-aware time")
+        snap = self._current()
+        in_scope = len(chain) - 1 if self._mode == "chain" else min(1, len(chain) - 1)
+        until: datetime | None = None
+        for i in range(in_scope):
+            cert = chain[i]
+            used: _CRL | None = None
+            covered = False
+            problem = "no CRL from its issuer is loaded"
+            for c, verified in snap.candidates(chain[i + 1]):
+                if not c.covers(cert, i > 0):
+                    continue
+                covered = True
+                if not verified:
+                    problem = "the issuer's CRL is not validly signed by it"
+                elif at >= c.expires:
+                    problem = f"the issuer's CRL expired at {c.expires}"
+                    snap.warn_once(c, "stale", "mtlsauth: CRL %s expired at %s; failing closed")
+                elif at < c.usable_from:
+                    problem = "the issuer's CRL is not valid yet (clock skew?)"
+                else:
+                    used = c
+                    break
+            if used is None:
+                if not covered and self._allow_missing:
+                    continue
+                what = "client certificate" if i == 0 else "intermediate CA"
+                raise RevocationUnavailable(
+                    f"cannot check the {what} serial {cert.serial_number:x}: {problem}"
+                )
+            entry = used.revoked.get(snap.serial(cert))
+            if entry is not None:
+                try:
+                    detail = _revoked_detail(cert, entry, i)
+                except Exception:  # noqa: BLE001 - odd entry extensions: still revoked
+                    detail = f"certificate serial {cert.serial_number:x} is revoked"
+                raise CertificateRevoked(detail)
+            expires: datetime = used.expires
+            if at >= used.warn_at:
+                snap.warn_once(
+                    used, "near", "mtlsauth: CRL %s reaches nextUpdate at %s, not yet replaced"
+                )
+            if until is None or expires < until:
+                until = expires
+        return until
+
+    # -- operations -----------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Re-read the files now (``from_paths`` only); True if a new snapshot was swapped in."""
+        if isinstance(self._source, FileSnapshot):
+            return self._source.reload()
+        return False
+
+    def health(self) -> dict[str, object]:
+        """Status for health endpoints: files, last load, last error, earliest nextUpdate."""
+        snap = self._current()
+        now = datetime.now(timezone.utc)
+        crls = snap.crls
+        earliest = min((c.next_update for c in crls), default=None)
+        status: dict[str, object] = {
+            "what": "CRL set",
+            "mode": self._mode,
+            "files": list(snap.sources),
+            "crls": [
+                {
+                    "source": c.source,
+                    "issuer": c.issuer,
+                    "number": c.number,
+                    "entries": len(c.revoked),
+                    "next_update": c.next_update.isoformat(),
+                    "stale": now >= c.expires,
+                }
+                for c in crls
+            ],
+            "earliest_next_update": earliest.isoformat() if earliest else None,
+            "last_loaded": snap.loaded_at,
+            "last_error": None,
+            "generation": 0,
+        }
+        if isinstance(self._source, FileSnapshot):
+            h = self._source.health()
+            status.update(
+                last_loaded=h["last_loaded"], last_error=h["last_error"], generation=h["generation"]
+            )
+        return status
+
+    def __repr__(self) -> str:
+        return f"<CRLSet mode={self._mode} crls={len(self._current().crls)}>"
+
+
+def _revoked_detail(cert: x509.Certificate, entry: x509.RevokedCertificate, depth: int) -> str:
+    reason = "unspecified"
+    extra = ""
+    for ext in entry.extensions:
+        if ext.oid == CRLEntryExtensionOID.CRL_REASON and isinstance(ext.value, x509.CRLReason):
+            reason = ext.value.reason.value
+        elif ext.oid == CRLEntryExtensionOID.INVALIDITY_DATE and isinstance(
+            ext.value, x509.InvalidityDate
+        ):
+            extra = f", compromised since {ext.value.invalidity_date_utc.isoformat()}"
+    what = "client certificate" if depth == 0 else "intermediate CA"
+    held = " (on hold)" if reason == "certificateHold" else ""
+    return (
+        f"{what} serial {cert.serial_number:x} is revoked{held}: {reason}, "
+        f"since {entry.revocation_date_utc.isoformat()}{extra}"
+    )
