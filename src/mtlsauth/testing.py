@@ -446,3 +446,67 @@ def self_signed_client_cert(
         )
     cert = builder.sign(key, _sign_hash(key))
     return ClientCert(cert, key, ())
+
+
+# -- OCSP helpers (a responder certificate and an OpenSSL index for `openssl ocsp`) -----------
+
+
+def issue_ocsp_responder_cert(
+    ca: CA,
+    *,
+    common_name: str = "OCSP responder",
+    key_type: KeyType = "ec",
+    ocsp_signing: bool = True,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> ClientCert:
+    """A delegated OCSP responder certificate issued by ``ca`` (RFC 6960 4.2.2.2).
+
+    It carries the id-kp-OCSPSigning extended key usage (``ocsp_signing=False`` leaves it out,
+    for tests that a responder without it is refused) and id-pkix-ocsp-nocheck.
+    Use ``cert_pem`` and ``key_pem`` as ``openssl ocsp -rsigner`` and ``-rkey``.
+    """
+    extensions: list[tuple[x509.ExtensionType, bool]] = [(x509.OCSPNoCheck(), False)]
+    if ocsp_signing:
+        extensions.append((x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False))
+    return ca.issue_client_cert(
+        common_name=common_name,
+        key_type=key_type,
+        eku=None,
+        not_before=not_before,
+        not_after=not_after,
+        extra_extensions=extensions,
+    )
+
+
+def _openssl_time(when: dt.datetime) -> str:
+    # OpenSSL's index uses UTCTime up to 2049 and GeneralizedTime after (RFC 5280 4.1.2.5).
+    return when.strftime("%y%m%d%H%M%SZ" if when.year < 2050 else "%Y%m%d%H%M%SZ")
+
+
+def openssl_index(ca: CA, certs: Iterable[ClientCert | x509.Certificate]) -> Blob:
+    """An OpenSSL ``index.txt`` for ``openssl ocsp -index``: ``certs`` are listed as valid,
+    or as revoked (with the reason) when :meth:`CA.revoke` was called for them.
+
+    Serials the index does not list are answered UNKNOWN by ``openssl ocsp``.
+    """
+    revoked = {serial: (when, reason) for serial, when, reason in ca._revoked}
+    lines = []
+    for item in certs:
+        c = item.certificate if isinstance(item, ClientCert) else item
+        serial = f"{c.serial_number:X}"
+        serial = serial.rjust(len(serial) + len(serial) % 2, "0")
+        subject = "".join(f"/{a.rfc4514_attribute_name}={a.value!s}" for a in c.subject).replace(
+            "\t", " "
+        )
+        expiry = _openssl_time(c.not_valid_after_utc)
+        if c.serial_number in revoked:
+            when, reason = revoked[c.serial_number]
+            rev = _openssl_time(when) + (f",{reason.value}" if reason is not None else "")
+            lines.append(f"R\t{expiry}\t{rev}\t{serial}\tunknown\t{subject}\n")
+        else:
+            lines.append(f"V\t{expiry}\t\t{serial}\tunknown\t{subject}\n")
+    return Blob("".join(lines).encode("utf-8"))
+
+
+__all__ += ["issue_ocsp_responder_cert", "openssl_index"]
