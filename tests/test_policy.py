@@ -1,0 +1,629 @@
+"""Policy: every field accepted and refused, DN normalisation, any_of, RFC 8705, config errors."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import ipaddress
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtlsauth import ClientIdentity, Policy, PolicyDenied
+from mtlsauth._identity import identity_from_certificate
+from mtlsauth._policy import _norm, pinned_from_rfc8705
+from mtlsauth.testing import CA, self_signed_client_cert
+
+A = x509.NameAttribute
+R = x509.RelativeDistinguishedName
+ROOT_CN = "Policy Test Root"
+
+Ids = dict[str, ClientIdentity]
+
+
+def _name(*attrs: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
+    return x509.Name([A(oid, value) for oid, value in attrs])
+
+
+@pytest.fixture(scope="session")
+def ids() -> Ids:
+    """Identities built from real certificates (one CA, keys generated once)."""
+    ca = CA(organization="Policy Test", common_name=ROOT_CN)
+    alice_subject = _name(
+        (NameOID.COUNTRY_NAME, "US"),
+        (NameOID.ORGANIZATION_NAME, "Acme Corp"),
+        (NameOID.ORGANIZATIONAL_UNIT_NAME, "Eng"),
+        (NameOID.ORGANIZATIONAL_UNIT_NAME, "Ops"),
+        (NameOID.COMMON_NAME, "alice"),
+    )
+    subjects: dict[str, x509.Name] = {
+        "bob": x509.Name(
+            [
+                R([A(NameOID.ORGANIZATION_NAME, "Acme Corp")]),
+                R([A(NameOID.COMMON_NAME, "bob"), A(NameOID.USER_ID, "b42")]),
+            ]
+        ),
+        "special": _name(
+            (NameOID.ORGANIZATION_NAME, 'Acme, Inc. "Q"+R'),
+            (NameOID.COMMON_NAME, "#lead =eq ; semi\\ back "),
+        ),
+        "nonascii": _name((NameOID.ORGANIZATION_NAME, "Zürich AG"), (NameOID.COMMON_NAME, "José")),
+        "carol": _name(
+            (NameOID.ORGANIZATION_NAME, "Acme"),
+            (NameOID.EMAIL_ADDRESS, "a@x.org"),
+            (NameOID.COMMON_NAME, "carol"),
+        ),
+        "inject": _name((NameOID.ORGANIZATION_NAME, "Acme"), (NameOID.COMMON_NAME, "x,CN=admin")),
+        "two_orgs": _name(
+            (NameOID.ORGANIZATION_NAME, "One"),
+            (NameOID.ORGANIZATION_NAME, "Two"),
+            (NameOID.COMMON_NAME, "svc"),
+        ),
+        "unknown_oid": _name(
+            (x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), "Blue"), (NameOID.COMMON_NAME, "u")
+        ),
+        "no_cn": _name((NameOID.ORGANIZATION_NAME, "Acme")),
+        "spaced": _name((NameOID.COMMON_NAME, "al   ice")),
+    }
+    out: Ids = {}
+    alice = ca.issue_client_cert(
+        subject=alice_subject,
+        dns_names=["a.svc.example", "Host.Example.COM."],
+        uris=["spiffe://td/ns/x/sa/y", "https://Login.Example.com/users/alice"],
+        emails=["Alice@Example.com"],
+        ip_addresses=["10.1.2.3", "2001:db8::5"],
+    )
+    out["alice"] = identity_from_certificate(alice.certificate)
+    for key, subject in subjects.items():
+        out[key] = identity_from_certificate(ca.issue_client_cert(subject=subject).certificate)
+    sans: dict[str, dict[str, list[str]]] = {
+        "deep": {"dns_names": ["a.b.svc.example"]},
+        "apex": {"dns_names": ["svc.example"]},
+        "wild": {"dns_names": ["*.svc.example"]},
+        "xy": {"uris": ["spiffe://td/ns/xy"]},
+        "dotdot": {"uris": ["spiffe://td/ns/x/../admin"]},
+        "pctdot": {"uris": ["spiffe://td/ns/x/%2e%2e/admin"]},
+        "bare_prefix": {"uris": ["spiffe://td/ns/x/"]},
+        "two_spiffe": {"uris": ["spiffe://td/a", "spiffe://td/b"]},
+        "subdomain_mail": {"emails": ["x@sub.example.com"]},
+        "mapped": {"ip_addresses": ["::ffff:10.9.9.9"]},
+    }
+    for key, kwargs in sans.items():
+        cert = ca.issue_client_cert(common_name=key, **kwargs)  # type: ignore[arg-type]
+        out[key] = identity_from_certificate(cert.certificate)
+    out["bare"] = identity_from_certificate(ca.issue_client_cert(common_name="bare").certificate)
+    proxy = dict(
+        certificate=None,
+        chain=(),
+        subject_name=None,
+        issuer_name=None,
+        fingerprint_sha256=None,
+        serial_number=None,
+        verified_by="proxy",
+        source="header:x-forwarded-client-cert",
+    )
+    out["proxy"] = dataclasses.replace(out["alice"], **proxy)  # type: ignore[arg-type]
+    out["proxy_slash"] = dataclasses.replace(
+        out["proxy"], subject="/C=US/O=Acme Corp/OU=Eng/OU=Ops/CN=alice"
+    )
+    out["proxy_garbage"] = dataclasses.replace(out["proxy"], subject="not a DN", issuer="")
+    return out
+
+
+ALICE_DN = "CN=alice,OU=Ops,OU=Eng,O=Acme Corp,C=US"
+
+# (policy keywords, identity, expected PolicyDenied code or None for "admitted")
+CHECKS = [
+    # --- subject DN: parsed, case-folded, spaces collapsed, RDN order ignored
+    pytest.param({"subjects": [ALICE_DN]}, "alice", None, id="subject: RFC 4514 exact"),
+    pytest.param({"subjects": ["cn=ALICE,ou=ops,ou=eng,o=acme corp,c=us"]}, "alice", None, id="subject: case-insensitive keys and values"),
+    pytest.param({"subjects": ["CN=alice,OU=Ops,OU=Eng,O=Acme   Corp,C=US"]}, "alice", None, id="subject: internal spaces collapse"),
+    pytest.param({"subjects": ["CN=\\ alice\\ ,OU=Ops,OU=Eng,O=Acme Corp,C=US"]}, "alice", None, id="subject: escaped outer spaces trimmed"),
+    pytest.param({"subjects": ["C=US,O=Acme Corp,OU=Eng,OU=Ops,CN=alice"]}, "alice", None, id="subject: OpenSSL forward order"),
+    pytest.param({"subjects": ["/C=US/O=Acme Corp/OU=Eng/OU=Ops/CN=alice"]}, "alice", None, id="subject: OpenSSL slash form"),
+    pytest.param({"subjects": ["/C=US/O=Acme Corp/OU=Eng/OU=Ops/CN=alice/"]}, "alice", None, id="subject: slash form, trailing slash"),
+    pytest.param({"subjects": ["OU=Eng,CN=alice,OU=Ops,O=Acme Corp,C=US"]}, "alice", None, id="subject: scrambled order"),
+    pytest.param({"subjects": ["CN=mallory", ALICE_DN]}, "alice", None, id="subject: any entry may match"),
+    pytest.param({"subjects": ["CN=alice,OU=Eng,O=Acme Corp,C=US"]}, "alice", "subject_not_allowed", id="subject: one OU missing"),
+    pytest.param({"subjects": ["CN=alice,OU=Ops,OU=Ops,OU=Eng,O=Acme Corp,C=US"]}, "alice", "subject_not_allowed", id="subject: duplicated OU is not the same DN"),
+    pytest.param({"subjects": ["CN=alice,O=Acme Corp,C=US"]}, "alice", "subject_not_allowed", id="subject: a prefix of the DN is not the DN"),
+    pytest.param({"subjects": ["CN=alice+OU=Ops,OU=Eng,O=Acme Corp,C=US"]}, "alice", "subject_not_allowed", id="subject: RDNs merged into one"),
+    pytest.param({"subjects": ["CN=mallory,OU=Ops,OU=Eng,O=Acme Corp,C=US"]}, "alice", "subject_not_allowed", id="subject: other CN"),
+    pytest.param({"subjects": ["UID=b42+CN=bob,O=Acme Corp"]}, "bob", None, id="subject: multi-valued RDN, OpenSSL member order"),
+    pytest.param({"subjects": ["CN=bob+UID=b42,O=Acme Corp"]}, "bob", None, id="subject: multi-valued RDN, cryptography order"),
+    pytest.param({"subjects": ["/O=Acme Corp/CN=bob+UID=b42"]}, "bob", None, id="subject: multi-valued RDN, slash form"),
+    pytest.param({"subjects": ["CN=bob,UID=b42,O=Acme Corp"]}, "bob", "subject_not_allowed", id="subject: multi-valued RDN split in two"),
+    pytest.param({"subjects": ['CN=\\#lead =eq \\; semi\\\\ back\\ ,O=Acme\\, Inc. \\"Q\\"\\+R']}, "special", None, id="subject: escapes as cryptography/OpenSSL print them"),
+    pytest.param({"subjects": ['CN=\\#lead \\=eq \\; semi\\\\ back\\ ,O=Acme\\, Inc. \\"Q\\"\\+R']}, "special", None, id="subject: escapes as Java prints them"),
+    pytest.param({"subjects": ['/O=Acme, Inc. "Q"\\+R/CN=#lead =eq ; semi\\ back']}, "special", None, id="subject: escapes as OpenSSL compat prints them"),
+    pytest.param({"subjects": ['CN=\\#lead =eq \\; semi\\\\ back\\ ,O=Acme']}, "special", "subject_not_allowed", id="subject: truncated O value"),
+    pytest.param({"subjects": ["CN=José,O=Zürich AG"]}, "nonascii", None, id="subject: non-ASCII"),
+    pytest.param({"subjects": ["CN=Jos\\C3\\A9,O=Z\\C3\\BCrich AG"]}, "nonascii", None, id="subject: non-ASCII, OpenSSL RFC2253 hex escapes"),
+    pytest.param({"subjects": ["/O=Z\\xC3\\xBCrich AG/CN=Jos\\xC3\\xA9"]}, "nonascii", None, id="subject: non-ASCII, OpenSSL compat escapes"),
+    pytest.param({"subjects": ["CN=JOSÉ,O=ZÜRICH AG"]}, "nonascii", None, id="subject: non-ASCII case-folded"),
+    pytest.param({"subjects": ["CN=Jose\u0301,O=Zürich AG"]}, "nonascii", None, id="subject: decomposed accent (NFC)"),
+    pytest.param({"subjects": ["CN=Jose,O=Zürich AG"]}, "nonascii", "subject_not_allowed", id="subject: accent matters"),
+    pytest.param({"subjects": ["CN=carol,emailAddress=a@x.org,O=Acme"]}, "carol", None, id="subject: emailAddress keyword"),
+    pytest.param({"subjects": ["CN=carol,E=A@X.org,O=Acme"]}, "carol", None, id="subject: E keyword"),
+    pytest.param({"subjects": ["CN=carol,1.2.840.113549.1.9.1=a@x.org,O=Acme"]}, "carol", None, id="subject: emailAddress as dotted OID"),
+    pytest.param({"subjects": ["CN=carol,1.2.840.113549.1.9.1=#16076140782e6f7267,O=Acme"]}, "carol", None, id="subject: emailAddress as Java hex DER"),
+    pytest.param({"subjects": ["/O=Acme/emailAddress=a@x.org/CN=carol"]}, "carol", None, id="subject: emailAddress, slash form"),
+    pytest.param({"subjects": ["CN=carol,O=Acme"]}, "carol", "subject_not_allowed", id="subject: emailAddress attribute missing"),
+    pytest.param({"subjects": ["CN=u,1.3.6.1.4.1.99999.1=blue"]}, "unknown_oid", None, id="subject: unknown OID by dotted string"),
+    pytest.param({"subjects": ["CN=admin,O=Acme"]}, "inject", "subject_not_allowed", id="subject: CN 'x,CN=admin' is not CN=admin"),
+    pytest.param({"subjects": ["CN=x,CN=admin,O=Acme"]}, "inject", "subject_not_allowed", id="subject: nor two CN RDNs"),
+    pytest.param({"subjects": ["CN=x\\,CN=admin,O=Acme"]}, "inject", None, id="subject: escaped comma is the real value"),
+    pytest.param({"subjects": [ALICE_DN]}, "proxy", None, id="subject: proxy identity, string parsed"),
+    pytest.param({"subjects": [ALICE_DN]}, "proxy_slash", None, id="subject: proxy identity, slash string"),
+    pytest.param({"subjects": ["CN=mallory"]}, "proxy", "subject_not_allowed", id="subject: proxy identity refused"),
+    pytest.param({"subjects": [ALICE_DN]}, "proxy_garbage", "subject_not_allowed", id="subject: unparseable proxy subject fails closed"),
+    # --- common name: the first CN, case-insensitive, spaces normalised
+    pytest.param({"common_names": ["alice"]}, "alice", None, id="cn: exact"),
+    pytest.param({"common_names": [" ALICE "]}, "alice", None, id="cn: case and outer spaces"),
+    pytest.param({"common_names": ["al ice"]}, "spaced", None, id="cn: internal space runs"),
+    pytest.param({"common_names": ["bob"]}, "alice", "common_name_not_allowed", id="cn: other name"),
+    pytest.param({"common_names": ["alic"]}, "alice", "common_name_not_allowed", id="cn: no substring match"),
+    pytest.param({"common_names": ["admin"]}, "inject", "common_name_not_allowed", id="cn: injection attempt"),
+    pytest.param({"common_names": ["x,CN=admin"]}, "inject", None, id="cn: the literal value"),
+    pytest.param({"common_names": ["acme"]}, "no_cn", "common_name_not_allowed", id="cn: certificate without CN"),
+    pytest.param({"common_names": ["bob"]}, "bob", None, id="cn: inside a multi-valued RDN"),
+    # --- organization: any O attribute
+    pytest.param({"organizations": ["acme corp"]}, "alice", None, id="o: case-insensitive"),
+    pytest.param({"organizations": ["Acme"]}, "alice", "organization_not_allowed", id="o: no prefix match"),
+    pytest.param({"organizations": ["two"]}, "two_orgs", None, id="o: second O attribute"),
+    pytest.param({"organizations": ["Acme"]}, "bare", "organization_not_allowed", id="o: certificate without O"),
+    pytest.param({"organizations": ["Acme Corp"]}, "proxy", None, id="o: proxy identity"),
+    # --- organizational unit: any OU
+    pytest.param({"organizational_units": ["ops"]}, "alice", None, id="ou: second OU"),
+    pytest.param({"organizational_units": ["Eng"]}, "alice", None, id="ou: first OU"),
+    pytest.param({"organizational_units": ["Sales"]}, "alice", "organizational_unit_not_allowed", id="ou: other OU"),
+    pytest.param({"organizational_units": ["Eng"]}, "bare", "organizational_unit_not_allowed", id="ou: certificate without OU"),
+    # --- issuer DN
+    pytest.param({"issuers": [f"CN={ROOT_CN},O=Policy Test"]}, "alice", None, id="issuer: RFC 4514"),
+    pytest.param({"issuers": [f"/O=policy test/CN={ROOT_CN.upper()}"]}, "alice", None, id="issuer: slash form, other case"),
+    pytest.param({"issuers": ["CN=Other Root,O=Policy Test"]}, "alice", "issuer_not_allowed", id="issuer: other CA"),
+    pytest.param({"issuers": [f"CN={ROOT_CN},O=Policy Test"]}, "proxy", None, id="issuer: proxy identity string"),
+    pytest.param({"issuers": [f"CN={ROOT_CN},O=Policy Test"]}, "proxy_garbage", "issuer_not_allowed", id="issuer: empty proxy issuer fails closed"),
+    # --- DNS SANs: exact or one-label wildcard
+    pytest.param({"dns_names": ["a.svc.example"]}, "alice", None, id="dns: exact"),
+    pytest.param({"dns_names": ["A.SVC.EXAMPLE."]}, "alice", None, id="dns: case and trailing dot in config"),
+    pytest.param({"dns_names": ["host.example.com"]}, "alice", None, id="dns: trailing dot in certificate"),
+    pytest.param({"dns_names": ["*.svc.example"]}, "alice", None, id="dns: wildcard, one label"),
+    pytest.param({"dns_names": ["*.SVC.example"]}, "alice", None, id="dns: wildcard case-insensitive"),
+    pytest.param({"dns_names": ["b.svc.example"]}, "alice", "dns_name_not_allowed", id="dns: other name"),
+    pytest.param({"dns_names": ["svc.example"]}, "alice", "dns_name_not_allowed", id="dns: parent is not the name"),
+    pytest.param({"dns_names": ["*.example"]}, "alice", "dns_name_not_allowed", id="dns: wildcard is not recursive"),
+    pytest.param({"dns_names": ["*.svc.example"]}, "deep", "dns_name_not_allowed", id="dns: wildcard, two labels"),
+    pytest.param({"dns_names": ["*.svc.example"]}, "apex", "dns_name_not_allowed", id="dns: wildcard, no label"),
+    pytest.param({"dns_names": ["*.svc.example"]}, "wild", "dns_name_not_allowed", id="dns: presented wildcard never matches"),
+    pytest.param({"dns_names": ["a.svc.example"]}, "bare", "dns_name_not_allowed", id="dns: certificate without SAN"),
+    # --- URI SANs: exact (scheme/host case-insensitive) or /* prefix
+    pytest.param({"uris": ["https://login.example.com/users/alice"]}, "alice", None, id="uri: host case-insensitive"),
+    pytest.param({"uris": ["HTTPS://LOGIN.EXAMPLE.COM/users/alice"]}, "alice", None, id="uri: scheme case-insensitive"),
+    pytest.param({"uris": ["https://login.example.com/users/Alice"]}, "alice", "uri_not_allowed", id="uri: path case-sensitive"),
+    pytest.param({"uris": ["https://login.example.com/users/*"]}, "alice", None, id="uri: prefix"),
+    pytest.param({"uris": ["https://login.example.com/user/*"]}, "alice", "uri_not_allowed", id="uri: prefix ends at a slash"),
+    pytest.param({"uris": ["spiffe://td/ns/x/*"]}, "alice", None, id="uri: spiffe prefix"),
+    pytest.param({"uris": ["spiffe://td/ns/x/*"]}, "xy", "uri_not_allowed", id="uri: prefix is not a string prefix"),
+    pytest.param({"uris": ["spiffe://td/ns/x/*"]}, "dotdot", "uri_not_allowed", id="uri: dot-dot segment refused"),
+    pytest.param({"uris": ["spiffe://td/ns/x/*"]}, "pctdot", "uri_not_allowed", id="uri: encoded dot-dot refused"),
+    pytest.param({"uris": ["spiffe://td/ns/x/*"]}, "bare_prefix", "uri_not_allowed", id="uri: prefix needs a remainder"),
+    pytest.param({"uris": ["spiffe://td/ns/x/"]}, "alice", "uri_not_allowed", id="uri: exact is exact"),
+    pytest.param({"uris": ["spiffe://td/ns/x/sa/y"]}, "bare", "uri_not_allowed", id="uri: certificate without SAN"),
+    # --- SPIFFE ID: the single spiffe:// URI SAN
+    pytest.param({"spiffe_ids": ["spiffe://td/ns/x/sa/y"]}, "alice", None, id="spiffe: exact"),
+    pytest.param({"spiffe_ids": ["SPIFFE://TD/ns/x/*"]}, "alice", None, id="spiffe: prefix, trust domain case-insensitive"),
+    pytest.param({"spiffe_ids": ["spiffe://td/ns/x/sa/Y"]}, "alice", "spiffe_id_not_allowed", id="spiffe: path case-sensitive"),
+    pytest.param({"spiffe_ids": ["spiffe://other/ns/x/*"]}, "alice", "spiffe_id_not_allowed", id="spiffe: other trust domain"),
+    pytest.param({"spiffe_ids": ["spiffe://td/*"]}, "two_spiffe", "spiffe_id_not_allowed", id="spiffe: two SPIFFE URIs are no SPIFFE ID"),
+    pytest.param({"spiffe_ids": ["spiffe://td/ns/x/sa/y"]}, "proxy", None, id="spiffe: proxy identity"),
+    pytest.param({"spiffe_ids": ["spiffe://td/*"]}, "bare", "spiffe_id_not_allowed", id="spiffe: certificate without SAN"),
+    # --- email SANs: local part exact, domain case-insensitive, @domain for a whole domain
+    pytest.param({"emails": ["Alice@example.COM"]}, "alice", None, id="email: domain case-insensitive"),
+    pytest.param({"emails": ["alice@Example.com"]}, "alice", "email_not_allowed", id="email: local part exact"),
+    pytest.param({"emails": ["@example.com"]}, "alice", None, id="email: whole domain"),
+    pytest.param({"emails": ["@sub.example.com"]}, "alice", "email_not_allowed", id="email: other domain"),
+    pytest.param({"emails": ["@example.com"]}, "subdomain_mail", "email_not_allowed", id="email: domain does not cover subdomains"),
+    pytest.param({"emails": ["@example.com"]}, "bare", "email_not_allowed", id="email: certificate without SAN"),
+    # --- IP SANs: address or CIDR, v4 and v6
+    pytest.param({"ip_addresses": ["10.1.2.3"]}, "alice", None, id="ip: v4 address"),
+    pytest.param({"ip_addresses": ["10.0.0.0/8"]}, "alice", None, id="ip: v4 CIDR"),
+    pytest.param({"ip_addresses": ["10.1.2.4"]}, "alice", "ip_address_not_allowed", id="ip: other v4 address"),
+    pytest.param({"ip_addresses": ["192.168.0.0/16"]}, "alice", "ip_address_not_allowed", id="ip: other v4 CIDR"),
+    pytest.param({"ip_addresses": ["2001:DB8:0::5"]}, "alice", None, id="ip: v6 address, other spelling"),
+    pytest.param({"ip_addresses": ["2001:db8::/32"]}, "alice", None, id="ip: v6 CIDR"),
+    pytest.param({"ip_addresses": ["2001:db9::/32"]}, "alice", "ip_address_not_allowed", id="ip: other v6 CIDR"),
+    pytest.param({"ip_addresses": ["::/0"]}, "mapped", None, id="ip: v4-mapped v6 in a v6 net"),
+    pytest.param({"ip_addresses": ["10.0.0.0/8"]}, "mapped", None, id="ip: v4-mapped v6 in a v4 net"),
+    pytest.param({"ip_addresses": ["0.0.0.0/0"]}, "bare", "ip_address_not_allowed", id="ip: certificate without SAN"),
+    # --- fingerprints on an identity without one
+    pytest.param({"fingerprints": ["ab" * 32]}, "proxy", "fingerprint_not_allowed", id="fingerprint: unknown fails"),
+    # --- across fields: all must match, first failing field (keyword order) reported
+    pytest.param({"organizations": ["Acme Corp"], "common_names": ["alice"]}, "alice", None, id="all fields match"),
+    pytest.param({"organizations": ["Acme Corp"], "common_names": ["bob"]}, "alice", "common_name_not_allowed", id="one field fails"),
+    pytest.param({"organizations": ["Evil"], "dns_names": ["evil.example"]}, "alice", "organization_not_allowed", id="first failing field in keyword order"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kwargs", "who", "code"), CHECKS)
+def test_check(ids: Ids, kwargs: dict[str, Any], who: str, code: str | None) -> None:
+    policy = Policy(**kwargs)
+    if code is None:
+        policy.check(ids[who])
+        return
+    with pytest.raises(PolicyDenied) as info:
+        policy.check(ids[who])
+    assert info.value.code == code
+    assert info.value.status == 403
+
+
+Fmt = Callable[[str], str]
+FINGERPRINT_FORMS = [
+    pytest.param(lambda fp: fp, id="lower hex"),
+    pytest.param(lambda fp: fp.upper(), id="upper hex"),
+    pytest.param(lambda fp: ":".join(fp[i : i + 2] for i in range(0, 64, 2)).upper(), id="openssl colons"),
+    pytest.param(lambda fp: " ".join(fp[i : i + 4] for i in range(0, 64, 4)), id="spaced groups"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", FINGERPRINT_FORMS)
+def test_fingerprint_forms(ids: Ids, fmt: Fmt) -> None:
+    fp = ids["alice"].fingerprint_sha256
+    assert fp is not None
+    Policy(fingerprints=[fmt(fp)]).check(ids["alice"])
+    with pytest.raises(PolicyDenied) as info:
+        Policy(fingerprints=[fmt(fp)]).check(ids["bare"])
+    assert info.value.code == "fingerprint_not_allowed"
+    with pytest.raises(PolicyDenied) as info:
+        Policy(deny_fingerprints=[fmt(fp)]).check(ids["alice"])
+    assert info.value.code == "certificate_denied"
+    Policy(deny_fingerprints=[fmt(fp)]).check(ids["bare"])
+
+
+SERIAL_FORMS = [
+    pytest.param(lambda s: s, id="int"),
+    pytest.param(lambda s: hex(s), id="0x hex"),
+    pytest.param(lambda s: hex(s).upper().replace("0X", "0x"), id="0x upper hex"),
+    pytest.param(lambda s: ":".join(f"{s:040x}"[i : i + 2] for i in range(0, 40, 2)), id="colon hex"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", SERIAL_FORMS)
+def test_deny_serials(ids: Ids, fmt: Callable[[int], int | str]) -> None:
+    serial = ids["alice"].serial_number
+    assert serial is not None
+    policy = Policy(deny_serials=[fmt(serial)])
+    with pytest.raises(PolicyDenied) as info:
+        policy.check(ids["alice"])
+    assert info.value.code == "certificate_denied"
+    policy.check(ids["bare"])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"deny_fingerprints": ["ab" * 32]}, id="fingerprint"),
+        pytest.param({"deny_serials": [1]}, id="serial"),
+    ],
+)
+def test_deny_list_fails_closed_without_certificate(ids: Ids, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(PolicyDenied) as info:
+        Policy(**kwargs).check(ids["proxy"])
+    assert info.value.code == "certificate_denied"
+
+
+def test_deny_list_checked_before_allow_lists(ids: Ids) -> None:
+    serial = ids["alice"].serial_number
+    assert serial is not None
+    with pytest.raises(PolicyDenied) as info:
+        Policy(common_names=["nobody"], deny_serials=[serial]).check(ids["alice"])
+    assert info.value.code == "certificate_denied"
+
+
+def test_ip_entries_may_be_ipaddress_objects(ids: Ids) -> None:
+    Policy(ip_addresses=[ipaddress.ip_network("10.0.0.0/8")]).check(ids["alice"])  # type: ignore[list-item]
+    Policy(ip_addresses=[ipaddress.ip_address("2001:db8::5")]).check(ids["alice"])  # type: ignore[list-item]
+
+
+def test_detail_names_field_not_value(ids: Ids) -> None:
+    with pytest.raises(PolicyDenied) as info:
+        Policy(common_names=["bob"]).check(ids["alice"])
+    assert "common name" in info.value.detail
+    assert "alice" not in info.value.detail
+    assert "bob" not in info.value.detail
+
+
+# --- any_of ---------------------------------------------------------------------------------
+
+ANY_OF = [
+    pytest.param([{"common_names": ["nobody"]}, {"organizations": ["acme corp"]}], None, id="second alternative admits"),
+    pytest.param([{"common_names": ["alice"]}, {"organizations": ["nobody"]}], None, id="first alternative admits"),
+    pytest.param([{"common_names": ["nobody"]}, {"organizations": ["nobody"]}], "common_name_not_allowed", id="all refuse: first error"),
+    pytest.param([{"organizations": ["nobody"]}, {"common_names": ["nobody"]}], "organization_not_allowed", id="all refuse: first error, other order"),
+    pytest.param([{"common_names": ["alice"]}, {"organizations": ["x"], "deny_fingerprints": ["ALICE"]}], "certificate_denied", id="a deny-list anywhere wins"),
+    pytest.param([{"common_names": ["alice"], "deny_serials": [1]}, {"organizations": ["x"]}], None, id="deny-list without a hit"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("parts", "code"), ANY_OF)
+def test_any_of(ids: Ids, parts: list[dict[str, Any]], code: str | None) -> None:
+    fp = ids["alice"].fingerprint_sha256
+    for kwargs in parts:
+        if kwargs.get("deny_fingerprints") == ["ALICE"]:
+            kwargs["deny_fingerprints"] = [fp]
+    policy = Policy.any_of(*(Policy(**kw) for kw in parts))
+    assert not policy.is_empty
+    if code is None:
+        policy.check(ids["alice"])
+        return
+    with pytest.raises(PolicyDenied) as info:
+        policy.check(ids["alice"])
+    assert info.value.code == code
+
+
+def test_any_of_nested_and_trivial(ids: Ids) -> None:
+    a, b, c = (Policy(common_names=[n]) for n in ("x", "y", "alice"))
+    nested = Policy.any_of(Policy.any_of(a, b), c)
+    nested.check(ids["alice"])
+    with pytest.raises(PolicyDenied):
+        Policy.any_of(Policy.any_of(a, b), Policy(common_names=["z"])).check(ids["alice"])
+    assert Policy.any_of(a) is a
+    assert Policy.any_of(Policy(), a).is_empty
+    assert not Policy.any_of(Policy(), Policy(deny_serials=[1])).is_empty
+    assert (
+        repr(Policy.any_of(a, b))
+        == "Policy.any_of(Policy(common_names=['x']), Policy(common_names=['y']))"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "exc"),
+    [
+        pytest.param((), ValueError, id="no policies"),
+        pytest.param(("common_names",), TypeError, id="not a Policy"),
+    ],
+)
+def test_any_of_misuse(args: tuple[Any, ...], exc: type[Exception]) -> None:
+    with pytest.raises(exc, match="any_of"):
+        Policy.any_of(*args)
+
+
+# --- the object itself ------------------------------------------------------------------------
+
+
+def test_empty_policy_admits_everyone(ids: Ids) -> None:
+    policy = Policy()
+    assert policy.is_empty
+    assert repr(policy) == "Policy()"
+    for identity in ids.values():
+        policy.check(identity)
+    assert not Policy(deny_serials=[1]).is_empty
+    assert not Policy(common_names=["x"]).is_empty
+
+
+def test_policy_is_immutable_and_picklable(ids: Ids) -> None:
+    policy = Policy(organizations=("Acme Corp", "Acme Corp"), dns_names={"*.svc.example"})
+    with pytest.raises(AttributeError):
+        policy._allow = ()
+    with pytest.raises(AttributeError):
+        policy.extra = 1
+    assert not hasattr(policy, "__dict__")
+    assert repr(policy) == "Policy(organizations=['Acme Corp'], dns_names=['*.svc.example'])"
+    clone = pickle.loads(pickle.dumps(policy))  # noqa: S301 - our own object
+    clone.check(ids["alice"])
+    assert repr(clone) == repr(policy)
+    combined = pickle.loads(pickle.dumps(Policy.any_of(policy, Policy(common_names=["x"]))))  # noqa: S301
+    combined.check(ids["alice"])
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        pytest.param(object(), id="not an identity"),
+        pytest.param(None, id="None"),
+    ],
+)
+def test_check_fails_closed(identity: Any) -> None:
+    for kwargs in ({"common_names": ["x"]}, {"subjects": ["CN=x"]}, {"deny_serials": [1]}):
+        with pytest.raises(PolicyDenied):
+            Policy(**kwargs).check(identity)
+
+
+def test_check_fails_closed_on_odd_values(ids: Ids) -> None:
+    odd = dataclasses.replace(ids["alice"], dns_names=(None,), common_name=5)  # type: ignore[arg-type]
+    with pytest.raises(PolicyDenied) as info:
+        Policy(dns_names=["a.svc.example"]).check(odd)
+    assert info.value.code == "dns_name_not_allowed"
+    with pytest.raises(PolicyDenied) as info:
+        Policy(common_names=["5"]).check(odd)
+    assert info.value.code == "common_name_not_allowed"
+
+
+# --- configuration errors: at construction, with the field and entry named ---------------------
+
+CONFIG_ERRORS = [
+    pytest.param({"organizations": "Acme"}, TypeError, "single string", id="bare str instead of a list"),
+    pytest.param({"organizations": b"Acme"}, TypeError, "single string", id="bytes instead of a list"),
+    pytest.param({"organizations": 5}, TypeError, "iterable", id="not iterable"),
+    pytest.param({"organizations": []}, ValueError, "deny every", id="empty list"),
+    pytest.param({"deny_serials": set()}, ValueError, "deny every", id="empty deny-list"),
+    pytest.param({"common_names": [1]}, TypeError, "common_names entries must be strings", id="non-str entry"),
+    pytest.param({"common_names": ["  "]}, ValueError, "empty entry", id="blank entry"),
+    pytest.param({"subjects": ["not a dn"]}, ValueError, "'not a dn' is not a distinguished name", id="dn: garbage"),
+    pytest.param({"subjects": ["CN=x,"]}, ValueError, "distinguished name", id="dn: trailing comma"),
+    pytest.param({"subjects": ["CN=x, O=y"]}, ValueError, "distinguished name", id="dn: space after comma"),
+    pytest.param({"subjects": ["FOO=x"]}, ValueError, "distinguished name", id="dn: unknown keyword"),
+    pytest.param({"subjects": ["/CN=x//O=y"]}, ValueError, "distinguished name", id="dn: slash form, empty RDN"),
+    pytest.param({"subjects": ["/FOO=x"]}, ValueError, "unknown attribute type 'FOO'", id="dn: slash form, unknown keyword"),
+    pytest.param({"subjects": ["/CN="]}, ValueError, "empty value", id="dn: slash form, empty value"),
+    pytest.param({"subjects": ["/CN"]}, ValueError, "without '='", id="dn: slash form, no '='"),
+    pytest.param({"issuers": ["C=USA"]}, ValueError, "issuers entry 'C=USA'", id="dn: country of three letters"),
+    pytest.param({"dns_names": ["a.*.example"]}, ValueError, "leading", id="dns: inner wildcard"),
+    pytest.param({"dns_names": ["*"]}, ValueError, "leading", id="dns: lone star"),
+    pytest.param({"dns_names": ["*.*.example"]}, ValueError, "leading", id="dns: double wildcard"),
+    pytest.param({"dns_names": ["a*.example"]}, ValueError, "leading", id="dns: partial-label wildcard"),
+    pytest.param({"dns_names": ["bücher.example"]}, ValueError, "A-label", id="dns: unicode name"),
+    pytest.param({"dns_names": ["a..example"]}, ValueError, "not a DNS name", id="dns: empty label"),
+    pytest.param({"uris": ["spiffe://td/*/x"]}, ValueError, "trailing", id="uri: inner star"),
+    pytest.param({"uris": ["spiffe://td/x*"]}, ValueError, "trailing", id="uri: star without slash"),
+    pytest.param({"uris": ["no-scheme"]}, ValueError, "not a URI", id="uri: no scheme"),
+    pytest.param({"uris": ["https://a b"]}, ValueError, "not a URI", id="uri: space"),
+    pytest.param({"spiffe_ids": ["https://td/x"]}, ValueError, "spiffe://", id="spiffe: other scheme"),
+    pytest.param({"spiffe_ids": ["spiffe://"]}, ValueError, "spiffe://", id="spiffe: no trust domain"),
+    pytest.param({"emails": ["alice"]}, ValueError, "@example.com", id="email: no @"),
+    pytest.param({"emails": ["*@example.com"]}, ValueError, "@example.com", id="email: star"),
+    pytest.param({"emails": ["alice@"]}, ValueError, "@example.com", id="email: no domain"),
+    pytest.param({"ip_addresses": ["10.0.0.300"]}, ValueError, "not an IP address or CIDR", id="ip: bad octet"),
+    pytest.param({"ip_addresses": ["10.0.0.1/8"]}, ValueError, "host bits", id="ip: host bits set"),
+    pytest.param({"ip_addresses": ["example.com"]}, ValueError, "not an IP address", id="ip: a name"),
+    pytest.param({"ip_addresses": [10]}, TypeError, "strings", id="ip: int"),
+    pytest.param({"fingerprints": ["abc"]}, ValueError, "64 hex digits", id="fingerprint: too short"),
+    pytest.param({"fingerprints": ["zz" * 32]}, ValueError, "64 hex digits", id="fingerprint: not hex"),
+    pytest.param({"deny_fingerprints": ["ab" * 20]}, ValueError, "SHA-256", id="deny fingerprint: SHA-1 length"),
+    pytest.param({"deny_serials": ["1234"]}, ValueError, "ambiguous", id="serial: bare digits"),
+    pytest.param({"deny_serials": ["1a2b"]}, ValueError, "ambiguous", id="serial: bare hex"),
+    pytest.param({"deny_serials": ["0xzz"]}, ValueError, "hex", id="serial: bad hex"),
+    pytest.param({"deny_serials": [True]}, TypeError, "int or hex str", id="serial: bool"),
+    pytest.param({"deny_serials": [1.5]}, TypeError, "int or hex str", id="serial: float"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "message"), CONFIG_ERRORS)
+def test_config_errors(kwargs: dict[str, Any], exc: type[Exception], message: str) -> None:
+    with pytest.raises(exc, match=message.replace("*", r"\*").replace(".", r"\.")):
+        Policy(**kwargs)
+
+
+def test_positional_arguments_refused() -> None:
+    with pytest.raises(TypeError):
+        Policy(["Acme"])  # type: ignore[call-arg]
+
+
+# --- RFC 8705 ---------------------------------------------------------------------------------
+
+RFC8705 = [
+    pytest.param({"tls_client_auth_subject_dn": ALICE_DN}, None, id="subject_dn"),
+    pytest.param({"tls_client_auth_subject_dn": "C=US,O=Acme Corp,OU=Eng,OU=Ops,CN=ALICE"}, None, id="subject_dn, other order and case"),
+    pytest.param({"tls_client_auth_subject_dn": "CN=mallory,O=Acme Corp"}, "subject_not_allowed", id="subject_dn refused"),
+    pytest.param({"tls_client_auth_san_dns": "a.svc.example"}, None, id="san_dns"),
+    pytest.param({"tls_client_auth_san_dns": "b.svc.example"}, "dns_name_not_allowed", id="san_dns refused"),
+    pytest.param({"tls_client_auth_san_uri": "https://login.example.com/users/alice"}, None, id="san_uri"),
+    pytest.param({"tls_client_auth_san_uri": "https://login.example.com/users/bob"}, "uri_not_allowed", id="san_uri refused"),
+    pytest.param({"tls_client_auth_san_ip": "2001:db8:0:0::5"}, None, id="san_ip compared as an address"),
+    pytest.param({"tls_client_auth_san_ip": "10.1.2.4"}, "ip_address_not_allowed", id="san_ip refused"),
+    pytest.param({"tls_client_auth_san_email": "Alice@example.com"}, None, id="san_email"),
+    pytest.param({"tls_client_auth_san_email": "bob@example.com"}, "email_not_allowed", id="san_email refused"),
+    pytest.param({"tls_client_auth_san_dns": "a.svc.example", "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_uri": None, "client_id": "c1"}, None, id="with method, other members and nulls"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("metadata", "code"), RFC8705)
+def test_from_rfc8705(ids: Ids, metadata: dict[str, Any], code: str | None) -> None:
+    policy = Policy.from_rfc8705(metadata)
+    if code is None:
+        policy.check(ids["alice"])
+        return
+    with pytest.raises(PolicyDenied) as info:
+        policy.check(ids["alice"])
+    assert info.value.code == code
+
+
+RFC8705_ERRORS = [
+    pytest.param({}, ValueError, "exactly one .*found: none", id="no key"),
+    pytest.param({"tls_client_auth_san_dns": "a", "tls_client_auth_san_uri": "https://a/"}, ValueError, "exactly one .*found: tls_client_auth_san_dns, tls_client_auth_san_uri", id="two keys"),
+    pytest.param({"token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": {}}, ValueError, "pinned_from_rfc8705", id="self-signed method"),
+    pytest.param({"token_endpoint_auth_method": "client_secret_basic", "tls_client_auth_san_dns": "a"}, ValueError, "not 'tls_client_auth'", id="other method"),
+    pytest.param({"tls_client_auth_san_dns": "*.svc.example"}, ValueError, "no wildcards", id="san_dns wildcard"),
+    pytest.param({"tls_client_auth_san_uri": "spiffe://td/*"}, ValueError, "no wildcards", id="san_uri prefix"),
+    pytest.param({"tls_client_auth_san_ip": "10.0.0.0/8"}, ValueError, "single IP address", id="san_ip CIDR"),
+    pytest.param({"tls_client_auth_san_email": "@example.com"}, ValueError, "full email address", id="san_email domain"),
+    pytest.param({"tls_client_auth_subject_dn": "garbage"}, ValueError, "distinguished name", id="subject_dn garbage"),
+    pytest.param({"tls_client_auth_san_dns": ["a.example"]}, TypeError, "must be a string", id="list value"),
+    pytest.param([("tls_client_auth_san_dns", "a")], TypeError, "mapping", id="not a mapping"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("metadata", "exc", "message"), RFC8705_ERRORS)
+def test_from_rfc8705_errors(metadata: Any, exc: type[Exception], message: str) -> None:
+    with pytest.raises(exc, match=message):
+        Policy.from_rfc8705(metadata)
+
+
+@pytest.fixture(scope="session")
+def self_signed() -> tuple[x509.Certificate, x509.Certificate]:
+    return (
+        self_signed_client_cert(common_name="one").certificate,
+        self_signed_client_cert(common_name="two").certificate,
+    )
+
+
+def _x5c(cert: x509.Certificate) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return base64.b64encode(cert.public_bytes(Encoding.DER)).decode()
+
+
+def test_pinned_from_rfc8705(self_signed: tuple[x509.Certificate, x509.Certificate]) -> None:
+    one, two = self_signed
+    metadata = {
+        "token_endpoint_auth_method": "self_signed_tls_client_auth",
+        "jwks": {
+            "keys": [
+                {"kty": "EC", "x5c": [_x5c(one)]},
+                {"kty": "RSA", "use": "enc"},  # no x5c: skipped
+                {"kty": "EC", "x5c": [_x5c(two), "ignored-rest-of-chain"]},
+                {"kty": "EC", "x5c": [_x5c(one)]},  # duplicate
+            ]
+        },
+    }
+    assert pinned_from_rfc8705(metadata) == (one, two)
+
+
+PINNED_ERRORS = [
+    pytest.param({"jwks": {"keys": [{"kty": "EC"}]}}, ValueError, "no certificate", id="no x5c"),
+    pytest.param({"jwks": {"keys": []}}, ValueError, "no certificate", id="no keys"),
+    pytest.param({"jwks_uri": "https://client.example/jwks"}, ValueError, "jwks_uri is not fetched", id="jwks_uri only"),
+    pytest.param({"jwks": {"keys": [{"x5c": ["!!!"]}]}}, ValueError, "key 0: x5c\\[0\\] is not", id="bad base64"),
+    pytest.param({"jwks": {"keys": [{"x5c": [base64.b64encode(b"junk").decode()]}]}}, ValueError, "not a base64 DER", id="not a certificate"),
+    pytest.param({"jwks": {"keys": [{"x5c": "abc"}]}}, ValueError, "list of base64", id="x5c not a list"),
+    pytest.param({"jwks": '{"keys": []}'}, TypeError, "'keys' list", id="jwks as JSON text"),
+    pytest.param("jwks", TypeError, "mapping", id="not a mapping"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("metadata", "exc", "message"), PINNED_ERRORS)
+def test_pinned_from_rfc8705_errors(metadata: Any, exc: type[Exception], message: str) -> None:
+    with pytest.raises(exc, match=message):
+        pinned_from_rfc8705(metadata)
+
+
+# --- properties -------------------------------------------------------------------------------
+
+_TEXT = st.text(min_size=1, max_size=24).filter(str.strip)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=_TEXT)
+def test_any_common_name_matches_itself(ids: Ids, value: str) -> None:
+    identity = dataclasses.replace(ids["alice"], common_name=value)
+    Policy(common_names=[value]).check(identity)
+    Policy(common_names=[value.upper()]).check(dataclasses.replace(identity, common_name=value))
+    assert _norm(_norm(value)) == _norm(value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    value=st.text(
+        st.characters(min_codepoint=0x20, exclude_categories=["Cs"]), min_size=1, max_size=24
+    ).filter(str.strip)
+)
+def test_any_subject_matches_its_rfc4514_string(ids: Ids, value: str) -> None:
+    name = _name((NameOID.ORGANIZATION_NAME, "Acme"), (NameOID.COMMON_NAME, value))
+    identity = dataclasses.replace(ids["alice"], subject_name=name, subject=name.rfc4514_string())
+    Policy(subjects=[name.rfc4514_string()]).check(identity)
