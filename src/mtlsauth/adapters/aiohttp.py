@@ -1,0 +1,172 @@
+"""aiohttp middleware: ``web.Application(middlewares=[mtls_middleware(verifier=...)])``.
+
+Example:
+    >>> from aiohttp import web
+    >>> from mtlsauth import Verifier
+    >>> from mtlsauth.testing import CA
+    >>> from mtlsauth.adapters.aiohttp import mtls_middleware
+    >>> app = web.Application(middlewares=[mtls_middleware(verifier=Verifier(trust_store=CA().trust_store()))])
+
+The certificate comes from the connection's ``ssl_object`` (the whole chain the client sent
+on Python 3.13+, the leaf only before: then intermediates come from
+``Verifier(intermediates=...)``) or, from trusted proxies only, the ``ForwardedCert`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import __version__ as _aiohttp_version
+from aiohttp import web
+
+from mtlsauth._errors import IdentityMissing, MTLSAuthError
+from mtlsauth._guard import Decision, Guard, Mode, Route, problem_body, problem_headers
+from mtlsauth._identity import ClientIdentity
+from mtlsauth._sslcontext import peer_chain
+from mtlsauth._types import Presented
+
+if TYPE_CHECKING:
+    from mtlsauth._verifier import Verifier
+
+__all__ = ["IDENTITY_KEY", "Route", "get_identity", "mtls_middleware", "problem_response"]
+
+logger = logging.getLogger("mtlsauth")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OnError = Callable[[MTLSAuthError, web.Request], Any]
+
+# A typed request key where aiohttp has one (3.14+); a plain string before that, where
+# string keys raise no warning.
+_RequestKey = getattr(web, "RequestKey", None)
+IDENTITY_KEY: Any = (
+    _RequestKey("mtlsauth.identity", ClientIdentity) if _RequestKey else "mtlsauth.identity"
+)
+_MARK_MIDDLEWARE = int(_aiohttp_version.split(".", 1)[0]) < 4  # 4.0 deprecates @middleware
+
+
+def mtls_middleware(
+    *,
+    verifier: Verifier,
+    mode: Mode = "mandatory",
+    routes: Sequence[Route] = (),
+    exempt_paths: Iterable[str] = (),
+    on_error: OnError | None = None,
+    on_decision: Callable[[Decision], object] | None = None,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Build the middleware that authenticates every request by its client certificate.
+
+    Args:
+        verifier: The ``Verifier`` (trust store, policy, optional ``ForwardedCert``).
+        mode: ``"mandatory"`` (default), ``"optional"`` or ``"off"``.
+        routes: ``Route`` rules, first match wins, matched against ``request.path``.
+        exempt_paths: Paths never checked, e.g. ``{"/healthz"}``.
+        on_error: ``on_error(error, request)`` returning a ``web.StreamResponse`` (or a
+            coroutine of one) to answer a refusal, or ``None`` for the default problem+json
+            answer. If it raises, the default answer is sent.
+        on_decision: ``on_decision(decision)``, called for every request; exceptions are
+            logged and ignored.
+
+    Handlers read the identity with ``get_identity(request)``. An ``MTLSAuthError``
+    raised by a handler is answered as problem+json too.
+
+    Security note: the peer is the socket's address (``peername``), never
+    ``request.remote``, which other middlewares may rewrite from ``X-Forwarded-For``.
+    Forwarded-certificate headers from untrusted peers are removed from the request the
+    handler sees, in every mode.
+    """
+    guard = Guard(
+        verifier=verifier,
+        mode=mode,
+        routes=routes,
+        exempt_paths=exempt_paths,
+        on_error=on_error,
+        on_decision=on_decision,
+    )
+    strip_names = guard.strip_names
+
+    async def mtlsauth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        method = request.method
+        transport = request.transport
+        peername = transport.get_extra_info("peername") if transport is not None else None
+        peer = str(peername[0]) if isinstance(peername, list | tuple) and peername else None
+        mode, route, exempt = guard.resolve(path, method)
+        if mode == "off":
+            decision = guard.skip(mode, route, exempt, peer, path, method)
+        else:
+            presented = Presented(
+                peer,
+                tuple(
+                    (k.decode("latin-1").lower(), v.decode("latin-1"))
+                    for k, v in request.raw_headers
+                ),
+                peer_chain(transport.get_extra_info("ssl_object")) if transport is not None else (),
+                None,
+                path,
+                method,
+            )
+            if guard.verifier.may_block:  # OCSP may do network I/O: keep the loop free
+                decision = await asyncio.to_thread(guard.decide, presented, mode, route, exempt)
+            else:
+                decision = guard.decide(presented, mode, route, exempt)
+        if decision.error is not None:
+            return await _deny(guard, decision.error, request)
+        if strip_names and guard.must_strip(peer):
+            kept = [(k, v) for k, v in request.headers.items() if k.lower() not in strip_names]
+            request = request.clone(headers=kept)
+        request[IDENTITY_KEY] = decision.identity
+        try:
+            return await handler(request)
+        except MTLSAuthError as exc:
+            return await _deny(guard, exc, request)
+
+    if _MARK_MIDDLEWARE:
+        return web.middleware(mtlsauth_middleware)
+    return mtlsauth_middleware
+
+
+async def _deny(guard: Guard, error: MTLSAuthError, request: web.Request) -> web.StreamResponse:
+    hook = guard.on_error
+    if hook is not None:
+        try:
+            result = hook(error, request)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception:
+            logger.error("mtlsauth on_error hook raised", exc_info=True)
+            result = None
+        if isinstance(result, web.StreamResponse):
+            return result
+        if result is not None:
+            logger.error("mtlsauth on_error returned %s, not a response", type(result).__name__)
+    return problem_response(error)
+
+
+def problem_response(error: MTLSAuthError) -> web.Response:
+    """The default problem+json answer for ``error``."""
+    body = problem_body(error)
+    headers = [(k, v) for k, v in problem_headers(error, len(body)) if k != "content-length"]
+    return web.Response(body=body, status=error.status, headers=dict(headers))
+
+
+def get_identity(request: web.Request) -> ClientIdentity | None:
+    """The identity ``mtls_middleware`` attached to this request.
+
+    Returns:
+        The verified ``ClientIdentity``, or ``None`` when the middleware ran but
+        established none (optional mode without a certificate, mode ``"off"``, an exempt
+        path).
+
+    Raises:
+        IdentityMissing: the middleware is not installed on this application.
+    """
+    try:
+        return request[IDENTITY_KEY]  # type: ignore[no-any-return]
+    except KeyError:
+        raise IdentityMissing(
+            "no mtlsauth identity on the request: add mtls_middleware(...) to the application"
+        ) from None

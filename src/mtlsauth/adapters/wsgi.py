@@ -1,0 +1,202 @@
+"""WSGI middleware (Flask, Django, any PEP 3333 app): no framework import.
+
+Example:
+    >>> from flask import Flask
+    >>> from mtlsauth import Verifier
+    >>> from mtlsauth.testing import CA
+    >>> from mtlsauth.adapters.wsgi import MTLSMiddleware
+    >>> app = Flask(__name__)
+    >>> app.wsgi_app = MTLSMiddleware(app.wsgi_app, verifier=Verifier(trust_store=CA().trust_store()))
+
+Where the certificate comes from, in order: ``environ["SSL_CLIENT_CERT"]`` plus
+``SSL_CLIENT_CERT_CHAIN_0..n`` (mod_wsgi with ``SSLOptions +ExportCertData``, werkzeug's
+server with ``ssl_context``), gunicorn's ``environ["gunicorn.socket"]`` when it is an
+``ssl.SSLSocket``, and, from trusted proxies only, the ``ForwardedCert`` header.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+import ssl
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from mtlsauth._errors import IdentityMissing, MTLSAuthError
+from mtlsauth._guard import Decision, Guard, Mode, Route, problem_body, problem_headers
+from mtlsauth._identity import ClientIdentity
+from mtlsauth._sslcontext import peer_chain
+from mtlsauth._types import Presented
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from mtlsauth._verifier import Verifier
+
+__all__ = [
+    "IDENTITY_KEY",
+    "MTLSMiddleware",
+    "Route",
+    "identity_from_environ",
+    "problem_response",
+]
+
+IDENTITY_KEY = "mtlsauth.identity"
+logger = logging.getLogger("mtlsauth")
+
+_CHAIN_KEYS = tuple(f"SSL_CLIENT_CERT_CHAIN_{i}" for i in range(16))
+
+
+class MTLSMiddleware:
+    """Authenticate every request by its client certificate.
+
+    Args:
+        app: The WSGI application to protect (for Flask: ``app.wsgi_app``).
+        verifier: The ``Verifier`` (trust store, policy, optional ``ForwardedCert``).
+        mode: ``"mandatory"`` (default), ``"optional"`` or ``"off"``.
+        routes: ``Route`` rules, first match wins, matched against ``SCRIPT_NAME`` +
+            ``PATH_INFO``.
+        exempt_paths: Paths never checked, e.g. ``{"/healthz"}``.
+        on_error: ``on_error(error, environ)`` returning a WSGI app (a Flask/werkzeug
+            ``Response`` is one) to answer a refusal, or ``None`` for the default
+            problem+json answer. If it raises, the default answer is sent.
+        on_decision: ``on_decision(decision)``, called for every request; exceptions are
+            logged and ignored.
+
+    The app finds ``environ["mtlsauth.identity"]`` (a ``ClientIdentity`` or ``None``); read
+    it with ``identity_from_environ``. The middleware keeps no per-request state and is
+    safe under threaded servers.
+
+    Security note: the forwarded-certificate header's ``HTTP_*`` key is deleted from the
+    environ for peers (``REMOTE_ADDR``) that are not trusted proxies, in every mode. WSGI
+    folds ``-`` and ``_`` into one key and joins repeated headers with commas, so a
+    forged ``X_Client_Cert`` lands on the same key and is deleted as well.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        verifier: Verifier,
+        mode: Mode = "mandatory",
+        routes: Sequence[Route] = (),
+        exempt_paths: Iterable[str] = (),
+        on_error: Callable[[MTLSAuthError, WSGIEnvironment], Any] | None = None,
+        on_decision: Callable[[Decision], object] | None = None,
+    ) -> None:
+        self.app = app
+        self.guard = Guard(
+            verifier=verifier,
+            mode=mode,
+            routes=routes,
+            exempt_paths=exempt_paths,
+            on_error=on_error,
+            on_decision=on_decision,
+        )
+        self._strip_keys = tuple(
+            "HTTP_" + n.upper().replace("-", "_") for n in sorted(self.guard.strip_names)
+        )
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        guard = self.guard
+        path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "") or "/"
+        method = environ.get("REQUEST_METHOD") or "GET"
+        peer = environ.get("REMOTE_ADDR") or None
+        mode, route, exempt = guard.resolve(path, method)
+        if mode == "off":
+            decision = guard.skip(mode, route, exempt, peer, path, method)
+        else:
+            decision = guard.decide(
+                presented_from_environ(environ, path, method), mode, route, exempt
+            )
+        if decision.error is not None:
+            return self._deny(decision.error, environ, start_response)
+        environ[IDENTITY_KEY] = decision.identity
+        if self._strip_keys and guard.must_strip(peer):
+            for key in self._strip_keys:
+                environ.pop(key, None)
+        return self.app(environ, start_response)
+
+    def _deny(
+        self, error: MTLSAuthError, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        hook = self.guard.on_error
+        if hook is not None:
+            try:
+                result = hook(error, environ)
+            except Exception:
+                logger.error("mtlsauth on_error hook raised", exc_info=True)
+                result = None
+            if result is not None:
+                responder = cast("WSGIApplication", result)
+                return responder(environ, start_response)
+        body, status, headers = problem_response(error)
+        start_response(f"{status} {http.HTTPStatus(status).phrase}", headers)
+        return [body]
+
+
+def problem_response(error: MTLSAuthError) -> tuple[bytes, int, list[tuple[str, str]]]:
+    """``(body, status, headers)`` of the problem+json answer for ``error``.
+
+    Flask views and error handlers can return this tuple as it is, e.g. from
+    ``@app.errorhandler(MTLSAuthError)``.
+    """
+    body = problem_body(error)
+    return body, error.status, problem_headers(error, len(body))
+
+
+def presented_from_environ(
+    environ: WSGIEnvironment, path: str | None = None, method: str | None = None
+) -> Presented:
+    """Build the core's ``Presented`` from a WSGI environ."""
+    headers = tuple(
+        (k[5:].lower().replace("_", "-"), v)
+        for k, v in environ.items()
+        if k.startswith("HTTP_") and isinstance(v, str)
+    )
+    chain: tuple[str | bytes, ...] = ()
+    leaf = environ.get("SSL_CLIENT_CERT")
+    if leaf:
+        more = []
+        for key in _CHAIN_KEYS:
+            c = environ.get(key)
+            if not c:
+                break
+            more.append(c)
+        chain = (leaf, *more)
+    else:
+        sock = environ.get("gunicorn.socket")
+        if isinstance(sock, ssl.SSLSocket):
+            chain = peer_chain(sock)
+    verify = environ.get("SSL_CLIENT_VERIFY")  # mod_ssl: NONE, SUCCESS, GENEROUS, FAILED:...
+    tls_error = verify if isinstance(verify, str) and verify.startswith("FAILED") else None
+    return Presented(
+        environ.get("REMOTE_ADDR") or None,
+        headers,
+        chain,
+        tls_error,
+        path if path is not None else (environ.get("PATH_INFO") or "/"),
+        method if method is not None else (environ.get("REQUEST_METHOD") or "GET"),
+    )
+
+
+def identity_from_environ(environ: WSGIEnvironment) -> ClientIdentity | None:
+    """The identity ``MTLSMiddleware`` attached to this request.
+
+    Works with ``flask.request.environ`` and Django's ``request.META`` (the same dict).
+
+    Returns:
+        The verified ``ClientIdentity``, or ``None`` when the middleware ran but
+        established none (optional mode without a certificate, mode ``"off"``, an exempt
+        path).
+
+    Raises:
+        IdentityMissing: the middleware did not run for this request.
+    """
+    try:
+        return environ[IDENTITY_KEY]  # type: ignore[no-any-return]
+    except KeyError:
+        raise IdentityMissing(
+            "no mtlsauth identity in the WSGI environ: wrap the app in "
+            "mtlsauth.adapters.wsgi.MTLSMiddleware"
+        ) from None

@@ -1,0 +1,316 @@
+"""The Guard shared by every adapter: modes x outcomes, routes, exempt paths, hooks, failing closed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from urllib.parse import quote
+
+import pytest
+
+from mtlsauth import CRLSet, ForwardedCert, MTLSAuthError, Policy, Presented, Verifier
+from mtlsauth._guard import Decision, Guard, InternalError, Route, problem_body, problem_headers
+from mtlsauth.testing import CA
+
+PROXY = "10.0.0.1"
+STRANGER = "203.0.113.9"
+
+
+@pytest.fixture(scope="module")
+def pkix(pki):
+    now = dt.datetime.now(dt.timezone.utc)
+    rev_ca = CA(organization="guard revocation")
+    retired = rev_ca.issue_client_cert(common_name="retired")
+    crl = rev_ca.revoke(retired)
+    return {
+        "good": pki.good.chain_pem.text(),
+        "ads": pki.inter.issue_client_cert(common_name="ads", organization="ads").chain_pem.text(),
+        "wrong_ca": pki.other_root.issue_client_cert(common_name="ledger").chain_pem.text(),
+        "expired": pki.inter.issue_client_cert(
+            not_before=now - dt.timedelta(days=9), not_after=now - dt.timedelta(days=1)
+        ).chain_pem.text(),
+        "garbage": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        "revoked": retired.chain_pem.text(),
+        "rev_trust": rev_ca.trust_store(),
+        "crl": crl.bytes(),
+        "header_good": quote(pki.good.chain_pem.text(), safe=""),
+    }
+
+
+@pytest.fixture(scope="module")
+def verifier(pki) -> Verifier:
+    return Verifier(
+        trust_store=pki.root.trust_store(),
+        forwarded=ForwardedCert.preset(
+            "nginx", header="x-ssl-client-cert", trusted_proxies=[PROXY]
+        ),
+    )
+
+
+def presented(pkix, what: str | None, *, peer: str = "127.0.0.1", **kw) -> Presented:
+    chain = (pkix[what],) if what else ()
+    return Presented(peer=peer, tls_chain=chain, **kw)
+
+
+# -- modes x outcomes --------------------------------------------------------------------
+OUTCOMES = [
+    # (certificate, mandatory, optional, off): "ok" / "no_certificate" / "skipped" or a code
+    pytest.param("good", "ok", "ok", "skipped", id="good"),
+    pytest.param(None, "certificate_missing", "no_certificate", "skipped", id="none"),
+    pytest.param("wrong_ca", "untrusted_issuer", "untrusted_issuer", "skipped", id="wrong CA"),
+    pytest.param("expired", "certificate_expired", "certificate_expired", "skipped", id="expired"),
+    pytest.param(
+        "garbage", "certificate_malformed", "certificate_malformed", "skipped", id="garbage"
+    ),
+]
+
+
+@pytest.mark.parametrize(("cert", "mandatory", "optional", "off"), OUTCOMES)
+def test_modes_by_outcome(pkix, verifier, cert, mandatory, optional, off) -> None:
+    for mode, expected in (("mandatory", mandatory), ("optional", optional), ("off", off)):
+        guard = Guard(verifier=verifier, mode=mode)
+        d = guard.decide(presented(pkix, cert), *guard.resolve("/", "GET")[:2])
+        assert d.code == expected, mode
+        assert d.allowed == (expected in ("ok", "no_certificate", "skipped"))
+        assert (d.identity is not None) == (expected == "ok")
+        assert d.mode == mode
+
+
+def test_tls_error_is_refused_in_every_checking_mode(pkix, verifier) -> None:
+    for mode in ("mandatory", "optional"):
+        d = Guard(verifier=verifier, mode=mode).decide(
+            presented(pkix, "good", tls_error="certificate verify failed"), mode, None
+        )
+        assert d.code == "tls_verification_failed"
+        assert d.error is not None and d.error.status == 401
+
+
+def test_revoked(pkix) -> None:
+    v = Verifier(trust_store=pkix["rev_trust"], revocation=CRLSet.from_pem(pkix["crl"]))
+    d = Guard(verifier=v, mode="optional").decide(presented(pkix, "revoked"), "optional", None)
+    assert d.code == "certificate_revoked"
+    assert d.fingerprint is not None  # known from the TLS leaf even for a refusal
+
+
+def test_policy_denied_is_403(pkix, pki) -> None:
+    v = Verifier(trust_store=pki.root.trust_store(), policy=Policy(organizations={"payments"}))
+    d = Guard(verifier=v).decide(presented(pkix, "ads"), "mandatory", None)
+    assert d.code == "organization_not_allowed"
+    assert d.error is not None and d.error.status == 403
+
+
+# -- forwarded headers -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("peer", "mode", "code"),
+    [
+        pytest.param(PROXY, "mandatory", "ok", id="trusted proxy"),
+        pytest.param(STRANGER, "mandatory", "untrusted_forwarder", id="forged, mandatory"),
+        pytest.param(STRANGER, "optional", "untrusted_forwarder", id="forged, optional"),
+        pytest.param(STRANGER, "off", "skipped", id="forged, off"),
+    ],
+)
+def test_forwarded_header_trust(pkix, verifier, peer, mode, code) -> None:
+    guard = Guard(verifier=verifier, mode=mode)
+    p = Presented(peer=peer, headers=(("x-ssl-client-cert", pkix["header_good"]),))
+    assert guard.decide(p, mode, None).code == code
+    assert guard.strip_names == frozenset({"x-ssl-client-cert"})
+    assert guard.must_strip(peer) is (peer != PROXY)
+
+
+def test_no_forwarded_config_strips_nothing(pki) -> None:
+    guard = Guard(verifier=Verifier(trust_store=pki.root.trust_store()))
+    assert guard.strip_names == frozenset()
+    assert guard.must_strip(STRANGER) is False
+
+
+# -- routes and exempt paths -------------------------------------------------------------
+def test_resolve_routes_first_match_wins(verifier) -> None:
+    admin = Route("/admin/*", mode="mandatory")
+    public = Route("/public", mode="off")
+    api_post = Route(re.compile(r"^/api/v\d+/"), methods={"post"}, mode="mandatory")
+    api_any = Route("/api/*", mode="optional")
+    guard = Guard(
+        verifier=verifier,
+        mode="optional",
+        routes=[admin, public, api_post, api_any],
+        exempt_paths={"/healthz", "/static/*"},
+    )
+    table = {
+        ("/healthz", "GET"): ("off", None, True),
+        ("/healthz/x", "GET"): ("optional", None, False),  # exact only
+        ("/static/app.js", "GET"): ("off", None, True),
+        ("/admin/users", "GET"): ("mandatory", admin, False),
+        ("/admin", "GET"): ("optional", None, False),  # "/admin/*" needs the slash
+        ("/public", "GET"): ("off", public, False),
+        ("/api/v2/pay", "POST"): ("mandatory", api_post, False),
+        ("/api/v2/pay", "GET"): ("optional", api_any, False),
+        ("/other", "GET"): ("optional", None, False),
+    }
+    for (path, method), expected in table.items():
+        assert guard.resolve(path, method) == expected, (path, method)
+
+
+def test_route_policy_replaces_verifier_policy(pkix, pki) -> None:
+    v = Verifier(trust_store=pki.root.trust_store())
+    route = Route("/pay/*", policy=Policy(organizations={"payments"}))
+    guard = Guard(verifier=v, routes=[route])
+    mode, r, exempt = guard.resolve("/pay/now", "GET")
+    assert guard.decide(presented(pkix, "good"), mode, r, exempt).code == "ok"
+    assert guard.decide(presented(pkix, "ads"), mode, r, exempt).code == "organization_not_allowed"
+    assert guard.decide(presented(pkix, "ads"), *guard.resolve("/x", "GET")).code == "ok"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        pytest.param({"mode": "sometimes"}, ValueError, id="bad mode"),
+        pytest.param({"mode": 1}, TypeError, id="mode not a str"),
+        pytest.param({"routes": "/admin"}, TypeError, id="routes a str"),
+        pytest.param({"routes": [("/admin", "mandatory")]}, TypeError, id="routes of tuples"),
+        pytest.param({"exempt_paths": "/healthz"}, TypeError, id="exempt a bare str"),
+        pytest.param({"exempt_paths": ["healthz"]}, ValueError, id="exempt without slash"),
+        pytest.param({"exempt_paths": ["/a*b"]}, ValueError, id="star inside"),
+        pytest.param({"on_error": "oops"}, TypeError, id="on_error not callable"),
+        pytest.param({"on_decision": 3}, TypeError, id="on_decision not callable"),
+    ],
+)
+def test_guard_rejects_bad_configuration(verifier, kwargs, exc) -> None:
+    with pytest.raises(exc):
+        Guard(verifier=verifier, **kwargs)
+
+
+def test_guard_needs_a_verifier() -> None:
+    with pytest.raises(TypeError):
+        Guard(verifier=object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "exc"),
+    [
+        pytest.param(("admin",), {}, ValueError, id="no leading slash"),
+        pytest.param(("/a*b",), {}, ValueError, id="star inside"),
+        pytest.param((b"/a",), {}, TypeError, id="bytes pattern"),
+        pytest.param(("/a",), {"methods": "GET"}, TypeError, id="methods a str"),
+        pytest.param(("/a",), {"methods": []}, ValueError, id="no methods"),
+        pytest.param(("/a",), {"mode": "strict"}, ValueError, id="bad mode"),
+        pytest.param(("/a",), {"policy": {"organizations": ["x"]}}, TypeError, id="policy dict"),
+    ],
+)
+def test_route_rejects_bad_rules(args, kwargs, exc) -> None:
+    with pytest.raises(exc):
+        Route(*args, **kwargs)
+
+
+def test_route_is_frozen_and_normalises_methods() -> None:
+    r = Route("/x", methods=["get", "Post"])
+    assert r.methods == frozenset({"GET", "POST"})
+    with pytest.raises(AttributeError):
+        r.mode = "off"  # type: ignore[misc]
+
+
+# -- problem+json ------------------------------------------------------------------------
+def test_problem_body_and_headers_exact() -> None:
+    from mtlsauth import CertificateInvalid, PolicyDenied
+
+    err = CertificateInvalid("certificate expired", code="certificate_expired")
+    body = problem_body(err)
+    assert json.loads(body) == {
+        "type": "urn:mtlsauth:error:certificate_expired",
+        "title": "Client certificate invalid",
+        "status": 401,
+        "detail": "certificate expired",
+        "code": "certificate_expired",
+    }
+    assert problem_headers(err, len(body)) == [
+        ("content-type", "application/problem+json"),
+        ("content-length", str(len(body))),
+        ("cache-control", "no-store"),
+        ("www-authenticate", 'MutualTLS error="certificate_expired"'),
+    ]
+    denied = PolicyDenied("organization not allowed", code="organization_not_allowed")
+    assert (
+        "www-authenticate",
+        'MutualTLS error="organization_not_allowed"',
+    ) not in problem_headers(denied, 1)
+
+
+# -- failing closed, hooks, logging ------------------------------------------------------
+def test_unexpected_exception_fails_closed(pkix, verifier, monkeypatch, caplog) -> None:
+    def boom(self, presented, *, required=True, policy=None):
+        raise RuntimeError("-----BEGIN CERTIFICATE----- secret")
+
+    monkeypatch.setattr(Verifier, "authenticate", boom)
+    with caplog.at_level(logging.DEBUG, logger="mtlsauth"):
+        for mode in ("mandatory", "optional"):
+            d = Guard(verifier=verifier, mode=mode).decide(presented(pkix, "good"), mode, None)
+            assert isinstance(d.error, InternalError)
+            assert (d.code, d.error.status) == ("internal_error", 500)
+            assert not d.allowed
+    assert (
+        json.loads(problem_body(d.error))["detail"] == "the client certificate could not be checked"
+    )
+    assert any(
+        r.levelno == logging.ERROR and "RuntimeError" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_on_decision_sees_every_decision(pkix, verifier) -> None:
+    seen: list[Decision] = []
+    guard = Guard(
+        verifier=verifier, mode="optional", exempt_paths={"/healthz"}, on_decision=seen.append
+    )
+    guard.decide(presented(pkix, "good", path="/a"), "optional", None)
+    guard.decide(presented(pkix, "expired", path="/b"), "optional", None)
+    guard.skip(*guard.resolve("/healthz", "GET"), "127.0.0.1", "/healthz", "GET")
+    assert [(d.path, d.code) for d in seen] == [
+        ("/a", "ok"),
+        ("/b", "certificate_expired"),
+        ("/healthz", "skipped"),
+    ]
+    assert (
+        seen[0].identity is not None and seen[0].fingerprint == seen[0].identity.fingerprint_sha256
+    )
+    assert seen[2].exempt
+
+
+def test_raising_hook_changes_nothing(pkix, verifier, caplog) -> None:
+    def hook(decision: Decision) -> None:
+        raise ValueError("metrics backend down")
+
+    guard = Guard(verifier=verifier, on_decision=hook)
+    with caplog.at_level(logging.ERROR, logger="mtlsauth"):
+        assert guard.decide(presented(pkix, "good"), "mandatory", None).allowed
+        assert not guard.decide(presented(pkix, None), "mandatory", None).allowed
+    assert sum("on_decision hook raised" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_logs_carry_no_certificate_material(pkix, verifier, caplog) -> None:
+    guard = Guard(verifier=verifier, mode="mandatory")
+    with caplog.at_level(logging.DEBUG, logger="mtlsauth"):
+        ok = guard.decide(presented(pkix, "good", path="/pay"), "mandatory", None)
+        guard.decide(presented(pkix, "wrong_ca", path="/pay"), "mandatory", None)
+        guard.decide(
+            Presented(peer=STRANGER, headers=(("x-ssl-client-cert", pkix["header_good"]),)),
+            "mandatory",
+            None,
+        )
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "BEGIN" not in text and "%2D%2D" not in text and pkix["header_good"][:40] not in text
+    assert ok.identity is not None and ok.identity.fingerprint_sha256 in text
+    assert "code=untrusted_issuer" in text and "code=untrusted_forwarder" in text
+    fields = [r.mtlsauth for r in caplog.records if hasattr(r, "mtlsauth")]
+    assert [f["outcome"] for f in fields] == ["allowed", "denied", "denied"]
+    assert fields[1]["status"] == 401 and fields[1]["peer"] == "127.0.0.1"
+
+
+def test_mtlsauth_errors_pass_through_unchanged(pkix, verifier, monkeypatch) -> None:
+    from mtlsauth import RevocationUnavailable
+
+    def unavailable(self, presented, *, required=True, policy=None):
+        raise RevocationUnavailable("no CRL for issuer")
+
+    monkeypatch.setattr(Verifier, "authenticate", unavailable)
+    d = Guard(verifier=verifier).decide(presented(pkix, "good"), "mandatory", None)
+    assert isinstance(d.error, MTLSAuthError) and d.code == "revocation_unavailable"
