@@ -84,7 +84,8 @@ def test_tls_error_is_refused_in_every_checking_mode(pkix, verifier) -> None:
             presented(pkix, "good", tls_error="certificate verify failed"), mode, None
         )
         assert d.code == "tls_verification_failed"
-        assert d.error is not None and d.error.status == 401
+        assert d.error is not None
+        assert d.error.status == 401
 
 
 def test_revoked(pkix) -> None:
@@ -98,7 +99,8 @@ def test_policy_denied_is_403(pkix, pki) -> None:
     v = Verifier(trust_store=pki.root.trust_store(), policy=Policy(organizations={"payments"}))
     d = Guard(verifier=v).decide(presented(pkix, "ads"), "mandatory", None)
     assert d.code == "organization_not_allowed"
-    assert d.error is not None and d.error.status == 403
+    assert d.error is not None
+    assert d.error.status == 403
 
 
 # -- forwarded headers -------------------------------------------------------------------
@@ -269,9 +271,8 @@ def test_on_decision_sees_every_decision(pkix, verifier) -> None:
         ("/b", "certificate_expired"),
         ("/healthz", "skipped"),
     ]
-    assert (
-        seen[0].identity is not None and seen[0].fingerprint == seen[0].identity.fingerprint_sha256
-    )
+    assert seen[0].identity is not None
+    assert seen[0].fingerprint == seen[0].identity.fingerprint_sha256
     assert seen[2].exempt
 
 
@@ -297,12 +298,17 @@ def test_logs_carry_no_certificate_material(pkix, verifier, caplog) -> None:
             None,
         )
     text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "BEGIN" not in text and "%2D%2D" not in text and pkix["header_good"][:40] not in text
-    assert ok.identity is not None and ok.identity.fingerprint_sha256 in text
-    assert "code=untrusted_issuer" in text and "code=untrusted_forwarder" in text
+    assert "BEGIN" not in text
+    assert "%2D%2D" not in text
+    assert pkix["header_good"][:40] not in text
+    assert ok.identity is not None
+    assert ok.identity.fingerprint_sha256 in text
+    assert "code=untrusted_issuer" in text
+    assert "code=untrusted_forwarder" in text
     fields = [r.mtlsauth for r in caplog.records if hasattr(r, "mtlsauth")]
     assert [f["outcome"] for f in fields] == ["allowed", "denied", "denied"]
-    assert fields[1]["status"] == 401 and fields[1]["peer"] == "127.0.0.1"
+    assert fields[1]["status"] == 401
+    assert fields[1]["peer"] == "127.0.0.1"
 
 
 def test_mtlsauth_errors_pass_through_unchanged(pkix, verifier, monkeypatch) -> None:
@@ -313,4 +319,5 @@ def test_mtlsauth_errors_pass_through_unchanged(pkix, verifier, monkeypatch) -> 
 
     monkeypatch.setattr(Verifier, "authenticate", unavailable)
     d = Guard(verifier=verifier).decide(presented(pkix, "good"), "mandatory", None)
-    assert isinstance(d.error, MTLSAuthError) and d.code == "revocation_unavailable"
+    assert isinstance(d.error, MTLSAuthError)
+    assert d.code == "revocation_unavailable"
