@@ -1,0 +1,7 @@
+"""``python -m mtlsauth``: the command line (see ``mtlsauth --help``)."""
+
+from __future__ import annotations
+
+from mtlsauth._cli import main
+
+raise SystemExit(main())
