@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime
+from typing import Annotated
 from urllib.parse import quote
 
 import httpx
@@ -50,12 +51,12 @@ def fastapi_app(verifier: Verifier, **kw) -> FastAPI:
     app.add_middleware(MTLSMiddleware, verifier=verifier, **kw)
 
     @app.get("/whoami")
-    def whoami(who: ClientIdentity = Depends(client_identity)) -> dict[str, str | None]:
+    def whoami(who: Annotated[ClientIdentity, Depends(client_identity)]) -> dict[str, str | None]:
         return {"cn": who.common_name}
 
     @app.get("/maybe")
     def maybe(
-        who: ClientIdentity | None = Depends(optional_client_identity),
+        who: Annotated[ClientIdentity | None, Depends(optional_client_identity)],
     ) -> dict[str, str | None]:
         return {"cn": who.common_name if who else None}
 
@@ -312,7 +313,7 @@ async def test_dependency_without_middleware_is_500(certs) -> None:
     app = FastAPI()
 
     @app.get("/")
-    def index(who: ClientIdentity = Depends(client_identity)) -> dict[str, str]:
+    def index(who: Annotated[ClientIdentity, Depends(client_identity)]) -> dict[str, str]:
         return {}
 
     transport = httpx.ASGITransport(
