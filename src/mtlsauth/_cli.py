@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -58,6 +59,7 @@ class UsageError(Exception):
 
 
 # -- output --------------------------------------------------------------------------------
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 
 
@@ -98,13 +100,20 @@ class Out:
                 self.line(f"{indent}{' ' * (width + 1)} {more}")
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-        self.line(
-            self.style("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), "bold")
-        )
-        self.line("  ".join("-" * w for w in widths))
+        """Aligned columns; colour codes in cells do not count towards the widths."""
+        width = [len(h) for h in header]
         for row in rows:
-            self.line("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+            for i, cell in enumerate(row):
+                width[i] = max(width[i], len(_ANSI.sub("", cell)))
+
+        def fmt(cells: Sequence[str]) -> str:
+            parts = [c + " " * (width[i] - len(_ANSI.sub("", c))) for i, c in enumerate(cells)]
+            return "  ".join(parts).rstrip()
+
+        self.line(self.style(fmt(header), "bold"))
+        self.line("  ".join("-" * w for w in width))
+        for row in rows:
+            self.line(fmt(row))
 
 
 # -- reading input -------------------------------------------------------------------------
