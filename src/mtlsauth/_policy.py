@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import re
 import string
@@ -39,6 +40,7 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DNKey = tuple[tuple[tuple[str, str], ...], ...]
 # A check returns None when the identity passes, else a short detail for PolicyDenied.
 _Check = Callable[[ClientIdentity], "str | None"]
+_Refusal = tuple[str, str]  # (PolicyDenied code, detail)
 
 _FIELDS = (
     "subjects",
@@ -100,6 +102,7 @@ _OID_RE = re.compile(r"(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*))+")
 _DER_STRINGS = {0x0C: "utf-8", 0x12: "ascii", 0x13: "ascii", 0x14: "latin-1", 0x16: "ascii"}
 _DER_STRINGS |= {0x1A: "ascii", 0x1C: "utf-32-be", 0x1E: "utf-16-be"}
 _HEX = frozenset(string.hexdigits)
+_URI_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)(?::(?://([^/?#]*))|:)")
 
 
 def _norm(value: str) -> str:
@@ -111,13 +114,22 @@ def _attr_value(value: str | bytes) -> str:
     return _norm(value) if isinstance(value, str) else "#" + value.hex()
 
 
-def _name_key(name: x509.Name) -> _DNKey:
-    return tuple(
+# Presented values repeat request after request (the Verifier caches identities), so the
+# normalised forms are memoised: a hit costs a hash look-up instead of Unicode work.
+_norm_presented = functools.lru_cache(maxsize=4096)(_norm)
+_ORG_OID = NameOID.ORGANIZATION_NAME.dotted_string
+
+
+@functools.lru_cache(maxsize=2048)
+def _name_view(name: x509.Name) -> tuple[_DNKey, frozenset[str]]:
+    """A parsed Name's comparison key, and its normalised organizationName values."""
+    key = tuple(
         sorted(
             tuple(sorted((a.oid.dotted_string, _attr_value(a.value)) for a in rdn))
             for rdn in name.rdns
         )
     )
+    return key, frozenset(v for rdn in key for oid, v in rdn if oid == _ORG_OID)
 
 
 def _unwrap_der(value: str) -> str:
@@ -207,24 +219,25 @@ def _parse_dn(text: str) -> _DNKey:
 
 def _identity_dn(name: x509.Name | None, text: str) -> _DNKey | None:
     if name is not None:
-        return _name_key(name)
+        return _name_view(name)[0]
     try:  # proxy-verified identity: only the string came; unparseable fails closed
         return _parse_dn(text)
     except (ValueError, TypeError, UnicodeError):
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _norm_uri(uri: str) -> str:
     """Lower-case the scheme and (without userinfo) the host; the rest compares exactly."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        scheme, sep, rest = uri.partition(":")
-        return scheme.lower() + sep + rest if sep else uri
-    cut = min((p for p in (rest.find(ch) for ch in "/?#") if p >= 0), default=len(rest))
-    authority = rest[:cut]
+    match = _URI_HEAD.match(uri)
+    if match is None:
+        return uri
+    scheme, authority = match.group(1, 2)
+    if authority is None:
+        return scheme.lower() + uri[match.end() :]
     if "@" not in authority:
         authority = authority.lower()
-    return scheme.lower() + "://" + authority + rest[cut:]
+    return scheme.lower() + "://" + authority + uri[match.end() :]
 
 
 def _under_prefix(value: str, prefix: str) -> bool:
@@ -370,7 +383,7 @@ def _cn_check(allowed: frozenset[str]) -> _Check:
         cn = identity.common_name
         if cn is None:
             return "certificate has no common name"
-        return None if _norm(cn) in allowed else "common name not in the allow-list"
+        return None if _norm_presented(cn) in allowed else "common name not in the allow-list"
 
     return check
 
@@ -378,13 +391,14 @@ def _cn_check(allowed: frozenset[str]) -> _Check:
 def _org_check(allowed: frozenset[str]) -> _Check:
     def check(identity: ClientIdentity) -> str | None:
         if identity.subject_name is not None:
-            attrs = identity.subject_name.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-            values = [_attr_value(a.value) for a in attrs]
+            values = _name_view(identity.subject_name)[1]
+        elif identity.organization is not None:
+            values = frozenset((_norm_presented(identity.organization),))
         else:
-            values = [] if identity.organization is None else [_norm(identity.organization)]
+            values = frozenset()
         if not values:
             return "certificate has no organization"
-        return None if any(v in allowed for v in values) else "organization not in the allow-list"
+        return None if not values.isdisjoint(allowed) else "organization not in the allow-list"
 
     return check
 
@@ -394,7 +408,7 @@ def _ou_check(allowed: frozenset[str]) -> _Check:
         units = identity.organizational_units
         if not units:
             return "certificate has no organizational unit"
-        if any(_norm(u) in allowed for u in units):
+        if any(_norm_presented(u) in allowed for u in units):
             return None
         return "no organizational unit in the allow-list"
 
@@ -546,14 +560,16 @@ def _compile(field: str, items: tuple[Any, ...]) -> tuple[str, _Check]:
     return "certificate_denied", _deny_serial_check(serials)
 
 
-def _run(checks: tuple[tuple[str, _Check], ...], identity: ClientIdentity) -> None:
+def _failure(checks: tuple[tuple[str, _Check], ...], identity: ClientIdentity) -> _Refusal | None:
+    """The first failing check's (code, detail), or None; never raises."""
     for code, check in checks:
         try:
             detail = check(identity)
         except Exception:  # noqa: BLE001 -- fail closed: a surprise while matching is a refusal
             detail = "certificate could not be checked against the policy"
         if detail is not None:
-            raise PolicyDenied(detail, code=code)
+            return code, detail
+    return None
 
 
 class Policy:
@@ -696,20 +712,17 @@ class Policy:
         """
         if self._empty:
             return
-        if self._deny:
-            _run(self._deny, identity)
-        if self._alternatives:
-            first: PolicyDenied | None = None
+        refusal = _failure(self._deny, identity) if self._deny else None
+        if refusal is None and self._alternatives:
             for alternative in self._alternatives:
-                try:
-                    _run(alternative._allow, identity)
-                except PolicyDenied as exc:
-                    first = first or exc
-                else:
+                failed = _failure(alternative._allow, identity)
+                if failed is None:
                     return
-            if first is not None:
-                raise first
-        _run(self._allow, identity)
+                refusal = refusal or failed  # report the first alternative's reason
+        elif refusal is None:
+            refusal = _failure(self._allow, identity)
+        if refusal is not None:
+            raise PolicyDenied(refusal[1], code=refusal[0])
 
     @classmethod
     def any_of(cls, *policies: Policy) -> Policy:
