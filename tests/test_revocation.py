@@ -1,0 +1,618 @@
+"""CRLSet rules, each shown both ways, against chains built with mtlsauth.testing.CA."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mtlsauth import CertificateRevoked, RevocationUnavailable, Verifier
+from mtlsauth._revocation import CRLSet
+from mtlsauth.testing import CA, ClientCert
+
+UTC = dt.timezone.utc
+NOW = dt.datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass
+class PKI:
+    root: CA
+    inter: CA
+    leaf: ClientCert
+
+    @property
+    def chain(self) -> list[x509.Certificate]:
+        return [self.leaf.certificate, self.inter.certificate, self.root.certificate]
+
+
+def _pki(**leaf_kwargs: object) -> PKI:
+    root = CA(organization="CRL Test")
+    inter = root.intermediate()
+    return PKI(root, inter, inter.issue_client_cert(common_name="leaf", **leaf_kwargs))  # type: ignore[arg-type]
+
+
+def _crl(
+    issuer: CA,
+    *,
+    serials: tuple[tuple[int, x509.ReasonFlags | None], ...] = (),
+    last_update: dt.datetime | None = None,
+    next_update: dt.datetime | None = None,
+    extensions: tuple[tuple[x509.ExtensionType, bool], ...] = (),
+    entry_extensions: tuple[x509.ExtensionType, ...] = (),
+    signer: ec.EllipticCurvePrivateKey | None = None,
+    aki_key: ec.EllipticCurvePrivateKey | None = None,
+    number: int = 1,
+) -> bytes:
+    """A CRL built by hand, for the cases CA.crl() does not cover."""
+    b = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.certificate.subject)
+        .last_update(last_update or NOW - dt.timedelta(minutes=5))
+        .next_update(next_update or NOW + dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                (aki_key or issuer.private_key).public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+    )
+    for ext, critical in extensions:
+        b = b.add_extension(ext, critical=critical)
+    for serial, reason in serials:
+        rb = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW)
+        if reason is not None:
+            rb = rb.add_extension(x509.CRLReason(reason), critical=False)
+        for ext in entry_extensions:
+            rb = rb.add_extension(ext, critical=False)
+        b = b.add_revoked_certificate(rb.build())
+    key = signer or issuer.private_key
+    return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
+
+
+def _idp(**kw: object) -> tuple[x509.ExtensionType, bool]:
+    fields: dict[str, object] = {
+        "full_name": None,
+        "relative_name": None,
+        "only_contains_user_certs": False,
+        "only_contains_ca_certs": False,
+        "only_some_reasons": None,
+        "indirect_crl": False,
+        "only_contains_attribute_certs": False,
+    }
+    fields.update(kw)
+    return (x509.IssuingDistributionPoint(**fields), True)  # type: ignore[arg-type]
+
+
+def _outcome(crls: CRLSet, chain: list[x509.Certificate], at: dt.datetime = NOW) -> str:
+    try:
+        crls.check(chain, at=at)
+    except CertificateRevoked:
+        return "revoked"
+    except RevocationUnavailable:
+        return "unavailable"
+    return "ok"
+
+
+# Each case: (builder of the CRL PEM for the intermediate, for the root) -> expected outcome.
+Build = Callable[[PKI], bytes]
+ROOT_OK: Build = lambda p: _crl(p.root)  # noqa: E731
+LEAF = lambda p: p.leaf.certificate.serial_number  # noqa: E731
+DP = x509.UniformResourceIdentifier("http://crl.example/inter.crl")
+
+CASES = [
+    pytest.param(lambda p: _crl(p.inter), ROOT_OK, {}, "ok", id="fresh CRLs, nothing listed"),
+    pytest.param(
+        lambda p: _crl(p.inter, serials=((LEAF(p), None),)),
+        ROOT_OK,
+        {},
+        "revoked",
+        id="leaf listed",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, serials=((LEAF(p), x509.ReasonFlags.certificate_hold),)),
+        ROOT_OK,
+        {},
+        "revoked",
+        id="certificateHold counts as revoked while listed",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, serials=((LEAF(p), x509.ReasonFlags.remove_from_crl),)),
+        ROOT_OK,
+        {},
+        "revoked",
+        id="removeFromCRL in a complete CRL still counts as listed",
+    ),
+    pytest.param(
+        lambda p: _crl(
+            p.inter,
+            serials=((LEAF(p), x509.ReasonFlags.key_compromise),),
+            entry_extensions=(x509.InvalidityDate(NOW + dt.timedelta(days=30)),),
+        ),
+        ROOT_OK,
+        {},
+        "revoked",
+        id="invalidity date after now: still revoked",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter),
+        lambda p: _crl(p.root, serials=((p.inter.certificate.serial_number, None),)),
+        {},
+        "revoked",
+        id="intermediate listed, chain mode",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter),
+        lambda p: _crl(p.root, serials=((p.inter.certificate.serial_number, None),)),
+        {"mode": "leaf"},
+        "ok",
+        id="intermediate listed, leaf mode",
+    ),
+    pytest.param(lambda p: _crl(p.inter), None, {}, "unavailable", id="no root CRL, chain mode"),
+    pytest.param(
+        lambda p: _crl(p.inter), None, {"mode": "leaf"}, "ok", id="no root CRL, leaf mode"
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter),
+        None,
+        {"allow_missing": True},
+        "ok",
+        id="no root CRL, allow_missing",
+    ),
+    pytest.param(None, ROOT_OK, {}, "unavailable", id="no intermediate CRL"),
+    pytest.param(
+        None, ROOT_OK, {"allow_missing": True}, "ok", id="no intermediate CRL, allow_missing"
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, next_update=NOW - dt.timedelta(seconds=1)),
+        ROOT_OK,
+        {},
+        "unavailable",
+        id="stale CRL",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, next_update=NOW - dt.timedelta(seconds=1)),
+        ROOT_OK,
+        {"allow_missing": True},
+        "unavailable",
+        id="stale CRL fails even with allow_missing",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, next_update=NOW - dt.timedelta(minutes=5)),
+        ROOT_OK,
+        {"grace": dt.timedelta(minutes=10)},
+        "ok",
+        id="stale CRL within grace",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, last_update=NOW + dt.timedelta(hours=1)),
+        ROOT_OK,
+        {},
+        "unavailable",
+        id="lastUpdate an hour ahead",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, last_update=NOW + dt.timedelta(minutes=2)),
+        ROOT_OK,
+        {},
+        "ok",
+        id="lastUpdate 2 min ahead: within skew",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, signer=ec.generate_private_key(ec.SECP256R1())),
+        ROOT_OK,
+        {},
+        "unavailable",
+        id="wrongly signed CRL",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, signer=ec.generate_private_key(ec.SECP256R1())),
+        ROOT_OK,
+        {"allow_missing": True},
+        "unavailable",
+        id="wrongly signed CRL fails even with allow_missing",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, aki_key=(k := ec.generate_private_key(ec.SECP256R1())), signer=k),
+        ROOT_OK,
+        {},
+        "unavailable",
+        id="AKI names another key of a same-named CA",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, aki_key=(k := ec.generate_private_key(ec.SECP256R1())), signer=k),
+        ROOT_OK,
+        {"allow_missing": True},
+        "ok",
+        id="AKI names another key, allow_missing: no CRL for this key",
+    ),
+    pytest.param(
+        lambda p: _crl(p.root),  # the root's CRL cannot clear the intermediate's leaf
+        ROOT_OK,
+        {},
+        "unavailable",
+        id="CRL from another issuer",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, extensions=(_idp(only_contains_ca_certs=True),)),
+        ROOT_OK,
+        {},
+        "unavailable",
+        id="IDP onlyContainsCACerts does not clear a leaf",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, extensions=(_idp(only_contains_user_certs=True),)),
+        ROOT_OK,
+        {},
+        "ok",
+        id="IDP onlyContainsUserCerts clears a leaf",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter),
+        lambda p: _crl(p.root, extensions=(_idp(only_contains_user_certs=True),)),
+        {},
+        "unavailable",
+        id="IDP onlyContainsUserCerts does not clear a CA",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter),
+        lambda p: _crl(p.root, extensions=(_idp(only_contains_ca_certs=True),)),
+        {},
+        "ok",
+        id="IDP onlyContainsCACerts clears a CA",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, extensions=(_idp(full_name=[DP]),)),
+        ROOT_OK,
+        {},
+        "unavailable",
+        id="IDP distribution point, leaf names none",
+    ),
+]
+
+
+@pytest.mark.parametrize(("inter_crl", "root_crl", "options", "expected"), CASES)
+def test_crl_rules(
+    inter_crl: Build | None, root_crl: Build | None, options: dict[str, object], expected: str
+) -> None:
+    p = _pki()
+    pem = b"".join(build(p) for build in (inter_crl, root_crl) if build is not None)
+    crls = CRLSet.from_pem(pem, **options)  # type: ignore[arg-type]
+    assert _outcome(crls, p.chain) == expected
+
+
+def _with_dp(names: list[x509.GeneralName]) -> PKI:
+    dp = x509.DistributionPoint(full_name=names, relative_name=None, reasons=None, crl_issuer=None)
+    return _pki(extra_extensions=[(x509.CRLDistributionPoints([dp]), False)])
+
+
+@pytest.mark.parametrize(
+    ("cert_dp", "listed", "expected"),
+    [
+        pytest.param(DP, False, "ok", id="matching distribution point, not listed"),
+        pytest.param(DP, True, "revoked", id="matching distribution point, listed"),
+        pytest.param(
+            x509.UniformResourceIdentifier("http://crl.example/other.crl"),
+            False,
+            "unavailable",
+            id="other distribution point",
+        ),
+    ],
+)
+def test_idp_distribution_point(cert_dp: x509.GeneralName, listed: bool, expected: str) -> None:
+    p = _with_dp([cert_dp])
+    serials = ((LEAF(p), None),) if listed else ()
+    pem = _crl(p.inter, serials=serials, extensions=(_idp(full_name=[DP]),)) + _crl(p.root)
+    assert _outcome(CRLSet.from_pem(pem), p.chain) == expected
+
+
+def _ca_without_crl_sign() -> tuple[CA, ClientCert]:
+    ca = CA(organization="No CRL sign", key_usage=False)
+    ku = x509.KeyUsage(True, False, False, False, False, True, False, False, False)
+    # Re-sign the CA certificate with a KeyUsage lacking cRLSign (same key, same name).
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca.certificate.subject)
+        .issuer_name(ca.certificate.subject)
+        .public_key(ca.private_key.public_key())  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(hours=1))
+        .not_valid_after(NOW + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(ku, critical=True)
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    ca.certificate = cert
+    return ca, ca.issue_client_cert()
+
+
+@pytest.mark.parametrize(("crl_sign", "expected"), [(False, "unavailable"), (True, "ok")])
+def test_issuer_needs_crl_sign_key_usage(crl_sign: bool, expected: str) -> None:
+    if crl_sign:
+        ca = CA(key_usage=True)
+        leaf = ca.issue_client_cert()
+    else:
+        ca, leaf = _ca_without_crl_sign()
+    crls = CRLSet.from_pem(_crl(ca))
+    assert _outcome(crls, [leaf.certificate, ca.certificate]) == expected
+
+
+def test_ca_without_key_usage_may_sign_crls() -> None:
+    ca = CA(key_usage=False)
+    leaf = ca.issue_client_cert()
+    assert _outcome(CRLSet.from_pem(_crl(ca)), [leaf.certificate, ca.certificate]) == "ok"
+
+
+@pytest.mark.parametrize(
+    ("older_lists", "newer_lists", "expected"),
+    [
+        pytest.param(True, False, "ok", id="hold released in the newer CRL"),
+        pytest.param(False, True, "revoked", id="revoked in the newer CRL"),
+    ],
+)
+def test_newest_fresh_crl_wins(older_lists: bool, newer_lists: bool, expected: str) -> None:
+    p = _pki()
+    held = ((LEAF(p), x509.ReasonFlags.certificate_hold),)
+    older = _crl(p.inter, serials=held if older_lists else (), number=1)
+    newer = _crl(p.inter, serials=held if newer_lists else (), number=2)
+    for pem in (older + newer, newer + older):  # file order does not matter
+        assert _outcome(CRLSet.from_pem(pem + _crl(p.root)), p.chain) == expected
+
+
+def test_newest_stale_falls_back_to_older_fresh() -> None:
+    p = _pki()
+    stale_newer = _crl(p.inter, number=2, next_update=NOW - dt.timedelta(seconds=1))
+    fresh_older = _crl(p.inter, number=1)
+    assert _outcome(CRLSet.from_pem(stale_newer + fresh_older + _crl(p.root)), p.chain) == "ok"
+
+
+@pytest.mark.parametrize(
+    ("extensions", "message"),
+    [
+        pytest.param(((x509.DeltaCRLIndicator(1), True),), "delta CRLs", id="delta CRL"),
+        pytest.param((_idp(indirect_crl=True),), "indirect", id="indirect CRL"),
+        pytest.param(
+            (_idp(only_some_reasons=frozenset({x509.ReasonFlags.key_compromise})),),
+            "onlySomeReasons",
+            id="onlySomeReasons",
+        ),
+        pytest.param(
+            (_idp(only_contains_attribute_certs=True),), "attribute", id="attribute certificates"
+        ),
+        pytest.param(
+            (
+                (
+                    x509.UnrecognizedExtension(
+                        x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"
+                    ),
+                    True,
+                ),
+            ),
+            "unsupported critical",
+            id="unknown critical extension",
+        ),
+    ],
+)
+def test_refused_crls(
+    extensions: tuple[tuple[x509.ExtensionType, bool], ...], message: str
+) -> None:
+    ca = CA()
+    with pytest.raises(ValueError, match=message):
+        CRLSet.from_pem(_crl(ca, extensions=extensions))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"-----BEGIN X509 CRL-----\nMIIB\n", id="truncated PEM"),
+        pytest.param(b"-----BEGIN X509 CRL-----\n!!!!\n-----END X509 CRL-----\n", id="bad base64"),
+        pytest.param(b"-----BEGIN X509 CRL-----\nMIIB\n-----END X509 CRL-----\n", id="not a CRL"),
+        pytest.param(
+            b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", id="no CRL block"
+        ),
+    ],
+)
+def test_unparsable_pem_is_a_value_error(data: bytes) -> None:
+    with pytest.raises(ValueError, match="PEM input"):
+        CRLSet.from_pem(data)
+
+
+def test_der_and_multi_pem_inputs() -> None:
+    p = _pki()
+    revoked = p.inter.revoke(p.leaf, reason=x509.ReasonFlags.key_compromise)
+    der_inter = x509.load_pem_x509_crl(revoked.bytes()).public_bytes(serialization.Encoding.DER)
+    der_root = p.root.crl(encoding="der").bytes()
+    assert _outcome(CRLSet.from_der(der_inter, der_root), p.chain) == "revoked"
+    assert _outcome(CRLSet.from_pem(revoked.text() + p.root.crl().text()), p.chain) == "revoked"
+    with pytest.raises(ValueError, match="DER input #1"):
+        CRLSet.from_der(b"\x30\x03\x02\x01\x00")
+
+
+def test_returns_earliest_next_update_plus_grace() -> None:
+    p = _pki()
+    soon, later = NOW + dt.timedelta(hours=2), NOW + dt.timedelta(days=3)
+    pem = _crl(p.inter, next_update=later) + _crl(p.root, next_update=soon)
+    grace = dt.timedelta(minutes=7)
+    assert CRLSet.from_pem(pem).check(p.chain, at=NOW) == soon
+    assert CRLSet.from_pem(pem, grace=grace).check(p.chain, at=NOW) == soon + grace
+    assert CRLSet.from_pem(pem, mode="leaf").check(p.chain, at=NOW) == later
+
+
+@pytest.mark.parametrize(
+    "chain",
+    [
+        pytest.param("garbage", id="not certificates"),
+        pytest.param([object(), object()], id="objects"),
+        pytest.param(None, id="None"),
+    ],
+)
+def test_check_fails_closed_on_nonsense(chain: object) -> None:
+    crls = CRLSet.from_pem(_crl(CA()))
+    with pytest.raises(RevocationUnavailable):
+        crls.check(chain, at=NOW)  # type: ignore[arg-type]
+
+
+def test_naive_time_fails_closed() -> None:
+    p = _pki()
+    crls = CRLSet.from_pem(_crl(p.inter) + _crl(p.root))
+    with pytest.raises(RevocationUnavailable):
+        crls.check(p.chain, at=NOW.replace(tzinfo=None))
+
+
+def test_chain_of_one_needs_no_crl() -> None:
+    ca = CA()
+    assert CRLSet.from_pem(_crl(CA())).check([ca.certificate], at=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"mode": "all"}, ValueError),
+        ({"allow_missing": "yes"}, TypeError),
+        ({"grace": 5}, TypeError),
+        ({"grace": dt.timedelta(seconds=-1)}, ValueError),
+    ],
+)
+def test_bad_options_raise_at_construction(
+    kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        CRLSet.from_pem(_crl(CA()), **kwargs)  # type: ignore[arg-type]
+
+
+def test_logs_before_next_update_and_when_stale(caplog: pytest.LogCaptureFixture) -> None:
+    p = _pki()
+    pem = _crl(p.inter, next_update=NOW + dt.timedelta(minutes=30)) + _crl(p.root)
+    crls = CRLSet.from_pem(pem, warn_before=dt.timedelta(hours=1))
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+        crls.check(p.chain, at=NOW)
+        crls.check(p.chain, at=NOW)
+        with pytest.raises(RevocationUnavailable):
+            crls.check(p.chain, at=NOW + dt.timedelta(minutes=31))
+    near = [r for r in caplog.records if "not yet replaced" in r.getMessage()]
+    stale = [r for r in caplog.records if "failing closed" in r.getMessage()]
+    assert len(near) == 1  # once, not per request
+    assert near[0].levelno == logging.WARNING
+    assert len(stale) == 1
+    assert stale[0].levelno == logging.ERROR
+
+
+def test_health_reports_crls() -> None:
+    p = _pki()
+    soon = NOW + dt.timedelta(hours=3)
+    h = CRLSet.from_pem(_crl(p.inter, next_update=soon) + _crl(p.root)).health()
+    assert h["earliest_next_update"] == soon.isoformat()
+    assert h["last_error"] is None
+    assert len(h["crls"]) == 2  # type: ignore[arg-type]
+
+
+def test_verifier_refuses_revoked_even_from_cache() -> None:
+    p = _pki()
+    crls = CRLSet.from_pem(p.inter.revoke(p.leaf).bytes() + p.root.crl().bytes())
+    verifier = Verifier(trust_store=p.root.trust_store(), revocation=crls)
+    other = p.inter.issue_client_cert(common_name="other")
+    assert verifier.verify(other.chain_pem.text()).common_name == "other"
+    assert verifier.verify(other.chain_pem.text()).common_name == "other"  # cache hit
+    for _ in range(2):
+        with pytest.raises(CertificateRevoked) as info:
+            verifier.verify(p.leaf.chain_pem.text())
+        assert info.value.code == "certificate_revoked"
+
+
+def test_hot_path_is_cheap() -> None:
+    p = _pki()
+    crls = CRLSet.from_pem(_crl(p.inter) + _crl(p.root))
+    chain = p.chain
+    crls.check(chain, at=NOW)  # first call verifies the signatures
+    n = 2000
+    t = time.perf_counter()
+    for _ in range(n):
+        crls.check(chain, at=NOW)
+    per_call = (time.perf_counter() - t) / n
+    assert per_call < 100e-6, f"{per_call * 1e6:.1f} us per check"
+
+
+@pytest.fixture(scope="session")
+def big_crl(tmp_path_factory: pytest.TempPathFactory) -> tuple[CA, Path]:
+    """A 100,000-entry CRL made by ``openssl ca -gencrl`` (cryptography's builder needs ~25 s)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command line is not installed")
+    d = tmp_path_factory.mktemp("bigcrl")
+    ca = CA(organization="Big CRL")
+    ca.cert_pem.write_to_path(d / "ca.pem")
+    (d / "key.pem").write_bytes(
+        ca.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (d / "index.txt").write_text(
+        "".join(
+            f"R\t491231000000Z\t260101000000Z\t{i:08X}\tunknown\t/CN=x{i}\n"
+            for i in range(1000, 101_000)
+        )
+    )
+    (d / "crlnumber").write_text("01\n")
+    (d / "ca.cnf").write_text(
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\n"
+        "default_md = sha256\ndefault_crl_days = 7\n"
+    )
+    subprocess.run(
+        ["openssl", "ca", "-batch", "-gencrl", "-config", "ca.cnf", "-keyfile", "key.pem",
+         "-cert", "ca.pem", "-out", "big.crl"],
+        cwd=d, check=True, capture_output=True,
+    )  # fmt: skip
+    return ca, d / "big.crl"
+
+
+def test_lookup_cost_does_not_grow_with_crl_size(big_crl: tuple[CA, Path]) -> None:
+    ca, path = big_crl
+    t = time.perf_counter()
+    crls = CRLSet.from_paths(path, reload_interval=None)
+    load = time.perf_counter() - t
+    assert load < 5.0, f"load took {load:.2f} s"
+    listed = _leaf_with_serial(ca, 50_000)
+    absent = ca.issue_client_cert()
+    assert _outcome(crls, [listed.certificate, ca.certificate]) == "revoked"
+    chain = [absent.certificate, ca.certificate]
+    crls.check(chain, at=NOW)  # signature check (hashes 3 MB) happens once
+    small = CRLSet.from_pem(_crl(ca))
+    small.check(chain, at=NOW)
+
+    def per_call(s: CRLSet) -> float:
+        n = 2000
+        t = time.perf_counter()
+        for _ in range(n):
+            s.check(chain, at=NOW)
+        return (time.perf_counter() - t) / n
+
+    big, tiny = per_call(crls), per_call(small)
+    assert big < 100e-6, f"{big * 1e6:.1f} us per check at 100k entries"
+    assert big < tiny * 5 + 5e-6, f"{big * 1e6:.1f} us vs {tiny * 1e6:.1f} us"
+
+
+def _leaf_with_serial(ca: CA, serial: int) -> ClientCert:
+    leaf = ca.issue_client_cert()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "listed")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(leaf.private_key.public_key())  # type: ignore[arg-type]
+        .serial_number(serial)
+        .not_valid_before(NOW - dt.timedelta(hours=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return ClientCert(cert, leaf.private_key, ())
