@@ -1,0 +1,537 @@
+"""ForwardedCert: every encoding and sentinel, every preset, the trust gate, XFCC grammar."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from urllib.parse import quote
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from mtlsauth import (
+    CertificateInvalid,
+    ForwardedCert,
+    Presented,
+    UntrustedForwarder,
+    Verifier,
+)
+from mtlsauth._forwarded import encode_forwarded
+from mtlsauth._forwarded_formats import der_to_pem
+from mtlsauth._forwarded_presets import PRESETS
+from mtlsauth._identity import ClientIdentity
+from mtlsauth.testing import CA
+
+PROXY = "10.0.0.5"
+TRUSTED = ["10.0.0.0/24", "2001:db8::/32", "127.0.0.1"]
+
+
+@pytest.fixture(scope="module")
+def pki():
+    root = CA(organization="fwd-test")
+    inter = root.intermediate()
+    # RSA: its DER base64 reliably contains '+' and '/', which the encodings must keep
+    client = inter.issue_client_cert(
+        common_name="alice",
+        organization="Acme, Inc.",
+        uris=["spiffe://example.org/ns/a/sa/b"],
+        dns_names=["client.example"],
+        key_type="rsa",
+    )
+    return root, inter, client
+
+
+@pytest.fixture(scope="module")
+def chain(pki):
+    return pki[2].chain_der
+
+
+def _fc(encoding="url-pem", header="X-Cert", **kw):
+    kw.setdefault("trusted_proxies", TRUSTED)
+    return ForwardedCert(header=header, encoding=encoding, **kw)
+
+
+def _req(*headers, peer=PROXY):
+    return Presented(peer=peer, headers=tuple((k.lower(), v) for k, v in headers))
+
+
+def _decode(fc, *headers, peer=PROXY):
+    value = fc.extract(_req(*headers, peer=peer))
+    assert value is not None
+    return value.decode()
+
+
+# -- encodings ---------------------------------------------------------------------------------
+def _pem(der):
+    return der_to_pem(der)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "make", "n"),
+    [
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe=""), 1, id="nginx escaped"),
+        pytest.param("url-pem", lambda c: quote("".join(map(_pem, c)), safe="+=/"), 2, id="aws raw +=/"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe="").replace("%2B", "%2b"), 1, id="lower-case hex"),
+        pytest.param("pem", lambda c: _pem(c[0]).replace("\n", " "), 1, id="apache spaces + trailing space"),
+        pytest.param("pem", lambda c: _pem(c[0]).rstrip("\n").replace("\n", "\n\t"), 1, id="nginx tab folds"),
+        pytest.param("pem", lambda c: _pem(c[0]).rstrip("\n").replace("\n", " "), 1, id="h11 unfolded to spaces"),
+        pytest.param("pem", lambda c: _pem(c[0]), 1, id="real newlines (mod_wsgi)"),
+        pytest.param("pem", lambda c: " ".join(_pem(d).replace("\n", " ") for d in c), 2, id="two pems"),
+        pytest.param("der-base64", lambda c: base64.b64encode(c[0]).decode(), 1, id="haproxy leaf"),
+        pytest.param("der-base64", lambda c: base64.b64encode(b"".join(c)).decode(), 2, id="concatenated DER"),
+        pytest.param("traefik", lambda c: ",".join(base64.b64encode(d).decode() for d in c), 2, id="traefik raw"),
+        pytest.param("traefik", lambda c: quote(",".join(base64.b64encode(d).decode() for d in c), safe=""), 2, id="traefik escaped (2.8-2.9.1)"),
+        pytest.param("traefik", lambda c: base64.b64encode(c[0]).decode(), 1, id="traefik leaf only"),
+        pytest.param("rfc9440", lambda c: ":" + base64.b64encode(c[0]).decode() + ":", 1, id="rfc9440"),
+        pytest.param("rfc9440", lambda c: ":" + base64.b64encode(c[0]).decode().rstrip("=") + ":", 1, id="rfc9440 missing padding"),
+        pytest.param("rfc9440", lambda c: " :" + base64.b64encode(c[0]).decode() + ":;a=1;b", 1, id="rfc9440 parameters"),
+    ],
+)  # fmt: skip
+def test_encodings_decode_exactly(encoding, make, n, chain):
+    ders = _decode(_fc(encoding), ("X-Cert", make(chain)))
+    assert ders == tuple(chain[:n])
+
+
+def test_aws_plus_is_never_a_space(chain):
+    value = quote(_pem(chain[0]), safe="+=/")
+    assert "+" in value  # the RSA fixture guarantees a raw '+'
+    assert _decode(_fc(), ("X-Cert", value)) == (chain[0],)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "value"),
+    [
+        pytest.param("url-pem", "-----BEGIN%20CERTIFICATE-----%0AMII%zz", id="bad percent escape"),
+        pytest.param("url-pem", "-----BEGIN%20CERTIFICATE-----%0", id="truncated escape"),
+        pytest.param("url-pem", "%C3%A9", id="escape decodes to non-ascii"),
+        pytest.param("url-pem", "héllo", id="non-ascii"),
+        pytest.param("url-pem", "not a cert", id="no pem"),
+        pytest.param("pem", "-----BEGIN CERTIFICATE----- !!!! -----END CERTIFICATE-----", id="pem body not base64"),
+        pytest.param("pem", "-----BEGIN PRIVATE KEY----- AAAA -----END PRIVATE KEY-----", id="private key"),
+        pytest.param("der-base64", "MII*", id="base64 alphabet"),
+        pytest.param("der-base64", "AAAA", id="not DER"),
+        pytest.param("traefik", "MIIB,", id="traefik empty item"),
+        pytest.param("traefik", "%ZZ", id="traefik bad escape"),
+        pytest.param("rfc9440", "MIIB", id="rfc9440 no colons"),
+        pytest.param("rfc9440", ":MII*:", id="rfc9440 alphabet"),
+        pytest.param("rfc9440", ":AAAA", id="rfc9440 unterminated"),
+        pytest.param("rfc9440", ":AAAA:junk", id="rfc9440 trailing"),
+        pytest.param("rfc9440", ":A=AA:", id="rfc9440 inner padding"),
+    ],
+)  # fmt: skip
+def test_malformed_values(encoding, value):
+    fc = _fc(encoding)
+    with pytest.raises(CertificateInvalid) as info:
+        _decode(fc, ("X-Cert", value))
+    assert info.value.code == "certificate_malformed"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("", id="empty (HAProxy)"),
+        pytest.param("   ", id="blank"),
+        pytest.param("(null)", id="Apache (null)"),
+        pytest.param("{http.request.tls.client.certificate_der_base64}", id="Caddy placeholder"),
+        pytest.param("{http.request.tls.client.certificate_pem}", id="Caddy pem placeholder"),
+    ],
+)
+@pytest.mark.parametrize("encoding", ["url-pem", "pem", "der-base64", "traefik", "xfcc", "rfc9440"])
+def test_no_certificate_sentinels(encoding, value):
+    fc = _fc(encoding)
+    assert fc.extract(_req(("X-Cert", value))) is None
+    # a sentinel from an untrusted peer is still just "no certificate"
+    assert fc.extract(_req(("X-Cert", value), peer="192.0.2.1")) is None
+
+
+def test_header_absent():
+    assert _fc().extract(_req(("Other", "x"))) is None
+
+
+# -- single-valued headers, folding, size, counts ----------------------------------------
+@pytest.mark.parametrize("encoding", ["url-pem", "pem", "der-base64", "traefik", "rfc9440"])
+def test_two_copies_are_malformed(encoding, chain):
+    value = encode_forwarded(encoding, chain[:1])[0][1]
+    fc = _fc(encoding)
+    with pytest.raises(CertificateInvalid, match="copies"):
+        fc.extract(_req(("X-Cert", value), ("x-cert", value)))
+
+
+@pytest.mark.parametrize("encoding", ["url-pem", "pem", "der-base64", "rfc9440"])
+def test_wsgi_folded_comma_is_malformed(encoding, chain):
+    value = encode_forwarded(encoding, chain[:1])[0][1]
+    with pytest.raises(CertificateInvalid, match="comma"):
+        _fc(encoding).extract(_req(("X-Cert", f"{value}, {value}")))
+
+
+def test_size_cap(chain):
+    value = encode_forwarded("url-pem", chain)[0][1]
+    fc = _fc(max_size=len(value) - 1)
+    with pytest.raises(CertificateInvalid, match="exceed"):
+        fc.extract(_req(("X-Cert", value)))
+    assert _fc(max_size=len(value)).extract(_req(("X-Cert", value))) is not None
+
+
+@pytest.mark.parametrize(("count", "ok"), [(16, True), (17, False)])
+def test_chain_count_cap(chain, count, ok):
+    value = base64.b64encode(chain[0] * count).decode()
+    fc = _fc("der-base64", max_size=1 << 20)
+    if ok:
+        assert len(_decode(fc, ("X-Cert", value))) == count
+    else:
+        with pytest.raises(CertificateInvalid):
+            _decode(fc, ("X-Cert", value))
+
+
+# -- chain headers ----------------------------------------------------------------------------
+def test_apache_chain_headers(chain):
+    pairs = encode_forwarded("apache", chain)
+    assert [v for _, v in pairs][2:] == ["(null)", "(null)"]
+    fc = ForwardedCert.preset("apache", trusted_proxies=TRUSTED)
+    assert _decode(fc, *pairs) == tuple(chain)
+
+
+def test_haproxy_chain_header_and_empty_chain(chain):
+    fc = ForwardedCert.preset("haproxy", trusted_proxies=TRUSTED)
+    assert _decode(fc, *encode_forwarded("haproxy", chain)) == tuple(chain)
+    assert _decode(fc, *encode_forwarded("haproxy", chain[:1])) == tuple(chain[:1])
+
+
+def test_chain_header_repeating_the_leaf_is_tolerated(chain):
+    fc = ForwardedCert.preset("haproxy", trusted_proxies=TRUSTED)
+    both = base64.b64encode(b"".join(chain)).decode()
+    leaf = base64.b64encode(chain[0]).decode()
+    assert _decode(fc, ("X-SSL-Client-Cert", leaf), ("X-SSL-Client-Chain", both)) == tuple(chain)
+
+
+def test_rfc9440_chain_list_and_repeated_lines(chain, pki):
+    root = pki[0].certificate.public_bytes(Encoding.DER)
+    fc = ForwardedCert.preset("rfc9440", trusted_proxies=TRUSTED)
+    leaf = ":" + base64.b64encode(chain[0]).decode() + ":"
+    items = [":" + base64.b64encode(d).decode() + ":" for d in (chain[1], root)]
+    one_line = _decode(fc, ("Client-Cert", leaf), ("Client-Cert-Chain", " ,  ".join(items)))
+    two_lines = _decode(
+        fc, ("Client-Cert", leaf), ("Client-Cert-Chain", items[0]), ("Client-Cert-Chain", items[1])
+    )
+    assert one_line == two_lines == (chain[0], chain[1], root)
+    with pytest.raises(CertificateInvalid):
+        _decode(fc, ("Client-Cert", leaf), ("Client-Cert-Chain", items[0] + ","))
+
+
+def test_chain_header_alone_is_no_certificate(chain):
+    fc = ForwardedCert.preset("haproxy", trusted_proxies=TRUSTED)
+    chain_only = ("X-SSL-Client-Chain", base64.b64encode(chain[1]).decode())
+    assert fc.extract(_req(chain_only)) is None
+
+
+# -- XFCC --------------------------------------------------------------------------------------
+def _xfcc(chain, **kw):
+    return encode_forwarded("envoy", chain)[0][1] if not kw else kw["value"]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "n"),
+    [
+        pytest.param("", 2, id="element as Envoy writes it"),
+        pytest.param(";", 2, id="trailing semicolon (Azure)"),
+    ],
+)
+def test_xfcc_decodes(chain, suffix, n):
+    fc = _fc("xfcc")
+    assert _decode(fc, ("X-Cert", _xfcc(chain) + suffix)) == tuple(chain[:n])
+
+
+def test_xfcc_last_element_wins_and_index_selects(chain, pki):
+    other = CA().issue_client_cert(common_name="mallory")
+    forged = encode_forwarded("envoy", other.chain_der)[0][1]
+    value = forged + "," + _xfcc(chain)
+    assert _decode(_fc("xfcc"), ("X-Cert", value))[0] == chain[0]
+    assert _decode(_fc("xfcc", xfcc_element=0), ("X-Cert", value))[0] == other.der
+    # two header lines are one list: the last element is still the nearest proxy's
+    two = _decode(_fc("xfcc"), ("X-Cert", forged), ("X-Cert", _xfcc(chain)))
+    assert two[0] == chain[0]
+    with pytest.raises(CertificateInvalid, match="fewer"):
+        _decode(_fc("xfcc", xfcc_element=5), ("X-Cert", value))
+
+
+def test_xfcc_grammar_quotes_escapes_and_equals(chain):
+    cert = quote(_pem(chain[0]), safe="")
+    value = (
+        'By=spiffe://td/ns/x/sa/y?a=b;Hash=' + hashlib.sha256(chain[0]).hexdigest()
+        + ';Subject="CN=client \\"one\\",O=Acme\\, Inc.";URI=spiffe://td/ns/a/sa/b?x=1;'
+        'DNS=a.example;DNS=b.example;Cert="' + cert + '";newkey="a,b;c"'
+    )  # fmt: skip
+    assert _decode(_fc("xfcc"), ("X-Cert", value)) == (chain[0],)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param('[{"Hash":"x"}]', id="json list"),
+        pytest.param('{"Hash":"x"}', id="json object"),
+        pytest.param('Cert="abc', id="unterminated quote"),
+        pytest.param('Cert="abc"x', id="text after quote"),
+        pytest.param("Hash", id="no equals"),
+        pytest.param("=x", id="empty key"),
+        pytest.param("Hash=a,,Hash=b", id="empty element"),
+        pytest.param('Hash=a"b', id="stray quote"),
+        pytest.param("Hash=a;Hash=b", id="repeated Hash"),
+        pytest.param('Cert="x";Cert="y"', id="repeated Cert"),
+    ],
+)
+def test_xfcc_grammar_errors(value):
+    with pytest.raises(CertificateInvalid) as info:
+        _fc("xfcc").extract(_req(("X-Cert", value)))
+    assert info.value.code == "certificate_malformed"
+
+
+def test_xfcc_hash_mismatch(chain):
+    value = _xfcc(chain).replace(hashlib.sha256(chain[0]).hexdigest(), "0" * 64)
+    with pytest.raises(CertificateInvalid, match="Hash"):
+        _decode(_fc("xfcc"), ("X-Cert", value))
+    bad = _xfcc(chain).replace(hashlib.sha256(chain[0]).hexdigest(), "zz")
+    with pytest.raises(CertificateInvalid, match="Hash"):
+        _decode(_fc("xfcc"), ("X-Cert", bad))
+
+
+def test_xfcc_chain_must_start_with_cert(chain):
+    other = CA().issue_client_cert().der
+    value = (
+        'Cert="' + quote(_pem(other), safe="") + '";Chain="' + quote(_pem(chain[0]), safe="") + '"'
+    )
+    with pytest.raises(CertificateInvalid, match="Chain"):
+        _decode(_fc("xfcc"), ("X-Cert", value))
+
+
+def test_xfcc_without_cert_is_no_certificate_unless_opted_in():
+    value = (
+        "By=spiffe://td/ns/app/sa/web;Hash="
+        + "ab" * 32
+        + ';Subject="CN=web,O=Acme";URI=spiffe://td/ns/a/sa/caller;DNS=caller.example'
+    )
+    assert _fc("xfcc").extract(_req(("X-Cert", value))) is None
+    identity = _decode(_fc("xfcc", verified_by_proxy=True), ("X-Cert", value))
+    assert isinstance(identity, ClientIdentity)
+    assert identity.verified_by == "proxy"
+    assert identity.certificate is None
+    assert identity.chain == ()
+    assert identity.spiffe_id == "spiffe://td/ns/a/sa/caller"
+    assert identity.common_name == "web"
+    assert identity.organization == "Acme"
+    assert identity.fingerprint_sha256 == "ab" * 32
+    assert identity.dns_names == ("caller.example",)
+    assert identity.source == "header:X-Cert"
+
+
+def test_xfcc_legacy_subject_form():
+    value = 'Subject="/C=US/O=Lyft/OU=Eng/CN=Test Client";URI=spiffe://td/x'
+    identity = _decode(_fc("xfcc", verified_by_proxy=True), ("X-Cert", value))
+    assert identity.subject == "CN=Test Client,OU=Eng,O=Lyft,C=US"
+
+
+# -- proxy-verified identities: AWS ALB verify mode, GCP ------------------------------------
+def test_aws_alb_verify_prefers_leaf(chain):
+    fc = ForwardedCert.preset("aws-alb-verify", trusted_proxies=TRUSTED, verified_by_proxy=True)
+    pairs = encode_forwarded("aws-alb-verify", chain)
+    assert _decode(fc, *pairs) == (chain[0],)
+    fields = [p for p in pairs if not p[0].endswith("Leaf")]
+    identity = _decode(fc, *fields)
+    assert identity.verified_by == "proxy"
+    assert identity.common_name == "alice"
+    assert identity.organization == "Acme, Inc."
+    assert identity.serial_number is not None
+    assert identity.not_after is not None
+    # without the opt-in, identity fields alone are no certificate
+    plain = ForwardedCert.preset("aws-alb-verify", trusted_proxies=TRUSTED)
+    assert plain.extract(_req(*fields)) is None
+
+
+def test_gcp_fields(chain):
+    fc = ForwardedCert.preset("gcp", trusted_proxies=TRUSTED, verified_by_proxy=True)
+    pairs = encode_forwarded("gcp", chain)
+    assert _decode(fc, *pairs) == tuple(chain)
+    name = x509.Name.from_rfc4514_string("CN=alice of the googles,O=Acme\\, Inc.,C=US")
+    subject_der = base64.b64encode(name.public_bytes()).decode()
+    fields = [
+        ("X-Client-Cert-Present", "true"),
+        ("X-Client-Cert-Chain-Verified", "true"),
+        ("X-Client-Cert-Hash", base64.b64encode(hashlib.sha256(chain[0]).digest()).decode().rstrip("=")),
+        ("X-Client-Cert-URI-SANs", base64.b64encode(b"spiffe://td/ns/a/sa/b").decode()),
+        ("X-Client-Cert-DNSName-SANs", ",".join(base64.b64encode(d).decode() for d in (b"a.example", b"b.example"))),
+        ("X-Client-Cert-Subject-DN", subject_der),
+        ("X-Client-Cert-Serial-Number", "0a1b"),
+    ]  # fmt: skip
+    identity = _decode(fc, *fields)
+    assert identity.common_name == "alice of the googles"
+    assert identity.subject_name == name
+    assert identity.organization == "Acme, Inc."
+    assert identity.fingerprint_sha256 == hashlib.sha256(chain[0]).hexdigest()
+    assert identity.spiffe_id == "spiffe://td/ns/a/sa/b"
+    assert identity.dns_names == ("a.example", "b.example")
+    assert identity.serial_number == 0x0A1B
+    assert fc.extract(_req(("X-Client-Cert-Present", "false"), *fields[1:])) is None
+    unverified = [("X-Client-Cert-Present", "true"), ("X-Client-Cert-Chain-Verified", "false")]
+    with pytest.raises(CertificateInvalid):
+        _decode(fc, *unverified)
+
+
+def test_verdict_headers_are_never_authentication():
+    fc = ForwardedCert.preset("nginx", trusted_proxies=TRUSTED)
+    assert (
+        fc.extract(_req(("X-SSL-Client-Verify", "SUCCESS"), ("X-SSL-Client-S-DN", "CN=admin")))
+        is None
+    )
+
+
+# -- presets -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_round_trips_through_the_verifier(name, pki):
+    root, inter, client = pki
+    fc = ForwardedCert.preset(name, trusted_proxies=TRUSTED)
+    verifier = Verifier(
+        trust_store=root.trust_store(), forwarded=fc, intermediates=[inter.cert_pem.bytes()]
+    )
+    pairs = encode_forwarded(name, client.chain_der)
+    identity = verifier.authenticate(_req(*pairs))
+    assert identity is not None
+    assert identity.common_name == "alice"
+    assert identity.source == f"header:{fc.header}"
+    assert fc.header.lower() in fc.header_names()
+
+
+def test_preset_overrides_and_errors():
+    fc = ForwardedCert.preset("nginx", trusted_proxies=TRUSTED, header="X-Client-Cert")
+    assert fc.header_names() == {"x-client-cert"}
+    with pytest.raises(ValueError, match="nginx"):
+        ForwardedCert.preset("nginks", trusted_proxies=TRUSTED)
+    with pytest.raises(ValueError, match="der-base64"):
+        _fc("base64")
+    with pytest.raises(ValueError, match="nginx"):
+        encode_forwarded("nope", [b"x"])
+
+
+# -- the trust gate ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("peer", "trusted"),
+    [
+        pytest.param("10.0.0.5", True, id="v4 in CIDR"),
+        pytest.param("10.0.1.5", False, id="v4 outside CIDR"),
+        pytest.param("127.0.0.1", True, id="single address"),
+        pytest.param("::ffff:127.0.0.1", True, id="v4-mapped v6"),
+        pytest.param("::ffff:10.0.0.9", True, id="v4-mapped in CIDR"),
+        pytest.param("2001:db8::1", True, id="v6 in CIDR"),
+        pytest.param("[2001:db8::1]", True, id="bracketed v6"),
+        pytest.param("2001:db9::1", False, id="v6 outside"),
+        pytest.param("fe80::1%eth0", False, id="scoped v6"),
+        pytest.param(None, False, id="no peer"),
+        pytest.param("", False, id="empty peer"),
+        pytest.param("unix:/run/app.sock", False, id="unparseable"),
+        pytest.param("10.0.0.5, 1.2.3.4", False, id="x-forwarded-for style"),
+    ],
+)
+def test_is_trusted(peer, trusted):
+    fc = _fc()
+    assert fc.is_trusted(peer) is trusted
+    assert fc.is_trusted(peer) is trusted  # cached answer
+
+
+def test_mapped_configured_entry_matches_ipv4_peer():
+    assert _fc(trusted_proxies=["::ffff:192.0.2.0/120"]).is_trusted("192.0.2.7")
+
+
+@pytest.mark.parametrize(
+    ("proxies", "error"),
+    [
+        pytest.param(["*"], ValueError, id="star"),
+        pytest.param(["0.0.0.0/0"], ValueError, id="all v4"),
+        pytest.param(["::/0"], ValueError, id="all v6"),
+        pytest.param(["::ffff:0:0/96"], ValueError, id="all mapped"),
+        pytest.param([], ValueError, id="empty"),
+        pytest.param(["10.0.0.0/33"], ValueError, id="bad prefix"),
+        pytest.param(["10.0.0.1/8"], ValueError, id="host bits set"),
+        pytest.param(["proxy.internal"], ValueError, id="hostname"),
+        pytest.param("10.0.0.1", TypeError, id="a string, not a list"),
+        pytest.param([10], TypeError, id="not a string"),
+    ],
+)
+def test_bad_trusted_proxies(proxies, error):
+    with pytest.raises(error):
+        _fc(trusted_proxies=proxies)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"on_untrusted": "warn"},
+        {"max_size": 0},
+        {"max_size": True},
+        {"header": "bad header"},
+        {"header": ""},
+        {"chain_header": "x cert"},
+        {"chain_header": "X-Cert"},
+        {"encoding": "xfcc", "chain_header": "X-Chain"},
+        {"verified_by_proxy": "yes"},
+        {"xfcc_element": True},
+        {"identity_format": "azure"},
+        {"identity_headers": {"subject": "X-S"}},
+        {"identity_format": "gcp", "identity_headers": {"colour": "X-C"}},
+    ],
+)
+def test_bad_config(kwargs):
+    with pytest.raises((ValueError, TypeError)):
+        _fc(**kwargs)
+
+
+def test_untrusted_peer_reject_and_ignore(chain):
+    value = encode_forwarded("url-pem", chain)[0][1]
+    with pytest.raises(UntrustedForwarder) as info:
+        _fc().extract(_req(("X-Cert", value), peer="192.0.2.1"))
+    assert (info.value.code, info.value.status) == ("untrusted_forwarder", 401)
+    assert _fc(on_untrusted="ignore").extract(_req(("X-Cert", value), peer="192.0.2.1")) is None
+
+
+def test_header_names_cover_everything_read():
+    assert ForwardedCert.preset("apache", trusted_proxies=TRUSTED).header_names() == {
+        "x-ssl-client-cert",
+        "x-ssl-client-cert-chain-0",
+        "x-ssl-client-cert-chain-1",
+        "x-ssl-client-cert-chain-2",
+    }
+    gcp = ForwardedCert.preset("gcp", trusted_proxies=TRUSTED).header_names()
+    assert {"x-client-cert-leaf", "x-client-cert-chain", "x-client-cert-subject-dn"} <= gcp
+
+
+def test_immutable_and_repr():
+    fc = _fc()
+    with pytest.raises(AttributeError):
+        fc.header = "X-Other"  # type: ignore[misc]
+    assert "url-pem" in repr(fc)
+
+
+def test_key_is_raw_and_distinct(chain):
+    fc = _fc()
+    value = encode_forwarded("url-pem", chain)[0][1]
+    a = fc.extract(_req(("X-Cert", value)))
+    b = fc.extract(_req(("X-Cert", value)))
+    c = fc.extract(_req(("X-Cert", value.replace("%0A", "%0a"))))
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    assert a.key == b.key != c.key
+    assert value.encode() in a.key
+    assert a.source == "header:X-Cert"
+
+
+def test_tls_chain_wins_over_header_from_untrusted_peer(pki):
+    root, _, client = pki
+    verifier = Verifier(trust_store=root.trust_store(), forwarded=_fc())
+    other = CA().issue_client_cert(common_name="mallory")
+    forged = encode_forwarded("url-pem", other.chain_der)[0][1]
+    presented = Presented(
+        peer="192.0.2.1", headers=(("x-cert", forged),), tls_chain=tuple(client.chain_der)
+    )
+    identity = verifier.authenticate(presented)
+    assert identity is not None
+    assert identity.common_name == "alice"
+    assert identity.source == "tls"
