@@ -153,7 +153,7 @@ def _toml_key_parts(text: str) -> list[str]:
 def _toml_lines(text: str) -> dict[Key, int]:
     """Best-effort map from key path to line for top-level keys, tables and their keys."""
     lines: dict[Key, int] = {}
-    counts: dict[tuple[str, ...], int] = {}
+    counts: dict[Key, int] = {}
     table: Key = ()
     for lineno, line in enumerate(text.splitlines(), start=1):
         m = _HEADER.match(line)
@@ -162,13 +162,12 @@ def _toml_lines(text: str) -> dict[Key, int]:
             resolved: list[str | int] = []
             for i, part in enumerate(parts):
                 resolved.append(part)
-                prefix = tuple(parts[: i + 1])
-                if prefix in counts and (i < len(parts) - 1 or m.group(1) == "["):
+                prefix = tuple(resolved)
+                if i == len(parts) - 1 and m.group(1) == "[[":
+                    counts[prefix] = counts.get(prefix, 0) + 1
                     resolved.append(counts[prefix])
-            if m.group(1) == "[[":
-                name = tuple(parts)
-                counts[name] = counts.get(name, 0) + 1
-                resolved.append(counts[name])
+                elif prefix in counts:  # a sub-table of the latest array element
+                    resolved.append(counts[prefix])
             table = tuple(resolved)
             lines.setdefault(table, lineno)
             continue
@@ -301,7 +300,10 @@ class _Builder:
     def paths(self, value: object, key: Key) -> list[Path]:
         return _list(value, key, lambda v, k: self.path(v, k))
 
-    def policy(self, value: object, key: Key, depth: int = 0) -> Policy:
+    def policy(
+        self, value: object, key: Key, depth: int = 0, inherited: dict[str, list[Any]] | None = None
+    ) -> Policy:
+        """A policy table; ``inherited`` deny-lists come from an enclosing ``any_of`` table."""
         from mtlsauth._policy import Policy
 
         table = _table(value, key, _POLICY_KEYS)
@@ -315,9 +317,14 @@ class _Builder:
                 Policy(**{k: v})
             except (ValueError, TypeError) as exc:
                 raise _Error((*key, k), str(exc)) from None
+        for k, v in (inherited or {}).items():
+            deny[k] = [*deny.get(k, []), *v]
         if "rfc8705" in table:
-            if len(table) > 1:
-                raise _Error((*key, "rfc8705"), "cannot be combined with other keys in one table")
+            if len(table) > 1 or inherited:
+                raise _Error(
+                    (*key, "rfc8705"),
+                    "cannot be combined with other keys, deny-lists included, in one table",
+                )
             meta = table["rfc8705"]
             if not isinstance(meta, Mapping):
                 raise _Error((*key, "rfc8705"), "must be a table of RFC 8705 client metadata")
@@ -337,12 +344,13 @@ class _Builder:
             alts = table["any_of"]
             if not isinstance(alts, list) or not alts:
                 raise _Error((*key, "any_of"), "must be a non-empty list of policy tables")
-            policies = [
-                self.policy(v, (*key, "any_of", i), depth + 1) for i, v in enumerate(alts, 1)
-            ]
-            if deny:
-                policies.append(Policy(**deny, fingerprints=["0" * 64]))  # deny-lists only
-            return Policy.any_of(*policies)
+            # Deny-lists go into every alternative: a deny-only alternative would admit anyone.
+            return Policy.any_of(
+                *(
+                    self.policy(v, (*key, "any_of", i), depth + 1, deny)
+                    for i, v in enumerate(alts, 1)
+                )
+            )
         return Policy(**allow, **deny)
 
     def trust(self, value: object, key: Key) -> dict[str, Any]:
