@@ -1,0 +1,466 @@
+"""OCSPChecker against a real ``openssl ocsp`` responder and a server returning crafted answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID
+
+from mtlsauth import CertificateRevoked, RevocationUnavailable
+from mtlsauth._ocsp import OCSPChecker
+from mtlsauth.testing import CA, ClientCert, issue_ocsp_responder_cert, openssl_index
+
+UTC = dt.timezone.utc
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Responder:
+    ca: CA
+    good: ClientCert
+    revoked: ClientCert
+    unknown: ClientCert
+    url: str
+
+
+@pytest.fixture(scope="module")
+def responder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Responder]:
+    """``openssl ocsp`` on a free port, answering for a fresh CA through a delegated signer."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command line is not installed; the OCSP tests need it")
+    d = tmp_path_factory.mktemp("ocsp")
+    ca = CA(organization="OCSP Test")
+    good = ca.issue_client_cert(common_name="good")
+    revoked = ca.issue_client_cert(common_name="revoked")
+    unknown = ca.issue_client_cert(common_name="not in the index")
+    ca.revoke(revoked, reason=x509.ReasonFlags.key_compromise)
+    signer = issue_ocsp_responder_cert(ca)
+    openssl_index(ca, [good, revoked]).write_to_path(d / "index.txt")
+    ca.cert_pem.write_to_path(d / "ca.pem")
+    signer.cert_pem.write_to_path(d / "rsigner.pem")
+    signer.key_pem.write_to_path(d / "rkey.pem")
+    port = _free_port()
+    log_path = d / "responder.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            ["openssl", "ocsp", "-index", "index.txt", "-port", str(port), "-rsigner",
+             "rsigner.pem", "-rkey", "rkey.pem", "-CA", "ca.pem", "-ndays", "1", "-text"],
+            cwd=d, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        # Wait for its banner: probing the port would tie up the single-threaded responder.
+        while b"waiting for OCSP client connections" not in log_path.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"openssl ocsp did not start: {log_path.read_text()[-500:]}")
+            time.sleep(0.02)
+        yield Responder(ca, good, revoked, unknown, f"http://127.0.0.1:{port}/")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _chain(c: ClientCert, ca: CA) -> list[x509.Certificate]:
+    return [c.certificate, ca.certificate]
+
+
+# -- against openssl ocsp -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+def test_good_is_cached_until_next_update(responder: Responder, mode: str) -> None:
+    checker = OCSPChecker(responder_url=responder.url, mode=mode)  # type: ignore[arg-type]
+    until = checker.check(_chain(responder.good, responder.ca), at=_now())
+    assert until is not None
+    assert dt.timedelta(hours=23) < until - _now() <= dt.timedelta(days=1)
+    assert checker.health()["cached"] == 1
+
+
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+def test_revoked_is_refused_in_both_modes(responder: Responder, mode: str) -> None:
+    checker = OCSPChecker(responder_url=responder.url, mode=mode)  # type: ignore[arg-type]
+    for _ in range(2):  # the second answer comes from the cache
+        with pytest.raises(CertificateRevoked, match="keyCompromise"):
+            checker.check(_chain(responder.revoked, responder.ca), at=_now())
+
+
+def test_unknown_is_no_answer(responder: Responder) -> None:
+    chain = _chain(responder.unknown, responder.ca)
+    with pytest.raises(RevocationUnavailable, match="UNKNOWN"):
+        OCSPChecker(responder_url=responder.url).check(chain, at=_now())
+    soft = OCSPChecker(responder_url=responder.url, mode="soft-fail")
+    assert soft.check(chain, at=_now()) is not None
+
+
+def test_url_from_the_certificates_aia(responder: Responder) -> None:
+    aia = x509.AuthorityInformationAccess(
+        [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(responder.url)
+            )
+        ]
+    )
+    leaf = responder.ca.issue_client_cert(common_name="aia", extra_extensions=[(aia, False)])
+    # Not in the responder's index: an authenticated UNKNOWN proves the AIA URL was used.
+    with pytest.raises(RevocationUnavailable, match="UNKNOWN"):
+        OCSPChecker().check(_chain(leaf, responder.ca), at=_now())
+    with pytest.raises(RevocationUnavailable, match="names no OCSP responder"):
+        OCSPChecker().check(_chain(responder.good, responder.ca), at=_now())
+
+
+def test_responder_down_hard_vs_soft(caplog: pytest.LogCaptureFixture) -> None:
+    ca = CA()
+    leaf = ca.issue_client_cert()
+    url = f"http://127.0.0.1:{_free_port()}/"  # nothing listens there
+    with pytest.raises(RevocationUnavailable, match="unreachable"):
+        OCSPChecker(responder_url=url, timeout=1).check(_chain(leaf, ca), at=_now())
+    soft = OCSPChecker(responder_url=url, timeout=1, mode="soft-fail")
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+        assert soft.check(_chain(leaf, ca), at=_now()) is not None
+    assert any("soft-fail" in r.getMessage() for r in caplog.records)
+    assert soft.health()["last_error"]
+
+
+# -- crafted answers ----------------------------------------------------------------------
+
+
+class Crafted:
+    """A tiny OCSP server whose answer is computed by ``self.answer(request)``."""
+
+    def __init__(self) -> None:
+        self.answer: Callable[[ocsp.OCSPRequest], bytes] = lambda _r: b""
+        self.status = 200
+        self.requests = 0
+        crafted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                crafted.requests += 1
+                data = crafted.answer(ocsp.load_der_ocsp_request(body))
+                self.send_response(crafted.status)
+                self.send_header("Content-Type", "application/ocsp-response")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture(scope="module")
+def crafted() -> Iterator[Crafted]:
+    server = Crafted()
+    yield server
+    server.close()
+
+
+@dataclass
+class Setup:
+    ca: CA
+    leaf: ClientCert
+    delegate: ClientCert
+
+
+@pytest.fixture(scope="module")
+def setup() -> Setup:
+    ca = CA(organization="Crafted OCSP")
+    return Setup(ca, ca.issue_client_cert(common_name="leaf"), issue_ocsp_responder_cert(ca))
+
+
+def _nonce_of(req: ocsp.OCSPRequest) -> bytes | None:
+    try:
+        return req.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _response(
+    s: Setup,
+    *,
+    cert: x509.Certificate | None = None,
+    status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD,
+    signer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    include: tuple[x509.Certificate, ...] = (),
+    this_update: dt.timedelta = dt.timedelta(minutes=-1),
+    next_update: dt.timedelta | None = dt.timedelta(hours=1),
+    nonce: bytes | Callable[[ocsp.OCSPRequest], bytes | None] | None = _nonce_of,
+) -> Callable[[ocsp.OCSPRequest], bytes]:
+    def build(req: ocsp.OCSPRequest) -> bytes:
+        now = _now()
+        revoked = status == ocsp.OCSPCertStatus.REVOKED
+        b = ocsp.OCSPResponseBuilder().add_response(
+            cert=cert or s.leaf.certificate,
+            issuer=s.ca.certificate,
+            algorithm=hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
+            cert_status=status,
+            this_update=now + this_update,
+            next_update=now + next_update if next_update is not None else None,
+            revocation_time=now - dt.timedelta(hours=1) if revoked else None,
+            revocation_reason=x509.ReasonFlags.superseded if revoked else None,
+        )
+        cert_, key = signer or (s.ca.certificate, s.ca.private_key)  # type: ignore[assignment]
+        b = b.responder_id(ocsp.OCSPResponderEncoding.HASH, cert_)
+        if include:
+            b = b.certificates(list(include))
+        n = nonce(req) if callable(nonce) else nonce
+        if n is not None:
+            b = b.add_extension(x509.OCSPNonce(n), critical=False)
+        return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    return build
+
+
+def _attacker() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    evil = CA(organization="Evil")
+    return evil.certificate, evil.private_key  # type: ignore[return-value]
+
+
+def _delegate(s: Setup) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    return s.delegate.certificate, s.delegate.private_key  # type: ignore[return-value]
+
+
+def _tampered(build: Callable[[ocsp.OCSPRequest], bytes]) -> Callable[[ocsp.OCSPRequest], bytes]:
+    """The CA's genuine answer with its signature's last byte flipped (the signature ends it)."""
+    return lambda req: (der := build(req))[:-1] + bytes([der[-1] ^ 1])
+
+
+def _other_delegate(s: Setup, **kwargs: object) -> Callable[[ocsp.OCSPRequest], bytes]:
+    d = issue_ocsp_responder_cert(s.ca, **kwargs)  # type: ignore[arg-type]
+    return _response(s, signer=(d.certificate, d.private_key), include=(d.certificate,))  # type: ignore[arg-type]
+
+
+REJECTED = [
+    pytest.param(
+        lambda s: _response(s, signer=_attacker()), "unknown responder", id="forged: unrelated key"
+    ),
+    pytest.param(
+        lambda s: _response(s, signer=(a := _attacker()), include=(a[0],)),
+        "not issued",
+        id="forged: unrelated responder cert included",
+    ),
+    pytest.param(
+        lambda s: _tampered(_response(s)),
+        "bad signature",
+        id="tampered signature",
+    ),
+    pytest.param(
+        lambda s: _other_delegate(s, ocsp_signing=False),
+        "OCSPSigning",
+        id="delegate without id-kp-OCSPSigning",
+    ),
+    pytest.param(
+        lambda s: _other_delegate(
+            s, not_before=_now() - dt.timedelta(days=2), not_after=_now() - dt.timedelta(days=1)
+        ),
+        "expired",
+        id="expired delegate",
+    ),
+    pytest.param(
+        lambda s: _response(
+            s, next_update=dt.timedelta(minutes=-30), this_update=dt.timedelta(hours=-2)
+        ),
+        "stale",
+        id="stale: nextUpdate passed",
+    ),
+    pytest.param(
+        lambda s: _response(s, this_update=dt.timedelta(hours=1)),
+        "future",
+        id="thisUpdate in the future",
+    ),
+    pytest.param(
+        lambda s: _response(s, cert=s.ca.issue_client_cert(common_name="someone else").certificate),
+        "CertID",
+        id="wrong CertID: another serial",
+    ),
+    pytest.param(lambda s: _response(s, nonce=b"\x00" * 16), "nonce", id="replayed: another nonce"),
+    pytest.param(
+        lambda s: (
+            lambda _req: ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.TRY_LATER
+            ).public_bytes(serialization.Encoding.DER)
+        ),
+        "TRY_LATER",
+        id="unsuccessful status",
+    ),
+    pytest.param(lambda s: lambda _req: b"not DER", "unparsable", id="garbage body"),
+    pytest.param(
+        lambda s: _response(s, status=ocsp.OCSPCertStatus.UNKNOWN), "UNKNOWN", id="status unknown"
+    ),
+]
+
+
+@pytest.mark.parametrize(("answer", "message"), REJECTED)
+def test_untrustworthy_answers(
+    crafted: Crafted, setup: Setup, answer: Callable[[Setup], Callable[..., bytes]], message: str
+) -> None:
+    crafted.answer = answer(setup)
+    chain = _chain(setup.leaf, setup.ca)
+    with pytest.raises(RevocationUnavailable, match=message):
+        OCSPChecker(responder_url=crafted.url).check(chain, at=_now())
+    # Soft-fail admits (that is its documented risk), but never caches a forged GOOD for long.
+    soft = OCSPChecker(responder_url=crafted.url, mode="soft-fail", retry_after=5)
+    until = soft.check(chain, at=_now())
+    assert until is not None
+    assert until - _now() <= dt.timedelta(seconds=6)
+
+
+ACCEPTED = [
+    pytest.param(lambda s: _response(s), id="signed by the CA itself"),
+    pytest.param(
+        lambda s: _response(s, signer=_delegate(s), include=(s.delegate.certificate,)),
+        id="delegated responder with OCSPSigning",
+    ),
+    pytest.param(lambda s: _response(s, nonce=None), id="no nonce echoed"),
+    pytest.param(lambda s: _response(s, next_update=None), id="no nextUpdate: max_age applies"),
+]
+
+
+@pytest.mark.parametrize("answer", ACCEPTED)
+def test_trustworthy_answers(
+    crafted: Crafted, setup: Setup, answer: Callable[[Setup], Callable[..., bytes]]
+) -> None:
+    crafted.answer = answer(setup)
+    assert OCSPChecker(responder_url=crafted.url).check(_chain(setup.leaf, setup.ca), at=_now())
+
+
+def test_revoked_answer_signed_by_the_ca(crafted: Crafted, setup: Setup) -> None:
+    crafted.answer = _response(setup, status=ocsp.OCSPCertStatus.REVOKED)
+    with pytest.raises(CertificateRevoked, match="superseded"):
+        OCSPChecker(responder_url=crafted.url, mode="soft-fail").check(
+            _chain(setup.leaf, setup.ca), at=_now()
+        )
+
+
+def test_http_error_is_no_answer(crafted: Crafted, setup: Setup) -> None:
+    crafted.answer = _response(setup)
+    crafted.status = 500
+    try:
+        with pytest.raises(RevocationUnavailable, match="HTTP 500"):
+            OCSPChecker(responder_url=crafted.url).check(_chain(setup.leaf, setup.ca), at=_now())
+    finally:
+        crafted.status = 200
+
+
+def test_answers_and_failures_are_cached(crafted: Crafted, setup: Setup) -> None:
+    crafted.answer = _response(setup)
+    checker = OCSPChecker(responder_url=crafted.url)
+    before = crafted.requests
+    for _ in range(5):
+        checker.check(_chain(setup.leaf, setup.ca), at=_now())
+    assert crafted.requests == before + 1
+    # An answer is used only until its nextUpdate: later, the responder is asked again.
+    with pytest.raises(RevocationUnavailable, match="stale"):
+        checker.check(_chain(setup.leaf, setup.ca), at=_now() + dt.timedelta(hours=2))
+    assert crafted.requests == before + 2
+    crafted.answer = _response(setup, signer=_attacker())
+    failing = OCSPChecker(responder_url=crafted.url, retry_after=60)
+    for _ in range(3):
+        with pytest.raises(RevocationUnavailable):
+            failing.check(_chain(setup.leaf, setup.ca), at=_now())
+    assert crafted.requests == before + 3
+
+
+def test_chain_scope_asks_for_every_certificate(crafted: Crafted) -> None:
+    root = CA(organization="Scope")
+    inter = root.intermediate()
+    leaf = inter.issue_client_cert()
+    chain = [leaf.certificate, inter.certificate, root.certificate]
+
+    def answer(req: ocsp.OCSPRequest) -> bytes:
+        is_leaf = req.serial_number == leaf.certificate.serial_number
+        cert, issuer = (leaf.certificate, inter) if is_leaf else (inter.certificate, root)
+        b = ocsp.OCSPResponseBuilder().add_response(
+            cert=cert,
+            issuer=issuer.certificate,
+            algorithm=hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=_now(),
+            next_update=_now() + dt.timedelta(hours=1),
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        b = b.responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.certificate)
+        return b.sign(issuer.private_key, hashes.SHA256()).public_bytes(  # type: ignore[arg-type]
+            serialization.Encoding.DER
+        )
+
+    crafted.answer = answer
+    before = crafted.requests
+    OCSPChecker(responder_url=crafted.url).check(chain, at=_now())
+    assert crafted.requests == before + 1
+    OCSPChecker(responder_url=crafted.url, scope="chain").check(chain, at=_now())
+    assert crafted.requests == before + 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"responder_url": "file:///etc/passwd"}, ValueError),
+        ({"mode": "lenient"}, ValueError),
+        ({"scope": "all"}, ValueError),
+        ({"timeout": 0}, ValueError),
+        ({"trusted_responders": ["pem"]}, TypeError),
+    ],
+)
+def test_bad_options(kwargs: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        OCSPChecker(**kwargs)  # type: ignore[arg-type]
+
+
+def test_aia_with_a_non_http_url_is_refused() -> None:
+    ca = CA()
+    aia = x509.AuthorityInformationAccess(
+        [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier("file:///x")
+            )
+        ]
+    )
+    leaf = ca.issue_client_cert(extra_extensions=[(aia, False)])
+    with pytest.raises(RevocationUnavailable, match="http"):
+        OCSPChecker().check(_chain(leaf, ca), at=_now())
+
+
+def test_check_fails_closed_on_nonsense() -> None:
+    with pytest.raises(RevocationUnavailable):
+        OCSPChecker().check([object(), object()], at=_now())  # type: ignore[list-item]
+
+
+def test_protocol_properties() -> None:
+    checker = OCSPChecker()
+    assert checker.may_block is True
+    assert checker.token is checker.token
