@@ -113,12 +113,17 @@ class _Error(ValueError):
         self.message = message
 
 
+_TABLE_ARRAYS = frozenset({"routes", "any_of", "pkcs12"})
+
+
 def render_key(key: Key) -> str:
     """``("routes", 2, "mode")`` -> ``[routes.2].mode``; ``("trust", "files", 1)`` ->
-    ``[trust].files[1]``."""
+    ``[trust].files[1]``; ``("routes", 2)`` -> ``[routes.2]``."""
     if not key:
         return "(top level)"
     if isinstance(key[-1], int) and len(key) >= 2:
+        if key[-2] in _TABLE_ARRAYS:  # an element of an array of tables is a table
+            return f"[{'.'.join(str(k) for k in key)}]"
         head, last = key[:-2], f"{key[-2]}[{key[-1]}]"
     else:
         head, last = key[:-1], str(key[-1])

@@ -1,0 +1,594 @@
+"""load_config: every key, TOML and YAML, errors that name the key and the line, the examples."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+from mtlsauth import ForwardedCert, MTLSAuthError, Policy, PolicyDenied, Presented, Verifier
+from mtlsauth._config import Config, _load, load_config, load_policy, render_key
+from mtlsauth._guard import Guard
+from mtlsauth._testpki import write_test_pki
+from mtlsauth.testing import self_signed_client_cert
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return write_test_pki(tmp_path_factory.mktemp("config-pki"))
+
+
+def write(tmp_path: Path, text: str, name: str = "mtls.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def base(pki) -> str:
+    return f'[trust]\nfiles = ["{pki.path("ca.pem")}"]\n'
+
+
+def pem(pki, case: str) -> str:
+    return pki.clients[case][0].read_text()
+
+
+# -- every key, accepted ---------------------------------------------------------------------
+def test_minimal_config_defaults(tmp_path, pki):
+    config = load_config(write(tmp_path, base(pki)))
+    assert isinstance(config, Config)
+    assert (config.mode, config.routes, config.exempt_paths, config.policy) == (
+        "mandatory",
+        (),
+        (),
+        None,
+    )
+    assert config.verifier().verify_pem(pem(pki, "good")).common_name == "alice"
+    assert config.verifier() is config.verifier()  # one Verifier: one cache, one reload
+    kwargs = config.middleware_kwargs()
+    assert set(kwargs) == {"verifier", "mode", "routes", "exempt_paths"}
+
+
+def test_full_toml_every_key(tmp_path, pki, monkeypatch):
+    pinned = self_signed_client_cert(common_name="pinned-bot")
+    pinned_file = pinned.cert_pem.write_to_path(tmp_path / "pinned.pem")
+    p12 = tmp_path / "trust.p12"
+    p12.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            None, None, None, [_other_ca(pki)], BestAvailableEncryption(b"changeit")
+        )
+    )
+    cadir = tmp_path / "cadir"
+    cadir.mkdir()
+    shutil.copy(pki.path("ca.pem"), cadir / "root.pem")
+    monkeypatch.setenv("P12_PASSWORD", "changeit")
+    text = f"""
+mode = "optional"
+exempt_paths = ["/healthz", "/static/*"]
+
+[trust]
+files = ["{pki.path("ca.pem")}"]
+directories = ["{cadir}"]
+pkcs12 = [{{ path = "{p12}", password_env = "P12_PASSWORD" }}]
+pinned = ["{pinned_file}"]
+intermediates = ["{pki.path("intermediate.pem")}"]
+max_depth = 3
+clock_skew = 30
+reload_interval = false
+
+[revocation]
+crls = ["{pki.path("crl.pem")}"]
+mode = "chain"
+allow_missing = false
+grace = 60
+reload_interval = 10
+
+[forwarded]
+preset = "nginx"
+trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
+header = "X-Client-Cert"
+on_untrusted = "ignore"
+max_size = 20000
+
+[cache]
+size = 100
+ttl = 60
+
+[policy]
+subjects = ["CN=alice,OU=payments,O=Example Corp", "CN=pinned-bot"]
+common_names = ["alice", "eve", "pinned-bot", "mallory"]
+organizations = ["Example Corp", "Other Org", "Unrelated Org"]
+organizational_units = ["payments"]
+issuers = ["CN=mtlsauth test client CA,O=Example Corp"]
+dns_names = ["*.example.test"]
+uris = ["spiffe://example.test/*"]
+spiffe_ids = ["spiffe://example.test/ns/payments/*"]
+emails = ["@example.test"]
+ip_addresses = ["10.0.0.0/8"]
+fingerprints = ["{"ab" * 32}"]
+deny_fingerprints = ["{"cd" * 32}"]
+deny_serials = ["0x0badc0de", 12345]
+
+[[routes]]
+path = "/admin/*"
+methods = ["get", "POST"]
+mode = "mandatory"
+policy = {{ organizational_units = ["ops"] }}
+
+[[routes]]
+regex = "^/api/v[0-9]+/"
+mode = "off"
+"""
+    config = load_config(write(tmp_path, text))
+    assert config.mode == "optional"
+    assert config.exempt_paths == ("/healthz", "/static/*")
+    admin, api = config.routes
+    assert admin.methods == frozenset({"GET", "POST"})
+    assert admin.mode == "mandatory"
+    assert isinstance(admin.policy, Policy)
+    assert api.pattern.pattern == "^/api/v[0-9]+/"
+    assert api.mode == "off"
+    verifier = config.verifier()
+    assert isinstance(verifier.forwarded, ForwardedCert)
+    assert verifier.forwarded.header == "X-Client-Cert"
+    assert verifier.forwarded.on_untrusted == "ignore"
+    assert verifier.forwarded.max_size == 20000
+    assert len(verifier.trust_store) == 2  # the root (twice: file and directory) + other CA
+    assert verifier.trust_store is not None
+    guard = Guard(**config.middleware_kwargs())
+    assert guard.resolve("/admin/x", "POST")[:1] == ("mandatory",)
+    assert guard.resolve("/api/v2/x", "GET")[0] == "off"
+    assert guard.resolve("/healthz", "GET") == ("off", None, True)
+
+
+def _other_ca(pki):
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(pki.path("other-ca.pem").read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        pytest.param("good", None, id="good"),
+        pytest.param("revoked", "certificate_revoked", id="revoked via crls"),
+        pytest.param("other-org", "organization_not_allowed", id="policy organizations"),
+        pytest.param("wrong-ca", "untrusted_issuer", id="trust files only"),
+    ],
+)
+def test_loaded_verifier_decides(tmp_path, pki, case, code):
+    text = (
+        base(pki)
+        + f"""
+[revocation]
+crls = ["{pki.path("crl.pem")}"]
+
+[policy]
+organizations = ["Example Corp"]
+"""
+    )
+    verifier = load_config(write(tmp_path, text)).verifier()
+    if code is None:
+        assert verifier.verify_pem(pem(pki, case)).organization == "Example Corp"
+    else:
+        with pytest.raises(MTLSAuthError) as info:
+            verifier.verify_pem(pem(pki, case))
+        assert info.value.code == code
+
+
+def test_pinned_only(tmp_path):
+    me = self_signed_client_cert(common_name="kiosk")
+    path = me.cert_pem.write_to_path(tmp_path / "kiosk.pem")
+    config = load_config(write(tmp_path, '[trust]\npinned = ["kiosk.pem"]\n'))
+    assert path.exists()
+    assert config.verifier().verify_pem(me.cert_pem.text()).common_name == "kiosk"
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path, pki):
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    shutil.copy(pki.path("ca.pem"), sub / "ca.pem")
+    config = load_config(write(sub, '[trust]\nfiles = "ca.pem"\n'))  # a string is a list of one
+    assert config.verifier().verify_pem(pem(pki, "good"))
+
+
+def test_any_of_alternatives_with_inherited_deny_list(tmp_path, pki):
+    from cryptography import x509
+
+    eve = x509.load_pem_x509_certificate(pki.clients["other-org"][0].read_bytes())
+    text = (
+        base(pki)
+        + f"""
+[policy]
+deny_serials = [{eve.serial_number}]
+
+[[policy.any_of]]
+common_names = ["alice"]
+
+[[policy.any_of]]
+organizations = ["Other Org"]
+"""
+    )
+    verifier = load_config(write(tmp_path, text)).verifier()
+    assert verifier.verify_pem(pem(pki, "good")).common_name == "alice"
+    with pytest.raises(PolicyDenied) as info:  # admitted by alternative 2, but deny-listed
+        verifier.verify_pem(pem(pki, "other-org"))
+    assert info.value.code == "certificate_denied"
+
+
+def test_rfc8705_policy(tmp_path, pki):
+    text = (
+        base(pki)
+        + '[policy.rfc8705]\ntls_client_auth_subject_dn = "CN=alice,OU=payments,O=Example Corp"\n'
+    )
+    verifier = load_config(write(tmp_path, text)).verifier()
+    assert verifier.verify_pem(pem(pki, "good"))
+    with pytest.raises(PolicyDenied):
+        verifier.verify_pem(pem(pki, "other-org"))
+
+
+def test_forwarded_without_preset(tmp_path, pki):
+    text = (
+        base(pki)
+        + '[forwarded]\nheader = "x-client-cert"\nencoding = "der-base64"\ntrusted_proxies = ["10.1.2.3"]\n'
+    )
+    fwd = load_config(write(tmp_path, text)).verifier().forwarded
+    assert fwd is not None
+    assert fwd.encoding == "der-base64"
+    assert fwd.is_trusted("10.1.2.3")
+
+
+def test_ocsp_table(tmp_path, pki):
+    from mtlsauth import _revocation
+
+    path = write(tmp_path, base(pki) + "[revocation.ocsp]\n")
+    if getattr(_revocation, "OCSPChecker", None) is None:
+        with pytest.raises(
+            ValueError, match=r"\[revocation\]\.ocsp: OCSP checking is not available"
+        ):
+            load_config(path)
+    else:
+        assert load_config(path).verifier().revocation is not None
+
+
+def test_load_policy_only(tmp_path):
+    path = write(tmp_path, '[trust]\nfiles = ["missing.pem"]\n[policy]\norganizations = ["x"]\n')
+    policy = load_policy(path)  # the policy alone: trust files are not read
+    assert isinstance(policy, Policy)
+    assert not policy.is_empty
+    assert load_policy(write(tmp_path, "mode = 'off'\n", "empty.toml")) is None
+    policy_only = _load(path, policy_only=True)
+    with pytest.raises(ValueError, match="loaded for its policy only"):
+        policy_only.verifier()
+
+
+def test_middleware_kwargs_work_with_the_asgi_middleware(tmp_path, pki):
+    from mtlsauth.adapters.asgi import MTLSMiddleware
+
+    async def app(scope, receive, send):  # pragma: no cover - never called
+        raise AssertionError
+
+    config = load_config(write(tmp_path, 'exempt_paths = ["/healthz"]\n' + base(pki)))
+    MTLSMiddleware(app, **config.middleware_kwargs())
+
+
+# -- errors name the key and the line ----------------------------------------------------------
+ERRORS = [
+    pytest.param(
+        'mode = "sometimes"\n',
+        r"mode: must be one of mandatory, optional, off \(line 1\)",
+        id="mode",
+    ),
+    pytest.param(
+        "trsut = 1\n",
+        r"trsut: unknown key \(did you mean 'trust'\?\) \(line 1\)",
+        id="unknown top key",
+    ),
+    pytest.param(
+        "[policy]\norganisations = ['x']\n",
+        r"\[policy\]\.organisations: unknown key \(did you mean 'organizations'\?\) \(line \d+\)",
+        id="typo in policy",
+    ),
+    pytest.param(
+        "[policy]\norganizations = []\n",
+        r"\[policy\]\.organizations: must not be empty",
+        id="empty allow-list",
+    ),
+    pytest.param(
+        "[policy]\norganizations = [1]\n",
+        r"\[policy\]\.organizations\[1\]: must be a non-empty string",
+        id="wrong type",
+    ),
+    pytest.param(
+        "[policy]\nsubjects = ['not a dn']\n",
+        r"\[policy\]\.subjects: .*distinguished name",
+        id="bad DN",
+    ),
+    pytest.param(
+        "[policy]\nip_addresses = ['10.0.0.300']\n",
+        r"\[policy\]\.ip_addresses: .*not an IP",
+        id="bad IP",
+    ),
+    pytest.param(
+        "[policy]\nfingerprints = ['abc']\n",
+        r"\[policy\]\.fingerprints: .*SHA-256",
+        id="bad fingerprint",
+    ),
+    pytest.param(
+        "[policy]\ndeny_serials = [true]\n",
+        r"\[policy\]\.deny_serials\[1\]: must be an integer",
+        id="bad serial",
+    ),
+    pytest.param("[policy]\n", r"policy: is empty", id="empty policy"),
+    pytest.param(
+        "[policy]\ncommon_names = ['a']\n[[policy.any_of]]\ncommon_names = ['b']\n",
+        r"\[policy\]\.any_of: cannot be combined",
+        id="any_of mixed",
+    ),
+    pytest.param(
+        "[policy]\nany_of = []\n",
+        r"\[policy\]\.any_of: must be a non-empty list",
+        id="any_of empty",
+    ),
+    pytest.param(
+        "[policy.rfc8705]\ntls_client_auth_san_dns = 'a'\ntls_client_auth_san_uri = 'b:c'\n",
+        r"\[policy\]\.rfc8705: .*exactly one",
+        id="rfc8705 two keys",
+    ),
+    pytest.param(
+        "[forwarded]\npreset = 'nginx'\n",
+        r"forwarded: needs trusted_proxies",
+        id="no trusted proxies",
+    ),
+    pytest.param(
+        "[forwarded]\npreset = 'nginxx'\ntrusted_proxies = ['10.0.0.1']\n",
+        r"\[forwarded\]\.preset: unknown preset",
+        id="unknown preset",
+    ),
+    pytest.param(
+        "[forwarded]\npreset = 'nginx'\ntrusted_proxies = ['*']\n",
+        r"\[forwarded\]\.trusted_proxies: ",
+        id="wildcard proxies",
+    ),
+    pytest.param(
+        "[forwarded]\ntrusted_proxies = ['10.0.0.1']\nheader = 'x'\n",
+        r"forwarded: give a preset, or both header and encoding",
+        id="no encoding",
+    ),
+    pytest.param(
+        "[forwarded]\npreset = 'nginx'\ntrusted_proxies = ['10.0.0.1']\nheadr = 'x'\n",
+        r"\[forwarded\]\.headr: unknown key \(did you mean 'header'\?\)",
+        id="forwarded typo",
+    ),
+    pytest.param(
+        "[revocation]\nmode = 'all'\ncrls = ['ca.pem']\n",
+        r"\[revocation\]\.mode: must be one of chain, leaf",
+        id="revocation mode",
+    ),
+    pytest.param(
+        "[revocation]\nmode = 'leaf'\n",
+        r"\[revocation\]\.mode: applies to CRLs",
+        id="crl option without crls",
+    ),
+    pytest.param("[revocation]\n", r"revocation: give crls", id="empty revocation"),
+    pytest.param(
+        "[revocation]\ncrls = ['ca.pem']\n",
+        r"\[revocation\]\.crls: .*ca\.pem",
+        id="CA file given as CRL",
+    ),
+    pytest.param(
+        'exempt_paths = ["healthz"]\n', r"exempt_paths: .*must start with '/'", id="exempt path"
+    ),
+    pytest.param("routes = 'x'\n", r"routes: must be a list of tables", id="routes not a list"),
+    pytest.param(
+        "[[routes]]\npath = '/a'\nregex = '^/a'\n",
+        r"\[routes\.1\]: give exactly one of path or regex \(line \d+\)",
+        id="path and regex",
+    ),
+    pytest.param(
+        "[[routes]]\nregex = '('\n",
+        r"\[routes\.1\]\.regex: not a valid regular expression",
+        id="bad regex",
+    ),
+    pytest.param(
+        "[[routes]]\npath = 'admin'\n",
+        r"\[routes\.1\]\.path: .*must start with '/'",
+        id="path without slash",
+    ),
+    pytest.param(
+        "[[routes]]\npath = '/a'\nmethods = []\n",
+        r"\[routes\.1\]\.methods: must not be empty",
+        id="empty methods",
+    ),
+    pytest.param(
+        "[[routes]]\npath = '/a'\npolicy = {organizations = []}\n",
+        r"\[routes\.1\.policy\]\.organizations: must not be empty",
+        id="route policy",
+    ),
+    pytest.param(
+        "[cache]\nsize = 'big'\n", r"\[cache\]\.size: must be an integer", id="cache size"
+    ),
+    pytest.param("mode = \n", r"not valid TOML", id="TOML syntax"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), ERRORS)
+def test_errors_name_the_key(tmp_path, pki, extra, message):
+    shutil.copy(pki.path("ca.pem"), tmp_path / "ca.pem")
+    path = write(
+        tmp_path, extra + '\n[trust]\nfiles = ["ca.pem"]\n' if "[trust]" not in extra else extra
+    )
+    with pytest.raises(ValueError, match=message) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+TRUST_ERRORS = [
+    pytest.param(
+        'files = ["nope.pem"]',
+        r"\[trust\]\.files\[1\]: .*nope\.pem: no such file",
+        id="missing file",
+    ),
+    pytest.param(
+        'files = ["notes.txt"]',
+        r"\[trust\]\.files\[1\]: .*no certificate found",
+        id="not a certificate",
+    ),
+    pytest.param(
+        'directories = ["notes.txt"]',
+        r"\[trust\]\.directories\[1\]: .*not a directory",
+        id="not a directory",
+    ),
+    pytest.param(
+        'pkcs12 = [{ path = "notes.txt", password = "x" }]',
+        r"\[trust\.pkcs12\.1\]: .*not a PKCS#12",
+        id="bad pkcs12",
+    ),
+    pytest.param(
+        'pkcs12 = [{ path = "notes.txt", password_env = "MTLSAUTH_UNSET_VAR" }]',
+        r"\[trust\.pkcs12\.1\]\.password_env: environment variable MTLSAUTH_UNSET_VAR is not set",
+        id="unset env",
+    ),
+    pytest.param(
+        "max_depth = -1",
+        r"\[trust\]\.max_depth: must be an integer >= 0 \(line 2\)",
+        id="max_depth",
+    ),
+    pytest.param("clock_skew = 'a'", r"\[trust\]\.clock_skew: must be a number", id="clock_skew"),
+    pytest.param(
+        "reload_interval = 0",
+        r"\[trust\]\.reload_interval: must be a number >= 1",
+        id="reload_interval",
+    ),
+    pytest.param(
+        'intermediates = ["nope.pem"]',
+        r"\[trust\]\.intermediates\[1\]: ",
+        id="missing intermediates",
+    ),
+    pytest.param(
+        "max_depth = 2", r"trust: give files, directories, pkcs12 or pinned", id="no anchors"
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), TRUST_ERRORS)
+def test_trust_errors(tmp_path, line, message):
+    (tmp_path / "notes.txt").write_text("hello\n")
+    with pytest.raises(ValueError, match=message):
+        load_config(write(tmp_path, f"[trust]\n{line}\n"))
+
+
+def test_missing_trust_table(tmp_path):
+    with pytest.raises(ValueError, match=r"trust: missing"):
+        load_config(write(tmp_path, 'mode = "optional"\n'))
+
+
+def test_error_line_points_into_the_right_route(tmp_path, pki):
+    text = (
+        base(pki)
+        + """
+[[routes]]
+path = "/a"
+
+[[routes]]
+path = "/b"
+# a comment
+mode = "sometimes"
+"""
+    )
+    path = write(tmp_path, text)
+    lineno = text.splitlines().index('mode = "sometimes"') + 1
+    with pytest.raises(ValueError, match="sometimes") as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: [routes.2].mode: must be one of mandatory, optional, off (line {lineno})"
+    )
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"nope\.toml: cannot read"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ValueError, match=r"use a \.toml, \.yaml or \.yml file"):
+        load_config(write(tmp_path, "x", "mtls.ini"))
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        pytest.param(("mode",), "mode", id="top"),
+        pytest.param(("routes", 2, "mode"), "[routes.2].mode", id="array of tables"),
+        pytest.param(("trust", "files", 1), "[trust].files[1]", id="list entry"),
+        pytest.param(("routes", 2), "[routes.2]", id="array element"),
+        pytest.param(("trust", "pkcs12", 1, "path"), "[trust.pkcs12.1].path", id="inline tables"),
+        pytest.param(
+            ("routes", 1, "policy", "organizations"), "[routes.1.policy].organizations", id="nested"
+        ),
+        pytest.param((), "(top level)", id="root"),
+    ],
+)
+def test_render_key(key, text):
+    assert render_key(key) == text
+
+
+# -- YAML --------------------------------------------------------------------------------------
+def test_yaml_config_and_error_lines(tmp_path, pki):
+    pytest.importorskip("yaml")
+    text = f"""trust:
+  files: ["{pki.path("ca.pem")}"]
+routes:
+  - path: /a
+  - path: /b
+    mode: sometimes
+"""
+    path = write(tmp_path, text, "mtls.yaml")
+    with pytest.raises(ValueError, match="mode") as info:
+        load_config(path)
+    assert (
+        str(info.value)
+        == f"{path}: [routes.2].mode: must be one of mandatory, optional, off (line 6)"
+    )
+    good = write(tmp_path, text.replace("sometimes", "optional"), "mtls.yml")
+    config = load_config(good)
+    assert [r.mode for r in config.routes] == [None, "optional"]
+
+
+def test_yaml_syntax_error(tmp_path):
+    pytest.importorskip("yaml")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(write(tmp_path, "trust: [\n", "mtls.yaml"))
+
+
+# -- the shipped examples ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["mtls.toml", "mtls.yaml"])
+def test_examples_load_and_decide(tmp_path, name):
+    if name.endswith(".yaml"):
+        pytest.importorskip("yaml")
+    shutil.copy(EXAMPLES / name, tmp_path / name)
+    pki = write_test_pki(tmp_path / "pki")
+    config = load_config(tmp_path / name)
+    guard = Guard(**config.middleware_kwargs())
+    good, eve = pem(pki, "good"), pem(pki, "other-org")
+
+    def decide(path: str, method: str, chain: str | None) -> str:
+        mode, route, exempt = guard.resolve(path, method)
+        presented = Presented(
+            peer="203.0.113.5", tls_chain=(chain,) if chain else (), path=path, method=method
+        )
+        return guard.decide(presented, mode, route, exempt).code
+
+    assert decide("/healthz", "GET", None) == "skipped"
+    assert decide("/catalogue/books", "GET", None) == "no_certificate"
+    assert decide("/catalogue/books", "GET", good) == "ok"
+    assert decide("/orders", "GET", good) == "ok"
+    assert decide("/orders", "GET", eve) == "organization_not_allowed"
+    assert decide("/orders", "GET", None) == "certificate_missing"
+    assert decide("/admin/users", "GET", good) == "organizational_unit_not_allowed"
+    assert decide("/payments/1", "POST", good) == "ok"  # alice: alternative 2 (and SPIFFE)
+    # every alternative refuses: the first one's reason is reported
+    assert decide("/payments/1", "POST", eve) == "spiffe_id_not_allowed"
+    assert decide("/payments/1", "GET", eve) == "organization_not_allowed"  # not a write
+    assert decide("/orders", "GET", pem(pki, "revoked")) == "certificate_revoked"
+    assert isinstance(config.verifier(), Verifier)
