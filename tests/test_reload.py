@@ -1,0 +1,327 @@
+"""Live reload of CRLs and trust: Kubernetes ``..data`` swaps, broken files, threads, a server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from mtlsauth import CertificateRevoked, MTLSAuthError, RevocationUnavailable, TrustStore, Verifier
+from mtlsauth._revocation import CRLSet
+from mtlsauth.testing import CA, ClientCert
+
+UTC = dt.timezone.utc
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def _outcome(crls: CRLSet, chain: list[x509.Certificate]) -> str:
+    try:
+        crls.check(chain, at=_now())
+    except CertificateRevoked:
+        return "revoked"
+    except RevocationUnavailable:
+        return "unavailable"
+    return "ok"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Leaf:
+    ca: CA
+    leaf: ClientCert
+
+    @property
+    def chain(self) -> list[x509.Certificate]:
+        return [self.leaf.certificate, self.ca.certificate]
+
+
+@pytest.fixture
+def pki() -> Leaf:
+    ca = CA(organization="Reload")
+    return Leaf(ca, ca.issue_client_cert(common_name="rotating"))
+
+
+class K8sMount:
+    """A folder laid out as the kubelet mounts a ConfigMap or Secret."""
+
+    def __init__(self, root: Path, name: str = "crl.pem") -> None:
+        self.root = root
+        self.name = name
+        self.version = 0
+        (root / name).symlink_to(Path("..data") / name)
+
+    def publish(self, data: bytes) -> None:
+        self.version += 1
+        stamp = f"..2026_11_23_{self.version}"
+        (self.root / stamp).mkdir()
+        (self.root / stamp / self.name).write_bytes(data)
+        tmp = self.root / "..data_tmp"
+        tmp.symlink_to(stamp)
+        os.rename(tmp, self.root / "..data")  # the atomic swap the kubelet does
+
+
+def test_kubernetes_data_symlink_swap(tmp_path: Path, pki: Leaf) -> None:
+    mount = K8sMount(tmp_path)
+    mount.publish(pki.ca.crl().bytes())
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    assert crls.health()["files"] == [str(tmp_path / "crl.pem")]
+    token = crls.token
+    assert _outcome(crls, pki.chain) == "ok"
+    mount.publish(pki.ca.revoke(pki.leaf).bytes())
+    assert _outcome(crls, pki.chain) == "ok"  # no automatic checks: unchanged until reload()
+    assert crls.reload() is True
+    assert crls.token is not token
+    assert _outcome(crls, pki.chain) == "revoked"
+    assert crls.reload() is False  # nothing changed since
+
+
+def test_automatic_reload_after_interval(tmp_path: Path, pki: Leaf) -> None:
+    mount = K8sMount(tmp_path)
+    mount.publish(pki.ca.crl().bytes())
+    crls = CRLSet.from_paths(tmp_path, reload_interval=0.05)
+    assert _outcome(crls, pki.chain) == "ok"
+    mount.publish(pki.ca.revoke(pki.leaf).bytes())
+    time.sleep(0.1)
+    assert _outcome(crls, pki.chain) == "revoked"
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param(lambda good: good[: len(good) // 2], id="half-written PEM"),
+        pytest.param(lambda good: b"", id="empty file"),
+        pytest.param(lambda good: b"\x30\x82\x01", id="truncated DER"),
+    ],
+)
+def test_broken_file_keeps_last_good(
+    tmp_path: Path, pki: Leaf, broken: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ca.crl"
+    good = pki.ca.revoke(pki.leaf).bytes()
+    path.write_bytes(good)
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    token = crls.token
+    with caplog.at_level(logging.ERROR, logger="mtlsauth"):
+        path.write_bytes(broken(good))  # type: ignore[operator]
+        assert crls.reload() is False
+    assert crls.token is token
+    assert _outcome(crls, pki.chain) == "revoked"  # the last good CRL still applies
+    error = crls.health()["last_error"]
+    assert isinstance(error, str)
+    assert str(path) in error
+    assert any(str(path) in r.getMessage() for r in caplog.records)
+    path.write_bytes(pki.ca.crl().bytes())  # fixed: listed again by the CA's next CRL
+    assert crls.reload() is True
+    assert crls.health()["last_error"] is None
+
+
+def test_removed_file_never_widens_access(tmp_path: Path, pki: Leaf) -> None:
+    path = tmp_path / "ca.pem"
+    path.write_bytes(pki.ca.crl().bytes())
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    path.unlink()
+    crls.reload()
+    # With no CRL for the issuer, its certificates fail closed (allow_missing is False).
+    assert _outcome(crls, pki.chain) == "unavailable"
+
+
+def test_broken_file_at_construction_is_a_value_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pem"
+    path.write_bytes(b"-----BEGIN X509 CRL-----\nMIIB")
+    with pytest.raises(ValueError, match=r"bad\.pem"):
+        CRLSet.from_paths(tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        CRLSet.from_paths(tmp_path / "missing")
+
+
+def test_directory_file_names(tmp_path: Path) -> None:
+    cas = [CA(organization=f"Names {i}") for i in range(4)]
+    (tmp_path / "one.pem").write_bytes(cas[0].crl().bytes())
+    (tmp_path / "two.crl").write_bytes(cas[1].crl().bytes())
+    (tmp_path / "three.der").write_bytes(cas[2].crl(encoding="der").bytes())
+    (tmp_path / "0a1b2c3d.r0").write_bytes(cas[3].crl().bytes())  # openssl rehash link name
+    (tmp_path / "README.txt").write_text("not a CRL")
+    (tmp_path / ".hidden.pem").write_text("skipped")
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    assert len(crls.health()["crls"]) == 4  # type: ignore[arg-type]
+    for ca in cas:
+        leaf = ca.issue_client_cert()
+        assert _outcome(crls, [leaf.certificate, ca.certificate]) == "ok"
+
+
+def test_threads_never_see_a_torn_state(tmp_path: Path, pki: Leaf) -> None:
+    path = tmp_path / "ca.pem"
+    clean = pki.ca.crl().bytes()
+    listed = pki.ca.revoke(pki.leaf).bytes()
+    path.write_bytes(clean)
+    crls = CRLSet.from_paths(tmp_path, reload_interval=0.01)
+    stop = threading.Event()
+    final = threading.Event()
+    problems: list[str] = []
+
+    def worker() -> None:
+        while not stop.is_set():
+            after_final = final.is_set()
+            result = _outcome(crls, pki.chain)
+            if result == "unavailable" or (after_final and result != "revoked"):
+                problems.append(f"{result} (after final swap: {after_final})")
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(12):
+            _write_atomically(path, listed if i % 2 else clean)
+            crls.reload()
+            time.sleep(0.005)
+        _write_atomically(path, listed)
+        crls.reload()
+        final.set()
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert problems == []
+
+
+# -- a running server: rotate a CRL and a CA with requests in flight ----------------------
+
+
+@dataclass
+class Record:
+    started: float
+    who: str
+    status: int
+
+
+class Server:
+    def __init__(self, verifier: Verifier) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                chain = self.rfile.read(int(self.headers["Content-Length"])).decode("ascii")
+                try:
+                    body = verifier.verify(chain).common_name or ""
+                    status = 200
+                except MTLSAuthError as exc:
+                    body, status = exc.code, exc.status
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def rotation(tmp_path: Path) -> tuple[Path, Path, dict[str, ClientCert], CA, CA]:
+    ca_a, ca_b = CA(organization="Old CA"), CA(organization="New CA")
+    certs = {
+        "a1": ca_a.issue_client_cert(common_name="a1"),
+        "a2": ca_a.issue_client_cert(common_name="a2"),
+        "b": ca_b.issue_client_cert(common_name="b"),
+    }
+    trust = tmp_path / "clients-ca.pem"
+    trust.write_bytes(ca_a.cert_pem.bytes() + ca_b.cert_pem.bytes())
+    crl_dir = tmp_path / "crls"
+    crl_dir.mkdir()
+    (crl_dir / "a.pem").write_bytes(ca_a.crl().bytes())
+    (crl_dir / "b.pem").write_bytes(ca_b.crl().bytes())
+    return trust, crl_dir, certs, ca_a, ca_b
+
+
+def test_rotation_under_a_running_server(
+    rotation: tuple[Path, Path, dict[str, ClientCert], CA, CA],
+) -> None:
+    trust, crl_dir, certs, ca_a, ca_b = rotation
+    verifier = Verifier(
+        trust_store=TrustStore.from_pem_file(trust, reload_interval=0.05),
+        revocation=CRLSet.from_paths(crl_dir, reload_interval=0.05),
+    )
+    server = Server(verifier)
+    records: list[Record] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+    pems = {who: c.chain_pem.bytes() for who, c in certs.items()}
+
+    def client(seed: int) -> None:
+        rnd = random.Random(seed)
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            while not stop.is_set():
+                who = rnd.choice(list(pems))
+                started = time.monotonic()
+                conn.request("POST", "/", body=pems[who])
+                resp = conn.getresponse()
+                resp.read()
+                with lock:
+                    records.append(Record(started, who, resp.status))
+        finally:
+            conn.close()
+
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in clients:
+        t.start()
+    try:
+        time.sleep(0.2)
+        # 1. The old CA revokes a2: a new CRL lands in the folder.
+        _write_atomically(crl_dir / "a.pem", ca_a.revoke(certs["a2"]).bytes())
+        verifier.reload()
+        crl_swapped = time.monotonic()
+        time.sleep(0.3)
+        # 2. The old CA is retired: trust holds only the new CA; its CRL goes too.
+        _write_atomically(trust, ca_b.cert_pem.bytes())
+        (crl_dir / "a.pem").unlink()
+        verifier.reload()
+        ca_rotated = time.monotonic()
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in clients:
+            t.join()
+        server.close()
+
+    def admitted(who: str, after: float) -> list[Record]:
+        return [r for r in records if r.who == who and r.started > after and r.status == 200]
+
+    assert admitted("a2", crl_swapped) == [], "a revoked certificate was admitted"
+    assert admitted("a1", ca_rotated) == [], "a certificate of the removed CA was admitted"
+    assert {r.status for r in records if r.who == "b"} == {200}
+    # The run really exercised each phase.
+    assert [r for r in records if r.who == "a2" and r.started < crl_swapped and r.status == 200]
+    assert admitted("a1", crl_swapped)
+    assert [r for r in records if r.who == "a1" and r.started > ca_rotated]
+    assert verifier.health()["ok"] is True
