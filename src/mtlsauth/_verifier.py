@@ -138,17 +138,17 @@ class Verifier:
     __slots__ = (
         "_cache",
         "_cache_ttl",
+        "_forwarded",
         "_intermediates",
         "_last_tokens",
         "_max_depth",
         "_pinned",
         "_pinned_store",
+        "_policy",
         "_policy_check",
+        "_revocation",
         "_skew_s",
-        "forwarded",
-        "policy",
-        "revocation",
-        "trust_store",
+        "_trust_store",
     )
 
     def __init__(
@@ -193,10 +193,10 @@ class Verifier:
         if not isinstance(cache_ttl, int | float) or cache_ttl <= 0:
             raise ValueError("cache_ttl must be a positive number of seconds")
 
-        self.trust_store = trust_store
-        self.policy = policy
-        self.revocation: RevocationChecker | None = revocation
-        self.forwarded = forwarded
+        self._trust_store = trust_store
+        self._policy = policy
+        self._revocation: RevocationChecker | None = revocation
+        self._forwarded = forwarded
         self._pinned_store = pinned if isinstance(pinned, TrustStore) else None
         self._pinned: frozenset[str] = frozenset()
         if not isinstance(pinned, TrustStore):
@@ -210,6 +210,27 @@ class Verifier:
         self._cache = VerificationCache(cache_size)
         self._cache_ttl = float(cache_ttl)
         self._last_tokens: tuple[object, ...] = ()
+
+    # -- read-only configuration (build a new Verifier to change it) -----------------------
+    @property
+    def trust_store(self) -> TrustStore | None:
+        """The trust anchors."""
+        return self._trust_store
+
+    @property
+    def policy(self) -> Policy | None:
+        """The default policy (routes may use their own)."""
+        return self._policy
+
+    @property
+    def revocation(self) -> RevocationChecker | None:
+        """The revocation checker, if any."""
+        return self._revocation
+
+    @property
+    def forwarded(self) -> ForwardedCert | None:
+        """The forwarded-certificate configuration, if headers are accepted at all."""
+        return self._forwarded
 
     # -- public API -----------------------------------------------------------------------
     def verify(
@@ -261,7 +282,7 @@ class Verifier:
             raise CertificateInvalid(
                 "the server reported a TLS client-certificate error", code="tls_verification_failed"
             )
-        fwd = self.forwarded
+        fwd = self._forwarded
         tls_chain = presented.tls_chain
         if fwd is not None and not (tls_chain and not fwd.is_trusted(presented.peer)):
             value = fwd.extract(presented)
@@ -280,12 +301,12 @@ class Verifier:
     @property
     def may_block(self) -> bool:
         """True when a verification may do network I/O (OCSP): run it off the event loop."""
-        return self.revocation is not None and self.revocation.may_block
+        return self._revocation is not None and self._revocation.may_block
 
     def reload(self) -> bool:
         """Re-read file-backed trust, pins and CRLs now; drop cached results if anything changed."""
         changed = False
-        for part in (self.trust_store, self._pinned_store, self.revocation):
+        for part in (self._trust_store, self._pinned_store, self._revocation):
             if part is not None:
                 changed = _reload(part) or changed
         if changed:
@@ -297,9 +318,9 @@ class Verifier:
         parts: dict[str, object] = {"cache": self._cache.stats()}
         errors: list[str] = []
         for name, part in (
-            ("trust_store", self.trust_store),
+            ("trust_store", self._trust_store),
             ("pinned", self._pinned_store),
-            ("revocation", self.revocation),
+            ("revocation", self._revocation),
         ):
             fn = getattr(part, "health", None)
             if callable(fn):
@@ -332,7 +353,7 @@ class Verifier:
 
         Compared by identity: each source hands out the same snapshot object until it reloads.
         """
-        trust, pins, rev = self.trust_store, self._pinned_store, self.revocation
+        trust, pins, rev = self._trust_store, self._pinned_store, self._revocation
         t = trust.snapshot() if trust is not None else None
         p = pins.snapshot() if pins is not None else None
         r = rev.token if rev is not None else None
@@ -350,7 +371,7 @@ class Verifier:
     ) -> ClientIdentity:
         # The hot path: keep it to attribute reads, one dict look-up and the re-checks.
         now = time.time()
-        trust, rev = self.trust_store, self.revocation
+        trust, rev = self._trust_store, self._revocation
         last = self._last_tokens
         if (
             not last
@@ -400,9 +421,9 @@ class Verifier:
         return entry
 
     def _check_revocation(self, chain: Sequence[x509.Certificate], at: datetime) -> datetime | None:
-        assert self.revocation is not None
+        assert self._revocation is not None
         try:
-            return self.revocation.check(chain, at=at)
+            return self._revocation.check(chain, at=at)
         except MTLSAuthError:
             raise
         except Exception as exc:  # noqa: BLE001 - a checker bug must deny, not 500
@@ -418,12 +439,12 @@ class Verifier:
         fingerprint = hashlib.sha256(ders[0]).hexdigest()
         if fingerprint in self._pinned_fingerprints():
             return self._verify_pinned(leaf, ders[0], at, source)
-        if self.trust_store is None:
+        if self._trust_store is None:
             raise CertificateInvalid(
                 "certificate is not one of the pinned certificates", code="pin_mismatch"
             )
         chain = validate_path(
-            self.trust_store.snapshot().store,
+            self._trust_store.snapshot().store,
             leaf,
             [*presented_intermediates, *self._intermediates],
             at=at,
@@ -432,7 +453,7 @@ class Verifier:
         )
         check_leaf_key(leaf)
         until = min(c.not_valid_after_utc for c in chain) + timedelta(seconds=self._skew_s)
-        if self.revocation is not None:
+        if self._revocation is not None:
             rev_until = self._check_revocation(chain, at)
             if rev_until is not None:
                 until = min(until, rev_until)
@@ -478,11 +499,11 @@ class Verifier:
         return identity, leaf.not_valid_after_utc + skew
 
     def __repr__(self) -> str:
-        anchors = len(self.trust_store) if self.trust_store is not None else 0
+        anchors = len(self._trust_store) if self._trust_store is not None else 0
         return (
             f"<Verifier anchors={anchors} pinned={len(self._pinned_fingerprints())} "
-            f"revocation={type(self.revocation).__name__ if self.revocation else None} "
-            f"forwarded={'yes' if self.forwarded else 'no'}>"
+            f"revocation={type(self._revocation).__name__ if self._revocation else None} "
+            f"forwarded={'yes' if self._forwarded else 'no'}>"
         )
 
 
