@@ -1,0 +1,86 @@
+"""Property tests: no header value makes ForwardedCert raise anything but MTLSAuthError."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mtlsauth import ForwardedCert, MTLSAuthError, Presented
+from mtlsauth._forwarded import encode_forwarded
+from mtlsauth._forwarded_presets import PRESETS
+from mtlsauth.testing import CA
+
+ENCODINGS = ("url-pem", "pem", "der-base64", "traefik", "xfcc", "rfc9440")
+_CHAIN = CA().intermediate().issue_client_cert(common_name="p").chain_der
+_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Characters that matter to the grammars, plus everything else now and then.
+_grammar = st.text(
+    alphabet=st.sampled_from('=;,":%+/ \t\\-{}()[]ABCMIab09\x00é\r\n'),
+    max_size=200,
+)
+_any_text = st.text(max_size=300)
+
+
+def _run(fc: ForwardedCert, headers: list[tuple[str, str]]) -> None:
+    presented = Presented(peer="127.0.0.1", headers=tuple((k.lower(), v) for k, v in headers))
+    try:
+        value = fc.extract(presented)
+        if value is not None:
+            value.decode()
+    except MTLSAuthError:
+        pass
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@_SETTINGS
+@given(value=st.one_of(_grammar, _any_text))
+def test_arbitrary_text(encoding: str, value: str) -> None:
+    for proxy_verified in (False, True):
+        fc = ForwardedCert(
+            header="X-Cert",
+            encoding=encoding,
+            trusted_proxies=["127.0.0.1"],
+            verified_by_proxy=proxy_verified,
+        )
+        _run(fc, [("X-Cert", value)])
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@_SETTINGS
+@given(data=st.data())
+def test_mutated_real_values(name: str, data: st.DataObject) -> None:
+    """Take what a proxy really sends, then cut, splice and corrupt it."""
+    pairs = encode_forwarded(name, _CHAIN)
+    out = []
+    for header, value in pairs:
+        if value and data.draw(st.booleans()):
+            i = data.draw(st.integers(0, len(value)))
+            j = data.draw(st.integers(i, len(value)))
+            value = value[:i] + data.draw(_grammar) + value[j:]
+        out.append((header, value))
+    fc = ForwardedCert.preset(name, trusted_proxies=["127.0.0.1"], verified_by_proxy=True)
+    _run(fc, out)
+
+
+@_SETTINGS
+@given(raw=st.binary(max_size=400))
+def test_arbitrary_bytes_as_base64_and_latin1(raw: bytes) -> None:
+    import base64
+
+    for encoding, value in (
+        ("der-base64", base64.b64encode(raw).decode()),
+        ("rfc9440", ":" + base64.b64encode(raw).decode() + ":"),
+        ("pem", raw.decode("latin-1")),
+        ("url-pem", raw.decode("latin-1")),
+    ):
+        fc = ForwardedCert(header="X-Cert", encoding=encoding, trusted_proxies=["127.0.0.1"])
+        _run(fc, [("X-Cert", value)])
+
+
+@_SETTINGS
+@given(peer=st.one_of(st.none(), st.text(max_size=50), st.ip_addresses().map(str)))
+def test_any_peer_string(peer: str | None) -> None:
+    fc = ForwardedCert(header="X-Cert", encoding="pem", trusted_proxies=["10.0.0.0/8", "::1"])
+    assert fc.is_trusted(peer) in (True, False)
