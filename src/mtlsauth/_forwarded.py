@@ -8,8 +8,7 @@ the Verifier calls only on a cache miss.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,14 +23,13 @@ from mtlsauth._forwarded_formats import (
 )
 from mtlsauth._forwarded_identity import identity_from_aws, identity_from_gcp, identity_from_xfcc
 from mtlsauth._forwarded_presets import PRESETS, encode_forwarded
+from mtlsauth._forwarded_trust import Network, header_name, match_peer, parse_proxies
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._types import Presented
 from mtlsauth._xfcc import XFCCElement, decode_element, select_element
 
 __all__ = ["ForwardedCert", "ForwardedValue", "encode_forwarded"]
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 _IDENTITY_FIELDS = {
     "aws-alb": frozenset({"subject", "issuer", "serial", "validity"}),
     "gcp": frozenset(
@@ -39,6 +37,7 @@ _IDENTITY_FIELDS = {
          "subject", "issuer", "not_before", "not_after"}
     ),
 }  # fmt: skip
+_SENTINEL_START = frozenset(("", " ", "\t", "(", "{"))
 _SINGLE_CERT = frozenset({"url-pem", "pem", "der-base64", "rfc9440"})
 _PEER_CACHE_MAX = 4096
 _XFCC_CACHE_MAX = 512
@@ -59,49 +58,6 @@ class ForwardedValue:
     source: str
     key: bytes
     decode: Callable[[], tuple[bytes, ...] | ClientIdentity]
-
-
-def _header_name(name: object, what: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{what} must be a non-empty header name string")
-    lower = name.lower()
-    if any(c not in _TCHAR for c in lower):
-        raise ValueError(f"{what} {name!r} is not a valid HTTP header name")
-    return lower
-
-
-def _parse_proxies(proxies: object) -> tuple[Network, ...]:
-    if isinstance(proxies, str | bytes) or not isinstance(proxies, Iterable):
-        raise TypeError("trusted_proxies must be a list of addresses or CIDRs, not a string")
-    nets: list[Network] = []
-    for entry in proxies:
-        if not isinstance(entry, str):
-            raise TypeError(f"trusted_proxies entries must be strings, got {entry!r}")
-        text = entry.strip()
-        if text == "*":
-            raise ValueError(
-                'trusted_proxies="*" would let any client forge a certificate header; '
-                "name the proxies' addresses or networks"
-            )
-        try:
-            net = ipaddress.ip_network(text, strict=True)
-        except ValueError as exc:
-            raise ValueError(
-                f"trusted_proxies entry {entry!r} is not an IP or CIDR: {exc}"
-            ) from None
-        if net.prefixlen == 0:
-            raise ValueError(f"trusted_proxies entry {entry!r} trusts every address, like '*'")
-        if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
-            mapped = net.network_address.ipv4_mapped
-            net = ipaddress.ip_network(f"{mapped}/{max(net.prefixlen - 96, 0)}", strict=False)
-            if net.prefixlen == 0:
-                raise ValueError(f"trusted_proxies entry {entry!r} trusts every IPv4 address")
-        nets.append(net)
-    if not nets:
-        raise ValueError(
-            "trusted_proxies is empty: certificate headers stay off unless proxies are named"
-        )
-    return tuple(nets)
 
 
 class ForwardedCert:
@@ -137,8 +93,8 @@ class ForwardedCert:
     """
 
     __slots__ = (
-        "_chain_names", "_fields", "_key_prefix", "_main", "_names", "_networks",
-        "_peer_cache", "_read", "_xfcc_cache", "chain_header", "encoding", "header",
+        "_chain_names", "_fields", "_key_prefix", "_main", "_name_keys", "_names", "_networks",
+        "_peer_cache", "_read", "_source", "_xfcc_cache", "chain_header", "encoding", "header",
         "identity_format", "identity_headers", "max_size", "on_untrusted",
         "trusted_proxies", "verified_by_proxy", "xfcc_element",
     )  # fmt: skip
@@ -162,6 +118,8 @@ class ForwardedCert:
     _peer_cache: dict[str, bool]
     _xfcc_cache: dict[str, XFCCElement | CertificateInvalid]
     _key_prefix: bytes
+    _name_keys: dict[str, bytes]
+    _source: str
 
     def __init__(
         self,
@@ -177,19 +135,19 @@ class ForwardedCert:
         identity_format: Literal["aws-alb", "gcp"] | None = None,
         identity_headers: Mapping[str, str] | None = None,
     ) -> None:
-        main = _header_name(header, "header")
+        main = header_name(header, "header")
         if encoding not in ENCODINGS:
             raise ValueError(
                 f"unknown encoding {encoding!r}; choose one of: {', '.join(ENCODINGS)}"
             )
-        networks = _parse_proxies(trusted_proxies)
+        networks = parse_proxies(trusted_proxies)
         if chain_header is None:
             chains: tuple[str, ...] = ()
         elif isinstance(chain_header, str):
             chains = (chain_header,)
         else:
             chains = tuple(chain_header)
-        chain_names = tuple(_header_name(c, "chain_header") for c in chains)
+        chain_names = tuple(header_name(c, "chain_header") for c in chains)
         if chain_names and encoding in ("xfcc", "traefik"):
             raise ValueError(f"encoding {encoding!r} carries the chain itself; drop chain_header")
         if on_untrusted not in ("reject", "ignore"):
@@ -212,7 +170,7 @@ class ForwardedCert:
                     f"unknown identity_headers fields {sorted(unknown)}; "
                     f"{identity_format} knows {sorted(_IDENTITY_FIELDS[identity_format])}"
                 )
-        lower_fields = {k: _header_name(v, f"identity_headers[{k!r}]") for k, v in fields.items()}
+        lower_fields = {k: header_name(v, f"identity_headers[{k!r}]") for k, v in fields.items()}
         all_names = {main, *chain_names, *lower_fields.values()}
         if len(all_names) != 1 + len(chain_names) + len(lower_fields):
             raise ValueError("header, chain_header and identity_headers must all be different")
@@ -237,6 +195,8 @@ class ForwardedCert:
         s(self, "_peer_cache", {})
         s(self, "_xfcc_cache", {})
         s(self, "_key_prefix", b"fwd\x00")
+        s(self, "_name_keys", {n: n.encode("ascii") + b"\x01" for n in all_names})
+        s(self, "_source", f"header:{header}")
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("ForwardedCert is immutable; build a new one")
@@ -279,26 +239,11 @@ class ForwardedCert:
         hit = cache.get(peer)
         if hit is not None:
             return hit
-        trusted = self._match(peer)
+        trusted = match_peer(peer, self._networks)
         if len(cache) >= _PEER_CACHE_MAX:
             cache.clear()
         cache[peer] = trusted
         return trusted
-
-    def _match(self, peer: str) -> bool:
-        text = peer.strip()
-        if text.startswith("[") and text.endswith("]"):
-            text = text[1:-1]
-        try:
-            addr = ipaddress.ip_address(text)
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address):
-            if addr.ipv4_mapped is not None:
-                addr = addr.ipv4_mapped
-            elif addr.scope_id:
-                addr = ipaddress.IPv6Address(text.split("%", 1)[0])
-        return any(addr in net for net in self._networks)
 
     def extract(self, presented: Presented) -> ForwardedValue | None:
         """Take the certificate header(s) from ``presented``, without decoding them.
@@ -317,7 +262,8 @@ class ForwardedCert:
         found = [(k, v) for k, v in presented.headers if k in read]
         if not found:
             return None
-        if all(is_absent(v) for _, v in found):
+        # Fast path: a value whose first character cannot start a sentinel is a certificate.
+        if all(v[:1] in _SENTINEL_START and is_absent(v) for _, v in found):
             return None
         if not self.is_trusted(presented.peer):
             if self.on_untrusted == "ignore":
@@ -326,14 +272,21 @@ class ForwardedCert:
                 f"certificate header {self.header!r} from {presented.peer or 'an unknown peer'},"
                 " which is not a trusted proxy"
             )
-        if sum(len(v) for _, v in found) > self.max_size:
-            raise malformed(f"certificate headers exceed {self.max_size} characters")
+        if len(found) == 1:
+            k, v = found[0]
+            if len(v) > self.max_size:
+                raise malformed(f"certificate header exceeds {self.max_size} characters")
+            key = self._key_prefix + self._name_keys[k] + v.encode("utf-8", "surrogatepass")
+        else:
+            if sum(len(v) for _, v in found) > self.max_size:
+                raise malformed(f"certificate headers exceed {self.max_size} characters")
+            names = self._name_keys
+            key = self._key_prefix + b"\x00".join(
+                names[k] + v.encode("utf-8", "surrogatepass") for k, v in found
+            )
         main = self._main
         mains = [v for k, v in found if k == main]
-        key = self._key_prefix + b"\x00".join(
-            k.encode("ascii") + b"\x01" + v.encode("utf-8", "surrogatepass") for k, v in found
-        )
-        source = f"header:{self.header}"
+        source = self._source
         if self.encoding == "xfcc":
             return self._extract_xfcc(mains, key, source)
         if len(mains) > 1:

@@ -1,0 +1,79 @@
+"""Configuration parsing for ForwardedCert: header names and trusted-proxy networks.
+
+Everything here runs once, at construction; a bad value is a ``ValueError``/``TypeError``
+there, never a surprise at request time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+__all__ = ["Network", "header_name", "match_peer", "parse_proxies"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def header_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{what} must be a non-empty header name string")
+    lower = name.lower()
+    if any(c not in _TCHAR for c in lower):
+        raise ValueError(f"{what} {name!r} is not a valid HTTP header name")
+    return lower
+
+
+def parse_proxies(proxies: object) -> tuple[Network, ...]:
+    if isinstance(proxies, str | bytes) or not isinstance(proxies, Iterable):
+        raise TypeError("trusted_proxies must be a list of addresses or CIDRs, not a string")
+    nets: list[Network] = []
+    for entry in proxies:
+        if not isinstance(entry, str):
+            raise TypeError(f"trusted_proxies entries must be strings, got {entry!r}")
+        text = entry.strip()
+        if text == "*":
+            raise ValueError(
+                'trusted_proxies="*" would let any client forge a certificate header; '
+                "name the proxies' addresses or networks"
+            )
+        try:
+            net = ipaddress.ip_network(text, strict=True)
+        except ValueError as exc:
+            raise ValueError(
+                f"trusted_proxies entry {entry!r} is not an IP or CIDR: {exc}"
+            ) from None
+        if net.prefixlen == 0:
+            raise ValueError(f"trusted_proxies entry {entry!r} trusts every address, like '*'")
+        if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
+            mapped = net.network_address.ipv4_mapped
+            net = ipaddress.ip_network(f"{mapped}/{max(net.prefixlen - 96, 0)}", strict=False)
+            if net.prefixlen == 0:
+                raise ValueError(f"trusted_proxies entry {entry!r} trusts every IPv4 address")
+        nets.append(net)
+    if not nets:
+        raise ValueError(
+            "trusted_proxies is empty: certificate headers stay off unless proxies are named"
+        )
+    return tuple(nets)
+
+
+def match_peer(peer: str, networks: tuple[Network, ...]) -> bool:
+    """True when ``peer`` parses as an IP address inside one of ``networks``.
+
+    IPv4-mapped IPv6 peers (``::ffff:127.0.0.1``, what a dual-stack socket reports) match
+    their IPv4 form; anything unparseable (a Unix socket path, a list) is untrusted.
+    """
+    text = peer.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        elif addr.scope_id:
+            addr = ipaddress.IPv6Address(text.split("%", 1)[0])
+    return any(addr in net for net in networks)
