@@ -1,0 +1,181 @@
+"""Measurements 1 and 2: the cached hit against its floor, uncached verification against cryptography.
+
+1. Cached hit: the same certificate again through ``Verifier.authenticate``, once as an nginx
+   header (``$ssl_client_escaped_cert``) from a trusted proxy and once as a TLS peer chain.
+   Floor: SHA-256 of the raw presented bytes plus a dict look-up, inline, no function call.
+   Timed both for a verifier with only trust (the floor's fair partner) and for one that also
+   re-checks a CRL and a policy on every hit (what a deployment with both pays).
+2. Uncached: a never-seen certificate every time (RSA-2048 and P-256 chains, leaf ->
+   intermediate -> root), with a CRL for every CA in scope and a policy of three allow-lists,
+   against cryptography's ``ClientVerifier.verify`` alone on the same chain: a verifier
+   built once, certificates already parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from _context import Context
+from _pki import Hierarchy, der, pem
+from _report import Row, Target, ratio_row
+from _timing import compare, paired_pool_runners, stmt_runner, summarise
+from cryptography import x509
+from cryptography.x509.verification import PolicyBuilder, Store
+
+from mtlsauth import CRLSet, ForwardedCert, Policy, Verifier
+from mtlsauth._forwarded import encode_forwarded
+from mtlsauth._types import Presented
+
+HIT_TARGET = Target("<=", 2.0)
+UNCACHED_TARGET = Target("<=", 1.15)
+PROXY = "127.0.0.1"
+HEADER = "X-SSL-Client-Cert"
+# What a request carries besides the certificate; the verifier has to find its header among them.
+COMMON_HEADERS = (
+    ("host", "api.example.test"),
+    ("user-agent", "wrk/4"),
+    ("accept", "*/*"),
+    ("x-forwarded-for", "192.0.2.10"),
+)
+
+
+def policy() -> Policy:
+    """A realistic allow-list: organisation, common names and a DNS wildcard must all match."""
+    return Policy(
+        organizations={"payments", "billing"},
+        common_names={"ledger", "invoicing", "reports"},
+        dns_names={"*.payments.svc"},
+    )
+
+
+def crlset(h: Hierarchy, intermediate_entries: int = 10) -> CRLSet:
+    return CRLSet.from_der(*h.crls_der(intermediate_entries), mode="chain")
+
+
+def nginx_forwarded() -> ForwardedCert:
+    return ForwardedCert.preset("nginx", header=HEADER, trusted_proxies=[PROXY])
+
+
+def header_request(h: Hierarchy, leaf: x509.Certificate) -> tuple[Presented, str]:
+    """A request as nginx forwards it: the leaf alone, URL-escaped PEM, from 127.0.0.1."""
+    pairs = encode_forwarded("nginx", h.chain_der(leaf))
+    headers = (*COMMON_HEADERS, *((k.lower(), v) for k, v in pairs))
+    return Presented(peer=PROXY, headers=headers), pairs[0][1]
+
+
+def tls_request(h: Hierarchy, leaf: x509.Certificate) -> tuple[Presented, str]:
+    """A request whose server ended TLS: the peer chain as PEM strings (ASGI TLS extension)."""
+    chain = (pem(leaf), pem(h.intermediate.certificate))
+    return Presented(peer="192.0.2.10", headers=COMMON_HEADERS, tls_chain=chain), "".join(chain)
+
+
+def _hit(ctx: Context, verifier: Verifier, presented: Presented, raw: str) -> dict[str, list[float]]:
+    identity = verifier.authenticate(presented)  # warm the cache
+    if identity is None or verifier.authenticate(presented) is not identity:
+        raise RuntimeError("the cache did not return the cached identity")
+    raw_bytes = raw.encode("latin-1")
+    floor_ns = {
+        "sha256": hashlib.sha256,
+        "raw": raw_bytes,
+        "get": {hashlib.sha256(raw_bytes).digest(): identity}.get,
+    }
+    runners = {
+        "subject": stmt_runner("auth(p)", {"auth": verifier.authenticate, "p": presented}),
+        "floor": stmt_runner("get(sha256(raw).digest())", floor_ns),
+    }
+    return compare(runners, ctx.budget)
+
+
+def cached_hit(ctx: Context) -> list[Row]:
+    h = ctx.ec
+    leaf = h.leaf()
+    rows: list[Row] = []
+    intermediates = [h.intermediate.certificate]
+    configs = {
+        "trust only": {},
+        "+ CRL + policy": {"revocation": crlset(h), "policy": policy()},
+    }
+    for config, extra in configs.items():
+        for kind in ("header", "tls"):
+            if kind == "header":
+                presented, raw = header_request(h, leaf)
+                verifier = Verifier(
+                    trust_store=h.root.trust_store(),
+                    intermediates=intermediates,
+                    forwarded=nginx_forwarded(),
+                    **extra,  # type: ignore[arg-type]
+                )
+                label = f"nginx header, {config}"
+            else:
+                presented, raw = tls_request(h, leaf)
+                verifier = Verifier(trust_store=h.root.trust_store(), **extra)  # type: ignore[arg-type]
+                label = f"TLS chain, {config}"
+            ctx.log(f"cached hit: {label}")
+            samples = _hit(ctx, verifier, presented, raw)
+            slug = "header" if kind == "header" else "tls"
+            suffix = "" if config == "trust only" else "_crl_policy"
+            rows.append(
+                ratio_row(
+                    f"cached_hit.{slug}{suffix}",
+                    label,
+                    summarise(samples, "subject", "floor"),
+                    subject="Verifier.authenticate(presented), warm cache",
+                    baseline="sha256(raw presented bytes) + dict.get, inline",
+                    target=HIT_TARGET,
+                    unit="x floor",
+                    raw_bytes=len(raw),
+                )
+            )
+    return rows
+
+
+def uncached(ctx: Context) -> list[Row]:
+    rows: list[Row] = []
+    budget = ctx.budget
+    per_batch = 8 if ctx.quick else 48
+    for key_type in ("ec", "rsa"):
+        h = ctx.ec if key_type == "ec" else ctx.rsa
+        count = per_batch * (budget.rounds + 1)
+        ctx.log(f"uncached: issuing {count} {key_type} leaves")
+        inter = x509.load_der_x509_certificate(h.intermediate_der)
+        items = []
+        for _ in range(count):
+            leaf = h.leaf()
+            chain = h.chain_der(leaf)
+            items.append((chain, x509.load_der_x509_certificate(chain[0]), inter))
+        verifier = Verifier(
+            trust_store=h.root.trust_store(), revocation=crlset(h), policy=policy()
+        )
+        baseline = PolicyBuilder().store(Store([h.root.certificate])).build_client_verifier()
+        # Both sides must accept every chain, or the comparison is meaningless.
+        verifier.verify(items[0][0])
+        baseline.verify(items[0][1], [items[0][2]])
+        runners = paired_pool_runners(
+            {
+                "subject": lambda item: verifier.verify(item[0]),
+                "baseline": lambda item: baseline.verify(item[1], [item[2]]),
+            },
+            items[1:],
+        )
+        ctx.log(f"uncached: {key_type} interleaved")
+        samples = compare(runners, budget, numbers={"subject": per_batch, "baseline": per_batch})
+        label = "P-256 chain" if key_type == "ec" else "RSA-2048 chain"
+        rows.append(
+            ratio_row(
+                f"uncached.{key_type}",
+                f"{label}, CRL + policy",
+                summarise(samples, "subject", "baseline"),
+                subject="Verifier.verify(DER chain), new certificate each time",
+                baseline="cryptography ClientVerifier.verify(leaf, [intermediate]) alone",
+                target=UNCACHED_TARGET,
+                unit="x cryptography",
+            )
+        )
+    return rows
+
+
+def run(ctx: Context) -> dict[str, list[Row]]:
+    return {"cached_hit": cached_hit(ctx), "uncached": uncached(ctx)}
+
+
+__all__ = ["cached_hit", "crlset", "der", "header_request", "policy", "run", "uncached"]
