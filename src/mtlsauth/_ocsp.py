@@ -220,10 +220,9 @@ class OCSPChecker:
                 self._store(key, answer)
             if answer.revoked is not None:
                 raise CertificateRevoked(answer.revoked)
-            if answer.failure is not None:
-                if self._mode == "hard-fail":
-                    raise RevocationUnavailable(answer.failure)
-                logger.warning("mtlsauth: OCSP soft-fail, admitting: %s", answer.failure)
+            # Under soft-fail a failure admits; it was logged once, when it was fetched.
+            if answer.failure is not None and self._mode == "hard-fail":
+                raise RevocationUnavailable(answer.failure)
             if until is None or answer.until < until:
                 until = answer.until
         return until
@@ -269,7 +268,13 @@ class OCSPChecker:
             answer = self._query(cert, issuer, at)
         except _Failure as exc:
             message = f"OCSP: no trustworthy answer for serial {cert.serial_number:x}: {exc}"
-            logger.warning("mtlsauth: %s", message)
+            logger.warning(
+                "mtlsauth: %s%s",
+                message,
+                f" (soft-fail: admitting it for {self._retry_after.total_seconds():.0f} s)"
+                if self._mode == "soft-fail"
+                else "",
+            )
             self.last_error = message
             return _Answer(None, message, at + self._retry_after)
         self.last_error = None
