@@ -60,7 +60,11 @@ _FIELDS = (
 
 
 class _AttrNames(dict[str, x509.ObjectIdentifier]):
-    """Attribute keywords, looked up case-insensitively (RFC 4514 section 3)."""
+    """Attribute keywords, looked up case-insensitively (RFC 4514 section 3).
+
+    cryptography's parser consults its ``attr_name_overrides`` with ``.get``; should that
+    ever change, lower-case keywords stop parsing: a loud ValueError at construction.
+    """
 
     def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.upper(), default)
@@ -754,7 +758,7 @@ class Policy:
         return combined
 
     @classmethod
-    def from_rfc8705(cls, client_metadata: Mapping[str, Any]) -> Policy:
+    def from_rfc8705(cls, client_metadata: Mapping[str, Any], /) -> Policy:
         """The Policy for an OAuth client registered for ``tls_client_auth`` (RFC 8705).
 
         RFC 8705 section 2.1.2: exactly one of ``tls_client_auth_subject_dn``,
@@ -818,7 +822,7 @@ def _rebuild_any_of(*parts: Policy) -> Policy:
     return Policy.any_of(*parts)
 
 
-def pinned_from_rfc8705(client_metadata: Mapping[str, Any]) -> tuple[x509.Certificate, ...]:
+def pinned_from_rfc8705(client_metadata: Mapping[str, Any], /) -> tuple[x509.Certificate, ...]:
     """The certificates a ``self_signed_tls_client_auth`` client registered (RFC 8705 2.2).
 
     Reads the ``jwks`` member: each key's ``x5c`` is a list of base64 (not base64url) DER
