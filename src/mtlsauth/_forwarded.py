@@ -116,7 +116,7 @@ class ForwardedCert:
     _read: frozenset[str]
     _networks: tuple[Network, ...]
     _peer_cache: dict[str, bool]
-    _xfcc_cache: dict[str, XFCCElement | CertificateInvalid]
+    _xfcc_cache: dict[str, XFCCElement | str]
     _key_prefix: bytes
     _name_keys: dict[str, bytes]
     _source: str
@@ -354,25 +354,21 @@ class ForwardedCert:
         return None
 
     def _xfcc_select(self, text: str) -> XFCCElement:
-        # Memoised: XFCC must be parsed to know whether it carries a certificate at all.
+        # Memoised (bounded): XFCC must be parsed to know whether it carries a certificate.
+        # A parse error is remembered by its message only (no traceback kept alive).
         cache = self._xfcc_cache
         hit = cache.get(text)
-        if isinstance(hit, XFCCElement):
-            return hit
-        if isinstance(hit, CertificateInvalid):
-            raise malformed(hit.detail)
-        try:
-            element = select_element(text, self.xfcc_element)
-        except CertificateInvalid as exc:
-            result: XFCCElement | CertificateInvalid = exc
-        else:
-            result = element
-        if len(cache) >= _XFCC_CACHE_MAX:
-            cache.clear()
-        cache[text] = result
-        if isinstance(result, CertificateInvalid):
-            raise malformed(result.detail)
-        return result
+        if hit is None:
+            try:
+                hit = select_element(text, self.xfcc_element)
+            except CertificateInvalid as exc:
+                hit = exc.detail
+            if len(cache) >= _XFCC_CACHE_MAX:
+                cache.clear()
+            cache[text] = hit
+        if isinstance(hit, str):
+            raise malformed(hit)
+        return hit
 
     def _extract_fields(
         self, found: list[tuple[str, str]], key: bytes, source: str
