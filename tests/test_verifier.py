@@ -334,7 +334,8 @@ def test_validate_as_of_a_moment(pki) -> None:
 
 
 def test_clock_skew_forgives_small_differences(pki) -> None:
-    soon = pki.inter.issue_client_cert(not_before=NOW + dt.timedelta(seconds=60))
+    now = dt.datetime.now(dt.timezone.utc)
+    soon = pki.inter.issue_client_cert(not_before=now + dt.timedelta(seconds=60))
     assert _code(Verifier(trust_store=pki.root.trust_store()), soon.chain_pem.text()) == (
         "certificate_not_yet_valid"
     )
@@ -434,6 +435,26 @@ def test_cache_expires_with_the_certificate(pki) -> None:
     assert _code(verifier, short.chain_pem.text()) == "accepted"
     time.sleep(2.5)
     assert _code(verifier, short.chain_pem.text()) == "certificate_expired"
+
+
+def test_result_computed_before_a_reload_is_not_served_after_it(pki, tmp_path) -> None:
+    ca_file = pki.root.cert_pem.write_to_path(tmp_path / "ca.pem")
+    trust = TrustStore.from_pem_file(ca_file, reload_interval=None)
+
+    class RotateDuringValidation(SwitchableRevocation):
+        # Runs after path validation and before the result is cached: the widest race window.
+        def check(
+            self, chain: Sequence[x509.Certificate], *, at: dt.datetime
+        ) -> dt.datetime | None:
+            if self.calls == 0:
+                pki.other_root.cert_pem.write_to_path(ca_file)  # the operator rotates the CA
+                assert trust.reload() is True
+            return super().check(chain, at=at)
+
+    verifier = Verifier(trust_store=trust, revocation=RotateDuringValidation())
+    chain = pki.good.chain_pem.text()
+    assert _code(verifier, chain) == "accepted"  # validated under the old CA: in flight
+    assert _code(verifier, chain) == "untrusted_issuer"  # never served from the cache after
 
 
 def test_cache_dropped_when_trust_reloads(pki, tmp_path) -> None:

@@ -17,7 +17,8 @@ from mtlsauth._errors import (
 )
 from mtlsauth._forwarded import ForwardedCert
 from mtlsauth._identity import ClientIdentity
-from mtlsauth._policy import Policy
+from mtlsauth._ocsp import OCSPChecker
+from mtlsauth._policy import Policy, pinned_from_rfc8705
 from mtlsauth._revocation import CRLSet
 from mtlsauth._truststore import TrustStore
 from mtlsauth._types import Presented
@@ -34,6 +35,7 @@ __all__ = [
     "ForwardedCert",
     "IdentityMissing",
     "MTLSAuthError",
+    "OCSPChecker",
     "Policy",
     "PolicyDenied",
     "Presented",
@@ -42,4 +44,5 @@ __all__ = [
     "UntrustedForwarder",
     "Verifier",
     "__version__",
+    "pinned_from_rfc8705",
 ]

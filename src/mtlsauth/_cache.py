@@ -29,6 +29,9 @@ class CacheEntry:
     identity: ClientIdentity
     chain: Sequence[x509.Certificate]
     expires: float  # time.time() seconds
+    # The trust/pin/revocation snapshots it was computed under: a result that finishes after
+    # a reload must never be served under the new trust (compared by identity on every hit).
+    tokens: object = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,15 @@ class _AllOf:
     def reload(self) -> bool:
         return any([_reload(c) for c in self._checkers])
 
+    def health(self) -> list[object]:
+        out: list[object] = []
+        for c in self._checkers:
+            fn = getattr(c, "health", None)
+            if callable(fn):
+                status = fn()
+                out.extend(status if isinstance(status, list) else [status])
+        return out
+
 
 def _reload(obj: object) -> bool:
     fn = getattr(obj, "reload", None)
@@ -382,6 +391,8 @@ class Verifier:
             self._sync_tokens()
         cache = self._cache
         entry = cache.get(key, now)
+        if entry is not None and entry.tokens is not self._last_tokens:
+            entry = None  # computed under trust that has since been reloaded
         if entry is None:
             neg = cache.get_negative(key, now)
             if neg is not None:
@@ -405,14 +416,15 @@ class Verifier:
         source: str,
         now: float,
     ) -> CacheEntry:
+        tokens = self._last_tokens  # taken before validating: see CacheEntry.tokens
         try:
             decoded = decode()
             if isinstance(decoded, ClientIdentity):  # proxy-verified, opt-in
-                entry = CacheEntry(decoded, (), now + self._cache_ttl)
+                entry = CacheEntry(decoded, (), now + self._cache_ttl, tokens)
             else:
                 identity, until = self._verify_ders(decoded, _utcnow(), source)
                 expires = min(now + self._cache_ttl, until.timestamp())
-                entry = CacheEntry(identity, identity.chain, expires)
+                entry = CacheEntry(identity, identity.chain, expires, tokens)
         except (CertificateInvalid, CertificateMissing, CertificateRevoked) as exc:
             if not isinstance(exc, RevocationUnavailable):  # transient: never cache
                 self._cache.put_negative(key, exc, now)
