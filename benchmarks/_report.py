@@ -12,6 +12,8 @@ from typing import Any
 
 from _timing import Comparison
 
+TIMES = "\N{MULTIPLICATION SIGN}"
+
 
 @dataclass(frozen=True)
 class Target:
@@ -51,7 +53,9 @@ class Row:
             "label": self.label,
             "value": self.value,
             "unit": self.unit,
-            "target": None if self.target is None else {"op": self.target.op, "value": self.target.value},
+            "target": None
+            if self.target is None
+            else {"op": self.target.op, "value": self.target.value},
             "status": self.status,
             "subject": self.subject,
             "baseline": self.baseline,
@@ -99,8 +103,8 @@ def _fmt_value(row: Row) -> str:
     if row.value is None:
         return "-"
     v = row.value
-    if row.unit.startswith("x") or row.unit.startswith("×"):
-        return f"{v:.3g}×" if v < 100 else f"{v:.0f}×"
+    if row.unit.startswith("x"):
+        return f"{v:.3g}{TIMES}" if v < 100 else f"{v:.0f}{TIMES}"
     if row.unit == "bytes":
         return f"{v:,.0f} B"
     return f"{v:.3g} {row.unit}"

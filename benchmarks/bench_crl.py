@@ -93,10 +93,19 @@ def run(ctx: Context) -> dict[str, list[Row]]:
     ctx.log("CRL: cryptography's linear look-up, for contrast")
     big = x509.load_der_x509_crl(crl_bytes[100_000][1])
     leaf_serial = chains[0][0].serial_number
-    scan = stmt_runner("find(serial)", {"find": big.get_revoked_certificate_by_serial_number, "serial": leaf_serial})
-    ours = stmt_runner("check(chain, at=now)", {"check": sets[100_000].check, "chain": chains[0], "now": now})
+    scan = stmt_runner(
+        "find(serial)",
+        {"find": big.get_revoked_certificate_by_serial_number, "serial": leaf_serial},
+    )
+    ours = stmt_runner(
+        "check(chain, at=now)", {"check": sets[100_000].check, "chain": chains[0], "now": now}
+    )
     scan_budget = ctx.budget if not ctx.quick else ctx.budget.scaled(2)
-    scan_samples = compare({"scan": scan, "ours": ours}, scan_budget, numbers={"scan": 1 if ctx.quick else 3, "ours": 2000})
+    scan_samples = compare(
+        {"scan": scan, "ours": ours},
+        scan_budget,
+        numbers={"scan": 1 if ctx.quick else 3, "ours": 2000},
+    )
     rows.append(
         ratio_row(
             "crl_lookup.linear_scan_100k",

@@ -72,9 +72,13 @@ def run(ctx: Context) -> dict[str, list[Row]]:
         ctx.log(f"headers: {preset}")
         runners = {
             "parse": pool_runner(parse, items[1:]),
-            "verify": stmt_runner("v(leaf, inters)", {"v": verifier.verify, "leaf": leaf, "inters": [inter]}),
+            "verify": stmt_runner(
+                "v(leaf, inters)", {"v": verifier.verify, "leaf": leaf, "inters": [inter]}
+            ),
         }
-        samples = compare(runners, budget, numbers={"parse": per_batch, "verify": max(2, per_batch // 8)})
+        samples = compare(
+            runners, budget, numbers={"parse": per_batch, "verify": max(2, per_batch // 8)}
+        )
         rows.append(
             ratio_row(
                 f"headers.{row_id}",

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 from _context import Context
 from _report import Row, Target, missing_row
 from bench_verify import HEADER, header_request
@@ -102,8 +101,9 @@ class Server:
             ]  # fmt: skip
         else:
             cmd = [sys.executable, str(HERE / "http_apps.py"), kind, "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.ps = psutil.Process(self.proc.pid)
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
     @property
     def url(self) -> str:
@@ -127,14 +127,7 @@ class Server:
             return
 
     def cpu(self) -> float:
-        total = 0.0
-        for p in [self.ps, *self.ps.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += t.user + t.system
-        return total
+        return _tree_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -145,17 +138,59 @@ class Server:
             self.proc.wait()
 
 
+def _tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (gunicorn's worker)."""
+    try:
+        import psutil
+    except ImportError:  # the bench extra is not installed: read /proc directly (Linux)
+        return _proc_tree_cpu(pid)
+    root = psutil.Process(pid)
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def _proc_tree_cpu(pid: int) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    wanted, total, frontier = {pid}, 0.0, [pid]
+    while frontier:
+        parent = frontier.pop()
+        total += stats.get(parent, (0, 0.0))[1]
+        for child, (ppid, _) in stats.items():
+            if ppid == parent and child not in wanted:
+                wanted.add(child)
+                frontier.append(child)
+    return total
+
+
 def _get(url: str, headers: dict[str, str]) -> int:
     req = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, timeout=5) as resp:
             resp.read()
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
 
 
-def _wrk(url: str, header_value: str, seconds: float, connections: int, script: Path) -> dict[str, Any]:
+def _wrk(
+    url: str, header_value: str, seconds: float, connections: int, script: Path
+) -> dict[str, Any]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url],
         capture_output=True,
@@ -167,10 +202,14 @@ def _wrk(url: str, header_value: str, seconds: float, connections: int, script: 
     return json.loads(line)  # type: ignore[no-any-return]
 
 
-async def _py_client(url: str, header_value: str, seconds: float, connections: int) -> dict[str, Any]:
+async def _py_client(
+    url: str, header_value: str, seconds: float, connections: int
+) -> dict[str, Any]:
     """Fallback load generator: keep-alive HTTP/1.1 connections in a loop (reconnects on close)."""
     host, port = "127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))
-    request = (f"GET / HTTP/1.1\r\nHost: {host}\r\n{HEADER}: {header_value}\r\n\r\n").encode("latin-1")
+    request = (f"GET / HTTP/1.1\r\nHost: {host}\r\n{HEADER}: {header_value}\r\n\r\n").encode(
+        "latin-1"
+    )
     latencies: list[float] = []
     errors = non2xx = 0
     deadline = time.perf_counter() + seconds
@@ -188,7 +227,12 @@ async def _py_client(url: str, header_value: str, seconds: float, connections: i
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 length = next(
-                    (int(x.split(":", 1)[1]) for x in lines if x.lower().startswith("content-length:")), 0
+                    (
+                        int(x.split(":", 1)[1])
+                        for x in lines
+                        if x.lower().startswith("content-length:")
+                    ),
+                    0,
                 )
                 await reader.readexactly(length)
                 latencies.append(time.perf_counter() - t0)
@@ -224,8 +268,17 @@ def _load(server: Server, value: str, seconds: float, connections: int, script: 
         out = asyncio.run(_py_client(server.url, value, seconds, connections))
     cpu1 = server.cpu()
     if out["non2xx"] or out["requests"] == 0:
-        raise RuntimeError(f"{server.kind}/{server.mode}: {out['non2xx']} non-2xx of {out['requests']}")
-    return Run(out["requests"], out["duration_us"] / 1e6, out["errors"], out["p50_us"], out["p99_us"], cpu1 - cpu0)
+        raise RuntimeError(
+            f"{server.kind}/{server.mode}: {out['non2xx']} non-2xx of {out['requests']}"
+        )
+    return Run(
+        out["requests"],
+        out["duration_us"] / 1e6,
+        out["errors"],
+        out["p50_us"],
+        out["p99_us"],
+        cpu1 - cpu0,
+    )
 
 
 def _rows(kind: str, runs: dict[str, list[Run]], tool: str, seconds: float) -> list[Row]:
@@ -329,9 +382,12 @@ def run(ctx: Context) -> dict[str, list[Row]]:
                     server.wait_ready(header_value)
                 # the middleware is really in front: no header, no entry
                 if _get(servers["mtls"].url, {}) != 401:
-                    raise RuntimeError(f"{kind}: the mtls server admitted a request without a certificate")
-                for server in servers.values():  # warm-up outside the timed runs
-                    _load(server, header_value, 1.0, connections, script)
+                    raise RuntimeError(
+                        f"{kind}: the mtls server admitted a request without a certificate"
+                    )
+                if not ctx.quick:  # warm-up outside the timed runs
+                    for server in servers.values():
+                        _load(server, header_value, 1.0, connections, script)
                 runs: dict[str, list[Run]] = {"bare": [], "mtls": []}
                 for i in range(pairs):
                     order = ("bare", "mtls") if i % 2 == 0 else ("mtls", "bare")
@@ -343,8 +399,19 @@ def run(ctx: Context) -> dict[str, list[Row]]:
             except (RuntimeError, OSError, subprocess.SubprocessError, ImportError) as exc:
                 why = f"{type(exc).__name__}: {exc}"
                 ctx.log(f"http: {kind} failed: {why}")
-                rows.append(missing_row(f"http.{kind}.throughput", f"{label}: requests/s", why, Target(">=", SERVERS[kind][1])))
-                rows.append(missing_row(f"http.{kind}.cpu", f"{label}: server CPU per request", why, CPU_TARGET))
+                rows.append(
+                    missing_row(
+                        f"http.{kind}.throughput",
+                        f"{label}: requests/s",
+                        why,
+                        Target(">=", SERVERS[kind][1]),
+                    )
+                )
+                rows.append(
+                    missing_row(
+                        f"http.{kind}.cpu", f"{label}: server CPU per request", why, CPU_TARGET
+                    )
+                )
             finally:
                 for server in servers.values():
                     server.stop()

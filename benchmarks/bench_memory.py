@@ -89,7 +89,7 @@ def child(entries: int) -> dict[str, float]:
 def run(ctx):  # type: ignore[no-untyped-def]
     from _report import Row, Target
 
-    entries = 2_000 if ctx.quick else 10_000
+    entries = 500 if ctx.quick else 10_000
     samples = []
     for _ in range(1):  # deterministic enough: one child
         ctx.log(f"memory: child process with {entries:,} cached identities")

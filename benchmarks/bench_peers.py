@@ -80,7 +80,13 @@ def _peer_rows(ctx: Context) -> list[Row]:
         try:
             validate, loop = _pyhanko(h, crls)
         except ImportError as exc:
-            rows.append(missing_row(f"peers.pyhanko{'_crl10k' if with_crl else ''}", "pyhanko-certvalidator", f"not installed: {exc}"))
+            rows.append(
+                missing_row(
+                    f"peers.pyhanko{'_crl10k' if with_crl else ''}",
+                    "pyhanko-certvalidator",
+                    f"not installed: {exc}",
+                )
+            )
             continue
         verifier = Verifier(
             trust_store=h.root.trust_store(),
@@ -99,7 +105,11 @@ def _peer_rows(ctx: Context) -> list[Row]:
             )
         finally:
             loop.close()
-        label = "pyhanko-certvalidator, 10k-entry CRL" if with_crl else "pyhanko-certvalidator, no revocation"
+        label = (
+            "pyhanko-certvalidator, 10k-entry CRL"
+            if with_crl
+            else "pyhanko-certvalidator, no revocation"
+        )
         rows.append(
             ratio_row(
                 "peers.pyhanko_crl10k" if with_crl else "peers.pyhanko",

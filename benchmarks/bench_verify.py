@@ -69,7 +69,9 @@ def tls_request(h: Hierarchy, leaf: x509.Certificate) -> tuple[Presented, str]:
     return Presented(peer="192.0.2.10", headers=COMMON_HEADERS, tls_chain=chain), "".join(chain)
 
 
-def _hit(ctx: Context, verifier: Verifier, presented: Presented, raw: str) -> dict[str, list[float]]:
+def _hit(
+    ctx: Context, verifier: Verifier, presented: Presented, raw: str
+) -> dict[str, list[float]]:
     identity = verifier.authenticate(presented)  # warm the cache
     if identity is None or verifier.authenticate(presented) is not identity:
         raise RuntimeError("the cache did not return the cached identity")
@@ -143,17 +145,15 @@ def uncached(ctx: Context) -> list[Row]:
             leaf = h.leaf()
             chain = h.chain_der(leaf)
             items.append((chain, x509.load_der_x509_certificate(chain[0]), inter))
-        verifier = Verifier(
-            trust_store=h.root.trust_store(), revocation=crlset(h), policy=policy()
-        )
+        verifier = Verifier(trust_store=h.root.trust_store(), revocation=crlset(h), policy=policy())
         baseline = PolicyBuilder().store(Store([h.root.certificate])).build_client_verifier()
         # Both sides must accept every chain, or the comparison is meaningless.
         verifier.verify(items[0][0])
         baseline.verify(items[0][1], [items[0][2]])
         runners = paired_pool_runners(
             {
-                "subject": lambda item: verifier.verify(item[0]),
-                "baseline": lambda item: baseline.verify(item[1], [item[2]]),
+                "subject": lambda item, v=verifier: v.verify(item[0]),
+                "baseline": lambda item, b=baseline: b.verify(item[1], [item[2]]),
             },
             items[1:],
         )

@@ -114,9 +114,7 @@ def main() -> None:
     else:
         from aiohttp import web
 
-        web.run_app(
-            aiohttp_app(), host="127.0.0.1", port=args.port, access_log=None, print=None
-        )
+        web.run_app(aiohttp_app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ def _machine() -> dict[str, object]:
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
     except OSError:
         pass
     return {
@@ -68,10 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI smoke mode: seconds, not minutes")
     parser.add_argument("--only", default="", help="comma-separated measurement keys")
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "latest.json")
-    parser.add_argument("--chart", type=Path, default=HERE.parent / "docs" / "img" / "benchmarks.png")
+    parser.add_argument(
+        "--output", type=Path, help="results JSON (default: results/latest.json, quick.json)"
+    )
+    parser.add_argument(
+        "--chart", type=Path, help="chart PNG (default: docs/img/benchmarks.png, quick.png)"
+    )
     parser.add_argument("--no-chart", action="store_true")
     args = parser.parse_args(argv)
+    # A quick run never overwrites the published numbers and chart of the last full run.
+    if args.output is None:
+        args.output = HERE / "results" / ("quick.json" if args.quick else "latest.json")
+    if args.chart is None:
+        args.chart = (
+            HERE / "results" / "quick.png"
+            if args.quick
+            else HERE.parent / "docs" / "img" / "benchmarks.png"
+        )
 
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(MEASUREMENTS)
     unknown = set(keys) - set(MEASUREMENTS)
