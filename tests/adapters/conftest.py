@@ -75,10 +75,3 @@ def fwd_verifier(pki) -> Verifier:
     except NotImplementedError:
         pytest.skip("ForwardedCert is not implemented in this tree yet")
     return Verifier(trust_store=pki.root.trust_store(), forwarded=forwarded)
-
-
-def escaped(cert: ClientCert) -> str:
-    """The header value nginx's $ssl_client_escaped_cert produces (leaf only)."""
-    from urllib.parse import quote
-
-    return quote(cert.cert_pem.text(), safe="")
