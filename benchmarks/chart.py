@@ -69,22 +69,21 @@ def draw(payload: dict[str, Any], out: Path) -> None:
     labels = [r["label"] for r in targeted][::-1]
     scores = [_headroom(r) for r in targeted][::-1]
     colours = [PASS if s >= 1 else MISS for s in scores]
-    y = range(len(scores))
-    left.barh(list(y), [s - 1 if s >= 1 else -(1 / s - 1) for s in scores], color=colours)
-    left.axvline(0, color="black", linewidth=1)
-    left.set_yticks(list(y), labels, fontsize=8.5)
-    spans = [abs(s - 1 if s >= 1 else 1 / s - 1) for s in scores] or [1]
-    limit = max(1.0, max(spans) * 1.35)
-    left.set_xscale("symlog", linthresh=1)
-    left.set_xlim(-limit, limit)
-    for yi, s, row in zip(y, scores, targeted[::-1], strict=True):
+    y = list(range(len(scores)))
+    # Bars grow from the target line (1) to the headroom factor, on a log axis: right of the
+    # line passes, left misses, and the bar's length is by how much.
+    left.barh(y, [sc - 1 for sc in scores], left=1, color=colours, height=0.6)
+    left.axvline(1, color="black", linewidth=1.2)
+    left.set_xscale("log")
+    low, high = min([*scores, 1.0]), max([*scores, 1.0])
+    left.set_xlim(low / 6, high * 6)
+    left.set_yticks(y, labels, fontsize=8.5)
+    for yi, sc, row in zip(y, scores, targeted[::-1], strict=True):
         t = row["target"]
-        text = f"{_measured(row)} (target {'≤' if t['op'] == '<=' else '≥'} {t['value']:g})"
-        x = s - 1 if s >= 1 else -(1 / s - 1)
-        left.text(
-            x, yi, f" {text} ", va="center", ha="left" if x >= 0 else "right", fontsize=7.5
-        )
-    left.set_xlabel("← misses target by (×−1)      |      passes with headroom (×−1) →")
+        op = "\N{LESS-THAN OR EQUAL TO}" if t["op"] == "<=" else "\N{GREATER-THAN OR EQUAL TO}"
+        text = f" {_measured(row)} (target {op} {t['value']:g}) "
+        left.text(sc, yi, text, va="center", ha="left" if sc >= 1 else "right", fontsize=7.5)
+    left.set_xlabel("headroom against the target (log scale): right of the line passes")
     s = payload.get("summary", {})
     left.set_title(
         f"Targets: {s.get('PASS', 0)} pass, {s.get('MISS', 0)} miss", fontsize=11, loc="left"
@@ -121,6 +120,8 @@ def draw(payload: dict[str, Any], out: Path) -> None:
 
 if __name__ == "__main__":
     src = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "results" / "latest.json"
-    dst = Path(sys.argv[2]) if len(sys.argv) > 2 else HERE.parent / "docs" / "img" / "benchmarks.png"
+    dst = (
+        Path(sys.argv[2]) if len(sys.argv) > 2 else HERE.parent / "docs" / "img" / "benchmarks.png"
+    )
     draw(json.loads(src.read_text()), dst)
     print(f"wrote {dst}")

@@ -42,6 +42,7 @@ def test_quick_benchmark_run_reports_every_measurement(tmp_path: Path) -> None:
         for row in rows:
             assert row["status"] in {"PASS", "MISS", "INFO", "MISSING"}, row
             if row["status"] != "MISSING":
-                assert row["value"] is not None and row["value"] > 0, row
+                assert row["value"] is not None, row
+                assert row["value"] > 0, row
     # every target is printed next to its measured value and verdict
     assert "PASS" in proc.stdout or "MISS" in proc.stdout
