@@ -401,3 +401,18 @@ def test_module_imports_no_framework() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def test_websocket_refused_by_the_app_after_connect(certs, verifier) -> None:
+    from mtlsauth import PolicyDenied
+
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        raise PolicyDenied("not for you", code="certificate_denied")
+
+    sent = await drive(
+        MTLSMiddleware(app, verifier=verifier),
+        ws_scope(certs, "good", http_response=False),
+        [{"type": "websocket.connect"}],
+    )
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "certificate_denied"}]

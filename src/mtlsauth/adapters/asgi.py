@@ -126,21 +126,41 @@ class MTLSMiddleware:
 
     async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
+        connected = False  # websocket: did the app already consume websocket.connect?
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
             started = True
             await send(message)
 
+        app_receive = receive
+        if scope["type"] == "websocket":
+
+            async def tracking_receive() -> Message:
+                nonlocal connected
+                message = await receive()
+                if message.get("type") == "websocket.connect":
+                    connected = True
+                return message
+
+            app_receive = tracking_receive
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, app_receive, tracking_send)
         except MTLSAuthError as exc:
             if started:
                 raise
-            await self._deny(exc, scope, receive, send)
+            await self._deny(exc, scope, receive, send, connected=connected)
 
-    async def _deny(self, error: MTLSAuthError, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
+    async def _deny(
+        self,
+        error: MTLSAuthError,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        connected: bool = False,
+    ) -> None:
+        if scope["type"] == "websocket" and not connected:
             # Deny before accept: consume websocket.connect first (asgiref websocket spec).
             message = await receive()
             if message.get("type") != "websocket.connect":
