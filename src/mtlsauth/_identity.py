@@ -107,6 +107,50 @@ def _first(values: tuple[str, ...]) -> str | None:
     return values[0] if values else None
 
 
+# Issuer names repeat across every client of a CA: parse each distinct one once and share the
+# Name and its string between identities (memory per cached identity, and ~20 us per miss).
+# Keyed by the issuer's exact DER bytes, so a shared value is what parsing would have given.
+_ISSUERS: dict[bytes, tuple[x509.Name, str]] = {}
+_ISSUERS_MAX = 1024
+
+
+def _der_item(buf: bytes, i: int) -> tuple[int, int]:
+    """Start of the content and end of the DER item at ``i`` (low-tag-number form)."""
+    length = buf[i + 1]
+    i += 2
+    if length & 0x80:
+        n = length & 0x7F
+        length = int.from_bytes(buf[i : i + n], "big")
+        i += n
+    return i, i + length
+
+
+def _issuer_der(tbs: bytes) -> bytes:
+    """The issuer field of a TBSCertificate (RFC 5280 4.1): after version, serial, signature."""
+    i, _ = _der_item(tbs, 0)
+    if tbs[i] == 0xA0:  # [0] EXPLICIT version
+        i = _der_item(tbs, i)[1]
+    i = _der_item(tbs, i)[1]  # serialNumber
+    i = _der_item(tbs, i)[1]  # signature AlgorithmIdentifier
+    return tbs[i : _der_item(tbs, i)[1]]
+
+
+def _issuer(cert: x509.Certificate) -> tuple[x509.Name, str]:
+    try:
+        key = _issuer_der(cert.tbs_certificate_bytes)
+    except (IndexError, ValueError):  # cannot happen for a parsed certificate; stay correct
+        name = cert.issuer
+        return name, name.rfc4514_string()
+    hit = _ISSUERS.get(key)
+    if hit is None:
+        name = cert.issuer
+        hit = (name, name.rfc4514_string())
+        if len(_ISSUERS) >= _ISSUERS_MAX:
+            _ISSUERS.clear()
+        _ISSUERS[key] = hit
+    return hit
+
+
 def identity_from_certificate(
     leaf: x509.Certificate,
     chain: tuple[x509.Certificate, ...] = (),
@@ -118,12 +162,17 @@ def identity_from_certificate(
     from cryptography.hazmat.primitives.serialization import Encoding
 
     raw = der if der is not None else leaf.public_bytes(Encoding.DER)
+    # Read names and extensions from a throwaway parse of the same bytes: cryptography caches
+    # parsed extensions and names inside the certificate object, and the identity keeps
+    # ``leaf`` for as long as it is cached (about 2.5 KB per entry that nothing reads again).
+    view = x509.load_der_x509_certificate(raw)
+    issuer_name, issuer = _issuer(view)
     dns: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()
     ips: tuple[IPAddress, ...] = ()
     try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        san = view.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         pass
     else:
@@ -136,7 +185,7 @@ def identity_from_certificate(
             if isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address)
         )
     spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
-    subject = leaf.subject
+    subject = view.subject
     return ClientIdentity(
         subject=subject.rfc4514_string(),
         common_name=_first(_attr_values(subject, NameOID.COMMON_NAME)),
@@ -148,7 +197,7 @@ def identity_from_certificate(
         ip_addresses=ips,
         # SPIFFE X.509-SVID: exactly one URI SAN; several spiffe URIs are ambiguous.
         spiffe_id=spiffe[0] if len(spiffe) == 1 else None,
-        issuer=leaf.issuer.rfc4514_string(),
+        issuer=issuer,
         serial_number=leaf.serial_number,
         fingerprint_sha256=hashlib.sha256(raw).hexdigest(),
         not_before=leaf.not_valid_before_utc,
@@ -158,5 +207,5 @@ def identity_from_certificate(
         source=source,
         verified_by="mtlsauth",
         subject_name=subject,
-        issuer_name=leaf.issuer,
+        issuer_name=issuer_name,
     )
