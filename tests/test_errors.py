@@ -11,6 +11,7 @@ from mtlsauth import (
     CertificateMissing,
     CertificateRevoked,
     IdentityMissing,
+    InternalError,
     MTLSAuthError,
     PolicyDenied,
     RevocationUnavailable,
@@ -60,6 +61,7 @@ TABLE = [
     ),
     pytest.param(UntrustedForwarder, 401, {"untrusted_forwarder"}, id="untrusted forwarder"),
     pytest.param(IdentityMissing, 500, {"identity_missing"}, id="identity missing"),
+    pytest.param(InternalError, 500, {"internal_error"}, id="internal error"),
 ]
 
 

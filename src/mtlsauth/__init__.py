@@ -10,16 +10,19 @@ from mtlsauth._errors import (
     CertificateMissing,
     CertificateRevoked,
     IdentityMissing,
+    InternalError,
     MTLSAuthError,
     PolicyDenied,
     RevocationUnavailable,
     UntrustedForwarder,
 )
 from mtlsauth._forwarded import ForwardedCert
+from mtlsauth._guard import Decision, Route
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._ocsp import OCSPChecker
 from mtlsauth._policy import Policy, pinned_from_rfc8705
 from mtlsauth._revocation import CRLSet
+from mtlsauth._sslcontext import server_ssl_context
 from mtlsauth._truststore import TrustStore
 from mtlsauth._types import Presented
 from mtlsauth._verifier import Verifier
@@ -32,17 +35,21 @@ __all__ = [
     "CertificateMissing",
     "CertificateRevoked",
     "ClientIdentity",
+    "Decision",
     "ForwardedCert",
     "IdentityMissing",
+    "InternalError",
     "MTLSAuthError",
     "OCSPChecker",
     "Policy",
     "PolicyDenied",
     "Presented",
     "RevocationUnavailable",
+    "Route",
     "TrustStore",
     "UntrustedForwarder",
     "Verifier",
     "__version__",
     "pinned_from_rfc8705",
+    "server_ssl_context",
 ]

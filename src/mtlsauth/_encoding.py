@@ -97,9 +97,9 @@ def pem_to_der_list(data: bytes, *, allow_text: bool = False) -> list[bytes]:
     return ders
 
 
-def _der_length(data: bytes, pos: int) -> tuple[int, int]:
-    """Return (content_length, header_length) of the DER TLV at ``pos``."""
-    if pos + 2 > len(data) or data[pos] != 0x30:  # every certificate is a SEQUENCE
+def _der_length(data: bytes, pos: int, tag: int = 0x30) -> tuple[int, int]:
+    """Return (content_length, header_length) of the DER TLV with ``tag`` at ``pos``."""
+    if pos + 2 > len(data) or data[pos] != tag:  # every certificate is a SEQUENCE
         raise _malformed("not a DER certificate")
     first = data[pos + 1]
     if first < 0x80:
@@ -129,8 +129,30 @@ def split_der(data: bytes) -> list[bytes]:
     return out
 
 
+def _serial_is_positive(der: bytes) -> bool:
+    """Check the TBSCertificate serial (RFC 5280 4.1.2.2: a positive INTEGER) without parsing.
+
+    cryptography still parses a non-positive serial but emits a deprecation warning, which
+    under ``-W error`` escapes as an exception; refusing it first keeps failures uniform.
+    """
+    try:
+        _, outer = _der_length(der, 0)
+        _, tbs = _der_length(der, outer)
+        pos = outer + tbs
+        if der[pos] == 0xA0:  # [0] EXPLICIT version
+            vlen, vhead = _der_length(der, pos, 0xA0)
+            pos += vhead + vlen
+        slen, shead = _der_length(der, pos, 0x02)
+        serial = der[pos + shead : pos + shead + slen]
+    except (CertificateInvalid, IndexError):
+        return False
+    return bool(serial) and not serial[0] & 0x80 and any(serial)
+
+
 def load_der(der: bytes) -> x509.Certificate:
     """Parse one DER certificate; trailing bytes or any parse error is malformed."""
+    if not _serial_is_positive(der):
+        raise _malformed("not a valid X.509 certificate (serial number missing or not positive)")
     try:
         cert = x509.load_der_x509_certificate(der)
     except (ValueError, TypeError):

@@ -14,6 +14,7 @@ API clients) and the HTTP ``status`` an adapter answers with::
      +-- PolicyDenied                  403  <field>_not_allowed, certificate_denied
      +-- UntrustedForwarder            401  untrusted_forwarder
      +-- IdentityMissing               500  identity_missing (middleware not installed)
+     +-- InternalError                 500  internal_error (the check itself failed: refused)
 
 Messages are written for an operator reading a log line: they never contain a PEM, a key,
 or a header value, only names, fingerprints and short reasons.
@@ -31,6 +32,7 @@ __all__ = [
     "CertificateMissing",
     "CertificateRevoked",
     "IdentityMissing",
+    "InternalError",
     "MTLSAuthError",
     "PolicyDenied",
     "RevocationUnavailable",
@@ -161,3 +163,15 @@ class IdentityMissing(MTLSAuthError):
     codes = frozenset({"identity_missing"})
     status = 500
     title = "mtlsauth middleware not installed"
+
+
+class InternalError(MTLSAuthError):
+    """The check itself failed (a bug or an unexpected exception): the request is refused.
+
+    Status 500 because the client cannot fix it; the body says nothing about the cause.
+    """
+
+    default_code = "internal_error"
+    codes = frozenset({"internal_error"})
+    status = 500
+    title = "Client certificate could not be checked"

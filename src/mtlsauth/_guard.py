@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from mtlsauth._errors import MTLSAuthError
+from mtlsauth._errors import InternalError, MTLSAuthError
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._types import Presented
 
@@ -54,18 +54,6 @@ MODES: frozenset[str] = frozenset({"mandatory", "optional", "off"})
 
 PROBLEM_TYPE_PREFIX = "urn:mtlsauth:error:"
 """Problem ``type`` URIs are this prefix plus the error code (RFC 9457 section 3.1.1)."""
-
-
-class InternalError(MTLSAuthError):
-    """The check itself failed (a bug or an unexpected exception): the request is refused.
-
-    Status 500 because the client cannot fix it; the body says nothing about the cause.
-    """
-
-    default_code = "internal_error"
-    codes = frozenset({"internal_error"})
-    status = 500
-    title = "Client certificate could not be checked"
 
 
 def _validate_mode(mode: object, what: str) -> Mode:

@@ -28,10 +28,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mtlsauth._asgitesting import with_client_cert
+from mtlsauth._forwarded_presets import encode_forwarded
+
 if TYPE_CHECKING:
     from mtlsauth._truststore import TrustStore
 
-__all__ = ["CA", "Blob", "ClientCert", "self_signed_client_cert"]
+__all__ = [
+    "CA",
+    "Blob",
+    "ClientCert",
+    "encode_forwarded",
+    "issue_ocsp_responder_cert",
+    "openssl_index",
+    "self_signed_client_cert",
+    "with_client_cert",
+]
 
 KeyType = Literal["ec", "rsa", "rsa1024", "ed25519"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
