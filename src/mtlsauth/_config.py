@@ -23,6 +23,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from mtlsauth._policy import _FIELDS as _POLICY_KEYWORDS
+
 if TYPE_CHECKING:
     from mtlsauth._guard import Route
     from mtlsauth._policy import Policy
@@ -33,20 +35,8 @@ __all__ = ["Config", "load_config"]
 Key = tuple[str | int, ...]
 _MODES = ("mandatory", "optional", "off")
 
-POLICY_FIELDS = (
-    "subjects",
-    "common_names",
-    "organizations",
-    "organizational_units",
-    "issuers",
-    "dns_names",
-    "uris",
-    "spiffe_ids",
-    "emails",
-    "ip_addresses",
-    "fingerprints",
-)
 DENY_FIELDS = ("deny_fingerprints", "deny_serials")
+POLICY_FIELDS = tuple(f for f in _POLICY_KEYWORDS if f not in DENY_FIELDS)  # allow-lists
 _POLICY_KEYS = (*POLICY_FIELDS, *DENY_FIELDS, "any_of", "rfc8705")
 _TOP_KEYS = (
     "mode",
