@@ -145,3 +145,28 @@ def table(sections: list[tuple[str, list[Row]]]) -> str:
     for line in lines:
         out.append(line[0] if len(line) == 1 else fmt(line))
     return "\n".join(out)
+
+
+def markdown(payload: dict[str, Any], titles: dict[str, str]) -> str:
+    """The results as a Markdown table, for docs/benchmarks.md."""
+    out = [
+        "| measurement | subject | baseline | measured | target | result |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
+    for key, rows in payload["measurements"].items():
+        out.append(f"| **{titles.get(key, key)}** | | | | | |")
+        for d in rows:
+            row = Row(
+                d["id"],
+                d["label"],
+                d["value"],
+                d["unit"],
+                Target(d["target"]["op"], d["target"]["value"]) if d["target"] else None,
+                details=d["details"],
+                missing=d["missing"],
+            )
+            s, b = _subject_baseline(row)
+            target = "" if row.target is None else str(row.target)
+            status = row.status if row.status != "MISSING" else f"MISSING: {row.missing}"
+            out.append(f"| {row.label} | {s} | {b} | {_fmt_value(row)} | {target} | {status} |")
+    return "\n".join(out)

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _context import Context  # noqa: E402
-from _report import Row, missing_row, table  # noqa: E402
+from _report import Row, markdown, missing_row, table  # noqa: E402
 
 # measurement key -> (title, module that produces it)
 MEASUREMENTS = {
@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.output.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     tmp.replace(args.output)
-    print(f"wrote {args.output}")
+    md = args.output.with_suffix(".md")
+    md.write_text(markdown(payload, TITLES) + "\n")
+    print(f"wrote {args.output} and {md.name}")
 
     if not args.no_chart:
         try:
