@@ -89,8 +89,9 @@ class Route:
             ``/admin/`` and everything below it, but not ``/admin``; write ``"/admin*"``
             for both, which also covers ``/administrator``), or a compiled ``re.Pattern``,
             searched like Apache ``<LocationMatch>`` (anchor it with ``^``).
-        methods: Upper-case HTTP methods this rule covers (``None``: all). A websocket
-            handshake counts as ``GET``.
+        methods: HTTP methods this rule covers (``None``: all), compared case-insensitively.
+            ``GET`` also covers ``HEAD``, which frameworks answer with the GET handler. A
+            websocket handshake counts as ``GET``.
         mode: ``"mandatory"``, ``"optional"`` or ``"off"`` for matching requests (``None``:
             the middleware's mode).
         policy: The allow-lists for matching requests, *instead of* the Verifier's own
@@ -143,8 +144,14 @@ class Route:
 
     def matches(self, path: str, method: str) -> bool:
         """True when this rule covers a request for ``path`` with ``method``."""
-        if self.methods is not None and method not in self.methods:
-            return False
+        methods = self.methods
+        if methods is not None and method not in methods:
+            # WSGI frameworks upper-case REQUEST_METHOD, and every framework answers HEAD
+            # with the GET handler (as Apache's <Limit GET> covers HEAD): a rule must cover
+            # whatever reaches the handler it protects.
+            method = method.upper()
+            if method not in methods and not (method == "HEAD" and "GET" in methods):
+                return False
         kind = self._kind
         if kind == "exact":
             return path == self._text
