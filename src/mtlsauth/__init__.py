@@ -5,6 +5,7 @@ The core (this package) imports no web framework; adapters live in ``mtlsauth.ad
 
 from __future__ import annotations
 
+from mtlsauth._config import Config, load_config
 from mtlsauth._errors import (
     CertificateInvalid,
     CertificateMissing,
@@ -35,6 +36,7 @@ __all__ = [
     "CertificateMissing",
     "CertificateRevoked",
     "ClientIdentity",
+    "Config",
     "Decision",
     "ForwardedCert",
     "IdentityMissing",
@@ -50,6 +52,7 @@ __all__ = [
     "UntrustedForwarder",
     "Verifier",
     "__version__",
+    "load_config",
     "pinned_from_rfc8705",
     "server_ssl_context",
 ]

@@ -254,7 +254,8 @@ class Verifier:
             policy: Use this policy instead of the Verifier's own (per-route rules).
 
         Raises:
-            CertificateMissing, CertificateInvalid, CertificateRevoked, PolicyDenied.
+            MTLSAuthError: ``CertificateMissing``, ``CertificateInvalid``, ``CertificateRevoked``
+                or ``PolicyDenied``, each with a stable ``code``.
         """
         if at is not None:
             if at.tzinfo is None:
