@@ -281,8 +281,10 @@ class Verifier:
     ) -> ClientIdentity | None:
         """The single entry point adapters use.
 
-        The TLS peer chain is used unless the peer is a trusted proxy that sent a certificate
-        header. Returns ``None`` when no certificate came and ``required`` is False.
+        The TLS peer chain is used unless the peer is a trusted proxy: from a trusted proxy
+        only its certificate header counts, since the proxy's own TLS certificate (upstream
+        mTLS) identifies the proxy, not its client. Returns ``None`` when no certificate came
+        and ``required`` is False.
 
         Raises:
             MTLSAuthError: any refusal, including ``UntrustedForwarder`` for a certificate
@@ -300,6 +302,9 @@ class Verifier:
                 return self._verified(
                     hashlib.sha256(value.key).digest(), value.decode, value.source, policy
                 )
+            # A trusted proxy speaks for its clients: the certificate it presented itself
+            # (upstream mTLS) names the proxy, never the client it forwards.
+            tls_chain = ()
         if tls_chain:
             return self._verified(
                 _chain_key(tls_chain, b"t"), lambda: chain_to_der(tls_chain), "tls", policy
