@@ -392,7 +392,7 @@ class SwitchableRevocation:
         return None
 
 
-def test_cache_hit_rechecks_revocation(pki) -> None:
+def test_cached_pass_is_reused_only_while_revocation_data_is_unchanged(pki) -> None:
     rev = SwitchableRevocation()
     verifier = Verifier(trust_store=pki.root.trust_store(), revocation=rev)
     chain = pki.good.chain_pem.text()
@@ -405,14 +405,52 @@ def test_cache_hit_rechecks_revocation(pki) -> None:
         "hits": 1,
         "misses": 1,
     }
-    assert rev.calls == 2
+    assert rev.calls == 1  # the hit reused the answer of unchanged revocation data
     rev.revoked.add(pki.good.certificate.serial_number)
+    rev.token = object()  # a new CRL was loaded: refused on the very next request
     with pytest.raises(CertificateRevoked):
         verifier.verify(chain)
     rev.revoked.clear()
     rev.explode = True
+    rev.token = object()
     with pytest.raises(RevocationUnavailable):
         verifier.verify(chain)
+
+
+def test_cached_pass_expires_with_the_revocation_answer(pki) -> None:
+    class ShortLived(SwitchableRevocation):
+        def check(
+            self, chain: Sequence[x509.Certificate], *, at: dt.datetime
+        ) -> dt.datetime | None:
+            super().check(chain, at=at)
+            return at + dt.timedelta(seconds=0.3)  # e.g. a CRL whose nextUpdate is near
+
+    rev = ShortLived()
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=rev)
+    chain = pki.good.chain_pem.text()
+    verifier.verify(chain)
+    verifier.verify(chain)
+    assert rev.calls == 1
+    time.sleep(0.4)
+    verifier.verify(chain)
+    assert rev.calls == 2
+
+
+def test_policy_verdicts_per_route_on_one_cached_identity(pki) -> None:
+    from mtlsauth import Policy, PolicyDenied
+
+    payments = Policy(organizations={"payments"})
+    ads = Policy(organizations={"ads"})
+    verifier = Verifier(trust_store=pki.root.trust_store(), policy=ads)
+    chain = pki.good.chain_pem.text()
+    for _ in range(3):  # the first call computes each verdict, later ones reuse it
+        assert verifier.verify(chain, policy=payments).organization == "payments"
+        with pytest.raises(PolicyDenied) as info:
+            verifier.verify(chain)
+        assert info.value.code == "organization_not_allowed"
+        with pytest.raises(PolicyDenied):
+            verifier.verify(chain, policy=ads)
+        assert verifier.verify(chain, policy=Policy()).common_name == "ledger"
 
 
 def test_cache_dropped_when_revocation_data_reloads(pki) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 
@@ -32,6 +32,11 @@ class CacheEntry:
     # The trust/pin/revocation snapshots it was computed under: a result that finishes after
     # a reload must never be served under the new trust (compared by identity on every hit).
     tokens: object = None
+    # Policy verdicts for this identity, by id(policy) -> (policy, None | (type, code, detail)).
+    # Policies and identities are immutable, so a verdict never changes; bounded per entry.
+    verdicts: dict[int, tuple[object, tuple[type[MTLSAuthError], str, str] | None]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,8 +77,12 @@ class Presented:
 class RevocationChecker(Protocol):
     """What the Verifier needs from a revocation source (CRLSet, OCSPChecker, ...).
 
-    ``check`` runs after path validation on every verification *and* on every cache hit, so
-    it must be cheap when its data is already loaded (set look-ups, no parsing, no I/O).
+    The contract: ``check`` runs after path validation on every verification that is not
+    served from the cache. A passing answer is then reused for that chain until the
+    ``until`` it returned, or until ``token`` changes, whichever comes first: the Verifier
+    reads ``token`` on every request and drops all cached results when it changes. So a
+    source must hand out a new ``token`` whenever its answer for some chain may change
+    before that chain's ``until`` (a CRL reload, a cleared response cache).
     """
 
     def check(self, chain: Sequence[x509.Certificate], *, at: datetime) -> datetime | None:
@@ -88,7 +92,9 @@ class RevocationChecker(Protocol):
 
     @property
     def token(self) -> object:
-        """An object whose identity changes whenever the revocation data is reloaded."""
+        """An object whose identity changes whenever the revocation data may have changed.
+
+        Read on every request (cheaply): the moment to notice changed files on disk."""
         ...
 
     @property

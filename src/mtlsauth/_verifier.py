@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Verifier"]
 
 _DEFAULT_TTL = 600.0
+_MAX_VERDICTS = 32  # distinct policies remembered per cached identity (routes x verifier)
 _MAX_SKEW = 3600.0
 
 
@@ -404,16 +405,25 @@ class Verifier:
             if neg is not None:
                 raise neg.error_type(neg.detail, code=neg.code)
             entry = self._miss(key, decode, source, now)
-        elif rev is not None and entry.identity.verified_by == "mtlsauth":
-            self._check_revocation(entry.chain, _utcnow())
-        identity = entry.identity
+        # No revocation call on a hit: the entry expires at the revocation answer's ``until``
+        # and every entry is dropped when the revocation data changes (``token``), so the
+        # answer is what a fresh check would give. See RevocationChecker.
         if policy is None:
-            check = self._policy_check
-            if check is not None:
-                check(identity)
-        elif not policy.is_empty:
-            policy.check(identity)
-        return identity
+            policy = self._policy
+            if policy is None or self._policy_check is None:
+                return entry.identity
+        elif policy.is_empty:
+            return entry.identity
+        verdicts = entry.verdicts
+        memo = verdicts.get(id(policy))
+        if memo is None or memo[0] is not policy:
+            memo = (policy, _policy_verdict(policy, entry.identity))
+            if len(verdicts) < _MAX_VERDICTS:
+                verdicts[id(policy)] = memo
+        denial = memo[1]
+        if denial is not None:
+            raise denial[0](denial[2], code=denial[1])
+        return entry.identity
 
     def _miss(
         self,
@@ -529,3 +539,16 @@ def _fingerprints(certs: Iterable[x509.Certificate]) -> frozenset[str]:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return frozenset(hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest() for c in certs)
+
+
+def _policy_verdict(
+    policy: Policy, identity: ClientIdentity
+) -> tuple[type[MTLSAuthError], str, str] | None:
+    """Run a policy once; a denial is kept as data so it can be raised again cheaply."""
+    from mtlsauth._errors import PolicyDenied
+
+    try:
+        policy.check(identity)
+    except PolicyDenied as exc:
+        return (type(exc), exc.code, exc.detail)
+    return None
