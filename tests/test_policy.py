@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import ipaddress
 import pickle
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -613,8 +614,15 @@ _TEXT = st.text(min_size=1, max_size=24).filter(str.strip)
 def test_any_common_name_matches_itself(ids: Ids, value: str) -> None:
     identity = dataclasses.replace(ids["alice"], common_name=value)
     Policy(common_names=[value]).check(identity)
-    Policy(common_names=[value.upper()]).check(dataclasses.replace(identity, common_name=value))
+    if _ascii_count(value.upper()) == _ascii_count(value):
+        Policy(common_names=[value.upper()]).check(identity)
+    # else upper() made ASCII out of non-ASCII (sharp s -> SS, long s -> S, dotless i -> I):
+    # a different name to whoever registered it, refused on purpose (test_security_review).
     assert _norm(_norm(value)) == _norm(value)
+
+
+def _ascii_count(text: str) -> int:
+    return sum(c.isascii() for c in unicodedata.normalize("NFC", text))
 
 
 @settings(max_examples=100, deadline=None)

@@ -136,3 +136,52 @@ def test_direct_tls_client_still_authenticates_beside_a_forwarded_config(proxied
     )
     assert identity is not None
     assert identity.source == "tls"
+
+
+# -- policy: case-insensitive, but no character may fold into a different ASCII name -----
+FOLDING = [
+    # (field, allowed, presented CN/O, admitted)
+    pytest.param("common_names", "staff", "\u017ftaff", False, id="long s folds to s"),
+    pytest.param("common_names", "kube", "\u212aube", False, id="Kelvin sign folds to k"),
+    pytest.param("common_names", "office", "o\ufb03ce", False, id="ffi ligature folds to ffi"),
+    pytest.param("organizations", "strasse", "Stra\u00dfe", False, id="sharp s folds to ss"),
+    pytest.param("common_names", "admin", "adm\u0130n", False, id="dotted capital I"),
+    pytest.param("common_names", "admin", "adm\u0131n", False, id="dotless i"),
+    pytest.param("subjects", "CN=staff", "\u017ftaff", False, id="subject DN, long s"),
+    pytest.param("common_names", "admin", "ADMIN", True, id="ASCII case still folds"),
+    pytest.param("common_names", "m\u00fcller", "M\u00dcLLER", True, id="Latin-1 case folds"),
+    pytest.param(
+        "organizations",
+        "\u03c3\u03bf\u03c6\u03b9\u03b1",
+        "\u03a3\u039f\u03a6\u0399\u0391",
+        True,
+        id="Greek case folds",
+    ),
+    pytest.param("common_names", "caf\u00e9", "cafe\u0301", True, id="NFC composes"),
+]
+
+
+@pytest.fixture(scope="module")
+def folding_ca():
+    from mtlsauth.testing import CA
+
+    return CA(organization="folding")
+
+
+@pytest.mark.parametrize(("field", "allowed", "presented", "admitted"), FOLDING)
+def test_policy_case_folding_is_not_a_confusable_match(
+    folding_ca, field, allowed, presented, admitted
+) -> None:
+    from mtlsauth import Policy, PolicyDenied
+
+    if field == "organizations":
+        cert = folding_ca.issue_client_cert(common_name="x", organization=presented)
+    else:
+        cert = folding_ca.issue_client_cert(common_name=presented)
+    identity = Verifier(trust_store=folding_ca.trust_store()).verify(cert.chain_der)
+    policy = Policy(**{field: [allowed]})
+    if admitted:
+        policy.check(identity)
+    else:
+        with pytest.raises(PolicyDenied):
+            policy.check(identity)

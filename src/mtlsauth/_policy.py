@@ -110,8 +110,39 @@ _URI_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)(?::(?://([^/?#]*))|:)")
 
 
 def _norm(value: str) -> str:
-    """Case-fold, compose (NFC), trim and collapse internal whitespace runs to one space."""
-    return " ".join(unicodedata.normalize("NFC", value.casefold()).casefold().split())
+    """Case-fold, compose (NFC), trim and collapse internal whitespace runs to one space.
+
+    A non-ASCII character never folds into ASCII: full case folding and NFC map long s
+    (U+017F) to ``s``, the Kelvin sign to ``k``, ``ß`` to ``ss`` and the ffi ligature to
+    ``ffi``, so a certificate for U+017F ``taff`` (a different name to whoever registered it)
+    would match ``staff``. Such a character is kept as it is, unequal to any ASCII spelling.
+    """
+    if value.isascii():
+        return " ".join(value.lower().split())
+    out: list[str] = []
+    segment: list[str] = []
+    for c in value:
+        if c.isascii():
+            segment.append(c.lower())
+            continue
+        folded = c.casefold()
+        if not _reaches_ascii(folded):
+            segment.append(folded)
+            continue
+        folded = c.lower()  # capital sharp s lower-cases to "ß", which stays non-ASCII
+        if not _reaches_ascii(folded):
+            segment.append(folded)
+            continue
+        # Kept verbatim, outside NFC: NFC alone turns the Kelvin sign into "K".
+        out.append(unicodedata.normalize("NFC", "".join(segment)))
+        out.append(c)
+        segment = []
+    out.append(unicodedata.normalize("NFC", "".join(segment)))
+    return " ".join("".join(out).split())
+
+
+def _reaches_ascii(text: str) -> bool:
+    return any(ch.isascii() for ch in unicodedata.normalize("NFC", text))
 
 
 def _attr_value(value: str | bytes) -> str:
