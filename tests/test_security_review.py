@@ -185,3 +185,24 @@ def test_policy_case_folding_is_not_a_confusable_match(
     else:
         with pytest.raises(PolicyDenied):
             policy.check(identity)
+
+
+@pytest.mark.parametrize(
+    ("field", "allowed", "attribute", "presented"),
+    [
+        pytest.param("dns_names", "kube.example", "dns_names", "\u212aube.example", id="DNS"),
+        pytest.param("dns_names", "*.example", "dns_names", "\u212aube.example", id="DNS wild"),
+        pytest.param("emails", "@kube.example", "emails", "a@\u212aube.example", id="email"),
+    ],
+)
+def test_non_ascii_san_never_folds_into_an_ascii_entry(
+    pki, field, allowed, attribute, presented
+) -> None:
+    import dataclasses
+
+    from mtlsauth import Policy, PolicyDenied
+
+    identity = Verifier(trust_store=pki.root.trust_store()).verify(pki.good.chain_der)
+    forged = dataclasses.replace(identity, **{attribute: (presented,)})
+    with pytest.raises(PolicyDenied):
+        Policy(**{field: [allowed]}).check(forged)

@@ -284,6 +284,8 @@ def _under_prefix(value: str, prefix: str) -> bool:
 
 
 def _dns_norm(name: str) -> str:
+    if not name.isascii():  # str.lower() maps the Kelvin sign to "k": no folding into ASCII
+        return name
     name = name.lower()
     return name[:-1] if name.endswith(".") else name
 
@@ -455,6 +457,8 @@ def _dns_check(exact: frozenset[str], parents: frozenset[str]) -> _Check:
         if not identity.dns_names:
             return "certificate has no DNS name SAN"
         for raw in identity.dns_names:
+            if not raw.isascii():  # a dNSName is IA5String: anything else matches nothing
+                continue
             name = _dns_norm(raw)
             if name in exact:
                 return None
