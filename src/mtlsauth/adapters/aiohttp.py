@@ -87,6 +87,7 @@ def mtls_middleware(
         on_decision=on_decision,
     )
     strip_names = guard.strip_names
+    wanted = frozenset(n.encode("latin-1") for n in strip_names)  # all the core ever reads
 
     async def mtlsauth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
@@ -101,8 +102,9 @@ def mtls_middleware(
             presented = Presented(
                 peer,
                 tuple(
-                    (k.decode("latin-1").lower(), v.decode("latin-1"))
+                    (k.lower().decode("latin-1"), v.decode("latin-1"))
                     for k, v in request.raw_headers
+                    if k.lower() in wanted
                 ),
                 peer_chain(transport.get_extra_info("ssl_object")) if transport is not None else (),
                 None,

@@ -110,7 +110,7 @@ class MTLSMiddleware:
         if mode == "off":
             decision = guard.skip(mode, route, exempt, peer, path, method)
         else:
-            presented = _presented(scope, peer, path, method)
+            presented = _presented(scope, peer, path, method, self._strip)
             if guard.verifier.may_block:  # OCSP may do network I/O: keep the loop free
                 decision = await asyncio.to_thread(guard.decide, presented, mode, route, exempt)
             else:
@@ -121,7 +121,9 @@ class MTLSMiddleware:
         scope = {**scope, IDENTITY_KEY: decision.identity}
         if self._strip and guard.must_strip(peer):
             strip = self._strip
-            scope["headers"] = [(k, v) for k, v in scope.get("headers", ()) if k not in strip]
+            scope["headers"] = [
+                (k, v) for k, v in scope.get("headers", ()) if k.lower() not in strip
+            ]
         await self._call_app(scope, receive, send)
 
     async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -225,9 +227,19 @@ async def send_problem(error: MTLSAuthError, scope: Scope, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _presented(scope: Scope, peer: str | None, path: str, method: str) -> Presented:
-    # ASGI header names are lower-case bytes already; latin-1 keeps every byte.
-    headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ()))
+def _presented(
+    scope: Scope, peer: str | None, path: str, method: str, wanted: frozenset[bytes]
+) -> Presented:
+    # Only the certificate headers are ever read by the core, so only those are decoded.
+    # ASGI servers lower-case header names; lower() again in case one does not (a missed
+    # name would only mean "no certificate", but it must also be stripped for the app).
+    headers: tuple[tuple[str, str], ...] = ()
+    if wanted:
+        headers = tuple(
+            (k.lower().decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope.get("headers", ())
+            if k.lower() in wanted
+        )
     chain: tuple[str | bytes, ...] = ()
     tls_error: str | None = None
     ext = scope.get("extensions")

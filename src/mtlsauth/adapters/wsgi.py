@@ -107,7 +107,10 @@ class MTLSMiddleware:
             decision = guard.skip(mode, route, exempt, peer, path, method)
         else:
             decision = guard.decide(
-                presented_from_environ(environ, path, method), mode, route, exempt
+                presented_from_environ(environ, path, method, header_keys=self._strip_keys),
+                mode,
+                route,
+                exempt,
             )
         if decision.error is not None:
             return self._deny(decision.error, environ, start_response)
@@ -146,14 +149,29 @@ def problem_response(error: MTLSAuthError) -> tuple[bytes, int, list[tuple[str, 
 
 
 def presented_from_environ(
-    environ: WSGIEnvironment, path: str | None = None, method: str | None = None
+    environ: WSGIEnvironment,
+    path: str | None = None,
+    method: str | None = None,
+    *,
+    header_keys: Sequence[str] | None = None,
 ) -> Presented:
-    """Build the core's ``Presented`` from a WSGI environ."""
-    headers = tuple(
-        (k[5:].lower().replace("_", "-"), v)
-        for k, v in environ.items()
-        if k.startswith("HTTP_") and isinstance(v, str)
-    )
+    """Build the core's ``Presented`` from a WSGI environ.
+
+    ``header_keys`` limits the headers taken to these environ keys (``HTTP_X_SSL_CLIENT_CERT``):
+    the middleware passes the certificate headers, the only ones the core reads.
+    """
+    if header_keys is not None:
+        headers = tuple(
+            (k[5:].lower().replace("_", "-"), v)
+            for k in header_keys
+            if isinstance(v := environ.get(k), str)
+        )
+    else:
+        headers = tuple(
+            (k[5:].lower().replace("_", "-"), v)
+            for k, v in environ.items()
+            if k.startswith("HTTP_") and isinstance(v, str)
+        )
     chain: tuple[str | bytes, ...] = ()
     leaf = environ.get("SSL_CLIENT_CERT")
     if leaf:
