@@ -88,6 +88,7 @@ def mtls_middleware(
     )
     strip_names = guard.strip_names
     wanted = frozenset(n.encode("latin-1") for n in strip_names)  # all the core ever reads
+    hide = frozenset(n.replace("_", "-") for n in strip_names)  # every spelling, as in ASGI
 
     async def mtlsauth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
@@ -118,7 +119,11 @@ def mtls_middleware(
         if decision.error is not None:
             return await _deny(guard, decision.error, request)
         if strip_names and guard.must_strip(peer):
-            kept = [(k, v) for k, v in request.headers.items() if k.lower() not in strip_names]
+            kept = [
+                (k, v)
+                for k, v in request.headers.items()
+                if k.lower().replace("_", "-") not in hide
+            ]
             request = request.clone(headers=kept)
         request[IDENTITY_KEY] = decision.identity
         try:

@@ -71,7 +71,8 @@ class MTLSMiddleware:
 
     Security note: a certificate header from a peer that is not a trusted proxy never
     reaches the app: it is refused (``untrusted_forwarder``) or ignored as the
-    ``ForwardedCert`` says, and removed from ``scope["headers"]`` in every mode.
+    ``ForwardedCert`` says, and removed from ``scope["headers"]`` in every mode, in any
+    letter case and with ``_`` for ``-`` (which Django's ASGI request folds together).
     """
 
     def __init__(
@@ -95,6 +96,10 @@ class MTLSMiddleware:
             on_decision=on_decision,
         )
         self._strip = frozenset(n.encode("latin-1") for n in self.guard.strip_names)
+        # Hidden from the app in every spelling that some framework folds into the same
+        # name: Django's ASGIRequest (and WSGI bridges) turn "x_ssl_client_cert" into
+        # HTTP_X_SSL_CLIENT_CERT, just as a WSGI server would.
+        self._hide = frozenset(n.replace(b"_", b"-") for n in self._strip)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -120,9 +125,11 @@ class MTLSMiddleware:
             return
         scope = {**scope, IDENTITY_KEY: decision.identity}
         if self._strip and guard.must_strip(peer):
-            strip = self._strip
+            hide = self._hide
             scope["headers"] = [
-                (k, v) for k, v in scope.get("headers", ()) if k.lower() not in strip
+                (k, v)
+                for k, v in scope.get("headers", ())
+                if k.lower().replace(b"_", b"-") not in hide
             ]
         await self._call_app(scope, receive, send)
 
@@ -248,7 +255,9 @@ def _presented(
         if tls:
             chain = tuple(tls.get("client_cert_chain") or ())
             # client_cert_name may be None even with a chain (asgiref#466); we never read it.
-            tls_error = tls.get("client_cert_error") or None
+            error = tls.get("client_cert_error")
+            if error is not None:  # asgiref tls spec: anything but None is a failed check
+                tls_error = str(error) or "client certificate error"
     return Presented(peer, headers, chain, tls_error, path, method)
 
 
