@@ -335,3 +335,22 @@ async def test_aiohttp_forged_header_with_underscores_is_hidden(aiohttp_client, 
     r = await client.get("/", headers={"X_SSL_Client_Cert": forged, "X-Other": "1"})
     assert "x_ssl_client_cert" not in await r.json()
     assert "x-other" in await r.json()
+
+
+# -- trust gate: a link-local proxy named with its zone is trusted on that link only -------
+@pytest.mark.parametrize(
+    ("proxies", "peer", "trusted"),
+    [
+        pytest.param(["fe80::1%eth0"], "fe80::1%eth0", True, id="same zone"),
+        pytest.param(["fe80::1%eth0"], "fe80::1%eth1", False, id="other zone"),
+        pytest.param(["fe80::1%eth0"], "fe80::1", False, id="zoned entry, no zone on peer"),
+        pytest.param(["fe80::/64"], "fe80::1%eth1", True, id="entry without zone"),
+        pytest.param(["fe80::%eth0/64"], "fe80::9%eth0", True, id="zoned network"),
+        pytest.param(["fe80::%eth0/64"], "fe80::9%wlan0", False, id="zoned network, other zone"),
+    ],
+)
+def test_zone_of_a_link_local_proxy_counts(proxies, peer, trusted) -> None:
+    from mtlsauth import ForwardedCert
+
+    fc = ForwardedCert.preset("nginx", trusted_proxies=proxies)
+    assert fc.is_trusted(peer) is trusted

@@ -62,7 +62,8 @@ def match_peer(peer: str, networks: tuple[Network, ...]) -> bool:
     """True when ``peer`` parses as an IP address inside one of ``networks``.
 
     IPv4-mapped IPv6 peers (``::ffff:127.0.0.1``, what a dual-stack socket reports) match
-    their IPv4 form; anything unparseable (a Unix socket path, a list) is untrusted.
+    their IPv4 form; a link-local entry with a zone (``fe80::1%eth0``) matches that zone only;
+    anything unparseable (a Unix socket path, a list) is untrusted.
     """
     text = peer.strip()
     if text.startswith("[") and text.endswith("]"):
@@ -71,9 +72,20 @@ def match_peer(peer: str, networks: tuple[Network, ...]) -> bool:
         addr = ipaddress.ip_address(text)
     except ValueError:
         return False
+    zone: str | None = None
     if isinstance(addr, ipaddress.IPv6Address):
         if addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
         elif addr.scope_id:
+            zone = addr.scope_id
             addr = ipaddress.IPv6Address(text.split("%", 1)[0])
-    return any(addr in net for net in networks)
+    # fe80::1 on eth0 and fe80::1 on eth1 are different hosts: an entry that names a zone
+    # trusts that link only (an entry without one trusts the address on any link).
+    return any(
+        addr in net
+        and (
+            not isinstance(net, ipaddress.IPv6Network)
+            or net.network_address.scope_id in (None, zone)
+        )
+        for net in networks
+    )
