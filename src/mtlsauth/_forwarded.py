@@ -292,12 +292,7 @@ class ForwardedCert:
             if value[:1] in _SENTINEL_START and is_absent(value):
                 return None
             if not self.is_trusted(presented.peer):
-                if self.on_untrusted == "ignore":
-                    return None
-                raise UntrustedForwarder(
-                    f"certificate header {self.header!r} from {presented.peer or 'an unknown peer'},"
-                    " which is not a trusted proxy"
-                )
+                return self._untrusted(presented.peer)
             if len(value) > self.max_size:
                 raise malformed(f"certificate header exceeds {self.max_size} characters")
             if self.encoding in _SINGLE_CERT and "," in value:
@@ -308,12 +303,7 @@ class ForwardedCert:
         if all(v[:1] in _SENTINEL_START and is_absent(v) for _, v in found):
             return None
         if not self.is_trusted(presented.peer):
-            if self.on_untrusted == "ignore":
-                return None
-            raise UntrustedForwarder(
-                f"certificate header {self.header!r} from {presented.peer or 'an unknown peer'},"
-                " which is not a trusted proxy"
-            )
+            return self._untrusted(presented.peer)
         if len(found) == 1:
             k, v = found[0]
             if len(v) > self.max_size:
@@ -343,6 +333,15 @@ class ForwardedCert:
         if self.verified_by_proxy and self._fields:
             return self._extract_fields(found, key, source)
         return None
+
+    def _untrusted(self, peer: str | None) -> None:
+        """A certificate header from a peer that is not a trusted proxy: ignore or refuse."""
+        if self.on_untrusted == "ignore":
+            return None
+        raise UntrustedForwarder(
+            f"certificate header {self.header!r} from {peer or 'an unknown peer'},"
+            " which is not a trusted proxy"
+        )
 
     def _chain_values(self, found: list[tuple[str, str]]) -> list[str]:
         out: list[str] = []
