@@ -292,7 +292,8 @@ class ForwardedCert:
             if value[:1] in _SENTINEL_START and is_absent(value):
                 return None
             if not self.is_trusted(presented.peer):
-                return self._untrusted(presented.peer)
+                self._untrusted(presented.peer)  # raises unless on_untrusted="ignore"
+                return None
             if len(value) > self.max_size:
                 raise malformed(f"certificate header exceeds {self.max_size} characters")
             if self.encoding in _SINGLE_CERT and "," in value:
@@ -303,7 +304,8 @@ class ForwardedCert:
         if all(v[:1] in _SENTINEL_START and is_absent(v) for _, v in found):
             return None
         if not self.is_trusted(presented.peer):
-            return self._untrusted(presented.peer)
+            self._untrusted(presented.peer)  # raises unless on_untrusted="ignore"
+            return None
         if len(found) == 1:
             k, v = found[0]
             if len(v) > self.max_size:
@@ -337,7 +339,7 @@ class ForwardedCert:
     def _untrusted(self, peer: str | None) -> None:
         """A certificate header from a peer that is not a trusted proxy: ignore or refuse."""
         if self.on_untrusted == "ignore":
-            return None
+            return
         raise UntrustedForwarder(
             f"certificate header {self.header!r} from {peer or 'an unknown peer'},"
             " which is not a trusted proxy"
