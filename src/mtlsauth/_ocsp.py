@@ -41,7 +41,6 @@ logger = logging.getLogger("mtlsauth")
 
 _MAX_RESPONSE = 1024 * 1024
 _SKEW = timedelta(minutes=5)
-_TOKEN = object()  # OCSP answers are re-checked on every call: nothing for a Verifier to drop
 
 
 class _Failure(Exception):
@@ -129,6 +128,7 @@ class OCSPChecker:
         "_retry_after",
         "_scope",
         "_timeout",
+        "_token",
         "_trusted",
         "_url",
         "last_error",
@@ -173,6 +173,7 @@ class OCSPChecker:
         self._trusted = trusted
         self._max_age = max_age
         self._retry_after = timedelta(seconds=retry_after)
+        self._token = object()
         self._cache: OrderedDict[tuple[bytes, int], _Answer] = OrderedDict()
         self._issuer_ids: dict[x509.Certificate, bytes] = {}
         self._lock = threading.Lock()
@@ -182,7 +183,9 @@ class OCSPChecker:
     # -- RevocationChecker ----------------------------------------------------------------
     @property
     def token(self) -> object:
-        return _TOKEN
+        # A Verifier reuses a passing answer until its nextUpdate; clear_cache() hands out a
+        # new token so that cached passes are dropped with the answers they came from.
+        return self._token
 
     @property
     def may_block(self) -> bool:
@@ -258,9 +261,10 @@ class OCSPChecker:
                 self._cache.popitem(last=False)
 
     def clear_cache(self) -> None:
-        """Forget every cached answer."""
+        """Forget every cached answer (and every Verifier result that relied on one)."""
         with self._lock:
             self._cache.clear()
+            self._token = object()
 
     # -- one query ------------------------------------------------------------------------
     def _ask(self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime) -> _Answer:
