@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import shutil
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -46,12 +48,11 @@ class Responder:
     url: str
 
 
-@pytest.fixture(scope="module")
-def responder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Responder]:
+@contextlib.contextmanager
+def _openssl_responder(d: Path, *extra: str) -> Iterator[Responder]:
     """``openssl ocsp`` on a free port, answering for a fresh CA through a delegated signer."""
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command line is not installed; the OCSP tests need it")
-    d = tmp_path_factory.mktemp("ocsp")
     ca = CA(organization="OCSP Test")
     good = ca.issue_client_cert(common_name="good")
     revoked = ca.issue_client_cert(common_name="revoked")
@@ -67,7 +68,7 @@ def responder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Responder]:
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             ["openssl", "ocsp", "-index", "index.txt", "-port", str(port), "-rsigner",
-             "rsigner.pem", "-rkey", "rkey.pem", "-CA", "ca.pem", "-ndays", "1", "-text"],
+             "rsigner.pem", "-rkey", "rkey.pem", "-CA", "ca.pem", "-ndays", "1", "-text", *extra],
             cwd=d, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -81,6 +82,21 @@ def responder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Responder]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def responder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Responder]:
+    with _openssl_responder(tmp_path_factory.mktemp("ocsp")) as r:
+        yield r
+
+
+def test_responses_signed_with_sha1_are_not_trusted(tmp_path: Path) -> None:
+    # cryptography will not build such a response; OpenSSL's responder will (-rmd sha1).
+    with (
+        _openssl_responder(tmp_path, "-rmd", "sha1") as r,
+        pytest.raises(RevocationUnavailable, match="sha1"),
+    ):
+        OCSPChecker(responder_url=r.url).check(_chain(r.good, r.ca), at=_now())
 
 
 def _chain(c: ClientCert, ca: CA) -> list[x509.Certificate]:

@@ -54,9 +54,14 @@ class _Answer:
     until: datetime
 
 
+_WEAK_HASHES = (hashes.MD5, hashes.SHA1)
+
+
 def _verify_signature(resp: ocsp.OCSPResponse, signer: x509.Certificate) -> None:
     key = signer.public_key()
     algo = resp.signature_hash_algorithm
+    if isinstance(algo, _WEAK_HASHES):  # as for certificates: no MD5 or SHA-1 signatures
+        raise _Failure(f"OCSP response signed with {algo.name}, which is not accepted")
     if isinstance(key, rsa.RSAPublicKey) and algo is not None:
         if resp.signature_algorithm_oid == x509.oid.SignatureAlgorithmOID.RSASSA_PSS:
             raise _Failure("RSA-PSS signed OCSP responses are not supported")

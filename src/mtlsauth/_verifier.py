@@ -48,11 +48,13 @@ def _chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
     if len(items) == 1:  # the common case: one PEM string or one header value
         item = items[0]
         raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
-        return hashlib.sha256(tag + raw).digest()
-    h = hashlib.sha256(tag)
+        return hashlib.sha256(tag + b"\x01" + raw).digest()
+    # Several items: length-prefix each, so no two different chains share a key.
+    h = hashlib.sha256(tag + b"\x02" + len(items).to_bytes(2, "big"))
     for item in items:
-        h.update(item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item)
-        h.update(b"\x00")
+        raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
+        h.update(len(raw).to_bytes(4, "big"))
+        h.update(raw)
     return h.digest()
 
 
