@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mtlsauth._policy import _FIELDS as _POLICY_KEYWORDS
+from mtlsauth._policy_rules import _FIELDS as _POLICY_KEYWORDS
 
 if TYPE_CHECKING:
     from mtlsauth._guard import Route

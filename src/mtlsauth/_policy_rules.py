@@ -1,0 +1,368 @@
+"""Policy rules: configuration entries parsed once into sets, and the checks built on them.
+
+Each ``_*_entry`` parser raises ``ValueError``/``TypeError`` naming the field and entry; each
+``_*_check`` closes over precomputed sets and returns ``None`` or a short refusal detail.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mtlsauth._identity import ClientIdentity
+from mtlsauth._names import (
+    _HEX,
+    _Address,
+    _DNKey,
+    _dns_norm,
+    _identity_dn,
+    _name_view,
+    _Network,
+    _norm,
+    _norm_presented,
+    _norm_uri,
+    _parse_dn,
+    _under_prefix,
+)
+
+# A check returns None when the identity passes, else a short detail for PolicyDenied.
+_Check = Callable[[ClientIdentity], "str | None"]
+_Refusal = tuple[str, str]  # (PolicyDenied code, detail)
+
+_FIELDS = (
+    "subjects",
+    "common_names",
+    "organizations",
+    "organizational_units",
+    "issuers",
+    "dns_names",
+    "uris",
+    "spiffe_ids",
+    "emails",
+    "ip_addresses",
+    "fingerprints",
+    "deny_fingerprints",
+    "deny_serials",
+)
+
+
+# --- configuration parsing (each raises ValueError/TypeError naming the entry) -------------
+
+
+def _entries(field: str, values: object) -> tuple[Any, ...]:
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{field} must be an iterable of strings, not a single string: {values!r}")
+    if not isinstance(values, Iterable):
+        raise TypeError(f"{field} must be an iterable of strings, got {type(values).__name__}")
+    items = tuple(dict.fromkeys(values))
+    if not items:
+        raise ValueError(
+            f"{field} is empty, which would deny every certificate; omit it (or pass None) "
+            "for no constraint"
+        )
+    return items
+
+
+def _text(field: str, item: object) -> str:
+    if not isinstance(item, str):
+        raise TypeError(f"{field} entries must be strings, got {type(item).__name__}: {item!r}")
+    if not item.strip():
+        raise ValueError(f"{field} contains an empty entry")
+    return item
+
+
+def _dn_entry(field: str, item: object) -> _DNKey:
+    text = _text(field, item)
+    try:
+        return _parse_dn(text)
+    except (ValueError, UnicodeError) as exc:
+        why = f": {exc}" if str(exc) else ""
+        raise ValueError(
+            f"{field} entry {text!r} is not a distinguished name (use RFC 4514 'CN=x,O=y' "
+            f"or OpenSSL '/O=y/CN=x'){why}"
+        ) from None
+
+
+def _dns_entry(field: str, item: object) -> tuple[bool, str]:
+    text = _text(field, item)
+    wildcard = text.startswith("*.")
+    name = _dns_norm(text[2:] if wildcard else text)
+    if "*" in name:
+        raise ValueError(f"{field} entry {text!r}: '*' is only allowed as a leading '*.' label")
+    if not name.isascii():
+        raise ValueError(f"{field} entry {text!r}: use the IDNA A-label form (xn--...)")
+    if any(not label or label != label.strip() for label in name.split(".")):
+        raise ValueError(f"{field} entry {text!r} is not a DNS name")
+    return wildcard, name
+
+
+def _uri_entry(field: str, item: object, *, spiffe: bool) -> tuple[bool, str]:
+    text = _text(field, item)
+    if any(ch.isspace() for ch in text) or ":" not in text:
+        raise ValueError(f"{field} entry {text!r} is not a URI")
+    if spiffe and (not text.lower().startswith("spiffe://") or len(text) <= len("spiffe://")):
+        raise ValueError(f"{field} entry {text!r} must start with 'spiffe://<trust domain>'")
+    prefix = text.endswith("/*")
+    body = text[:-1] if prefix else text
+    if "*" in body:
+        raise ValueError(f"{field} entry {text!r}: '*' is only allowed as a trailing '/*'")
+    return prefix, _norm_uri(body)
+
+
+def _email_entry(field: str, item: object) -> tuple[str, str]:
+    text = _text(field, item)
+    local, at, domain = text.rpartition("@")
+    if not at or not domain or "*" in text or any(ch.isspace() for ch in text):
+        raise ValueError(f"{field} entry {text!r}: use 'user@example.com' or '@example.com'")
+    return local, _dns_norm(domain)
+
+
+def _ip_entry(field: str, item: object) -> _Network:
+    if isinstance(item, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return ipaddress.ip_network(item)
+    if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return item
+    text = _text(field, item)
+    try:
+        return ipaddress.ip_network(text.strip())
+    except ValueError as exc:
+        raise ValueError(f"{field} entry {text!r} is not an IP address or CIDR: {exc}") from None
+
+
+def _fingerprint_entry(field: str, item: object) -> str:
+    text = _text(field, item)
+    hexed = text.replace(":", "").replace(" ", "").lower()
+    if len(hexed) != 64 or not set(hexed) <= _HEX:
+        raise ValueError(
+            f"{field} entry {text!r} is not a SHA-256 fingerprint (64 hex digits, colons optional)"
+        )
+    return hexed
+
+
+def _serial_entry(field: str, item: object) -> int:
+    if isinstance(item, bool) or not isinstance(item, int | str):
+        raise TypeError(f"{field} entries must be int or hex str, got {type(item).__name__}")
+    if isinstance(item, int):
+        return item
+    text = item.strip()
+    hexed = text[2:] if text[:2].lower() == "0x" else text.replace(":", "")
+    if not hexed or not set(hexed) <= _HEX or hexed == text:
+        raise ValueError(
+            f"{field} entry {item!r}: give an int, '0x'-prefixed hex or colon-separated hex "
+            "(a bare digit string is ambiguous between decimal and hex)"
+        )
+    return int(hexed, 16)
+
+
+# --- checks: each closes over precomputed sets and returns None or a short detail ----------
+
+
+def _dn_check(label: str, allowed: frozenset[_DNKey], *, issuer: bool) -> _Check:
+    def check(identity: ClientIdentity) -> str | None:
+        if issuer:
+            key = _identity_dn(identity.issuer_name, identity.issuer)
+        else:
+            key = _identity_dn(identity.subject_name, identity.subject)
+        if key is None:
+            return f"{label} DN could not be read"
+        return None if key in allowed else f"{label} DN not in the allow-list"
+
+    return check
+
+
+def _cn_check(allowed: frozenset[str]) -> _Check:
+    # The first CN only: the one ClientIdentity.common_name exposes and applications read.
+    def check(identity: ClientIdentity) -> str | None:
+        cn = identity.common_name
+        if cn is None:
+            return "certificate has no common name"
+        return None if _norm_presented(cn) in allowed else "common name not in the allow-list"
+
+    return check
+
+
+def _org_check(allowed: frozenset[str]) -> _Check:
+    def check(identity: ClientIdentity) -> str | None:
+        if identity.subject_name is not None:
+            values = _name_view(identity.subject_name)[1]
+        elif identity.organization is not None:
+            values = frozenset((_norm_presented(identity.organization),))
+        else:
+            values = frozenset()
+        if not values:
+            return "certificate has no organization"
+        return None if not values.isdisjoint(allowed) else "organization not in the allow-list"
+
+    return check
+
+
+def _ou_check(allowed: frozenset[str]) -> _Check:
+    def check(identity: ClientIdentity) -> str | None:
+        units = identity.organizational_units
+        if not units:
+            return "certificate has no organizational unit"
+        if any(_norm_presented(u) in allowed for u in units):
+            return None
+        return "no organizational unit in the allow-list"
+
+    return check
+
+
+def _dns_check(exact: frozenset[str], parents: frozenset[str]) -> _Check:
+    def check(identity: ClientIdentity) -> str | None:
+        if not identity.dns_names:
+            return "certificate has no DNS name SAN"
+        for raw in identity.dns_names:
+            if not raw.isascii():  # a dNSName is IA5String: anything else matches nothing
+                continue
+            name = _dns_norm(raw)
+            if name in exact:
+                return None
+            head, dot, rest = name.partition(".")
+            # "*.svc.example" covers exactly one label, and never a presented wildcard.
+            if dot and head and "*" not in head and rest in parents:
+                return None
+        return "no DNS name SAN in the allow-list"
+
+    return check
+
+
+def _uri_check(label: str, exact: frozenset[str], prefixes: tuple[str, ...]) -> _Check:
+    spiffe = label == "SPIFFE ID"
+
+    def check(identity: ClientIdentity) -> str | None:
+        if spiffe:
+            values: tuple[str, ...] = () if identity.spiffe_id is None else (identity.spiffe_id,)
+        else:
+            values = identity.uris
+        if not values:
+            return "certificate has no single SPIFFE ID" if spiffe else "certificate has no URI SAN"
+        for raw in values:
+            uri = _norm_uri(raw)
+            if uri in exact or any(_under_prefix(uri, p) for p in prefixes):
+                return None
+        return f"{'SPIFFE ID' if spiffe else 'no URI SAN'} not in the allow-list"
+
+    return check
+
+
+def _email_check(exact: frozenset[tuple[str, str]], domains: frozenset[str]) -> _Check:
+    def check(identity: ClientIdentity) -> str | None:
+        if not identity.emails:
+            return "certificate has no email SAN"
+        for raw in identity.emails:
+            local, at, domain = raw.rpartition("@")
+            if at and local:
+                domain = _dns_norm(domain)
+                if domain in domains or (local, domain) in exact:
+                    return None
+        return "no email SAN in the allow-list"
+
+    return check
+
+
+def _ip_check(exact: frozenset[_Address], networks: tuple[_Network, ...]) -> _Check:
+    def check(identity: ClientIdentity) -> str | None:
+        if not identity.ip_addresses:
+            return "certificate has no IP address SAN"
+        for ip in identity.ip_addresses:
+            candidates: tuple[_Address, ...] = (ip,)
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                candidates = (ip, ip.ipv4_mapped)  # ::ffff:10.0.0.1 is 10.0.0.1
+            for addr in candidates:
+                if addr in exact or any(addr in net for net in networks):
+                    return None
+        return "no IP address SAN in the allow-list"
+
+    return check
+
+
+def _fingerprint_check(allowed: frozenset[str]) -> _Check:
+    def check(identity: ClientIdentity) -> str | None:
+        fp = identity.fingerprint_sha256
+        if fp is None:
+            return "certificate fingerprint unknown"
+        return None if fp.lower() in allowed else "fingerprint not in the allow-list"
+
+    return check
+
+
+def _deny_fingerprint_check(denied: frozenset[str]) -> _Check:
+    def check(identity: ClientIdentity) -> str | None:
+        fp = identity.fingerprint_sha256
+        if fp is None:  # fail closed: cannot prove the certificate is not the denied one
+            return "certificate fingerprint unknown, deny-list cannot be checked"
+        return "certificate fingerprint is deny-listed" if fp.lower() in denied else None
+
+    return check
+
+
+def _deny_serial_check(denied: frozenset[int]) -> _Check:
+    def check(identity: ClientIdentity) -> str | None:
+        serial = identity.serial_number
+        if serial is None:
+            return "certificate serial unknown, deny-list cannot be checked"
+        return "certificate serial is deny-listed" if serial in denied else None
+
+    return check
+
+
+def _compile(field: str, items: tuple[Any, ...]) -> tuple[str, _Check]:
+    """Turn one configured field into (PolicyDenied code, check)."""
+    if field in ("subjects", "issuers"):
+        keys = frozenset(_dn_entry(field, i) for i in items)
+        is_issuer = field == "issuers"
+        label = "issuer" if is_issuer else "subject"
+        return f"{label}_not_allowed", _dn_check(label, keys, issuer=is_issuer)
+    if field in ("common_names", "organizations", "organizational_units"):
+        names = frozenset(_norm(_text(field, i)) for i in items)
+        if field == "common_names":
+            return "common_name_not_allowed", _cn_check(names)
+        if field == "organizations":
+            return "organization_not_allowed", _org_check(names)
+        return "organizational_unit_not_allowed", _ou_check(names)
+    if field == "dns_names":
+        dns = [_dns_entry(field, i) for i in items]
+        return "dns_name_not_allowed", _dns_check(
+            frozenset(n for w, n in dns if not w), frozenset(n for w, n in dns if w)
+        )
+    if field in ("uris", "spiffe_ids"):
+        spiffe = field == "spiffe_ids"
+        uris = [_uri_entry(field, i, spiffe=spiffe) for i in items]
+        exact = frozenset(u for p, u in uris if not p)
+        prefixes = tuple(u for p, u in uris if p)
+        if spiffe:
+            return "spiffe_id_not_allowed", _uri_check("SPIFFE ID", exact, prefixes)
+        return "uri_not_allowed", _uri_check("URI", exact, prefixes)
+    if field == "emails":
+        emails = [_email_entry(field, i) for i in items]
+        return "email_not_allowed", _email_check(
+            frozenset((lp, d) for lp, d in emails if lp), frozenset(d for lp, d in emails if not lp)
+        )
+    if field == "ip_addresses":
+        nets = [_ip_entry(field, i) for i in items]
+        single = frozenset(n.network_address for n in nets if n.num_addresses == 1)
+        return "ip_address_not_allowed", _ip_check(
+            single, tuple(n for n in nets if n.num_addresses > 1)
+        )
+    if field == "fingerprints":
+        fps = frozenset(_fingerprint_entry(field, i) for i in items)
+        return "fingerprint_not_allowed", _fingerprint_check(fps)
+    if field == "deny_fingerprints":
+        fps = frozenset(_fingerprint_entry(field, i) for i in items)
+        return "certificate_denied", _deny_fingerprint_check(fps)
+    serials = frozenset(_serial_entry(field, i) for i in items)
+    return "certificate_denied", _deny_serial_check(serials)
+
+
+def _failure(checks: tuple[tuple[str, _Check], ...], identity: ClientIdentity) -> _Refusal | None:
+    """The first failing check's (code, detail), or None; never raises."""
+    for code, check in checks:
+        try:
+            detail = check(identity)
+        except Exception:  # noqa: BLE001 -- fail closed: a surprise while matching is a refusal
+            detail = "certificate could not be checked against the policy"
+        if detail is not None:
+            return code, detail
+    return None
