@@ -70,7 +70,9 @@ class ForwardedCert:
             ``"rfc9440"``.
         trusted_proxies: IP addresses and CIDRs of the proxies allowed to send the header,
             matched against the socket peer (never ``X-Forwarded-For``). ``"*"`` and ``/0``
-            networks are refused.
+            networks are refused. ``"unix"`` trusts connections with no peer address, i.e.
+            a Unix-domain socket (nginx ``proxy_pass http://unix:/run/app.sock``): list it
+            only when nothing but the proxy can connect to that socket (file permissions).
         chain_header: Header(s) carrying intermediates (Apache ``SSL_CLIENT_CERT_CHAIN_n``,
             HAProxy ``ssl_c_chain_der``, RFC 9440 ``Client-Cert-Chain``).
         on_untrusted: ``"reject"`` (``UntrustedForwarder``) or ``"ignore"`` a certificate
@@ -106,6 +108,7 @@ class ForwardedCert:
         "_read",
         "_simple",
         "_source",
+        "_trust_unix",
         "_xfcc_cache",
         "chain_header",
         "encoding",
@@ -137,6 +140,7 @@ class ForwardedCert:
     _names: frozenset[str]
     _read: frozenset[str]
     _networks: tuple[Network, ...]
+    _trust_unix: bool
     _peer_cache: dict[str, bool]
     _xfcc_cache: dict[str, XFCCElement | str]
     _key_prefix: bytes
@@ -162,7 +166,7 @@ class ForwardedCert:
             raise ValueError(
                 f"unknown encoding {encoding!r}; choose one of: {', '.join(ENCODINGS)}"
             )
-        networks = parse_proxies(trusted_proxies)
+        networks, trust_unix = parse_proxies(trusted_proxies)
         if chain_header is None:
             chains: tuple[str, ...] = ()
         elif isinstance(chain_header, str):
@@ -214,6 +218,7 @@ class ForwardedCert:
         s(self, "_names", frozenset(all_names))
         s(self, "_read", frozenset(read))
         s(self, "_networks", networks)
+        s(self, "_trust_unix", trust_unix)
         s(self, "_peer_cache", {})
         s(self, "_xfcc_cache", {})
         s(self, "_key_prefix", b"fwd\x00")
@@ -257,9 +262,13 @@ class ForwardedCert:
         return self._names
 
     def is_trusted(self, peer: str | None) -> bool:
-        """True when ``peer`` (the socket peer address) is one of the trusted proxies."""
+        """True when ``peer`` (the socket peer address) is one of the trusted proxies.
+
+        No peer address (``None`` or ``""``, what servers report for a Unix-domain socket)
+        is trusted only when ``trusted_proxies`` lists ``"unix"``.
+        """
         if not peer:
-            return False
+            return self._trust_unix
         cache = self._peer_cache
         hit = cache.get(peer)
         if hit is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-__all__ = ["Network", "header_name", "match_peer", "parse_proxies"]
+__all__ = ["UNIX", "Network", "header_name", "match_peer", "parse_proxies"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
@@ -24,14 +24,24 @@ def header_name(name: object, what: str) -> str:
     return lower
 
 
-def parse_proxies(proxies: object) -> tuple[Network, ...]:
+UNIX = "unix"
+
+
+def parse_proxies(proxies: object) -> tuple[tuple[Network, ...], bool]:
+    """The trusted networks, and whether Unix-socket peers (no peer address) are trusted."""
     if isinstance(proxies, str | bytes) or not isinstance(proxies, Iterable):
         raise TypeError("trusted_proxies must be a list of addresses or CIDRs, not a string")
     nets: list[Network] = []
+    unix = False
     for entry in proxies:
         if not isinstance(entry, str):
             raise TypeError(f"trusted_proxies entries must be strings, got {entry!r}")
         text = entry.strip()
+        if text == UNIX:
+            # A Unix-domain socket has no peer address: servers report None or "". Opt-in
+            # only, because it trusts every local process that may connect to that socket.
+            unix = True
+            continue
         if text == "*":
             raise ValueError(
                 'trusted_proxies="*" would let any client forge a certificate header; '
@@ -51,11 +61,11 @@ def parse_proxies(proxies: object) -> tuple[Network, ...]:
             if net.prefixlen == 0:
                 raise ValueError(f"trusted_proxies entry {entry!r} trusts every IPv4 address")
         nets.append(net)
-    if not nets:
+    if not nets and not unix:
         raise ValueError(
             "trusted_proxies is empty: certificate headers stay off unless proxies are named"
         )
-    return tuple(nets)
+    return tuple(nets), unix
 
 
 def match_peer(peer: str, networks: tuple[Network, ...]) -> bool:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -499,3 +500,11 @@ def client(pki: PKI) -> Callable[..., Reply]:
         )
 
     return get
+
+
+@pytest.fixture(scope="session")
+def proxy_tools() -> SimpleNamespace:
+    """The process helpers above, for test modules that start their own proxy layout."""
+    return SimpleNamespace(
+        is_root=IS_ROOT, free_port=free_port, require_binary=require_binary, run_proxy=run_proxy
+    )
