@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mtlsauth._identity import ClientIdentity
+from mtlsauth._identity import ClientIdentity, identity_subject
 from mtlsauth._names import (
     _HEX,
     _Address,
@@ -163,7 +163,7 @@ def _dn_check(label: str, allowed: frozenset[_DNKey], *, issuer: bool) -> _Check
         if issuer:
             key = _identity_dn(identity.issuer_name, identity.issuer)
         else:
-            key = _identity_dn(identity.subject_name, identity.subject)
+            key = _identity_dn(identity_subject(identity), identity.subject)
         if key is None:
             return f"{label} DN could not be read"
         return None if key in allowed else f"{label} DN not in the allow-list"
@@ -184,8 +184,9 @@ def _cn_check(allowed: frozenset[str]) -> _Check:
 
 def _org_check(allowed: frozenset[str]) -> _Check:
     def check(identity: ClientIdentity) -> str | None:
-        if identity.subject_name is not None:
-            values = _name_view(identity.subject_name)[1]
+        subject = identity_subject(identity)
+        if subject is not None:
+            values = _name_view(subject)[1]
         elif identity.organization is not None:
             values = frozenset((_norm_presented(identity.organization),))
         else:
