@@ -65,7 +65,7 @@ def create_app() -> web.Application:
 def main() -> None:
     ssl_context = None
     if os.environ.get("MTLS_SERVER_CERT"):
-        from mtlsauth._sslcontext import server_ssl_context
+        from mtlsauth import server_ssl_context
 
         ssl_context = server_ssl_context(
             certfile=os.environ["MTLS_SERVER_CERT"],
