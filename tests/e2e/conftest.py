@@ -302,6 +302,11 @@ class ProxySpec:
 
 
 def nginx(tmp: Path, port: int, backend: int, pki: PKI) -> tuple[list[str], dict[str, str]]:
+    return nginx_to(tmp, port, f"http://127.0.0.1:{backend}", pki), {}
+
+
+def nginx_to(tmp: Path, port: int, upstream: str, pki: PKI) -> list[str]:
+    """nginx with client-certificate TLS on ``port``, forwarding to ``upstream``; its argv."""
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / sub).mkdir(exist_ok=True)
     conf = tmp / "nginx.conf"
@@ -327,7 +332,7 @@ http {{
         ssl_verify_client optional_no_ca;
         ssl_verify_depth 3;
         location / {{
-            proxy_pass http://127.0.0.1:{backend};
+            proxy_pass {upstream};
             proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
             proxy_set_header X-SSL-Client-Verify $ssl_client_verify;
         }}
@@ -335,7 +340,7 @@ http {{
 }}
 """
     )
-    return ["/usr/sbin/nginx", "-p", str(tmp), "-c", str(conf), "-g", "daemon off;"], {}
+    return ["/usr/sbin/nginx", "-p", str(tmp), "-c", str(conf), "-g", "daemon off;"]
 
 
 def apache(tmp: Path, port: int, backend: int, pki: PKI) -> tuple[list[str], dict[str, str]]:
@@ -506,5 +511,9 @@ def client(pki: PKI) -> Callable[..., Reply]:
 def proxy_tools() -> SimpleNamespace:
     """The process helpers above, for test modules that start their own proxy layout."""
     return SimpleNamespace(
-        is_root=IS_ROOT, free_port=free_port, require_binary=require_binary, run_proxy=run_proxy
+        is_root=IS_ROOT,
+        free_port=free_port,
+        require_binary=require_binary,
+        run_proxy=run_proxy,
+        nginx_to=nginx_to,
     )

@@ -88,7 +88,7 @@ uvicorn.run(MTLSMiddleware(hello, verifier=verifier), uds=sock, log_level="warni
 
 @pytest.fixture
 def nginx_to_unix_socket(pki: Any, tmp_path: Path, proxy_tools: Any) -> Iterator[str]:
-    nginx = proxy_tools.require_binary("/usr/sbin/nginx")
+    proxy_tools.require_binary("/usr/sbin/nginx")
     sock = tmp_path / "app.sock"
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent(APP))
@@ -105,40 +105,8 @@ def nginx_to_unix_socket(pki: Any, tmp_path: Path, proxy_tools: Any) -> Iterator
                 pytest.fail(f"uvicorn did not start: {(tmp_path / 'app.log').read_text()}")
             time.sleep(0.05)
         sock.chmod(0o666)
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (tmp_path / sub).mkdir()
         port = proxy_tools.free_port()
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(
-            f"""
-{"user root;" if proxy_tools.is_root else ""}
-worker_processes 1;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp_path}/body;
-    proxy_temp_path {tmp_path}/proxy;
-    fastcgi_temp_path {tmp_path}/fastcgi;
-    uwsgi_temp_path {tmp_path}/uwsgi;
-    scgi_temp_path {tmp_path}/scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {pki["server_cert"]};
-        ssl_certificate_key {pki["server_key"]};
-        ssl_client_certificate {pki["root"]};
-        ssl_verify_client optional_no_ca;
-        ssl_verify_depth 3;
-        location / {{
-            proxy_pass http://unix:{sock}:;
-            proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
-        }}
-    }}
-}}
-"""
-        )
-        argv = [nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"]
+        argv = proxy_tools.nginx_to(tmp_path, port, f"http://unix:{sock}:", pki)
         with proxy_tools.run_proxy(argv, port, tmp_path):
             yield f"https://localhost:{port}/"
     finally:
