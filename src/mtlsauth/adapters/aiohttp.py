@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import __version__ as _aiohttp_version
 from aiohttp import web
+from multidict import CIMultiDict
 
 from mtlsauth._errors import IdentityMissing, MTLSAuthError
 from mtlsauth._guard import Decision, Guard, Mode, Route, problem_body, problem_headers
@@ -124,7 +125,9 @@ def mtls_middleware(
                 for k, v in request.headers.items()
                 if k.lower().replace("_", "-") not in hide
             ]
-            request = request.clone(headers=kept)
+            # A CIMultiDict: aiohttp before 3.10 accepts only a mapping here, and it keeps
+            # repeated headers, which a dict would not.
+            request = request.clone(headers=CIMultiDict(kept))
         request[IDENTITY_KEY] = decision.identity
         try:
             return await handler(request)
