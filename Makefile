@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck docs unit bench bench-quick clean
+.PHONY: demo test lint typecheck docs unit compat bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,22 @@ docs: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest
 
-test: lint typecheck docs unit
+# The adapters against the oldest aiohttp and uvicorn that pyproject.toml admits.
+VENV_MIN ?= .venv-min
+$(VENV_MIN)/.installed: pyproject.toml
+	test -x $(VENV_MIN)/bin/python || $(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
+	$(VENV_MIN)/bin/python -m pip install -q "cryptography>=45" "aiohttp==3.9.5" "uvicorn==0.47.0" \
+		"pytest>=8,<9" "pytest-asyncio>=0.23,<0.24" "pytest-aiohttp==1.0.5" httpx hypothesis \
+		fastapi flask gunicorn django pyyaml
+	$(VENV_MIN)/bin/python -m pip install -q --no-deps -e .
+	touch $(VENV_MIN)/.installed
+
+compat: $(VENV_MIN)/.installed
+	$(VENV_MIN)/bin/python -m pytest -c tests/compat.ini --rootdir . -q \
+		tests/adapters tests/test_guard.py tests/e2e/test_servers.py tests/e2e/test_unix_socket.py
+
+test: lint typecheck docs compat unit
 
 $(VENV)/.installed-bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[test,bench]"
@@ -41,4 +56,4 @@ bench-quick: $(VENV)/.installed-bench
 	$(PY) benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_MIN) site .pytest_cache .mypy_cache .ruff_cache
