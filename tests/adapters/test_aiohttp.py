@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 
-from mtlsauth import IdentityMissing, Policy
+from mtlsauth import IdentityMissing, Policy, Verifier
 from mtlsauth.adapters import aiohttp as adapter
 from mtlsauth.adapters.aiohttp import Route, get_identity, mtls_middleware
 
@@ -184,3 +185,26 @@ def test_request_key_is_typed() -> None:
         assert isinstance(adapter.IDENTITY_KEY, web.RequestKey)
     else:  # pragma: no cover - aiohttp < 3.14
         assert adapter.IDENTITY_KEY == "mtlsauth.identity"
+
+
+async def test_may_block_runs_off_the_event_loop(aiohttp_client, peer_chain, certs, pki) -> None:
+    class SlowChecker:
+        """A revocation checker that claims to do network I/O, as OCSP does."""
+
+        token = object()
+        may_block = True
+
+        def __init__(self) -> None:
+            self.threads: list[str] = []
+
+        def check(self, chain, *, at):
+            self.threads.append(threading.current_thread().name)
+
+    checker = SlowChecker()
+    v = Verifier(trust_store=pki.root.trust_store(), revocation=checker)
+    client = await aiohttp_client(make_app(v))
+    peer_chain(certs.good)
+    r = await client.get("/whoami")
+    assert json.loads(await r.read()) == {"cn": "ledger"}
+    assert checker.threads
+    assert threading.main_thread().name not in checker.threads
