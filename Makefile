@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck docs unit compat bench bench-quick clean
+.PHONY: demo test lint typecheck docs unit compat pythons bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,25 @@ compat: $(VENV_MIN)/.installed
 	$(VENV_MIN)/bin/python -m pytest -c tests/compat.ini --rootdir . -q \
 		tests/adapters tests/test_guard.py tests/e2e/test_servers.py tests/e2e/test_unix_socket.py
 
-test: lint typecheck docs compat unit
+# The suite under the other supported Pythons found on this machine (pyenv's, when present):
+# 3.10 is the oldest supported, and 3.13 is the first whose ssl gives servers the client's
+# whole chain. The docs site is built with the main interpreter only.
+PYENV_ROOT ?= $(HOME)/.pyenv
+OTHER_PYTHONS := $(wildcard $(PYENV_ROOT)/versions/3.10.*/bin/python $(PYENV_ROOT)/versions/3.12.*/bin/python $(PYENV_ROOT)/versions/3.13.*/bin/python)
+
+pythons:
+	@if [ -z "$(OTHER_PYTHONS)" ]; then echo "pythons: no Python 3.10/3.12/3.13 under $(PYENV_ROOT): not run"; fi
+	@set -e; for py in $(OTHER_PYTHONS); do \
+		v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); venv=.venv-py$$v; \
+		echo "== Python $$v"; \
+		test -x $$venv/bin/python || $$py -m venv $$venv; \
+		$$venv/bin/python -m pip install -q --upgrade pip; \
+		$$venv/bin/python -m pip install -q -e ".[test]"; \
+		$$venv/bin/python -m pytest -q -p no:cacheprovider --ignore=tests/test_benchmarks_smoke.py \
+			--deselect tests/test_docs.py::test_mkdocs_build_strict; \
+	done
+
+test: lint typecheck docs compat pythons unit
 
 $(VENV)/.installed-bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[test,bench]"
@@ -56,4 +74,4 @@ bench-quick: $(VENV)/.installed-bench
 	$(PY) benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_MIN) .venv-py3.* site .pytest_cache .mypy_cache .ruff_cache

@@ -107,7 +107,7 @@ def peer_chain(ssl_object: object) -> tuple[bytes, ...]:
     if getter is not None:  # Python 3.13+: a list of DER bytes, leaf first (server side)
         try:
             chain = tuple(bytes(c) for c in getter() if isinstance(c, bytes | bytearray))
-        except (ValueError, OSError):
+        except Exception:  # noqa: BLE001 - degrade to the leaf (still verified), never a 500
             chain = ()
         if chain and chain[0] == leaf:
             return chain

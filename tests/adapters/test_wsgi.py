@@ -161,7 +161,9 @@ def test_forwarded_header_and_stripping(certs, fwd_verifier) -> None:
 
 
 def test_gunicorn_socket_is_read(certs, verifier, monkeypatch) -> None:
-    class FakeSSLSocket(ssl.SSLSocket):
+    class LeafOnlySocket(ssl.SSLSocket):
+        """An SSLSocket as Python < 3.13 reports it: the leaf only."""
+
         def __init__(self) -> None:  # no real socket
             pass
 
@@ -171,9 +173,21 @@ def test_gunicorn_socket_is_read(certs, verifier, monkeypatch) -> None:
         def __del__(self) -> None:
             pass
 
-    base = {"REMOTE_ADDR": "127.0.0.1", "gunicorn.socket": FakeSSLSocket()}
-    p = presented_from_environ(base)
-    assert p.tls_chain == (certs.good.der,)
+    class ChainSocket(LeafOnlySocket):
+        """As Python 3.13+ reports it: what the client sent, leaf first."""
+
+        def get_unverified_chain(self):
+            return list(certs.good.chain_der)
+
+    # On 3.13 the base class has get_unverified_chain, which fails on a fake without a real
+    # connection: the adapter falls back to the leaf rather than raising.
+    leaf_only = presented_from_environ(
+        {"REMOTE_ADDR": "127.0.0.1", "gunicorn.socket": LeafOnlySocket()}
+    )
+    assert leaf_only.tls_chain == (certs.good.der,)
+    chain = presented_from_environ({"REMOTE_ADDR": "127.0.0.1", "gunicorn.socket": ChainSocket()})
+    assert chain.tls_chain == tuple(certs.good.chain_der)
+    assert len(chain.tls_chain) == 2
 
 
 def test_on_error_and_on_decision(certs, verifier) -> None:

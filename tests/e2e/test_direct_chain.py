@@ -1,0 +1,63 @@
+"""Direct TLS: what the client's chain looks like to the app, per Python version.
+
+Python 3.13 added ``SSLObject.get_unverified_chain()``, so a server sees the intermediates a
+client sends; before, only the leaf. With no ``Verifier(intermediates=...)`` configured, a
+client that sends leaf + intermediate is therefore accepted on 3.13+ and refused with
+``untrusted_issuer`` before (configure the intermediates there: docs/direct-tls.md).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientSession, TCPConnector, web
+
+from mtlsauth import Verifier, server_ssl_context
+from mtlsauth.adapters.aiohttp import get_identity, mtls_middleware
+from mtlsauth.testing import CA
+
+
+@pytest.mark.e2e
+async def test_client_chain_through_a_real_tls_server(aiohttp_server, tmp_path: Path) -> None:
+    root = CA(organization="direct chain")
+    inter = root.intermediate()
+    client = inter.issue_client_cert(common_name="chained")
+    server = root.issue_client_cert(
+        common_name="localhost", dns_names=["localhost"], ip_addresses=["127.0.0.1"], eku="server"
+    )
+    server_ctx = server_ssl_context(
+        certfile=str(server.cert_pem.write_to_path(tmp_path / "server.pem")),
+        keyfile=str(server.key_pem.write_to_path(tmp_path / "server.key")),
+        trust_store=root.trust_store(),
+        mode="optional",
+    )
+
+    async def whoami(request: web.Request) -> web.Response:
+        who = get_identity(request)
+        return web.json_response({"cn": who.common_name if who else None})
+
+    verifier = Verifier(trust_store=root.trust_store())  # deliberately no intermediates=
+    app = web.Application(middlewares=[mtls_middleware(verifier=verifier)])
+    app.router.add_get("/", whoami)
+    srv = await aiohttp_server(app, ssl=server_ctx)
+
+    client_ctx = ssl.create_default_context(
+        cafile=str(root.cert_pem.write_to_path(tmp_path / "ca.pem"))
+    )
+    client_ctx.load_cert_chain(
+        str(client.chain_pem.write_to_path(tmp_path / "client.pem")),  # leaf + intermediate
+        str(client.key_pem.write_to_path(tmp_path / "client.key")),
+    )
+    async with (
+        ClientSession(connector=TCPConnector(ssl=client_ctx)) as session,
+        session.get(f"https://127.0.0.1:{srv.port}/") as resp,
+    ):
+        status, body = resp.status, json.loads(await resp.read())
+    if sys.version_info >= (3, 13):
+        assert (status, body) == (200, {"cn": "chained"})
+    else:
+        assert (status, body["code"]) == (401, "untrusted_issuer")
