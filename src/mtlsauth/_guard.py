@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import inspect
 import json
 import logging
 import re
@@ -406,6 +407,31 @@ class Guard:
         )
         self._report(decision)
         return decision
+
+    def error_hook_result(self, error: MTLSAuthError, request: object) -> object:
+        """``on_error(error, request)``'s answer; ``None`` (the default answer) if it raised.
+
+        A failing hook is logged and never turns a refusal into a 500 or a pass.
+        """
+        hook = self.on_error
+        if hook is None:
+            return None
+        try:
+            return hook(error, request)
+        except Exception:
+            logger.error("mtlsauth on_error hook raised", exc_info=True)
+            return None
+
+    async def error_hook_result_async(self, error: MTLSAuthError, request: object) -> object:
+        """As ``error_hook_result``, awaiting a coroutine hook (ASGI, aiohttp)."""
+        result = self.error_hook_result(error, request)
+        if inspect.isawaitable(result):
+            try:
+                return await result
+            except Exception:
+                logger.error("mtlsauth on_error hook raised", exc_info=True)
+                return None
+        return result
 
     def _report(self, decision: Decision) -> None:
         error = decision.error

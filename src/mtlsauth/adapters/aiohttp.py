@@ -15,7 +15,6 @@ on Python 3.13+, the leaf only before: then intermediates come from
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -140,19 +139,11 @@ def mtls_middleware(
 
 
 async def _deny(guard: Guard, error: MTLSAuthError, request: web.Request) -> web.StreamResponse:
-    hook = guard.on_error
-    if hook is not None:
-        try:
-            result = hook(error, request)
-            if inspect.isawaitable(result):
-                result = await result
-        except Exception:
-            logger.error("mtlsauth on_error hook raised", exc_info=True)
-            result = None
-        if isinstance(result, web.StreamResponse):
-            return result
-        if result is not None:
-            logger.error("mtlsauth on_error returned %s, not a response", type(result).__name__)
+    result = await guard.error_hook_result_async(error, request)
+    if isinstance(result, web.StreamResponse):
+        return result
+    if result is not None:
+        logger.error("mtlsauth on_error returned %s, not a response", type(result).__name__)
     return problem_response(error)
 
 

@@ -17,7 +17,6 @@ from the header the Verifier's ``ForwardedCert`` names.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -174,19 +173,11 @@ class MTLSMiddleware:
             message = await receive()
             if message.get("type") != "websocket.connect":
                 return
-        hook = self.guard.on_error
-        if hook is not None:
-            try:
-                result = hook(error, scope)
-                if inspect.isawaitable(result):
-                    result = await result
-            except Exception:
-                logger.error("mtlsauth on_error hook raised", exc_info=True)
-                result = None
-            if result is not None:
-                responder = cast(ASGIApp, result)
-                await responder(scope, _no_more_connect(receive, scope), send)
-                return
+        result = await self.guard.error_hook_result_async(error, scope)
+        if result is not None:
+            responder = cast(ASGIApp, result)
+            await responder(scope, _no_more_connect(receive, scope), send)
+            return
         await send_problem(error, scope, send)
 
 

@@ -123,16 +123,10 @@ class MTLSMiddleware:
     def _deny(
         self, error: MTLSAuthError, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        hook = self.guard.on_error
-        if hook is not None:
-            try:
-                result = hook(error, environ)
-            except Exception:
-                logger.error("mtlsauth on_error hook raised", exc_info=True)
-                result = None
-            if result is not None:
-                responder = cast("WSGIApplication", result)
-                return responder(environ, start_response)
+        result = self.guard.error_hook_result(error, environ)
+        if result is not None:
+            responder = cast("WSGIApplication", result)
+            return responder(environ, start_response)
         body, status, headers = problem_response(error)
         start_response(f"{status} {http.HTTPStatus(status).phrase}", headers)
         return [body]
