@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from mtlsauth._policy import Policy
     from mtlsauth._verifier import Verifier
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "config_from_mapping", "load_config"]
 
 Key = tuple[str | int, ...]
 _MODES = ("mandatory", "optional", "off")
@@ -634,3 +634,27 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 def load_policy(path: str | os.PathLike[str]) -> Policy | None:
     """Only the ``[policy]`` table of a configuration file (used by ``mtlsauth verify``)."""
     return _load(path, policy_only=True).policy
+
+
+def config_from_mapping(
+    data: Mapping[str, Any],
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    name: str = "configuration",
+) -> Config:
+    """Build a ``Config`` from an already-parsed mapping with the file schema.
+
+    This is how frameworks that keep configuration in code (Django's ``settings.MTLSAUTH``)
+    share the TOML/YAML schema. Relative paths are relative to ``base_dir`` (default: the
+    current directory).
+
+    Raises:
+        ValueError: naming ``name`` and the key, as ``load_config`` does.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{name}: must be a mapping (a dict), not {_kind(data)}")
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    try:
+        return _build(dict(data), base / name, policy_only=False)
+    except _Error as exc:
+        raise ValueError(f"{name}: {render_key(exc.key)}: {exc.message}") from None

@@ -265,7 +265,19 @@ def test_django_wsgi_application(certs, verifier) -> None:
             USE_TZ=True,
         )
         django.setup()
+    from django.test import override_settings
+
     globals()["urlpatterns"] = [path("whoami", _django_whoami)]
+    # Settings are configured once per process (test_django.py may have done it first).
+    overrides = override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[])
+    overrides.enable()
+    try:
+        _check_django_app(certs, verifier, get_wsgi_application, Client)
+    finally:
+        overrides.disable()
+
+
+def _check_django_app(certs, verifier, get_wsgi_application, Client) -> None:
     application = MTLSMiddleware(get_wsgi_application(), verifier=verifier, mode="optional")
     client = Client(application)
     r = client.get("/whoami", environ_base=env(certs.good))

@@ -1,0 +1,344 @@
+"""Django integration: a middleware configured from ``settings.MTLSAUTH``, an authentication
+backend that maps a verified certificate to a user, and ``request.mtls_identity``.
+
+Settings (``settings.py``)::
+
+    MIDDLEWARE = [
+        ...,
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "mtlsauth.adapters.django.MTLSMiddleware",      # after AuthenticationMiddleware
+    ]
+    AUTHENTICATION_BACKENDS = ["mtlsauth.adapters.django.MTLSBackend"]
+
+    # The same schema as a TOML/YAML configuration file (docs/config.md), as a dict;
+    # relative paths are relative to BASE_DIR (or MTLSAUTH_BASE_DIR). A string is taken as
+    # the path of such a file instead.
+    MTLSAUTH = {
+        "mode": "mandatory",
+        "exempt_paths": ["/healthz"],
+        "trust": {"files": ["pki/ca.pem"]},
+        "forwarded": {"preset": "nginx", "trusted_proxies": ["127.0.0.1"]},
+        "policy": {"organizations": ["Example Corp"]},
+    }
+    MTLSAUTH_USERNAME = "common_name"   # or "email", "spiffe_id", "dns_name", "uri",
+                                        # "subject", "fingerprint", or "pkg.mod.function"
+    MTLSAUTH_CREATE_USERS = False       # create a user the first time a certificate maps
+
+Every request then carries ``request.mtls_identity`` (a ``ClientIdentity``, or ``None`` in
+optional mode without a certificate, on exempt paths and in mode ``"off"``). A refused
+request never reaches a view: it is answered with the same problem+json body as every other
+adapter. With ``MTLSBackend`` configured, ``request.user`` is the user the certificate maps to
+(or ``AnonymousUser`` when it maps to none); no session is created, because the certificate
+comes with every request.
+
+The middleware runs synchronously (Django runs it in a thread under ASGI). It reads the
+certificate from the TLS layer (gunicorn's socket or mod_wsgi's ``SSL_CLIENT_CERT`` under
+WSGI; the ASGI TLS extension under ASGI, e.g. uvicorn with
+``mtlsauth.adapters.uvicorn.MTLSH11Protocol``) or, from trusted proxies only, from the
+``forwarded`` header, whose ``HTTP_*`` key is removed from ``request.META`` for every other
+peer.
+"""
+
+from __future__ import annotations
+
+import http
+import importlib
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.http import HttpRequest, HttpResponse
+
+from mtlsauth._config import Config, config_from_mapping, load_config
+from mtlsauth._errors import MTLSAuthError
+from mtlsauth._guard import Decision, Guard, problem_body, problem_headers
+from mtlsauth._identity import ClientIdentity
+from mtlsauth._types import Presented
+from mtlsauth.adapters.wsgi import presented_from_environ
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+__all__ = [
+    "USERNAME_FIELDS",
+    "MTLSBackend",
+    "MTLSMiddleware",
+    "get_guard",
+    "identity_from_request",
+    "problem_response",
+]
+
+BACKEND_PATH = "mtlsauth.adapters.django.MTLSBackend"
+
+USERNAME_FIELDS: dict[str, Callable[[ClientIdentity], tuple[str, ...]]] = {
+    "common_name": lambda i: (i.common_name,) if i.common_name else (),
+    "email": lambda i: tuple(i.emails),
+    "spiffe_id": lambda i: (i.spiffe_id,) if i.spiffe_id else (),
+    "dns_name": lambda i: tuple(i.dns_names),
+    "uri": lambda i: tuple(i.uris),
+    "subject": lambda i: (i.subject,),
+    "fingerprint": lambda i: (i.fingerprint_sha256,) if i.fingerprint_sha256 else (),
+}
+"""How ``MTLSAUTH_USERNAME`` names map a certificate to a username. A field with several
+values (two e-mail SANs) maps to no user at all: choosing one would let the certificate's
+holder pick whose account it opens."""
+
+_lock = threading.Lock()
+_guard: Guard | None = None
+
+
+def _config() -> Config:
+    value = getattr(settings, "MTLSAUTH", None)
+    if value is None:
+        raise ImproperlyConfigured(
+            "settings.MTLSAUTH is not set: give the mtlsauth configuration as a dict (the "
+            "schema of docs/config.md) or the path of a TOML/YAML file"
+        )
+    base = getattr(settings, "MTLSAUTH_BASE_DIR", None) or getattr(settings, "BASE_DIR", None)
+    try:
+        if isinstance(value, str | os.PathLike):
+            path = Path(value)
+            if not path.is_absolute() and base is not None:
+                path = Path(base) / path
+            return load_config(path)
+        if isinstance(value, dict):
+            return config_from_mapping(value, base_dir=base, name="settings.MTLSAUTH")
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+    raise ImproperlyConfigured(
+        f"settings.MTLSAUTH must be a dict or a file path, not {type(value).__name__}"
+    )
+
+
+def get_guard() -> Guard:
+    """The ``Guard`` built from ``settings.MTLSAUTH`` (once per process, shared by every
+    middleware instance and DRF class, so they share the verification cache).
+
+    Raises:
+        ImproperlyConfigured: the setting is missing or invalid.
+    """
+    global _guard
+    guard = _guard
+    if guard is None:
+        with _lock:
+            if _guard is None:
+                config = _config()
+                _guard = Guard(**config.middleware_kwargs(), on_decision=_on_decision())
+            guard = _guard
+    return guard
+
+
+def _on_decision() -> Callable[[Decision], object] | None:
+    hook = getattr(settings, "MTLSAUTH_ON_DECISION", None)
+    if hook is None or callable(hook):
+        return hook
+    if isinstance(hook, str):
+        return _import(hook, "MTLSAUTH_ON_DECISION")  # type: ignore[no-any-return]
+    raise ImproperlyConfigured("MTLSAUTH_ON_DECISION must be a callable or a dotted path")
+
+
+def _import(dotted: str, setting: str) -> Any:
+    module, _, attr = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"{setting}: cannot import {dotted!r}: {exc}") from None
+
+
+def _reset(*, setting: str, **_: object) -> None:
+    global _guard
+    if setting.startswith("MTLSAUTH") or setting == "BASE_DIR":
+        with _lock:
+            _guard = None
+
+
+setting_changed.connect(_reset, dispatch_uid="mtlsauth-django-settings")
+
+
+def problem_response(error: MTLSAuthError) -> HttpResponse:
+    """The problem+json ``HttpResponse`` every adapter answers a refusal with."""
+    body = problem_body(error)
+    response = HttpResponse(body, status=error.status)
+    for name, value in problem_headers(error, len(body)):
+        response[name] = value
+    response.reason_phrase = http.HTTPStatus(error.status).phrase
+    return response
+
+
+def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, ...]) -> Presented:
+    meta = request.META
+    presented = presented_from_environ(meta, request.path, request.method, header_keys=keys)
+    scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
+    if isinstance(scope, dict) and not presented.tls_chain:
+        tls = (scope.get("extensions") or {}).get("tls")
+        if isinstance(tls, dict):
+            chain = tuple(tls.get("client_cert_chain") or ())
+            error = tls.get("client_cert_error")
+            presented = Presented(
+                presented.peer,
+                presented.headers,
+                chain,
+                (str(error) or "client certificate error") if error is not None else None,
+                presented.path,
+                presented.method,
+            )
+    return presented
+
+
+class MTLSMiddleware:
+    """Django middleware: verify the client certificate of every request.
+
+    Configured from ``settings.MTLSAUTH`` (mode, routes, exempt paths, trust, policy,
+    forwarding); routes and exempt paths match ``request.path`` (the script prefix plus the
+    path Django resolves). Place it after ``AuthenticationMiddleware`` so that, with
+    ``MTLSBackend`` in ``AUTHENTICATION_BACKENDS``, it can set ``request.user``.
+
+    Raises:
+        ImproperlyConfigured: at start-up, when ``settings.MTLSAUTH`` is missing or invalid.
+    """
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        get_guard()  # fail at start-up, not on the first request
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        guard = get_guard()
+        keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.strip_names))
+        path = request.path
+        method = request.method or "GET"
+        mode, route, exempt = guard.resolve(path, method)
+        peer = request.META.get("REMOTE_ADDR") or None
+        if mode == "off":
+            decision = guard.skip(mode, route, exempt, peer, path, method)
+        else:
+            decision = guard.decide(
+                presented_from_request(request, guard, keys), mode, route, exempt
+            )
+        if decision.error is not None:
+            return problem_response(decision.error)
+        if keys and guard.must_strip(peer):
+            for key in keys:
+                request.META.pop(key, None)
+        identity = decision.identity
+        request.mtls_identity = identity
+        if identity is not None and BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:
+            from django.contrib import auth
+            from django.contrib.auth.models import AnonymousUser
+
+            user = auth.authenticate(request, mtls_identity=identity)
+            request.user = user if user is not None else AnonymousUser()
+        return self.get_response(request)
+
+
+def identity_from_request(request: HttpRequest) -> ClientIdentity | None:
+    """The identity ``MTLSMiddleware`` attached to ``request`` (``None``: none established).
+
+    Raises:
+        mtlsauth.IdentityMissing: the middleware did not run for this request.
+    """
+    from mtlsauth._errors import IdentityMissing
+
+    try:
+        return request.mtls_identity  # type: ignore[no-any-return]
+    except AttributeError:
+        raise IdentityMissing(
+            "no mtlsauth identity on the request: add "
+            "'mtlsauth.adapters.django.MTLSMiddleware' to settings.MIDDLEWARE"
+        ) from None
+
+
+def _username_function() -> Callable[[ClientIdentity], tuple[str, ...]]:
+    choice = getattr(settings, "MTLSAUTH_USERNAME", "common_name")
+    if callable(choice):
+        fn = choice
+    elif choice in USERNAME_FIELDS:
+        return USERNAME_FIELDS[choice]
+    elif isinstance(choice, str) and "." in choice:
+        fn = _import(choice, "MTLSAUTH_USERNAME")
+    else:
+        raise ImproperlyConfigured(
+            f"MTLSAUTH_USERNAME must be one of {', '.join(sorted(USERNAME_FIELDS))}, a "
+            f"callable or a dotted path to one, not {choice!r}"
+        )
+
+    def custom(identity: ClientIdentity) -> tuple[str, ...]:
+        name = fn(identity)
+        return (name,) if isinstance(name, str) and name else ()
+
+    return custom
+
+
+class MTLSBackend:
+    """Authentication backend: the user a verified ``ClientIdentity`` maps to.
+
+    ``authenticate(request, mtls_identity=identity)`` maps the identity to a username with
+    ``MTLSAUTH_USERNAME`` (default: the common name), then returns the active user of that
+    username, creating it first when ``MTLSAUTH_CREATE_USERS`` is true (with an unusable
+    password). It returns ``None`` for anything else: no identity, a field with no value or
+    several values, an unknown user, an inactive one. It never accepts a password.
+
+    Subclass it and override ``username_for`` or ``configure_user`` for other mappings.
+    """
+
+    create_unknown_user_setting = "MTLSAUTH_CREATE_USERS"
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        mtls_identity: ClientIdentity | None = None,
+        **credentials: object,
+    ) -> AbstractBaseUser | None:
+        if not isinstance(mtls_identity, ClientIdentity) or credentials:
+            return None
+        username = self.username_for(mtls_identity)
+        if not username:
+            return None
+        from django.contrib.auth import get_user_model
+
+        user_model = get_user_model()
+        field = user_model.USERNAME_FIELD
+        if getattr(settings, self.create_unknown_user_setting, False):
+            user, created = user_model._default_manager.get_or_create(**{field: username})
+            if created:
+                user.set_unusable_password()
+                user = self.configure_user(request, user, mtls_identity)
+                user.save()
+        else:
+            try:
+                user = user_model._default_manager.get_by_natural_key(username)
+            except user_model.DoesNotExist:
+                return None
+        return user if self.user_can_authenticate(user) else None
+
+    def username_for(self, identity: ClientIdentity) -> str | None:
+        """The username for ``identity``, or ``None`` when it names no single user."""
+        values = _username_function()(identity)
+        return values[0] if len(values) == 1 else None
+
+    def configure_user(
+        self, request: HttpRequest | None, user: AbstractBaseUser, identity: ClientIdentity
+    ) -> AbstractBaseUser:
+        """Called once for a user created from a certificate; returns the user to save."""
+        return user
+
+    def user_can_authenticate(self, user: AbstractBaseUser) -> bool:
+        """Inactive users are refused, as Django's own ``ModelBackend`` does."""
+        return getattr(user, "is_active", True) is not False
+
+    def get_user(self, user_id: object) -> AbstractBaseUser | None:
+        from django.contrib.auth import get_user_model
+
+        user_model = get_user_model()
+        try:
+            user = user_model._default_manager.get(pk=user_id)
+        except (user_model.DoesNotExist, ValueError, TypeError):
+            return None
+        return user if self.user_can_authenticate(user) else None

@@ -1,0 +1,171 @@
+"""Django REST framework: an authentication class and permission classes for mutual TLS.
+
+``settings.py``::
+
+    REST_FRAMEWORK = {
+        "DEFAULT_AUTHENTICATION_CLASSES": ["mtlsauth.adapters.drf.MTLSAuthentication"],
+        "DEFAULT_PERMISSION_CLASSES": ["mtlsauth.adapters.drf.HasClientCertificate"],
+    }
+
+A view then finds the verified ``ClientIdentity`` in ``request.auth`` and a user in
+``request.user``: the Django user ``MTLSBackend`` maps the certificate to when that backend
+is configured and finds one, otherwise a ``ClientCertificateUser`` (authenticated, not
+staff, no database row). Per-view allow-lists::
+
+    from mtlsauth import Policy
+    from mtlsauth.adapters.drf import certificate_policy
+
+    class LedgerView(APIView):
+        permission_classes = [certificate_policy(Policy(organizations={"payments"}))]
+
+``MTLSAuthentication`` uses the identity ``mtlsauth.adapters.django.MTLSMiddleware``
+established for the request; without that middleware it verifies the request itself with
+the same ``settings.MTLSAUTH`` (in optional mode: no certificate means "not authenticated by
+this class", so other authentication classes may still run). A refused certificate is an
+``AuthenticationFailed`` whose code is mtlsauth's error code, answered with 401 and a
+``WWW-Authenticate: MutualTLS`` challenge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from mtlsauth._errors import MTLSAuthError, PolicyDenied
+from mtlsauth._identity import ClientIdentity
+from mtlsauth._policy import Policy
+from mtlsauth.adapters.django import (
+    BACKEND_PATH,
+    get_guard,
+    presented_from_request,
+)
+
+__all__ = [
+    "ClientCertificatePolicy",
+    "ClientCertificateUser",
+    "HasClientCertificate",
+    "MTLSAuthentication",
+    "certificate_policy",
+]
+
+_UNSET = object()
+
+
+class ClientCertificateUser:
+    """The ``request.user`` for a verified certificate that maps to no Django user.
+
+    Authenticated (``is_authenticated`` is true) but never staff or superuser, with no
+    permissions; ``username`` is the certificate's common name (or its fingerprint).
+    """
+
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    is_anonymous = False
+    is_authenticated = True
+    pk = None
+    id = None
+
+    def __init__(self, identity: ClientIdentity) -> None:
+        self.identity = identity
+        self.username: str = (
+            identity.common_name or identity.fingerprint_sha256 or "client-certificate"
+        )
+
+    def get_username(self) -> str:
+        return self.username
+
+    def has_perm(self, perm: str, obj: object = None) -> bool:
+        return False
+
+    def has_perms(self, perm_list: Any, obj: object = None) -> bool:
+        return False
+
+    def has_module_perms(self, app_label: str) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return self.username
+
+    def __repr__(self) -> str:
+        return f"<ClientCertificateUser {self.username!r}>"
+
+
+def _failed(error: MTLSAuthError) -> exceptions.APIException:
+    if error.status == 403:
+        return exceptions.PermissionDenied(detail=error.detail, code=error.code)
+    return exceptions.AuthenticationFailed(detail=error.detail, code=error.code)
+
+
+class MTLSAuthentication(BaseAuthentication):
+    """DRF authentication by the request's verified client certificate."""
+
+    def authenticate(self, request: Request) -> tuple[Any, ClientIdentity] | None:
+        django_request = request._request
+        identity = getattr(django_request, "mtls_identity", _UNSET)
+        if identity is _UNSET:
+            guard = get_guard()
+            keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.strip_names))
+            presented = presented_from_request(django_request, guard, keys)
+            decision = guard.decide(presented, "optional", None)
+            if decision.error is not None:
+                raise _failed(decision.error)
+            identity = decision.identity
+            django_request.mtls_identity = identity
+        if not isinstance(identity, ClientIdentity):
+            return None
+        user: Any = None
+        if BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:
+            from django.contrib import auth
+
+            user = auth.authenticate(django_request, mtls_identity=identity)
+        return (user if user is not None else ClientCertificateUser(identity)), identity
+
+    def authenticate_header(self, request: Request) -> str:
+        return "MutualTLS"
+
+
+class HasClientCertificate(BasePermission):
+    """Allows a request only when it was authenticated by a verified client certificate."""
+
+    message = "a verified client certificate is required"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.auth, ClientIdentity)
+
+
+class ClientCertificatePolicy(HasClientCertificate):
+    """Allows a request whose verified certificate matches ``policy`` (set by a subclass,
+    or made with ``certificate_policy(policy)``). A non-matching certificate gets 403 with
+    the policy's error code."""
+
+    policy: Policy | None = None
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        identity = request.auth
+        if not isinstance(identity, ClientIdentity):
+            return False
+        policy = self.policy
+        if not isinstance(policy, Policy):
+            raise TypeError(f"{type(self).__name__}.policy must be a mtlsauth.Policy")
+        try:
+            policy.check(identity)
+        except PolicyDenied as exc:
+            raise _failed(exc) from None
+        return True
+
+
+def certificate_policy(policy: Policy) -> type[ClientCertificatePolicy]:
+    """A ``ClientCertificatePolicy`` subclass for ``policy``, for ``permission_classes``.
+
+    Raises:
+        TypeError: ``policy`` is not a ``Policy``.
+    """
+    if not isinstance(policy, Policy):
+        raise TypeError("policy must be a mtlsauth.Policy")
+    return type("CertificatePolicy", (ClientCertificatePolicy,), {"policy": policy})

@@ -1,0 +1,436 @@
+"""Django integration in process: settings.MTLSAUTH, the middleware, MTLSBackend and DRF.
+
+Django's settings can be configured once per process, so this module configures everything
+the Django tests need (auth, contenttypes, DRF, an in-memory database) and each test swaps
+``MTLSAUTH``, ``MIDDLEWARE`` and the URLconf with ``override_settings``.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import pytest
+
+django = pytest.importorskip("django")
+pytest.importorskip("rest_framework")
+
+from django.conf import settings  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.http import JsonResponse  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from mtlsauth import ClientIdentity, Policy  # noqa: E402
+from mtlsauth.testing import CA  # noqa: E402
+
+PROXY = "10.0.0.1"
+STRANGER = "203.0.113.9"
+HEADER_KEY = "HTTP_X_SSL_CLIENT_CERT"
+
+
+def configure_django() -> None:
+    """Configure Django once for the whole test process (other modules reuse it)."""
+    if settings.configured:
+        return
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="test-only-not-secret",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=[],
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "rest_framework",
+        ],
+        DATABASES={
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": "file:mtlsauth-tests?mode=memory&cache=shared",
+                "OPTIONS": {"uri": True},
+                "TEST": {"NAME": "file:mtlsauth-tests?mode=memory&cache=shared"},
+            }
+        },
+        USE_TZ=True,
+        REST_FRAMEWORK={"UNAUTHENTICATED_USER": None},
+    )
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+
+configure_django()
+
+
+# -- views ------------------------------------------------------------------------------------
+def whoami(request):
+    from mtlsauth.adapters.django import identity_from_request
+
+    who = identity_from_request(request)
+    user = getattr(request, "user", None)
+    return JsonResponse(
+        {
+            "cn": who.common_name if who else None,
+            "user": user.get_username() if user is not None and user.is_authenticated else None,
+            "header": request.META.get(HEADER_KEY),
+        }
+    )
+
+
+def _drf_views():
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from mtlsauth.adapters.drf import (
+        HasClientCertificate,
+        MTLSAuthentication,
+        certificate_policy,
+    )
+
+    class Who(APIView):
+        authentication_classes = (MTLSAuthentication,)
+        permission_classes = (HasClientCertificate,)
+
+        def get(self, request):
+            assert isinstance(request.auth, ClientIdentity)
+            return Response({"cn": request.auth.common_name, "user": str(request.user)})
+
+    class Payments(Who):
+        permission_classes = (certificate_policy(Policy(organizations={"payments"})),)
+
+    class Ads(Who):
+        permission_classes = (certificate_policy(Policy(organizations={"ads"})),)
+
+    return Who.as_view(), Payments.as_view(), Ads.as_view()
+
+
+_who, _payments, _ads = _drf_views()
+urlpatterns = [
+    path("whoami", whoami),
+    path("healthz", whoami),
+    path("api/who", _who),
+    path("api/payments", _payments),
+    path("api/ads", _ads),
+]
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def files(pki, certs, tmp_path_factory):
+    d = tmp_path_factory.mktemp("django-pki")
+    (d / "ca.pem").write_bytes(pki.root.cert_pem.bytes())
+    (d / "intermediate.pem").write_bytes(pki.inter.cert_pem.bytes())
+    return d
+
+
+def mtlsauth_settings(files, **extra) -> dict:
+    conf = {
+        "trust": {"files": ["ca.pem"], "intermediates": ["intermediate.pem"]},
+        "forwarded": {"preset": "nginx", "header": "X-SSL-Client-Cert", "trusted_proxies": [PROXY]},
+        "exempt_paths": ["/healthz"],
+    }
+    conf.update(extra)
+    return conf
+
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mtlsauth.adapters.django.MTLSMiddleware",
+]
+
+
+def header(cert) -> str:
+    return quote(cert.cert_pem.bytes().decode(), safe="")
+
+
+@pytest.fixture
+def django_client(files):
+    def make(*, middleware=MIDDLEWARE, backends=("mtlsauth.adapters.django.MTLSBackend",), **kw):
+        conf = mtlsauth_settings(files, **kw.pop("conf", {}))
+        overrides = override_settings(
+            MTLSAUTH=conf,
+            MTLSAUTH_BASE_DIR=str(files),
+            MIDDLEWARE=list(middleware),
+            AUTHENTICATION_BACKENDS=list(backends),
+            INSTALLED_APPS=[
+                "django.contrib.auth",
+                "django.contrib.contenttypes",
+                "django.contrib.sessions",
+                "rest_framework",
+            ],
+            ROOT_URLCONF=__name__,
+            **kw,
+        )
+        overrides.enable()
+        made.append(overrides)
+        return Client()
+
+    made: list = []
+    yield make
+    for o in reversed(made):
+        o.disable()
+
+
+def get(client, path, cert=None, peer=PROXY, extra=None):
+    meta = {"REMOTE_ADDR": peer}
+    if cert is not None:
+        meta[HEADER_KEY] = header(cert)
+    meta.update(extra or {})
+    r = client.get(path, **meta)
+    body = json.loads(r.content) if r.content else {}
+    return r.status_code, body
+
+
+# -- the middleware ---------------------------------------------------------------------------
+CASES = [
+    # mode, certificate, peer, expected status, expected code or cn
+    ("mandatory", "good", PROXY, 200, "ledger"),
+    ("mandatory", None, PROXY, 401, "certificate_missing"),
+    ("mandatory", "wrong_ca", PROXY, 401, "untrusted_issuer"),
+    ("mandatory", "expired", PROXY, 401, "certificate_expired"),
+    ("mandatory", "good", STRANGER, 401, "untrusted_forwarder"),
+    ("optional", None, PROXY, 200, None),
+    ("optional", "good", PROXY, 200, "ledger"),
+    ("optional", "wrong_ca", PROXY, 401, "untrusted_issuer"),
+    ("optional", "expired", PROXY, 401, "certificate_expired"),
+    ("off", "wrong_ca", PROXY, 200, None),
+]
+
+
+@pytest.mark.parametrize(("mode", "cert", "peer", "status", "expect"), CASES)
+def test_middleware_table(django_client, certs, mode, cert, peer, status, expect) -> None:
+    client = django_client(conf={"mode": mode}, backends=())
+    code, body = get(client, "/whoami", getattr(certs, cert) if cert else None, peer)
+    assert code == status
+    if status == 200:
+        assert body["cn"] == expect
+    else:
+        assert body["code"] == expect
+        assert body["type"] == f"urn:mtlsauth:error:{expect}"
+
+
+def test_refusal_is_problem_json_with_challenge(django_client) -> None:
+    client = django_client(backends=())
+    r = client.get("/whoami", REMOTE_ADDR=PROXY)
+    assert r.status_code == 401
+    assert r["Content-Type"] == "application/problem+json"
+    assert r["WWW-Authenticate"] == 'MutualTLS error="certificate_missing"'
+
+
+def test_exempt_path_and_routes(django_client, certs) -> None:
+    client = django_client(
+        conf={
+            "mode": "optional",
+            "routes": [
+                {"path": "/whoami", "mode": "mandatory", "policy": {"organizations": ["ads"]}}
+            ],
+        },
+        backends=(),
+    )
+    assert get(client, "/healthz")[0] == 200
+    code, body = get(client, "/whoami", certs.good)
+    assert (code, body["code"]) == (403, "organization_not_allowed")
+    assert get(client, "/whoami", certs.other_org)[1]["cn"] == "ads-bot"
+
+
+def test_forged_header_is_hidden_from_views_in_every_mode(django_client, certs) -> None:
+    client = django_client(
+        conf={
+            "mode": "off",
+            "forwarded": {
+                "preset": "nginx",
+                "header": "X-SSL-Client-Cert",
+                "trusted_proxies": [PROXY],
+                "on_untrusted": "ignore",
+            },
+        },
+        backends=(),
+    )
+    code, body = get(client, "/whoami", certs.good, peer=STRANGER)
+    assert (code, body["header"]) == (200, None)
+    code, body = get(client, "/whoami", certs.good, peer=PROXY)
+    assert body["header"] == header(certs.good)  # a trusted proxy's header is left alone
+
+
+def test_direct_tls_environ(django_client, certs) -> None:
+    client = django_client(backends=())
+    r = client.get("/whoami", REMOTE_ADDR="127.0.0.1", **certs.good.wsgi_environ())
+    assert (r.status_code, json.loads(r.content)["cn"]) == (200, "ledger")
+
+
+# -- MTLSBackend ------------------------------------------------------------------------------
+@pytest.fixture
+def users():
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    model.objects.all().delete()
+    yield model
+    model.objects.all().delete()
+
+
+def test_backend_maps_common_name_to_existing_user(django_client, certs, users) -> None:
+    users.objects.create_user("ledger")
+    client = django_client()
+    assert get(client, "/whoami", certs.good)[1]["user"] == "ledger"
+    # no user "ads-bot" and no creation: authenticated certificate, anonymous user
+    assert get(client, "/whoami", certs.other_org)[1] == {
+        "cn": "ads-bot",
+        "user": None,
+        "header": header(certs.other_org),
+    }
+
+
+def test_backend_refuses_inactive_users(django_client, certs, users) -> None:
+    users.objects.create_user("ledger", is_active=False)
+    assert get(django_client(), "/whoami", certs.good)[1]["user"] is None
+
+
+def test_backend_creates_users_when_asked(django_client, certs, users) -> None:
+    client = django_client(MTLSAUTH_CREATE_USERS=True)
+    assert get(client, "/whoami", certs.good)[1]["user"] == "ledger"
+    created = users.objects.get(username="ledger")
+    assert not created.has_usable_password()
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("email", "ledger@example.org"),
+        ("spiffe_id", "spiffe://example.org/ns/payments/sa/ledger"),
+        ("dns_name", "ledger.payments.svc"),
+    ],
+)
+def test_backend_username_fields(django_client, certs, users, field, expected) -> None:
+    client = django_client(MTLSAUTH_CREATE_USERS=True, MTLSAUTH_USERNAME=field)
+    assert get(client, "/whoami", certs.good)[1]["user"] == expected
+
+
+def test_backend_never_picks_one_of_several_values(django_client, pki, users) -> None:
+    two = pki.inter.issue_client_cert(common_name="x", emails=["a@example.org", "b@example.org"])
+    users.objects.create_user("a@example.org")
+    client = django_client(MTLSAUTH_CREATE_USERS=True, MTLSAUTH_USERNAME="email")
+    assert get(client, "/whoami", two)[1]["user"] is None
+    assert not users.objects.filter(username="b@example.org").exists()
+
+
+def test_backend_callable_mapping(django_client, certs, users) -> None:
+    client = django_client(
+        MTLSAUTH_CREATE_USERS=True, MTLSAUTH_USERNAME=lambda i: f"svc-{i.common_name}"
+    )
+    assert get(client, "/whoami", certs.good)[1]["user"] == "svc-ledger"
+
+
+def test_backend_ignores_password_logins(users) -> None:
+    from mtlsauth.adapters.django import MTLSBackend
+
+    users.objects.create_user("ledger", password="pw")
+    assert MTLSBackend().authenticate(None, username="ledger", password="pw") is None
+    assert MTLSBackend().authenticate(None, mtls_identity="ledger") is None
+
+
+def test_bad_settings_fail_at_startup(files) -> None:
+    from mtlsauth.adapters.django import MTLSMiddleware
+
+    with (
+        override_settings(
+            MTLSAUTH={"trust": {"files": ["missing.pem"]}}, MTLSAUTH_BASE_DIR=str(files)
+        ),
+        pytest.raises(ImproperlyConfigured, match=r"settings\.MTLSAUTH: \[trust\]"),
+    ):
+        MTLSMiddleware(lambda r: None)
+    with (
+        override_settings(MTLSAUTH=None),
+        pytest.raises(ImproperlyConfigured, match="MTLSAUTH is not set"),
+    ):
+        MTLSMiddleware(lambda r: None)
+    with (
+        override_settings(MTLSAUTH=["not", "a", "dict"]),
+        pytest.raises(ImproperlyConfigured, match="must be a dict or a file path"),
+    ):
+        MTLSMiddleware(lambda r: None)
+    with override_settings(
+        MTLSAUTH=mtlsauth_settings(files),
+        MTLSAUTH_BASE_DIR=str(files),
+        MTLSAUTH_USERNAME="nonsense",
+    ):
+        from mtlsauth.adapters.django import MTLSBackend
+        from mtlsauth.testing import CA
+
+        cert = CA().issue_client_cert(common_name="a")
+        from mtlsauth import Verifier
+
+        ident = Verifier(trust_store=CA().trust_store(), pinned=[cert.cert_pem.bytes()]).verify(
+            cert.cert_pem.bytes()
+        )
+        with pytest.raises(ImproperlyConfigured, match="MTLSAUTH_USERNAME must be one of"):
+            MTLSBackend().authenticate(None, mtls_identity=ident)
+
+
+def test_settings_from_a_toml_file(django_client, certs, files) -> None:
+    (files / "mtls.toml").write_text(
+        'mode = "mandatory"\n[trust]\nfiles = ["ca.pem"]\nintermediates = ["intermediate.pem"]\n'
+        f'[forwarded]\npreset = "nginx"\nheader = "X-SSL-Client-Cert"\ntrusted_proxies = ["{PROXY}"]\n'
+        '[policy]\norganizations = ["ads"]\n'
+    )
+    with override_settings(
+        MTLSAUTH="mtls.toml",
+        MTLSAUTH_BASE_DIR=str(files),
+        MIDDLEWARE=MIDDLEWARE,
+        AUTHENTICATION_BACKENDS=[],
+    ):
+        client = Client()
+        assert get(client, "/whoami", certs.good)[1]["code"] == "organization_not_allowed"
+        assert get(client, "/whoami", certs.other_org)[1]["cn"] == "ads-bot"
+
+
+# -- Django REST framework --------------------------------------------------------------------
+@pytest.mark.parametrize("with_middleware", [True, False])
+def test_drf_authentication_and_permissions(django_client, certs, users, with_middleware) -> None:
+    client = django_client(
+        conf={"mode": "optional"}, middleware=MIDDLEWARE if with_middleware else [], backends=()
+    )
+    code, body = get(client, "/api/who", certs.good)
+    assert (code, body) == (200, {"cn": "ledger", "user": "ledger"})
+    code, body = get(client, "/api/who")
+    assert code == 401  # DRF answers 401 because MTLSAuthentication names a challenge
+    assert get(client, "/api/payments", certs.good)[0] == 200
+    code, body = get(client, "/api/ads", certs.good)
+    assert code == 403
+    code, body = get(client, "/api/who", certs.wrong_ca)
+    assert code == 401
+    if not with_middleware:  # without the middleware DRF reports mtlsauth's own code
+        assert body["detail"]
+    code, body = get(client, "/api/who", certs.good, peer=STRANGER)
+    assert code == 401
+
+
+def test_drf_uses_mapped_django_user(django_client, certs, users) -> None:
+    users.objects.create_user("ledger", first_name="Led")
+    client = django_client(conf={"mode": "optional"})
+    code, body = get(client, "/api/who", certs.good)
+    assert (code, body["user"]) == (200, "ledger")
+
+
+def test_drf_www_authenticate(django_client) -> None:
+    client = django_client(conf={"mode": "optional"}, backends=())
+    r = client.get("/api/who", REMOTE_ADDR=PROXY)
+    assert r.status_code == 401
+    assert r["WWW-Authenticate"] == "MutualTLS"
+
+
+def test_client_certificate_user_has_no_privileges() -> None:
+    from mtlsauth.adapters.drf import ClientCertificateUser
+
+    ca = CA()
+    cert = ca.issue_client_cert(common_name="svc")
+    from mtlsauth import Verifier
+
+    ident = Verifier(trust_store=ca.trust_store()).verify(cert.chain_pem.bytes())
+    user = ClientCertificateUser(ident)
+    assert (user.is_authenticated, user.is_staff, user.is_superuser) == (True, False, False)
+    assert not user.has_perm("auth.add_user")
+    assert str(user) == "svc"
