@@ -24,12 +24,14 @@ import inspect
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from mtlsauth._errors import InternalError, MTLSAuthError
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._observe import cache_missed
 from mtlsauth._types import Presented
 
 if TYPE_CHECKING:
@@ -176,6 +178,9 @@ class Decision:
         peer: The socket peer address.
         path, method: The request's path and method.
         fingerprint: SHA-256 hex of the leaf when known (also for most refusals).
+        elapsed: Seconds the certificate check took (``None`` when nothing was checked).
+        cached: True when the verification was served from the Verifier's cache, False when
+            it was computed, ``None`` when no verification ran (no certificate, mode off).
     """
 
     identity: ClientIdentity | None
@@ -187,6 +192,8 @@ class Decision:
     path: str = "/"
     method: str = "GET"
     fingerprint: str | None = None
+    elapsed: float | None = None
+    cached: bool | None = None
 
     @property
     def allowed(self) -> bool:
@@ -258,6 +265,9 @@ def _leaf_fingerprint(presented: Presented) -> str | None:
 
 
 OnDecision = Callable[[Decision], object]
+
+# Refusals decided before any certificate was verified (no timing, no cache outcome).
+_UNCHECKED = frozenset({"certificate_missing", "untrusted_forwarder", "tls_verification_failed"})
 
 
 class Guard:
@@ -378,6 +388,8 @@ class Guard:
             return self.skip(mode, route, exempt, presented.peer, presented.path, presented.method)
         identity: ClientIdentity | None = None
         error: MTLSAuthError | None = None
+        reset = cache_missed.set(False)
+        started = time.perf_counter()
         try:
             identity = self.verifier.authenticate(
                 presented,
@@ -390,6 +402,10 @@ class Guard:
             logger.error("mtlsauth internal error during verification: %s", type(exc).__name__)
             logger.debug("mtlsauth internal error traceback", exc_info=True)
             error = InternalError("the client certificate could not be checked")
+        elapsed = time.perf_counter() - started
+        missed = cache_missed.get()
+        cache_missed.reset(reset)
+        checked = identity is not None or (error is not None and error.code not in _UNCHECKED)
         if identity is not None:
             fingerprint = identity.fingerprint_sha256
         else:
@@ -404,6 +420,8 @@ class Guard:
             presented.path,
             presented.method,
             fingerprint,
+            elapsed if checked else None,
+            (not missed) if checked else None,
         )
         self._report(decision)
         return decision

@@ -25,6 +25,7 @@ from mtlsauth._errors import (
     RevocationUnavailable,
 )
 from mtlsauth._identity import ClientIdentity, identity_from_certificate
+from mtlsauth._observe import cache_missed
 from mtlsauth._pathvalidation import check_leaf_key, validate_path
 from mtlsauth._truststore import TrustStore
 from mtlsauth._types import Presented, RevocationChecker
@@ -434,6 +435,7 @@ class Verifier:
         source: str,
         now: float,
     ) -> CacheEntry:
+        cache_missed.set(True)  # for the uncached/cached split of the metrics
         tokens = self._last_tokens  # taken before validating: see CacheEntry.tokens
         try:
             decoded = decode()

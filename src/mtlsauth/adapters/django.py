@@ -5,7 +5,7 @@ Settings (``settings.py``)::
 
     MIDDLEWARE = [
         ...,
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",  # optional (sessions)
         "mtlsauth.adapters.django.MTLSMiddleware",      # after AuthenticationMiddleware
     ]
     AUTHENTICATION_BACKENDS = ["mtlsauth.adapters.django.MTLSBackend"]
@@ -29,7 +29,8 @@ optional mode without a certificate, on exempt paths and in mode ``"off"``). A r
 request never reaches a view: it is answered with the same problem+json body as every other
 adapter. With ``MTLSBackend`` configured, ``request.user`` is the user the certificate maps to
 (or ``AnonymousUser`` when it maps to none); no session is created, because the certificate
-comes with every request.
+comes with every request. ``AuthenticationMiddleware`` (which needs sessions) is therefore
+optional: an API authenticated by certificates alone can leave it and the sessions app out.
 
 The middleware runs synchronously (Django runs it in a thread under ASGI). It reads the
 certificate from the TLS layer (gunicorn's socket or mod_wsgi's ``SSL_CLIENT_CERT`` under
@@ -195,8 +196,8 @@ class MTLSMiddleware:
 
     Configured from ``settings.MTLSAUTH`` (mode, routes, exempt paths, trust, policy,
     forwarding); routes and exempt paths match ``request.path`` (the script prefix plus the
-    path Django resolves). Place it after ``AuthenticationMiddleware`` so that, with
-    ``MTLSBackend`` in ``AUTHENTICATION_BACKENDS``, it can set ``request.user``.
+    path Django resolves). With ``MTLSBackend`` in ``AUTHENTICATION_BACKENDS`` it sets
+    ``request.user``; place it after ``AuthenticationMiddleware`` when that is used too.
 
     Raises:
         ImproperlyConfigured: at start-up, when ``settings.MTLSAUTH`` is missing or invalid.
@@ -229,12 +230,15 @@ class MTLSMiddleware:
                 request.META.pop(key, None)
         identity = decision.identity
         request.mtls_identity = identity
-        if identity is not None and BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:
+        if BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:
             from django.contrib import auth
             from django.contrib.auth.models import AnonymousUser
 
-            user = auth.authenticate(request, mtls_identity=identity)
-            request.user = user if user is not None else AnonymousUser()
+            if identity is not None:
+                user = auth.authenticate(request, mtls_identity=identity)
+                request.user = user if user is not None else AnonymousUser()
+            elif not hasattr(request, "user"):  # no AuthenticationMiddleware (no sessions)
+                request.user = AnonymousUser()
         return self.get_response(request)
 
 

@@ -1,0 +1,8 @@
+"""ASGI entry point (uvicorn mysite.asgi:application --http mtlsauth.adapters.uvicorn:MTLSH11Protocol)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_asgi_application()
