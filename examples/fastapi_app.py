@@ -78,7 +78,15 @@ def main() -> None:
     port = int(os.environ.get("PORT", "8443"))
     app = create_app()
     if os.environ.get("MTLS_SERVER_CERT"):
-        from mtlsauth.adapters.uvicorn import MTLSH11Protocol, server_ssl_context
+        from mtlsauth.adapters import uvicorn as mtls_uvicorn
+        from mtlsauth.adapters.uvicorn import server_ssl_context
+
+        # MTLS_UVICORN_HTTP=httptools picks uvicorn's httptools parser (uvicorn[standard]).
+        protocol = (
+            mtls_uvicorn.MTLSHttpToolsProtocol
+            if os.environ.get("MTLS_UVICORN_HTTP") == "httptools"
+            else mtls_uvicorn.MTLSH11Protocol
+        )
 
         ctx = server_ssl_context(
             certfile=os.environ["MTLS_SERVER_CERT"],
@@ -92,7 +100,7 @@ def main() -> None:
             app,
             host=host,
             port=port,
-            http=MTLSH11Protocol,
+            http=protocol,
             ssl_context_factory=lambda config, default: ctx,
             log_level="warning",
         )

@@ -45,7 +45,8 @@ def test_decisions_carry_timing_and_cache_outcome(ca, verifier) -> None:
     cert = ca.issue_client_cert(common_name="svc")
     first, second = _decide(guard, cert), _decide(guard, cert)
     assert (first.cached, second.cached) == (False, True)
-    assert first.elapsed is not None and first.elapsed > 0
+    assert first.elapsed is not None
+    assert first.elapsed > 0
     assert second.elapsed is not None
     missing = _decide(guard)
     assert (missing.code, missing.elapsed, missing.cached) == ("certificate_missing", None, None)
@@ -79,7 +80,8 @@ def test_prometheus(ca, verifier) -> None:
     assert value("mtlsauth_verification_seconds_count", cache="hit") == 2
     assert value("mtlsauth_cache_entries") == 1
     next_update = value("mtlsauth_crl_next_update_seconds")
-    assert next_update is not None and 0 < next_update <= 8 * 86400
+    assert next_update is not None
+    assert 0 < next_update <= 8 * 86400
     assert value("mtlsauth_reload_errors") == 0
     text = prometheus_client.generate_latest(registry).decode()
     assert "mtlsauth_decisions_total" in text
@@ -102,17 +104,17 @@ def test_opentelemetry(ca, verifier) -> None:
     _decide(guard)
     data = reader.get_metrics_data()
     found = {
-        m.name: m
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
+        m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
     }
     counts = {
         (p.attributes["outcome"], p.attributes["code"]): p.value
         for p in found["mtlsauth.decisions"].data.data_points
     }
     assert counts == {("allowed", "ok"): 2, ("denied", "certificate_missing"): 1}
-    hist = {p.attributes["cache"]: p.count for p in found["mtlsauth.verification.duration"].data.data_points}
+    hist = {
+        p.attributes["cache"]: p.count
+        for p in found["mtlsauth.verification.duration"].data.data_points
+    }
     assert hist == {"miss": 1, "hit": 1}
     assert found["mtlsauth.cache.entries"].data.data_points[0].value == 1
     assert found["mtlsauth.crl.next_update"].data.data_points[0].value > 0
@@ -133,7 +135,7 @@ def test_health_gauges_report_reload_errors(tmp_path, ca) -> None:
 
 
 # -- audit log ----------------------------------------------------------------------------
-HOSTILE_CN = "evil\n{\"decision\":\"allowed\"}\x1b[31m\u202e"
+HOSTILE_CN = 'evil\n{"decision":"allowed"}\x1b[31m\u202e'
 
 
 async def _through_asgi(app_kwargs, cert, *, peer="127.0.0.1", path="/x", headers=None):
@@ -154,16 +156,20 @@ async def test_audit_lines_are_single_ascii_json_objects(ca, verifier) -> None:
     audit = AuditLog(stream)
     hostile = ca.issue_client_cert(common_name=HOSTILE_CN)
     assert await _through_asgi({"verifier": verifier, "on_decision": audit}, hostile) == 200
-    assert await _through_asgi(
-        {"verifier": verifier, "on_decision": audit}, None, path="/a%0Ab%1B[2J"
-    ) == 401
+    assert (
+        await _through_asgi({"verifier": verifier, "on_decision": audit}, None, path="/a%0Ab%1B[2J")
+        == 401
+    )
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
     first, second = (json.loads(line) for line in lines)
     assert all(line.isascii() for line in lines)
-    assert "\x1b" not in stream.getvalue() and "\u202e" not in stream.getvalue()
-    assert first["decision"] == "allowed" and first["subject"].startswith("CN=evil")
-    assert first["fingerprint"] and first["source"] == "tls"
+    assert "\x1b" not in stream.getvalue()
+    assert "\u202e" not in stream.getvalue()
+    assert first["decision"] == "allowed"
+    assert first["subject"].startswith("CN=evil")
+    assert first["fingerprint"]
+    assert first["source"] == "tls"
     assert second == {
         **second,
         "decision": "denied",
@@ -190,8 +196,10 @@ async def test_audit_never_writes_certificates_or_untrusted_header_values(ca, ve
     await _through_asgi({"verifier": verifier, "on_decision": audit}, cert)
     text = stream.getvalue()
     body = "".join(cert.cert_pem.bytes().decode().splitlines()[1:-1])
-    assert "BEGIN CERTIFICATE" not in text and "%2D%2D" not in text.upper()
-    assert body[:40] not in text and forged[:60] not in text
+    assert "BEGIN CERTIFICATE" not in text
+    assert "%2D%2D" not in text.upper()
+    assert body[:40] not in text
+    assert forged[:60] not in text
     records = [json.loads(line) for line in text.splitlines()]
     assert [r["code"] for r in records] == ["untrusted_forwarder", "ok"]
 
@@ -227,9 +235,12 @@ def test_audit_record_cuts_long_paths(ca, verifier) -> None:
     guard = Guard(verifier=verifier)
     from mtlsauth import Presented
 
-    d = guard.decide(Presented("127.0.0.1", (), (), None, "/" + "a" * 5000, "GET"), "optional", None)
+    d = guard.decide(
+        Presented("127.0.0.1", (), (), None, "/" + "a" * 5000, "GET"), "optional", None
+    )
     rec = audit_record(d)
-    assert len(rec["path"]) < 600 and rec["path"].endswith("...(cut)")
+    assert len(rec["path"]) < 600
+    assert rec["path"].endswith("...(cut)")
     with pytest.raises(ValueError, match="max_path"):
         AuditLog(io.StringIO(), max_path=0)
     with pytest.raises(TypeError, match="sink"):

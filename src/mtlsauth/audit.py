@@ -71,8 +71,10 @@ def audit_record(
             source=identity.source,
         )
     if decision.route is not None:
-        record["route"] = decision.route.pattern if isinstance(decision.route.pattern, str) else (
-            decision.route.pattern.pattern
+        record["route"] = (
+            decision.route.pattern
+            if isinstance(decision.route.pattern, str)
+            else (decision.route.pattern.pattern)
         )
     return record
 

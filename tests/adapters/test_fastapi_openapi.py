@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
@@ -11,6 +13,12 @@ from mtlsauth.adapters.asgi import MTLSMiddleware
 from mtlsauth.adapters.fastapi import MutualTLS, document_mutual_tls
 from mtlsauth.testing import with_client_cert
 
+# Module level: FastAPI resolves the (string) annotations in the module's namespace.
+required = MutualTLS()
+optional = MutualTLS(required=False)
+ops_only = MutualTLS(policy=Policy(organizational_units={"ops"}))
+ads_only = MutualTLS(policy=Policy(organizations={"ads"}))
+
 
 @pytest.fixture(scope="module")
 def app(pki) -> FastAPI:
@@ -18,25 +26,21 @@ def app(pki) -> FastAPI:
     app.add_middleware(
         MTLSMiddleware, verifier=Verifier(trust_store=pki.root.trust_store()), mode="optional"
     )
-    required = MutualTLS()
-    optional = MutualTLS(required=False)
-    ops_only = MutualTLS(policy=Policy(organizational_units={"ops"}))
-    ads_only = MutualTLS(policy=Policy(organizations={"ads"}))
 
     @app.get("/required")
-    def req(who: ClientIdentity = Depends(required)) -> dict[str, str | None]:
+    def req(who: Annotated[ClientIdentity, Depends(required)]) -> dict[str, str | None]:
         return {"cn": who.common_name}
 
     @app.get("/optional")
-    def opt(who: ClientIdentity | None = Depends(optional)) -> dict[str, str | None]:
+    def opt(who: Annotated[ClientIdentity | None, Depends(optional)]) -> dict[str, str | None]:
         return {"cn": who.common_name if who else None}
 
     @app.get("/ops")
-    def ops(who: ClientIdentity = Depends(ops_only)) -> dict[str, str | None]:
+    def ops(who: Annotated[ClientIdentity, Depends(ops_only)]) -> dict[str, str | None]:
         return {"cn": who.common_name}
 
     @app.get("/ads")
-    def ads(who: ClientIdentity = Depends(ads_only)) -> dict[str, str | None]:
+    def ads(who: Annotated[ClientIdentity, Depends(ads_only)]) -> dict[str, str | None]:
         return {"cn": who.common_name}
 
     @app.get("/public")

@@ -10,6 +10,7 @@ stopped at teardown.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -517,3 +518,25 @@ def proxy_tools() -> SimpleNamespace:
         run_proxy=run_proxy,
         nginx_to=nginx_to,
     )
+
+
+# -- client certificates for the real-server tests ---------------------------------------
+@pytest.fixture(scope="module")
+def clients(pki, tmp_path_factory) -> dict[str, tuple[str, str] | None]:
+    """name -> (certfile, keyfile) for httpx; None presents no certificate."""
+    d = tmp_path_factory.mktemp("e2e-clients")
+    now = dt.datetime.now(dt.timezone.utc)
+    expired = pki.intermediate.issue_client_cert(
+        common_name="alice",
+        organization="mtlsauth e2e",
+        not_before=now - dt.timedelta(days=30),
+        not_after=now - dt.timedelta(days=1),
+    )
+    exp_cert = expired.chain_pem.write_to_path(d / "expired.pem")
+    exp_key = expired.key_pem.write_to_path(d / "expired.key")
+    return {
+        "good": (pki["client_chain"], pki["client_key"]),
+        "wrong_ca": (pki["wrong_cert"], pki["wrong_key"]),
+        "expired": (str(exp_cert), str(exp_key)),
+        "none": None,
+    }

@@ -21,7 +21,6 @@ from test_servers import (  # the shared server helpers of tests/e2e/test_server
     Port,
     _free_port,
     call,
-    clients,  # noqa: F401 - a fixture
     outcomes,
     serve,
 )
@@ -133,7 +132,10 @@ def test_django_behind_nginx(project, pki, clients, start_proxy, tmp_path) -> No
         status, body = call(f"{proxy.url}/api/who", pki["root"], clients["good"])
     assert got == BEHIND_NGINX
     assert (forged_status, forged_body["code"]) == (401, "certificate_missing")
-    assert (status, body) == (200, {"cn": "alice", "user": "alice", "source": "header:X-SSL-Client-Cert"})
+    assert (status, body) == (
+        200,
+        {"cn": "alice", "user": "alice", "source": "header:X-SSL-Client-Cert"},
+    )
 
 
 def test_forged_header_straight_to_django_is_refused(project, pki, tmp_path) -> None:
@@ -141,8 +143,9 @@ def test_forged_header_straight_to_django_is_refused(project, pki, tmp_path) -> 
     port = _free_port()
     env = {**project, "PORT": str(port), "MTLS_TRUSTED_PROXIES": "10.9.9.9"}
     with serve(_gunicorn(tmp_path, "mysite.wsgi:application"), env, tmp_path, port):
-        import httpx
         from urllib.parse import quote
+
+        import httpx
 
         forged = quote(pki.client.cert_pem.bytes().decode(), safe="")
         r = httpx.get(

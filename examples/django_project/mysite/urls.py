@@ -30,7 +30,11 @@ class Who(APIView):
 
     def get(self, request):  # type: ignore[no-untyped-def]
         return Response(
-            {"cn": request.auth.common_name, "user": str(request.user), "source": request.auth.source}
+            {
+                "cn": request.auth.common_name,
+                "user": str(request.user),
+                "source": request.auth.source,
+            }
         )
 
 

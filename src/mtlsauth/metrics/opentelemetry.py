@@ -98,9 +98,7 @@ class OpenTelemetryMetrics:
         outcome, code = decision_labels(decision)
         self.decisions.add(1, {"outcome": outcome, "code": code})
         if decision.elapsed is not None and decision.cached is not None:
-            self.duration.record(
-                decision.elapsed, {"cache": "hit" if decision.cached else "miss"}
-            )
+            self.duration.record(decision.elapsed, {"cache": "hit" if decision.cached else "miss"})
         if self._next is not None:
             self._next(decision)
 
