@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, Encoding, pkcs12
 
-from mtlsauth import TrustStore, Verifier
+from mtlsauth import CertificateInvalid, TrustStore, Verifier
 from mtlsauth.testing import CA
 
 
@@ -194,3 +194,43 @@ def test_reload_interval_validation(cas, tmp_path: Path) -> None:
     for bad in (0, -1, "30"):
         with pytest.raises(ValueError, match="reload_interval"):
             TrustStore.from_pem_file(f, reload_interval=bad)  # type: ignore[arg-type]
+
+
+def test_combined_store_never_serves_anchors_removed_from_every_file(cas, tmp_path: Path) -> None:
+    """Reloads free old snapshots and a new one may take a freed address: nothing goes stale."""
+    a, b, removed = cas
+    fa, fb = tmp_path / "a.pem", tmp_path / "b.pem"
+    trust = None
+    stamp = time.time_ns()
+
+    def write(f: Path, data: bytes) -> None:
+        nonlocal stamp
+        stamp += 10**9  # a new mtime each time, so every write is noticed
+        f.write_bytes(data)
+        os.utime(f, ns=(stamp, stamp))
+        if trust is not None:
+            assert trust.reload() is True
+
+    write(fa, a.cert_pem.bytes() + removed.cert_pem.bytes())
+    write(fb, b.cert_pem.bytes() + removed.cert_pem.bytes())
+    trust = TrustStore.from_pem_file(fa, reload_interval=None) | TrustStore.from_pem_file(
+        fb, reload_interval=None
+    )
+    verifier = Verifier(trust_store=trust, cache_size=0)
+    leaf = removed.issue_client_cert().chain_pem.text()
+    admitted = 0
+    for _ in range(200):
+        write(fa, a.cert_pem.bytes() + removed.cert_pem.bytes())
+        write(fb, b.cert_pem.bytes() + removed.cert_pem.bytes())
+        assert removed.certificate in trust.certificates
+        for f, ca in ((fa, a), (fb, b)):  # removed everywhere, each file rewritten twice
+            write(f, ca.cert_pem.bytes())
+            write(f, ca.cert_pem.bytes() + b"\n")
+        assert removed.certificate not in trust.certificates
+        try:
+            verifier.verify(leaf)
+            admitted += 1
+        except CertificateInvalid:
+            pass
+        assert verifier.health()["ok"] is True
+    assert admitted == 0

@@ -99,7 +99,9 @@ class TrustStore:
                 "use TrustStore.from_pem_file(), from_pem(), from_directory() or from_pkcs12()"
             )
         self._parts = parts
-        self._cached: tuple[tuple[int, ...], TrustSnapshot] | None = None
+        # The parts' snapshots the merged one was built from, held (never their id()s: a
+        # freed snapshot's address is reused by a later one, which would revive old anchors).
+        self._cached: tuple[tuple[TrustSnapshot, ...], TrustSnapshot] | None = None
         only = parts[0]
         self._static = only if len(parts) == 1 and isinstance(only, TrustSnapshot) else None
 
@@ -209,13 +211,12 @@ class TrustStore:
         if len(parts) == 1:
             only = parts[0]
             return only if isinstance(only, TrustSnapshot) else only.current()
-        current = [p if isinstance(p, TrustSnapshot) else p.current() for p in parts]
-        key = tuple(id(s) for s in current)
+        current = tuple(p if isinstance(p, TrustSnapshot) else p.current() for p in parts)
         cached = self._cached
-        if cached is not None and cached[0] == key:
+        if cached is not None and all(a is b for a, b in zip(cached[0], current, strict=True)):
             return cached[1]
         snap = _snapshot(c for s in current for c in s.certificates)
-        self._cached = (key, snap)
+        self._cached = (current, snap)
         return snap
 
     @property
