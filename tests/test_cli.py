@@ -360,6 +360,27 @@ def test_testca_writes_a_working_pki(capsys, tmp_path):
     assert rc == 0
     assert "test PKI written to" in out
     assert "mtlsauth verify --ca" in out
+    assert "ca-bundle.pem" not in out.split("Try:")[1]  # the root is the anchor, not a bundle
+    assert "trust anchor is ca.pem" in out
+
+
+def test_testca_bundle_is_validated_up_to_the_root(capsys, tmp_path):
+    target = tmp_path / "pki"
+    assert run(capsys, "testca", "--json", target)[0] == 0
+    bundle, crl = target / "ca-bundle.pem", target / "crl.pem"
+    assert run(capsys, "verify", "--ca", bundle, "--crl", crl, target / "client-good.pem")[0] == 0
+    assert (
+        run(capsys, "verify", "--ca", bundle, "--crl", crl, target / "client-revoked.pem")[0] == 1
+    )
+    # The intermediate is checked against the root's CRL: with only the intermediate's CRL,
+    # the intermediate's status is unknown, which refuses.
+    only_inter = tmp_path / "inter-crl.pem"
+    end = b"-----END X509 CRL-----\n"
+    only_inter.write_bytes(crl.read_bytes().split(end)[1] + end)  # root's CRL first, then this
+    rc, out, _ = run(capsys, "verify", "--json", "--ca", bundle, "--crl", only_inter,
+                     target / "client-good.pem")  # fmt: skip
+    assert rc == 1
+    assert json.loads(out)["code"] == "revocation_unavailable"
 
 
 # -- output --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, Encoding, pkcs12
 
 from mtlsauth import CertificateInvalid, TrustStore, Verifier
@@ -234,3 +236,121 @@ def test_combined_store_never_serves_anchors_removed_from_every_file(cas, tmp_pa
             pass
         assert verifier.health()["ok"] is True
     assert admitted == 0
+
+
+# -- CA bundles: a store certificate issued by another one is validated up to it ----------
+def _bundle_code(trust: TrustStore, chain: str, **kwargs: object) -> str:
+    from mtlsauth import MTLSAuthError
+
+    try:
+        Verifier(trust_store=trust, cache_size=0, **kwargs).verify(chain)  # type: ignore[arg-type]
+    except MTLSAuthError as exc:
+        return exc.code
+    return "accepted"
+
+
+@pytest.fixture(scope="module")
+def revoked_intermediate() -> tuple[CA, CA, str, bytes]:
+    """A root whose CRL lists its intermediate, and a client of that intermediate."""
+    root = CA(organization="Bundle")
+    inter = root.intermediate()
+    leaf = inter.issue_client_cert(common_name="alice")
+    crls = root.revoke(inter.certificate).bytes() + inter.crl().bytes()
+    return root, inter, leaf.chain_pem.text(), crls
+
+
+@pytest.mark.parametrize("bundle", [False, True], ids=["root only", "root + intermediate"])
+def test_bundle_keeps_revocation_of_the_intermediate(revoked_intermediate, bundle: bool) -> None:
+    from mtlsauth import CRLSet
+
+    root, inter, chain, crls = revoked_intermediate
+    pem = root.cert_pem.bytes() + (inter.cert_pem.bytes() if bundle else b"")
+    rev = CRLSet.from_pem(crls, mode="chain")
+    assert _bundle_code(TrustStore.from_pem(pem), chain, revocation=rev) == "certificate_revoked"
+
+
+def test_bundle_loaded_from_a_file_in_any_order(revoked_intermediate, tmp_path: Path) -> None:
+    from mtlsauth import CRLSet
+
+    root, inter, chain, crls = revoked_intermediate
+    f = tmp_path / "ca-bundle.pem"
+    f.write_bytes(inter.cert_pem.bytes() + root.cert_pem.bytes())  # intermediate first
+    rev = CRLSet.from_pem(crls, mode="chain")
+    trust = TrustStore.from_pem_file(f, reload_interval=None)
+    assert _bundle_code(trust, chain, revocation=rev) == "certificate_revoked"
+    # Also when the root and the intermediate come from different stores combined with |.
+    split = TrustStore.from_pem(root.cert_pem.bytes()) | TrustStore.from_pem(inter.cert_pem.bytes())
+    assert _bundle_code(split, chain, revocation=rev) == "certificate_revoked"
+
+
+def test_bundle_keeps_the_roots_name_constraints() -> None:
+    nc = x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("example.com")], excluded_subtrees=None
+    )
+    root = CA(organization="Constrained", name_constraints=nc)
+    inter = root.intermediate()
+    inside = inter.issue_client_cert(dns_names=["a.example.com"]).chain_pem.text()
+    outside = inter.issue_client_cert(dns_names=["evil.test"]).chain_pem.text()
+    for pem in (root.cert_pem.bytes(), root.cert_pem.bytes() + inter.cert_pem.bytes()):
+        trust = TrustStore.from_pem(pem)
+        assert _bundle_code(trust, inside) == "accepted"
+        assert _bundle_code(trust, outside) == "untrusted_issuer"
+
+
+def test_bundle_completes_leaf_only_chains_and_ends_at_the_root() -> None:
+    root = CA(organization="Bundle")
+    inter = root.intermediate()
+    leaf = inter.issue_client_cert(common_name="alice")
+    trust = TrustStore.from_pem(root.cert_pem.bytes() + inter.cert_pem.bytes())
+    identity = Verifier(trust_store=trust).verify(leaf.cert_pem.text())  # leaf only
+    assert identity.chain == (leaf.certificate, inter.certificate, root.certificate)
+    assert len(trust) == 2  # both are still listed (and given to the TLS layer)
+    # An intermediate alone is still an anchor: nothing above it is known.
+    alone = Verifier(trust_store=TrustStore.from_pem(inter.cert_pem.bytes()))
+    assert alone.verify(leaf.cert_pem.text()).chain == (leaf.certificate, inter.certificate)
+
+
+def test_bundle_with_an_expired_root_refuses_like_openssl() -> None:
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    root = CA(organization="Old", not_before=past - dt.timedelta(days=30), not_after=past)
+    inter = root.intermediate(not_after=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30))
+    leaf = inter.issue_client_cert().chain_pem.text()
+    assert _bundle_code(TrustStore.from_pem(inter.cert_pem.bytes()), leaf) == "accepted"
+    bundle = TrustStore.from_pem(root.cert_pem.bytes() + inter.cert_pem.bytes())
+    assert _bundle_code(bundle, leaf) == "untrusted_issuer"  # no valid path to the root
+
+
+def test_cross_signed_cas_in_one_store_stay_usable() -> None:
+    """Two CAs that certify each other: neither is above the other, both remain anchors."""
+    from cryptography.hazmat.primitives import hashes
+
+    a, b = CA(organization="A"), CA(organization="B")
+
+    def cross(subject: CA, issuer: CA) -> x509.Certificate:
+        c = subject.certificate
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(c.subject)
+            .issuer_name(issuer.certificate.subject)
+            .public_key(c.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(c.not_valid_before_utc)
+            .not_valid_after(c.not_valid_after_utc)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                subject.certificate.extensions.get_extension_for_class(x509.KeyUsage).value,
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(c.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.private_key.public_key()),  # type: ignore[arg-type]
+                critical=False,
+            )
+        )
+        return builder.sign(issuer.private_key, hashes.SHA256())  # type: ignore[arg-type]
+
+    trust = TrustStore.from_certificates([cross(a, b), cross(b, a)])
+    assert _bundle_code(trust, a.issue_client_cert().cert_pem.text()) == "accepted"
+    assert _bundle_code(trust, b.issue_client_cert().cert_pem.text()) == "accepted"

@@ -501,6 +501,10 @@ def cmd_testca(args: argparse.Namespace, out: Out) -> int:
     d = str(pki.directory)
     out.line(f"  mtlsauth verify --ca {d}/ca.pem --crl {d}/crl.pem {d}/client-good.pem")
     out.line(f"  mtlsauth verify --ca {d}/ca.pem --crl {d}/crl.pem {d}/client-revoked.pem")
+    out.line(
+        "The trust anchor is ca.pem (the root). For clients that send only their leaf, add "
+        "intermediate.pem as --intermediate (intermediates= in code), not as another anchor."
+    )
     out.line("These keys are for testing only: never use them for anything real.")
     return 0
 
@@ -557,7 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--header-format", metavar="FORMAT", help=fmt_help)
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("testca", parents=[common], help="write a test PKI to a folder")
+    p = sub.add_parser(
+        "testca",
+        parents=[common],
+        help="write a test PKI to a folder",
+        description="Write a root CA (ca.pem, the trust anchor), an intermediate, client "
+        "certificates, CRLs and a localhost server certificate to DIR.",
+    )
     p.add_argument("directory", metavar="DIR")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=cmd_testca)

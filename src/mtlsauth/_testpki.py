@@ -124,7 +124,7 @@ def write_test_pki(directory: str | os.PathLike[str], *, force: bool = False) ->
     put(
         "ca-bundle.pem",
         root.cert_pem.bytes() + inter.cert_pem.bytes(),
-        "root + intermediate, for proxies that want the whole chain",
+        "root + intermediate, only for tools that need both in one file (the anchor is ca.pem)",
     )
     put(
         "crl.pem",

@@ -34,11 +34,61 @@ def _is_cert_name(name: str) -> bool:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class TrustSnapshot:
-    """One immutable set of anchors, with the verifier ``Store`` built once for it."""
+    """One immutable set of trusted certificates, with the verifier ``Store`` built once for it.
+
+    ``store`` holds the anchors: every certificate that no other certificate of the set
+    issued. The others (``intermediates``: an intermediate CA next to its root in a bundle)
+    are offered to path building as intermediates, so a chain through them is validated up to
+    the top anchor and gets that anchor's name constraints and its CRL or OCSP check.
+    """
 
     certificates: tuple[x509.Certificate, ...]
     store: Store
     fingerprints: frozenset[str]
+    intermediates: tuple[x509.Certificate, ...] = ()
+
+
+def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """True when ``parent`` is a CA whose key signed ``child`` under ``child``'s issuer name."""
+    try:
+        bc = parent.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if not bc.ca:
+            return False
+        child.verify_directly_issued_by(parent)
+    except Exception:  # noqa: BLE001 - no CA, other name, other key, unsupported algorithm
+        return False
+    return True
+
+
+def _split_anchors(
+    certs: list[x509.Certificate],
+) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
+    """Anchors (issued by no other certificate of the set) and in-store intermediates.
+
+    A certificate whose issuer is also in the set is validated up to that issuer, as OpenSSL
+    does without partial chains: otherwise a bundle's intermediate would end every path,
+    skipping the root's name constraints and the intermediate's own revocation check. A
+    certificate from which no anchor can be reached (CAs that certify each other) stays an
+    anchor, so a bundle never loses a CA it lists.
+    """
+    by_subject: dict[bytes, list[int]] = {}
+    for i, c in enumerate(certs):
+        by_subject.setdefault(c.subject.public_bytes(), []).append(i)
+    parents: list[list[int]] = []
+    for i, c in enumerate(certs):
+        same_name = by_subject.get(c.issuer.public_bytes(), [])
+        parents.append([j for j in same_name if j != i and _issued(c, certs[j])])
+    anchor = [not p for p in parents]
+    reaches = list(anchor)
+    changed = True
+    while changed:  # reaches[i]: some in-store issuer path from i ends at an anchor
+        changed = False
+        for i, ps in enumerate(parents):
+            if not reaches[i] and any(reaches[j] for j in ps):
+                reaches[i] = changed = True
+    anchors = [c for i, c in enumerate(certs) if anchor[i] or not reaches[i]]
+    subordinate = [c for i, c in enumerate(certs) if not anchor[i] and reaches[i]]
+    return anchors, subordinate
 
 
 def _snapshot(certs: Iterable[x509.Certificate]) -> TrustSnapshot:
@@ -47,7 +97,9 @@ def _snapshot(certs: Iterable[x509.Certificate]) -> TrustSnapshot:
         unique.setdefault(hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest(), c)
     if not unique:
         raise ValueError("a TrustStore needs at least one certificate")
-    return TrustSnapshot(tuple(unique.values()), Store(list(unique.values())), frozenset(unique))
+    everything = list(unique.values())
+    anchors, subordinate = _split_anchors(everything)
+    return TrustSnapshot(tuple(everything), Store(anchors), frozenset(unique), tuple(subordinate))
 
 
 def load_certificate_file(path: Path) -> list[x509.Certificate]:
@@ -84,8 +136,11 @@ class TrustStore:
 
         trust = TrustStore.from_pem_file("clients-ca.pem") | TrustStore.from_directory("extra/")
 
-    Every certificate in the store is a trust anchor (a "partial chain" is fine: an
-    intermediate in the store anchors the chains below it).
+    A certificate in the store is a trust anchor unless another certificate in the store
+    issued it: a bundle of a root and its intermediate validates chains through the
+    intermediate up to the root (the root's name constraints, and revocation of the
+    intermediate, apply). An intermediate whose issuer is not in the store anchors the chains
+    below it (a "partial chain").
 
     Security note: anything you put here can issue client certificates your app will accept.
     Keep it to the CAs that issue *client* certificates, not a public web PKI bundle.

@@ -475,10 +475,11 @@ class Verifier:
             raise CertificateInvalid(
                 "certificate is not one of the pinned certificates", code="pin_mismatch"
             )
+        trust = self._trust_store.snapshot()
         chain = validate_path(
-            self._trust_store.snapshot().store,
+            trust.store,
             leaf,
-            [*presented_intermediates, *self._intermediates],
+            [*presented_intermediates, *self._intermediates, *trust.intermediates],
             at=at,
             max_depth=self._max_depth,
             clock_skew_s=self._skew_s,
