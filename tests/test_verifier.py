@@ -126,7 +126,10 @@ def test_chain_rules(pki) -> None:
     verifier = Verifier(trust_store=pki.root.trust_store())
     assert _code(verifier, pki.good.chain_pem.text()) == "accepted"
     assert _code(verifier, pki.direct.chain_pem.text()) == "accepted"
-    assert _code(verifier, pki.good.cert_pem.text()) == "untrusted_issuer"  # intermediate missing
+    fresh = Verifier(trust_store=pki.root.trust_store())
+    assert _code(fresh, pki.good.cert_pem.text()) == "untrusted_issuer"  # intermediate missing
+    # Once verified with its intermediate, the same leaf reuses that validated chain.
+    assert _code(verifier, pki.good.cert_pem.text()) == "accepted"
     assert (
         _code(verifier, pki.other_root.issue_client_cert().chain_pem.text()) == "untrusted_issuer"
     )
@@ -400,6 +403,8 @@ def test_cached_pass_is_reused_only_while_revocation_data_is_unchanged(pki) -> N
     verifier.verify(chain)
     assert verifier.health()["cache"] == {
         "entries": 1,
+        "admitted": 1,
+        "aliases": 1,
         "negative_entries": 0,
         "max_entries": 10000,
         "hits": 1,
@@ -516,6 +521,183 @@ def test_negative_cache_is_bounded_and_disabled_with_the_cache(pki) -> None:
     off.verify(pki.good.chain_pem.text())
     off.verify(pki.good.chain_pem.text())
     assert off.health()["cache"]["entries"] == 0  # type: ignore[index]
+
+
+# -- cache keys a client cannot multiply --------------------------------------------------
+def _tls(*certs: object) -> Presented:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    ders = tuple(c.public_bytes(Encoding.DER) for c in certs)  # type: ignore[attr-defined]
+    return Presented(peer="192.0.2.7", headers=(), tls_chain=ders)
+
+
+@pytest.fixture(scope="module")
+def junk() -> list[x509.Certificate]:
+    """Unrelated certificates a client can append to its chain: they do not stop validation."""
+    ca = CA(organization="Junk")
+    leaf = ca.issue_client_cert().certificate
+    from cryptography.hazmat.primitives import hashes
+
+    out = []
+    for i in range(1100):  # cheap: one key, new serials
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(leaf.subject)
+            .issuer_name(leaf.issuer)
+            .public_key(leaf.public_key())
+            .serial_number(i + 1)
+            .not_valid_before(leaf.not_valid_before_utc)
+            .not_valid_after(leaf.not_valid_after_utc)
+        )
+        out.append(builder.sign(ca.private_key, hashes.SHA256()))  # type: ignore[arg-type]
+    return out
+
+
+def _legit(pki, n: int) -> list[Presented]:
+    return [
+        _tls(pki.inter.issue_client_cert(common_name=f"user{i}").certificate, pki.inter.certificate)
+        for i in range(n)
+    ]
+
+
+def test_chain_variants_of_one_leaf_cannot_evict_legitimate_entries(pki, junk) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store(), cache_size=100)
+    legit = _legit(pki, 50)
+    for p in legit:
+        verifier.authenticate(p)
+    attacker = pki.inter.issue_client_cert(common_name="attacker").certificate
+    for extra in junk:  # 1,100 variants of one valid chain
+        assert verifier.authenticate(_tls(attacker, pki.inter.certificate, extra)) is not None
+    stats = verifier.health()["cache"]
+    assert stats["entries"] == 51  # type: ignore[index]
+    assert stats["aliases"] <= 50 + 4  # type: ignore[index,operator]
+    hits = stats["hits"]  # type: ignore[index]
+    misses = stats["misses"]  # type: ignore[index]
+    for p in legit:
+        verifier.authenticate(p)
+    after = verifier.health()["cache"]
+    assert after["hits"] == hits + 50  # type: ignore[index,operator]
+    assert after["misses"] == misses  # type: ignore[index]
+
+
+def test_chain_variants_reuse_the_validated_chain(pki, junk, monkeypatch) -> None:
+    import mtlsauth._verifier as verifier_module
+
+    calls = []
+    real = verifier_module.validate_path
+    monkeypatch.setattr(
+        verifier_module, "validate_path", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    rev = SwitchableRevocation()
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=rev)
+    leaf = pki.good.certificate
+    first = verifier.authenticate(_tls(leaf, pki.inter.certificate))
+    for extra in junk[:200]:
+        assert verifier.authenticate(_tls(leaf, pki.inter.certificate, extra)) is first
+    assert (len(calls), rev.calls) == (1, 1)
+    # Revocation data changed: the next variant is verified again, and refused.
+    rev.revoked.add(leaf.serial_number)
+    rev.token = object()
+    with pytest.raises(CertificateRevoked):
+        verifier.authenticate(_tls(leaf, pki.inter.certificate, junk[500]))
+    with pytest.raises(CertificateRevoked):
+        verifier.authenticate(_tls(leaf, pki.inter.certificate))
+
+
+def test_a_leaf_cached_from_one_source_is_not_served_for_another(pki) -> None:
+    from mtlsauth import ForwardedCert
+    from mtlsauth._forwarded import encode_forwarded
+
+    fwd = ForwardedCert.preset("nginx", header="X-Cert", trusted_proxies=["192.0.2.1"])
+    verifier = Verifier(
+        trust_store=pki.root.trust_store(), forwarded=fwd, intermediates=[pki.inter.certificate]
+    )
+    leaf = pki.good
+    assert verifier.authenticate(_tls(leaf.certificate, pki.inter.certificate)).source == "tls"
+    headers = tuple(("x-cert", v) for _k, v in encode_forwarded("nginx", leaf.chain_der))
+    identity = verifier.authenticate(Presented(peer="192.0.2.1", headers=headers))
+    assert identity is not None
+    assert identity.source == "header:X-Cert"
+
+
+def test_policy_denied_certificates_do_not_evict_admitted_entries(pki) -> None:
+    from mtlsauth import Policy, PolicyDenied
+
+    verifier = Verifier(
+        trust_store=pki.root.trust_store(), policy=Policy(organizations={"payments"}), cache_size=40
+    )
+    legit = [
+        _tls(
+            pki.inter.issue_client_cert(organization="payments").certificate, pki.inter.certificate
+        )
+        for _ in range(30)
+    ]
+    for p in legit:
+        verifier.authenticate(p)
+    for _ in range(300):  # genuine certificates the policy refuses
+        denied = pki.inter.issue_client_cert(organization="elsewhere").certificate
+        with pytest.raises(PolicyDenied):
+            verifier.authenticate(_tls(denied, pki.inter.certificate))
+    hits = verifier.health()["cache"]["hits"]  # type: ignore[index]
+    for p in legit:
+        verifier.authenticate(p)
+    assert verifier.health()["cache"]["hits"] == hits + 30  # type: ignore[index,operator]
+    assert verifier.health()["cache"]["admitted"] == 30  # type: ignore[index]
+    assert verifier.health()["cache"]["entries"] <= 30 + 16  # probation: its own small share
+
+
+def test_a_denied_entry_is_admitted_once_some_route_allows_it(pki) -> None:
+    from mtlsauth import Policy, PolicyDenied
+
+    verifier = Verifier(
+        trust_store=pki.root.trust_store(), policy=Policy(organizations={"ads"}), cache_size=10
+    )
+    p = _tls(pki.good.certificate, pki.inter.certificate)
+    with pytest.raises(PolicyDenied):
+        verifier.authenticate(p)
+    assert verifier.health()["cache"]["admitted"] == 0  # type: ignore[index]
+    assert verifier.authenticate(p, policy=Policy(organizations={"payments"})) is not None
+    assert verifier.health()["cache"]["admitted"] == 1  # type: ignore[index]
+
+
+def test_failing_chain_variants_of_one_leaf_cost_bounded_work(pki, junk, monkeypatch) -> None:
+    import mtlsauth._verifier as verifier_module
+
+    calls = []
+    real = verifier_module.validate_path
+    monkeypatch.setattr(
+        verifier_module, "validate_path", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    orphan = pki.good.certificate  # without its intermediate: no path
+    for extra in junk[:300]:
+        with pytest.raises(CertificateInvalid) as info:
+            verifier.authenticate(_tls(orphan, extra))
+        assert info.value.code == "untrusted_issuer"
+    assert len(calls) <= 4
+    assert verifier.health()["cache"]["negative_entries"] <= 256  # type: ignore[index,operator]
+    # Another, valid leaf is not affected.
+    assert verifier.authenticate(_tls(pki.direct.certificate)) is not None
+
+
+def test_proxy_verified_identities_are_keyed_by_identity_not_by_header_bytes(pki) -> None:
+    from mtlsauth import ForwardedCert
+
+    fwd = ForwardedCert(
+        header="X-Forwarded-Client-Cert",
+        encoding="xfcc",
+        trusted_proxies=["192.0.2.1"],
+        verified_by_proxy=True,
+    )
+    verifier = Verifier(trust_store=pki.root.trust_store(), forwarded=fwd, cache_size=100)
+    own = "Hash=" + "ab" * 32 + ';Subject="CN=web,O=Acme";URI=spiffe://td/ns/a/sa/web'
+    for i in range(1000):  # a client-chosen element before the proxy's own (APPEND_FORWARD)
+        value = f'By=spiffe://x;Hash={i:064x};Subject="CN=junk{i}",' + own
+        headers = (("x-forwarded-client-cert", value),)
+        identity = verifier.authenticate(Presented(peer="192.0.2.1", headers=headers))
+        assert identity is not None
+        assert identity.common_name == "web"
+    assert verifier.health()["cache"]["entries"] == 1  # type: ignore[index]
 
 
 # -- configuration errors ----------------------------------------------------------------

@@ -1,42 +1,99 @@
-"""Bounded verification caches keyed by the SHA-256 of what the client presented.
+"""Bounded verification caches that a client cannot flood.
+
+One entry per *verification*: the leaf (its DER bytes) and the source it came from, or for a
+proxy-verified identity the identity itself. What else a client sends with its leaf (extra or
+unrelated certificates, another order, another encoding of the same chain) does not make a
+new entry: it adds an *alias*, the SHA-256 of the raw presented bytes, which is what a hit
+looks up (a hit needs no percent-decoding, base64 or DER parsing). Each entry keeps at most
+``MAX_ALIASES`` aliases; more variants of one leaf replace that leaf's own oldest alias, so
+they never evict anyone else's entry, and cost a decode and a hash, not a verification.
 
 Positive entries hold a chain-verified identity (before policy, which is re-checked on every
 hit) until the earliest of: the chain's ``notAfter``, the revocation data's ``nextUpdate``,
-and a TTL. Negative entries are few and short-lived: they blunt floods of the same bad
-certificate without pinning a refusal for long.
+and a TTL. A new entry starts *on probation*, in a small segment of its own; the first
+request it is admitted for (any policy, or none) moves it to the main LRU. Certificates that
+every policy refuses therefore only ever evict each other.
 
-Keys are digests of the *raw* presented bytes, so a hit needs no percent-decoding, base64 or
-DER parsing.
+Negative entries are few and short-lived: they blunt floods of the same bad input without
+pinning a refusal for long. They live apart from the positive ones and never evict them.
+Failures are also counted per leaf: once ``MAX_FAILING_VARIANTS`` different inputs with one
+leaf have failed within the negative TTL, further new variants of that leaf are refused with
+the last failure, without verifying them again, until the TTL has passed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography import x509
 
 from mtlsauth._errors import MTLSAuthError
 from mtlsauth._identity import ClientIdentity
 
-__all__ = ["CacheEntry", "NegativeEntry", "VerificationCache"]
+__all__ = [
+    "MAX_ALIASES",
+    "MAX_FAILING_VARIANTS",
+    "CacheEntry",
+    "NegativeEntry",
+    "VerificationCache",
+    "identity_key",
+    "leaf_key",
+]
+
+MAX_ALIASES = 4
+"""Raw-input variants remembered per cached verification."""
+MAX_FAILING_VARIANTS = 4
+"""Different failing inputs per leaf verified within the negative TTL, before refusing more."""
 
 
-@dataclass(frozen=True, slots=True)
+def leaf_key(source: str, leaf_der: bytes) -> bytes:
+    """What identifies a verification: the leaf's exact bytes and where it came from."""
+    return hashlib.sha256(
+        b"L" + source.encode("utf-8", "surrogatepass") + b"\x00" + leaf_der
+    ).digest()
+
+
+def identity_key(identity: ClientIdentity) -> bytes:
+    """The key of a proxy-verified identity: every compared field, and the source."""
+    return hashlib.sha256(b"I" + repr(identity).encode("utf-8", "surrogatepass")).digest()
+
+
 class CacheEntry:
-    identity: ClientIdentity
-    chain: Sequence[x509.Certificate]
-    expires: float  # time.time() seconds
-    # The trust/pin/revocation snapshots it was computed under: a result that finishes after
-    # a reload must never be served under the new trust (compared by identity on every hit).
-    tokens: object = None
-    # Policy verdicts for this identity, by id(policy) -> (policy, None | (type, code, detail)).
-    # Policies and identities are immutable, so a verdict never changes; bounded per entry.
-    verdicts: dict[int, tuple[object, tuple[type[MTLSAuthError], str, str] | None]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
+    """One cached verification.
+
+    ``tokens`` are the trust/pin/revocation snapshots it was computed under: a result that
+    finishes after a reload must never be served under the new trust (compared by identity on
+    every hit, and held here so that the comparison stays meaningful).
+
+    ``verdicts`` are the policy verdicts for this identity, by id(policy) -> (policy, None |
+    (type, code, detail)); the policy is held so that its id() cannot be reused. Policies and
+    identities are immutable, so a verdict never changes; bounded per entry by the Verifier.
+    """
+
+    __slots__ = ("admitted", "aliases", "chain", "expires", "identity", "key", "tokens", "verdicts")
+
+    def __init__(
+        self,
+        identity: ClientIdentity,
+        chain: Sequence[x509.Certificate],
+        expires: float,  # time.time() seconds
+        tokens: object = None,
+    ) -> None:
+        self.identity = identity
+        self.chain = chain
+        self.expires = expires
+        self.tokens = tokens
+        self.verdicts: dict[int, tuple[object, tuple[type[MTLSAuthError], str, str] | None]] = {}
+        self.key = b""  # the leaf (or identity) key, set when cached
+        self.aliases: tuple[bytes, ...] = ()
+        self.admitted = False  # True once some request was admitted with it
+
+    def __repr__(self) -> str:
+        return f"<CacheEntry {self.identity.subject!r} admitted={self.admitted}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,76 +104,191 @@ class NegativeEntry:
     expires: float
 
 
-class VerificationCache:
-    """An LRU of successes and a small LRU of failures, safe under threads and asyncio."""
+class _Failures:
+    __slots__ = ("count", "expires", "last")
 
-    __slots__ = ("_lock", "_neg", "_neg_size", "_neg_ttl", "_pos", "_size", "hits", "misses")
+    def __init__(self, last: NegativeEntry) -> None:
+        self.count = 1
+        self.expires = last.expires
+        self.last = last
+
+
+class VerificationCache:
+    """Successes (main LRU + probation) and a small LRU of failures, safe under threads and asyncio."""
+
+    __slots__ = (
+        "_aliases",
+        "_failures",
+        "_lock",
+        "_main",
+        "_neg",
+        "_neg_size",
+        "_neg_ttl",
+        "_probation",
+        "_probation_size",
+        "_size",
+        "hits",
+        "misses",
+    )
 
     def __init__(self, size: int, *, negative_size: int = 256, negative_ttl: float = 5.0) -> None:
         self._size = size
+        self._probation_size = min(size, max(16, size // 10))
         self._neg_size = negative_size if size else 0
         self._neg_ttl = negative_ttl
-        self._pos: OrderedDict[bytes, CacheEntry] = OrderedDict()
+        self._main: OrderedDict[bytes, CacheEntry] = OrderedDict()
+        self._probation: OrderedDict[bytes, CacheEntry] = OrderedDict()
+        self._aliases: dict[bytes, CacheEntry] = {}
         self._neg: OrderedDict[bytes, NegativeEntry] = OrderedDict()
+        self._failures: OrderedDict[bytes, _Failures] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
+    # -- the hot path -----------------------------------------------------------------------
     def get(self, key: bytes, now: float) -> CacheEntry | None:
-        entry = self._pos.get(key)
+        """The entry for a raw-input key (an alias), if cached and not expired."""
+        entry = self._aliases.get(key)
         if entry is None:
             self.misses += 1
             return None
         if entry.expires <= now:
             with self._lock:
-                self._pos.pop(key, None)
+                self._drop(entry)
             self.misses += 1
             return None
         # move_to_end is one C call, atomic under the GIL (and under the per-object lock of
         # free-threaded builds); the lock only serialises the multi-step writers below.
         try:
-            self._pos.move_to_end(key)
+            (self._main if entry.admitted else self._probation).move_to_end(entry.key)
         except KeyError:  # evicted by another thread meanwhile; the entry is still valid
             pass
         self.hits += 1
         return entry
 
-    def put(self, key: bytes, entry: CacheEntry) -> None:
+    # -- misses -------------------------------------------------------------------------------
+    def find(self, key: bytes, alias: bytes, now: float, tokens: object) -> CacheEntry | None:
+        """The entry for a leaf (or identity) ``key`` computed under ``tokens``; ``alias`` joins it.
+
+        Another variant of an already verified leaf: no verification, and no new entry.
+        """
+        entry = self._main.get(key) or self._probation.get(key)
+        if entry is None or entry.tokens is not tokens or entry.expires <= now:
+            return None
+        with self._lock:
+            if entry.key not in (self._main if entry.admitted else self._probation):
+                return None  # evicted meanwhile
+            self._add_alias(entry, alias)
+        self.hits += 1
+        self.misses -= 1  # counted by get(); this variant cost no verification
+        return entry
+
+    def put(self, key: bytes, alias: bytes, entry: CacheEntry) -> None:
+        """Cache a new verification under its leaf ``key``, on probation, with one alias."""
         if not self._size:
             return
         with self._lock:
-            self._pos[key] = entry
-            self._pos.move_to_end(key)
-            while len(self._pos) > self._size:
-                self._pos.popitem(last=False)
+            old = self._main.get(key) or self._probation.get(key)
+            if old is not None:
+                self._drop(old)
+            entry.key = key
+            entry.admitted = False
+            self._probation[key] = entry
+            self._add_alias(entry, alias)
+            while len(self._probation) > self._probation_size:
+                self._drop(next(iter(self._probation.values())))
 
+    def admit(self, entry: CacheEntry) -> None:
+        """A request was admitted with ``entry``: move it from probation to the main LRU."""
+        if entry.admitted:
+            return
+        with self._lock:
+            if entry.admitted or self._probation.get(entry.key) is not entry:
+                entry.admitted = True  # not cached (any more): nothing to move
+                return
+            del self._probation[entry.key]
+            entry.admitted = True
+            self._main[entry.key] = entry
+            while len(self._main) > self._size:
+                self._drop(next(iter(self._main.values())))
+
+    def _add_alias(self, entry: CacheEntry, alias: bytes) -> None:
+        other = self._aliases.get(alias)
+        if other is entry:
+            return
+        if other is not None:  # the same bytes verified again (e.g. after expiry)
+            other.aliases = tuple(a for a in other.aliases if a != alias)
+        aliases = entry.aliases
+        if len(aliases) >= MAX_ALIASES:
+            self._aliases.pop(aliases[0], None)
+            aliases = aliases[1:]
+        entry.aliases = (*aliases, alias)
+        self._aliases[alias] = entry
+
+    def _drop(self, entry: CacheEntry) -> None:
+        segment = self._main if entry.admitted else self._probation
+        if segment.get(entry.key) is entry:
+            del segment[entry.key]
+        for alias in entry.aliases:
+            if self._aliases.get(alias) is entry:
+                del self._aliases[alias]
+        entry.aliases = ()
+
+    # -- failures -----------------------------------------------------------------------------
     def get_negative(self, key: bytes, now: float) -> NegativeEntry | None:
         entry = self._neg.get(key)
         if entry is None or entry.expires <= now:
             return None
         return entry
 
-    def put_negative(self, key: bytes, error: MTLSAuthError, now: float) -> None:
+    def failing_leaf(self, key: bytes, now: float) -> NegativeEntry | None:
+        """The last failure of a leaf that failed with too many different inputs lately."""
+        record = self._failures.get(key)
+        if record is None or record.expires <= now or record.count < MAX_FAILING_VARIANTS:
+            return None
+        return record.last
+
+    def put_negative(
+        self, key: bytes, error: MTLSAuthError, now: float, leaf: bytes | None = None
+    ) -> None:
         if not self._neg_size:
             return
+        entry = NegativeEntry(type(error), error.code, error.detail, now + self._neg_ttl)
         with self._lock:
-            self._neg[key] = NegativeEntry(
-                type(error), error.code, error.detail, now + self._neg_ttl
-            )
+            self._neg[key] = entry
+            self._neg.move_to_end(key)
             while len(self._neg) > self._neg_size:
                 self._neg.popitem(last=False)
+            if leaf is None:
+                return
+            record = self._failures.get(leaf)
+            if record is None or record.expires <= now:
+                self._failures[leaf] = _Failures(entry)
+            else:
+                record.count += 1
+                record.last = entry
+                record.expires = entry.expires
+            self._failures.move_to_end(leaf)
+            while len(self._failures) > self._neg_size:
+                self._failures.popitem(last=False)
 
+    # -- maintenance ----------------------------------------------------------------------------
     def clear(self) -> None:
         with self._lock:
-            self._pos.clear()
+            self._main.clear()
+            self._probation.clear()
+            self._aliases.clear()
             self._neg.clear()
+            self._failures.clear()
 
     def __len__(self) -> int:
-        return len(self._pos)
+        return len(self._main) + len(self._probation)
 
     def stats(self) -> dict[str, int]:
         return {
-            "entries": len(self._pos),
+            "entries": len(self._main) + len(self._probation),
+            "admitted": len(self._main),
+            "aliases": len(self._aliases),
             "negative_entries": len(self._neg),
             "max_entries": self._size,
             "hits": self.hits,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from mtlsauth._cache import CacheEntry, VerificationCache
+from mtlsauth._cache import CacheEntry, VerificationCache, identity_key, leaf_key
 from mtlsauth._encoding import chain_to_der, load_der
 from mtlsauth._errors import (
     CertificateInvalid,
@@ -414,8 +414,12 @@ class Verifier:
         if policy is None:
             policy = self._policy
             if policy is None or self._policy_check is None:
+                if not entry.admitted:
+                    cache.admit(entry)
                 return entry.identity
         elif policy.is_empty:
+            if not entry.admitted:
+                cache.admit(entry)
             return entry.identity
         verdicts = entry.verdicts
         memo = verdicts.get(id(policy))
@@ -426,6 +430,8 @@ class Verifier:
         denial = memo[1]
         if denial is not None:
             raise denial[0](denial[2], code=denial[1])
+        if not entry.admitted:  # only what some policy admits may evict admitted entries
+            cache.admit(entry)
         return entry.identity
 
     def _miss(
@@ -437,9 +443,25 @@ class Verifier:
     ) -> CacheEntry:
         cache_missed.set(True)  # for the uncached/cached split of the metrics
         tokens = self._last_tokens  # taken before validating: see CacheEntry.tokens
+        cache = self._cache
+        leaf: bytes | None = None
         try:
             decoded = decode()
+            # Key what identifies the verification, not the bytes the client chose: another
+            # variant of a cached leaf (other extra certificates, order, encoding) reuses its
+            # validated chain while trust, pins and revocation data are unchanged.
             if isinstance(decoded, ClientIdentity):  # proxy-verified, opt-in
+                leaf = identity_key(decoded)
+            elif decoded:
+                leaf = leaf_key(source, decoded[0])
+            if leaf is not None:
+                found = cache.find(leaf, key, now, tokens)
+                if found is not None:
+                    return found
+                failing = cache.failing_leaf(leaf, now)
+                if failing is not None:  # this leaf failed with too many inputs lately
+                    raise failing.error_type(failing.detail, code=failing.code)
+            if isinstance(decoded, ClientIdentity):
                 entry = CacheEntry(decoded, (), now + self._cache_ttl, tokens)
             else:
                 identity, until = self._verify_ders(decoded, _utcnow(), source)
@@ -447,9 +469,10 @@ class Verifier:
                 entry = CacheEntry(identity, identity.chain, expires, tokens)
         except (CertificateInvalid, CertificateMissing, CertificateRevoked) as exc:
             if not isinstance(exc, RevocationUnavailable):  # transient: never cache
-                self._cache.put_negative(key, exc, now)
+                cache.put_negative(key, exc, now, leaf)
             raise
-        self._cache.put(key, entry)
+        if leaf is not None:
+            cache.put(leaf, key, entry)
         return entry
 
     def _check_revocation(self, chain: Sequence[x509.Certificate], at: datetime) -> datetime | None:
