@@ -620,6 +620,39 @@ def test_a_leaf_cached_from_one_source_is_not_served_for_another(pki) -> None:
     assert identity.source == "header:X-Cert"
 
 
+@pytest.mark.parametrize("preset", ["aws-alb", "traefik", "envoy", "haproxy", "apache", "rfc9440"])
+def test_forwarded_chain_variants_make_one_entry(pki, junk, preset: str) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from mtlsauth import ForwardedCert
+    from mtlsauth._forwarded import encode_forwarded
+
+    fwd = ForwardedCert.preset(preset, trusted_proxies=["192.0.2.1"])
+    verifier = Verifier(trust_store=pki.root.trust_store(), forwarded=fwd, cache_size=50)
+    legit = [
+        Presented(
+            peer="192.0.2.1",
+            headers=tuple(
+                (k.lower(), v)
+                for k, v in encode_forwarded(preset, p.tls_chain)  # type: ignore[arg-type]
+            ),
+        )
+        for p in _legit(pki, 20)
+    ]
+    for p in legit:
+        verifier.authenticate(p)
+    leaf = pki.good.chain_der
+    for extra in junk[:1000]:
+        pairs = encode_forwarded(preset, (*leaf, extra.public_bytes(Encoding.DER)))
+        headers = tuple((k.lower(), v) for k, v in pairs)
+        assert verifier.authenticate(Presented(peer="192.0.2.1", headers=headers)) is not None
+    assert verifier.health()["cache"]["entries"] == 21  # type: ignore[index]
+    hits = verifier.health()["cache"]["hits"]  # type: ignore[index]
+    for p in legit:
+        verifier.authenticate(p)
+    assert verifier.health()["cache"]["hits"] == hits + 20  # type: ignore[index,operator]
+
+
 def test_policy_denied_certificates_do_not_evict_admitted_entries(pki) -> None:
     from mtlsauth import Policy, PolicyDenied
 
