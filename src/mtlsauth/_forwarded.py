@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
+from mtlsauth._cache import BoundedMemo
 from mtlsauth._encoding import MAX_CHAIN_CERTS
 from mtlsauth._errors import CertificateInvalid, UntrustedForwarder
 from mtlsauth._forwarded_formats import (
@@ -109,6 +110,7 @@ class ForwardedCert:
         "_simple",
         "_source",
         "_trust_unix",
+        "_untrusted_peers",
         "_xfcc_cache",
         "chain_header",
         "encoding",
@@ -142,7 +144,8 @@ class ForwardedCert:
     _networks: tuple[Network, ...]
     _trust_unix: bool
     _peer_cache: dict[str, bool]
-    _xfcc_cache: dict[str, XFCCElement | str]
+    _untrusted_peers: BoundedMemo[str, bool]
+    _xfcc_cache: BoundedMemo[str, XFCCElement | str]
     _key_prefix: bytes
     _name_keys: dict[str, bytes]
     _source: str
@@ -219,8 +222,11 @@ class ForwardedCert:
         s(self, "_read", frozenset(read))
         s(self, "_networks", networks)
         s(self, "_trust_unix", trust_unix)
+        # Only trusted addresses enter _peer_cache, so no client can fill it; any client can
+        # choose its own address (an IPv6 /64 holds plenty), so the others are a BoundedMemo.
         s(self, "_peer_cache", {})
-        s(self, "_xfcc_cache", {})
+        s(self, "_untrusted_peers", BoundedMemo(_PEER_CACHE_MAX))
+        s(self, "_xfcc_cache", BoundedMemo(_XFCC_CACHE_MAX))
         s(self, "_key_prefix", b"fwd\x00")
         s(self, "_name_keys", {n: n.encode("ascii") + b"\x01" for n in all_names})
         s(self, "_source", f"header:{header}")
@@ -270,14 +276,18 @@ class ForwardedCert:
         if not peer:
             return self._trust_unix
         cache = self._peer_cache
-        hit = cache.get(peer)
-        if hit is not None:
-            return hit
+        if peer in cache:
+            return True
+        if self._untrusted_peers.get(peer) is not None:
+            return False
         trusted = match_peer(peer, self._networks)
+        if not trusted:
+            self._untrusted_peers.put(peer, False)
+            return False
         if len(cache) >= _PEER_CACHE_MAX:
             cache.clear()
-        cache[peer] = trusted
-        return trusted
+        cache[peer] = True
+        return True
 
     def extract(self, presented: Presented) -> ForwardedValue | None:
         """Take the certificate header(s) from ``presented``, without decoding them.
@@ -406,8 +416,9 @@ class ForwardedCert:
         return None
 
     def _xfcc_select(self, text: str) -> XFCCElement:
-        # Memoised (bounded): XFCC must be parsed to know whether it carries a certificate.
-        # A parse error is remembered by its message only (no traceback kept alive).
+        # Memoised (bounded, and a flood of new values cannot evict the values in use): XFCC
+        # must be parsed to know whether it carries a certificate. A parse error is remembered
+        # by its message only (no traceback kept alive).
         cache = self._xfcc_cache
         hit = cache.get(text)
         if hit is None:
@@ -415,9 +426,7 @@ class ForwardedCert:
                 hit = select_element(text, self.xfcc_element)
             except CertificateInvalid as exc:
                 hit = exc.detail
-            if len(cache) >= _XFCC_CACHE_MAX:
-                cache.clear()
-            cache[text] = hit
+            cache.put(text, hit)
         if isinstance(hit, str):
             raise malformed(hit)
         return hit

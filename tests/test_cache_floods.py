@@ -1,0 +1,79 @@
+"""Memos keyed by what a client chooses: bounded, and a flood cannot evict what is in use."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtlsauth import ForwardedCert, MTLSAuthError, Presented
+from mtlsauth._cache import BoundedMemo
+
+PROXY = "10.0.0.1"
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[object]:
+    calls: list[object] = []
+    real = getattr(module, name)
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args[0] if args else None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counting)
+    return calls
+
+
+def test_bounded_memo_keeps_repeated_keys_through_a_flood_of_new_ones() -> None:
+    memo: BoundedMemo[str, int] = BoundedMemo(8)
+    for key in ("a", "b"):
+        memo.put(key, 1)
+        assert memo.get(key) == 1  # asked for again: kept
+    for i in range(10_000):  # each seen once
+        if memo.get(f"junk{i}") is None:
+            memo.put(f"junk{i}", i)
+    assert memo.get("a") == 1
+    assert memo.get("b") == 1
+    assert len(memo) <= 8 + 8
+    memo.clear()
+    assert memo.get("a") is None
+
+
+def test_xfcc_parse_memo_survives_a_flood(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mtlsauth._forwarded as fwd_module
+
+    calls = _spy(monkeypatch, fwd_module, "select_element")
+    fc = ForwardedCert(
+        header="X-Forwarded-Client-Cert",
+        encoding="xfcc",
+        trusted_proxies=[PROXY],
+        verified_by_proxy=True,
+    )
+    legit = "Hash=" + "ab" * 32 + ';Subject="CN=web,O=Acme";URI=spiffe://td/ns/a/sa/web'
+
+    def extract(value: str) -> None:
+        fc.extract(Presented(peer=PROXY, headers=(("x-forwarded-client-cert", value),)))
+
+    extract(legit)
+    extract(legit)
+    for i in range(5000):  # every request a new header value
+        extract(f'Hash={i:064x};Subject="CN=junk{i}"')
+    before = len(calls)
+    extract(legit)
+    assert len(calls) == before  # still memoised
+    assert len(fc._xfcc_cache) <= 1024
+
+
+def test_peer_memo_survives_a_flood_of_untrusted_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mtlsauth._forwarded as fwd_module
+
+    calls = _spy(monkeypatch, fwd_module, "match_peer")
+    fc = ForwardedCert(header="X-Cert", encoding="url-pem", trusted_proxies=["10.0.0.0/24"])
+    assert fc.is_trusted(PROXY) is True
+    for i in range(20_000):  # e.g. an IPv6 client rotating its source address
+        peer = f"2001:db8::{i:x}"
+        assert fc.is_trusted(peer) is False
+        with pytest.raises(MTLSAuthError):
+            fc.extract(Presented(peer=peer, headers=(("x-cert", "MII"),)))
+    before = len(calls)
+    assert fc.is_trusted(PROXY) is True
+    assert len(calls) == before  # the proxy's answer was never evicted
+    assert len(fc._peer_cache) + len(fc._untrusted_peers) <= 4096 + 4096
