@@ -136,7 +136,9 @@ class Verifier:
         intermediates: Known intermediate CAs, for clients that send only their leaf. They
             are *not* trust anchors.
         clock_skew: Tolerance for validity windows (``timedelta`` or seconds, at most 1 h).
-        cache_size: Maximum cached verifications (0 disables caching).
+        cache_size: Maximum cached verifications that a request was admitted with (0 disables
+            caching); new and refused ones wait in a segment a tenth that size. Entries are
+            per leaf and source, so variants of a chain cannot multiply them.
         cache_ttl: Seconds a cached success may live at most.
 
     Raises:
