@@ -354,3 +354,60 @@ def test_cross_signed_cas_in_one_store_stay_usable() -> None:
     trust = TrustStore.from_certificates([cross(a, b), cross(b, a)])
     assert _bundle_code(trust, a.issue_client_cert().cert_pem.text()) == "accepted"
     assert _bundle_code(trust, b.issue_client_cert().cert_pem.text()) == "accepted"
+
+
+def test_a_cross_signed_twin_of_a_bundled_intermediate_is_no_shortcut() -> None:
+    """The same CA (name and key) certified by the root and by an outside CA: still validated
+    up to the root, so the root's CRL listing it applies."""
+    from cryptography.hazmat.primitives import hashes
+
+    from mtlsauth import CRLSet
+
+    root, outside = CA(organization="Root"), CA(organization="Outside")
+    inter = root.intermediate()
+    leaf = inter.issue_client_cert().cert_pem.text()  # leaf only: every path is up to the store
+    c = inter.certificate
+    twin = (
+        x509.CertificateBuilder()
+        .subject_name(c.subject)
+        .issuer_name(outside.certificate.subject)
+        .public_key(c.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(c.not_valid_before_utc)
+        .not_valid_after(c.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(c.extensions.get_extension_for_class(x509.KeyUsage).value, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(c.public_key()), critical=False)
+        .sign(outside.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    crls = CRLSet.from_pem(root.revoke(c).bytes() + inter.crl().bytes())
+    for order in ([root.certificate, c, twin], [twin, c, root.certificate]):
+        trust = TrustStore.from_certificates(order)
+        assert _bundle_code(trust, leaf, revocation=crls) == "certificate_revoked"
+
+
+def test_a_self_signed_root_stays_an_anchor_next_to_its_cross_signed_copy() -> None:
+    """A root both self-signed and cross-signed by an older, now expired root (all three in
+    the bundle): its own self-signed certificate still anchors, nothing is locked out."""
+    from cryptography.hazmat.primitives import hashes
+
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    old = CA(organization="Old", not_before=past - dt.timedelta(days=900), not_after=past)
+    root = CA(organization="New")
+    c = root.certificate
+    cross = (
+        x509.CertificateBuilder()
+        .subject_name(c.subject)
+        .issuer_name(old.certificate.subject)
+        .public_key(c.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(past - dt.timedelta(days=100))
+        .not_valid_after(c.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(c.extensions.get_extension_for_class(x509.KeyUsage).value, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(c.public_key()), critical=False)
+        .sign(old.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    leaf = root.intermediate().issue_client_cert().chain_pem.text()
+    for order in ([old.certificate, cross, c], [c, cross, old.certificate]):
+        assert _bundle_code(TrustStore.from_certificates(order), leaf) == "accepted"

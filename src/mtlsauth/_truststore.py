@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs12
 from cryptography.x509.verification import Store
 
 from mtlsauth._encoding import MAX_INPUT_BYTES, chain_to_der, load_der, pem_to_der_list
@@ -63,32 +63,57 @@ def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
 def _split_anchors(
     certs: list[x509.Certificate],
 ) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
-    """Anchors (issued by no other certificate of the set) and in-store intermediates.
+    """Anchors (issued by no other CA of the set) and in-store intermediates.
 
     A certificate whose issuer is also in the set is validated up to that issuer, as OpenSSL
     does without partial chains: otherwise a bundle's intermediate would end every path,
     skipping the root's name constraints and the intermediate's own revocation check. A
-    certificate from which no anchor can be reached (CAs that certify each other) stays an
-    anchor, so a bundle never loses a CA it lists.
+    self-signed certificate is always an anchor. A certificate from which no anchor can be
+    reached (CAs that certify each other) stays an anchor, so a bundle never loses a CA it
+    lists; another certificate for a CA that is placed below an anchor (same name and key:
+    cross-signed elsewhere) is placed there too.
     """
+    ids = [_ca_identity(c) for c in certs]
     by_subject: dict[bytes, list[int]] = {}
-    for i, c in enumerate(certs):
-        by_subject.setdefault(c.subject.public_bytes(), []).append(i)
+    for i, (subject, _key) in enumerate(ids):
+        by_subject.setdefault(subject, []).append(i)
     parents: list[list[int]] = []
     for i, c in enumerate(certs):
         same_name = by_subject.get(c.issuer.public_bytes(), [])
-        parents.append([j for j in same_name if j != i and _issued(c, certs[j])])
-    anchor = [not p for p in parents]
-    reaches = list(anchor)
+        # Another certificate of the same CA (name and key) is not its issuer: a self-signed
+        # root and a cross-signed copy of it certify each other that way.
+        parents.append([j for j in same_name if ids[j] != ids[i] and _issued(c, certs[j])])
+    top = [not p for p in parents]
+    reaches = list(top)
     changed = True
-    while changed:  # reaches[i]: some in-store issuer path from i ends at an anchor
+    while changed:  # reaches[i]: some in-store issuer path from i ends at a top certificate
         changed = False
         for i, ps in enumerate(parents):
             if not reaches[i] and any(reaches[j] for j in ps):
                 reaches[i] = changed = True
-    anchors = [c for i, c in enumerate(certs) if anchor[i] or not reaches[i]]
-    subordinate = [c for i, c in enumerate(certs) if not anchor[i] and reaches[i]]
-    return anchors, subordinate
+    below = {i for i in range(len(certs)) if not top[i] and reaches[i]}
+    # The same CA certified elsewhere as well, e.g. cross-signed by a CA outside the store, is
+    # no shortcut: it is an intermediate too, so paths through that CA still end at the top.
+    placed = {ids[i] for i in below}
+    below |= {i for i in range(len(certs)) if ids[i] in placed}
+    below -= {i for i, c in enumerate(certs) if _self_signed(c)}
+    anchors = [c for i, c in enumerate(certs) if i not in below]
+    return anchors, [certs[i] for i in sorted(below)]
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except Exception:  # noqa: BLE001 - other key, unsupported algorithm
+        return False
+    return True
+
+
+def _ca_identity(cert: x509.Certificate) -> tuple[bytes, bytes]:
+    key = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return cert.subject.public_bytes(), key
 
 
 def _snapshot(certs: Iterable[x509.Certificate]) -> TrustSnapshot:
