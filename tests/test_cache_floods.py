@@ -77,3 +77,21 @@ def test_peer_memo_survives_a_flood_of_untrusted_addresses(monkeypatch: pytest.M
     assert fc.is_trusted(PROXY) is True
     assert len(calls) == before  # the proxy's answer was never evicted
     assert len(fc._peer_cache) + len(fc._untrusted_peers) <= 4096 + 4096
+
+
+def test_a_chain_variant_served_from_the_leaf_entry_counts_as_cached() -> None:
+    from mtlsauth import Verifier
+    from mtlsauth._guard import Guard
+    from mtlsauth.testing import CA
+
+    ca = CA(organization="Variants")
+    cert = ca.issue_client_cert(common_name="svc")
+    extra = CA().cert_pem.text()
+    guard = Guard(verifier=Verifier(trust_store=ca.trust_store()))
+
+    def decide(*chain: str) -> object:
+        return guard.decide(Presented(PROXY, (), chain, None, "/x", "GET"), "mandatory", None)
+
+    first, variant = decide(cert.cert_pem.text()), decide(cert.cert_pem.text(), extra)
+    assert (first.cached, variant.cached) == (False, True)  # type: ignore[attr-defined]
+    assert variant.code == "ok"  # type: ignore[attr-defined]

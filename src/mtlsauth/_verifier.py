@@ -459,6 +459,7 @@ class Verifier:
             if leaf is not None:
                 found = cache.find(leaf, key, now, tokens)
                 if found is not None:
+                    cache_missed.set(False)  # served from the cache: no verification ran
                     return found
                 failing = cache.failing_leaf(leaf, now)
                 if failing is not None:  # this leaf failed with too many inputs lately
