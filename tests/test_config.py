@@ -242,16 +242,50 @@ def test_forwarded_without_preset(tmp_path, pki):
 
 
 def test_ocsp_table(tmp_path, pki):
-    from mtlsauth import _revocation
+    from mtlsauth import OCSPChecker
 
     path = write(tmp_path, base(pki) + "[revocation.ocsp]\n")
-    if getattr(_revocation, "OCSPChecker", None) is None:
-        with pytest.raises(
-            ValueError, match=r"\[revocation\]\.ocsp: OCSP checking is not available"
-        ):
-            load_config(path)
-    else:
-        assert load_config(path).verifier().revocation is not None
+    checker = load_config(path).verifier().revocation
+    assert isinstance(checker, OCSPChecker)
+    assert repr(checker) == "<OCSPChecker mode=hard-fail scope=leaf url=None>"
+
+
+def test_ocsp_table_every_key(tmp_path, pki):
+    from mtlsauth import CRLSet, OCSPChecker
+
+    text = base(pki) + (
+        f'[revocation]\ncrls = ["{pki.path("crl.pem")}"]\n'
+        "[revocation.ocsp]\n"
+        'responder_url = "http://127.0.0.1:9/ocsp"\ntimeout = 2\nmode = "soft-fail"\n'
+        'scope = "chain"\ncache_size = 10\nnonce = false\nmax_age = 600\n'
+        f'retry_after = 5\ntrusted_responders = ["{pki.path("ca.pem")}"]\n'
+    )
+    crls, ocsp = load_config(write(tmp_path, text)).verifier().revocation._checkers
+    assert isinstance(crls, CRLSet)
+    assert isinstance(ocsp, OCSPChecker)
+    assert repr(ocsp) == "<OCSPChecker mode=soft-fail scope=chain url='http://127.0.0.1:9/ocsp'>"
+    assert (ocsp._timeout, ocsp._cache_size, ocsp._nonce) == (2.0, 10, False)
+    assert ocsp._max_age.total_seconds() == 600
+    assert ocsp._retry_after.total_seconds() == 5
+    assert len(ocsp._trusted) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('mode = "hard"', r"\[revocation\.ocsp\]\.mode: must be one of hard-fail, soft-fail"),
+        ("timeout = 0", r"\[revocation\.ocsp\]\.timeout: must be a number > 0"),
+        ('timeout = "2"', r"\[revocation\.ocsp\]\.timeout: must be a number > 0, not a string"),
+        ("nonce = 1", r"\[revocation\.ocsp\]\.nonce: must be true or false"),
+        ('responder_url = "ftp://x/"', r"\[revocation\]\.ocsp: .*"),
+        ('trusted_responders = ["nope.pem"]', r"trusted_responders\[1\]: .*no such file"),
+        ("timout = 2", r"\[revocation\.ocsp\]\.timout: unknown key \(did you mean 'timeout'\?\)"),
+    ],
+)
+def test_ocsp_table_errors_name_the_key(tmp_path, pki, body, message):
+    path = write(tmp_path, base(pki) + f"[revocation.ocsp]\n{body}\n")
+    with pytest.raises(ValueError, match=message + r".*\(line \d+\)"):
+        load_config(path)
 
 
 def test_load_policy_only(tmp_path):

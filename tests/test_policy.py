@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import ipaddress
 import pickle
+import re
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -145,6 +146,17 @@ CHECKS = [
     pytest.param({"subjects": ['CN=\\#lead \\=eq \\; semi\\\\ back\\ ,O=Acme\\, Inc. \\"Q\\"\\+R']}, "special", None, id="subject: escapes as Java prints them"),
     pytest.param({"subjects": ['/O=Acme, Inc. "Q"\\+R/CN=#lead =eq ; semi\\ back']}, "special", None, id="subject: escapes as OpenSSL compat prints them"),
     pytest.param({"subjects": ['CN=\\#lead =eq \\; semi\\\\ back\\ ,O=Acme']}, "special", "subject_not_allowed", id="subject: truncated O value"),
+    # OpenSSL's display form (openssl x509 -noout -subject), lower/mixed-case types, layout spaces
+    pytest.param({"subjects": ["C = US, O = Acme Corp, OU = Eng, OU = Ops, CN = alice"]}, "alice", None, id="subject: OpenSSL display form"),
+    pytest.param({"subjects": ["cn=alice,ou=Ops,ou=Eng,o=Acme Corp,c=US"]}, "alice", None, id="subject: lower-case types"),
+    pytest.param({"subjects": ["Cn = alice ,  oU=Ops, OU =Eng,O= Acme Corp , C=US"]}, "alice", None, id="subject: mixed case and spaces"),
+    pytest.param({"subjects": ['C = US, O = "Acme Corp", OU = Eng, OU = "Ops", CN = alice']}, "alice", None, id="subject: display form, quoted values"),
+    pytest.param({"subjects": ["/c=US/o=Acme Corp/ou=Eng/ou=Ops/cn=alice"]}, "alice", None, id="subject: slash form, lower-case types"),
+    pytest.param({"subjects": ["2.5.4.3=alice,OU=Ops,OU=Eng,O=#0c0941636d6520436f7270,C=US"]}, "alice", None, id="subject: OID type and #hex value"),
+    pytest.param({"subjects": ["CN=\\61lice,OU=Ops,OU=Eng,O=Acme\\20Corp,C=US"]}, "alice", None, id="subject: hex-pair escapes"),
+    pytest.param({"subjects": ["O = Acme Corp, CN = bob + UID = b42"]}, "bob", None, id="subject: display form, multi-valued RDN"),
+    pytest.param({"subjects": ['O = "Acme, Inc. \\"Q\\"+R", CN = "#lead =eq ; semi\\\\ back "']}, "special", None, id="subject: display form, specials quoted"),
+    pytest.param({"subjects": ["O = Z\\C3\\BCrich AG, CN = Jos\\C3\\A9"]}, "nonascii", None, id="subject: display form, UTF-8 escapes"),
     pytest.param({"subjects": ["CN=José,O=Zürich AG"]}, "nonascii", None, id="subject: non-ASCII"),
     pytest.param({"subjects": ["CN=Jos\\C3\\A9,O=Z\\C3\\BCrich AG"]}, "nonascii", None, id="subject: non-ASCII, OpenSSL RFC2253 hex escapes"),
     pytest.param({"subjects": ["/O=Z\\xC3\\xBCrich AG/CN=Jos\\xC3\\xA9"]}, "nonascii", None, id="subject: non-ASCII, OpenSSL compat escapes"),
@@ -175,15 +187,18 @@ CHECKS = [
     pytest.param({"common_names": ["x,CN=admin"]}, "inject", None, id="cn: the literal value"),
     pytest.param({"common_names": ["acme"]}, "no_cn", "common_name_not_allowed", id="cn: certificate without CN"),
     pytest.param({"common_names": ["bob"]}, "bob", None, id="cn: inside a multi-valued RDN"),
-    # --- organization: any O attribute
+    # --- organization: every O attribute must be allowed
     pytest.param({"organizations": ["acme corp"]}, "alice", None, id="o: case-insensitive"),
     pytest.param({"organizations": ["Acme"]}, "alice", "organization_not_allowed", id="o: no prefix match"),
-    pytest.param({"organizations": ["two"]}, "two_orgs", None, id="o: second O attribute"),
+    pytest.param({"organizations": ["two"]}, "two_orgs", "organization_not_allowed", id="o: one of two O attributes"),
+    pytest.param({"organizations": ["one"]}, "two_orgs", "organization_not_allowed", id="o: the first of two O attributes"),
+    pytest.param({"organizations": ["one", "two"]}, "two_orgs", None, id="o: every O attribute allowed"),
     pytest.param({"organizations": ["Acme"]}, "bare", "organization_not_allowed", id="o: certificate without O"),
     pytest.param({"organizations": ["Acme Corp"]}, "proxy", None, id="o: proxy identity"),
-    # --- organizational unit: any OU
-    pytest.param({"organizational_units": ["ops"]}, "alice", None, id="ou: second OU"),
-    pytest.param({"organizational_units": ["Eng"]}, "alice", None, id="ou: first OU"),
+    # --- organizational unit: every OU must be allowed
+    pytest.param({"organizational_units": ["ops"]}, "alice", "organizational_unit_not_allowed", id="ou: second OU only"),
+    pytest.param({"organizational_units": ["Eng"]}, "alice", "organizational_unit_not_allowed", id="ou: first OU only"),
+    pytest.param({"organizational_units": ["Eng", "ops", "sales"]}, "alice", None, id="ou: every OU allowed"),
     pytest.param({"organizational_units": ["Sales"]}, "alice", "organizational_unit_not_allowed", id="ou: other OU"),
     pytest.param({"organizational_units": ["Eng"]}, "bare", "organizational_unit_not_allowed", id="ou: certificate without OU"),
     # --- issuer DN
@@ -459,12 +474,12 @@ CONFIG_ERRORS = [
     pytest.param({"common_names": ["  "]}, ValueError, "empty entry", id="blank entry"),
     pytest.param({"subjects": ["not a dn"]}, ValueError, "'not a dn' is not a distinguished name", id="dn: garbage"),
     pytest.param({"subjects": ["CN=x,"]}, ValueError, "distinguished name", id="dn: trailing comma"),
-    pytest.param({"subjects": ["CN=x, O=y"]}, ValueError, "distinguished name", id="dn: space after comma"),
+    pytest.param({"subjects": ["CN=x, O=y,"]}, ValueError, r"a trailing ','", id="dn: trailing comma after a space"),
     pytest.param({"subjects": ["FOO=x"]}, ValueError, "distinguished name", id="dn: unknown keyword"),
     pytest.param({"subjects": ["/CN=x//O=y"]}, ValueError, "distinguished name", id="dn: slash form, empty RDN"),
     pytest.param({"subjects": ["/FOO=x"]}, ValueError, "unknown attribute type 'FOO'", id="dn: slash form, unknown keyword"),
     pytest.param({"subjects": ["/CN="]}, ValueError, "empty value", id="dn: slash form, empty value"),
-    pytest.param({"subjects": ["/CN"]}, ValueError, "without '='", id="dn: slash form, no '='"),
+    pytest.param({"subjects": ["/CN"]}, ValueError, "'CN' has no '='", id="dn: slash form, no '='"),
     pytest.param({"issuers": ["C=USA"]}, ValueError, "issuers entry 'C=USA'", id="dn: country of three letters"),
     pytest.param({"dns_names": ["a.*.example"]}, ValueError, "leading", id="dns: inner wildcard"),
     pytest.param({"dns_names": ["*"]}, ValueError, "leading", id="dns: lone star"),
@@ -500,6 +515,66 @@ CONFIG_ERRORS = [
 def test_config_errors(kwargs: dict[str, Any], exc: type[Exception], message: str) -> None:
     with pytest.raises(exc, match=message.replace("*", r"\*").replace(".", r"\.")):
         Policy(**kwargs)
+
+
+DN_REFUSALS = [
+    pytest.param(
+        "/CN=alice,O=Acme Corp",
+        "the CN value 'alice,O=Acme Corp' contains 'O='",
+        id="slash form with a comma (mixed)",
+    ),
+    pytest.param(
+        "/O=Acme Corp/CN=alice, OU=Ops", "contains 'OU='", id="slash form, comma later (mixed)"
+    ),
+    pytest.param(
+        "CN=alice/O=Acme Corp",
+        "the CN value 'alice/O=Acme Corp' contains 'O='",
+        id="comma form with a slash (mixed)",
+    ),
+    pytest.param("CN=alice O=Acme Corp", "is a ',' missing before it?", id="missing comma"),
+    pytest.param("cn=alice, o=x,", "a trailing ','", id="trailing comma"),
+    pytest.param("CN=alice+", "a trailing '+'", id="trailing plus"),
+    pytest.param("CN=alice,,O=x", "an attribute type is expected at ',O=x'", id="empty RDN"),
+    pytest.param("CN=", "empty value for 'CN'", id="empty value"),
+    pytest.param("CN = , O=x", "empty value for 'CN'", id="empty value, display form"),
+    pytest.param('CN="   "', "empty value for 'CN'", id="blank quoted value"),
+    pytest.param("/CN=a//O=b", "an empty RDN (a doubled or stray '/')", id="slash form, empty RDN"),
+    pytest.param("/O=b/CN=", "empty value for 'CN'", id="slash form, empty value"),
+    pytest.param('CN="alice', "the quoted CN value has no closing", id="unterminated quote"),
+    pytest.param('CN="al"ice', "text after the quoted CN value", id="text after a quote"),
+    pytest.param('CN=al"ice', "an unescaped '\"' in the CN value", id="bare quote"),
+    pytest.param("CN=a;O=b", "an unescaped ';' (an old RDN separator)", id="semicolon separator"),
+    pytest.param("CN=a<b>", "an unescaped '<'", id="angle bracket"),
+    pytest.param("CN=a\\qb", "a backslash must be followed by one of", id="bad escape"),
+    pytest.param("CN=a\\", "a backslash must be followed by one of", id="trailing backslash"),
+    pytest.param("CN=\\C3", "the CN value's \\XX escapes are not UTF-8", id="hex escape not UTF-8"),
+    pytest.param("CN=#zz", "'#' must be followed by hex pairs", id="hex value not hex"),
+    pytest.param("CN=#0201", "is not a DER string", id="hex value not a string"),
+    pytest.param("CN=#0c05616263", "is not a DER string", id="hex value with a wrong length"),
+    pytest.param("XX=1", "unknown attribute type 'XX'", id="unknown type"),
+    pytest.param("CN=a,S=CA", "unknown attribute type 'S'", id="unknown short name"),
+    pytest.param(
+        "2.5.4.\uff13=x",
+        "'=' is expected after the attribute type '2.5.4'",
+        id="OID with a non-ASCII digit",
+    ),
+    pytest.param(
+        "subject=C = US, CN = alice",
+        "remove the 'subject'= that openssl prints",
+        id="openssl's subject= prefix",
+    ),
+    pytest.param("C=USA,CN=alice", "countryName is a two-letter code", id="three-letter country"),
+    pytest.param(
+        "CN\t=alice", "'=' is expected after the attribute type 'CN'", id="tab is not layout"
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), DN_REFUSALS)
+def test_dn_string_refusals_name_the_problem(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        Policy(subjects=[text])
+    assert str(info.value).startswith(f"subjects entry {text!r} is not a distinguished name: ")
 
 
 def test_positional_arguments_refused() -> None:

@@ -51,6 +51,8 @@ _TOP_KEYS = (
 _TRUST_KEYS = ("files", "directories", "pkcs12", "pinned", "intermediates", "max_depth",
                "clock_skew", "reload_interval")  # fmt: skip
 _REVOCATION_KEYS = ("crls", "mode", "allow_missing", "grace", "reload_interval", "ocsp")
+_OCSP_KEYS = ("responder_url", "timeout", "mode", "scope", "cache_size", "nonce",
+              "trusted_responders", "max_age", "retry_after")  # fmt: skip
 _ROUTE_KEYS = ("path", "regex", "methods", "mode", "policy")
 _MAX_NESTING = 4
 
@@ -257,6 +259,28 @@ def _number(value: object, key: Key, *, minimum: float = 0) -> float:
     return float(value)
 
 
+def _positive(value: object, key: Key) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise _Error(key, f"must be a number > 0, not {_kind(value)}")
+    return float(value)
+
+
+def _certificates(path: Path) -> list[Any]:
+    """Every certificate in a PEM file (or one DER certificate)."""
+    from cryptography import x509
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificates(data)
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise ValueError(f"{path}: not a PEM or DER certificate") from None
+
+
 def _int(value: object, key: Key, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _Error(key, f"must be an integer >= {minimum}")
@@ -430,17 +454,37 @@ class _Builder:
         return checkers[0] if len(checkers) == 1 else tuple(checkers)
 
     def ocsp(self, value: object, key: Key) -> Any:
-        from mtlsauth import _revocation
+        from mtlsauth._ocsp import OCSPChecker
 
-        checker = getattr(_revocation, "OCSPChecker", None)
-        if checker is None:
-            raise _Error(key, "OCSP checking is not available in this version of mtlsauth")
         if value is True:
             value = {}
-        params = _keyword_params(checker)
-        t = _table(value, key, params)
+        t = _table(value, key, _OCSP_KEYS)
+        kwargs: dict[str, Any] = {}
+        if "responder_url" in t:
+            kwargs["responder_url"] = _str(t["responder_url"], (*key, "responder_url"))
+        if "timeout" in t:
+            kwargs["timeout"] = _positive(t["timeout"], (*key, "timeout"))
+        if "mode" in t:
+            kwargs["mode"] = _choice(t["mode"], (*key, "mode"), ("hard-fail", "soft-fail"))
+        if "scope" in t:
+            kwargs["scope"] = _choice(t["scope"], (*key, "scope"), ("leaf", "chain"))
+        if "cache_size" in t:
+            kwargs["cache_size"] = _int(t["cache_size"], (*key, "cache_size"))
+        if "nonce" in t:
+            kwargs["nonce"] = _bool(t["nonce"], (*key, "nonce"))
+        if "max_age" in t:
+            kwargs["max_age"] = timedelta(seconds=_positive(t["max_age"], (*key, "max_age")))
+        if "retry_after" in t:
+            kwargs["retry_after"] = _number(t["retry_after"], (*key, "retry_after"))
+        if "trusted_responders" in t:
+            k = (*key, "trusted_responders")
+            kwargs["trusted_responders"] = [
+                cert
+                for i, p in enumerate(self.paths(t["trusted_responders"], k), 1)
+                for cert in _attempt((*k, i), _certificates, p)
+            ]
         try:
-            return checker(**t)
+            return OCSPChecker(**kwargs)
         except (ValueError, TypeError) as exc:
             raise _Error(key, str(exc)) from None
 

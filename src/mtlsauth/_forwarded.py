@@ -442,7 +442,7 @@ class ForwardedCert:
             if values and not is_absent(values[0]):
                 fields[field] = values[0]
         if self.identity_format == "gcp":
-            if fields.get("present", "").strip().lower() != "true":
+            if fields.get("present", "").strip(" \t").lower() != "true":
                 return None
             return ForwardedValue(source, key, lambda: _guard(identity_from_gcp, fields, source))
         if "subject" not in fields:

@@ -125,6 +125,23 @@ def _sf_key_end(value: str, i: int) -> int:
     return i
 
 
+def _sf_string_end(value: str, i: int) -> int:
+    """Index of the quote closing the sf-string that starts at ``value[i]``."""
+    while i < len(value):
+        c = value[i]
+        if c == "\\":
+            if value[i + 1 : i + 2] not in ('"', "\\"):
+                raise malformed("bad escape in a structured-field string")
+            i += 2
+            continue
+        if c == '"':
+            return i
+        if not " " <= c <= "~":
+            raise malformed("a structured-field string holds a non-printable character")
+        i += 1
+    raise malformed("unterminated parameter string")
+
+
 def _sf_byte_sequence(value: str, i: int) -> tuple[bytes, int]:
     """Parse ``:base64:`` plus any parameters at ``value[i]``; return (bytes, next index)."""
     if i >= len(value) or value[i] != ":":
@@ -151,11 +168,8 @@ def _sf_byte_sequence(value: str, i: int) -> tuple[bytes, int]:
         if i < len(value) and value[i] == "=":
             i += 1
             while i < len(value) and value[i] not in ",; \t":
-                if value[i] == '"':  # a quoted string value
-                    close = value.find('"', i + 1)
-                    if close == -1:
-                        raise malformed("unterminated parameter string")
-                    i = close
+                if value[i] == '"':  # an sf-string: \\ escapes only '"' and '\\' (RFC 8941)
+                    i = _sf_string_end(value, i + 1)
                 i += 1
     return raw, i
 

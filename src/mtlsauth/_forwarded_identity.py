@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import warnings
 from datetime import datetime, timezone
 
 from cryptography import x509
@@ -18,43 +19,37 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from mtlsauth._forwarded_formats import malformed
 from mtlsauth._identity import ClientIdentity, IPAddress
+from mtlsauth._names import _parse_rdns
 from mtlsauth._xfcc import XFCCElement
 
 __all__ = ["identity_from_aws", "identity_from_gcp", "identity_from_xfcc", "parse_dn"]
 
-# OpenSSL's one-line names (Envoy's docs, HAProxy, nginx "_legacy") that RFC 4514 lacks.
-_LEGACY_NAMES = {"emailAddress": "1.2.840.113549.1.9.1", "SN": "2.5.4.4", "GN": "2.5.4.42"}
-
-
-def _escape_4514(value: str) -> str:
-    out = []
-    for i, c in enumerate(value):
-        if c in ',+"\\<>;=' or (c == "#" and i == 0) or (c == " " and i in (0, len(value) - 1)):
-            out.append("\\" + c)
-        else:
-            out.append(c)
-    return "".join(out)
-
 
 def parse_dn(text: str) -> x509.Name:
-    """Parse an RFC 2253/4514 DN, or OpenSSL's ``/C=US/O=Acme/CN=x`` form, structurally."""
-    text = text.strip()
+    """Parse an RFC 2253/4514 DN, or OpenSSL's ``/C=US/O=Acme/CN=x`` form, structurally.
+
+    The same parser as configured DN strings (attribute types case-insensitive, RFC 4514
+    escapes, ``#hex`` DER strings), without the configuration's refusal of values that
+    hold ``TYPE=``: a proxy's RFC 2253 string is unambiguous as written.
+    """
+    text = text.strip(" ")
     if not text:
         return x509.Name([])
     try:
-        if text.startswith("/"):
-            rdns = []
-            for part in text[1:].split("/"):
-                key, sep, value = part.partition("=")
-                if not sep or not key:
-                    raise ValueError(part)
-                key = _LEGACY_NAMES.get(key, key)
-                rdns.append(f"{key}={_escape_4514(value)}")
-            text = ",".join(reversed(rdns))  # one-line form lists the most general RDN first
-        return x509.Name.from_rfc4514_string(
-            text, {k: ObjectIdentifier(v) for k, v in _LEGACY_NAMES.items()}
-        )
-    except ValueError:
+        rdns = _parse_rdns(text, strict=False)
+        if not text.startswith("/"):
+            rdns.reverse()  # RFC 4514 lists the most specific RDN first
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a malformed countryName is a parse failure
+            return x509.Name(
+                [
+                    x509.RelativeDistinguishedName(
+                        [x509.NameAttribute(ObjectIdentifier(oid), value) for oid, value in rdn]
+                    )
+                    for rdn in rdns
+                ]
+            )
+    except (ValueError, TypeError, UnicodeError, Warning):
         raise malformed("the proxy's distinguished name could not be parsed") from None
 
 
@@ -91,6 +86,7 @@ def _build(
         subject=subject.rfc4514_string(),
         common_name=_first(subject, NameOID.COMMON_NAME),
         organization=_first(subject, NameOID.ORGANIZATION_NAME),
+        organizations=_all(subject, NameOID.ORGANIZATION_NAME),
         organizational_units=_all(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
         dns_names=dns,
         uris=uris,
@@ -111,12 +107,16 @@ def _build(
     )
 
 
+_OWS = " \t"  # only ASCII blanks are trimmed: "ab\u00a0" is not "ab"
+
+
 def _hex_digest(value: str) -> str:
-    v = value.strip().replace(":", "").lower()
-    if len(v) == 64 and all(c in "0123456789abcdef" for c in v):
-        return v
+    value = value.strip(_OWS)
+    v = value.replace(":", "")
+    if len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v):
+        return v.lower()
     try:  # GCP sends the SHA-256 fingerprint base64-encoded, sometimes without padding
-        raw = base64.b64decode(value.strip() + "=" * (-len(value.strip()) % 4), validate=True)
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != 32:
@@ -125,11 +125,11 @@ def _hex_digest(value: str) -> str:
 
 
 def _serial(value: str) -> int:
-    v = value.strip().replace(":", "")
-    try:
-        return int(v, 16)
-    except ValueError:
-        raise malformed("the proxy's serial number is not hexadecimal") from None
+    # int() reads any Unicode digit ("\uff11" is 1) and "_": ASCII hex digits only.
+    v = value.strip(_OWS).replace(":", "")
+    if not v or any(c not in "0123456789abcdefABCDEF" for c in v):
+        raise malformed("the proxy's serial number is not hexadecimal")
+    return int(v, 16)
 
 
 def identity_from_xfcc(element: XFCCElement, source: str) -> ClientIdentity:
@@ -145,8 +145,11 @@ def identity_from_xfcc(element: XFCCElement, source: str) -> ClientIdentity:
 
 
 def _iso(value: str) -> datetime:
+    value = value.strip(_OWS)
+    if not value.isascii():
+        raise malformed("the proxy's validity is not an ISO 8601 timestamp")
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise malformed("the proxy's validity is not an ISO 8601 timestamp") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
@@ -160,8 +163,8 @@ def identity_from_aws(fields: dict[str, str], source: str) -> ClientIdentity:
     validity: dict[str, str] = {}
     for part in fields.get("validity", "").split(";"):
         key, _, value = part.partition("=")
-        if key.strip():
-            validity[key.strip().lower()] = value
+        if key.strip(_OWS):
+            validity[key.strip(_OWS).lower()] = value
     return _build(
         subject=parse_dn(fields["subject"]),
         issuer=parse_dn(fields["issuer"]) if "issuer" in fields else None,
@@ -175,7 +178,7 @@ def identity_from_aws(fields: dict[str, str], source: str) -> ClientIdentity:
 def _b64_text_list(value: str) -> tuple[str, ...]:
     out = []
     for item in value.split(","):
-        item = item.strip()
+        item = item.strip(_OWS)
         if item:
             out.append(_b64(item).decode("utf-8", "strict"))
     return tuple(out)
@@ -190,23 +193,23 @@ def _b64(value: str) -> bytes:
 
 def identity_from_gcp(fields: dict[str, str], source: str) -> ClientIdentity:
     """GCP load balancer custom headers: ``{client_cert_*}`` variables."""
-    if fields.get("chain_verified", "").strip().lower() != "true":
+    if fields.get("chain_verified", "").strip(_OWS).lower() != "true":
         raise malformed("the load balancer did not verify the client certificate chain")
     try:
         uris = _b64_text_list(fields.get("uri", ""))
         dns = _b64_text_list(fields.get("dns", ""))
     except UnicodeDecodeError:
         raise malformed("the load balancer's SAN list is not UTF-8") from None
-    subject = _der_name(_b64(fields["subject"].strip())) if "subject" in fields else None
-    issuer = _der_name(_b64(fields["issuer"].strip())) if "issuer" in fields else None
-    spiffe = fields.get("spiffe", "").strip() or None
+    subject = _der_name(_b64(fields["subject"].strip(_OWS))) if "subject" in fields else None
+    issuer = _der_name(_b64(fields["issuer"].strip(_OWS))) if "issuer" in fields else None
+    spiffe = fields.get("spiffe", "").strip(_OWS) or None
     return _build(
         subject=subject if subject is not None else x509.Name([]),
         issuer=issuer,
         source=source,
         uris=uris,
         dns=dns,
-        serial=_serial(fields["serial"]) if fields.get("serial", "").strip() else None,
+        serial=_serial(fields["serial"]) if fields.get("serial", "").strip(_OWS) else None,
         fingerprint=_hex_digest(fields["fingerprint"]) if "fingerprint" in fields else None,
         not_before=_iso(fields["not_before"]) if "not_before" in fields else None,
         not_after=_iso(fields["not_after"]) if "not_after" in fields else None,

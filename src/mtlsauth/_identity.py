@@ -27,7 +27,8 @@ class ClientIdentity:
     Attributes:
         subject: The subject DN as an RFC 4514 string (most specific RDN first).
         common_name: The first commonName of the subject, or ``None``.
-        organization: The first organizationName, or ``None``.
+        organization: The first organizationName, or ``None`` (kept for compatibility: a
+            subject may hold several; read ``organizations``).
         organizational_units: Every organizationalUnitName, in certificate order.
         dns_names, uris, emails, ip_addresses: Subject Alternative Name entries by type.
         spiffe_id: The single ``spiffe://`` URI SAN, or ``None`` (none, or more than one).
@@ -39,6 +40,8 @@ class ClientIdentity:
         chain: The validated chain, leaf first, ending at the trust anchor.
         source: ``"tls"`` or ``"header:<name>"``.
         verified_by: ``"mtlsauth"``, or ``"proxy"`` for an opt-in proxy-verified identity.
+        organizations: Every organizationName, in certificate order. An ``organizations``
+            policy admits a certificate only when every one of them is allowed.
 
     Security note: an identity with ``verified_by == "proxy"`` was *not* verified by
     mtlsauth; it is only as trustworthy as the proxy that produced it.
@@ -69,6 +72,7 @@ class ClientIdentity:
     # ``issuer_name`` is shared by every identity of one CA.
     subject_name: x509.Name | None = field(default=None, repr=False, compare=False)
     issuer_name: x509.Name | None = field(default=None, repr=False, compare=False)
+    organizations: tuple[str, ...] = ()
 
     def x5t_s256(self) -> str | None:
         """The RFC 8705 ``x5t#S256`` thumbprint (base64url SHA-256 of the leaf DER)."""
@@ -190,10 +194,12 @@ def identity_from_certificate(
         )
     spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
     subject = view.subject
+    organizations = _attr_values(subject, NameOID.ORGANIZATION_NAME)
     return ClientIdentity(
         subject=subject.rfc4514_string(),
         common_name=_first(_attr_values(subject, NameOID.COMMON_NAME)),
-        organization=_first(_attr_values(subject, NameOID.ORGANIZATION_NAME)),
+        organization=_first(organizations),
+        organizations=organizations,
         organizational_units=_attr_values(subject, NameOID.ORGANIZATIONAL_UNIT_NAME),
         dns_names=dns,
         uris=uris,

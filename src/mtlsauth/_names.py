@@ -66,7 +66,7 @@ _ATTR_NAMES = _AttrNames(
         "ORGANIZATIONIDENTIFIER": NameOID.ORGANIZATION_IDENTIFIER,
     }
 )
-_OID_RE = re.compile(r"(?:0|[1-9]\d*)(?:\.(?:0|[1-9]\d*))+")
+_OID_RE = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+")  # ASCII digits only
 # DER string tags a "#hex" value may carry (Java prints emailAddress that way), and codecs.
 _DER_STRINGS = {0x0C: "utf-8", 0x12: "ascii", 0x13: "ascii", 0x14: "latin-1", 0x16: "ascii"}
 _DER_STRINGS |= {0x1A: "ascii", 0x1C: "utf-32-be", 0x1E: "utf-16-be"}
@@ -75,15 +75,18 @@ _URI_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)(?::(?://([^/?#]*))|:)")
 
 
 def _norm(value: str) -> str:
-    """Case-fold, compose (NFC), trim and collapse internal whitespace runs to one space.
+    """Case-fold, compose (NFC), trim and collapse runs of ASCII spaces to one space.
 
     A non-ASCII character never folds into ASCII: full case folding and NFC map long s
     (U+017F) to ``s``, the Kelvin sign to ``k``, ``ß`` to ``ss`` and the ffi ligature to
     ``ffi``, so a certificate for U+017F ``taff`` (a different name to whoever registered it)
     would match ``staff``. Such a character is kept as it is, unequal to any ASCII spelling.
+    Only the ASCII space is insignificant at the ends and in runs: a no-break space, an
+    ideographic space or a zero-width space is a character like any other, so ``ops`` with
+    a trailing U+00A0 is not ``ops``. Other ASCII whitespace (tab, newline) is significant.
     """
     if value.isascii():
-        return " ".join(value.lower().split())
+        return " ".join(filter(None, value.lower().split(" ")))
     out: list[str] = []
     segment: list[str] = []
     for c in value:
@@ -103,7 +106,7 @@ def _norm(value: str) -> str:
         out.append(c)
         segment = []
     out.append(unicodedata.normalize("NFC", "".join(segment)))
-    return " ".join("".join(out).split())
+    return " ".join(filter(None, "".join(out).split(" ")))
 
 
 def _reaches_ascii(text: str) -> bool:
@@ -118,6 +121,7 @@ def _attr_value(value: str | bytes) -> str:
 # normalised forms are memoised: a hit costs a hash look-up instead of Unicode work.
 _norm_presented = functools.lru_cache(maxsize=4096)(_norm)
 _ORG_OID = NameOID.ORGANIZATION_NAME.dotted_string
+_COUNTRY = NameOID.COUNTRY_NAME.dotted_string
 
 
 @functools.lru_cache(maxsize=2048)
@@ -132,39 +136,78 @@ def _name_view(name: x509.Name) -> tuple[_DNKey, frozenset[str]]:
     return key, frozenset(v for rdn in key for oid, v in rdn if oid == _ORG_OID)
 
 
-def _unwrap_der(value: str) -> str:
-    # cryptography turns "#0c0161" into the raw TLV text "\x0c\x01a"; recover the string.
-    if not value or ord(value[0]) not in _DER_STRINGS:
-        return value
-    raw = value.encode("utf-8")
-    if len(raw) < 2:
-        return value
-    length, body = raw[1], raw[2:]
-    if length == 0x81 and body:
-        length, body = body[0], body[1:]
-    elif length == 0x82 and len(body) >= 2:
-        length, body = int.from_bytes(body[:2], "big"), body[2:]
-    if length != len(body):
-        return value
-    return body.decode(_DER_STRINGS[raw[0]])
+_RDNs = list[list[tuple[str, str]]]
+_SPECIALS = '\\ #=",+;<>'  # RFC 4514 section 3: what a backslash may escape
+_KEYWORD = re.compile(r"[A-Za-z][A-Za-z0-9-]*|(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+")
+# "O=" (a known type, or an OID) inside a value: the sign of a mixed or mistyped separator.
+_TYPE_IN_VALUE = re.compile(r"(?:^|[ ,/+;])([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+) *=")
+
+
+def _der_string(value: str, keyword: str) -> str:
+    """The text of a ``#hex`` value: the DER encoding of one directory string."""
+    body = value[1:]
+    if not body or len(body) % 2 or not set(body) <= _HEX:
+        raise ValueError(f"{keyword}: '#' must be followed by hex pairs (a DER encoding)")
+    raw = bytes.fromhex(body)
+    tag, length, i = raw[0], raw[1] if len(raw) > 1 else -1, 2
+    if length in (0x81, 0x82):
+        n = length - 0x80
+        length, i = int.from_bytes(raw[2 : 2 + n], "big"), 2 + n
+    codec = _DER_STRINGS.get(tag)
+    if codec is None or length != len(raw) - i:
+        raise ValueError(
+            f"{keyword}: {value!r} is not a DER string (UTF8String, PrintableString, "
+            "IA5String, TeletexString, UniversalString or BMPString)"
+        )
+    try:
+        return raw[i:].decode(codec)
+    except UnicodeDecodeError:
+        raise ValueError(f"{keyword}: {value!r} does not decode as its string type") from None
 
 
 def _oid_for(keyword: str) -> str:
-    keyword = keyword.strip()
+    keyword = keyword.strip(" ")
     if _OID_RE.fullmatch(keyword):
         return keyword
     oid = _ATTR_NAMES.get(keyword)
     if oid is None:
-        raise ValueError(f"unknown attribute type {keyword!r}")
+        if keyword.lower() in ("subject", "issuer"):
+            raise ValueError(f"remove the {keyword!r}= that openssl prints before the name")
+        raise ValueError(
+            f"unknown attribute type {keyword!r} (use CN, O, OU, C, ST, L, DC, UID, "
+            "emailAddress, serialNumber, ... or a dotted OID such as 2.5.4.3)"
+        )
     return str(oid.dotted_string)
 
 
-def _parse_slash(text: str) -> list[list[tuple[str, str]]]:
-    """OpenSSL ``compat``/Apache legacy form ``/C=US/O=Acme/CN=x`` (forward order)."""
-    rdns: list[list[tuple[str, str]]] = []
+def _refuse_types_in_value(keyword: str, value: str, form: str) -> None:
+    """A value holding ``X=`` for a known type X: a mixed form or a missing separator."""
+    for match in _TYPE_IN_VALUE.finditer(value):
+        word = match.group(1)
+        if not (_OID_RE.fullmatch(word) or _ATTR_NAMES.get(word) is not None):
+            continue
+        before = value[match.start()] if match.start() < match.start(1) else ""
+        if form == "slash" or before == "/":
+            escaped = "\\," if form == "slash" else "\\2F"
+            why = (
+                "a DN is written either '/O=x/CN=y' or 'CN=y,O=x', not both; if it belongs to "
+                f"the value, escape the {'/' if form == 'comma' else ','!r} as {escaped}"
+            )
+        else:
+            why = (
+                "is a ',' missing before it? If it belongs to the value, quote the value "
+                f"({keyword}=\"...\") or escape the '=' as \\="
+            )
+        raise ValueError(f"the {keyword} value {value!r} contains {word + '='!r}: {why}")
+
+
+def _parse_slash(text: str, *, strict: bool) -> _RDNs:
+    """OpenSSL's ``compat``/Apache legacy form ``/C=US/O=Acme/CN=x`` (forward order)."""
+    rdns: _RDNs = []
     rdn: list[tuple[str, str]] = []
     keyword: str | None = None
     buf = bytearray()
+    raw_value: list[str] = []  # the value as written, unescaped separators only
     i, n = 1, len(text)
     while i <= n:
         c = text[i] if i < n else "/"
@@ -176,44 +219,208 @@ def _parse_slash(text: str) -> list[list[tuple[str, str]]]:
                 i += 4
             elif nxt in '/+=,\\"':
                 buf += nxt.encode()
+                raw_value.append("\0")  # an escaped character never looks like a separator
                 i += 2
             else:
                 buf += b"\\"
+                raw_value.append("\\")
                 i += 1
             continue
         if c == "=" and keyword is None:
-            keyword = buf.decode("utf-8")
-            buf = bytearray()
+            keyword = buf.decode("utf-8").strip(" ")
+            if not keyword:
+                raise ValueError("an attribute type is missing before '='")
+            buf, raw_value = bytearray(), []
         elif c in "/+":
             if keyword is None:
                 if i == n and not buf and not rdn:  # tolerate one trailing "/"
                     break
-                raise ValueError("an RDN without '=' (empty or stray '/' or '+')")
-            value = buf.decode("utf-8")
-            if not value.strip():
+                what = buf.decode("utf-8", "replace").strip(" ")
+                raise ValueError(
+                    f"{what!r} has no '=' (a '/' or '+' inside a value must be escaped as \\/ "
+                    "or \\+)"
+                    if what
+                    else f"an empty RDN (a doubled or stray {c!r})"
+                )
+            try:
+                value = buf.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"the {keyword} value's \\x escapes are not UTF-8") from None
+            if not value.strip(" "):
                 raise ValueError(f"empty value for {keyword!r}")
+            if strict:
+                _refuse_types_in_value(keyword, "".join(raw_value), "slash")
             rdn.append((_oid_for(keyword), value))
-            keyword, buf = None, bytearray()
+            keyword, buf, raw_value = None, bytearray(), []
             if c == "/":
                 rdns.append(rdn)
                 rdn = []
         else:
-            buf += c.encode("utf-8")
+            buf += c.encode("utf-8", "surrogatepass")
+            raw_value.append(c)
         i += 1
     return rdns
 
 
-def _parse_dn(text: str) -> _DNKey:
-    """Parse an RFC 4514 DN, or the legacy slash form, into its comparison key."""
-    if text.startswith("/"):
-        rdns = _parse_slash(text)
-    else:
-        name = x509.Name.from_rfc4514_string(text, _ATTR_NAMES)
-        rdns = [
-            [(a.oid.dotted_string, _unwrap_der(str(a.value))) for a in rdn] for rdn in name.rdns
-        ]
+def _parse_comma(text: str, *, strict: bool) -> _RDNs:
+    """RFC 4514 (``CN=x,O=y``) and OpenSSL's display form (``C = US, O = "A, Inc.", CN = x``).
+
+    Attribute types are case-insensitive; spaces around ``=``, ``,`` and ``+`` are allowed; a
+    value may be double-quoted (as OpenSSL prints one holding special characters), ``#hex``
+    (a DER string) or plain with RFC 4514 escapes (``\\,``, ``\\C3\\A9``). Anything else that
+    could be read two ways is refused with the reason.
+    """
+    rdns: _RDNs = []
+    rdn: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i] == " ":
+            i += 1
+        match = _KEYWORD.match(text, i)
+        if match is None:
+            if i >= n:
+                raise ValueError(f"a trailing {text.rstrip(' ')[-1:]!r} with nothing after it")
+            raise ValueError(f"an attribute type is expected at {text[i : i + 12]!r}")
+        keyword = match.group()
+        i = match.end()
+        while i < n and text[i] == " ":
+            i += 1
+        if i >= n or text[i] != "=":
+            raise ValueError(f"'=' is expected after the attribute type {keyword!r}")
+        oid = _oid_for(keyword)
+        i += 1
+        while i < n and text[i] == " ":
+            i += 1
+        if i < n and text[i] == '"':
+            value, i = _quoted_value(text, i + 1, keyword)
+            while i < n and text[i] == " ":
+                i += 1
+        elif i < n and text[i] == "#":
+            end = i
+            while end < n and text[end] not in ",+ ":
+                end += 1
+            value, i = _der_string(text[i:end], keyword), end
+            while i < n and text[i] == " ":
+                i += 1
+        else:
+            value, plain, i = _plain_value(text, i, keyword)
+            if strict:
+                _refuse_types_in_value(keyword, plain, "comma")
+        if not value.strip(" "):
+            raise ValueError(f"empty value for {keyword!r}")
+        rdn.append((oid, value))
+        if i >= n:
+            rdns.append(rdn)
+            return rdns
+        sep = text[i]
+        i += 1
+        if sep == ",":
+            rdns.append(rdn)
+            rdn = []
+        elif sep != "+":
+            raise ValueError(f"{sep!r} after the {keyword} value (separate attributes with ',')")
+
+
+def _hex_pairs(text: str, i: int, keyword: str) -> tuple[str, int]:
+    """Decode a run of ``\\XX`` escapes at ``text[i]`` (one UTF-8 sequence or more)."""
+    raw = bytearray()
+    while text[i : i + 1] == "\\" and len(pair := text[i + 1 : i + 3]) == 2 and set(pair) <= _HEX:
+        raw.append(int(pair, 16))
+        i += 3
+    try:
+        return raw.decode("utf-8"), i
+    except UnicodeDecodeError:
+        raise ValueError(f"the {keyword} value's \\XX escapes are not UTF-8") from None
+
+
+def _escape(text: str, i: int, keyword: str) -> tuple[str, int]:
+    """One escape at ``text[i] == '\\'``: a special character or hex pairs."""
+    nxt = text[i + 1 : i + 2]
+    if nxt and nxt in _SPECIALS:
+        return nxt, i + 2
+    if len(text[i + 1 : i + 3]) == 2 and set(text[i + 1 : i + 3]) <= _HEX:
+        return _hex_pairs(text, i, keyword)
+    raise ValueError(
+        f"in the {keyword} value, a backslash must be followed by one of {_SPECIALS!r} "
+        "or two hex digits"
+    )
+
+
+def _quoted_value(text: str, i: int, keyword: str) -> tuple[str, int]:
+    out: list[str] = []
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            piece, i = _escape(text, i, keyword)
+            out.append(piece)
+            continue
+        if c == '"':
+            i += 1
+            rest = text[i:].lstrip(" ")
+            if rest and rest[0] not in ",+":
+                raise ValueError(f"text after the quoted {keyword} value: {rest[:12]!r}")
+            return "".join(out), i
+        out.append(c)
+        i += 1
+    raise ValueError(f"the quoted {keyword} value has no closing '\"'")
+
+
+def _plain_value(text: str, i: int, keyword: str) -> tuple[str, str, int]:
+    """An unquoted value up to an unescaped ',' or '+'; also the value as written."""
+    out: list[str] = []
+    plain: list[str] = []
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            piece, i = _escape(text, i, keyword)
+            out.append(piece)
+            plain.append("\0" * len(piece))
+            continue
+        if c in ",+":
+            break
+        if c in '";<>':
+            what = "';' (an old RDN separator)" if c == ";" else repr(c)
+            raise ValueError(
+                f"an unescaped {what} in the {keyword} value: escape it with a backslash "
+                "or quote the whole value"
+            )
+        out.append(c)
+        plain.append(c)
+        i += 1
+    # Unescaped spaces before a separator are layout (OpenSSL prints "CN = x, O = y").
+    value = "".join(out)
+    trailing = len(plain) - len("".join(plain).rstrip(" "))
+    return value[: len(value) - trailing], "".join(plain), i
+
+
+def _parse_rdns(text: str, *, strict: bool = True) -> _RDNs:
+    """Parse a DN string into RDNs of (dotted OID, value), in the order written.
+
+    ``strict`` (configuration) also refuses values that hold another ``TYPE=``: the sign of
+    a mixed form such as ``/CN=alice,O=Example Corp``. Raises ValueError naming the problem.
+    """
+    text = text.strip(" ")
+    if not text:
+        raise ValueError("empty DN")
+    rdns = (
+        _parse_slash(text, strict=strict)
+        if text.startswith("/")
+        else _parse_comma(text, strict=strict)
+    )
     if not rdns:
         raise ValueError("empty DN")
+    return rdns
+
+
+def _parse_dn(text: str) -> _DNKey:
+    """Parse a configured DN string (any accepted form) into its comparison key."""
+    rdns = _parse_rdns(text, strict=True)
+    for rdn in rdns:
+        for oid, value in rdn:
+            if oid == _COUNTRY and not (len(value) == 2 and value.isascii() and value.isalpha()):
+                raise ValueError(f"C={value!r}: countryName is a two-letter code (ISO 3166)")
     return tuple(sorted(tuple(sorted((oid, _norm(v)) for oid, v in rdn)) for rdn in rdns))
 
 
@@ -236,8 +443,16 @@ def _norm_uri(uri: str) -> str:
     if authority is None:
         return scheme.lower() + uri[match.end() :]
     if "@" not in authority:
-        authority = authority.lower()
+        authority = _ascii_lower(authority)
     return scheme.lower() + "://" + authority + uri[match.end() :]
+
+
+def _ascii_lower(text: str) -> str:
+    """Lower-case A-Z only: ``str.lower`` turns the Kelvin sign into ``k``."""
+    return text if text.isascii() and text.islower() else text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
 def _under_prefix(value: str, prefix: str) -> bool:

@@ -79,8 +79,8 @@ def _dn_entry(field: str, item: object) -> _DNKey:
     except (ValueError, UnicodeError) as exc:
         why = f": {exc}" if str(exc) else ""
         raise ValueError(
-            f"{field} entry {text!r} is not a distinguished name (use RFC 4514 'CN=x,O=y' "
-            f"or OpenSSL '/O=y/CN=x'){why}"
+            f"{field} entry {text!r} is not a distinguished name{why} (accepted: RFC 4514 "
+            "'CN=x,O=y', OpenSSL's 'O = y, CN = x' or '/O=y/CN=x')"
         ) from None
 
 
@@ -101,7 +101,7 @@ def _uri_entry(field: str, item: object, *, spiffe: bool) -> tuple[bool, str]:
     text = _text(field, item)
     if any(ch.isspace() for ch in text) or ":" not in text:
         raise ValueError(f"{field} entry {text!r} is not a URI")
-    if spiffe and (not text.lower().startswith("spiffe://") or len(text) <= len("spiffe://")):
+    if spiffe and (not text[:9].lower() == "spiffe://" or len(text) <= len("spiffe://")):
         raise ValueError(f"{field} entry {text!r} must start with 'spiffe://<trust domain>'")
     prefix = text.endswith("/*")
     body = text[:-1] if prefix else text
@@ -125,7 +125,7 @@ def _ip_entry(field: str, item: object) -> _Network:
         return item
     text = _text(field, item)
     try:
-        return ipaddress.ip_network(text.strip())
+        return ipaddress.ip_network(text.strip(" "))
     except ValueError as exc:
         raise ValueError(f"{field} entry {text!r} is not an IP address or CIDR: {exc}") from None
 
@@ -145,7 +145,7 @@ def _serial_entry(field: str, item: object) -> int:
         raise TypeError(f"{field} entries must be int or hex str, got {type(item).__name__}")
     if isinstance(item, int):
         return item
-    text = item.strip()
+    text = item.strip(" ")
     hexed = text[2:] if text[:2].lower() == "0x" else text.replace(":", "")
     if not hexed or not set(hexed) <= _HEX or hexed == text:
         raise ValueError(
@@ -183,29 +183,39 @@ def _cn_check(allowed: frozenset[str]) -> _Check:
 
 
 def _org_check(allowed: frozenset[str]) -> _Check:
+    # Every O must be allowed: with "any", O=evil + O=ops passed an "ops" policy while
+    # ClientIdentity.organization (the first) told the application "evil".
     def check(identity: ClientIdentity) -> str | None:
         subject = identity_subject(identity)
         if subject is not None:
             values = _name_view(subject)[1]
-        elif identity.organization is not None:
-            values = frozenset((_norm_presented(identity.organization),))
         else:
-            values = frozenset()
+            names = identity.organizations or (
+                () if identity.organization is None else (identity.organization,)
+            )
+            values = frozenset(_norm_presented(o) for o in names)
         if not values:
             return "certificate has no organization"
-        return None if not values.isdisjoint(allowed) else "organization not in the allow-list"
+        if values <= allowed:
+            return None
+        if values.isdisjoint(allowed):
+            return "organization not in the allow-list"
+        return "certificate has several organizations and not all are in the allow-list"
 
     return check
 
 
 def _ou_check(allowed: frozenset[str]) -> _Check:
+    # Every OU must be allowed, for the same reason as organizations.
     def check(identity: ClientIdentity) -> str | None:
-        units = identity.organizational_units
+        units = frozenset(_norm_presented(u) for u in identity.organizational_units)
         if not units:
             return "certificate has no organizational unit"
-        if any(_norm_presented(u) in allowed for u in units):
+        if units <= allowed:
             return None
-        return "no organizational unit in the allow-list"
+        if units.isdisjoint(allowed):
+            return "no organizational unit in the allow-list"
+        return "certificate has several organizational units and not all are in the allow-list"
 
     return check
 

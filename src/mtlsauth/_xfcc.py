@@ -6,7 +6,9 @@ semicolon-separated list of ``key=value`` pairs. Keys are case-insensitive; a va
 ``,``, ``;`` or ``=`` should be double-quoted, with ``"`` escaped as ``\\"``. Envoy itself
 leaves ``By=`` and ``URI=`` unquoted even when they contain ``=``
 (``// TODO(myidpt): Handle the special characters in By and URI fields``), so a pair splits
-on its *first* ``=`` only.
+on its *first* ``=`` only. It writes ``Subject="<RFC 2253 DN>"`` with the DN as it is: the
+DN's own escapes (``\\"``, ``\\,``, ``\\\\``) are the only ones, so a quoted value is kept
+exactly as written and ends at the first quote that no backslash escapes.
 
 The last element is the one the nearest (trusted) proxy appended; earlier ones came from
 upstream hops and are only as trustworthy as those hops, so the default reads the last.
@@ -18,6 +20,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from mtlsauth._errors import MTLSAuthError
 from mtlsauth._forwarded_formats import malformed, url_pem
 
 __all__ = ["XFCCElement", "decode_element", "encode_element", "parse_xfcc"]
@@ -28,7 +31,7 @@ _OWS = " \t"
 
 @dataclass(frozen=True, slots=True)
 class XFCCElement:
-    """One XFCC element, values unescaped but not yet percent-decoded."""
+    """One XFCC element, values as written (quotes removed), not yet percent-decoded."""
 
     by: tuple[str, ...] = ()
     hash: str | None = None
@@ -49,23 +52,23 @@ class XFCCElement:
 
 
 def _quoted(text: str, i: int) -> tuple[str, int]:
-    """Read a quoted value starting after the opening quote at ``text[i-1]``."""
-    out: list[str] = []
+    """Read a quoted value starting after the opening quote at ``text[i-1]``.
+
+    The value is kept exactly as written: Envoy puts the RFC 2253 subject between the quotes
+    as it is (``Subject="CN=a \\"b\\",O=Acme\\, Inc."``), escapes included, and a DN parser
+    must see those escapes. A backslash protects the character after it, so the closing quote
+    is the first ``"`` not preceded by an odd run of backslashes; an escaped quote never ends
+    the value (and cannot start a new pair).
+    """
     n = len(text)
+    start = i
     while i < n:
         c = text[i]
         if c == "\\":
-            if i + 1 >= n:
-                break
-            nxt = text[i + 1]
-            # Envoy escapes only '"'; keep any other backslash pair verbatim (an RFC 2253
-            # Subject such as O=Acme\, Inc. carries its own escapes).
-            out.append(nxt if nxt in '"\\' else c + nxt)
             i += 2
             continue
         if c == '"':
-            return "".join(out), i + 1
-        out.append(c)
+            return text[start:i], i + 1
         i += 1
     raise malformed("unterminated quoted value in x-forwarded-client-cert")
 
@@ -164,7 +167,7 @@ def check_hash(element: XFCCElement, leaf: bytes) -> None:
     """Refuse a ``Hash`` that is not the SHA-256 of the leaf actually forwarded."""
     if element.hash is None:
         return
-    want = element.hash.strip().lower()
+    want = element.hash.strip(_OWS).lower()
     if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
         raise malformed("x-forwarded-client-cert Hash is not a SHA-256 hex digest")
     if not hmac.compare_digest(want, hashlib.sha256(leaf).hexdigest()):
@@ -187,7 +190,17 @@ def decode_element(element: XFCCElement) -> list[bytes]:
 
 
 def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Quote a value as Envoy does: as it is. Refuse one the reader could not give back."""
+    try:
+        got, end = _quoted(value + '"', 0)
+    except MTLSAuthError:
+        got, end = "", -1
+    if got != value or end != len(value) + 1:
+        raise ValueError(
+            f"{value!r} cannot be quoted in x-forwarded-client-cert: it holds an unescaped '\"' "
+            "or ends in an odd number of backslashes"
+        )
+    return f'"{value}"'
 
 
 def encode_element(
