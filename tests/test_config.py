@@ -300,13 +300,36 @@ def test_load_policy_only(tmp_path):
 
 
 def test_middleware_kwargs_work_with_the_asgi_middleware(tmp_path, pki):
+    import asyncio
+
+    import httpx
+
+    from mtlsauth._asgitesting import with_client_cert
     from mtlsauth.adapters.asgi import MTLSMiddleware
 
-    async def app(scope, receive, send):  # pragma: no cover - never called
-        raise AssertionError
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
 
     config = load_config(write(tmp_path, 'exempt_paths = ["/healthz"]\n' + base(pki)))
-    MTLSMiddleware(app, **config.middleware_kwargs())
+    guarded = MTLSMiddleware(app, **config.middleware_kwargs())
+    text = pem(pki, "good")
+    marker = "-----BEGIN CERTIFICATE-----"
+    chain = [marker + part for part in text.split(marker)[1:]]
+    tls = {"client_cert_chain": chain, "client_cert_error": None, "tls_version": 0x0304}
+
+    async def get(path: str, ext: dict | None) -> httpx.Response:
+        transport = httpx.ASGITransport(app=with_client_cert(guarded, ext))
+        async with httpx.AsyncClient(transport=transport, base_url="https://test") as client:
+            return await client.get(path)
+
+    exempt = asyncio.run(get("/healthz", None))
+    missing = asyncio.run(get("/x", None))
+    admitted = asyncio.run(get("/x", tls))
+    assert (exempt.status_code, exempt.text) == (200, "/healthz")
+    assert missing.status_code == 401
+    assert missing.json()["code"] == "certificate_missing"
+    assert (admitted.status_code, admitted.text) == (200, "/x")
 
 
 # -- errors name the key and the line ----------------------------------------------------------
@@ -626,3 +649,89 @@ def test_examples_load_and_decide(tmp_path, name):
     assert decide("/payments/1", "GET", eve) == "organization_not_allowed"  # not a write
     assert decide("/orders", "GET", pem(pki, "revoked")) == "certificate_revoked"
     assert isinstance(config.verifier(), Verifier)
+
+
+# -- any wrong type under any key: an error naming the key and the line, never a traceback ----
+def _toml_value(value: object) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    assert isinstance(value, dict)
+    return "{" + ", ".join(f'"{k}" = {_toml_value(v)}' for k, v in value.items()) + "}"
+
+
+def _to_toml(data: dict) -> str:
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for table, body in data.items():
+        if isinstance(body, dict):
+            lines.append(f"[{table}]")
+            lines += [f'"{k}" = {_toml_value(v)}' for k, v in body.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _key_paths(data: object, prefix: tuple = ()):
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield (*prefix, k)
+            yield from _key_paths(v, (*prefix, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            if isinstance(v, dict | list):
+                yield from _key_paths(v, (*prefix, i))
+
+
+WRONG_VALUES = [7, 1e300, float("nan"), True, "x", [], ["x"], [1], {"a": 1}, [{"a": 1}]]
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml"])
+def test_wrong_types_anywhere_name_the_key_and_line(tmp_path, pki, suffix):
+    import copy
+
+    import yaml
+
+    base = {
+        "mode": "optional",
+        "exempt_paths": ["/healthz"],
+        "trust": {"files": [str(pki.path("ca.pem"))], "max_depth": 4, "clock_skew": 5},
+        "revocation": {"ocsp": {"timeout": 2, "mode": "soft-fail", "max_age": 60}},
+        "forwarded": {"preset": "nginx", "trusted_proxies": ["10.0.0.1"], "max_size": 9000},
+        "policy": {"organizations": ["x"], "subjects": ["CN = a"], "deny_serials": [1]},
+        "routes": [{"path": "/a/*", "methods": ["GET"], "policy": {"any_of": [{"uris": ["u:x"]}]}}],
+        "cache": {"size": 10, "ttl": 60},
+    }
+    wrong = [*WRONG_VALUES, None] if suffix == ".yaml" else WRONG_VALUES
+    path = tmp_path / f"mtls{suffix}"
+    tracebacks, unnamed = [], []
+    for key in _key_paths(base):
+        if key[0] == "routes" and suffix == ".toml":  # the TOML writer is flat; YAML covers it
+            continue
+        for value in wrong:
+            data = copy.deepcopy(base)
+            node = data
+            for k in key[:-1]:
+                node = node[k]
+            node[key[-1]] = value
+            path.write_text(yaml.safe_dump(data) if suffix == ".yaml" else _to_toml(data))
+            try:
+                load_config(path)
+            except ValueError as exc:
+                if "(line " not in str(exc) or str(key[0]) not in str(exc):
+                    unnamed.append((key, value, str(exc)))
+            except Exception as exc:  # noqa: BLE001 -- the point: nothing else may escape
+                tracebacks.append((key, value, repr(exc)))
+    assert tracebacks == []
+    assert unnamed == []
+
+
+def test_a_file_that_is_not_a_table_names_line_one(tmp_path):
+    with pytest.raises(ValueError, match=r"\(top level\): must be a table, not a list \(line 1\)"):
+        load_config(write(tmp_path, "- a\n- b\n", "mtls.yaml"))

@@ -161,6 +161,7 @@ def _toml_lines(text: str) -> dict[Key, int]:
                 resolved.append(part)
                 prefix = tuple(resolved)
                 if i == len(parts) - 1 and m.group(1) == "[[":
+                    lines.setdefault(prefix, lineno)  # the array itself, where it starts
                     counts[prefix] = counts.get(prefix, 0) + 1
                     resolved.append(counts[prefix])
                 elif prefix in counts:  # a sub-table of the latest array element
@@ -253,16 +254,23 @@ def _bool(value: object, key: Key) -> bool:
     return value
 
 
+_MAX_NUMBER = 1e9  # seconds (about 31 years), sizes: anything larger is a typo
+
+
 def _number(value: object, key: Key, *, minimum: float = 0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Error(key, f"must be a number >= {minimum:g}, not {_kind(value)}")
+    if not value >= minimum:
         raise _Error(key, f"must be a number >= {minimum:g}")
+    if not value <= _MAX_NUMBER:  # also inf and nan, which TOML and YAML can spell
+        raise _Error(key, f"must be a number <= {_MAX_NUMBER:g}")
     return float(value)
 
 
 def _positive(value: object, key: Key) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise _Error(key, f"must be a number > 0, not {_kind(value)}")
-    return float(value)
+    return _number(value, key)
 
 
 def _certificates(path: Path) -> list[Any]:
@@ -282,8 +290,12 @@ def _certificates(path: Path) -> list[Any]:
 
 
 def _int(value: object, key: Key, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Error(key, f"must be an integer >= {minimum}, not {_kind(value)}")
+    if value < minimum:
         raise _Error(key, f"must be an integer >= {minimum}")
+    if value > _MAX_NUMBER:
+        raise _Error(key, f"must be an integer <= {_MAX_NUMBER:.0f}")
     return value
 
 
@@ -648,7 +660,7 @@ def _load(path: str | os.PathLike[str], *, policy_only: bool = False) -> Config:
     try:
         return _build(data if data is not None else {}, p, policy_only=policy_only)
     except _Error as exc:
-        line = _line_for(lines, exc.key)
+        line = _line_for(lines, exc.key) or (1 if not exc.key else None)
         where = f" (line {line})" if line else ""
         raise ValueError(f"{p}: {render_key(exc.key)}: {exc.message}{where}") from None
 
