@@ -36,13 +36,22 @@ def test_quick_benchmark_run_reports_every_measurement(tmp_path: Path) -> None:
     payload = json.loads(out.read_text())
     assert payload["mode"] == "quick"
     assert set(payload["measurements"]) == set(MEASUREMENTS)
+    counts = dict.fromkeys(("PASS", "MISS", "MISSING", "INFO"), 0)
     for key in MEASUREMENTS:
         rows = payload["measurements"][key]
         assert rows, f"{key}: no rows"
         for row in rows:
-            assert row["status"] in {"PASS", "MISS", "INFO", "MISSING"}, row
-            if row["status"] != "MISSING":
-                assert row["value"] is not None, row
-                assert row["value"] > 0, row
-    # every target is printed next to its measured value and verdict
-    assert "PASS" in proc.stdout or "MISS" in proc.stdout
+            counts[row["status"]] += 1
+            if row["status"] == "MISSING":  # only a comparison library may be absent
+                assert key == "peers", row
+                continue
+            # PASS or MISS against a target depends on the machine; a value must be there.
+            assert row["status"] in {"PASS", "MISS", "INFO"}, row
+            assert row["value"] is not None, row
+            assert row["value"] > 0, row
+    # the printed summary is the JSON's, row for row
+    summary = (
+        f"{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['MISSING']} MISSING, "
+        f"{counts['INFO']} INFO"
+    )
+    assert summary in proc.stdout, proc.stdout[-2000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from urllib.parse import quote
 
 import pytest
@@ -461,25 +462,29 @@ def test_bad_trusted_proxies(proxies, error):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "error", "message"),
     [
-        {"on_untrusted": "warn"},
-        {"max_size": 0},
-        {"max_size": True},
-        {"header": "bad header"},
-        {"header": ""},
-        {"chain_header": "x cert"},
-        {"chain_header": "X-Cert"},
-        {"encoding": "xfcc", "chain_header": "X-Chain"},
-        {"verified_by_proxy": "yes"},
-        {"xfcc_element": True},
-        {"identity_format": "azure"},
-        {"identity_headers": {"subject": "X-S"}},
-        {"identity_format": "gcp", "identity_headers": {"colour": "X-C"}},
+        ({"on_untrusted": "warn"}, ValueError, "on_untrusted must be"),
+        ({"max_size": 0}, ValueError, "max_size must be a positive int"),
+        ({"max_size": True}, ValueError, "max_size must be a positive int"),
+        ({"header": "bad header"}, ValueError, "is not a valid HTTP header name"),
+        ({"header": ""}, TypeError, "header must be a non-empty header name"),
+        ({"chain_header": "x cert"}, ValueError, "chain_header 'x cert' is not a valid"),
+        ({"chain_header": "X-Cert"}, ValueError, "must all be different"),
+        ({"encoding": "xfcc", "chain_header": "X-Chain"}, ValueError, "drop chain_header"),
+        ({"verified_by_proxy": "yes"}, TypeError, "verified_by_proxy must be a bool"),
+        ({"xfcc_element": True}, TypeError, "xfcc_element must be an int"),
+        ({"identity_format": "azure"}, ValueError, "identity_format must be one of"),
+        ({"identity_headers": {"subject": "X-S"}}, ValueError, "needs identity_format"),
+        (
+            {"identity_format": "gcp", "identity_headers": {"colour": "X-C"}},
+            ValueError,
+            "unknown identity_headers fields ['colour']",
+        ),
     ],
 )
-def test_bad_config(kwargs):
-    with pytest.raises((ValueError, TypeError)):
+def test_bad_config(kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
         _fc(**kwargs)
 
 

@@ -80,7 +80,33 @@ def test_arbitrary_bytes_as_base64_and_latin1(raw: bytes) -> None:
 
 
 @_SETTINGS
-@given(peer=st.one_of(st.none(), st.text(max_size=50), st.ip_addresses().map(str)))
+@given(
+    peer=st.one_of(
+        st.none(),
+        st.text(max_size=50),
+        st.ip_addresses().map(str),
+        st.sampled_from(["10.0.0.1 ", "[::1]", "::1%lo", "::ffff:10.1.2.3", "10.0.0.1\u00a0"]),
+    )
+)
 def test_any_peer_string(peer: str | None) -> None:
     fc = ForwardedCert(header="X-Cert", encoding="pem", trusted_proxies=["10.0.0.0/8", "::1"])
-    assert fc.is_trusted(peer) in (True, False)
+    assert fc.is_trusted(peer) is _expected_trust(peer)
+
+
+def _expected_trust(peer: str | None) -> bool:
+    """The rule restated: an IP literal inside 10.0.0.0/8 or equal to ::1, nothing else."""
+    import ipaddress
+
+    if peer is None:
+        return False
+    text = peer.strip(" \t")
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        addr = ipaddress.ip_address(text.split("%", 1)[0] if "%" in text else text)
+        ipaddress.ip_address(text)  # a zone is allowed only where ipaddress allows one
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr in ipaddress.ip_network("10.0.0.0/8") or addr == ipaddress.ip_address("::1")

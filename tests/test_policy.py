@@ -346,6 +346,10 @@ def test_deny_list_checked_before_allow_lists(ids: Ids) -> None:
 def test_ip_entries_may_be_ipaddress_objects(ids: Ids) -> None:
     Policy(ip_addresses=[ipaddress.ip_network("10.0.0.0/8")]).check(ids["alice"])  # type: ignore[list-item]
     Policy(ip_addresses=[ipaddress.ip_address("2001:db8::5")]).check(ids["alice"])  # type: ignore[list-item]
+    for other in (ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_address("2001:db8::6")):
+        with pytest.raises(PolicyDenied) as info:
+            Policy(ip_addresses=[other]).check(ids["alice"])  # type: ignore[list-item]
+        assert info.value.code == "ip_address_not_allowed"
 
 
 def test_detail_names_field_not_value(ids: Ids) -> None:

@@ -306,3 +306,18 @@ def test_proxy_fingerprint_serial_and_validity_accept_ascii_only() -> None:
     assert _serial("0a:1F") == 0x0A1F
     assert _hex_digest(fp.upper()) == fp
     assert ipaddress.ip_address("10.0.0.1")  # the ASCII spellings still parse
+
+
+def test_a_proxy_peer_address_never_folds_into_a_trusted_one() -> None:
+    from mtlsauth import ForwardedCert
+
+    fc = ForwardedCert(header="X-Cert", encoding="pem", trusted_proxies=["10.0.0.0/8", "::1"])
+    assert fc.is_trusted("10.0.0.1")
+    assert fc.is_trusted(" 10.0.0.1\t")
+    trusted = [
+        peer
+        for c in CHARS
+        for peer in (f"10.0.0.1{c}", f"{c}10.0.0.1", f"10.0.0.{c}1", f"::1{c}", f"1{c}.0.0.1")
+        if fc.is_trusted(peer)
+    ]
+    assert trusted == []

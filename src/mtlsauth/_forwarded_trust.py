@@ -75,7 +75,7 @@ def match_peer(peer: str, networks: tuple[Network, ...]) -> bool:
     their IPv4 form; a link-local entry with a zone (``fe80::1%eth0``) matches that zone only;
     anything unparseable (a Unix socket path, a list) is untrusted.
     """
-    text = peer.strip()
+    text = peer.strip(" \t")  # ASCII blanks only: "10.0.0.1\u00a0" is not an address
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     try:

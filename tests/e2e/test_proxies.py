@@ -82,21 +82,20 @@ def test_what_proxy_sends_without_certificate(name, pki, backend, start_proxy, c
         assert backend.last_header(header) == values
 
 
-def test_exact_wire_formats(pki, backend, start_proxy, client):
+@pytest.mark.parametrize("name", PROXY_NAMES)
+def test_exact_wire_formats(name, pki, backend, start_proxy, client):
     """The bytes each proxy forwards equal mtlsauth's encoder output for the same chain."""
     chain = pki.client.chain_der
-    for name in PROXY_NAMES:
-        try:
-            proxy = start_proxy(name, backend)
-        except pytest.skip.Exception:
-            continue
-        backend.authenticate = _verifier(pki, name, intermediates=True).authenticate
-        assert client(proxy.url + "/", cert="client_chain").status == 200
-        for header, value in encode_forwarded(name, chain):
-            got = backend.last_header(header)
-            if name == "nginx" and header.lower() != "x-ssl-client-cert":
-                continue
-            assert got == [value], (name, header)
+    proxy = start_proxy(name, backend)
+    backend.authenticate = _verifier(pki, name, intermediates=True).authenticate
+    assert client(proxy.url + "/", cert="client_chain").status == 200
+    compared = 0
+    for header, value in encode_forwarded(name, chain):
+        if name == "nginx" and header.lower() != "x-ssl-client-cert":
+            continue  # nginx forwards only the leaf header
+        assert backend.last_header(header) == [value], (name, header)
+        compared += 1
+    assert compared >= 1
 
 
 FORGED_NAMES = (
