@@ -474,3 +474,25 @@ def test_proxy_identity_lists_every_organization() -> None:
     with pytest.raises(PolicyDenied):
         Policy(organizations=["ops"]).check(identity)
     Policy(organizations=["ops", "evil"]).check(identity)
+
+
+def test_gcp_spiffe_id_must_be_the_one_spiffe_uri() -> None:
+    import base64
+
+    from mtlsauth import MTLSAuthError
+    from mtlsauth._forwarded_identity import identity_from_gcp
+
+    def fields(spiffe: str, *uris: str) -> dict[str, str]:
+        listed = ",".join(base64.b64encode(u.encode()).decode() for u in uris)
+        return {"chain_verified": "true", "spiffe": spiffe, "uri": listed}
+
+    ok = identity_from_gcp(fields("spiffe://td/a", "spiffe://td/a", "https://x"), "header:x")
+    assert ok.spiffe_id == "spiffe://td/a"
+    assert identity_from_gcp(fields("spiffe://td/a"), "header:x").spiffe_id == "spiffe://td/a"
+    for bad in (
+        fields("spiffe://td/admin", "spiffe://td/a"),
+        fields("spiffe://td/a", "spiffe://td/a", "spiffe://td/b"),
+        fields("spiffe://td/a", "https://x"),
+    ):
+        with pytest.raises(MTLSAuthError, match="not the certificate's one SPIFFE URI"):
+            identity_from_gcp(bad, "header:x")

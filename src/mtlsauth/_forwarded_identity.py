@@ -203,6 +203,10 @@ def identity_from_gcp(fields: dict[str, str], source: str) -> ClientIdentity:
     subject = _der_name(_b64(fields["subject"].strip(_OWS))) if "subject" in fields else None
     issuer = _der_name(_b64(fields["issuer"].strip(_OWS))) if "issuer" in fields else None
     spiffe = fields.get("spiffe", "").strip(_OWS) or None
+    listed = [u for u in uris if u[:9].lower() == "spiffe://"]
+    if spiffe is not None and uris and listed != [spiffe]:
+        # The SPIFFE ID a policy matches must be the one URI SAN the application also sees.
+        raise malformed("the load balancer's SPIFFE ID is not the certificate's one SPIFFE URI")
     return _build(
         subject=subject if subject is not None else x509.Name([]),
         issuer=issuer,
