@@ -715,3 +715,44 @@ def test_any_subject_matches_its_rfc4514_string(ids: Ids, value: str) -> None:
     name = _name((NameOID.ORGANIZATION_NAME, "Acme"), (NameOID.COMMON_NAME, value))
     identity = dataclasses.replace(ids["alice"], subject_name=name, subject=name.rfc4514_string())
     Policy(subjects=[name.rfc4514_string()]).check(identity)
+
+
+def test_every_form_openssl_prints_is_accepted_and_matches(tmp_path) -> None:
+    """What ``openssl x509 -noout -subject`` prints, pasted as is, admits that certificate."""
+    import shutil
+    import subprocess
+
+    from mtlsauth._identity import identity_from_certificate
+    from mtlsauth.testing import CA
+
+    openssl = shutil.which("openssl")
+    if openssl is None:  # pragma: no cover - every supported CI image has it
+        pytest.skip("the openssl command line is not installed")
+    subject = x509.Name(
+        [
+            R([A(NameOID.COUNTRY_NAME, "US")]),
+            R([A(NameOID.ORGANIZATION_NAME, "Example, Inc.")]),
+            R([A(NameOID.ORGANIZATIONAL_UNIT_NAME, "a+b")]),
+            R([A(NameOID.ORGANIZATIONAL_UNIT_NAME, 'x"y\\z')]),
+            R([A(NameOID.COMMON_NAME, "caf\u00e9 =#;<>")]),
+            R([A(NameOID.COMMON_NAME, " lead")]),
+            R([A(NameOID.EMAIL_ADDRESS, "a@b.example")]),
+            R([A(NameOID.COMMON_NAME, "second"), A(NameOID.USER_ID, "u1")]),
+        ]
+    )
+    cert = CA().issue_client_cert(subject=subject)
+    identity = identity_from_certificate(cert.certificate)
+    path = cert.cert_pem.write_to_path(tmp_path / "leaf.pem")
+    printed = {}
+    for nameopt in ("", "RFC2253", "oneline", "compat"):
+        args = [openssl, "x509", "-noout", "-subject", "-in", str(path)]
+        if nameopt:
+            args += ["-nameopt", nameopt]
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
+        assert out.startswith("subject=")
+        printed[nameopt or "default"] = out.removeprefix("subject=").strip()
+    assert printed["default"].startswith('C = US, O = "Example, Inc.", OU = "a+b"')
+    for text in printed.values():
+        Policy(subjects=[text]).check(identity)
+        with pytest.raises(PolicyDenied):
+            Policy(subjects=[text.replace("second", "third")]).check(identity)

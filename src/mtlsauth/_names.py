@@ -64,6 +64,11 @@ _ATTR_NAMES = _AttrNames(
         "POSTALCODE": NameOID.POSTAL_CODE,
         "BUSINESSCATEGORY": NameOID.BUSINESS_CATEGORY,
         "ORGANIZATIONIDENTIFIER": NameOID.ORGANIZATION_IDENTIFIER,
+        # as openssl x509 -subject prints an EV certificate's jurisdiction
+        "JURISDICTIONC": NameOID.JURISDICTION_COUNTRY_NAME,
+        "JURISDICTIONST": NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME,
+        "JURISDICTIONL": NameOID.JURISDICTION_LOCALITY_NAME,
+        "UNSTRUCTUREDNAME": NameOID.UNSTRUCTURED_NAME,
     }
 )
 _OID_RE = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+")  # ASCII digits only

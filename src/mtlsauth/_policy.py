@@ -254,7 +254,7 @@ class Policy:
             raise ValueError(f"{key} {value!r} must be a full email address")
         if field == "ip_addresses":
             try:
-                ipaddress.ip_address(value.strip())
+                ipaddress.ip_address(value.strip(" "))
             except ValueError:
                 raise ValueError(f"{key} {value!r} is not a single IP address") from None
         return cls(**{field: [value]})
