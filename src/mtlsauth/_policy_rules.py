@@ -206,16 +206,15 @@ def _org_check(allowed: frozenset[str]) -> _Check:
 
 
 def _ou_check(allowed: frozenset[str]) -> _Check:
-    # Every OU must be allowed, for the same reason as organizations.
+    # Any OU may match: OUs are memberships (eng and ops), and the identity exposes them only
+    # as the whole tuple (there is no "first OU" accessor an application could be misled by).
     def check(identity: ClientIdentity) -> str | None:
-        units = frozenset(_norm_presented(u) for u in identity.organizational_units)
+        units = identity.organizational_units
         if not units:
             return "certificate has no organizational unit"
-        if units <= allowed:
+        if any(_norm_presented(u) in allowed for u in units):
             return None
-        if units.isdisjoint(allowed):
-            return "no organizational unit in the allow-list"
-        return "certificate has several organizational units and not all are in the allow-list"
+        return "no organizational unit in the allow-list"
 
     return check
 
