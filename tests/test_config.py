@@ -735,3 +735,18 @@ def test_wrong_types_anywhere_name_the_key_and_line(tmp_path, pki, suffix):
 def test_a_file_that_is_not_a_table_names_line_one(tmp_path):
     with pytest.raises(ValueError, match=r"\(top level\): must be a table, not a list \(line 1\)"):
         load_config(write(tmp_path, "- a\n- b\n", "mtls.yaml"))
+
+
+def test_dn_strings_as_openssl_prints_them_and_mixed_forms_refused(tmp_path, pki):
+    text = base(pki) + (
+        '[policy]\nsubjects = ["O = Example Corp, OU = payments, CN = alice", "cn=bob,o=x"]\n'
+    )
+    verifier = load_config(write(tmp_path, text)).verifier()
+    assert verifier.verify_pem(pem(pki, "good")).common_name == "alice"
+    mixed = base(pki) + '[policy]\nsubjects = ["/CN=alice,O=Example Corp"]\n'
+    with pytest.raises(ValueError) as info:
+        load_config(write(tmp_path, mixed))
+    message = str(info.value)
+    assert "[policy].subjects: subjects entry '/CN=alice,O=Example Corp'" in message
+    assert "the CN value 'alice,O=Example Corp' contains 'O='" in message
+    assert message.endswith("(line 4)")
