@@ -744,7 +744,7 @@ def test_dn_strings_as_openssl_prints_them_and_mixed_forms_refused(tmp_path, pki
     verifier = load_config(write(tmp_path, text)).verifier()
     assert verifier.verify_pem(pem(pki, "good")).common_name == "alice"
     mixed = base(pki) + '[policy]\nsubjects = ["/CN=alice,O=Example Corp"]\n'
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="is not a distinguished name") as info:
         load_config(write(tmp_path, mixed))
     message = str(info.value)
     assert "[policy].subjects: subjects entry '/CN=alice,O=Example Corp'" in message
