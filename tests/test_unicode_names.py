@@ -18,6 +18,8 @@ from collections.abc import Callable
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtlsauth import ClientIdentity, MTLSAuthError, Policy, PolicyDenied
 from mtlsauth._forwarded_identity import identity_from_aws, identity_from_gcp, identity_from_xfcc
@@ -321,3 +323,25 @@ def test_a_proxy_peer_address_never_folds_into_a_trusted_one() -> None:
         if fc.is_trusted(peer)
     ]
     assert trusted == []
+
+
+# -- DN strings: any text is a DN or a ValueError (config), a DN or a refusal (proxy) --------
+_DN_ALPHABET = st.sampled_from(list('CNOUcnou=,+;/\\"#<> 0123456789aAfF.\u00e9\u00a0\u212a\t'))
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(st.text(_DN_ALPHABET, max_size=40), st.text(max_size=40)))
+def test_any_dn_string_parses_or_is_refused_cleanly(text: str) -> None:
+    from mtlsauth._forwarded_identity import parse_dn
+
+    try:
+        Policy(subjects=[text])
+    except ValueError as exc:
+        message = str(exc)
+    else:
+        message = "subjects: parsed"
+    assert message.startswith("subjects")
+    try:
+        parse_dn(text)
+    except MTLSAuthError:
+        pass
