@@ -3,7 +3,11 @@
 DNs are compared as parsed attributes, never as strings: case-folded, whitespace
 normalised, multi-valued RDNs as sets and RDN order ignored (RFC 5280 section 7.1 asks for
 RFC 4518 string preparation; this is a documented subset of it). Configured DNs may be
-written in RFC 4514 order or in OpenSSL's legacy ``/C=../CN=..`` form.
+written in RFC 4514 form, in OpenSSL's display form (``C = US, O = Acme, CN = x``) or in its
+legacy ``/C=../CN=..`` form; a string that could be read two ways is refused.
+
+No non-ASCII character ever folds into ASCII here: not through case folding, NFC, ``lower``,
+nor whitespace trimming (only the ASCII space is layout).
 """
 
 from __future__ import annotations
