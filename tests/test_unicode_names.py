@@ -345,3 +345,16 @@ def test_any_dn_string_parses_or_is_refused_cleanly(text: str) -> None:
         parse_dn(text)
     except MTLSAuthError:
         pass
+
+
+@pytest.mark.parametrize("blank", ["\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f"])
+def test_only_the_ascii_space_is_layout(base, blank) -> None:
+    policy = Policy(common_names=["ops", "o ps"], subjects=["CN=ops,O=x", "CN=o ps,O=x"])
+    policy.check(dataclasses.replace(base, common_name=" o  ps ", subject_name=_dn(" o  ps ")))
+    for value in (f"ops{blank}", f"{blank}ops", f"o{blank}ps"):
+        with pytest.raises(PolicyDenied):
+            Policy(common_names=["ops", "o ps"]).check(dataclasses.replace(base, common_name=value))
+        with pytest.raises(PolicyDenied):
+            Policy(subjects=["CN=ops,O=x", "CN=o ps,O=x"]).check(
+                dataclasses.replace(base, subject_name=_dn(value))
+            )
