@@ -317,6 +317,25 @@ def test_backend_never_picks_one_of_several_values(django_client, pki, users) ->
     assert not users.objects.filter(username="b@example.org").exists()
 
 
+def test_backend_maps_no_user_from_a_subject_with_two_common_names(
+    django_client, pki, users
+) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    two = pki.inter.issue_client_cert(
+        subject=x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, "ledger"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
+            ]
+        )
+    )
+    users.objects.create_user("ledger")
+    users.objects.create_user("admin")
+    assert get(django_client(), "/whoami", two)[1]["user"] is None
+
+
 def test_backend_callable_mapping(django_client, certs, users) -> None:
     client = django_client(
         MTLSAUTH_CREATE_USERS=True, MTLSAUTH_USERNAME=lambda i: f"svc-{i.common_name}"

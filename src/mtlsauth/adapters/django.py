@@ -77,7 +77,7 @@ __all__ = [
 BACKEND_PATH = "mtlsauth.adapters.django.MTLSBackend"
 
 USERNAME_FIELDS: dict[str, Callable[[ClientIdentity], tuple[str, ...]]] = {
-    "common_name": lambda i: (i.common_name,) if i.common_name else (),
+    "common_name": lambda i: _common_names(i),
     "email": lambda i: tuple(i.emails),
     "spiffe_id": lambda i: (i.spiffe_id,) if i.spiffe_id else (),
     "dns_name": lambda i: tuple(i.dns_names),
@@ -88,6 +88,17 @@ USERNAME_FIELDS: dict[str, Callable[[ClientIdentity], tuple[str, ...]]] = {
 """How ``MTLSAUTH_USERNAME`` names map a certificate to a username. A field with several
 values (two e-mail SANs) maps to no user at all: choosing one would let the certificate's
 holder pick whose account it opens."""
+
+
+def _common_names(identity: ClientIdentity) -> tuple[str, ...]:
+    cert = identity.certificate
+    if cert is None:  # a proxy-verified identity: only the first CN is known
+        return (identity.common_name,) if identity.common_name else ()
+    from cryptography.x509.oid import NameOID
+
+    values = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return tuple(v.value if isinstance(v.value, str) else "" for v in values)
+
 
 _lock = threading.Lock()
 _guard: Guard | None = None
