@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from mtlsauth._ocsp import OCSPChecker
 from mtlsauth.testing import CA, ClientCert, issue_ocsp_responder_cert, openssl_index
 
 UTC = dt.timezone.utc
+GENERIC = "the certificate's revocation status could not be established (OCSP)"
 
 
 def _now() -> dt.datetime:
@@ -92,15 +94,20 @@ def responder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Responder]:
 
 def test_responses_signed_with_sha1_are_not_trusted(tmp_path: Path) -> None:
     # cryptography will not build such a response; OpenSSL's responder will (-rmd sha1).
-    with (
-        _openssl_responder(tmp_path, "-rmd", "sha1") as r,
-        pytest.raises(RevocationUnavailable, match="sha1"),
-    ):
-        OCSPChecker(responder_url=r.url).check(_chain(r.good, r.ca), at=_now())
+    with _openssl_responder(tmp_path, "-rmd", "sha1") as r:
+        _refused(OCSPChecker(responder_url=r.url), _chain(r.good, r.ca), "sha1")
 
 
 def _chain(c: ClientCert, ca: CA) -> list[x509.Certificate]:
     return [c.certificate, ca.certificate]
+
+
+def _refused(checker: OCSPChecker, chain: list[x509.Certificate], match: str) -> None:
+    """Refused with the generic detail; the reason is kept for the operator (health, log)."""
+    with pytest.raises(RevocationUnavailable) as info:
+        checker.check(chain, at=_now())
+    assert info.value.detail == GENERIC
+    assert re.search(match, str(checker.health()["last_error"])), checker.health()["last_error"]
 
 
 # -- against openssl ocsp -----------------------------------------------------------------
@@ -125,8 +132,7 @@ def test_revoked_is_refused_in_both_modes(responder: Responder, mode: str) -> No
 
 def test_unknown_is_no_answer(responder: Responder) -> None:
     chain = _chain(responder.unknown, responder.ca)
-    with pytest.raises(RevocationUnavailable, match="UNKNOWN"):
-        OCSPChecker(responder_url=responder.url).check(chain, at=_now())
+    _refused(OCSPChecker(responder_url=responder.url), chain, "UNKNOWN")
     soft = OCSPChecker(responder_url=responder.url, mode="soft-fail")
     assert soft.check(chain, at=_now()) is not None
 
@@ -141,18 +147,15 @@ def test_url_from_the_certificates_aia(responder: Responder) -> None:
     )
     leaf = responder.ca.issue_client_cert(common_name="aia", extra_extensions=[(aia, False)])
     # Not in the responder's index: an authenticated UNKNOWN proves the AIA URL was used.
-    with pytest.raises(RevocationUnavailable, match="UNKNOWN"):
-        OCSPChecker().check(_chain(leaf, responder.ca), at=_now())
-    with pytest.raises(RevocationUnavailable, match="names no OCSP responder"):
-        OCSPChecker().check(_chain(responder.good, responder.ca), at=_now())
+    _refused(OCSPChecker(), _chain(leaf, responder.ca), "UNKNOWN")
+    _refused(OCSPChecker(), _chain(responder.good, responder.ca), "names no OCSP responder")
 
 
 def test_responder_down_hard_vs_soft(caplog: pytest.LogCaptureFixture) -> None:
     ca = CA()
     leaf = ca.issue_client_cert()
     url = f"http://127.0.0.1:{_free_port()}/"  # nothing listens there
-    with pytest.raises(RevocationUnavailable, match="unreachable"):
-        OCSPChecker(responder_url=url, timeout=1).check(_chain(leaf, ca), at=_now())
+    _refused(OCSPChecker(responder_url=url, timeout=1), _chain(leaf, ca), "unreachable")
     soft = OCSPChecker(responder_url=url, timeout=1, mode="soft-fail")
     with caplog.at_level(logging.WARNING, logger="mtlsauth"):
         assert soft.check(_chain(leaf, ca), at=_now()) is not None
@@ -345,8 +348,7 @@ def test_untrustworthy_answers(
 ) -> None:
     crafted.answer = answer(setup)
     chain = _chain(setup.leaf, setup.ca)
-    with pytest.raises(RevocationUnavailable, match=message):
-        OCSPChecker(responder_url=crafted.url).check(chain, at=_now())
+    _refused(OCSPChecker(responder_url=crafted.url), chain, message)
     # Soft-fail admits (that is its documented risk), but never caches a forged GOOD for long.
     soft = OCSPChecker(responder_url=crafted.url, mode="soft-fail", retry_after=5)
     until = soft.check(chain, at=_now())
@@ -385,13 +387,14 @@ def test_http_error_is_no_answer(crafted: Crafted, setup: Setup) -> None:
     crafted.answer = _response(setup)
     crafted.status = 500
     try:
-        with pytest.raises(RevocationUnavailable, match="HTTP 500"):
-            OCSPChecker(responder_url=crafted.url).check(_chain(setup.leaf, setup.ca), at=_now())
+        _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "HTTP 500")
     finally:
         crafted.status = 200
 
 
-def test_answers_and_failures_are_cached(crafted: Crafted, setup: Setup) -> None:
+def test_answers_and_failures_are_cached(
+    crafted: Crafted, setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
     crafted.answer = _response(setup)
     checker = OCSPChecker(responder_url=crafted.url)
     before = crafted.requests
@@ -399,8 +402,12 @@ def test_answers_and_failures_are_cached(crafted: Crafted, setup: Setup) -> None
         checker.check(_chain(setup.leaf, setup.ca), at=_now())
     assert crafted.requests == before + 1
     # An answer is used only until its nextUpdate: later, the responder is asked again.
-    with pytest.raises(RevocationUnavailable, match="stale"):
+    with (
+        caplog.at_level(logging.WARNING, logger="mtlsauth"),
+        pytest.raises(RevocationUnavailable),
+    ):
         checker.check(_chain(setup.leaf, setup.ca), at=_now() + dt.timedelta(hours=2))
+    assert "stale" in caplog.records[-1].getMessage()
     assert crafted.requests == before + 2
     crafted.answer = _response(setup, signer=_attacker())
     failing = OCSPChecker(responder_url=crafted.url, retry_after=60)
@@ -467,8 +474,7 @@ def test_aia_with_a_non_http_url_is_refused() -> None:
         ]
     )
     leaf = ca.issue_client_cert(extra_extensions=[(aia, False)])
-    with pytest.raises(RevocationUnavailable, match="http"):
-        OCSPChecker().check(_chain(leaf, ca), at=_now())
+    _refused(OCSPChecker(), _chain(leaf, ca), "http")
 
 
 def test_check_fails_closed_on_nonsense() -> None:
@@ -480,3 +486,353 @@ def test_protocol_properties() -> None:
     checker = OCSPChecker()
     assert checker.may_block is True
     assert checker.token is checker.token
+
+
+# -- the network path: one deadline, one fetch, only where configured ----------------------
+
+
+class RawServer:
+    """A TCP listener on 127.0.0.1 that hands every connection to ``behave`` in a thread."""
+
+    def __init__(self, behave: Callable[[socket.socket], None], *, accept: bool = True) -> None:
+        self.behave = behave
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        if accept:
+            self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn:
+            self.behave(conn)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.sock.close()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    conn.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        body += conn.recv(4096)
+    return head + b"\r\n\r\n" + body
+
+
+def _trickle(conn: socket.socket, data: bytes, pause: float, stop: threading.Event) -> None:
+    for i in range(len(data)):
+        if stop.wait(pause):
+            return
+        conn.sendall(data[i : i + 1])
+
+
+@contextlib.contextmanager
+def _raw(behave: Callable[[socket.socket], None], **kw: bool) -> Iterator[RawServer]:
+    server = RawServer(behave, **kw)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _good_http(s: Setup) -> Callable[[socket.socket], bytes]:
+    build = _response(s)
+
+    def answer(conn: socket.socket) -> bytes:
+        req = _read_request(conn)
+        der = build(ocsp.load_der_ocsp_request(req.partition(b"\r\n\r\n")[2]))
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/ocsp-response\r\n"
+            b"Content-Length: " + str(len(der)).encode() + b"\r\n\r\n" + der
+        )
+
+    return answer
+
+
+def _slow_cases(s: Setup) -> dict[str, Callable[[RawServer], Callable[[socket.socket], None]]]:
+    answer = _good_http(s)
+
+    def headers(srv: RawServer) -> Callable[[socket.socket], None]:
+        return lambda conn: _trickle(conn, answer(conn), 0.2, srv.stop)
+
+    def body(srv: RawServer) -> Callable[[socket.socket], None]:
+        def run(conn: socket.socket) -> None:
+            data = answer(conn)
+            head, _, der = data.partition(b"\r\n\r\n")
+            conn.sendall(head + b"\r\n\r\n")
+            _trickle(conn, der, 0.2, srv.stop)
+
+        return run
+
+    def silent(srv: RawServer) -> Callable[[socket.socket], None]:
+        def run(conn: socket.socket) -> None:
+            _read_request(conn)
+            srv.stop.wait(30)
+
+        return run
+
+    return {"trickled headers": headers, "trickled body": body, "never answers": silent}
+
+
+@pytest.mark.parametrize(
+    "case", ["trickled headers", "trickled body", "never answers", "no accept"]
+)
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+def test_one_deadline_for_the_whole_fetch(setup: Setup, case: str, mode: str) -> None:
+    holder: list[RawServer] = []
+
+    def behave(conn: socket.socket) -> None:
+        _slow_cases(setup)[case](holder[0])(conn)
+
+    with _raw(behave, accept=case != "no accept") as srv:
+        holder.append(srv)
+        checker = OCSPChecker(responder_url=srv.url, timeout=1.0, mode=mode)  # type: ignore[arg-type]
+        start = time.monotonic()
+        if mode == "hard-fail":
+            with pytest.raises(RevocationUnavailable):
+                checker.check(_chain(setup.leaf, setup.ca), at=_now())
+        else:
+            assert checker.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
+        elapsed = time.monotonic() - start
+        assert elapsed < 1.5, f"{case}: check() took {elapsed:.2f} s with timeout=1.0"
+        assert "timed out" in str(checker.health()["last_error"])
+
+
+def test_the_slow_responder_is_answered_in_time_when_fast_enough(setup: Setup) -> None:
+    # The same trickle, fast enough to finish inside the deadline: the answer is used.
+    holder: list[RawServer] = []
+    answer = _good_http(setup)
+
+    def behave(conn: socket.socket) -> None:
+        data = answer(conn)
+        head, _, der = data.partition(b"\r\n\r\n")
+        conn.sendall(head + b"\r\n\r\n" + der[:-20])
+        _trickle(conn, der[-20:], 0.01, holder[0].stop)
+
+    with _raw(behave) as srv:
+        holder.append(srv)
+        checker = OCSPChecker(responder_url=srv.url, timeout=3.0)
+        assert checker.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
+
+
+def test_dns_resolution_is_inside_the_deadline(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No real resolver may be used in tests: a resolver that hangs stands in for a slow DNS.
+    release = threading.Event()
+
+    def hanging(*_args: object, **_kw: object) -> list[object]:
+        release.wait(10)
+        raise OSError("resolver gave up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    checker = OCSPChecker(responder_url="http://ocsp.example.test/", timeout=0.5)
+    start = time.monotonic()
+    try:
+        with pytest.raises(RevocationUnavailable):
+            checker.check(_chain(setup.leaf, setup.ca), at=_now())
+        assert time.monotonic() - start < 1.0
+        assert "timed out" in str(checker.health()["last_error"])
+    finally:
+        release.set()
+
+
+def test_concurrent_misses_share_one_fetch(setup: Setup) -> None:
+    holder: list[RawServer] = []
+    answer = _good_http(setup)
+
+    def behave(conn: socket.socket) -> None:
+        data = answer(conn)
+        holder[0].stop.wait(0.5)  # slow enough that every thread misses while it runs
+        conn.sendall(data)
+
+    with _raw(behave) as srv:
+        holder.append(srv)
+        checker = OCSPChecker(responder_url=srv.url, timeout=5.0)
+        results: list[object] = []
+        barrier = threading.Barrier(10)
+
+        def one() -> None:
+            barrier.wait()
+            try:
+                results.append(checker.check(_chain(setup.leaf, setup.ca), at=_now()))
+            except Exception as exc:  # noqa: BLE001 - recorded and asserted below
+                results.append(exc)
+
+        threads = [threading.Thread(target=one) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert srv.connections == 1
+        assert len(results) == 10
+        assert all(isinstance(r, dt.datetime) for r in results), results
+
+
+def test_waiters_for_a_shared_fetch_keep_their_own_deadline(setup: Setup) -> None:
+    holder: list[RawServer] = []
+
+    def behave(conn: socket.socket) -> None:
+        _read_request(conn)
+        holder[0].stop.wait(30)
+
+    with _raw(behave) as srv:
+        holder.append(srv)
+        checker = OCSPChecker(responder_url=srv.url, timeout=1.0)
+        errors: list[float] = []
+
+        def one() -> None:
+            start = time.monotonic()
+            with contextlib.suppress(RevocationUnavailable):
+                checker.check(_chain(setup.leaf, setup.ca), at=_now())
+            errors.append(time.monotonic() - start)
+
+        threads = [threading.Thread(target=one) for _ in range(5)]
+        for t in threads:
+            t.start()
+            time.sleep(0.1)
+        for t in threads:
+            t.join()
+        assert srv.connections == 1
+        assert max(errors) < 1.5, errors
+
+
+def test_redirects_are_not_followed(setup: Setup) -> None:
+    hits: list[bytes] = []
+
+    def internal(conn: socket.socket) -> None:
+        hits.append(_read_request(conn))
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    with _raw(internal) as target:
+        for status in (301, 302, 303, 307, 308):
+            location = f"{target.url}admin/flush?all=1".encode()
+
+            def redirect(conn: socket.socket, status: int = status, loc: bytes = location) -> None:
+                _read_request(conn)
+                conn.sendall(
+                    b"HTTP/1.1 %d Moved\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n"
+                    % (status, loc)
+                )
+
+            with _raw(redirect) as srv:
+                checker = OCSPChecker(responder_url=srv.url, timeout=2.0)
+                with pytest.raises(RevocationUnavailable) as info:
+                    checker.check(_chain(setup.leaf, setup.ca), at=_now())
+                assert srv.url not in info.value.detail
+                assert "redirect" in str(checker.health()["last_error"])
+        assert hits == []
+
+
+def test_environment_proxies_are_ignored(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    proxied: list[bytes] = []
+
+    def proxy(conn: socket.socket) -> None:
+        proxied.append(_read_request(conn))
+
+    answer = _good_http(setup)
+    with _raw(proxy) as evil, _raw(lambda conn: conn.sendall(answer(conn))) as srv:
+        for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(var, evil.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        checker = OCSPChecker(responder_url=srv.url.replace("127.0.0.1", "localhost"), timeout=2)
+        assert checker.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
+    assert proxied == []
+
+
+def test_client_detail_does_not_reveal_what_happened(setup: Setup) -> None:
+    """Closed port, open port, HTTP error, redirect: the client sees one and the same detail."""
+    details: dict[str, str] = {}
+    errors: dict[str, str] = {}
+
+    def status(code: int) -> Callable[[socket.socket], None]:
+        def run(conn: socket.socket) -> None:
+            _read_request(conn)
+            conn.sendall(b"HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n" % code)
+
+        return run
+
+    cases: dict[str, Callable[[socket.socket], None] | None] = {
+        "closed port": None,
+        "open, talks nonsense": lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n"),
+        "open, closes": lambda conn: None,
+        "HTTP 404": status(404),
+        "HTTP 500": status(500),
+        "garbage body": lambda conn: conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nnot DER"),
+    }
+    for name, behave in cases.items():
+        if behave is None:
+            url = f"http://127.0.0.1:{_free_port()}/"
+            checker = OCSPChecker(responder_url=url, timeout=1)
+            with pytest.raises(RevocationUnavailable) as info:
+                checker.check(_chain(setup.leaf, setup.ca), at=_now())
+        else:
+            with _raw(behave) as srv:
+                url = srv.url
+                checker = OCSPChecker(responder_url=url, timeout=1)
+                with pytest.raises(RevocationUnavailable) as info:
+                    checker.check(_chain(setup.leaf, setup.ca), at=_now())
+        details[name] = info.value.detail
+        errors[name] = str(checker.health()["last_error"])
+        assert url in errors[name]  # the operator sees where and what
+    assert len(set(details.values())) == 1, details
+    assert len(set(errors.values())) == len(errors), errors
+    assert "127.0.0.1" not in next(iter(details.values()))
+
+
+def test_response_size_is_bounded(setup: Setup) -> None:
+    def huge(conn: socket.socket) -> None:
+        _read_request(conn)
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(1024):
+                conn.sendall(b"\x00" * 65536)
+
+    with _raw(huge) as srv:
+        checker = OCSPChecker(responder_url=srv.url, timeout=5)
+        with pytest.raises(RevocationUnavailable):
+            checker.check(_chain(setup.leaf, setup.ca), at=_now())
+        assert "too large" in str(checker.health()["last_error"])
+
+    def endless_headers(conn: socket.socket) -> None:
+        _read_request(conn)
+        conn.sendall(b"HTTP/1.0 200 OK\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(100_000):
+                conn.sendall(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+
+    with _raw(endless_headers) as srv:
+        checker = OCSPChecker(responder_url=srv.url, timeout=5)
+        with pytest.raises(RevocationUnavailable):
+            checker.check(_chain(setup.leaf, setup.ca), at=_now())
+        assert "too large" in str(checker.health()["last_error"])

@@ -14,17 +14,20 @@ bounded LRU, so the check on a Verifier cache hit is a dict look-up. Failures ar
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import logging
 import os
+import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import datetime, timedelta, timezone
+from typing import Literal, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -34,13 +37,26 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from mtlsauth._errors import CertificateRevoked, MTLSAuthError, RevocationUnavailable
+from mtlsauth._revocation import is_what_if
 
 __all__ = ["OCSPChecker"]
 
+_R = TypeVar("_R")
+
 logger = logging.getLogger("mtlsauth")
 
-_MAX_RESPONSE = 1024 * 1024
+_MAX_RESPONSE = 64 * 1024  # a real answer is a few KiB; a delegated signer adds one certificate
+_MAX_HEADER = 16 * 1024
+_MAX_SINGLE_RESPONSES = 32
+_MAX_RESPONSE_CERTS = 8
+_MAX_RESOLVING = 16  # look-ups that may run (and outlive their deadline) at once
 _SKEW = timedelta(minutes=5)
+_NOW_TOLERANCE = timedelta(seconds=30)  # an ``at`` further from the clock is a what-if call
+# What a client is told when no answer could be used. Where the failure happened (URL, OS
+# error, HTTP status) goes to the log and health(), never to the client: telling a closed
+# port from an open one would make the responder a probe of the server's network.
+_CLIENT_DETAIL = "the certificate's revocation status could not be established (OCSP)"
+_resolving = threading.BoundedSemaphore(_MAX_RESOLVING)
 
 
 class _Failure(Exception):
@@ -52,6 +68,16 @@ class _Answer:
     revoked: str | None  # None: GOOD; otherwise the refusal detail
     failure: str | None  # set for a cached failure
     until: datetime
+
+
+class _Flight:
+    """A fetch in progress, which concurrent misses for the same certificate wait for."""
+
+    __slots__ = ("answer", "done")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.answer: _Answer | None = None
 
 
 _WEAK_HASHES = (hashes.MD5, hashes.SHA1)
@@ -124,12 +150,12 @@ class OCSPChecker:
     __slots__ = (
         "_cache",
         "_cache_size",
+        "_flights",
         "_issuer_ids",
         "_lock",
         "_max_age",
         "_mode",
         "_nonce",
-        "_opener",
         "_retry_after",
         "_scope",
         "_timeout",
@@ -182,7 +208,7 @@ class OCSPChecker:
         self._cache: OrderedDict[tuple[bytes, int], _Answer] = OrderedDict()
         self._issuer_ids: dict[x509.Certificate, bytes] = {}
         self._lock = threading.Lock()
-        self._opener = urllib.request.build_opener()
+        self._flights: dict[tuple[bytes, int], _Flight] = {}
         self.last_error: str | None = None
 
     # -- RevocationChecker ----------------------------------------------------------------
@@ -217,23 +243,54 @@ class OCSPChecker:
     def _check(self, chain: Sequence[x509.Certificate], at: datetime) -> datetime | None:
         if at.tzinfo is None:
             raise RevocationUnavailable("OCSP check needs a timezone-aware time")
+        # A what-if call (``Verifier.verify(at=...)``, or any ``at`` away from the clock)
+        # reads cached answers but never writes shared state: no cache entry, no failure
+        # remembered, no shared fetch, no last_error.
+        what_if = is_what_if() or abs(at - datetime.now(timezone.utc)) > _NOW_TOLERANCE
         in_scope = len(chain) - 1 if self._scope == "chain" else min(1, len(chain) - 1)
         until: datetime | None = None
         for i in range(in_scope):
             cert, issuer = chain[i], chain[i + 1]
             key = (self._issuer_id(issuer), cert.serial_number)
-            answer = self._cached(key, at)
+            answer = self._cached(key, at, what_if)
             if answer is None:
-                answer = self._ask(cert, issuer, at)
-                self._store(key, answer)
+                answer = (
+                    self._ask(cert, issuer, at) if what_if else self._shared(key, cert, issuer, at)
+                )
             if answer.revoked is not None:
                 raise CertificateRevoked(answer.revoked)
             # Under soft-fail a failure admits; it was logged once, when it was fetched.
             if answer.failure is not None and self._mode == "hard-fail":
-                raise RevocationUnavailable(answer.failure)
+                raise RevocationUnavailable(_CLIENT_DETAIL)
             if until is None or answer.until < until:
                 until = answer.until
         return until
+
+    def _shared(
+        self, key: tuple[bytes, int], cert: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> _Answer:
+        """One fetch per (issuer, serial) at a time: concurrent misses wait for the first one."""
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            # The fetch in progress started earlier, under the same timeout: waiting for it
+            # never takes longer than a fetch of our own would.
+            if flight.done.wait(self._timeout) and flight.answer is not None:
+                return flight.answer
+            return self._failed(cert, "the shared fetch did not finish in time (timed out)", at)
+        answer: _Answer | None = None
+        try:
+            answer = self._ask(cert, issuer, at, record=True)
+            self._store(key, answer)
+            return answer
+        finally:
+            flight.answer = answer
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
 
     # -- cache ----------------------------------------------------------------------------
     def _issuer_id(self, issuer: x509.Certificate) -> bytes:
@@ -245,11 +302,14 @@ class OCSPChecker:
             self._issuer_ids[issuer] = found
         return found
 
-    def _cached(self, key: tuple[bytes, int], at: datetime) -> _Answer | None:
+    def _cached(self, key: tuple[bytes, int], at: datetime, what_if: bool) -> _Answer | None:
         with self._lock:
             answer = self._cache.get(key)
             if answer is None:
                 return None
+            if what_if:
+                # Only a verified answer is reused, and nothing is reordered or dropped.
+                return answer if answer.failure is None and at < answer.until else None
             if at >= answer.until:
                 del self._cache[key]
                 return None
@@ -272,22 +332,41 @@ class OCSPChecker:
             self._token = object()
 
     # -- one query ------------------------------------------------------------------------
-    def _ask(self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime) -> _Answer:
+    def _ask(
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        at: datetime,
+        *,
+        record: bool = False,
+    ) -> _Answer:
         try:
             answer = self._query(cert, issuer, at)
         except _Failure as exc:
-            message = f"OCSP: no trustworthy answer for serial {cert.serial_number:x}: {exc}"
-            logger.warning(
-                "mtlsauth: %s%s",
-                message,
-                f" (soft-fail: admitting it for {self._retry_after.total_seconds():.0f} s)"
-                if self._mode == "soft-fail"
-                else "",
+            return self._failed(cert, str(exc), at, record=record)
+        except Exception as exc:
+            logger.exception("mtlsauth: OCSP answer could not be processed")
+            return self._failed(
+                cert, f"unprocessable answer ({type(exc).__name__})", at, record=record
             )
-            self.last_error = message
-            return _Answer(None, message, at + self._retry_after)
-        self.last_error = None
+        if record:
+            self.last_error = None
         return answer
+
+    def _failed(
+        self, cert: x509.Certificate, why: str, at: datetime, *, record: bool = True
+    ) -> _Answer:
+        message = f"OCSP: no trustworthy answer for serial {cert.serial_number:x}: {why}"
+        logger.warning(
+            "mtlsauth: %s%s",
+            message,
+            f" (soft-fail: admitting it for {self._retry_after.total_seconds():.0f} s)"
+            if self._mode == "soft-fail" and record
+            else "",
+        )
+        if record:
+            self.last_error = message
+        return _Answer(None, message, at + self._retry_after)
 
     def _query(self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime) -> _Answer:
         url = self._url or _responder_url(cert)
@@ -299,15 +378,36 @@ class OCSPChecker:
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
         request = builder.build()
-        body = self._post(url, request.public_bytes(serialization.Encoding.DER))
+        body = _http_post(url, request.public_bytes(serialization.Encoding.DER), self._timeout)
+        return self._evaluate(body, request, nonce, cert, issuer, at)
+
+    def _evaluate(
+        self,
+        body: bytes,
+        request: ocsp.OCSPRequest,
+        nonce: bytes | None,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        at: datetime,
+    ) -> _Answer:
+        """Judge a responder's bytes; raises ``_Failure`` for anything but a usable answer."""
         try:
             resp = ocsp.load_der_ocsp_response(body)
         except ValueError:
             raise _Failure("unparsable OCSP response") from None
         if resp.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
             raise _Failure(f"responder answered {resp.response_status.name}")
-        self._verify_signer(resp, issuer, at)
-        single = _matching(resp, request)
+        try:
+            singles = list(itertools.islice(resp.responses, _MAX_SINGLE_RESPONSES + 1))
+            certs = resp.certificates
+        except ValueError:
+            raise _Failure("unparsable OCSP response") from None
+        if len(singles) > _MAX_SINGLE_RESPONSES:
+            raise _Failure(f"more than {_MAX_SINGLE_RESPONSES} answers in one response")
+        if len(certs) > _MAX_RESPONSE_CERTS:
+            raise _Failure(f"more than {_MAX_RESPONSE_CERTS} certificates in one response")
+        self._verify_signer(resp, certs, issuer, at)
+        single = _matching(singles, request)
         if nonce is not None:
             try:
                 echoed = resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
@@ -339,43 +439,14 @@ class OCSPChecker:
             )
         raise _Failure("the responder does not know this certificate (status UNKNOWN)")
 
-    def _post(self, url: str, data: bytes) -> bytes:
-        req = urllib.request.Request(  # noqa: S310 - scheme checked: http or https only
-            url,
-            data=data,
-            method="POST",
-            headers={
-                "Content-Type": "application/ocsp-request",
-                "Accept": "application/ocsp-response",
-            },
-        )
-        deadline = time.monotonic() + self._timeout
-        try:
-            with self._opener.open(req, timeout=self._timeout) as r:
-                chunks: list[bytes] = []
-                size = 0
-                while True:
-                    if time.monotonic() > deadline:
-                        raise _Failure(f"responder {url} timed out")
-                    chunk = r.read(65536)
-                    if not chunk:
-                        break
-                    size += len(chunk)
-                    if size > _MAX_RESPONSE:
-                        raise _Failure("OCSP response too large")
-                    chunks.append(chunk)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            raise _Failure(f"responder {url} answered HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _Failure(f"responder {url} unreachable: {reason}") from None
-        return b"".join(chunks)
-
     def _verify_signer(
-        self, resp: ocsp.OCSPResponse, issuer: x509.Certificate, at: datetime
+        self,
+        resp: ocsp.OCSPResponse,
+        included: Sequence[x509.Certificate],
+        issuer: x509.Certificate,
+        at: datetime,
     ) -> None:
-        candidates = [issuer, *self._trusted, *resp.certificates]
+        candidates = [issuer, *self._trusted, *included]
         key_hash, name = resp.responder_key_hash, resp.responder_name
         problem = "signed by an unknown responder"
         for cand in candidates:
@@ -430,8 +501,10 @@ def _delegation_problem(
     return None
 
 
-def _matching(resp: ocsp.OCSPResponse, request: ocsp.OCSPRequest) -> ocsp.OCSPSingleResponse:
-    for single in resp.responses:
+def _matching(
+    singles: Sequence[ocsp.OCSPSingleResponse], request: ocsp.OCSPRequest
+) -> ocsp.OCSPSingleResponse:
+    for single in singles:
         if (
             single.serial_number == request.serial_number
             and single.issuer_key_hash == request.issuer_key_hash
@@ -445,3 +518,280 @@ def _matching(resp: ocsp.OCSPResponse, request: ocsp.OCSPRequest) -> ocsp.OCSPSi
 def _check_url(url: str, error: type[Exception]) -> None:
     if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
         raise error("OCSP responder URL must be http:// or https://")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise error("OCSP responder URL does not parse") from None
+    if not parts.hostname:
+        raise error("OCSP responder URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise error("OCSP responder URL must not carry user information")
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in url):
+        raise error("OCSP responder URL must be printable ASCII without spaces")
+
+
+# -- HTTP, with one deadline for everything ---------------------------------------------------
+#
+# urllib is not used: its timeout bounds each socket operation rather than the exchange, it
+# resolves names with no timeout at all, follows redirects to other hosts and schemes, and
+# honours proxies from the environment. This client sends one POST straight to the configured
+# host and reads one answer, and every step (resolution, connect, TLS, send, headers, body)
+# gets only what is left of a single deadline.
+
+
+def _remaining(deadline: float, what: str) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _Failure(f"timed out during {what}")
+    return left
+
+
+def _resolve(host: str, port: int, deadline: float) -> list[tuple[int, tuple[object, ...]]]:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return [(family, (host, port))]
+    # getaddrinfo() cannot be interrupted: it runs in a thread we stop waiting for at the
+    # deadline. The number of such threads is bounded.
+    if not _resolving.acquire(blocking=False):
+        raise _Failure("too many name look-ups in progress")
+    result: list[tuple[int, tuple[object, ...]]] = []
+    problem: list[str] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            for family, _type, _proto, _name, addr in socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            ):
+                if family in (socket.AF_INET, socket.AF_INET6):
+                    result.append((family, tuple(addr)))
+        except (OSError, UnicodeError) as exc:
+            problem.append(str(exc))
+        finally:
+            _resolving.release()
+            done.set()
+
+    threading.Thread(target=run, name="mtlsauth-ocsp-resolve", daemon=True).start()
+    if not done.wait(_remaining(deadline, "name resolution")):
+        raise _Failure(f"timed out during name resolution of {host}")
+    if problem or not result:
+        raise _Failure(f"cannot resolve {host}: {problem[0] if problem else 'no address'}")
+    return result
+
+
+def _connect(addrs: Sequence[tuple[int, tuple[object, ...]]], deadline: float) -> socket.socket:
+    last: OSError | None = None
+    for family, addr in addrs:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(_remaining(deadline, "connect"))
+            sock.connect(addr)
+            return sock
+        except TimeoutError:
+            sock.close()
+            raise _Failure("timed out during connect") from None
+        except OSError as exc:
+            sock.close()
+            last = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise _Failure(f"unreachable: {last.strerror if last and last.strerror else last}")
+
+
+class _Conn:
+    """A socket, optionally with TLS run through memory BIOs so that no call outlives the deadline."""
+
+    def __init__(self, sock: socket.socket, tls_host: str | None, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._tls: ssl.SSLObject | None = None
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        if tls_host is not None:
+            ctx = ssl.create_default_context()
+            self._tls = ctx.wrap_bio(self._in, self._out, server_hostname=tls_host)
+            self._tls_call(self._tls.do_handshake, "TLS handshake")
+
+    def _raw_recv(self, what: str) -> bytes:
+        self._sock.settimeout(_remaining(self._deadline, what))
+        try:
+            return self._sock.recv(65536)
+        except TimeoutError:
+            raise _Failure(f"timed out during {what}") from None
+
+    def _raw_send(self, data: bytes, what: str) -> None:
+        view = memoryview(data)
+        while view:
+            self._sock.settimeout(_remaining(self._deadline, what))
+            try:
+                sent = self._sock.send(view)
+            except TimeoutError:
+                raise _Failure(f"timed out during {what}") from None
+            view = view[sent:]
+
+    def _flush(self, what: str) -> None:
+        pending = self._out.read()
+        if pending:
+            self._raw_send(pending, what)
+
+    def _tls_call(self, fn: Callable[[], _R], what: str) -> _R:
+        while True:
+            try:
+                result = fn()
+            except ssl.SSLWantReadError:
+                self._flush(what)
+                data = self._raw_recv(what)
+                if data:
+                    self._in.write(data)
+                else:
+                    self._in.write_eof()
+                continue
+            self._flush(what)
+            return result
+
+    def send(self, data: bytes) -> None:
+        if self._tls is None:
+            self._raw_send(data, "sending the request")
+            return
+        tls = self._tls
+        self._tls_call(lambda: tls.write(data), "sending the request")
+
+    def recv(self, what: str) -> bytes:
+        """Some bytes, or b"" at the end of the stream."""
+        if self._tls is None:
+            return self._raw_recv(what)
+        tls = self._tls
+        try:
+            return self._tls_call(lambda: tls.read(65536), what)
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            # A close without close_notify is common; a cut answer fails its signature check.
+            return b""
+
+
+def _http_post(url: str, data: bytes, timeout: float) -> bytes:
+    """POST ``data`` to ``url``; the answer's body, or ``_Failure`` naming what went wrong.
+
+    No redirects are followed, no proxy is used, and at most ``_MAX_HEADER`` +
+    ``_MAX_RESPONSE`` bytes are read, all within ``timeout`` seconds in total.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        return _exchange(url, data, deadline)
+    except _Failure as exc:
+        raise _Failure(f"responder {url}: {exc}") from None
+    except ssl.SSLError as exc:
+        raise _Failure(f"responder {url}: TLS failed: {exc.reason or exc}") from None
+    except OSError as exc:
+        raise _Failure(f"responder {url} unreachable: {exc.strerror or exc}") from None
+
+
+def _exchange(url: str, data: bytes, deadline: float) -> bytes:
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme.lower() == "https"
+    host = parts.hostname or ""
+    port = parts.port or (443 if https else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    authority = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        authority += f":{parts.port}"
+    sock = _connect(_resolve(host, port, deadline), deadline)
+    try:
+        conn = _Conn(sock, host if https else None, deadline)
+        conn.send(
+            f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n"
+            "Content-Type: application/ocsp-request\r\nAccept: application/ocsp-response\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode("ascii")
+            + data
+        )
+        return _read_response(conn)
+    finally:
+        sock.close()
+
+
+def _read_response(conn: _Conn) -> bytes:
+    buf = b""
+    while (end := buf.find(b"\r\n\r\n")) < 0:
+        if len(buf) > _MAX_HEADER:
+            raise _Failure("response headers too large")
+        chunk = conn.recv("reading the headers")
+        if not chunk:
+            raise _Failure("connection closed before the headers ended")
+        buf += chunk
+    if end > _MAX_HEADER:
+        raise _Failure("response headers too large")
+    head, body = buf[:end], buf[end + 4 :]
+    lines = head.split(b"\r\n")
+    status = lines[0].split(None, 2)
+    if len(status) < 2 or not status[0].startswith(b"HTTP/1.") or not status[1].isdigit():
+        raise _Failure("not an HTTP response")
+    code = int(status[1])
+    fields: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise _Failure("malformed response header")
+        fields[name.strip().lower()] = value.strip()
+    if 300 <= code < 400:
+        location = fields.get(b"location", b"").decode("ascii", "replace")[:200]
+        raise _Failure(f"answered HTTP {code}, a redirect to {location!r}, which is not followed")
+    if code != 200:
+        raise _Failure(f"answered HTTP {code}")
+    chunked = b"chunked" in fields.get(b"transfer-encoding", b"").lower()
+    length: int | None = None
+    if not chunked and b"content-length" in fields:
+        raw = fields[b"content-length"]
+        if not raw.isdigit():
+            raise _Failure("malformed Content-Length")
+        length = int(raw)
+        if length > _MAX_RESPONSE:
+            raise _Failure("OCSP response too large")
+    limit = _MAX_RESPONSE if length is None else length
+    cap = limit * 2 + 4096 if chunked else limit  # chunk framing around at most limit bytes
+    while length is None or len(body) < length:
+        if len(body) > cap:
+            raise _Failure("OCSP response too large")
+        chunk = conn.recv("reading the body")
+        if not chunk:
+            if length is not None:
+                raise _Failure("connection closed before the body ended")
+            break
+        body += chunk
+    if len(body) > cap:
+        raise _Failure("OCSP response too large")
+    if chunked:
+        body = _dechunk(body)
+    return body[:length] if length is not None else body
+
+
+def _dechunk(data: bytes) -> bytes:
+    out, pos = bytearray(), 0
+    while True:
+        eol = data.find(b"\r\n", pos)
+        if eol < 0:
+            raise _Failure("malformed chunked body")
+        size_text = data[pos:eol].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise _Failure("malformed chunked body") from None
+        if size == 0:
+            return bytes(out)
+        start = eol + 2
+        if (
+            size < 0
+            or start + size + 2 > len(data)
+            or data[start + size : start + size + 2] != b"\r\n"
+        ):
+            raise _Failure("malformed chunked body")
+        out += data[start : start + size]
+        if len(out) > _MAX_RESPONSE:
+            raise _Failure("OCSP response too large")
+        pos = start + size + 2

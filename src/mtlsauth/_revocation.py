@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import contextvars
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -68,6 +70,28 @@ _KNOWN_CRL_EXTENSIONS = frozenset(
         ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
     }
 )
+
+
+_WHAT_IF: contextvars.ContextVar[bool] = contextvars.ContextVar("mtlsauth_what_if", default=False)
+
+
+@contextlib.contextmanager
+def what_if() -> Iterator[None]:
+    """Mark checks made inside as hypothetical (``Verifier.verify(at=...)``).
+
+    Revocation sources read their caches as usual but write no shared state inside: no
+    cached OCSP answer or failure, no ``last_error``, no "already logged" marks.
+    """
+    token = _WHAT_IF.set(True)
+    try:
+        yield
+    finally:
+        _WHAT_IF.reset(token)
+
+
+def is_what_if() -> bool:
+    """True inside :func:`what_if`."""
+    return _WHAT_IF.get()
 
 
 def _is_crl_name(name: str) -> bool:
