@@ -836,3 +836,118 @@ def test_response_size_is_bounded(setup: Setup) -> None:
         with pytest.raises(RevocationUnavailable):
             checker.check(_chain(setup.leaf, setup.ca), at=_now())
         assert "too large" in str(checker.health()["last_error"])
+
+
+# -- what-if calls ------------------------------------------------------------------------
+
+
+def _switchable(s: Setup) -> tuple[Crafted, dict[str, ocsp.OCSPCertStatus]]:
+    state = {"status": ocsp.OCSPCertStatus.GOOD}
+    server = Crafted()
+    server.answer = lambda req: _response(s, status=state["status"])(req)
+    return server, state
+
+
+def test_what_if_in_soft_fail_does_not_hide_a_later_revocation(setup: Setup) -> None:
+    from mtlsauth import TrustStore, Verifier
+
+    server, state = _switchable(setup)
+    try:
+        checker = OCSPChecker(responder_url=server.url, mode="soft-fail", retry_after=600)
+        verifier = Verifier(
+            trust_store=TrustStore.from_pem(setup.ca.cert_pem.bytes()), revocation=checker
+        )
+        chain = setup.leaf.chain_pem.text()
+        # Two hours ahead the answer (nextUpdate in 1 h) is stale: soft-fail admits.
+        verifier.verify(chain, at=_now() + dt.timedelta(hours=2))
+        assert checker.health()["last_error"] is None
+        assert checker.health()["cached"] == 0
+        state["status"] = ocsp.OCSPCertStatus.REVOKED
+        with pytest.raises(CertificateRevoked):
+            verifier.verify(chain)
+    finally:
+        server.close()
+
+
+def test_what_if_in_hard_fail_does_not_refuse_a_good_certificate_later(setup: Setup) -> None:
+    from mtlsauth import TrustStore, Verifier
+
+    server, _state = _switchable(setup)
+    try:
+        checker = OCSPChecker(responder_url=server.url, retry_after=600)
+        verifier = Verifier(
+            trust_store=TrustStore.from_pem(setup.ca.cert_pem.bytes()), revocation=checker
+        )
+        chain = setup.leaf.chain_pem.text()
+        with pytest.raises(RevocationUnavailable):
+            verifier.verify(chain, at=_now() + dt.timedelta(hours=2))
+        assert checker.health()["last_error"] is None
+        assert verifier.verify(chain).common_name == "leaf"
+        assert verifier.health()["ok"] is True
+    finally:
+        server.close()
+
+
+def test_what_if_reads_but_never_writes_the_verifier_cache(setup: Setup) -> None:
+    from mtlsauth import CertificateInvalid, TrustStore, Verifier
+
+    server, _state = _switchable(setup)
+    try:
+        verifier = Verifier(
+            trust_store=TrustStore.from_pem(setup.ca.cert_pem.bytes()),
+            revocation=OCSPChecker(responder_url=server.url),
+        )
+        chain = setup.leaf.chain_pem.text()
+        verifier.verify(chain, at=_now() + dt.timedelta(minutes=1))
+        assert (
+            verifier.health()["cache"]
+            == Verifier(trust_store=TrustStore.from_pem(setup.ca.cert_pem.bytes())).health()[
+                "cache"
+            ]
+        )
+        verifier.verify(chain)  # cached now
+        stats = verifier.health()["cache"]
+        # A cached success does not answer for another moment: ten years on, it has expired.
+        with pytest.raises(CertificateInvalid) as info:
+            verifier.verify(chain, at=_now() + dt.timedelta(days=3650))
+        assert info.value.code == "certificate_expired"
+        assert verifier.health()["cache"] == stats
+    finally:
+        server.close()
+
+
+def test_what_if_does_not_join_or_start_a_shared_fetch(setup: Setup) -> None:
+    server, _state = _switchable(setup)
+    try:
+        checker = OCSPChecker(responder_url=server.url)
+        before = server.requests
+        checker.check(_chain(setup.leaf, setup.ca), at=_now() + dt.timedelta(minutes=10))
+        assert server.requests == before + 1
+        assert checker.health()["cached"] == 0
+        checker.check(_chain(setup.leaf, setup.ca), at=_now())
+        assert checker.health()["cached"] == 1
+        # A what-if call reuses a verified answer that covers its moment (a read, no fetch).
+        checker.check(_chain(setup.leaf, setup.ca), at=_now() + dt.timedelta(minutes=10))
+        assert server.requests == before + 2
+    finally:
+        server.close()
+
+
+def test_what_if_close_to_now_writes_nothing_either(setup: Setup) -> None:
+    from mtlsauth import TrustStore, Verifier
+
+    server = Crafted()
+    server.answer = lambda _req: b"not DER"
+    try:
+        checker = OCSPChecker(responder_url=server.url, retry_after=600)
+        verifier = Verifier(
+            trust_store=TrustStore.from_pem(setup.ca.cert_pem.bytes()), revocation=checker
+        )
+        chain = setup.leaf.chain_pem.text()
+        with pytest.raises(RevocationUnavailable):
+            verifier.verify(chain, at=_now() + dt.timedelta(seconds=1))
+        assert checker.health()["last_error"] is None
+        server.answer = _response(setup)
+        assert verifier.verify(chain).common_name == "leaf"
+    finally:
+        server.close()

@@ -508,6 +508,22 @@ def test_logs_before_next_update_and_when_stale(caplog: pytest.LogCaptureFixture
     assert stale[0].levelno == logging.ERROR
 
 
+def test_what_if_checks_leave_no_marks(caplog: pytest.LogCaptureFixture) -> None:
+    """A hypothetical check in the future must not use up the real "stale" error log."""
+    from mtlsauth._revocation import what_if
+
+    p = _pki()
+    crls = CRLSet.from_pem(_crl(p.inter, next_update=NOW + dt.timedelta(minutes=30)) + _crl(p.root))
+    later = NOW + dt.timedelta(minutes=31)
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+        with what_if(), pytest.raises(RevocationUnavailable):
+            crls.check(p.chain, at=later)
+        assert not [r for r in caplog.records if "failing closed" in r.getMessage()]
+        with pytest.raises(RevocationUnavailable):
+            crls.check(p.chain, at=later)
+    assert len([r for r in caplog.records if "failing closed" in r.getMessage()]) == 1
+
+
 def test_health_reports_crls() -> None:
     p = _pki()
     soon = NOW + dt.timedelta(hours=3)

@@ -348,6 +348,8 @@ class _Snapshot:
         return tuple(out)
 
     def warn_once(self, c: _CRL, kind: str, message: str) -> None:
+        if is_what_if():  # a hypothetical moment: nothing to tell the operator, nothing marked
+            return
         key = (id(c), kind)
         if key not in self.warned:
             self.warned.add(key)

@@ -27,6 +27,7 @@ from mtlsauth._errors import (
 from mtlsauth._identity import ClientIdentity, identity_from_certificate
 from mtlsauth._observe import cache_missed
 from mtlsauth._pathvalidation import check_leaf_key, validate_path
+from mtlsauth._revocation import what_if
 from mtlsauth._truststore import TrustStore
 from mtlsauth._types import Presented, RevocationChecker
 
@@ -266,7 +267,10 @@ class Verifier:
         if at is not None:
             if at.tzinfo is None:
                 raise ValueError("at must be timezone-aware")
-            identity = self._verify_ders(chain_to_der(chain), at, "tls")[0]
+            # A what-if call neither reads nor writes this Verifier's cache, and revocation
+            # sources write no shared state for it (see _revocation.what_if).
+            with what_if():
+                identity = self._verify_ders(chain_to_der(chain), at, "tls")[0]
             self._apply_policy(identity, policy)
             return identity
         if isinstance(chain, str | bytes):  # key on the raw input: a hit parses nothing
