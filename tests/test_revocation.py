@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
+import re
 import shutil
 import subprocess
 import time
@@ -50,9 +52,11 @@ def _crl(
     next_update: dt.datetime | None = None,
     extensions: tuple[tuple[x509.ExtensionType, bool], ...] = (),
     entry_extensions: tuple[x509.ExtensionType, ...] = (),
+    critical_entry_extensions: tuple[x509.ExtensionType, ...] = (),
     signer: ec.EllipticCurvePrivateKey | None = None,
     aki_key: ec.EllipticCurvePrivateKey | None = None,
-    number: int = 1,
+    number: int | None = 1,
+    number_critical: bool = False,
 ) -> bytes:
     """A CRL built by hand, for the cases CA.crl() does not cover."""
     b = (
@@ -60,7 +64,6 @@ def _crl(
         .issuer_name(issuer.certificate.subject)
         .last_update(last_update or NOW - dt.timedelta(minutes=5))
         .next_update(next_update or NOW + dt.timedelta(days=1))
-        .add_extension(x509.CRLNumber(number), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 (aki_key or issuer.private_key).public_key()  # type: ignore[arg-type]
@@ -68,6 +71,8 @@ def _crl(
             critical=False,
         )
     )
+    if number is not None:
+        b = b.add_extension(x509.CRLNumber(number), critical=number_critical)
     for ext, critical in extensions:
         b = b.add_extension(ext, critical=critical)
     for serial, reason in serials:
@@ -75,7 +80,7 @@ def _crl(
         if reason is not None:
             rb = rb.add_extension(x509.CRLReason(reason), critical=False)
         for ext in entry_extensions:
-            rb = rb.add_extension(ext, critical=False)
+            rb = rb.add_extension(ext, critical=ext in critical_entry_extensions)
         b = b.add_revoked_certificate(rb.build())
     key = signer or issuer.private_key
     return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
@@ -410,6 +415,143 @@ def test_refused_crls(
     ca = CA()
     with pytest.raises(ValueError, match=message):
         CRLSet.from_pem(_crl(ca, extensions=extensions))
+
+
+# -- the CRL profile (RFC 5280 5.1 to 5.3) that cryptography does not enforce -------------
+
+_UNKNOWN = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.2"), b"\x05\x00")
+_FRESHEST = x509.FreshestCRL(
+    [
+        x509.DistributionPoint(
+            [x509.UniformResourceIdentifier("http://x.test/d.crl")], None, None, None
+        )
+    ]
+)
+_AIA = x509.AuthorityInformationAccess(
+    [
+        x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.CA_ISSUERS,
+            x509.UniformResourceIdentifier("http://x.test/ca.crt"),
+        )
+    ]
+)
+
+
+def _der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _der_len(len(content)) + content
+
+
+def _children(der: bytes) -> list[bytes]:
+    """The encoded elements inside a DER SEQUENCE."""
+    length, pos = der[1], 2
+    if length & 0x80:
+        n = length & 0x7F
+        length, pos = int.from_bytes(der[2 : 2 + n], "big"), 2 + n
+    content, out, i = der[pos : pos + length], [], 0
+    while i < len(content):
+        ln, p = content[i + 1], i + 2
+        if ln & 0x80:
+            n = ln & 0x7F
+            ln, p = int.from_bytes(content[i + 2 : i + 2 + n], "big"), i + 2 + n
+        out.append(content[i : p + ln])
+        i = p + ln
+    return out
+
+
+def _resigned(ca: CA, edit: Callable[[list[bytes]], list[bytes]]) -> bytes:
+    """A valid CRL whose TBS fields were edited, then signed again by ``ca``: only the CA
+    could have made it, so everything that refuses it is a profile rule, not a signature."""
+    der = x509.load_pem_x509_crl(_crl(ca)).public_bytes(serialization.Encoding.DER)
+    tbs, outer_alg, _sig = _children(der)
+    new_tbs = _tlv(0x30, b"".join(edit(_children(tbs))))
+    sig = ca.private_key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg]
+    return _tlv(0x30, new_tbs + outer_alg + _tlv(0x03, b"\x00" + sig))
+
+
+def _inner_alg(alg: bytes) -> bytes:  # ecdsa-with-SHA256 -> ecdsa-with-SHA384, inside only
+    return alg.replace(bytes.fromhex("2a8648ce3d040302"), bytes.fromhex("2a8648ce3d040303"))
+
+
+PROFILE = [
+    pytest.param(lambda ca: _crl(ca, number=None), "CRLNumber", id="no CRLNumber"),
+    pytest.param(lambda ca: _crl(ca, number_critical=True), "CRLNumber", id="critical CRLNumber"),
+    pytest.param(
+        lambda ca: _crl(ca, extensions=((_FRESHEST, True),)), "critical", id="critical FreshestCRL"
+    ),
+    pytest.param(lambda ca: _crl(ca, extensions=((_AIA, True),)), "critical", id="critical AIA"),
+    pytest.param(
+        lambda ca: _crl(
+            ca,
+            serials=((12345, None),),
+            entry_extensions=(_UNKNOWN,),
+            critical_entry_extensions=(_UNKNOWN,),
+        ),
+        "entry extension",
+        id="unknown critical entry extension",
+    ),
+    pytest.param(
+        lambda ca: _crl(
+            ca,
+            serials=((12345, None),),
+            entry_extensions=(x509.CertificateIssuer([x509.DNSName("other.test")]),),
+        ),
+        "entry extension",
+        id="certificateIssuer entry in a direct CRL",
+    ),
+    pytest.param(
+        lambda ca: _resigned(ca, lambda f: f[1:]), "version", id="v1 CRL carrying extensions"
+    ),
+    pytest.param(
+        lambda ca: _resigned(ca, lambda f: [_tlv(0x02, b"\x02"), *f[1:]]),
+        "version",
+        id="version 3 (x509.InvalidVersion)",
+    ),
+    pytest.param(
+        lambda ca: _resigned(ca, lambda f: [f[0], _inner_alg(f[1]), *f[2:]]),
+        "signature algorithm",
+        id="inner and outer signature algorithms differ",
+    ),
+]
+
+
+def _as_pem(data: bytes) -> bytes:
+    if data.startswith(b"-----"):
+        return data
+    return b"-----BEGIN X509 CRL-----\n" + base64.encodebytes(data) + b"-----END X509 CRL-----\n"
+
+
+@pytest.mark.parametrize(("build", "message"), PROFILE)
+def test_crl_profile(build: Callable[[CA], bytes], message: str) -> None:
+    p = _pki()
+    bad = build(p.inter)
+    with pytest.raises(ValueError, match=message):
+        CRLSet.from_pem(_as_pem(bad) + _crl(p.root))
+    if not bad.startswith(b"-----"):
+        with pytest.raises(ValueError, match=message):
+            CRLSet.from_der(bad)
+
+
+@pytest.mark.parametrize(("build", "message"), PROFILE)
+def test_crl_profile_on_reload_keeps_the_last_good_copy(
+    tmp_path: Path, build: Callable[[CA], bytes], message: str
+) -> None:
+    p = _pki()
+    path = tmp_path / "inter.crl"
+    path.write_bytes(p.inter.revoke(p.leaf).bytes())
+    (tmp_path / "root.crl").write_bytes(_crl(p.root))
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    assert _outcome(crls, p.chain) == "revoked"
+    path.write_bytes(_as_pem(build(p.inter)))
+    assert crls.reload() is False  # never raises
+    assert re.search(message, str(crls.health()["last_error"]))
+    assert _outcome(crls, p.chain) == "revoked"
 
 
 @pytest.mark.parametrize(

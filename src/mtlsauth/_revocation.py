@@ -94,6 +94,22 @@ def is_what_if() -> bool:
     return _WHAT_IF.get()
 
 
+# RFC 5280 5.2.3, 5.2.6, 5.2.7: these MUST be non-critical; a critical one is a malformed CRL.
+_MUST_BE_NON_CRITICAL = {
+    ExtensionOID.CRL_NUMBER: "CRLNumber",
+    ExtensionOID.FRESHEST_CRL: "FreshestCRL",
+    ExtensionOID.AUTHORITY_INFORMATION_ACCESS: "AuthorityInfoAccess",
+}
+# Entry extensions this module understands; certificateIssuer is meaningful only in the
+# indirect CRLs that are refused anyway.
+_KNOWN_ENTRY_EXTENSIONS = frozenset(
+    {
+        CRLEntryExtensionOID.CRL_REASON,
+        CRLEntryExtensionOID.INVALIDITY_DATE,
+    }
+)
+
+
 def _is_crl_name(name: str) -> bool:
     return name.lower().endswith(_CRL_SUFFIXES) or bool(_OPENSSL_CRL_HASH.match(name))
 
@@ -143,7 +159,22 @@ def _fail_load(source: str, why: str) -> ValueError:
     return ValueError(f"{source}: {why}")
 
 
+def _tbs_version(tbs: bytes) -> int:
+    """The version field of a TBSCertList (0 for v1, where the field is absent)."""
+    # SEQUENCE header (short or long length), then either INTEGER version or the
+    # signature AlgorithmIdentifier SEQUENCE.
+    pos = 2 + (tbs[1] & 0x7F if tbs[1] & 0x80 else 0)
+    if tbs[pos] != 0x02:
+        return 0
+    length = tbs[pos + 1]
+    if length & 0x80 or length == 0:
+        return -1
+    return int.from_bytes(tbs[pos + 2 : pos + 2 + length], "big", signed=True)
+
+
 def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
+    if _tbs_version(crl.tbs_certlist_bytes) != 1:
+        raise _fail_load(source, "not a version 2 CRL (RFC 5280 5.1.2.1)")
     exts = crl.extensions
     for ext in exts:
         if ext.oid == ExtensionOID.DELTA_CRL_INDICATOR:
@@ -152,6 +183,11 @@ def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
             )
         if ext.critical and ext.oid not in _KNOWN_CRL_EXTENSIONS:
             raise _fail_load(source, f"unsupported critical CRL extension {ext.oid.dotted_string}")
+        if ext.critical and ext.oid in _MUST_BE_NON_CRITICAL:
+            raise _fail_load(
+                source,
+                f"the {_MUST_BE_NON_CRITICAL[ext.oid]} extension must not be critical (RFC 5280 5.2)",
+            )
     next_update = crl.next_update_utc
     if next_update is None:
         raise _fail_load(source, "CRL has no nextUpdate, so its freshness cannot be judged")
@@ -163,7 +199,9 @@ def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
     try:
         number = exts.get_extension_for_class(x509.CRLNumber).value.crl_number
     except x509.ExtensionNotFound:
-        number = -1
+        # RFC 5280 5.2.3: conforming CRL issuers MUST include it. Without it, which of two
+        # CRLs is newer cannot be told, so an older one could win.
+        raise _fail_load(source, "CRL has no CRLNumber extension (RFC 5280 5.2.3)") from None
     scope: dict[str, object] = {}
     try:
         idp = exts.get_extension_for_class(x509.IssuingDistributionPoint).value
@@ -184,7 +222,19 @@ def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
             "dp_full": frozenset(idp.full_name) if idp.full_name else None,
             "dp_relative": idp.relative_name,
         }
-    revoked = frozenset(entry.serial_number for entry in crl)
+    serials = set()
+    for entry in crl:
+        serials.add(entry.serial_number)
+        for ext in entry.extensions:
+            if ext.oid == CRLEntryExtensionOID.CERTIFICATE_ISSUER or (
+                ext.critical and ext.oid not in _KNOWN_ENTRY_EXTENSIONS
+            ):
+                raise _fail_load(
+                    source,
+                    f"unsupported{' critical' if ext.critical else ''} CRL entry extension "
+                    f"{ext.oid.dotted_string} (serial {entry.serial_number:x})",
+                )
+    revoked = frozenset(serials)
     return _CRL(
         crl=crl,
         source=source,
@@ -232,6 +282,8 @@ def _parse(data: bytes, source: str) -> list[_CRL]:
             if str(exc).startswith(where):
                 raise
             raise _fail_load(where, f"not a parsable CRL ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - x509.InvalidVersion, DuplicateExtension, ...
+            raise _fail_load(where, f"not a usable CRL ({type(exc).__name__}: {exc})") from None
     return out
 
 
