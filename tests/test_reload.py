@@ -325,3 +325,145 @@ def test_rotation_under_a_running_server(
     assert admitted("a1", crl_swapped)
     assert [r for r in records if r.who == "a1" and r.started > ca_rotated]
     assert verifier.health()["ok"] is True
+
+
+# -- a reload never widens access ---------------------------------------------------------
+
+
+@dataclass
+class TwoCAs:
+    a: CA
+    b: CA
+    a_leaf: ClientCert
+    b_revoked: ClientCert
+
+    def bundle(self) -> bytes:
+        """One file, two CRL blocks: A's first, then B's (which lists ``b_revoked``)."""
+        return self.a.crl().bytes() + self.b.revoke(self.b_revoked).bytes()
+
+
+@pytest.fixture
+def two() -> TwoCAs:
+    a, b = CA(organization="Reload A"), CA(organization="Reload B")
+    two = TwoCAs(a, b, a.issue_client_cert(common_name="a"), b.issue_client_cert(common_name="b"))
+    two.b.revoke(two.b_revoked)
+    return two
+
+
+def test_a_file_half_rewritten_at_a_block_boundary_is_not_a_snapshot(
+    tmp_path: Path, two: TwoCAs
+) -> None:
+    path = tmp_path / "crls.pem"
+    full = two.bundle()
+    path.write_bytes(full)
+    crls = CRLSet.from_paths(path, allow_missing=True, reload_interval=None)
+    chain = [two.b_revoked.certificate, two.b.certificate]
+    assert _outcome(crls, chain) == "revoked"
+    boundary = full.index(b"-----END X509 CRL-----") + len(b"-----END X509 CRL-----\n")
+    path.write_bytes(full[:boundary])  # the writer stopped (or the disk filled up) right here
+    assert crls.reload() is False
+    assert "Reload B" in str(crls.health()["last_error"])
+    assert _outcome(crls, chain) == "revoked"
+    path.write_bytes(full)
+    crls.reload()
+    assert crls.health()["last_error"] is None
+    assert _outcome(crls, chain) == "revoked"
+
+
+def test_an_issuer_may_move_to_another_file_or_go_with_its_file(
+    tmp_path: Path, two: TwoCAs
+) -> None:
+    both, a_only = tmp_path / "both.pem", tmp_path / "a.pem"
+    both.write_bytes(two.bundle())
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    a_chain = [two.a_leaf.certificate, two.a.certificate]
+    b_chain = [two.b_revoked.certificate, two.b.certificate]
+    # Split: B stays in both.pem, A moves to its own file. Nothing is dropped.
+    a_only.write_bytes(two.a.crl().bytes())
+    both.write_bytes(two.b.revoke(two.b_revoked).bytes())
+    assert crls.reload() is True
+    assert (_outcome(crls, a_chain), _outcome(crls, b_chain)) == ("ok", "revoked")
+    # A's file removed: its issuer goes with it (and, without allow_missing, fails closed).
+    a_only.unlink()
+    assert crls.reload() is True
+    assert (_outcome(crls, a_chain), _outcome(crls, b_chain)) == ("unavailable", "revoked")
+
+
+def test_files_rewritten_byte_by_byte_while_requests_flow(tmp_path: Path, two: TwoCAs) -> None:
+    """In-place rewrites (truncate, then one byte at a time, pausing at block boundaries)
+    while threads verify and reload: the revoked certificate is never admitted, and the good
+    one is never refused."""
+    path = tmp_path / "crls.pem"
+    full = two.bundle()
+    path.write_bytes(full)
+    crls = CRLSet.from_paths(path, allow_missing=True, reload_interval=0.001)
+    revoked = [two.b_revoked.certificate, two.b.certificate]
+    good = [two.a_leaf.certificate, two.a.certificate]
+    boundary = full.index(b"-----END X509 CRL-----") + len(b"-----END X509 CRL-----\n")
+    stop = threading.Event()
+    seen: dict[str, int] = {}
+    wrong: list[str] = []
+
+    def writer() -> None:
+        while not stop.is_set():
+            with path.open("r+b") as f:
+                f.truncate(0)
+                for i in range(len(full)):
+                    f.write(full[i : i + 1])
+                    f.flush()
+                    if i + 1 == boundary:
+                        stop.wait(0.05)  # a pause exactly where the old loader was fooled
+                    elif i % 64 == 0:
+                        time.sleep(0)
+
+    def verifier() -> None:
+        while not stop.is_set():
+            crls.reload() if random.random() < 0.5 else None
+            r, g = _outcome(crls, revoked), _outcome(crls, good)
+            seen[r] = seen.get(r, 0) + 1
+            if r != "revoked":
+                wrong.append(f"revoked certificate: {r}")
+            if g != "ok":
+                wrong.append(f"good certificate: {g}")
+
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=verifier) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not wrong, wrong[:5]
+    assert seen.get("revoked", 0) > 100
+    # Once the writer is done, the file loads again and nothing is left in error.
+    path.write_bytes(full)
+    crls.reload()
+    assert crls.health()["last_error"] is None
+
+
+def test_a_loader_exception_of_any_type_never_escapes_reload(tmp_path: Path) -> None:
+    from cryptography.x509 import InvalidVersion
+
+    from mtlsauth._reload import FileSnapshot
+
+    path = tmp_path / "x.txt"
+    path.write_text("1")
+
+    def loader(files: list[Path]) -> str:
+        text = files[0].read_text()
+        if text == "v3":
+            raise InvalidVersion("bad version", 2)
+        return text
+
+    snap = FileSnapshot(
+        [path], accept=lambda _n: True, loader=loader, reload_interval=None, what="x"
+    )
+    path.write_text("v3")
+    assert snap.reload() is False
+    assert snap.current() == "1"
+    assert "InvalidVersion" in str(snap.health()["last_error"])
+    path.write_text("v3")
+    with pytest.raises(ValueError, match="InvalidVersion"):
+        FileSnapshot([path], accept=lambda _n: True, loader=loader, reload_interval=None, what="x")

@@ -6,6 +6,16 @@ stat pass. A changed stat signature triggers a full load into a *new* value that
 in atomically. A load that fails keeps the last good value, logs an error naming the file and
 records it for ``health()``.
 
+A reload never widens access:
+
+* Files are stat'ed again after reading (path, target, size, mtime, inode). If anything moved
+  while they were read, the value is thrown away and the files are read again later: a file
+  caught in the middle of an in-place rewrite, even at a clean block boundary, is never a
+  snapshot. ``reload()`` retries for a short while; the automatic check retries soon after.
+* An optional ``successor`` rule compares the new value with the current one and may refuse
+  it (for CRLs: no issuer may vanish while the file that held it still exists). A refusal is
+  an error in ``health()``, and the last good value stays.
+
 Kubernetes mounts ConfigMaps/Secrets as ``name -> ..data/name`` symlinks and swaps ``..data``
 atomically; the signature follows symlinks (``realpath``), so the swap is noticed.
 """
@@ -26,6 +36,9 @@ T = TypeVar("T")
 logger = logging.getLogger("mtlsauth")
 
 Signature = tuple[tuple[str, str, int, int, int], ...]
+_SETTLE_TRIES = 20  # reload(): read again up to this many times while files keep changing
+_SETTLE_PAUSE = 0.05
+_RETRY_SOON = 0.1  # automatic checks: look again this soon after catching files mid-change
 
 
 def list_files(paths: Sequence[Path], accept: Callable[[str], bool]) -> list[Path]:
@@ -67,6 +80,8 @@ class FileSnapshot(Generic[T]):
         reload_interval: Seconds between change checks; ``None`` disables automatic checks
             (``reload()`` still works).
         what: A word for log lines ("trust store", "CRL set").
+        successor: ``successor(old, new, files)`` returns why ``new`` may not replace
+            ``old`` (a reason string), or ``None`` to allow it.
     """
 
     def __init__(
@@ -77,6 +92,7 @@ class FileSnapshot(Generic[T]):
         loader: Callable[[list[Path]], T],
         reload_interval: float | None,
         what: str,
+        successor: Callable[[T, T, Sequence[Path]], str | None] | None = None,
     ) -> None:
         if reload_interval is not None and (
             not isinstance(reload_interval, int | float) or reload_interval <= 0
@@ -89,13 +105,32 @@ class FileSnapshot(Generic[T]):
         self._loader = loader
         self._interval = reload_interval
         self._what = what
+        self._successor = successor
         self._lock = threading.Lock()
-        files = list_files(self._paths, accept)
         for p in self._paths:
             if not p.exists():
                 raise ValueError(f"{what}: {p} does not exist")
-        self._sig = _signature(files)
-        self._value: T = loader(files)  # errors at construction are configuration errors
+        loaded: tuple[list[Path], Signature, T] | None = None
+        for _ in range(_SETTLE_TRIES):
+            files = list_files(self._paths, accept)
+            sig = _signature(files)
+            try:
+                value = loader(files)  # errors at construction are configuration errors
+            except (ValueError, OSError):
+                if _signature(list_files(self._paths, accept)) == sig:
+                    raise
+            except Exception as exc:
+                if _signature(list_files(self._paths, accept)) == sig:
+                    raise ValueError(f"{what}: {type(exc).__name__}: {exc}") from None
+            else:
+                if _signature(list_files(self._paths, accept)) == sig:
+                    loaded = (files, sig, value)
+                    break
+            time.sleep(_SETTLE_PAUSE)
+        if loaded is None:
+            raise ValueError(f"{what}: the files kept changing while being read")
+        self._sig = loaded[1]
+        self._value: T = loaded[2]
         self.generation = 0
         self.last_error: str | None = None
         self.last_loaded = time.time()
@@ -120,28 +155,61 @@ class FileSnapshot(Generic[T]):
             return False  # another thread is already checking; keep serving the current value
         try:
             self._next_check = time.monotonic() + (self._interval or 0)
-            try:
-                files = list_files(self._paths, self._accept)
-            except OSError as exc:
-                return self._fail(f"{self._what}: cannot list {self._paths[0]}: {exc}")
-            sig = _signature(files)
-            if sig == self._sig and not force:
-                return False
-            if sig == self._sig and self.last_error is None:
-                return False
-            try:
-                value = self._loader(files)
-            except (ValueError, OSError) as exc:
-                return self._fail(f"{self._what}: reload failed, keeping the last good copy: {exc}")
-            self._value = value
-            self._sig = sig
-            self.generation += 1
-            self.last_error = None
-            self.last_loaded = time.time()
-            logger.info("mtlsauth: %s reloaded (generation %d)", self._what, self.generation)
-            return True
+            for _ in range(_SETTLE_TRIES if force else 1):
+                outcome = self._try_load(force=force)
+                if outcome is not None:
+                    return outcome
+                if force:
+                    time.sleep(_SETTLE_PAUSE)
+            if force:
+                return self._fail(f"{self._what}: the files kept changing while being read")
+            # Caught mid-change: keep the current value and look again soon.
+            self._next_check = time.monotonic() + min(self._interval or 0, _RETRY_SOON)
+            return False
         finally:
             self._lock.release()
+
+    def _try_load(self, *, force: bool) -> bool | None:
+        """One attempt: True/False as ``reload()`` answers, None if files changed meanwhile."""
+        try:
+            files = list_files(self._paths, self._accept)
+        except OSError as exc:
+            return self._fail(f"{self._what}: cannot list {self._paths[0]}: {exc}")
+        sig = _signature(files)
+        if sig == self._sig and (not force or self.last_error is None):
+            return False
+        failure: str | None = None
+        value: T | None = None
+        try:
+            value = self._loader(files)
+        except (ValueError, OSError) as exc:
+            failure = f"{self._what}: reload failed, keeping the last good copy: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a parser's own exception type: still a bad file
+            failure = (
+                f"{self._what}: reload failed, keeping the last good copy: "
+                f"{type(exc).__name__}: {exc}"
+            )
+        try:
+            settled = _signature(list_files(self._paths, self._accept)) == sig
+        except OSError:
+            settled = False
+        if not settled:
+            return None  # read while being written: neither a snapshot nor an error
+        if failure is not None or value is None:
+            return self._fail(failure or f"{self._what}: reload failed")
+        if self._successor is not None:
+            why = self._successor(self._value, value, files)
+            if why is not None:
+                return self._fail(
+                    f"{self._what}: reload refused, keeping the last good copy: {why}"
+                )
+        self._value = value
+        self._sig = sig
+        self.generation += 1
+        self.last_error = None
+        self.last_loaded = time.time()
+        logger.info("mtlsauth: %s reloaded (generation %d)", self._what, self.generation)
+        return True
 
     def _fail(self, message: str) -> bool:
         if message != self.last_error:

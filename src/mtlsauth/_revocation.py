@@ -322,6 +322,8 @@ class _Snapshot:
     by_issuer: dict[bytes, tuple[_CRL, ...]]
     sources: tuple[str, ...]
     loaded_at: float = field(default_factory=time.time)
+    # Which issuers (name DER) each file provided: a reload may not lose one whose file stays.
+    issuers_by_file: dict[str, frozenset[bytes]] = field(default_factory=dict)
     memo: dict[x509.Certificate, tuple[tuple[_CRL, bool], ...]] = field(default_factory=dict)
     # Hashing a Certificate hashes its DER (3 us); the Verifier hands the same objects back on
     # every cache hit, so a look-up by id() (kept honest by holding the object) is the fast path.
@@ -409,7 +411,11 @@ class _Snapshot:
 
 
 def _build(
-    crls: Iterable[_CRL], sources: Sequence[str], grace: timedelta, warn_before: timedelta
+    crls: Iterable[_CRL],
+    sources: Sequence[str],
+    grace: timedelta,
+    warn_before: timedelta,
+    issuers_by_file: dict[str, frozenset[bytes]] | None = None,
 ) -> _Snapshot:
     groups: dict[bytes, list[_CRL]] = {}
     for c in crls:
@@ -427,14 +433,41 @@ def _build(
         k: tuple(sorted(v, key=lambda c: (c.number, c.last_update), reverse=True))
         for k, v in groups.items()
     }
-    return _Snapshot(by_issuer, tuple(sources))
+    return _Snapshot(by_issuer, tuple(sources), issuers_by_file=issuers_by_file or {})
 
 
 def _load_paths(files: list[Path], grace: timedelta, warn_before: timedelta) -> _Snapshot:
-    crls = [c for f in files for c in _read(f)]
+    crls: list[_CRL] = []
+    issuers_by_file: dict[str, frozenset[bytes]] = {}
+    for f in files:
+        found = _read(f)
+        crls += found
+        issuers_by_file[str(f)] = frozenset(c.crl.issuer.public_bytes() for c in found)
     if not files:
         logger.warning("mtlsauth: CRL set: no CRL files found; every issuer in scope is missing")
-    return _build(crls, [str(f) for f in files], grace, warn_before)
+    return _build(crls, [str(f) for f in files], grace, warn_before, issuers_by_file)
+
+
+def _never_drops_an_issuer(old: _Snapshot, new: _Snapshot, files: Sequence[Path]) -> str | None:
+    """Why ``new`` may not replace ``old``: an issuer vanished while its file still exists.
+
+    A file caught half-written at a block boundary parses cleanly; so does one cut short by a
+    full disk. Either way the issuers after the cut would count as missing, and with
+    ``allow_missing`` their revoked certificates would be admitted. Retiring an issuer means
+    deleting (or moving) its file, which stays possible.
+    """
+    existing = {str(f) for f in files}
+    for path, issuers in old.issuers_by_file.items():
+        if path not in existing:
+            continue
+        gone = [k for k in issuers if k not in new.by_issuer]
+        if gone:
+            names = ", ".join(sorted(old.by_issuer[k][0].issuer for k in gone))
+            return (
+                f"{path} no longer holds a CRL from {names} although the file still exists "
+                "(half-written?); to retire an issuer, delete or move its CRL file"
+            )
+    return None
 
 
 def _check_options(mode: str, allow_missing: object, grace: object, warn_before: object) -> None:
@@ -535,6 +568,7 @@ class CRLSet:
             loader=lambda files: _load_paths(files, grace, warn_before),
             reload_interval=reload_interval,
             what="CRL set",
+            successor=_never_drops_an_issuer,
         )
         return cls(
             snap, mode=mode, allow_missing=allow_missing, grace=grace, warn_before=warn_before
