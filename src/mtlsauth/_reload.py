@@ -119,7 +119,7 @@ class FileSnapshot(Generic[T]):
             except (ValueError, OSError):
                 if _signature(list_files(self._paths, accept)) == sig:
                     raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a parser's own exception type
                 if _signature(list_files(self._paths, accept)) == sig:
                     raise ValueError(f"{what}: {type(exc).__name__}: {exc}") from None
             else:
