@@ -478,8 +478,9 @@ def test_aia_with_a_non_http_url_is_refused() -> None:
 
 
 def test_check_fails_closed_on_nonsense() -> None:
-    with pytest.raises(RevocationUnavailable):
+    with pytest.raises(RevocationUnavailable) as info:
         OCSPChecker().check([object(), object()], at=_now())  # type: ignore[list-item]
+    assert info.value.detail == GENERIC
 
 
 def test_protocol_properties() -> None:

@@ -601,8 +601,9 @@ def test_returns_earliest_next_update_plus_grace() -> None:
 )
 def test_check_fails_closed_on_nonsense(chain: object) -> None:
     crls = CRLSet.from_pem(_crl(CA()))
-    with pytest.raises(RevocationUnavailable):
+    with pytest.raises(RevocationUnavailable) as info:
         crls.check(chain, at=NOW)  # type: ignore[arg-type]
+    assert "Error" not in info.value.detail  # no exception type names for the client
 
 
 def test_naive_time_fails_closed() -> None:
@@ -774,3 +775,42 @@ def _leaf_with_serial(ca: CA, serial: int) -> ClientCert:
         .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
     )
     return ClientCert(cert, leaf.private_key, ())
+
+
+def test_client_detail_does_not_reveal_the_servers_crl_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Missing, stale, not-yet-valid, badly signed: one detail for the client, the reason in
+    the log for the operator."""
+    p = _pki()
+    evil = ec.generate_private_key(ec.SECP256R1())
+    cases = {
+        "no CRL from its issuer": CRLSet.from_pem(_crl(p.root)),
+        "expired": CRLSet.from_pem(
+            _crl(
+                p.inter,
+                next_update=NOW - dt.timedelta(hours=1),
+                last_update=NOW - dt.timedelta(days=1),
+            )
+            + _crl(p.root)
+        ),
+        "not valid yet": CRLSet.from_pem(
+            _crl(p.inter, last_update=NOW + dt.timedelta(hours=1)) + _crl(p.root)
+        ),
+        "not validly signed": CRLSet.from_pem(
+            _crl(p.inter, signer=evil, aki_key=p.inter.private_key) + _crl(p.root)
+        ),  # type: ignore[arg-type]
+    }
+    details = set()
+    for reason, crls in cases.items():
+        caplog.clear()
+        with (
+            caplog.at_level(logging.WARNING, logger="mtlsauth"),
+            pytest.raises(RevocationUnavailable) as info,
+        ):
+            crls.check(p.chain, at=NOW)
+        details.add(info.value.detail)
+        assert any(reason in r.getMessage() for r in caplog.records), (reason, caplog.records)
+    assert len(details) == 1, details
+    assert "CRL" in next(iter(details))
+    assert str(NOW.year) not in next(iter(details))

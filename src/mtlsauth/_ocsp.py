@@ -236,9 +236,9 @@ class OCSPChecker:
             return self._check(chain, at)
         except MTLSAuthError:
             raise
-        except Exception as exc:
+        except Exception:
             logger.exception("mtlsauth: OCSP check failed unexpectedly")
-            raise RevocationUnavailable(f"OCSP check failed: {type(exc).__name__}") from None
+            raise RevocationUnavailable(_CLIENT_DETAIL) from None
 
     def _check(self, chain: Sequence[x509.Certificate], at: datetime) -> datetime | None:
         if at.tzinfo is None:

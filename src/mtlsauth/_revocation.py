@@ -59,6 +59,7 @@ _MEMO_MAX = 4096
 _BEGIN, _END = b"-----BEGIN X509 CRL-----", b"-----END X509 CRL-----"
 _OPENSSL_CRL_HASH = re.compile(r"^[0-9a-f]{8}\.r\d+$")  # c_rehash / openssl rehash CRL links
 _CRL_SUFFIXES = (".pem", ".crl", ".der")
+_CLIENT_DETAIL = "the certificate's revocation status could not be established (CRL)"
 # CRL extensions this module understands (RFC 5280 5.2); any other critical one refuses the CRL.
 _KNOWN_CRL_EXTENSIONS = frozenset(
     {
@@ -332,6 +333,7 @@ class _Snapshot:
     )
     serials: dict[int, tuple[x509.Certificate, int]] = field(default_factory=dict)
     warned: set[tuple[int, str]] = field(default_factory=set)
+    noted: set[tuple[bytes, str]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -401,13 +403,22 @@ class _Snapshot:
             out.append((c, ok))
         return tuple(out)
 
+    def note_once(self, key: tuple[bytes, str], message: str) -> None:
+        """Log ``message`` as an error the first time ``key`` is seen in this snapshot."""
+        if is_what_if() or key in self.noted:
+            return
+        if len(self.noted) >= _MEMO_MAX:
+            self.noted.clear()
+        self.noted.add(key)
+        logger.error("%s", message)
+
     def warn_once(self, c: _CRL, kind: str, message: str) -> None:
         if is_what_if():  # a hypothetical moment: nothing to tell the operator, nothing marked
             return
         key = (id(c), kind)
         if key not in self.warned:
             self.warned.add(key)
-            (logger.error if kind == "stale" else logger.warning)(message, c.source, c.expires)
+            logger.warning(message, c.source, c.expires)
 
 
 def _build(
@@ -652,9 +663,9 @@ class CRLSet:
             return self._check(chain, at)
         except MTLSAuthError:
             raise
-        except Exception as exc:
+        except Exception:
             logger.exception("mtlsauth: CRL check failed unexpectedly")
-            raise RevocationUnavailable(f"CRL check failed: {type(exc).__name__}") from None
+            raise RevocationUnavailable(_CLIENT_DETAIL) from None
 
     def _check(self, chain: Sequence[x509.Certificate], at: datetime) -> datetime | None:
         if at.tzinfo is None:
@@ -672,12 +683,11 @@ class CRLSet:
                     continue
                 covered = True
                 if not verified:
-                    problem = "the issuer's CRL is not validly signed by it"
+                    problem = f"the issuer's CRL {c.source} is not validly signed by it"
                 elif at >= c.expires:
-                    problem = f"the issuer's CRL expired at {c.expires}"
-                    snap.warn_once(c, "stale", "mtlsauth: CRL %s expired at %s; failing closed")
+                    problem = f"the issuer's CRL {c.source} expired at {c.expires}"
                 elif at < c.usable_from:
-                    problem = "the issuer's CRL is not valid yet (clock skew?)"
+                    problem = f"the issuer's CRL {c.source} is not valid yet (clock skew?)"
                 else:
                     used = c
                     break
@@ -685,9 +695,14 @@ class CRLSet:
                 if not covered and self._allow_missing:
                     continue
                 what = "client certificate" if i == 0 else "intermediate CA"
-                raise RevocationUnavailable(
-                    f"cannot check the {what} serial {cert.serial_number:x}: {problem}"
+                snap.note_once(
+                    (chain[i + 1].subject.public_bytes(), problem),
+                    f"mtlsauth: cannot check the revocation of a {what} issued by "
+                    f"{chain[i + 1].subject.rfc4514_string()}: {problem}; failing closed",
                 )
+                # The client learns that revocation could not be checked, not why: which
+                # CRLs this server holds, and until when, is the operator's business.
+                raise RevocationUnavailable(_CLIENT_DETAIL)
             if snap.serial(cert) in used.revoked:
                 try:
                     entry = used.crl.get_revoked_certificate_by_serial_number(cert.serial_number)
