@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import random
 import re
 import shutil
 import socket
@@ -22,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mtlsauth import CertificateRevoked, RevocationUnavailable
 from mtlsauth._ocsp import OCSPChecker
@@ -952,3 +955,133 @@ def test_what_if_close_to_now_writes_nothing_either(setup: Setup) -> None:
         assert verifier.verify(chain).common_name == "leaf"
     finally:
         server.close()
+
+
+# -- bounded work, and nothing but a refusal from malformed bytes --------------------------
+
+
+def _judge(
+    checker: OCSPChecker, body: bytes, s: Setup, request: ocsp.OCSPRequest | None = None
+) -> object:
+    """What the checker makes of a responder's bytes: an answer, or the reason it refused."""
+    from mtlsauth._ocsp import _Failure
+
+    if request is None:
+        request = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate(s.leaf.certificate, s.ca.certificate, hashes.SHA1())  # noqa: S303
+            .build()
+        )
+    try:
+        return checker._evaluate(body, request, None, s.leaf.certificate, s.ca.certificate, _now())
+    except _Failure as exc:
+        return exc
+
+
+def test_too_many_certificates_in_a_response_is_no_answer(setup: Setup) -> None:
+    req = ocsp.OCSPRequestBuilder().add_certificate(
+        setup.leaf.certificate,
+        setup.ca.certificate,
+        hashes.SHA1(),  # noqa: S303
+    )
+    many = tuple(CA().certificate for _ in range(9))
+    few = many[:8]
+    checker = OCSPChecker()
+    assert "more than 8 certificates" in str(
+        _judge(checker, _response(setup, include=many, nonce=None)(req.build()), setup)
+    )
+    assert not isinstance(
+        _judge(checker, _response(setup, include=few, nonce=None)(req.build()), setup), Exception
+    )
+
+
+def test_too_many_single_responses_is_no_answer(tmp_path: Path, setup: Setup) -> None:
+    """``openssl ocsp`` answers a request for 40 serials with 40 SingleResponses."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command line is not installed")
+    others = [setup.ca.issue_client_cert(common_name=f"n{i}") for i in range(39)]
+    openssl_index(setup.ca, [setup.leaf, *others]).write_to_path(tmp_path / "index.txt")
+    setup.ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    (tmp_path / "key.pem").write_bytes(
+        setup.ca.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+    def answer_for(certs: list[ClientCert]) -> bytes:
+        serials = [a for c in certs for a in ("-serial", str(c.certificate.serial_number))]
+        subprocess.run(
+            ["openssl", "ocsp", "-issuer", "ca.pem", *serials, "-no_nonce", "-reqout", "req.der"],
+            cwd=tmp_path, check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            ["openssl", "ocsp", "-index", "index.txt", "-rsigner", "ca.pem", "-rkey", "key.pem",
+             "-CA", "ca.pem", "-reqin", "req.der", "-respout", "resp.der", "-ndays", "1",
+             "-rmd", "sha256"],
+            cwd=tmp_path, check=True, capture_output=True,
+        )  # fmt: skip
+        return (tmp_path / "resp.der").read_bytes()
+
+    checker = OCSPChecker()
+    assert "more than 32 answers" in str(_judge(checker, answer_for([setup.leaf, *others]), setup))
+    assert not isinstance(_judge(checker, answer_for([setup.leaf, *others[:31]]), setup), Exception)
+
+
+@pytest.fixture(scope="module")
+def genuine(setup: Setup) -> bytes:
+    req = ocsp.OCSPRequestBuilder().add_certificate(
+        setup.leaf.certificate,
+        setup.ca.certificate,
+        hashes.SHA1(),  # noqa: S303
+    )
+    delegate = (setup.delegate.certificate, setup.delegate.private_key)
+    return _response(setup, signer=delegate, include=(setup.delegate.certificate,), nonce=None)(  # type: ignore[arg-type]
+        req.build()
+    )
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_responses_are_refused_never_raised(
+    setup: Setup, genuine: bytes, data: st.DataObject
+) -> None:
+    from mtlsauth._ocsp import _Failure
+
+    body = bytearray(genuine)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert", "length"]))
+        pos = data.draw(st.integers(0, len(body) - 1))
+        if op == "flip":
+            body[pos] ^= data.draw(st.integers(1, 255))
+        elif op == "cut":
+            del body[pos:]
+            if not body:
+                body = bytearray(b"\x30")
+        elif op == "insert":
+            body[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
+        else:  # DER lengths are where parsers slip: make one huge or zero
+            body[pos] = data.draw(st.sampled_from([0x00, 0x7F, 0x80, 0x81, 0x84, 0xFF]))
+    outcome = _judge(OCSPChecker(), bytes(body), setup)
+    assert isinstance(outcome, _Failure) or outcome.failure is None  # type: ignore[attr-defined]
+
+
+def test_mutated_responses_end_to_end_only_refuse(
+    crafted: Crafted, setup: Setup, genuine: bytes
+) -> None:
+    rng = random.Random(1234)
+    chain = _chain(setup.leaf, setup.ca)
+    for _ in range(60):
+        body = bytearray(genuine)
+        body[rng.randrange(len(body))] ^= rng.randrange(1, 256)
+        crafted.answer = lambda _req, b=bytes(body): b
+        checker = OCSPChecker(responder_url=crafted.url)
+        details: list[str] = []
+        try:
+            checker.check(chain, at=_now())
+        except RevocationUnavailable as exc:  # anything else fails the test
+            details.append(exc.detail)
+        assert details in ([], [GENERIC])

@@ -392,6 +392,22 @@ class OCSPChecker:
     ) -> _Answer:
         """Judge a responder's bytes; raises ``_Failure`` for anything but a usable answer."""
         try:
+            return self._judge(body, request, nonce, cert, issuer, at)
+        except _Failure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - cryptography parses lazily: any field may fail
+            raise _Failure(f"malformed OCSP response ({type(exc).__name__}: {exc})") from None
+
+    def _judge(
+        self,
+        body: bytes,
+        request: ocsp.OCSPRequest,
+        nonce: bytes | None,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        at: datetime,
+    ) -> _Answer:
+        try:
             resp = ocsp.load_der_ocsp_response(body)
         except ValueError:
             raise _Failure("unparsable OCSP response") from None
@@ -450,7 +466,12 @@ class OCSPChecker:
         key_hash, name = resp.responder_key_hash, resp.responder_name
         problem = "signed by an unknown responder"
         for cand in candidates:
-            if key_hash is not None and _key_hash(cand) != key_hash:
+            try:
+                cand_hash = _key_hash(cand) if key_hash is not None else None
+            except (ValueError, TypeError, UnsupportedAlgorithm):
+                problem = "an included certificate has an unusable public key"
+                continue
+            if key_hash is not None and cand_hash != key_hash:
                 continue
             if key_hash is None and cand.subject != name:
                 continue
