@@ -1079,9 +1079,8 @@ def test_mutated_responses_end_to_end_only_refuse(
         body[rng.randrange(len(body))] ^= rng.randrange(1, 256)
         crafted.answer = lambda _req, b=bytes(body): b
         checker = OCSPChecker(responder_url=crafted.url)
-        details: list[str] = []
-        try:
+        # Every byte of a genuine answer is covered by a signature or by the structure that
+        # carries it: a changed byte is never an answer, and the client learns nothing more.
+        with pytest.raises(RevocationUnavailable) as info:
             checker.check(chain, at=_now())
-        except RevocationUnavailable as exc:  # anything else fails the test
-            details.append(exc.detail)
-        assert details in ([], [GENERIC])
+        assert info.value.detail == GENERIC
