@@ -498,7 +498,7 @@ def test_protocol_properties() -> None:
 class RawServer:
     """A TCP listener on 127.0.0.1 that hands every connection to ``behave`` in a thread."""
 
-    def __init__(self, behave: Callable[[socket.socket], None], *, accept: bool = True) -> None:
+    def __init__(self, behave: Callable[[socket.socket], object], *, accept: bool = True) -> None:
         self.behave = behave
         self.connections = 0
         self.sock = socket.socket()
@@ -560,7 +560,7 @@ def _trickle(conn: socket.socket, data: bytes, pause: float, stop: threading.Eve
 
 
 @contextlib.contextmanager
-def _raw(behave: Callable[[socket.socket], None], **kw: bool) -> Iterator[RawServer]:
+def _raw(behave: Callable[[socket.socket], object], **kw: bool) -> Iterator[RawServer]:
     server = RawServer(behave, **kw)
     try:
         yield server
@@ -786,13 +786,19 @@ def test_client_detail_does_not_reveal_what_happened(setup: Setup) -> None:
 
         return run
 
-    cases: dict[str, Callable[[socket.socket], None] | None] = {
+    cases: dict[str, Callable[[socket.socket], object] | None] = {
         "closed port": None,
-        "open, talks nonsense": lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n"),
-        "open, closes": lambda conn: None,
+        "open, talks nonsense": lambda conn: (
+            _read_request(conn),
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n"),
+        ),
+        "open, closes": lambda conn: _read_request(conn) and None,
         "HTTP 404": status(404),
         "HTTP 500": status(500),
-        "garbage body": lambda conn: conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nnot DER"),
+        "garbage body": lambda conn: (
+            _read_request(conn),
+            conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nnot DER"),
+        ),
     }
     for name, behave in cases.items():
         if behave is None:
@@ -1084,3 +1090,45 @@ def test_mutated_responses_end_to_end_only_refuse(
         with pytest.raises(RevocationUnavailable) as info:
             checker.check(chain, at=_now())
         assert info.value.detail == GENERIC
+
+
+def test_the_deadline_spans_every_certificate_of_a_check() -> None:
+    """scope="chain" asks once per certificate; together they get one ``timeout``."""
+    root = CA(organization="Deadline")
+    inter = root.intermediate()
+    leaf = inter.issue_client_cert()
+    holder: list[RawServer] = []
+
+    def answer(req: ocsp.OCSPRequest) -> bytes:
+        is_leaf = req.serial_number == leaf.certificate.serial_number
+        cert, issuer = (leaf.certificate, inter) if is_leaf else (inter.certificate, root)
+        b = ocsp.OCSPResponseBuilder().add_response(
+            cert=cert,
+            issuer=issuer.certificate,
+            algorithm=hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=_now(),
+            next_update=_now() + dt.timedelta(hours=1),
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        b = b.responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.certificate)
+        return b.sign(issuer.private_key, hashes.SHA256()).public_bytes(  # type: ignore[arg-type]
+            serialization.Encoding.DER
+        )
+
+    def behave(conn: socket.socket) -> None:
+        der = answer(ocsp.load_der_ocsp_request(_read_request(conn).partition(b"\r\n\r\n")[2]))
+        holder[0].stop.wait(0.6)  # each answer alone is in time; both together are not
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(der), der))
+
+    chain = [leaf.certificate, inter.certificate, root.certificate]
+    with _raw(behave) as srv:
+        holder.append(srv)
+        assert OCSPChecker(responder_url=srv.url, timeout=1.0).check(chain, at=_now())
+        checker = OCSPChecker(responder_url=srv.url, timeout=1.0, scope="chain")
+        start = time.monotonic()
+        with pytest.raises(RevocationUnavailable):
+            checker.check(chain, at=_now())
+        assert time.monotonic() - start < 1.3
+        assert "timed out" in str(checker.health()["last_error"])

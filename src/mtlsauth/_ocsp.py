@@ -125,7 +125,9 @@ class OCSPChecker:
     Args:
         responder_url: Ask this responder for every certificate (nginx
             ``ssl_ocsp_responder``). ``None`` uses each certificate's AIA OCSP URL.
-        timeout: Seconds for the whole HTTP exchange.
+        timeout: Seconds one ``check`` may spend on the network, all included: name
+            resolution, connect, TLS, sending, headers and body, for every certificate in
+            scope, and any wait for a fetch another request already started.
         mode: ``"hard-fail"`` (default): no trustworthy answer means ``RevocationUnavailable``.
             ``"soft-fail"``: no trustworthy answer is logged and the certificate is admitted.
             Security note: soft-fail admits a revoked certificate whenever its holder can
@@ -248,6 +250,8 @@ class OCSPChecker:
         # remembered, no shared fetch, no last_error.
         what_if = is_what_if() or abs(at - datetime.now(timezone.utc)) > _NOW_TOLERANCE
         in_scope = len(chain) - 1 if self._scope == "chain" else min(1, len(chain) - 1)
+        # One deadline for the whole check: with scope="chain", every fetch shares it.
+        deadline = time.monotonic() + self._timeout
         until: datetime | None = None
         for i in range(in_scope):
             cert, issuer = chain[i], chain[i + 1]
@@ -255,7 +259,9 @@ class OCSPChecker:
             answer = self._cached(key, at, what_if)
             if answer is None:
                 answer = (
-                    self._ask(cert, issuer, at) if what_if else self._shared(key, cert, issuer, at)
+                    self._ask(cert, issuer, at, deadline)
+                    if what_if
+                    else self._shared(key, cert, issuer, at, deadline)
                 )
             if answer.revoked is not None:
                 raise CertificateRevoked(answer.revoked)
@@ -267,7 +273,12 @@ class OCSPChecker:
         return until
 
     def _shared(
-        self, key: tuple[bytes, int], cert: x509.Certificate, issuer: x509.Certificate, at: datetime
+        self,
+        key: tuple[bytes, int],
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        at: datetime,
+        deadline: float,
     ) -> _Answer:
         """One fetch per (issuer, serial) at a time: concurrent misses wait for the first one."""
         with self._lock:
@@ -276,14 +287,14 @@ class OCSPChecker:
             if flight is None:
                 flight = self._flights[key] = _Flight()
         if not leader:
-            # The fetch in progress started earlier, under the same timeout: waiting for it
-            # never takes longer than a fetch of our own would.
-            if flight.done.wait(self._timeout) and flight.answer is not None:
+            # Wait for the fetch in progress, but never past our own deadline.
+            left = max(0.0, deadline - time.monotonic())
+            if flight.done.wait(left) and flight.answer is not None:
                 return flight.answer
             return self._failed(cert, "the shared fetch did not finish in time (timed out)", at)
         answer: _Answer | None = None
         try:
-            answer = self._ask(cert, issuer, at, record=True)
+            answer = self._ask(cert, issuer, at, deadline, record=True)
             self._store(key, answer)
             return answer
         finally:
@@ -337,11 +348,12 @@ class OCSPChecker:
         cert: x509.Certificate,
         issuer: x509.Certificate,
         at: datetime,
+        deadline: float,
         *,
         record: bool = False,
     ) -> _Answer:
         try:
-            answer = self._query(cert, issuer, at)
+            answer = self._query(cert, issuer, at, deadline)
         except _Failure as exc:
             return self._failed(cert, str(exc), at, record=record)
         except Exception as exc:
@@ -368,7 +380,9 @@ class OCSPChecker:
             self.last_error = message
         return _Answer(None, message, at + self._retry_after)
 
-    def _query(self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime) -> _Answer:
+    def _query(
+        self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime, deadline: float
+    ) -> _Answer:
         url = self._url or _responder_url(cert)
         if url is None:
             raise _Failure("the certificate names no OCSP responder and none is configured")
@@ -378,8 +392,11 @@ class OCSPChecker:
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
         request = builder.build()
-        body = _http_post(url, request.public_bytes(serialization.Encoding.DER), self._timeout)
-        return self._evaluate(body, request, nonce, cert, issuer, at)
+        body = _http_post(url, request.public_bytes(serialization.Encoding.DER), deadline)
+        try:
+            return self._evaluate(body, request, nonce, cert, issuer, at)
+        except _Failure as exc:
+            raise _Failure(f"responder {url}: {exc}") from None
 
     def _evaluate(
         self,
@@ -695,13 +712,12 @@ class _Conn:
             return b""
 
 
-def _http_post(url: str, data: bytes, timeout: float) -> bytes:
+def _http_post(url: str, data: bytes, deadline: float) -> bytes:
     """POST ``data`` to ``url``; the answer's body, or ``_Failure`` naming what went wrong.
 
     No redirects are followed, no proxy is used, and at most ``_MAX_HEADER`` +
-    ``_MAX_RESPONSE`` bytes are read, all within ``timeout`` seconds in total.
+    ``_MAX_RESPONSE`` bytes are read, all before ``deadline`` (``time.monotonic()``).
     """
-    deadline = time.monotonic() + timeout
     try:
         return _exchange(url, data, deadline)
     except _Failure as exc:
