@@ -9,6 +9,7 @@ import random
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -1132,3 +1133,97 @@ def test_the_deadline_spans_every_certificate_of_a_check() -> None:
             checker.check(chain, at=_now())
         assert time.monotonic() - start < 1.3
         assert "timed out" in str(checker.health()["last_error"])
+
+
+# -- HTTPS responders ---------------------------------------------------------------------
+
+
+@dataclass
+class TLSSetup:
+    server_ctx: ssl.SSLContext
+    client_ca: bytes
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSSetup:
+    web = CA(organization="OCSP over HTTPS")
+    server = web.issue_client_cert(
+        common_name="127.0.0.1", ip_addresses=["127.0.0.1"], dns_names=["localhost"], eku="server"
+    )
+    d = tmp_path_factory.mktemp("tls")
+    server.cert_pem.write_to_path(d / "cert.pem")
+    server.key_pem.write_to_path(d / "key.pem")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
+    return TLSSetup(ctx, web.cert_pem.bytes())
+
+
+@pytest.fixture
+def trusting(tls: TLSSetup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client side trusts the test web CA (instead of the system's CAs)."""
+    import mtlsauth._ocsp
+
+    def context() -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cadata=tls.client_ca.decode())
+        return ctx
+
+    monkeypatch.setattr(mtlsauth._ocsp, "_tls_context", context)
+
+
+def _over_tls(
+    tls: TLSSetup, inner: Callable[[socket.socket], object]
+) -> Callable[[socket.socket], None]:
+    def run(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with tls.server_ctx.wrap_socket(conn, server_side=True) as t:
+            inner(t)
+
+    return run
+
+
+def _https(url: str) -> str:
+    return url.replace("http://", "https://")
+
+
+@pytest.mark.usefixtures("trusting")
+def test_https_responder(setup: Setup, tls: TLSSetup) -> None:
+    answer = _good_http(setup)
+    with _raw(_over_tls(tls, lambda conn: conn.sendall(answer(conn)))) as srv:
+        checker = OCSPChecker(responder_url=_https(srv.url), timeout=3)
+        assert checker.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
+
+
+@pytest.mark.usefixtures("trusting")
+@pytest.mark.parametrize("case", ["no TLS handshake", "trickled body"])
+def test_https_deadline(setup: Setup, tls: TLSSetup, case: str) -> None:
+    holder: list[RawServer] = []
+    answer = _good_http(setup)
+
+    def trickle(conn: socket.socket) -> None:
+        data = answer(conn)
+        head, _, der = data.partition(b"\r\n\r\n")
+        conn.sendall(head + b"\r\n\r\n")
+        _trickle(conn, der, 0.2, holder[0].stop)
+
+    def silent(conn: socket.socket) -> None:
+        holder[0].stop.wait(30)  # accepts TCP, never says a word of TLS
+
+    behave = silent if case == "no TLS handshake" else _over_tls(tls, trickle)
+    with _raw(behave) as srv:
+        holder.append(srv)
+        checker = OCSPChecker(responder_url=_https(srv.url), timeout=1.0)
+        start = time.monotonic()
+        with pytest.raises(RevocationUnavailable):
+            checker.check(_chain(setup.leaf, setup.ca), at=_now())
+        assert time.monotonic() - start < 1.5
+        assert "timed out" in str(checker.health()["last_error"])
+
+
+def test_https_responder_with_an_untrusted_certificate(setup: Setup, tls: TLSSetup) -> None:
+    answer = _good_http(setup)
+    with _raw(_over_tls(tls, lambda conn: conn.sendall(answer(conn)))) as srv:
+        _refused(
+            OCSPChecker(responder_url=_https(srv.url), timeout=3),
+            _chain(setup.leaf, setup.ca),
+            "TLS",
+        )

@@ -14,6 +14,7 @@ bounded LRU, so the check on a Verifier cache hit is a dict look-up. Failures ar
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import logging
@@ -578,6 +579,12 @@ def _check_url(url: str, error: type[Exception]) -> None:
 # gets only what is left of a single deadline.
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """For https:// responders: the system's CAs, hostname checked (a seam for tests)."""
+    return ssl.create_default_context()
+
+
 def _remaining(deadline: float, what: str) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
@@ -652,8 +659,7 @@ class _Conn:
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         if tls_host is not None:
-            ctx = ssl.create_default_context()
-            self._tls = ctx.wrap_bio(self._in, self._out, server_hostname=tls_host)
+            self._tls = _tls_context().wrap_bio(self._in, self._out, server_hostname=tls_host)
             self._tls_call(self._tls.do_handshake, "TLS handshake")
 
     def _raw_recv(self, what: str) -> bytes:
