@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1227,3 +1228,90 @@ def test_https_responder_with_an_untrusted_certificate(setup: Setup, tls: TLSSet
             _chain(setup.leaf, setup.ca),
             "TLS",
         )
+
+
+# -- a configured proxy (and only a configured one) ---------------------------------------
+
+
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    t = threading.Thread(target=pump, args=(b, a), daemon=True)
+    t.start()
+    pump(a, b)
+    t.join(5)
+
+
+def _proxy(seen: list[bytes], refuse: bool = False) -> Callable[[socket.socket], None]:
+    """A forward proxy: CONNECT tunnels, or absolute-form requests passed on as they are."""
+
+    def run(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(1)
+        first = head.split(b"\r\n", 1)[0]
+        seen.append(first)
+        if refuse:
+            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            return
+        method, target, _ = first.split(b" ")
+        if method == b"CONNECT":
+            host, _, port = target.rpartition(b":")
+            upstream = socket.create_connection((host.decode(), int(port)), timeout=5)
+            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            with upstream:
+                _relay(conn, upstream)
+            return
+        where = urllib.parse.urlsplit(target.decode())
+        upstream = socket.create_connection((where.hostname, where.port), timeout=5)
+        with upstream:
+            upstream.sendall(head)
+            _relay(conn, upstream)
+
+    return run
+
+
+def test_a_configured_proxy_carries_plain_http(setup: Setup) -> None:
+    seen: list[bytes] = []
+    answer = _good_http(setup)
+    with _raw(lambda conn: conn.sendall(answer(conn))) as srv, _raw(_proxy(seen)) as proxy:
+        checker = OCSPChecker(responder_url=srv.url, proxy=proxy.url.rstrip("/"), timeout=3)
+        assert checker.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
+    assert seen == [f"POST {srv.url} HTTP/1.1".encode()]
+
+
+@pytest.mark.usefixtures("trusting")
+def test_a_configured_proxy_tunnels_https(setup: Setup, tls: TLSSetup) -> None:
+    seen: list[bytes] = []
+    answer = _good_http(setup)
+    with (
+        _raw(_over_tls(tls, lambda conn: conn.sendall(answer(conn)))) as srv,
+        _raw(_proxy(seen)) as proxy,
+    ):
+        checker = OCSPChecker(responder_url=_https(srv.url), proxy=proxy.url, timeout=3)
+        assert checker.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
+        port = srv.url.rstrip("/").rpartition(":")[2]
+    assert seen == [f"CONNECT 127.0.0.1:{port} HTTP/1.1".encode()]
+
+
+@pytest.mark.usefixtures("trusting")
+def test_a_proxy_that_refuses_is_no_answer(setup: Setup) -> None:
+    seen: list[bytes] = []
+    with _raw(_proxy(seen, refuse=True)) as proxy:
+        checker = OCSPChecker(responder_url="https://127.0.0.1:9/", proxy=proxy.url, timeout=3)
+        _refused(checker, _chain(setup.leaf, setup.ca), "proxy refused the tunnel")
+    assert seen == [b"CONNECT 127.0.0.1:9 HTTP/1.1"]
+
+
+@pytest.mark.parametrize(
+    "proxy", ["https://proxy.test:3128", "socks5://proxy.test:1080", "http://u:p@proxy.test:3128"]
+)
+def test_unsupported_proxies_are_configuration_errors(proxy: str) -> None:
+    with pytest.raises(ValueError, match="URL"):
+        OCSPChecker(proxy=proxy)

@@ -144,6 +144,9 @@ class OCSPChecker:
         max_age: How long an answer without ``nextUpdate`` counts as fresh after
             ``thisUpdate``.
         retry_after: Seconds a failure is remembered before the responder is asked again.
+        proxy: ``http://host:port`` of a forward proxy to reach responders through (https://
+            responders are tunnelled with CONNECT). Proxies from the environment
+            (``HTTP_PROXY`` and the like) are never used.
 
     ``check`` does network I/O (``may_block`` is True): async adapters run it in a thread.
     A REVOKED answer raises ``CertificateRevoked`` in both modes; an UNKNOWN answer is treated
@@ -159,6 +162,7 @@ class OCSPChecker:
         "_max_age",
         "_mode",
         "_nonce",
+        "_proxy",
         "_retry_after",
         "_scope",
         "_timeout",
@@ -180,9 +184,14 @@ class OCSPChecker:
         trusted_responders: Iterable[x509.Certificate] = (),
         max_age: timedelta = timedelta(hours=1),
         retry_after: float = 10.0,
+        proxy: str | None = None,
     ) -> None:
         if responder_url is not None:
             _check_url(responder_url, ValueError)
+        if proxy is not None:
+            _check_url(proxy, ValueError)
+            if not proxy.lower().startswith("http://"):
+                raise ValueError("proxy must be an http:// URL (https:// responders are tunnelled)")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
         if mode not in ("hard-fail", "soft-fail"):
@@ -199,6 +208,7 @@ class OCSPChecker:
         if not all(isinstance(c, x509.Certificate) for c in trusted):
             raise TypeError("trusted_responders must be x509.Certificate objects")
         self._url = responder_url
+        self._proxy = proxy
         self._timeout = float(timeout)
         self._mode = mode
         self._scope = scope
@@ -393,7 +403,9 @@ class OCSPChecker:
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
         request = builder.build()
-        body = _http_post(url, request.public_bytes(serialization.Encoding.DER), deadline)
+        body = _http_post(
+            url, request.public_bytes(serialization.Encoding.DER), deadline, self._proxy
+        )
         try:
             return self._evaluate(body, request, nonce, cert, issuer, at)
         except _Failure as exc:
@@ -659,8 +671,11 @@ class _Conn:
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         if tls_host is not None:
-            self._tls = _tls_context().wrap_bio(self._in, self._out, server_hostname=tls_host)
-            self._tls_call(self._tls.do_handshake, "TLS handshake")
+            self.start_tls(tls_host)
+
+    def start_tls(self, host: str) -> None:
+        self._tls = _tls_context().wrap_bio(self._in, self._out, server_hostname=host)
+        self._tls_call(self._tls.do_handshake, "TLS handshake")
 
     def _raw_recv(self, what: str) -> bytes:
         self._sock.settimeout(_remaining(self._deadline, what))
@@ -718,36 +733,60 @@ class _Conn:
             return b""
 
 
-def _http_post(url: str, data: bytes, deadline: float) -> bytes:
+def _http_post(url: str, data: bytes, deadline: float, proxy: str | None = None) -> bytes:
     """POST ``data`` to ``url``; the answer's body, or ``_Failure`` naming what went wrong.
 
-    No redirects are followed, no proxy is used, and at most ``_MAX_HEADER`` +
-    ``_MAX_RESPONSE`` bytes are read, all before ``deadline`` (``time.monotonic()``).
+    No redirects are followed, no proxy is used unless ``proxy`` is given (the environment's
+    ``HTTP_PROXY`` and friends are ignored), and at most ``_MAX_HEADER`` + ``_MAX_RESPONSE``
+    bytes are read, all before ``deadline`` (``time.monotonic()``).
     """
+    via = f" via proxy {proxy}" if proxy else ""
     try:
-        return _exchange(url, data, deadline)
+        return _exchange(url, data, deadline, proxy)
     except _Failure as exc:
-        raise _Failure(f"responder {url}: {exc}") from None
+        raise _Failure(f"responder {url}{via}: {exc}") from None
     except ssl.SSLError as exc:
-        raise _Failure(f"responder {url}: TLS failed: {exc.reason or exc}") from None
+        raise _Failure(f"responder {url}{via}: TLS failed: {exc.reason or exc}") from None
     except OSError as exc:
-        raise _Failure(f"responder {url} unreachable: {exc.strerror or exc}") from None
+        raise _Failure(f"responder {url}{via} unreachable: {exc.strerror or exc}") from None
 
 
-def _exchange(url: str, data: bytes, deadline: float) -> bytes:
+def _host_port(url: str) -> tuple[str, int, str]:
     parts = urllib.parse.urlsplit(url)
     https = parts.scheme.lower() == "https"
     host = parts.hostname or ""
     port = parts.port or (443 if https else 80)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
     authority = f"[{host}]" if ":" in host else host
     if parts.port is not None:
         authority += f":{parts.port}"
-    sock = _connect(_resolve(host, port, deadline), deadline)
+    return host, port, authority
+
+
+def _exchange(url: str, data: bytes, deadline: float, proxy: str | None) -> bytes:
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme.lower() == "https"
+    host, port, authority = _host_port(url)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    if proxy is None:
+        sock = _connect(_resolve(host, port, deadline), deadline)
+    else:
+        p_host, p_port, _ = _host_port(proxy)
+        sock = _connect(_resolve(p_host, p_port, deadline), deadline)
     try:
-        conn = _Conn(sock, host if https else None, deadline)
+        conn = _Conn(sock, None, deadline)
+        if proxy is not None and https:
+            # A tunnel: the proxy sees the host name, never the request or the answer.
+            tunnel = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+            conn.send(f"CONNECT {tunnel} HTTP/1.1\r\nHost: {tunnel}\r\n\r\n".encode("ascii"))
+            code, _fields, rest = _read_head(conn, "the proxy's answer")
+            if code != 200 or rest:
+                raise _Failure(f"the proxy refused the tunnel (HTTP {code})")
+        elif proxy is not None:
+            target = f"http://{authority}{target}"  # absolute form, for the proxy
+        if https:
+            conn.start_tls(host)
         conn.send(
             f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n"
             "Content-Type: application/ocsp-request\r\nAccept: application/ocsp-response\r\n"
@@ -759,29 +798,34 @@ def _exchange(url: str, data: bytes, deadline: float) -> bytes:
         sock.close()
 
 
-def _read_response(conn: _Conn) -> bytes:
+def _read_head(conn: _Conn, what: str) -> tuple[int, dict[bytes, bytes], bytes]:
+    """Status code, header fields (lower-case names) and the bytes read past the head."""
     buf = b""
     while (end := buf.find(b"\r\n\r\n")) < 0:
         if len(buf) > _MAX_HEADER:
-            raise _Failure("response headers too large")
-        chunk = conn.recv("reading the headers")
+            raise _Failure(f"{what}: headers too large")
+        chunk = conn.recv(f"reading {what}")
         if not chunk:
-            raise _Failure("connection closed before the headers ended")
+            raise _Failure(f"connection closed before {what} ended")
         buf += chunk
     if end > _MAX_HEADER:
-        raise _Failure("response headers too large")
-    head, body = buf[:end], buf[end + 4 :]
+        raise _Failure(f"{what}: headers too large")
+    head, rest = buf[:end], buf[end + 4 :]
     lines = head.split(b"\r\n")
     status = lines[0].split(None, 2)
     if len(status) < 2 or not status[0].startswith(b"HTTP/1.") or not status[1].isdigit():
-        raise _Failure("not an HTTP response")
-    code = int(status[1])
+        raise _Failure(f"{what} is not HTTP")
     fields: dict[bytes, bytes] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep:
-            raise _Failure("malformed response header")
+            raise _Failure(f"{what}: malformed header")
         fields[name.strip().lower()] = value.strip()
+    return int(status[1]), fields, rest
+
+
+def _read_response(conn: _Conn) -> bytes:
+    code, fields, body = _read_head(conn, "the response headers")
     if 300 <= code < 400:
         location = fields.get(b"location", b"").decode("ascii", "replace")[:200]
         raise _Failure(f"answered HTTP {code}, a redirect to {location!r}, which is not followed")
