@@ -100,6 +100,9 @@ def test_automatic_reload_after_interval(tmp_path: Path, pki: Leaf) -> None:
     assert _outcome(crls, pki.chain) == "ok"
     mount.publish(pki.ca.revoke(pki.leaf).bytes())
     time.sleep(0.1)
+    # A file is read once it has been still for 0.25 s (it might be being written).
+    assert _outcome(crls, pki.chain) == "ok"
+    time.sleep(0.3)
     assert _outcome(crls, pki.chain) == "revoked"
 
 
@@ -405,6 +408,7 @@ def test_files_rewritten_byte_by_byte_while_requests_flow(tmp_path: Path, two: T
     wrong: list[str] = []
 
     def writer() -> None:
+        pauses = [0.05, 0.4]  # shorter than the quiet period, and longer
         while not stop.is_set():
             with path.open("r+b") as f:
                 f.truncate(0)
@@ -412,13 +416,15 @@ def test_files_rewritten_byte_by_byte_while_requests_flow(tmp_path: Path, two: T
                     f.write(full[i : i + 1])
                     f.flush()
                     if i + 1 == boundary:
-                        stop.wait(0.05)  # a pause exactly where the old loader was fooled
+                        pauses.reverse()
+                        stop.wait(pauses[0])  # exactly where the old loader was fooled
                     elif i % 64 == 0:
                         time.sleep(0)
 
     def verifier() -> None:
         while not stop.is_set():
-            crls.reload() if random.random() < 0.5 else None
+            if random.random() < 0.01:
+                crls.reload()  # waits for the files to settle, for up to about a second
             r, g = _outcome(crls, revoked), _outcome(crls, good)
             seen[r] = seen.get(r, 0) + 1
             if r != "revoked":
@@ -467,3 +473,46 @@ def test_a_loader_exception_of_any_type_never_escapes_reload(tmp_path: Path) -> 
     path.write_text("v3")
     with pytest.raises(ValueError, match="InvalidVersion"):
         FileSnapshot([path], accept=lambda _n: True, loader=loader, reload_interval=None, what="x")
+
+
+def test_a_ca_bundle_rewritten_in_place_is_never_read_half_way(tmp_path: Path) -> None:
+    """The same machinery reloads trust stores: a bundle caught after its first certificate
+    is never swapped in while the writer is still at work (an intermediate left alone in a
+    bundle would become an anchor)."""
+    root = CA(organization="Bundle Reload")
+    inter = root.intermediate()
+    path = tmp_path / "bundle.pem"
+    full = inter.cert_pem.bytes() + root.cert_pem.bytes()
+    path.write_bytes(full)
+    store = TrustStore.from_pem_file(path, reload_interval=0.001)
+    assert len(store) == 2
+    boundary = full.index(b"-----END CERTIFICATE-----") + len(b"-----END CERTIFICATE-----\n")
+    stop = threading.Event()
+    sizes: dict[int, int] = {}
+    rewrites = 0
+
+    def writer() -> None:
+        nonlocal rewrites
+        while not stop.is_set():
+            with path.open("r+b") as f:
+                f.truncate(0)
+                for i in range(len(full)):
+                    f.write(full[i : i + 1])
+                    f.flush()
+                    if i + 1 == boundary:
+                        stop.wait(0.05)
+            rewrites += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    deadline = time.monotonic() + 2
+    try:
+        while time.monotonic() < deadline:
+            n = len(store)
+            sizes[n] = sizes.get(n, 0) + 1
+            time.sleep(0.0005)  # let the writer run
+    finally:
+        stop.set()
+        t.join()
+    assert set(sizes) == {2}, sizes
+    assert rewrites > 10

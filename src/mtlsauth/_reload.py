@@ -8,10 +8,12 @@ records it for ``health()``.
 
 A reload never widens access:
 
+* A changed file is read only once it has stopped changing: its mtime at least 0.25 s old.
 * Files are stat'ed again after reading (path, target, size, mtime, inode). If anything moved
   while they were read, the value is thrown away and the files are read again later: a file
   caught in the middle of an in-place rewrite, even at a clean block boundary, is never a
-  snapshot. ``reload()`` retries for a short while; the automatic check retries soon after.
+  snapshot. ``reload()`` waits and retries for up to about a second; the automatic check
+  looks again soon after.
 * An optional ``successor`` rule compares the new value with the current one and may refuse
   it (for CRLs: no issuer may vanish while the file that held it still exists). A refusal is
   an error in ``health()``, and the last good value stays.
@@ -39,6 +41,7 @@ Signature = tuple[tuple[str, str, int, int, int], ...]
 _SETTLE_TRIES = 20  # reload(): read again up to this many times while files keep changing
 _SETTLE_PAUSE = 0.05
 _RETRY_SOON = 0.1  # automatic checks: look again this soon after catching files mid-change
+_QUIET_NS = 250_000_000  # a file modified less than this long ago may still be being written
 
 
 def list_files(paths: Sequence[Path], accept: Callable[[str], bool]) -> list[Path]:
@@ -178,6 +181,9 @@ class FileSnapshot(Generic[T]):
         sig = _signature(files)
         if sig == self._sig and (not force or self.last_error is None):
             return False
+        now_ns = time.time_ns()
+        if any(0 <= now_ns - entry[2] < _QUIET_NS for entry in sig):
+            return None  # changed a moment ago: wait until the files have stopped changing
         failure: str | None = None
         value: T | None = None
         try:
