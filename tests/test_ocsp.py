@@ -1315,3 +1315,50 @@ def test_a_proxy_that_refuses_is_no_answer(setup: Setup) -> None:
 def test_unsupported_proxies_are_configuration_errors(proxy: str) -> None:
     with pytest.raises(ValueError, match="URL"):
         OCSPChecker(proxy=proxy)
+
+
+def test_chunked_answers_are_read_without_waiting_for_the_close(setup: Setup) -> None:
+    holder: list[RawServer] = []
+    answer = _good_http(setup)
+
+    def chunked(conn: socket.socket) -> None:
+        der = answer(conn).partition(b"\r\n\r\n")[2]
+        body = b"".join(
+            b"%x;ext=1\r\n%s\r\n" % (len(der[i : i + 100]), der[i : i + 100])
+            for i in range(0, len(der), 100)
+        )
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + b"0\r\n\r\n")
+        holder[0].stop.wait(30)  # keeps the connection open, as some servers do
+
+    with _raw(chunked) as srv:
+        holder.append(srv)
+        checker = OCSPChecker(responder_url=srv.url, timeout=2)
+        start = time.monotonic()
+        assert checker.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
+        assert time.monotonic() - start < 1
+
+
+def test_ipv6_responder(setup: Setup) -> None:
+    answer = _good_http(setup)
+    sock = socket.socket(socket.AF_INET6)
+    try:
+        sock.bind(("::1", 0))
+    except OSError:
+        sock.close()
+        pytest.skip("no IPv6 loopback on this machine")
+    sock.listen(4)
+    port = sock.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = sock.accept()
+        with conn:
+            conn.sendall(answer(conn))
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        checker = OCSPChecker(responder_url=f"http://[::1]:{port}/", timeout=3)
+        assert checker.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
+    finally:
+        t.join(5)
+        sock.close()

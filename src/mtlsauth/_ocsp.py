@@ -845,6 +845,8 @@ def _read_response(conn: _Conn) -> bytes:
     while length is None or len(body) < length:
         if len(body) > cap:
             raise _Failure("OCSP response too large")
+        if chunked and body.endswith(b"\r\n\r\n") and _complete_chunks(body):
+            break  # the last chunk arrived: no need to wait for the server to close
         chunk = conn.recv("reading the body")
         if not chunk:
             if length is not None:
@@ -856,6 +858,14 @@ def _read_response(conn: _Conn) -> bytes:
     if chunked:
         body = _dechunk(body)
     return body[:length] if length is not None else body
+
+
+def _complete_chunks(data: bytes) -> bool:
+    try:
+        _dechunk(data)
+    except _Failure:
+        return False
+    return True
 
 
 def _dechunk(data: bytes) -> bytes:
