@@ -90,17 +90,13 @@ class ClientIdentity:
             cnf: The token's ``cnf`` claim (a mapping holding ``"x5t#S256"``).
 
         Returns:
-            True only if the claim's thumbprint equals this leaf's, compared in constant time.
+            True only if the claim's thumbprint is the canonical base64url encoding (43
+            characters, no padding) of this leaf's SHA-256, compared in constant time.
+            Always False for a proxy-verified identity, which has no certificate to bind to.
         """
-        import hmac
+        from mtlsauth._oauth import binding_matches
 
-        mine = self.x5t_s256()
-        if mine is None or not isinstance(cnf, dict):
-            return False
-        theirs = cnf.get("x5t#S256")
-        if not isinstance(theirs, str):
-            return False
-        return hmac.compare_digest(mine.encode("ascii"), theirs.rstrip("=").encode("ascii"))
+        return binding_matches(self, cnf)
 
 
 def _attr_values(name: x509.Name, oid: x509.ObjectIdentifier) -> tuple[str, ...]:

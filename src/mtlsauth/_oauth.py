@@ -1,0 +1,385 @@
+"""OAuth 2.0 on mutual TLS, resource-server side: certificate-bound bearer tokens (RFC 8705).
+
+Framework-free. An adapter hands ``TokenCheck.check`` (or ``acheck``) the identity the
+request authenticated with and the raw ``Authorization`` header values; the check returns
+the token's claims, ``None`` (no token where one is optional), or raises ``TokenError``.
+
+The binding is computed from the certificate mtlsauth verified for *this* request (the TLS
+peer, or a trusted proxy's header), never from anything else the client sends. A
+proxy-verified identity (``verified_by == "proxy"``) has no certificate: no binding can be
+checked against it, so a bound token is refused with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import inspect
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from mtlsauth._errors import MTLSAuthError
+
+if TYPE_CHECKING:
+    from mtlsauth._identity import ClientIdentity
+
+__all__ = [
+    "MAX_TOKEN_LENGTH",
+    "TOKEN_KEY",
+    "Claims",
+    "TokenCheck",
+    "TokenError",
+    "bearer_token",
+    "certificate_thumbprint",
+    "parse_x5t_s256",
+]
+
+logger = logging.getLogger("mtlsauth")
+
+TOKEN_KEY = "mtlsauth.token"
+"""Where adapters keep the validated claims (``scope``, ``environ``, aiohttp request)."""
+
+MAX_TOKEN_LENGTH = 16384
+"""Longer bearer tokens are refused before any validator sees them."""
+
+Claims = Mapping[str, Any]
+Validator = Callable[[str], "Claims | Awaitable[Claims]"]
+
+
+class TokenError(MTLSAuthError):
+    """A bearer-token refusal (RFC 6750 section 3), with its own status per code.
+
+    ====================== ====== ===================== ===========================================
+    code                   status RFC 6750 ``error``    meaning
+    ====================== ====== ===================== ===========================================
+    token_missing          401    (none)                no bearer token where one is required
+    token_invalid          401    invalid_token         the validator refused it, expired, inactive
+    token_not_bound        401    invalid_token         no ``cnf`` where a bound token is required
+    token_binding_mismatch 401    invalid_token         bound to another certificate, or to none
+                                                        this request authenticated with
+    token_request_invalid  400    invalid_request       malformed or repeated ``Authorization``
+    insufficient_scope     403    insufficient_scope    a required scope is missing
+    ====================== ====== ===================== ===========================================
+
+    Attributes:
+        challenge: The ``WWW-Authenticate`` value (``Bearer ...``) the response carries.
+        bearer_error: The RFC 6750 ``error`` value, or ``None`` for ``token_missing``.
+    """
+
+    default_code = "token_invalid"
+    codes: ClassVar[frozenset[str]] = frozenset(
+        {
+            "token_missing",
+            "token_invalid",
+            "token_not_bound",
+            "token_binding_mismatch",
+            "token_request_invalid",
+            "insufficient_scope",
+        }
+    )
+    title = "Bearer token refused"
+    _STATUS: ClassVar[dict[str, int]] = {"token_request_invalid": 400, "insufficient_scope": 403}
+    _ERROR: ClassVar[dict[str, str | None]] = {
+        "token_missing": None,
+        "token_request_invalid": "invalid_request",
+        "insufficient_scope": "insufficient_scope",
+    }
+    # error_description is a quoted-string limited to %x20-21 / %x23-5B / %x5D-7E (RFC 6750
+    # section 3): fixed texts, never anything derived from the request.
+    _DESCRIPTION: ClassVar[dict[str, str]] = {
+        "token_invalid": "The access token is invalid",
+        "token_not_bound": "The access token is not bound to a client certificate",
+        "token_binding_mismatch": "The access token is not bound to this client certificate",
+        "token_request_invalid": "Malformed Authorization header",
+        "insufficient_scope": "The access token lacks a required scope",
+    }
+
+    def __init__(self, detail: str = "", *, code: str | None = None, scope: str = "") -> None:
+        super().__init__(detail, code=code)
+        self.status = self._STATUS.get(self.code, 401)
+        self.bearer_error: str | None = self._ERROR.get(self.code, "invalid_token")
+        self.required_scope = scope
+
+    @property
+    def challenge(self) -> str:
+        parts = []
+        if self.bearer_error is not None:
+            parts.append(f'error="{self.bearer_error}"')
+            parts.append(f'error_description="{self._DESCRIPTION[self.code]}"')
+        if self.required_scope:
+            parts.append(f'scope="{self.required_scope}"')
+        return "Bearer " + ", ".join(parts) if parts else "Bearer"
+
+
+# RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def bearer_token(authorization: Sequence[str]) -> str | None:
+    """The bearer token of a request, from its ``Authorization`` header values.
+
+    Only the header is read (RFC 6750 section 2.1); tokens in the query or the body are
+    never looked at. Another scheme (``Basic``, ``DPoP``) means "no bearer token".
+
+    Raises:
+        TokenError: ``token_request_invalid`` for several ``Authorization`` headers (a WSGI
+            server's comma-joined copies included) or malformed ``Bearer`` credentials;
+            ``token_invalid`` for a token longer than ``MAX_TOKEN_LENGTH``.
+    """
+    if not authorization:
+        return None
+    if len(authorization) != 1:
+        raise TokenError("several Authorization headers", code="token_request_invalid")
+    value = authorization[0]
+    if not isinstance(value, str):
+        raise TokenError("unreadable Authorization header", code="token_request_invalid")
+    scheme, _, credentials = value.strip(" ").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = credentials.lstrip(" ")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenError("the bearer token is too long", code="token_invalid")
+    if not token or _B64TOKEN.fullmatch(token) is None:
+        raise TokenError("malformed Bearer credentials", code="token_request_invalid")
+    return token
+
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def parse_x5t_s256(value: object) -> bytes:
+    """Decode an ``x5t#S256`` value strictly: 43 base64url characters, no padding, 32 bytes.
+
+    Anything else (padding, the ``+/`` alphabet, whitespace, a last character with non-zero
+    unused bits) is refused, so one digest has exactly one accepted spelling.
+
+    Raises:
+        ValueError: ``value`` is not a canonical base64url SHA-256 digest.
+    """
+    if not isinstance(value, str) or _B64URL.fullmatch(value) is None:
+        raise ValueError("x5t#S256 must be 43 base64url characters without padding")
+    try:
+        raw = base64.urlsafe_b64decode(value + "=")
+    except (binascii.Error, ValueError):
+        raise ValueError("x5t#S256 is not base64url") from None
+    if len(raw) != 32 or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != value:
+        raise ValueError("x5t#S256 is not the canonical encoding of a SHA-256 digest")
+    return raw
+
+
+def certificate_thumbprint(identity: ClientIdentity | None) -> bytes | None:
+    """SHA-256 of the DER leaf the request authenticated with; ``None`` without a certificate.
+
+    Proxy-verified identities carry no certificate (only what the proxy said about it), so
+    they have no thumbprint here, even when the proxy forwarded a hash.
+    """
+    if identity is None or identity.certificate is None or identity.verified_by != "mtlsauth":
+        return None
+    fingerprint = identity.fingerprint_sha256
+    if fingerprint is None or len(fingerprint) != 64:
+        return None
+    return bytes.fromhex(fingerprint)
+
+
+def binding_matches(identity: ClientIdentity | None, cnf: object) -> bool:
+    """True only when ``cnf["x5t#S256"]`` names the certificate ``identity`` presented."""
+    mine = certificate_thumbprint(identity)
+    if mine is None or not isinstance(cnf, Mapping):
+        return False
+    try:
+        theirs = parse_x5t_s256(cnf.get("x5t#S256"))
+    except ValueError:
+        return False
+    return hmac.compare_digest(mine, theirs)
+
+
+Binding = Literal["required", "if_present"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCheck:
+    """What a route requires of the bearer token, and how to validate one.
+
+    Args:
+        validate: ``validate(token) -> claims``: a JWT validator (``mtlsauth.oauth_jwt``),
+            an RFC 7662 introspection call, or any callable returning the claims as a
+            mapping (or an awaitable of one, in ASGI and aiohttp). To refuse, it raises:
+            any exception means ``token_invalid`` (raise ``TokenError`` to pick a code).
+        required: True (default): a request without a bearer token is refused
+            (``token_missing``). False: no token is fine (the route relies on the
+            certificate alone), but a token that *is* sent must pass every check.
+        binding: ``"required"`` (default): the token must carry ``cnf`` with ``x5t#S256``
+            equal to the thumbprint of the certificate the request authenticated with
+            (``token_not_bound`` without one). ``"if_present"``: unbound tokens are
+            accepted; a bound one must still match. A ``cnf`` this check cannot confirm
+            (for instance DPoP's ``jkt`` alone) is refused either way.
+        scopes: Scopes the token's ``scope`` claim must all contain (``insufficient_scope``).
+        leeway: Seconds of clock skew for the ``exp`` and ``nbf`` claims, which are checked
+            here too when present (introspection responses carry them as well).
+        blocking: Run ``validate`` in a worker thread under ASGI and aiohttp (network
+            introspection, JWKS fetching). ``None`` (default): the validator's own
+            ``may_block`` attribute, else False.
+
+    Raises:
+        TypeError, ValueError: on a bad setting.
+
+    Security note: claims with ``"active"`` (RFC 7662) are accepted only when it is
+    exactly ``true``. A validator that returns claims for a token it did not verify makes
+    every check here meaningless: the binding proves who *holds* a token, not that it is
+    genuine.
+    """
+
+    validate: Validator
+    required: bool = True
+    binding: Binding = "required"
+    scopes: frozenset[str] = frozenset()
+    leeway: float = 60.0
+    blocking: bool | None = None
+    _scope_text: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not callable(self.validate):
+            raise TypeError("validate must be callable: validate(token) -> claims")
+        if not isinstance(self.required, bool):
+            raise TypeError("required must be True or False")
+        if self.binding not in ("required", "if_present"):
+            raise ValueError(f"binding must be 'required' or 'if_present', not {self.binding!r}")
+        scopes: Iterable[object] = self.scopes
+        if isinstance(scopes, str | bytes) or not isinstance(scopes, Iterable):
+            raise TypeError("scopes must be a collection of scope names, e.g. {'accounts'}")
+        names = frozenset(scopes)
+        for s in names:
+            if not isinstance(s, str) or not s or not _SCOPE_TOKEN.fullmatch(s):
+                raise ValueError(f"scope {s!r} is not a valid scope token (RFC 6749 3.3)")
+        object.__setattr__(self, "scopes", names)
+        object.__setattr__(self, "_scope_text", " ".join(sorted(names)))
+        if isinstance(self.leeway, bool) or not isinstance(self.leeway, int | float):
+            raise TypeError("leeway must be a number of seconds")
+        if not 0 <= self.leeway <= 600:
+            raise ValueError("leeway must be between 0 and 600 seconds")
+        if self.blocking is None:
+            object.__setattr__(
+                self, "blocking", bool(getattr(self.validate, "may_block", False) is True)
+            )
+        elif not isinstance(self.blocking, bool):
+            raise TypeError("blocking must be True, False or None")
+
+    # -- per request ------------------------------------------------------------------------
+    def check(self, identity: ClientIdentity | None, authorization: Sequence[str]) -> Claims | None:
+        """Validate the request's token synchronously (WSGI). Raises ``TokenError``."""
+        token = self._token(authorization)
+        if token is None:
+            return None
+        try:
+            result = self.validate(token)
+        except MTLSAuthError:
+            raise
+        except Exception as exc:
+            raise _invalid(exc) from None
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            logger.error("mtlsauth token validator returned an awaitable in a synchronous app")
+            raise TokenError("the token could not be validated", code="token_invalid")
+        return self.confirm(result, identity)
+
+    async def acheck(
+        self, identity: ClientIdentity | None, authorization: Sequence[str]
+    ) -> Claims | None:
+        """Validate the request's token (ASGI, aiohttp). Raises ``TokenError``."""
+        token = self._token(authorization)
+        if token is None:
+            return None
+        try:
+            if self.blocking:
+                import asyncio
+
+                result = await asyncio.to_thread(self.validate, token)
+            else:
+                result = self.validate(token)
+            if inspect.isawaitable(result):
+                result = await result
+        except MTLSAuthError:
+            raise
+        except Exception as exc:
+            raise _invalid(exc) from None
+        return self.confirm(result, identity)
+
+    def _token(self, authorization: Sequence[str]) -> str | None:
+        token = bearer_token(authorization)
+        if token is None and self.required:
+            raise TokenError("this endpoint requires a bearer token", code="token_missing")
+        return token
+
+    def confirm(self, claims: object, identity: ClientIdentity | None) -> Claims:
+        """Every check after the validator: activity, time, binding, scopes."""
+        if not isinstance(claims, Mapping):
+            logger.error("mtlsauth token validator returned %s, not claims", type(claims).__name__)
+            raise TokenError("the token could not be validated", code="token_invalid")
+        if "active" in claims and claims["active"] is not True:
+            raise TokenError("the token is not active", code="token_invalid")
+        now = time.time()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if exp is not None and (not _is_number(exp) or now > exp + self.leeway):
+            raise TokenError("the token has expired", code="token_invalid")
+        if nbf is not None and (not _is_number(nbf) or now < nbf - self.leeway):
+            raise TokenError("the token is not valid yet", code="token_invalid")
+        self._confirm_binding(claims.get("cnf", _ABSENT), identity)
+        if self.scopes:
+            granted = claims.get("scope")
+            have = set(granted.split(" ")) if isinstance(granted, str) else set()
+            if not self.scopes <= have:
+                raise TokenError(
+                    "the token lacks a required scope",
+                    code="insufficient_scope",
+                    scope=self._scope_text,
+                )
+        return claims
+
+    def _confirm_binding(self, cnf: object, identity: ClientIdentity | None) -> None:
+        if cnf is _ABSENT:
+            if self.binding == "required":
+                raise TokenError(
+                    "the token is not bound to a client certificate", code="token_not_bound"
+                )
+            return
+        if not isinstance(cnf, Mapping):
+            raise TokenError("the token's cnf claim is malformed", code="token_invalid")
+        if "x5t#S256" not in cnf:
+            raise TokenError(
+                "the token is bound by a method this server does not check",
+                code="token_binding_mismatch",
+            )
+        try:
+            theirs = parse_x5t_s256(cnf["x5t#S256"])
+        except ValueError:
+            raise TokenError("the token's x5t#S256 is malformed", code="token_invalid") from None
+        mine = certificate_thumbprint(identity)
+        if mine is None:
+            raise TokenError(
+                "the token is bound to a certificate, but this request authenticated with none",
+                code="token_binding_mismatch",
+            )
+        if not hmac.compare_digest(mine, theirs):
+            raise TokenError(
+                "the token is bound to another certificate", code="token_binding_mismatch"
+            )
+
+
+_ABSENT: Any = object()
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _invalid(exc: Exception) -> TokenError:
+    logger.info("mtlsauth token refused by the validator: %s", type(exc).__name__)
+    return TokenError("the token is invalid", code="token_invalid")
