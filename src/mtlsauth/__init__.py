@@ -20,6 +20,8 @@ from mtlsauth._errors import (
 from mtlsauth._forwarded import ForwardedCert
 from mtlsauth._guard import Decision, Route
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._oauth import TokenCheck, TokenError
+from mtlsauth._oauth_client import InvalidClient, authenticate_client, certificate_cnf
 from mtlsauth._ocsp import OCSPChecker
 from mtlsauth._policy import Policy, pinned_from_rfc8705
 from mtlsauth._revocation import CRLSet
@@ -41,6 +43,7 @@ __all__ = [
     "ForwardedCert",
     "IdentityMissing",
     "InternalError",
+    "InvalidClient",
     "MTLSAuthError",
     "OCSPChecker",
     "Policy",
@@ -48,10 +51,14 @@ __all__ = [
     "Presented",
     "RevocationUnavailable",
     "Route",
+    "TokenCheck",
+    "TokenError",
     "TrustStore",
     "UntrustedForwarder",
     "Verifier",
     "__version__",
+    "authenticate_client",
+    "certificate_cnf",
     "load_config",
     "pinned_from_rfc8705",
     "server_ssl_context",

@@ -35,6 +35,7 @@ from mtlsauth._observe import cache_missed
 from mtlsauth._types import Presented
 
 if TYPE_CHECKING:
+    from mtlsauth._oauth import TokenCheck
     from mtlsauth._policy import Policy
     from mtlsauth._verifier import Verifier
 
@@ -99,6 +100,10 @@ class Route:
             the middleware's mode).
         policy: The allow-lists for matching requests, *instead of* the Verifier's own
             policy (``None``: the Verifier's policy).
+        token: A ``TokenCheck``: matching requests must also satisfy its bearer-token
+            requirement (RFC 6750, bound to the certificate per RFC 8705) once the
+            certificate check passed; the claims reach the app under ``"mtlsauth.token"``.
+            ``None`` (default): the ``Authorization`` header is not looked at.
 
     Raises:
         TypeError, ValueError: on a malformed rule.
@@ -119,6 +124,7 @@ class Route:
     methods: frozenset[str] | None = None
     mode: Mode | None = None
     policy: Policy | None = None
+    token: TokenCheck | None = None
     _kind: str = field(default="", init=False, repr=False, compare=False)
     _text: str = field(default="", init=False, repr=False, compare=False)
 
@@ -144,6 +150,11 @@ class Route:
             _validate_mode(self.mode, "Route mode")
         if self.policy is not None and not isinstance(self.policy, Policy):
             raise TypeError("Route policy must be a Policy")
+        if self.token is not None:
+            from mtlsauth._oauth import TokenCheck
+
+            if not isinstance(self.token, TokenCheck):
+                raise TypeError("Route token must be a mtlsauth.TokenCheck")
 
     def matches(self, path: str, method: str) -> bool:
         """True when this rule covers a request for ``path`` with ``method``."""
@@ -239,7 +250,10 @@ def problem_headers(error: MTLSAuthError, body_length: int) -> list[tuple[str, s
         ("content-length", str(body_length)),
         ("cache-control", "no-store"),
     ]
-    if error.status == 401:
+    challenge = getattr(error, "challenge", None)  # bearer-token refusals (RFC 6750 section 3)
+    if isinstance(challenge, str):
+        headers.append(("www-authenticate", challenge))
+    elif error.status == 401:
         headers.append(("www-authenticate", f'MutualTLS error="{error.code}"'))
     return headers
 

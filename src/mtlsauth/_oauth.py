@@ -253,11 +253,12 @@ class TokenCheck:
         scopes: Iterable[object] = self.scopes
         if isinstance(scopes, str | bytes) or not isinstance(scopes, Iterable):
             raise TypeError("scopes must be a collection of scope names, e.g. {'accounts'}")
-        names = frozenset(scopes)
-        for s in names:
-            if not isinstance(s, str) or not s or not _SCOPE_TOKEN.fullmatch(s):
+        names: set[str] = set()
+        for s in scopes:
+            if not isinstance(s, str) or not _SCOPE_TOKEN.fullmatch(s):
                 raise ValueError(f"scope {s!r} is not a valid scope token (RFC 6749 3.3)")
-        object.__setattr__(self, "scopes", names)
+            names.add(s)
+        object.__setattr__(self, "scopes", frozenset(names))
         object.__setattr__(self, "_scope_text", " ".join(sorted(names)))
         if isinstance(self.leeway, bool) or not isinstance(self.leeway, int | float):
             raise TypeError("leeway must be a number of seconds")
@@ -280,7 +281,7 @@ class TokenCheck:
             result = self.validate(token)
         except MTLSAuthError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any validator failure refuses the token
             raise _invalid(exc) from None
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
@@ -307,7 +308,7 @@ class TokenCheck:
                 result = await result
         except MTLSAuthError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any validator failure refuses the token
             raise _invalid(exc) from None
         return self.confirm(result, identity)
 

@@ -32,7 +32,14 @@ from mtlsauth._types import Presented
 if TYPE_CHECKING:
     from mtlsauth._verifier import Verifier
 
-__all__ = ["IDENTITY_KEY", "Route", "get_identity", "mtls_middleware", "problem_response"]
+__all__ = [
+    "IDENTITY_KEY",
+    "TOKEN_KEY",
+    "Route",
+    "get_identity",
+    "mtls_middleware",
+    "problem_response",
+]
 
 logger = logging.getLogger("mtlsauth")
 
@@ -45,6 +52,7 @@ _RequestKey = getattr(web, "RequestKey", None)
 IDENTITY_KEY: Any = (
     _RequestKey("mtlsauth.identity", ClientIdentity) if _RequestKey else "mtlsauth.identity"
 )
+TOKEN_KEY: Any = _RequestKey("mtlsauth.token", object) if _RequestKey else "mtlsauth.token"
 _MARK_MIDDLEWARE = int(_aiohttp_version.split(".", 1)[0]) < 4  # 4.0 deprecates @middleware
 
 
@@ -128,6 +136,13 @@ def mtls_middleware(
             # repeated headers, which a dict would not.
             request = request.clone(headers=CIMultiDict(kept))
         request[IDENTITY_KEY] = decision.identity
+        if route is not None and route.token is not None:  # Route(token=TokenCheck(...))
+            try:
+                request[TOKEN_KEY] = await route.token.acheck(
+                    decision.identity, request.headers.getall("Authorization", [])
+                )
+            except MTLSAuthError as exc:
+                return await _deny(guard, exc, request)
         try:
             return await handler(request)
         except MTLSAuthError as exc:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 from mtlsauth._errors import CertificateMissing, IdentityMissing, MTLSAuthError
 from mtlsauth._guard import Decision, Guard, Mode, Route, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._oauth import TOKEN_KEY
 from mtlsauth._types import ASGIApp, Message, Presented, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ __all__ = [
     "IDENTITY_KEY",
     "MTLSMiddleware",
     "Route",
+    "authorization_from_scope",
     "client_identity",
     "identity_from_scope",
     "optional_client_identity",
@@ -123,6 +125,14 @@ class MTLSMiddleware:
             await self._deny(decision.error, scope, receive, send)
             return
         scope = {**scope, IDENTITY_KEY: decision.identity}
+        if route is not None and route.token is not None:  # Route(token=TokenCheck(...))
+            try:
+                scope[TOKEN_KEY] = await route.token.acheck(
+                    decision.identity, authorization_from_scope(scope)
+                )
+            except MTLSAuthError as exc:
+                await self._deny(exc, scope, receive, send)
+                return
         if self._strip and guard.must_strip(peer):
             hide = self._hide
             scope["headers"] = [
@@ -250,6 +260,13 @@ def _presented(
             if error is not None:  # asgiref tls spec: anything but None is a failed check
                 tls_error = str(error) or "client certificate error"
     return Presented(peer, headers, chain, tls_error, path, method)
+
+
+def authorization_from_scope(scope: Scope) -> list[str]:
+    """Every ``Authorization`` header value of an ASGI request, in arrival order."""
+    return [
+        v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"authorization"
+    ]
 
 
 def identity_from_scope(scope: Scope) -> ClientIdentity | None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 from mtlsauth._errors import IdentityMissing, MTLSAuthError
 from mtlsauth._guard import Decision, Guard, Mode, Route, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._oauth import TOKEN_KEY
 from mtlsauth._sslcontext import peer_chain
 from mtlsauth._types import Presented
 
@@ -115,6 +116,14 @@ class MTLSMiddleware:
         if decision.error is not None:
             return self._deny(decision.error, environ, start_response)
         environ[IDENTITY_KEY] = decision.identity
+        if route is not None and route.token is not None:  # Route(token=TokenCheck(...))
+            auth = environ.get("HTTP_AUTHORIZATION")
+            try:
+                environ[TOKEN_KEY] = route.token.check(
+                    decision.identity, [auth] if isinstance(auth, str) else []
+                )
+            except MTLSAuthError as exc:
+                return self._deny(exc, environ, start_response)
         if self._strip_keys and guard.must_strip(peer):
             for key in self._strip_keys:
                 environ.pop(key, None)
