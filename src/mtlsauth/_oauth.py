@@ -42,7 +42,7 @@ __all__ = [
 
 logger = logging.getLogger("mtlsauth")
 
-TOKEN_KEY = "mtlsauth.token"
+TOKEN_KEY = "mtlsauth.token"  # noqa: S105 - a key name, not a secret
 """Where adapters keep the validated claims (``scope``, ``environ``, aiohttp request)."""
 
 MAX_TOKEN_LENGTH = 16384

@@ -1,0 +1,267 @@
+"""TokenCheck and bearer-token extraction, framework-free (RFC 6750, RFC 7662, RFC 8705)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import pickle
+import threading
+import time
+
+import pytest
+
+from mtlsauth import ForwardedCert, Presented, TokenCheck, TokenError, Verifier
+from mtlsauth._guard import problem_headers
+from mtlsauth._oauth import MAX_TOKEN_LENGTH, bearer_token, parse_x5t_s256
+from mtlsauth.testing import CA
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param([], None, id="no header"),
+        pytest.param(["Bearer abc.def-ghi_jkl~+/=="], "abc.def-ghi_jkl~+/==", id="b64token"),
+        pytest.param(["bearer abc"], "abc", id="scheme is case-insensitive"),
+        pytest.param(["BEARER  abc"], "abc", id="several spaces"),
+        pytest.param(["Basic dXNlcjpwYXNz"], None, id="another scheme: no bearer token"),
+        pytest.param(["DPoP abc"], None, id="DPoP scheme: no bearer token"),
+    ],
+)
+def test_bearer_token_accepts(values, expected) -> None:
+    assert bearer_token(values) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "code"),
+    [
+        pytest.param(["Bearer a", "Bearer b"], "token_request_invalid", id="two headers"),
+        pytest.param(["Bearer a, Bearer b"], "token_request_invalid", id="WSGI-folded copies"),
+        pytest.param(["Bearer"], "token_request_invalid", id="no credentials"),
+        pytest.param(["Bearer "], "token_request_invalid", id="empty credentials"),
+        pytest.param(["Bearer a b"], "token_request_invalid", id="space inside"),
+        pytest.param(["Bearer a\tb"], "token_request_invalid", id="tab inside"),
+        pytest.param(["Bearer =abc"], "token_request_invalid", id="leading padding"),
+        pytest.param(["Bearer ab=c"], "token_request_invalid", id="padding in the middle"),
+        pytest.param(["Bearer a\u00e9"], "token_request_invalid", id="non-ASCII"),
+        pytest.param(["Bearer a\x00"], "token_request_invalid", id="NUL"),
+        pytest.param(["Bearer a,b"], "token_request_invalid", id="comma"),
+        pytest.param(["Bearer " + "a" * (MAX_TOKEN_LENGTH + 1)], "token_invalid", id="too long"),
+    ],
+)
+def test_bearer_token_refuses(values, code) -> None:
+    with pytest.raises(TokenError) as info:
+        bearer_token(values)
+    assert info.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "challenge"),
+    [
+        ("token_missing", 401, "Bearer"),
+        (
+            "token_invalid",
+            401,
+            'Bearer error="invalid_token", error_description="The access token is invalid"',
+        ),
+        ("token_not_bound", 401, None),
+        ("token_binding_mismatch", 401, None),
+        ("token_request_invalid", 400, None),
+        ("insufficient_scope", 403, None),
+    ],
+)
+def test_refusals_carry_a_bearer_challenge(code, status, challenge) -> None:
+    error = TokenError(code=code)
+    assert error.status == status
+    headers = dict(problem_headers(error, 10))
+    assert headers["www-authenticate"] == error.challenge
+    if challenge is not None:
+        assert error.challenge == challenge
+    expected = {"token_missing": None, "token_request_invalid": "invalid_request"}.get(
+        code, "insufficient_scope" if code == "insufficient_scope" else "invalid_token"
+    )
+    assert error.bearer_error == expected
+    # RFC 6750 3: error_description is restricted to %x20-21 / %x23-5B / %x5D-7E
+    assert all(0x20 <= ord(ch) <= 0x7E and ch != "\\" for ch in error.challenge)
+    again = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own object
+    assert (again.code, again.status) == (code, status)
+
+
+def test_insufficient_scope_names_the_scopes() -> None:
+    check = TokenCheck(lambda t: {"scope": "read", "cnf": None}, scopes={"write", "admin"})
+    with pytest.raises(TokenError) as info:
+        check.check(None, ["Bearer t"])
+    # cnf present but malformed: the binding is checked before the scopes
+    assert info.value.code == "token_invalid"
+    check = TokenCheck(
+        lambda t: {"scope": "read write"}, scopes={"write", "admin"}, binding="if_present"
+    )
+    with pytest.raises(TokenError) as info:
+        check.check(None, ["Bearer t"])
+    assert info.value.code == "insufficient_scope"
+    assert info.value.status == 403
+    assert info.value.challenge.endswith('scope="admin write"')
+    ok = TokenCheck(
+        lambda t: {"scope": "admin write x"}, scopes={"write", "admin"}, binding="if_present"
+    )
+    assert ok.check(None, ["Bearer t"]) == {"scope": "admin write x"}
+
+
+@pytest.fixture(scope="module")
+def alice(ca: CA):
+    cert = ca.issue_client_cert(common_name="alice")
+    return Verifier(trust_store=ca.trust_store()).verify_pem(cert.chain_pem.text())
+
+
+def _bound(identity, **extra):
+    return {"sub": "c", "cnf": {"x5t#S256": identity.x5t_s256()}, **extra}
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [
+        pytest.param({"active": False}, "token_invalid", id="inactive"),
+        pytest.param({"active": "true"}, "token_invalid", id="active as a string"),
+        pytest.param({"active": 1}, "token_invalid", id="active as 1"),
+        pytest.param({"exp": time.time() - 120}, "token_invalid", id="expired"),
+        pytest.param({"exp": float("inf")}, "token_invalid", id="exp infinite"),
+        pytest.param({"exp": float("nan")}, "token_invalid", id="exp NaN"),
+        pytest.param({"exp": True}, "token_invalid", id="exp boolean"),
+        pytest.param({"exp": "9999999999"}, "token_invalid", id="exp string"),
+        pytest.param({"nbf": time.time() + 3600}, "token_invalid", id="not yet valid"),
+        pytest.param({"nbf": None}, None, id="nbf null is absent"),
+        pytest.param({"exp": time.time() - 30}, None, id="expired within the leeway"),
+    ],
+)
+def test_claims_checked_after_the_validator(alice, claims, code) -> None:
+    check = TokenCheck(lambda t: _bound(alice, **claims))
+    if code is None:
+        assert check.check(alice, ["Bearer t"])["sub"] == "c"
+        return
+    with pytest.raises(TokenError) as info:
+        check.check(alice, ["Bearer t"])
+    assert info.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("cnf", "binding", "code"),
+    [
+        pytest.param({"jkt": "abc"}, "if_present", "token_binding_mismatch", id="DPoP-bound"),
+        pytest.param({}, "if_present", "token_binding_mismatch", id="empty cnf"),
+        pytest.param("x5t", "if_present", "token_invalid", id="cnf a string"),
+        pytest.param(None, "required", "token_invalid", id="cnf null"),
+        pytest.param({"x5t#S256": 7}, "required", "token_invalid", id="thumbprint a number"),
+    ],
+)
+def test_a_cnf_that_cannot_be_confirmed_is_refused(alice, cnf, binding, code) -> None:
+    check = TokenCheck(lambda t: {"cnf": cnf}, binding=binding)
+    with pytest.raises(TokenError) as info:
+        check.check(alice, ["Bearer t"])
+    assert info.value.code == code
+
+
+def test_proxy_verified_identity_cannot_hold_a_bound_token(ca: CA) -> None:
+    cert = ca.issue_client_cert(common_name="alice", uris=["spiffe://td/ns/a/sa/alice"])
+    fingerprint = hashlib.sha256(cert.der).hexdigest()
+    fwd = ForwardedCert.preset("istio", trusted_proxies=["127.0.0.1"], verified_by_proxy=True)
+    verifier = Verifier(trust_store=ca.trust_store(), forwarded=fwd)
+    xfcc = f'Hash={fingerprint};Subject="CN=alice";URI=spiffe://td/ns/a/sa/alice'
+    identity = verifier.authenticate(
+        Presented(peer="127.0.0.1", headers=(("x-forwarded-client-cert", xfcc),))
+    )
+    assert identity is not None
+    assert identity.verified_by == "proxy"
+    # Even with the proxy's hash equal to the real certificate's: no certificate, no binding.
+    x5t = base64.urlsafe_b64encode(bytes.fromhex(fingerprint)).rstrip(b"=").decode()
+    assert identity.matches_token_binding({"x5t#S256": x5t}) is False
+    check = TokenCheck(lambda t: {"cnf": {"x5t#S256": x5t}})
+    with pytest.raises(TokenError) as info:
+        check.check(identity, ["Bearer t"])
+    assert info.value.code == "token_binding_mismatch"
+
+
+@pytest.mark.parametrize(
+    "validator",
+    [
+        pytest.param(lambda t: ["not", "claims"], id="returns a list"),
+        pytest.param(lambda t: None, id="returns None"),
+        pytest.param(lambda t: 1 / 0, id="raises ZeroDivisionError"),
+        pytest.param(lambda t: (_ for _ in ()).throw(KeyError("x")), id="raises KeyError"),
+    ],
+)
+def test_a_failing_validator_refuses(alice, validator) -> None:
+    check = TokenCheck(validator, binding="if_present")
+    with pytest.raises(TokenError) as info:
+        check.check(alice, ["Bearer t"])
+    assert info.value.code == "token_invalid"
+    with pytest.raises(TokenError) as info:
+        asyncio.run(check.acheck(alice, ["Bearer t"]))
+    assert info.value.code == "token_invalid"
+
+
+def test_async_validator_in_a_sync_app_refuses(alice) -> None:
+    async def validate(token: str) -> dict[str, object]:
+        return _bound(alice)
+
+    check = TokenCheck(validate)
+    with pytest.raises(TokenError) as info:
+        check.check(alice, ["Bearer t"])
+    assert info.value.code == "token_invalid"
+    assert asyncio.run(check.acheck(alice, ["Bearer t"]))["sub"] == "c"
+
+
+def test_blocking_validator_runs_off_the_event_loop(alice) -> None:
+    seen: list[threading.Thread] = []
+
+    class Introspect:
+        may_block = True
+
+        def __call__(self, token: str) -> dict[str, object]:
+            seen.append(threading.current_thread())
+            return _bound(alice)
+
+    check = TokenCheck(Introspect())
+    assert check.blocking is True
+    assert asyncio.run(check.acheck(alice, ["Bearer t"]))["sub"] == "c"
+    assert seen
+    assert seen[0] is not threading.main_thread()
+    assert TokenCheck(Introspect(), blocking=False).blocking is False
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        pytest.param({"validate": "nope"}, TypeError, id="validator not callable"),
+        pytest.param({"required": "yes"}, TypeError, id="required not a bool"),
+        pytest.param({"binding": "maybe"}, ValueError, id="unknown binding"),
+        pytest.param({"scopes": "read"}, TypeError, id="scopes a string"),
+        pytest.param({"scopes": {"a b"}}, ValueError, id="scope with a space"),
+        pytest.param({"scopes": {'a"'}}, ValueError, id="scope with a quote"),
+        pytest.param({"scopes": {""}}, ValueError, id="empty scope"),
+        pytest.param({"leeway": -1}, ValueError, id="negative leeway"),
+        pytest.param({"leeway": True}, TypeError, id="leeway a bool"),
+        pytest.param({"blocking": "yes"}, TypeError, id="blocking not a bool"),
+    ],
+)
+def test_bad_configuration_fails_at_construction(kwargs, error) -> None:
+    args = {"validate": lambda t: {}} | kwargs
+    with pytest.raises(error):
+        TokenCheck(**args)
+
+
+def test_route_token_must_be_a_token_check() -> None:
+    from mtlsauth import Route
+
+    with pytest.raises(TypeError):
+        Route("/x", token=lambda t: {})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "A" * 43,
+        "_" * 42 + "w",
+    ],
+)
+def test_parse_x5t_s256_canonical(value) -> None:
+    assert len(parse_x5t_s256(value)) == 32
