@@ -1,0 +1,471 @@
+"""JWT access-token validation for ``TokenCheck`` (install the ``oauth`` extra: PyJWT).
+
+``JWTValidator`` checks a JWT access token (RFC 9068 profile) the way a resource server
+must: the signature against the authorization server's JWK Set, with an allow-list of
+asymmetric algorithms, each tied to the key type it needs (no ``alg: none``, no HMAC, so
+no "HS256 with the RSA public key as secret"); ``iss`` exactly; ``aud``; ``exp`` and
+``nbf`` with a bounded leeway. ``JWKS`` holds the keys: from a document, a file or an
+HTTPS URL, cached, refreshed when a token names an unknown ``kid`` (at most once per
+``min_refresh_interval``), fetched with a hard deadline and a size cap, never following
+a redirect.
+
+Example:
+    >>> from mtlsauth import TokenCheck
+    >>> from mtlsauth.oauth_jwt import JWKS, JWTValidator
+    >>> validator = JWTValidator(
+    ...     jwks=JWKS.from_document({"keys": []}),
+    ...     issuer="https://as.example",
+    ...     audience="https://api.example",
+    ... )
+    >>> check = TokenCheck(validator)   # bound to the certificate (cnf) by default
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+try:
+    import jwt
+    from jwt import PyJWK
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError("mtlsauth.oauth_jwt needs PyJWT: pip install 'mtlsauth[oauth]'") from exc
+
+from mtlsauth._oauth import TokenError
+
+__all__ = ["ALGORITHMS", "JWKS", "JWTValidator"]
+
+logger = logging.getLogger("mtlsauth")
+
+# The only algorithms a validator may allow, each with the key type (and curve) it needs.
+# HMAC and "none" are absent on purpose: a resource server verifies an authorization
+# server's signature with a public key, and a shared secret would let every resource
+# server mint tokens.
+ALGORITHMS: Mapping[str, tuple[str, frozenset[str] | None]] = {
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES384": ("EC", frozenset({"P-384"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+}
+MAX_KEYS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    kid: str | None
+    kty: str
+    crv: str | None
+    alg: str | None
+    key: Any
+
+
+def _parse_keys(document: object) -> tuple[_Key, ...]:
+    """The usable public signature keys of a JWK Set; ValueError when it is not one."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
+        raise ValueError("a JWK Set is an object with a 'keys' list")
+    raw = document["keys"]
+    if len(raw) > MAX_KEYS:
+        raise ValueError(f"the JWK Set has more than {MAX_KEYS} keys")
+    keys = []
+    for jwk in raw:
+        if not isinstance(jwk, Mapping):
+            continue
+        kty, kid, alg = jwk.get("kty"), jwk.get("kid"), jwk.get("alg")
+        if kty not in ("RSA", "EC", "OKP") or any(p in jwk for p in ("d", "p", "q", "k")):
+            continue  # symmetric, unknown, or carrying private material: never a verifier
+        if jwk.get("use", "sig") != "sig":
+            continue
+        ops = jwk.get("key_ops")
+        if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+            continue
+        if (kid is not None and not isinstance(kid, str)) or (
+            alg is not None and alg not in ALGORITHMS
+        ):
+            continue
+        try:
+            key = PyJWK(dict(jwk)).key
+        except Exception:  # noqa: BLE001 - one malformed key must not hide the others
+            logger.warning("mtlsauth JWKS: skipping an unusable key (kid=%r)", kid)
+            continue
+        crv = jwk.get("crv")
+        keys.append(_Key(kid, kty, crv if isinstance(crv, str) else None, alg, key))
+    return tuple(keys)
+
+
+class JWKS:
+    """A JSON Web Key Set of an authorization server, cached and refreshed within bounds.
+
+    Build one with ``from_document``, ``from_file`` or ``from_url``. Keys are looked up by
+    the token's ``kid`` and algorithm; an unknown ``kid`` triggers a reload, at most once
+    per ``min_refresh_interval`` seconds however many tokens ask (so forged ``kid`` values
+    cannot turn into a request flood), and the set is reloaded anyway once it is older than
+    ``max_age``. A failed reload keeps the keys already known. Thread-safe.
+
+    Only public signature keys are kept: ``kty`` RSA, EC or OKP, no private members,
+    ``use`` absent or ``sig``, ``key_ops`` absent or holding ``verify``.
+    """
+
+    __slots__ = (
+        "_attempted",
+        "_keys",
+        "_load",
+        "_loaded",
+        "_lock",
+        "max_age",
+        "may_block",
+        "min_refresh_interval",
+        "source",
+    )
+
+    def __init__(
+        self,
+        load: Callable[[], object],
+        *,
+        source: str,
+        may_block: bool,
+        min_refresh_interval: float = 30.0,
+        max_age: float = 3600.0,
+    ) -> None:
+        for name, value in (("min_refresh_interval", min_refresh_interval), ("max_age", max_age)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number of seconds")
+        self._load = load
+        self.source = source
+        self.may_block = may_block
+        self.min_refresh_interval = float(min_refresh_interval)
+        self.max_age = float(max_age)
+        self._keys: tuple[_Key, ...] = ()
+        self._loaded: float | None = None  # monotonic time of the last successful load
+        self._attempted: float | None = None  # monotonic time of the last attempt
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> JWKS:
+        """A fixed key set (never reloaded).
+
+        Raises:
+            ValueError: ``document`` is not a JWK Set.
+        """
+        keys = _parse_keys(document)
+        jwks = cls(lambda: document, source="document", may_block=False, max_age=float("inf"))
+        jwks._keys, jwks._loaded = keys, time.monotonic()
+        return jwks
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        min_refresh_interval: float = 30.0,
+        max_age: float = 300.0,
+        max_bytes: int = 1 << 20,
+    ) -> JWKS:
+        """Keys from a JSON file, re-read on an unknown ``kid`` and after ``max_age``.
+
+        Raises:
+            ValueError: the file cannot be read or is not a JWK Set (checked now).
+        """
+        path = os.fspath(path)
+
+        def load() -> object:
+            with open(path, "rb") as f:
+                data = f.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise ValueError(f"JWKS file larger than {max_bytes} bytes")
+            return json.loads(data)
+
+        jwks = cls(
+            load,
+            source=path,
+            may_block=False,
+            min_refresh_interval=min_refresh_interval,
+            max_age=max_age,
+        )
+        if not jwks.refresh():
+            raise ValueError(f"cannot load a JWK Set from {path}")
+        return jwks
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 5.0,
+        max_bytes: int = 256 * 1024,
+        min_refresh_interval: float = 30.0,
+        max_age: float = 3600.0,
+    ) -> JWKS:
+        """Keys fetched from an ``https`` URL (an authorization server's ``jwks_uri``).
+
+        Args:
+            url: ``https://...`` only.
+            ssl_context: To verify the server (default: the system's trust store).
+            timeout: A hard deadline in seconds for one fetch: connecting, the TLS
+                handshake, and reading the whole body (name resolution excepted).
+            max_bytes: Larger documents are refused.
+            min_refresh_interval, max_age: See the class.
+
+        Nothing is fetched here: the first token triggers the first fetch. Redirects are
+        not followed (a 3xx is a failed fetch), nor are proxies from the environment used.
+
+        Raises:
+            ValueError: not an https URL, or a bad bound.
+        """
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("the JWKS URL must be an https:// URL")
+        if not 0 < timeout <= 60 or not 0 < max_bytes <= 16 << 20:
+            raise ValueError("timeout must be in (0, 60] seconds and max_bytes in (0, 16 MiB]")
+        context = ssl_context or ssl.create_default_context()
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+
+        def load() -> object:
+            return json.loads(
+                _fetch(parts.hostname or "", parts.port, target, context, timeout, max_bytes)
+            )
+
+        return cls(
+            load,
+            source=url,
+            may_block=True,
+            min_refresh_interval=min_refresh_interval,
+            max_age=max_age,
+        )
+
+    # -- use ------------------------------------------------------------------------------
+    def refresh(self, *, force: bool = False) -> bool:
+        """Reload now, unless the last attempt is younger than ``min_refresh_interval``.
+
+        Returns True when a reload happened and succeeded. Never raises.
+        """
+        with self._lock:
+            now = time.monotonic()
+            last = self._attempted
+            if not force and last is not None and now - last < self.min_refresh_interval:
+                return False
+            self._attempted = now
+            try:
+                keys = _parse_keys(self._load())
+            except Exception as exc:  # noqa: BLE001 - keep the old keys, log, refuse later
+                logger.warning("mtlsauth JWKS %s: reload failed: %s", self.source, exc)
+                return False
+            self._keys, self._loaded = keys, time.monotonic()
+            return True
+
+    def keys_for(self, kid: str | None, alg: str) -> list[Any]:
+        """The verification keys for a token header's ``kid`` and ``alg`` (possibly none)."""
+        loaded = self._loaded
+        if loaded is None or time.monotonic() - loaded > self.max_age:
+            self.refresh()
+        found = _select(self._keys, kid, alg)
+        if not found and self.refresh():
+            found = _select(self._keys, kid, alg)
+        return found
+
+
+def _select(keys: tuple[_Key, ...], kid: str | None, alg: str) -> list[Any]:
+    kty, curves = ALGORITHMS[alg]
+    out = []
+    for k in keys:
+        if kid is not None and k.kid != kid:
+            continue
+        if k.kty != kty or (curves is not None and k.crv not in curves):
+            continue  # algorithm confusion: the key type must be the algorithm's
+        if k.alg is not None and k.alg != alg:
+            continue
+        out.append(k.key)
+    # Without a kid, only an unambiguous set will do.
+    return out if kid is not None or len(out) == 1 else []
+
+
+def _fetch(
+    host: str, port: int | None, target: str, context: ssl.SSLContext, timeout: float, cap: int
+) -> bytes:
+    deadline = time.monotonic() + timeout
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("JWKS fetch exceeded its deadline")
+        return left
+
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    try:
+        conn.request(
+            "GET",
+            target,
+            headers={
+                "Accept": "application/jwk-set+json, application/json",
+                "Accept-Encoding": "identity",
+                "User-Agent": "mtlsauth",
+            },
+        )
+        # getresponse() drops conn.sock when the server will close: keep our own reference,
+        # so the deadline applies to every read of the body.
+        sock = conn.sock
+        if sock is None:
+            raise OSError("JWKS connection failed")
+        sock.settimeout(remaining())
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise OSError(f"JWKS fetch answered HTTP {resp.status} (redirects are not followed)")
+        length = resp.getheader("content-length")
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            raise OSError("JWKS document too large")
+        body = bytearray()
+        while True:
+            sock.settimeout(remaining())
+            chunk = resp.read1(65536)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > cap:
+                raise OSError("JWKS document too large")
+        return bytes(body)
+    finally:
+        conn.close()
+
+
+class JWTValidator:
+    """Validate a JWT access token; use it as ``TokenCheck(validate=JWTValidator(...))``.
+
+    Args:
+        jwks: The authorization server's keys.
+        issuer: The exact ``iss`` value required.
+        audience: The ``aud`` value (or values) this resource server answers to; the token
+            must name one of them.
+        algorithms: Allowed signature algorithms, a subset of ``ALGORITHMS`` (default
+            RS256, PS256, ES256, EdDSA). The token's ``alg`` must be one of them *and* match
+            the key's type and curve, and the key's own ``alg`` when it declares one.
+        leeway: Seconds of clock skew for ``exp``, ``nbf`` and ``iat`` (at most 300).
+        typ: When set (e.g. ``"at+jwt"``, RFC 9068), the header's ``typ`` must equal it
+            (case-insensitively, with or without ``application/``).
+        required_claims: Claims that must be present (default ``exp``, ``iss``, ``aud``).
+
+    Raises:
+        TypeError, ValueError: on a bad setting (an HMAC or ``none`` algorithm included).
+
+    Security note: tokens with a ``crit`` header are refused (no extension is understood),
+    and keys embedded in the token (``jwk``, ``jku``, ``x5u``, ``x5c``) are never used.
+    """
+
+    __slots__ = ("_algorithms", "_audience", "_required", "issuer", "jwks", "leeway", "typ")
+
+    def __init__(
+        self,
+        *,
+        jwks: JWKS,
+        issuer: str,
+        audience: str | Iterable[str],
+        algorithms: Iterable[str] = ("RS256", "PS256", "ES256", "EdDSA"),
+        leeway: float = 60.0,
+        typ: str | None = None,
+        required_claims: Iterable[str] = ("exp", "iss", "aud"),
+    ) -> None:
+        if not isinstance(jwks, JWKS):
+            raise TypeError("jwks must be a mtlsauth.oauth_jwt.JWKS")
+        if not isinstance(issuer, str) or not issuer:
+            raise ValueError("issuer must be a non-empty string")
+        audiences = [audience] if isinstance(audience, str) else list(audience)
+        if not audiences or not all(isinstance(a, str) and a for a in audiences):
+            raise ValueError("audience must be a non-empty string or strings")
+        if isinstance(algorithms, str):
+            raise TypeError("algorithms must be a collection, e.g. ('ES256',)")
+        algs = tuple(algorithms)
+        bad = [a for a in algs if a not in ALGORITHMS]
+        if bad or not algs:
+            raise ValueError(
+                f"algorithms {bad or algs!r} not allowed: choose from {', '.join(ALGORITHMS)}"
+            )
+        if (
+            isinstance(leeway, bool)
+            or not isinstance(leeway, int | float)
+            or not 0 <= leeway <= 300
+        ):
+            raise ValueError("leeway must be between 0 and 300 seconds")
+        if typ is not None and (not isinstance(typ, str) or not typ):
+            raise ValueError("typ must be a non-empty string or None")
+        self.jwks = jwks
+        self.issuer = issuer
+        self._audience = tuple(audiences)
+        self._algorithms = frozenset(algs)
+        self.leeway = float(leeway)
+        self.typ = _media_type(typ) if typ is not None else None
+        self._required = tuple(required_claims)
+
+    @property
+    def may_block(self) -> bool:
+        """True when validating may fetch keys over the network."""
+        return self.jwks.may_block
+
+    def __call__(self, token: str) -> dict[str, Any]:
+        """The token's claims; raises ``TokenError`` (``token_invalid``) otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenError("the token is not a JWT", code="token_invalid") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise TokenError("the token's algorithm is not allowed", code="token_invalid")
+        if "crit" in header:
+            raise TokenError("the token has critical header parameters", code="token_invalid")
+        if self.typ is not None:
+            typ = header.get("typ")
+            if not isinstance(typ, str) or _media_type(typ) != self.typ:
+                raise TokenError("the token has the wrong type", code="token_invalid")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise TokenError("the token's kid is malformed", code="token_invalid")
+        keys = self.jwks.keys_for(kid, alg)
+        if not keys:
+            raise TokenError("no key of the issuer matches the token", code="token_invalid")
+        last: Exception | None = None
+        for key in keys:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[alg],
+                    audience=self._audience,
+                    issuer=self.issuer,
+                    leeway=self.leeway,
+                    options={"require": list(self._required), "verify_signature": True},
+                )
+            except jwt.InvalidSignatureError as exc:
+                last = exc
+                continue
+            except jwt.PyJWTError as exc:
+                logger.info("mtlsauth JWT refused: %s", type(exc).__name__)
+                raise TokenError("the token is invalid", code="token_invalid") from None
+            # Exact comparison again (PyJWT 2.10.0 compared iss as a substring).
+            if claims.get("iss") != self.issuer:
+                raise TokenError("the token's issuer is not accepted", code="token_invalid")
+            return claims
+        logger.info("mtlsauth JWT refused: %s", type(last).__name__)
+        raise TokenError("the token's signature is invalid", code="token_invalid")
+
+    def __repr__(self) -> str:
+        return f"<JWTValidator issuer={self.issuer!r} jwks={self.jwks.source!r}>"
+
+
+def _media_type(value: str) -> str:
+    value = value.lower()
+    return value[len("application/") :] if value.startswith("application/") else value

@@ -1,0 +1,409 @@
+"""JWTValidator and JWKS (the ``oauth`` extra): signatures, algorithm confusion, claims, fetching."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from mtlsauth import TokenCheck, TokenError, Verifier
+from mtlsauth.oauth_jwt import JWKS, JWTValidator
+from mtlsauth.testing import CA
+
+ISS = "https://as.example"
+AUD = "https://api.example"
+
+
+class Keys:
+    def __init__(self) -> None:
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec = ec.generate_private_key(ec.SECP256R1())
+        self.ec384 = ec.generate_private_key(ec.SECP384R1())
+        self.ed = ed25519.Ed25519PrivateKey.generate()
+        self.rsa2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def jwk(self, name: str, kid: str, **extra) -> dict:
+        key = getattr(self, name).public_key()
+        algo = {"rsa": RSAAlgorithm, "rsa2": RSAAlgorithm, "ec": ECAlgorithm}.get(name)
+        if name == "ec384":
+            algo = ECAlgorithm
+        if name == "ed":
+            algo = OKPAlgorithm
+        return {**algo.to_jwk(key, as_dict=True), "kid": kid, **extra}
+
+    def document(self, **extra) -> dict:
+        return {
+            "keys": [
+                self.jwk("rsa", "r1", **extra),
+                self.jwk("ec", "e1", **extra),
+                self.jwk("ed", "d1", **extra),
+                self.jwk("ec384", "e384", **extra),
+            ]
+        }
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys()
+
+
+def claims(**over) -> dict:
+    now = int(time.time())
+    return {"iss": ISS, "aud": AUD, "sub": "client-1", "exp": now + 300, "iat": now} | over
+
+
+def sign(key, alg: str, kid: str | None, payload: dict | None = None, **headers) -> str:
+    hdr = dict(headers)
+    if kid is not None:
+        hdr["kid"] = kid
+    return jwt.encode(payload or claims(), key, algorithm=alg, headers=hdr)
+
+
+@pytest.fixture
+def validator(keys) -> JWTValidator:
+    return JWTValidator(jwks=JWKS.from_document(keys.document()), issuer=ISS, audience=AUD)
+
+
+@pytest.mark.parametrize(
+    ("name", "alg", "kid"),
+    [
+        ("rsa", "RS256", "r1"),
+        ("rsa", "PS256", "r1"),
+        ("ec", "ES256", "e1"),
+        ("ed", "EdDSA", "d1"),
+    ],
+)
+def test_valid_tokens(keys, validator, name, alg, kid) -> None:
+    assert validator(sign(getattr(keys, name), alg, kid))["sub"] == "client-1"
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unsigned(alg: str, kid: str = "r1") -> str:
+    header = _b64(json.dumps({"alg": alg, "kid": kid, "typ": "JWT"}).encode())
+    return f"{header}.{_b64(json.dumps(claims()).encode())}."
+
+
+def test_refused_tokens(keys, validator) -> None:
+    rsa_pub_pem = keys.rsa.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    import hashlib
+    import hmac
+
+    def hs256_with(secret: bytes, kid: str = "r1") -> str:
+        header = _b64(json.dumps({"alg": "HS256", "kid": kid}).encode())
+        body = _b64(json.dumps(claims()).encode())
+        sig = hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
+        return f"{header}.{body}.{_b64(sig)}"
+
+    cases = {
+        "alg none": _unsigned("none"),
+        "alg None": _unsigned("None"),
+        "HS256 with the RSA public key as secret": hs256_with(rsa_pub_pem),
+        "ES256 naming the RSA key": sign(keys.ec, "ES256", "r1"),
+        "RS256 naming the EC key": sign(keys.rsa, "RS256", "e1"),
+        "ES256 naming the P-384 key": sign(keys.ec, "ES256", "e384"),
+        "ES384 (not allowed here)": sign(keys.ec384, "ES384", "e384"),
+        "signed by another RSA key": sign(keys.rsa2, "RS256", "r1"),
+        "unknown kid": sign(keys.rsa, "RS256", "nope"),
+        "no kid, several candidates": sign(keys.rsa, "RS256", None),
+        "wrong issuer": sign(keys.rsa, "RS256", "r1", claims(iss="https://evil.example")),
+        "issuer prefix": sign(keys.rsa, "RS256", "r1", claims(iss="https://as.exam")),
+        "issuer as a list": jwt.api_jws.encode(
+            json.dumps(claims(iss=[ISS])).encode(),
+            keys.rsa,
+            algorithm="RS256",
+            headers={"kid": "r1"},
+        ),
+        "issuer with a suffix": sign(keys.rsa, "RS256", "r1", claims(iss=ISS + ".evil")),
+        "wrong audience": sign(keys.rsa, "RS256", "r1", claims(aud="https://other.example")),
+        "no audience": sign(
+            keys.rsa, "RS256", "r1", {k: v for k, v in claims().items() if k != "aud"}
+        ),
+        "no exp": sign(keys.rsa, "RS256", "r1", {k: v for k, v in claims().items() if k != "exp"}),
+        "expired": sign(keys.rsa, "RS256", "r1", claims(exp=int(time.time()) - 120)),
+        "not yet valid": sign(keys.rsa, "RS256", "r1", claims(nbf=int(time.time()) + 600)),
+        "crit header": sign(keys.rsa, "RS256", "r1", crit=["exp"]),
+        "kid a number": _unsigned("RS256", kid=5),  # type: ignore[arg-type]
+        "garbage": "not-a-jwt",
+        "two parts": "a.b",
+    }
+    # "no kid": only one RS key exists, so an ES/RS/EdDSA set with one RSA key is unambiguous;
+    # give it a second RSA key to make it ambiguous.
+    ambiguous = JWTValidator(
+        jwks=JWKS.from_document({"keys": [keys.jwk("rsa", "r1"), keys.jwk("rsa2", "r2")]}),
+        issuer=ISS,
+        audience=AUD,
+    )
+    for name, token in cases.items():
+        v = ambiguous if name.startswith("no kid") else validator
+        with pytest.raises(TokenError) as info:
+            v(token)
+        assert info.value.code == "token_invalid", name
+
+
+def test_leeway_and_no_kid_with_one_candidate(keys) -> None:
+    one = JWTValidator(
+        jwks=JWKS.from_document({"keys": [keys.jwk("rsa", "r1")]}), issuer=ISS, audience=AUD
+    )
+    assert one(sign(keys.rsa, "RS256", None))["sub"] == "client-1"
+    assert one(sign(keys.rsa, "RS256", "r1", claims(exp=int(time.time()) - 30)))["sub"]
+
+
+def test_key_declared_alg_must_match(keys) -> None:
+    v = JWTValidator(
+        jwks=JWKS.from_document({"keys": [keys.jwk("rsa", "r1", alg="PS256")]}),
+        issuer=ISS,
+        audience=AUD,
+    )
+    assert v(sign(keys.rsa, "PS256", "r1"))["sub"] == "client-1"
+    with pytest.raises(TokenError):
+        v(sign(keys.rsa, "RS256", "r1"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "usable"),
+    [
+        pytest.param({}, True, id="plain"),
+        pytest.param({"use": "enc"}, False, id="encryption key"),
+        pytest.param({"key_ops": ["encrypt"]}, False, id="key_ops without verify"),
+        pytest.param({"key_ops": ["verify"]}, True, id="key_ops verify"),
+        pytest.param({"d": "AAAA"}, False, id="private member"),
+        pytest.param({"alg": "HS256"}, False, id="alg HS256"),
+        pytest.param({"kid": 7}, False, id="kid a number"),
+    ],
+)
+def test_only_public_signature_keys_are_kept(keys, extra, usable) -> None:
+    v = JWTValidator(
+        jwks=JWKS.from_document({"keys": [keys.jwk("ec", "e1") | extra]}),
+        issuer=ISS,
+        audience=AUD,
+    )
+    token = sign(keys.ec, "ES256", "e1")
+    if usable:
+        assert v(token)["sub"] == "client-1"
+    else:
+        with pytest.raises(TokenError):
+            v(token)
+
+
+def test_symmetric_keys_never_verify(keys) -> None:
+    secret = b"shared-secret-shared-secret-1234"
+    doc = {"keys": [{"kty": "oct", "kid": "h1", "k": _b64(secret)}]}
+    v = JWTValidator(jwks=JWKS.from_document(doc), issuer=ISS, audience=AUD)
+    with pytest.raises(TokenError):
+        v(jwt.encode(claims(), secret, algorithm="HS256", headers={"kid": "h1"}))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        pytest.param({"algorithms": ["HS256"]}, ValueError, id="HS256"),
+        pytest.param({"algorithms": ["none"]}, ValueError, id="none"),
+        pytest.param({"algorithms": []}, ValueError, id="no algorithm"),
+        pytest.param({"algorithms": "RS256"}, TypeError, id="a string"),
+        pytest.param({"issuer": ""}, ValueError, id="empty issuer"),
+        pytest.param({"audience": []}, ValueError, id="no audience"),
+        pytest.param({"leeway": 3600}, ValueError, id="leeway an hour"),
+        pytest.param({"jwks": {"keys": []}}, TypeError, id="jwks a dict"),
+    ],
+)
+def test_bad_configuration(keys, kwargs, error) -> None:
+    args = {"jwks": JWKS.from_document(keys.document()), "issuer": ISS, "audience": AUD} | kwargs
+    with pytest.raises(error):
+        JWTValidator(**args)
+
+
+def test_typ(keys) -> None:
+    v = JWTValidator(
+        jwks=JWKS.from_document(keys.document()), issuer=ISS, audience=AUD, typ="at+jwt"
+    )
+    assert v(sign(keys.ec, "ES256", "e1", typ="at+jwt"))["sub"]
+    assert v(sign(keys.ec, "ES256", "e1", typ="application/AT+JWT"))["sub"]
+    with pytest.raises(TokenError):
+        v(sign(keys.ec, "ES256", "e1", typ="JWT"))  # an ID token is not an access token
+
+
+def test_file_is_reloaded_on_unknown_kid_at_most_once_per_interval(keys, tmp_path) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa", "r1")]}))
+    jwks = JWKS.from_file(path, min_refresh_interval=3600)
+    v = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    assert v(sign(keys.rsa, "RS256", "r1"))
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa2", "r2")]}))
+    jwks.min_refresh_interval = 0  # a rotation: the next unknown kid reloads
+    assert v(sign(keys.rsa2, "RS256", "r2"))
+    jwks.min_refresh_interval = 3600
+    path.write_text(json.dumps({"keys": [keys.jwk("ec", "e9")]}))
+    with pytest.raises(TokenError):  # rate-limited: the new file is not read yet
+        v(sign(keys.ec, "ES256", "e9"))
+
+
+def test_unreadable_file_fails_at_construction(tmp_path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot load"):
+        JWKS.from_file(bad)
+
+
+# -- a real HTTPS JWKS endpoint on 127.0.0.1 ---------------------------------------------------
+class Endpoint:
+    def __init__(self) -> None:
+        self.body = b""
+        self.status = 200
+        self.extra_headers: dict[str, str] = {}
+        self.drip: float = 0.0
+        self.hits = 0
+        self.port = 0
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    ca = CA(organization="jwks-test")
+    server = ca.issue_client_cert(common_name="localhost", ip_addresses=["127.0.0.1"], eku="server")
+    d = tmp_path_factory.mktemp("jwks-tls")
+    cert = server.cert_pem.write_to_path(d / "cert.pem")
+    key = server.key_pem.write_to_path(d / "key.pem")
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(cert, key)
+    cctx = ssl.create_default_context(cadata=ca.cert_pem.text())
+    return sctx, cctx
+
+
+@pytest.fixture
+def endpoint(tls) -> Iterator[Endpoint]:
+    ep = Endpoint()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ep.hits += 1
+            self.send_response(ep.status)
+            for k, v in ep.extra_headers.items():
+                self.send_header(k, v)
+            if ep.drip:
+                self.send_header("Content-Length", str(len(ep.body)))
+                self.end_headers()
+                for i in range(len(ep.body)):
+                    self.wfile.write(ep.body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(ep.drip)
+                return
+            self.send_header("Content-Length", str(len(ep.body)))
+            self.end_headers()
+            self.wfile.write(ep.body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address) -> None:
+            pass
+
+    server = Server(("127.0.0.1", 0), Handler)
+    server.socket = tls[0].wrap_socket(server.socket, server_side=True)
+    ep.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield ep
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def url_jwks(endpoint: Endpoint, tls, **kw) -> JWKS:
+    return JWKS.from_url(f"https://127.0.0.1:{endpoint.port}/jwks", ssl_context=tls[1], **kw)
+
+
+def test_url_fetch_and_refresh_on_unknown_kid(keys, endpoint, tls) -> None:
+    endpoint.body = json.dumps({"keys": [keys.jwk("rsa", "r1")]}).encode()
+    jwks = url_jwks(endpoint, tls, min_refresh_interval=0)
+    v = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    assert v.may_block is True
+    assert endpoint.hits == 0  # nothing fetched before the first token
+    assert v(sign(keys.rsa, "RS256", "r1"))
+    assert endpoint.hits == 1
+    assert v(sign(keys.rsa, "RS256", "r1"))
+    assert endpoint.hits == 1  # cached
+    endpoint.body = json.dumps({"keys": [keys.jwk("rsa", "r1"), keys.jwk("ec", "e2")]}).encode()
+    assert v(sign(keys.ec, "ES256", "e2"))
+    assert endpoint.hits == 2
+
+
+def test_url_unknown_kid_flood_is_rate_limited(keys, endpoint, tls) -> None:
+    endpoint.body = json.dumps({"keys": [keys.jwk("rsa", "r1")]}).encode()
+    v = JWTValidator(
+        jwks=url_jwks(endpoint, tls, min_refresh_interval=60), issuer=ISS, audience=AUD
+    )
+    for i in range(50):
+        with pytest.raises(TokenError):
+            v(sign(keys.rsa, "RS256", f"forged-{i}"))
+    assert endpoint.hits == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body"),
+    [
+        pytest.param(302, {"Location": "https://127.0.0.1:1/jwks"}, b"", id="redirect"),
+        pytest.param(500, {}, b"{}", id="server error"),
+        pytest.param(200, {}, b"x" * 300_000, id="too large"),
+        pytest.param(200, {}, b"[1, 2]", id="not a JWK Set"),
+    ],
+)
+def test_url_failures_refuse(keys, endpoint, tls, status, headers, body) -> None:
+    endpoint.status, endpoint.extra_headers = status, headers
+    endpoint.body = body or json.dumps({"keys": [keys.jwk("rsa", "r1")]}).encode()
+    v = JWTValidator(jwks=url_jwks(endpoint, tls), issuer=ISS, audience=AUD)
+    with pytest.raises(TokenError):
+        v(sign(keys.rsa, "RS256", "r1"))
+    assert endpoint.hits == 1  # no redirect followed, no retry storm
+
+
+def test_url_fetch_has_a_hard_deadline(keys, endpoint, tls) -> None:
+    endpoint.body = json.dumps({"keys": [keys.jwk("rsa", "r1")]}).encode()
+    endpoint.drip = 0.05  # one byte every 50 ms: each read is quick, the whole is not
+    v = JWTValidator(jwks=url_jwks(endpoint, tls, timeout=0.5), issuer=ISS, audience=AUD)
+    started = time.monotonic()
+    with pytest.raises(TokenError):
+        v(sign(keys.rsa, "RS256", "r1"))
+    assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1/jwks", "file:///etc/passwd", "https:///jwks", "ftp://x/jwks"],
+)
+def test_url_must_be_https(url) -> None:
+    with pytest.raises(ValueError):
+        JWKS.from_url(url)
+
+
+def test_jwt_bound_to_the_certificate_through_token_check(keys, ca) -> None:
+    cert = ca.issue_client_cert(common_name="alice")
+    twin = ca.issue_client_cert(common_name="alice")
+    verifier = Verifier(trust_store=ca.trust_store())
+    alice = verifier.verify_pem(cert.chain_pem.text())
+    other = verifier.verify_pem(twin.chain_pem.text())
+    v = JWTValidator(jwks=JWKS.from_document(keys.document()), issuer=ISS, audience=AUD)
+    check = TokenCheck(v)
+    token = sign(keys.ec, "ES256", "e1", claims(cnf={"x5t#S256": alice.x5t_s256()}))
+    assert check.check(alice, [f"Bearer {token}"])["sub"] == "client-1"
+    with pytest.raises(TokenError) as info:
+        check.check(other, [f"Bearer {token}"])
+    assert info.value.code == "token_binding_mismatch"
