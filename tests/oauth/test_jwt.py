@@ -390,7 +390,7 @@ def test_url_fetch_has_a_hard_deadline(keys, endpoint, tls) -> None:
     ["http://127.0.0.1/jwks", "file:///etc/passwd", "https:///jwks", "ftp://x/jwks"],
 )
 def test_url_must_be_https(url) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="https"):
         JWKS.from_url(url)
 
 
