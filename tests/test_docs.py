@@ -197,17 +197,21 @@ def test_config_page_examples_load(block, workdir):
 
 
 def test_security_page_lists_every_error_code():
-    from mtlsauth import _errors, _guard
+    from mtlsauth import _errors, _guard, _oauth, _oauth_client
 
     rows = re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|", (DOCS / "security.md").read_text(), re.M)
     documented = {code: int(status) for code, status in rows}
     classes = [
         c
-        for c in vars(_errors).values()
+        for module in (_errors, _oauth, _oauth_client)
+        for c in vars(module).values()
         if isinstance(c, type) and issubclass(c, _errors.MTLSAuthError)
     ]
     classes.append(getattr(_errors, "InternalError", None) or _guard.InternalError)
-    actual = {code: c.status for c in classes for code in c.codes if code != "access_denied"}
+    # The status may depend on the code (bearer-token refusals: 400, 401 or 403).
+    actual = {
+        code: c(code=code).status for c in classes for code in c.codes if code != "access_denied"
+    }
     assert documented == actual
 
 

@@ -15,6 +15,10 @@ API clients) and the HTTP ``status`` an adapter answers with::
      +-- UntrustedForwarder            401  untrusted_forwarder
      +-- IdentityMissing               500  identity_missing (middleware not installed)
      +-- InternalError                 500  internal_error (the check itself failed: refused)
+     +-- TokenError (_oauth)           401  token_missing, token_invalid, token_not_bound,
+     |                                      token_binding_mismatch; 400 token_request_invalid;
+     |                                      403 insufficient_scope
+     +-- InvalidClient (_oauth_client) 401  invalid_client (token endpoint, RFC 8705)
 
 Messages are written for an operator reading a log line: they never contain a PEM, a key,
 or a header value, only names, fingerprints and short reasons.

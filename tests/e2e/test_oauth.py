@@ -215,7 +215,7 @@ def _payload(token: str) -> dict:
 
 
 def _altered(token: str, cnf: dict) -> str:
-    header, payload, signature = token.split(".")
+    header, _, signature = token.split(".")
     claims = _payload(token) | {"cnf": cnf}
     body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     return f"{header}.{body}.{signature}"
