@@ -141,6 +141,12 @@ def bearer_token(authorization: Sequence[str]) -> str | None:
         raise TokenError("unreadable Authorization header", code="token_request_invalid")
     scheme, _, credentials = value.strip(" ").partition(" ")
     if scheme.lower() != "bearer":
+        # Another scheme, unless some other parser would read a bearer token here: str.split()
+        # splits on tabs, NBSP and other Unicode spaces. Such a header is refused, never
+        # skipped, so an app cannot act on a token that was not validated.
+        words = value.split(None, 1)
+        if words and words[0].lower() == "bearer":
+            raise TokenError("malformed Bearer credentials", code="token_request_invalid")
         return None
     token = credentials.lstrip(" ")
     if len(token) > MAX_TOKEN_LENGTH:

@@ -265,3 +265,27 @@ def test_route_token_must_be_a_token_check() -> None:
 )
 def test_parse_x5t_s256_canonical(value) -> None:
     assert len(parse_x5t_s256(value)) == 32
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("Bearer\tabc", id="tab after the scheme"),
+        pytest.param("\tBearer abc", id="leading tab"),
+        pytest.param("Bearer\u00a0abc", id="no-break space after the scheme"),
+        pytest.param("Bearer\u2003abc", id="em space after the scheme"),
+        pytest.param("Bearer\x1fabc", id="unit separator after the scheme"),
+        pytest.param("Bearer\nabc", id="newline after the scheme"),
+        pytest.param("Bearer\x85abc", id="NEL after the scheme"),
+    ],
+)
+def test_a_bearer_token_another_parser_would_see_is_never_skipped(value) -> None:
+    # str.split() (a common way apps read the header) splits on all of these: a header
+    # that some parser reads as a bearer token must be validated or refused, never ignored.
+    assert value.split(None, 1)[0].lower() == "bearer"
+    with pytest.raises(TokenError) as info:
+        bearer_token([value])
+    assert info.value.code == "token_request_invalid"
+    optional = TokenCheck(lambda t: {}, required=False, binding="if_present")
+    with pytest.raises(TokenError):
+        optional.check(None, [value])
