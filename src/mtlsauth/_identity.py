@@ -75,8 +75,12 @@ class ClientIdentity:
     organizations: tuple[str, ...] = ()
 
     def x5t_s256(self) -> str | None:
-        """The RFC 8705 ``x5t#S256`` thumbprint (base64url SHA-256 of the leaf DER)."""
-        if self.fingerprint_sha256 is None:
+        """The RFC 8705 ``x5t#S256`` thumbprint (base64url SHA-256 of the leaf DER).
+
+        ``None`` for a proxy-verified identity: it has no certificate, only the proxy's
+        word for a hash, and a token must never be bound to that.
+        """
+        if self.fingerprint_sha256 is None or self.certificate is None:
             return None
         import base64
 

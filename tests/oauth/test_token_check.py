@@ -289,3 +289,18 @@ def test_a_bearer_token_another_parser_would_see_is_never_skipped(value) -> None
     optional = TokenCheck(lambda t: {}, required=False, binding="if_present")
     with pytest.raises(TokenError):
         optional.check(None, [value])
+
+
+def test_a_proxy_asserted_hash_never_becomes_a_thumbprint(ca: CA) -> None:
+    # x5t#S256 names a certificate's DER; a proxy-verified identity has only the proxy's word
+    # for a hash, so it offers no thumbprint to mint a cnf from.
+    cert = ca.issue_client_cert(common_name="alice")
+    fwd = ForwardedCert.preset("istio", trusted_proxies=["127.0.0.1"], verified_by_proxy=True)
+    verifier = Verifier(trust_store=ca.trust_store(), forwarded=fwd)
+    xfcc = f'Hash={hashlib.sha256(cert.der).hexdigest()};Subject="CN=alice"'
+    identity = verifier.authenticate(
+        Presented(peer="127.0.0.1", headers=(("x-forwarded-client-cert", xfcc),))
+    )
+    assert identity is not None
+    assert identity.verified_by == "proxy"
+    assert identity.x5t_s256() is None
