@@ -280,6 +280,25 @@ class TokenCheck:
     # -- per request ------------------------------------------------------------------------
     def check(self, identity: ClientIdentity | None, authorization: Sequence[str]) -> Claims | None:
         """Validate the request's token synchronously (WSGI). Raises ``TokenError``."""
+        try:
+            return self._check(identity, authorization)
+        except MTLSAuthError as exc:
+            _log_refusal(exc, identity)
+            raise
+
+    async def acheck(
+        self, identity: ClientIdentity | None, authorization: Sequence[str]
+    ) -> Claims | None:
+        """Validate the request's token (ASGI, aiohttp). Raises ``TokenError``."""
+        try:
+            return await self._acheck(identity, authorization)
+        except MTLSAuthError as exc:
+            _log_refusal(exc, identity)
+            raise
+
+    def _check(
+        self, identity: ClientIdentity | None, authorization: Sequence[str]
+    ) -> Claims | None:
         token = self._token(authorization)
         if token is None:
             return None
@@ -296,10 +315,9 @@ class TokenCheck:
             raise TokenError("the token could not be validated", code="token_invalid")
         return self.confirm(result, identity)
 
-    async def acheck(
+    async def _acheck(
         self, identity: ClientIdentity | None, authorization: Sequence[str]
     ) -> Claims | None:
-        """Validate the request's token (ASGI, aiohttp). Raises ``TokenError``."""
         token = self._token(authorization)
         if token is None:
             return None
@@ -385,6 +403,16 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _log_refusal(error: MTLSAuthError, identity: ClientIdentity | None) -> None:
+    # One line per refusal, like the Guard's: the code and the certificate, never the token.
+    logger.info(
+        "mtlsauth token denied code=%s fingerprint=%s",
+        error.code,
+        identity.fingerprint_sha256 if identity is not None else None,
+        extra={"mtlsauth": {"outcome": "denied", "code": error.code, "stage": "token"}},
+    )
 
 
 def _invalid(exc: Exception) -> TokenError:

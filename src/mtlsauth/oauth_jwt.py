@@ -251,12 +251,15 @@ class JWKS:
         )
 
     # -- use ------------------------------------------------------------------------------
-    def refresh(self, *, force: bool = False) -> bool:
+    def refresh(self, *, force: bool = False, wait: bool = True) -> bool:
         """Reload now, unless the last attempt is younger than ``min_refresh_interval``.
 
-        Returns True when a reload happened and succeeded. Never raises.
+        With ``wait=False``, give up at once when another thread is reloading. Returns True
+        when a reload happened and succeeded. Never raises.
         """
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            return False
+        try:
             now = time.monotonic()
             last = self._attempted
             if not force and last is not None and now - last < self.min_refresh_interval:
@@ -269,12 +272,17 @@ class JWKS:
                 return False
             self._keys, self._loaded = keys, time.monotonic()
             return True
+        finally:
+            self._lock.release()
 
     def keys_for(self, kid: str | None, alg: str) -> list[Any]:
         """The verification keys for a token header's ``kid`` and ``alg`` (possibly none)."""
         loaded = self._loaded
-        if loaded is None or time.monotonic() - loaded > self.max_age:
+        if loaded is None:
             self.refresh()
+        elif time.monotonic() - loaded > self.max_age:
+            # Known keys are still good while another thread fetches newer ones.
+            self.refresh(wait=False)
         found = _select(self._keys, kid, alg)
         if not found and self.refresh():
             found = _select(self._keys, kid, alg)

@@ -407,3 +407,16 @@ def test_jwt_bound_to_the_certificate_through_token_check(keys, ca) -> None:
     with pytest.raises(TokenError) as info:
         check.check(other, [f"Bearer {token}"])
     assert info.value.code == "token_binding_mismatch"
+
+
+def test_keys_older_than_max_age_are_reloaded(keys, tmp_path) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa", "r1")]}))
+    jwks = JWKS.from_file(path, min_refresh_interval=0, max_age=0)
+    v = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    assert v(sign(keys.rsa, "RS256", "r1"))
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa2", "r1")]}))  # same kid, new key
+    time.sleep(0.01)
+    with pytest.raises(TokenError):  # the retired key is gone after the reload
+        v(sign(keys.rsa, "RS256", "r1"))
+    assert v(sign(keys.rsa2, "RS256", "r1"))

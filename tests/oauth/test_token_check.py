@@ -304,3 +304,14 @@ def test_a_proxy_asserted_hash_never_becomes_a_thumbprint(ca: CA) -> None:
     assert identity is not None
     assert identity.verified_by == "proxy"
     assert identity.x5t_s256() is None
+
+
+def test_refusals_are_logged_without_the_token(alice, caplog) -> None:
+    secret = "s3cr3t-token-value"
+    check = TokenCheck(lambda t: {"cnf": {"x5t#S256": "A" * 43}})
+    with caplog.at_level("INFO", logger="mtlsauth"), pytest.raises(TokenError):
+        check.check(alice, [f"Bearer {secret}"])
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("code=token_binding_mismatch" in line for line in lines), lines
+    assert all(secret not in line for line in lines)
+    assert all(secret not in str(getattr(r, "mtlsauth", "")) for r in caplog.records)
