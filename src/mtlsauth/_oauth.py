@@ -224,7 +224,7 @@ class TokenCheck:
             equal to the thumbprint of the certificate the request authenticated with
             (``token_not_bound`` without one). ``"if_present"``: unbound tokens are
             accepted; a bound one must still match. A ``cnf`` this check cannot confirm
-            (for instance DPoP's ``jkt`` alone) is refused either way.
+            (DPoP's ``jkt``, or any member besides ``x5t#S256``) is refused either way.
         scopes: Scopes the token's ``scope`` claim must all contain (``insufficient_scope``).
         leeway: Seconds of clock skew for the ``exp`` and ``nbf`` claims, which are checked
             here too when present (introspection responses carry them as well).
@@ -376,7 +376,10 @@ class TokenCheck:
             return
         if not isinstance(cnf, Mapping):
             raise TokenError("the token's cnf claim is malformed", code="token_invalid")
-        if "x5t#S256" not in cnf:
+        if set(cnf) != {"x5t#S256"}:
+            # No certificate thumbprint, or other confirmation methods next to it (DPoP's
+            # jkt, a jwk): confirming only what we can check would drop the issuer's other
+            # proof, and ignoring the cnf would make a bound token a bearer token.
             raise TokenError(
                 "the token is bound by a method this server does not check",
                 code="token_binding_mismatch",

@@ -40,6 +40,8 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("mtlsauth.oauth_jwt needs PyJWT: pip install 'mtlsauth[oauth]'") from exc
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from mtlsauth._oauth import TokenError
 
 __all__ = ["ALGORITHMS", "JWKS", "JWTValidator"]
@@ -63,6 +65,7 @@ ALGORITHMS: Mapping[str, tuple[str, frozenset[str] | None]] = {
     "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
 }
 MAX_KEYS = 100
+MIN_RSA_BITS = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,9 @@ def _parse_keys(document: object) -> tuple[_Key, ...]:
             key = PyJWK(dict(jwk)).key
         except Exception:  # noqa: BLE001 - one malformed key must not hide the others
             logger.warning("mtlsauth JWKS: skipping an unusable key (kid=%r)", kid)
+            continue
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            logger.warning("mtlsauth JWKS: skipping a %d-bit RSA key (kid=%r)", key.key_size, kid)
             continue
         crv = jwk.get("crv")
         keys.append(_Key(kid, kty, crv if isinstance(crv, str) else None, alg, key))
@@ -230,6 +236,8 @@ class JWKS:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError("the JWKS URL must be an https:// URL")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("the JWKS URL must not hold credentials (they are never sent)")
         if not 0 < timeout <= 60 or not 0 < max_bytes <= 16 << 20:
             raise ValueError("timeout must be in (0, 60] seconds and max_bytes in (0, 16 MiB]")
         context = ssl_context or ssl.create_default_context()

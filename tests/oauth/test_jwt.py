@@ -6,6 +6,7 @@ import json
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -420,3 +421,19 @@ def test_keys_older_than_max_age_are_reloaded(keys, tmp_path) -> None:
     with pytest.raises(TokenError):  # the retired key is gone after the reload
         v(sign(keys.rsa, "RS256", "r1"))
     assert v(sign(keys.rsa2, "RS256", "r1"))
+
+
+def test_short_rsa_keys_are_never_loaded() -> None:
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    jwk = {**RSAAlgorithm.to_jwk(weak.public_key(), as_dict=True), "kid": "weak"}
+    v = JWTValidator(jwks=JWKS.from_document({"keys": [jwk]}), issuer=ISS, audience=AUD)
+    with warnings.catch_warnings():  # PyJWT warns when *signing* with a short key
+        warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        token = sign(weak, "RS256", "weak")
+    with pytest.raises(TokenError):
+        v(token)
+
+
+def test_url_with_credentials_is_refused() -> None:
+    with pytest.raises(ValueError, match="credentials"):
+        JWKS.from_url("https://user:secret@as.example/jwks")

@@ -315,3 +315,19 @@ def test_refusals_are_logged_without_the_token(alice, caplog) -> None:
     assert any("code=token_binding_mismatch" in line for line in lines), lines
     assert all(secret not in line for line in lines)
     assert all(secret not in str(getattr(r, "mtlsauth", "")) for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}, id="also DPoP-bound"),
+        pytest.param({"jwk": {"kty": "EC"}}, id="also a proof-of-possession key"),
+        pytest.param({"x5t#S256 ": "x"}, id="a look-alike member"),
+    ],
+)
+def test_a_cnf_with_methods_beyond_the_certificate_is_refused(alice, extra) -> None:
+    # Confirming only the certificate would drop the other proof the issuer asked for.
+    check = TokenCheck(lambda t: {"cnf": {"x5t#S256": alice.x5t_s256(), **extra}})
+    with pytest.raises(TokenError) as info:
+        check.check(alice, ["Bearer t"])
+    assert info.value.code == "token_binding_mismatch"
