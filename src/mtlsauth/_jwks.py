@@ -1,0 +1,336 @@
+"""JSON Web Key Sets for ``mtlsauth.oauth_jwt``: parsing, caching, bounded fetching.
+
+Needs PyJWT (the ``oauth`` extra); nothing in the core imports this module.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt import PyJWK
+
+__all__ = ["ALGORITHMS", "JWKS"]
+
+logger = logging.getLogger("mtlsauth")
+
+# The only algorithms a validator may allow, each with the key type (and curve) it needs.
+# HMAC and "none" are absent on purpose: a resource server verifies an authorization
+# server's signature with a public key, and a shared secret would let every resource
+# server mint tokens.
+ALGORITHMS: Mapping[str, tuple[str, frozenset[str] | None]] = {
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES384": ("EC", frozenset({"P-384"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+}
+MAX_KEYS = 100
+MIN_RSA_BITS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    kid: str | None
+    kty: str
+    crv: str | None
+    alg: str | None
+    key: Any
+
+
+def _parse_keys(document: object) -> tuple[_Key, ...]:
+    """The usable public signature keys of a JWK Set; ValueError when it is not one."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
+        raise ValueError("a JWK Set is an object with a 'keys' list")
+    raw = document["keys"]
+    if len(raw) > MAX_KEYS:
+        raise ValueError(f"the JWK Set has more than {MAX_KEYS} keys")
+    keys = []
+    for jwk in raw:
+        if not isinstance(jwk, Mapping):
+            continue
+        kty, kid, alg = jwk.get("kty"), jwk.get("kid"), jwk.get("alg")
+        if kty not in ("RSA", "EC", "OKP") or any(p in jwk for p in ("d", "p", "q", "k")):
+            continue  # symmetric, unknown, or carrying private material: never a verifier
+        if jwk.get("use", "sig") != "sig":
+            continue
+        ops = jwk.get("key_ops")
+        if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+            continue
+        if (kid is not None and not isinstance(kid, str)) or (
+            alg is not None and alg not in ALGORITHMS
+        ):
+            continue
+        try:
+            key = PyJWK(dict(jwk)).key
+        except Exception:  # noqa: BLE001 - one malformed key must not hide the others
+            logger.warning("mtlsauth JWKS: skipping an unusable key (kid=%r)", kid)
+            continue
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            logger.warning("mtlsauth JWKS: skipping a %d-bit RSA key (kid=%r)", key.key_size, kid)
+            continue
+        crv = jwk.get("crv")
+        keys.append(_Key(kid, kty, crv if isinstance(crv, str) else None, alg, key))
+    return tuple(keys)
+
+
+class JWKS:
+    """A JSON Web Key Set of an authorization server, cached and refreshed within bounds.
+
+    Build one with ``from_document``, ``from_file`` or ``from_url``. Keys are looked up by
+    the token's ``kid`` and algorithm; an unknown ``kid`` triggers a reload, at most once
+    per ``min_refresh_interval`` seconds however many tokens ask (so forged ``kid`` values
+    cannot turn into a request flood), and the set is reloaded anyway once it is older than
+    ``max_age``. A failed reload keeps the keys already known. Thread-safe.
+
+    Only public signature keys are kept: ``kty`` RSA, EC or OKP, no private members,
+    ``use`` absent or ``sig``, ``key_ops`` absent or holding ``verify``.
+    """
+
+    __slots__ = (
+        "_attempted",
+        "_keys",
+        "_load",
+        "_loaded",
+        "_lock",
+        "max_age",
+        "may_block",
+        "min_refresh_interval",
+        "source",
+    )
+
+    def __init__(
+        self,
+        load: Callable[[], object],
+        *,
+        source: str,
+        may_block: bool,
+        min_refresh_interval: float = 30.0,
+        max_age: float = 3600.0,
+    ) -> None:
+        for name, value in (("min_refresh_interval", min_refresh_interval), ("max_age", max_age)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number of seconds")
+        self._load = load
+        self.source = source
+        self.may_block = may_block
+        self.min_refresh_interval = float(min_refresh_interval)
+        self.max_age = float(max_age)
+        self._keys: tuple[_Key, ...] = ()
+        self._loaded: float | None = None  # monotonic time of the last successful load
+        self._attempted: float | None = None  # monotonic time of the last attempt
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> JWKS:
+        """A fixed key set (never reloaded).
+
+        Raises:
+            ValueError: ``document`` is not a JWK Set.
+        """
+        keys = _parse_keys(document)
+        jwks = cls(lambda: document, source="document", may_block=False, max_age=float("inf"))
+        jwks._keys, jwks._loaded = keys, time.monotonic()
+        return jwks
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        min_refresh_interval: float = 30.0,
+        max_age: float = 300.0,
+        max_bytes: int = 1 << 20,
+    ) -> JWKS:
+        """Keys from a JSON file, re-read on an unknown ``kid`` and after ``max_age``.
+
+        Raises:
+            ValueError: the file cannot be read or is not a JWK Set (checked now).
+        """
+        path = os.fspath(path)
+
+        def load() -> object:
+            with open(path, "rb") as f:
+                data = f.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise ValueError(f"JWKS file larger than {max_bytes} bytes")
+            return json.loads(data)
+
+        jwks = cls(
+            load,
+            source=path,
+            may_block=False,
+            min_refresh_interval=min_refresh_interval,
+            max_age=max_age,
+        )
+        if not jwks.refresh():
+            raise ValueError(f"cannot load a JWK Set from {path}")
+        return jwks
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 5.0,
+        max_bytes: int = 256 * 1024,
+        min_refresh_interval: float = 30.0,
+        max_age: float = 3600.0,
+    ) -> JWKS:
+        """Keys fetched from an ``https`` URL (an authorization server's ``jwks_uri``).
+
+        Args:
+            url: ``https://...`` only.
+            ssl_context: To verify the server (default: the system's trust store).
+            timeout: A hard deadline in seconds for one fetch: connecting, the TLS
+                handshake, and reading the whole body (name resolution excepted).
+            max_bytes: Larger documents are refused.
+            min_refresh_interval, max_age: See the class.
+
+        Nothing is fetched here: the first token triggers the first fetch. Redirects are
+        not followed (a 3xx is a failed fetch), nor are proxies from the environment used.
+
+        Raises:
+            ValueError: not an https URL, or a bad bound.
+        """
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("the JWKS URL must be an https:// URL")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("the JWKS URL must not hold credentials (they are never sent)")
+        if not 0 < timeout <= 60 or not 0 < max_bytes <= 16 << 20:
+            raise ValueError("timeout must be in (0, 60] seconds and max_bytes in (0, 16 MiB]")
+        context = ssl_context or ssl.create_default_context()
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+
+        def load() -> object:
+            return json.loads(
+                _fetch(parts.hostname or "", parts.port, target, context, timeout, max_bytes)
+            )
+
+        return cls(
+            load,
+            source=url,
+            may_block=True,
+            min_refresh_interval=min_refresh_interval,
+            max_age=max_age,
+        )
+
+    # -- use ------------------------------------------------------------------------------
+    def refresh(self, *, force: bool = False, wait: bool = True) -> bool:
+        """Reload now, unless the last attempt is younger than ``min_refresh_interval``.
+
+        With ``wait=False``, give up at once when another thread is reloading. Returns True
+        when a reload happened and succeeded. Never raises.
+        """
+        if not self._lock.acquire(blocking=wait):
+            return False
+        try:
+            now = time.monotonic()
+            last = self._attempted
+            if not force and last is not None and now - last < self.min_refresh_interval:
+                return False
+            self._attempted = now
+            try:
+                keys = _parse_keys(self._load())
+            except Exception as exc:  # noqa: BLE001 - keep the old keys, log, refuse later
+                logger.warning("mtlsauth JWKS %s: reload failed: %s", self.source, exc)
+                return False
+            self._keys, self._loaded = keys, time.monotonic()
+            return True
+        finally:
+            self._lock.release()
+
+    def keys_for(self, kid: str | None, alg: str) -> list[Any]:
+        """The verification keys for a token header's ``kid`` and ``alg`` (possibly none)."""
+        loaded = self._loaded
+        if loaded is None:
+            self.refresh()
+        elif time.monotonic() - loaded > self.max_age:
+            # Known keys are still good while another thread fetches newer ones.
+            self.refresh(wait=False)
+        found = _select(self._keys, kid, alg)
+        if not found and self.refresh():
+            found = _select(self._keys, kid, alg)
+        return found
+
+
+def _select(keys: tuple[_Key, ...], kid: str | None, alg: str) -> list[Any]:
+    kty, curves = ALGORITHMS[alg]
+    out = []
+    for k in keys:
+        if kid is not None and k.kid != kid:
+            continue
+        if k.kty != kty or (curves is not None and k.crv not in curves):
+            continue  # algorithm confusion: the key type must be the algorithm's
+        if k.alg is not None and k.alg != alg:
+            continue
+        out.append(k.key)
+    # Without a kid, only an unambiguous set will do.
+    return out if kid is not None or len(out) == 1 else []
+
+
+def _fetch(
+    host: str, port: int | None, target: str, context: ssl.SSLContext, timeout: float, cap: int
+) -> bytes:
+    deadline = time.monotonic() + timeout
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("JWKS fetch exceeded its deadline")
+        return left
+
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    try:
+        conn.request(
+            "GET",
+            target,
+            headers={
+                "Accept": "application/jwk-set+json, application/json",
+                "Accept-Encoding": "identity",
+                "User-Agent": "mtlsauth",
+            },
+        )
+        # getresponse() drops conn.sock when the server will close: keep our own reference,
+        # so the deadline applies to every read of the body.
+        sock = conn.sock
+        if sock is None:
+            raise OSError("JWKS connection failed")
+        sock.settimeout(remaining())
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise OSError(f"JWKS fetch answered HTTP {resp.status} (redirects are not followed)")
+        length = resp.getheader("content-length")
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            raise OSError("JWKS document too large")
+        body = bytearray()
+        while True:
+            sock.settimeout(remaining())
+            chunk = resp.read1(65536)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > cap:
+                raise OSError("JWKS document too large")
+        return bytes(body)
+    finally:
+        conn.close()
