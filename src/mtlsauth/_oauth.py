@@ -343,7 +343,20 @@ class TokenCheck:
         return token
 
     def confirm(self, claims: object, identity: ClientIdentity | None) -> Claims:
-        """Every check after the validator: activity, time, binding, scopes."""
+        """Every check after the validator: activity, time, binding, scopes.
+
+        Raises:
+            TokenError: always the refusal, even for claims that fail when read.
+        """
+        try:
+            return self._confirm(claims, identity)
+        except MTLSAuthError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unreadable claims refuse the token
+            logger.error("mtlsauth token claims could not be read: %s", type(exc).__name__)
+            raise TokenError("the token could not be validated", code="token_invalid") from None
+
+    def _confirm(self, claims: object, identity: ClientIdentity | None) -> Claims:
         if not isinstance(claims, Mapping):
             logger.error("mtlsauth token validator returned %s, not claims", type(claims).__name__)
             raise TokenError("the token could not be validated", code="token_invalid")

@@ -8,6 +8,7 @@ import hashlib
 import pickle
 import threading
 import time
+from collections.abc import Mapping
 
 import pytest
 
@@ -331,3 +332,26 @@ def test_a_cnf_with_methods_beyond_the_certificate_is_refused(alice, extra) -> N
     with pytest.raises(TokenError) as info:
         check.check(alice, ["Bearer t"])
     assert info.value.code == "token_binding_mismatch"
+
+
+class _Hostile(Mapping):
+    """Claims whose every look-up fails (a validator's own mapping type gone wrong)."""
+
+    def __getitem__(self, key):
+        raise RuntimeError("boom")
+
+    def __iter__(self):
+        raise RuntimeError("boom")
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_claims_that_fail_on_access_refuse_never_raise_otherwise(alice) -> None:
+    check = TokenCheck(lambda t: _Hostile())
+    with pytest.raises(TokenError) as info:
+        check.check(alice, ["Bearer t"])
+    assert info.value.code == "token_invalid"
+    with pytest.raises(TokenError) as info:
+        asyncio.run(check.acheck(alice, ["Bearer t"]))
+    assert info.value.code == "token_invalid"
