@@ -77,13 +77,19 @@ def authenticate_client(
         raise InvalidClient("the client presented no certificate verified by mtlsauth")
     if not isinstance(client_metadata, Mapping):
         raise InvalidClient("no usable client registration")
-    method = client_metadata.get("token_endpoint_auth_method")
-    if method == "tls_client_auth":
-        _pki(client_metadata, identity)
-    elif method == "self_signed_tls_client_auth":
-        _self_signed(client_metadata, identity, jwks)
-    else:
-        raise InvalidClient("the client is not registered for mutual-TLS authentication")
+    try:
+        method = client_metadata.get("token_endpoint_auth_method")
+        if method == "tls_client_auth":
+            _pki(client_metadata, identity)
+        elif method == "self_signed_tls_client_auth":
+            _self_signed(client_metadata, identity, jwks)
+        else:
+            raise InvalidClient("the client is not registered for mutual-TLS authentication")
+    except MTLSAuthError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unreadable registration refuses the client
+        logger.error("mtlsauth unusable client registration: %s", type(exc).__name__)
+        raise InvalidClient("no usable client registration") from None
     return identity
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 
 import pytest
 
@@ -169,3 +170,38 @@ def test_policy_from_rfc8705_is_the_same_rule(world) -> None:
     }
     Policy.from_rfc8705(meta).check(world["alice"])
     assert authenticate_client(meta, world["alice"]) is world["alice"]
+
+
+class _Hostile(Mapping):
+    def __getitem__(self, key):
+        raise RuntimeError("boom")
+
+    def __iter__(self):
+        raise RuntimeError("boom")
+
+    def __len__(self) -> int:
+        return 1
+
+
+@pytest.mark.parametrize(
+    ("metadata", "jwks"),
+    [
+        pytest.param(_Hostile(), None, id="metadata fails when read"),
+        pytest.param(
+            {"token_endpoint_auth_method": "self_signed_tls_client_auth"},
+            _Hostile(),
+            id="jwks fails when read",
+        ),
+        pytest.param(
+            {
+                "token_endpoint_auth_method": "self_signed_tls_client_auth",
+                "jwks": {"keys": [_Hostile()]},
+            },
+            None,
+            id="a key fails when read",
+        ),
+    ],
+)
+def test_registrations_that_fail_when_read_refuse(world, metadata, jwks) -> None:
+    with pytest.raises(InvalidClient):
+        authenticate_client(metadata, world["alice"], jwks=jwks)
