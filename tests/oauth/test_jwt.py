@@ -437,3 +437,34 @@ def test_short_rsa_keys_are_never_loaded() -> None:
 def test_url_with_credentials_is_refused() -> None:
     with pytest.raises(ValueError, match="credentials"):
         JWKS.from_url("https://user:secret@as.example/jwks")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(
+            b'{"iss":"https://as.example","aud":"https://api.example","exp":1e999}',
+            id="exp infinite",
+        ),
+        pytest.param(
+            b'{"iss":"https://as.example","aud":"https://api.example","exp":9e9,"iat":1e999}',
+            id="iat infinite",
+        ),
+        pytest.param(
+            b'{"iss":"https://as.example","aud":"https://api.example","exp":9e9,"nbf":NaN}',
+            id="nbf NaN",
+        ),
+        pytest.param(b'{"iss":"https://as.example","aud":{"a":1},"exp":9e9}', id="aud an object"),
+        pytest.param(
+            b'{"iss":"https://as.example","aud":"https://api.example","exp":"soon"}',
+            id="exp a string",
+        ),
+        pytest.param(b'["not", "an", "object"]', id="payload a list"),
+        pytest.param(b"\xff\xfe", id="payload not UTF-8"),
+    ],
+)
+def test_odd_payloads_are_token_errors(keys, validator, payload) -> None:
+    token = jwt.api_jws.encode(payload, keys.ec, algorithm="ES256", headers={"kid": "e1"})
+    with pytest.raises(TokenError) as info:
+        validator(token)
+    assert info.value.code == "token_invalid"
