@@ -96,7 +96,8 @@ class JWKS:
     the token's ``kid`` and algorithm; an unknown ``kid`` triggers a reload, at most once
     per ``min_refresh_interval`` seconds however many tokens ask (so forged ``kid`` values
     cannot turn into a request flood), and the set is reloaded anyway once it is older than
-    ``max_age``. A failed reload keeps the keys already known. Thread-safe.
+    ``max_age``. A failed reload keeps the keys already known. Thread-safe: one thread
+    fetches, and tokens checked meanwhile use the keys already known rather than queue.
 
     Only public signature keys are kept: ``kty`` RSA, EC or OKP, no private members,
     ``use`` absent or ``sig``, ``key_ops`` absent or holding ``verify``.
@@ -261,14 +262,14 @@ class JWKS:
 
     def keys_for(self, kid: str | None, alg: str) -> list[Any]:
         """The verification keys for a token header's ``kid`` and ``alg`` (possibly none)."""
+        # Never wait for another thread's fetch: a slow key endpoint would otherwise hold
+        # every worker thread. The request that starts a fetch waits for it; the others use
+        # the keys already known (and are refused when those do not match).
         loaded = self._loaded
-        if loaded is None:
-            self.refresh()
-        elif time.monotonic() - loaded > self.max_age:
-            # Known keys are still good while another thread fetches newer ones.
+        if loaded is None or time.monotonic() - loaded > self.max_age:
             self.refresh(wait=False)
         found = _select(self._keys, kid, alg)
-        if not found and self.refresh():
+        if not found and self.refresh(wait=False):
             found = _select(self._keys, kid, alg)
         return found
 

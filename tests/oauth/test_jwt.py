@@ -468,3 +468,25 @@ def test_odd_payloads_are_token_errors(keys, validator, payload) -> None:
     with pytest.raises(TokenError) as info:
         validator(token)
     assert info.value.code == "token_invalid"
+
+
+def test_tokens_do_not_queue_behind_a_slow_key_fetch(keys, endpoint, tls) -> None:
+    # A slow jwks_uri must not hold every worker thread: only one request waits for the
+    # fetch, the others are answered at once with what is known (here: nothing).
+    endpoint.body = json.dumps({"keys": [keys.jwk("rsa", "r1")]}).encode()
+    endpoint.drip = 0.004  # the whole document takes about 2 s
+    jwks = url_jwks(endpoint, tls, timeout=10, min_refresh_interval=0)
+    v = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    token = sign(keys.rsa, "RS256", "r1")
+    first = threading.Thread(target=lambda: jwks.refresh())
+    first.start()
+    time.sleep(0.3)  # the fetch is under way
+    waited = []
+    for i in range(5):
+        started = time.monotonic()
+        with pytest.raises(TokenError):
+            v(sign(keys.rsa, "RS256", f"other-{i}"))
+        waited.append(time.monotonic() - started)
+    first.join()
+    assert max(waited) < 0.5, waited
+    assert v(token)["sub"] == "client-1"  # the fetch finished meanwhile
