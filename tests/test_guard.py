@@ -321,3 +321,236 @@ def test_mtlsauth_errors_pass_through_unchanged(pkix, verifier, monkeypatch) -> 
     d = Guard(verifier=verifier).decide(presented(pkix, "good"), "mandatory", None)
     assert isinstance(d.error, MTLSAuthError)
     assert d.code == "revocation_unavailable"
+
+
+# -- path ambiguity: one reading of the target, or a 400 ------------------------------------
+
+from mtlsauth._guard import AmbiguousRequest, VerificationBusy, path_ambiguity  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        pytest.param(b"/public/x", "/public/x", id="plain"),
+        pytest.param(b"/public/x?next=/../%2F", "/public/x", id="query is not the path"),
+        pytest.param(b"/caf%C3%A9", "/café", id="UTF-8"),
+        pytest.param(b"/my%20doc", "/my doc", id="space"),
+        pytest.param(b"/what%3F", "/what?", id="encoded ?"),
+        pytest.param(b"/a%40b/%24x", "/a@b/$x", id="encoded @ and $"),
+        pytest.param(b"/admin/", "/admin/", id="trailing slash"),
+        pytest.param(b"/", "/", id="root"),
+        pytest.param(b"http://h/admin/x", "/admin/x", id="absolute form"),
+        pytest.param(None, "/admin/x", id="no raw target"),
+        pytest.param(b"/a.b/..c/...", "/a.b/..c/...", id="dots inside segments"),
+        pytest.param(b"/.well-known/x", "/.well-known/x", id="segment starting with a dot"),
+    ],
+)
+def test_unambiguous_targets(raw: bytes | None, path: str) -> None:
+    assert path_ambiguity(raw, path) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        pytest.param(b"/static%2Facme", "/static/acme", id="encoded slash"),
+        pytest.param(b"/static%2facme", "/static/acme", id="encoded slash, lower case"),
+        pytest.param(b"/static%5Cacme", "/static\\acme", id="encoded backslash"),
+        pytest.param(b"/static\\acme", "/static\\acme", id="raw backslash"),
+        pytest.param(b"/a/../admin", "/a/../admin", id="dot-dot"),
+        pytest.param(b"/a/./admin", "/a/./admin", id="dot"),
+        pytest.param(b"/a/..", "/a/..", id="trailing dot-dot"),
+        pytest.param(b"/a/%2e%2e/admin", "/a/../admin", id="encoded dots"),
+        pytest.param(b"/a/.%2E/admin", "/a/../admin", id="half-encoded dots"),
+        pytest.param(b"/a%252Fb", "/a%2Fb", id="double encoding"),
+        pytest.param(b"/a;x/b", "/a;x/b", id="semicolon"),
+        pytest.param(b"/a%3Bx", "/a;x", id="encoded semicolon"),
+        pytest.param(b"//admin", "//admin", id="empty segment"),
+        pytest.param(b"/a//b", "/a//b", id="inner empty segment"),
+        pytest.param(b"/caf%E9", "/caf\ufffd", id="not UTF-8"),
+        pytest.param(b"/caf\xc3\xa9", "/café", id="raw non-ASCII"),
+        pytest.param(b"/%61dmin", "/admin", id="encoded letter"),
+        pytest.param(b"/a%00", "/a\x00", id="NUL"),
+        pytest.param(b"/a%2", "/a%2", id="truncated escape"),
+        pytest.param(b"/a%zz", "/a%zz", id="bad escape"),
+        pytest.param(b"/a#frag", "/a", id="raw fragment"),
+        pytest.param(b"*", "*", id="asterisk form"),
+        pytest.param(b"http://h/a/../b", "/b", id="absolute form with dot segment"),
+        pytest.param(None, "/a/../b", id="dot segment in the decoded path"),
+        pytest.param(None, "/a\\b", id="backslash in the decoded path"),
+        pytest.param(None, "//a", id="empty segment in the decoded path"),
+        pytest.param(None, "/a;b", id="semicolon in the decoded path"),
+        pytest.param(None, "/a\tb", id="control character in the decoded path"),
+        pytest.param(None, "../a", id="leading dot-dot without a slash"),
+        pytest.param(None, "/a/..", id="trailing dot-dot in the decoded path"),
+    ],
+)
+def test_ambiguous_targets(raw: bytes | None, path: str) -> None:
+    assert path_ambiguity(raw, path) is not None
+
+
+def test_strict_mode_refuses_every_encoded_ascii_character() -> None:
+    assert path_ambiguity(b"/my%20doc", "/my doc") is None
+    assert path_ambiguity(b"/my%20doc", "/my doc", strict=True) is not None
+    assert path_ambiguity(b"/caf%C3%A9", "/café", strict=True) is None
+    assert path_ambiguity(b"/caf%c3%a9", "/café") is None
+    assert path_ambiguity(b"/caf%c3%a9", "/café", strict=True) is not None
+
+
+def test_targets_are_checked_only_when_paths_matter(pkix) -> None:
+    verifier = Verifier(trust_store=pkix["rev_trust"])
+    assert Guard(verifier=verifier).check_target(b"/a%2Fb", "/a/b") is None
+    refusal = Guard(verifier=verifier, exempt_paths={"/a*"}).check_target(b"/a%2Fb", "/a/b")
+    assert isinstance(refusal, AmbiguousRequest)
+    assert (refusal.status, refusal.code) == (400, "ambiguous_path")
+    routes = [Route("/x", mode="optional")]
+    assert Guard(verifier=verifier, routes=routes).check_target(b"/a/../x", "/a/../x") is not None
+
+
+def test_busy_refusal_tells_when_to_retry() -> None:
+    error = VerificationBusy("too many")
+    headers = dict(problem_headers(error, 10))
+    assert (error.status, error.code, headers["retry-after"]) == (503, "verification_busy", "1")
+    assert "www-authenticate" not in headers
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"verification_threads": 0}, ValueError),
+        ({"verification_threads": True}, TypeError),
+        ({"verification_queue": -1}, ValueError),
+        ({"verification_queue": 2.5}, TypeError),
+    ],
+)
+def test_bad_pool_sizes(pkix, kwargs, exc) -> None:
+    with pytest.raises(exc):
+        Guard(verifier=Verifier(trust_store=pkix["rev_trust"]), **kwargs)
+
+
+# -- decide_async: cache hits on the loop, misses on the Guard's own bounded pool ----------
+
+import threading  # noqa: E402
+import time  # noqa: E402
+
+
+class _Gate:
+    """A revocation checker that blocks every check until released, counting threads."""
+
+    may_block = True
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.threads: set[str] = set()
+        self.calls = 0
+        self.token = object()
+
+    def check(self, chain, *, at):
+        self.calls += 1
+        self.threads.add(threading.current_thread().name)
+        self.release.wait(10)
+
+
+async def test_decide_async_answers_hits_on_the_loop_and_bounds_misses(pki) -> None:
+    import asyncio
+
+    gate = _Gate()
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=gate)
+    guard = Guard(verifier=verifier, verification_threads=2, verification_queue=1)
+    good = Presented(tls_chain=pki.good.chain_der)
+    gate.release.set()
+    first = await guard.decide_async(good, "mandatory", None)
+    assert first.code == "ok"
+    assert all(name.startswith("mtlsauth-verify") for name in gate.threads)
+    gate.release.clear()
+    calls = gate.calls
+
+    # Three different uncached certificates fill 2 threads + 1 queue slot; a fourth is busy.
+    others = [
+        Presented(tls_chain=pki.inter.issue_client_cert(common_name=f"c{i}").chain_der)
+        for i in range(4)
+    ]
+    waiting = [asyncio.ensure_future(guard.decide_async(p, "mandatory", None)) for p in others[:3]]
+    await asyncio.sleep(0.05)
+    busy = await guard.decide_async(others[3], "mandatory", None)
+    assert (busy.code, busy.error.status) == ("verification_busy", 503)
+    assert guard.verifications_waiting == 3
+
+    # The cached client is answered on the loop at once, without touching the checker.
+    started = time.perf_counter()
+    hit = await guard.decide_async(good, "mandatory", None)
+    assert hit.code == "ok"
+    assert time.perf_counter() - started < 0.05
+    assert gate.calls == calls + 2  # only the two running misses reached the checker
+
+    gate.release.set()
+    results = await asyncio.gather(*waiting)
+    assert [d.code for d in results] == ["ok", "ok", "ok"]
+    assert guard.verifications_waiting == 0
+    assert not any(name.startswith("asyncio") for name in gate.threads)
+    # An idle pool holds no thread.
+    for _ in range(100):
+        if not any(t.name == "mtlsauth-verify" for t in threading.enumerate()):
+            break
+        await asyncio.sleep(0.01)
+    assert not any(t.name == "mtlsauth-verify" for t in threading.enumerate())
+
+
+async def test_a_request_that_goes_away_frees_its_place(pki) -> None:
+    import asyncio
+
+    gate = _Gate()
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=gate)
+    guard = Guard(verifier=verifier, verification_threads=1, verification_queue=1)
+    a, b = (
+        Presented(tls_chain=pki.inter.issue_client_cert(common_name=n).chain_der)
+        for n in ("a", "b")
+    )
+    running = asyncio.ensure_future(guard.decide_async(a, "mandatory", None))
+    queued = asyncio.ensure_future(guard.decide_async(b, "mandatory", None))
+    await asyncio.sleep(0.05)
+    assert guard.verifications_waiting == 2
+    queued.cancel()  # the client disconnected while waiting for a thread
+    await asyncio.sleep(0.01)
+    assert guard.verifications_waiting == 1
+    gate.release.set()
+    assert (await running).code == "ok"
+    assert gate.calls == 1  # the abandoned verification never ran
+
+
+async def test_decide_async_answers_cached_refusals_on_the_loop(pki, pkix) -> None:
+    gate = _Gate()
+    gate.release.set()
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=gate)
+    guard = Guard(verifier=verifier)
+    wrong = Presented(tls_chain=(pkix["wrong_ca"],))
+    assert (await guard.decide_async(wrong, "mandatory", None)).code == "untrusted_issuer"
+    gate.release.clear()  # a miss would now block: the cached refusal must not
+    started = time.perf_counter()
+    assert (await guard.decide_async(wrong, "mandatory", None)).code == "untrusted_issuer"
+    assert (await guard.decide_async(Presented(), "mandatory", None)).code == (
+        "certificate_missing"
+    )
+    assert time.perf_counter() - started < 0.05
+
+
+def test_authenticate_cached_does_no_work(pki) -> None:
+    from mtlsauth._verifier import NOT_CACHED
+
+    gate = _Gate()
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=gate)
+    presented = Presented(tls_chain=pki.good.chain_der)
+    assert verifier.authenticate_cached(presented) is NOT_CACHED
+    assert gate.calls == 0
+    assert verifier.authenticate_cached(Presented(), required=False) is None
+    gate.release.set()
+    identity = verifier.authenticate(presented)
+    assert verifier.authenticate_cached(presented) == identity
+    assert gate.calls == 1
+
+
+@pytest.mark.parametrize("item", [5, None, object(), "-----BEGIN CERTIFICATE-----\n\u00e9"])
+def test_decide_never_raises_on_odd_chain_items(pkix, item) -> None:
+    guard = Guard(verifier=Verifier(trust_store=pkix["rev_trust"]))
+    decision = guard.decide(Presented(tls_chain=(item,)), "mandatory", None)
+    assert decision.error is not None
+    assert decision.fingerprint is None

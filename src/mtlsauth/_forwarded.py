@@ -23,7 +23,13 @@ from mtlsauth._forwarded_formats import (
 )
 from mtlsauth._forwarded_identity import identity_from_aws, identity_from_gcp, identity_from_xfcc
 from mtlsauth._forwarded_presets import PRESETS, encode_forwarded
-from mtlsauth._forwarded_trust import Network, header_name, match_peer, parse_proxies
+from mtlsauth._forwarded_trust import (
+    UNIX_PEER,
+    Network,
+    header_name,
+    match_peer,
+    parse_proxies,
+)
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._types import Presented
 from mtlsauth._xfcc import XFCCElement, decode_element, select_element
@@ -71,8 +77,9 @@ class ForwardedCert:
             ``"rfc9440"``.
         trusted_proxies: IP addresses and CIDRs of the proxies allowed to send the header,
             matched against the socket peer (never ``X-Forwarded-For``). ``"*"`` and ``/0``
-            networks are refused. ``"unix"`` trusts connections with no peer address, i.e.
-            a Unix-domain socket (nginx ``proxy_pass http://unix:/run/app.sock``): list it
+            networks are refused. ``"unix"`` trusts connections over a Unix-domain socket
+            (nginx ``proxy_pass http://unix:/run/app.sock``), as the adapter recognises
+            them from the socket itself (``UNIX_PEER``), never from a missing address: list it
             only when nothing but the proxy can connect to that socket (file permissions).
         chain_header: Header(s) carrying intermediates (Apache ``SSL_CLIENT_CERT_CHAIN_n``,
             HAProxy ``ssl_c_chain_der``, RFC 9440 ``Client-Cert-Chain``).
@@ -270,11 +277,15 @@ class ForwardedCert:
     def is_trusted(self, peer: str | None) -> bool:
         """True when ``peer`` (the socket peer address) is one of the trusted proxies.
 
-        No peer address (``None`` or ``""``, what servers report for a Unix-domain socket)
-        is trusted only when ``trusted_proxies`` lists ``"unix"``.
+        A Unix-domain socket peer is ``UNIX_PEER``, which adapters set only after seeing
+        the socket's family; it is trusted only when ``trusted_proxies`` lists ``"unix"``.
+        No peer address (``None``, ``""``: a peer that is gone or was never reported) is
+        never trusted.
         """
-        if not peer:
+        if peer is UNIX_PEER:
             return self._trust_unix
+        if not peer or not isinstance(peer, str):
+            return False
         cache = self._peer_cache
         if peer in cache:
             return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-__all__ = ["UNIX", "Network", "header_name", "match_peer", "parse_proxies"]
+__all__ = ["UNIX", "UNIX_PEER", "Network", "header_name", "match_peer", "parse_proxies"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
@@ -27,8 +27,27 @@ def header_name(name: object, what: str) -> str:
 UNIX = "unix"
 
 
+class _UnixPeer(str):
+    """The type of ``UNIX_PEER``: recognised by identity, so no string can pass for it."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "UNIX_PEER"
+
+
+UNIX_PEER: str = _UnixPeer("unix")
+"""The peer of a connection over a Unix-domain socket.
+
+Adapters set it only after seeing the socket's family (``AF_UNIX``) or a server's explicit
+report of a socket path; ``ForwardedCert.is_trusted`` compares it by identity, so a
+``REMOTE_ADDR`` or header that reads ``"unix"`` is just an untrusted address. A missing
+peer (``None``, ``""``) is unknown, and unknown is never trusted.
+"""
+
+
 def parse_proxies(proxies: object) -> tuple[tuple[Network, ...], bool]:
-    """The trusted networks, and whether Unix-socket peers (no peer address) are trusted."""
+    """The trusted networks, and whether Unix-socket peers (``UNIX_PEER``) are trusted."""
     if isinstance(proxies, str | bytes) or not isinstance(proxies, Iterable):
         raise TypeError("trusted_proxies must be a list of addresses or CIDRs, not a string")
     nets: list[Network] = []
@@ -38,8 +57,9 @@ def parse_proxies(proxies: object) -> tuple[tuple[Network, ...], bool]:
             raise TypeError(f"trusted_proxies entries must be strings, got {entry!r}")
         text = entry.strip()
         if text == UNIX:
-            # A Unix-domain socket has no peer address: servers report None or "". Opt-in
-            # only, because it trusts every local process that may connect to that socket.
+            # A Unix-domain socket has no peer address; adapters report UNIX_PEER after
+            # checking the socket's family. Opt-in only, because it trusts every local
+            # process that may connect to that socket.
             unix = True
             continue
         if text == "*":

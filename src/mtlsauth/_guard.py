@@ -17,17 +17,21 @@ never decides anything itself. The Guard owns:
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import binascii
 import hashlib
 import inspect
 import json
 import logging
+import os
 import re
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from mtlsauth._errors import InternalError, MTLSAuthError
 from mtlsauth._identity import ClientIdentity
@@ -42,11 +46,14 @@ if TYPE_CHECKING:
 __all__ = [
     "MODES",
     "PROBLEM_TYPE_PREFIX",
+    "AmbiguousRequest",
     "Decision",
     "Guard",
     "InternalError",
     "Mode",
     "Route",
+    "VerificationBusy",
+    "path_ambiguity",
     "problem_body",
     "problem_headers",
 ]
@@ -58,6 +65,119 @@ MODES: frozenset[str] = frozenset({"mandatory", "optional", "off"})
 
 PROBLEM_TYPE_PREFIX = "urn:mtlsauth:error:"
 """Problem ``type`` URIs are this prefix plus the error code (RFC 9457 section 3.1.1)."""
+
+
+class AmbiguousRequest(MTLSAuthError):
+    """The request target could be read two ways, so it is refused (HTTP 400).
+
+    ``ambiguous_path``: the raw target holds something that servers, proxies and routers
+    read differently (an encoded ``/`` or ``\\``, a dot segment, double encoding, a ``;``
+    parameter, an empty segment, a byte that is not UTF-8), while exempt paths or routes make
+    the path matter. ``request_malformed``: the server handed over a request that cannot be
+    read (a path or header that is not text, a scope entry of the wrong type).
+    """
+
+    default_code = "ambiguous_path"
+    codes: ClassVar[frozenset[str]] = frozenset({"ambiguous_path", "request_malformed"})
+    status = 400
+    title = "Ambiguous or malformed request"
+
+
+class VerificationBusy(MTLSAuthError):
+    """Too many certificate verifications are already waiting: refused (HTTP 503).
+
+    Only requests whose result is not cached can get this; answered with ``Retry-After``.
+    """
+
+    default_code = "verification_busy"
+    codes: ClassVar[frozenset[str]] = frozenset({"verification_busy"})
+    status = 503
+    title = "Certificate verification is busy"
+
+
+# Characters a client may write unencoded in a path segment (RFC 3986 section 3.3: pchar).
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+# Encoded octets that servers, proxies and routers disagree about, or that spell a path
+# differently from its canonical form: every unreserved character (%41 is "A", %2E a dot),
+# "/", "\\", "%" (double encoding), ";" (path parameters) and the control characters.
+_AMBIGUOUS_ESCAPES = frozenset([*_UNRESERVED, *b"/\\%;", *range(0x20), 0x7F])
+
+
+# In a decoded path: a backslash, ";", a control character, an empty or a dot segment.
+_AMBIGUOUS_DECODED = re.compile(r"[\x00-\x1f\x7f\\;]|//|(?:\A|/)\.\.?(?=/|\Z)")
+_PLAIN_TARGET = re.compile(rb"(/[A-Za-z0-9\-._~!$&'()*+,=:@/]*)(?:\?|\Z)")
+
+
+def path_ambiguity(raw: bytes | str | None, path: str, *, strict: bool = False) -> str | None:
+    """Why the request target ``raw`` and the decoded ``path`` could be routed two ways.
+
+    Args:
+        raw: The target as the client sent it (path, optionally ``?query``, or absolute
+            form), or ``None`` when the server does not expose it.
+        path: The decoded path the framework routes.
+        strict: Refuse every encoded ASCII character and lower-case hex digits (for
+            routers that match the still encoded form, such as aiohttp before 3.10).
+
+    Returns:
+        ``None`` when there is one reading only; else a short reason (for the log).
+    """
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("latin-1")
+        except UnicodeEncodeError:
+            return "non-latin-1 request target"
+    if raw is not None:
+        plain = _PLAIN_TARGET.match(raw)
+        if plain is not None:
+            target = plain.group(1)
+            if b"//" not in target and b"/." not in target:
+                # The common case: nothing encoded, nothing to normalise, so the decoded
+                # path is the target itself (below a root_path the server prepended).
+                return None
+    bad = _AMBIGUOUS_DECODED.search(path)
+    if bad is not None:
+        return f"{bad.group()!r} in the path"
+    if raw is None:
+        return None
+    query = raw.find(b"?")
+    target = raw if query == -1 else raw[:query]
+    if not target.startswith(b"/"):
+        lower = target[:8].lower()
+        if not (lower.startswith((b"http://", b"https://"))):
+            return "request target is not a path"
+        slash = target.find(b"/", target.find(b"//") + 2)
+        target = target[slash:] if slash != -1 else b"/"
+    if b"//" in target:
+        return "empty path segment"
+    out = bytearray()
+    i, n = 0, len(target)
+    while i < n:
+        b = target[i]
+        if b == 0x25:  # "%"
+            hexpair = target[i + 1 : i + 3]
+            if len(hexpair) != 2 or not all(c in _HEX for c in hexpair):
+                return "malformed percent-encoding"
+            o = int(hexpair, 16)
+            if strict and hexpair != hexpair.upper():
+                return "lower-case percent-encoding"
+            if o in _AMBIGUOUS_ESCAPES or (strict and o < 0x80):
+                return f"encoded {chr(o)!r}" if 0x20 < o < 0x7F else f"encoded byte 0x{o:02x}"
+            out.append(o)
+            i += 3
+            continue
+        if b <= 0x20 or b >= 0x7F or b in b"\\;#":
+            return f"raw byte 0x{b:02x}" if b <= 0x20 or b >= 0x7F else f"{chr(b)!r} in the target"
+        out.append(b)
+        i += 1
+    try:
+        decoded = out.decode("utf-8")
+    except UnicodeDecodeError:
+        return "percent-encoded bytes that are not UTF-8"
+    raw_segments = decoded.split("/")
+    if "." in raw_segments or ".." in raw_segments:
+        return "dot segment"
+    return None
 
 
 def _validate_mode(mode: object, what: str) -> Mode:
@@ -115,9 +235,11 @@ class Route:
         >>> Route(re.compile(r"^/api/v\\d+/"), methods={"POST"}).matches("/api/v2/x", "GET")
         False
 
-    Security note: paths are matched as the server decoded them (``scope["path"]``,
-    ``PATH_INFO``); a rule that relaxes the mode (``"off"``) on a prefix also relaxes it
-    for every path the framework later normalises into that prefix.
+    Security note: paths are matched as the framework's router sees them (ASGI
+    ``scope["path"]`` below ``root_path``, WSGI ``PATH_INFO`` read as UTF-8, aiohttp
+    ``request.path``), and the adapters refuse a raw target that could be routed other
+    than that (``AmbiguousRequest``, 400 ``ambiguous_path``) whenever any route or exempt
+    path is configured.
     """
 
     pattern: str | re.Pattern[str]
@@ -255,6 +377,8 @@ def problem_headers(error: MTLSAuthError, body_length: int) -> list[tuple[str, s
         headers.append(("www-authenticate", challenge))
     elif error.status == 401:
         headers.append(("www-authenticate", f'MutualTLS error="{error.code}"'))
+    elif error.status == 503:
+        headers.append(("retry-after", "1"))
     return headers
 
 
@@ -274,11 +398,20 @@ def _leaf_fingerprint(presented: Presented) -> str | None:
         start = text.index(_PEM_BEGIN) + len(_PEM_BEGIN)
         der = base64.b64decode("".join(text[start : text.index(_PEM_END, start)].split()))
         return hashlib.sha256(der).hexdigest()
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except Exception:  # noqa: BLE001 - for the log only: never turn a refusal into a 500
         return None
 
 
 OnDecision = Callable[[Decision], object]
+_Outcome = tuple["ClientIdentity | None", "MTLSAuthError | None", float, bool]
+_Job = tuple["Future[_Outcome]", Presented, Mode, "Route | None"]
+
+
+def _internal(exc: Exception) -> InternalError:
+    logger.error("mtlsauth internal error during verification: %s", type(exc).__name__)
+    logger.debug("mtlsauth internal error traceback", exc_info=exc)
+    return InternalError("the client certificate could not be checked")
+
 
 # Refusals decided before any certificate was verified (no timing, no cache outcome).
 _UNCHECKED = frozenset({"certificate_missing", "untrusted_forwarder", "tls_verification_failed"})
@@ -296,6 +429,11 @@ class Guard:
         on_error: Kept for the adapter (its signature is framework-specific).
         on_decision: Called with every ``Decision``; its exceptions are logged, never
             raised, and never change the decision.
+        verification_threads: Threads of the Guard's own pool, which runs the verifications
+            that are not cached for the async adapters (``decide_async``). They start on
+            demand and end when there is no more work.
+        verification_queue: Verifications that may wait for one of those threads; one
+            more is refused at once with ``VerificationBusy`` (503), never queued.
 
     Raises:
         TypeError, ValueError: on bad configuration.
@@ -308,10 +446,19 @@ class Guard:
     __slots__ = (
         "_exempt_exact",
         "_exempt_prefixes",
+        "_inflight",
+        "_lock",
+        "_max_inflight",
+        "_not_cached",
+        "_pool_pid",
+        "_queue",
+        "_running",
+        "_threads",
         "forwarded",
         "mode",
         "on_decision",
         "on_error",
+        "path_sensitive",
         "routes",
         "strip_names",
         "verifier",
@@ -326,8 +473,10 @@ class Guard:
         exempt_paths: Iterable[str] = (),
         on_error: Callable[..., object] | None = None,
         on_decision: OnDecision | None = None,
+        verification_threads: int = 4,
+        verification_queue: int = 64,
     ) -> None:
-        from mtlsauth._verifier import Verifier
+        from mtlsauth._verifier import NOT_CACHED, Verifier
 
         if not isinstance(verifier, Verifier):
             raise TypeError("verifier must be a mtlsauth.Verifier")
@@ -348,6 +497,24 @@ class Guard:
             (exact.add(text) if kind == "exact" else prefixes.append(text))
         self._exempt_exact = frozenset(exact)
         self._exempt_prefixes = tuple(sorted(prefixes))
+        # The path only matters when some paths are treated differently from others.
+        self.path_sensitive = bool(exact or prefixes or self.routes)
+        for value, what, low in (
+            (verification_threads, "verification_threads", 1),
+            (verification_queue, "verification_queue", 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{what} must be an int")
+            if not low <= value <= 1024:
+                raise ValueError(f"{what} must be between {low} and 1024")
+        self._threads = verification_threads
+        self._max_inflight = verification_threads + verification_queue
+        self._inflight = 0  # queued or running
+        self._running = 0  # pool threads alive
+        self._lock = threading.Lock()
+        self._queue: deque[_Job] = deque()
+        self._pool_pid = os.getpid()
+        self._not_cached: object = NOT_CACHED
         if on_error is not None and not callable(on_error):
             raise TypeError("on_error must be callable")
         if on_decision is not None and not callable(on_decision):
@@ -369,6 +536,27 @@ class Guard:
             if route.matches(path, method):
                 return (route.mode or self.mode), route, False
         return self.mode, None, False
+
+    def check_target(
+        self, raw: bytes | str | None, path: str, *, strict: bool = False
+    ) -> AmbiguousRequest | None:
+        """The refusal for a target that could be routed other than ``path`` says, if any.
+
+        Only when exempt paths or routes are configured: without them every path gets
+        the same treatment and nothing can be confused. See ``path_ambiguity``.
+        """
+        if not self.path_sensitive:
+            return None
+        reason = path_ambiguity(raw, path, strict=strict)
+        if reason is None:
+            return None
+        return AmbiguousRequest(f"the request target can be read more than one way: {reason}")
+
+    def refuse(self, error: MTLSAuthError, peer: str | None, path: str, method: str) -> Decision:
+        """The decision for a request refused before any certificate was looked at."""
+        decision = Decision(None, error, self.mode, None, False, peer, path, method)
+        self._report(decision)
+        return decision
 
     def must_strip(self, peer: str | None) -> bool:
         """True when the app must not see the forwarded-certificate headers of this peer."""
@@ -397,9 +585,71 @@ class Guard:
     def decide(
         self, presented: Presented, mode: Mode, route: Route | None, exempt: bool = False
     ) -> Decision:
-        """Authenticate ``presented`` under ``mode``; never raises."""
+        """Authenticate ``presented`` under ``mode``; never raises. May block (OCSP)."""
         if mode == "off":
             return self.skip(mode, route, exempt, presented.peer, presented.path, presented.method)
+        identity, error, elapsed, missed = self._outcome(presented, mode, route)
+        return self._decision(presented, mode, route, exempt, identity, error, elapsed, missed)
+
+    async def decide_async(
+        self, presented: Presented, mode: Mode, route: Route | None, exempt: bool = False
+    ) -> Decision:
+        """As ``decide``, for an event loop: never blocks it, never raises.
+
+        A cached result (and a cached refusal) is answered on the loop. Anything else runs
+        on the Guard's own bounded pool; when ``verification_threads`` are busy and
+        ``verification_queue`` requests already wait, the request is refused at once with
+        ``VerificationBusy`` (503).
+        """
+        decision = self.decide_cached(presented, mode, route, exempt)
+        if decision is None:
+            decision = await self.decide_uncached(presented, mode, route, exempt)
+        return decision
+
+    def decide_cached(
+        self, presented: Presented, mode: Mode, route: Route | None, exempt: bool = False
+    ) -> Decision | None:
+        """The decision if the cache (or the request alone) settles it, else ``None``.
+
+        Never blocks and never raises: what an event loop may call inline.
+        """
+        if mode == "off":
+            return self.skip(mode, route, exempt, presented.peer, presented.path, presented.method)
+        error: MTLSAuthError | None = None
+        cached: object = None
+        reset = cache_missed.set(False)
+        started = time.perf_counter()
+        try:
+            cached = self.verifier.authenticate_cached(
+                presented,
+                required=mode == "mandatory",
+                policy=route.policy if route is not None else None,
+            )
+        except MTLSAuthError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - fail closed: refused, never a 500 trace
+            error = _internal(exc)
+        elapsed = time.perf_counter() - started
+        missed = cache_missed.get()
+        cache_missed.reset(reset)
+        if cached is self._not_cached:
+            return None  # the pool measures the verification itself
+        identity = cached if isinstance(cached, ClientIdentity) else None
+        return self._decision(presented, mode, route, exempt, identity, error, elapsed, missed)
+
+    async def decide_uncached(
+        self, presented: Presented, mode: Mode, route: Route | None, exempt: bool = False
+    ) -> Decision:
+        """Run the full verification on the Guard's bounded pool (or refuse: busy)."""
+        future = self._submit(presented, mode, route)
+        if future is None:
+            busy = VerificationBusy("too many certificate verifications are waiting")
+            return self._decision(presented, mode, route, exempt, None, busy)
+        identity, error, elapsed, missed = await asyncio.wrap_future(future)
+        return self._decision(presented, mode, route, exempt, identity, error, elapsed, missed)
+
+    def _outcome(self, presented: Presented, mode: Mode, route: Route | None) -> _Outcome:
+        """(identity, error, seconds, cache missed) of one full ``authenticate``."""
         identity: ClientIdentity | None = None
         error: MTLSAuthError | None = None
         reset = cache_missed.set(False)
@@ -412,16 +662,84 @@ class Guard:
             )
         except MTLSAuthError as exc:
             error = exc
-        except Exception as exc:
-            logger.error("mtlsauth internal error during verification: %s", type(exc).__name__)
-            logger.debug("mtlsauth internal error traceback", exc_info=True)
-            error = InternalError("the client certificate could not be checked")
+        except Exception as exc:  # noqa: BLE001 - fail closed: refused, never a 500 trace
+            error = _internal(exc)
         elapsed = time.perf_counter() - started
         missed = cache_missed.get()
         cache_missed.reset(reset)
-        checked = identity is not None or (error is not None and error.code not in _UNCHECKED)
+        return identity, error, elapsed, missed
+
+    def _submit(
+        self, presented: Presented, mode: Mode, route: Route | None
+    ) -> Future[_Outcome] | None:
+        """Queue one verification for the pool, or ``None`` when the pool is full.
+
+        Threads start on demand, up to ``verification_threads``, and end as soon as the
+        queue is empty: an idle middleware holds no thread, and a forked worker process
+        (whose parent's threads did not survive the fork) starts afresh.
+        """
+        future: Future[_Outcome] = Future()
+        start = False
+        with self._lock:
+            if self._pool_pid != os.getpid():
+                self._pool_pid = os.getpid()
+                self._queue.clear()
+                self._inflight = self._running = 0
+            if self._inflight >= self._max_inflight:
+                return None
+            self._inflight += 1
+            self._queue.append((future, presented, mode, route))
+            if self._running < self._threads:
+                self._running += 1
+                start = True
+        future.add_done_callback(self._release)
+        if start:
+            try:
+                threading.Thread(target=self._work, name="mtlsauth-verify", daemon=True).start()
+            except RuntimeError:  # no thread can start (interpreter shutting down)
+                with self._lock:
+                    self._running -= 1
+                future.cancel()
+                return None
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._running -= 1
+                    return
+                future, presented, mode, route = self._queue.popleft()
+            if future.set_running_or_notify_cancel():  # False: its request went away
+                future.set_result(self._outcome(presented, mode, route))
+
+    def _release(self, _future: object) -> None:
+        with self._lock:
+            self._inflight -= 1
+
+    @property
+    def verifications_waiting(self) -> int:
+        """Verifications running or queued on the pool right now (for metrics)."""
+        return self._inflight
+
+    def _decision(
+        self,
+        presented: Presented,
+        mode: Mode,
+        route: Route | None,
+        exempt: bool,
+        identity: ClientIdentity | None,
+        error: MTLSAuthError | None,
+        elapsed: float | None = None,
+        missed: bool = False,
+    ) -> Decision:
+        # Timing and the cache outcome only for verifications that ran (not for a missing
+        # certificate, an untrusted forwarder, a busy pool).
+        checked = elapsed is not None and (
+            identity is not None or (error is not None and error.code not in _UNCHECKED)
+        )
         if identity is not None:
-            fingerprint = identity.fingerprint_sha256
+            fingerprint: str | None = identity.fingerprint_sha256
         else:
             fingerprint = _leaf_fingerprint(presented)
         decision = Decision(

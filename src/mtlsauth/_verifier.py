@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -35,11 +36,31 @@ if TYPE_CHECKING:
     from mtlsauth._forwarded import ForwardedCert
     from mtlsauth._policy import Policy
 
-__all__ = ["Verifier"]
+__all__ = ["NOT_CACHED", "Verifier"]
 
 _DEFAULT_TTL = 600.0
 _MAX_VERDICTS = 32  # distinct policies remembered per cached identity (routes x verifier)
 _MAX_SKEW = 3600.0
+
+
+class _NotCached:
+    """The type of ``NOT_CACHED``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_CACHED"
+
+
+NOT_CACHED = _NotCached()
+"""What ``Verifier.authenticate_cached`` returns when only a full verification can answer."""
+
+
+class _CacheMiss(Exception):
+    """Raised inside ``authenticate_cached`` where a full verification would start."""
+
+
+_CACHE_ONLY: ContextVar[bool] = ContextVar("mtlsauth_cache_only", default=False)
 
 
 def _utcnow() -> datetime:
@@ -323,6 +344,25 @@ class Verifier:
             raise CertificateMissing("no client certificate was presented")
         return None
 
+    def authenticate_cached(
+        self, presented: Presented, *, required: bool = True, policy: Policy | None = None
+    ) -> ClientIdentity | _NotCached | None:
+        """As ``authenticate``, answered from the cache only: it never blocks.
+
+        Returns the identity (or ``None``) when ``authenticate`` would return it without a
+        verification, raises what it would raise from a cached refusal or the request
+        itself (no certificate, an untrusted forwarder, a policy), and returns
+        ``NOT_CACHED`` when only a full verification (path building, revocation, maybe
+        network I/O) can answer: call ``authenticate`` for that, off the event loop.
+        """
+        token = _CACHE_ONLY.set(True)
+        try:
+            return self.authenticate(presented, required=required, policy=policy)
+        except _CacheMiss:
+            return NOT_CACHED
+        finally:
+            _CACHE_ONLY.reset(token)
+
     @property
     def may_block(self) -> bool:
         """True when a verification may do network I/O (OCSP): run it off the event loop."""
@@ -468,6 +508,8 @@ class Verifier:
                 failing = cache.failing_leaf(leaf, now)
                 if failing is not None:  # this leaf failed with too many inputs lately
                     raise failing.error_type(failing.detail, code=failing.code)
+            if _CACHE_ONLY.get():  # authenticate_cached: no verification from here on
+                raise _CacheMiss
             if isinstance(decoded, ClientIdentity):
                 entry = CacheEntry(decoded, (), now + self._cache_ttl, tokens)
             else:

@@ -102,3 +102,17 @@ def test_protocol_classes() -> None:
     assert issubclass(made, H11Protocol)
     with pytest.raises(TypeError):
         with_tls_extension("h11")  # type: ignore[arg-type]
+
+
+def test_tls_extension_survives_a_leaf_cryptography_cannot_read(certs) -> None:
+    # Version v4 (INTEGER 3) raises x509.InvalidVersion, which is not a ValueError: the
+    # extension is still built (no name), and the verifier refuses the leaf later.
+    der = certs.good.der
+    v3 = bytes.fromhex("a003020102")
+    assert v3 in der
+    v4 = der.replace(v3, bytes.fromhex("a003020103"), 1)
+    ext = tls_extension(FakeSSLObject(v4))
+    assert ext is not None
+    assert ext["client_cert_name"] is None
+    assert len(ext["client_cert_chain"]) == 1
+    assert tls_extension(FakeSSLObject(b"\x30\x03\x02\x01\x00"))["client_cert_name"] is None

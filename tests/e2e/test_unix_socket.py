@@ -17,33 +17,47 @@ from typing import Any
 import pytest
 
 from mtlsauth import ForwardedCert, Presented, UntrustedForwarder, Verifier
+from mtlsauth.adapters import UNIX_PEER
 from mtlsauth.testing import CA, encode_forwarded
 
 
 @pytest.mark.parametrize(
     ("proxies", "peer", "trusted"),
     [
-        pytest.param(["unix"], None, True, id="unix: no peer address"),
-        pytest.param(["unix"], "", True, id="unix: empty peer address (WSGI REMOTE_ADDR)"),
+        pytest.param(["unix"], UNIX_PEER, True, id="unix: a Unix-socket peer"),
+        pytest.param(["unix"], None, False, id="unix: no peer address is unknown, not a socket"),
+        pytest.param(["unix"], "", False, id="unix: empty REMOTE_ADDR is unknown"),
+        pytest.param(["unix"], "unix", False, id="unix: the string 'unix' is no socket"),
         pytest.param(["unix"], "127.0.0.1", False, id="unix does not trust loopback TCP"),
-        pytest.param(["127.0.0.1"], None, False, id="an address list does not trust sockets"),
+        pytest.param(["127.0.0.1"], UNIX_PEER, False, id="an address list does not trust sockets"),
         pytest.param(["unix", "10.0.0.0/8"], "10.1.2.3", True, id="both: a TCP proxy"),
-        pytest.param(["unix", "10.0.0.0/8"], None, True, id="both: a socket peer"),
+        pytest.param(["unix", "10.0.0.0/8"], UNIX_PEER, True, id="both: a socket peer"),
+        pytest.param(["unix", "10.0.0.0/8"], None, False, id="both: an unknown peer"),
     ],
 )
-def test_unix_entry_trusts_only_peers_without_an_address(
+def test_unix_entry_trusts_only_unix_socket_peers(
     proxies: list[str], peer: str | None, trusted: bool
 ) -> None:
     fwd = ForwardedCert.preset("nginx", header="X-SSL-Client-Cert", trusted_proxies=proxies)
     assert fwd.is_trusted(peer) is trusted
 
 
+def test_unix_peer_survives_pickling_as_itself() -> None:
+    import pickle
+
+    assert pickle.loads(pickle.dumps(UNIX_PEER)) is UNIX_PEER  # noqa: S301 - our own bytes
+
+
 def test_socket_peer_needs_the_opt_in() -> None:
     ca = CA()
     cert = ca.issue_client_cert(common_name="svc")
     headers = tuple((k.lower(), v) for k, v in encode_forwarded("nginx", cert.chain_der))
-    presented = Presented(peer=None, headers=headers)
-    for proxies, ok in ((["unix"], True), (["127.0.0.1"], False)):
+    for peer, proxies, ok in (
+        (UNIX_PEER, ["unix"], True),
+        (UNIX_PEER, ["127.0.0.1"], False),
+        (None, ["unix"], False),
+    ):
+        presented = Presented(peer=peer, headers=headers)
         verifier = Verifier(
             trust_store=ca.trust_store(),
             forwarded=ForwardedCert.preset(

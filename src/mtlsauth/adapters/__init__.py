@@ -1,1 +1,11 @@
-"""Framework adapters, imported by full path (mtlsauth.adapters.asgi, .wsgi, .aiohttp)."""
+"""Framework adapters, imported by full path (mtlsauth.adapters.asgi, .wsgi, .aiohttp).
+
+Shared by all of them, for custom adapters and error handlers: ``UNIX_PEER`` (the peer of a
+Unix-domain socket connection), ``AmbiguousRequest`` (400: ``ambiguous_path``,
+``request_malformed``) and ``VerificationBusy`` (503: ``verification_busy``).
+"""
+
+from mtlsauth._forwarded_trust import UNIX_PEER
+from mtlsauth._guard import AmbiguousRequest, VerificationBusy
+
+__all__ = ["UNIX_PEER", "AmbiguousRequest", "VerificationBusy"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,16 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from mtlsauth._errors import IdentityMissing, MTLSAuthError
-from mtlsauth._guard import Decision, Guard, Mode, Route, problem_body, problem_headers
+from mtlsauth._forwarded_trust import UNIX_PEER
+from mtlsauth._guard import (
+    AmbiguousRequest,
+    Decision,
+    Guard,
+    Mode,
+    Route,
+    problem_body,
+    problem_headers,
+)
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._sslcontext import peer_chain
 from mtlsauth._types import Presented
@@ -53,7 +63,26 @@ IDENTITY_KEY: Any = (
     _RequestKey("mtlsauth.identity", ClientIdentity) if _RequestKey else "mtlsauth.identity"
 )
 TOKEN_KEY: Any = _RequestKey("mtlsauth.token", object) if _RequestKey else "mtlsauth.token"
-_MARK_MIDDLEWARE = int(_aiohttp_version.split(".", 1)[0]) < 4  # 4.0 deprecates @middleware
+_VERSION = tuple(int(p) for p in _aiohttp_version.split(".")[:2] if p.isdigit())
+_MARK_MIDDLEWARE = _VERSION < (4,)  # 4.0 deprecates @middleware
+# Before 3.10 the router matched the still-encoded path: every encoded ASCII character is
+# then another spelling of a route.
+_RAW_ROUTER = _VERSION < (3, 10)
+
+
+def _peer(transport: asyncio.BaseTransport | None) -> str | None:
+    """The socket peer: an address, ``UNIX_PEER``, or ``None`` (unknown: never trusted)."""
+    if transport is None:  # the client went away before this middleware ran
+        return None
+    sock = transport.get_extra_info("socket")
+    if getattr(sock, "family", None) == getattr(socket, "AF_UNIX", object()):
+        return UNIX_PEER
+    peername = transport.get_extra_info("peername")
+    if isinstance(peername, list | tuple) and peername:
+        host = peername[0]
+        if isinstance(host, str) and host:
+            return host
+    return None
 
 
 def mtls_middleware(
@@ -64,25 +93,38 @@ def mtls_middleware(
     exempt_paths: Iterable[str] = (),
     on_error: OnError | None = None,
     on_decision: Callable[[Decision], object] | None = None,
+    verification_threads: int = 4,
+    verification_queue: int = 64,
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """Build the middleware that authenticates every request by its client certificate.
 
     Args:
         verifier: The ``Verifier`` (trust store, policy, optional ``ForwardedCert``).
         mode: ``"mandatory"`` (default), ``"optional"`` or ``"off"``.
-        routes: ``Route`` rules, first match wins, matched against ``request.path``.
+        routes: ``Route`` rules, first match wins, matched against ``request.path`` (the
+            path in full, including any sub-application prefix, as the router sees it).
         exempt_paths: Paths never checked, e.g. ``{"/healthz"}``.
         on_error: ``on_error(error, request)`` returning a ``web.StreamResponse`` (or a
             coroutine of one) to answer a refusal, or ``None`` for the default problem+json
             answer. If it raises, the default answer is sent.
         on_decision: ``on_decision(decision)``, called for every request; exceptions are
             logged and ignored.
+        verification_threads, verification_queue: The bounded pool that runs
+            verifications whose result is not cached (see ``Guard``); past it, requests
+            are refused with 503 ``verification_busy``. Cached results are answered on the
+            event loop.
+
+    With exempt paths or routes configured, a raw target that aiohttp's router could read
+    other than ``request.path`` (an encoded ``/``, a dot segment, double encoding, ...) is
+    refused with 400 ``ambiguous_path``.
 
     Handlers read the identity with ``get_identity(request)``. An ``MTLSAuthError``
     raised by a handler is answered as problem+json too.
 
     Security note: the peer is the socket's address (``peername``), never
-    ``request.remote``, which other middlewares may rewrite from ``X-Forwarded-For``.
+    ``request.remote``, which other middlewares may rewrite from ``X-Forwarded-For``; a
+    Unix-domain socket is recognised by the socket's family, and a connection that is
+    already gone (no transport) has an unknown peer, which is never a trusted proxy.
     Forwarded-certificate headers from untrusted peers are removed from the request the
     handler sees, in every mode.
     """
@@ -93,17 +135,23 @@ def mtls_middleware(
         exempt_paths=exempt_paths,
         on_error=on_error,
         on_decision=on_decision,
+        verification_threads=verification_threads,
+        verification_queue=verification_queue,
     )
     strip_names = guard.strip_names
     wanted = frozenset(n.encode("latin-1") for n in strip_names)  # all the core ever reads
     hide = frozenset(n.replace("_", "-") for n in strip_names)  # every spelling, as in ASGI
+    hide_raw = frozenset(n.encode("latin-1") for n in hide)
 
     async def mtlsauth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
         method = request.method
         transport = request.transport
-        peername = transport.get_extra_info("peername") if transport is not None else None
-        peer = str(peername[0]) if isinstance(peername, list | tuple) and peername else None
+        peer = _peer(transport)
+        refusal = guard.check_target(request.raw_path, path, strict=_RAW_ROUTER)
+        if refusal is not None:
+            guard.refuse(refusal, peer, path, method)
+            return await _deny(guard, refusal, request)
         mode, route, exempt = guard.resolve(path, method)
         if mode == "off":
             decision = guard.skip(mode, route, exempt, peer, path, method)
@@ -120,21 +168,35 @@ def mtls_middleware(
                 path,
                 method,
             )
-            if guard.verifier.may_block:  # OCSP may do network I/O: keep the loop free
-                decision = await asyncio.to_thread(guard.decide, presented, mode, route, exempt)
-            else:
-                decision = guard.decide(presented, mode, route, exempt)
+            # Cached answers on the loop; anything else on the Guard's bounded pool.
+            hit = guard.decide_cached(presented, mode, route, exempt)
+            if hit is None:
+                hit = await guard.decide_uncached(presented, mode, route, exempt)
+            decision = hit
         if decision.error is not None:
             return await _deny(guard, decision.error, request)
-        if strip_names and guard.must_strip(peer):
+        if (
+            hide_raw
+            and any(k.lower().replace(b"_", b"-") in hide_raw for k, _ in request.raw_headers)
+            and guard.must_strip(peer)
+        ):
             kept = [
                 (k, v)
                 for k, v in request.headers.items()
                 if k.lower().replace("_", "-") not in hide
             ]
-            # A CIMultiDict: aiohttp before 3.10 accepts only a mapping here, and it keeps
-            # repeated headers, which a dict would not.
-            request = request.clone(headers=CIMultiDict(kept))
+            try:
+                # A CIMultiDict: aiohttp before 3.10 accepts only a mapping here, and it
+                # keeps repeated headers, which a dict would not. clone() re-encodes every
+                # header as UTF-8, which a header that arrived as other bytes cannot be.
+                request = request.clone(headers=CIMultiDict(kept))
+            except UnicodeError:
+                error = AmbiguousRequest(
+                    "a header that is not UTF-8 came with a certificate header to remove",
+                    code="request_malformed",
+                )
+                guard.refuse(error, peer, path, method)
+                return await _deny(guard, error, request)
         request[IDENTITY_KEY] = decision.identity
         if route is not None and route.token is not None:  # Route(token=TokenCheck(...))
             try:

@@ -16,13 +16,21 @@ from the header the Verifier's ``ForwardedCert`` names.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from mtlsauth._errors import CertificateMissing, IdentityMissing, MTLSAuthError
-from mtlsauth._guard import Decision, Guard, Mode, Route, problem_body, problem_headers
+from mtlsauth._forwarded_trust import UNIX_PEER
+from mtlsauth._guard import (
+    AmbiguousRequest,
+    Decision,
+    Guard,
+    Mode,
+    Route,
+    problem_body,
+    problem_headers,
+)
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
 from mtlsauth._types import ASGIApp, Message, Presented, Receive, Scope, Send
@@ -64,6 +72,15 @@ class MTLSMiddleware:
             It may be a coroutine function. If it raises, the default answer is sent.
         on_decision: ``on_decision(decision)`` for audit or metrics, called for every
             request; exceptions are logged and ignored.
+        verification_threads, verification_queue: The bounded pool that runs
+            verifications whose result is not cached (see ``Guard``); past it, requests
+            are refused with 503 ``verification_busy``.
+
+    Paths are matched as the app's router sees them: ``scope["path"]`` without the
+    ``root_path`` prefix (a ``Mount``, a server's ``--root-path``), as Starlette routes.
+    With exempt paths or routes configured, a raw target that could be routed two ways
+    (``raw_path`` with an encoded ``/``, a dot segment, ...) is refused with 400
+    ``ambiguous_path``.
 
     The app sees a copy of the scope with ``scope["mtlsauth.identity"]`` (a
     ``ClientIdentity`` or ``None``); read it with ``identity_from_scope``. An
@@ -86,6 +103,8 @@ class MTLSMiddleware:
         exempt_paths: Iterable[str] = (),
         on_error: OnError | None = None,
         on_decision: Callable[[Decision], object] | None = None,
+        verification_threads: int = 4,
+        verification_queue: int = 64,
     ) -> None:
         self.app = app
         self.guard = Guard(
@@ -95,6 +114,8 @@ class MTLSMiddleware:
             exempt_paths=exempt_paths,
             on_error=on_error,
             on_decision=on_decision,
+            verification_threads=verification_threads,
+            verification_queue=verification_queue,
         )
         self._strip = frozenset(n.encode("latin-1") for n in self.guard.strip_names)
         # Hidden from the app in every spelling that some framework folds into the same
@@ -108,19 +129,29 @@ class MTLSMiddleware:
             await self.app(scope, receive, send)
             return
         guard = self.guard
-        path: str = scope.get("path") or "/"
-        method: str = scope.get("method") or "GET"  # a websocket handshake is a GET
-        client = scope.get("client")
-        peer: str | None = client[0] if client else None
-        mode, route, exempt = guard.resolve(path, method)
-        if mode == "off":
-            decision = guard.skip(mode, route, exempt, peer, path, method)
+        peer = _peer(scope)
+        try:
+            path, method, raw_path = _request_line(scope)
+        except AmbiguousRequest as exc:
+            decision = guard.refuse(exc, peer, "/", "GET")
         else:
-            presented = _presented(scope, peer, path, method, self._strip)
-            if guard.verifier.may_block:  # OCSP may do network I/O: keep the loop free
-                decision = await asyncio.to_thread(guard.decide, presented, mode, route, exempt)
+            refusal = guard.check_target(raw_path, path)
+            mode, route, exempt = guard.resolve(path, method)
+            if refusal is not None:
+                decision = guard.refuse(refusal, peer, path, method)
+            elif mode == "off":
+                decision = guard.skip(mode, route, exempt, peer, path, method)
             else:
-                decision = guard.decide(presented, mode, route, exempt)
+                try:
+                    presented = _presented(scope, peer, path, method, self._strip)
+                except AmbiguousRequest as exc:
+                    decision = guard.refuse(exc, peer, path, method)
+                else:
+                    # Cached answers on the loop; anything else on the Guard's bounded pool.
+                    hit = guard.decide_cached(presented, mode, route, exempt)
+                    if hit is None:
+                        hit = await guard.decide_uncached(presented, mode, route, exempt)
+                    decision = hit
         if decision.error is not None:
             await self._deny(decision.error, scope, receive, send)
             return
@@ -135,11 +166,19 @@ class MTLSMiddleware:
                 return
         if self._strip and guard.must_strip(peer):
             hide = self._hide
-            scope["headers"] = [
-                (k, v)
-                for k, v in scope.get("headers", ())
-                if k.lower().replace(b"_", b"-") not in hide
-            ]
+            try:
+                scope["headers"] = [
+                    (k, v)
+                    for k, v in scope.get("headers", ())
+                    if k.lower().replace(b"_", b"-") not in hide
+                ]
+            except (TypeError, AttributeError, ValueError):
+                error = AmbiguousRequest(
+                    "the server passed unreadable headers", code="request_malformed"
+                )
+                guard.refuse(error, peer, decision.path, decision.method)
+                await self._deny(error, scope, receive, send)
+                return
         await self._call_app(scope, receive, send)
 
     async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -219,7 +258,8 @@ async def send_problem(error: MTLSAuthError, scope: Scope, send: Send) -> None:
         (k.encode("latin-1"), v.encode("latin-1")) for k, v in problem_headers(error, len(body))
     ]
     if scope["type"] == "websocket":
-        if "websocket.http.response" in (scope.get("extensions") or {}):
+        extensions = scope.get("extensions")
+        if isinstance(extensions, dict) and "websocket.http.response" in extensions:
             await send(
                 {
                     "type": "websocket.http.response.start",
@@ -235,19 +275,80 @@ async def send_problem(error: MTLSAuthError, scope: Scope, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _peer(scope: Scope) -> str | None:
+    """The socket peer: an address, ``UNIX_PEER``, or ``None`` (unknown: never trusted).
+
+    ASGI servers report no client for a Unix-domain socket; uvicorn also reports the
+    socket's path as ``server=(path, None)``, and only that counts as a Unix socket. A
+    missing client on a TCP server (a reset connection) stays unknown.
+    """
+    client = scope.get("client")
+    if client is None:
+        server = scope.get("server")
+        if (
+            isinstance(server, list | tuple)
+            and len(server) == 2
+            and isinstance(server[0], str)
+            and server[0]
+            and server[1] is None
+        ):
+            return UNIX_PEER
+        return None
+    if isinstance(client, list | tuple) and client:
+        host = client[0]
+        if isinstance(host, str) and host:
+            return host
+    return None
+
+
+def _request_line(scope: Scope) -> tuple[str, str, bytes | None]:
+    """(path as the router matches it, method, raw path) or ``request_malformed``."""
+    path = scope.get("path")
+    method = scope.get("method", "GET")  # a websocket handshake is a GET
+    raw_path = scope.get("raw_path")
+    root_path = scope.get("root_path") or ""
+    if (
+        not isinstance(path, str)
+        or not isinstance(method, str)
+        or not isinstance(root_path, str)
+        or not (raw_path is None or isinstance(raw_path, bytes))
+    ):
+        raise AmbiguousRequest("the server passed an unreadable request", code="request_malformed")
+    path = path or "/"
+    method = method or "GET"
+    # Starlette's rule (get_route_path): the router matches the path below root_path.
+    if root_path and path.startswith(root_path):
+        if path == root_path:
+            path = "/"
+        elif path[len(root_path)] == "/":
+            path = path[len(root_path) :]
+    return path, method, raw_path
+
+
 def _presented(
+    scope: Scope, peer: str | None, path: str, method: str, wanted: frozenset[bytes]
+) -> Presented:
+    try:
+        return _read_presented(scope, peer, path, method, wanted)
+    except (TypeError, AttributeError, ValueError):
+        raise AmbiguousRequest(
+            "the server passed unreadable headers or TLS details", code="request_malformed"
+        ) from None
+
+
+def _read_presented(
     scope: Scope, peer: str | None, path: str, method: str, wanted: frozenset[bytes]
 ) -> Presented:
     # Only the certificate headers are ever read by the core, so only those are decoded.
     # ASGI servers lower-case header names; lower() again in case one does not (a missed
     # name would only mean "no certificate", but it must also be stripped for the app).
-    headers: tuple[tuple[str, str], ...] = ()
-    if wanted:
-        headers = tuple(
-            (k.lower().decode("latin-1"), v.decode("latin-1"))
-            for k, v in scope.get("headers", ())
-            if k.lower() in wanted
-        )
+    found: list[tuple[str, str]] = []
+    for k, v in scope.get("headers", ()):
+        if type(k) is not bytes or type(v) is not bytes:
+            raise TypeError("header names and values must be bytes")
+        if wanted and k.lower() in wanted:
+            found.append((k.lower().decode("latin-1"), v.decode("latin-1")))
+    headers = tuple(found)
     chain: tuple[str | bytes, ...] = ()
     tls_error: str | None = None
     ext = scope.get("extensions")
@@ -255,6 +356,8 @@ def _presented(
         tls = ext.get("tls")
         if tls:
             chain = tuple(tls.get("client_cert_chain") or ())
+            if not all(isinstance(c, str | bytes) for c in chain):
+                raise TypeError("client_cert_chain holds neither str nor bytes")
             # client_cert_name may be None even with a chain (asgiref#466); we never read it.
             error = tls.get("client_cert_error")
             if error is not None:  # asgiref tls spec: anything but None is a failed check

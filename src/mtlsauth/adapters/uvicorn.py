@@ -55,8 +55,8 @@ def tls_extension(ssl_object: object) -> dict[str, Any] | None:
             from cryptography import x509
 
             name = x509.load_der_x509_certificate(ders[0]).subject.rfc4514_string()
-        except ValueError:  # mtlsauth will refuse it later with certificate_malformed
-            name = None
+        except Exception:  # noqa: BLE001 - e.g. x509.InvalidVersion, not a ValueError
+            name = None  # best effort only: the verifier refuses such a leaf later
     version = getattr(ssl_object, "version", lambda: None)()
     return {
         "server_cert": None,

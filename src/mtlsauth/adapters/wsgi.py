@@ -18,12 +18,22 @@ from __future__ import annotations
 
 import http
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from mtlsauth._errors import IdentityMissing, MTLSAuthError
-from mtlsauth._guard import Decision, Guard, Mode, Route, problem_body, problem_headers
+from mtlsauth._forwarded_trust import UNIX_PEER
+from mtlsauth._guard import (
+    AmbiguousRequest,
+    Decision,
+    Guard,
+    Mode,
+    Route,
+    problem_body,
+    problem_headers,
+)
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
 from mtlsauth._sslcontext import peer_chain
@@ -55,8 +65,8 @@ class MTLSMiddleware:
         app: The WSGI application to protect (for Flask: ``app.wsgi_app``).
         verifier: The ``Verifier`` (trust store, policy, optional ``ForwardedCert``).
         mode: ``"mandatory"`` (default), ``"optional"`` or ``"off"``.
-        routes: ``Route`` rules, first match wins, matched against ``SCRIPT_NAME`` +
-            ``PATH_INFO``.
+        routes: ``Route`` rules, first match wins, matched against ``PATH_INFO`` (decoded
+            as UTF-8), the path werkzeug and Django route; ``SCRIPT_NAME`` is not part of it.
         exempt_paths: Paths never checked, e.g. ``{"/healthz"}``.
         on_error: ``on_error(error, environ)`` returning a WSGI app (a Flask/werkzeug
             ``Response`` is one) to answer a refusal, or ``None`` for the default
@@ -67,6 +77,9 @@ class MTLSMiddleware:
     The app finds ``environ["mtlsauth.identity"]`` (a ``ClientIdentity`` or ``None``); read
     it with ``identity_from_environ``. The middleware keeps no per-request state and is
     safe under threaded servers.
+
+    With exempt paths or routes configured, a request target (``RAW_URI`` or
+    ``REQUEST_URI``) that could be routed two ways is refused with 400 ``ambiguous_path``.
 
     Security note: the forwarded-certificate header's ``HTTP_*`` key is deleted from the
     environ for peers (``REMOTE_ADDR``) that are not trusted proxies, in every mode. WSGI
@@ -100,19 +113,25 @@ class MTLSMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         guard = self.guard
-        path = (environ.get("SCRIPT_NAME") or "") + (environ.get("PATH_INFO") or "") or "/"
-        method = environ.get("REQUEST_METHOD") or "GET"
-        peer = environ.get("REMOTE_ADDR") or None
-        mode, route, exempt = guard.resolve(path, method)
-        if mode == "off":
-            decision = guard.skip(mode, route, exempt, peer, path, method)
+        peer = _peer(environ)
+        path, method, raw, error = _request_line(environ, guard.path_sensitive)
+        if error is None:
+            error = guard.check_target(raw, path)
+        if error is not None:
+            decision = guard.refuse(error, peer, path, method)
         else:
-            decision = guard.decide(
-                presented_from_environ(environ, path, method, header_keys=self._strip_keys),
-                mode,
-                route,
-                exempt,
-            )
+            mode, route, exempt = guard.resolve(path, method)
+            if mode == "off":
+                decision = guard.skip(mode, route, exempt, peer, path, method)
+            else:
+                try:
+                    presented = presented_from_environ(
+                        environ, path, method, header_keys=self._strip_keys, peer=peer
+                    )
+                except AmbiguousRequest as exc:
+                    decision = guard.refuse(exc, peer, path, method)
+                else:
+                    decision = guard.decide(presented, mode, route, exempt)
         if decision.error is not None:
             return self._deny(decision.error, environ, start_response)
         environ[IDENTITY_KEY] = decision.identity
@@ -151,17 +170,78 @@ def problem_response(error: MTLSAuthError) -> tuple[bytes, int, list[tuple[str, 
     return body, error.status, problem_headers(error, len(body))
 
 
+def _peer(environ: WSGIEnvironment) -> str | None:
+    """The socket peer: ``REMOTE_ADDR``, ``UNIX_PEER``, or ``None`` (unknown: never trusted).
+
+    A Unix-domain socket is recognised by the family of the connection's socket, which
+    gunicorn (``gunicorn.socket``) and werkzeug (``werkzeug.socket``) put in the environ;
+    an empty or missing ``REMOTE_ADDR`` alone means nothing.
+    """
+    for key in ("gunicorn.socket", "werkzeug.socket"):
+        family = getattr(environ.get(key), "family", None)
+        if family is not None:
+            if family == getattr(socket, "AF_UNIX", object()):
+                return UNIX_PEER
+            break
+    addr = environ.get("REMOTE_ADDR")
+    return addr if isinstance(addr, str) and addr else None
+
+
+def _request_line(
+    environ: WSGIEnvironment, sensitive: bool
+) -> tuple[str, str, str | None, AmbiguousRequest | None]:
+    """(path as the router matches it, method, raw target, refusal).
+
+    Routers (werkzeug, Django) match ``PATH_INFO``, below ``SCRIPT_NAME``, decoded as
+    UTF-8 from the latin-1 string PEP 3333 makes of the request's bytes.
+    """
+    info = environ.get("PATH_INFO") or "/"
+    method = environ.get("REQUEST_METHOD") or "GET"
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not isinstance(info, str) or not isinstance(method, str):
+        return (
+            "/",
+            "GET",
+            None,
+            AmbiguousRequest("the server passed an unreadable request", code="request_malformed"),
+        )
+    if not isinstance(raw, str):
+        raw = None
+    try:
+        path = info.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        # Frameworks substitute or re-escape such bytes; which handler runs is anyone's
+        # guess, so refuse when the path matters.
+        path = info.encode("latin-1", "replace").decode("utf-8", "replace")
+        if sensitive:
+            return (
+                path,
+                method,
+                raw,
+                AmbiguousRequest(
+                    "the request target can be read more than one way: "
+                    "percent-encoded bytes that are not UTF-8"
+                ),
+            )
+    return path, method, raw, None
+
+
 def presented_from_environ(
     environ: WSGIEnvironment,
     path: str | None = None,
     method: str | None = None,
     *,
     header_keys: Sequence[str] | None = None,
+    peer: str | None = None,
 ) -> Presented:
     """Build the core's ``Presented`` from a WSGI environ.
 
+    Raises ``AmbiguousRequest`` (``request_malformed``) when the server put a certificate
+    of another type than ``str`` in ``SSL_CLIENT_CERT*``.
+
     ``header_keys`` limits the headers taken to these environ keys (``HTTP_X_SSL_CLIENT_CERT``):
-    the middleware passes the certificate headers, the only ones the core reads.
+    the middleware passes the certificate headers, the only ones the core reads. ``peer``
+    overrides the peer found in the environ (the middleware passes the one it found).
     """
     if header_keys is not None:
         headers = tuple(
@@ -185,6 +265,10 @@ def presented_from_environ(
                 break
             more.append(c)
         chain = (leaf, *more)
+        if not all(isinstance(c, str | bytes) for c in chain):
+            raise AmbiguousRequest(
+                "the server passed a certificate that is not text", code="request_malformed"
+            )
     else:
         sock = environ.get("gunicorn.socket")
         if isinstance(sock, ssl.SSLSocket):
@@ -192,7 +276,7 @@ def presented_from_environ(
     verify = environ.get("SSL_CLIENT_VERIFY")  # mod_ssl: NONE, SUCCESS, GENEROUS, FAILED:...
     tls_error = verify if isinstance(verify, str) and verify.startswith("FAILED") else None
     return Presented(
-        environ.get("REMOTE_ADDR") or None,
+        peer if peer is not None else _peer(environ),
         headers,
         chain,
         tls_error,
