@@ -453,3 +453,79 @@ def test_client_certificate_user_has_no_privileges() -> None:
     assert (user.is_authenticated, user.is_staff, user.is_superuser) == (True, False, False)
     assert not user.has_perm("auth.add_user")
     assert str(user) == "svc"
+
+
+# -- the path Django resolves, ambiguous targets, unknown peers --------------------------------
+def test_routes_match_the_path_django_resolves_below_the_script_prefix(django_client) -> None:
+    # Deployed under SCRIPT_NAME=/prefix, Django resolves "/whoami": a Route written as the
+    # URLconf is must cover it, or the request falls back to the weaker default mode.
+    client = django_client(
+        conf={"mode": "optional", "routes": [{"path": "/whoami", "mode": "mandatory"}]},
+        backends=(),
+    )
+    code, body = get(client, "/whoami", extra={"SCRIPT_NAME": "/prefix"})
+    assert (code, body["code"]) == (401, "certificate_missing")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["/healthz/..%2Fwhoami", "/healthz/../whoami", "/health%7Az", "/healthz;x", "//healthz"],
+)
+def test_ambiguous_targets_are_refused_when_paths_matter(django_client, raw) -> None:
+    client = django_client(backends=())
+    code, body = get(client, "/healthz", extra={"REQUEST_URI": raw})
+    assert (code, body["code"]) == (400, "ambiguous_path")
+
+
+def test_plain_target_is_not_refused(django_client) -> None:
+    client = django_client(backends=())
+    assert get(client, "/healthz", extra={"REQUEST_URI": "/healthz?x=/../"})[0] == 200
+
+
+def test_unknown_peer_is_not_a_unix_socket(django_client, certs) -> None:
+    client = django_client(
+        conf={
+            "forwarded": {
+                "preset": "nginx",
+                "header": "X-SSL-Client-Cert",
+                "trusted_proxies": ["unix"],
+            }
+        },
+        backends=(),
+    )
+    code, body = get(client, "/whoami", certs.good, peer="")
+    assert (code, body["code"]) == (401, "untrusted_forwarder")
+
+
+@pytest.mark.parametrize(
+    ("client", "server", "unix"),
+    [
+        (None, ("/run/app.sock", None), True),
+        (None, ("127.0.0.1", 8000), False),
+        (("", 0), ("/run/app.sock", None), False),
+    ],
+)
+def test_asgi_request_peer_is_a_unix_socket_only_when_the_server_says_so(
+    client, server, unix
+) -> None:
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    from mtlsauth.adapters import UNIX_PEER
+    from mtlsauth.adapters.django import request_peer
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/whoami",
+        "raw_path": b"/whoami",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "client": client,
+        "server": server,
+    }
+    peer = request_peer(ASGIRequest(scope, io.BytesIO()))
+    assert (peer is UNIX_PEER) is unix
+    assert peer is UNIX_PEER or peer is None

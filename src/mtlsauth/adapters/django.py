@@ -57,9 +57,11 @@ from django.http import HttpRequest, HttpResponse
 
 from mtlsauth._config import Config, config_from_mapping, load_config
 from mtlsauth._errors import MTLSAuthError
-from mtlsauth._guard import Decision, Guard, problem_body, problem_headers
+from mtlsauth._guard import AmbiguousRequest, Decision, Guard, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._types import Presented
+from mtlsauth.adapters.asgi import _peer as asgi_peer
+from mtlsauth.adapters.wsgi import _peer as wsgi_peer
 from mtlsauth.adapters.wsgi import presented_from_environ
 
 if TYPE_CHECKING:
@@ -182,14 +184,50 @@ def problem_response(error: MTLSAuthError) -> HttpResponse:
     return response
 
 
-def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, ...]) -> Presented:
+def request_peer(request: HttpRequest) -> str | None:
+    """The socket peer of a Django request: an address, ``UNIX_PEER``, or ``None``.
+
+    Under ASGI from the scope (``client``, or uvicorn's ``server=(path, None)`` for a Unix
+    socket), under WSGI from the environ (``REMOTE_ADDR``, or the family of the server's
+    socket). ``None`` is an unknown peer, which is never a trusted proxy.
+    """
+    scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
+    if isinstance(scope, dict):
+        return asgi_peer(scope)
+    return wsgi_peer(request.META)
+
+
+def request_target(request: HttpRequest) -> tuple[str, bytes | str | None]:
+    """(the path Django resolves, the raw request target when the server exposes it)."""
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, dict):
+        raw = scope.get("raw_path")
+        return request.path_info or "/", raw if isinstance(raw, bytes) else None
     meta = request.META
-    presented = presented_from_environ(meta, request.path, request.method, header_keys=keys)
+    raw = meta.get("RAW_URI") or meta.get("REQUEST_URI")
+    return request.path_info or "/", raw if isinstance(raw, str) else None
+
+
+def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, ...]) -> Presented:
+    """The ``Presented`` of a Django request (WSGI environ, or the ASGI TLS extension).
+
+    Raises:
+        AmbiguousRequest: ``request_malformed`` when the server passed a certificate of a
+            type that is not text.
+    """
+    meta = request.META
+    path = request.path_info or "/"
+    peer = request_peer(request)
+    presented = presented_from_environ(meta, path, request.method, header_keys=keys, peer=peer)
     scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
     if isinstance(scope, dict) and not presented.tls_chain:
         tls = (scope.get("extensions") or {}).get("tls")
         if isinstance(tls, dict):
             chain = tuple(tls.get("client_cert_chain") or ())
+            if not all(isinstance(c, str | bytes) for c in chain):
+                raise AmbiguousRequest(
+                    "the server passed a certificate that is not text", code="request_malformed"
+                )
             error = tls.get("client_cert_error")
             presented = Presented(
                 presented.peer,
@@ -206,8 +244,10 @@ class MTLSMiddleware:
     """Django middleware: verify the client certificate of every request.
 
     Configured from ``settings.MTLSAUTH`` (mode, routes, exempt paths, trust, policy,
-    forwarding); routes and exempt paths match ``request.path`` (the script prefix plus the
-    path Django resolves). With ``MTLSBackend`` in ``AUTHENTICATION_BACKENDS`` it sets
+    forwarding); routes and exempt paths match ``request.path_info``, the path Django
+    resolves (without the script prefix). With routes or exempt paths configured, a raw
+    target (``RAW_URI``, ``REQUEST_URI`` or the ASGI ``raw_path``) with more than one reading
+    is refused with 400 ``ambiguous_path``. With ``MTLSBackend`` in ``AUTHENTICATION_BACKENDS`` it sets
     ``request.user``; place it after ``AuthenticationMiddleware`` when that is used too.
 
     Raises:
@@ -224,16 +264,23 @@ class MTLSMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         guard = get_guard()
         keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.strip_names))
-        path = request.path
+        path, raw = request_target(request)
         method = request.method or "GET"
+        peer = request_peer(request)
+        refusal = guard.check_target(raw, path)
+        if refusal is not None:
+            guard.refuse(refusal, peer, path, method)
+            return problem_response(refusal)
         mode, route, exempt = guard.resolve(path, method)
-        peer = request.META.get("REMOTE_ADDR") or None
         if mode == "off":
             decision = guard.skip(mode, route, exempt, peer, path, method)
         else:
-            decision = guard.decide(
-                presented_from_request(request, guard, keys), mode, route, exempt
-            )
+            try:
+                presented = presented_from_request(request, guard, keys)
+            except AmbiguousRequest as exc:
+                decision = guard.refuse(exc, peer, path, method)
+            else:
+                decision = guard.decide(presented, mode, route, exempt)
         if decision.error is not None:
             return problem_response(decision.error)
         if keys and guard.must_strip(peer):

@@ -97,6 +97,8 @@ class ClientCertificateUser:
 
 
 def _failed(error: MTLSAuthError) -> exceptions.APIException:
+    if error.status == 400:
+        return exceptions.ParseError(detail=error.detail, code=error.code)
     if error.status == 403:
         return exceptions.PermissionDenied(detail=error.detail, code=error.code)
     return exceptions.AuthenticationFailed(detail=error.detail, code=error.code)
@@ -111,7 +113,10 @@ class MTLSAuthentication(BaseAuthentication):
         if identity is _UNSET:
             guard = get_guard()
             keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.strip_names))
-            presented = presented_from_request(django_request, guard, keys)
+            try:
+                presented = presented_from_request(django_request, guard, keys)
+            except MTLSAuthError as exc:  # a request the server passed unreadable
+                raise _failed(exc) from None
             decision = guard.decide(presented, "optional", None)
             if decision.error is not None:
                 raise _failed(decision.error)
