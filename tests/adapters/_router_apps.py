@@ -109,7 +109,7 @@ def serve_flask(port: int, root: str, *, mounted: bool = False) -> None:
     run_simple("127.0.0.1", port, served, threaded=True)
 
 
-def serve_django(port: int, root: str) -> None:
+def serve_django(port: int, root: str, *, own_middleware: bool = False) -> None:
     import django
     from django.conf import settings
     from django.http import HttpResponse
@@ -119,6 +119,10 @@ def serve_django(port: int, root: str) -> None:
 
     def view(name: str) -> Any:
         def endpoint(request: Any, **_kw: str) -> HttpResponse:
+            if own_middleware:
+                from mtlsauth.adapters.django import identity_from_request
+
+                return HttpResponse(body(name, identity_from_request(request)))
             return HttpResponse(body(name, identity_from_environ(request.META)))
 
         return endpoint
@@ -129,12 +133,25 @@ def serve_django(port: int, root: str) -> None:
         path("admin/<path:rest>", view("admin")),
         path("<str:account>", view("account")),
     ]
+    mtlsauth = {  # the same rules, for mtlsauth's own Django middleware
+        "trust": {"files": [root]},
+        "policy": {"organizations": ["payments", "admins"]},
+        "forwarded": {
+            "preset": "nginx",
+            "header": "X-SSL-Client-Cert",
+            "trusted_proxies": ["127.0.0.1"],
+        },
+        "mode": "mandatory",
+        "exempt_paths": ["/public/*"],
+        "routes": [{"path": "/admin/*", "policy": {"organizations": ["admins"]}}],
+    }
     settings.configure(
         DEBUG=False,
         SECRET_KEY="test-only",
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF=__name__,
-        MIDDLEWARE=[],
+        MIDDLEWARE=["mtlsauth.adapters.django.MTLSMiddleware"] if own_middleware else [],
+        MTLSAUTH=mtlsauth,
         INSTALLED_APPS=[],
         USE_TZ=True,
     )
@@ -142,7 +159,21 @@ def serve_django(port: int, root: str) -> None:
     from django.core.wsgi import get_wsgi_application
     from gunicorn.app.base import BaseApplication
 
-    application = MTLSMiddleware(get_wsgi_application(), verifier=verifier(root), **CONFIG)
+    application: Any = get_wsgi_application()
+    if own_middleware:
+        # Mounted under a script prefix, as gunicorn's SCRIPT_NAME or a proxy's prefix does.
+        inner = application
+
+        def application(environ: Any, start_response: Any) -> Any:
+            path = environ.get("PATH_INFO", "")
+            if not path.startswith("/v1"):
+                start_response("404 Not Found", [("Content-Length", "0")])
+                return [b""]
+            environ["SCRIPT_NAME"], environ["PATH_INFO"] = "/v1", path[3:]
+            return inner(environ, start_response)
+
+    else:
+        application = MTLSMiddleware(application, verifier=verifier(root), **CONFIG)
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -184,6 +215,8 @@ def main() -> None:
         serve_flask(port, root, mounted=True)
     elif variant == "django":
         serve_django(port, root)
+    elif variant == "django-middleware":
+        serve_django(port, root, own_middleware=True)
     elif variant == "aiohttp":
         serve_aiohttp(port, root)
     else:

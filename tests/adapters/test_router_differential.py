@@ -2,7 +2,8 @@
 
 The same raw request targets go over a raw socket to real servers (uvicorn with Starlette,
 also mounted and under a root_path; werkzeug with Flask; gunicorn with Django; aiohttp), each
-configured alike (see ``_router_apps.py``): ``/public/*`` exempt, ``/admin/*`` for the
+configured alike (see ``_router_apps.py``; Django both behind the WSGI middleware and with
+mtlsauth's own Django middleware under a script prefix): ``/public/*`` exempt, ``/admin/*`` for the
 ``admins`` organization only, every other path mandatory. Whatever the target, no handler
 may run under a weaker mode or policy than its own path was configured for.
 """
@@ -145,6 +146,7 @@ VARIANTS = {
     "flask": b"",
     "flask-mount": b"/v1",
     "django": b"",
+    "django-middleware": b"/v1",
     "aiohttp": b"",
 }
 
