@@ -163,7 +163,7 @@ def load_der(der: bytes) -> x509.Certificate:
         raise _malformed("not a valid X.509 certificate (serial number missing or not positive)")
     try:
         cert = x509.load_der_x509_certificate(der)
-    except (ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - ValueError, x509.InvalidVersion, anything the parser raises
         raise _malformed("not a valid X.509 certificate") from None
     return cert
 

@@ -15,7 +15,14 @@ from typing import Literal
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-__all__ = ["ClientIdentity", "identity_from_certificate", "identity_subject"]
+from mtlsauth._errors import CertificateInvalid
+
+__all__ = [
+    "ClientIdentity",
+    "equivalent_fingerprints",
+    "identity_from_certificate",
+    "identity_subject",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -166,7 +173,29 @@ def identity_from_certificate(
     source: str = "tls",
     der: bytes | None = None,
 ) -> ClientIdentity:
-    """Build a ClientIdentity from an already-verified leaf certificate."""
+    """Build a ClientIdentity from an already-verified leaf certificate.
+
+    Raises:
+        CertificateInvalid: ``certificate_malformed`` when a name or extension cannot be read
+            (cryptography parses them lazily: invalid UTF-8, a duplicate extension, a bad SAN).
+    """
+    try:
+        return _identity(leaf, chain, source, der)
+    except CertificateInvalid:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse failure of outside bytes is malformed
+        raise CertificateInvalid(
+            f"certificate fields cannot be read ({type(exc).__name__})",
+            code="certificate_malformed",
+        ) from None
+
+
+def _identity(
+    leaf: x509.Certificate,
+    chain: tuple[x509.Certificate, ...],
+    source: str,
+    der: bytes | None,
+) -> ClientIdentity:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     raw = der if der is not None else leaf.public_bytes(Encoding.DER)
@@ -230,3 +259,78 @@ def identity_subject(identity: ClientIdentity) -> x509.Name | None:
 
     # A throwaway parse: reading ``certificate.subject`` would cache the Name in the leaf.
     return x509.load_der_x509_certificate(identity.certificate.public_bytes(Encoding.DER)).subject
+
+
+# --- what identifies a certificate ----------------------------------------------------------
+
+# Group orders of the curves a verifier accepts: an ECDSA signature (r, s) is also valid as
+# (r, n - s), so anyone can re-encode a certificate without the CA's key.
+_EC_ORDERS = (
+    0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,  # P-256
+    int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
+        16,
+    ),  # P-384
+    int(
+        "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+        "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+        16,
+    ),  # P-521
+)
+_ECDSA_ALGORITHM_ARC = b"\x06\x08\x2a\x86\x48\xce\x3d\x04\x03"  # 1.2.840.10045.4.3.*
+
+
+def _der_header(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    raw = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _der_header(len(content)) + content
+
+
+def equivalent_fingerprints(der: bytes) -> frozenset[str]:
+    """SHA-256 fingerprints of every encoding of this certificate that still validates.
+
+    What identifies a certificate is its TBSCertificate, the part the CA signed. Around it,
+    the outer encoding can change without the CA's key and still validate: an ECDSA
+    signature's ``s`` may be replaced by ``n - s``, and the signature BIT STRING may claim
+    unused padding bits where the signature ends in zero bits. The result holds the
+    fingerprint of ``der`` itself and of every such encoding (each valid form of the
+    signature with each possible padding), so a fingerprint taken of any of them (the
+    certificate as the CA issued it, or a twin seen in a log) is found. Unparsable input
+    gives just the fingerprint of its bytes.
+    """
+    out = {hashlib.sha256(der).hexdigest()}
+    try:
+        i, _ = _der_item(der, 0)
+        tbs_end = _der_item(der, i)[1]
+        alg_end = _der_item(der, tbs_end)[1]
+        sig_start, sig_end = _der_item(der, alg_end)
+        if der[alg_end] != 0x03 or sig_end != len(der):
+            return frozenset(out)
+        head = der[i:alg_end]  # TBSCertificate and signatureAlgorithm, exactly as signed
+        signature = der[sig_start + 1 : sig_end]
+        signatures = [signature]
+        if der[tbs_end:alg_end][2:11] == _ECDSA_ALGORITHM_ARC:
+            from cryptography.hazmat.primitives.asymmetric.utils import (
+                decode_dss_signature,
+                encode_dss_signature,
+            )
+
+            r, s = decode_dss_signature(signature)
+            signatures += [encode_dss_signature(r, n - s) for n in _EC_ORDERS if 0 < s < n]
+        for sig in signatures:
+            # Unused bits may be claimed only where the last octet's low bits are zero.
+            last = sig[-1] if sig else 1
+            pad = 0
+            while pad < 7 and not (last >> pad) & 1:
+                pad += 1
+            for bits in range(pad + 1):
+                body = head + _tlv(0x03, bytes([bits]) + sig)
+                out.add(hashlib.sha256(_tlv(0x30, body)).hexdigest())
+    except (IndexError, ValueError):
+        pass
+    return frozenset(out)

@@ -8,16 +8,38 @@ extensions, and the clientAuth EKU when an EKU is present. We add what it does n
 a leaf keyUsage, when present, must allow signing (as OpenSSL's ``sslclient`` purpose does),
 and the leaf key must be strong enough (RSA >= 2048 bits, P-256/384/521, Ed25519/Ed448).
 
+The client-certificate profile keeps cryptography's end-entity rules that the relaxed hooks
+would otherwise drop: a leaf keyUsage must not assert keyCertSign, and a SubjectAlternativeName
+must be critical exactly when the subject is empty (RFC 5280 4.2.1.6); with neither a subject
+nor a SAN the certificate names nobody and is refused.
+
+Name constraints bind the names an identity is read from, not only SANs: after cryptography
+has checked the SANs, every CA's constraints are applied to the leaf subject's emailAddress
+values (rfc822Name constraints, RFC 5280 4.2.1.10), to each commonName that reads as a DNS
+name (dNSName constraints) and to each commonName that reads as an IP address (iPAddress
+constraints), permitted and excluded subtrees alike, for every CA on the validated path.
+
+Hostile chains: only presented certificates that can be on a path reach the path builder
+(``select_intermediates``): duplicates, self-issued certificates, non-CA certificates and
+certificates not linked by name to the leaf are dropped, each certificate keeps at most
+``MAX_ISSUER_CANDIDATES`` possible issuers, and at most ``2 * (max_depth + 1)`` certificates
+are kept.
+
 Never ``ExtensionPolicy.permit_all()`` for the leaf: it drops the EKU check and accepts a CA
 certificate, even the trust anchor itself, as a client certificate.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.verification import (
     Criticality,
@@ -29,7 +51,15 @@ from cryptography.x509.verification import (
 
 from mtlsauth._errors import CertificateInvalid
 
-__all__ = ["MIN_RSA_BITS", "check_leaf_key", "validate_path"]
+__all__ = [
+    "MAX_ISSUER_CANDIDATES",
+    "MIN_RSA_BITS",
+    "check_leaf_key",
+    "check_leaf_key_usage",
+    "check_subject_name_constraints",
+    "select_intermediates",
+    "validate_path",
+]
 
 MIN_RSA_BITS = 2048
 _STRONG_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
@@ -37,13 +67,42 @@ _STRONG_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
 def _leaf_key_usage(_policy: object, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
     # TLS client authentication signs CertificateVerify: RFC 5280 4.2.1.3, RFC 8446 4.4.3.
-    if ku is not None and not (ku.digital_signature or ku.key_agreement):
+    if ku is None:
+        return
+    if not (ku.digital_signature or ku.key_agreement):
         raise ValueError("keyUsage does not permit digitalSignature")
+    if ku.key_cert_sign:  # an end entity never signs certificates (RFC 5280 4.2.1.3)
+        raise ValueError("keyUsage asserts keyCertSign on an end-entity certificate")
+
+
+def check_leaf_key_usage(ku: x509.KeyUsage) -> None:
+    """The leaf keyUsage rule for certificates that skip path validation (pins)."""
+    try:
+        _leaf_key_usage(None, None, ku)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise _map_error(str(exc), (), datetime.min) from None
+
+
+def _leaf_san(
+    _policy: object, cert: x509.Certificate, san: x509.SubjectAlternativeName | None
+) -> None:
+    # Presence is optional (CN-only enterprise certificates); criticality is not (RFC 5280
+    # 4.2.1.6): critical when the subject is empty, non-critical otherwise.
+    empty_subject = len(cert.subject) == 0
+    if san is None:
+        if empty_subject:
+            raise ValueError("subjectAltName absent and subject empty: no identity")
+        return
+    critical = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
+    if empty_subject and not critical:
+        raise ValueError("subjectAltName must be critical when the subject is empty")
+    if critical and not empty_subject:
+        raise ValueError("subjectAltName must not be critical when the subject is not empty")
 
 
 _EE_POLICY = (
     ExtensionPolicy.webpki_defaults_ee()
-    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, _leaf_san)
     .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
     .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _leaf_key_usage)
 )
@@ -52,7 +111,12 @@ _CA_POLICY = ExtensionPolicy.webpki_defaults_ca()
 
 def check_leaf_key(leaf: x509.Certificate) -> None:
     """Refuse weak leaf keys, which cryptography's verifier does not check (issuers only)."""
-    key = leaf.public_key()
+    try:
+        key = leaf.public_key()
+    except Exception:  # noqa: BLE001 - UnsupportedAlgorithm, an invalid point, a bad encoding
+        raise CertificateInvalid(
+            "the certificate's public key cannot be read", code="certificate_malformed"
+        ) from None
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
             raise CertificateInvalid(
@@ -92,6 +156,21 @@ _MESSAGE_CODES = (
         "a CA certificate cannot be used as a client certificate",
     ),
     ("keyUsage does not permit", "invalid_usage", "key usage does not allow digital signatures"),
+    (
+        "asserts keyCertSign",
+        "invalid_usage",
+        "key usage allows certificate signing, which a client certificate must not",
+    ),
+    (
+        "subjectAltName must",
+        "certificate_malformed",
+        "subject alternative name criticality does not match the subject (RFC 5280 4.2.1.6)",
+    ),
+    (
+        "subject empty: no identity",
+        "certificate_malformed",
+        "certificate has neither a subject nor a subject alternative name",
+    ),
     ("exceeds max depth", "chain_too_long", "chain is longer than max_depth allows"),
     ("path length constraint", "chain_too_long", "chain violates a CA's path length constraint"),
     (
@@ -113,6 +192,9 @@ _MESSAGE_CODES = (
     ("name constraint", "untrusted_issuer", "certificate violates a CA's name constraints"),
     ("too weak", "untrusted_issuer", "an issuing CA's key is too weak"),
     ("Forbidden public key", "untrusted_issuer", "an issuing CA's key algorithm is not allowed"),
+    ("duplicate extension", "certificate_malformed", "a certificate repeats an extension"),
+    ("error parsing", "certificate_malformed", "a certificate field cannot be parsed"),
+    ("verifier error: ValueError", "certificate_malformed", "a certificate field cannot be parsed"),
 )
 
 
@@ -129,6 +211,261 @@ def _map_error(
     return CertificateInvalid("no valid path to a trusted CA", code="untrusted_issuer")
 
 
+# --- which presented certificates may take part in path building ---------------------------
+
+MAX_ISSUER_CANDIDATES = 3  # possible issuers kept per certificate (cross-signing, key rollover)
+
+_NameKey = tuple[tuple[tuple[str, str], ...], ...]
+
+
+def _name_key(name: x509.Name) -> _NameKey:
+    # Looser than any matching a path builder does (case and inner whitespace folded), so a
+    # certificate the builder could link is never dropped; the builder still decides.
+    return tuple(
+        tuple(sorted((a.oid.dotted_string, " ".join(str(a.value).casefold().split())) for a in rdn))
+        for rdn in name.rdns
+    )
+
+
+def _key_ids(cert: x509.Certificate) -> tuple[bytes | None, bytes | None]:
+    """(subjectKeyIdentifier, authorityKeyIdentifier.keyIdentifier), None when absent."""
+    ski = aki = None
+    for ext in cert.extensions:
+        value = ext.value
+        if isinstance(value, x509.SubjectKeyIdentifier):
+            ski = value.digest
+        elif isinstance(value, x509.AuthorityKeyIdentifier):
+            aki = value.key_identifier
+    return ski, aki
+
+
+class _Candidate:
+    __slots__ = ("aki", "cert", "issuer", "ski", "subject")
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self.cert = cert
+        self.subject = _name_key(cert.subject)
+        self.issuer = _name_key(cert.issuer)
+        self.ski, self.aki = _key_ids(cert)
+
+
+def _usable_ca(cert: x509.Certificate) -> bool:
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except Exception:  # noqa: BLE001 - absent or unreadable: it cannot be an issuer
+        return False
+    return bc.ca
+
+
+def select_intermediates(
+    leaf: x509.Certificate,
+    presented: Sequence[x509.Certificate],
+    configured: Sequence[x509.Certificate] = (),
+    *,
+    max_depth: int,
+) -> list[x509.Certificate]:
+    """The certificates that may sit on a path from ``leaf``, in the order to try them.
+
+    A hostile client can present many look-alike CAs to make path building expensive. Kept:
+    CA certificates (basicConstraints cA) that are not self-issued (a root comes from the
+    trust store, never from the client), one per (subject, issuer, key), reachable from the
+    leaf by issuer -> subject name links, at most ``MAX_ISSUER_CANDIDATES`` per certificate
+    (a candidate whose subjectKeyIdentifier contradicts the child's authorityKeyIdentifier
+    cannot be its issuer, as OpenSSL also holds), at most ``max_depth + 1`` links above the leaf
+    and at most ``2 * (max_depth + 1)`` certificates in all.
+    Configured intermediates come before presented ones.
+    """
+    leaf_der = leaf.public_bytes(Encoding.DER)
+    pool: list[_Candidate] = []
+    seen: set[object] = set()
+    for cert in (*configured, *presented):
+        der = cert.public_bytes(Encoding.DER)
+        if der == leaf_der or der in seen:
+            continue
+        seen.add(der)
+        try:
+            if not _usable_ca(cert):
+                continue
+            cand = _Candidate(cert)
+            spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        except Exception:  # noqa: BLE001 - unreadable: it cannot be on a valid path
+            continue
+        if cand.subject == cand.issuer:
+            continue  # self-issued: a root (anchors come from the store) or a loop
+        identity = (cand.subject, cand.issuer, spki)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        pool.append(cand)
+    # One level beyond max_depth, so a path that is merely too long is reported as such.
+    levels = max_depth + 1
+    limit = 2 * levels
+    if not pool:
+        return []
+    try:
+        frontier = [_Candidate(leaf)]
+    except Exception:  # noqa: BLE001 - the path builder reports the unreadable leaf
+        return []
+    chosen: list[_Candidate] = []
+    depth = 0
+    while frontier and depth < levels and len(chosen) < limit:
+        depth += 1
+        nxt: list[_Candidate] = []
+        for child in frontier:
+            issuers = [
+                c
+                for c in pool
+                if c.subject == child.issuer
+                and not (child.aki is not None and c.ski is not None and c.ski != child.aki)
+            ]
+            # Candidates whose key identifier matches first, then the rest in order.
+            issuers.sort(key=lambda c: child.aki is None or c.ski != child.aki)
+            for cand in issuers[:MAX_ISSUER_CANDIDATES]:
+                if cand not in chosen and len(chosen) < limit:
+                    chosen.append(cand)
+                    nxt.append(cand)
+        frontier = nxt
+    return [c.cert for c in chosen]
+
+
+# --- name constraints on names read from the subject -----------------------------------
+
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})  # IDNA label separators
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text.translate(_DOTS)).casefold().rstrip(".")
+
+
+def _cn_as_ip(cn: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = cn.strip()
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    if text and all(ch in "0123456789abcdefxABCDEFX." for ch in text):
+        try:  # what lenient parsers make of "010.1", "0x7f.1", "2130706433"
+            return ipaddress.IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    return None
+
+
+def _cn_as_dns(cn: str) -> str | None:
+    text = cn.strip().translate(_DOTS).rstrip(".")
+    if "." not in text or any(ch.isspace() or ch in "@/:\\" for ch in text):
+        return None
+    return text
+
+
+def _dns_within(name: str, base: str, *, strict: bool) -> bool:
+    """RFC 5280 4.2.1.10 dNSName matching; ``strict`` = only exact ASCII (permitted subtrees)."""
+    if strict:
+        if not name.isascii():
+            return False
+        name, base = name.lower().rstrip("."), base.lower().rstrip(".")
+    else:
+        name, base = _fold(name), _fold(base)
+    if not base:
+        return True
+    if base.startswith("."):
+        return name.endswith(base)
+    return name == base or name.endswith("." + base)
+
+
+def _email_within(address: str, base: str, *, strict: bool) -> bool:
+    """RFC 5280 4.2.1.10 rfc822Name matching: a mailbox, a host, or '.domain' for subdomains."""
+    if strict and not address.isascii():
+        return False
+    local, at, host = address.rpartition("@")
+    if not at:
+        return False
+    if "@" in base:
+        b_local, _, b_host = base.rpartition("@")
+        if strict:
+            return local == b_local and host.lower() == b_host.lower()
+        return _fold(local) == _fold(b_local) and _fold(host) == _fold(b_host)
+    if base.startswith("."):
+        return _dns_within(host, base, strict=strict) and (
+            _fold(host) != _fold(base[1:]) if not strict else host.lower() != base[1:].lower()
+        )
+    if strict:
+        return host.lower() == base.lower()
+    return _fold(host) == _fold(base)
+
+
+def _subject_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName], object]]:
+    names: list[tuple[type[x509.GeneralName], object]] = []
+    subject = leaf.subject
+    for attr in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
+        value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
+        names.append((x509.RFC822Name, value))
+    for attr in subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
+        ip = _cn_as_ip(value)
+        if ip is not None:
+            names.append((x509.IPAddress, ip))
+            continue
+        dns = _cn_as_dns(value)
+        if dns is not None:
+            names.append((x509.DNSName, dns))
+    return names
+
+
+def _within(
+    kind: type[x509.GeneralName], name: object, subtree: x509.GeneralName, *, strict: bool
+) -> bool:
+    if kind is x509.IPAddress:
+        net = subtree.value
+        return (
+            isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network)
+            and isinstance(name, ipaddress.IPv4Address | ipaddress.IPv6Address)
+            and name.version == net.version
+            and name in net
+        )
+    assert isinstance(name, str) and isinstance(subtree.value, str)
+    if kind is x509.DNSName:
+        return _dns_within(name, subtree.value, strict=strict)
+    return _email_within(name, subtree.value, strict=strict)
+
+
+def check_subject_name_constraints(chain: Sequence[x509.Certificate]) -> None:
+    """Apply every CA's name constraints to the names read from the leaf's subject.
+
+    Raises:
+        CertificateInvalid: ``untrusted_issuer`` when a name falls outside a CA's permitted
+            subtrees of its kind, or inside an excluded one.
+    """
+    if len(chain) < 2:
+        return
+    try:
+        names = _subject_names(chain[0])
+        constraints = []
+        for ca in chain[1:]:
+            try:
+                nc = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+            except x509.ExtensionNotFound:
+                continue
+            constraints.append(nc)
+    except Exception:  # noqa: BLE001 - unreadable names cannot be shown to satisfy constraints
+        raise CertificateInvalid(
+            "certificate names cannot be read", code="certificate_malformed"
+        ) from None
+    if not names or not constraints:
+        return
+    for nc in constraints:
+        for kind, name in names:
+            permitted = [t for t in nc.permitted_subtrees or () if isinstance(t, kind)]
+            if permitted and not any(_within(kind, name, t, strict=True) for t in permitted):
+                raise CertificateInvalid(_NC_DETAIL, code="untrusted_issuer")
+            excluded = [t for t in nc.excluded_subtrees or () if isinstance(t, kind)]
+            if any(_within(kind, name, t, strict=False) for t in excluded):
+                raise CertificateInvalid(_NC_DETAIL, code="untrusted_issuer")
+
+
+_NC_DETAIL = "certificate violates a CA's name constraints (a name in its subject)"
+
+
 def validate_path(
     store: Store,
     leaf: x509.Certificate,
@@ -137,26 +474,64 @@ def validate_path(
     at: datetime,
     max_depth: int,
     clock_skew_s: float,
+    configured: Sequence[x509.Certificate] = (),
 ) -> list[x509.Certificate]:
     """Return the validated chain (leaf first, ending at the anchor) or raise CertificateInvalid.
 
+    ``intermediates`` are what the client presented, ``configured`` the operator's known
+    intermediates; only those ``select_intermediates`` keeps reach the path builder.
     A validity failure is retried once with the clock moved by ``clock_skew_s`` in the
     forgiving direction, so skew only ever costs time on the failure path.
     """
+    candidates = select_intermediates(leaf, intermediates, configured, max_depth=max_depth)
     try:
-        return _verify(store, leaf, intermediates, at, max_depth)
+        chain = _verify(store, leaf, candidates, at, max_depth)
     except VerificationError as exc:
-        err = _map_error(str(exc), (leaf, *intermediates), at)
+        err = _map_error(str(exc), (leaf, *candidates), at)
+        if err.code == "chain_too_long" and "max depth" in str(exc):
+            err = _depth_error(store, leaf, candidates, at, max_depth, err)
+    else:
+        check_subject_name_constraints(chain)
+        return chain
     if clock_skew_s and err.code in ("certificate_expired", "certificate_not_yet_valid"):
         from datetime import timedelta
 
         shift = timedelta(seconds=clock_skew_s)
         retry_at = at - shift if err.code == "certificate_expired" else at + shift
         try:
-            return _verify(store, leaf, intermediates, retry_at, max_depth)
+            chain = _verify(store, leaf, candidates, retry_at, max_depth)
         except VerificationError:
             pass
+        else:
+            check_subject_name_constraints(chain)
+            return chain
     raise err
+
+
+def _depth_error(
+    store: Store,
+    leaf: x509.Certificate,
+    candidates: Sequence[x509.Certificate],
+    at: datetime,
+    max_depth: int,
+    err: CertificateInvalid,
+) -> CertificateInvalid:
+    """Tell a chain that is too long from one that loops or never reaches an anchor.
+
+    A loop-free path uses each candidate at most once, so a builder allowed one more
+    intermediate than there are candidates either finds the (too long) path or proves that
+    none exists.
+    """
+    deeper = len(candidates) + 1
+    if deeper <= max_depth:
+        return CertificateInvalid("no valid path to a trusted CA", code="untrusted_issuer")
+    try:
+        _verify(store, leaf, candidates, at, min(deeper, 255))
+    except VerificationError as exc:
+        if "max depth" in str(exc):
+            return CertificateInvalid("no valid path to a trusted CA", code="untrusted_issuer")
+        return _map_error(str(exc), (leaf, *candidates), at)
+    return err
 
 
 def _verify(

@@ -10,7 +10,9 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mtlsauth._identity import ClientIdentity, identity_subject
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from mtlsauth._identity import ClientIdentity, equivalent_fingerprints, identity_subject
 from mtlsauth._names import (
     _HEX,
     _Address,
@@ -299,11 +301,20 @@ def _fingerprint_check(allowed: frozenset[str]) -> _Check:
 
 
 def _deny_fingerprint_check(denied: frozenset[str]) -> _Check:
+    # A deny-list names a certificate, not one encoding of it: every re-encoding that still
+    # validates (ECDSA s -> n - s, signature padding bits) is denied with the original.
     def check(identity: ClientIdentity) -> str | None:
         fp = identity.fingerprint_sha256
         if fp is None:  # fail closed: cannot prove the certificate is not the denied one
             return "certificate fingerprint unknown, deny-list cannot be checked"
-        return "certificate fingerprint is deny-listed" if fp.lower() in denied else None
+        if fp.lower() in denied:
+            return "certificate fingerprint is deny-listed"
+        cert = identity.certificate
+        if cert is not None:
+            twins = equivalent_fingerprints(cert.public_bytes(Encoding.DER))
+            if not twins.isdisjoint(denied):
+                return "certificate fingerprint is deny-listed (a re-encoding of it)"
+        return None
 
     return check
 

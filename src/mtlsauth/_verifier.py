@@ -27,7 +27,7 @@ from mtlsauth._errors import (
 )
 from mtlsauth._identity import ClientIdentity, identity_from_certificate
 from mtlsauth._observe import cache_missed
-from mtlsauth._pathvalidation import check_leaf_key, validate_path
+from mtlsauth._pathvalidation import check_leaf_key, check_leaf_key_usage, validate_path
 from mtlsauth._revocation import what_if
 from mtlsauth._truststore import TrustStore
 from mtlsauth._types import Presented, RevocationChecker
@@ -542,7 +542,8 @@ class Verifier:
         leaf, presented_intermediates = certs[0], certs[1:]
         fingerprint = hashlib.sha256(ders[0]).hexdigest()
         if fingerprint in self._pinned_fingerprints():
-            return self._verify_pinned(leaf, ders[0], at, source)
+            identity, until = self._verify_pinned(leaf, ders[0], at, source)
+            return identity, self._revoke_pinned(leaf, presented_intermediates, at, until)
         if self._trust_store is None:
             raise CertificateInvalid(
                 "certificate is not one of the pinned certificates", code="pin_mismatch"
@@ -551,10 +552,11 @@ class Verifier:
         chain = validate_path(
             trust.store,
             leaf,
-            [*presented_intermediates, *self._intermediates, *trust.intermediates],
+            presented_intermediates,
             at=at,
             max_depth=self._max_depth,
             clock_skew_s=self._skew_s,
+            configured=[*self._intermediates, *trust.intermediates],
         )
         check_leaf_key(leaf)
         until = min(c.not_valid_after_utc for c in chain) + timedelta(seconds=self._skew_s)
@@ -569,7 +571,51 @@ class Verifier:
             return self._pinned
         return self._pinned_store.snapshot().fingerprints
 
+    def _revoke_pinned(
+        self,
+        leaf: x509.Certificate,
+        presented: Sequence[x509.Certificate],
+        at: datetime,
+        until: datetime,
+    ) -> datetime:
+        """Revocation wins over a pin: a pinned certificate that also chains to the trust store
+        is checked by the revocation checker like any other.
+
+        A pin that does not chain to the trust store (a self-signed client, RFC 8705
+        ``self_signed_tls_client_auth``) has no CA whose CRL or OCSP answer could be verified:
+        it is revoked by removing the pin, or with ``Policy(deny_fingerprints=...)``.
+        """
+        if self._revocation is None or self._trust_store is None:
+            return until
+        try:
+            chain = validate_path(
+                self._trust_store.snapshot().store,
+                leaf,
+                presented,
+                at=at,
+                max_depth=self._max_depth,
+                clock_skew_s=self._skew_s,
+                configured=self._intermediates,
+            )
+        except CertificateInvalid:
+            return until  # not issued under the trust store: the pin alone vouches for it
+        rev_until = self._check_revocation(chain, at)
+        return until if rev_until is None else min(until, rev_until)
+
     def _verify_pinned(
+        self, leaf: x509.Certificate, der: bytes, at: datetime, source: str
+    ) -> tuple[ClientIdentity, datetime]:
+        try:
+            return self._verify_pinned_fields(leaf, der, at, source)
+        except MTLSAuthError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unreadable extensions: malformed, not a 500
+            raise CertificateInvalid(
+                f"pinned certificate cannot be read ({type(exc).__name__})",
+                code="certificate_malformed",
+            ) from None
+
+    def _verify_pinned_fields(
         self, leaf: x509.Certificate, der: bytes, at: datetime, source: str
     ) -> tuple[ClientIdentity, datetime]:
         skew = timedelta(seconds=self._skew_s)
@@ -599,6 +645,12 @@ class Verifier:
             raise CertificateInvalid(
                 "unparsable extensions", code="certificate_malformed"
             ) from None
+        try:
+            ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            pass
+        else:
+            check_leaf_key_usage(ku)
         check_leaf_key(leaf)
         identity = identity_from_certificate(leaf, (leaf,), source=source, der=der)
         return identity, leaf.not_valid_after_utc + skew
