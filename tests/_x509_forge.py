@@ -68,7 +68,8 @@ def resign(
     """Replace byte strings inside the TBSCertificate (same length) and sign it again with ``key``."""
     tbs, alg, _ = split(cert_der)
     for old, new in replacements:
-        assert len(old) == len(new) and old in tbs, (old, new)
+        assert len(old) == len(new), (old, new)
+        assert old in tbs, old
         tbs = tbs.replace(old, new, 1)
     return assemble(tbs, alg, key.sign(tbs, ec.ECDSA(hashes.SHA256())))
 

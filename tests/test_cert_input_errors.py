@@ -11,12 +11,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-from _x509_forge import der, resign
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _x509_forge import der, resign
 from mtlsauth import CRLSet, MTLSAuthError, Policy, TrustStore, Verifier
 from mtlsauth.testing import CA, self_signed_client_cert
 
@@ -71,7 +71,7 @@ def test_unknown_version_in_an_intermediate_is_malformed(ca: CA) -> None:
 
 def test_trust_bundle_with_unknown_version_is_a_value_error(ca: CA) -> None:
     bad_root = _bad_version(der(ca.certificate), ca.private_key)
-    with pytest.raises(ValueError, match="not a valid X.509 certificate"):
+    with pytest.raises(ValueError, match=r"not a valid X\.509 certificate"):
         TrustStore.from_pem(_pem(bad_root))
     with pytest.raises(ValueError, match="intermediates"):
         Verifier(trust_store=ca.trust_store(), intermediates=[bad_root])

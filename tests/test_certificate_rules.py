@@ -11,13 +11,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from _x509_forge import der, ecdsa_twin, padded_twin, resign
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from _x509_forge import der, ecdsa_twin, padded_twin
 from mtlsauth import CRLSet, MTLSAuthError, Policy, Verifier
 from mtlsauth._identity import equivalent_fingerprints
 from mtlsauth._pathvalidation import MAX_ISSUER_CANDIDATES, select_intermediates
@@ -56,6 +56,13 @@ def _leaf(
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca.private_key.public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     for ext, critical in extensions:
         builder = builder.add_extension(ext, critical=critical)
@@ -217,3 +224,526 @@ def test_negative_cache_of_the_original_does_not_let_the_twin_in(twins: _Twins) 
 def test_equivalent_fingerprints_of_garbage_is_its_own_fingerprint() -> None:
     assert equivalent_fingerprints(b"\x30\x03\x02\x01\x01") == {_fp(b"\x30\x03\x02\x01\x01")}
     assert equivalent_fingerprints(b"") == {_fp(b"")}
+
+
+# --- 2. revocation always wins --------------------------------------------------------------
+
+
+def test_pinned_certificate_under_the_trust_store_is_still_revoked(root: CA) -> None:
+    leaf = root.issue_client_cert(common_name="pinned-and-revoked")
+    crl = root.revoke(leaf)
+    verifier = Verifier(
+        trust_store=root.trust_store(),
+        pinned=[leaf.certificate],
+        revocation=CRLSet.from_pem(crl.bytes()),
+    )
+    assert _code(verifier, leaf.der) == "certificate_revoked"
+
+
+def test_pinned_certificate_under_an_intermediate_is_still_revoked(root: CA) -> None:
+    inter = root.intermediate()
+    leaf = inter.issue_client_cert(common_name="pinned-and-revoked")
+    crls = CRLSet.from_pem(root.crl().bytes() + inter.revoke(leaf).bytes())
+    verifier = Verifier(trust_store=root.trust_store(), pinned=[leaf.certificate], revocation=crls)
+    assert _code(verifier, leaf.chain_der) == "certificate_revoked"
+    # The pin does not need the client to send its intermediate for revocation to apply.
+    configured = Verifier(
+        trust_store=root.trust_store(),
+        pinned=[leaf.certificate],
+        revocation=crls,
+        intermediates=[inter.certificate],
+    )
+    assert _code(configured, leaf.der) == "certificate_revoked"
+
+
+def test_pinned_unrevoked_certificate_under_the_trust_store_is_admitted(root: CA) -> None:
+    leaf = root.issue_client_cert(common_name="pinned-good")
+    verifier = Verifier(
+        trust_store=root.trust_store(),
+        pinned=[leaf.certificate],
+        revocation=CRLSet.from_pem(root.crl().bytes()),
+    )
+    assert verifier.verify(leaf.der).common_name == "pinned-good"
+
+
+def test_self_signed_pin_is_outside_every_crl(root: CA) -> None:
+    # Documented: no CA vouches for a self-signed pin, so no CRL can cover it; remove the
+    # pin, or deny it by fingerprint.
+    pin = self_signed_client_cert(extensions=True)
+    crls = CRLSet.from_pem(root.crl(extra_serials=[pin.certificate.serial_number]).bytes())
+    verifier = Verifier(trust_store=root.trust_store(), pinned=[pin.certificate], revocation=crls)
+    assert verifier.verify(pin.der).common_name == "self-signed client"
+    denied = Verifier(
+        trust_store=root.trust_store(),
+        pinned=[pin.certificate],
+        revocation=crls,
+        policy=Policy(deny_fingerprints={_fp(pin.der)}),
+    )
+    assert _code(denied, pin.der) == "certificate_denied"
+
+
+# --- 3. hostile chains ----------------------------------------------------------------------
+
+
+def _look_alike(
+    of: x509.Certificate,
+    issuer: CA,
+    *,
+    ca: bool = True,
+    self_issued: bool = False,
+    ski: bytes | None = None,
+) -> x509.Certificate:
+    """A CA certificate carrying ``of``'s subject (and optionally its SKI) with a new key."""
+    key = ec.generate_private_key(ec.SECP521R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(of.subject)
+        .issuer_name(of.subject if self_issued else issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(
+            x509.SubjectKeyIdentifier(ski)
+            if ski is not None
+            else x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+            critical=False,
+        )
+    )
+    signer = key if self_issued else issuer.private_key
+    return builder.sign(signer, hashes.SHA256())  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def hostile(root: CA) -> tuple[CA, CA, x509.Certificate, list[x509.Certificate]]:
+    inter = root.intermediate()
+    leaf = inter.issue_client_cert(common_name="hostile").certificate
+    ski = inter.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    fakes = [_look_alike(inter.certificate, root, ski=ski.digest) for _ in range(15)]
+    return root, inter, leaf, fakes
+
+
+def test_look_alikes_are_capped_per_certificate(
+    hostile: tuple[CA, CA, x509.Certificate, list[x509.Certificate]],
+) -> None:
+    _, inter, leaf, fakes = hostile
+    kept = select_intermediates(leaf, [*fakes, inter.certificate], max_depth=8)
+    assert len(kept) == MAX_ISSUER_CANDIDATES
+    assert kept == fakes[:MAX_ISSUER_CANDIDATES]
+
+
+def test_look_alike_chain_is_refused_and_genuine_configured_intermediate_still_works(
+    hostile: tuple[CA, CA, x509.Certificate, list[x509.Certificate]],
+) -> None:
+    root, inter, leaf, fakes = hostile
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    assert _code(verifier, [leaf, *fakes]) == "untrusted_issuer"
+    configured = Verifier(
+        trust_store=root.trust_store(), intermediates=[inter.certificate], cache_size=0
+    )
+    assert configured.verify([leaf, *fakes]).common_name == "hostile"
+
+
+def test_look_alikes_with_another_key_id_are_dropped(root: CA) -> None:
+    inter = root.intermediate()
+    leaf = inter.issue_client_cert(common_name="by-key-id").certificate
+    fakes = [_look_alike(inter.certificate, root) for _ in range(6)]
+    assert select_intermediates(leaf, [*fakes, inter.certificate], max_depth=8) == [
+        inter.certificate
+    ]
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    assert verifier.verify([leaf, *fakes, inter.certificate]).common_name == "by-key-id"
+
+
+def test_duplicates_non_cas_self_issued_and_unrelated_certificates_are_dropped(root: CA) -> None:
+    inter = root.intermediate()
+    client = inter.issue_client_cert(common_name="pruned")
+    leaf = client.certificate
+    other = CA().intermediate()
+    junk = [
+        leaf,  # the leaf again
+        inter.certificate,
+        inter.certificate,  # a duplicate
+        root.certificate,  # self-signed: anchors come from the store
+        _look_alike(inter.certificate, root, self_issued=True),
+        _look_alike(inter.certificate, root, ca=False),  # not a CA
+        other.certificate,  # not linked by name to the leaf
+        inter.issue_client_cert().certificate,  # a leaf
+    ]
+    assert select_intermediates(leaf, junk, max_depth=8) == [inter.certificate]
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    assert verifier.verify(junk[:1] + junk).common_name == "pruned"
+
+
+def test_selection_is_capped_by_max_depth(root: CA) -> None:
+    cas = [root]
+    for _ in range(6):
+        cas.append(cas[-1].intermediate())
+    leaf = cas[-1].issue_client_cert(common_name="deep").certificate
+    chain = [c.certificate for c in reversed(cas[1:])]
+    assert len(select_intermediates(leaf, chain, max_depth=2)) == 3  # one level beyond, to tell
+    verifier = Verifier(trust_store=root.trust_store(), max_depth=2, cache_size=0)
+    assert _code(verifier, [leaf, *chain]) == "chain_too_long"
+    deep_enough = Verifier(trust_store=root.trust_store(), max_depth=6, cache_size=0)
+    assert deep_enough.verify([leaf, *chain]).common_name == "deep"
+
+
+# --- 6. error codes that misreported the cause ---------------------------------------------
+
+
+def test_unknown_ca_with_its_own_root_is_untrusted_issuer(root: CA) -> None:
+    other = CA(organization="Unknown Corp")
+    inter = other.intermediate()
+    leaf = inter.issue_client_cert()
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    bundle = [*leaf.chain_der, der(other.certificate)]
+    assert _code(verifier, bundle) == "untrusted_issuer"
+    assert _code(verifier, [leaf.der, der(other.certificate)]) == "untrusted_issuer"
+
+
+def test_a_loop_of_cross_issued_cas_is_untrusted_issuer(root: CA) -> None:
+    # A is issued by B's name and B by A's name: the builder can walk in circles.
+    key_a = ec.generate_private_key(ec.SECP256R1())
+    key_b = ec.generate_private_key(ec.SECP256R1())
+    name_a, name_b = _cn("Loop A"), _cn("Loop B")
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def ca_cert(
+        subject: x509.Name,
+        issuer: x509.Name,
+        key: ec.EllipticCurvePrivateKey,
+        signer: ec.EllipticCurvePrivateKey,
+    ) -> x509.Certificate:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_CA_KEY_USAGE, critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+                critical=False,
+            )
+            .sign(signer, hashes.SHA256())
+        )
+
+    a = ca_cert(name_a, name_b, key_a, key_b)
+    b = ca_cert(name_b, name_a, key_b, key_a)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_cn("looped"))
+        .issuer_name(name_a)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key_a, hashes.SHA256())
+    )
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    assert _code(verifier, [leaf, a, b]) == "untrusted_issuer"
+    small = Verifier(trust_store=root.trust_store(), max_depth=1, cache_size=0)
+    assert _code(small, [leaf, a, b]) == "untrusted_issuer"
+
+
+# --- 5. client-certificate profile ----------------------------------------------------------
+
+_SAN = x509.SubjectAlternativeName([x509.DNSName("client.example.com")])
+_EMPTY = x509.Name([])
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("subject", "extensions", "code"),
+    [
+        pytest.param(
+            _cn("c"), [(_key_usage(cert_sign=True), True)], "invalid_usage", id="keyCertSign"
+        ),
+        pytest.param(
+            _cn("c"), [(_key_usage(cert_sign=False), True)], None, id="digitalSignature only"
+        ),
+        pytest.param(
+            _EMPTY, [(_SAN, False)], "certificate_malformed", id="empty subject, SAN not critical"
+        ),
+        pytest.param(_cn("c"), [(_SAN, True)], "certificate_malformed", id="subject, SAN critical"),
+        pytest.param(_EMPTY, [], "certificate_malformed", id="empty subject, no SAN"),
+        pytest.param(_EMPTY, [(_SAN, True)], None, id="empty subject, SAN critical"),
+        pytest.param(_cn("c"), [(_SAN, False)], None, id="subject, SAN not critical"),
+        pytest.param(_cn("c"), [], None, id="subject, no SAN"),
+    ],
+)
+def test_client_certificate_profile(
+    root: CA,
+    subject: x509.Name,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+    code: str | None,
+) -> None:
+    leaf = _leaf(root, subject=subject, extensions=extensions)
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    if code is None:
+        assert verifier.verify(leaf).subject == subject.rfc4514_string()
+    else:
+        assert _code(verifier, leaf) == code
+
+
+def test_pinned_certificate_with_key_cert_sign_is_refused() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_cn("pinned signer"))
+        .issuer_name(_cn("pinned signer"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    assert _code(Verifier(pinned=[cert]), der(cert)) == "invalid_usage"
+
+
+# --- 5. name constraints bind the names an identity is read from ---------------------------
+
+
+def _constrained(
+    root: CA,
+    permitted: list[x509.GeneralName] | None = None,
+    excluded: list[x509.GeneralName] | None = None,
+) -> CA:
+    return root.intermediate(
+        name_constraints=x509.NameConstraints(
+            permitted_subtrees=permitted, excluded_subtrees=excluded
+        )
+    )
+
+
+def _email_subject(address: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "mail user"),
+            x509.NameAttribute(NameOID.EMAIL_ADDRESS, address),
+        ]
+    )
+
+
+_DNS_OK = [x509.DNSName("example.com")]
+_MAIL_OK = [x509.RFC822Name("example.com")]
+_IP_OK = [x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))]
+
+
+@pytest.mark.parametrize(
+    ("permitted", "excluded", "subject", "admitted"),
+    [
+        # e-mail constraints apply to the subject's emailAddress (RFC 5280 4.2.1.10)
+        pytest.param(
+            _MAIL_OK, None, _email_subject("evil@attacker.test"), False, id="mail: outside"
+        ),
+        pytest.param(_MAIL_OK, None, _email_subject("ok@example.com"), True, id="mail: inside"),
+        pytest.param(
+            _MAIL_OK, None, _email_subject("ok@sub.example.com"), False, id="mail: host only"
+        ),
+        pytest.param(
+            None,
+            [x509.RFC822Name("attacker.test")],
+            _email_subject("evil@attacker.test"),
+            False,
+            id="mail: excluded",
+        ),
+        pytest.param(
+            None,
+            [x509.RFC822Name("attacker.test")],
+            _email_subject("evil@ATTACKER.test"),
+            False,
+            id="mail: excluded, other case",
+        ),
+        # DNS constraints apply to a CN that reads as a DNS name
+        pytest.param(_DNS_OK, None, _cn("evil.attacker.test"), False, id="dns: outside"),
+        pytest.param(_DNS_OK, None, _cn("evil.attacker.test."), False, id="dns: trailing dot"),
+        pytest.param(
+            _DNS_OK, None, _cn("evil\u3002attacker\u3002test"), False, id="dns: ideographic dots"
+        ),
+        pytest.param(_DNS_OK, None, _cn("api.example.com"), True, id="dns: inside"),
+        pytest.param(_DNS_OK, None, _cn("API.Example.COM"), True, id="dns: inside, other case"),
+        pytest.param(
+            _DNS_OK, None, _cn("notexample.com"), False, id="dns: suffix is not a subtree"
+        ),
+        pytest.param(_DNS_OK, None, _cn("client 1"), True, id="dns: CN that is not a name"),
+        pytest.param(
+            None,
+            [x509.DNSName("attacker.test")],
+            _cn("evil.attacker.test"),
+            False,
+            id="dns: excluded",
+        ),
+        pytest.param(
+            None,
+            [x509.DNSName("attacker.test")],
+            _cn("evil.\uff41ttacker.test"),
+            False,
+            id="dns: excluded, fullwidth letter",
+        ),
+        pytest.param(
+            None,
+            [x509.DNSName("attacker.test")],
+            _cn("good.example.com"),
+            True,
+            id="dns: excluded elsewhere",
+        ),
+        # IP constraints apply to a CN that reads as an IP address
+        pytest.param(_IP_OK, None, _cn("192.168.1.1"), False, id="ip: outside"),
+        pytest.param(_IP_OK, None, _cn("10.1.2.3"), True, id="ip: inside"),
+        pytest.param(_IP_OK, None, _cn("3232235777"), False, id="ip: integer form"),
+        pytest.param(_IP_OK, None, _cn("0xc0.168.1.1"), False, id="ip: hex form"),
+        pytest.param(
+            None,
+            [x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))],
+            _cn("10.9.9.9"),
+            False,
+            id="ip: excluded",
+        ),
+    ],
+)
+def test_name_constraints_bind_san_less_leaves(
+    root: CA,
+    permitted: list[x509.GeneralName] | None,
+    excluded: list[x509.GeneralName] | None,
+    subject: x509.Name,
+    admitted: bool,
+) -> None:
+    inter = _constrained(root, permitted, excluded)
+    leaf = _leaf(inter, subject=subject)
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    chain = [leaf, der(inter.certificate)]
+    if admitted:
+        assert verifier.verify(chain).subject == subject.rfc4514_string()
+    else:
+        assert _code(verifier, chain) == "untrusted_issuer"
+
+
+def test_cn_beside_a_good_san_must_satisfy_dns_constraints(root: CA) -> None:
+    # The identity exposes the CN whether or not a SAN is present: it is bound too.
+    inter = _constrained(root, _DNS_OK)
+    good_san = x509.SubjectAlternativeName([x509.DNSName("ok.example.com")])
+    leaf = _leaf(inter, subject=_cn("evil.attacker.test"), extensions=[(good_san, False)])
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    assert _code(verifier, [leaf, der(inter.certificate)]) == "untrusted_issuer"
+
+
+def test_constraints_of_every_ca_on_the_path_apply(root: CA) -> None:
+    # The root is unconstrained; the upper intermediate is; the issuing one is not.
+    upper = _constrained(root, _DNS_OK)
+    issuing = upper.intermediate()
+    leaf = _leaf(issuing, subject=_cn("evil.attacker.test"))
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    chain = [leaf, der(issuing.certificate), der(upper.certificate)]
+    assert _code(verifier, chain) == "untrusted_issuer"
+    constrained_root = CA(
+        name_constraints=x509.NameConstraints(permitted_subtrees=_MAIL_OK, excluded_subtrees=None)
+    )
+    leaf = _leaf(constrained_root, subject=_email_subject("evil@attacker.test"))
+    verifier = Verifier(trust_store=constrained_root.trust_store(), cache_size=0)
+    assert _code(verifier, leaf) == "untrusted_issuer"
+
+
+@pytest.mark.parametrize("excluded", [False, True])
+def test_directory_name_constraints_are_refused_even_for_san_less_leaves(
+    root: CA, excluded: bool
+) -> None:
+    subtree = [
+        x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "good")]))
+    ]
+    inter = _constrained(root, None if excluded else subtree, subtree if excluded else None)
+    leaf = _leaf(inter, subject=_cn("anyone"))
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    assert _code(verifier, [leaf, der(inter.certificate)]) == "untrusted_issuer"
+
+
+# --- the same verdicts from OpenSSL ---------------------------------------------------------
+
+_OPENSSL = shutil.which("openssl")
+
+
+def _openssl_verify(tmp: Path, root: CA, chain: list[bytes]) -> bool:
+    def pem(data: bytes) -> bytes:
+        return x509.load_der_x509_certificate(data).public_bytes(Encoding.PEM)
+
+    (tmp / "root.pem").write_bytes(root.cert_pem.bytes())
+    (tmp / "untrusted.pem").write_bytes(b"".join(pem(c) for c in chain[1:]) or pem(chain[0]))
+    (tmp / "leaf.pem").write_bytes(pem(chain[0]))
+    assert _OPENSSL is not None
+    args = [
+        _OPENSSL,
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        "sslclient",
+        "-CAfile",
+        str(tmp / "root.pem"),
+    ]
+    if len(chain) > 1:
+        args += ["-untrusted", str(tmp / "untrusted.pem")]
+    done = subprocess.run([*args, str(tmp / "leaf.pem")], capture_output=True, check=False)
+    print(done.stdout.decode(), done.stderr.decode())
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(_OPENSSL is None, reason="the openssl command is not installed")
+@pytest.mark.parametrize(
+    ("case", "admitted"),
+    [
+        ("key_cert_sign", False),
+        ("mail_outside", False),
+        ("mail_inside", True),
+        ("ip_outside", False),
+        ("good", True),
+    ],
+)
+def test_openssl_agrees(root: CA, tmp_path: Path, case: str, admitted: bool) -> None:
+    if case == "key_cert_sign":
+        chain = [_leaf(root, subject=_cn("c"), extensions=[(_key_usage(cert_sign=True), True)])]
+    elif case.startswith("mail"):
+        inter = _constrained(root, _MAIL_OK)
+        address = "evil@attacker.test" if case == "mail_outside" else "ok@example.com"
+        chain = [_leaf(inter, subject=_email_subject(address)), der(inter.certificate)]
+    elif case == "ip_outside":
+        inter = _constrained(root, _IP_OK)
+        chain = [_leaf(inter, subject=_cn("192.168.1.1")), der(inter.certificate)]
+    else:
+        chain = [_leaf(root, subject=_cn("c"))]
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    if case == "ip_outside":
+        # OpenSSL applies IP constraints to SANs only; mtlsauth also to a CN that is an IP.
+        assert _openssl_verify(tmp_path, root, chain) is True
+        assert _code(verifier, chain) == "untrusted_issuer"
+        return
+    assert _openssl_verify(tmp_path, root, chain) is admitted
+    if admitted:
+        assert verifier.verify(chain).issuer
+    else:
+        expected = "invalid_usage" if case == "key_cert_sign" else "untrusted_issuer"
+        assert _code(verifier, chain) == expected

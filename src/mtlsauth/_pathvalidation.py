@@ -38,9 +38,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -264,7 +264,17 @@ def select_intermediates(
     *,
     max_depth: int,
 ) -> list[x509.Certificate]:
-    """The certificates that may sit on a path from ``leaf``, in the order to try them.
+    """The certificates that may sit on a path from ``leaf``, in the order to try them."""
+    return _select(leaf, presented, configured, max_depth)[0]
+
+
+def _select(
+    leaf: x509.Certificate,
+    presented: Sequence[x509.Certificate],
+    configured: Sequence[x509.Certificate],
+    max_depth: int,
+) -> tuple[list[x509.Certificate], bool]:
+    """``select_intermediates``, and whether name links go on beyond ``max_depth + 1`` levels.
 
     A hostile client can present many look-alike CAs to make path building expensive. Kept:
     CA certificates (basicConstraints cA) that are not self-issued (a root comes from the
@@ -288,7 +298,7 @@ def select_intermediates(
                 continue
             cand = _Candidate(cert)
             spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        except Exception:  # noqa: BLE001 - unreadable: it cannot be on a valid path
+        except Exception:  # noqa: BLE001, S112 - unreadable: it cannot be on a valid path
             continue
         if cand.subject == cand.issuer:
             continue  # self-issued: a root (anchors come from the store) or a loop
@@ -301,11 +311,11 @@ def select_intermediates(
     levels = max_depth + 1
     limit = 2 * levels
     if not pool:
-        return []
+        return [], False
     try:
         frontier = [_Candidate(leaf)]
     except Exception:  # noqa: BLE001 - the path builder reports the unreadable leaf
-        return []
+        return [], False
     chosen: list[_Candidate] = []
     depth = 0
     while frontier and depth < levels and len(chosen) < limit:
@@ -325,7 +335,10 @@ def select_intermediates(
                     chosen.append(cand)
                     nxt.append(cand)
         frontier = nxt
-    return [c.cert for c in chosen]
+    deeper = depth >= levels and any(
+        c.subject == f.issuer and c not in chosen for f in frontier for c in pool
+    )
+    return [c.cert for c in chosen], deeper
 
 
 # --- name constraints on names read from the subject -----------------------------------
@@ -423,10 +436,12 @@ def _within(
             and name.version == net.version
             and name in net
         )
-    assert isinstance(name, str) and isinstance(subtree.value, str)
+    value = subtree.value
+    if not isinstance(name, str) or not isinstance(value, str):
+        return False
     if kind is x509.DNSName:
-        return _dns_within(name, subtree.value, strict=strict)
-    return _email_within(name, subtree.value, strict=strict)
+        return _dns_within(name, value, strict=strict)
+    return _email_within(name, value, strict=strict)
 
 
 def check_subject_name_constraints(chain: Sequence[x509.Certificate]) -> None:
@@ -483,12 +498,12 @@ def validate_path(
     A validity failure is retried once with the clock moved by ``clock_skew_s`` in the
     forgiving direction, so skew only ever costs time on the failure path.
     """
-    candidates = select_intermediates(leaf, intermediates, configured, max_depth=max_depth)
+    candidates, deeper = _select(leaf, intermediates, configured, max_depth)
     try:
         chain = _verify(store, leaf, candidates, at, max_depth)
     except VerificationError as exc:
         err = _map_error(str(exc), (leaf, *candidates), at)
-        if err.code == "chain_too_long" and "max depth" in str(exc):
+        if err.code == "chain_too_long" and "max depth" in str(exc) and not deeper:
             err = _depth_error(store, leaf, candidates, at, max_depth, err)
     else:
         check_subject_name_constraints(chain)
