@@ -1,4 +1,5 @@
-"""Measurements 1 and 2: the cached hit against its floor, uncached verification against cryptography.
+"""Measurements 1, 2 and 8: the cached hit against its floor, uncached verification against
+cryptography, and a hostile chain against a genuine verification.
 
 1. Cached hit: the same certificate again through ``Verifier.authenticate``, once as an nginx
    header (``$ssl_client_escaped_cert``) from a trusted proxy and once as a TLS peer chain.
@@ -9,6 +10,9 @@
    intermediate -> root), with a CRL for every CA in scope and a policy of three allow-lists,
    against cryptography's ``ClientVerifier.verify`` alone on the same chain: a verifier
    built once, certificates already parsed.
+8. Hostile chain: the client's genuine leaf followed by 15 look-alike P-521 "intermediates"
+   carrying its CA's name and key identifier (each a new key, so every one is a candidate
+   issuer whose signature check fails), against the genuine chain, both uncached.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from _timing import compare, paired_pool_runners, stmt_runner, summarise
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from mtlsauth import CRLSet, ForwardedCert, Policy, Verifier
+from mtlsauth import CRLSet, ForwardedCert, MTLSAuthError, Policy, Verifier
 from mtlsauth._forwarded import encode_forwarded
 from mtlsauth._types import Presented
 
 HIT_TARGET = Target("<=", 2.0)
 UNCACHED_TARGET = Target("<=", 1.15)
+HOSTILE_TARGET = Target("<=", 10.0)
+HOSTILE_LOOK_ALIKES = 15
 PROXY = "127.0.0.1"
 HEADER = "X-SSL-Client-Cert"
 # What a request carries besides the certificate; the verifier has to find its header among them.
@@ -174,8 +180,80 @@ def uncached(ctx: Context) -> list[Row]:
     return rows
 
 
+def look_alikes(h: Hierarchy, count: int = HOSTILE_LOOK_ALIKES) -> list[x509.Certificate]:
+    """The intermediate again (subject, issuer, every extension), each with a new P-521 key."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    inter = h.intermediate.certificate
+    now = dt.datetime.now(dt.timezone.utc)
+    out = []
+    for _ in range(count):
+        key = ec.generate_private_key(ec.SECP521R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(inter.subject)
+            .issuer_name(inter.issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+        )
+        for ext in inter.extensions:  # the same extensions, key identifiers included
+            builder = builder.add_extension(ext.value, critical=ext.critical)
+        out.append(builder.sign(key, hashes.SHA512()))
+    return out
+
+
+def hostile(ctx: Context) -> list[Row]:
+    h = ctx.ec
+    leaf = h.leaf()
+    genuine = list(h.chain_der(leaf))
+    hostile_chain = [der(leaf), *(der(c) for c in look_alikes(h))]
+    verifier = Verifier(trust_store=h.root.trust_store(), policy=policy(), cache_size=0)
+    verifier.verify(genuine)  # the genuine chain must pass, the hostile one must not
+
+    def attempt(chain: list[bytes]) -> None:
+        try:
+            verifier.verify(chain)
+        except MTLSAuthError:
+            return
+        raise RuntimeError("the hostile chain was accepted")
+
+    attempt(hostile_chain)
+    ctx.log("hostile: look-alike chain vs genuine chain, uncached")
+    runners = {
+        "subject": stmt_runner("attempt(c)", {"attempt": attempt, "c": hostile_chain}),
+        "baseline": stmt_runner("verify(c)", {"verify": verifier.verify, "c": genuine}),
+    }
+    samples = compare(runners, ctx.budget)
+    return [
+        ratio_row(
+            "hostile.look_alikes",
+            f"leaf + {HOSTILE_LOOK_ALIKES} look-alike P-521 CAs",
+            summarise(samples, "subject", "baseline"),
+            subject="Verifier.verify(hostile chain), refused, uncached",
+            baseline="Verifier.verify(genuine P-256 chain), uncached",
+            target=HOSTILE_TARGET,
+            unit="x genuine",
+        )
+    ]
+
+
 def run(ctx: Context) -> dict[str, list[Row]]:
-    return {"cached_hit": cached_hit(ctx), "uncached": uncached(ctx)}
+    return {"cached_hit": cached_hit(ctx), "uncached": uncached(ctx), "hostile": hostile(ctx)}
 
 
-__all__ = ["cached_hit", "crlset", "der", "header_request", "policy", "run", "uncached"]
+__all__ = [
+    "cached_hit",
+    "crlset",
+    "der",
+    "header_request",
+    "hostile",
+    "look_alikes",
+    "policy",
+    "run",
+    "uncached",
+]

@@ -36,6 +36,7 @@ MEASUREMENTS = {
     "http": ("5. HTTP overhead (mtls vs bare)", "bench_http"),
     "peers": ("6. peers, same run (how many times faster mtlsauth is)", "bench_peers"),
     "memory": ("7. memory per cached identity", "bench_memory"),
+    "hostile": ("8. hostile chain vs a genuine verification", "bench_verify"),
 }
 TITLES = {k: v[0] for k, v in MEASUREMENTS.items()}
 

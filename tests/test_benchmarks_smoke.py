@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MEASUREMENTS = ("cached_hit", "uncached", "crl", "headers", "http", "peers", "memory")
+MEASUREMENTS = ("cached_hit", "uncached", "crl", "headers", "http", "peers", "memory", "hostile")
 
 
 def test_quick_benchmark_run_reports_every_measurement(tmp_path: Path) -> None:

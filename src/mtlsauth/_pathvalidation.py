@@ -249,6 +249,14 @@ class _Candidate:
         self.ski, self.aki = _key_ids(cert)
 
 
+def _same_ca(cand: _Candidate) -> tuple[_NameKey, _NameKey, bytes] | None:
+    try:
+        spki = cand.cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except Exception:  # noqa: BLE001 - an unreadable key cannot verify anything
+        return None
+    return cand.subject, cand.issuer, spki
+
+
 def _usable_ca(cert: x509.Certificate) -> bool:
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -287,26 +295,20 @@ def _select(
     """
     leaf_der = leaf.public_bytes(Encoding.DER)
     pool: list[_Candidate] = []
-    seen: set[object] = set()
+    seen: set[bytes] = {leaf_der}
     for cert in (*configured, *presented):
         der = cert.public_bytes(Encoding.DER)
-        if der == leaf_der or der in seen:
+        if der in seen:
             continue
         seen.add(der)
         try:
             if not _usable_ca(cert):
                 continue
             cand = _Candidate(cert)
-            spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         except Exception:  # noqa: BLE001, S112 - unreadable: it cannot be on a valid path
             continue
-        if cand.subject == cand.issuer:
-            continue  # self-issued: a root (anchors come from the store) or a loop
-        identity = (cand.subject, cand.issuer, spki)
-        if identity in seen:
-            continue
-        seen.add(identity)
-        pool.append(cand)
+        if cand.subject != cand.issuer:  # self-issued: a root (anchors come from the store)
+            pool.append(cand)
     # One level beyond max_depth, so a path that is merely too long is reported as such.
     levels = max_depth + 1
     limit = 2 * levels
@@ -317,11 +319,13 @@ def _select(
     except Exception:  # noqa: BLE001 - the path builder reports the unreadable leaf
         return [], False
     chosen: list[_Candidate] = []
+    keys: set[tuple[_NameKey, _NameKey, bytes]] = set()
     depth = 0
     while frontier and depth < levels and len(chosen) < limit:
         depth += 1
         nxt: list[_Candidate] = []
         for child in frontier:
+            taken = 0
             issuers = [
                 c
                 for c in pool
@@ -330,10 +334,19 @@ def _select(
             ]
             # Candidates whose key identifier matches first, then the rest in order.
             issuers.sort(key=lambda c: child.aki is None or c.ski != child.aki)
-            for cand in issuers[:MAX_ISSUER_CANDIDATES]:
-                if cand not in chosen and len(chosen) < limit:
-                    chosen.append(cand)
-                    nxt.append(cand)
+            for cand in issuers:
+                if taken >= MAX_ISSUER_CANDIDATES or len(chosen) >= limit:
+                    break
+                if cand in chosen:
+                    taken += 1
+                    continue
+                key = _same_ca(cand)
+                if key is None or key in keys:
+                    continue  # one per (subject, issuer, public key): re-issues add nothing
+                keys.add(key)
+                chosen.append(cand)
+                nxt.append(cand)
+                taken += 1
         frontier = nxt
     deeper = depth >= levels and any(
         c.subject == f.issuer and c not in chosen for f in frontier for c in pool
