@@ -527,6 +527,23 @@ def test_pinned_certificate_with_key_cert_sign_is_refused() -> None:
     assert _code(Verifier(pinned=[cert]), der(cert)) == "invalid_usage"
 
 
+def test_pinned_certificate_with_critical_san_and_a_subject_is_refused() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_cn("pinned"))
+        .issuer_name(_cn("pinned"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(_SAN, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    assert _code(Verifier(pinned=[cert]), der(cert)) == "certificate_malformed"
+
+
 # --- 5. name constraints bind the names an identity is read from ---------------------------
 
 

@@ -55,7 +55,7 @@ __all__ = [
     "MAX_ISSUER_CANDIDATES",
     "MIN_RSA_BITS",
     "check_leaf_key",
-    "check_leaf_key_usage",
+    "check_leaf_profile",
     "check_subject_name_constraints",
     "select_intermediates",
     "validate_path",
@@ -75,10 +75,20 @@ def _leaf_key_usage(_policy: object, _cert: x509.Certificate, ku: x509.KeyUsage 
         raise ValueError("keyUsage asserts keyCertSign on an end-entity certificate")
 
 
-def check_leaf_key_usage(ku: x509.KeyUsage) -> None:
-    """The leaf keyUsage rule for certificates that skip path validation (pins)."""
+def check_leaf_profile(leaf: x509.Certificate) -> None:
+    """The leaf keyUsage and SAN rules, for certificates that skip path validation (pins)."""
+    extensions = leaf.extensions
     try:
-        _leaf_key_usage(None, None, ku)  # type: ignore[arg-type]
+        ku = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        ku = None
+    try:
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    try:
+        _leaf_key_usage(None, leaf, ku)
+        _leaf_san(None, leaf, san)
     except ValueError as exc:
         raise _map_error(str(exc), (), datetime.min) from None
 

@@ -27,7 +27,7 @@ from mtlsauth._errors import (
 )
 from mtlsauth._identity import ClientIdentity, identity_from_certificate
 from mtlsauth._observe import cache_missed
-from mtlsauth._pathvalidation import check_leaf_key, check_leaf_key_usage, validate_path
+from mtlsauth._pathvalidation import check_leaf_key, check_leaf_profile, validate_path
 from mtlsauth._revocation import what_if
 from mtlsauth._truststore import TrustStore
 from mtlsauth._types import Presented, RevocationChecker
@@ -645,12 +645,7 @@ class Verifier:
             raise CertificateInvalid(
                 "unparsable extensions", code="certificate_malformed"
             ) from None
-        try:
-            ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-        except x509.ExtensionNotFound:
-            pass
-        else:
-            check_leaf_key_usage(ku)
+        check_leaf_profile(leaf)
         check_leaf_key(leaf)
         identity = identity_from_certificate(leaf, (leaf,), source=source, der=der)
         return identity, leaf.not_valid_after_utc + skew
