@@ -7,6 +7,7 @@ parser, path validation, pin checks and identity building.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from hypothesis import strategies as st
 from _x509_forge import der, resign
 from mtlsauth import CRLSet, MTLSAuthError, Policy, TrustStore, Verifier
 from mtlsauth.testing import CA, self_signed_client_cert
+
+# More examples for a longer hunt: MTLSAUTH_FUZZ_EXAMPLES=5000 pytest tests/test_cert_input_errors.py
+_EXAMPLES = int(os.environ.get("MTLSAUTH_FUZZ_EXAMPLES", "300"))
 
 _FULL_POLICY = Policy(
     common_names={"client"},
@@ -229,7 +233,7 @@ def fuzz_material() -> tuple[CA, bytes, bytes]:
 
 
 @settings(
-    max_examples=300,
+    max_examples=_EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -275,3 +279,83 @@ def test_subject_email_attribute_with_bad_bytes_is_malformed(ca: CA) -> None:
     forged = resign(leaf, ca.private_key, (b"zz@example.com", b"\xff\xfe@example.com"))  # type: ignore[arg-type]
     verifier = Verifier(trust_store=ca.trust_store(), policy=_FULL_POLICY, cache_size=0)
     assert _refused_with(verifier, forged) == "certificate_malformed"
+
+
+@pytest.fixture(scope="module")
+def constrained_material() -> tuple[CA, CA, bytes, bytes, bytes]:
+    """A root, an intermediate with name constraints, a SAN-less leaf, the CA's DER, a CRL."""
+    import ipaddress
+
+    root = CA()
+    inter = root.intermediate(
+        name_constraints=x509.NameConstraints(
+            permitted_subtrees=[
+                x509.DNSName("example.com"),
+                x509.RFC822Name("example.com"),
+                x509.IPAddress(ipaddress.ip_network("10.0.0.0/8")),
+            ],
+            excluded_subtrees=[x509.DNSName("bad.example.com")],
+        )
+    )
+    leaf = inter.issue_client_cert(
+        subject=x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, "api.example.com"),
+                x509.NameAttribute(NameOID.EMAIL_ADDRESS, "ops@example.com"),
+            ]
+        )
+    ).der
+    crl = x509.load_pem_x509_crl(inter.revoke(inter.issue_client_cert()).bytes())
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return root, inter, leaf, der(inter.certificate), crl.public_bytes(Encoding.DER)
+
+
+def _mutate(data: st.DataObject, blob: bytes, start: int = 0) -> bytes:
+    pos = data.draw(st.integers(min_value=start, max_value=len(blob) - 1))
+    value = data.draw(st.integers(min_value=0, max_value=255))
+    return blob[:pos] + bytes([value]) + blob[pos + 1 :]
+
+
+@settings(
+    max_examples=_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_fuzz_constrained_chain_bundles_and_crls(
+    constrained_material: tuple[CA, CA, bytes, bytes, bytes], data: st.DataObject
+) -> None:
+    from _x509_forge import split
+
+    root, inter, leaf, inter_der, crl_der = constrained_material
+    which = data.draw(st.sampled_from(["ca", "leaf", "raw", "bundle", "crl"]))
+    verifier = Verifier(trust_store=root.trust_store(), policy=_FULL_POLICY, cache_size=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if which == "ca":  # the intermediate altered and signed again by the root
+            tbs = split(inter_der)[0]
+            forged = resign(inter_der, root.private_key, (tbs, _mutate(data, tbs, 4)))  # type: ignore[arg-type]
+            chain: list[bytes] = [leaf, forged]
+        elif which == "leaf":  # the leaf altered and signed again by the intermediate
+            tbs = split(leaf)[0]
+            forged = resign(leaf, inter.private_key, (tbs, _mutate(data, tbs, 4)))  # type: ignore[arg-type]
+            chain = [forged, inter_der]
+        elif which == "raw":  # bytes altered, nothing signed again
+            chain = [_mutate(data, leaf), inter_der]
+        elif which == "bundle":
+            try:
+                TrustStore.from_pem(_pem(_mutate(data, inter_der)))
+            except ValueError:
+                pass
+            return
+        else:
+            try:
+                CRLSet.from_der(_mutate(data, crl_der))
+            except ValueError:
+                pass
+            return
+        try:
+            verifier.verify(chain)
+        except MTLSAuthError:
+            pass

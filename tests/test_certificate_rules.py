@@ -764,3 +764,16 @@ def test_openssl_agrees(root: CA, tmp_path: Path, case: str, admitted: bool) -> 
     else:
         expected = "invalid_usage" if case == "key_cert_sign" else "untrusted_issuer"
         assert _code(verifier, chain) == expected
+
+
+@pytest.mark.parametrize("expired", [True, False])
+def test_an_anchor_outside_its_validity_is_named_as_such(expired: bool) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    if expired:
+        anchor = CA(not_before=now - dt.timedelta(days=10), not_after=now - dt.timedelta(days=1))
+    else:
+        anchor = CA(not_before=now + dt.timedelta(days=1), not_after=now + dt.timedelta(days=10))
+    leaf = anchor.issue_client_cert()
+    verifier = Verifier(trust_store=anchor.trust_store(), cache_size=0)
+    expected = "certificate_expired" if expired else "certificate_not_yet_valid"
+    assert _code(verifier, leaf.der) == expected

@@ -209,11 +209,22 @@ _MESSAGE_CODES = (
 
 
 def _map_error(
-    message: str, presented: Sequence[x509.Certificate], at: datetime
+    message: str,
+    presented: Sequence[x509.Certificate],
+    at: datetime,
+    anchors: Sequence[x509.Certificate] = (),
 ) -> CertificateInvalid:
     if "not valid at validation time" in message:
-        code = _validity_code(presented, at) or "untrusted_issuer"
-        return CertificateInvalid(code.replace("_", " "), code=code)
+        code = _validity_code(presented, at)
+        if code is not None:
+            return CertificateInvalid(code.replace("_", " "), code=code)
+        # An anchor the chain names as its issuer is outside its own validity window.
+        issuers = {c.issuer for c in presented}
+        code = _validity_code([a for a in anchors if a.subject in issuers], at)
+        if code is not None:
+            when = "has expired" if code == "certificate_expired" else "is not valid yet"
+            return CertificateInvalid(f"the trusted CA certificate {when}", code=code)
+        return CertificateInvalid("untrusted issuer", code="untrusted_issuer")
     for needle, code, detail in _MESSAGE_CODES:
         if needle in message:
             return CertificateInvalid(detail, code=code)
@@ -513,11 +524,14 @@ def validate_path(
     max_depth: int,
     clock_skew_s: float,
     configured: Sequence[x509.Certificate] = (),
+    anchors: Sequence[x509.Certificate] = (),
 ) -> list[x509.Certificate]:
     """Return the validated chain (leaf first, ending at the anchor) or raise CertificateInvalid.
 
     ``intermediates`` are what the client presented, ``configured`` the operator's known
     intermediates; only those ``select_intermediates`` keeps reach the path builder.
+    ``anchors`` (the store's certificates) only name the cause of a failure: an anchor
+    outside its validity window is ``certificate_expired``/``not_yet_valid``.
     A validity failure is retried once with the clock moved by ``clock_skew_s`` in the
     forgiving direction, so skew only ever costs time on the failure path.
     """
@@ -525,9 +539,9 @@ def validate_path(
     try:
         chain = _verify(store, leaf, candidates, at, max_depth)
     except VerificationError as exc:
-        err = _map_error(str(exc), (leaf, *candidates), at)
+        err = _map_error(str(exc), (leaf, *candidates), at, anchors)
         if err.code == "chain_too_long" and "max depth" in str(exc) and not deeper:
-            err = _depth_error(store, leaf, candidates, at, max_depth, err)
+            err = _depth_error(store, leaf, candidates, at, max_depth, err, anchors)
     else:
         check_subject_name_constraints(chain)
         return chain
@@ -553,6 +567,7 @@ def _depth_error(
     at: datetime,
     max_depth: int,
     err: CertificateInvalid,
+    anchors: Sequence[x509.Certificate],
 ) -> CertificateInvalid:
     """Tell a chain that is too long from one that loops or never reaches an anchor.
 
@@ -568,7 +583,7 @@ def _depth_error(
     except VerificationError as exc:
         if "max depth" in str(exc):
             return CertificateInvalid("no valid path to a trusted CA", code="untrusted_issuer")
-        return _map_error(str(exc), (leaf, *candidates), at)
+        return _map_error(str(exc), (leaf, *candidates), at, anchors)
     return err
 
 

@@ -29,7 +29,7 @@ from mtlsauth._identity import ClientIdentity, identity_from_certificate
 from mtlsauth._observe import cache_missed
 from mtlsauth._pathvalidation import check_leaf_key, check_leaf_profile, validate_path
 from mtlsauth._revocation import what_if
-from mtlsauth._truststore import TrustStore
+from mtlsauth._truststore import TrustSnapshot, TrustStore
 from mtlsauth._types import Presented, RevocationChecker
 
 if TYPE_CHECKING:
@@ -173,6 +173,7 @@ class Verifier:
     """
 
     __slots__ = (
+        "_anchor_memo",
         "_cache",
         "_cache_ttl",
         "_forwarded",
@@ -247,6 +248,7 @@ class Verifier:
         self._cache = VerificationCache(cache_size)
         self._cache_ttl = float(cache_ttl)
         self._last_tokens: tuple[object, ...] = ()
+        self._anchor_memo: tuple[TrustSnapshot, tuple[x509.Certificate, ...]] | None = None
 
     # -- read-only configuration (build a new Verifier to change it) -----------------------
     @property
@@ -557,6 +559,7 @@ class Verifier:
             max_depth=self._max_depth,
             clock_skew_s=self._skew_s,
             configured=[*self._intermediates, *trust.intermediates],
+            anchors=self._anchors(trust),
         )
         check_leaf_key(leaf)
         until = min(c.not_valid_after_utc for c in chain) + timedelta(seconds=self._skew_s)
@@ -565,6 +568,19 @@ class Verifier:
             if rev_until is not None:
                 until = min(until, rev_until)
         return identity_from_certificate(leaf, tuple(chain), source=source, der=ders[0]), until
+
+    def _anchors(self, trust: TrustSnapshot) -> tuple[x509.Certificate, ...]:
+        """The snapshot's anchors (its certificates that no other one of the set issued).
+
+        Remembered per snapshot; the snapshot itself is held, so the comparison is sound.
+        """
+        memo = self._anchor_memo
+        if memo is not None and memo[0] is trust:
+            return memo[1]
+        below = set(trust.intermediates)
+        anchors = tuple(c for c in trust.certificates if c not in below)
+        self._anchor_memo = (trust, anchors)
+        return anchors
 
     def _pinned_fingerprints(self) -> frozenset[str]:
         if self._pinned_store is None:
