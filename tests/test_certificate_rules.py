@@ -643,6 +643,19 @@ _IP_OK = [x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))]
             False,
             id="ip: excluded",
         ),
+        pytest.param(
+            None,
+            [x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))],
+            _cn("::ffff:10.9.9.9"),
+            False,
+            id="ip: excluded, IPv4-mapped",
+        ),
+        # a CN that reads as an e-mail address, a URL or host:port
+        pytest.param(_MAIL_OK, None, _cn("evil@attacker.test"), False, id="cn mail: outside"),
+        pytest.param(_MAIL_OK, None, _cn("ops@example.com"), True, id="cn mail: inside"),
+        pytest.param(_DNS_OK, None, _cn("https://evil.attacker.test/x"), False, id="dns: URL"),
+        pytest.param(_DNS_OK, None, _cn("evil.attacker.test:443"), False, id="dns: host:port"),
+        pytest.param(_DNS_OK, None, _cn("https://api.example.com/x"), True, id="dns: URL inside"),
     ],
 )
 def test_name_constraints_bind_san_less_leaves(
@@ -777,3 +790,17 @@ def test_an_anchor_outside_its_validity_is_named_as_such(expired: bool) -> None:
     verifier = Verifier(trust_store=anchor.trust_store(), cache_size=0)
     expected = "certificate_expired" if expired else "certificate_not_yet_valid"
     assert _code(verifier, leaf.der) == expected
+
+
+def test_ipv4_mapped_san_meets_ipv4_exclusions(root: CA) -> None:
+    # Policies match ::ffff:10.1.1.1 as 10.1.1.1, so a CA's 10.0.0.0/8 exclusion covers it.
+    inter = _constrained(root, None, [x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))])
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("::ffff:10.1.1.1"))])
+    leaf = _leaf(inter, subject=_cn("mapped"), extensions=[(san, False)])
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    assert _code(verifier, [leaf, der(inter.certificate)]) == "untrusted_issuer"
+    other = x509.SubjectAlternativeName(
+        [x509.IPAddress(ipaddress.ip_address("::ffff:192.168.1.1"))]
+    )
+    leaf = _leaf(inter, subject=_cn("mapped"), extensions=[(other, False)])
+    assert verifier.verify([leaf, der(inter.certificate)]).common_name == "mapped"

@@ -54,9 +54,9 @@ from mtlsauth._errors import CertificateInvalid
 __all__ = [
     "MAX_ISSUER_CANDIDATES",
     "MIN_RSA_BITS",
+    "check_identity_name_constraints",
     "check_leaf_key",
     "check_leaf_profile",
-    "check_subject_name_constraints",
     "select_intermediates",
     "validate_path",
 ]
@@ -399,8 +399,25 @@ def _cn_as_ip(cn: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def _cn_as_dns(cn: str) -> str | None:
-    text = cn.strip().translate(_DOTS).rstrip(".")
-    if "." not in text or any(ch.isspace() or ch in "@/:\\" for ch in text):
+    """The host a CN names when it reads as a DNS name (or a URL, or host:port), else None."""
+    text = cn.strip().translate(_DOTS)
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    for sep in "/?#":
+        text = text.split(sep, 1)[0]
+    text = text.rsplit("@", 1)[-1]
+    if text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    text = text.rstrip(".")
+    if "." not in text or any(ch.isspace() for ch in text):
+        return None
+    return text
+
+
+def _cn_as_email(cn: str) -> str | None:
+    text = cn.strip()
+    local, at, host = text.rpartition("@")
+    if not at or not local or "." not in host or any(ch.isspace() for ch in text):
         return None
     return text
 
@@ -441,7 +458,8 @@ def _email_within(address: str, base: str, *, strict: bool) -> bool:
     return _fold(host) == _fold(base)
 
 
-def _subject_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName], object]]:
+def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName], object]]:
+    """Names an identity is read from that cryptography's constraint checks do not see."""
     names: list[tuple[type[x509.GeneralName], object]] = []
     subject = leaf.subject
     for attr in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
@@ -453,9 +471,21 @@ def _subject_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName],
         if ip is not None:
             names.append((x509.IPAddress, ip))
             continue
+        email = _cn_as_email(value)
+        if email is not None:
+            names.append((x509.RFC822Name, email))
         dns = _cn_as_dns(value)
         if dns is not None:
             names.append((x509.DNSName, dns))
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return names
+    for address in san.get_values_for_type(x509.IPAddress):
+        # Policies match ::ffff:a.b.c.d as a.b.c.d: so must the IPv4 constraints.
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        if mapped is not None:
+            names.append((x509.IPAddress, mapped))
     return names
 
 
@@ -464,11 +494,16 @@ def _within(
 ) -> bool:
     if kind is x509.IPAddress:
         net = subtree.value
-        return (
-            isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network)
-            and isinstance(name, ipaddress.IPv4Address | ipaddress.IPv6Address)
-            and name.version == net.version
-            and name in net
+        if not isinstance(net, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            return False
+        candidates: list[object] = [name]
+        if not strict and isinstance(name, ipaddress.IPv6Address) and name.ipv4_mapped:
+            candidates.append(name.ipv4_mapped)  # an exclusion also covers the mapped form
+        return any(
+            isinstance(a, ipaddress.IPv4Address | ipaddress.IPv6Address)
+            and a.version == net.version
+            and a in net
+            for a in candidates
         )
     value = subtree.value
     if not isinstance(name, str) or not isinstance(value, str):
@@ -478,8 +513,11 @@ def _within(
     return _email_within(name, value, strict=strict)
 
 
-def check_subject_name_constraints(chain: Sequence[x509.Certificate]) -> None:
-    """Apply every CA's name constraints to the names read from the leaf's subject.
+def check_identity_name_constraints(chain: Sequence[x509.Certificate]) -> None:
+    """Apply every CA's name constraints to the names an identity is read from beyond the SANs
+    cryptography checks: the subject's emailAddress values, commonNames that read as an IP
+    address, an e-mail address or a DNS name (a URL's or ``host:port``'s host), and the IPv4
+    form of an IPv4-mapped IPv6 SAN (policies match ``::ffff:10.1.2.3`` as ``10.1.2.3``).
 
     Raises:
         CertificateInvalid: ``untrusted_issuer`` when a name falls outside a CA's permitted
@@ -488,7 +526,7 @@ def check_subject_name_constraints(chain: Sequence[x509.Certificate]) -> None:
     if len(chain) < 2:
         return
     try:
-        names = _subject_names(chain[0])
+        names = _identity_names(chain[0])
         constraints = []
         for ca in chain[1:]:
             try:
@@ -543,7 +581,7 @@ def validate_path(
         if err.code == "chain_too_long" and "max depth" in str(exc) and not deeper:
             err = _depth_error(store, leaf, candidates, at, max_depth, err, anchors)
     else:
-        check_subject_name_constraints(chain)
+        check_identity_name_constraints(chain)
         return chain
     if clock_skew_s and err.code in ("certificate_expired", "certificate_not_yet_valid"):
         from datetime import timedelta
@@ -555,7 +593,7 @@ def validate_path(
         except VerificationError:
             pass
         else:
-            check_subject_name_constraints(chain)
+            check_identity_name_constraints(chain)
             return chain
     raise err
 
