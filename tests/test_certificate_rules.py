@@ -96,13 +96,13 @@ def root() -> CA:
 _Twins = tuple[CA, list[bytes], list[list[bytes]]]
 
 
-def _p384_issued_leaf(root: CA) -> tuple[bytes, bytes]:
-    """(leaf, intermediate) DER: a leaf whose issuing CA has a P-384 key."""
-    key = ec.generate_private_key(ec.SECP384R1())
+def _ec_issued_leaf(root: CA, curve: ec.EllipticCurve) -> tuple[bytes, bytes]:
+    """(leaf, intermediate) DER: a leaf whose issuing CA has a key on ``curve``."""
+    key = ec.generate_private_key(curve)
     now = dt.datetime.now(dt.timezone.utc)
     inter = (
         x509.CertificateBuilder()
-        .subject_name(_cn("P-384 issuing CA"))
+        .subject_name(_cn(f"{curve.name} issuing CA"))
         .issuer_name(root.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -136,7 +136,7 @@ def _p384_issued_leaf(root: CA) -> tuple[bytes, bytes]:
     return der(leaf), der(inter)
 
 
-@pytest.fixture(scope="module", params=["P-256", "P-384"])
+@pytest.fixture(scope="module", params=["P-256", "P-384", "P-521"])
 def twins(request: pytest.FixtureRequest) -> tuple[CA, list[bytes], list[list[bytes]]]:
     """(root, original chain, re-encoded chains): ECDSA s -> n - s, and signature padding."""
     ca = CA()
@@ -144,8 +144,9 @@ def twins(request: pytest.FixtureRequest) -> tuple[CA, list[bytes], list[list[by
         if request.param == "P-256":
             leaf, rest, curve = ca.issue_client_cert(common_name="denied").der, [], "secp256r1"
         else:
-            leaf, inter = _p384_issued_leaf(ca)
-            rest, curve = [inter], "secp384r1"
+            curve_obj = ec.SECP384R1() if request.param == "P-384" else ec.SECP521R1()
+            leaf, inter = _ec_issued_leaf(ca, curve_obj)
+            rest, curve = [inter], curve_obj.name
         padded = padded_twin(leaf)
         if padded is not None:
             break
@@ -219,6 +220,24 @@ def test_negative_cache_of_the_original_does_not_let_the_twin_in(twins: _Twins) 
     for _ in range(2):
         for presented in (original, *found):
             assert _code(verifier, presented) == "certificate_denied"
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()])
+def test_every_curve_order_gives_a_valid_twin_signature(curve: ec.EllipticCurve) -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    from mtlsauth._identity import _EC_ORDERS
+
+    key = ec.generate_private_key(curve)
+    r, s = decode_dss_signature(key.sign(b"tbs", ec.ECDSA(hashes.SHA256())))
+    orders = [n for n in _EC_ORDERS if n.bit_length() == curve.key_size]
+    assert len(orders) == 1
+    key.public_key().verify(
+        encode_dss_signature(r, orders[0] - s), b"tbs", ec.ECDSA(hashes.SHA256())
+    )
 
 
 def test_equivalent_fingerprints_of_garbage_is_its_own_fingerprint() -> None:
