@@ -359,3 +359,12 @@ def test_fuzz_constrained_chain_bundles_and_crls(
             verifier.verify(chain)
         except MTLSAuthError:
             pass
+
+
+def test_token_binding_with_a_non_ascii_thumbprint_is_no_match(ca: CA) -> None:
+    identity = Verifier(trust_store=ca.trust_store()).verify(ca.issue_client_cert().der)
+    thumb = identity.x5t_s256()
+    assert thumb is not None
+    assert identity.matches_token_binding({"x5t#S256": thumb}) is True
+    assert identity.matches_token_binding({"x5t#S256": thumb[:-1] + "\u00e9"}) is False
+    assert identity.matches_token_binding({"x5t#S256": "\ud800"}) is False
