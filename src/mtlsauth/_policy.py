@@ -54,7 +54,10 @@ class Policy:
             case-insensitive) or ``@example.com`` for the whole domain.
         ip_addresses: IP SANs: addresses or CIDR networks, IPv4 or IPv6.
         fingerprints: SHA-256 of the leaf's DER, hex in any case, colons or spaces optional.
-        deny_fingerprints: SHA-256 fingerprints refused outright.
+            Exact bytes: a re-encoding of an allowed certificate is not admitted.
+        deny_fingerprints: SHA-256 fingerprints refused outright. A listed certificate is
+            refused in every encoding that validates (an ECDSA signature's ``s`` replaced by
+            ``n - s``, signature padding bits), whichever of them was fingerprinted.
         deny_serials: Serial numbers refused outright: ``int``, ``"0x1f2e"`` or
             ``"1f:2e"`` (a bare digit string is refused as ambiguous). Any issuer's.
 
