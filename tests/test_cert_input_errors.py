@@ -368,3 +368,36 @@ def test_token_binding_with_a_non_ascii_thumbprint_is_no_match(ca: CA) -> None:
     assert identity.matches_token_binding({"x5t#S256": thumb}) is True
     assert identity.matches_token_binding({"x5t#S256": thumb[:-1] + "\u00e9"}) is False
     assert identity.matches_token_binding({"x5t#S256": "\ud800"}) is False
+
+
+def test_rfc8705_jwks_with_an_unknown_certificate_version_is_a_value_error(ca: CA) -> None:
+    import base64
+
+    from mtlsauth import pinned_from_rfc8705
+
+    bad = _bad_version(ca.issue_client_cert().der, ca.private_key)
+    metadata = {"jwks": {"keys": [{"kty": "EC", "x5c": [base64.b64encode(bad).decode()]}]}}
+    with pytest.raises(ValueError, match="not a base64 DER certificate"):
+        pinned_from_rfc8705(metadata)
+
+
+def test_uvicorn_tls_extension_with_an_unknown_version_names_no_subject(ca: CA) -> None:
+    from mtlsauth.adapters.uvicorn import tls_extension
+
+    bad = _bad_version(ca.issue_client_cert().der, ca.private_key)
+
+    class _Peer:
+        def getpeercert(self, binary_form: bool = False) -> bytes:
+            return bad
+
+        def version(self) -> str:
+            return "TLSv1.3"
+
+        def cipher(self) -> tuple[str, str, int]:
+            return ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)
+
+    extension = tls_extension(_Peer())
+    assert extension is not None
+    assert extension["client_cert_name"] is None
+    verifier = Verifier(trust_store=ca.trust_store())
+    assert _refused_with(verifier, extension["client_cert_chain"]) == "certificate_malformed"

@@ -17,7 +17,6 @@ Matching rules, in short (``docs/policies.md`` has the long form):
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -312,7 +311,7 @@ def pinned_from_rfc8705(client_metadata: Mapping[str, Any], /) -> tuple[x509.Cer
         try:
             der = base64.b64decode("".join(chain[0].split()), validate=True)
             cert = x509.load_der_x509_certificate(der)
-        except (binascii.Error, ValueError):
+        except Exception:  # noqa: BLE001 - binascii.Error, ValueError, x509.InvalidVersion
             raise ValueError(f"jwks key {index}: x5c[0] is not a base64 DER certificate") from None
         if cert not in certs:
             certs.append(cert)
