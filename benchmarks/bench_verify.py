@@ -10,9 +10,11 @@ cryptography, and a hostile chain against a genuine verification.
    intermediate -> root), with a CRL for every CA in scope and a policy of three allow-lists,
    against cryptography's ``ClientVerifier.verify`` alone on the same chain: a verifier
    built once, certificates already parsed.
-8. Hostile chain: the client's genuine leaf followed by 15 look-alike P-521 "intermediates"
-   carrying its CA's name and key identifier (each a new key, so every one is a candidate
-   issuer whose signature check fails), against the genuine chain, both uncached.
+8. Hostile chains against the genuine chain, both uncached: the client's genuine leaf followed
+   by 15 look-alike P-521 "intermediates" carrying its CA's name and extensions (each a new
+   key, so every one is a candidate issuer whose signature check fails); and a leaf under 5
+   levels of 3 attacker-held P-521 CAs that name the root at the top (every link verifies
+   but the last).
 """
 
 from __future__ import annotations
@@ -207,39 +209,106 @@ def look_alikes(h: Hierarchy, count: int = HOSTILE_LOOK_ALIKES) -> list[x509.Cer
     return out
 
 
+def lattice(h: Hierarchy, levels: int = 5, width: int = 3) -> list[bytes]:
+    """A leaf under ``levels`` attacker CAs, ``width`` P-521 look-alikes per level, each level
+    signed by the one above (the attacker holds every key); the top names the root as issuer.
+    """
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    names = [
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Look-alike CA {i}")])
+        for i in range(levels)
+    ]
+    issuers = [*names[1:], h.root.certificate.subject]
+    keys = [[ec.generate_private_key(ec.SECP521R1()) for _ in range(width)] for _ in names]
+    usage = h.intermediate.certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    out: list[bytes] = []
+    for level in range(levels):
+        signer = (
+            keys[level + 1][0] if level + 1 < levels else ec.generate_private_key(ec.SECP521R1())
+        )
+        certs = [
+            x509.CertificateBuilder()
+            .subject_name(names[level])
+            .issuer_name(issuers[level])
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(usage, critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
+            )
+            .sign(signer, hashes.SHA512())
+            for key in keys[level]
+        ]
+        out += [der(c) for c in certs[1:] + certs[:1]]  # the one that verifies, last
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hostile")]))
+        .issuer_name(names[0])
+        .public_key(h.leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(keys[0][0].public_key()), False
+        )
+        .sign(keys[0][0], hashes.SHA512())
+    )
+    return [der(leaf), *out]
+
+
 def hostile(ctx: Context) -> list[Row]:
     h = ctx.ec
     leaf = h.leaf()
     genuine = list(h.chain_der(leaf))
-    hostile_chain = [der(leaf), *(der(c) for c in look_alikes(h))]
     verifier = Verifier(trust_store=h.root.trust_store(), policy=policy(), cache_size=0)
-    verifier.verify(genuine)  # the genuine chain must pass, the hostile one must not
+    verifier.verify(genuine)  # the genuine chain must pass, the hostile ones must not
 
     def attempt(chain: list[bytes]) -> None:
         try:
             verifier.verify(chain)
         except MTLSAuthError:
             return
-        raise RuntimeError("the hostile chain was accepted")
+        raise RuntimeError("a hostile chain was accepted")
 
-    attempt(hostile_chain)
-    ctx.log("hostile: look-alike chain vs genuine chain, uncached")
-    runners = {
-        "subject": stmt_runner("attempt(c)", {"attempt": attempt, "c": hostile_chain}),
-        "baseline": stmt_runner("verify(c)", {"verify": verifier.verify, "c": genuine}),
-    }
-    samples = compare(runners, ctx.budget)
-    return [
-        ratio_row(
-            "hostile.look_alikes",
+    cases = {
+        "look_alikes": (
             f"leaf + {HOSTILE_LOOK_ALIKES} look-alike P-521 CAs",
-            summarise(samples, "subject", "baseline"),
-            subject="Verifier.verify(hostile chain), refused, uncached",
-            baseline="Verifier.verify(genuine P-256 chain), uncached",
-            target=HOSTILE_TARGET,
-            unit="x genuine",
+            [der(leaf), *(der(c) for c in look_alikes(h))],
+        ),
+        "lattice": ("leaf + 5 levels x 3 attacker P-521 CAs", lattice(h)),
+    }
+    rows = []
+    for slug, (label, chain) in cases.items():
+        attempt(chain)
+        ctx.log(f"hostile: {slug} vs genuine chain, uncached")
+        runners = {
+            "subject": stmt_runner("attempt(c)", {"attempt": attempt, "c": chain}),
+            "baseline": stmt_runner("verify(c)", {"verify": verifier.verify, "c": genuine}),
+        }
+        samples = compare(runners, ctx.budget)
+        rows.append(
+            ratio_row(
+                f"hostile.{slug}",
+                label,
+                summarise(samples, "subject", "baseline"),
+                subject="Verifier.verify(hostile chain), refused, uncached",
+                baseline="Verifier.verify(genuine P-256 chain), uncached",
+                target=HOSTILE_TARGET,
+                unit="x genuine",
+            )
         )
-    ]
+    return rows
 
 
 def run(ctx: Context) -> dict[str, list[Row]]:
@@ -252,6 +321,7 @@ __all__ = [
     "der",
     "header_request",
     "hostile",
+    "lattice",
     "look_alikes",
     "policy",
     "run",

@@ -369,7 +369,8 @@ def test_look_alike_chain_is_refused_and_genuine_configured_intermediate_still_w
 def test_look_alikes_with_another_key_id_are_dropped(root: CA) -> None:
     inter = root.intermediate()
     leaf = inter.issue_client_cert(common_name="by-key-id").certificate
-    fakes = [_look_alike(inter.certificate, root) for _ in range(6)]
+    # Only the first 2 * MAX_ISSUER_CANDIDATES same-name certificates are read at all.
+    fakes = [_look_alike(inter.certificate, root) for _ in range(2 * MAX_ISSUER_CANDIDATES - 1)]
     assert select_intermediates(leaf, [*fakes, inter.certificate], max_depth=8) == [
         inter.certificate
     ]
@@ -470,6 +471,8 @@ def test_a_loop_of_cross_issued_cas_is_untrusted_issuer(root: CA) -> None:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key_a, hashes.SHA256())
     )
+    # No name path from the circle to an anchor: nothing reaches the path builder.
+    assert select_intermediates(leaf, [a, b], max_depth=8, anchors=[root.certificate]) == []
     verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
     assert _code(verifier, [leaf, a, b]) == "untrusted_issuer"
     small = Verifier(trust_store=root.trust_store(), max_depth=1, cache_size=0)
@@ -823,3 +826,75 @@ def test_ipv4_mapped_san_meets_ipv4_exclusions(root: CA) -> None:
     )
     leaf = _leaf(inter, subject=_cn("mapped"), extensions=[(other, False)])
     assert verifier.verify([leaf, der(inter.certificate)]).common_name == "mapped"
+
+
+def _attacker_ca_chain(
+    root: CA, names: list[x509.Name], *, width: int = 1
+) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """A leaf under attacker-held CAs named ``names`` (leaf side first); the last names the
+    root as its issuer but is signed by an attacker key. ``width`` look-alikes per level."""
+    now = dt.datetime.now(dt.timezone.utc)
+    keys = [[ec.generate_private_key(ec.SECP256R1()) for _ in range(width)] for _ in names]
+    issuers = [*names[1:], root.certificate.subject]
+    certs = []
+    for level, (subject, issuer) in enumerate(zip(names, issuers, strict=True)):
+        signer = (
+            keys[level + 1][0]
+            if level + 1 < len(names)
+            else ec.generate_private_key(ec.SECP256R1())
+        )
+        for key in keys[level]:
+            certs.append(
+                x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(issuer)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(hours=1))
+                .not_valid_after(now + dt.timedelta(days=3))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .add_extension(_CA_KEY_USAGE, critical=True)
+                .sign(signer, hashes.SHA256())
+            )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_cn("attacker leaf"))
+        .issuer_name(names[0])
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=3))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(keys[0][0], hashes.SHA256())
+    )
+    return leaf, certs
+
+
+@pytest.mark.parametrize(("levels", "width"), [(5, 3), (3, 5), (15, 1)])
+def test_attacker_lattices_up_to_the_root_name_never_reach_the_path_builder(
+    root: CA, levels: int, width: int
+) -> None:
+    # Every link verifies (the attacker holds every key) except the top one: checked from the
+    # top, the whole lattice costs one failed signature check per certificate at that level.
+    names = [_cn(f"Attacker level {i}") for i in range(levels)]
+    leaf, certs = _attacker_ca_chain(root, names, width=width)
+    anchors = [root.certificate]
+    assert select_intermediates(leaf, certs, max_depth=8, anchors=anchors) == []
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    assert _code(verifier, [leaf, *certs][:16]) == "untrusted_issuer"
+
+
+def test_a_genuine_chain_longer_than_max_depth_is_chain_too_long_without_path_building(
+    root: CA,
+) -> None:
+    cas = [root]
+    for _ in range(4):
+        cas.append(cas[-1].intermediate())
+    leaf = cas[-1].issue_client_cert(common_name="deep").certificate
+    chain = [c.certificate for c in reversed(cas[1:])]
+    verifier = Verifier(trust_store=root.trust_store(), max_depth=2, cache_size=0)
+    assert _code(verifier, [leaf, *chain]) == "chain_too_long"
+    # The same length by names, but not backed by signatures: untrusted, not too long.
+    names = [_cn(f"Fake level {i}") for i in range(4)]
+    fake_leaf, fakes = _attacker_ca_chain(root, names)
+    assert _code(verifier, [fake_leaf, *fakes]) == "untrusted_issuer"

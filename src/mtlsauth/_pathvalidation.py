@@ -39,7 +39,6 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import (
     Criticality,
@@ -234,18 +233,42 @@ def _map_error(
 
 # --- which presented certificates may take part in path building ---------------------------
 
-MAX_ISSUER_CANDIDATES = 3  # possible issuers kept per certificate (cross-signing, key rollover)
+MAX_ISSUER_CANDIDATES = 3  # CAs kept per level of the path (cross-signing, key rollover)
+_SIMPLE_CHAIN = 2  # up to this many chosen CAs, the path builder's own search is cheap
 
-_NameKey = tuple[tuple[tuple[str, str], ...], ...]
+
+def _der_item(buf: bytes, i: int) -> tuple[int, int]:
+    """Start of the content and end of the DER item at ``i`` (low-tag-number form)."""
+    length = buf[i + 1]
+    i += 2
+    if length & 0x80:
+        n = length & 0x7F
+        length = int.from_bytes(buf[i : i + n], "big")
+        i += n
+    return i, i + length
 
 
-def _name_key(name: x509.Name) -> _NameKey:
-    # Looser than any matching a path builder does (case and inner whitespace folded), so a
-    # certificate the builder could link is never dropped; the builder still decides.
-    return tuple(
-        tuple(sorted((a.oid.dotted_string, " ".join(str(a.value).casefold().split())) for a in rdn))
-        for rdn in name.rdns
-    )
+def _tbs_names(cert: x509.Certificate, tbs: bytes | None = None) -> tuple[bytes, bytes, bytes]:
+    """(issuer, subject, subjectPublicKeyInfo) as DER, sliced from the TBSCertificate.
+
+    cryptography's path builder links a certificate to its issuer only when the issuer and
+    subject names are the same DER, so comparing these bytes drops nothing it could link,
+    and costs no parsing.
+    """
+    if tbs is None:
+        tbs = cert.tbs_certificate_bytes
+    i, _ = _der_item(tbs, 0)
+    if tbs[i] == 0xA0:  # [0] EXPLICIT version
+        i = _der_item(tbs, i)[1]
+    i = _der_item(tbs, i)[1]  # serialNumber
+    i = _der_item(tbs, i)[1]  # signature AlgorithmIdentifier
+    issuer_end = _der_item(tbs, i)[1]
+    issuer = tbs[i:issuer_end]
+    i = _der_item(tbs, issuer_end)[1]  # validity
+    subject_end = _der_item(tbs, i)[1]
+    subject = tbs[i:subject_end]
+    spki = tbs[subject_end : _der_item(tbs, subject_end)[1]]
+    return issuer, subject, spki
 
 
 def _key_ids(cert: x509.Certificate) -> tuple[bytes | None, bytes | None]:
@@ -261,21 +284,23 @@ def _key_ids(cert: x509.Certificate) -> tuple[bytes | None, bytes | None]:
 
 
 class _Candidate:
-    __slots__ = ("aki", "cert", "issuer", "ski", "subject")
+    """A certificate's names and key as DER slices; extensions are parsed only when needed."""
 
-    def __init__(self, cert: x509.Certificate) -> None:
+    __slots__ = ("_ids", "cert", "issuer", "spki", "subject")
+
+    def __init__(self, cert: x509.Certificate, tbs: bytes | None = None) -> None:
         self.cert = cert
-        self.subject = _name_key(cert.subject)
-        self.issuer = _name_key(cert.issuer)
-        self.ski, self.aki = _key_ids(cert)
+        self.issuer, self.subject, self.spki = _tbs_names(cert, tbs)
+        self._ids: tuple[bool, bytes | None, bytes | None] | None = None
 
-
-def _same_ca(cand: _Candidate) -> tuple[_NameKey, _NameKey, bytes] | None:
-    try:
-        spki = cand.cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    except Exception:  # noqa: BLE001 - an unreadable key cannot verify anything
-        return None
-    return cand.subject, cand.issuer, spki
+    def ids(self) -> tuple[bool, bytes | None, bytes | None]:
+        """(usable as a CA, subjectKeyIdentifier, authorityKeyIdentifier keyIdentifier)."""
+        if self._ids is None:
+            try:
+                self._ids = (_usable_ca(self.cert), *_key_ids(self.cert))
+            except Exception:  # noqa: BLE001 - unreadable extensions: not on any valid path
+                self._ids = (False, None, None)
+        return self._ids
 
 
 def _usable_ca(cert: x509.Certificate) -> bool:
@@ -292,9 +317,74 @@ def select_intermediates(
     configured: Sequence[x509.Certificate] = (),
     *,
     max_depth: int,
+    anchors: Sequence[x509.Certificate] = (),
 ) -> list[x509.Certificate]:
     """The certificates that may sit on a path from ``leaf``, in the order to try them."""
-    return _select(leaf, presented, configured, max_depth)[0]
+    return _select(leaf, presented, configured, max_depth, anchors)[0]
+
+
+def _anchor_distances(
+    pool: Sequence[_Candidate], anchors: Sequence[x509.Certificate]
+) -> tuple[dict[bytes, int], dict[bytes, list[x509.Certificate]]] | None:
+    """Fewest certificates from each subject name to a trust anchor (by name links only),
+    and the anchors by subject name."""
+    if not anchors:
+        return None
+    by_subject: dict[bytes, list[x509.Certificate]] = {}
+    for anchor in anchors:
+        try:
+            by_subject.setdefault(_tbs_names(anchor)[1], []).append(anchor)
+        except Exception:  # noqa: BLE001, S112 - an unreadable anchor anchors nothing
+            continue
+    dist = dict.fromkeys(by_subject, 0)
+    far = len(pool) + 1  # a shortest path uses each certificate at most once
+    for _ in range(far):
+        changed = False
+        for c in pool:
+            above = dist.get(c.issuer)
+            if above is not None and above + 1 < dist.get(c.subject, far + 1):
+                dist[c.subject] = above + 1
+                changed = True
+        if not changed:
+            break
+    return dist, by_subject
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # noqa: BLE001 - a wrong name, a bad signature, an unusual key
+        return False
+    return True
+
+
+def _grounded(
+    chosen: Sequence[_Candidate],
+    dist: dict[bytes, int],
+    anchors: dict[bytes, list[x509.Certificate]],
+) -> list[_Candidate]:
+    """The chosen certificates whose signatures lead to a trust anchor, checked from the top.
+
+    An issuer is tried only once per certificate, each level only if the level above kept
+    something, so look-alikes cost one failed signature check each, at the first level where
+    they part from a genuine chain.
+    """
+    kept: dict[bytes, list[x509.Certificate]] = {}
+    by_level: dict[int, list[_Candidate]] = {}
+    for c in chosen:
+        by_level.setdefault(dist[c.subject], []).append(c)
+    out: list[_Candidate] = []
+    for level in sorted(by_level):
+        found = False
+        for c in by_level[level]:
+            above = anchors.get(c.issuer, []) if level == 1 else kept.get(c.issuer, [])
+            if any(_signed_by(c.cert, i) for i in above[:MAX_ISSUER_CANDIDATES]):
+                kept.setdefault(c.subject, []).append(c.cert)
+                out.append(c)
+                found = True
+        if not found:
+            break
+    return [c for c in chosen if c in out]
 
 
 def _select(
@@ -302,77 +392,105 @@ def _select(
     presented: Sequence[x509.Certificate],
     configured: Sequence[x509.Certificate],
     max_depth: int,
+    anchors: Sequence[x509.Certificate] = (),
 ) -> tuple[list[x509.Certificate], bool]:
-    """``select_intermediates``, and whether name links go on beyond ``max_depth + 1`` levels.
+    """``select_intermediates``, and whether the shortest path is longer than ``max_depth``.
 
-    A hostile client can present many look-alike CAs to make path building expensive. Kept:
-    CA certificates (basicConstraints cA) that are not self-issued (a root comes from the
-    trust store, never from the client), one per (subject, issuer, key), reachable from the
-    leaf by issuer -> subject name links, at most ``MAX_ISSUER_CANDIDATES`` per certificate
-    (a candidate whose subjectKeyIdentifier contradicts the child's authorityKeyIdentifier
-    cannot be its issuer, as OpenSSL also holds), at most ``max_depth + 1`` links above the leaf
-    and at most ``2 * (max_depth + 1)`` certificates in all.
+    A hostile client can present many look-alike CAs, or CAs that name each other in a
+    circle, to make path building expensive. Kept: CA certificates (basicConstraints cA)
+    that are not self-issued (a root comes from the trust store, never from the client), one
+    per (subject, issuer, key), linked by issuer -> subject names from the leaf and, when the
+    anchors are known, on a shortest name path to one of them (each certificate one step
+    closer to an anchor: no loops, no dead ends); at most ``MAX_ISSUER_CANDIDATES`` per
+    certificate (a candidate whose subjectKeyIdentifier contradicts the child's
+    authorityKeyIdentifier cannot be its issuer, as OpenSSL also holds), at most
+    ``max_depth + 1`` links above the leaf and ``2 * (max_depth + 1)`` certificates in all.
     Configured intermediates come before presented ones.
     """
-    leaf_der = leaf.public_bytes(Encoding.DER)
+    # Duplicates by TBSCertificate: re-encodings of one certificate (see _identity) add nothing.
     pool: list[_Candidate] = []
-    seen: set[bytes] = {leaf_der}
+    seen: set[bytes] = {leaf.tbs_certificate_bytes}
     for cert in (*configured, *presented):
-        der = cert.public_bytes(Encoding.DER)
-        if der in seen:
+        tbs = cert.tbs_certificate_bytes
+        if tbs in seen:
             continue
-        seen.add(der)
+        seen.add(tbs)
         try:
-            if not _usable_ca(cert):
-                continue
-            cand = _Candidate(cert)
+            cand = _Candidate(cert, tbs)
         except Exception:  # noqa: BLE001, S112 - unreadable: it cannot be on a valid path
             continue
         if cand.subject != cand.issuer:  # self-issued: a root (anchors come from the store)
             pool.append(cand)
     # One level beyond max_depth, so a path that is merely too long is reported as such.
     levels = max_depth + 1
-    limit = 2 * levels
     if not pool:
         return [], False
     try:
         frontier = [_Candidate(leaf)]
     except Exception:  # noqa: BLE001 - the path builder reports the unreadable leaf
         return [], False
+    known = _anchor_distances(pool, anchors)
+    if known is None:  # anchors unknown: name links from the leaf only
+        chosen, depth, frontier = _walk(frontier, pool, levels, 2 * levels)
+        deeper = depth >= levels and any(
+            c.subject == f.issuer and c not in chosen for f in frontier for c in pool
+        )
+        return [c.cert for c in chosen], deeper
+    dist, by_subject = known
+    start = dist.get(frontier[0].issuer)
+    if start is None or start == 0:
+        return [], False  # no name path to an anchor, or issued by one directly
+    # Only certificates one step closer to an anchor: shortest name paths, no loops.
+    pool = [c for c in pool if c.issuer in dist and dist[c.issuer] < dist.get(c.subject, 0)]
+    if start > max_depth:
+        # Too long by names. Say so only if signatures back it, down to the leaf.
+        chosen = _grounded(_walk(frontier, pool, start, 2 * start)[0], dist, by_subject)
+        if any(c.subject == frontier[0].issuer and _signed_by(leaf, c.cert) for c in chosen):
+            raise CertificateInvalid("chain is longer than max_depth allows", code="chain_too_long")
+        return [], False
+    chosen = _walk(frontier, pool, start, 2 * start)[0]
+    if len(chosen) > _SIMPLE_CHAIN:
+        chosen = _grounded(chosen, dist, by_subject)
+    return [c.cert for c in chosen], False
+
+
+def _walk(
+    frontier: list[_Candidate], pool: Sequence[_Candidate], levels: int, limit: int
+) -> tuple[list[_Candidate], int, list[_Candidate]]:
+    """Breadth-first from the leaf over issuer -> subject links: (chosen, depth, frontier)."""
     chosen: list[_Candidate] = []
-    keys: set[tuple[_NameKey, _NameKey, bytes]] = set()
+    keys: set[tuple[bytes, bytes, bytes]] = set()
     depth = 0
     while frontier and depth < levels and len(chosen) < limit:
         depth += 1
         nxt: list[_Candidate] = []
+        taken = 0  # per level: a genuine chain has one CA per level, two when cross-signed
         for child in frontier:
-            taken = 0
+            aki = child.ids()[2]
+            # Extensions are read for the first few name matches only: a genuine chain has
+            # one or two per level, and look-alikes must not cost a parse each.
+            named = [c for c in pool if c.subject == child.issuer][: 2 * MAX_ISSUER_CANDIDATES]
             issuers = [
                 c
-                for c in pool
-                if c.subject == child.issuer
-                and not (child.aki is not None and c.ski is not None and c.ski != child.aki)
+                for c in named
+                if c.ids()[0] and not (aki is not None and c.ids()[1] not in (None, aki))
             ]
             # Candidates whose key identifier matches first, then the rest in order.
-            issuers.sort(key=lambda c: child.aki is None or c.ski != child.aki)
+            issuers.sort(key=lambda c: aki is None or c.ids()[1] != aki)
             for cand in issuers:
                 if taken >= MAX_ISSUER_CANDIDATES or len(chosen) >= limit:
                     break
                 if cand in chosen:
-                    taken += 1
                     continue
-                key = _same_ca(cand)
-                if key is None or key in keys:
+                key = (cand.subject, cand.issuer, cand.spki)
+                if key in keys:
                     continue  # one per (subject, issuer, public key): re-issues add nothing
                 keys.add(key)
                 chosen.append(cand)
                 nxt.append(cand)
                 taken += 1
         frontier = nxt
-    deeper = depth >= levels and any(
-        c.subject == f.issuer and c not in chosen for f in frontier for c in pool
-    )
-    return [c.cert for c in chosen], deeper
+    return chosen, depth, frontier
 
 
 # --- name constraints on names read from the subject -----------------------------------
@@ -573,7 +691,7 @@ def validate_path(
     A validity failure is retried once with the clock moved by ``clock_skew_s`` in the
     forgiving direction, so skew only ever costs time on the failure path.
     """
-    candidates, deeper = _select(leaf, intermediates, configured, max_depth)
+    candidates, deeper = _select(leaf, intermediates, configured, max_depth, anchors)
     try:
         chain = _verify(store, leaf, candidates, at, max_depth)
     except VerificationError as exc:

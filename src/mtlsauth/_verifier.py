@@ -603,15 +603,17 @@ class Verifier:
         """
         if self._revocation is None or self._trust_store is None:
             return until
+        snapshot = self._trust_store.snapshot()
         try:
             chain = validate_path(
-                self._trust_store.snapshot().store,
+                snapshot.store,
                 leaf,
                 presented,
                 at=at,
                 max_depth=self._max_depth,
                 clock_skew_s=self._skew_s,
                 configured=self._intermediates,
+                anchors=snapshot.certificates,
             )
         except CertificateInvalid:
             return until  # not issued under the trust store: the pin alone vouches for it
