@@ -16,14 +16,14 @@ nor a SAN the certificate names nobody and is refused.
 Name constraints bind the names an identity is read from, not only SANs: after cryptography
 has checked the SANs, every CA's constraints are applied to the leaf subject's emailAddress
 values (rfc822Name constraints, RFC 5280 4.2.1.10), to each commonName that reads as a DNS
-name (dNSName constraints) and to each commonName that reads as an IP address (iPAddress
-constraints), permitted and excluded subtrees alike, for every CA on the validated path.
+name, an e-mail address or an IP address, and to the IPv4 form of IPv4-mapped IPv6 SANs,
+permitted and excluded subtrees alike, for every CA on the validated path
+(``check_identity_name_constraints``).
 
 Hostile chains: only presented certificates that can be on a path reach the path builder
-(``select_intermediates``): duplicates, self-issued certificates, non-CA certificates and
-certificates not linked by name to the leaf are dropped, each certificate keeps at most
-``MAX_ISSUER_CANDIDATES`` possible issuers, and at most ``2 * (max_depth + 1)`` certificates
-are kept.
+(``select_intermediates``): no duplicates, self-issued or non-CA certificates; only shortest
+name paths from the leaf to a trust anchor; at most ``MAX_ISSUER_CANDIDATES`` CAs per level;
+signatures checked from the anchor down when more than two CAs remain.
 
 Never ``ExtensionPolicy.permit_all()`` for the leaf: it drops the EKU check and accepts a CA
 certificate, even the trust anchor itself, as a client certificate.
