@@ -97,12 +97,12 @@ def _leaf_san(
 ) -> None:
     # Presence is optional (CN-only enterprise certificates); criticality is not (RFC 5280
     # 4.2.1.6): critical when the subject is empty, non-critical otherwise.
-    empty_subject = len(cert.subject) == 0
+    empty_subject = _tbs_names(cert)[1] == b"\x30\x00"  # an empty SEQUENCE OF RDNs
     if san is None:
         if empty_subject:
             raise ValueError("subjectAltName absent and subject empty: no identity")
         return
-    critical = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical
+    critical = _extension_flags(cert).get(_SAN_OID, False)
     if empty_subject and not critical:
         raise ValueError("subjectAltName must be critical when the subject is empty")
     if critical and not empty_subject:
@@ -271,6 +271,38 @@ def _tbs_names(cert: x509.Certificate, tbs: bytes | None = None) -> tuple[bytes,
     return issuer, subject, spki
 
 
+_SAN_OID = b"\x55\x1d\x11"  # 2.5.29.17
+_NAME_CONSTRAINTS_OID = b"\x55\x1d\x1e"  # 2.5.29.30
+
+
+def _extension_flags(cert: x509.Certificate) -> dict[bytes, bool]:
+    """Each extension's OID (DER content) -> its critical flag, sliced from the TBSCertificate.
+
+    Cheaper than ``cert.extensions``, which parses every extension's value; callers that need
+    a value still read it through cryptography. Raises IndexError/ValueError on bad DER.
+    """
+    tbs = cert.tbs_certificate_bytes
+    i, end = _der_item(tbs, 0)
+    if tbs[i] == 0xA0:
+        i = _der_item(tbs, i)[1]
+    for _ in range(6):  # serial, signature, issuer, validity, subject, subjectPublicKeyInfo
+        i = _der_item(tbs, i)[1]
+    flags: dict[bytes, bool] = {}
+    while i < end:
+        tag = tbs[i]
+        start, i = _der_item(tbs, i)
+        if tag != 0xA3:  # [1]/[2] unique identifiers
+            continue
+        j, stop = _der_item(tbs, start)  # SEQUENCE OF Extension
+        while j < stop:
+            k, ext_end = _der_item(tbs, j)
+            oid_start, oid_end = _der_item(tbs, k)
+            critical = tbs[oid_end] == 0x01 and tbs[oid_end + 2] != 0
+            flags[tbs[oid_start:oid_end]] = critical
+            j = ext_end
+    return flags
+
+
 def _key_ids(cert: x509.Certificate) -> tuple[bytes | None, bytes | None]:
     """(subjectKeyIdentifier, authorityKeyIdentifier.keyIdentifier), None when absent."""
     ski = aki = None
@@ -425,6 +457,13 @@ def _select(
     levels = max_depth + 1
     if not pool:
         return [], False
+    if len(pool) == 1 or (
+        len(pool) == _SIMPLE_CHAIN
+        and not (pool[0].issuer == pool[1].subject and pool[1].issuer == pool[0].subject)
+    ):
+        # The common case (one or two intermediates, no circle): the path builder's search
+        # is cheap and its own checks decide; reading extensions here would only add cost.
+        return [c.cert for c in pool], False
     try:
         frontier = [_Candidate(leaf)]
     except Exception:  # noqa: BLE001 - the path builder reports the unreadable leaf
@@ -504,6 +543,8 @@ def _fold(text: str) -> str:
 
 def _cn_as_ip(cn: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     text = cn.strip()
+    if not text or not (text[0].isdigit() or text[0] == ":" or ":" in text):
+        return None  # every IPv4 form starts with a digit; IPv6 has a colon
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -644,19 +685,19 @@ def check_identity_name_constraints(chain: Sequence[x509.Certificate]) -> None:
     if len(chain) < 2:
         return
     try:
+        constraints = [
+            ca.extensions.get_extension_for_class(x509.NameConstraints).value
+            for ca in chain[1:]
+            if _NAME_CONSTRAINTS_OID in _extension_flags(ca)
+        ]
+        if not constraints:
+            return
         names = _identity_names(chain[0])
-        constraints = []
-        for ca in chain[1:]:
-            try:
-                nc = ca.extensions.get_extension_for_class(x509.NameConstraints).value
-            except x509.ExtensionNotFound:
-                continue
-            constraints.append(nc)
     except Exception:  # noqa: BLE001 - unreadable names cannot be shown to satisfy constraints
         raise CertificateInvalid(
             "certificate names cannot be read", code="certificate_malformed"
         ) from None
-    if not names or not constraints:
+    if not names:
         return
     for nc in constraints:
         for kind, name in names:
