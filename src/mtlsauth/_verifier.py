@@ -603,17 +603,17 @@ class Verifier:
         """
         if self._revocation is None or self._trust_store is None:
             return until
-        snapshot = self._trust_store.snapshot()
+        trust = self._trust_store.snapshot()
         try:
             chain = validate_path(
-                snapshot.store,
+                trust.store,
                 leaf,
                 presented,
                 at=at,
                 max_depth=self._max_depth,
                 clock_skew_s=self._skew_s,
-                configured=self._intermediates,
-                anchors=snapshot.certificates,
+                configured=[*self._intermediates, *trust.intermediates],
+                anchors=self._anchors(trust),
             )
         except CertificateInvalid:
             return until  # not issued under the trust store: the pin alone vouches for it
