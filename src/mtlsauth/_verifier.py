@@ -150,7 +150,9 @@ class Verifier:
         revocation: A ``CRLSet``, an ``OCSPChecker``, or a sequence of them (all must pass).
         pinned: Exact certificates accepted without a CA (self-signed clients, RFC 8705
             ``self_signed_tls_client_auth``): certificates in any input form, or a
-            ``TrustStore`` (which can be built from files and reloads).
+            ``TrustStore`` (which can be built from files and reloads). Matched by their
+            exact bytes; one that also chains to ``trust_store`` is checked by
+            ``revocation`` like any other certificate.
         max_depth: How many intermediate CAs may sit between the leaf and the anchor
             (cryptography's ``max_chain_depth``). Apache ``SSLVerifyDepth N`` and nginx
             ``ssl_verify_depth N`` count the anchor too: they equal ``max_depth=N-1``.
