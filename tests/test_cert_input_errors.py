@@ -401,3 +401,17 @@ def test_uvicorn_tls_extension_with_an_unknown_version_names_no_subject(ca: CA) 
     assert extension["client_cert_name"] is None
     verifier = Verifier(trust_store=ca.trust_store())
     assert _refused_with(verifier, extension["client_cert_chain"]) == "certificate_malformed"
+
+
+def test_trust_bundle_with_an_unknown_key_algorithm_still_loads(ca: CA) -> None:
+    # id-ecPublicKey 1.2.840.10045.2.1 turned into 0.0.840.10045.2.1: a key cryptography
+    # cannot load. The bundle still loads (the CA anchors nothing usable) and the good CA works.
+    other = CA()
+    mangled = resign(
+        der(other.certificate),
+        other.private_key,  # type: ignore[arg-type]
+        (b"\x06\x07\x2a\x86\x48\xce\x3d\x02\x01", b"\x06\x07\x00\x86\x48\xce\x3d\x02\x01"),
+    )
+    store = TrustStore.from_pem(_pem(mangled) + ca.cert_pem.bytes())
+    verifier = Verifier(trust_store=store, cache_size=0)
+    assert verifier.verify(ca.issue_client_cert().der).common_name == "client"

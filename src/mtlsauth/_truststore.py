@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs12
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 from cryptography.x509.verification import Store
 
 from mtlsauth._encoding import MAX_INPUT_BYTES, chain_to_der, load_der, pem_to_der_list
@@ -112,8 +112,11 @@ def _self_signed(cert: x509.Certificate) -> bool:
 
 
 def _ca_identity(cert: x509.Certificate) -> tuple[bytes, bytes]:
-    key = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return cert.subject.public_bytes(), key
+    # The key as its DER bytes, not parsed: a key type cryptography cannot load still
+    # identifies its CA (and cannot verify anything).
+    from mtlsauth._pathvalidation import _tbs_names
+
+    return cert.subject.public_bytes(), _tbs_names(cert)[2]
 
 
 def _snapshot(certs: Iterable[x509.Certificate]) -> TrustSnapshot:
@@ -123,7 +126,10 @@ def _snapshot(certs: Iterable[x509.Certificate]) -> TrustSnapshot:
     if not unique:
         raise ValueError("a TrustStore needs at least one certificate")
     everything = list(unique.values())
-    anchors, subordinate = _split_anchors(everything)
+    try:
+        anchors, subordinate = _split_anchors(everything)
+    except Exception as exc:  # noqa: BLE001 - a certificate field that cannot be read
+        raise ValueError(f"a certificate cannot be read ({type(exc).__name__})") from None
     return TrustSnapshot(tuple(everything), Store(anchors), frozenset(unique), tuple(subordinate))
 
 
