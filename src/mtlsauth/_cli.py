@@ -141,10 +141,13 @@ def decode_header(fmt: str, data: bytes) -> tuple[bytes, ...]:
     """DER certificates from a forwarded header value (a bare value or a ``Name: value`` line)."""
     from mtlsauth._errors import CertificateInvalid
     from mtlsauth._forwarded_formats import DECODERS, is_absent
+    from mtlsauth._forwarded_presets import resolve_name
 
     formats = _header_formats()
-    if fmt not in formats:
-        raise UsageError(f"unknown --header-format {fmt!r}; choose one of: {', '.join(formats)}")
+    try:
+        fmt = resolve_name(fmt, formats, "--header-format")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     encoding = formats[fmt]
     try:
         text = data.decode("ascii").strip()
@@ -509,7 +512,22 @@ def cmd_testca(args: argparse.Namespace, out: Out) -> int:
     return 0
 
 
+DEMO_NEEDS = ("fastapi", "uvicorn", "httpx")
+
+
 def cmd_demo(args: argparse.Namespace, out: Out) -> int:
+    import importlib
+
+    missing = []
+    for module in DEMO_NEEDS:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise UsageError(
+            f"the demo needs {', '.join(missing)} (not installed): pip install 'mtlsauth[demo]'"
+        )
     from mtlsauth._demo import run_demo
 
     return run_demo(out, json_output=args.json, use_nginx=not args.no_nginx)
@@ -528,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mutual-TLS client authentication: inspect and verify client certificates.",
         parents=[common],
     )
+    from mtlsauth import __version__
+
+    parser.add_argument("--version", action="version", version=f"mtlsauth {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     fmt_help = "decode FILE as a forwarded header value: a preset (nginx, apache, haproxy, envoy, "
     fmt_help += "traefik, rfc9440, ...) or an encoding (url-pem, pem, der-base64, xfcc, ...)"

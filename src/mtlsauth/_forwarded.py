@@ -22,7 +22,7 @@ from mtlsauth._forwarded_formats import (
     malformed,
 )
 from mtlsauth._forwarded_identity import identity_from_aws, identity_from_gcp, identity_from_xfcc
-from mtlsauth._forwarded_presets import PRESETS, encode_forwarded
+from mtlsauth._forwarded_presets import PRESETS, encode_forwarded, resolve_name
 from mtlsauth._forwarded_trust import (
     UNIX_PEER,
     Network,
@@ -260,11 +260,11 @@ class ForwardedCert:
         Example:
             >>> ForwardedCert.preset("nginx", trusted_proxies=["127.0.0.1"]).header
             'X-SSL-Client-Cert'
+
+        Names match case-insensitively; an unknown one is refused with the nearest known
+        name ("did you mean 'nginx'?").
         """
-        if name not in PRESETS:
-            raise ValueError(
-                f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}"
-            )
+        name = resolve_name(name, sorted(PRESETS), "preset")  # "NGINX" is nginx
         return cls(**{**PRESETS[name], **overrides, "trusted_proxies": trusted_proxies})
 
     def header_names(self) -> frozenset[str]:

@@ -9,7 +9,7 @@ field can be overridden: ``ForwardedCert.preset("nginx", header="X-Client-Cert",
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -123,7 +123,7 @@ def encode_forwarded(preset_or_encoding: str, chain_der: Sequence[bytes]) -> lis
     if not ders:
         raise ValueError("chain_der must hold at least the leaf certificate")
     leaf, rest = ders[0], ders[1:]
-    name = preset_or_encoding
+    name = resolve_name(preset_or_encoding, [*PRESETS, *ENCODINGS], "preset or encoding")
     if name in ENCODINGS and name not in PRESETS:
         return [("X-Client-Cert", _encode_value(name, ders))]
     if name not in PRESETS:
@@ -200,3 +200,22 @@ def _encode_value(encoding: str, ders: tuple[bytes, ...]) -> str:
         subject, uris, dns = _subject(ders[0])
         return encode_element(ders, subject=subject, uris=uris, dns=dns)
     return encode_rfc9440(ders[0])  # rfc9440: Client-Cert holds only the leaf
+
+
+def resolve_name(name: object, choices: Iterable[str], what: str) -> str:
+    """``name`` as spelled in ``choices``, matched case-insensitively; ``ValueError`` with a
+    "did you mean" suggestion otherwise."""
+    import difflib
+
+    options = list(choices)
+    if isinstance(name, str):
+        if name in options:
+            return name
+        folded = {o.casefold(): o for o in options}
+        hit = folded.get(name.strip().casefold())
+        if hit is not None:
+            return hit
+        near = difflib.get_close_matches(name.strip().casefold(), list(folded), n=1, cutoff=0.6)
+        if near:
+            raise ValueError(f"unknown {what} {name!r}: did you mean {folded[near[0]]!r}?")
+    raise ValueError(f"unknown {what} {name!r}; choose one of: {', '.join(options)}")

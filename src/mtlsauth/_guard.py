@@ -33,12 +33,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from mtlsauth._errors import InternalError, MTLSAuthError
+from mtlsauth._errors import CertificateMissing, InternalError, MTLSAuthError, UntrustedForwarder
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
 from mtlsauth._observe import cache_missed
 from mtlsauth._types import Presented
 
 if TYPE_CHECKING:
+    from mtlsauth._forwarded import ForwardedCert
     from mtlsauth._oauth import TokenCheck
     from mtlsauth._policy import Policy
     from mtlsauth._verifier import Verifier
@@ -402,6 +404,106 @@ def _leaf_fingerprint(presented: Presented) -> str | None:
         return None
 
 
+def _refused_leaf(
+    presented: Presented, forwarded: ForwardedCert | None
+) -> tuple[str | None, tuple[str | None, str | None], Sequence[bytes]]:
+    """(fingerprint, (subject, issuer), DER chain) of a refused certificate, for the log;
+    never raises.
+
+    A header is only decoded when its sender is a trusted proxy: from anyone else it is
+    attacker text, and nothing of it goes into a log.
+    """
+    from cryptography import x509
+
+    try:
+        ders: Sequence[bytes] = ()
+        if forwarded is not None and forwarded.is_trusted(presented.peer):
+            value = forwarded.extract(presented)
+            if value is not None:
+                decoded = value.decode()
+                if isinstance(decoded, ClientIdentity):
+                    return decoded.fingerprint_sha256, (decoded.subject, decoded.issuer), ()
+                ders = decoded
+        elif presented.tls_chain:
+            from mtlsauth._encoding import chain_to_der
+
+            ders = chain_to_der(presented.tls_chain)
+        if not ders:
+            return None, (None, None), ()
+        fingerprint = hashlib.sha256(ders[0]).hexdigest()
+        try:
+            cert = x509.load_der_x509_certificate(ders[0])
+            names = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
+            return fingerprint, names, ders
+        except ValueError:
+            return fingerprint, (None, None), ()
+    except Exception:  # noqa: BLE001 - best effort: the refusal stands either way
+        return _leaf_fingerprint(presented), (None, None), ()
+
+
+def _known_certificate_headers() -> frozenset[str]:
+    from mtlsauth._forwarded_presets import PRESETS
+
+    names = {"x-forwarded-client-cert", "x-client-cert", "x-ssl-client-cert", "ssl-client-cert"}
+    for cfg in PRESETS.values():
+        for key in ("header", "chain_header"):
+            value = cfg.get(key)
+            if isinstance(value, str):
+                names.add(value.lower())
+    return frozenset(names)
+
+
+_CERT_HEADERS = _known_certificate_headers()
+_DIAGNOSTIC_HEADERS = _CERT_HEADERS | {"x-forwarded-for"}
+
+
+def _with_hint(
+    error: MTLSAuthError, presented: Presented, forwarded: ForwardedCert | None
+) -> MTLSAuthError:
+    """The refusal, with its detail saying what is misconfigured when the request shows it.
+
+    Only names from fixed lists are quoted; never a header value.
+    """
+    try:
+        xff = presented.header_values("x-forwarded-for")
+        last = xff[-1].rsplit(",", 1)[-1].strip() if xff else ""
+        rewritten = bool(presented.peer) and last == presented.peer
+        if isinstance(error, UntrustedForwarder):
+            if rewritten:
+                return UntrustedForwarder(f"{error.detail}; {_REWRITTEN}")
+            return error
+        if not isinstance(error, CertificateMissing) or presented.tls_chain:
+            return error
+        configured = forwarded.header_names() if forwarded is not None else frozenset()
+        if forwarded is not None and any(k in configured for k, _v in presented.headers):
+            # on_untrusted="ignore": the header was there, from a peer not trusted
+            where = presented.peer or "an unknown peer"
+            why = _REWRITTEN if rewritten else f"{where} is not in trusted_proxies"
+            return CertificateMissing(
+                f"{error.detail}; a {forwarded.header!r} header was ignored: {why}"
+            )
+        seen = sorted({k for k, _v in presented.headers if k in _CERT_HEADERS} - configured)
+        if seen:
+            if forwarded is None:
+                what = "no forwarded= is configured (ForwardedCert.preset(...))"
+            else:
+                what = f"forwarded= reads {forwarded.header!r}"
+            return CertificateMissing(
+                f"{error.detail}; the request carries a {seen[0]!r} header, but {what}"
+            )
+        if presented.tls_hint:
+            return CertificateMissing(f"{error.detail}; {presented.tls_hint}")
+    except Exception:  # noqa: BLE001 - a hint must never change the refusal
+        return error
+    return error
+
+
+_REWRITTEN = (
+    "but that address is the last hop of X-Forwarded-For: the server replaced the socket "
+    "peer with it (uvicorn does by default: run it with --no-proxy-headers), so the trusted "
+    "proxy cannot be recognised"
+)
+
 OnDecision = Callable[[Decision], object]
 _Outcome = tuple["ClientIdentity | None", "MTLSAuthError | None", float, bool]
 _Job = tuple["Future[_Outcome]", Presented, Mode, "Route | None"]
@@ -448,6 +550,7 @@ class Guard:
         "_exempt_prefixes",
         "_inflight",
         "_lock",
+        "_log_limiter",
         "_max_inflight",
         "_not_cached",
         "_pool_pid",
@@ -459,6 +562,7 @@ class Guard:
         "on_decision",
         "on_error",
         "path_sensitive",
+        "read_names",
         "routes",
         "strip_names",
         "verifier",
@@ -524,6 +628,10 @@ class Guard:
         self.forwarded = verifier.forwarded
         names = self.forwarded.header_names() if self.forwarded is not None else frozenset()
         self.strip_names: frozenset[str] = frozenset(n.lower() for n in names)
+        # Read (never stripped) only to explain a refusal: X-Forwarded-For and certificate
+        # headers that no configuration reads. Adapters hand these to the core too.
+        self.read_names: frozenset[str] = self.strip_names | _DIAGNOSTIC_HEADERS
+        self._log_limiter = RefusalLogLimiter()
 
     # -- per request ----------------------------------------------------------------------
     def resolve(self, path: str, method: str) -> tuple[Mode, Route | None, bool]:
@@ -738,8 +846,15 @@ class Guard:
         checked = elapsed is not None and (
             identity is not None or (error is not None and error.code not in _UNCHECKED)
         )
+        names: tuple[str | None, str | None] = (None, None)
+        log_hint: str | None = None
         if identity is not None:
             fingerprint: str | None = identity.fingerprint_sha256
+        elif error is not None:
+            fingerprint, names, ders = _refused_leaf(presented, self.forwarded)
+            error = _with_hint(error, presented, self.forwarded)
+            if error.code == "untrusted_issuer" and ders:
+                log_hint = self.verifier.untrusted_issuer_hint(ders)
         else:
             fingerprint = _leaf_fingerprint(presented)
         decision = Decision(
@@ -755,7 +870,7 @@ class Guard:
             elapsed if checked else None,
             (not missed) if checked else None,
         )
-        self._report(decision)
+        self._report(decision, names, log_hint)
         return decision
 
     def error_hook_result(self, error: MTLSAuthError, request: object) -> object:
@@ -783,42 +898,96 @@ class Guard:
                 return None
         return result
 
-    def _report(self, decision: Decision) -> None:
+    def _report(
+        self,
+        decision: Decision,
+        names: tuple[str | None, str | None] = (None, None),
+        hint: str | None = None,
+    ) -> None:
         error = decision.error
-        level = (
-            logging.DEBUG
-            if error is None
-            else (logging.ERROR if error.status >= 500 else logging.INFO)
-        )
-        if logger.isEnabledFor(level):
-            fields = {
-                "outcome": "allowed" if error is None else "denied",
-                "code": decision.code,
-                "peer": decision.peer,
-                "fingerprint": decision.fingerprint,
-                "path": decision.path,
-                "method": decision.method,
-                "mode": decision.mode,
-                "status": error.status if error is not None else None,
-            }
-            logger.log(
-                level,
-                "mtlsauth %s code=%s peer=%s fingerprint=%s method=%s path=%r mode=%s",
-                fields["outcome"],
-                fields["code"],
-                fields["peer"],
-                fields["fingerprint"],
-                fields["method"],
-                fields["path"],
-                fields["mode"],
-                extra={"mtlsauth": fields},
-            )
+        if error is None:
+            if logger.isEnabledFor(logging.DEBUG):
+                fields = {
+                    "outcome": "allowed",
+                    "code": decision.code,
+                    "peer": decision.peer,
+                    "fingerprint": decision.fingerprint,
+                    "path": decision.path,
+                    "method": decision.method,
+                    "mode": decision.mode,
+                    "status": None,
+                }
+                logger.debug(
+                    "mtlsauth allowed code=%s peer=%s fingerprint=%s method=%s path=%s mode=%s",
+                    decision.code,
+                    escape_log_value(decision.peer or "-"),
+                    decision.fingerprint or "-",
+                    escape_log_value(decision.method),
+                    escape_log_value(decision.path),
+                    decision.mode,
+                    extra={"mtlsauth": fields},
+                )
+        else:
+            self._log_refusal(decision, error, names, hint)
         hook = self.on_decision
         if hook is not None:
             try:
                 hook(decision)
             except Exception:
                 logger.error("mtlsauth on_decision hook raised", exc_info=True)
+
+    def _log_refusal(
+        self,
+        decision: Decision,
+        error: MTLSAuthError,
+        names: tuple[str | None, str | None],
+        hint: str | None,
+    ) -> None:
+        """One WARNING line per refusal (ERROR for a 500), rate-limited per code and
+        fingerprint. Every field is escaped; never a certificate or a header value."""
+        level = logging.ERROR if error.status >= 500 else logging.WARNING
+        if not logger.isEnabledFor(level):
+            return
+        admitted, repeats, dropped = self._log_limiter.admit(error.code, decision.fingerprint)
+        if not admitted:
+            return
+        subject, issuer = names
+        fields: dict[str, object] = {
+            "outcome": "denied",
+            "code": error.code,
+            "status": error.status,
+            "detail": error.detail,
+            "peer": decision.peer,
+            "method": decision.method,
+            "path": decision.path,
+            "mode": decision.mode,
+            "subject": subject,
+            "issuer": issuer,
+            "fingerprint": decision.fingerprint,
+            "hint": hint,
+            "suppressed": repeats,
+        }
+        if dropped:
+            logger.warning(
+                "mtlsauth: %d refusal log lines were dropped in the last minute (flood)", dropped
+            )
+        logger.log(
+            level,
+            "mtlsauth refused code=%s status=%d peer=%s method=%s path=%s subject=%s "
+            "issuer=%s fingerprint=%s detail=%s%s%s",
+            error.code,
+            error.status,
+            escape_log_value(decision.peer or "-"),
+            escape_log_value(decision.method, 16),
+            escape_log_value(decision.path),
+            escape_log_value(subject) if subject is not None else "-",
+            escape_log_value(issuer) if issuer is not None else "-",
+            decision.fingerprint or "-",
+            escape_log_value(error.detail, 512),
+            f" hint={escape_log_value(hint, 512)}" if hint else "",
+            f" (and {repeats} more like it since the last line)" if repeats else "",
+            extra={"mtlsauth": fields},
+        )
 
     def __repr__(self) -> str:
         return (

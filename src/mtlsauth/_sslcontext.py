@@ -7,17 +7,22 @@ because Python's ``ssl`` can only accept or abort a handshake and exposes no det
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
+import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from mtlsauth._logfields import escape_log_value
+
 if TYPE_CHECKING:
     from mtlsauth._truststore import TrustStore
 
-__all__ = ["server_ssl_context"]
+__all__ = ["peer_chain", "server_ssl_context", "unrequested_hint"]
 
 
 def server_ssl_context(
@@ -51,7 +56,13 @@ def server_ssl_context(
         store is an anchor, as for the Verifier) and ``VERIFY_X509_STRICT`` *not* set.
 
     Raises:
-        ValueError: bad mode, empty trust store, or TLS below 1.2.
+        ValueError: bad mode, empty trust store, a trust store holding end-entity
+            certificates, TLS below 1.2, or a ``certfile``/``keyfile`` that is missing or
+            unusable (the message names the file).
+
+    A client certificate refused here never reaches the application: the handshake fails,
+    and the context logs the reason (``"mtlsauth"`` logger, WARNING, rate-limited) because
+    asyncio servers such as uvicorn and aiohttp do not.
 
     Security note: this context proves that the client holds the key; the decision stays
     with the Verifier. ``VERIFY_X509_STRICT`` is left off on purpose: Python 3.13's
@@ -64,7 +75,7 @@ def server_ssl_context(
         >>> ctx = server_ssl_context(certfile="server.pem", keyfile="server.key",
         ...                          trust_store=ca.trust_store())  # doctest: +SKIP
     """
-    from mtlsauth._truststore import TrustStore
+    from mtlsauth._truststore import TrustStore, is_end_entity, refuse_end_entities
 
     if mode not in ("mandatory", "optional"):
         raise ValueError("mode must be 'mandatory' or 'optional' (for 'off' use no client CA)")
@@ -72,12 +83,34 @@ def server_ssl_context(
         raise TypeError("trust_store must be a TrustStore")
     if minimum_version < ssl.TLSVersion.TLSv1_2:
         raise ValueError("minimum_version below TLS 1.2 is not supported")
-    anchors = trust_store.certificates
+    refuse_end_entities(trust_store, "trust_store")
+    anchors = [c for c in trust_store.certificates if not is_end_entity(c)]
     if not anchors:
         raise ValueError("trust_store holds no certificates")
+    for what, name in (("certfile", certfile), ("keyfile", keyfile)):
+        if name is not None and not os.path.isfile(name):
+            state = "is a directory" if os.path.isdir(name) else "does not exist"
+            raise ValueError(f"{what} {os.fspath(name)!r} {state}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.sslobject_class = _LoggingSSLObject
+    ctx.sslsocket_class = _LoggingSSLSocket
     ctx.minimum_version = minimum_version
-    ctx.load_cert_chain(certfile, keyfile, password)
+    try:
+        ctx.load_cert_chain(certfile, keyfile, password)
+    except ssl.SSLError as exc:
+        why = (
+            "the key does not match the certificate"
+            if "KEY_VALUES_MISMATCH" in str(exc)
+            else (exc.reason or str(exc))
+        )
+        raise ValueError(
+            f"certfile {os.fspath(certfile)!r}, keyfile "
+            f"{os.fspath(keyfile) if keyfile is not None else None!r}: cannot load: {why}"
+        ) from None
+    except OSError as exc:
+        raise ValueError(
+            f"certfile {os.fspath(certfile)!r}: cannot read: {exc.strerror or exc}"
+        ) from None
     ctx.load_verify_locations(
         cadata="".join(c.public_bytes(Encoding.PEM).decode() for c in anchors)
     )
@@ -86,6 +119,87 @@ def server_ssl_context(
     if alpn_protocols:
         ctx.set_alpn_protocols(list(alpn_protocols))
     return ctx
+
+
+# -- handshake failures in the log --------------------------------------------------------
+logger = logging.getLogger("mtlsauth")
+
+_HANDSHAKE_LOG_INTERVAL = 60.0  # seconds between two lines for the same reason
+_handshake_last: dict[str, tuple[float, int]] = {}
+_handshake_lock = threading.Lock()
+
+
+def _log_handshake_failure(exc: ssl.SSLError, peer: str | None) -> None:
+    """One WARNING per reason and minute; the rest are counted into the next line."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = f"client certificate refused: {exc.verify_message or exc.reason}"
+    elif exc.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        reason = "no client certificate (this context requires one)"
+    else:
+        return  # not about the client certificate (a port scan, a protocol mismatch...)
+    reason = escape_log_value(reason)
+    now = time.monotonic()
+    with _handshake_lock:
+        last, suppressed = _handshake_last.get(reason, (-_HANDSHAKE_LOG_INTERVAL, 0))
+        if now - last < _HANDSHAKE_LOG_INTERVAL:
+            _handshake_last[reason] = (last, suppressed + 1)
+            return
+        if len(_handshake_last) > 256:
+            _handshake_last.clear()
+        _handshake_last[reason] = (now, 0)
+    logger.warning(
+        "mtlsauth TLS handshake failed: %s peer=%s suppressed=%d",
+        reason,
+        escape_log_value(peer or "-"),
+        suppressed,
+        extra={"mtlsauth": {"outcome": "handshake_failed", "reason": reason, "peer": peer}},
+    )
+
+
+class _LoggingSSLObject(ssl.SSLObject):
+    """The ``SSLObject`` asyncio servers (uvicorn, aiohttp) use, logging refused handshakes."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            _log_handshake_failure(exc, None)
+            raise
+
+
+class _LoggingSSLSocket(ssl.SSLSocket):
+    """The ``SSLSocket`` threaded servers (gunicorn, wsgiref) use, logging refused handshakes."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            try:
+                peer = str(self.getpeername()[0])
+            except (OSError, IndexError, TypeError):
+                peer = None
+            _log_handshake_failure(exc, peer)
+            raise
+
+
+def unrequested_hint(ssl_object: object) -> str | None:
+    """What to say when a TLS connection carries no client certificate because the server's
+    context never asked for one (``verify_mode`` ``CERT_NONE``); ``None`` otherwise."""
+    if ssl_object is None:
+        return None
+    try:
+        if ssl_object.context.verify_mode == ssl.CERT_NONE:  # type: ignore[attr-defined]
+            return (
+                "the connection is TLS, but the server's SSLContext does not ask for a client "
+                "certificate (verify_mode CERT_NONE): build it with mtlsauth.server_ssl_context"
+            )
+    except AttributeError:
+        return None
+    return None
 
 
 def peer_chain(ssl_object: object) -> tuple[bytes, ...]:

@@ -21,7 +21,13 @@ from mtlsauth._encoding import MAX_INPUT_BYTES, chain_to_der, load_der, pem_to_d
 from mtlsauth._errors import CertificateInvalid
 from mtlsauth._reload import FileSnapshot
 
-__all__ = ["TrustSnapshot", "TrustStore", "load_certificate_file"]
+__all__ = [
+    "TrustSnapshot",
+    "TrustStore",
+    "is_end_entity",
+    "load_certificate_file",
+    "refuse_end_entities",
+]
 
 _CERT_SUFFIXES = (".pem", ".crt", ".cer")
 _OPENSSL_HASH = re.compile(r"^[0-9a-f]{8}\.\d+$")  # c_rehash / openssl rehash links
@@ -32,6 +38,17 @@ def _is_cert_name(name: str) -> bool:
     return name.lower().endswith(_CERT_SUFFIXES) or bool(_OPENSSL_HASH.match(name))
 
 
+def is_end_entity(cert: x509.Certificate) -> bool:
+    """True for a certificate that cannot issue others: basicConstraints ``cA`` false, or a
+    version 3 certificate without basicConstraints (RFC 5280 section 4.2.1.9)."""
+    try:
+        return not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return cert.version == x509.Version.v3
+    except ValueError:  # unparsable extensions: not an anchor either
+        return True
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class TrustSnapshot:
     """One immutable set of trusted certificates, with the verifier ``Store`` built once for it.
@@ -40,12 +57,17 @@ class TrustSnapshot:
     issued. The others (``intermediates``: an intermediate CA next to its root in a bundle)
     are offered to path building as intermediates, so a chain through them is validated up to
     the top anchor and gets that anchor's name constraints and its CRL or OCSP check.
+
+    ``end_entities`` are the certificates that are not CAs (client or server leaves). They
+    count for pinning (``fingerprints``) but are never anchors nor intermediates: a leaf
+    issues nothing. ``store`` is ``None`` when no CA is left.
     """
 
     certificates: tuple[x509.Certificate, ...]
-    store: Store
+    store: Store | None
     fingerprints: frozenset[str]
     intermediates: tuple[x509.Certificate, ...] = ()
+    end_entities: tuple[x509.Certificate, ...] = ()
 
 
 def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
@@ -127,21 +149,48 @@ def _snapshot(certs: Iterable[x509.Certificate]) -> TrustSnapshot:
         raise ValueError("a TrustStore needs at least one certificate")
     everything = list(unique.values())
     try:
-        anchors, subordinate = _split_anchors(everything)
+        leaves = tuple(c for c in everything if is_end_entity(c))
+        cas = [c for c in everything if not is_end_entity(c)]
+        anchors, subordinate = _split_anchors(cas)
     except Exception as exc:  # noqa: BLE001 - a certificate field that cannot be read
         raise ValueError(f"a certificate cannot be read ({type(exc).__name__})") from None
-    return TrustSnapshot(tuple(everything), Store(anchors), frozenset(unique), tuple(subordinate))
+    return TrustSnapshot(
+        tuple(everything),
+        Store(anchors) if anchors else None,
+        frozenset(unique),
+        tuple(subordinate),
+        leaves,
+    )
 
 
-def load_certificate_file(path: Path) -> list[x509.Certificate]:
+def refuse_end_entities(store: TrustStore, what: str) -> None:
+    """``ValueError`` when ``store`` holds certificates that are not CAs (used as anchors)."""
+    leaves = store.snapshot().end_entities
+    if leaves:
+        names = ", ".join(c.subject.rfc4514_string() or "(empty subject)" for c in leaves[:3])
+        more = f" and {len(leaves) - 3} more" if len(leaves) > 3 else ""
+        raise ValueError(
+            f"{what} holds end-entity certificate {names}{more}, which is not a CA: an "
+            "anchor must be the CA that issues client certificates. To accept exact "
+            "certificates without a CA, use Verifier(pinned=...)"
+        )
+
+
+def _not_a_directory(path: str | os.PathLike[str], use: str) -> None:
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a directory: use TrustStore.{use} for a folder of CA files")
+
+
+def load_certificate_file(path: Path, *, what: str = "") -> list[x509.Certificate]:
     """Read every certificate in a PEM or DER file; ``ValueError`` naming the file otherwise."""
+    where = f"{what}: {path}" if what else str(path)
     try:
         if path.stat().st_size > _MAX_FILE:
-            raise ValueError(f"{path}: file too large for a certificate bundle")
+            raise ValueError(f"{where}: file too large for a certificate bundle")
         data = path.read_bytes()
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return _parse_bundle(data, str(path))
+        raise ValueError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    return _parse_bundle(data, where)
 
 
 def _parse_bundle(data: bytes, where: str) -> list[x509.Certificate]:
@@ -172,6 +221,10 @@ class TrustStore:
     intermediate up to the root (the root's name constraints, and revocation of the
     intermediate, apply). An intermediate whose issuer is not in the store anchors the chains
     below it (a "partial chain").
+    End-entity certificates (client or server leaves) are never anchors:
+    ``Verifier(trust_store=...)`` and ``server_ssl_context`` refuse a store holding one with a
+    ``ValueError`` (for exact certificates without a CA there is ``Verifier(pinned=...)``,
+    which may be a ``TrustStore``), and one that appears on a reload is left out.
 
     Security note: anything you put here can issue client certificates your app will accept.
     Keep it to the CAs that issue *client* certificates, not a public web PKI bundle.
@@ -213,13 +266,24 @@ class TrustStore:
     def from_pem_file(
         cls, path: str | os.PathLike[str], *, reload_interval: float | None = 30.0
     ) -> TrustStore:
-        """Anchors from a PEM (or DER) file, re-read when it changes."""
+        """Anchors from a PEM (or DER) file, re-read when it changes.
+
+        Raises:
+            ValueError: the file is missing, unreadable, holds no certificate, or is a
+                directory (use ``from_directory``).
+        """
+        _not_a_directory(path, "from_directory()")
+
+        def load(files: list[Path]) -> TrustSnapshot:
+            _not_a_directory(path, "from_directory()")  # also when a reload finds a folder
+            return _snapshot(c for f in files for c in load_certificate_file(f))
+
         return cls(
             FileSnapshot(
                 [path],
                 accept=lambda _: True,
                 reload_interval=reload_interval,
-                loader=lambda files: _snapshot(c for f in files for c in load_certificate_file(f)),
+                loader=load,
                 what="trust store",
             )
         )
@@ -257,8 +321,10 @@ class TrustStore:
     ) -> TrustStore:
         """Anchors from a PKCS#12 file, e.g. a Java truststore made with ``keytool -storetype PKCS12``."""
         pw = password.encode("utf-8") if isinstance(password, str) else password
+        _not_a_directory(path, "from_directory()")
 
         def load(files: list[Path]) -> TrustSnapshot:
+            _not_a_directory(path, "from_directory()")
             f = files[0]
             try:
                 p12 = pkcs12.load_pkcs12(f.read_bytes(), pw)

@@ -59,6 +59,9 @@ class Presented:
         tls_error: A non-empty string when the server reported a client-certificate error.
         path: The request path (for per-route rules).
         method: The request method.
+        tls_hint: Set by an adapter that sees a TLS connection whose client certificate
+            cannot reach the app (the server does not pass it on, or its ``SSLContext``
+            does not ask for one); said in a ``certificate_missing`` refusal.
     """
 
     peer: str | None = None
@@ -67,6 +70,7 @@ class Presented:
     tls_error: str | None = None
     path: str = "/"
     method: str = "GET"
+    tls_hint: str | None = None
 
     def header_values(self, name: str) -> list[str]:
         """Every value of header ``name`` (lower-case), in arrival order."""

@@ -8,10 +8,12 @@ stricter per-route policy applies at once.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -29,7 +31,12 @@ from mtlsauth._identity import ClientIdentity, identity_from_certificate
 from mtlsauth._observe import cache_missed
 from mtlsauth._pathvalidation import check_leaf_key, check_leaf_profile, validate_path
 from mtlsauth._revocation import what_if
-from mtlsauth._truststore import TrustSnapshot, TrustStore
+from mtlsauth._truststore import (
+    TrustSnapshot,
+    TrustStore,
+    load_certificate_file,
+    refuse_end_entities,
+)
 from mtlsauth._types import Presented, RevocationChecker
 
 if TYPE_CHECKING:
@@ -132,12 +139,25 @@ def _reload(obj: object) -> bool:
 
 
 def _parse_certs(items: Iterable[object], what: str) -> tuple[x509.Certificate, ...]:
-    if isinstance(items, str | bytes | x509.Certificate):
+    """Certificates given at construction: PEM/DER, ``x509.Certificate``, or a file path
+    (``pathlib.Path``, or a ``str`` naming an existing file)."""
+    if isinstance(items, str | bytes | x509.Certificate | os.PathLike):
         items = (items,)
-    try:
-        return tuple(load_der(d) for item in items for d in chain_to_der(item))
-    except CertificateInvalid as exc:
-        raise ValueError(f"{what}: {exc.detail}") from None
+    out: list[x509.Certificate] = []
+    for item in items:
+        if isinstance(item, os.PathLike) or (isinstance(item, str) and "-----BEGIN" not in item):
+            path = Path(item)
+            if not path.is_file():
+                raise ValueError(
+                    f"{what}: {str(item)[:200]!r} is neither PEM/DER nor an existing file"
+                )
+            out += load_certificate_file(path, what=what)
+            continue
+        try:
+            out += [load_der(d) for d in chain_to_der(item)]
+        except CertificateInvalid as exc:
+            raise ValueError(f"{what}: {exc.detail}") from None
+    return tuple(out)
 
 
 class Verifier:
@@ -210,6 +230,8 @@ class Verifier:
 
         if trust_store is not None and not isinstance(trust_store, TrustStore):
             raise TypeError("trust_store must be a TrustStore (e.g. TrustStore.from_pem_file(...))")
+        if trust_store is not None:
+            refuse_end_entities(trust_store, "trust_store")
         if policy is not None and not isinstance(policy, Policy):
             raise TypeError("policy must be a Policy")
         if forwarded is not None and not isinstance(forwarded, ForwardedCert):
@@ -553,16 +575,26 @@ class Verifier:
                 "certificate is not one of the pinned certificates", code="pin_mismatch"
             )
         trust = self._trust_store.snapshot()
-        chain = validate_path(
-            trust.store,
-            leaf,
-            presented_intermediates,
-            at=at,
-            max_depth=self._max_depth,
-            clock_skew_s=self._skew_s,
-            configured=[*self._intermediates, *trust.intermediates],
-            anchors=self._anchors(trust),
-        )
+        if trust.store is None:  # a reload left only end-entity certificates
+            raise CertificateInvalid("the trust store holds no CA", code="untrusted_issuer")
+        try:
+            chain = validate_path(
+                trust.store,
+                leaf,
+                presented_intermediates,
+                at=at,
+                max_depth=self._max_depth,
+                clock_skew_s=self._skew_s,
+                configured=[*self._intermediates, *trust.intermediates],
+                anchors=self._anchors(trust),
+            )
+        except CertificateInvalid as exc:
+            if exc.code != "untrusted_issuer":
+                raise
+            hint = self._issuer_hint(leaf, [*presented_intermediates, *trust.intermediates], trust)
+            if hint is None or not hint[1]:
+                raise
+            raise CertificateInvalid(f"{exc.detail}: {hint[0]}", code=exc.code) from None
         check_leaf_key(leaf)
         until = min(c.not_valid_after_utc for c in chain) + timedelta(seconds=self._skew_s)
         if self._revocation is not None:
@@ -579,10 +611,33 @@ class Verifier:
         memo = self._anchor_memo
         if memo is not None and memo[0] is trust:
             return memo[1]
-        below = set(trust.intermediates)
+        below = {*trust.intermediates, *trust.end_entities}  # a leaf anchors nothing
         anchors = tuple(c for c in trust.certificates if c not in below)
         self._anchor_memo = (trust, anchors)
         return anchors
+
+    def _issuer_hint(
+        self,
+        leaf: x509.Certificate,
+        presented: Sequence[x509.Certificate],
+        snapshot: TrustSnapshot | None = None,
+    ) -> tuple[str, bool] | None:
+        if self._trust_store is None:
+            return None
+        try:
+            snap = snapshot or self._trust_store.snapshot()
+            return _missing_issuer_hint(leaf, [*presented, *self._intermediates], snap)
+        except Exception:  # noqa: BLE001 - an unparsable name: no hint, same refusal
+            return None
+
+    def untrusted_issuer_hint(self, ders: Sequence[bytes]) -> str | None:
+        """For the refusal log: where the chain of an ``untrusted_issuer`` refusal stops."""
+        try:
+            certs = [load_der(d) for d in ders]
+        except CertificateInvalid:
+            return None
+        hint = self._issuer_hint(certs[0], certs[1:]) if certs else None
+        return hint[0] if hint is not None else None
 
     def _pinned_fingerprints(self) -> frozenset[str]:
         if self._pinned_store is None:
@@ -677,6 +732,48 @@ class Verifier:
             f"revocation={type(self._revocation).__name__ if self._revocation else None} "
             f"forwarded={'yes' if self._forwarded else 'no'}>"
         )
+
+
+def _missing_issuer_hint(
+    leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], snapshot: TrustSnapshot
+) -> tuple[str, bool] | None:
+    """Why a chain found no trusted CA, as far as names tell: (hint, fit for the client).
+
+    Walks up by issuer name through the presented and configured intermediates. A name that
+    is neither an anchor nor a known intermediate is where the chain stops: a client of
+    another CA, or an intermediate that was not passed on (nginx, Caddy and Python's ``ssl``
+    before 3.13 hand over the leaf only). That hint is for the operator's log only: it
+    would tell a client which CAs the server lacks. A leaf whose issuer *is* an anchor by
+    name but still fails was signed by another key with that name, which the detail says.
+    """
+    anchors = {c.subject for c in snapshot.certificates if c not in snapshot.end_entities}
+    by_subject = {c.subject: c for c in intermediates}
+    if leaf.issuer in anchors:
+        name = leaf.issuer.rfc4514_string() or "(empty name)"
+        return (
+            f"a CA named {name} is in the trust store, but its key did not sign this "
+            "certificate (a CA re-issued with a new key, or a look-alike)",
+            True,
+        )
+    cert = leaf
+    for _ in range(_HINT_DEPTH):
+        issuer = cert.issuer
+        if issuer in anchors:
+            return None  # the names line up: the failure is something else
+        nxt = by_subject.get(issuer)
+        if nxt is None or nxt.subject == nxt.issuer:
+            name = issuer.rfc4514_string() or "(empty name)"
+            return (
+                f"the chain stops at {name}, neither in the trust store nor a known "
+                "intermediate: a missing intermediate (configure intermediates=), or a "
+                "client of another CA",
+                False,
+            )
+        cert = nxt
+    return None
+
+
+_HINT_DEPTH = 10
 
 
 def _fingerprints(certs: Iterable[x509.Certificate]) -> frozenset[str]:

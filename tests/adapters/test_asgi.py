@@ -114,8 +114,18 @@ async def test_modes(certs, verifier, mode, which, status, body) -> None:
         assert r.headers["cache-control"] == "no-store"
 
 
-async def test_plain_http_without_tls_extension(verifier) -> None:
+async def test_https_without_tls_extension_says_what_is_missing(verifier) -> None:
+    # uvicorn with --ssl-* but without MTLSH11Protocol: TLS, and no certificate for the app
     r = await get(fastapi_app(verifier), "/whoami", tls=False)
+    assert (r.status_code, r.json()["code"]) == (401, "certificate_missing")
+    assert "server passes no client certificate" in r.json()["detail"]
+    assert "MTLSH11Protocol" in r.json()["detail"]
+
+
+async def test_plain_http_without_tls_extension(verifier) -> None:
+    transport = httpx.ASGITransport(app=fastapi_app(verifier), client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        r = await c.get("/whoami")
     assert (r.status_code, r.json()) == (401, MISSING)
 
 

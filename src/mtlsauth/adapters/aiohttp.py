@@ -36,7 +36,7 @@ from mtlsauth._guard import (
     problem_headers,
 )
 from mtlsauth._identity import ClientIdentity
-from mtlsauth._sslcontext import peer_chain
+from mtlsauth._sslcontext import peer_chain, unrequested_hint
 from mtlsauth._types import Presented
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def mtls_middleware(
         verification_queue=verification_queue,
     )
     strip_names = guard.strip_names
-    wanted = frozenset(n.encode("latin-1") for n in strip_names)  # all the core ever reads
+    wanted = frozenset(n.encode("latin-1") for n in guard.read_names)  # all the core reads
     hide = frozenset(n.replace("_", "-") for n in strip_names)  # every spelling, as in ASGI
     hide_raw = frozenset(n.encode("latin-1") for n in hide)
 
@@ -156,6 +156,7 @@ def mtls_middleware(
         if mode == "off":
             decision = guard.skip(mode, route, exempt, peer, path, method)
         else:
+            ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
             presented = Presented(
                 peer,
                 tuple(
@@ -163,10 +164,11 @@ def mtls_middleware(
                     for k, v in request.raw_headers
                     if k.lower() in wanted
                 ),
-                peer_chain(transport.get_extra_info("ssl_object")) if transport is not None else (),
+                peer_chain(ssl_object),
                 None,
                 path,
                 method,
+                unrequested_hint(ssl_object),
             )
             # Cached answers on the loop; anything else on the Guard's bounded pool.
             hit = guard.decide_cached(presented, mode, route, exempt)

@@ -122,6 +122,7 @@ class MTLSMiddleware:
         # name: Django's ASGIRequest (and WSGI bridges) turn "x_ssl_client_cert" into
         # HTTP_X_SSL_CLIENT_CERT, just as a WSGI server would.
         self._hide = frozenset(n.replace(b"_", b"-") for n in self._strip)
+        self._read = frozenset(n.encode("latin-1") for n in self.guard.read_names)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -143,7 +144,7 @@ class MTLSMiddleware:
                 decision = guard.skip(mode, route, exempt, peer, path, method)
             else:
                 try:
-                    presented = _presented(scope, peer, path, method, self._strip)
+                    presented = _presented(scope, peer, path, method, self._read)
                 except AmbiguousRequest as exc:
                     decision = guard.refuse(exc, peer, path, method)
                 else:
@@ -362,7 +363,20 @@ def _read_presented(
             error = tls.get("client_cert_error")
             if error is not None:  # asgiref tls spec: anything but None is a failed check
                 tls_error = str(error) or "client certificate error"
-    return Presented(peer, headers, chain, tls_error, path, method)
+    hint: str | None = None
+    if (
+        not chain
+        and scope.get("scheme") in ("https", "wss")
+        and not (ext and ext.get("tls"))
+        and not any(k == "x-forwarded-for" for k, _v in headers)  # not a proxy's https
+    ):
+        hint = (
+            "the connection is TLS (scheme https), but the server passes no client "
+            "certificate to the app "
+            "(no ASGI tls extension): under uvicorn use "
+            "--http mtlsauth.adapters.uvicorn:MTLSH11Protocol"
+        )
+    return Presented(peer, headers, chain, tls_error, path, method, hint)
 
 
 def authorization_from_scope(scope: Scope) -> list[str]:

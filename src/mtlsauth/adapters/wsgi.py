@@ -36,7 +36,7 @@ from mtlsauth._guard import (
 )
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
-from mtlsauth._sslcontext import peer_chain
+from mtlsauth._sslcontext import peer_chain, unrequested_hint
 from mtlsauth._types import Presented
 
 if TYPE_CHECKING:
@@ -110,6 +110,9 @@ class MTLSMiddleware:
         self._strip_keys = tuple(
             "HTTP_" + n.upper().replace("-", "_") for n in sorted(self.guard.strip_names)
         )
+        self._read_keys = tuple(
+            "HTTP_" + n.upper().replace("-", "_") for n in sorted(self.guard.read_names)
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         guard = self.guard
@@ -126,7 +129,7 @@ class MTLSMiddleware:
             else:
                 try:
                     presented = presented_from_environ(
-                        environ, path, method, header_keys=self._strip_keys, peer=peer
+                        environ, path, method, header_keys=self._read_keys, peer=peer
                     )
                 except AmbiguousRequest as exc:
                     decision = guard.refuse(exc, peer, path, method)
@@ -256,6 +259,7 @@ def presented_from_environ(
             if k.startswith("HTTP_") and isinstance(v, str)
         )
     chain: tuple[str | bytes, ...] = ()
+    hint: str | None = None
     leaf = environ.get("SSL_CLIENT_CERT")
     if leaf:
         more = []
@@ -273,6 +277,7 @@ def presented_from_environ(
         sock = environ.get("gunicorn.socket")
         if isinstance(sock, ssl.SSLSocket):
             chain = peer_chain(sock)
+            hint = unrequested_hint(sock)
     verify = environ.get("SSL_CLIENT_VERIFY")  # mod_ssl: NONE, SUCCESS, GENEROUS, FAILED:...
     tls_error = verify if isinstance(verify, str) and verify.startswith("FAILED") else None
     return Presented(
@@ -282,6 +287,7 @@ def presented_from_environ(
         tls_error,
         path if path is not None else (environ.get("PATH_INFO") or "/"),
         method if method is not None else (environ.get("REQUEST_METHOD") or "GET"),
+        hint,
     )
 
 
