@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-test
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,dev,docs]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -56,7 +56,7 @@ pythons:
 		echo "== Python $$v"; \
 		test -x $$venv/bin/python || $$py -m venv $$venv; \
 		$$venv/bin/python -m pip install -q --upgrade pip; \
-		$$venv/bin/python -m pip install -q -e ".[test]"; \
+		$$venv/bin/python -m pip install -q -e ".[test,dev,docs]"; \
 		$$venv/bin/python -m pytest -q -p no:cacheprovider --ignore=tests/test_benchmarks_smoke.py \
 			--deselect tests/test_docs.py::test_mkdocs_build_strict; \
 	done
@@ -64,7 +64,7 @@ pythons:
 test: lint typecheck docs compat pythons unit
 
 $(VENV)/.installed-bench: $(STAMP)
-	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m pip install -q -e ".[test,dev,docs,bench]"
 	touch $(VENV)/.installed-bench
 
 bench: $(VENV)/.installed-bench
