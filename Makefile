@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck docs unit compat pythons bench bench-quick clean
+.PHONY: demo test lint typecheck docs docs-shots unit compat pythons bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,14 +16,18 @@ demo: $(STAMP)
 	$(PY) -m mtlsauth demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples docs/_ext
+	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/_ext
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+# Headless Chromium screenshots of the built site, to look at (not part of make test).
+docs-shots: docs
+	$(PY) docs/_ext/shots.py site site-shots
 
 unit: $(STAMP)
 	$(PY) -m pytest
@@ -75,4 +79,4 @@ bench-quick: $(VENV)/.installed-bench
 	$(PY) benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) $(VENV_MIN) .venv-py3.* site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_MIN) .venv-py3.* site site-shots .pytest_cache .mypy_cache .ruff_cache

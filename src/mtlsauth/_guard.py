@@ -854,7 +854,7 @@ class Guard:
             fingerprint, names, ders = _refused_leaf(presented, self.forwarded)
             error = _with_hint(error, presented, self.forwarded)
             if error.code == "untrusted_issuer" and ders:
-                log_hint = self.verifier.untrusted_issuer_hint(ders)
+                log_hint = self.verifier._untrusted_issuer_hint(ders)
         else:
             fingerprint = _leaf_fingerprint(presented)
         decision = Decision(

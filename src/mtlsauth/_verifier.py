@@ -630,7 +630,7 @@ class Verifier:
         except Exception:  # noqa: BLE001 - an unparsable name: no hint, same refusal
             return None
 
-    def untrusted_issuer_hint(self, ders: Sequence[bytes]) -> str | None:
+    def _untrusted_issuer_hint(self, ders: Sequence[bytes]) -> str | None:
         """For the refusal log: where the chain of an ``untrusted_issuer`` refusal stops."""
         try:
             certs = [load_der(d) for d in ders]

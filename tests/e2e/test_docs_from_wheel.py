@@ -170,7 +170,7 @@ def test_quickstart_end_to_end(venv: Path, tmp_path: Path) -> None:
             except OSError:
                 assert time.monotonic() < deadline, "run.py did not start"
                 time.sleep(0.1)
-        console = block_after(page, "Then call it", "console").splitlines()
+        console = block_after(page, "Then call it", "console").replace("\\\n", "").splitlines()
         commands = [(i, line[2:]) for i, line in enumerate(console) if line.startswith("$ curl")]
         assert len(commands) >= 6
         for i, command in commands:
