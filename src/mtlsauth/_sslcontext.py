@@ -13,7 +13,7 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -92,8 +92,8 @@ def server_ssl_context(
             state = "is a directory" if os.path.isdir(name) else "does not exist"
             raise ValueError(f"{what} {os.fspath(name)!r} {state}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.sslobject_class = _LoggingSSLObject
-    ctx.sslsocket_class = _LoggingSSLSocket
+    ctx.sslobject_class = _logging_class(ctx.sslobject_class)
+    ctx.sslsocket_class = _logging_class(ctx.sslsocket_class)
     ctx.minimum_version = minimum_version
     try:
         ctx.load_cert_chain(certfile, keyfile, password)
@@ -156,34 +156,36 @@ def _log_handshake_failure(exc: ssl.SSLError, peer: str | None) -> None:
     )
 
 
-class _LoggingSSLObject(ssl.SSLObject):
-    """The ``SSLObject`` asyncio servers (uvicorn, aiohttp) use, logging refused handshakes."""
+_LOGGING_CLASSES: dict[type, type] = {}
 
-    def do_handshake(self) -> None:
+
+def _logging_class(base: type) -> type:
+    """``base`` (an ``SSLObject`` or ``SSLSocket`` class) with a ``do_handshake`` that logs
+    why a handshake failed. Built from the context's own class, so a patched ``ssl``
+    (gevent's cooperative sockets) keeps its behaviour."""
+    cls = _LOGGING_CLASSES.get(base)
+    if cls is not None:
+        return cls
+
+    def do_handshake(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            super().do_handshake()
+            return base.do_handshake(self, *args, **kwargs)  # type: ignore[attr-defined]
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise
         except ssl.SSLError as exc:
-            _log_handshake_failure(exc, None)
-            raise
-
-
-class _LoggingSSLSocket(ssl.SSLSocket):
-    """The ``SSLSocket`` threaded servers (gunicorn, wsgiref) use, logging refused handshakes."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise
-        except ssl.SSLError as exc:
-            try:
-                peer = str(self.getpeername()[0])
-            except (OSError, IndexError, TypeError):
-                peer = None
+            peer: str | None = None
+            getpeername = getattr(self, "getpeername", None)  # sockets; asyncio's objects: no
+            if getpeername is not None:
+                try:
+                    peer = str(getpeername()[0])
+                except (OSError, IndexError, TypeError):
+                    peer = None
             _log_handshake_failure(exc, peer)
             raise
+
+    cls = type(base.__name__, (base,), {"do_handshake": do_handshake, "__module__": __name__})
+    _LOGGING_CLASSES[base] = cls
+    return cls
 
 
 def unrequested_hint(ssl_object: object) -> str | None:
