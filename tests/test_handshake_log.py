@@ -132,3 +132,33 @@ async def test_aiohttp_logs_why_the_handshake_failed(
         assert "client certificate refused: certificate has expired" in line
     finally:
         await runner.cleanup()
+
+
+def test_blocking_socket_server_logs_the_reason_and_the_peer(
+    pki: TestPKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gunicorn's sync workers and wsgiref wrap accepted sockets with the context."""
+    import threading
+
+    ctx = server_context(pki)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        try:
+            ctx.wrap_socket(conn, server_side=True).close()
+        except (ssl.SSLError, OSError):
+            conn.close()
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+        thread.start()
+        call(port, client_context(pki, "wrong-ca"))
+        thread.join(timeout=10)
+    listener.close()
+    [line] = handshake_lines(caplog)
+    assert "unable to get local issuer certificate" in line
+    assert "peer=127.0.0.1" in line

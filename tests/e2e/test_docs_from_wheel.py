@@ -58,8 +58,18 @@ def block_after(text: str, phrase: str, lang: str) -> str:
     return fenced(text[start:], lang)[0]
 
 
+CLOSED = "curl: (52) Empty reply from server"
+# The server closing in the handshake reaches curl as either, depending on whether the close
+# beats curl's last write: both mean "no HTTP answer", and the page says so.
+CLOSED_FORMS = re.compile(
+    r"curl: \(52\) Empty reply from server|curl: \(56\) Recv failure: Connection reset by peer"
+)
+
+
 def matches(expected: str, actual: str) -> bool:
     """A shown output line against the real one; ``...`` in the page stands for anything."""
+    if expected == CLOSED:
+        return CLOSED_FORMS.fullmatch(actual) is not None
     pattern = ".*".join(re.escape(part) for part in expected.split("..."))
     return re.fullmatch(pattern, actual) is not None
 
