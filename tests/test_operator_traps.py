@@ -24,6 +24,12 @@ def test_from_pem_file_refuses_a_directory(pki: TestPKI) -> None:
         TrustStore.from_pem_file(pki.directory)
 
 
+def test_from_pem_given_a_file_path_names_the_right_constructor(pki: TestPKI) -> None:
+    for given in (pki.path("ca.pem"), str(pki.path("ca.pem"))):
+        with pytest.raises(TypeError, match="use from_pem_file"):
+            TrustStore.from_pem(given)  # type: ignore[arg-type]
+
+
 def test_from_pkcs12_refuses_a_directory(pki: TestPKI) -> None:
     with pytest.raises(ValueError, match="is a directory"):
         TrustStore.from_pkcs12(pki.directory)

@@ -248,6 +248,12 @@ class TrustStore:
     @classmethod
     def from_pem(cls, data: str | bytes) -> TrustStore:
         """Anchors from PEM text holding one or more certificates."""
+        if isinstance(data, os.PathLike) or (
+            isinstance(data, str) and "-----BEGIN" not in data and Path(data).is_file()
+        ):
+            raise TypeError(
+                f"from_pem() takes PEM text; for the file {os.fsdecode(data)} use from_pem_file()"
+            )
         if isinstance(data, str):
             data = data.encode("utf-8")
         if not isinstance(data, bytes):
