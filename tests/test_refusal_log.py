@@ -152,6 +152,9 @@ def test_certificate_fields_and_paths_cannot_forge_or_recolour_log_lines(
         "\x85",
     ):
         assert bad not in line
+        # the structured fields too: a formatter may print them as they are
+        assert bad not in record.mtlsauth["subject"]  # type: ignore[attr-defined]
+        assert bad not in record.mtlsauth["path"]  # type: ignore[attr-defined]
 
 
 def test_escape_bounds_the_length() -> None:

@@ -952,19 +952,24 @@ class Guard:
         if not admitted:
             return
         subject, issuer = names
+
+        def safe(value: str | None, limit: int = 256) -> str | None:
+            return None if value is None else escape_log_value(value, limit)
+
+        # Escaped here too: a formatter may print the dict as it is.
         fields: dict[str, object] = {
             "outcome": "denied",
             "code": error.code,
             "status": error.status,
-            "detail": error.detail,
-            "peer": decision.peer,
-            "method": decision.method,
-            "path": decision.path,
+            "detail": safe(error.detail, 512),
+            "peer": safe(decision.peer),
+            "method": safe(decision.method, 16),
+            "path": safe(decision.path),
             "mode": decision.mode,
-            "subject": subject,
-            "issuer": issuer,
+            "subject": safe(subject),
+            "issuer": safe(issuer),
             "fingerprint": decision.fingerprint,
-            "hint": hint,
+            "hint": safe(hint, 512),
             "suppressed": repeats,
         }
         if dropped:

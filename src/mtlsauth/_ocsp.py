@@ -38,6 +38,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from mtlsauth._errors import CertificateRevoked, MTLSAuthError, RevocationUnavailable
+from mtlsauth._logfields import escape_log_value
 from mtlsauth._revocation import is_what_if
 
 __all__ = ["OCSPChecker"]
@@ -382,7 +383,7 @@ class OCSPChecker:
         message = f"OCSP: no trustworthy answer for serial {cert.serial_number:x}: {why}"
         logger.warning(
             "mtlsauth: %s%s",
-            message,
+            escape_log_value(message, 512),  # the responder URL may come from the cert
             f" (soft-fail: admitting it for {self._retry_after.total_seconds():.0f} s)"
             if self._mode == "soft-fail" and record
             else "",
