@@ -245,7 +245,7 @@ def test_a_look_alike_ca_is_said_in_the_detail() -> None:
     assert (
         "a CA named CN=Example Root,O=Example Corp is in the trust store" in decision.error.detail
     )
-    assert "did not sign" in decision.error.detail
+    assert "does not verify against it" in decision.error.detail
 
 
 def test_uvicorn_proxy_headers_rewrite_is_named(ca: CA, caplog: pytest.LogCaptureFixture) -> None:

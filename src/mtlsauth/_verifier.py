@@ -751,8 +751,8 @@ def _missing_issuer_hint(
     if leaf.issuer in anchors:
         name = leaf.issuer.rfc4514_string() or "(empty name)"
         return (
-            f"a CA named {name} is in the trust store, but its key did not sign this "
-            "certificate (a CA re-issued with a new key, or a look-alike)",
+            f"a CA named {name} is in the trust store, but this certificate does not "
+            "verify against it (a CA re-issued with a new key, or a look-alike)",
             True,
         )
     cert = leaf
