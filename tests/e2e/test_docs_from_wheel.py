@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "docs" / "quickstart.md"
-EXTRAS = "demo,test,flask,aiohttp,yaml,drf,prometheus,opentelemetry"
+EXTRAS = "demo,test,flask,aiohttp,yaml,drf,prometheus,opentelemetry,oauth"
 
 
 def run(
