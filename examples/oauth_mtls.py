@@ -209,13 +209,12 @@ def main() -> None:
 
         trust = TrustStore.from_pem_file(os.environ.get("MTLS_CLIENT_CA", "clients-ca.pem"))
         extra = os.environ.get("MTLS_TLS_EXTRA_CA")  # self-signed clients' certificates
-        if extra:
-            trust = trust | TrustStore.from_pem_file(extra)
         ctx = server_ssl_context(
             certfile=os.environ["MTLS_SERVER_CERT"],
             keyfile=os.environ.get("MTLS_SERVER_KEY"),
             trust_store=trust,
             mode="optional",
+            pinned=[Path(extra)] if extra else (),
         )
         uvicorn.run(
             app,

@@ -34,6 +34,7 @@ def server_ssl_context(
     password: str | bytes | None = None,
     minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
     alpn_protocols: Sequence[str] | None = None,
+    pinned: Sequence[object] = (),
 ) -> ssl.SSLContext:
     """Build a server ``SSLContext`` for direct mutual TLS.
 
@@ -50,6 +51,10 @@ def server_ssl_context(
             Python's ``ssl`` has no equivalent of nginx ``optional_no_ca``).
         minimum_version: TLS 1.2 by default; never lower.
         alpn_protocols: e.g. ``["http/1.1"]``.
+        pinned: Exact certificates the handshake must also accept without a CA (the
+            Verifier's ``pinned=``, e.g. RFC 8705 ``self_signed_tls_client_auth`` clients):
+            PEM or DER bytes, ``x509.Certificate`` objects, or file paths. Each is trusted
+            only as itself (partial-chain verification); the Verifier still decides.
 
     Returns:
         The context, with ``VERIFY_X509_PARTIAL_CHAIN`` set (any certificate in the trust
@@ -87,6 +92,12 @@ def server_ssl_context(
     anchors = [c for c in trust_store.certificates if not is_end_entity(c)]
     if not anchors:
         raise ValueError("trust_store holds no certificates")
+    if isinstance(pinned, str | bytes) or not isinstance(pinned, Sequence):
+        raise TypeError("pinned must be a sequence of certificates")
+    if pinned:
+        from mtlsauth._verifier import _parse_certs
+
+        anchors += list(_parse_certs(pinned, "pinned"))
     for what, name in (("certfile", certfile), ("keyfile", keyfile)):
         if name is not None and not os.path.isfile(name):
             state = "is a directory" if os.path.isdir(name) else "does not exist"
