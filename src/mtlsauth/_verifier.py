@@ -661,6 +661,8 @@ class Verifier:
         if self._revocation is None or self._trust_store is None:
             return until
         trust = self._trust_store.snapshot()
+        if trust.store is None:  # no CA left: the pin chains to nothing
+            return until
         try:
             chain = validate_path(
                 trust.store,
