@@ -220,12 +220,6 @@ def test_rfc9440_chain_list_and_repeated_lines(chain, pki):
         _decode(fc, ("Client-Cert", leaf), ("Client-Cert-Chain", items[0] + ","))
 
 
-def test_chain_header_alone_is_no_certificate(chain):
-    fc = ForwardedCert.preset("haproxy", trusted_proxies=TRUSTED)
-    chain_only = ("X-SSL-Client-Chain", base64.b64encode(chain[1]).decode())
-    assert fc.extract(_req(chain_only)) is None
-
-
 # -- XFCC --------------------------------------------------------------------------------------
 def _xfcc(chain, **kw):
     return encode_forwarded("envoy", chain)[0][1] if not kw else kw["value"]
@@ -540,3 +534,230 @@ def test_tls_chain_wins_over_header_from_untrusted_peer(pki):
     assert identity is not None
     assert identity.common_name == "alice"
     assert identity.source == "tls"
+
+
+# -- strictness: refuse what the proxy could never send (adversarial review) ------------------
+def _b64(*ders):
+    return base64.b64encode(b"".join(ders)).decode()
+
+
+def _K(c):  # a split point whose first part needs '=' padding
+    return len(c[0]) // 3 * 3 - 2
+
+
+@pytest.mark.parametrize(
+    ("encoding", "make"),
+    [
+        pytest.param("url-pem", lambda c: _pem(c[0]), id="raw PEM, nothing escaped"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe="").replace("%20", " "), id="raw space"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe="").replace("%0A", "\t"), id="raw tab"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe="").replace("%0A", "%0D%0A"), id="CRLF"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe="").replace("%0A", "%09", 3), id="escaped tab"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0])[:40] + " " + _pem(c[0])[40:], safe=""), id="space inside base64 line"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe="") + "%00", id="trailing NUL"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe="").replace("MII", "MII%00", 1), id="NUL in body"),
+        pytest.param("url-pem", lambda c: quote(quote(_pem(c[0]), safe=""), safe=""), id="double encoded"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe="") + "x", id="trailing garbage"),
+        pytest.param("url-pem", lambda c: "x" + quote(_pem(c[0]), safe=""), id="text before BEGIN"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]).replace("CERTIFICATE", "TRUSTED CERTIFICATE"), safe=""), id="TRUSTED CERTIFICATE"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]).replace("CERTIFICATE", "X509 CERTIFICATE"), safe=""), id="X509 CERTIFICATE"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]).replace("/", "_").replace("+", "-"), safe=""), id="url-safe alphabet"),
+        pytest.param("pem", lambda c: "x " + _pem(c[0]).replace("\n", " "), id="pem text before BEGIN"),
+        pytest.param("pem", lambda c: _pem(c[0]).replace("\n", " ") + "\x00", id="pem NUL"),
+        pytest.param("pem", lambda c: _pem(c[0]).replace("CERTIFICATE", "TRUSTED CERTIFICATE").replace("\n", " "), id="pem TRUSTED CERTIFICATE"),
+        pytest.param("der-base64", lambda c: _b64(c[0])[:10] + " " + _b64(c[0])[10:], id="space inside base64"),
+        pytest.param("der-base64", lambda c: _b64(c[0])[:10] + "\t" + _b64(c[0])[10:], id="tab inside base64"),
+        pytest.param("der-base64", lambda c: " " + _b64(c[0]), id="leading space kept by the server"),
+        pytest.param("der-base64", lambda c: base64.urlsafe_b64encode(c[0]).decode(), id="url-safe alphabet"),
+        pytest.param("der-base64", lambda c: _b64(c[0])[:-4] + "-" + _b64(c[0])[-3:], id="mixed alphabets"),
+        pytest.param("der-base64", lambda c: _b64(c[0] + b"\x00"), id="DER + trailing byte"),
+        pytest.param("der-base64", lambda c: _b64(c[0] + b"\x30\x00"), id="DER + empty SEQUENCE"),
+        pytest.param("der-base64", lambda c: _b64(b"\x30\x80" + c[0][4:] + b"\x00\x00"), id="indefinite length"),
+        pytest.param("der-base64", lambda c: _b64(c[0][:_K(c)]) + _b64(c[0][_K(c):]), id="padding in the middle"),
+        pytest.param("traefik", lambda c: ", ".join(_b64(d) for d in c), id="traefik space after comma"),
+        pytest.param("traefik", lambda c: _b64(c[0])[:10] + " " + _b64(c[0])[10:], id="traefik space inside"),
+        pytest.param("traefik", lambda c: quote(_b64(c[0]), safe="") + "," + _b64(c[1]), id="traefik half escaped"),
+        pytest.param("traefik", lambda c: quote(quote(",".join(_b64(d) for d in c), safe=""), safe=""), id="traefik double escaped"),
+        pytest.param("rfc9440", lambda c: ":" + _b64(c[0])[:10] + " " + _b64(c[0])[10:] + ":", id="rfc9440 space inside"),
+        pytest.param("rfc9440", lambda c: ":" + base64.urlsafe_b64encode(c[0]).decode() + ":", id="rfc9440 url-safe"),
+        pytest.param("rfc9440", lambda c: ":" + _b64(c[0], c[1]) + ":", id="rfc9440 two DERs in one item"),
+    ],
+)  # fmt: skip
+def test_values_no_proxy_sends_are_malformed(encoding, make, chain):
+    with pytest.raises(CertificateInvalid) as info:
+        _decode(_fc(encoding), ("X-Cert", make(chain)))
+    assert info.value.code == "certificate_malformed"
+
+
+# Presets whose certificate header holds the leaf alone: a second certificate in it is
+# something that proxy never writes.
+SINGLE_CERT_PRESETS = {
+    "nginx": lambda c: quote(_pem(c[0]) + _pem(c[1]), safe=""),
+    "ingress-nginx": lambda c: quote(_pem(c[0]) + _pem(c[1]), safe=""),
+    "wso2": lambda c: quote(_pem(c[0]) + _pem(c[1]), safe=""),
+    "cloudfront": lambda c: quote(_pem(c[0]) + _pem(c[1]), safe=""),
+    "aws-alb-verify": lambda c: quote(_pem(c[0]) + _pem(c[1]), safe="+=/"),
+    "apache": lambda c: (_pem(c[0]) + _pem(c[1])).replace("\n", " "),
+    "gluu": lambda c: (_pem(c[0]) + _pem(c[1])).replace("\n", " "),
+    "haproxy": lambda c: _b64(c[0], c[1]),
+    "caddy": lambda c: _b64(c[0], c[1]),
+    "azure": lambda c: _b64(c[0], c[1]),
+    "cloudflare": lambda c: _b64(c[0], c[1]),
+    "rfc9440": lambda c: ":" + _b64(c[0], c[1]) + ":",
+    "gcp": lambda c: ":" + _b64(c[0], c[1]) + ":",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_CERT_PRESETS))
+def test_single_certificate_presets_refuse_two(name, chain):
+    fc = ForwardedCert.preset(name, trusted_proxies=TRUSTED)
+    assert fc.single_certificate is True
+    with pytest.raises(CertificateInvalid) as info:
+        _decode(fc, (fc.header, SINGLE_CERT_PRESETS[name](chain)))
+    assert info.value.code == "certificate_malformed"
+
+
+@pytest.mark.parametrize("name", ["aws-alb", "traefik", "envoy"])
+def test_chain_carrying_presets_keep_the_chain(name, chain):
+    fc = ForwardedCert.preset(name, trusted_proxies=TRUSTED)
+    assert fc.single_certificate is False
+    assert _decode(fc, *encode_forwarded(name, chain)) == tuple(chain)
+
+
+def test_single_certificate_defaults_and_errors(chain):
+    assert _fc("url-pem").single_certificate is False
+    assert _fc("url-pem", chain_header="X-Chain").single_certificate is True
+    assert _fc("rfc9440").single_certificate is True
+    with pytest.raises(ValueError, match="chain"):
+        _fc("url-pem", chain_header="X-Chain", single_certificate=False)
+    with pytest.raises(ValueError, match="traefik"):
+        _fc("traefik", single_certificate=True)
+    with pytest.raises(TypeError):
+        _fc("url-pem", single_certificate="yes")
+    two = quote(_pem(chain[0]) + _pem(chain[1]), safe="")
+    with pytest.raises(CertificateInvalid, match="one certificate"):
+        _decode(_fc("url-pem", single_certificate=True), ("X-Cert", two))
+
+
+def test_apache_chain_headers_hold_one_certificate_each_and_no_gap(chain, pki):
+    fc = ForwardedCert.preset("apache", trusted_proxies=TRUSTED)
+    leaf, inter = (_pem(d).replace("\n", " ") for d in chain)
+    root = _pem(pki[0].certificate.public_bytes(Encoding.DER)).replace("\n", " ")
+    ok = _decode(
+        fc,
+        ("X-SSL-Client-Cert", leaf),
+        ("X-SSL-Client-Cert-Chain-0", inter),
+        ("X-SSL-Client-Cert-Chain-1", root),
+        ("X-SSL-Client-Cert-Chain-2", "(null)"),
+    )
+    assert len(ok) == 3
+    for headers in (
+        # CHAIN_0 missing but CHAIN_1 present: Apache numbers them without gaps
+        [("X-SSL-Client-Cert-Chain-0", "(null)"), ("X-SSL-Client-Cert-Chain-1", inter)],
+        [("X-SSL-Client-Cert-Chain-1", inter)],
+        # two certificates in one CHAIN_n header
+        [("X-SSL-Client-Cert-Chain-0", inter + " " + root)],
+    ):
+        with pytest.raises(CertificateInvalid) as info:
+            _decode(fc, ("X-SSL-Client-Cert", leaf), *headers)
+        assert info.value.code == "certificate_malformed"
+
+
+@pytest.mark.parametrize(
+    ("name", "chain_value"),
+    [
+        pytest.param("haproxy", lambda c: _b64(c[1]), id="haproxy"),
+        pytest.param("apache", lambda c: _pem(c[1]).replace("\n", " "), id="apache"),
+        pytest.param("rfc9440", lambda c: ":" + _b64(c[1]) + ":", id="rfc9440"),
+        pytest.param("gcp", lambda c: ":" + _b64(c[1]) + ":", id="gcp"),
+    ],
+)
+@pytest.mark.parametrize(
+    "leaf", [None, "", "(null)"], ids=["leaf absent", "leaf empty", "leaf (null)"]
+)
+def test_chain_header_without_leaf_is_malformed(name, chain_value, leaf, chain):
+    fc = ForwardedCert.preset(name, trusted_proxies=TRUSTED)
+    headers = [(fc.chain_header[0], chain_value(chain))]
+    if leaf is not None:
+        headers.append((fc.header, leaf))
+    with pytest.raises(CertificateInvalid) as info:
+        fc.extract(_req(*headers))
+    assert info.value.code == "certificate_malformed"
+    with pytest.raises(UntrustedForwarder):  # and from anyone else it is a forgery
+        fc.extract(_req(*headers, peer="192.0.2.1"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Host", "authorization", "Proxy-Authorization", "Cookie", "Connection", "Keep-Alive",
+        "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Content-Type",
+        "Forwarded", "X-Forwarded-For", "X-Real-IP", "User-Agent", "Origin", "Referer",
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("field", ["header", "chain_header", "identity_header"])
+def test_well_known_header_names_are_refused(name, field):
+    if field == "header":
+        kw = {"header": name}
+    elif field == "chain_header":
+        kw = {"chain_header": ["X-Chain-0", name]}
+    else:
+        kw = {"identity_format": "aws-alb", "identity_headers": {"subject": name}}
+    with pytest.raises(ValueError, match="client"):
+        _fc(**kw)
+
+
+@pytest.mark.parametrize("name", ["X_SSL_Client_Cert", "x-ssl_client-cert"])
+def test_underscore_header_names_are_refused(name):
+    with pytest.raises(ValueError, match="underscore"):
+        _fc(header=name)
+    with pytest.raises(ValueError, match="underscore"):
+        _fc(chain_header=name)
+
+
+def test_construction_types():
+    with pytest.raises(TypeError, match="order"):
+        _fc(chain_header={"X-Chain-0", "X-Chain-1"})
+    with pytest.raises(TypeError):
+        _fc(chain_header=b"X-Chain")
+    with pytest.raises(TypeError):
+        _fc(trusted_proxies=[b"10.0.0.1"])
+    with pytest.raises(TypeError):
+        _fc(trusted_proxies=None)
+    with pytest.raises(TypeError):
+        _fc(header=None)
+    with pytest.raises(TypeError):
+        _fc(identity_format="aws-alb", identity_headers=[("subject", "X-S")])
+    with pytest.raises(TypeError):
+        _fc(max_size="65536")
+    with pytest.raises(TypeError):
+        _fc(encoding=None)
+    # a one-shot iterable is read once, and what is reported is what is trusted
+    fc = _fc(trusted_proxies=(p for p in ["10.0.0.0/24", "unix"]))
+    assert fc.trusted_proxies == ("10.0.0.0/24", "unix")
+    assert fc.is_trusted("10.0.0.7")
+    assert fc.is_trusted(None)
+    # a set is fine for addresses (order does not matter there)
+    assert _fc(trusted_proxies={"10.0.0.5"}).is_trusted("10.0.0.5")
+
+
+@pytest.mark.parametrize(
+    ("entry", "peer", "trusted"),
+    [
+        pytest.param("10.0.0.1", "::ffff:10.0.0.1", True, id="v4 entry, mapped peer"),
+        pytest.param("::ffff:10.0.0.1", "10.0.0.1", True, id="mapped entry, v4 peer"),
+        pytest.param("::ffff:10.0.0.1", "::ffff:10.0.0.1", True, id="mapped both"),
+        pytest.param("10.0.0.1", "::ffff:10.0.0.2", False, id="mapped other"),
+        pytest.param("10.0.0.1", "::10.0.0.1", False, id="v4-compatible is not mapped"),
+        pytest.param("10.0.0.1", "64:ff9b::a00:1", False, id="NAT64 is not mapped"),
+        pytest.param(" 10.0.0.1 ", "10.0.0.1", True, id="whitespace around an entry"),
+        pytest.param("fe80::1%eth0", "fe80::1%eth0", True, id="zone matches"),
+        pytest.param("fe80::1%eth0", "fe80::1%eth1", False, id="other zone"),
+        pytest.param("fe80::1%eth0", "fe80::1", False, id="no zone on the peer"),
+        pytest.param("fe80::1", "fe80::1%eth1", True, id="entry without zone"),
+        pytest.param("10.0.0.1", "10.0.0.1:443", False, id="peer with a port"),
+        pytest.param("10.0.0.1", "010.000.000.001", False, id="leading zeros"),
+    ],
+)
+def test_peer_forms_decided(entry, peer, trusted):
+    assert _fc(trusted_proxies=[entry]).is_trusted(peer) is trusted

@@ -44,7 +44,10 @@ def verifier(pki) -> Verifier:
     return Verifier(
         trust_store=pki.root.trust_store(),
         forwarded=ForwardedCert.preset(
-            "nginx", header="x-ssl-client-cert", trusted_proxies=[PROXY]
+            "nginx",
+            header="x-ssl-client-cert",
+            trusted_proxies=[PROXY],
+            single_certificate=False,  # leaf + intermediate in the header
         ),
     )
 

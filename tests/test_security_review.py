@@ -89,7 +89,10 @@ def proxied(pki):
     verifier = Verifier(
         trust_store=pki.root.trust_store(),
         forwarded=ForwardedCert.preset(
-            "nginx", header="x-ssl-client-cert", trusted_proxies=[PROXY]
+            "nginx",
+            header="x-ssl-client-cert",
+            trusted_proxies=[PROXY],
+            single_certificate=False,  # leaf + intermediate in the header
         ),
     )
     return verifier, tuple(proxy_cert.chain_der)
@@ -215,7 +218,11 @@ def _asgi_fwd(pki, *, on_untrusted: str = "reject") -> Verifier:
     return Verifier(
         trust_store=pki.root.trust_store(),
         forwarded=ForwardedCert.preset(
-            "nginx", header="X-SSL-Client-Cert", trusted_proxies=[PROXY], on_untrusted=on_untrusted
+            "nginx",
+            header="X-SSL-Client-Cert",
+            trusted_proxies=[PROXY],
+            on_untrusted=on_untrusted,
+            single_certificate=False,  # leaf + intermediate in the header
         ),
     )
 

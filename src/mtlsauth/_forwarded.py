@@ -8,7 +8,7 @@ the Verifier calls only on a cache miss.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from mtlsauth._cache import BoundedMemo
@@ -17,6 +17,7 @@ from mtlsauth._errors import CertificateInvalid, UntrustedForwarder
 from mtlsauth._forwarded_formats import (
     DECODERS,
     ENCODINGS,
+    check_certificate_shape,
     decode_rfc9440_list,
     is_absent,
     malformed,
@@ -48,6 +49,36 @@ _SINGLE_CERT = frozenset({"url-pem", "pem", "der-base64", "rfc9440"})
 _PEER_CACHE_MAX = 4096
 _XFCC_CACHE_MAX = 512
 _DECODE_ERRORS = (ValueError, TypeError, IndexError, KeyError, UnicodeError)
+# Names a client sends (or a proxy consumes) on its own: a proxy passes them through or
+# strips them, so a certificate carried there is the client's word, or never arrives.
+_CLIENT_HEADERS = frozenset(
+    {
+        "accept", "accept-encoding", "accept-language", "authorization", "cache-control",
+        "connection", "content-encoding", "content-length", "content-range", "content-type",
+        "cookie", "date", "expect", "forwarded", "host", "if-match", "if-modified-since",
+        "if-none-match", "if-range", "if-unmodified-since", "keep-alive", "max-forwards",
+        "origin", "pragma", "proxy-authorization", "proxy-connection", "range", "referer",
+        "set-cookie", "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "via",
+        "x-forwarded-for", "x-forwarded-host", "x-forwarded-port", "x-forwarded-proto",
+        "x-real-ip",
+    }
+)  # fmt: skip
+
+
+def _own_header(name: object, what: str) -> str:
+    """A header name the proxy alone writes: valid, dash-separated, not a standard header."""
+    lower = header_name(name, what)
+    if "_" in lower:
+        raise ValueError(
+            f"{what} {name!r} contains an underscore: nginx, Apache, gunicorn and werkzeug drop"
+            " such headers, and WSGI folds '_' and '-' into one key; use dashes"
+        )
+    if lower in _CLIENT_HEADERS:
+        raise ValueError(
+            f"{what} {name!r} is a standard header that the client sends itself (or that"
+            " proxies consume); use a dedicated name such as X-SSL-Client-Cert"
+        )
+    return lower
 
 
 class ForwardedValue(NamedTuple):
@@ -92,6 +123,10 @@ class ForwardedCert:
             proxy appended.
         identity_format: ``"aws-alb"`` or ``"gcp"``: how to read ``identity_headers``.
         identity_headers: Field name to header name for ``verified_by_proxy`` identities.
+        single_certificate: The certificate header holds the leaf alone, so a second
+            certificate in it is malformed. Default: True with ``chain_header`` or
+            ``"rfc9440"``, False otherwise (AWS ALB's URL-encoded PEM, Traefik and XFCC
+            carry the chain); the presets of proxies that forward only the leaf set it.
 
     Raises:
         ValueError, TypeError: on any bad setting, at construction.
@@ -126,6 +161,7 @@ class ForwardedCert:
         "identity_headers",
         "max_size",
         "on_untrusted",
+        "single_certificate",
         "trusted_proxies",
         "verified_by_proxy",
         "xfcc_element",
@@ -137,6 +173,7 @@ class ForwardedCert:
     chain_header: tuple[str, ...]
     on_untrusted: Literal["reject", "ignore"]
     max_size: int
+    single_certificate: bool
     verified_by_proxy: bool
     xfcc_element: int
     identity_format: str | None
@@ -170,25 +207,53 @@ class ForwardedCert:
         xfcc_element: int = -1,
         identity_format: Literal["aws-alb", "gcp"] | None = None,
         identity_headers: Mapping[str, str] | None = None,
+        single_certificate: bool | None = None,
     ) -> None:
-        main = header_name(header, "header")
+        main = _own_header(header, "header")
+        if not isinstance(encoding, str):
+            raise TypeError(f"encoding must be a string, got {type(encoding).__name__}")
         if encoding not in ENCODINGS:
             raise ValueError(
                 f"unknown encoding {encoding!r}; choose one of: {', '.join(ENCODINGS)}"
             )
+        if not isinstance(trusted_proxies, str | bytes) and isinstance(trusted_proxies, Iterable):
+            trusted_proxies = tuple(trusted_proxies)  # a one-shot iterable is read once
         networks, trust_unix = parse_proxies(trusted_proxies)
         if chain_header is None:
             chains: tuple[str, ...] = ()
         elif isinstance(chain_header, str):
             chains = (chain_header,)
-        else:
+        elif isinstance(chain_header, list | tuple):
             chains = tuple(chain_header)
-        chain_names = tuple(header_name(c, "chain_header") for c in chains)
+        else:
+            raise TypeError(
+                "chain_header must be a header name or a list of names in chain order"
+                f" (a {type(chain_header).__name__} has no order)"
+            )
+        chain_names = tuple(_own_header(c, "chain_header") for c in chains)
         if chain_names and encoding in ("xfcc", "traefik"):
             raise ValueError(f"encoding {encoding!r} carries the chain itself; drop chain_header")
+        if single_certificate is None:
+            single = bool(chain_names) or encoding == "rfc9440"
+        elif not isinstance(single_certificate, bool):
+            raise TypeError("single_certificate must be a bool or None")
+        else:
+            single = single_certificate
+            if not single and (chain_names or encoding == "rfc9440"):
+                raise ValueError(
+                    "with chain_header (and in RFC 9440) the certificate header holds the leaf"
+                    " alone: single_certificate cannot be False"
+                )
+            if single and encoding in ("xfcc", "traefik"):
+                raise ValueError(
+                    f"encoding {encoding!r} carries the chain itself: single_certificate"
+                    " cannot be True"
+                )
         if on_untrusted not in ("reject", "ignore"):
             raise ValueError('on_untrusted must be "reject" or "ignore"')
-        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size <= 0:
+        if isinstance(max_size, bool) or not isinstance(max_size, int):
+            raise TypeError("max_size must be an int")
+        if max_size <= 0:
             raise ValueError("max_size must be a positive int")
         if not isinstance(verified_by_proxy, bool):
             raise TypeError("verified_by_proxy must be a bool")
@@ -196,6 +261,8 @@ class ForwardedCert:
             raise TypeError("xfcc_element must be an int (-1: the last element)")
         if identity_format is not None and identity_format not in _IDENTITY_FIELDS:
             raise ValueError(f"identity_format must be one of {sorted(_IDENTITY_FIELDS)} or None")
+        if identity_headers is not None and not isinstance(identity_headers, Mapping):
+            raise TypeError("identity_headers must be a mapping of field name to header name")
         fields = dict(identity_headers or {})
         if fields and identity_format is None:
             raise ValueError("identity_headers needs identity_format")
@@ -206,7 +273,7 @@ class ForwardedCert:
                     f"unknown identity_headers fields {sorted(unknown)}; "
                     f"{identity_format} knows {sorted(_IDENTITY_FIELDS[identity_format])}"
                 )
-        lower_fields = {k: header_name(v, f"identity_headers[{k!r}]") for k, v in fields.items()}
+        lower_fields = {k: _own_header(v, f"identity_headers[{k!r}]") for k, v in fields.items()}
         all_names = {main, *chain_names, *lower_fields.values()}
         if len(all_names) != 1 + len(chain_names) + len(lower_fields):
             raise ValueError("header, chain_header and identity_headers must all be different")
@@ -218,6 +285,7 @@ class ForwardedCert:
         s(self, "chain_header", chains)
         s(self, "on_untrusted", on_untrusted)
         s(self, "max_size", max_size)
+        s(self, "single_certificate", single)
         s(self, "verified_by_proxy", verified_by_proxy)
         s(self, "xfcc_element", xfcc_element)
         s(self, "identity_format", identity_format)
@@ -248,6 +316,7 @@ class ForwardedCert:
         return (
             f"ForwardedCert(header={self.header!r}, encoding={self.encoding!r}, "
             f"trusted_proxies={list(self.trusted_proxies)!r}, on_untrusted={self.on_untrusted!r}, "
+            f"single_certificate={self.single_certificate}, "
             f"verified_by_proxy={self.verified_by_proxy})"
         )
 
@@ -362,6 +431,10 @@ class ForwardedCert:
                 raise malformed(f"header {self.header!r} holds a comma (two copies folded?)")
             chain_values = self._chain_values(found)
             return ForwardedValue(source, key, lambda: self._decode_chain(value, chain_values))
+        chain_names = self._chain_names
+        if any(k in chain_names and not is_absent(v) for k, v in found):
+            # No proxy forwards intermediates without the leaf they belong to.
+            raise malformed(f"a chain header came without the certificate header {self.header!r}")
         if self.verified_by_proxy and self._fields:
             return self._extract_fields(found, key, source)
         return None
@@ -377,6 +450,7 @@ class ForwardedCert:
 
     def _chain_values(self, found: list[tuple[str, str]]) -> list[str]:
         out: list[str] = []
+        gap = ""
         for name in self._chain_names:
             values = [v for k, v in found if k == name]
             if self.encoding == "rfc9440":  # a List: repeated lines concatenate
@@ -387,28 +461,39 @@ class ForwardedCert:
             if len(values) > 1:
                 raise malformed(f"{len(values)} copies of the single-valued header {name!r}")
             if values and not is_absent(values[0]):
+                if gap:  # Apache numbers CHAIN_0..n without holes
+                    raise malformed(f"chain header {name!r} follows the absent {gap!r}")
                 if "," in values[0]:
                     raise malformed(f"header {name!r} holds a comma (two copies folded?)")
                 out.append(values[0])
+            elif not gap:
+                gap = name
         return out
 
     def _decode_chain(self, value: str, chain_values: list[str]) -> tuple[bytes, ...]:
         try:
             decoder = DECODERS[self.encoding]
             ders = list(decoder(value))
+            if self.single_certificate and len(ders) != 1:
+                raise malformed(
+                    f"header {self.header!r} must hold one certificate, not {len(ders)}"
+                )
+            one_each = len(self._chain_names) > 1  # CHAIN_0..n: one certificate per header
             for chain_value in chain_values:
                 if self.encoding == "rfc9440":
                     extra = decode_rfc9440_list(chain_value)
                 else:
                     extra = decoder(chain_value)
+                if one_each and len(extra) != 1:
+                    raise malformed("each numbered chain header must hold one certificate")
                 if extra and extra[0] == ders[0]:  # some proxies repeat the leaf
                     extra = extra[1:]
                 ders.extend(extra)
+                if len(ders) > MAX_CHAIN_CERTS:
+                    break
         except _DECODE_ERRORS:
             raise malformed("certificate header could not be decoded") from None
-        if len(ders) > MAX_CHAIN_CERTS:
-            raise malformed(f"more than {MAX_CHAIN_CERTS} certificates forwarded")
-        return tuple(ders)
+        return _checked(ders)
 
     def _extract_xfcc(self, mains: list[str], key: bytes, source: str) -> ForwardedValue | None:
         live = [v for v in mains if not is_absent(v)]
@@ -466,8 +551,15 @@ def _xfcc_chain(element: XFCCElement) -> tuple[bytes, ...]:
         ders = decode_element(element)
     except _DECODE_ERRORS:
         raise malformed("x-forwarded-client-cert could not be decoded") from None
+    return _checked(ders)
+
+
+def _checked(ders: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The common checks on every decoded chain: count, then each certificate's shape."""
     if len(ders) > MAX_CHAIN_CERTS:
         raise malformed(f"more than {MAX_CHAIN_CERTS} certificates forwarded")
+    for der in ders:
+        check_certificate_shape(der)
     return tuple(ders)
 
 

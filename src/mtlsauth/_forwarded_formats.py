@@ -25,6 +25,7 @@ from urllib.parse import quote, unquote
 
 from mtlsauth._encoding import (
     MAX_CHAIN_CERTS,
+    _der_length,
     b64decode_strict,
     pem_to_der_list,
     split_der,
@@ -34,6 +35,7 @@ from mtlsauth._errors import CertificateInvalid
 __all__ = [
     "DECODERS",
     "ENCODINGS",
+    "check_certificate_shape",
     "decode_rfc9440_list",
     "der_to_pem",
     "encode_rfc9440",
@@ -81,34 +83,103 @@ def _percent_decode(value: str, what: str) -> str:
         raise malformed(f"{what} decodes to non-ASCII bytes") from None
 
 
+# What an encoder may leave unescaped: nginx keeps RFC 3986 unreserved characters, AWS ALB
+# and Apache's ``escape:`` also keep ``+ = /``. Anything else raw (a space, a tab, a quote)
+# was never percent-encoded by a proxy.
+_URL_PEM_RAW = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+=/%")
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+_PEM_END = "-----END CERTIFICATE-----"
+
+
+def _check_pem_lines(text: str, what: str) -> None:
+    """PEM exactly as OpenSSL writes it: BEGIN/END lines and base64 lines, LF line ends.
+
+    No spaces inside a base64 line, no CR, no tabs, no blank lines; only the last line
+    break is optional (nginx keeps it, some encoders drop it).
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    inside = False
+    for line in lines:
+        if line == _PEM_BEGIN and not inside:
+            inside = True
+        elif line == _PEM_END and inside:
+            inside = False
+        elif not (inside and line and all(c in _B64 for c in line)):
+            raise malformed(f"{what} is not PEM as a proxy writes it (stray characters or lines)")
+    if inside:
+        raise malformed("truncated PEM block")
+
+
 def url_pem(value: str) -> list[bytes]:
     """Percent-encoded PEM, one or more certificates (nginx, Envoy, AWS ALB, WSO2)."""
-    return pem_to_der_list(_percent_decode(value, "URL-encoded PEM").encode("ascii"))
+    if any(c not in _URL_PEM_RAW for c in value):
+        raise malformed("URL-encoded PEM holds a character no proxy leaves unescaped")
+    text = _percent_decode(value, "URL-encoded PEM")
+    _check_pem_lines(text, "URL-encoded PEM")
+    return pem_to_der_list(text.encode("ascii"))
+
+
+# Apache turns each LF into a space, nginx's $ssl_client_cert folds with LF + TAB (which h11
+# joins into one space), mod_wsgi's environment keeps real LFs.
+_PEM_TEXT = _B64 | frozenset("- \t\n")
 
 
 def pem(value: str) -> list[bytes]:
     """PEM whose newlines may have become spaces or tab folds (Apache, nginx, Gluu)."""
+    if any(c not in _PEM_TEXT for c in value):
+        raise malformed("PEM header holds a character outside PEM text")
     return pem_to_der_list(_ascii(value, "PEM header"))
+
+
+def _b64_exact(value: str, what: str) -> bytes:
+    """Canonical standard base64, as proxies write it: no whitespace, padding, canonical bits."""
+    if not value or any(c not in _B64 for c in value):
+        raise malformed(f"{what} is not base64 (only A-Z a-z 0-9 + / = may appear)")
+    raw = b64decode_strict(value, what=what)
+    if base64.b64encode(raw).decode("ascii") != value:
+        raise malformed(f"{what} is not canonical base64 (padding or trailing bits)")
+    return raw
 
 
 def der_base64(value: str) -> list[bytes]:
     """Base64 of one DER certificate or several concatenated (HAProxy, Caddy, Azure)."""
-    return split_der(b64decode_strict(value.strip(), what="base64 DER header"))
+    return split_der(_b64_exact(value, "base64 DER header"))
 
 
 def traefik(value: str) -> list[bytes]:
     """Traefik PassTLSClientCert ``pem: true``: base64 DER items joined by commas."""
-    if "%" in value:  # Traefik 2.8 to 2.9.1 applied url.QueryEscape to the whole value
-        value = _percent_decode(value, "Traefik header")
+    if "%" in value:
+        # Traefik 2.8 to 2.9.1 applied Go's url.QueryEscape to the whole value, which leaves
+        # nothing of ``+ / = ,`` raw: a value escaped only in part was not written by Traefik.
+        decoded = _percent_decode(value, "Traefik header")
+        if quote(decoded, safe="") != value:  # Go writes upper-case hex
+            raise malformed("Traefik header is percent-encoded only in part")
+        value = decoded
     out: list[bytes] = []
     for item in value.split(","):
-        item = item.strip()
         if not item:
             raise malformed("empty certificate in the Traefik header")
-        out.extend(split_der(b64decode_strict(item, what="Traefik certificate")))
+        out.extend(split_der(_b64_exact(item, "Traefik certificate")))
         if len(out) > MAX_CHAIN_CERTS:
             raise malformed(f"more than {MAX_CHAIN_CERTS} certificates")
     return out
+
+
+def check_certificate_shape(der: bytes) -> None:
+    """Refuse DER that cannot be a certificate before anything else reads it.
+
+    A certificate is ``SEQUENCE { tbsCertificate SEQUENCE, signatureAlgorithm SEQUENCE,
+    signatureValue BIT STRING }`` filling its outer length exactly; an empty SEQUENCE or a
+    certificate followed by stray bytes split out of a concatenated value stops here.
+    """
+    _, pos = _der_length(der, 0)
+    for tag in (0x30, 0x30, 0x03):
+        length, header = _der_length(der, pos, tag)
+        pos += header + length
+    if pos != len(der):
+        raise malformed("not a DER certificate (its parts do not fill it exactly)")
 
 
 def _sf_key_end(value: str, i: int) -> int:

@@ -49,11 +49,14 @@ _GCP_FIELDS = {
     "not_after": "X-Client-Cert-Valid-Not-After",
 }
 _XFCC = {"header": "X-Forwarded-Client-Cert", "encoding": "xfcc"}
+# The proxy forwards the leaf alone in this header (nginx never exposes the client's chain;
+# Caddy, Azure App Service, Cloudflare, CloudFront and ALB's verify-mode Leaf neither).
+_LEAF = {"single_certificate": True}
 
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
-        "nginx": {"header": "X-SSL-Client-Cert", "encoding": "url-pem"},
-        "ingress-nginx": {"header": "ssl-client-cert", "encoding": "url-pem"},
+        "nginx": {"header": "X-SSL-Client-Cert", "encoding": "url-pem", **_LEAF},
+        "ingress-nginx": {"header": "ssl-client-cert", "encoding": "url-pem", **_LEAF},
         "apache": {"header": "X-SSL-Client-Cert", "encoding": "pem", "chain_header": _APACHE_CHAIN},
         "haproxy": {
             "header": "X-SSL-Client-Cert",
@@ -64,19 +67,20 @@ PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         "istio": _XFCC,
         "azure-container-apps": _XFCC,
         "traefik": {"header": "X-Forwarded-Tls-Client-Cert", "encoding": "traefik"},
-        "caddy": {"header": "X-Client-Cert", "encoding": "der-base64"},
+        "caddy": {"header": "X-Client-Cert", "encoding": "der-base64", **_LEAF},
         "aws-alb": {"header": "X-Amzn-Mtls-Clientcert", "encoding": "url-pem"},
         "aws-alb-verify": {
             "header": "X-Amzn-Mtls-Clientcert-Leaf",
             "encoding": "url-pem",
+            **_LEAF,
             "identity_format": "aws-alb",
             "identity_headers": _AWS_FIELDS,
         },
-        "cloudfront": {"header": "CloudFront-Viewer-Cert-Pem", "encoding": "url-pem"},
-        "azure": {"header": "X-ARR-ClientCert", "encoding": "der-base64"},
-        "cloudflare": {"header": "Cf-Client-Cert-Der-Base64", "encoding": "der-base64"},
-        "wso2": {"header": "X-WSO2-CLIENT-CERTIFICATE", "encoding": "url-pem"},
-        "gluu": {"header": "X-ClientCert", "encoding": "pem"},
+        "cloudfront": {"header": "CloudFront-Viewer-Cert-Pem", "encoding": "url-pem", **_LEAF},
+        "azure": {"header": "X-ARR-ClientCert", "encoding": "der-base64", **_LEAF},
+        "cloudflare": {"header": "Cf-Client-Cert-Der-Base64", "encoding": "der-base64", **_LEAF},
+        "wso2": {"header": "X-WSO2-CLIENT-CERTIFICATE", "encoding": "url-pem", **_LEAF},
+        "gluu": {"header": "X-ClientCert", "encoding": "pem", **_LEAF},
         "rfc9440": {
             "header": "Client-Cert",
             "encoding": "rfc9440",

@@ -68,5 +68,10 @@ def fwd_verifier(pki) -> Verifier:
     """Accepts nginx's URL-escaped PEM header from 10.0.0.1 only."""
     from mtlsauth import ForwardedCert
 
-    forwarded = ForwardedCert.preset("nginx", header=CERT_HEADER, trusted_proxies=[TRUSTED_PROXY])
+    forwarded = ForwardedCert.preset(
+        "nginx",
+        header=CERT_HEADER,
+        trusted_proxies=[TRUSTED_PROXY],
+        single_certificate=False,  # the tests send leaf + intermediate in the header
+    )
     return Verifier(trust_store=pki.root.trust_store(), forwarded=forwarded)

@@ -120,7 +120,10 @@ async def test_forwarded_header_from_loopback_proxy(aiohttp_client, peer_chain, 
     trusted = Verifier(
         trust_store=pki.root.trust_store(),
         forwarded=ForwardedCert.preset(
-            "nginx", header="x-ssl-client-cert", trusted_proxies=["127.0.0.1"]
+            "nginx",
+            header="x-ssl-client-cert",
+            trusted_proxies=["127.0.0.1"],
+            single_certificate=False,  # leaf + intermediate in the header
         ),
     )
     client = await aiohttp_client(make_app(trusted))
