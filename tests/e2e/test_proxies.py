@@ -8,9 +8,11 @@ forged certificate headers through each proxy: none may ever authenticate.
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
+from cryptography.x509.oid import NameOID
 
 from mtlsauth import ForwardedCert, Verifier
 from mtlsauth._forwarded import encode_forwarded
@@ -146,3 +148,93 @@ def test_direct_client_cannot_forge_headers(pki, backend, client):
     if done.returncode == 45:  # cannot bind 127.0.0.2 here
         pytest.skip("127.0.0.2 is not usable as a source address on this machine")
     assert b'"untrusted_forwarder"' in done.stdout, done.stdout
+
+
+# -- edge-case certificates through each real proxy -------------------------------------------
+def _edge_client(pki, kind: str, sans: int = 120):
+    if kind == "non-ascii":
+        return pki.intermediate.issue_client_cert(
+            common_name='Zoë Ünïcødé 日本語 "q", ok',
+            organization="Ärger & Söhne, GmbH",
+            dns_names=["alice.example"],
+        )
+    # A large certificate: 120 DNS names (about 7 KB of DER, 9 KB of base64).
+    return pki.intermediate.issue_client_cert(
+        common_name="big",
+        key_type="rsa",
+        dns_names=[f"host-{i:03d}.a-rather-long-subdomain-label.example.com" for i in range(sans)],
+    )
+
+
+@pytest.mark.parametrize("kind", ["non-ascii", "large"])
+@pytest.mark.parametrize("name", PROXY_NAMES)
+def test_edge_certificates_through_proxy(name, kind, pki, backend, start_proxy, tmp_path):
+    """A client chain whose leaf has a non-ASCII subject, or is large: what each proxy sends.
+
+    The forwarded bytes equal mtlsauth's encoder output for the same chain (so the decoders'
+    strictness matches reality), and the default ``max_size`` admits them.
+    """
+    edge = _edge_client(pki, kind)
+    cert = tmp_path / "chain.pem"
+    key = tmp_path / "key.pem"
+    cert.write_bytes(edge.chain_pem.bytes())
+    key.write_bytes(edge.key_pem.bytes())
+    proxy = start_proxy(name, backend)
+    backend.authenticate = _verifier(pki, name, intermediates=True).authenticate
+    done = subprocess.run(
+        [
+            "curl", "-sS", "--max-time", "10", "--cacert", pki["root"], "--cert", str(cert),
+            "--key", str(key), "-w", "\n%{http_code}", "-H", "Connection: close",
+            "--resolve", f"{proxy.url.split('://')[1].split('/')[0]}:127.0.0.1",
+            proxy.url + "/",
+        ],
+        capture_output=True, timeout=20, check=True,
+    )  # fmt: skip
+    text, _, code = done.stdout.decode().rpartition("\n")
+    assert code == "200", text
+    expected = edge.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert json.loads(text)["common_name"] == expected
+    for header, value in encode_forwarded(name, edge.chain_der):
+        got = backend.last_header(header)
+        if name == "nginx" and header.lower() != "x-ssl-client-cert":
+            continue
+        assert got == [value], (name, header)
+
+
+# What each proxy sends for a 22 KB certificate (400 DNS names), measured: nginx, Apache and
+# Caddy forward it whole (30 KB escaped PEM at most, within the default max_size); HAProxy's
+# ssl_c_der,base64 overflows its 16 KB buffer (tune.bufsize) and the leaf header arrives
+# EMPTY while the chain header still carries the intermediate. That is no "no certificate":
+# the client did present one, so it is refused as malformed, never let through as anonymous.
+HUGE = {
+    "nginx": (200, None),
+    "apache": (200, None),
+    "caddy": (200, None),
+    "haproxy": (401, "certificate_malformed"),
+}
+
+
+@pytest.mark.parametrize("name", PROXY_NAMES)
+def test_huge_certificate_through_proxy(name, pki, backend, start_proxy, tmp_path):
+    edge = _edge_client(pki, "large", sans=400)
+    assert len(edge.chain_der[0]) > 20_000
+    cert = tmp_path / "chain.pem"
+    key = tmp_path / "key.pem"
+    cert.write_bytes(edge.chain_pem.bytes())
+    key.write_bytes(edge.key_pem.bytes())
+    proxy = start_proxy(name, backend)
+    backend.authenticate = _verifier(pki, name, intermediates=True).authenticate
+    done = subprocess.run(
+        [
+            "curl", "-sS", "--max-time", "10", "--cacert", pki["root"], "--cert", str(cert),
+            "--key", str(key), "-H", "Connection: close",
+            "--resolve", f"{proxy.url.split('://')[1].split('/')[0]}:127.0.0.1",
+            proxy.url + "/",
+        ],
+        capture_output=True, timeout=20, check=True,
+    )  # fmt: skip
+    body = json.loads(done.stdout)
+    assert (body["status"], body["code"]) == HUGE[name], body
+    if name == "haproxy":
+        assert backend.last_header("x-ssl-client-cert") == [""]
+        assert backend.last_header("x-ssl-client-chain") != [""]
