@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtlsauth import ForwardedCert, MTLSAuthError, Presented
+from mtlsauth import CertificateInvalid, ForwardedCert, MTLSAuthError, Presented
 from mtlsauth._forwarded import encode_forwarded
 from mtlsauth._forwarded_presets import PRESETS
 from mtlsauth.testing import CA
@@ -110,3 +110,63 @@ def _expected_trust(peer: str | None) -> bool:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
     return addr in ipaddress.ip_network("10.0.0.0/8") or addr == ipaddress.ip_address("::1")
+
+
+def _extract_and_decode(fc: ForwardedCert, presented: Presented) -> object:
+    got = fc.extract(presented)
+    if got is None:
+        raise AssertionError("no certificate seen where a (bad) one was sent")
+    return got.decode()
+
+
+# -- strictness: a fragment no proxy ever writes, put anywhere, is refused ---------------------
+_FOREIGN = {
+    # URL-encoded PEM: raw whitespace or controls, escaped CR/TAB/NUL/space, other alphabets
+    "url-pem": [" ", "\t", "\r", "\x00", "%0D", "%09", "%00", "%20", "_", '"', "é", "%C3%A9"],
+    # base64 of DER: no whitespace, no padding inside, no url-safe alphabet
+    "der-base64": [" ", "\t", "\r\n", "=", "-", "_", "%", "\x00", "é", ":"],
+    "traefik": [" ", "\t", "=", "-", "_", "\x00", "é", ":", ","],
+    # PEM with spaces: controls and characters outside PEM text
+    "pem": ["\x00", "\r", "%", "_", "é", '"', ",", ":"],
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(_FOREIGN))
+@_SETTINGS
+@given(data=st.data())
+def test_foreign_fragment_anywhere_is_malformed(encoding: str, data: st.DataObject) -> None:
+    n = data.draw(st.integers(1, 2), label="certificates")
+    value = encode_forwarded(encoding, _CHAIN[:n])[0][1]
+    i = data.draw(st.integers(0, len(value)), label="position")
+    fragment = data.draw(st.sampled_from(_FOREIGN[encoding]), label="fragment")
+    fc = ForwardedCert(header="X-Cert", encoding=encoding, trusted_proxies=["127.0.0.1"])
+    presented = Presented(peer="127.0.0.1", headers=(("x-cert", value[:i] + fragment + value[i:]),))
+    with pytest.raises(CertificateInvalid) as info:
+        _extract_and_decode(fc, presented)
+    assert info.value.code == "certificate_malformed"
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_rfc9440_foreign_fragment_inside_is_malformed(data: st.DataObject) -> None:
+    value = encode_forwarded("rfc9440", _CHAIN[:1])[0][1]
+    i = data.draw(st.integers(1, len(value) - 1), label="position")
+    fragment = data.draw(st.sampled_from([" ", "\t", "-", "_", "%", "\x00", "é", ",", ":"]))
+    fc = ForwardedCert(header="X-Cert", encoding="rfc9440", trusted_proxies=["127.0.0.1"])
+    presented = Presented(peer="127.0.0.1", headers=(("x-cert", value[:i] + fragment + value[i:]),))
+    with pytest.raises(CertificateInvalid) as info:
+        _extract_and_decode(fc, presented)
+    assert info.value.code == "certificate_malformed"
+
+
+@pytest.mark.parametrize("encoding", ["url-pem", "der-base64", "traefik", "pem", "rfc9440"])
+@_SETTINGS
+@given(data=st.data())
+def test_genuine_values_round_trip(encoding: str, data: st.DataObject) -> None:
+    """The strict decoders still take every value the encoders (that is, proxies) write."""
+    n = 1 if encoding == "rfc9440" else data.draw(st.integers(1, 2))
+    fc = ForwardedCert(header="X-Cert", encoding=encoding, trusted_proxies=["127.0.0.1"])
+    value = encode_forwarded(encoding, _CHAIN[:n])[0][1]
+    got = fc.extract(Presented(peer="127.0.0.1", headers=(("x-cert", value),)))
+    assert got is not None
+    assert got.decode() == tuple(_CHAIN[:n])
