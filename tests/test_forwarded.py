@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from mtlsauth import (
     CertificateInvalid,
     ForwardedCert,
+    MTLSAuthError,
     Presented,
     UntrustedForwarder,
     Verifier,
@@ -562,6 +563,9 @@ def _K(c):  # a split point whose first part needs '=' padding
         pytest.param("url-pem", lambda c: quote(_pem(c[0]).replace("CERTIFICATE", "TRUSTED CERTIFICATE"), safe=""), id="TRUSTED CERTIFICATE"),
         pytest.param("url-pem", lambda c: quote(_pem(c[0]).replace("CERTIFICATE", "X509 CERTIFICATE"), safe=""), id="X509 CERTIFICATE"),
         pytest.param("url-pem", lambda c: quote(_pem(c[0]).replace("/", "_").replace("+", "-"), safe=""), id="url-safe alphabet"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe="").replace("-", "%2D"), id="escaped dashes"),
+        pytest.param("url-pem", lambda c: quote(_pem(c[0]), safe="").replace("M", "%4D", 1), id="escaped letter"),
+        pytest.param("traefik", lambda c: quote(",".join(_b64(d) for d in c), safe="").replace("M", "%4D", 1), id="traefik escaped letter"),
         pytest.param("pem", lambda c: "x " + _pem(c[0]).replace("\n", " "), id="pem text before BEGIN"),
         pytest.param("pem", lambda c: _pem(c[0]).replace("\n", " ") + "\x00", id="pem NUL"),
         pytest.param("pem", lambda c: _pem(c[0]).replace("CERTIFICATE", "TRUSTED CERTIFICATE").replace("\n", " "), id="pem TRUSTED CERTIFICATE"),
@@ -761,3 +765,73 @@ def test_construction_types():
 )
 def test_peer_forms_decided(entry, peer, trusted):
     assert _fc(trusted_proxies=[entry]).is_trusted(peer) is trusted
+
+
+# -- TLS chain and header together: which one speaks ------------------------------------------
+@pytest.mark.parametrize("on_untrusted", ["reject", "ignore"])
+@pytest.mark.parametrize(
+    ("peer", "tls", "header", "expected"),
+    [
+        # a direct TLS client: its own certificate counts, its header never does
+        pytest.param("192.0.2.1", True, "forged", "tls", id="untrusted+tls+forged header"),
+        pytest.param("192.0.2.1", True, None, "tls", id="untrusted+tls"),
+        pytest.param("192.0.2.1", False, None, "certificate_missing", id="untrusted, nothing"),
+        # a trusted proxy speaks for its client through the header only; the certificate it
+        # presented itself (upstream mTLS) names the proxy and is never a fallback
+        pytest.param(PROXY, True, "good", "header", id="trusted+tls+header"),
+        pytest.param(PROXY, False, "good", "header", id="trusted+header"),
+        pytest.param(PROXY, True, None, "certificate_missing", id="trusted+tls, no header"),
+        pytest.param(PROXY, True, "(null)", "certificate_missing", id="trusted+tls, (null)"),
+        pytest.param(PROXY, True, "garbage", "certificate_malformed", id="trusted+tls, bad header"),
+        pytest.param(PROXY, True, "two", "certificate_malformed", id="trusted+tls, two copies"),
+    ],
+)
+def test_tls_chain_and_header_interplay(pki, peer, tls, header, expected, on_untrusted):
+    root, inter, client = pki
+    proxy_cert = inter.issue_client_cert(common_name="the-proxy")
+    mallory = inter.issue_client_cert(common_name="mallory")
+    verifier = Verifier(
+        trust_store=root.trust_store(),
+        intermediates=[inter.cert_pem.bytes()],
+        forwarded=_fc(on_untrusted=on_untrusted),
+    )
+    good = quote(_pem(client.chain_der[0]), safe="")
+    values = {
+        "good": [good],
+        "forged": [quote(_pem(mallory.chain_der[0]), safe="")],
+        "(null)": ["(null)"],
+        "garbage": ["-----BEGIN%20CERTIFICATE-----%0AAAAA%0A-----END%20CERTIFICATE-----%0A"],
+        "two": [good, good],
+        None: [],
+    }[header]
+    # the direct client's TLS certificate is alice's own; the proxy's is its own
+    tls_chain = (
+        () if not tls else tuple(client.chain_der if peer != PROXY else proxy_cert.chain_der)
+    )
+    presented = Presented(
+        peer=peer, headers=tuple(("x-cert", v) for v in values), tls_chain=tls_chain
+    )
+    if expected in ("tls", "header"):
+        identity = verifier.authenticate(presented)
+        assert identity is not None
+        assert identity.common_name == "alice"
+        assert identity.source == ("tls" if expected == "tls" else "header:X-Cert")
+    else:
+        with pytest.raises(MTLSAuthError) as info:
+            verifier.authenticate(presented)
+        assert info.value.code == expected
+
+
+@pytest.mark.parametrize("on_untrusted", ["reject", "ignore"])
+def test_untrusted_header_without_tls(pki, on_untrusted):
+    verifier = Verifier(trust_store=pki[0].trust_store(), forwarded=_fc(on_untrusted=on_untrusted))
+    forged = quote(_pem(pki[2].chain_der[0]), safe="")
+    presented = Presented(peer="192.0.2.1", headers=(("x-cert", forged),))
+    if on_untrusted == "reject":
+        with pytest.raises(UntrustedForwarder):
+            verifier.authenticate(presented)
+    else:  # ignored: as if no certificate came, never believed
+        assert verifier.authenticate(presented, required=False) is None
+        with pytest.raises(MTLSAuthError) as info:
+            verifier.authenticate(presented)
+        assert info.value.code == "certificate_missing"

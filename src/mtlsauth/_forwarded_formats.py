@@ -47,6 +47,7 @@ __all__ = [
 ENCODINGS = ("url-pem", "pem", "der-base64", "traefik", "xfcc", "rfc9440")
 
 _HEX = frozenset("0123456789abcdefABCDEF")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 # Apache's "(null)"; Caddy's placeholder when the replacer did not know it (older Caddy).
 _CADDY_PLACEHOLDER = "{http.request.tls.client."
@@ -75,6 +76,10 @@ def _percent_decode(value: str, what: str) -> str:
     while i != -1:  # every '%' must start a %XX escape: unquote would pass "%zz" through
         if i + 3 > len(raw) or chr(raw[i + 1]) not in _HEX or chr(raw[i + 2]) not in _HEX:
             raise malformed(f"{what} has an invalid percent-escape")
+        if chr(int(raw[i + 1 : i + 3], 16)) in _UNRESERVED:
+            # No encoder escapes a letter, digit or "-._~": a second spelling of the same
+            # value is someone else's doing (and another cache key).
+            raise malformed(f"{what} percent-encodes a character no proxy escapes")
         i = raw.find(b"%", i + 3)
     try:
         # unquote, not unquote_plus: AWS ALB and Apache leave '+' raw inside base64.
