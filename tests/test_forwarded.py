@@ -613,8 +613,11 @@ SINGLE_CERT_PRESETS = {
 
 
 @pytest.mark.parametrize("name", sorted(SINGLE_CERT_PRESETS))
-def test_single_certificate_presets_refuse_two(name, chain):
-    fc = ForwardedCert.preset(name, trusted_proxies=TRUSTED)
+@pytest.mark.parametrize("drop_chain", [False, True], ids=["as is", "chain_header=None"])
+def test_single_certificate_presets_refuse_two(name, chain, drop_chain):
+    # overriding chain_header away must not turn a leaf-only header into a chain header
+    extra = {"chain_header": None} if drop_chain else {}
+    fc = ForwardedCert.preset(name, trusted_proxies=TRUSTED, **extra)
     assert fc.single_certificate is True
     with pytest.raises(CertificateInvalid) as info:
         _decode(fc, (fc.header, SINGLE_CERT_PRESETS[name](chain)))

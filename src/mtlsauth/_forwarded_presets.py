@@ -50,18 +50,26 @@ _GCP_FIELDS = {
 }
 _XFCC = {"header": "X-Forwarded-Client-Cert", "encoding": "xfcc"}
 # The proxy forwards the leaf alone in this header (nginx never exposes the client's chain;
-# Caddy, Azure App Service, Cloudflare, CloudFront and ALB's verify-mode Leaf neither).
+# Caddy, Azure App Service, Cloudflare, CloudFront and ALB's verify-mode Leaf neither; Apache,
+# HAProxy, RFC 9440 and GCP send the chain in headers of its own). Set explicitly, so that a
+# preset with chain_header=None overridden still refuses a second certificate there.
 _LEAF = {"single_certificate": True}
 
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "nginx": {"header": "X-SSL-Client-Cert", "encoding": "url-pem", **_LEAF},
         "ingress-nginx": {"header": "ssl-client-cert", "encoding": "url-pem", **_LEAF},
-        "apache": {"header": "X-SSL-Client-Cert", "encoding": "pem", "chain_header": _APACHE_CHAIN},
+        "apache": {
+            "header": "X-SSL-Client-Cert",
+            "encoding": "pem",
+            "chain_header": _APACHE_CHAIN,
+            **_LEAF,
+        },
         "haproxy": {
             "header": "X-SSL-Client-Cert",
             "encoding": "der-base64",
             "chain_header": "X-SSL-Client-Chain",
+            **_LEAF,
         },
         "envoy": _XFCC,
         "istio": _XFCC,
@@ -85,11 +93,13 @@ PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             "header": "Client-Cert",
             "encoding": "rfc9440",
             "chain_header": "Client-Cert-Chain",
+            **_LEAF,
         },
         "gcp": {
             "header": "X-Client-Cert-Leaf",
             "encoding": "rfc9440",
             "chain_header": "X-Client-Cert-Chain",
+            **_LEAF,
             "identity_format": "gcp",
             "identity_headers": _GCP_FIELDS,
         },
