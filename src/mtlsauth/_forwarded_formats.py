@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from urllib.parse import quote, unquote
 
@@ -46,8 +47,10 @@ __all__ = [
 
 ENCODINGS = ("url-pem", "pem", "der-base64", "traefik", "xfcc", "rfc9440")
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# Checked with regular expressions: they run in C, and decoding runs on every cache miss.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# %41-%5A, %61-%7A (letters), %30-%39 (digits), %2D %2E %5F %7E ("-" "." "_" "~")
+_UNRESERVED_ESCAPE = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DEde]|5[Ff]|7[Ee])")
 _B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 # Apache's "(null)"; Caddy's placeholder when the replacer did not know it (older Caddy).
 _CADDY_PLACEHOLDER = "{http.request.tls.client."
@@ -73,14 +76,14 @@ def _ascii(value: str, what: str) -> bytes:
 def _percent_decode(value: str, what: str) -> str:
     raw = _ascii(value, what)
     i = raw.find(b"%")
-    while i != -1:  # every '%' must start a %XX escape: unquote would pass "%zz" through
-        if i + 3 > len(raw) or chr(raw[i + 1]) not in _HEX or chr(raw[i + 2]) not in _HEX:
+    if i != -1:
+        # every '%' must start a %XX escape: unquote would pass "%zz" through
+        if _BAD_ESCAPE.search(value, i):
             raise malformed(f"{what} has an invalid percent-escape")
-        if chr(int(raw[i + 1 : i + 3], 16)) in _UNRESERVED:
-            # No encoder escapes a letter, digit or "-._~": a second spelling of the same
-            # value is someone else's doing (and another cache key).
+        # No encoder escapes a letter, digit or "-._~": a second spelling of the same value
+        # is someone else's doing (and another cache key).
+        if _UNRESERVED_ESCAPE.search(value, i):
             raise malformed(f"{what} percent-encodes a character no proxy escapes")
-        i = raw.find(b"%", i + 3)
     try:
         # unquote, not unquote_plus: AWS ALB and Apache leave '+' raw inside base64.
         return unquote(value, encoding="ascii", errors="strict")
@@ -91,58 +94,43 @@ def _percent_decode(value: str, what: str) -> str:
 # What an encoder may leave unescaped: nginx keeps RFC 3986 unreserved characters, AWS ALB
 # and Apache's ``escape:`` also keep ``+ = /``. Anything else raw (a space, a tab, a quote)
 # was never percent-encoded by a proxy.
-_URL_PEM_RAW = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+=/%")
-_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
-_PEM_END = "-----END CERTIFICATE-----"
-
-
-def _check_pem_lines(text: str, what: str) -> None:
-    """PEM exactly as OpenSSL writes it: BEGIN/END lines and base64 lines, LF line ends.
-
-    No spaces inside a base64 line, no CR, no tabs, no blank lines; only the last line
-    break is optional (nginx keeps it, some encoders drop it).
-    """
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    inside = False
-    for line in lines:
-        if line == _PEM_BEGIN and not inside:
-            inside = True
-        elif line == _PEM_END and inside:
-            inside = False
-        elif not (inside and line and all(c in _B64 for c in line)):
-            raise malformed(f"{what} is not PEM as a proxy writes it (stray characters or lines)")
-    if inside:
-        raise malformed("truncated PEM block")
+_URL_PEM_RAW = re.compile(r"[A-Za-z0-9\-._~+=/%]*")
+# PEM exactly as OpenSSL writes it: BEGIN/END lines around base64 lines, LF line ends, no
+# spaces inside a line, no CR or tabs, no blank lines; only the last LF is optional (nginx
+# keeps it, some encoders drop it). Lines end in LF, outside the class: no backtracking blow-up.
+_PEM_BLOCK = r"-----BEGIN CERTIFICATE-----\n(?:[A-Za-z0-9+/=]+\n)+-----END CERTIFICATE-----"
+_PEM_LINES = re.compile(rf"(?:{_PEM_BLOCK}\n)*{_PEM_BLOCK}\n?")
 
 
 def url_pem(value: str) -> list[bytes]:
     """Percent-encoded PEM, one or more certificates (nginx, Envoy, AWS ALB, WSO2)."""
-    if any(c not in _URL_PEM_RAW for c in value):
+    if not _URL_PEM_RAW.fullmatch(value):
         raise malformed("URL-encoded PEM holds a character no proxy leaves unescaped")
     text = _percent_decode(value, "URL-encoded PEM")
-    _check_pem_lines(text, "URL-encoded PEM")
+    if not _PEM_LINES.fullmatch(text):
+        raise malformed(
+            "URL-encoded PEM is not PEM as a proxy writes it (stray characters or lines)"
+        )
     return pem_to_der_list(text.encode("ascii"))
 
 
 # Apache turns each LF into a space, nginx's $ssl_client_cert folds with LF + TAB (which h11
 # joins into one space), mod_wsgi's environment keeps real LFs.
-_PEM_TEXT = _B64 | frozenset("- \t\n")
+_PEM_TEXT = re.compile(r"[A-Za-z0-9+/=\- \t\n]*")
 
 
 def pem(value: str) -> list[bytes]:
     """PEM whose newlines may have become spaces or tab folds (Apache, nginx, Gluu)."""
-    if any(c not in _PEM_TEXT for c in value):
+    if not _PEM_TEXT.fullmatch(value):
         raise malformed("PEM header holds a character outside PEM text")
     return pem_to_der_list(_ascii(value, "PEM header"))
 
 
 def _b64_exact(value: str, what: str) -> bytes:
     """Canonical standard base64, as proxies write it: no whitespace, padding, canonical bits."""
-    if not value or any(c not in _B64 for c in value):
-        raise malformed(f"{what} is not base64 (only A-Z a-z 0-9 + / = may appear)")
     raw = b64decode_strict(value, what=what)
+    # Encoding back and comparing refuses, in one step, whitespace anywhere (which the
+    # decoder skipped), missing or misplaced padding and non-zero padding bits.
     if base64.b64encode(raw).decode("ascii") != value:
         raise malformed(f"{what} is not canonical base64 (padding or trailing bits)")
     return raw
