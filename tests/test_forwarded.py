@@ -838,3 +838,19 @@ def test_untrusted_header_without_tls(pki, on_untrusted):
         with pytest.raises(MTLSAuthError) as info:
             verifier.authenticate(presented)
         assert info.value.code == "certificate_missing"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"header": "X-Cert", "chain_header": "x-CERT"}, id="chain = header, other case"),
+        pytest.param({"chain_header": ["X-Chain", "x-chain"]}, id="chain twice, other case"),
+        pytest.param(
+            {"identity_format": "aws-alb", "identity_headers": {"subject": "X-CERT"}},
+            id="identity header = certificate header",
+        ),
+    ],
+)
+def test_same_header_configured_twice(kwargs):
+    with pytest.raises(ValueError, match="different"):
+        _fc(**kwargs)
