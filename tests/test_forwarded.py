@@ -843,7 +843,9 @@ def test_untrusted_header_without_tls(pki, on_untrusted):
 @pytest.mark.parametrize(
     "kwargs",
     [
-        pytest.param({"header": "X-Cert", "chain_header": "x-CERT"}, id="chain = header, other case"),
+        pytest.param(
+            {"header": "X-Cert", "chain_header": "x-CERT"}, id="chain = header, other case"
+        ),
         pytest.param({"chain_header": ["X-Chain", "x-chain"]}, id="chain twice, other case"),
         pytest.param(
             {"identity_format": "aws-alb", "identity_headers": {"subject": "X-CERT"}},
