@@ -461,7 +461,8 @@ def test_bad_trusted_proxies(proxies, error):
     [
         ({"on_untrusted": "warn"}, ValueError, "on_untrusted must be"),
         ({"max_size": 0}, ValueError, "max_size must be a positive int"),
-        ({"max_size": True}, ValueError, "max_size must be a positive int"),
+        ({"max_size": True}, TypeError, "max_size must be an int"),
+        ({"max_size": "65536"}, TypeError, "max_size must be an int"),
         ({"header": "bad header"}, ValueError, "is not a valid HTTP header name"),
         ({"header": ""}, TypeError, "header must be a non-empty header name"),
         ({"chain_header": "x cert"}, ValueError, "chain_header 'x cert' is not a valid"),
