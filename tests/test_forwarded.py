@@ -22,6 +22,7 @@ from mtlsauth import (
 from mtlsauth._forwarded import encode_forwarded
 from mtlsauth._forwarded_formats import der_to_pem
 from mtlsauth._forwarded_presets import PRESETS
+from mtlsauth._forwarded_trust import UNIX_PEER
 from mtlsauth._identity import ClientIdentity
 from mtlsauth.testing import CA
 
@@ -744,7 +745,8 @@ def test_construction_types():
     fc = _fc(trusted_proxies=(p for p in ["10.0.0.0/24", "unix"]))
     assert fc.trusted_proxies == ("10.0.0.0/24", "unix")
     assert fc.is_trusted("10.0.0.7")
-    assert fc.is_trusted(None)
+    assert fc.is_trusted(UNIX_PEER)
+    assert not fc.is_trusted(None)  # an unknown peer is never trusted
     # a set is fine for addresses (order does not matter there)
     assert _fc(trusted_proxies={"10.0.0.5"}).is_trusted("10.0.0.5")
 
