@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mtlsauth import ClientIdentity, Policy, PolicyDenied
@@ -711,6 +711,9 @@ def _ascii_count(text: str) -> int:
     ).filter(str.strip)
 )
 def test_any_subject_matches_its_rfc4514_string(ids: Ids, value: str) -> None:
+    # A value holding " O=" (a separator, then a known type and '=') is refused as a
+    # probable missing ',' (test_dn_strings_name_what_is_wrong); any other value round-trips.
+    assume(not re.search(r"[ ,/+;]([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+) *=", value))
     name = _name((NameOID.ORGANIZATION_NAME, "Acme"), (NameOID.COMMON_NAME, value))
     identity = dataclasses.replace(ids["alice"], subject_name=name, subject=name.rfc4514_string())
     Policy(subjects=[name.rfc4514_string()]).check(identity)

@@ -195,6 +195,10 @@ def _refuse_types_in_value(keyword: str, value: str, form: str) -> None:
         word = match.group(1)
         if not (_OID_RE.fullmatch(word) or _ATTR_NAMES.get(word) is not None):
             continue
+        if form == "comma" and match.start(1) == 0:
+            # 'CN=C=x' is what cryptography's rfc4514_string() prints for a CN "C=x":
+            # nothing can be missing before the value's first character.
+            continue
         before = value[match.start()] if match.start() < match.start(1) else ""
         if form == "slash" or before == "/":
             escaped = "\\," if form == "slash" else "\\2F"
