@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck docs docs-shots unit compat pythons bench bench-quick clean
+.PHONY: demo test lint typecheck docs docs-shots unit compat pythons bench bench-quick fuzz soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(PY) -m mtlsauth demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples docs/_ext
-	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/_ext
+	$(VENV)/bin/ruff check src tests benchmarks examples docs/_ext fuzz
+	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/_ext fuzz
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -78,5 +78,23 @@ bench: $(VENV)/.installed-bench
 bench-quick: $(VENV)/.installed-bench
 	$(PY) benchmarks/run.py --quick
 
+# Coverage-guided fuzzing (atheris): every target FUZZ_SECONDS each (default 60), then the
+# differential conformance suite with DIFF_EXAMPLES chains (the normal suite runs a few dozen).
+FUZZ_SECONDS ?= 60
+DIFF_EXAMPLES ?= 1500
+$(VENV)/.installed-fuzz: $(STAMP)
+	$(PY) -m pip install -q -e ".[test,dev,docs,fuzz]"
+	touch $(VENV)/.installed-fuzz
+
+fuzz: $(VENV)/.installed-fuzz
+	$(PY) -m fuzz.run --all --seconds $(FUZZ_SECONDS)
+	DIFF_EXAMPLES=$(DIFF_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_differential.py
+
+# Rotation and load soak against real servers (SOAK_SECONDS each, default 300; the normal suite
+# runs a 20-second version).
+SOAK_SECONDS ?= 300
+soak: $(VENV)/.installed-fuzz
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest -q -p no:cacheprovider -s tests/e2e/test_soak.py
+
 clean:
-	rm -rf $(VENV) $(VENV_MIN) .venv-py3.* site site-shots .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .fuzz-work $(VENV) $(VENV_MIN) .venv-py3.* site site-shots .pytest_cache .mypy_cache .ruff_cache
