@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "fuzz" / "corpus"
-WORK = ROOT / ".fuzz-work"
+WORK = Path(os.environ.get("FUZZ_WORK", ROOT / ".fuzz-work"))
 
 
 def _fuzz_one(name: str, libfuzzer_args: list[str]) -> None:
