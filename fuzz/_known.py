@@ -22,6 +22,9 @@ PENDING: dict[tuple[str, str], str] = {
         "a leaf whose subjectKeyIdentifier holds trailing data passes path validation, then"
         " reading its extensions for the identity raises ValueError (a 500)"
     ),
+    ("ValueError", "_pathvalidation.check_leaf_key"): (
+        "a leaf whose EC public key is not a point on its curve raises ValueError (a 500)"
+    ),
     ("DuplicateExtension", "_revocation._index_crl"): (
         "a CRL with a duplicate extension raises x509.DuplicateExtension, not ValueError"
     ),
