@@ -49,7 +49,8 @@ compat: $(VENV_MIN)/.installed
 
 # The suite under the other supported Pythons found on this machine (pyenv's, when present):
 # 3.10 is the oldest supported, and 3.13 is the first whose ssl gives servers the client's
-# whole chain. The docs site is built with the main interpreter only.
+# whole chain. The docs site is built with the main interpreter only, and the soak, the
+# differential suite and the atheris runs (which test no interpreter-specific code) run there too.
 PYENV_ROOT ?= $(HOME)/.pyenv
 OTHER_PYTHONS := $(wildcard $(PYENV_ROOT)/versions/3.10.*/bin/python $(PYENV_ROOT)/versions/3.12.*/bin/python $(PYENV_ROOT)/versions/3.13.*/bin/python)
 
@@ -63,6 +64,8 @@ pythons:
 		$$venv/bin/python -m pip install -q -e ".[test,dev,docs]"; \
 		$$venv/bin/python -m pytest -q -p no:cacheprovider --ignore=tests/test_benchmarks_smoke.py \
 			--ignore=tests/e2e/test_docs_from_wheel.py \
+			--ignore=tests/e2e/test_soak.py --ignore=tests/test_differential.py \
+			--deselect tests/test_fuzz_smoke.py::test_atheris_runs_every_target \
 			--deselect tests/test_docs.py::test_mkdocs_build_strict; \
 	done
 
