@@ -60,6 +60,8 @@ class CASpec:
     eku: str = "none"  # none | client | server
     nc: str = "none"  # none | dns | email | ip | dirname | excluded_dns
     key: str = "ec256"
+    expired: bool = False
+    unknown_critical: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,7 @@ def _make_ca(
         .public_key(key.public_key())
         .serial_number(next(_counter))
         .not_valid_before(AT - dt.timedelta(days=365))
-        .not_valid_after(AT + dt.timedelta(days=365))
+        .not_valid_after(AT + dt.timedelta(days=365) if not spec.expired else AT - dt.timedelta(seconds=1))
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()), False)
     )  # fmt: skip
@@ -178,6 +180,8 @@ def _make_ca(
     nc = _nc(spec.nc)
     if nc is not None:
         b = b.add_extension(nc, critical=True)
+    if spec.unknown_critical:
+        b = b.add_extension(x509.UnrecognizedExtension(UNKNOWN_OID, b"\x05\x00"), critical=True)
     return _CA(_sign(b, signer_key, sig_hash), key)
 
 
@@ -684,6 +688,8 @@ def specs():  # type: ignore[no-untyped-def]
         eku=axis("none", "client", "server"),
         nc=axis("none", "dns", "email", "ip", "dirname", "excluded_dns"),
         key=axis("ec256", "ec384", "rsa2048", "ed25519"),
+        expired=axis(False, True),
+        unknown_critical=axis(False, True),
     )
     cas = st.one_of(
         st.lists(ca, max_size=3).map(tuple),

@@ -91,7 +91,7 @@ def run_all(seconds: int, names: list[str]) -> int:
         execs_n = int(execs[-1][0]) if execs else _last_exec(err)
         cov = _COV.findall(err)
         cov_s, ft_s, corp_s = cov[-1] if cov else ("?", "?", "?")
-        known = re.findall(r"known failures: (\d+)", err)
+        known = [str(len(set(re.findall(r"^known failure (\(.*?\)):", err, re.MULTILINE))))]
         status = "ok" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
         if proc.returncode != 0:
             failed.append(name)
@@ -100,7 +100,7 @@ def run_all(seconds: int, names: list[str]) -> int:
         print(f"{name:18} execs={execs_n} cov={cov_s} ft={ft_s} corpus={corp_s} "
               f"known={rows[-1][5]} {status}", flush=True)  # fmt: skip
     print(
-        "\n| target | executions | coverage (edges) | features | corpus | known failures | result |"
+        "\n| target | executions | coverage (edges) | features | corpus | known failure kinds | result |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for name, execs_n, cov_s, ft_s, corp_s, known_n, status, _t in rows:

@@ -68,6 +68,8 @@ LANDMARKS = {
     "CA without basicConstraints": Spec(cas=(CASpec(bc="missing"),)),
     "CA with cA=FALSE": Spec(cas=(CASpec(bc="ca_false"),)),
     "CA EKU serverAuth only": Spec(cas=(CASpec(eku="server"),)),
+    "expired CA": Spec(cas=(CASpec(expired=True),)),
+    "CA with an unknown critical extension": Spec(cas=(CASpec(unknown_critical=True),)),
     "RSA and Ed25519 CAs": Spec(cas=(CASpec(key="rsa2048"), CASpec(key="ed25519"))),
     "DNS constraint, SAN inside": Spec(cas=(CASpec(nc="dns"),)),
     "DNS constraint, SAN outside": Spec(san="dns_out", cas=(CASpec(nc="dns"),)),
