@@ -32,6 +32,9 @@ def _fuzz_one(name: str, libfuzzer_args: list[str]) -> None:
         from fuzz._known import PENDING, signature
         from fuzz.targets import all_targets
 
+    from fuzz.targets import quiet
+
+    quiet().__enter__()  # for the life of this process
     target = all_targets()[name]
     known: dict[tuple[str, str], int] = {}
 

@@ -11,6 +11,7 @@ import random
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from fuzz._known import PENDING, signature  # noqa: E402
-from fuzz.targets import all_targets  # noqa: E402
+from fuzz.targets import all_targets, quiet  # noqa: E402
 
 TARGETS = all_targets()
 MUTATIONS = 120
+
+
+@pytest.fixture(autouse=True)
+def _quiet_log() -> Iterator[None]:
+    with quiet():
+        yield
+
 
 # Every parser that takes outside bytes has a target; a new one must be added here and there.
 EXPECTED = {
