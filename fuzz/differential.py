@@ -554,17 +554,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         example=Spec(san_critical=True),
     ),
     Difference(
-        "self-issued-intermediate",
-        (False, True, True),
-        lambda s: s.shape == "self_issued",
-        "RFC 5280 6.1 admits self-issued CA certificates in a path (a CA rolling over to a new "
-        "key under the same name). mtlsauth's pruning of presented certificates drops every "
-        "certificate whose subject equals its issuer as if it were a root, so the chain is "
-        "refused (untrusted_issuer) where both other judges accept it.",
-        pending_fix=True,
-        example=Spec(shape="self_issued", cas=(CASpec(),)),
-    ),
-    Difference(
         "directory-name-constraint",
         (False, True, None),
         lambda s: _any_nc(s, "dirname"),

@@ -78,7 +78,6 @@ LANDMARKS = {
     "IP constraint, SAN outside": Spec(san="ip_out", cas=(CASpec(nc="ip"),)),
     "excluded DNS, SAN inside it": Spec(san="dns_out", cas=(CASpec(nc="excluded_dns"),)),
     "directoryName constraint": Spec(cas=(CASpec(nc="dirname"),)),
-    "self-issued CA (key rollover)": Spec(shape="self_issued", cas=(CASpec(),)),
     "cross-signed root": Spec(shape="cross", cas=(CASpec(),)),
     "anchor sent along": Spec(shape="send_root", cas=(CASpec(),)),
     "intermediate as anchor": Spec(shape="anchor_inter", cas=(CASpec(), CASpec())),
@@ -94,6 +93,7 @@ LANDMARKS = {
         san="none", subject="cn_out", cas=(CASpec(nc="dns"),)
     ),
     "unknown CA with its own root": Spec(shape="own_root"),
+    "self-issued CA (key rollover)": Spec(shape="self_issued", cas=(CASpec(),)),
     f"{MAX_DEPTH} intermediates": Spec(cas=tuple(CASpec() for _ in range(MAX_DEPTH))),
     f"{MAX_DEPTH + 1} intermediates": Spec(cas=tuple(CASpec() for _ in range(MAX_DEPTH + 1))),
 }

@@ -382,6 +382,10 @@ def _anchor_distances(
     return dist, by_subject
 
 
+MAX_SELF_ISSUED = 2
+"""Self-issued certificates a client may present that are checked for a rollover link."""
+
+
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
@@ -430,7 +434,8 @@ def _select(
 
     A hostile client can present many look-alike CAs, or CAs that name each other in a
     circle, to make path building expensive. Kept: CA certificates (basicConstraints cA)
-    that are not self-issued (a root comes from the trust store, never from the client), one
+    that are not self-signed (a root comes from the trust store, never from the client;
+    at most ``MAX_SELF_ISSUED`` self-issued ones are checked for a key-rollover link), one
     per (subject, issuer, key), linked by issuer -> subject names from the leaf and, when the
     anchors are known, on a shortest name path to one of them (each certificate one step
     closer to an anchor: no loops, no dead ends); at most ``MAX_ISSUER_CANDIDATES`` per
@@ -442,6 +447,7 @@ def _select(
     # Duplicates by TBSCertificate: re-encodings of one certificate (see _identity) add nothing.
     pool: list[_Candidate] = []
     seen: set[bytes] = {leaf.tbs_certificate_bytes}
+    self_issued_checked = 0
     for cert in (*configured, *presented):
         tbs = cert.tbs_certificate_bytes
         if tbs in seen:
@@ -451,8 +457,16 @@ def _select(
             cand = _Candidate(cert, tbs)
         except Exception:  # noqa: BLE001, S112 - unreadable: it cannot be on a valid path
             continue
-        if cand.subject != cand.issuer:  # self-issued: a root (anchors come from the store)
+        if cand.subject != cand.issuer:
             pool.append(cand)
+        elif self_issued_checked < MAX_SELF_ISSUED:
+            # Self-issued: a root when it is also self-signed (roots come from the trust
+            # store, never from the client); otherwise a CA rolling over to a new key under
+            # the same name (RFC 5280 6.1), which may sit on a path. Only a few are checked,
+            # so a client cannot buy many signature verifications.
+            self_issued_checked += 1
+            if not _signed_by(cert, cert):
+                pool.append(cand)
     # One level beyond max_depth, so a path that is merely too long is reported as such.
     levels = max_depth + 1
     if not pool:
