@@ -20,11 +20,6 @@ import pytest
 from mtlsauth._reload import FileSnapshot
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="pending fix: requests concurrent with a reload are served the previous value",
-)
 def test_a_request_after_the_interval_never_gets_the_value_a_reload_is_replacing(
     tmp_path: Path,
 ) -> None:

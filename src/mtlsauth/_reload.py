@@ -72,6 +72,10 @@ def _signature(files: Sequence[Path]) -> Signature:
     return tuple(sig)
 
 
+_WAIT_FOR_LOAD = 5.0
+"""Seconds a request waits for another thread's reload before using the previous value."""
+
+
 class FileSnapshot(Generic[T]):
     """An immutable value loaded from files, swapped whole when the files change.
 
@@ -144,9 +148,16 @@ class FileSnapshot(Generic[T]):
         return self._paths
 
     def current(self) -> T:
-        """The current value; checks for changes at most every ``reload_interval``."""
+        """The current value; checks for changes at most every ``reload_interval``.
+
+        While another thread is checking (and maybe loading changed files), this waits for it (at most ``_WAIT_FOR_LOAD`` seconds) instead of handing out the value
+        being replaced: a revocation lands one interval after its file does, not one load
+        later.
+        """
         if self._interval is not None and time.monotonic() >= self._next_check:
             self._check(force=False)
+        if self._lock.locked() and self._lock.acquire(timeout=_WAIT_FOR_LOAD):
+            self._lock.release()  # another thread's check (maybe a load) has finished
         return self._value
 
     def reload(self) -> bool:
