@@ -9,6 +9,7 @@ import http.client
 import json
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
@@ -301,6 +302,7 @@ def _fetch(
         return left
 
     conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    watchdog: threading.Timer | None = None
     try:
         conn.request(
             "GET",
@@ -311,12 +313,16 @@ def _fetch(
                 "User-Agent": "mtlsauth",
             },
         )
-        # getresponse() drops conn.sock when the server will close: keep our own reference,
-        # so the deadline applies to every read of the body.
+        # getresponse() drops (and from Python 3.13 closes) conn.sock when the server will
+        # close, so per-read timeouts alone cannot hold the deadline: a watchdog shuts the
+        # connection down when it passes, which ends any read in progress.
         sock = conn.sock
         if sock is None:
             raise OSError("JWKS connection failed")
-        sock.settimeout(remaining())
+        watchdog = threading.Timer(remaining(), _shut, (sock,))
+        watchdog.daemon = True
+        watchdog.start()
+        _set_timeout(sock, remaining())
         resp = conn.getresponse()
         if resp.status != 200:
             raise OSError(f"JWKS fetch answered HTTP {resp.status} (redirects are not followed)")
@@ -325,13 +331,30 @@ def _fetch(
             raise OSError("JWKS document too large")
         body = bytearray()
         while True:
-            sock.settimeout(remaining())
+            _set_timeout(sock, remaining())
             chunk = resp.read1(65536)
             if not chunk:
                 break
             body += chunk
             if len(body) > cap:
                 raise OSError("JWKS document too large")
+        remaining()  # a read ended by the watchdog is a timeout, not a short document
         return bytes(body)
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         conn.close()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+def _set_timeout(sock: socket.socket, seconds: float) -> None:
+    try:
+        sock.settimeout(seconds)
+    except OSError:
+        pass  # closed by http.client once the answer is read (Python 3.13+): the watchdog holds
