@@ -18,15 +18,32 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
+from mtlsauth._encoding import pem_to_der_list
 from mtlsauth._errors import MTLSAuthError
-from mtlsauth._forwarded_formats import malformed, url_pem
+from mtlsauth._forwarded_formats import malformed
 
 __all__ = ["XFCCElement", "decode_element", "encode_element", "parse_xfcc"]
 
 _SINGLE = frozenset({"hash", "cert", "chain", "subject", "issuer"})
 _OWS = " \t"
+_JSON_START = re.compile(r"[ \t]*[\[{]")
+_KEY_END = re.compile('[=;,"]')
+_VALUE_END = re.compile('[;,"]')
+# A '%' not followed by two hex digits (urllib's unquote would pass it through).
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+# The escapes a URL-encoded PEM is made of (Envoy and nginx escape everything outside the
+# unreserved set): replaced in C, one pass each. '%25' is not among them, so no replacement
+# can produce a '%' that a later one would read as the start of an escape.
+_PEM_ESCAPES = tuple(
+    (f"%{ord(c):02{case}}".encode("ascii"), c.encode("ascii"))
+    for c in "\n /+=\r"
+    for case in ("X", "x")
+    if case == "X" or not f"{ord(c):02X}".isdigit()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,23 +77,25 @@ def _quoted(text: str, i: int) -> tuple[str, int]:
     is the first ``"`` not preceded by an odd run of backslashes; an escaped quote never ends
     the value (and cannot start a new pair).
     """
-    n = len(text)
+    # Jump from backslash to backslash with find() instead of a loop per character: a
+    # quoted Cert or Chain is thousands of characters and holds no backslash at all.
     start = i
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == '"':
-            return text[start:i], i + 1
-        i += 1
+    quote = -1
+    while True:
+        if quote < i:
+            quote = text.find('"', i)
+            if quote < 0:
+                break
+        slash = text.find("\\", i, quote)
+        if slash < 0:
+            return text[start:quote], quote + 1
+        i = slash + 2  # the escaped character, whatever it is, never ends the value
     raise malformed("unterminated quoted value in x-forwarded-client-cert")
 
 
 def parse_xfcc(text: str) -> list[list[tuple[str, str]]]:
     """Split an XFCC value into elements of (lower-case key, value) pairs."""
-    stripped = text.lstrip(_OWS)
-    if stripped[:1] in ("[", "{"):
+    if _JSON_START.match(text) is not None:
         raise malformed("JSON-format x-forwarded-client-cert is not supported")
     elements: list[list[tuple[str, str]]] = []
     pairs: list[tuple[str, str]] = []
@@ -93,9 +112,8 @@ def parse_xfcc(text: str) -> list[list[tuple[str, str]]]:
                 pairs = []
                 i += 1
                 continue
-        eq = i
-        while eq < n and text[eq] not in '=;,"':
-            eq += 1
+        stop = _KEY_END.search(text, i)
+        eq = n if stop is None else stop.start()
         key = text[i:eq].strip(_OWS).lower()
         if eq >= n or text[eq] != "=" or not key or not key.isascii() or not key.isalnum():
             raise malformed("malformed key=value pair in x-forwarded-client-cert")
@@ -107,11 +125,10 @@ def parse_xfcc(text: str) -> list[list[tuple[str, str]]]:
             if i < n and text[i] not in ";,":
                 raise malformed("unexpected text after a quoted x-forwarded-client-cert value")
         else:
-            end = i
-            while end < n and text[end] not in ";,":
-                if text[end] == '"':
-                    raise malformed("stray quote in an unquoted x-forwarded-client-cert value")
-                end += 1
+            stop = _VALUE_END.search(text, i)
+            end = n if stop is None else stop.start()
+            if end < n and text[end] == '"':
+                raise malformed("stray quote in an unquoted x-forwarded-client-cert value")
             value, i = text[i:end].strip(_OWS), end
         pairs.append((key, value))
         if i >= n:
@@ -174,12 +191,53 @@ def check_hash(element: XFCCElement, leaf: bytes) -> None:
         raise malformed("x-forwarded-client-cert Hash does not match its certificate")
 
 
+def url_pem(value: str) -> list[bytes]:
+    """Percent-encoded PEM, as Envoy writes ``Cert`` and ``Chain``: one or more certificates.
+
+    Accepts exactly what ``unquote`` followed by a strict PEM reader accepts: ASCII only,
+    every ``%`` starting a two-digit hex escape, the result ASCII.
+    """
+    what = "URL-encoded PEM"
+    try:
+        raw = value.encode("ascii")
+    except UnicodeEncodeError:
+        raise malformed(f"{what} holds non-ASCII characters") from None
+    if b"%" in raw:
+        if _BAD_ESCAPE.search(raw) is not None:
+            raise malformed(f"{what} has an invalid percent-escape")
+        for escape, char in _PEM_ESCAPES:
+            if escape in raw:
+                raw = raw.replace(escape, char)
+        if b"%" in raw:  # any other escape: every remaining '%' is still a valid one
+            raw = unquote_to_bytes(raw)
+            if not raw.isascii():
+                raise malformed(f"{what} decodes to non-ASCII bytes")
+    return pem_to_der_list(raw)
+
+
+def _chain(text: str, cert_text: str | None, cert: list[bytes] | None) -> list[bytes]:
+    """``url_pem(text)``, without decoding twice the ``Cert`` that ``Chain`` starts with.
+
+    Envoy writes ``Chain`` as ``Cert`` followed by the rest of the chain. When ``text``
+    starts with the text of a ``Cert`` that decoded to one certificate, that prefix ends on
+    an escape boundary and its PEM is one block with only whitespace after it, so decoding
+    the rest alone and prepending the certificate gives what decoding the whole would. Any
+    other case (no such prefix, a rest that is not one or more certificates) takes the whole.
+    """
+    if cert is not None and cert_text and len(text) > len(cert_text) and text.startswith(cert_text):
+        try:
+            return cert + url_pem(text[len(cert_text) :])
+        except MTLSAuthError:
+            pass  # whitespace only, or malformed: the whole value gives the exact answer
+    return url_pem(text)
+
+
 def decode_element(element: XFCCElement) -> list[bytes]:
     """The DER chain (leaf first) of an element that carries ``Cert`` and/or ``Chain``."""
     cert = url_pem(element.cert) if element.cert else None
     if cert is not None and len(cert) != 1:
         raise malformed("x-forwarded-client-cert Cert holds more than one certificate")
-    chain = url_pem(element.chain) if element.chain else None
+    chain = _chain(element.chain, element.cert, cert) if element.chain else None
     if chain is not None and cert is not None and chain[0] != cert[0]:
         raise malformed("x-forwarded-client-cert Chain does not start with its Cert")
     ders = chain if chain is not None else cert

@@ -1,0 +1,211 @@
+"""The XFCC decoder's fast paths give exactly what the general readers give.
+
+``parse_xfcc`` jumps between delimiters with ``find`` and ``re`` and ``url_pem`` replaces the
+common escapes in C; both are checked here against straightforward reference readers, over
+real Envoy values, the same values cut and corrupted, and arbitrary text.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mtlsauth import MTLSAuthError
+from mtlsauth._forwarded_formats import der_to_pem, malformed
+from mtlsauth._forwarded_formats import url_pem as reference_url_pem
+from mtlsauth._xfcc import XFCCElement, decode_element, encode_element, parse_xfcc, url_pem
+from mtlsauth.testing import CA
+
+_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_CHAIN = CA().intermediate().issue_client_cert(common_name="xfcc").chain_der
+_REAL = encode_element(_CHAIN, subject='CN=a \\"b\\",O=Acme\\, Inc.', uris=["spiffe://x/y"])
+_grammar = st.text(alphabet=st.sampled_from('=;,"\\ \tABab09%é'), max_size=80)
+
+
+def _reference_quoted(text: str, i: int) -> tuple[str, int]:
+    start = i
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == '"':
+            return text[start:i], i + 1
+        i += 1
+    raise ValueError("unterminated")
+
+
+def _reference_parse(text: str) -> list[list[tuple[str, str]]]:
+    """The per-character reader the fast parser replaced (same grammar, same refusals)."""
+    if text.lstrip(" \t")[:1] in ("[", "{"):
+        raise ValueError("json")
+    elements: list[list[tuple[str, str]]] = []
+    pairs: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i] in " \t":
+            i += 1
+        if pairs:
+            if i >= n:
+                elements.append(pairs)
+                return elements
+            if text[i] == ",":
+                elements.append(pairs)
+                pairs = []
+                i += 1
+                continue
+        eq = i
+        while eq < n and text[eq] not in '=;,"':
+            eq += 1
+        key = text[i:eq].strip(" \t").lower()
+        if eq >= n or text[eq] != "=" or not key or not key.isascii() or not key.isalnum():
+            raise ValueError("pair")
+        i = eq + 1
+        if i < n and text[i] == '"':
+            value, i = _reference_quoted(text, i + 1)
+            while i < n and text[i] in " \t":
+                i += 1
+            if i < n and text[i] not in ";,":
+                raise ValueError("after quote")
+        else:
+            end = i
+            while end < n and text[end] not in ";,":
+                if text[end] == '"':
+                    raise ValueError("stray quote")
+                end += 1
+            value, i = text[i:end].strip(" \t"), end
+        pairs.append((key, value))
+        if i >= n:
+            elements.append(pairs)
+            return elements
+        sep = text[i]
+        i += 1
+        if sep == ",":
+            elements.append(pairs)
+            pairs = []
+
+
+def _same_parse(text: str) -> None:
+    try:
+        want: object = _reference_parse(text)
+    except ValueError:
+        want = "refused"
+    try:
+        got: object = parse_xfcc(text)
+    except MTLSAuthError as exc:
+        got = "refused" if exc.code == "certificate_malformed" else exc.code
+    assert got == want, text
+
+
+def _same_pem(text: str) -> None:
+    try:
+        want: object = reference_url_pem(text)
+    except MTLSAuthError as exc:
+        want = (exc.code, exc.detail)
+    try:
+        got: object = url_pem(text)
+    except MTLSAuthError as exc:
+        got = (exc.code, exc.detail)
+    assert got == want, text
+
+
+def test_real_value_parses_as_before() -> None:
+    _same_parse(_REAL)
+    _same_parse(",".join([_REAL, _REAL, _REAL]))
+    assert parse_xfcc('Subject="a\\\\";URI=x') == [[("subject", "a\\\\"), ("uri", "x")]]
+
+
+@_SETTINGS
+@given(text=st.one_of(_grammar, st.text(max_size=60)))
+def test_parse_matches_reference_on_any_text(text: str) -> None:
+    _same_parse(text)
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_parse_matches_reference_on_corrupted_values(data: st.DataObject) -> None:
+    value = ",".join([_REAL, _REAL])
+    i = data.draw(st.integers(0, len(value)))
+    j = data.draw(st.integers(i, min(len(value), i + 40)))
+    _same_parse(value[:i] + data.draw(_grammar) + value[j:])
+
+
+@pytest.mark.parametrize("safe", ["", "+=/", "/"])
+def test_url_pem_matches_reference_on_real_values(safe: str) -> None:
+    text = quote("".join(der_to_pem(d) for d in _CHAIN), safe=safe)
+    _same_pem(text)
+    assert url_pem(text) == list(_CHAIN)
+    _same_pem(text.replace("%0A", "%0a").replace("%2F", "%2f"))
+    _same_pem(text.replace("%0A", "%0D%0A"))
+    _same_pem(text.replace("B", "%42"))  # escapes outside the fast table
+    _same_pem(text.replace("%0A", "%250A"))  # '%25' decodes to '%', never re-read
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_url_pem_matches_reference_on_corrupted_values(data: st.DataObject) -> None:
+    value = quote(der_to_pem(_CHAIN[0]), safe="")
+    i = data.draw(st.integers(0, len(value)))
+    j = data.draw(st.integers(i, min(len(value), i + 12)))
+    noise = data.draw(st.text(alphabet=st.sampled_from("%0aAFfg2B3D5é-\n"), max_size=8))
+    _same_pem(value[:i] + noise + value[j:])
+
+
+def _reference_decode(element: XFCCElement) -> list[bytes]:
+    cert = reference_url_pem(element.cert) if element.cert else None
+    if cert is not None and len(cert) != 1:
+        raise malformed("x-forwarded-client-cert Cert holds more than one certificate")
+    chain = reference_url_pem(element.chain) if element.chain else None
+    if chain is not None and cert is not None and chain[0] != cert[0]:
+        raise malformed("x-forwarded-client-cert Chain does not start with its Cert")
+    ders = chain if chain is not None else cert
+    if not ders:
+        raise malformed("x-forwarded-client-cert element has no certificate")
+    return ders
+
+
+def _same_decode(cert: str | None, chain: str | None) -> None:
+    element = XFCCElement(cert=cert, chain=chain)
+    try:
+        want: object = _reference_decode(element)
+    except MTLSAuthError as exc:
+        want = (exc.code, exc.detail)
+    try:
+        got: object = decode_element(element)
+    except MTLSAuthError as exc:
+        got = (exc.code, exc.detail)
+    assert got == want, (cert, chain)
+
+
+def test_chain_that_starts_with_its_cert_decodes_as_a_whole() -> None:
+    cert = quote(der_to_pem(_CHAIN[0]), safe="")
+    rest = quote(der_to_pem(_CHAIN[1]), safe="")
+    for c, ch in [
+        (cert, cert + rest),
+        (cert, cert + "%20%0A"),  # whitespace after the Cert: one certificate
+        (cert, cert + "%0A" + rest),
+        (cert, cert + "junk"),
+        (cert, cert + rest[:-9]),
+        (cert, cert + rest + cert),
+        (cert + "%0A", cert + "%0A" + rest),
+        (cert[:-3], cert + rest),  # a Cert cut inside its END line
+        (cert[:-1], cert + rest),  # a Cert cut inside an escape
+        (cert, cert + "-----" + rest),
+        (cert[:-5], cert[:-5] + "-" + rest),
+        (cert + cert, cert + cert + rest),
+    ]:
+        _same_decode(c, ch)
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_decode_matches_reference_on_spliced_chains(data: st.DataObject) -> None:
+    cert = quote(der_to_pem(_CHAIN[0]), safe="")
+    chain = cert + quote(der_to_pem(_CHAIN[1]), safe="")
+    i = data.draw(st.integers(len(cert) - 40, len(chain)))
+    j = data.draw(st.integers(i, min(len(chain), i + 12)))
+    noise = data.draw(st.text(alphabet=st.sampled_from("%0aAFf2B3D-\n "), max_size=8))
+    cut = data.draw(st.integers(len(cert) - 30, len(cert)))
+    _same_decode(cert[:cut] if data.draw(st.booleans()) else cert, chain[:i] + noise + chain[j:])
