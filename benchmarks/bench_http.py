@@ -15,7 +15,9 @@ Runs alternate bare, mtls, mtls, bare... for a fixed duration each; the server's
 
 Reported per server: requests/s, p50/p99 latency, CPU per request, each as a median over
 runs, and the ratios mtls/bare of throughput and of CPU per request (median of per-pair
-ratios).
+ratios). aiohttp is also started with an empty pass-through middleware (``empty``), timed in
+the same rotation: empty/bare is what aiohttp charges for having any middleware at all,
+mtls/empty what mtlsauth adds on top of that.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ SERVERS = {
     # name: (label, throughput target, connections)
     "asgi": ("pure ASGI under uvicorn", 0.90, 8),
     "flask": ("Flask under gunicorn (sync)", 0.95, 4),
-    "aiohttp": ("aiohttp", 0.90, 8),
+    "aiohttp": ("aiohttp", 0.85, 8),
 }
+# Modes per server: bare and mtls everywhere; aiohttp also with an empty middleware.
+MODES = {"asgi": ("bare", "mtls"), "flask": ("bare", "mtls"), "aiohttp": ("bare", "empty", "mtls")}
 CPU_TARGET = Target("<=", 1.10)
 
 _LUA = """
@@ -281,29 +285,70 @@ def _load(server: Server, value: str, seconds: float, connections: int, script: 
     )
 
 
-def _rows(kind: str, runs: dict[str, list[Run]], tool: str, seconds: float) -> list[Row]:
-    label, target, connections = SERVERS[kind]
-    bare, mtls = runs["bare"], runs["mtls"]
-    rps_ratio = statistics.median(m.rps / b.rps for b, m in zip(bare, mtls, strict=True))
+def _ratios(
+    runs: dict[str, list[Run]], subject: str, baseline: str
+) -> tuple[float, float, dict[str, Any]]:
+    """Median per-pair ratios (throughput, CPU per request) of ``subject`` against ``baseline``."""
+    base, subj = runs[baseline], runs[subject]
+    rps_ratio = statistics.median(m.rps / b.rps for b, m in zip(base, subj, strict=True))
     cpu_ratio = statistics.median(
-        m.cpu_per_request_us / b.cpu_per_request_us for b, m in zip(bare, mtls, strict=True)
+        m.cpu_per_request_us / b.cpu_per_request_us for b, m in zip(base, subj, strict=True)
     )
     med = lambda rs, f: statistics.median(f(r) for r in rs)  # noqa: E731
     details = {
-        "tool": tool,
-        "connections": connections,
-        "seconds_per_run": seconds,
-        "runs": len(bare),
-        "bare_rps": med(bare, lambda r: r.rps),
-        "mtls_rps": med(mtls, lambda r: r.rps),
-        "bare_p50_us": med(bare, lambda r: r.p50_us),
-        "mtls_p50_us": med(mtls, lambda r: r.p50_us),
-        "bare_p99_us": med(bare, lambda r: r.p99_us),
-        "mtls_p99_us": med(mtls, lambda r: r.p99_us),
-        "bare_cpu_per_request_us": med(bare, lambda r: r.cpu_per_request_us),
-        "mtls_cpu_per_request_us": med(mtls, lambda r: r.cpu_per_request_us),
-        "socket_errors": sum(r.errors for r in bare + mtls),
+        f"{mode}_{what}": med(runs[mode], f)
+        for mode in (baseline, subject)
+        for what, f in (
+            ("rps", lambda r: r.rps),
+            ("p50_us", lambda r: r.p50_us),
+            ("p99_us", lambda r: r.p99_us),
+            ("cpu_per_request_us", lambda r: r.cpu_per_request_us),
+        )
     }
+    return rps_ratio, cpu_ratio, details
+
+
+def _empty_rows(runs: dict[str, list[Run]], tool: str, seconds: float) -> list[Row]:
+    """aiohttp: what any middleware costs (empty vs none), what mtlsauth adds (mtls vs empty)."""
+    rows = []
+    for slug, label, subject, baseline in (
+        ("empty_vs_bare", "aiohttp: empty middleware vs none, requests/s", "empty", "bare"),
+        ("mtls_vs_empty", "aiohttp: mtlsauth vs an empty middleware, requests/s", "mtls", "empty"),
+    ):
+        rps, cpu, d = _ratios(runs, subject, baseline)
+        rows.append(
+            Row(
+                f"http.aiohttp.{slug}",
+                label,
+                rps,
+                f"x {baseline}",
+                None,
+                subject=subject,
+                baseline=baseline,
+                details={
+                    **d,
+                    "tool": tool,
+                    "seconds_per_run": seconds,
+                    "cpu_ratio": cpu,
+                    "subject_text": f"{d[subject + '_rps']:,.0f}/s",
+                    "baseline_text": f"{d[baseline + '_rps']:,.0f}/s",
+                },
+            )
+        )
+    return rows
+
+
+def _rows(kind: str, runs: dict[str, list[Run]], tool: str, seconds: float) -> list[Row]:
+    label, target, connections = SERVERS[kind]
+    bare, mtls = runs["bare"], runs["mtls"]
+    rps_ratio, cpu_ratio, details = _ratios(runs, "mtls", "bare")
+    details.update(
+        tool=tool,
+        connections=connections,
+        seconds_per_run=seconds,
+        runs=len(bare),
+        socket_errors=sum(r.errors for rs in runs.values() for r in rs),
+    )
     d = details
     return [
         Row(
@@ -373,10 +418,11 @@ def run(ctx: Context) -> dict[str, list[Row]]:
             "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         }
         for kind, (label, _, connections) in SERVERS.items():
-            ctx.log(f"http: {label}, {pairs} x (bare, mtls) x {seconds:g}s with {tool}")
+            modes = MODES[kind]
+            ctx.log(f"http: {label}, {pairs} x {modes} x {seconds:g}s with {tool}")
             servers: dict[str, Server] = {}
             try:
-                for mode in ("bare", "mtls"):
+                for mode in modes:
                     servers[mode] = Server(kind, mode, env)
                 for server in servers.values():
                     server.wait_ready(header_value)
@@ -388,14 +434,16 @@ def run(ctx: Context) -> dict[str, list[Row]]:
                 if not ctx.quick:  # warm-up outside the timed runs
                     for server in servers.values():
                         _load(server, header_value, 1.0, connections, script)
-                runs: dict[str, list[Run]] = {"bare": [], "mtls": []}
+                runs: dict[str, list[Run]] = {mode: [] for mode in modes}
                 for i in range(pairs):
-                    order = ("bare", "mtls") if i % 2 == 0 else ("mtls", "bare")
+                    order = modes if i % 2 == 0 else tuple(reversed(modes))
                     for mode in order:
                         runs[mode].append(
                             _load(servers[mode], header_value, seconds, connections, script)
                         )
                 rows += _rows(kind, runs, tool, seconds)
+                if "empty" in modes:
+                    rows += _empty_rows(runs, tool, seconds)
             except (RuntimeError, OSError, subprocess.SubprocessError, ImportError) as exc:
                 why = f"{type(exc).__name__}: {exc}"
                 ctx.log(f"http: {kind} failed: {why}")

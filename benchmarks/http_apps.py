@@ -2,7 +2,8 @@
 
 Configured by environment variables so the same module serves uvicorn, gunicorn and aiohttp:
 
-* ``MTLSAUTH_BENCH_MODE``: ``bare`` (no middleware) or ``mtls`` (the adapter in front);
+* ``MTLSAUTH_BENCH_MODE``: ``bare`` (no middleware), ``mtls`` (the adapter in front) or, for
+  aiohttp only, ``empty`` (a pass-through middleware: what aiohttp charges for any middleware);
 * ``MTLSAUTH_BENCH_ROOT`` / ``MTLSAUTH_BENCH_INTERMEDIATE``: PEM files of the client CA.
 
 With ``mtls`` the verifier trusts the root, knows the intermediate (nginx forwards the leaf
@@ -33,11 +34,15 @@ def _verifier() -> Any:
     )
 
 
-def _mtls() -> bool:
+def _mode() -> str:
     mode = os.environ.get("MTLSAUTH_BENCH_MODE", "bare")
-    if mode not in ("bare", "mtls"):
-        raise SystemExit(f"MTLSAUTH_BENCH_MODE must be bare or mtls, not {mode!r}")
-    return mode == "mtls"
+    if mode not in ("bare", "empty", "mtls"):
+        raise SystemExit(f"MTLSAUTH_BENCH_MODE must be bare, empty or mtls, not {mode!r}")
+    return mode
+
+
+def _mtls() -> bool:
+    return _mode() == "mtls"
 
 
 async def hello_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -84,11 +89,18 @@ def aiohttp_app() -> Any:
     async def hello(request: web.Request) -> web.Response:
         return web.Response(body=BODY, content_type="text/plain")
 
-    middlewares = []
+    middlewares: list[Any] = []
     if _mtls():
         from mtlsauth.adapters.aiohttp import mtls_middleware
 
         middlewares.append(mtls_middleware(verifier=_verifier()))
+    elif _mode() == "empty":
+
+        @web.middleware
+        async def pass_through(request: web.Request, handler: Any) -> web.StreamResponse:
+            return await handler(request)  # type: ignore[no-any-return]
+
+        middlewares.append(pass_through)
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/", hello)
     return app
