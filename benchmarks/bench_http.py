@@ -340,7 +340,7 @@ def _empty_rows(runs: dict[str, list[Run]], tool: str, seconds: float) -> list[R
 
 def _rows(kind: str, runs: dict[str, list[Run]], tool: str, seconds: float) -> list[Row]:
     label, target, connections = SERVERS[kind]
-    bare, mtls = runs["bare"], runs["mtls"]
+    bare = runs["bare"]
     rps_ratio, cpu_ratio, details = _ratios(runs, "mtls", "bare")
     details.update(
         tool=tool,
