@@ -15,6 +15,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from mtlsauth._der import certificate_names, encode_oid, read_name
 from mtlsauth._errors import CertificateInvalid
 
 __all__ = [
@@ -203,6 +204,193 @@ def _identity(
     # parsed extensions and names inside the certificate object, and the identity keeps
     # ``leaf`` for as long as it is cached (about 2.5 KB per entry that nothing reads again).
     view = x509.load_der_x509_certificate(raw)
+    try:
+        fast = _direct(leaf, chain, source, raw, view)
+    except Exception:  # noqa: BLE001 - the full reading below gives the exact answer or refusal
+        fast = None
+    if fast is not None:
+        return fast
+    return _parsed(leaf, chain, source, raw, view)
+
+
+def _san_values(
+    view: x509.Certificate,
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[IPAddress, ...]]:
+    """DNS names, URIs, e-mail addresses and IP addresses of the SAN, each in SAN order."""
+    try:
+        san = view.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return (), (), (), ()
+    dns: list[str] = []
+    uris: list[str] = []
+    emails: list[str] = []
+    ips: list[IPAddress] = []
+    for general in san:
+        kind = type(general)
+        if kind is x509.DNSName:
+            dns.append(general.value)
+        elif kind is x509.UniformResourceIdentifier:
+            uris.append(general.value)
+        elif kind is x509.RFC822Name:
+            emails.append(general.value)
+        elif kind is x509.IPAddress:
+            ip = general.value
+            if isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address):
+                ips.append(ip)
+    return tuple(dns), tuple(uris), tuple(emails), tuple(ips)
+
+
+def _direct(
+    leaf: x509.Certificate,
+    chain: tuple[x509.Certificate, ...],
+    source: str,
+    raw: bytes,
+    view: x509.Certificate,
+) -> ClientIdentity | None:
+    """The identity with the subject and issuer read straight from the DER.
+
+    ``None`` whenever the subject holds anything outside what is read here (an RDN of
+    several attributes, an attribute type or string type not in the tables, a value that
+    is not UTF-8): the caller then reads the certificate through cryptography, so the answer
+    (or the refusal) is always the one that reading gives. Extensions are still parsed by
+    cryptography, which refuses malformed or duplicated ones exactly as before.
+    """
+    (issuer_start, issuer_end), (subject_start, subject_end) = certificate_names(raw)
+    subject = _subject(raw, subject_start, subject_end)
+    if subject is None:
+        return None
+    text, common_names, organizations, units = subject
+    key = raw[issuer_start:issuer_end]
+    hit = _ISSUERS.get(key)
+    if hit is None:
+        name = view.issuer
+        hit = (name, name.rfc4514_string())
+        if len(_ISSUERS) >= _ISSUERS_MAX:
+            _ISSUERS.clear()
+        _ISSUERS[key] = hit
+    issuer_name, issuer = hit
+    dns, uris, emails, ips = _san_values(view)
+    spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
+    return ClientIdentity(
+        subject=text,
+        common_name=common_names[0] if common_names else None,
+        organization=organizations[0] if organizations else None,
+        organizations=organizations,
+        organizational_units=units,
+        dns_names=dns,
+        uris=uris,
+        emails=emails,
+        ip_addresses=ips,
+        spiffe_id=spiffe[0] if len(spiffe) == 1 else None,
+        issuer=issuer,
+        serial_number=leaf.serial_number,
+        fingerprint_sha256=hashlib.sha256(raw).hexdigest(),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        certificate=leaf,
+        chain=chain or (leaf,),
+        source=source,
+        verified_by="mtlsauth",
+        issuer_name=issuer_name,
+    )
+
+
+# Attribute types read directly: every NameOID, keyed by its DER content octets, with the
+# name RFC 4514 strings use for it (the short name where cryptography has one, else the
+# dotted OID, as ``Name.rfc4514_string`` writes them).
+_SHORT_NAMES = {
+    NameOID.COMMON_NAME: "CN",
+    NameOID.LOCALITY_NAME: "L",
+    NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    NameOID.ORGANIZATION_NAME: "O",
+    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    NameOID.COUNTRY_NAME: "C",
+    NameOID.STREET_ADDRESS: "STREET",
+    NameOID.DOMAIN_COMPONENT: "DC",
+    NameOID.USER_ID: "UID",
+}
+_ATTRIBUTE_NAMES = {
+    encode_oid(oid.dotted_string): _SHORT_NAMES.get(oid, oid.dotted_string)
+    for oid in vars(NameOID).values()
+    if isinstance(oid, x509.ObjectIdentifier)
+}
+_CN = encode_oid(NameOID.COMMON_NAME.dotted_string)
+_O = encode_oid(NameOID.ORGANIZATION_NAME.dotted_string)
+_OU = encode_oid(NameOID.ORGANIZATIONAL_UNIT_NAME.dotted_string)
+# String types whose octets cryptography reads as UTF-8 (the others, BMPString, UniversalString
+# and BIT STRING, take the full reading): UTF8String, NumericString, PrintableString,
+# TeletexString, IA5String, VisibleString.
+# Lengths (in UTF-8 octets) outside which cryptography warns when it reads the attribute.
+_LENGTH_BOUNDS = {
+    _CN: (1, 64),
+    encode_oid(NameOID.COUNTRY_NAME.dotted_string): (2, 2),
+    encode_oid(NameOID.JURISDICTION_COUNTRY_NAME.dotted_string): (2, 2),
+}
+_UTF8_TAGS = frozenset({12, 18, 19, 20, 22, 26})
+_SubjectParts = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+
+
+def _subject(raw: bytes, start: int, end: int) -> _SubjectParts | None:
+    """RFC 4514 text, CNs, Os and OUs of a subject of single-attribute RDNs; else ``None``."""
+    parts: list[str] = []
+    cns: list[str] = []
+    orgs: list[str] = []
+    units: list[str] = []
+    for rdn in read_name(raw, start, end):
+        if len(rdn) != 1:
+            return None
+        oid, tag, octets = rdn[0]
+        keyword = _ATTRIBUTE_NAMES.get(oid)
+        if keyword is None or tag not in _UTF8_TAGS:
+            return None
+        bounds = _LENGTH_BOUNDS.get(oid)
+        if bounds is not None and not bounds[0] <= len(octets) <= bounds[1]:
+            return None  # cryptography warns about these: let it, as it always did
+        value = octets.decode("utf-8")  # UnicodeDecodeError: the caller's full reading refuses
+        if oid == _CN:
+            cns.append(value)
+        elif oid == _O:
+            orgs.append(value)
+        elif oid == _OU:
+            units.append(value)
+        parts.append(f"{keyword}={_escape(value)}")
+    return ",".join(reversed(parts)), tuple(cns), tuple(orgs), tuple(units)
+
+
+def _escape(value: str) -> str:
+    """An attribute value as RFC 4514 writes it (section 2.4), as cryptography escapes it."""
+    if not value:
+        return ""
+    for char, escaped in _ESCAPES:
+        if char in value:
+            value = value.replace(char, escaped)
+    if value[0] == "#" or (value[0] == " " and len(value) > 1):
+        value = "\\" + value
+    if value[-1] == " ":
+        value = value[:-1] + "\\ "
+    return value
+
+
+_ESCAPES = (
+    ("\\", "\\\\"),
+    ('"', '\\"'),
+    ("+", "\\+"),
+    (",", "\\,"),
+    (";", "\\;"),
+    ("<", "\\<"),
+    (">", "\\>"),
+    ("\0", "\\00"),
+)
+
+
+def _parsed(
+    leaf: x509.Certificate,
+    chain: tuple[x509.Certificate, ...],
+    source: str,
+    raw: bytes,
+    view: x509.Certificate,
+) -> ClientIdentity:
+    """The identity read entirely through cryptography's parsed objects (the reference)."""
     issuer_name, issuer = _issuer(view)
     dns: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
