@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 from mtlsauth import MTLSAuthError
 from mtlsauth._forwarded_formats import der_to_pem, malformed
 from mtlsauth._forwarded_formats import url_pem as reference_url_pem
-from mtlsauth._xfcc import XFCCElement, decode_element, encode_element, parse_xfcc, url_pem
+from mtlsauth._xfcc import (
+    XFCCElement,
+    decode_element,
+    encode_element,
+    parse_xfcc,
+    url_pem,
+)
 from mtlsauth.testing import CA
 
 _SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -115,6 +121,42 @@ def test_real_value_parses_as_before() -> None:
     _same_parse(_REAL)
     _same_parse(",".join([_REAL, _REAL, _REAL]))
     assert parse_xfcc('Subject="a\\\\";URI=x') == [[("subject", "a\\\\"), ("uri", "x")]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'a=b"c=d',
+        'a="b"c=d',
+        'a="b" ;c=d',
+        'a="b" ,c=d',
+        'a="b\\"c";d=e',
+        'a="b\\',
+        'a="b\\\\";c=d',
+        "a=b;",
+        "a=b; ",
+        "a=b;,c=d",
+        "a=b,",
+        "a=b,,c=d",
+        "=b",
+        " a =b",
+        "a b=c",
+        "a=b=c;d=e",
+        "a=",
+        "a=;b=",
+        'a=""',
+        'a="x;y,z=w"',
+        "[a=b]",
+        " {",
+        "A=b;A=c",
+        "a\n=b",
+        "é=b",
+        "a=b\n;c=d",
+        'a="b\nc"',
+    ],
+)
+def test_parse_matches_reference_on_edge_cases(text: str) -> None:
+    _same_parse(text)
 
 
 @_SETTINGS

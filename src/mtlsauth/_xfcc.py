@@ -30,6 +30,7 @@ __all__ = ["XFCCElement", "decode_element", "encode_element", "parse_xfcc"]
 
 _SINGLE = frozenset({"hash", "cert", "chain", "subject", "issuer"})
 _OWS = " \t"
+_SHA256_HEX = re.compile("[0-9a-f]{64}")
 _JSON_START = re.compile(r"[ \t]*[\[{]")
 _KEY_END = re.compile('[=;,"]')
 _VALUE_END = re.compile('[;,"]')
@@ -185,7 +186,7 @@ def check_hash(element: XFCCElement, leaf: bytes) -> None:
     if element.hash is None:
         return
     want = element.hash.strip(_OWS).lower()
-    if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+    if _SHA256_HEX.fullmatch(want) is None:
         raise malformed("x-forwarded-client-cert Hash is not a SHA-256 hex digest")
     if not hmac.compare_digest(want, hashlib.sha256(leaf).hexdigest()):
         raise malformed("x-forwarded-client-cert Hash does not match its certificate")
