@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
 
 from mtlsauth._encoding import pem_to_der_list
 from mtlsauth._errors import MTLSAuthError
@@ -36,15 +35,12 @@ _KEY_END = re.compile('[=;,"]')
 _VALUE_END = re.compile('[;,"]')
 # A '%' not followed by two hex digits (urllib's unquote would pass it through).
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
-# The escapes a URL-encoded PEM is made of (Envoy and nginx escape everything outside the
-# unreserved set): replaced in C, one pass each. '%25' is not among them, so no replacement
-# can produce a '%' that a later one would read as the start of an escape.
-_PEM_ESCAPES = tuple(
-    (f"%{ord(c):02{case}}".encode("ascii"), c.encode("ascii"))
-    for c in "\n /+=\r"
-    for case in ("X", "x")
-    if case == "X" or not f"{ord(c):02X}".isdigit()
-)
+# Every %XX escape (either case) -> its octet: after _BAD_ESCAPE has found none malformed,
+# each piece after a '%' starts with two hex digits.
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+_OCTETS = {
+    (a + b).encode("ascii"): bytes([int(a + b, 16)]) for a in _HEX_DIGITS for b in _HEX_DIGITS
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,13 +202,12 @@ def url_pem(value: str) -> list[bytes]:
     if b"%" in raw:
         if _BAD_ESCAPE.search(raw) is not None:
             raise malformed(f"{what} has an invalid percent-escape")
-        for escape, char in _PEM_ESCAPES:
-            if escape in raw:
-                raw = raw.replace(escape, char)
-        if b"%" in raw:  # any other escape: every remaining '%' is still a valid one
-            raw = unquote_to_bytes(raw)
-            if not raw.isascii():
-                raise malformed(f"{what} decodes to non-ASCII bytes")
+        # One split and a table look-up per escape (urllib's unquote_to_bytes does the same
+        # with more work per piece; replacing each escape in turn scans the text each time).
+        first, *rest = raw.split(b"%")
+        raw = first + b"".join([_OCTETS[piece[:2]] + piece[2:] for piece in rest])
+        if not raw.isascii():
+            raise malformed(f"{what} decodes to non-ASCII bytes")
     return pem_to_der_list(raw)
 
 
