@@ -21,9 +21,8 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from mtlsauth._encoding import pem_to_der_list
 from mtlsauth._errors import MTLSAuthError
-from mtlsauth._forwarded_formats import malformed
+from mtlsauth._forwarded_formats import malformed, url_pem
 
 __all__ = ["XFCCElement", "decode_element", "encode_element", "parse_xfcc"]
 
@@ -33,14 +32,6 @@ _SHA256_HEX = re.compile("[0-9a-f]{64}")
 _JSON_START = re.compile(r"[ \t]*[\[{]")
 _KEY_END = re.compile('[=;,"]')
 _VALUE_END = re.compile('[;,"]')
-# A '%' not followed by two hex digits (urllib's unquote would pass it through).
-_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
-# Every %XX escape (either case) -> its octet: after _BAD_ESCAPE has found none malformed,
-# each piece after a '%' starts with two hex digits.
-_HEX_DIGITS = "0123456789abcdefABCDEF"
-_OCTETS = {
-    (a + b).encode("ascii"): bytes([int(a + b, 16)]) for a in _HEX_DIGITS for b in _HEX_DIGITS
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,39 +179,23 @@ def check_hash(element: XFCCElement, leaf: bytes) -> None:
         raise malformed("x-forwarded-client-cert Hash does not match its certificate")
 
 
-def url_pem(value: str) -> list[bytes]:
-    """Percent-encoded PEM, as Envoy writes ``Cert`` and ``Chain``: one or more certificates.
-
-    Accepts exactly what ``unquote`` followed by a strict PEM reader accepts: ASCII only,
-    every ``%`` starting a two-digit hex escape, the result ASCII.
-    """
-    what = "URL-encoded PEM"
-    try:
-        raw = value.encode("ascii")
-    except UnicodeEncodeError:
-        raise malformed(f"{what} holds non-ASCII characters") from None
-    if b"%" in raw:
-        if _BAD_ESCAPE.search(raw) is not None:
-            raise malformed(f"{what} has an invalid percent-escape")
-        # One split and a table look-up per escape (urllib's unquote_to_bytes does the same
-        # with more work per piece; replacing each escape in turn scans the text each time).
-        first, *rest = raw.split(b"%")
-        raw = first + b"".join([_OCTETS[piece[:2]] + piece[2:] for piece in rest])
-        if not raw.isascii():
-            raise malformed(f"{what} decodes to non-ASCII bytes")
-    return pem_to_der_list(raw)
-
-
 def _chain(text: str, cert_text: str | None, cert: list[bytes] | None) -> list[bytes]:
     """``url_pem(text)``, without decoding twice the ``Cert`` that ``Chain`` starts with.
 
     Envoy writes ``Chain`` as ``Cert`` followed by the rest of the chain. When ``text``
-    starts with the text of a ``Cert`` that decoded to one certificate, that prefix ends on
-    an escape boundary and its PEM is one block with only whitespace after it, so decoding
-    the rest alone and prepending the certificate gives what decoding the whole would. Any
-    other case (no such prefix, a rest that is not one or more certificates) takes the whole.
+    starts with the text of a ``Cert`` that decoded to one certificate and ends in its
+    escaped final line feed, that prefix ends on an escape boundary and its PEM is one
+    complete block with its LF, so decoding the rest alone (which must itself be whole
+    blocks) and prepending the certificate gives what decoding the whole would. Any other
+    case (no such prefix, no final LF, a rest that is not whole blocks) decodes the whole.
     """
-    if cert is not None and cert_text and len(text) > len(cert_text) and text.startswith(cert_text):
+    if (
+        cert is not None
+        and cert_text
+        and cert_text.endswith(("%0A", "%0a"))
+        and len(text) > len(cert_text)
+        and text.startswith(cert_text)
+    ):
         try:
             return cert + url_pem(text[len(cert_text) :])
         except MTLSAuthError:
