@@ -638,11 +638,66 @@ def _config_target(kind: str) -> Target:
     return Target(f"config_{kind}", check, seeds, mutate, f"{kind.upper()} configuration")
 
 
+def _der_identity_target() -> Target:
+    """The DER reader and the identity read from the DER, against cryptography's reading."""
+    from mtlsauth import _identity
+    from mtlsauth._der import DERError, certificate_names, read_name
+    from mtlsauth._errors import CertificateInvalid
+
+    def full(cert: x509.Certificate, data: bytes) -> ClientIdentity:
+        try:
+            view = x509.load_der_x509_certificate(data)
+            return _identity._parsed(cert, (), "tls", data, view)
+        except Exception as exc:  # the mapping identity_from_certificate applies
+            raise CertificateInvalid(
+                f"certificate fields cannot be read ({type(exc).__name__})",
+                code="certificate_malformed",
+            ) from None
+
+    def check(data: bytes) -> None:
+        try:
+            spans: tuple[tuple[int, int], ...] = certificate_names(data)
+        except DERError:  # a ValueError: the only exception the reader may raise
+            spans = ()
+        for start, end in spans:
+            try:
+                read_name(data, start, end)
+            except DERError:
+                pass
+        cert = _load(data)
+        if cert is None:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            direct = _outcome(lambda: _identity.identity_from_certificate(cert, der=data))
+            reference = _outcome(lambda: full(cert, data))
+        assert direct == reference, f"read from the DER {direct}, through cryptography {reference}"
+        if spans and direct[0] == "ok":
+            (i0, i1), (s0, s1) = spans
+            assert data[i0:i1] == cert.issuer.public_bytes(), "issuer slice is not the issuer"
+            assert data[s0:s1] == cert.subject.public_bytes(), "subject slice is not the subject"
+
+    def seeds() -> list[bytes]:
+        p = pki()
+        return [p.der(c) for c in (p.root, p.inter, *p.leaves)]
+
+    def mutate(data: bytes, rng: random.Random) -> bytes:
+        cert = _load(data)
+        try:
+            key = pki().key_for(cert) if cert is not None else None
+        except Exception:
+            key = None
+        return _der.mutate_cert(data, rng, key)  # type: ignore[arg-type]
+
+    return Target("der_identity", check, seeds, mutate, "DER reader and ClientIdentity from DER")
+
+
 def all_targets() -> dict[str, Target]:
     targets = [_header_target(k, v) for k, v in HEADER_PRESETS.items()]
     targets += [
         _identity_target(),
         _chain_target(),
+        _der_identity_target(),
         _crl_target(),
         _ocsp_target(),
         _dn_target(),

@@ -43,6 +43,7 @@ EXPECTED = {
     "header_rfc9440",
     "header_identity",
     "chain",
+    "der_identity",
     "crl",
     "ocsp",
     "dn",
