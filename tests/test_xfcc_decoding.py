@@ -65,7 +65,7 @@ def _reference_parse(text: str) -> list[list[tuple[str, str]]]:
         eq = i
         while eq < n and text[eq] not in '=;,"':
             eq += 1
-        key = text[i:eq].strip(" \t").lower()
+        key = text[i:eq].lower()
         if eq >= n or text[eq] != "=" or not key or not key.isascii() or not key.isalnum():
             raise ValueError("pair")
         i = eq + 1
@@ -81,6 +81,8 @@ def _reference_parse(text: str) -> list[list[tuple[str, str]]]:
                 if text[end] == '"':
                     raise ValueError("stray quote")
                 end += 1
+            if key in ("cert", "chain"):
+                raise ValueError("unquoted cert or chain")
             value, i = text[i:end].strip(" \t"), end
         pairs.append((key, value))
         if i >= n:
@@ -220,3 +222,53 @@ def test_decode_matches_reference_on_spliced_chains(data: st.DataObject) -> None
     noise = data.draw(st.text(alphabet=st.sampled_from("%0aAFf2B3D-\n "), max_size=8))
     cut = data.draw(st.integers(len(cert) - 30, len(cert)))
     _same_decode(cert[:cut] if data.draw(st.booleans()) else cert, chain[:i] + noise + chain[j:])
+
+
+# -- what Envoy never writes is refused -------------------------------------------------------
+def _xfcc_verifier():
+    from mtlsauth import ForwardedCert, Verifier
+
+    root = CA()
+    cert = root.issue_client_cert(common_name="envoy-client")
+    fwd = ForwardedCert.preset("envoy", trusted_proxies=["10.0.0.1"])
+    return Verifier(trust_store=root.trust_store(), forwarded=fwd), cert
+
+
+def _present(value: str):
+    from mtlsauth import Presented
+
+    return Presented(peer="10.0.0.1", headers=(("x-forwarded-client-cert", value),))
+
+
+def test_envoy_spelling_is_accepted() -> None:
+    verifier, cert = _xfcc_verifier()
+    value = encode_element(cert.chain_der)
+    assert verifier.authenticate(_present(value)).common_name == "envoy-client"
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        # Envoy writes the Hash in lower-case hex
+        lambda v: v.replace(v.split("Hash=")[1][:64], v.split("Hash=")[1][:64].upper()),
+        # Envoy always quotes Cert and Chain
+        lambda v: v.replace('Cert="', "Cert=").replace('";Chain', ";Chain"),
+        lambda v: (
+            v.replace('Chain="', "Chain=").rstrip('"')
+            if v.endswith('"')
+            else v.replace('Chain="', "Chain=")
+        ),
+        # no space around '='
+        lambda v: v.replace("Cert=", "Cert ="),
+        lambda v: v.replace("Hash=", "Hash\t="),
+    ],
+    ids=["upper-case hash", "unquoted cert", "unquoted chain", "space before =", "tab before ="],
+)
+def test_what_envoy_never_writes_is_malformed(mangle) -> None:
+    verifier, cert = _xfcc_verifier()
+    value = encode_element(cert.chain_der)
+    mangled = mangle(value)
+    assert mangled != value
+    with pytest.raises(MTLSAuthError) as info:
+        verifier.authenticate(_present(mangled))
+    assert info.value.code == "certificate_malformed"

@@ -81,6 +81,10 @@ def _quoted(text: str, i: int) -> tuple[str, int]:
     raise malformed("unterminated quoted value in x-forwarded-client-cert")
 
 
+_ALWAYS_QUOTED = frozenset({"cert", "chain"})
+"""Keys whose values Envoy always double-quotes (their URL-encoded PEM is long)."""
+
+
 def parse_xfcc(text: str) -> list[list[tuple[str, str]]]:
     """Split an XFCC value into elements of (lower-case key, value) pairs."""
     if _JSON_START.match(text) is not None:
@@ -102,7 +106,7 @@ def parse_xfcc(text: str) -> list[list[tuple[str, str]]]:
                 continue
         stop = _KEY_END.search(text, i)
         eq = n if stop is None else stop.start()
-        key = text[i:eq].strip(_OWS).lower()
+        key = text[i:eq].lower()  # Envoy writes no space around '=' (" Cert =" is not its)
         if eq >= n or text[eq] != "=" or not key or not key.isascii() or not key.isalnum():
             raise malformed("malformed key=value pair in x-forwarded-client-cert")
         i = eq + 1
@@ -117,6 +121,8 @@ def parse_xfcc(text: str) -> list[list[tuple[str, str]]]:
             end = n if stop is None else stop.start()
             if end < n and text[end] == '"':
                 raise malformed("stray quote in an unquoted x-forwarded-client-cert value")
+            if key in _ALWAYS_QUOTED:
+                raise malformed(f"unquoted {key!r} in x-forwarded-client-cert (Envoy quotes it)")
             value, i = text[i:end].strip(_OWS), end
         pairs.append((key, value))
         if i >= n:
@@ -172,9 +178,9 @@ def check_hash(element: XFCCElement, leaf: bytes) -> None:
     """Refuse a ``Hash`` that is not the SHA-256 of the leaf actually forwarded."""
     if element.hash is None:
         return
-    want = element.hash.strip(_OWS).lower()
-    if _SHA256_HEX.fullmatch(want) is None:
-        raise malformed("x-forwarded-client-cert Hash is not a SHA-256 hex digest")
+    want = element.hash
+    if _SHA256_HEX.fullmatch(want) is None:  # lower-case hex, as Envoy writes it
+        raise malformed("x-forwarded-client-cert Hash is not a lower-case SHA-256 hex digest")
     if not hmac.compare_digest(want, hashlib.sha256(leaf).hexdigest()):
         raise malformed("x-forwarded-client-cert Hash does not match its certificate")
 
