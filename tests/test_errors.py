@@ -84,3 +84,31 @@ def test_revocation_unavailable_is_a_certificate_invalid() -> None:
 def test_errors_survive_pickling() -> None:
     err = pickle.loads(pickle.dumps(CertificateInvalid("old", code="certificate_expired")))  # noqa: S301
     assert (type(err), err.code, err.detail) == (CertificateInvalid, "certificate_expired", "old")
+
+
+def test_every_core_code_has_an_explanation_and_the_cli_prints_it() -> None:
+    from mtlsauth import _errors
+    from mtlsauth._cli import _explain
+
+    classes = [
+        c
+        for c in vars(_errors).values()
+        if isinstance(c, type) and issubclass(c, _errors.MTLSAuthError)
+    ]
+    assert len(classes) == 11
+    for cls in classes:
+        assert cls.codes == frozenset(cls.__dict__["explanations"]), cls
+        for code in cls.codes:
+            assert _explain(code) == cls.explanations[code]
+    assert "allow-list" in _explain("spiffe_id_not_allowed")
+    assert _explain("verification_busy").startswith("too many")
+    assert _explain("no_such_code") == "no such code"
+
+
+def test_request_errors_are_exported() -> None:
+    import mtlsauth
+    from mtlsauth import _guard, adapters
+
+    assert mtlsauth.AmbiguousRequest is adapters.AmbiguousRequest is _guard.AmbiguousRequest
+    assert mtlsauth.VerificationBusy is adapters.VerificationBusy is _guard.VerificationBusy
+    assert (mtlsauth.AmbiguousRequest.status, mtlsauth.VerificationBusy.status) == (400, 503)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from mtlsauth._config import Config, load_config
 from mtlsauth._errors import (
+    AmbiguousRequest,
     CertificateInvalid,
     CertificateMissing,
     CertificateRevoked,
@@ -16,6 +17,7 @@ from mtlsauth._errors import (
     PolicyDenied,
     RevocationUnavailable,
     UntrustedForwarder,
+    VerificationBusy,
 )
 from mtlsauth._forwarded import ForwardedCert
 from mtlsauth._guard import Decision, Route
@@ -33,6 +35,7 @@ from mtlsauth._verifier import Verifier
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousRequest",
     "CRLSet",
     "CertificateInvalid",
     "CertificateMissing",
@@ -55,6 +58,7 @@ __all__ = [
     "TokenError",
     "TrustStore",
     "UntrustedForwarder",
+    "VerificationBusy",
     "Verifier",
     "__version__",
     "authenticate_client",

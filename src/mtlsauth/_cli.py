@@ -16,42 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from mtlsauth._errors import explain as _explain
+
 if TYPE_CHECKING:
     from mtlsauth._identity import ClientIdentity
     from mtlsauth._verifier import Verifier
 
 __all__ = ["main"]
-
-# One line per code: what it usually means and what to try.
-EXPLANATIONS: dict[str, str] = {
-    "certificate_missing": "no certificate in the input",
-    "certificate_malformed": "the input is not a certificate (or a damaged one)",
-    "untrusted_issuer": "the chain does not lead to a CA given with --ca "
-    "(wrong CA, or a missing intermediate: add --intermediate)",
-    "certificate_expired": "the certificate (or a CA in its chain) is past its notAfter date",
-    "certificate_not_yet_valid": "the certificate's notBefore date is in the future "
-    "(or the clock is wrong)",
-    "invalid_usage": "not usable for client authentication (a CA certificate, or an "
-    "extended key usage without clientAuth)",
-    "chain_too_long": "more intermediate CAs than max_depth allows",
-    "pin_mismatch": "not one of the pinned certificates",
-    "tls_verification_failed": "the TLS server reported a client-certificate error",
-    "weak_key": "the certificate's key is too weak",
-    "revocation_unavailable": "no usable CRL for an issuer in the chain "
-    "(missing, stale or badly signed)",
-    "certificate_revoked": "listed in a CRL: the certificate (or a CA above it) was revoked",
-    "certificate_denied": "on a deny-list (fingerprint or serial)",
-    "untrusted_forwarder": "a certificate header from a peer that is not a trusted proxy",
-}
-
-
-def _explain(code: str) -> str:
-    if code in EXPLANATIONS:
-        return EXPLANATIONS[code]
-    if code.endswith("_not_allowed"):
-        field = code[: -len("_not_allowed")].replace("_", " ")
-        return f"genuine certificate, but its {field} is not on the policy's allow-list"
-    return code.replace("_", " ")
 
 
 class UsageError(Exception):

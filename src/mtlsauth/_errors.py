@@ -15,6 +15,8 @@ API clients) and the HTTP ``status`` an adapter answers with::
      +-- UntrustedForwarder            401  untrusted_forwarder
      +-- IdentityMissing               500  identity_missing (middleware not installed)
      +-- InternalError                 500  internal_error (the check itself failed: refused)
+     +-- AmbiguousRequest              400  ambiguous_path, request_malformed
+     +-- VerificationBusy              503  verification_busy (Retry-After: 1)
      +-- TokenError (_oauth)           401  token_missing, token_invalid, token_not_bound,
      |                                      token_binding_mismatch; 400 token_request_invalid;
      |                                      403 insufficient_scope
@@ -29,9 +31,11 @@ construction time, never one of these.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 __all__ = [
+    "AmbiguousRequest",
     "CertificateInvalid",
     "CertificateMissing",
     "CertificateRevoked",
@@ -41,6 +45,7 @@ __all__ = [
     "PolicyDenied",
     "RevocationUnavailable",
     "UntrustedForwarder",
+    "VerificationBusy",
 ]
 
 
@@ -54,9 +59,21 @@ class MTLSAuthError(Exception):
     """
 
     default_code: ClassVar[str] = "access_denied"
+    explanations: ClassVar[Mapping[str, str]] = {
+        "access_denied": "refused for a reason no subclass names",
+    }
+    """Each code with one line for an operator: what it usually means and what to try.
+
+    A subclass that sets ``explanations`` gets its ``codes`` from them, so adding a code
+    is one edit here (the CLI's ``verify`` prints these lines)."""
     codes: ClassVar[frozenset[str]] = frozenset({"access_denied"})
     status: int = 401
     title: ClassVar[str] = "Client certificate authentication failed"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "explanations" in cls.__dict__ and "codes" not in cls.__dict__:
+            cls.codes = frozenset(cls.explanations)
 
     def __init__(self, detail: str = "", *, code: str | None = None) -> None:
         code = code or self.default_code
@@ -81,7 +98,9 @@ class CertificateMissing(MTLSAuthError):
     """No client certificate was presented (or the input was empty)."""
 
     default_code = "certificate_missing"
-    codes = frozenset({"certificate_missing"})
+    explanations: ClassVar[Mapping[str, str]] = {
+        "certificate_missing": "no certificate in the input",
+    }
     title = "Client certificate required"
 
 
@@ -89,19 +108,20 @@ class CertificateInvalid(MTLSAuthError):
     """The certificate or chain is malformed, untrusted, expired or otherwise unusable."""
 
     default_code = "certificate_malformed"
-    codes = frozenset(
-        {
-            "certificate_malformed",
-            "untrusted_issuer",
-            "certificate_expired",
-            "certificate_not_yet_valid",
-            "invalid_usage",
-            "chain_too_long",
-            "pin_mismatch",
-            "tls_verification_failed",
-            "weak_key",
-        }
-    )
+    explanations: ClassVar[Mapping[str, str]] = {
+        "certificate_malformed": "the input is not a certificate (or a damaged one)",
+        "untrusted_issuer": "the chain does not lead to a CA given with --ca "
+        "(wrong CA, or a missing intermediate: add --intermediate)",
+        "certificate_expired": "the certificate (or a CA in its chain) is past its notAfter date",
+        "certificate_not_yet_valid": "the certificate's notBefore date is in the future "
+        "(or the clock is wrong)",
+        "invalid_usage": "not usable for client authentication (a CA certificate, or an "
+        "extended key usage without clientAuth)",
+        "chain_too_long": "more intermediate CAs than max_depth allows",
+        "pin_mismatch": "not one of the pinned certificates",
+        "tls_verification_failed": "the TLS server reported a client-certificate error",
+        "weak_key": "the certificate's key is too weak",
+    }
     title = "Client certificate invalid"
 
 
@@ -113,7 +133,10 @@ class RevocationUnavailable(CertificateInvalid):
     """
 
     default_code = "revocation_unavailable"
-    codes = frozenset({"revocation_unavailable"})
+    explanations: ClassVar[Mapping[str, str]] = {
+        "revocation_unavailable": "no usable CRL for an issuer in the chain "
+        "(missing, stale or badly signed), or OCSP unreachable in hard-fail",
+    }
     title = "Client certificate revocation status unavailable"
 
 
@@ -121,7 +144,9 @@ class CertificateRevoked(MTLSAuthError):
     """The certificate (or a CA in its chain) has been revoked."""
 
     default_code = "certificate_revoked"
-    codes = frozenset({"certificate_revoked"})
+    explanations: ClassVar[Mapping[str, str]] = {
+        "certificate_revoked": "listed in a CRL: the certificate (or a CA above it) was revoked",
+    }
     title = "Client certificate revoked"
 
 
@@ -144,7 +169,14 @@ class PolicyDenied(MTLSAuthError):
     """The certificate is genuine but its holder is not allowed here (HTTP 403)."""
 
     default_code = "certificate_denied"
-    codes = frozenset({f"{f}_not_allowed" for f in POLICY_FIELDS} | {"certificate_denied"})
+    explanations: ClassVar[Mapping[str, str]] = {
+        **{
+            f"{f}_not_allowed": f"genuine certificate, but its {f.replace('_', ' ')} is not on "
+            "the policy's allow-list"
+            for f in POLICY_FIELDS
+        },
+        "certificate_denied": "on a deny-list (fingerprint or serial)",
+    }
     status = 403
     title = "Client certificate not allowed"
 
@@ -153,7 +185,9 @@ class UntrustedForwarder(MTLSAuthError):
     """A certificate header arrived from a peer that is not a configured trusted proxy."""
 
     default_code = "untrusted_forwarder"
-    codes = frozenset({"untrusted_forwarder"})
+    explanations: ClassVar[Mapping[str, str]] = {
+        "untrusted_forwarder": "a certificate header from a peer that is not a trusted proxy",
+    }
     title = "Certificate header from an untrusted peer"
 
 
@@ -164,7 +198,9 @@ class IdentityMissing(MTLSAuthError):
     """
 
     default_code = "identity_missing"
-    codes = frozenset({"identity_missing"})
+    explanations: ClassVar[Mapping[str, str]] = {
+        "identity_missing": "an identity accessor ran where the middleware did not: install it",
+    }
     status = 500
     title = "mtlsauth middleware not installed"
 
@@ -176,6 +212,55 @@ class InternalError(MTLSAuthError):
     """
 
     default_code = "internal_error"
-    codes = frozenset({"internal_error"})
+    explanations: ClassVar[Mapping[str, str]] = {
+        "internal_error": "the check itself failed (see the ERROR log line): refused",
+    }
     status = 500
     title = "Client certificate could not be checked"
+
+
+class AmbiguousRequest(MTLSAuthError):
+    """The request target could be read two ways, so it is refused (HTTP 400).
+
+    ``ambiguous_path``: the raw target holds something that servers, proxies and routers
+    read differently (an encoded ``/`` or ``\\``, a dot segment, double encoding, a ``;``
+    parameter, an empty segment, a byte that is not UTF-8), while exempt paths or routes make
+    the path matter. ``request_malformed``: the server handed over a request that cannot be
+    read (a path or header that is not text, a scope entry of the wrong type).
+    """
+
+    default_code = "ambiguous_path"
+    explanations: ClassVar[Mapping[str, str]] = {
+        "ambiguous_path": "the request target could be routed two ways (an encoded '/', a dot "
+        "segment, double encoding, ...) while routes or exempt paths make the path matter",
+        "request_malformed": "the server handed over a request that cannot be read",
+    }
+    status = 400
+    title = "Ambiguous or malformed request"
+
+
+class VerificationBusy(MTLSAuthError):
+    """Too many certificate verifications are already waiting: refused (HTTP 503).
+
+    Only requests whose result is not cached can get this; answered with ``Retry-After``.
+    """
+
+    default_code = "verification_busy"
+    explanations: ClassVar[Mapping[str, str]] = {
+        "verification_busy": "too many uncached verifications were waiting: retry, or raise "
+        "verification_threads / verification_queue",
+    }
+    status = 503
+    title = "Certificate verification is busy"
+
+
+def explain(code: str) -> str:
+    """The operator's one-line explanation of an error ``code`` (from ``explanations``)."""
+    pending: list[type[MTLSAuthError]] = [MTLSAuthError]
+    while pending:
+        cls = pending.pop()
+        line = cls.__dict__.get("explanations", {}).get(code)
+        if line is not None:
+            return line
+        pending.extend(cls.__subclasses__())
+    return code.replace("_", " ")

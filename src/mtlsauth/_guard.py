@@ -31,9 +31,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Literal
 
-from mtlsauth._errors import CertificateMissing, InternalError, MTLSAuthError, UntrustedForwarder
+from mtlsauth._errors import (
+    AmbiguousRequest,
+    CertificateMissing,
+    InternalError,
+    MTLSAuthError,
+    UntrustedForwarder,
+    VerificationBusy,
+)
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
 from mtlsauth._observe import cache_missed
@@ -67,34 +74,6 @@ MODES: frozenset[str] = frozenset({"mandatory", "optional", "off"})
 
 PROBLEM_TYPE_PREFIX = "urn:mtlsauth:error:"
 """Problem ``type`` URIs are this prefix plus the error code (RFC 9457 section 3.1.1)."""
-
-
-class AmbiguousRequest(MTLSAuthError):
-    """The request target could be read two ways, so it is refused (HTTP 400).
-
-    ``ambiguous_path``: the raw target holds something that servers, proxies and routers
-    read differently (an encoded ``/`` or ``\\``, a dot segment, double encoding, a ``;``
-    parameter, an empty segment, a byte that is not UTF-8), while exempt paths or routes make
-    the path matter. ``request_malformed``: the server handed over a request that cannot be
-    read (a path or header that is not text, a scope entry of the wrong type).
-    """
-
-    default_code = "ambiguous_path"
-    codes: ClassVar[frozenset[str]] = frozenset({"ambiguous_path", "request_malformed"})
-    status = 400
-    title = "Ambiguous or malformed request"
-
-
-class VerificationBusy(MTLSAuthError):
-    """Too many certificate verifications are already waiting: refused (HTTP 503).
-
-    Only requests whose result is not cached can get this; answered with ``Retry-After``.
-    """
-
-    default_code = "verification_busy"
-    codes: ClassVar[frozenset[str]] = frozenset({"verification_busy"})
-    status = 503
-    title = "Certificate verification is busy"
 
 
 # Characters a client may write unencoded in a path segment (RFC 3986 section 3.3: pchar).

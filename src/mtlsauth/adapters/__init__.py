@@ -5,7 +5,7 @@ Unix-domain socket connection), ``AmbiguousRequest`` (400: ``ambiguous_path``,
 ``request_malformed``) and ``VerificationBusy`` (503: ``verification_busy``).
 """
 
+from mtlsauth._errors import AmbiguousRequest, VerificationBusy
 from mtlsauth._forwarded_trust import UNIX_PEER
-from mtlsauth._guard import AmbiguousRequest, VerificationBusy
 
 __all__ = ["UNIX_PEER", "AmbiguousRequest", "VerificationBusy"]
