@@ -259,7 +259,8 @@ def explain(code: str) -> str:
     pending: list[type[MTLSAuthError]] = [MTLSAuthError]
     while pending:
         cls = pending.pop()
-        line = cls.__dict__.get("explanations", {}).get(code)
+        own: Mapping[str, str] = cls.__dict__.get("explanations", {})
+        line = own.get(code)
         if line is not None:
             return line
         pending.extend(cls.__subclasses__())
