@@ -18,38 +18,32 @@ never decides anything itself. The Guard owns:
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import inspect
-import json
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mtlsauth._errors import (
     AmbiguousRequest,
-    CertificateMissing,
     InternalError,
     MTLSAuthError,
-    UntrustedForwarder,
     VerificationBusy,
 )
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
 from mtlsauth._observe import cache_missed
+from mtlsauth._problem import PROBLEM_TYPE_PREFIX, problem_body, problem_headers
+from mtlsauth._refusal import _DIAGNOSTIC_HEADERS, _leaf_fingerprint, _refused_leaf, _with_hint
+from mtlsauth._routes import MODES, Mode, Route, _path_pattern, _validate_mode, path_ambiguity
 from mtlsauth._types import Presented
 
 if TYPE_CHECKING:
-    from mtlsauth._forwarded import ForwardedCert
-    from mtlsauth._oauth import TokenCheck
-    from mtlsauth._policy import Policy
     from mtlsauth._verifier import Verifier
 
 __all__ = [
@@ -68,214 +62,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mtlsauth")
-
-Mode = Literal["mandatory", "optional", "off"]
-MODES: frozenset[str] = frozenset({"mandatory", "optional", "off"})
-
-PROBLEM_TYPE_PREFIX = "urn:mtlsauth:error:"
-"""Problem ``type`` URIs are this prefix plus the error code (RFC 9457 section 3.1.1)."""
-
-
-# Characters a client may write unencoded in a path segment (RFC 3986 section 3.3: pchar).
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-# Encoded octets that servers, proxies and routers disagree about, or that spell a path
-# differently from its canonical form: every unreserved character (%41 is "A", %2E a dot),
-# "/", "\\", "%" (double encoding), ";" (path parameters) and the control characters.
-_AMBIGUOUS_ESCAPES = frozenset([*_UNRESERVED, *b"/\\%;", *range(0x20), 0x7F])
-
-
-# In a decoded path: a backslash, ";", a control character, an empty or a dot segment.
-_AMBIGUOUS_DECODED = re.compile(r"[\x00-\x1f\x7f\\;]|//|(?:\A|/)\.\.?(?=/|\Z)")
-_PLAIN_TARGET = re.compile(rb"(/[A-Za-z0-9\-._~!$&'()*+,=:@/]*)(?:\?|\Z)")
-
-
-def path_ambiguity(raw: bytes | str | None, path: str, *, strict: bool = False) -> str | None:
-    """Why the request target ``raw`` and the decoded ``path`` could be routed two ways.
-
-    Args:
-        raw: The target as the client sent it (path, optionally ``?query``, or absolute
-            form), or ``None`` when the server does not expose it.
-        path: The decoded path the framework routes.
-        strict: Refuse every encoded ASCII character and lower-case hex digits (for
-            routers that match the still encoded form, such as aiohttp before 3.10).
-
-    Returns:
-        ``None`` when there is one reading only; else a short reason (for the log).
-    """
-    if isinstance(raw, str):
-        try:
-            raw = raw.encode("latin-1")
-        except UnicodeEncodeError:
-            return "non-latin-1 request target"
-    if raw is not None:
-        plain = _PLAIN_TARGET.match(raw)
-        if plain is not None:
-            target = plain.group(1)
-            if b"//" not in target and b"/." not in target:
-                # The common case: nothing encoded, nothing to normalise, so the decoded
-                # path is the target itself (below a root_path the server prepended).
-                return None
-    bad = _AMBIGUOUS_DECODED.search(path)
-    if bad is not None:
-        return f"{bad.group()!r} in the path"
-    if raw is None:
-        return None
-    query = raw.find(b"?")
-    target = raw if query == -1 else raw[:query]
-    if not target.startswith(b"/"):
-        lower = target[:8].lower()
-        if not (lower.startswith((b"http://", b"https://"))):
-            return "request target is not a path"
-        slash = target.find(b"/", target.find(b"//") + 2)
-        target = target[slash:] if slash != -1 else b"/"
-    if b"//" in target:
-        return "empty path segment"
-    out = bytearray()
-    i, n = 0, len(target)
-    while i < n:
-        b = target[i]
-        if b == 0x25:  # "%"
-            hexpair = target[i + 1 : i + 3]
-            if len(hexpair) != 2 or not all(c in _HEX for c in hexpair):
-                return "malformed percent-encoding"
-            o = int(hexpair, 16)
-            if strict and hexpair != hexpair.upper():
-                return "lower-case percent-encoding"
-            if o in _AMBIGUOUS_ESCAPES or (strict and o < 0x80):
-                return f"encoded {chr(o)!r}" if 0x20 < o < 0x7F else f"encoded byte 0x{o:02x}"
-            out.append(o)
-            i += 3
-            continue
-        if b <= 0x20 or b >= 0x7F or b in b"\\;#":
-            return f"raw byte 0x{b:02x}" if b <= 0x20 or b >= 0x7F else f"{chr(b)!r} in the target"
-        out.append(b)
-        i += 1
-    try:
-        decoded = out.decode("utf-8")
-    except UnicodeDecodeError:
-        return "percent-encoded bytes that are not UTF-8"
-    raw_segments = decoded.split("/")
-    if "." in raw_segments or ".." in raw_segments:
-        return "dot segment"
-    return None
-
-
-def _validate_mode(mode: object, what: str) -> Mode:
-    if not isinstance(mode, str):
-        raise TypeError(f"{what} must be a string: 'mandatory', 'optional' or 'off'")
-    if mode not in MODES:
-        raise ValueError(f"{what} must be 'mandatory', 'optional' or 'off', not {mode!r}")
-    return mode  # type: ignore[return-value]
-
-
-def _path_pattern(pattern: object, what: str) -> tuple[str, str]:
-    """Return (kind, text) for an exact or trailing-``*`` prefix pattern."""
-    if not isinstance(pattern, str):
-        raise TypeError(
-            f"{what} must be a str path or a compiled regex, not {type(pattern).__name__}"
-        )
-    if not pattern.startswith("/"):
-        raise ValueError(f"{what} {pattern!r} must start with '/'")
-    star = pattern.find("*")
-    if star == -1:
-        return "exact", pattern
-    if star != len(pattern) - 1:
-        raise ValueError(f"{what} {pattern!r}: '*' is only allowed at the end (use a regex)")
-    return "prefix", pattern[:-1]
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A per-route rule: which requests it covers, and the mode and policy they get.
-
-    Args:
-        pattern: ``"/exact/path"``, a prefix ending in ``*`` (``"/admin/*"`` covers
-            ``/admin/`` and everything below it, but not ``/admin``; write ``"/admin*"``
-            for both, which also covers ``/administrator``), or a compiled ``re.Pattern``,
-            searched like Apache ``<LocationMatch>`` (anchor it with ``^``).
-        methods: HTTP methods this rule covers (``None``: all), compared case-insensitively.
-            ``GET`` also covers ``HEAD``, which frameworks answer with the GET handler. A
-            websocket handshake counts as ``GET``.
-        mode: ``"mandatory"``, ``"optional"`` or ``"off"`` for matching requests (``None``:
-            the middleware's mode).
-        policy: The allow-lists for matching requests, *instead of* the Verifier's own
-            policy (``None``: the Verifier's policy).
-        token: A ``TokenCheck``: matching requests must also satisfy its bearer-token
-            requirement (RFC 6750, bound to the certificate per RFC 8705) once the
-            certificate check passed; the claims reach the app under ``"mtlsauth.token"``.
-            ``None`` (default): the ``Authorization`` header is not looked at.
-
-    Raises:
-        TypeError, ValueError: on a malformed rule.
-
-    Example:
-        >>> import re
-        >>> Route("/admin/*", mode="mandatory").matches("/admin/users", "GET")
-        True
-        >>> Route(re.compile(r"^/api/v\\d+/"), methods={"POST"}).matches("/api/v2/x", "GET")
-        False
-
-    Security note: paths are matched as the framework's router sees them (ASGI
-    ``scope["path"]`` below ``root_path``, WSGI ``PATH_INFO`` read as UTF-8, aiohttp
-    ``request.path``), and the adapters refuse a raw target that could be routed other
-    than that (``AmbiguousRequest``, 400 ``ambiguous_path``) whenever any route or exempt
-    path is configured.
-    """
-
-    pattern: str | re.Pattern[str]
-    methods: frozenset[str] | None = None
-    mode: Mode | None = None
-    policy: Policy | None = None
-    token: TokenCheck | None = None
-    _kind: str = field(default="", init=False, repr=False, compare=False)
-    _text: str = field(default="", init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        from mtlsauth._policy import Policy
-
-        if isinstance(self.pattern, re.Pattern):
-            if not isinstance(self.pattern.pattern, str):
-                raise TypeError("Route pattern regex must be compiled from a str")
-            kind, text = "regex", ""
-        else:
-            kind, text = _path_pattern(self.pattern, "Route pattern")
-        object.__setattr__(self, "_kind", kind)
-        object.__setattr__(self, "_text", text)
-        if self.methods is not None:
-            if isinstance(self.methods, str | bytes) or not isinstance(self.methods, Iterable):
-                raise TypeError("Route methods must be an iterable of method names, e.g. {'GET'}")
-            methods = frozenset(self.methods)
-            if not methods or not all(isinstance(m, str) and m for m in methods):
-                raise ValueError("Route methods must be non-empty method names")
-            object.__setattr__(self, "methods", frozenset(m.upper() for m in methods))
-        if self.mode is not None:
-            _validate_mode(self.mode, "Route mode")
-        if self.policy is not None and not isinstance(self.policy, Policy):
-            raise TypeError("Route policy must be a Policy")
-        if self.token is not None:
-            from mtlsauth._oauth import TokenCheck
-
-            if not isinstance(self.token, TokenCheck):
-                raise TypeError("Route token must be a mtlsauth.TokenCheck")
-
-    def matches(self, path: str, method: str) -> bool:
-        """True when this rule covers a request for ``path`` with ``method``."""
-        methods = self.methods
-        if methods is not None and method not in methods:
-            # WSGI frameworks upper-case REQUEST_METHOD, and every framework answers HEAD
-            # with the GET handler (as Apache's <Limit GET> covers HEAD): a rule must cover
-            # whatever reaches the handler it protects.
-            method = method.upper()
-            if method not in methods and not (method == "HEAD" and "GET" in methods):
-                return False
-        kind = self._kind
-        if kind == "exact":
-            return path == self._text
-        if kind == "prefix":
-            return path.startswith(self._text)
-        assert isinstance(self.pattern, re.Pattern)
-        return self.pattern.search(path) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,164 +110,6 @@ class Decision:
             return "ok"
         return "skipped" if self.mode == "off" else "no_certificate"
 
-
-def problem_body(error: MTLSAuthError) -> bytes:
-    """The RFC 9457 ``application/problem+json`` body for a refusal.
-
-    Members: ``type`` (``urn:mtlsauth:error:<code>``), ``title``, ``status``, ``detail``
-    and the extension member ``code``. Never a certificate, a header value or a traceback.
-    """
-    doc = {
-        "type": PROBLEM_TYPE_PREFIX + error.code,
-        "title": error.title,
-        "status": error.status,
-        "detail": error.detail,
-        "code": error.code,
-    }
-    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
-
-
-def problem_headers(error: MTLSAuthError, body_length: int) -> list[tuple[str, str]]:
-    """Response headers for a refusal.
-
-    A 401 carries ``WWW-Authenticate: MutualTLS error="<code>"``: RFC 9110 section 15.5.2
-    requires a challenge on every 401 and no scheme is registered for TLS client
-    certificates, so this names one that clients without support simply ignore.
-    """
-    headers = [
-        ("content-type", "application/problem+json"),
-        ("content-length", str(body_length)),
-        ("cache-control", "no-store"),
-    ]
-    challenge = getattr(error, "challenge", None)  # bearer-token refusals (RFC 6750 section 3)
-    if isinstance(challenge, str):
-        headers.append(("www-authenticate", challenge))
-    elif error.status == 401:
-        headers.append(("www-authenticate", f'MutualTLS error="{error.code}"'))
-    elif error.status == 503:
-        headers.append(("retry-after", "1"))
-    return headers
-
-
-_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
-_PEM_END = "-----END CERTIFICATE-----"
-
-
-def _leaf_fingerprint(presented: Presented) -> str | None:
-    """Best-effort SHA-256 of the TLS leaf, for logging refusals (never raises)."""
-    if not presented.tls_chain:
-        return None
-    leaf = presented.tls_chain[0]
-    try:
-        if isinstance(leaf, bytes) and not leaf.lstrip().startswith(b"-----"):
-            return hashlib.sha256(leaf).hexdigest()
-        text = leaf.decode("ascii") if isinstance(leaf, bytes) else leaf
-        start = text.index(_PEM_BEGIN) + len(_PEM_BEGIN)
-        der = base64.b64decode("".join(text[start : text.index(_PEM_END, start)].split()))
-        return hashlib.sha256(der).hexdigest()
-    except Exception:  # noqa: BLE001 - for the log only: never turn a refusal into a 500
-        return None
-
-
-def _refused_leaf(
-    presented: Presented, forwarded: ForwardedCert | None
-) -> tuple[str | None, tuple[str | None, str | None], Sequence[bytes]]:
-    """(fingerprint, (subject, issuer), DER chain) of a refused certificate, for the log;
-    never raises.
-
-    A header is only decoded when its sender is a trusted proxy: from anyone else it is
-    attacker text, and nothing of it goes into a log.
-    """
-    from cryptography import x509
-
-    try:
-        ders: Sequence[bytes] = ()
-        if forwarded is not None and forwarded.is_trusted(presented.peer):
-            value = forwarded.extract(presented)
-            if value is not None:
-                decoded = value.decode()
-                if isinstance(decoded, ClientIdentity):
-                    return decoded.fingerprint_sha256, (decoded.subject, decoded.issuer), ()
-                ders = decoded
-        elif presented.tls_chain:
-            from mtlsauth._encoding import chain_to_der
-
-            ders = chain_to_der(presented.tls_chain)
-        if not ders:
-            return None, (None, None), ()
-        fingerprint = hashlib.sha256(ders[0]).hexdigest()
-        try:
-            cert = x509.load_der_x509_certificate(ders[0])
-            names = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
-            return fingerprint, names, ders
-        except ValueError:
-            return fingerprint, (None, None), ()
-    except Exception:  # noqa: BLE001 - best effort: the refusal stands either way
-        return _leaf_fingerprint(presented), (None, None), ()
-
-
-def _known_certificate_headers() -> frozenset[str]:
-    from mtlsauth._forwarded_presets import PRESETS
-
-    names = {"x-forwarded-client-cert", "x-client-cert", "x-ssl-client-cert", "ssl-client-cert"}
-    for cfg in PRESETS.values():
-        for key in ("header", "chain_header"):
-            value = cfg.get(key)
-            if isinstance(value, str):
-                names.add(value.lower())
-    return frozenset(names)
-
-
-_CERT_HEADERS = _known_certificate_headers()
-_DIAGNOSTIC_HEADERS = _CERT_HEADERS | {"x-forwarded-for"}
-
-
-def _with_hint(
-    error: MTLSAuthError, presented: Presented, forwarded: ForwardedCert | None
-) -> MTLSAuthError:
-    """The refusal, with its detail saying what is misconfigured when the request shows it.
-
-    Only names from fixed lists are quoted; never a header value.
-    """
-    try:
-        xff = presented.header_values("x-forwarded-for")
-        last = xff[-1].rsplit(",", 1)[-1].strip() if xff else ""
-        rewritten = bool(presented.peer) and last == presented.peer
-        if isinstance(error, UntrustedForwarder):
-            if rewritten:
-                return UntrustedForwarder(f"{error.detail}; {_REWRITTEN}")
-            return error
-        if not isinstance(error, CertificateMissing) or presented.tls_chain:
-            return error
-        configured = forwarded.header_names() if forwarded is not None else frozenset()
-        if forwarded is not None and any(k in configured for k, _v in presented.headers):
-            # on_untrusted="ignore": the header was there, from a peer not trusted
-            where = presented.peer or "an unknown peer"
-            why = _REWRITTEN if rewritten else f"{where} is not in trusted_proxies"
-            return CertificateMissing(
-                f"{error.detail}; a {forwarded.header!r} header was ignored: {why}"
-            )
-        seen = sorted({k for k, _v in presented.headers if k in _CERT_HEADERS} - configured)
-        if seen:
-            if forwarded is None:
-                what = "no forwarded= is configured (ForwardedCert.preset(...))"
-            else:
-                what = f"forwarded= reads {forwarded.header!r}"
-            return CertificateMissing(
-                f"{error.detail}; the request carries a {seen[0]!r} header, but {what}"
-            )
-        if presented.tls_hint:
-            return CertificateMissing(f"{error.detail}; {presented.tls_hint}")
-    except Exception:  # noqa: BLE001 - a hint must never change the refusal
-        return error
-    return error
-
-
-_REWRITTEN = (
-    "but that address is the last hop of X-Forwarded-For: the server replaced the socket "
-    "peer with it (uvicorn does by default: run it with --no-proxy-headers), so the trusted "
-    "proxy cannot be recognised"
-)
 
 OnDecision = Callable[[Decision], object]
 _Outcome = tuple["ClientIdentity | None", "MTLSAuthError | None", float, bool]

@@ -1,0 +1,136 @@
+"""What a refusal's log line says about the request: the refused leaf, and the hint that
+names a misconfiguration the request shows. Best effort: nothing here raises."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from mtlsauth._errors import CertificateMissing, MTLSAuthError, UntrustedForwarder
+from mtlsauth._identity import ClientIdentity
+from mtlsauth._types import Presented
+
+if TYPE_CHECKING:
+    from mtlsauth._forwarded import ForwardedCert
+
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+_PEM_END = "-----END CERTIFICATE-----"
+
+
+def _leaf_fingerprint(presented: Presented) -> str | None:
+    """Best-effort SHA-256 of the TLS leaf, for logging refusals (never raises)."""
+    if not presented.tls_chain:
+        return None
+    leaf = presented.tls_chain[0]
+    try:
+        if isinstance(leaf, bytes) and not leaf.lstrip().startswith(b"-----"):
+            return hashlib.sha256(leaf).hexdigest()
+        text = leaf.decode("ascii") if isinstance(leaf, bytes) else leaf
+        start = text.index(_PEM_BEGIN) + len(_PEM_BEGIN)
+        der = base64.b64decode("".join(text[start : text.index(_PEM_END, start)].split()))
+        return hashlib.sha256(der).hexdigest()
+    except Exception:  # noqa: BLE001 - for the log only: never turn a refusal into a 500
+        return None
+
+
+def _refused_leaf(
+    presented: Presented, forwarded: ForwardedCert | None
+) -> tuple[str | None, tuple[str | None, str | None], Sequence[bytes]]:
+    """(fingerprint, (subject, issuer), DER chain) of a refused certificate, for the log;
+    never raises.
+
+    A header is only decoded when its sender is a trusted proxy: from anyone else it is
+    attacker text, and nothing of it goes into a log.
+    """
+    from cryptography import x509
+
+    try:
+        ders: Sequence[bytes] = ()
+        if forwarded is not None and forwarded.is_trusted(presented.peer):
+            value = forwarded.extract(presented)
+            if value is not None:
+                decoded = value.decode()
+                if isinstance(decoded, ClientIdentity):
+                    return decoded.fingerprint_sha256, (decoded.subject, decoded.issuer), ()
+                ders = decoded
+        elif presented.tls_chain:
+            from mtlsauth._encoding import chain_to_der
+
+            ders = chain_to_der(presented.tls_chain)
+        if not ders:
+            return None, (None, None), ()
+        fingerprint = hashlib.sha256(ders[0]).hexdigest()
+        try:
+            cert = x509.load_der_x509_certificate(ders[0])
+            names = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
+            return fingerprint, names, ders
+        except ValueError:
+            return fingerprint, (None, None), ()
+    except Exception:  # noqa: BLE001 - best effort: the refusal stands either way
+        return _leaf_fingerprint(presented), (None, None), ()
+
+
+def _known_certificate_headers() -> frozenset[str]:
+    from mtlsauth._forwarded_presets import PRESETS
+
+    names = {"x-forwarded-client-cert", "x-client-cert", "x-ssl-client-cert", "ssl-client-cert"}
+    for cfg in PRESETS.values():
+        for key in ("header", "chain_header"):
+            value = cfg.get(key)
+            if isinstance(value, str):
+                names.add(value.lower())
+    return frozenset(names)
+
+
+_CERT_HEADERS = _known_certificate_headers()
+_DIAGNOSTIC_HEADERS = _CERT_HEADERS | {"x-forwarded-for"}
+
+
+def _with_hint(
+    error: MTLSAuthError, presented: Presented, forwarded: ForwardedCert | None
+) -> MTLSAuthError:
+    """The refusal, with its detail saying what is misconfigured when the request shows it.
+
+    Only names from fixed lists are quoted; never a header value.
+    """
+    try:
+        xff = presented.header_values("x-forwarded-for")
+        last = xff[-1].rsplit(",", 1)[-1].strip() if xff else ""
+        rewritten = bool(presented.peer) and last == presented.peer
+        if isinstance(error, UntrustedForwarder):
+            if rewritten:
+                return UntrustedForwarder(f"{error.detail}; {_REWRITTEN}")
+            return error
+        if not isinstance(error, CertificateMissing) or presented.tls_chain:
+            return error
+        configured = forwarded.header_names() if forwarded is not None else frozenset()
+        if forwarded is not None and any(k in configured for k, _v in presented.headers):
+            # on_untrusted="ignore": the header was there, from a peer not trusted
+            where = presented.peer or "an unknown peer"
+            why = _REWRITTEN if rewritten else f"{where} is not in trusted_proxies"
+            return CertificateMissing(
+                f"{error.detail}; a {forwarded.header!r} header was ignored: {why}"
+            )
+        seen = sorted({k for k, _v in presented.headers if k in _CERT_HEADERS} - configured)
+        if seen:
+            if forwarded is None:
+                what = "no forwarded= is configured (ForwardedCert.preset(...))"
+            else:
+                what = f"forwarded= reads {forwarded.header!r}"
+            return CertificateMissing(
+                f"{error.detail}; the request carries a {seen[0]!r} header, but {what}"
+            )
+        if presented.tls_hint:
+            return CertificateMissing(f"{error.detail}; {presented.tls_hint}")
+    except Exception:  # noqa: BLE001 - a hint must never change the refusal
+        return error
+    return error
+
+
+_REWRITTEN = (
+    "but that address is the last hop of X-Forwarded-For: the server replaced the socket "
+    "peer with it (uvicorn does by default: run it with --no-proxy-headers), so the trusted "
+    "proxy cannot be recognised"
+)

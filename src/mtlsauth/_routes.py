@@ -1,0 +1,219 @@
+"""Route rules, modes and path patterns, and the check for request targets with two readings."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from mtlsauth._oauth import TokenCheck
+    from mtlsauth._policy import Policy
+
+__all__ = ["MODES", "Mode", "Route", "path_ambiguity"]
+
+Mode = Literal["mandatory", "optional", "off"]
+MODES: frozenset[str] = frozenset({"mandatory", "optional", "off"})
+
+
+# Characters a client may write unencoded in a path segment (RFC 3986 section 3.3: pchar).
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+# Encoded octets that servers, proxies and routers disagree about, or that spell a path
+# differently from its canonical form: every unreserved character (%41 is "A", %2E a dot),
+# "/", "\\", "%" (double encoding), ";" (path parameters) and the control characters.
+_AMBIGUOUS_ESCAPES = frozenset([*_UNRESERVED, *b"/\\%;", *range(0x20), 0x7F])
+
+
+# In a decoded path: a backslash, ";", a control character, an empty or a dot segment.
+_AMBIGUOUS_DECODED = re.compile(r"[\x00-\x1f\x7f\\;]|//|(?:\A|/)\.\.?(?=/|\Z)")
+_PLAIN_TARGET = re.compile(rb"(/[A-Za-z0-9\-._~!$&'()*+,=:@/]*)(?:\?|\Z)")
+
+
+def path_ambiguity(raw: bytes | str | None, path: str, *, strict: bool = False) -> str | None:
+    """Why the request target ``raw`` and the decoded ``path`` could be routed two ways.
+
+    Args:
+        raw: The target as the client sent it (path, optionally ``?query``, or absolute
+            form), or ``None`` when the server does not expose it.
+        path: The decoded path the framework routes.
+        strict: Refuse every encoded ASCII character and lower-case hex digits (for
+            routers that match the still encoded form, such as aiohttp before 3.10).
+
+    Returns:
+        ``None`` when there is one reading only; else a short reason (for the log).
+    """
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("latin-1")
+        except UnicodeEncodeError:
+            return "non-latin-1 request target"
+    if raw is not None:
+        plain = _PLAIN_TARGET.match(raw)
+        if plain is not None:
+            target = plain.group(1)
+            if b"//" not in target and b"/." not in target:
+                # The common case: nothing encoded, nothing to normalise, so the decoded
+                # path is the target itself (below a root_path the server prepended).
+                return None
+    bad = _AMBIGUOUS_DECODED.search(path)
+    if bad is not None:
+        return f"{bad.group()!r} in the path"
+    if raw is None:
+        return None
+    query = raw.find(b"?")
+    target = raw if query == -1 else raw[:query]
+    if not target.startswith(b"/"):
+        lower = target[:8].lower()
+        if not (lower.startswith((b"http://", b"https://"))):
+            return "request target is not a path"
+        slash = target.find(b"/", target.find(b"//") + 2)
+        target = target[slash:] if slash != -1 else b"/"
+    if b"//" in target:
+        return "empty path segment"
+    out = bytearray()
+    i, n = 0, len(target)
+    while i < n:
+        b = target[i]
+        if b == 0x25:  # "%"
+            hexpair = target[i + 1 : i + 3]
+            if len(hexpair) != 2 or not all(c in _HEX for c in hexpair):
+                return "malformed percent-encoding"
+            o = int(hexpair, 16)
+            if strict and hexpair != hexpair.upper():
+                return "lower-case percent-encoding"
+            if o in _AMBIGUOUS_ESCAPES or (strict and o < 0x80):
+                return f"encoded {chr(o)!r}" if 0x20 < o < 0x7F else f"encoded byte 0x{o:02x}"
+            out.append(o)
+            i += 3
+            continue
+        if b <= 0x20 or b >= 0x7F or b in b"\\;#":
+            return f"raw byte 0x{b:02x}" if b <= 0x20 or b >= 0x7F else f"{chr(b)!r} in the target"
+        out.append(b)
+        i += 1
+    try:
+        decoded = out.decode("utf-8")
+    except UnicodeDecodeError:
+        return "percent-encoded bytes that are not UTF-8"
+    raw_segments = decoded.split("/")
+    if "." in raw_segments or ".." in raw_segments:
+        return "dot segment"
+    return None
+
+
+def _validate_mode(mode: object, what: str) -> Mode:
+    if not isinstance(mode, str):
+        raise TypeError(f"{what} must be a string: 'mandatory', 'optional' or 'off'")
+    if mode not in MODES:
+        raise ValueError(f"{what} must be 'mandatory', 'optional' or 'off', not {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def _path_pattern(pattern: object, what: str) -> tuple[str, str]:
+    """Return (kind, text) for an exact or trailing-``*`` prefix pattern."""
+    if not isinstance(pattern, str):
+        raise TypeError(
+            f"{what} must be a str path or a compiled regex, not {type(pattern).__name__}"
+        )
+    if not pattern.startswith("/"):
+        raise ValueError(f"{what} {pattern!r} must start with '/'")
+    star = pattern.find("*")
+    if star == -1:
+        return "exact", pattern
+    if star != len(pattern) - 1:
+        raise ValueError(f"{what} {pattern!r}: '*' is only allowed at the end (use a regex)")
+    return "prefix", pattern[:-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A per-route rule: which requests it covers, and the mode and policy they get.
+
+    Args:
+        pattern: ``"/exact/path"``, a prefix ending in ``*`` (``"/admin/*"`` covers
+            ``/admin/`` and everything below it, but not ``/admin``; write ``"/admin*"``
+            for both, which also covers ``/administrator``), or a compiled ``re.Pattern``,
+            searched like Apache ``<LocationMatch>`` (anchor it with ``^``).
+        methods: HTTP methods this rule covers (``None``: all), compared case-insensitively.
+            ``GET`` also covers ``HEAD``, which frameworks answer with the GET handler. A
+            websocket handshake counts as ``GET``.
+        mode: ``"mandatory"``, ``"optional"`` or ``"off"`` for matching requests (``None``:
+            the middleware's mode).
+        policy: The allow-lists for matching requests, *instead of* the Verifier's own
+            policy (``None``: the Verifier's policy).
+        token: A ``TokenCheck``: matching requests must also satisfy its bearer-token
+            requirement (RFC 6750, bound to the certificate per RFC 8705) once the
+            certificate check passed; the claims reach the app under ``"mtlsauth.token"``.
+            ``None`` (default): the ``Authorization`` header is not looked at.
+
+    Raises:
+        TypeError, ValueError: on a malformed rule.
+
+    Example:
+        >>> import re
+        >>> Route("/admin/*", mode="mandatory").matches("/admin/users", "GET")
+        True
+        >>> Route(re.compile(r"^/api/v\\d+/"), methods={"POST"}).matches("/api/v2/x", "GET")
+        False
+
+    Security note: paths are matched as the framework's router sees them (ASGI
+    ``scope["path"]`` below ``root_path``, WSGI ``PATH_INFO`` read as UTF-8, aiohttp
+    ``request.path``), and the adapters refuse a raw target that could be routed other
+    than that (``AmbiguousRequest``, 400 ``ambiguous_path``) whenever any route or exempt
+    path is configured.
+    """
+
+    pattern: str | re.Pattern[str]
+    methods: frozenset[str] | None = None
+    mode: Mode | None = None
+    policy: Policy | None = None
+    token: TokenCheck | None = None
+    _kind: str = field(default="", init=False, repr=False, compare=False)
+    _text: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from mtlsauth._policy import Policy
+
+        if isinstance(self.pattern, re.Pattern):
+            if not isinstance(self.pattern.pattern, str):
+                raise TypeError("Route pattern regex must be compiled from a str")
+            kind, text = "regex", ""
+        else:
+            kind, text = _path_pattern(self.pattern, "Route pattern")
+        object.__setattr__(self, "_kind", kind)
+        object.__setattr__(self, "_text", text)
+        if self.methods is not None:
+            if isinstance(self.methods, str | bytes) or not isinstance(self.methods, Iterable):
+                raise TypeError("Route methods must be an iterable of method names, e.g. {'GET'}")
+            methods = frozenset(self.methods)
+            if not methods or not all(isinstance(m, str) and m for m in methods):
+                raise ValueError("Route methods must be non-empty method names")
+            object.__setattr__(self, "methods", frozenset(m.upper() for m in methods))
+        if self.mode is not None:
+            _validate_mode(self.mode, "Route mode")
+        if self.policy is not None and not isinstance(self.policy, Policy):
+            raise TypeError("Route policy must be a Policy")
+        if self.token is not None:
+            from mtlsauth._oauth import TokenCheck
+
+            if not isinstance(self.token, TokenCheck):
+                raise TypeError("Route token must be a mtlsauth.TokenCheck")
+
+    def matches(self, path: str, method: str) -> bool:
+        """True when this rule covers a request for ``path`` with ``method``."""
+        methods = self.methods
+        if methods is not None and method not in methods:
+            # WSGI frameworks upper-case REQUEST_METHOD, and every framework answers HEAD
+            # with the GET handler (as Apache's <Limit GET> covers HEAD): a rule must cover
+            # whatever reaches the handler it protects.
+            method = method.upper()
+            if method not in methods and not (method == "HEAD" and "GET" in methods):
+                return False
+        kind = self._kind
+        if kind == "exact":
+            return path == self._text
+        if kind == "prefix":
+            return path.startswith(self._text)
+        assert isinstance(self.pattern, re.Pattern)
+        return self.pattern.search(path) is not None
