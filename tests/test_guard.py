@@ -557,3 +557,94 @@ def test_decide_never_raises_on_odd_chain_items(pkix, item) -> None:
     decision = guard.decide(Presented(tls_chain=(item,)), "mandatory", None)
     assert decision.error is not None
     assert decision.fingerprint is None
+
+
+# -- Guard.check / Guard.acheck: one entry per request ------------------------------------
+def _view(pkix, what: str | None, *, path: str = "/", peer: str = "127.0.0.1", auth=(), **kw):
+    from mtlsauth._guard import RequestView
+
+    headers = ()
+    if what == "header_good":
+        what, headers = None, (("x-ssl-client-cert", pkix["header_good"]),)
+    return RequestView(
+        peer=peer,
+        path=path,
+        credentials=lambda: presented(pkix, what, peer=peer, path=path, headers=headers),
+        authorization=lambda: auth,
+        **kw,
+    )
+
+
+def _token_guard(verifier: Verifier, seen: list[Decision]) -> Guard:
+    from mtlsauth import TokenCheck
+
+    def validate(token: str) -> dict[str, object]:
+        if token != "good-token":
+            raise ValueError("unknown token")
+        return {"sub": "alice", "active": True}
+
+    check = TokenCheck(validate, binding="if_present")
+    return Guard(verifier=verifier, routes=[Route("/api/*", token=check)], on_decision=seen.append)
+
+
+def test_a_token_refusal_is_the_decision_on_decision_sees(pkix, verifier) -> None:
+    seen: list[Decision] = []
+    guard = _token_guard(verifier, seen)
+    decision = guard.check(_view(pkix, "good", path="/api/x"))
+    assert (decision.allowed, decision.code, decision.identity) == (False, "token_missing", None)
+    assert decision.fingerprint is not None
+    assert [d.code for d in seen] == ["token_missing"]
+    status, headers, body = decision.problem()
+    assert status == 401 and b'"token_missing"' in body
+    assert ("www-authenticate", "Bearer") in headers
+    accepted = guard.check(_view(pkix, "good", path="/api/x", auth=["Bearer good-token"]))
+    assert (accepted.code, accepted.token) == ("ok", {"sub": "alice", "active": True})
+    assert [d.code for d in seen] == ["token_missing", "ok"]
+
+
+async def test_acheck_refuses_a_token_as_check_does(pkix, verifier) -> None:
+    seen: list[Decision] = []
+    guard = _token_guard(verifier, seen)
+    refused = await guard.acheck(_view(pkix, "good", path="/api/x", auth=["Bearer nope"]))
+    assert refused.code == "token_invalid"
+    ok = await guard.acheck(_view(pkix, "good", path="/api/x", auth=["Bearer good-token"]))
+    assert ok.allowed and ok.token == {"sub": "alice", "active": True}
+    assert [d.code for d in seen] == ["token_invalid", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("what", "peer", "path", "code", "hide"),
+    [
+        pytest.param("header_good", PROXY, "/x", "ok", False, id="trusted proxy keeps header"),
+        pytest.param("good", STRANGER, "/x", "ok", True, id="stranger's header hidden"),
+        pytest.param(None, STRANGER, "/healthz", "skipped", True, id="hidden on exempt path"),
+        pytest.param("good", STRANGER, "/a/%2e%2e/healthz", "ambiguous_path", False, id="dots"),
+        pytest.param(None, STRANGER, "/x", "certificate_missing", False, id="refused"),
+    ],
+)
+def test_check_reports_once_and_says_what_to_hide(pkix, verifier, what, peer, path, code, hide):
+    seen: list[Decision] = []
+    guard = Guard(verifier=verifier, exempt_paths={"/healthz"}, on_decision=seen.append)
+    raw = path.encode()
+    routed = "/a/../healthz" if "%2e" in path else path
+    decision = guard.check(_view(pkix, what, path=routed, peer=peer, raw_target=raw))
+    assert decision.code == code
+    assert decision.hide == (frozenset({"x-ssl-client-cert"}) if hide else frozenset())
+    assert seen == [decision]
+
+
+def test_an_unreadable_request_is_refused_before_anything_is_read(verifier) -> None:
+    from mtlsauth import AmbiguousRequest
+    from mtlsauth._guard import RequestView
+
+    def boom() -> Presented:
+        raise AssertionError("credentials read for an unreadable request")
+
+    guard = Guard(verifier=verifier)
+    bad = AmbiguousRequest("unreadable", code="request_malformed")
+    decision = guard.check(RequestView(peer=None, unreadable=bad, credentials=boom))
+    assert decision.code == "request_malformed"
+    with pytest.raises(ValueError, match="no problem answer"):
+        Guard(verifier=verifier, mode="off").check(
+            RequestView(peer=None, credentials=boom)
+        ).problem()

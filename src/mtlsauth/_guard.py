@@ -1,7 +1,9 @@
-"""Guard: the behaviour every adapter shares, implemented once and framework-free.
+"""Guard: the behaviour every adapter shares, implemented once and framework-free (sans-IO).
 
-An adapter turns a request into a ``Presented`` and asks the Guard for a ``Decision``; it
-never decides anything itself. The Guard owns:
+An adapter turns a request into a ``RequestView`` and asks ``Guard.check`` (WSGI, Django)
+or ``Guard.acheck`` (ASGI, aiohttp) for a ``Decision``; it never decides anything itself,
+and only translates the decision back (attach the identity and token claims, hide the
+headers named in ``Decision.hide``, or answer the refusal). The Guard owns:
 
 * modes (Apache ``SSLVerifyClient``, nginx ``ssl_verify_client``): ``"mandatory"`` (no or
   bad certificate: refuse), ``"optional"`` (no certificate: pass without identity; a bad one:
@@ -12,7 +14,12 @@ never decides anything itself. The Guard owns:
   ``InternalError`` (code ``internal_error``, HTTP 500), never a pass and never a traceback
   in the response;
 * the RFC 9457 ``application/problem+json`` body of a refusal;
+* a route's bearer-token requirement (``Route(token=...)``): a refused token is the
+  request's decision too;
 * logging every decision through the ``mtlsauth`` logger, and the ``on_decision`` hook.
+
+The finer steps (``resolve``, ``check_target``, ``decide``, ``decide_cached``, ...) stay
+public for tools that decide about a certificate without a request (the CLI, DRF).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from mtlsauth._errors import (
@@ -54,6 +61,7 @@ __all__ = [
     "Guard",
     "InternalError",
     "Mode",
+    "RequestView",
     "Route",
     "VerificationBusy",
     "path_ambiguity",
@@ -81,6 +89,10 @@ class Decision:
         elapsed: Seconds the certificate check took (``None`` when nothing was checked).
         cached: True when the verification was served from the Verifier's cache, False when
             it was computed, ``None`` when no verification ran (no certificate, mode off).
+        token: What the route's ``TokenCheck`` returned (the claims), or ``None``.
+        hide: Header names (lower case) the application must not see: the certificate
+            headers of a peer that is not a trusted proxy. Adapters remove them in every
+            spelling their framework folds into the same name.
     """
 
     identity: ClientIdentity | None
@@ -94,6 +106,8 @@ class Decision:
     fingerprint: str | None = None
     elapsed: float | None = None
     cached: bool | None = None
+    token: object = None
+    hide: frozenset[str] = frozenset()
 
     @property
     def allowed(self) -> bool:
@@ -109,6 +123,50 @@ class Decision:
         if self.identity is not None:
             return "ok"
         return "skipped" if self.mode == "off" else "no_certificate"
+
+    def problem(self) -> tuple[int, list[tuple[str, str]], bytes]:
+        """``(status, headers, body)`` of the default problem+json answer to a refusal.
+
+        Raises:
+            ValueError: the request was allowed.
+        """
+        if self.error is None:
+            raise ValueError("an allowed request has no problem answer")
+        body = problem_body(self.error)
+        return self.error.status, problem_headers(self.error, len(body)), body
+
+
+def _no_authorization() -> Sequence[str]:
+    return ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestView:
+    """One request as an adapter hands it to ``Guard.check``: framework-free, read lazily.
+
+    Attributes:
+        peer: The socket peer as the server saw it (an address, ``UNIX_PEER``, or ``None``
+            when unknown, which is never a trusted proxy); never ``X-Forwarded-For``.
+        path: The path exactly as the framework's router matches it.
+        method: The request method.
+        raw_target: The request target as the client sent it, when the server exposes it.
+        strict_target: The router matches the still-encoded target (aiohttp before 3.10).
+        unreadable: Set by an adapter that could not read the request line: refused at once.
+        credentials: Reads the certificate headers (the Guard's ``read_names``) and the TLS
+            chain or error into a ``Presented``; called only when a certificate is checked.
+            It may raise ``AmbiguousRequest`` (``request_malformed``).
+        authorization: Reads every ``Authorization`` header value; called only for a route
+            with a ``TokenCheck``.
+    """
+
+    peer: str | None
+    path: str = "/"
+    method: str = "GET"
+    raw_target: bytes | str | None = None
+    strict_target: bool = False
+    unreadable: AmbiguousRequest | None = None
+    credentials: Callable[[], Presented]
+    authorization: Callable[[], Sequence[str]] = _no_authorization
 
 
 OnDecision = Callable[[Decision], object]
@@ -240,7 +298,114 @@ class Guard:
         self.read_names: frozenset[str] = self.strip_names | _DIAGNOSTIC_HEADERS
         self._log_limiter = RefusalLogLimiter()
 
-    # -- per request ----------------------------------------------------------------------
+    # -- per request: the one entry of every adapter ---------------------------------------
+    def check(self, view: RequestView) -> Decision:
+        """Decide one request: target, mode, route, certificate and token. Never raises.
+
+        For WSGI and Django: it may block (a verification that is not cached, OCSP).
+        """
+        started = self._start(view)
+        if isinstance(started, Decision):
+            decision = started
+        else:
+            presented, mode, route, exempt = started
+            if mode == "off":
+                decision = self._skipped(presented, mode, route, exempt)
+            else:
+                identity, error, elapsed, missed = self._outcome(presented, mode, route)
+                decision = self._decision(
+                    presented, mode, route, exempt, identity, error, elapsed, missed, report=False
+                )
+        if decision.error is not None:
+            return decision  # reported already
+        token = decision.route.token if decision.route is not None else None
+        if token is not None:
+            try:
+                claims = token.check(decision.identity, view.authorization())
+            except Exception as exc:  # noqa: BLE001 - refused either way, never a 500 trace
+                return self._token_refused(decision, exc)
+            decision = replace(decision, token=claims)
+        return self._finish(decision)
+
+    async def acheck(self, view: RequestView) -> Decision:
+        """As ``check``, for an event loop (ASGI, aiohttp): never blocks it, never raises.
+
+        A cached result (and a cached refusal) is answered on the loop; anything else runs
+        on the Guard's bounded pool, or is refused with ``VerificationBusy`` (503) when
+        that is full.
+        """
+        started = self._start(view)
+        if isinstance(started, Decision):
+            decision = started
+        else:
+            presented, mode, route, exempt = started
+            if mode == "off":
+                decision = self._skipped(presented, mode, route, exempt)
+            else:
+                hit = self.decide_cached(presented, mode, route, exempt, report=False)
+                if hit is None:
+                    hit = await self.decide_uncached(presented, mode, route, exempt, report=False)
+                decision = hit
+        if decision.error is not None:
+            return decision  # reported already
+        token = decision.route.token if decision.route is not None else None
+        if token is not None:
+            try:
+                claims = await token.acheck(decision.identity, view.authorization())
+            except Exception as exc:  # noqa: BLE001 - refused either way, never a 500 trace
+                return self._token_refused(decision, exc)
+            decision = replace(decision, token=claims)
+        return self._finish(decision)
+
+    def _start(self, view: RequestView) -> Decision | tuple[Presented, Mode, Route | None, bool]:
+        """The (reported) refusal of an unreadable or ambiguous request, or what to check."""
+        peer, path, method = view.peer, view.path, view.method
+        error = view.unreadable or self.check_target(
+            view.raw_target, path, strict=view.strict_target
+        )
+        if error is None:
+            mode, route, exempt = self.resolve(path, method)
+            if mode == "off":
+                return Presented(peer=peer, path=path, method=method), mode, route, exempt
+            try:
+                return view.credentials(), mode, route, exempt
+            except AmbiguousRequest as exc:
+                error = exc
+        return self.refuse(error, peer, path, method)
+
+    def _skipped(
+        self, presented: Presented, mode: Mode, route: Route | None, exempt: bool
+    ) -> Decision:
+        return Decision(
+            identity=None,
+            error=None,
+            mode=mode,
+            route=route,
+            exempt=exempt,
+            peer=presented.peer,
+            path=presented.path,
+            method=presented.method,
+        )
+
+    def _token_refused(self, decision: Decision, exc: Exception) -> Decision:
+        """The certificate passed but the route's bearer token did not: a refusal too.
+
+        ``TokenCheck`` logs its own refusals (with the token's details), so only the hook
+        and the metrics hear of it here."""
+        error = exc if isinstance(exc, MTLSAuthError) else _internal(exc)
+        identity = decision.identity
+        refused = replace(decision, identity=None, error=error)
+        names = (identity.subject, identity.issuer) if identity is not None else (None, None)
+        self._report(refused, names, log=not isinstance(exc, MTLSAuthError))
+        return refused
+
+    def _finish(self, decision: Decision) -> Decision:
+        """Report an allowed ``decision``, saying which headers the application must not see."""
+        if self.strip_names and self.must_strip(decision.peer):
+            decision = replace(decision, hide=self.strip_names)
+        self._report(decision)
+        return decision
+
     def resolve(self, path: str, method: str) -> tuple[Mode, Route | None, bool]:
         """The effective (mode, route, exempt) for a request."""
         if path in self._exempt_exact or (
@@ -269,7 +434,9 @@ class Guard:
 
     def refuse(self, error: MTLSAuthError, peer: str | None, path: str, method: str) -> Decision:
         """The decision for a request refused before any certificate was looked at."""
-        decision = Decision(None, error, self.mode, None, False, peer, path, method)
+        decision = Decision(
+            identity=None, error=error, mode=self.mode, peer=peer, path=path, method=method
+        )
         self._report(decision)
         return decision
 
@@ -293,7 +460,16 @@ class Guard:
         method: str,
     ) -> Decision:
         """The decision for a request whose mode is ``"off"`` (no certificate check)."""
-        decision = Decision(None, None, mode, route, exempt, peer, path, method)
+        decision = Decision(
+            identity=None,
+            error=None,
+            mode=mode,
+            route=route,
+            exempt=exempt,
+            peer=peer,
+            path=path,
+            method=method,
+        )
         self._report(decision)
         return decision
 
@@ -322,7 +498,13 @@ class Guard:
         return decision
 
     def decide_cached(
-        self, presented: Presented, mode: Mode, route: Route | None, exempt: bool = False
+        self,
+        presented: Presented,
+        mode: Mode,
+        route: Route | None,
+        exempt: bool = False,
+        *,
+        report: bool = True,
     ) -> Decision | None:
         """The decision if the cache (or the request alone) settles it, else ``None``.
 
@@ -350,10 +532,18 @@ class Guard:
         if cached is self._not_cached:
             return None  # the pool measures the verification itself
         identity = cached if isinstance(cached, ClientIdentity) else None
-        return self._decision(presented, mode, route, exempt, identity, error, elapsed, missed)
+        return self._decision(
+            presented, mode, route, exempt, identity, error, elapsed, missed, report=report
+        )
 
     async def decide_uncached(
-        self, presented: Presented, mode: Mode, route: Route | None, exempt: bool = False
+        self,
+        presented: Presented,
+        mode: Mode,
+        route: Route | None,
+        exempt: bool = False,
+        *,
+        report: bool = True,
     ) -> Decision:
         """Run the full verification on the Guard's bounded pool (or refuse: busy)."""
         future = self._submit(presented, mode, route)
@@ -361,7 +551,9 @@ class Guard:
             busy = VerificationBusy("too many certificate verifications are waiting")
             return self._decision(presented, mode, route, exempt, None, busy)
         identity, error, elapsed, missed = await asyncio.wrap_future(future)
-        return self._decision(presented, mode, route, exempt, identity, error, elapsed, missed)
+        return self._decision(
+            presented, mode, route, exempt, identity, error, elapsed, missed, report=report
+        )
 
     def _outcome(self, presented: Presented, mode: Mode, route: Route | None) -> _Outcome:
         """(identity, error, seconds, cache missed) of one full ``authenticate``."""
@@ -447,7 +639,11 @@ class Guard:
         error: MTLSAuthError | None,
         elapsed: float | None = None,
         missed: bool = False,
+        *,
+        report: bool = True,
     ) -> Decision:
+        """The decision for one verification's outcome; reported unless ``report`` is false
+        and it lets the request through (the caller reports it after the token check)."""
         # Timing and the cache outcome only for verifications that ran (not for a missing
         # certificate, an untrusted forwarder, a busy pool).
         checked = elapsed is not None and (
@@ -465,19 +661,20 @@ class Guard:
         else:
             fingerprint = _leaf_fingerprint(presented)
         decision = Decision(
-            identity,
-            error,
-            mode,
-            route,
-            exempt,
-            presented.peer,
-            presented.path,
-            presented.method,
-            fingerprint,
-            elapsed if checked else None,
-            (not missed) if checked else None,
+            identity=identity,
+            error=error,
+            mode=mode,
+            route=route,
+            exempt=exempt,
+            peer=presented.peer,
+            path=presented.path,
+            method=presented.method,
+            fingerprint=fingerprint,
+            elapsed=elapsed if checked else None,
+            cached=(not missed) if checked else None,
         )
-        self._report(decision, names, log_hint)
+        if report or error is not None:
+            self._report(decision, names, log_hint)
         return decision
 
     def error_hook_result(self, error: MTLSAuthError, request: object) -> object:
@@ -510,9 +707,13 @@ class Guard:
         decision: Decision,
         names: tuple[str | None, str | None] = (None, None),
         hint: str | None = None,
+        *,
+        log: bool = True,
     ) -> None:
         error = decision.error
-        if error is None:
+        if not log:
+            pass  # logged by whoever refused (TokenCheck logs its own refusals)
+        elif error is None:
             if logger.isEnabledFor(logging.DEBUG):
                 fields = {
                     "outcome": "allowed",

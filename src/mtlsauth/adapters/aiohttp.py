@@ -24,17 +24,9 @@ from aiohttp import __version__ as _aiohttp_version
 from aiohttp import web
 from multidict import CIMultiDict
 
-from mtlsauth._errors import IdentityMissing, MTLSAuthError
+from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded_trust import UNIX_PEER
-from mtlsauth._guard import (
-    AmbiguousRequest,
-    Decision,
-    Guard,
-    Mode,
-    Route,
-    problem_body,
-    problem_headers,
-)
+from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._sslcontext import peer_chain, unrequested_hint
 from mtlsauth._types import Presented
@@ -143,44 +135,39 @@ def mtls_middleware(
     hide = frozenset(n.replace("_", "-") for n in strip_names)  # every spelling, as in ASGI
     hide_raw = frozenset(n.encode("latin-1") for n in hide)
 
-    async def mtlsauth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path
-        method = request.method
+    def credentials(request: web.Request, peer: str | None) -> Presented:
         transport = request.transport
-        peer = _peer(transport)
-        refusal = guard.check_target(request.raw_path, path, strict=_RAW_ROUTER)
-        if refusal is not None:
-            guard.refuse(refusal, peer, path, method)
-            return await _deny(guard, refusal, request)
-        mode, route, exempt = guard.resolve(path, method)
-        if mode == "off":
-            decision = guard.skip(mode, route, exempt, peer, path, method)
-        else:
-            ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-            presented = Presented(
-                peer,
-                tuple(
-                    (k.lower().decode("latin-1"), v.decode("latin-1"))
-                    for k, v in request.raw_headers
-                    if k.lower() in wanted
-                ),
-                peer_chain(ssl_object),
-                None,
-                path,
-                method,
-                unrequested_hint(ssl_object),
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        return Presented(
+            peer=peer,
+            headers=tuple(
+                (k.lower().decode("latin-1"), v.decode("latin-1"))
+                for k, v in request.raw_headers
+                if k.lower() in wanted
+            ),
+            tls_chain=peer_chain(ssl_object),
+            path=request.path,
+            method=request.method,
+            tls_hint=unrequested_hint(ssl_object),
+        )
+
+    async def mtlsauth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = _peer(request.transport)
+        decision = await guard.acheck(
+            RequestView(
+                peer=peer,
+                path=request.path,
+                method=request.method,
+                raw_target=request.raw_path,
+                strict_target=_RAW_ROUTER,
+                credentials=lambda: credentials(request, peer),
+                authorization=lambda: request.headers.getall("Authorization", []),
             )
-            # Cached answers on the loop; anything else on the Guard's bounded pool.
-            hit = guard.decide_cached(presented, mode, route, exempt)
-            if hit is None:
-                hit = await guard.decide_uncached(presented, mode, route, exempt)
-            decision = hit
+        )
         if decision.error is not None:
             return await _deny(guard, decision.error, request)
-        if (
-            hide_raw
-            and any(k.lower().replace(b"_", b"-") in hide_raw for k, _ in request.raw_headers)
-            and guard.must_strip(peer)
+        if decision.hide and any(
+            k.lower().replace(b"_", b"-") in hide_raw for k, _ in request.raw_headers
         ):
             kept = [
                 (k, v)
@@ -197,16 +184,11 @@ def mtls_middleware(
                     "a header that is not UTF-8 came with a certificate header to remove",
                     code="request_malformed",
                 )
-                guard.refuse(error, peer, path, method)
+                guard.refuse(error, peer, decision.path, decision.method)
                 return await _deny(guard, error, request)
         request[IDENTITY_KEY] = decision.identity
-        if route is not None and route.token is not None:  # Route(token=TokenCheck(...))
-            try:
-                request[TOKEN_KEY] = await route.token.acheck(
-                    decision.identity, request.headers.getall("Authorization", [])
-                )
-            except MTLSAuthError as exc:
-                return await _deny(guard, exc, request)
+        if decision.route is not None and decision.route.token is not None:
+            request[TOKEN_KEY] = decision.token
         try:
             return await handler(request)
         except MTLSAuthError as exc:

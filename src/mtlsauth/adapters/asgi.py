@@ -20,17 +20,9 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from mtlsauth._errors import CertificateMissing, IdentityMissing, MTLSAuthError
+from mtlsauth._errors import AmbiguousRequest, CertificateMissing, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded_trust import UNIX_PEER
-from mtlsauth._guard import (
-    AmbiguousRequest,
-    Decision,
-    Guard,
-    Mode,
-    Route,
-    problem_body,
-    problem_headers,
-)
+from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
 from mtlsauth._types import ASGIApp, Message, Presented, Receive, Scope, Send
@@ -129,58 +121,43 @@ class MTLSMiddleware:
         if kind != "http" and kind != "websocket":  # lifespan and unknown types pass through
             await self.app(scope, receive, send)
             return
-        guard = self.guard
-        peer = _peer(scope)
-        try:
-            path, method, raw_path = _request_line(scope)
-        except AmbiguousRequest as exc:
-            decision = guard.refuse(exc, peer, "/", "GET")
-        else:
-            refusal = guard.check_target(raw_path, path)
-            mode, route, exempt = guard.resolve(path, method)
-            if refusal is not None:
-                decision = guard.refuse(refusal, peer, path, method)
-            elif mode == "off":
-                decision = guard.skip(mode, route, exempt, peer, path, method)
-            else:
-                try:
-                    presented = _presented(scope, peer, path, method, self._read)
-                except AmbiguousRequest as exc:
-                    decision = guard.refuse(exc, peer, path, method)
-                else:
-                    # Cached answers on the loop; anything else on the Guard's bounded pool.
-                    hit = guard.decide_cached(presented, mode, route, exempt)
-                    if hit is None:
-                        hit = await guard.decide_uncached(presented, mode, route, exempt)
-                    decision = hit
+        decision = await self.guard.acheck(self._view(scope))
         if decision.error is not None:
             await self._deny(decision.error, scope, receive, send)
             return
         scope = {**scope, IDENTITY_KEY: decision.identity}
-        if route is not None and route.token is not None:  # Route(token=TokenCheck(...))
-            try:
-                scope[TOKEN_KEY] = await route.token.acheck(
-                    decision.identity, authorization_from_scope(scope)
-                )
-            except MTLSAuthError as exc:
-                await self._deny(exc, scope, receive, send)
-                return
-        if self._strip and guard.must_strip(peer):
-            hide = self._hide
+        if decision.route is not None and decision.route.token is not None:
+            scope[TOKEN_KEY] = decision.token
+        if decision.hide:
             try:
                 scope["headers"] = [
                     (k, v)
                     for k, v in scope.get("headers", ())
-                    if k.lower().replace(b"_", b"-") not in hide
+                    if k.lower().replace(b"_", b"-") not in self._hide
                 ]
             except (TypeError, AttributeError, ValueError):
                 error = AmbiguousRequest(
                     "the server passed unreadable headers", code="request_malformed"
                 )
-                guard.refuse(error, peer, decision.path, decision.method)
+                self.guard.refuse(error, decision.peer, decision.path, decision.method)
                 await self._deny(error, scope, receive, send)
                 return
         await self._call_app(scope, receive, send)
+
+    def _view(self, scope: Scope) -> RequestView:
+        peer = _peer(scope)
+        try:
+            path, method, raw_path = _request_line(scope)
+        except AmbiguousRequest as exc:
+            return RequestView(peer=peer, unreadable=exc, credentials=Presented)
+        return RequestView(
+            peer=peer,
+            path=path,
+            method=method,
+            raw_target=raw_path,
+            credentials=lambda: _presented(scope, peer, path, method, self._read),
+            authorization=lambda: authorization_from_scope(scope),
+        )
 
     async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
@@ -376,7 +353,15 @@ def _read_presented(
             "(no ASGI tls extension): under uvicorn use "
             "--http mtlsauth.adapters.uvicorn:MTLSH11Protocol"
         )
-    return Presented(peer, headers, chain, tls_error, path, method, hint)
+    return Presented(
+        peer=peer,
+        headers=headers,
+        tls_chain=chain,
+        tls_error=tls_error,
+        path=path,
+        method=method,
+        tls_hint=hint,
+    )
 
 
 def authorization_from_scope(scope: Scope) -> list[str]:

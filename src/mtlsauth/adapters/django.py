@@ -56,11 +56,12 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 
 from mtlsauth._config import Config, config_from_mapping, load_config
-from mtlsauth._errors import MTLSAuthError
-from mtlsauth._guard import AmbiguousRequest, Decision, Guard, problem_body, problem_headers
+from mtlsauth._errors import AmbiguousRequest, MTLSAuthError
+from mtlsauth._guard import Decision, Guard, RequestView, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._types import Presented
 from mtlsauth.adapters.asgi import _peer as asgi_peer
+from mtlsauth.adapters.wsgi import _authorization as wsgi_authorization
 from mtlsauth.adapters.wsgi import _peer as wsgi_peer
 from mtlsauth.adapters.wsgi import presented_from_environ
 
@@ -230,12 +231,12 @@ def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, 
                 )
             error = tls.get("client_cert_error")
             presented = Presented(
-                presented.peer,
-                presented.headers,
-                chain,
-                (str(error) or "client certificate error") if error is not None else None,
-                presented.path,
-                presented.method,
+                peer=presented.peer,
+                headers=presented.headers,
+                tls_chain=chain,
+                tls_error=(str(error) or "client certificate error") if error is not None else None,
+                path=presented.path,
+                method=presented.method,
             )
     return presented
 
@@ -265,25 +266,19 @@ class MTLSMiddleware:
         guard = get_guard()
         keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.strip_names))
         path, raw = request_target(request)
-        method = request.method or "GET"
-        peer = request_peer(request)
-        refusal = guard.check_target(raw, path)
-        if refusal is not None:
-            guard.refuse(refusal, peer, path, method)
-            return problem_response(refusal)
-        mode, route, exempt = guard.resolve(path, method)
-        if mode == "off":
-            decision = guard.skip(mode, route, exempt, peer, path, method)
-        else:
-            try:
-                presented = presented_from_request(request, guard, keys)
-            except AmbiguousRequest as exc:
-                decision = guard.refuse(exc, peer, path, method)
-            else:
-                decision = guard.decide(presented, mode, route, exempt)
+        decision = guard.check(
+            RequestView(
+                peer=request_peer(request),
+                path=path,
+                method=request.method or "GET",
+                raw_target=raw,
+                credentials=lambda: presented_from_request(request, guard, keys),
+                authorization=lambda: wsgi_authorization(request.META),
+            )
+        )
         if decision.error is not None:
             return problem_response(decision.error)
-        if keys and guard.must_strip(peer):
+        if decision.hide:
             for key in keys:
                 request.META.pop(key, None)
         identity = decision.identity

@@ -23,17 +23,9 @@ import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from mtlsauth._errors import IdentityMissing, MTLSAuthError
+from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded_trust import UNIX_PEER
-from mtlsauth._guard import (
-    AmbiguousRequest,
-    Decision,
-    Guard,
-    Mode,
-    Route,
-    problem_body,
-    problem_headers,
-)
+from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
 from mtlsauth._sslcontext import peer_chain, unrequested_hint
@@ -115,41 +107,31 @@ class MTLSMiddleware:
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        guard = self.guard
-        peer = _peer(environ)
-        path, method, raw, error = _request_line(environ, guard.path_sensitive)
-        if error is None:
-            error = guard.check_target(raw, path)
-        if error is not None:
-            decision = guard.refuse(error, peer, path, method)
-        else:
-            mode, route, exempt = guard.resolve(path, method)
-            if mode == "off":
-                decision = guard.skip(mode, route, exempt, peer, path, method)
-            else:
-                try:
-                    presented = presented_from_environ(
-                        environ, path, method, header_keys=self._read_keys, peer=peer
-                    )
-                except AmbiguousRequest as exc:
-                    decision = guard.refuse(exc, peer, path, method)
-                else:
-                    decision = guard.decide(presented, mode, route, exempt)
+        decision = self.guard.check(self._view(environ))
         if decision.error is not None:
             return self._deny(decision.error, environ, start_response)
         environ[IDENTITY_KEY] = decision.identity
-        if route is not None and route.token is not None:  # Route(token=TokenCheck(...))
-            auth = environ.get("HTTP_AUTHORIZATION")
-            try:
-                environ[TOKEN_KEY] = route.token.check(
-                    decision.identity, [auth] if isinstance(auth, str) else []
-                )
-            except MTLSAuthError as exc:
-                return self._deny(exc, environ, start_response)
-        if self._strip_keys and guard.must_strip(peer):
+        if decision.route is not None and decision.route.token is not None:
+            environ[TOKEN_KEY] = decision.token
+        if decision.hide:
             for key in self._strip_keys:
                 environ.pop(key, None)
         return self.app(environ, start_response)
+
+    def _view(self, environ: WSGIEnvironment) -> RequestView:
+        peer = _peer(environ)
+        path, method, raw, unreadable = _request_line(environ, self.guard.path_sensitive)
+        return RequestView(
+            peer=peer,
+            path=path,
+            method=method,
+            raw_target=raw,
+            unreadable=unreadable,
+            credentials=lambda: presented_from_environ(
+                environ, path, method, header_keys=self._read_keys, peer=peer
+            ),
+            authorization=lambda: _authorization(environ),
+        )
 
     def _deny(
         self, error: MTLSAuthError, environ: WSGIEnvironment, start_response: StartResponse
@@ -171,6 +153,11 @@ def problem_response(error: MTLSAuthError) -> tuple[bytes, int, list[tuple[str, 
     """
     body = problem_body(error)
     return body, error.status, problem_headers(error, len(body))
+
+
+def _authorization(environ: WSGIEnvironment) -> list[str]:
+    auth = environ.get("HTTP_AUTHORIZATION")
+    return [auth] if isinstance(auth, str) else []
 
 
 def _peer(environ: WSGIEnvironment) -> str | None:
@@ -281,13 +268,13 @@ def presented_from_environ(
     verify = environ.get("SSL_CLIENT_VERIFY")  # mod_ssl: NONE, SUCCESS, GENEROUS, FAILED:...
     tls_error = verify if isinstance(verify, str) and verify.startswith("FAILED") else None
     return Presented(
-        peer if peer is not None else _peer(environ),
-        headers,
-        chain,
-        tls_error,
-        path if path is not None else (environ.get("PATH_INFO") or "/"),
-        method if method is not None else (environ.get("REQUEST_METHOD") or "GET"),
-        hint,
+        peer=peer if peer is not None else _peer(environ),
+        headers=headers,
+        tls_chain=chain,
+        tls_error=tls_error,
+        path=path if path is not None else (environ.get("PATH_INFO") or "/"),
+        method=method if method is not None else (environ.get("REQUEST_METHOD") or "GET"),
+        tls_hint=hint,
     )
 
 
