@@ -595,7 +595,8 @@ def test_a_token_refusal_is_the_decision_on_decision_sees(pkix, verifier) -> Non
     assert decision.fingerprint is not None
     assert [d.code for d in seen] == ["token_missing"]
     status, headers, body = decision.problem()
-    assert status == 401 and b'"token_missing"' in body
+    assert status == 401
+    assert b'"token_missing"' in body
     assert ("www-authenticate", "Bearer") in headers
     accepted = guard.check(_view(pkix, "good", path="/api/x", auth=["Bearer good-token"]))
     assert (accepted.code, accepted.token) == ("ok", {"sub": "alice", "active": True})
@@ -608,7 +609,8 @@ async def test_acheck_refuses_a_token_as_check_does(pkix, verifier) -> None:
     refused = await guard.acheck(_view(pkix, "good", path="/api/x", auth=["Bearer nope"]))
     assert refused.code == "token_invalid"
     ok = await guard.acheck(_view(pkix, "good", path="/api/x", auth=["Bearer good-token"]))
-    assert ok.allowed and ok.token == {"sub": "alice", "active": True}
+    assert ok.allowed
+    assert ok.token == {"sub": "alice", "active": True}
     assert [d.code for d in seen] == ["token_invalid", "ok"]
 
 
