@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mtlsauth._types import ASGIApp, Receive, Scope, Send
+from mtlsauth._types import ASGIApp, Receive, Scope, Send, tls_extension
 
 if TYPE_CHECKING:
     from mtlsauth.testing import ClientCert
@@ -35,14 +35,7 @@ def with_client_cert(app: ASGIApp, cert: ClientCert | Mapping[str, Any] | None) 
         >>> transport = httpx.ASGITransport(app=with_client_cert(app, CA().issue_client_cert()))
     """
     if cert is None:
-        tls: dict[str, Any] = {
-            "server_cert": None,
-            "client_cert_chain": [],
-            "client_cert_name": None,
-            "client_cert_error": None,
-            "tls_version": 0x0304,
-            "cipher_suite": 0x1301,
-        }
+        tls: dict[str, Any] = dict(tls_extension(cipher_suite=0x1301))
     elif isinstance(cert, Mapping):
         tls = dict(cert)
     else:

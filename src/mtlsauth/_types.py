@@ -21,6 +21,7 @@ __all__ = [
     "Scope",
     "Send",
     "TLSExtension",
+    "tls_extension",
 ]
 
 Headers = tuple[tuple[str, str], ...]
@@ -45,6 +46,28 @@ class TLSExtension(TypedDict, total=False):
     client_cert_error: str | None
     tls_version: int | None
     cipher_suite: int | None
+
+
+def tls_extension(
+    chain_pem: Sequence[str] = (),
+    *,
+    name: str | None = None,
+    tls_version: int | None = 0x0304,
+    cipher_suite: int | None = None,
+) -> TLSExtension:
+    """The one place an ASGI TLS extension is built (servers' glue, test helpers).
+
+    ``chain_pem`` is the client's chain, leaf first, as PEM strings (empty: TLS without a
+    client certificate); ``name`` the leaf's subject as RFC 4514 text.
+    """
+    return {
+        "server_cert": None,
+        "client_cert_chain": list(chain_pem),
+        "client_cert_name": name,
+        "client_cert_error": None,
+        "tls_version": tls_version,
+        "cipher_suite": cipher_suite,
+    }
 
 
 @dataclass(frozen=True, slots=True)

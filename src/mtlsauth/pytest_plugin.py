@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from mtlsauth._types import tls_extension
+
 if TYPE_CHECKING:
     from mtlsauth.testing import CA, ClientCert
 
@@ -69,11 +71,7 @@ def build_asgi_tls_scope(
     ``cert=None`` gives a TLS connection without a client certificate.
     """
     tls: dict[str, Any]
-    if cert is not None:
-        tls = dict(cert.asgi_tls_extension())
-    else:
-        tls = {"server_cert": None, "client_cert_chain": [], "client_cert_name": None,
-               "client_cert_error": None, "tls_version": 0x0304, "cipher_suite": None}  # fmt: skip
+    tls = dict(cert.asgi_tls_extension()) if cert is not None else dict(tls_extension())
     raw_path, _, query = path.partition("?")
     return {
         "type": scope_type,

@@ -30,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mtlsauth._asgitesting import with_client_cert
 from mtlsauth._forwarded_presets import encode_forwarded
+from mtlsauth._types import tls_extension
 
 if TYPE_CHECKING:
     from mtlsauth._truststore import TrustStore
@@ -184,16 +185,13 @@ class ClientCert:
 
     def asgi_tls_extension(self) -> dict[str, object]:
         """The ASGI TLS extension dict (``scope["extensions"]["tls"]``) for this cert."""
-        return {
-            "server_cert": None,
-            "client_cert_chain": [
-                _cert_pem(c).decode("ascii") for c in (self.certificate, *self.intermediates)
-            ],
-            "client_cert_name": self.certificate.subject.rfc4514_string(),
-            "client_cert_error": None,
-            "tls_version": 0x0304,
-            "cipher_suite": 0x1301,
-        }
+        return dict(
+            tls_extension(
+                [_cert_pem(c).decode("ascii") for c in (self.certificate, *self.intermediates)],
+                name=self.certificate.subject.rfc4514_string(),
+                cipher_suite=0x1301,
+            )
+        )
 
     def __repr__(self) -> str:
         return f"<ClientCert {self.certificate.subject.rfc4514_string()}>"

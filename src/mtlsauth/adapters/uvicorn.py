@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from mtlsauth._sslcontext import peer_chain, server_ssl_context
-from mtlsauth._types import ASGIApp, Receive, Scope, Send
+from mtlsauth._types import ASGIApp, Receive, Scope, Send, TLSExtension
+from mtlsauth._types import tls_extension as _build_tls_extension
 
 if TYPE_CHECKING:
     import asyncio
@@ -38,7 +39,7 @@ __all__ = [
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 
 
-def tls_extension(ssl_object: object) -> dict[str, Any] | None:
+def tls_extension(ssl_object: object) -> TLSExtension | None:
     """The ASGI TLS extension dict for a TLS connection, or ``None`` for plain TCP.
 
     ``client_cert_chain`` holds PEM strings, leaf first (leaf only before Python 3.13);
@@ -58,17 +59,14 @@ def tls_extension(ssl_object: object) -> dict[str, Any] | None:
         except Exception:  # noqa: BLE001 - e.g. x509.InvalidVersion, not a ValueError
             name = None  # best effort only: the verifier refuses such a leaf later
     version = getattr(ssl_object, "version", lambda: None)()
-    return {
-        "server_cert": None,
-        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(d) for d in ders],
-        "client_cert_name": name,
-        "client_cert_error": None,
-        "tls_version": _TLS_VERSIONS.get(version) if isinstance(version, str) else None,
-        "cipher_suite": None,
-    }
+    return _build_tls_extension(
+        [ssl.DER_cert_to_PEM_cert(d) for d in ders],
+        name=name,
+        tls_version=_TLS_VERSIONS.get(version) if isinstance(version, str) else None,
+    )
 
 
-def _app_with_tls(app: ASGIApp, tls: dict[str, Any]) -> ASGIApp:
+def _app_with_tls(app: ASGIApp, tls: TLSExtension) -> ASGIApp:
     async def app_with_tls(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" or scope["type"] == "websocket":
             ext = scope.get("extensions")
