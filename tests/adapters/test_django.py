@@ -185,31 +185,7 @@ def get(client, path, cert=None, peer=PROXY, extra=None):
 
 
 # -- the middleware ---------------------------------------------------------------------------
-CASES = [
-    # mode, certificate, peer, expected status, expected code or cn
-    ("mandatory", "good", PROXY, 200, "ledger"),
-    ("mandatory", None, PROXY, 401, "certificate_missing"),
-    ("mandatory", "wrong_ca", PROXY, 401, "untrusted_issuer"),
-    ("mandatory", "expired", PROXY, 401, "certificate_expired"),
-    ("mandatory", "good", STRANGER, 401, "untrusted_forwarder"),
-    ("optional", None, PROXY, 200, None),
-    ("optional", "good", PROXY, 200, "ledger"),
-    ("optional", "wrong_ca", PROXY, 401, "untrusted_issuer"),
-    ("optional", "expired", PROXY, 401, "certificate_expired"),
-    ("off", "wrong_ca", PROXY, 200, None),
-]
-
-
-@pytest.mark.parametrize(("mode", "cert", "peer", "status", "expect"), CASES)
-def test_middleware_table(django_client, certs, mode, cert, peer, status, expect) -> None:
-    client = django_client(conf={"mode": mode}, backends=())
-    code, body = get(client, "/whoami", getattr(certs, cert) if cert else None, peer)
-    assert code == status
-    if status == 200:
-        assert body["cn"] == expect
-    else:
-        assert body["code"] == expect
-        assert body["type"] == f"urn:mtlsauth:error:{expect}"
+# The mode x certificate x path table is tests/adapters/test_contract.py.
 
 
 def test_refusal_is_problem_json_with_challenge(django_client) -> None:
