@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck docs docs-shots unit compat pythons bench bench-quick fuzz soak clean
+.PHONY: demo test check lint typecheck docs docs-shots unit compat pythons bench bench-quick fuzz soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples docs/_ext fuzz
 	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/_ext fuzz
+	$(VENV)/bin/lint-imports
+
+# The edit loop: lint, types and the unit tests without the end-to-end ones (well under a
+# minute). `make test` stays the complete command.
+check: lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" -x
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -59,9 +65,12 @@ pythons:
 	@set -e; for py in $(OTHER_PYTHONS); do \
 		v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); venv=.venv-py$$v; \
 		echo "== Python $$v"; \
-		test -x $$venv/bin/python || $$py -m venv $$venv; \
-		$$venv/bin/python -m pip install -q --upgrade pip; \
-		$$venv/bin/python -m pip install -q -e ".[test,dev,docs]"; \
+		if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+			test -x $$venv/bin/python || $$py -m venv $$venv; \
+			$$venv/bin/python -m pip install -q --upgrade pip; \
+			$$venv/bin/python -m pip install -q -e ".[test,dev,docs]"; \
+			touch $$venv/.installed; \
+		fi; \
 		$$venv/bin/python -m pytest -q -p no:cacheprovider --ignore=tests/test_benchmarks_smoke.py \
 			--ignore=tests/e2e/test_docs_from_wheel.py \
 			--ignore=tests/e2e/test_soak.py --ignore=tests/test_differential.py \
