@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mtlsauth import TrustStore, Verifier, server_ssl_context
+from mtlsauth._cache import BoundedMemo
 from mtlsauth._testpki import TestPKI, write_test_pki
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +31,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 def _fresh_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
     import mtlsauth._sslcontext as sc
 
-    monkeypatch.setattr(sc, "_handshake_last", {})
+    monkeypatch.setattr(sc, "_handshake_last", BoundedMemo(256))
 
 
 def server_context(pki: TestPKI) -> ssl.SSLContext:

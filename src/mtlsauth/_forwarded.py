@@ -187,7 +187,7 @@ class ForwardedCert:
     _read: frozenset[str]
     _networks: tuple[Network, ...]
     _trust_unix: bool
-    _peer_cache: dict[str, bool]
+    _peer_cache: BoundedMemo[str, bool]
     _untrusted_peers: BoundedMemo[str, bool]
     _xfcc_cache: BoundedMemo[str, XFCCElement | str]
     _key_prefix: bytes
@@ -299,7 +299,7 @@ class ForwardedCert:
         s(self, "_trust_unix", trust_unix)
         # Only trusted addresses enter _peer_cache, so no client can fill it; any client can
         # choose its own address (an IPv6 /64 holds plenty), so the others are a BoundedMemo.
-        s(self, "_peer_cache", {})
+        s(self, "_peer_cache", BoundedMemo(_PEER_CACHE_MAX))
         s(self, "_untrusted_peers", BoundedMemo(_PEER_CACHE_MAX))
         s(self, "_xfcc_cache", BoundedMemo(_XFCC_CACHE_MAX))
         s(self, "_key_prefix", b"fwd\x00")
@@ -356,7 +356,7 @@ class ForwardedCert:
         if not peer or not isinstance(peer, str):
             return False
         cache = self._peer_cache
-        if peer in cache:
+        if cache.get(peer) is not None:
             return True
         if self._untrusted_peers.get(peer) is not None:
             return False
@@ -364,9 +364,7 @@ class ForwardedCert:
         if not trusted:
             self._untrusted_peers.put(peer, False)
             return False
-        if len(cache) >= _PEER_CACHE_MAX:
-            cache.clear()
-        cache[peer] = True
+        cache.put(peer, True)
         return True
 
     def extract(self, presented: Presented) -> ForwardedValue | None:

@@ -17,6 +17,8 @@ import threading
 import time
 import unicodedata
 
+from mtlsauth._cache import BoundedMemo
+
 __all__ = ["RefusalLogLimiter", "escape_log_value"]
 
 _MAX_FIELD = 256
@@ -59,8 +61,8 @@ class RefusalLogLimiter:
     Args:
         interval: Seconds during which repeats of one (code, fingerprint) are only counted.
         budget: Lines allowed per ``interval`` across all keys.
-        max_keys: Keys remembered; the table is emptied when full (a flood of distinct keys
-            then still meets the global budget).
+        max_keys: Keys remembered (a ``BoundedMemo``: a flood of distinct keys evicts only
+            its own, and still meets the global budget).
     """
 
     __slots__ = (
@@ -79,7 +81,7 @@ class RefusalLogLimiter:
         self._interval = interval
         self._budget = budget
         self._max_keys = max_keys
-        self._keys: dict[tuple[str, str | None], tuple[float, int]] = {}
+        self._keys: BoundedMemo[tuple[str, str | None], tuple[float, int]] = BoundedMemo(max_keys)
         self._lock = threading.Lock()
         self._window = -interval
         self._window_used = 0
@@ -97,14 +99,12 @@ class RefusalLogLimiter:
                 self._window, self._window_used, self._window_dropped = now, 0, 0
             last = self._keys.get(key)
             if last is not None and now - last[0] < self._interval:
-                self._keys[key] = (last[0], last[1] + 1)
+                self._keys.put(key, (last[0], last[1] + 1))
                 return False, 0, 0
             if self._window_used >= self._budget:
                 self._window_dropped += 1
                 return False, 0, 0
-            if len(self._keys) >= self._max_keys:
-                self._keys.clear()
-            self._keys[key] = (now, 0)
+            self._keys.put(key, (now, 0))
             self._window_used += 1
             dropped, self._carry = self._carry, 0
             return True, last[1] if last is not None else 0, dropped

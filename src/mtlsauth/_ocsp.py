@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from mtlsauth._cache import BoundedMemo
 from mtlsauth._errors import CertificateRevoked, MTLSAuthError, RevocationUnavailable
 from mtlsauth._logfields import escape_log_value
 from mtlsauth._revocation import is_what_if
@@ -220,7 +221,7 @@ class OCSPChecker:
         self._retry_after = timedelta(seconds=retry_after)
         self._token = object()
         self._cache: OrderedDict[tuple[bytes, int], _Answer] = OrderedDict()
-        self._issuer_ids: dict[x509.Certificate, bytes] = {}
+        self._issuer_ids: BoundedMemo[x509.Certificate, bytes] = BoundedMemo(1024)
         self._lock = threading.Lock()
         self._flights: dict[tuple[bytes, int], _Flight] = {}
         self.last_error: str | None = None
@@ -320,9 +321,7 @@ class OCSPChecker:
         found = self._issuer_ids.get(issuer)
         if found is None:
             found = _key_hash(issuer)
-            if len(self._issuer_ids) > 1024:
-                self._issuer_ids.clear()
-            self._issuer_ids[issuer] = found
+            self._issuer_ids.put(issuer, found)
         return found
 
     def _cached(self, key: tuple[bytes, int], at: datetime, what_if: bool) -> _Answer | None:

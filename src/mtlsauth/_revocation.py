@@ -43,6 +43,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
+from mtlsauth._cache import BoundedMemo
 from mtlsauth._errors import CertificateRevoked, MTLSAuthError, RevocationUnavailable
 from mtlsauth._reload import FileSnapshot
 
@@ -325,15 +326,21 @@ class _Snapshot:
     loaded_at: float = field(default_factory=time.time)
     # Which issuers (name DER) each file provided: a reload may not lose one whose file stays.
     issuers_by_file: dict[str, frozenset[bytes]] = field(default_factory=dict)
-    memo: dict[x509.Certificate, tuple[tuple[_CRL, bool], ...]] = field(default_factory=dict)
+    memo: BoundedMemo[x509.Certificate, tuple[tuple[_CRL, bool], ...]] = field(
+        default_factory=lambda: BoundedMemo(_MEMO_MAX)
+    )
     # Hashing a Certificate hashes its DER (3 us); the Verifier hands the same objects back on
     # every cache hit, so a look-up by id() (kept honest by holding the object) is the fast path.
-    by_id: dict[int, tuple[x509.Certificate, tuple[tuple[_CRL, bool], ...]]] = field(
-        default_factory=dict
+    by_id: BoundedMemo[int, tuple[x509.Certificate, tuple[tuple[_CRL, bool], ...]]] = field(
+        default_factory=lambda: BoundedMemo(_MEMO_MAX)
     )
-    serials: dict[int, tuple[x509.Certificate, int]] = field(default_factory=dict)
+    serials: BoundedMemo[int, tuple[x509.Certificate, int]] = field(
+        default_factory=lambda: BoundedMemo(_MEMO_MAX)
+    )
     warned: set[tuple[int, str]] = field(default_factory=set)
-    noted: set[tuple[bytes, str]] = field(default_factory=set)
+    noted: BoundedMemo[tuple[bytes, str], bool] = field(
+        default_factory=lambda: BoundedMemo(_MEMO_MAX)
+    )
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -354,16 +361,12 @@ class _Snapshot:
             if found is not None:
                 return found
             found = self._compute(issuer)
-            if len(self.memo) >= _MEMO_MAX:
-                self.memo.clear()
-            self.memo[issuer] = found
+            self.memo.put(issuer, found)
             self._remember(issuer, found)
             return found
 
     def _remember(self, issuer: x509.Certificate, found: tuple[tuple[_CRL, bool], ...]) -> None:
-        if len(self.by_id) >= _MEMO_MAX:
-            self.by_id.clear()
-        self.by_id[id(issuer)] = (issuer, found)
+        self.by_id.put(id(issuer), (issuer, found))
 
     def serial(self, cert: x509.Certificate) -> int:
         """``cert.serial_number`` (1 us: a big-int conversion), memoised by object identity."""
@@ -371,9 +374,7 @@ class _Snapshot:
         if known is not None and known[0] is cert:
             return known[1]
         value = cert.serial_number
-        if len(self.serials) >= _MEMO_MAX:
-            self.serials.clear()
-        self.serials[id(cert)] = (cert, value)
+        self.serials.put(id(cert), (cert, value))
         return value
 
     def _compute(self, issuer: x509.Certificate) -> tuple[tuple[_CRL, bool], ...]:
@@ -405,11 +406,9 @@ class _Snapshot:
 
     def note_once(self, key: tuple[bytes, str], message: str) -> None:
         """Log ``message`` as an error the first time ``key`` is seen in this snapshot."""
-        if is_what_if() or key in self.noted:
+        if is_what_if() or self.noted.get(key) is not None:
             return
-        if len(self.noted) >= _MEMO_MAX:
-            self.noted.clear()
-        self.noted.add(key)
+        self.noted.put(key, True)
         logger.error("%s", message)
 
     def warn_once(self, c: _CRL, kind: str, message: str) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from mtlsauth._cache import BoundedMemo
 from mtlsauth._logfields import escape_log_value
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def server_ssl_context(
 logger = logging.getLogger("mtlsauth")
 
 _HANDSHAKE_LOG_INTERVAL = 60.0  # seconds between two lines for the same reason
-_handshake_last: dict[str, tuple[float, int]] = {}
+_handshake_last: BoundedMemo[str, tuple[float, int]] = BoundedMemo(256)
 _handshake_lock = threading.Lock()
 
 
@@ -151,13 +152,11 @@ def _log_handshake_failure(exc: ssl.SSLError, peer: str | None) -> None:
     reason = escape_log_value(reason)
     now = time.monotonic()
     with _handshake_lock:
-        last, suppressed = _handshake_last.get(reason, (-_HANDSHAKE_LOG_INTERVAL, 0))
+        last, suppressed = _handshake_last.get(reason) or (-_HANDSHAKE_LOG_INTERVAL, 0)
         if now - last < _HANDSHAKE_LOG_INTERVAL:
-            _handshake_last[reason] = (last, suppressed + 1)
+            _handshake_last.put(reason, (last, suppressed + 1))
             return
-        if len(_handshake_last) > 256:
-            _handshake_last.clear()
-        _handshake_last[reason] = (now, 0)
+        _handshake_last.put(reason, (now, 0))
     logger.warning(
         "mtlsauth TLS handshake failed: %s peer=%s suppressed=%d",
         reason,
