@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 __all__ = [
     "ASGIApp",
     "Headers",
+    "HealthReporting",
     "Presented",
     "Receive",
+    "Reloadable",
     "RevocationChecker",
     "Scope",
     "Send",
@@ -127,4 +129,22 @@ class RevocationChecker(Protocol):
     @property
     def may_block(self) -> bool:
         """True when ``check`` may do network I/O (OCSP), so async callers use a thread."""
+        ...
+
+
+@runtime_checkable
+class Reloadable(Protocol):
+    """A source backed by files (``TrustStore``, ``CRLSet``): ``Verifier.reload()`` calls it."""
+
+    def reload(self) -> bool:
+        """Re-read the files now; True when anything changed."""
+        ...
+
+
+@runtime_checkable
+class HealthReporting(Protocol):
+    """A source that reports its state (reload errors, ages) for ``Verifier.health()``."""
+
+    def health(self) -> object:
+        """A dict, or a list of dicts, each possibly with a ``last_error``."""
         ...

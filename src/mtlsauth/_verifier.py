@@ -37,7 +37,7 @@ from mtlsauth._truststore import (
     load_certificate_file,
     refuse_end_entities,
 )
-from mtlsauth._types import Presented, RevocationChecker
+from mtlsauth._types import HealthReporting, Presented, Reloadable, RevocationChecker
 
 if TYPE_CHECKING:
     from mtlsauth._forwarded import ForwardedCert
@@ -126,16 +126,14 @@ class _AllOf:
     def health(self) -> list[object]:
         out: list[object] = []
         for c in self._checkers:
-            fn = getattr(c, "health", None)
-            if callable(fn):
-                status = fn()
+            if isinstance(c, HealthReporting):
+                status = c.health()
                 out.extend(status if isinstance(status, list) else [status])
         return out
 
 
 def _reload(obj: object) -> bool:
-    fn = getattr(obj, "reload", None)
-    return bool(fn()) if callable(fn) else False
+    return bool(obj.reload()) if isinstance(obj, Reloadable) else False
 
 
 def _parse_certs(items: Iterable[object], what: str) -> tuple[x509.Certificate, ...]:
@@ -413,9 +411,8 @@ class Verifier:
             ("pinned", self._pinned_store),
             ("revocation", self._revocation),
         ):
-            fn = getattr(part, "health", None)
-            if callable(fn):
-                status = fn()
+            if isinstance(part, HealthReporting):
+                status = part.health()
                 parts[name] = status
                 items = status if isinstance(status, list) else [status]
                 errors += [
