@@ -136,7 +136,7 @@ def _self_signed(cert: x509.Certificate) -> bool:
 def _ca_identity(cert: x509.Certificate) -> tuple[bytes, bytes]:
     # The key as its DER bytes, not parsed: a key type cryptography cannot load still
     # identifies its CA (and cannot verify anything).
-    from mtlsauth._pathvalidation import _tbs_names
+    from mtlsauth._tbs import _tbs_names
 
     return cert.subject.public_bytes(), _tbs_names(cert)[2]
 
