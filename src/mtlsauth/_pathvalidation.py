@@ -32,7 +32,8 @@ certificate, even the trust anchor itself, as a client certificate.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -48,6 +49,9 @@ from mtlsauth._errors import CertificateInvalid
 from mtlsauth._nameconstraints import check_identity_name_constraints
 from mtlsauth._pathbuilding import MAX_ISSUER_CANDIDATES, _select, select_intermediates
 from mtlsauth._tbs import _SAN_OID, _extension_flags, _tbs_names
+
+if TYPE_CHECKING:
+    from mtlsauth._truststore import TrustSnapshot
 
 __all__ = [
     "MAX_ISSUER_CANDIDATES",
@@ -327,3 +331,83 @@ def _verify(
         raise
     except Exception as exc:  # noqa: BLE001 - fail closed on anything the engine throws
         raise VerificationError(f"verifier error: {type(exc).__name__}") from None
+
+
+def check_pinned_leaf(leaf: x509.Certificate, *, at: datetime, clock_skew_s: float) -> datetime:
+    """The rules for a pinned certificate (accepted by its exact bytes, without a CA): the
+    validity window, no CA certificate, clientAuth when an EKU is present, the profile and
+    the key strength. Returns the moment the pin stops being valid.
+
+    Raises:
+        CertificateInvalid: the pinned certificate breaks one of these rules.
+    """
+    skew = timedelta(seconds=clock_skew_s)
+    if at > leaf.not_valid_after_utc + skew:
+        raise CertificateInvalid("pinned certificate expired", code="certificate_expired")
+    if at < leaf.not_valid_before_utc - skew:
+        raise CertificateInvalid(
+            "pinned certificate not yet valid", code="certificate_not_yet_valid"
+        )
+    try:
+        bc = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if bc.ca:
+            raise CertificateInvalid(
+                "a CA certificate cannot be a client certificate", code="invalid_usage"
+            )
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
+            raise CertificateInvalid(
+                "extended key usage does not allow client authentication", code="invalid_usage"
+            )
+    except x509.ExtensionNotFound:
+        pass
+    except ValueError:
+        raise CertificateInvalid("unparsable extensions", code="certificate_malformed") from None
+    check_leaf_profile(leaf)
+    check_leaf_key(leaf)
+    return leaf.not_valid_after_utc + skew
+
+
+def missing_issuer_hint(
+    leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], snapshot: TrustSnapshot
+) -> tuple[str, bool] | None:
+    """Why a chain found no trusted CA, as far as names tell: (hint, fit for the client).
+
+    Walks up by issuer name through the presented and configured intermediates. A name that
+    is neither an anchor nor a known intermediate is where the chain stops: a client of
+    another CA, or an intermediate that was not passed on (nginx, Caddy and Python's ``ssl``
+    before 3.13 hand over the leaf only). That hint is for the operator's log only: it
+    would tell a client which CAs the server lacks. A leaf whose issuer *is* an anchor by
+    name but still fails was signed by another key with that name, which the detail says.
+    """
+    anchors = {c.subject for c in snapshot.certificates if c not in snapshot.end_entities}
+    by_subject = {c.subject: c for c in intermediates}
+    if leaf.issuer in anchors:
+        name = leaf.issuer.rfc4514_string() or "(empty name)"
+        return (
+            f"a CA named {name} is in the trust store, but this certificate does not "
+            "verify against it (a CA re-issued with a new key, or a look-alike)",
+            True,
+        )
+    cert = leaf
+    for _ in range(_HINT_DEPTH):
+        issuer = cert.issuer
+        if issuer in anchors:
+            return None  # the names line up: the failure is something else
+        nxt = by_subject.get(issuer)
+        if nxt is None or nxt.subject == nxt.issuer:
+            name = issuer.rfc4514_string() or "(empty name)"
+            return (
+                f"the chain stops at {name}, neither in the trust store nor a known "
+                "intermediate: a missing intermediate (configure intermediates=), or a "
+                "client of another CA",
+                False,
+            )
+        cert = nxt
+    return None
+
+
+_HINT_DEPTH = 10

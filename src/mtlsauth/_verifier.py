@@ -29,7 +29,12 @@ from mtlsauth._errors import (
 )
 from mtlsauth._identity import ClientIdentity, identity_from_certificate
 from mtlsauth._observe import cache_missed
-from mtlsauth._pathvalidation import check_leaf_key, check_leaf_profile, validate_path
+from mtlsauth._pathvalidation import (
+    check_leaf_key,
+    check_pinned_leaf,
+    missing_issuer_hint,
+    validate_path,
+)
 from mtlsauth._revocation import what_if
 from mtlsauth._truststore import (
     TrustSnapshot,
@@ -623,7 +628,7 @@ class Verifier:
             return None
         try:
             snap = snapshot or self._trust_store.snapshot()
-            return _missing_issuer_hint(leaf, [*presented, *self._intermediates], snap)
+            return missing_issuer_hint(leaf, [*presented, *self._intermediates], snap)
         except Exception:  # noqa: BLE001 - an unparsable name: no hint, same refusal
             return None
 
@@ -692,37 +697,9 @@ class Verifier:
     def _verify_pinned_fields(
         self, leaf: x509.Certificate, der: bytes, at: datetime, source: str
     ) -> tuple[ClientIdentity, datetime]:
-        skew = timedelta(seconds=self._skew_s)
-        if at > leaf.not_valid_after_utc + skew:
-            raise CertificateInvalid("pinned certificate expired", code="certificate_expired")
-        if at < leaf.not_valid_before_utc - skew:
-            raise CertificateInvalid(
-                "pinned certificate not yet valid", code="certificate_not_yet_valid"
-            )
-        try:
-            bc = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
-            if bc.ca:
-                raise CertificateInvalid(
-                    "a CA certificate cannot be a client certificate", code="invalid_usage"
-                )
-        except x509.ExtensionNotFound:
-            pass
-        try:
-            eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            if x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-                raise CertificateInvalid(
-                    "extended key usage does not allow client authentication", code="invalid_usage"
-                )
-        except x509.ExtensionNotFound:
-            pass
-        except ValueError:
-            raise CertificateInvalid(
-                "unparsable extensions", code="certificate_malformed"
-            ) from None
-        check_leaf_profile(leaf)
-        check_leaf_key(leaf)
+        until = check_pinned_leaf(leaf, at=at, clock_skew_s=self._skew_s)
         identity = identity_from_certificate(leaf, (leaf,), source=source, der=der)
-        return identity, leaf.not_valid_after_utc + skew
+        return identity, until
 
     def __repr__(self) -> str:
         anchors = len(self._trust_store) if self._trust_store is not None else 0
@@ -731,48 +708,6 @@ class Verifier:
             f"revocation={type(self._revocation).__name__ if self._revocation else None} "
             f"forwarded={'yes' if self._forwarded else 'no'}>"
         )
-
-
-def _missing_issuer_hint(
-    leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], snapshot: TrustSnapshot
-) -> tuple[str, bool] | None:
-    """Why a chain found no trusted CA, as far as names tell: (hint, fit for the client).
-
-    Walks up by issuer name through the presented and configured intermediates. A name that
-    is neither an anchor nor a known intermediate is where the chain stops: a client of
-    another CA, or an intermediate that was not passed on (nginx, Caddy and Python's ``ssl``
-    before 3.13 hand over the leaf only). That hint is for the operator's log only: it
-    would tell a client which CAs the server lacks. A leaf whose issuer *is* an anchor by
-    name but still fails was signed by another key with that name, which the detail says.
-    """
-    anchors = {c.subject for c in snapshot.certificates if c not in snapshot.end_entities}
-    by_subject = {c.subject: c for c in intermediates}
-    if leaf.issuer in anchors:
-        name = leaf.issuer.rfc4514_string() or "(empty name)"
-        return (
-            f"a CA named {name} is in the trust store, but this certificate does not "
-            "verify against it (a CA re-issued with a new key, or a look-alike)",
-            True,
-        )
-    cert = leaf
-    for _ in range(_HINT_DEPTH):
-        issuer = cert.issuer
-        if issuer in anchors:
-            return None  # the names line up: the failure is something else
-        nxt = by_subject.get(issuer)
-        if nxt is None or nxt.subject == nxt.issuer:
-            name = issuer.rfc4514_string() or "(empty name)"
-            return (
-                f"the chain stops at {name}, neither in the trust store nor a known "
-                "intermediate: a missing intermediate (configure intermediates=), or a "
-                "client of another CA",
-                False,
-            )
-        cert = nxt
-    return None
-
-
-_HINT_DEPTH = 10
 
 
 def _fingerprints(certs: Iterable[x509.Certificate]) -> frozenset[str]:
