@@ -28,12 +28,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from cryptography import x509
 
-from mtlsauth._errors import MTLSAuthError
+from mtlsauth._errors import MTLSAuthError, PolicyDenied
 from mtlsauth._identity import ClientIdentity
+
+if TYPE_CHECKING:
+    from mtlsauth._policy import Policy
 
 __all__ = [
     "MAX_ALIASES",
@@ -108,6 +111,54 @@ class BoundedMemo(Generic[K, V]):
         return len(self._probation) + len(self._protected)
 
 
+class _NotCached:
+    """The type of ``NOT_CACHED``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_CACHED"
+
+
+NOT_CACHED = _NotCached()
+"""What ``Verifier.authenticate_cached`` returns when only a full verification can answer."""
+
+
+class _CacheMiss(Exception):
+    """Raised inside ``authenticate_cached`` where a full verification would start."""
+
+
+_MAX_VERDICTS = 32  # distinct policies remembered per cached identity (routes x verifier)
+
+
+def chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
+    """The cache key of a presented chain (PEM strings, DER items or header values).
+
+    ``tag`` keeps the kinds of input apart."""
+    if len(items) == 1:  # the common case: one PEM string or one header value
+        item = items[0]
+        raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
+        return hashlib.sha256(tag + b"\x01" + raw).digest()
+    # Several items: length-prefix each, so no two different chains share a key.
+    h = hashlib.sha256(tag + b"\x02" + len(items).to_bytes(2, "big"))
+    for item in items:
+        raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
+        h.update(len(raw).to_bytes(4, "big"))
+        h.update(raw)
+    return h.digest()
+
+
+def policy_verdict(
+    policy: Policy, identity: ClientIdentity
+) -> tuple[type[MTLSAuthError], str, str] | None:
+    """Run a policy once; a denial is kept as data so it can be raised again cheaply."""
+    try:
+        policy.check(identity)
+    except PolicyDenied as exc:
+        return (type(exc), exc.code, exc.detail)
+    return None
+
+
 def leaf_key(source: str, leaf_der: bytes) -> bytes:
     """What identifies a verification: the leaf's exact bytes and where it came from."""
     return hashlib.sha256(
@@ -149,6 +200,16 @@ class CacheEntry:
         self.key = b""  # the leaf (or identity) key, set when cached
         self.aliases: tuple[bytes, ...] = ()
         self.admitted = False  # True once some request was admitted with it
+
+    def denial(self, policy: Policy) -> tuple[type[MTLSAuthError], str, str] | None:
+        """``policy``'s verdict on this identity, memoised (a denial kept as data)."""
+        verdicts = self.verdicts
+        memo = verdicts.get(id(policy))
+        if memo is None or memo[0] is not policy:
+            memo = (policy, policy_verdict(policy, self.identity))
+            if len(verdicts) < _MAX_VERDICTS:
+                verdicts[id(policy)] = memo
+        return memo[1]
 
     def __repr__(self) -> str:
         return f"<CacheEntry {self.identity.subject!r} admitted={self.admitted}>"

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from mtlsauth._cache import CacheEntry, VerificationCache, identity_key, leaf_key
+from mtlsauth._cache import (
+    NOT_CACHED,
+    CacheEntry,
+    VerificationCache,
+    _CacheMiss,
+    _NotCached,
+    chain_key,
+    identity_key,
+    leaf_key,
+)
 from mtlsauth._encoding import chain_to_der, load_der
 from mtlsauth._errors import (
     CertificateInvalid,
@@ -51,25 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["NOT_CACHED", "Verifier"]
 
 _DEFAULT_TTL = 600.0
-_MAX_VERDICTS = 32  # distinct policies remembered per cached identity (routes x verifier)
 _MAX_SKEW = 3600.0
-
-
-class _NotCached:
-    """The type of ``NOT_CACHED``."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NOT_CACHED"
-
-
-NOT_CACHED = _NotCached()
-"""What ``Verifier.authenticate_cached`` returns when only a full verification can answer."""
-
-
-class _CacheMiss(Exception):
-    """Raised inside ``authenticate_cached`` where a full verification would start."""
 
 
 _CACHE_ONLY: ContextVar[bool] = ContextVar("mtlsauth_cache_only", default=False)
@@ -77,20 +68,6 @@ _CACHE_ONLY: ContextVar[bool] = ContextVar("mtlsauth_cache_only", default=False)
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
-    if len(items) == 1:  # the common case: one PEM string or one header value
-        item = items[0]
-        raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
-        return hashlib.sha256(tag + b"\x01" + raw).digest()
-    # Several items: length-prefix each, so no two different chains share a key.
-    h = hashlib.sha256(tag + b"\x02" + len(items).to_bytes(2, "big"))
-    for item in items:
-        raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
-        h.update(len(raw).to_bytes(4, "big"))
-        h.update(raw)
-    return h.digest()
 
 
 class _AllOf:
@@ -325,10 +302,10 @@ class Verifier:
             return identity
         if isinstance(chain, str | bytes):  # key on the raw input: a hit parses nothing
             return self._verified(
-                _chain_key((chain,), b"v"), lambda: chain_to_der(chain), "tls", policy
+                chain_key((chain,), b"v"), lambda: chain_to_der(chain), "tls", policy
             )
         ders = chain_to_der(chain)
-        return self._verified(_chain_key(ders, b"d"), lambda: ders, "tls", policy)
+        return self._verified(chain_key(ders, b"d"), lambda: ders, "tls", policy)
 
     def verify_pem(self, pem: str | bytes, *, at: datetime | None = None) -> ClientIdentity:
         """Verify PEM text holding the leaf followed by any intermediates."""
@@ -367,7 +344,7 @@ class Verifier:
             tls_chain = ()
         if tls_chain:
             return self._verified(
-                _chain_key(tls_chain, b"t"), lambda: chain_to_der(tls_chain), "tls", policy
+                chain_key(tls_chain, b"t"), lambda: chain_to_der(tls_chain), "tls", policy
             )
         if required:
             raise CertificateMissing("no client certificate was presented")
@@ -495,13 +472,7 @@ class Verifier:
             if not entry.admitted:
                 cache.admit(entry)
             return entry.identity
-        verdicts = entry.verdicts
-        memo = verdicts.get(id(policy))
-        if memo is None or memo[0] is not policy:
-            memo = (policy, _policy_verdict(policy, entry.identity))
-            if len(verdicts) < _MAX_VERDICTS:
-                verdicts[id(policy)] = memo
-        denial = memo[1]
+        denial = entry.denial(policy)
         if denial is not None:
             raise denial[0](denial[2], code=denial[1])
         if not entry.admitted:  # only what some policy admits may evict admitted entries
@@ -714,16 +685,3 @@ def _fingerprints(certs: Iterable[x509.Certificate]) -> frozenset[str]:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return frozenset(hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest() for c in certs)
-
-
-def _policy_verdict(
-    policy: Policy, identity: ClientIdentity
-) -> tuple[type[MTLSAuthError], str, str] | None:
-    """Run a policy once; a denial is kept as data so it can be raised again cheaply."""
-    from mtlsauth._errors import PolicyDenied
-
-    try:
-        policy.check(identity)
-    except PolicyDenied as exc:
-        return (type(exc), exc.code, exc.detail)
-    return None
