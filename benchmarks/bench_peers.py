@@ -90,7 +90,7 @@ def _peer_rows(ctx: Context) -> list[Row]:
             continue
         verifier = Verifier(
             trust_store=h.root.trust_store(),
-            revocation=CRLSet.from_der(*crls, mode="chain") if crls else None,
+            revocation=CRLSet.from_der(*crls, scope="chain") if crls else None,
         )
         try:
             validate(peer_items[0])  # both accept the chain, and first-use costs are paid

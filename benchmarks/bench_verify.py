@@ -62,7 +62,7 @@ def policy() -> Policy:
 
 
 def crlset(h: Hierarchy, intermediate_entries: int = 10) -> CRLSet:
-    return CRLSet.from_der(*h.crls_der(intermediate_entries), mode="chain")
+    return CRLSet.from_der(*h.crls_der(intermediate_entries), scope="chain")
 
 
 def nginx_forwarded() -> ForwardedCert:

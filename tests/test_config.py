@@ -247,7 +247,7 @@ def test_ocsp_table(tmp_path, pki):
     path = write(tmp_path, base(pki) + "[revocation.ocsp]\n")
     checker = load_config(path).verifier().revocation
     assert isinstance(checker, OCSPChecker)
-    assert repr(checker) == "<OCSPChecker mode=hard-fail scope=leaf url=None>"
+    assert repr(checker) == "<OCSPChecker failure=hard-fail scope=leaf url=None>"
 
 
 def test_ocsp_table_every_key(tmp_path, pki):
@@ -263,7 +263,7 @@ def test_ocsp_table_every_key(tmp_path, pki):
     crls, ocsp = load_config(write(tmp_path, text)).verifier().revocation._checkers
     assert isinstance(crls, CRLSet)
     assert isinstance(ocsp, OCSPChecker)
-    assert repr(ocsp) == "<OCSPChecker mode=soft-fail scope=chain url='http://127.0.0.1:9/ocsp'>"
+    assert repr(ocsp) == "<OCSPChecker failure=soft-fail scope=chain url='http://127.0.0.1:9/ocsp'>"
     assert (ocsp._timeout, ocsp._cache_size, ocsp._nonce) == (2.0, 10, False)
     assert ocsp._max_age.total_seconds() == 600
     assert ocsp._retry_after.total_seconds() == 5
@@ -750,3 +750,21 @@ def test_dn_strings_as_openssl_prints_them_and_mixed_forms_refused(tmp_path, pki
     assert "[policy].subjects: subjects entry '/CN=alice,O=Example Corp'" in message
     assert "the CN value 'alice,O=Example Corp' contains 'O='" in message
     assert message.endswith("(line 4)")
+
+
+def test_revocation_scope_and_ocsp_failure_keys(tmp_path) -> None:
+    from mtlsauth._config import config_from_mapping
+    from mtlsauth.testing import CA
+
+    ca = CA(organization="config keys")
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    (tmp_path / "ca.crl").write_bytes(ca.crl().bytes())
+    base = {"trust": {"files": ["ca.pem"]}}
+    rev = {"crls": ["ca.crl"], "scope": "leaf", "ocsp": {"failure": "soft-fail"}}
+    verifier = config_from_mapping({**base, "revocation": rev}, base_dir=tmp_path).verifier()
+    health = verifier.health()["revocation"]
+    assert [h["scope"] for h in health if "failure" not in h] == ["leaf"]
+    assert [h["failure"] for h in health if "failure" in h] == ["soft-fail"]
+    clash = {"crls": ["ca.crl"], "scope": "leaf", "mode": "chain"}
+    with pytest.raises(ValueError, match="disagrees with scope"):
+        config_from_mapping({**base, "revocation": clash}, base_dir=tmp_path).verifier()

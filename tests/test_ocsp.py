@@ -120,7 +120,7 @@ def _refused(checker: OCSPChecker, chain: list[x509.Certificate], match: str) ->
 
 @pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
 def test_good_is_cached_until_next_update(responder: Responder, mode: str) -> None:
-    checker = OCSPChecker(responder_url=responder.url, mode=mode)  # type: ignore[arg-type]
+    checker = OCSPChecker(responder_url=responder.url, failure=mode)  # type: ignore[arg-type]
     until = checker.check(_chain(responder.good, responder.ca), at=_now())
     assert until is not None
     assert dt.timedelta(hours=23) < until - _now() <= dt.timedelta(days=1)
@@ -129,7 +129,7 @@ def test_good_is_cached_until_next_update(responder: Responder, mode: str) -> No
 
 @pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
 def test_revoked_is_refused_in_both_modes(responder: Responder, mode: str) -> None:
-    checker = OCSPChecker(responder_url=responder.url, mode=mode)  # type: ignore[arg-type]
+    checker = OCSPChecker(responder_url=responder.url, failure=mode)  # type: ignore[arg-type]
     for _ in range(2):  # the second answer comes from the cache
         with pytest.raises(CertificateRevoked, match="keyCompromise"):
             checker.check(_chain(responder.revoked, responder.ca), at=_now())
@@ -138,7 +138,7 @@ def test_revoked_is_refused_in_both_modes(responder: Responder, mode: str) -> No
 def test_unknown_is_no_answer(responder: Responder) -> None:
     chain = _chain(responder.unknown, responder.ca)
     _refused(OCSPChecker(responder_url=responder.url), chain, "UNKNOWN")
-    soft = OCSPChecker(responder_url=responder.url, mode="soft-fail")
+    soft = OCSPChecker(responder_url=responder.url, failure="soft-fail")
     assert soft.check(chain, at=_now()) is not None
 
 
@@ -161,7 +161,7 @@ def test_responder_down_hard_vs_soft(caplog: pytest.LogCaptureFixture) -> None:
     leaf = ca.issue_client_cert()
     url = f"http://127.0.0.1:{_free_port()}/"  # nothing listens there
     _refused(OCSPChecker(responder_url=url, timeout=1), _chain(leaf, ca), "unreachable")
-    soft = OCSPChecker(responder_url=url, timeout=1, mode="soft-fail")
+    soft = OCSPChecker(responder_url=url, timeout=1, failure="soft-fail")
     with caplog.at_level(logging.WARNING, logger="mtlsauth"):
         assert soft.check(_chain(leaf, ca), at=_now()) is not None
     assert any("soft-fail" in r.getMessage() for r in caplog.records)
@@ -355,7 +355,7 @@ def test_untrustworthy_answers(
     chain = _chain(setup.leaf, setup.ca)
     _refused(OCSPChecker(responder_url=crafted.url), chain, message)
     # Soft-fail admits (that is its documented risk), but never caches a forged GOOD for long.
-    soft = OCSPChecker(responder_url=crafted.url, mode="soft-fail", retry_after=5)
+    soft = OCSPChecker(responder_url=crafted.url, failure="soft-fail", retry_after=5)
     until = soft.check(chain, at=_now())
     assert until is not None
     assert until - _now() <= dt.timedelta(seconds=6)
@@ -383,7 +383,7 @@ def test_trustworthy_answers(
 def test_revoked_answer_signed_by_the_ca(crafted: Crafted, setup: Setup) -> None:
     crafted.answer = _response(setup, status=ocsp.OCSPCertStatus.REVOKED)
     with pytest.raises(CertificateRevoked, match="superseded"):
-        OCSPChecker(responder_url=crafted.url, mode="soft-fail").check(
+        OCSPChecker(responder_url=crafted.url, failure="soft-fail").check(
             _chain(setup.leaf, setup.ca), at=_now()
         )
 
@@ -458,7 +458,7 @@ def test_chain_scope_asks_for_every_certificate(crafted: Crafted) -> None:
     ("kwargs", "error"),
     [
         ({"responder_url": "file:///etc/passwd"}, ValueError),
-        ({"mode": "lenient"}, ValueError),
+        ({"failure": "lenient"}, ValueError),
         ({"scope": "all"}, ValueError),
         ({"timeout": 0}, ValueError),
         ({"trusted_responders": ["pem"]}, TypeError),
@@ -621,7 +621,7 @@ def test_one_deadline_for_the_whole_fetch(setup: Setup, case: str, mode: str) ->
 
     with _raw(behave, accept=case != "no accept") as srv:
         holder.append(srv)
-        checker = OCSPChecker(responder_url=srv.url, timeout=1.0, mode=mode)  # type: ignore[arg-type]
+        checker = OCSPChecker(responder_url=srv.url, timeout=1.0, failure=mode)  # type: ignore[arg-type]
         start = time.monotonic()
         if mode == "hard-fail":
             with pytest.raises(RevocationUnavailable):
@@ -865,7 +865,7 @@ def test_what_if_in_soft_fail_does_not_hide_a_later_revocation(setup: Setup) -> 
 
     server, state = _switchable(setup)
     try:
-        checker = OCSPChecker(responder_url=server.url, mode="soft-fail", retry_after=600)
+        checker = OCSPChecker(responder_url=server.url, failure="soft-fail", retry_after=600)
         verifier = Verifier(
             trust_store=TrustStore.from_pem(setup.ca.cert_pem.bytes()), revocation=checker
         )

@@ -155,18 +155,18 @@ CASES = [
         lambda p: _crl(p.root, serials=((p.inter.certificate.serial_number, None),)),
         {},
         "revoked",
-        id="intermediate listed, chain mode",
+        id="intermediate listed, chain scope",
     ),
     pytest.param(
         lambda p: _crl(p.inter),
         lambda p: _crl(p.root, serials=((p.inter.certificate.serial_number, None),)),
-        {"mode": "leaf"},
+        {"scope": "leaf"},
         "ok",
-        id="intermediate listed, leaf mode",
+        id="intermediate listed, leaf scope",
     ),
-    pytest.param(lambda p: _crl(p.inter), None, {}, "unavailable", id="no root CRL, chain mode"),
+    pytest.param(lambda p: _crl(p.inter), None, {}, "unavailable", id="no root CRL, chain scope"),
     pytest.param(
-        lambda p: _crl(p.inter), None, {"mode": "leaf"}, "ok", id="no root CRL, leaf mode"
+        lambda p: _crl(p.inter), None, {"scope": "leaf"}, "ok", id="no root CRL, leaf scope"
     ),
     pytest.param(
         lambda p: _crl(p.inter),
@@ -588,7 +588,7 @@ def test_returns_earliest_next_update_plus_grace() -> None:
     grace = dt.timedelta(minutes=7)
     assert CRLSet.from_pem(pem).check(p.chain, at=NOW) == soon
     assert CRLSet.from_pem(pem, grace=grace).check(p.chain, at=NOW) == soon + grace
-    assert CRLSet.from_pem(pem, mode="leaf").check(p.chain, at=NOW) == later
+    assert CRLSet.from_pem(pem, scope="leaf").check(p.chain, at=NOW) == later
 
 
 @pytest.mark.parametrize(
@@ -621,7 +621,7 @@ def test_chain_of_one_needs_no_crl() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        ({"mode": "all"}, ValueError),
+        ({"scope": "all"}, ValueError),
         ({"allow_missing": "yes"}, TypeError),
         ({"grace": 5}, TypeError),
         ({"grace": dt.timedelta(seconds=-1)}, ValueError),
@@ -814,3 +814,27 @@ def test_client_detail_does_not_reveal_the_servers_crl_state(
     assert len(details) == 1, details
     assert "CRL" in next(iter(details))
     assert str(NOW.year) not in next(iter(details))
+
+
+# -- `mode` means the adapters' mode only: CRLSet's is `scope`, OCSPChecker's `failure` ----
+def test_former_mode_keywords_still_work_and_warn() -> None:
+    from mtlsauth import OCSPChecker
+
+    pem = CA(organization="renamed keywords").crl().bytes()
+    with pytest.warns(DeprecationWarning, match=r"CRLSet\(scope=\.\.\.\)"):
+        old = CRLSet.from_pem(pem, mode="leaf")
+    assert old.scope == "leaf"
+    assert CRLSet.from_pem(pem).scope == "chain"
+    with pytest.warns(DeprecationWarning, match=r"CRLSet.scope"):
+        assert old.mode == "leaf"
+    with (
+        pytest.raises(ValueError, match="disagree"),
+        pytest.warns(DeprecationWarning, match="mode="),
+    ):
+        CRLSet.from_pem(pem, scope="chain", mode="leaf")
+    with pytest.warns(DeprecationWarning, match=r"OCSPChecker\(failure=\.\.\.\)"):
+        soft = OCSPChecker(mode="soft-fail")
+    assert soft.health()["failure"] == "soft-fail"
+    assert OCSPChecker().health()["failure"] == "hard-fail"
+    with pytest.raises(ValueError, match='failure must be "hard-fail" or "soft-fail"'):
+        OCSPChecker(failure="hard")  # type: ignore[arg-type]

@@ -265,7 +265,7 @@ def test_bundle_keeps_revocation_of_the_intermediate(revoked_intermediate, bundl
 
     root, inter, chain, crls = revoked_intermediate
     pem = root.cert_pem.bytes() + (inter.cert_pem.bytes() if bundle else b"")
-    rev = CRLSet.from_pem(crls, mode="chain")
+    rev = CRLSet.from_pem(crls, scope="chain")
     assert _bundle_code(TrustStore.from_pem(pem), chain, revocation=rev) == "certificate_revoked"
 
 
@@ -275,7 +275,7 @@ def test_bundle_loaded_from_a_file_in_any_order(revoked_intermediate, tmp_path: 
     root, inter, chain, crls = revoked_intermediate
     f = tmp_path / "ca-bundle.pem"
     f.write_bytes(inter.cert_pem.bytes() + root.cert_pem.bytes())  # intermediate first
-    rev = CRLSet.from_pem(crls, mode="chain")
+    rev = CRLSet.from_pem(crls, scope="chain")
     trust = TrustStore.from_pem_file(f, reload_interval=None)
     assert _bundle_code(trust, chain, revocation=rev) == "certificate_revoked"
     # Also when the root and the intermediate come from different stores combined with |.

@@ -29,7 +29,7 @@ from mtlsauth._policy import Policy, pinned_from_rfc8705
 from mtlsauth._revocation import CRLSet
 from mtlsauth._sslcontext import server_ssl_context
 from mtlsauth._truststore import TrustStore
-from mtlsauth._types import Presented
+from mtlsauth._types import Presented, RevocationChecker
 from mtlsauth._verifier import Verifier
 
 __version__ = "0.1.0"
@@ -52,6 +52,7 @@ __all__ = [
     "Policy",
     "PolicyDenied",
     "Presented",
+    "RevocationChecker",
     "RevocationUnavailable",
     "Route",
     "TokenCheck",

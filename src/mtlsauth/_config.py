@@ -21,9 +21,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from mtlsauth._policy_rules import _FIELDS as _POLICY_KEYWORDS
+from mtlsauth._routes import Mode
 
 if TYPE_CHECKING:
     from mtlsauth._guard import Route
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["Config", "config_from_mapping", "load_config"]
 
 Key = tuple[str | int, ...]
-_MODES = ("mandatory", "optional", "off")
+_MODES: tuple[str, ...] = get_args(Mode)  # Mode is defined once, in _routes
 
 DENY_FIELDS = ("deny_fingerprints", "deny_serials")
 POLICY_FIELDS = tuple(f for f in _POLICY_KEYWORDS if f not in DENY_FIELDS)  # allow-lists
@@ -50,8 +51,9 @@ _TOP_KEYS = (
 )
 _TRUST_KEYS = ("files", "directories", "pkcs12", "pinned", "intermediates", "max_depth",
                "clock_skew", "reload_interval")  # fmt: skip
-_REVOCATION_KEYS = ("crls", "mode", "allow_missing", "grace", "reload_interval", "ocsp")
-_OCSP_KEYS = ("responder_url", "timeout", "mode", "scope", "cache_size", "nonce",
+# "mode" is the former name of "scope" ([revocation]) and of "failure" ([revocation.ocsp]).
+_REVOCATION_KEYS = ("crls", "scope", "mode", "allow_missing", "grace", "reload_interval", "ocsp")
+_OCSP_KEYS = ("responder_url", "timeout", "failure", "mode", "scope", "cache_size", "nonce",
               "trusted_responders", "max_age", "retry_after")  # fmt: skip
 _ROUTE_KEYS = ("path", "regex", "methods", "mode", "policy")
 _MAX_NESTING = 4
@@ -437,11 +439,14 @@ class _Builder:
 
         t = _table(value, key, _REVOCATION_KEYS)
         checkers: list[Any] = []
-        crl_keys = ("mode", "allow_missing", "grace", "reload_interval")
+        crl_keys = ("scope", "mode", "allow_missing", "grace", "reload_interval")
         if "crls" in t:
             kwargs: dict[str, Any] = {}
-            if "mode" in t:
-                kwargs["mode"] = _choice(t["mode"], (*key, "mode"), ("chain", "leaf"))
+            for name in ("scope", "mode"):  # one of them, or both agreeing
+                if name in t:
+                    kwargs["scope"] = _choice(t[name], (*key, name), ("chain", "leaf"))
+            if "scope" in t and "mode" in t and t["scope"] != t["mode"]:
+                raise _Error((*key, "mode"), "disagrees with scope (mode is its former name)")
             if "allow_missing" in t:
                 kwargs["allow_missing"] = _bool(t["allow_missing"], (*key, "allow_missing"))
             if "grace" in t:
@@ -476,8 +481,11 @@ class _Builder:
             kwargs["responder_url"] = _str(t["responder_url"], (*key, "responder_url"))
         if "timeout" in t:
             kwargs["timeout"] = _positive(t["timeout"], (*key, "timeout"))
-        if "mode" in t:
-            kwargs["mode"] = _choice(t["mode"], (*key, "mode"), ("hard-fail", "soft-fail"))
+        for name in ("failure", "mode"):  # mode is the former name of failure
+            if name in t:
+                kwargs["failure"] = _choice(t[name], (*key, name), ("hard-fail", "soft-fail"))
+        if "failure" in t and "mode" in t and t["failure"] != t["mode"]:
+            raise _Error((*key, "mode"), "disagrees with failure (mode is its former name)")
         if "scope" in t:
             kwargs["scope"] = _choice(t["scope"], (*key, "scope"), ("leaf", "chain"))
         if "cache_size" in t:

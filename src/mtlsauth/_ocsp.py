@@ -40,7 +40,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from mtlsauth._cache import BoundedMemo
 from mtlsauth._errors import CertificateRevoked, MTLSAuthError, RevocationUnavailable
 from mtlsauth._logfields import escape_log_value
-from mtlsauth._revocation import is_what_if
+from mtlsauth._revocation import is_what_if, renamed_keyword
 
 __all__ = ["OCSPChecker"]
 
@@ -60,6 +60,9 @@ _NOW_TOLERANCE = timedelta(seconds=30)  # an ``at`` further from the clock is a 
 # port from an open one would make the responder a probe of the server's network.
 _CLIENT_DETAIL = "the certificate's revocation status could not be established (OCSP)"
 _resolving = threading.BoundedSemaphore(_MAX_RESOLVING)
+
+
+Failure = Literal["hard-fail", "soft-fail"]
 
 
 class _Failure(Exception):
@@ -131,8 +134,9 @@ class OCSPChecker:
         timeout: Seconds one ``check`` may spend on the network, all included: name
             resolution, connect, TLS, sending, headers and body, for every certificate in
             scope, and any wait for a fetch another request already started.
-        mode: ``"hard-fail"`` (default): no trustworthy answer means ``RevocationUnavailable``.
-            ``"soft-fail"``: no trustworthy answer is logged and the certificate is admitted.
+        failure: ``"hard-fail"`` (default): no trustworthy answer means
+            ``RevocationUnavailable``. ``"soft-fail"``: no trustworthy answer is logged and
+            the certificate is admitted. (Formerly ``mode=``, which still works and warns.)
             Security note: soft-fail admits a revoked certificate whenever its holder can
             block or delay the responder (or forge an answer that fails verification).
         scope: ``"leaf"`` (default, like nginx ``ssl_ocsp leaf``) or ``"chain"`` (every
@@ -158,11 +162,11 @@ class OCSPChecker:
     __slots__ = (
         "_cache",
         "_cache_size",
+        "_failure",
         "_flights",
         "_issuer_ids",
         "_lock",
         "_max_age",
-        "_mode",
         "_nonce",
         "_proxy",
         "_retry_after",
@@ -179,7 +183,7 @@ class OCSPChecker:
         *,
         responder_url: str | None = None,
         timeout: float = 3.0,
-        mode: Literal["hard-fail", "soft-fail"] = "hard-fail",
+        failure: Failure | None = None,
         scope: Literal["leaf", "chain"] = "leaf",
         cache_size: int = 10_000,
         nonce: bool = True,
@@ -187,7 +191,9 @@ class OCSPChecker:
         max_age: timedelta = timedelta(hours=1),
         retry_after: float = 10.0,
         proxy: str | None = None,
+        mode: Failure | None = None,
     ) -> None:
+        failure = renamed_keyword("OCSPChecker", "failure", failure, mode) or "hard-fail"
         if responder_url is not None:
             _check_url(responder_url, ValueError)
         if proxy is not None:
@@ -196,8 +202,8 @@ class OCSPChecker:
                 raise ValueError("proxy must be an http:// URL (https:// responders are tunnelled)")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
-        if mode not in ("hard-fail", "soft-fail"):
-            raise ValueError('mode must be "hard-fail" or "soft-fail"')
+        if failure not in ("hard-fail", "soft-fail"):
+            raise ValueError('failure must be "hard-fail" or "soft-fail"')
         if scope not in ("leaf", "chain"):
             raise ValueError('scope must be "leaf" or "chain"')
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
@@ -212,7 +218,7 @@ class OCSPChecker:
         self._url = responder_url
         self._proxy = proxy
         self._timeout = float(timeout)
-        self._mode = mode
+        self._failure: Failure = failure
         self._scope = scope
         self._cache_size = cache_size
         self._nonce = bool(nonce)
@@ -279,7 +285,7 @@ class OCSPChecker:
             if answer.revoked is not None:
                 raise CertificateRevoked(answer.revoked)
             # Under soft-fail a failure admits; it was logged once, when it was fetched.
-            if answer.failure is not None and self._mode == "hard-fail":
+            if answer.failure is not None and self._failure == "hard-fail":
                 raise RevocationUnavailable(_CLIENT_DETAIL)
             if until is None or answer.until < until:
                 until = answer.until
@@ -384,7 +390,7 @@ class OCSPChecker:
             "mtlsauth: %s%s",
             escape_log_value(message, 512),  # the responder URL may come from the cert
             f" (soft-fail: admitting it for {self._retry_after.total_seconds():.0f} s)"
-            if self._mode == "soft-fail" and record
+            if self._failure == "soft-fail" and record
             else "",
         )
         if record:
@@ -522,7 +528,8 @@ class OCSPChecker:
         """Status for health endpoints."""
         return {
             "what": "OCSP",
-            "mode": self._mode,
+            "failure": self._failure,
+            "mode": self._failure,
             "scope": self._scope,
             "responder_url": self._url,
             "cached": len(self._cache),
@@ -530,7 +537,7 @@ class OCSPChecker:
         }
 
     def __repr__(self) -> str:
-        return f"<OCSPChecker mode={self._mode} scope={self._scope} url={self._url!r}>"
+        return f"<OCSPChecker failure={self._failure} scope={self._scope} url={self._url!r}>"
 
 
 def _delegation_problem(

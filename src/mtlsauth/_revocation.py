@@ -34,11 +34,12 @@ import os
 import re
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from cryptography import x509
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
@@ -51,7 +52,9 @@ __all__ = ["CRLSet"]
 
 logger = logging.getLogger("mtlsauth")
 
-Mode = Literal["chain", "leaf"]
+_S = TypeVar("_S", bound=str)
+Scope = Literal["chain", "leaf"]
+Mode = Scope  # the former name of Scope
 _SKEW = timedelta(minutes=5)  # tolerated clock difference for a CRL's lastUpdate
 _MAX_FILE = 64 * 1024 * 1024
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)
@@ -480,9 +483,30 @@ def _never_drops_an_issuer(old: _Snapshot, new: _Snapshot, files: Sequence[Path]
     return None
 
 
-def _check_options(mode: str, allow_missing: object, grace: object, warn_before: object) -> None:
-    if mode not in ("chain", "leaf"):
-        raise ValueError('mode must be "chain" or "leaf"')
+def renamed_keyword(
+    owner: str, new_name: str, new: _S | None, old: _S | None, *, stacklevel: int = 3
+) -> _S | None:
+    """The value of a keyword that was renamed from ``mode=`` (``mode`` now means the
+    adapters' mode only): the old keyword still works, with a ``DeprecationWarning``."""
+    if old is None:
+        return new
+    warnings.warn(
+        f"{owner}(mode=...) is now {owner}({new_name}=...); mode= will be removed",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    if new is not None and new != old:
+        raise ValueError(f"{owner}: {new_name}={new!r} and mode={old!r} disagree")
+    return old
+
+
+def _scope_of(scope: Scope | None, mode: Scope | None) -> Scope:
+    return renamed_keyword("CRLSet", "scope", scope, mode, stacklevel=4) or "chain"
+
+
+def _check_options(scope: str, allow_missing: object, grace: object, warn_before: object) -> None:
+    if scope not in ("chain", "leaf"):
+        raise ValueError('scope must be "chain" or "leaf"')
     if not isinstance(allow_missing, bool):
         raise TypeError("allow_missing must be a bool")
     for name, value in (("grace", grace), ("warn_before", warn_before)):
@@ -506,9 +530,10 @@ class CRLSet:
     ``nextUpdate + grace`` not passed).
 
     Args:
-        mode: ``"chain"`` checks every certificate below the trust anchor (Apache
+        scope: ``"chain"`` checks every certificate below the trust anchor (Apache
             ``SSLCARevocationCheck chain``, nginx ``ssl_crl``); ``"leaf"`` only the client
             certificate (``SSLCARevocationCheck leaf``, Envoy ``only_verify_leaf_cert_crl``).
+            (Formerly ``mode=``, which still works and warns.)
         allow_missing: When True, an issuer for which no CRL was loaded at all is not checked
             (Apache ``no_crl_for_cert_ok``). A CRL that exists but is stale or badly signed
             still fails closed. Security note: with True, deleting a CRL file admits every
@@ -527,27 +552,29 @@ class CRLSet:
 
     Example::
 
-        crls = CRLSet.from_paths("/etc/mtls/crls/", mode="chain", reload_interval=30)
+        crls = CRLSet.from_paths("/etc/mtls/crls/", scope="chain", reload_interval=30)
         verifier = Verifier(trust_store=trust, revocation=crls)
     """
 
-    __slots__ = ("_allow_missing", "_grace", "_mode", "_source", "_static", "_warn_before")
+    __slots__ = ("_allow_missing", "_grace", "_scope", "_source", "_static", "_warn_before")
 
     def __init__(
         self,
         source: _Snapshot | FileSnapshot[_Snapshot],
         *,
-        mode: Mode = "chain",
+        scope: Scope | None = None,
         allow_missing: bool = False,
         grace: timedelta = timedelta(0),
         warn_before: timedelta = timedelta(hours=1),
+        mode: Scope | None = None,
     ) -> None:
         if not isinstance(source, _Snapshot | FileSnapshot):
             raise TypeError("use CRLSet.from_paths(), from_pem() or from_der()")
-        _check_options(mode, allow_missing, grace, warn_before)
+        scope = _scope_of(scope, mode)
+        _check_options(scope, allow_missing, grace, warn_before)
         self._source = source
         self._static = source if isinstance(source, _Snapshot) else None
-        self._mode = mode
+        self._scope: Scope = scope
         self._allow_missing = allow_missing
         self._grace = grace
         self._warn_before = warn_before
@@ -557,11 +584,12 @@ class CRLSet:
     def from_paths(
         cls,
         *files_or_dirs: str | os.PathLike[str],
-        mode: Mode = "chain",
+        scope: Scope | None = None,
         allow_missing: bool = False,
         grace: timedelta = timedelta(0),
         reload_interval: float | None = 30.0,
         warn_before: timedelta = timedelta(hours=1),
+        mode: Scope | None = None,
     ) -> CRLSet:
         """CRLs from files (PEM, possibly several per file, or DER) and directories.
 
@@ -571,7 +599,8 @@ class CRLSet:
         """
         if not files_or_dirs:
             raise ValueError("CRLSet.from_paths() needs at least one file or directory")
-        _check_options(mode, allow_missing, grace, warn_before)
+        scope = _scope_of(scope, mode)
+        _check_options(scope, allow_missing, grace, warn_before)
         snap = FileSnapshot(
             list(files_or_dirs),
             accept=_is_crl_name,
@@ -581,7 +610,7 @@ class CRLSet:
             successor=_never_drops_an_issuer,
         )
         return cls(
-            snap, mode=mode, allow_missing=allow_missing, grace=grace, warn_before=warn_before
+            snap, scope=scope, allow_missing=allow_missing, grace=grace, warn_before=warn_before
         )
 
     @classmethod
@@ -589,39 +618,43 @@ class CRLSet:
         cls,
         data: str | bytes,
         *,
-        mode: Mode = "chain",
+        scope: Scope | None = None,
         allow_missing: bool = False,
         grace: timedelta = timedelta(0),
         warn_before: timedelta = timedelta(hours=1),
+        mode: Scope | None = None,
     ) -> CRLSet:
         """CRLs from PEM text holding one or more ``X509 CRL`` blocks (never reloads)."""
         if isinstance(data, str):
             data = data.encode("ascii", "replace")
         if not isinstance(data, bytes) or b"-----BEGIN" not in data:
             raise ValueError("from_pem() needs PEM text with an X509 CRL block")
-        _check_options(mode, allow_missing, grace, warn_before)
+        scope = _scope_of(scope, mode)
+        _check_options(scope, allow_missing, grace, warn_before)
         snap = _build(_parse(data, "PEM input"), ["PEM input"], grace, warn_before)
         return cls(
-            snap, mode=mode, allow_missing=allow_missing, grace=grace, warn_before=warn_before
+            snap, scope=scope, allow_missing=allow_missing, grace=grace, warn_before=warn_before
         )
 
     @classmethod
     def from_der(
         cls,
         *data: bytes,
-        mode: Mode = "chain",
+        scope: Scope | None = None,
         allow_missing: bool = False,
         grace: timedelta = timedelta(0),
         warn_before: timedelta = timedelta(hours=1),
+        mode: Scope | None = None,
     ) -> CRLSet:
         """CRLs from one or more DER encodings (never reloads)."""
         if not data or not all(isinstance(d, bytes) for d in data):
             raise TypeError("from_der() takes one or more DER bytes objects")
-        _check_options(mode, allow_missing, grace, warn_before)
+        scope = _scope_of(scope, mode)
+        _check_options(scope, allow_missing, grace, warn_before)
         crls = [c for i, d in enumerate(data) for c in _parse(d, f"DER input #{i + 1}")]
         snap = _build(crls, ["DER input"], grace, warn_before)
         return cls(
-            snap, mode=mode, allow_missing=allow_missing, grace=grace, warn_before=warn_before
+            snap, scope=scope, allow_missing=allow_missing, grace=grace, warn_before=warn_before
         )
 
     # -- RevocationChecker ----------------------------------------------------------------
@@ -635,8 +668,15 @@ class CRLSet:
         return False
 
     @property
-    def mode(self) -> Mode:
-        return self._mode
+    def scope(self) -> Scope:
+        """``"chain"`` or ``"leaf"``: which certificates of a chain are checked."""
+        return self._scope
+
+    @property
+    def mode(self) -> Scope:
+        """The former name of ``scope``."""
+        warnings.warn("CRLSet.mode is now CRLSet.scope", DeprecationWarning, stacklevel=2)
+        return self._scope
 
     def _current(self) -> _Snapshot:
         static = self._static
@@ -670,7 +710,7 @@ class CRLSet:
         if at.tzinfo is None:
             raise RevocationUnavailable("CRL check needs a timezone-aware time")
         snap = self._current()
-        in_scope = len(chain) - 1 if self._mode == "chain" else min(1, len(chain) - 1)
+        in_scope = len(chain) - 1 if self._scope == "chain" else min(1, len(chain) - 1)
         until: datetime | None = None
         for i in range(in_scope):
             cert = chain[i]
@@ -734,7 +774,8 @@ class CRLSet:
         earliest = min((c.next_update for c in crls), default=None)
         status: dict[str, object] = {
             "what": "CRL set",
-            "mode": self._mode,
+            "scope": self._scope,
+            "mode": self._scope,
             "files": list(snap.sources),
             "crls": [
                 {
@@ -760,7 +801,7 @@ class CRLSet:
         return status
 
     def __repr__(self) -> str:
-        return f"<CRLSet mode={self._mode} crls={len(self._current().crls)}>"
+        return f"<CRLSet scope={self._scope} crls={len(self._current().crls)}>"
 
 
 def _revoked_detail(cert: x509.Certificate, entry: x509.RevokedCertificate, depth: int) -> str:
