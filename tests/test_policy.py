@@ -758,3 +758,26 @@ def test_every_form_openssl_prints_is_accepted_and_matches(tmp_path) -> None:
         Policy(subjects=[text]).check(identity)
         with pytest.raises(PolicyDenied):
             Policy(subjects=[text.replace("second", "third")]).check(identity)
+
+
+def test_configuration_objects_refuse_assignment_and_deletion() -> None:
+    import dataclasses
+
+    from mtlsauth import ForwardedCert, Route, TokenCheck
+
+    policy = Policy(organizations={"payments"})
+    forwarded = ForwardedCert(header="x-cert", encoding="pem", trusted_proxies=["10.0.0.1"])
+    route = Route("/x")
+    token = TokenCheck(lambda token: {})
+    for obj, field in (
+        (policy, "_allow"),
+        (forwarded, "header"),
+        (route, "mode"),
+        (token, "required"),
+    ):
+        with pytest.raises(AttributeError, match="immutable|cannot assign"):
+            setattr(obj, field, None)
+        with pytest.raises(AttributeError, match="immutable|cannot delete"):
+            delattr(obj, field)
+    assert forwarded.header == "x-cert"
+    assert dataclasses.is_dataclass(route)

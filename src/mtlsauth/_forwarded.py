@@ -32,7 +32,7 @@ from mtlsauth._forwarded_trust import (
     parse_proxies,
 )
 from mtlsauth._identity import ClientIdentity
-from mtlsauth._types import Presented
+from mtlsauth._types import Immutable, Presented
 from mtlsauth._xfcc import XFCCElement, decode_element, select_element
 
 __all__ = ["ForwardedCert", "ForwardedValue", "encode_forwarded"]
@@ -99,7 +99,7 @@ class ForwardedValue(NamedTuple):
     decode: Callable[[], tuple[bytes, ...] | ClientIdentity]
 
 
-class ForwardedCert:
+class ForwardedCert(Immutable):
     """Accept a client certificate that a trusted reverse proxy forwards in a header.
 
     Args:
@@ -308,9 +308,6 @@ class ForwardedCert:
         # The common shape (one certificate header, nothing else read) gets a fast path.
         s(self, "_simple", encoding != "xfcc" and not chain_names and read == {main})
         s(self, "_main_key", b"fwd\x00" + main.encode("ascii") + b"\x01")
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("ForwardedCert is immutable; build a new one")
 
     def __repr__(self) -> str:
         return (

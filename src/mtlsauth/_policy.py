@@ -26,11 +26,12 @@ from cryptography import x509
 from mtlsauth._errors import PolicyDenied
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._policy_rules import _FIELDS, _Check, _compile, _entries, _failure
+from mtlsauth._types import Immutable
 
 __all__ = ["Policy", "pinned_from_rfc8705"]
 
 
-class Policy:
+class Policy(Immutable):
     """Who may call, once a certificate is verified: allow-lists and deny-lists.
 
     Each keyword takes an iterable of strings; an omitted (or ``None``) field is no
@@ -132,19 +133,14 @@ class Policy:
         config: tuple[tuple[str, tuple[Any, ...]], ...],
         parts: tuple[Policy, ...],
     ) -> None:
-        setattr_ = object.__setattr__
-        setattr_(self, "_allow", allow)
-        setattr_(self, "_deny", deny)
-        setattr_(self, "_alternatives", alternatives)
-        setattr_(self, "_config", config)
-        setattr_(self, "_parts", parts)
-        setattr_(self, "_empty", not (allow or deny or alternatives))
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Policy is immutable; build a new one instead of setting {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError("Policy is immutable")
+        self._freeze(
+            _allow=allow,
+            _deny=deny,
+            _alternatives=alternatives,
+            _config=config,
+            _parts=parts,
+            _empty=not (allow or deny or alternatives),
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         if self._parts:

@@ -16,6 +16,7 @@ __all__ = [
     "ASGIApp",
     "Headers",
     "HealthReporting",
+    "Immutable",
     "Presented",
     "Receive",
     "Reloadable",
@@ -48,6 +49,30 @@ class TLSExtension(TypedDict, total=False):
     client_cert_error: str | None
     tls_version: int | None
     cipher_suite: int | None
+
+
+class Immutable:
+    """The immutability of configuration objects that keep derived lookup tables (``Policy``,
+    ``ForwardedCert``): set in ``__init__`` through ``_freeze``, then never again.
+
+    Plain value records are ``@dataclass(frozen=True, slots=True)`` instead (``Route``,
+    ``TokenCheck``, ``Config``); both refuse assignment and deletion with ``AttributeError``
+    (``FrozenInstanceError`` is one), and both change by building a new object.
+    """
+
+    __slots__ = ()
+
+    def _freeze(self, **fields: object) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"{type(self).__name__} is immutable; build a new one instead of setting {name!r}"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
 
 
 def tls_extension(
