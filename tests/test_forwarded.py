@@ -859,3 +859,128 @@ def test_untrusted_header_without_tls(pki, on_untrusted):
 def test_same_header_configured_twice(kwargs):
     with pytest.raises(ValueError, match="different"):
         _fc(**kwargs)
+
+
+# -- trust gate: a link-local proxy named with its zone is trusted on that link only -------
+@pytest.mark.parametrize(
+    ("proxies", "peer", "trusted"),
+    [
+        pytest.param(["fe80::1%eth0"], "fe80::1%eth0", True, id="same zone"),
+        pytest.param(["fe80::1%eth0"], "fe80::1%eth1", False, id="other zone"),
+        pytest.param(["fe80::1%eth0"], "fe80::1", False, id="zoned entry, no zone on peer"),
+        pytest.param(["fe80::/64"], "fe80::1%eth1", True, id="entry without zone"),
+        pytest.param(["fe80::%eth0/64"], "fe80::9%eth0", True, id="zoned network"),
+        pytest.param(["fe80::%eth0/64"], "fe80::9%wlan0", False, id="zoned network, other zone"),
+    ],
+)
+def test_zone_of_a_link_local_proxy_counts(proxies, peer, trusted) -> None:
+    from mtlsauth import ForwardedCert
+
+    fc = ForwardedCert.preset("nginx", trusted_proxies=proxies)
+    assert fc.is_trusted(peer) is trusted
+
+
+# -- XFCC: a quoted Subject carries its own RFC 2253 escapes --------------------------------
+def _xfcc_identity(value: str):
+    from mtlsauth import ForwardedCert, Presented
+
+    fc = ForwardedCert(
+        header="X-Forwarded-Client-Cert",
+        encoding="xfcc",
+        trusted_proxies=[PROXY],
+        verified_by_proxy=True,
+    )
+    presented = Presented(peer=PROXY, headers=(("x-forwarded-client-cert", value),))
+    extracted = fc.extract(presented)
+    assert extracted is not None
+    return extracted.decode()
+
+
+@pytest.mark.parametrize(
+    ("subject", "cn", "org"),
+    [
+        pytest.param('CN=a \\"b\\",O=Acme\\, Inc.', 'a "b"', "Acme, Inc.", id="escaped quotes"),
+        pytest.param("CN=back\\\\,O=Acme", "back\\", "Acme", id="value ending in a backslash"),
+        pytest.param('CN=\\"\\\\\\",O=Acme', '"\\"', "Acme", id="quote, backslash, quote"),
+        pytest.param("CN=a\\,b;c,O=x\\;y", None, None, id="unescaped ; stays in the quotes"),
+    ],
+)
+def test_xfcc_subject_with_escapes_parses(subject, cn, org) -> None:
+    from mtlsauth import MTLSAuthError
+
+    header = f'Hash={"ab" * 32};Subject="{subject}";URI=spiffe://td/caller'
+    if cn is None:  # RFC 2253 escapes ';': a bare one is refused by the DN parser, not split on
+        with pytest.raises(MTLSAuthError):
+            _xfcc_identity(header)
+        return
+    identity = _xfcc_identity(header)
+    assert (identity.common_name, identity.organization) == (cn, org)
+    assert identity.uris == ("spiffe://td/caller",)
+    assert identity.spiffe_id == "spiffe://td/caller"
+
+
+def test_xfcc_escaped_quote_cannot_end_the_subject() -> None:
+    # An attacker's CN 'x";URI=spiffe://td/admin' reaches the header as RFC 2253 writes it.
+    subject = 'CN=x\\"\\;URI=spiffe://td/admin,O=Acme'
+    identity = _xfcc_identity(f'Hash={"ab" * 32};Subject="{subject}";URI=spiffe://td/mallory')
+    assert identity.uris == ("spiffe://td/mallory",)
+    assert identity.common_name == 'x";URI=spiffe://td/admin'
+
+
+def test_xfcc_encoder_writes_the_subject_as_envoy_does() -> None:
+    from mtlsauth._xfcc import encode_element, select_element
+
+    subject = 'CN=a \\"b\\",O=Acme\\, Inc.\\\\'
+    header = encode_element([], by=None, subject=subject)
+    assert header == f'Subject="{subject}";URI='
+    assert select_element(header, -1).subject == subject
+    with pytest.raises(ValueError, match="cannot be quoted"):
+        encode_element([], by=None, subject='CN=a "b"')
+
+
+def test_rfc9440_parameter_strings_honour_escapes(chain) -> None:
+    import base64
+
+    from mtlsauth import MTLSAuthError
+    from mtlsauth._forwarded_formats import decode_rfc9440, decode_rfc9440_list
+
+    der = chain[0]
+    item = ":" + base64.b64encode(der).decode() + ":"
+    assert decode_rfc9440(f'{item};note="a \\"quoted\\", :x: value"') == [der]
+    chain = decode_rfc9440_list(f'{item};note="a\\\\", {item}')
+    assert chain == [der, der]
+    for bad in (f'{item};note="a\\q"', f'{item};note="a\\"', f'{item};note="\u00e9"'):
+        with pytest.raises(MTLSAuthError):
+            decode_rfc9440(bad)
+
+
+def test_proxy_identity_lists_every_organization() -> None:
+    from mtlsauth import Policy, PolicyDenied
+
+    identity = _xfcc_identity(f'Hash={"ab" * 32};Subject="CN=svc,O=ops,O=evil";URI=')
+    assert (identity.organization, identity.organizations) == ("evil", ("evil", "ops"))
+    with pytest.raises(PolicyDenied):
+        Policy(organizations=["ops"]).check(identity)
+    Policy(organizations=["ops", "evil"]).check(identity)
+
+
+def test_gcp_spiffe_id_must_be_the_one_spiffe_uri() -> None:
+    import base64
+
+    from mtlsauth import MTLSAuthError
+    from mtlsauth._forwarded_identity import identity_from_gcp
+
+    def fields(spiffe: str, *uris: str) -> dict[str, str]:
+        listed = ",".join(base64.b64encode(u.encode()).decode() for u in uris)
+        return {"chain_verified": "true", "spiffe": spiffe, "uri": listed}
+
+    ok = identity_from_gcp(fields("spiffe://td/a", "spiffe://td/a", "https://x"), "header:x")
+    assert ok.spiffe_id == "spiffe://td/a"
+    assert identity_from_gcp(fields("spiffe://td/a"), "header:x").spiffe_id == "spiffe://td/a"
+    for bad in (
+        fields("spiffe://td/admin", "spiffe://td/a"),
+        fields("spiffe://td/a", "spiffe://td/a", "spiffe://td/b"),
+        fields("spiffe://td/a", "https://x"),
+    ):
+        with pytest.raises(MTLSAuthError, match="not the certificate's one SPIFFE URI"):
+            identity_from_gcp(bad, "header:x")

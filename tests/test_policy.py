@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mtlsauth import ClientIdentity, Policy, PolicyDenied
+from mtlsauth import ClientIdentity, Policy, PolicyDenied, Verifier
 from mtlsauth._identity import identity_from_certificate
 from mtlsauth._names import _norm
 from mtlsauth._policy import pinned_from_rfc8705
@@ -696,7 +696,7 @@ def test_any_common_name_matches_itself(ids: Ids, value: str) -> None:
     if _ascii_count(value.upper()) == _ascii_count(value):
         Policy(common_names=[value.upper()]).check(identity)
     # else upper() made ASCII out of non-ASCII (sharp s -> SS, long s -> S, dotless i -> I):
-    # a different name to whoever registered it, refused on purpose (test_security_review).
+    # a different name to whoever registered it, refused on purpose (test_policy_case_folding_is_not_a_confusable_match).
     assert _norm(_norm(value)) == _norm(value)
 
 
@@ -775,9 +775,109 @@ def test_configuration_objects_refuse_assignment_and_deletion() -> None:
         (route, "mode"),
         (token, "required"),
     ):
-        with pytest.raises(AttributeError, match="immutable|cannot assign"):
+        with pytest.raises(AttributeError, match=r"immutable|cannot assign"):
             setattr(obj, field, None)
-        with pytest.raises(AttributeError, match="immutable|cannot delete"):
+        with pytest.raises(AttributeError, match=r"immutable|cannot delete"):
             delattr(obj, field)
     assert forwarded.header == "x-cert"
     assert dataclasses.is_dataclass(route)
+
+
+# -- policy: case-insensitive, but no character may fold into a different ASCII name -----
+FOLDING = [
+    # (field, allowed, presented CN/O, admitted)
+    pytest.param("common_names", "staff", "\u017ftaff", False, id="long s folds to s"),
+    pytest.param("common_names", "kube", "\u212aube", False, id="Kelvin sign folds to k"),
+    pytest.param("common_names", "office", "o\ufb03ce", False, id="ffi ligature folds to ffi"),
+    pytest.param("organizations", "strasse", "Stra\u00dfe", False, id="sharp s folds to ss"),
+    pytest.param("common_names", "admin", "adm\u0130n", False, id="dotted capital I"),
+    pytest.param("common_names", "admin", "adm\u0131n", False, id="dotless i"),
+    pytest.param("subjects", "CN=staff", "\u017ftaff", False, id="subject DN, long s"),
+    pytest.param("common_names", "admin", "ADMIN", True, id="ASCII case still folds"),
+    pytest.param("common_names", "m\u00fcller", "M\u00dcLLER", True, id="Latin-1 case folds"),
+    pytest.param(
+        "organizations",
+        "\u03c3\u03bf\u03c6\u03b9\u03b1",
+        "\u03a3\u039f\u03a6\u0399\u0391",
+        True,
+        id="Greek case folds",
+    ),
+    pytest.param("common_names", "caf\u00e9", "cafe\u0301", True, id="NFC composes"),
+]
+
+
+@pytest.fixture(scope="module")
+def folding_ca():
+    from mtlsauth.testing import CA
+
+    return CA(organization="folding")
+
+
+@pytest.mark.parametrize(("field", "allowed", "presented", "admitted"), FOLDING)
+def test_policy_case_folding_is_not_a_confusable_match(
+    folding_ca, field, allowed, presented, admitted
+) -> None:
+    from mtlsauth import Policy, PolicyDenied
+
+    if field == "organizations":
+        cert = folding_ca.issue_client_cert(common_name="x", organization=presented)
+    else:
+        cert = folding_ca.issue_client_cert(common_name=presented)
+    identity = Verifier(trust_store=folding_ca.trust_store()).verify(cert.chain_der)
+    policy = Policy(**{field: [allowed]})
+    if admitted:
+        policy.check(identity)
+    else:
+        with pytest.raises(PolicyDenied):
+            policy.check(identity)
+
+
+@pytest.mark.parametrize(
+    ("field", "allowed", "attribute", "presented"),
+    [
+        pytest.param("dns_names", "kube.example", "dns_names", "\u212aube.example", id="DNS"),
+        pytest.param("dns_names", "*.example", "dns_names", "\u212aube.example", id="DNS wild"),
+        pytest.param("emails", "@kube.example", "emails", "a@\u212aube.example", id="email"),
+    ],
+)
+def test_non_ascii_san_never_folds_into_an_ascii_entry(
+    pki, field, allowed, attribute, presented
+) -> None:
+    import dataclasses
+
+    from mtlsauth import Policy, PolicyDenied
+
+    identity = Verifier(trust_store=pki.root.trust_store()).verify(pki.good.chain_der)
+    forged = dataclasses.replace(identity, **{attribute: (presented,)})
+    with pytest.raises(PolicyDenied):
+        Policy(**{field: [allowed]}).check(forged)
+
+
+# -- multi-valued names: the policy and the application read the same values -----------------
+def test_every_organization_must_be_allowed(pki) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from mtlsauth import Policy, PolicyDenied
+    from mtlsauth.testing import CA
+
+    ca = CA()
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "evil"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ops"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "red"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "blue"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "svc"),
+        ]
+    )
+    cert = ca.issue_client_cert(subject=subject)
+    identity = Verifier(trust_store=ca.trust_store()).verify(cert.chain_der)
+    assert identity.organization == "evil"  # the first, as before
+    assert identity.organizations == ("evil", "ops")
+    assert identity.organizational_units == ("red", "blue")
+    for policy in (Policy(organizations=["ops"]), Policy(organizations=["evil"])):
+        with pytest.raises(PolicyDenied) as info:
+            policy.check(identity)
+        assert "not all are in the allow-list" in info.value.detail
+    Policy(organizations=["OPS", "evil"], organizational_units=["blue"]).check(identity)

@@ -777,3 +777,69 @@ def test_identity_fields(pki) -> None:
     assert identity.matches_token_binding({"x5t#S256": identity.x5t_s256()})
     assert not identity.matches_token_binding({"x5t#S256": "AAAA"})
     assert not identity.matches_token_binding("nope")
+
+
+# -- source choice: a trusted proxy's own TLS certificate is never its client's ----------
+PROXY = "10.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def proxied(pki):
+    from mtlsauth import ForwardedCert
+
+    # The proxy re-encrypts to the app with its own certificate from the same CA, as it
+    # must when the app's server context requires one (server_ssl_context, mode mandatory).
+    proxy_cert = pki.inter.issue_client_cert(common_name="gateway", organization="payments")
+    verifier = Verifier(
+        trust_store=pki.root.trust_store(),
+        forwarded=ForwardedCert.preset(
+            "nginx",
+            header="x-ssl-client-cert",
+            trusted_proxies=[PROXY],
+            single_certificate=False,  # leaf + intermediate in the header
+        ),
+    )
+    return verifier, tuple(proxy_cert.chain_der)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param((), id="no header (client sent no certificate)"),
+        pytest.param((("x-ssl-client-cert", ""),), id="empty header"),
+        pytest.param((("x-ssl-client-cert", "(null)"),), id="Apache (null)"),
+    ],
+)
+def test_trusted_proxy_without_header_is_not_authenticated_as_itself(proxied, headers) -> None:
+    from mtlsauth import CertificateMissing, Presented
+
+    verifier, proxy_chain = proxied
+    presented = Presented(peer=PROXY, headers=headers, tls_chain=proxy_chain)
+    with pytest.raises(CertificateMissing):
+        verifier.authenticate(presented)
+    assert verifier.authenticate(presented, required=False) is None
+
+
+def test_trusted_proxy_header_still_wins_over_its_tls_chain(proxied, pki) -> None:
+    from urllib.parse import quote
+
+    from mtlsauth import Presented
+
+    verifier, proxy_chain = proxied
+    header = ("x-ssl-client-cert", quote(pki.good.chain_pem.text(), safe=""))
+    identity = verifier.authenticate(
+        Presented(peer=PROXY, headers=(header,), tls_chain=proxy_chain)
+    )
+    assert identity is not None
+    assert identity.common_name == "ledger"
+
+
+def test_direct_tls_client_still_authenticates_beside_a_forwarded_config(proxied, pki) -> None:
+    from mtlsauth import Presented
+
+    verifier, _ = proxied
+    identity = verifier.authenticate(
+        Presented(peer="192.0.2.7", tls_chain=tuple(pki.good.chain_der))
+    )
+    assert identity is not None
+    assert identity.source == "tls"

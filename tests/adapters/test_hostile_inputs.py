@@ -529,3 +529,139 @@ def test_gunicorn_trusts_its_unix_socket_and_not_its_tcp_port(pki: Any, tmp_path
     assert json.loads(over_unix.partition(b"\r\n\r\n")[2]) == {"cn": "ledger"}
     assert over_tcp.startswith(b"HTTP/1.1 401"), over_tcp[:300]
     assert json.loads(over_tcp.partition(b"\r\n\r\n")[2])["code"] == "untrusted_forwarder"
+
+
+PROXY = "10.0.0.1"
+
+
+# -- ASGI: header names in any case, and the TLS extension's error -------------------------
+def _asgi_fwd(pki, *, on_untrusted: str = "reject") -> Verifier:
+    from mtlsauth import ForwardedCert
+
+    return Verifier(
+        trust_store=pki.root.trust_store(),
+        forwarded=ForwardedCert.preset(
+            "nginx",
+            header="X-SSL-Client-Cert",
+            trusted_proxies=[PROXY],
+            on_untrusted=on_untrusted,
+            single_certificate=False,  # leaf + intermediate in the header
+        ),
+    )
+
+
+async def _run_asgi(app, scope):
+    sent: list[dict] = []
+    seen: list[dict] = []
+
+    async def inner(scope, receive, send):
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(inner)(scope, receive, send)
+    return sent[0]["status"], seen
+
+
+def _http_scope(peer: str, headers: list[tuple[bytes, bytes]], tls: dict | None = None) -> dict:
+    scope = {"type": "http", "path": "/", "method": "GET", "headers": headers, "client": (peer, 1)}
+    if tls is not None:
+        scope["extensions"] = {"tls": tls}
+    return scope
+
+
+NAME_SPELLINGS = [
+    pytest.param(b"X-SSL-Client-Cert", id="canonical case"),
+    pytest.param(b"X-SSL-CLIENT-CERT", id="upper case"),
+    pytest.param(b"x-ssl-client-cert", id="lower case"),
+]
+
+
+@pytest.mark.parametrize("name", NAME_SPELLINGS)
+async def test_asgi_forged_header_in_any_case_is_refused(pki, name) -> None:
+    from urllib.parse import quote
+
+    from mtlsauth.adapters.asgi import MTLSMiddleware
+
+    forged = quote(pki.good.chain_pem.text(), safe="").encode()
+    verifier = _asgi_fwd(pki)
+    status, seen = await _run_asgi(
+        lambda app: MTLSMiddleware(app, verifier=verifier, mode="optional"),
+        _http_scope("203.0.113.9", [(name, forged)]),
+    )
+    assert status == 401
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    "name", [*NAME_SPELLINGS, pytest.param(b"X_SSL_Client_Cert", id="underscores")]
+)
+async def test_asgi_forged_header_in_any_spelling_is_hidden_from_the_app(pki, name) -> None:
+    from urllib.parse import quote
+
+    from mtlsauth.adapters.asgi import MTLSMiddleware
+
+    forged = quote(pki.good.chain_pem.text(), safe="").encode()
+    verifier = _asgi_fwd(pki, on_untrusted="ignore")
+    status, seen = await _run_asgi(
+        lambda app: MTLSMiddleware(app, verifier=verifier, mode="optional"),
+        _http_scope("203.0.113.9", [(name, forged), (b"accept", b"*/*")]),
+    )
+    assert status == 204
+    assert seen[0]["headers"] == [(b"accept", b"*/*")]
+    assert seen[0]["mtlsauth.identity"] is None
+
+
+@pytest.mark.parametrize("name", NAME_SPELLINGS)
+async def test_asgi_trusted_proxy_header_is_read_in_any_case(pki, name) -> None:
+    from urllib.parse import quote
+
+    from mtlsauth.adapters.asgi import MTLSMiddleware
+
+    value = quote(pki.good.chain_pem.text(), safe="").encode()
+    verifier = _asgi_fwd(pki)
+    status, seen = await _run_asgi(
+        lambda app: MTLSMiddleware(app, verifier=verifier),
+        _http_scope(PROXY, [(name, value)]),
+    )
+    assert status == 204
+    assert seen[0]["mtlsauth.identity"].common_name == "ledger"
+
+
+async def test_asgi_empty_client_cert_error_is_still_an_error(pki) -> None:
+    from mtlsauth.adapters.asgi import MTLSMiddleware
+
+    tls = {"client_cert_chain": [pki.good.chain_pem.text()], "client_cert_error": ""}
+    status, seen = await _run_asgi(
+        lambda app: MTLSMiddleware(app, verifier=Verifier(trust_store=pki.root.trust_store())),
+        _http_scope("192.0.2.7", [], tls),
+    )
+    assert status == 401
+    assert seen == []
+
+
+async def test_aiohttp_forged_header_with_underscores_is_hidden(aiohttp_client, pki) -> None:
+    from urllib.parse import quote
+
+    from aiohttp import web
+
+    from mtlsauth.adapters.aiohttp import mtls_middleware
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response(sorted(k.lower() for k in request.headers))
+
+    app = web.Application(
+        middlewares=[mtls_middleware(verifier=_asgi_fwd(pki, on_untrusted="ignore"), mode="off")]
+    )
+    app.router.add_get("/", echo)
+    client = await aiohttp_client(app)
+    forged = quote(pki.good.chain_pem.text(), safe="")
+    r = await client.get("/", headers={"X_SSL_Client_Cert": forged, "X-Other": "1"})
+    assert "x_ssl_client_cert" not in await r.json()
+    assert "x-other" in await r.json()
