@@ -253,6 +253,7 @@ def _conf(mode: str, forged: bool) -> dict[str, Any]:
             "preset": "nginx",
             "header": HEADER,
             "trusted_proxies": ["10.0.0.1"] if forged else [PEER],
+            "single_certificate": False,  # leaf + intermediate
         },
         "policy": {"organizations": ["payments", "Revocation Test"]},
         "exempt_paths": ["/healthz"],
