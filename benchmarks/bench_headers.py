@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from mtlsauth import ForwardedCert
-from mtlsauth._forwarded import encode_forwarded
+from mtlsauth._forwarded._cert import encode_forwarded
 from mtlsauth._types import Presented
 
 # Only XFCC has a target: it was the one format that cost more than a verification.

@@ -33,7 +33,7 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from mtlsauth import CRLSet, ForwardedCert, MTLSAuthError, Policy, Verifier
-from mtlsauth._forwarded import encode_forwarded
+from mtlsauth._forwarded._cert import encode_forwarded
 from mtlsauth._types import Presented
 
 HIT_TARGET = Target("<=", 2.0)

@@ -48,8 +48,8 @@ from mtlsauth import (
     Verifier,
     load_config,
 )
-from mtlsauth._forwarded_formats import ENCODINGS, der_to_pem
-from mtlsauth._forwarded_presets import PRESETS
+from mtlsauth._forwarded._formats import ENCODINGS, der_to_pem
+from mtlsauth._forwarded._presets import PRESETS
 from mtlsauth.testing import encode_forwarded
 
 PROXY = "127.0.0.1"
@@ -473,7 +473,7 @@ class _CannedOCSP(OCSPChecker):
             responder_url="http://127.0.0.1:9/",
             nonce=False,
             cache_size=0,
-            mode=mode,  # type: ignore[arg-type]
+            failure=mode,  # type: ignore[arg-type]
         )
         self._canned = canned
 
@@ -520,7 +520,7 @@ def _dn_target() -> Target:
         if policy is not None:
             v = _verifier(policy=policy)
             _outcome(lambda: v.verify(p.chains[1]))
-        from mtlsauth._forwarded_identity import parse_dn
+        from mtlsauth._forwarded._verified import parse_dn
 
         try:
             name = parse_dn(text)

@@ -38,7 +38,7 @@ def test_bounded_memo_keeps_repeated_keys_through_a_flood_of_new_ones() -> None:
 
 
 def test_xfcc_parse_memo_survives_a_flood(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mtlsauth._forwarded as fwd_module
+    import mtlsauth._forwarded._cert as fwd_module
 
     calls = _spy(monkeypatch, fwd_module, "select_element")
     fc = ForwardedCert(
@@ -63,7 +63,7 @@ def test_xfcc_parse_memo_survives_a_flood(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_peer_memo_survives_a_flood_of_untrusted_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mtlsauth._forwarded as fwd_module
+    import mtlsauth._forwarded._cert as fwd_module
 
     calls = _spy(monkeypatch, fwd_module, "match_peer")
     fc = ForwardedCert(header="X-Cert", encoding="url-pem", trusted_proxies=["10.0.0.0/24"])

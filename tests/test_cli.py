@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mtlsauth._cli import Out, main
-from mtlsauth._forwarded_presets import PRESETS, encode_forwarded
-from mtlsauth._testpki import write_test_pki
+from mtlsauth._cli._main import Out, main
+from mtlsauth._cli._testpki import write_test_pki
+from mtlsauth._forwarded._presets import PRESETS, encode_forwarded
 from mtlsauth.testing import CA
 
 ANSI = "\x1b["

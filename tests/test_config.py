@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
 from mtlsauth import ForwardedCert, MTLSAuthError, Policy, PolicyDenied, Presented, Verifier
+from mtlsauth._cli._testpki import write_test_pki
 from mtlsauth._config import Config, _load, load_config, load_policy, render_key
 from mtlsauth._guard import Guard
-from mtlsauth._testpki import write_test_pki
 from mtlsauth.testing import self_signed_client_cert
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlsauth._cli import main
+from mtlsauth._cli._main import main
 
 pytestmark = pytest.mark.e2e
 

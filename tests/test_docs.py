@@ -79,7 +79,7 @@ PYTHON = [b for b in ALL if b.lang in ("python", "py")]
 @pytest.fixture(scope="session")
 def docs_folder(tmp_path_factory) -> Path:
     """The template working folder: a test PKI under the names the docs use."""
-    from mtlsauth._testpki import write_test_pki
+    from mtlsauth._cli._testpki import write_test_pki
     from mtlsauth.testing import self_signed_client_cert
 
     base = tmp_path_factory.mktemp("docs-template")
@@ -216,7 +216,7 @@ def test_security_page_lists_every_error_code():
 
 
 def test_cli_page_names_every_subcommand():
-    from mtlsauth._cli import build_parser
+    from mtlsauth._cli._main import build_parser
 
     text = (DOCS / "cli.md").read_text()
     sub = next(a for a in build_parser()._subparsers._group_actions)  # type: ignore[union-attr]

@@ -88,7 +88,7 @@ def test_errors_survive_pickling() -> None:
 
 def test_every_core_code_has_an_explanation_and_the_cli_prints_it() -> None:
     from mtlsauth import _errors
-    from mtlsauth._cli import _explain
+    from mtlsauth._cli._main import _explain
 
     classes = [
         c

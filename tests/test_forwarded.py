@@ -19,10 +19,10 @@ from mtlsauth import (
     UntrustedForwarder,
     Verifier,
 )
-from mtlsauth._forwarded import encode_forwarded
-from mtlsauth._forwarded_formats import der_to_pem
-from mtlsauth._forwarded_presets import PRESETS
-from mtlsauth._forwarded_trust import UNIX_PEER
+from mtlsauth._forwarded._cert import encode_forwarded
+from mtlsauth._forwarded._formats import der_to_pem
+from mtlsauth._forwarded._presets import PRESETS
+from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._identity import ClientIdentity
 from mtlsauth.testing import CA
 
@@ -942,7 +942,7 @@ def test_rfc9440_parameter_strings_honour_escapes(chain) -> None:
     import base64
 
     from mtlsauth import MTLSAuthError
-    from mtlsauth._forwarded_formats import decode_rfc9440, decode_rfc9440_list
+    from mtlsauth._forwarded._formats import decode_rfc9440, decode_rfc9440_list
 
     der = chain[0]
     item = ":" + base64.b64encode(der).decode() + ":"
@@ -968,7 +968,7 @@ def test_gcp_spiffe_id_must_be_the_one_spiffe_uri() -> None:
     import base64
 
     from mtlsauth import MTLSAuthError
-    from mtlsauth._forwarded_identity import identity_from_gcp
+    from mtlsauth._forwarded._verified import identity_from_gcp
 
     def fields(spiffe: str, *uris: str) -> dict[str, str]:
         listed = ",".join(base64.b64encode(u.encode()).decode() for u in uris)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from mtlsauth import TrustStore, Verifier, server_ssl_context
-from mtlsauth._cache import BoundedMemo
-from mtlsauth._testpki import TestPKI, write_test_pki
+from mtlsauth._cli._testpki import TestPKI, write_test_pki
+from mtlsauth._memo import BoundedMemo
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +77,7 @@ def wait_for(caplog: pytest.LogCaptureFixture, n: int) -> list[str]:
 def test_uvicorn_logs_why_the_handshake_failed(
     pki: TestPKI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from mtlsauth._demo import _serve, build_app
+    from mtlsauth._cli._demo import _serve, build_app
 
     trust = TrustStore.from_pem_file(pki.path("ca.pem"), reload_interval=None)
     app = build_app(Verifier(trust_store=trust, intermediates=[pki.path("intermediate.pem")]))

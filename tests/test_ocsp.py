@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtlsauth import CertificateRevoked, RevocationUnavailable
-from mtlsauth._ocsp import OCSPChecker
+from mtlsauth._revocation._ocsp import OCSPChecker
 from mtlsauth.testing import CA, ClientCert, issue_ocsp_responder_cert, openssl_index
 
 UTC = dt.timezone.utc
@@ -972,7 +972,7 @@ def _judge(
     checker: OCSPChecker, body: bytes, s: Setup, request: ocsp.OCSPRequest | None = None
 ) -> object:
     """What the checker makes of a responder's bytes: an answer, or the reason it refused."""
-    from mtlsauth._ocsp import _Failure
+    from mtlsauth._revocation._ocsp import _Failure
 
     if request is None:
         request = (
@@ -1057,7 +1057,7 @@ def genuine(setup: Setup) -> bytes:
 def test_mutated_responses_are_refused_never_raised(
     setup: Setup, genuine: bytes, data: st.DataObject
 ) -> None:
-    from mtlsauth._ocsp import _Failure
+    from mtlsauth._revocation._ocsp import _Failure
 
     body = bytearray(genuine)
     for _ in range(data.draw(st.integers(1, 4))):
@@ -1162,13 +1162,13 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSSetup:
 @pytest.fixture
 def trusting(tls: TLSSetup, monkeypatch: pytest.MonkeyPatch) -> None:
     """The client side trusts the test web CA (instead of the system's CAs)."""
-    import mtlsauth._ocsp
+    import mtlsauth._revocation._ocsp
 
     def context() -> ssl.SSLContext:
         ctx = ssl.create_default_context(cadata=tls.client_ca.decode())
         return ctx
 
-    monkeypatch.setattr(mtlsauth._ocsp, "_tls_context", context)
+    monkeypatch.setattr(mtlsauth._revocation._ocsp, "_tls_context", context)
 
 
 def _over_tls(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from mtlsauth import ForwardedCert, TrustStore, Verifier, server_ssl_context
-from mtlsauth._cli import main
+from mtlsauth._cli._main import main
+from mtlsauth._cli._testpki import TestPKI, write_test_pki
 from mtlsauth._errors import CertificateInvalid
-from mtlsauth._testpki import TestPKI, write_test_pki
 
 
 @pytest.fixture(scope="module")

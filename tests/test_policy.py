@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mtlsauth import ClientIdentity, Policy, PolicyDenied, Verifier
 from mtlsauth._identity import identity_from_certificate
 from mtlsauth._names import _norm
-from mtlsauth._policy import pinned_from_rfc8705
+from mtlsauth._policy._policy import pinned_from_rfc8705
 from mtlsauth.testing import CA, self_signed_client_cert
 
 A = x509.NameAttribute

@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 
 from mtlsauth import CertificateRevoked, MTLSAuthError, RevocationUnavailable, TrustStore, Verifier
-from mtlsauth._revocation import CRLSet
+from mtlsauth._revocation._crl import CRLSet
 from mtlsauth.testing import CA, ClientCert
 
 UTC = dt.timezone.utc

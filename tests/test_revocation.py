@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mtlsauth import CertificateRevoked, RevocationUnavailable, Verifier
-from mtlsauth._revocation import CRLSet
+from mtlsauth._revocation._crl import CRLSet
 from mtlsauth.testing import CA, ClientCert
 
 UTC = dt.timezone.utc
@@ -653,7 +653,7 @@ def test_logs_before_next_update_and_when_stale(caplog: pytest.LogCaptureFixture
 
 def test_what_if_checks_leave_no_marks(caplog: pytest.LogCaptureFixture) -> None:
     """A hypothetical check in the future must not use up the real "stale" error log."""
-    from mtlsauth._revocation import what_if
+    from mtlsauth._revocation._crl import what_if
 
     p = _pki()
     crls = CRLSet.from_pem(_crl(p.inter, next_update=NOW + dt.timedelta(minutes=30)) + _crl(p.root))

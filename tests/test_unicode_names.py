@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlsauth import ClientIdentity, MTLSAuthError, Policy, PolicyDenied
-from mtlsauth._forwarded_identity import identity_from_aws, identity_from_gcp, identity_from_xfcc
+from mtlsauth._forwarded._verified import identity_from_aws, identity_from_gcp, identity_from_xfcc
 from mtlsauth._xfcc import select_element
 from mtlsauth.testing import CA
 
@@ -287,7 +287,7 @@ def test_proxy_identities_never_fold_into_an_ascii_entry(build) -> None:
 
 
 def test_proxy_fingerprint_serial_and_validity_accept_ascii_only() -> None:
-    from mtlsauth._forwarded_identity import _hex_digest, _iso, _serial
+    from mtlsauth._forwarded._verified import _hex_digest, _iso, _serial
 
     bad = []
     fp = "ab" * 32
@@ -332,7 +332,7 @@ _DN_ALPHABET = st.sampled_from(list('CNOUcnou=,+;/\\"#<> 0123456789aAfF.\u00e9\u
 @settings(max_examples=400, deadline=None)
 @given(text=st.one_of(st.text(_DN_ALPHABET, max_size=40), st.text(max_size=40)))
 def test_any_dn_string_parses_or_is_refused_cleanly(text: str) -> None:
-    from mtlsauth._forwarded_identity import parse_dn
+    from mtlsauth._forwarded._verified import parse_dn
 
     try:
         Policy(subjects=[text])

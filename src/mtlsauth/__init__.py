@@ -24,9 +24,8 @@ from mtlsauth._guard import Decision, Route
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TokenCheck, TokenError
 from mtlsauth._oauth_client import InvalidClient, authenticate_client, certificate_cnf
-from mtlsauth._ocsp import OCSPChecker
 from mtlsauth._policy import Policy, pinned_from_rfc8705
-from mtlsauth._revocation import CRLSet
+from mtlsauth._revocation import CRLSet, OCSPChecker
 from mtlsauth._sslcontext import server_ssl_context
 from mtlsauth._truststore import TrustStore
 from mtlsauth._types import Presented, RevocationChecker

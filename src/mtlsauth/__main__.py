@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from mtlsauth._cli import main
+from mtlsauth._cli._main import main
 
 raise SystemExit(main())

@@ -26,17 +26,18 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from mtlsauth._errors import MTLSAuthError, PolicyDenied
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._memo import BoundedMemo
 
 if TYPE_CHECKING:
-    from mtlsauth._policy import Policy
+    from mtlsauth._policy._policy import Policy
 
 __all__ = [
     "MAX_ALIASES",
@@ -53,62 +54,6 @@ MAX_ALIASES = 4
 """Raw-input variants remembered per cached verification."""
 MAX_FAILING_VARIANTS = 4
 """Different failing inputs per leaf verified within the negative TTL, before refusing more."""
-
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class BoundedMemo(Generic[K, V]):
-    """A memo of values derived from client-chosen keys, which a flood cannot empty.
-
-    A new key enters a probation segment; a key asked for again moves to the protected
-    segment. Each segment is an LRU of its own (``size`` entries each), so keys seen once, a
-    flood of unique inputs, only ever evict each other. ``None`` is not a storable value.
-    """
-
-    __slots__ = ("_lock", "_probation", "_protected", "_size")
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._probation: OrderedDict[K, V] = OrderedDict()
-        self._protected: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        value = self._protected.get(key)
-        if value is not None:
-            try:
-                self._protected.move_to_end(key)
-            except KeyError:  # evicted by another thread meanwhile
-                pass
-            return value
-        value = self._probation.get(key)
-        if value is not None:
-            with self._lock:
-                if self._probation.pop(key, None) is not None:
-                    self._protected[key] = value
-                    while len(self._protected) > self._size:
-                        self._protected.popitem(last=False)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            if key in self._protected:
-                self._protected[key] = value
-                return
-            self._probation[key] = value
-            self._probation.move_to_end(key)
-            while len(self._probation) > self._size:
-                self._probation.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._probation.clear()
-            self._protected.clear()
-
-    def __len__(self) -> int:
-        return len(self._probation) + len(self._protected)
 
 
 class _NotCached:

@@ -23,12 +23,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from mtlsauth._policy_rules import _FIELDS as _POLICY_KEYWORDS
+from mtlsauth._policy._rules import _FIELDS as _POLICY_KEYWORDS
 from mtlsauth._routes import Mode
 
 if TYPE_CHECKING:
     from mtlsauth._guard import Route
-    from mtlsauth._policy import Policy
+    from mtlsauth._policy._policy import Policy
     from mtlsauth._verifier import Verifier
 
 __all__ = ["Config", "config_from_mapping", "load_config"]
@@ -337,7 +337,7 @@ class _Builder:
         self, value: object, key: Key, depth: int = 0, inherited: dict[str, list[Any]] | None = None
     ) -> Policy:
         """A policy table; ``inherited`` deny-lists come from an enclosing ``any_of`` table."""
-        from mtlsauth._policy import Policy
+        from mtlsauth._policy._policy import Policy
 
         table = _table(value, key, _POLICY_KEYS)
         if not table:
@@ -435,7 +435,7 @@ class _Builder:
         return out
 
     def revocation(self, value: object, key: Key) -> Any:
-        from mtlsauth._revocation import CRLSet
+        from mtlsauth._revocation._crl import CRLSet
 
         t = _table(value, key, _REVOCATION_KEYS)
         checkers: list[Any] = []
@@ -471,7 +471,7 @@ class _Builder:
         return checkers[0] if len(checkers) == 1 else tuple(checkers)
 
     def ocsp(self, value: object, key: Key) -> Any:
-        from mtlsauth._ocsp import OCSPChecker
+        from mtlsauth._revocation._ocsp import OCSPChecker
 
         if value is True:
             value = {}
@@ -509,7 +509,7 @@ class _Builder:
             raise _Error(key, str(exc)) from None
 
     def forwarded(self, value: object, key: Key) -> Any:
-        from mtlsauth._forwarded import ForwardedCert
+        from mtlsauth._forwarded._cert import ForwardedCert
 
         params = [p for p in _keyword_params(ForwardedCert) if p != "trusted_proxies"]
         t = _table(value, key, ("preset", "trusted_proxies", *params))

@@ -17,7 +17,7 @@ import threading
 import time
 import unicodedata
 
-from mtlsauth._cache import BoundedMemo
+from mtlsauth._memo import BoundedMemo
 
 __all__ = ["RefusalLogLimiter", "escape_log_value"]
 

@@ -94,7 +94,7 @@ def authenticate_client(
 
 
 def _pki(client_metadata: Mapping[str, Any], identity: ClientIdentity) -> None:
-    from mtlsauth._policy import Policy
+    from mtlsauth._policy._policy import Policy
 
     # A pinned certificate verifies as a one-element chain; tls_client_auth trusts the PKI
     # only, or a self-signed certificate copying a registered subject DN would pass.
@@ -115,7 +115,7 @@ def _pki(client_metadata: Mapping[str, Any], identity: ClientIdentity) -> None:
 def _self_signed(
     client_metadata: Mapping[str, Any], identity: ClientIdentity, jwks: Mapping[str, Any] | None
 ) -> None:
-    from mtlsauth._policy import pinned_from_rfc8705
+    from mtlsauth._policy._policy import pinned_from_rfc8705
 
     document = jwks if jwks is not None else client_metadata.get("jwks")
     if document is None:

@@ -13,7 +13,7 @@ from mtlsauth._identity import ClientIdentity
 from mtlsauth._types import Presented
 
 if TYPE_CHECKING:
-    from mtlsauth._forwarded import ForwardedCert
+    from mtlsauth._forwarded._cert import ForwardedCert
 
 _PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 _PEM_END = "-----END CERTIFICATE-----"
@@ -73,7 +73,7 @@ def _refused_leaf(
 
 
 def _known_certificate_headers() -> frozenset[str]:
-    from mtlsauth._forwarded_presets import PRESETS
+    from mtlsauth._forwarded._presets import PRESETS
 
     names = {"x-forwarded-client-cert", "x-client-cert", "x-ssl-client-cert", "ssl-client-cert"}
     for cfg in PRESETS.values():

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from mtlsauth._oauth import TokenCheck
-    from mtlsauth._policy import Policy
+    from mtlsauth._policy._policy import Policy
 
 __all__ = ["MODES", "Mode", "Route", "path_ambiguity"]
 
@@ -173,7 +173,7 @@ class Route:
     _text: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from mtlsauth._policy import Policy
+        from mtlsauth._policy._policy import Policy
 
         if isinstance(self.pattern, re.Pattern):
             if not isinstance(self.pattern.pattern, str):

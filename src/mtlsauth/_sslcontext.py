@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtlsauth._cache import BoundedMemo
 from mtlsauth._logfields import escape_log_value
+from mtlsauth._memo import BoundedMemo
 
 if TYPE_CHECKING:
     from mtlsauth._truststore import TrustStore

@@ -44,7 +44,7 @@ from mtlsauth._pathvalidation import (
     missing_issuer_hint,
     validate_path,
 )
-from mtlsauth._revocation import what_if
+from mtlsauth._revocation._crl import what_if
 from mtlsauth._truststore import (
     TrustSnapshot,
     TrustStore,
@@ -54,8 +54,8 @@ from mtlsauth._truststore import (
 from mtlsauth._types import HealthReporting, Presented, Reloadable, RevocationChecker
 
 if TYPE_CHECKING:
-    from mtlsauth._forwarded import ForwardedCert
-    from mtlsauth._policy import Policy
+    from mtlsauth._forwarded._cert import ForwardedCert
+    from mtlsauth._policy._policy import Policy
 
 __all__ = ["NOT_CACHED", "Verifier"]
 
@@ -205,8 +205,8 @@ class Verifier:
         cache_size: int = 10_000,
         cache_ttl: float = _DEFAULT_TTL,
     ) -> None:
-        from mtlsauth._forwarded import ForwardedCert
-        from mtlsauth._policy import Policy
+        from mtlsauth._forwarded._cert import ForwardedCert
+        from mtlsauth._policy._policy import Policy
 
         if trust_store is not None and not isinstance(trust_store, TrustStore):
             raise TypeError("trust_store must be a TrustStore (e.g. TrustStore.from_pem_file(...))")

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mtlsauth._asgitesting import with_client_cert
-from mtlsauth._forwarded_presets import encode_forwarded
+from mtlsauth._forwarded._presets import encode_forwarded
 from mtlsauth._types import tls_extension
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from mtlsauth import ForwardedCert, TrustStore, Verifier
-from mtlsauth._demo import build_app
-from mtlsauth._testpki import TestPKI, write_test_pki
+from mtlsauth._cli._demo import build_app
+from mtlsauth._cli._testpki import TestPKI, write_test_pki
 
 pytestmark = pytest.mark.e2e
 

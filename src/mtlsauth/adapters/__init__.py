@@ -6,6 +6,6 @@ Unix-domain socket connection), ``AmbiguousRequest`` (400: ``ambiguous_path``,
 """
 
 from mtlsauth._errors import AmbiguousRequest, VerificationBusy
-from mtlsauth._forwarded_trust import UNIX_PEER
+from mtlsauth._forwarded._trust import UNIX_PEER
 
 __all__ = ["UNIX_PEER", "AmbiguousRequest", "VerificationBusy"]

@@ -25,7 +25,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
-from mtlsauth._forwarded_trust import UNIX_PEER
+from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._sslcontext import peer_chain, unrequested_hint

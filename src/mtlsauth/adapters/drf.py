@@ -38,7 +38,7 @@ from rest_framework.request import Request
 
 from mtlsauth._errors import MTLSAuthError, PolicyDenied
 from mtlsauth._identity import ClientIdentity
-from mtlsauth._policy import Policy
+from mtlsauth._policy._policy import Policy
 from mtlsauth.adapters.django import (
     BACKEND_PATH,
     get_guard,

@@ -39,7 +39,7 @@ from starlette.requests import HTTPConnection
 
 from mtlsauth._errors import CertificateMissing
 from mtlsauth._identity import ClientIdentity
-from mtlsauth._policy import Policy
+from mtlsauth._policy._policy import Policy
 from mtlsauth.adapters.asgi import identity_from_scope
 
 if TYPE_CHECKING:

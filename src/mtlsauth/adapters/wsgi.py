@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
-from mtlsauth._forwarded_trust import UNIX_PEER
+from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from mtlsauth._forwarded_formats import malformed
+from mtlsauth._forwarded._formats import malformed
 from mtlsauth._identity import ClientIdentity, IPAddress
 from mtlsauth._names import _parse_rdns
 from mtlsauth._xfcc import XFCCElement

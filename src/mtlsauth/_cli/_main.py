@@ -100,8 +100,8 @@ def read_input(name: str) -> bytes:
 
 def _header_formats() -> dict[str, str]:
     """``--header-format`` choices: every preset name and every encoding name -> encoding."""
-    from mtlsauth._forwarded_formats import ENCODINGS
-    from mtlsauth._forwarded_presets import PRESETS
+    from mtlsauth._forwarded._formats import ENCODINGS
+    from mtlsauth._forwarded._presets import PRESETS
 
     formats = {name: str(cfg["encoding"]) for name, cfg in PRESETS.items()}
     formats.update({e: e for e in ENCODINGS})
@@ -111,8 +111,8 @@ def _header_formats() -> dict[str, str]:
 def decode_header(fmt: str, data: bytes) -> tuple[bytes, ...]:
     """DER certificates from a forwarded header value (a bare value or a ``Name: value`` line)."""
     from mtlsauth._errors import CertificateInvalid
-    from mtlsauth._forwarded_formats import DECODERS, is_absent
-    from mtlsauth._forwarded_presets import resolve_name
+    from mtlsauth._forwarded._formats import DECODERS, is_absent
+    from mtlsauth._forwarded._presets import resolve_name
 
     formats = _header_formats()
     try:
@@ -360,11 +360,11 @@ def _build_verifier(args: argparse.Namespace) -> tuple[Verifier, Any, Any]:
             policy = load_policy(args.policy)
         revocation = None
         if args.crl:
-            from mtlsauth._revocation import CRLSet
+            from mtlsauth._revocation._crl import CRLSet
 
             revocation = CRLSet.from_paths(
                 *args.crl,
-                mode=args.crl_mode,
+                scope=args.crl_mode,
                 allow_missing=args.allow_missing_crl,
                 reload_interval=None,
             )
@@ -456,7 +456,7 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
 
 
 def cmd_testca(args: argparse.Namespace, out: Out) -> int:
-    from mtlsauth._testpki import write_test_pki
+    from mtlsauth._cli._testpki import write_test_pki
 
     try:
         pki = write_test_pki(args.directory, force=args.force)
@@ -499,7 +499,7 @@ def cmd_demo(args: argparse.Namespace, out: Out) -> int:
         raise UsageError(
             f"the demo needs {', '.join(missing)} (not installed): pip install 'mtlsauth[demo]'"
         )
-    from mtlsauth._demo import run_demo
+    from mtlsauth._cli._demo import run_demo
 
     return run_demo(out, json_output=args.json, use_nginx=not args.no_nginx)
 

@@ -25,7 +25,7 @@ from cryptography import x509
 
 from mtlsauth._errors import PolicyDenied
 from mtlsauth._identity import ClientIdentity
-from mtlsauth._policy_rules import _FIELDS, _Check, _compile, _entries, _failure
+from mtlsauth._policy._rules import _FIELDS, _Check, _compile, _entries, _failure
 from mtlsauth._types import Immutable
 
 __all__ = ["Policy", "pinned_from_rfc8705"]

@@ -37,10 +37,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from mtlsauth._cache import BoundedMemo
 from mtlsauth._errors import CertificateRevoked, MTLSAuthError, RevocationUnavailable
 from mtlsauth._logfields import escape_log_value
-from mtlsauth._revocation import is_what_if, renamed_keyword
+from mtlsauth._memo import BoundedMemo
+from mtlsauth._revocation._crl import is_what_if, renamed_keyword
 
 __all__ = ["OCSPChecker"]
 

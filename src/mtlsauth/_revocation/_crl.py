@@ -44,8 +44,8 @@ from typing import Literal, TypeVar
 from cryptography import x509
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
-from mtlsauth._cache import BoundedMemo
 from mtlsauth._errors import CertificateRevoked, MTLSAuthError, RevocationUnavailable
+from mtlsauth._memo import BoundedMemo
 from mtlsauth._reload import FileSnapshot
 
 __all__ = ["CRLSet"]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from mtlsauth._forwarded_formats import (
+from mtlsauth._forwarded._formats import (
     ENCODINGS,
     encode_b64,
     encode_pem_spaces,

@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mtlsauth._testpki import DEMO_ORGANIZATION, TestPKI, write_test_pki
+from mtlsauth._cli._testpki import DEMO_ORGANIZATION, TestPKI, write_test_pki
 
 if TYPE_CHECKING:
-    from mtlsauth._cli import Out
+    from mtlsauth._cli._main import Out
     from mtlsauth._verifier import Verifier
 
 __all__ = ["CASES", "DemoRow", "run_demo"]
@@ -233,9 +233,9 @@ def _call(setup: str, label: str, case: str | None, port: int, pki: TestPKI) -> 
 
 def demo_rows(*, use_nginx: bool = True) -> tuple[list[DemoRow], list[str]]:
     """Run every case against every setup; return the rows and notes about skipped setups."""
-    from mtlsauth._forwarded import ForwardedCert
-    from mtlsauth._policy import Policy
-    from mtlsauth._revocation import CRLSet
+    from mtlsauth._forwarded._cert import ForwardedCert
+    from mtlsauth._policy._policy import Policy
+    from mtlsauth._revocation._crl import CRLSet
     from mtlsauth._sslcontext import server_ssl_context
     from mtlsauth._truststore import TrustStore
     from mtlsauth._verifier import Verifier

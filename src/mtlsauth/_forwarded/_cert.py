@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
-from mtlsauth._cache import BoundedMemo
 from mtlsauth._encoding import MAX_CHAIN_CERTS
 from mtlsauth._errors import CertificateInvalid, UntrustedForwarder
-from mtlsauth._forwarded_formats import (
+from mtlsauth._forwarded._formats import (
     DECODERS,
     ENCODINGS,
     check_certificate_shape,
@@ -22,16 +21,17 @@ from mtlsauth._forwarded_formats import (
     is_absent,
     malformed,
 )
-from mtlsauth._forwarded_identity import identity_from_aws, identity_from_gcp, identity_from_xfcc
-from mtlsauth._forwarded_presets import PRESETS, encode_forwarded, resolve_name
-from mtlsauth._forwarded_trust import (
+from mtlsauth._forwarded._presets import PRESETS, encode_forwarded, resolve_name
+from mtlsauth._forwarded._trust import (
     UNIX_PEER,
     Network,
     header_name,
     match_peer,
     parse_proxies,
 )
+from mtlsauth._forwarded._verified import identity_from_aws, identity_from_gcp, identity_from_xfcc
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._memo import BoundedMemo
 from mtlsauth._types import Immutable, Presented
 from mtlsauth._xfcc import XFCCElement, decode_element, select_element
 

@@ -1,0 +1,318 @@
+"""Exact decoders (and encoders) for the certificate encodings proxies put in headers.
+
+Each decoder takes the raw header text and returns DER certificates, or raises
+``CertificateInvalid(code="certificate_malformed")``; nothing else escapes. The encoders
+produce byte-for-byte what each proxy sends, so tests and docs can show real values.
+
+Sources for every format are in ``docs/proxies.md``; the short version:
+
+* ``url-pem``: percent-encoded PEM. nginx and Envoy escape ``+`` as ``%2B``; AWS ALB and
+  Apache's ``escape:`` leave ``+ = /`` raw, so decode with ``unquote``, never ``unquote_plus``.
+* ``pem``: PEM whose line breaks became spaces (Apache mod_headers, h11's obs-fold) or tab
+  folds (nginx ``$ssl_client_cert``).
+* ``der-base64``: base64 of one DER certificate, or of several concatenated (HAProxy
+  ``ssl_c_chain_der``), split by their ASN.1 lengths.
+* ``traefik``: base64 DER certificates joined by ``,``; percent-encoded in Traefik 2.8-2.9.1.
+* ``rfc9440``: RFC 8941 byte sequences ``:base64:``; ``Client-Cert-Chain`` is a list of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from urllib.parse import quote, unquote
+
+from mtlsauth._encoding import (
+    MAX_CHAIN_CERTS,
+    _der_length,
+    b64decode_strict,
+    pem_to_der_list,
+    split_der,
+)
+from mtlsauth._errors import CertificateInvalid
+
+__all__ = [
+    "DECODERS",
+    "ENCODINGS",
+    "check_certificate_shape",
+    "decode_rfc9440_list",
+    "der_to_pem",
+    "encode_rfc9440",
+    "is_absent",
+    "malformed",
+    "url_pem",
+]
+
+ENCODINGS = ("url-pem", "pem", "der-base64", "traefik", "xfcc", "rfc9440")
+
+# Checked with regular expressions: they run in C, and decoding runs on every cache miss.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# %41-%5A, %61-%7A (letters), %30-%39 (digits), %2D %2E %5F %7E ("-" "." "_" "~")
+_UNRESERVED_ESCAPE = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DEde]|5[Ff]|7[Ee])")
+_B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+# Apache's "(null)"; Caddy's placeholder when the replacer did not know it (older Caddy).
+_CADDY_PLACEHOLDER = "{http.request.tls.client."
+
+
+def malformed(detail: str) -> CertificateInvalid:
+    return CertificateInvalid(detail, code="certificate_malformed")
+
+
+def is_absent(value: str) -> bool:
+    """True for the values real proxies send when there is no client certificate."""
+    v = value.strip()
+    return not v or v == "(null)" or (v.startswith(_CADDY_PLACEHOLDER) and v.endswith("}"))
+
+
+def _ascii(value: str, what: str) -> bytes:
+    try:
+        return value.encode("ascii")
+    except UnicodeEncodeError:
+        raise malformed(f"{what} holds non-ASCII characters") from None
+
+
+def _percent_decode(value: str, what: str) -> str:
+    raw = _ascii(value, what)
+    i = raw.find(b"%")
+    if i != -1:
+        # every '%' must start a %XX escape: unquote would pass "%zz" through
+        if _BAD_ESCAPE.search(value, i):
+            raise malformed(f"{what} has an invalid percent-escape")
+        # No encoder escapes a letter, digit or "-._~": a second spelling of the same value
+        # is someone else's doing (and another cache key).
+        if _UNRESERVED_ESCAPE.search(value, i):
+            raise malformed(f"{what} percent-encodes a character no proxy escapes")
+    try:
+        # unquote, not unquote_plus: AWS ALB and Apache leave '+' raw inside base64.
+        return unquote(value, encoding="ascii", errors="strict")
+    except UnicodeDecodeError:
+        raise malformed(f"{what} decodes to non-ASCII bytes") from None
+
+
+# What an encoder may leave unescaped: nginx keeps RFC 3986 unreserved characters, AWS ALB
+# and Apache's ``escape:`` also keep ``+ = /``. Anything else raw (a space, a tab, a quote)
+# was never percent-encoded by a proxy.
+_URL_PEM_RAW = re.compile(r"[A-Za-z0-9\-._~+=/%]*")
+# PEM exactly as OpenSSL writes it: BEGIN/END lines around base64 lines, LF line ends, no
+# spaces inside a line, no CR or tabs, no blank lines; only the last LF is optional (nginx
+# keeps it, some encoders drop it). Lines end in LF, outside the class: no backtracking blow-up.
+_PEM_BLOCK = r"-----BEGIN CERTIFICATE-----\n(?:[A-Za-z0-9+/=]+\n)+-----END CERTIFICATE-----"
+_PEM_LINES = re.compile(rf"(?:{_PEM_BLOCK}\n)*{_PEM_BLOCK}\n?")
+
+
+def url_pem(value: str) -> list[bytes]:
+    """Percent-encoded PEM, one or more certificates (nginx, Envoy, AWS ALB, WSO2)."""
+    if not _URL_PEM_RAW.fullmatch(value):
+        raise malformed("URL-encoded PEM holds a character no proxy leaves unescaped")
+    text = _percent_decode(value, "URL-encoded PEM")
+    if not _PEM_LINES.fullmatch(text):
+        raise malformed(
+            "URL-encoded PEM is not PEM as a proxy writes it (stray characters or lines)"
+        )
+    return pem_to_der_list(text.encode("ascii"))
+
+
+# Apache turns each LF into a space, nginx's $ssl_client_cert folds with LF + TAB (which h11
+# joins into one space), mod_wsgi's environment keeps real LFs.
+_PEM_TEXT = re.compile(r"[A-Za-z0-9+/=\- \t\n]*")
+
+
+def pem(value: str) -> list[bytes]:
+    """PEM whose newlines may have become spaces or tab folds (Apache, nginx, Gluu)."""
+    if not _PEM_TEXT.fullmatch(value):
+        raise malformed("PEM header holds a character outside PEM text")
+    return pem_to_der_list(_ascii(value, "PEM header"))
+
+
+def _b64_exact(value: str, what: str) -> bytes:
+    """Canonical standard base64, as proxies write it: no whitespace, padding, canonical bits."""
+    raw = b64decode_strict(value, what=what)
+    # Encoding back and comparing refuses, in one step, whitespace anywhere (which the
+    # decoder skipped), missing or misplaced padding and non-zero padding bits.
+    if base64.b64encode(raw).decode("ascii") != value:
+        raise malformed(f"{what} is not canonical base64 (padding or trailing bits)")
+    return raw
+
+
+def der_base64(value: str) -> list[bytes]:
+    """Base64 of one DER certificate or several concatenated (HAProxy, Caddy, Azure)."""
+    return split_der(_b64_exact(value, "base64 DER header"))
+
+
+def traefik(value: str) -> list[bytes]:
+    """Traefik PassTLSClientCert ``pem: true``: base64 DER items joined by commas."""
+    if "%" in value:
+        # Traefik 2.8 to 2.9.1 applied Go's url.QueryEscape to the whole value, which leaves
+        # nothing of ``+ / = ,`` raw: a value escaped only in part was not written by Traefik.
+        decoded = _percent_decode(value, "Traefik header")
+        if quote(decoded, safe="") != value:  # Go writes upper-case hex
+            raise malformed("Traefik header is percent-encoded only in part")
+        value = decoded
+    out: list[bytes] = []
+    for item in value.split(","):
+        if not item:
+            raise malformed("empty certificate in the Traefik header")
+        out.extend(split_der(_b64_exact(item, "Traefik certificate")))
+        if len(out) > MAX_CHAIN_CERTS:
+            raise malformed(f"more than {MAX_CHAIN_CERTS} certificates")
+    return out
+
+
+def check_certificate_shape(der: bytes) -> None:
+    """Refuse DER that cannot be a certificate before anything else reads it.
+
+    A certificate is ``SEQUENCE { tbsCertificate SEQUENCE, signatureAlgorithm SEQUENCE,
+    signatureValue BIT STRING }`` filling its outer length exactly; an empty SEQUENCE or a
+    certificate followed by stray bytes split out of a concatenated value stops here.
+    """
+    _, pos = _der_length(der, 0)
+    for tag in (0x30, 0x30, 0x03):
+        length, header = _der_length(der, pos, tag)
+        pos += header + length
+    if pos != len(der):
+        raise malformed("not a DER certificate (its parts do not fill it exactly)")
+
+
+def _sf_key_end(value: str, i: int) -> int:
+    # RFC 8941 key: ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )
+    if i >= len(value) or not (value[i].islower() or value[i] == "*") or not value[i].isascii():
+        raise malformed("bad structured-field parameter")
+    i += 1
+    while (
+        i < len(value)
+        and value[i].isascii()
+        and (value[i].islower() or value[i] in "0123456789_-.*")
+    ):
+        i += 1
+    return i
+
+
+def _sf_string_end(value: str, i: int) -> int:
+    """Index of the quote closing the sf-string that starts at ``value[i]``."""
+    while i < len(value):
+        c = value[i]
+        if c == "\\":
+            if value[i + 1 : i + 2] not in ('"', "\\"):
+                raise malformed("bad escape in a structured-field string")
+            i += 2
+            continue
+        if c == '"':
+            return i
+        if not " " <= c <= "~":
+            raise malformed("a structured-field string holds a non-printable character")
+        i += 1
+    raise malformed("unterminated parameter string")
+
+
+def _sf_byte_sequence(value: str, i: int) -> tuple[bytes, int]:
+    """Parse ``:base64:`` plus any parameters at ``value[i]``; return (bytes, next index)."""
+    if i >= len(value) or value[i] != ":":
+        raise malformed("not a structured-field byte sequence")
+    end = value.find(":", i + 1)
+    if end == -1:
+        raise malformed("unterminated structured-field byte sequence")
+    body = value[i + 1 : end]
+    if not body or any(c not in _B64 for c in body):
+        raise malformed("structured-field byte sequence is not base64")
+    body = body.rstrip("=")
+    if "=" in body:
+        raise malformed("misplaced base64 padding")
+    try:  # RFC 8941 §4.2.7: parsers SHOULD NOT fail when '=' padding is missing
+        raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise malformed("structured-field byte sequence is not valid base64") from None
+    i = end + 1
+    while i < len(value) and value[i] == ";":  # parameters are allowed and ignored
+        i += 1
+        while i < len(value) and value[i] == " ":
+            i += 1
+        i = _sf_key_end(value, i)
+        if i < len(value) and value[i] == "=":
+            i += 1
+            while i < len(value) and value[i] not in ",; \t":
+                if value[i] == '"':  # an sf-string: \\ escapes only '"' and '\\' (RFC 8941)
+                    i = _sf_string_end(value, i + 1)
+                i += 1
+    return raw, i
+
+
+def decode_rfc9440(value: str) -> list[bytes]:
+    """RFC 9440 ``Client-Cert``: exactly one byte sequence holding the leaf's DER."""
+    text = value.strip(" \t")
+    raw, end = _sf_byte_sequence(text, 0)
+    if end != len(text):
+        raise malformed("Client-Cert must hold exactly one byte sequence")
+    ders = split_der(raw)
+    if len(ders) != 1:
+        raise malformed("Client-Cert holds more than one certificate")
+    return ders
+
+
+def decode_rfc9440_list(value: str) -> list[bytes]:
+    """RFC 9440 ``Client-Cert-Chain``: a list of byte sequences (OWS around commas)."""
+    out: list[bytes] = []
+    text = value.strip(" \t")
+    i = 0
+    while i < len(text):
+        raw, i = _sf_byte_sequence(text, i)
+        ders = split_der(raw)
+        if len(ders) != 1:
+            raise malformed("a Client-Cert-Chain item must hold one certificate")
+        out.append(ders[0])
+        if len(out) > MAX_CHAIN_CERTS:
+            raise malformed(f"more than {MAX_CHAIN_CERTS} certificates")
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i == len(text):
+            break
+        if text[i] != ",":
+            raise malformed("Client-Cert-Chain items must be separated by commas")
+        i += 1
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i == len(text):
+            raise malformed("trailing comma in Client-Cert-Chain")
+    if not out:
+        raise malformed("empty Client-Cert-Chain")
+    return out
+
+
+DECODERS: dict[str, Callable[[str], list[bytes]]] = {
+    "url-pem": url_pem,
+    "pem": pem,
+    "der-base64": der_base64,
+    "traefik": traefik,
+    "rfc9440": decode_rfc9440,
+}
+
+
+# -- encoders: what each proxy puts on the wire for a given chain ----------------------------
+def der_to_pem(der: bytes) -> str:
+    body = base64.b64encode(der).decode("ascii")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+def encode_url_pem(ders: tuple[bytes, ...] | list[bytes], *, safe: str = "") -> str:
+    """nginx ``$ssl_client_escaped_cert`` (``safe=""``) or AWS ALB (``safe="+=/"``)."""
+    return quote("".join(der_to_pem(d) for d in ders), safe=safe)
+
+
+def encode_pem_spaces(der: bytes) -> str:
+    """Apache ``RequestHeader set X "%{SSL_CLIENT_CERT}s"``: every LF became a space."""
+    return der_to_pem(der).replace("\n", " ")
+
+
+def encode_pem_tabs(der: bytes) -> str:
+    """nginx ``$ssl_client_cert``: the PEM minus its final LF, a TAB after every LF."""
+    return der_to_pem(der).rstrip("\n").replace("\n", "\n\t")
+
+
+def encode_b64(ders: tuple[bytes, ...] | list[bytes]) -> str:
+    return base64.b64encode(b"".join(ders)).decode("ascii")
+
+
+def encode_rfc9440(der: bytes) -> str:
+    return ":" + base64.b64encode(der).decode("ascii") + ":"

@@ -1,0 +1,69 @@
+"""``BoundedMemo``: the one bounded memo for values derived from client-chosen keys.
+
+A leaf module (no mtlsauth imports), so every layer can use it: the verification cache, CRL
+and OCSP memos, the trusted-peer cache, the log limiters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+__all__ = ["BoundedMemo"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedMemo(Generic[K, V]):
+    """A memo of values derived from client-chosen keys, which a flood cannot empty.
+
+    A new key enters a probation segment; a key asked for again moves to the protected
+    segment. Each segment is an LRU of its own (``size`` entries each), so keys seen once, a
+    flood of unique inputs, only ever evict each other. ``None`` is not a storable value.
+    """
+
+    __slots__ = ("_lock", "_probation", "_protected", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._probation: OrderedDict[K, V] = OrderedDict()
+        self._protected: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        value = self._protected.get(key)
+        if value is not None:
+            try:
+                self._protected.move_to_end(key)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
+            return value
+        value = self._probation.get(key)
+        if value is not None:
+            with self._lock:
+                if self._probation.pop(key, None) is not None:
+                    self._protected[key] = value
+                    while len(self._protected) > self._size:
+                        self._protected.popitem(last=False)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            if key in self._protected:
+                self._protected[key] = value
+                return
+            self._probation[key] = value
+            self._probation.move_to_end(key)
+            while len(self._probation) > self._size:
+                self._probation.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._probation.clear()
+            self._protected.clear()
+
+    def __len__(self) -> int:
+        return len(self._probation) + len(self._protected)
