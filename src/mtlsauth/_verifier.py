@@ -44,6 +44,7 @@ from mtlsauth._pathvalidation import (
     missing_issuer_hint,
     validate_path,
 )
+from mtlsauth._revocation._compose import AllOf, reload_part
 from mtlsauth._revocation._crl import what_if
 from mtlsauth._truststore import (
     TrustSnapshot,
@@ -51,7 +52,7 @@ from mtlsauth._truststore import (
     load_certificate_file,
     refuse_end_entities,
 )
-from mtlsauth._types import HealthReporting, Presented, Reloadable, RevocationChecker
+from mtlsauth._types import HealthReporting, Presented, RevocationChecker
 
 if TYPE_CHECKING:
     from mtlsauth._forwarded._cert import ForwardedCert
@@ -68,54 +69,6 @@ _CACHE_ONLY: ContextVar[bool] = ContextVar("mtlsauth_cache_only", default=False)
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class _AllOf:
-    """Several revocation checkers, all of which must pass."""
-
-    __slots__ = ("_checkers", "_last")
-
-    def __init__(self, checkers: Sequence[RevocationChecker]) -> None:
-        self._checkers = tuple(checkers)
-        self._last: tuple[object, ...] = ()
-
-    def check(self, chain: Sequence[x509.Certificate], *, at: datetime) -> datetime | None:
-        until: datetime | None = None
-        for c in self._checkers:
-            u = c.check(chain, at=at)
-            if u is not None and (until is None or u < until):
-                until = u
-        return until
-
-    @property
-    def token(self) -> object:
-        # Return the same tuple object while every part's token is unchanged, so callers can
-        # compare tokens by identity.
-        toks = tuple(c.token for c in self._checkers)
-        last = self._last
-        if len(last) == len(toks) and all(a is b for a, b in zip(last, toks, strict=True)):
-            return last
-        self._last = toks
-        return toks
-
-    @property
-    def may_block(self) -> bool:
-        return any(c.may_block for c in self._checkers)
-
-    def reload(self) -> bool:
-        return any([_reload(c) for c in self._checkers])
-
-    def health(self) -> list[object]:
-        out: list[object] = []
-        for c in self._checkers:
-            if isinstance(c, HealthReporting):
-                status = c.health()
-                out.extend(status if isinstance(status, list) else [status])
-        return out
-
-
-def _reload(obj: object) -> bool:
-    return bool(obj.reload()) if isinstance(obj, Reloadable) else False
 
 
 def _parse_certs(items: Iterable[object], what: str) -> tuple[x509.Certificate, ...]:
@@ -217,7 +170,7 @@ class Verifier:
         if forwarded is not None and not isinstance(forwarded, ForwardedCert):
             raise TypeError("forwarded must be a ForwardedCert (or ForwardedCert.preset(...))")
         if isinstance(revocation, list | tuple):
-            revocation = _AllOf(revocation) if len(revocation) != 1 else revocation[0]
+            revocation = AllOf(revocation) if len(revocation) != 1 else revocation[0]
         if revocation is not None and not isinstance(revocation, RevocationChecker):
             raise TypeError("revocation must be a CRLSet, an OCSPChecker, or a sequence of them")
         if isinstance(max_depth, bool) or not isinstance(max_depth, int):
@@ -379,7 +332,7 @@ class Verifier:
         changed = False
         for part in (self._trust_store, self._pinned_store, self._revocation):
             if part is not None:
-                changed = _reload(part) or changed
+                changed = reload_part(part) or changed
         if changed:
             self._cache.clear()
         return changed

@@ -1,0 +1,60 @@
+"""Composing revocation checkers: ``Verifier(revocation=(crls, ocsp))`` needs every one to pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from cryptography import x509
+
+from mtlsauth._types import HealthReporting, Reloadable, RevocationChecker
+
+__all__ = ["AllOf", "reload_part"]
+
+
+class AllOf:
+    """Several revocation checkers, all of which must pass."""
+
+    __slots__ = ("_checkers", "_last")
+
+    def __init__(self, checkers: Sequence[RevocationChecker]) -> None:
+        self._checkers = tuple(checkers)
+        self._last: tuple[object, ...] = ()
+
+    def check(self, chain: Sequence[x509.Certificate], *, at: datetime) -> datetime | None:
+        until: datetime | None = None
+        for c in self._checkers:
+            u = c.check(chain, at=at)
+            if u is not None and (until is None or u < until):
+                until = u
+        return until
+
+    @property
+    def token(self) -> object:
+        # Return the same tuple object while every part's token is unchanged, so callers can
+        # compare tokens by identity.
+        toks = tuple(c.token for c in self._checkers)
+        last = self._last
+        if len(last) == len(toks) and all(a is b for a, b in zip(last, toks, strict=True)):
+            return last
+        self._last = toks
+        return toks
+
+    @property
+    def may_block(self) -> bool:
+        return any(c.may_block for c in self._checkers)
+
+    def reload(self) -> bool:
+        return any([reload_part(c) for c in self._checkers])
+
+    def health(self) -> list[object]:
+        out: list[object] = []
+        for c in self._checkers:
+            if isinstance(c, HealthReporting):
+                status = c.health()
+                out.extend(status if isinstance(status, list) else [status])
+        return out
+
+
+def reload_part(obj: object) -> bool:
+    return bool(obj.reload()) if isinstance(obj, Reloadable) else False
