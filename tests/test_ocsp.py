@@ -1162,13 +1162,13 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSSetup:
 @pytest.fixture
 def trusting(tls: TLSSetup, monkeypatch: pytest.MonkeyPatch) -> None:
     """The client side trusts the test web CA (instead of the system's CAs)."""
-    import mtlsauth._revocation._ocsp
+    import mtlsauth._revocation._http
 
     def context() -> ssl.SSLContext:
         ctx = ssl.create_default_context(cadata=tls.client_ca.decode())
         return ctx
 
-    monkeypatch.setattr(mtlsauth._revocation._ocsp, "_tls_context", context)
+    monkeypatch.setattr(mtlsauth._revocation._http, "_tls_context", context)
 
 
 def _over_tls(
