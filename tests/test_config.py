@@ -304,8 +304,8 @@ def test_middleware_kwargs_work_with_the_asgi_middleware(tmp_path, pki):
 
     import httpx
 
-    from mtlsauth._asgitesting import with_client_cert
     from mtlsauth.adapters.asgi import MTLSMiddleware
+    from mtlsauth.testing import with_client_cert
 
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})

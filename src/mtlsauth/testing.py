@@ -18,19 +18,18 @@ import datetime as dt
 import ipaddress
 import os
 import tempfile as _tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mtlsauth._asgitesting import with_client_cert
 from mtlsauth._forwarded._presets import encode_forwarded
-from mtlsauth._types import tls_extension
+from mtlsauth._types import ASGIApp, Receive, Scope, Send, tls_extension
 
 if TYPE_CHECKING:
     from mtlsauth._truststore import TrustStore
@@ -520,3 +519,43 @@ def openssl_index(ca: CA, certs: Iterable[ClientCert | x509.Certificate]) -> Blo
 
 
 __all__ += ["issue_ocsp_responder_cert", "openssl_index"]
+
+
+# -- ASGI: the TLS extension that neither httpx.ASGITransport nor TestClient fills ----------
+def with_client_cert(app: ASGIApp, cert: ClientCert | Mapping[str, Any] | None) -> ASGIApp:
+    """Wrap ``app`` so every ``http``/``websocket`` scope carries ``extensions["tls"]``.
+
+    Args:
+        app: The ASGI app (usually already wrapped in ``MTLSMiddleware``).
+        cert: A ``ClientCert`` (its leaf and intermediates become ``client_cert_chain``),
+            a raw TLS-extension mapping (e.g. with ``client_cert_error`` set), or ``None``
+            for a TLS connection on which the client sent no certificate.
+
+    Example:
+        >>> import httpx
+        >>> from mtlsauth.testing import CA
+        >>> async def app(scope, receive, send): ...
+        >>> transport = httpx.ASGITransport(app=with_client_cert(app, CA().issue_client_cert()))
+    """
+    if cert is None:
+        tls: dict[str, Any] = dict(tls_extension(cipher_suite=0x1301))
+    elif isinstance(cert, Mapping):
+        tls = dict(cert)
+    else:
+        tls = cert.asgi_tls_extension()
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            extensions = dict(scope.get("extensions") or {})
+            extensions["tls"] = tls
+            scope = {**scope, "extensions": extensions, "scheme": _secure(scope)}
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def _secure(scope: Scope) -> str:
+    scheme = scope.get("scheme")
+    if scope["type"] == "websocket":
+        return "wss" if scheme in (None, "ws", "wss") else str(scheme)
+    return "https" if scheme in (None, "http", "https") else str(scheme)

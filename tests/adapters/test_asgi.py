@@ -13,7 +13,6 @@ import pytest
 from fastapi import Depends, FastAPI, Request
 
 from mtlsauth import ClientIdentity, IdentityMissing, Policy, Verifier
-from mtlsauth._asgitesting import with_client_cert
 from mtlsauth.adapters.asgi import (
     MTLSMiddleware,
     Route,
@@ -22,6 +21,7 @@ from mtlsauth.adapters.asgi import (
     optional_client_identity,
     require_client_cert,
 )
+from mtlsauth.testing import with_client_cert
 
 PROXY = "10.0.0.1"
 STRANGER = "203.0.113.9"
