@@ -43,10 +43,17 @@ from mtlsauth._errors import (
     VerificationBusy,
 )
 from mtlsauth._identity import ClientIdentity
-from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
+from mtlsauth._logfields import RefusalLogLimiter
 from mtlsauth._observe import cache_missed
 from mtlsauth._problem import PROBLEM_TYPE_PREFIX, problem_body, problem_headers
-from mtlsauth._refusal import _DIAGNOSTIC_HEADERS, _leaf_fingerprint, _refused_leaf, _with_hint
+from mtlsauth._refusal import (
+    _DIAGNOSTIC_HEADERS,
+    _leaf_fingerprint,
+    _refused_leaf,
+    _with_hint,
+    log_allowed,
+    log_refusal,
+)
 from mtlsauth._routes import MODES, Mode, Route, _path_pattern, _validate_mode, path_ambiguity
 from mtlsauth._types import Presented
 
@@ -715,92 +722,15 @@ class Guard:
             pass  # logged by whoever refused (TokenCheck logs its own refusals)
         elif error is None:
             if logger.isEnabledFor(logging.DEBUG):
-                fields = {
-                    "outcome": "allowed",
-                    "code": decision.code,
-                    "peer": decision.peer,
-                    "fingerprint": decision.fingerprint,
-                    "path": decision.path,
-                    "method": decision.method,
-                    "mode": decision.mode,
-                    "status": None,
-                }
-                logger.debug(
-                    "mtlsauth allowed code=%s peer=%s fingerprint=%s method=%s path=%s mode=%s",
-                    decision.code,
-                    escape_log_value(decision.peer or "-"),
-                    decision.fingerprint or "-",
-                    escape_log_value(decision.method),
-                    escape_log_value(decision.path),
-                    decision.mode,
-                    extra={"mtlsauth": fields},
-                )
+                log_allowed(decision)
         else:
-            self._log_refusal(decision, error, names, hint)
+            log_refusal(decision, error, names, hint, self._log_limiter)
         hook = self.on_decision
         if hook is not None:
             try:
                 hook(decision)
             except Exception:
                 logger.error("mtlsauth on_decision hook raised", exc_info=True)
-
-    def _log_refusal(
-        self,
-        decision: Decision,
-        error: MTLSAuthError,
-        names: tuple[str | None, str | None],
-        hint: str | None,
-    ) -> None:
-        """One WARNING line per refusal (ERROR for a 500), rate-limited per code and
-        fingerprint. Every field is escaped; never a certificate or a header value."""
-        level = logging.ERROR if error.status >= 500 else logging.WARNING
-        if not logger.isEnabledFor(level):
-            return
-        admitted, repeats, dropped = self._log_limiter.admit(error.code, decision.fingerprint)
-        if not admitted:
-            return
-        subject, issuer = names
-
-        def safe(value: str | None, limit: int = 256) -> str | None:
-            return None if value is None else escape_log_value(value, limit)
-
-        # Escaped here too: a formatter may print the dict as it is.
-        fields: dict[str, object] = {
-            "outcome": "denied",
-            "code": error.code,
-            "status": error.status,
-            "detail": safe(error.detail, 512),
-            "peer": safe(decision.peer),
-            "method": safe(decision.method, 16),
-            "path": safe(decision.path),
-            "mode": decision.mode,
-            "subject": safe(subject),
-            "issuer": safe(issuer),
-            "fingerprint": decision.fingerprint,
-            "hint": safe(hint, 512),
-            "suppressed": repeats,
-        }
-        if dropped:
-            logger.warning(
-                "mtlsauth: %d refusal log lines were dropped in the last minute (flood)", dropped
-            )
-        logger.log(
-            level,
-            "mtlsauth refused code=%s status=%d peer=%s method=%s path=%s subject=%s "
-            "issuer=%s fingerprint=%s detail=%s%s%s",
-            error.code,
-            error.status,
-            escape_log_value(decision.peer or "-"),
-            escape_log_value(decision.method, 16),
-            escape_log_value(decision.path),
-            escape_log_value(subject) if subject is not None else "-",
-            escape_log_value(issuer) if issuer is not None else "-",
-            decision.fingerprint or "-",
-            escape_log_value(error.detail, 512),
-            f" hint={escape_log_value(hint, 512)}" if hint else "",
-            f" (and {repeats} more like it since the last line)" if repeats else "",
-            extra={"mtlsauth": fields},
-        )
 
     def __repr__(self) -> str:
         return (

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mtlsauth._errors import CertificateMissing, MTLSAuthError, UntrustedForwarder
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
 from mtlsauth._types import Presented
 
 if TYPE_CHECKING:
     from mtlsauth._forwarded._cert import ForwardedCert
+    from mtlsauth._guard import Decision
+
+logger = logging.getLogger("mtlsauth")
 
 _PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 _PEM_END = "-----END CERTIFICATE-----"
@@ -134,3 +139,87 @@ _REWRITTEN = (
     "peer with it (uvicorn does by default: run it with --no-proxy-headers), so the trusted "
     "proxy cannot be recognised"
 )
+
+
+def log_allowed(decision: Decision) -> None:
+    """A DEBUG line for an allowed request (fields escaped)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        fields = {
+            "outcome": "allowed",
+            "code": decision.code,
+            "peer": decision.peer,
+            "fingerprint": decision.fingerprint,
+            "path": decision.path,
+            "method": decision.method,
+            "mode": decision.mode,
+            "status": None,
+        }
+        logger.debug(
+            "mtlsauth allowed code=%s peer=%s fingerprint=%s method=%s path=%s mode=%s",
+            decision.code,
+            escape_log_value(decision.peer or "-"),
+            decision.fingerprint or "-",
+            escape_log_value(decision.method),
+            escape_log_value(decision.path),
+            decision.mode,
+            extra={"mtlsauth": fields},
+        )
+
+
+def log_refusal(
+    decision: Decision,
+    error: MTLSAuthError,
+    names: tuple[str | None, str | None],
+    hint: str | None,
+    limiter: RefusalLogLimiter,
+) -> None:
+    """One WARNING line per refusal (ERROR for a 500), rate-limited per code and
+    fingerprint. Every field is escaped; never a certificate or a header value."""
+    level = logging.ERROR if error.status >= 500 else logging.WARNING
+    if not logger.isEnabledFor(level):
+        return
+    admitted, repeats, dropped = limiter.admit(error.code, decision.fingerprint)
+    if not admitted:
+        return
+    subject, issuer = names
+
+    def safe(value: str | None, limit: int = 256) -> str | None:
+        return None if value is None else escape_log_value(value, limit)
+
+    # Escaped here too: a formatter may print the dict as it is.
+    fields: dict[str, object] = {
+        "outcome": "denied",
+        "code": error.code,
+        "status": error.status,
+        "detail": safe(error.detail, 512),
+        "peer": safe(decision.peer),
+        "method": safe(decision.method, 16),
+        "path": safe(decision.path),
+        "mode": decision.mode,
+        "subject": safe(subject),
+        "issuer": safe(issuer),
+        "fingerprint": decision.fingerprint,
+        "hint": safe(hint, 512),
+        "suppressed": repeats,
+    }
+    if dropped:
+        logger.warning(
+            "mtlsauth: %d refusal log lines were dropped in the last minute (flood)", dropped
+        )
+    logger.log(
+        level,
+        "mtlsauth refused code=%s status=%d peer=%s method=%s path=%s subject=%s "
+        "issuer=%s fingerprint=%s detail=%s%s%s",
+        error.code,
+        error.status,
+        escape_log_value(decision.peer or "-"),
+        escape_log_value(decision.method, 16),
+        escape_log_value(decision.path),
+        escape_log_value(subject) if subject is not None else "-",
+        escape_log_value(issuer) if issuer is not None else "-",
+        decision.fingerprint or "-",
+        escape_log_value(error.detail, 512),
+        f" hint={escape_log_value(hint, 512)}" if hint else "",
+        f" (and {repeats} more like it since the last line)" if repeats else "",
+        extra={"mtlsauth": fields},
+    )
