@@ -27,10 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -45,6 +42,7 @@ from mtlsauth._errors import (
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._logfields import RefusalLogLimiter
 from mtlsauth._observe import cache_missed
+from mtlsauth._pool import BoundedPool
 from mtlsauth._problem import PROBLEM_TYPE_PREFIX, problem_body, problem_headers
 from mtlsauth._refusal import (
     _DIAGNOSTIC_HEADERS,
@@ -178,7 +176,6 @@ class RequestView:
 
 OnDecision = Callable[[Decision], object]
 _Outcome = tuple["ClientIdentity | None", "MTLSAuthError | None", float, bool]
-_Job = tuple["Future[_Outcome]", Presented, Mode, "Route | None"]
 
 
 def _internal(exc: Exception) -> InternalError:
@@ -220,15 +217,9 @@ class Guard:
     __slots__ = (
         "_exempt_exact",
         "_exempt_prefixes",
-        "_inflight",
-        "_lock",
         "_log_limiter",
-        "_max_inflight",
         "_not_cached",
-        "_pool_pid",
-        "_queue",
-        "_running",
-        "_threads",
+        "_pool",
         "forwarded",
         "mode",
         "on_decision",
@@ -283,13 +274,7 @@ class Guard:
                 raise TypeError(f"{what} must be an int")
             if not low <= value <= 1024:
                 raise ValueError(f"{what} must be between {low} and 1024")
-        self._threads = verification_threads
-        self._max_inflight = verification_threads + verification_queue
-        self._inflight = 0  # queued or running
-        self._running = 0  # pool threads alive
-        self._lock = threading.Lock()
-        self._queue: deque[_Job] = deque()
-        self._pool_pid = os.getpid()
+        self._pool = BoundedPool(verification_threads, verification_queue)
         self._not_cached: object = NOT_CACHED
         if on_error is not None and not callable(on_error):
             raise TypeError("on_error must be callable")
@@ -586,55 +571,13 @@ class Guard:
     def _submit(
         self, presented: Presented, mode: Mode, route: Route | None
     ) -> Future[_Outcome] | None:
-        """Queue one verification for the pool, or ``None`` when the pool is full.
-
-        Threads start on demand, up to ``verification_threads``, and end as soon as the
-        queue is empty: an idle middleware holds no thread, and a forked worker process
-        (whose parent's threads did not survive the fork) starts afresh.
-        """
-        future: Future[_Outcome] = Future()
-        start = False
-        with self._lock:
-            if self._pool_pid != os.getpid():
-                self._pool_pid = os.getpid()
-                self._queue.clear()
-                self._inflight = self._running = 0
-            if self._inflight >= self._max_inflight:
-                return None
-            self._inflight += 1
-            self._queue.append((future, presented, mode, route))
-            if self._running < self._threads:
-                self._running += 1
-                start = True
-        future.add_done_callback(self._release)
-        if start:
-            try:
-                threading.Thread(target=self._work, name="mtlsauth-verify", daemon=True).start()
-            except RuntimeError:  # no thread can start (interpreter shutting down)
-                with self._lock:
-                    self._running -= 1
-                future.cancel()
-                return None
-        return future
-
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                if not self._queue:
-                    self._running -= 1
-                    return
-                future, presented, mode, route = self._queue.popleft()
-            if future.set_running_or_notify_cancel():  # False: its request went away
-                future.set_result(self._outcome(presented, mode, route))
-
-    def _release(self, _future: object) -> None:
-        with self._lock:
-            self._inflight -= 1
+        """Queue one verification on the bounded pool, or ``None`` when it is full."""
+        return self._pool.submit(lambda: self._outcome(presented, mode, route))
 
     @property
     def verifications_waiting(self) -> int:
         """Verifications running or queued on the pool right now (for metrics)."""
-        return self._inflight
+        return self._pool.waiting
 
     def _decision(
         self,
