@@ -8,6 +8,9 @@ file, the key and, where the format allows, the line::
 
 Array entries are numbered from 1, in file order. Relative paths in the file are relative
 to the file's own folder. ``docs/config.md`` documents every key.
+
+Why one module of this size: one schema, read top-down table by table; splitting it would
+scatter the error messages that name each key.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ headers named in ``Decision.hide``, or answer the refusal). The Guard owns:
 
 The finer steps (``resolve``, ``check_target``, ``decide``, ``decide_cached``, ...) stay
 public for tools that decide about a certificate without a request (the CLI, DRF).
+
+Why one module of this size: ``Guard`` is one protocol (check, acheck and the steps they share);
+its pool, problem bodies, routes and refusal logging already live in ``_pool``, ``_problem``,
+``_routes`` and ``_refusal``, and what is left is mostly docstrings.
 """
 
 from __future__ import annotations

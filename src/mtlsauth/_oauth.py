@@ -8,6 +8,9 @@ The binding is computed from the certificate mtlsauth verified for *this* reques
 peer, or a trusted proxy's header), never from anything else the client sends. A
 proxy-verified identity (``verified_by == "proxy"``) has no certificate: no binding can be
 checked against it, so a bound token is refused with it.
+
+Why one module of this size: ``TokenCheck`` and its RFC 6750/8705 rules are one protocol, shared
+by every adapter.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ signatures checked from the anchor down when more than two CAs remain.
 
 Never ``ExtensionPolicy.permit_all()`` for the leaf: it drops the EKU check and accepts a CA
 certificate, even the trust anchor itself, as a client certificate.
+
+Why one module of this size: every certificate rule in one place on purpose (path building, name
+constraints and raw TBS reading are ``_pathbuilding``, ``_nameconstraints`` and ``_tbs``).
 """
 
 from __future__ import annotations

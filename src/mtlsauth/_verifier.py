@@ -3,6 +3,10 @@
 The hot path is a cache hit: one SHA-256 over the raw presented bytes, a dict look-up, then the
 cheap re-checks (revocation set look-ups and policy) so a freshly revoked certificate or a
 stricter per-route policy applies at once.
+
+Why one module of this size: it is the orchestration alone (certificate rules are in
+``_pathvalidation``, cache keys and verdicts in ``_cache``, composition in ``_revocation``); the
+rest is the cached hot path, kept in one place so it stays readable as one sequence.
 """
 
 from __future__ import annotations

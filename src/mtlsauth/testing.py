@@ -10,6 +10,9 @@ Example:
     'ledger'
 
 Everything here is for tests only: keys are generated in memory and never protected.
+
+Why one module of this size: the one public testing face (``CA``, ``ClientCert``, ``Blob``,
+``with_client_cert``, the header encoders), which users import as a single module.
 """
 
 from __future__ import annotations

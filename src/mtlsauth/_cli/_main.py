@@ -2,6 +2,9 @@
 
 ``main(argv=None)`` returns the exit status: 0 accepted/success, 1 refused, 2 usage or input
 error. Errors go to stderr as one line; no traceback ever reaches the user.
+
+Why one module of this size: one argument parser and the four commands it dispatches, each a
+screen; splitting per command would split the shared output helpers.
 """
 
 from __future__ import annotations

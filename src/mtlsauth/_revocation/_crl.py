@@ -21,6 +21,9 @@ Decisions (RFC 5280 section 5, and docs/revocation.md):
 * A listed serial is revoked, whatever its reason (``certificateHold`` included; a
   ``removeFromCRL`` entry in a complete CRL is malformed and also counts as listed) and
   whatever its revocation or invalidity date.
+
+Why one module of this size: ``CRLSet`` and the snapshot it checks against change together
+(reading and indexing are ``_load``).
 """
 
 from __future__ import annotations

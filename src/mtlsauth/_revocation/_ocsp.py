@@ -10,6 +10,9 @@ within a small clock skew; and the nonce, when the responder echoes one, must be
 Answers (GOOD or REVOKED) are cached per (issuer key hash, serial) until ``nextUpdate``, in a
 bounded LRU, so the check on a Verifier cache hit is a dict look-up. Failures are cached for
 ``retry_after`` seconds so a dead responder is not asked on every request.
+
+Why one module of this size: the checker and its response verification (RFC 6960 signature,
+delegation, CertID, freshness) belong together; the HTTP client is ``_http``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ Example:
 The certificate comes from the ASGI TLS extension (``scope["extensions"]["tls"]``, filled by
 ``mtlsauth.adapters.uvicorn`` or a server that implements it) or, from trusted proxies only,
 from the header the Verifier's ``ForwardedCert`` names.
+
+Why one module of this size: the middleware is a screen; the rest are the ASGI-specific readers,
+the websocket denial and the FastAPI dependencies users import from here.
 """
 
 from __future__ import annotations
