@@ -60,6 +60,7 @@ from mtlsauth._routes import MODES, Mode, Route, _path_pattern, _validate_mode, 
 from mtlsauth._types import Presented
 
 if TYPE_CHECKING:
+    from mtlsauth._oauth import TokenCheck
     from mtlsauth._verifier import Verifier
 
 __all__ = [
@@ -300,21 +301,13 @@ class Guard:
 
         For WSGI and Django: it may block (a verification that is not cached, OCSP).
         """
-        started = self._start(view)
-        if isinstance(started, Decision):
-            decision = started
+        step = self._start(view)
+        if isinstance(step, Decision):
+            decision = step
         else:
-            presented, mode, route, exempt = started
-            if mode == "off":
-                decision = self._skipped(presented, mode, route, exempt)
-            else:
-                identity, error, elapsed, missed = self._outcome(presented, mode, route)
-                decision = self._decision(
-                    presented, mode, route, exempt, identity, error, elapsed, missed, report=False
-                )
-        if decision.error is not None:
-            return decision  # reported already
-        token = decision.route.token if decision.route is not None else None
+            identity, error, elapsed, missed = self._outcome(*step[:3])
+            decision = self._decision(*step, identity, error, elapsed, missed, report=False)
+        token = self._token_due(decision)
         if token is not None:
             try:
                 claims = token.check(decision.identity, view.authorization())
@@ -330,21 +323,13 @@ class Guard:
         on the Guard's bounded pool, or is refused with ``VerificationBusy`` (503) when
         that is full.
         """
-        started = self._start(view)
-        if isinstance(started, Decision):
-            decision = started
+        step = self._start(view)
+        if isinstance(step, Decision):
+            decision = step
         else:
-            presented, mode, route, exempt = started
-            if mode == "off":
-                decision = self._skipped(presented, mode, route, exempt)
-            else:
-                hit = self.decide_cached(presented, mode, route, exempt, report=False)
-                if hit is None:
-                    hit = await self.decide_uncached(presented, mode, route, exempt, report=False)
-                decision = hit
-        if decision.error is not None:
-            return decision  # reported already
-        token = decision.route.token if decision.route is not None else None
+            hit = self.decide_cached(*step, report=False)
+            decision = hit or await self.decide_uncached(*step, report=False)
+        token = self._token_due(decision)
         if token is not None:
             try:
                 claims = await token.acheck(decision.identity, view.authorization())
@@ -354,7 +339,8 @@ class Guard:
         return self._finish(decision)
 
     def _start(self, view: RequestView) -> Decision | tuple[Presented, Mode, Route | None, bool]:
-        """The (reported) refusal of an unreadable or ambiguous request, or what to check."""
+        """A decision the request line settles (a reported refusal, or an unreported skip
+        for mode ``"off"``), or what to verify."""
         peer, path, method = view.peer, view.path, view.method
         error = view.unreadable or self.check_target(
             view.raw_target, path, strict=view.strict_target
@@ -362,12 +348,21 @@ class Guard:
         if error is None:
             mode, route, exempt = self.resolve(path, method)
             if mode == "off":
-                return Presented(peer=peer, path=path, method=method), mode, route, exempt
+                return self._skipped(
+                    Presented(peer=peer, path=path, method=method), mode, route, exempt
+                )
             try:
                 return view.credentials(), mode, route, exempt
             except AmbiguousRequest as exc:
                 error = exc
         return self.refuse(error, peer, path, method)
+
+    @staticmethod
+    def _token_due(decision: Decision) -> TokenCheck | None:
+        """The route's ``TokenCheck`` when the request got this far (allowed so far)."""
+        if decision.error is not None or decision.route is None:
+            return None
+        return decision.route.token
 
     def _skipped(
         self, presented: Presented, mode: Mode, route: Route | None, exempt: bool
@@ -396,7 +391,11 @@ class Guard:
         return refused
 
     def _finish(self, decision: Decision) -> Decision:
-        """Report an allowed ``decision``, saying which headers the application must not see."""
+        """Report an allowed ``decision``, saying which headers the application must not see.
+
+        A refusal was reported where it was decided."""
+        if decision.error is not None:
+            return decision
         if self.strip_names and self.must_strip(decision.peer):
             decision = replace(decision, hide=self.strip_names)
         self._report(decision)

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from cryptography import x509
 
+from mtlsauth._errors import MTLSAuthError, RevocationUnavailable
 from mtlsauth._types import HealthReporting, Reloadable, RevocationChecker
 
-__all__ = ["AllOf", "reload_part"]
+__all__ = ["AllOf", "fail_closed", "reload_part"]
+
+logger = logging.getLogger("mtlsauth")
+
+Check = Callable[[Sequence[x509.Certificate], datetime], "datetime | None"]
+
+
+def fail_closed(
+    check: Check, chain: Sequence[x509.Certificate], at: datetime, *, what: str, detail: str
+) -> datetime | None:
+    """Run a revocation source's check so that only ``MTLSAuthError`` leaves it: anything
+    unexpected is logged with its traceback and becomes ``RevocationUnavailable(detail)``."""
+    try:
+        return check(chain, at)
+    except MTLSAuthError:
+        raise
+    except Exception:
+        logger.exception("mtlsauth: %s check failed unexpectedly", what)
+        raise RevocationUnavailable(detail) from None
 
 
 class AllOf:

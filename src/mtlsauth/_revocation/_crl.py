@@ -44,9 +44,10 @@ from typing import Literal, TypeVar
 from cryptography import x509
 from cryptography.x509.oid import CRLEntryExtensionOID
 
-from mtlsauth._errors import CertificateRevoked, MTLSAuthError, RevocationUnavailable
+from mtlsauth._errors import CertificateRevoked, RevocationUnavailable
 from mtlsauth._memo import BoundedMemo
 from mtlsauth._reload import FileSnapshot
+from mtlsauth._revocation._compose import fail_closed
 from mtlsauth._revocation._load import (
     _CRL,
     _is_crl_name,
@@ -482,13 +483,7 @@ class CRLSet:
             RevocationUnavailable: no usable CRL covers a certificate in scope, or anything
                 unexpected happened (this method never raises another type).
         """
-        try:
-            return self._check(chain, at)
-        except MTLSAuthError:
-            raise
-        except Exception:
-            logger.exception("mtlsauth: CRL check failed unexpectedly")
-            raise RevocationUnavailable(_CLIENT_DETAIL) from None
+        return fail_closed(self._check, chain, at, what="CRL", detail=_CLIENT_DETAIL)
 
     def _check(self, chain: Sequence[x509.Certificate], at: datetime) -> datetime | None:
         if at.tzinfo is None:

@@ -35,9 +35,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from mtlsauth._errors import CertificateRevoked, MTLSAuthError, RevocationUnavailable
+from mtlsauth._errors import CertificateRevoked, RevocationUnavailable
 from mtlsauth._logfields import escape_log_value
 from mtlsauth._memo import BoundedMemo
+from mtlsauth._revocation._compose import fail_closed
 from mtlsauth._revocation._crl import is_what_if, renamed_keyword
 from mtlsauth._revocation._http import _check_url, _Failure, _http_post
 
@@ -247,13 +248,7 @@ class OCSPChecker:
             CertificateRevoked: the responder says a certificate in scope is revoked.
             RevocationUnavailable: hard-fail and no trustworthy answer, or anything unexpected.
         """
-        try:
-            return self._check(chain, at)
-        except MTLSAuthError:
-            raise
-        except Exception:
-            logger.exception("mtlsauth: OCSP check failed unexpectedly")
-            raise RevocationUnavailable(_CLIENT_DETAIL) from None
+        return fail_closed(self._check, chain, at, what="OCSP", detail=_CLIENT_DETAIL)
 
     def _check(self, chain: Sequence[x509.Certificate], at: datetime) -> datetime | None:
         if at.tzinfo is None:
