@@ -455,15 +455,8 @@ class Guard:
         method: str,
     ) -> Decision:
         """The decision for a request whose mode is ``"off"`` (no certificate check)."""
-        decision = Decision(
-            identity=None,
-            error=None,
-            mode=mode,
-            route=route,
-            exempt=exempt,
-            peer=peer,
-            path=path,
-            method=method,
+        decision = self._skipped(
+            Presented(peer=peer, path=path, method=method), mode, route, exempt
         )
         self._report(decision)
         return decision
