@@ -150,7 +150,7 @@ def _no_authorization() -> Sequence[str]:
     return ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # not frozen: built per request, never kept
 class RequestView:
     """One request as an adapter hands it to ``Guard.check``: framework-free, read lazily.
 

@@ -65,5 +65,10 @@ class BoundedMemo(Generic[K, V]):
             self._probation.clear()
             self._protected.clear()
 
+    def __contains__(self, key: object) -> bool:
+        """Membership without touching the order (the cheapest look-up, for keys that only
+        trusted configuration can insert, such as the trusted-peer cache)."""
+        return key in self._protected or key in self._probation
+
     def __len__(self) -> int:
         return len(self._probation) + len(self._protected)

@@ -357,7 +357,7 @@ class ForwardedCert(Immutable):
         if not peer or not isinstance(peer, str):
             return False
         cache = self._peer_cache
-        if cache.get(peer) is not None:
+        if peer in cache:  # no LRU bookkeeping: only trusted addresses are ever inserted
             return True
         if self._untrusted_peers.get(peer) is not None:
             return False
