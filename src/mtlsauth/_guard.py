@@ -57,10 +57,9 @@ from mtlsauth._refusal import (
     log_refusal,
 )
 from mtlsauth._routes import MODES, Mode, Route, _path_pattern, _validate_mode, path_ambiguity
-from mtlsauth._types import Presented
+from mtlsauth._types import Presented, fast_init
 
 if TYPE_CHECKING:
-    from mtlsauth._oauth import TokenCheck
     from mtlsauth._verifier import Verifier
 
 __all__ = [
@@ -82,6 +81,7 @@ __all__ = [
 logger = logging.getLogger("mtlsauth")
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What the Guard decided for one request (handed to ``on_decision`` and logged).
@@ -307,10 +307,12 @@ class Guard:
         else:
             identity, error, elapsed, missed = self._outcome(*step[:3])
             decision = self._decision(*step, identity, error, elapsed, missed, report=False)
-        token = self._token_due(decision)
-        if token is not None:
+        if decision.error is not None:
+            return decision  # reported where it was decided
+        route = decision.route
+        if route is not None and route.token is not None:
             try:
-                claims = token.check(decision.identity, view.authorization())
+                claims = route.token.check(decision.identity, view.authorization())
             except Exception as exc:  # noqa: BLE001 - refused either way, never a 500 trace
                 return self._token_refused(decision, exc)
             decision = replace(decision, token=claims)
@@ -329,10 +331,12 @@ class Guard:
         else:
             hit = self.decide_cached(*step, report=False)
             decision = hit or await self.decide_uncached(*step, report=False)
-        token = self._token_due(decision)
-        if token is not None:
+        if decision.error is not None:
+            return decision  # reported where it was decided
+        route = decision.route
+        if route is not None and route.token is not None:
             try:
-                claims = await token.acheck(decision.identity, view.authorization())
+                claims = await route.token.acheck(decision.identity, view.authorization())
             except Exception as exc:  # noqa: BLE001 - refused either way, never a 500 trace
                 return self._token_refused(decision, exc)
             decision = replace(decision, token=claims)
@@ -356,13 +360,6 @@ class Guard:
             except AmbiguousRequest as exc:
                 error = exc
         return self.refuse(error, peer, path, method)
-
-    @staticmethod
-    def _token_due(decision: Decision) -> TokenCheck | None:
-        """The route's ``TokenCheck`` when the request got this far (allowed so far)."""
-        if decision.error is not None or decision.route is None:
-            return None
-        return decision.route.token
 
     def _skipped(
         self, presented: Presented, mode: Mode, route: Route | None, exempt: bool
@@ -391,11 +388,7 @@ class Guard:
         return refused
 
     def _finish(self, decision: Decision) -> Decision:
-        """Report an allowed ``decision``, saying which headers the application must not see.
-
-        A refusal was reported where it was decided."""
-        if decision.error is not None:
-            return decision
+        """Report an allowed ``decision``, saying which headers the application must not see."""
         if self.strip_names and self.must_strip(decision.peer):
             decision = replace(decision, hide=self.strip_names)
         self._report(decision)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, runtime_checkable
 
 from cryptography import x509
 
@@ -24,6 +25,7 @@ __all__ = [
     "Scope",
     "Send",
     "TLSExtension",
+    "fast_init",
     "tls_extension",
 ]
 
@@ -75,6 +77,45 @@ class Immutable:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
 
+_T = TypeVar("_T")
+
+
+def fast_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen, slotted dataclass built on the hot path a faster ``__init__``.
+
+    The generated one sets each field with ``object.__setattr__`` (a type look-up per field);
+    this one calls each slot's descriptor directly: the same signature (field order,
+    defaults, keyword-only fields), the same values, about twice as fast (``Decision``
+    and ``Presented`` are built once per request). Only for the simple shape: no
+    ``__post_init__``, no ``default_factory``, every field in ``__init__``.
+    """
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    params = (cls.__dataclass_params__.frozen, "__slots__" in cls.__dict__)  # type: ignore[attr-defined]
+    if params != (True, True) or hasattr(cls, "__post_init__"):
+        raise TypeError(f"fast_init needs a frozen, slotted dataclass: {cls.__name__}")
+    scope: dict[str, object] = {}
+    args: list[str] = []
+    keyword_only: list[str] = []
+    body: list[str] = []
+    for f in fields:
+        if not f.init or f.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"fast_init: {cls.__name__}.{f.name} is not a plain field")
+        scope[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        arg = f.name
+        if f.default is not dataclasses.MISSING:
+            scope[f"_default_{f.name}"] = f.default
+            arg += f"=_default_{f.name}"
+        (keyword_only if f.kw_only else args).append(arg)
+        body.append(f"    _set_{f.name}(self, {f.name})")
+    signature = ", ".join(["self", *args, *(["*", *keyword_only] if keyword_only else [])])
+    source = f"def __init__({signature}) -> None:\n" + "\n".join(body or ["    pass"])
+    exec(source, scope)  # noqa: S102 - our own field names, checked above
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
+    setattr(cls, "__init__", init)  # noqa: B010 - replacing the generated method
+    return cls
+
+
 def tls_extension(
     chain_pem: Sequence[str] = (),
     *,
@@ -97,6 +138,7 @@ def tls_extension(
     }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Presented:
     """Everything an adapter knows about a request's client, framework-free.
