@@ -650,3 +650,40 @@ def test_an_unreadable_request_is_refused_before_anything_is_read(verifier) -> N
         Guard(verifier=verifier, mode="off").check(
             RequestView(peer=None, credentials=boom)
         ).problem()
+
+
+@pytest.mark.parametrize("cls", [Decision, Presented], ids=["Decision", "Presented"])
+def test_fast_init_keeps_the_dataclass_signature(cls) -> None:
+    import dataclasses
+    import inspect
+
+    params = list(inspect.signature(cls).parameters.values())
+    fields = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fields]
+    for p, f in zip(params, fields, strict=True):
+        expected = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+        assert p.default == expected
+    built = cls(**{f.name: f"v-{f.name}" for f in fields})
+    assert all(getattr(built, f.name) == f"v-{f.name}" for f in fields)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.path = "/other"  # type: ignore[misc]
+
+
+def test_fast_init_refuses_what_it_cannot_copy() -> None:
+    import dataclasses
+
+    from mtlsauth._types import fast_init
+
+    @dataclasses.dataclass(slots=True)
+    class Mutable:
+        x: int = 0
+
+    with pytest.raises(TypeError, match="frozen, slotted"):
+        fast_init(Mutable)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Factory:
+        x: list[int] = dataclasses.field(default_factory=list)
+
+    with pytest.raises(TypeError, match="not a plain field"):
+        fast_init(Factory)
