@@ -928,7 +928,7 @@ def test_xfcc_escaped_quote_cannot_end_the_subject() -> None:
 
 
 def test_xfcc_encoder_writes_the_subject_as_envoy_does() -> None:
-    from mtlsauth._xfcc import encode_element, select_element
+    from mtlsauth._forwarded._xfcc import encode_element, select_element
 
     subject = 'CN=a \\"b\\",O=Acme\\, Inc.\\\\'
     header = encode_element([], by=None, subject=subject)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from mtlsauth import ClientIdentity, MTLSAuthError, Policy, PolicyDenied
 from mtlsauth._forwarded._verified import identity_from_aws, identity_from_gcp, identity_from_xfcc
-from mtlsauth._xfcc import select_element
+from mtlsauth._forwarded._xfcc import select_element
 from mtlsauth.testing import CA
 
 _FORMS: tuple[Callable[[str], str], ...] = (

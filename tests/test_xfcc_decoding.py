@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtlsauth import MTLSAuthError
-from mtlsauth._forwarded_formats import der_to_pem, malformed
-from mtlsauth._forwarded_formats import url_pem as reference_url_pem
-from mtlsauth._xfcc import (
+from mtlsauth._forwarded._formats import der_to_pem, malformed
+from mtlsauth._forwarded._formats import url_pem as reference_url_pem
+from mtlsauth._forwarded._xfcc import (
     XFCCElement,
     decode_element,
     encode_element,

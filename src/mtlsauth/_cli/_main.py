@@ -134,7 +134,7 @@ def decode_header(fmt: str, data: bytes) -> tuple[bytes, ...]:
         return ()
     try:
         if encoding == "xfcc":
-            from mtlsauth._xfcc import decode_element, select_element
+            from mtlsauth._forwarded._xfcc import decode_element, select_element
 
             return tuple(decode_element(select_element(text, -1)))
         return tuple(DECODERS[encoding](text))

@@ -34,10 +34,10 @@ from mtlsauth._forwarded._trust import (
     parse_proxies,
 )
 from mtlsauth._forwarded._verified import identity_from_aws, identity_from_gcp, identity_from_xfcc
+from mtlsauth._forwarded._xfcc import XFCCElement, decode_element, select_element
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._memo import BoundedMemo
 from mtlsauth._types import Immutable, Presented
-from mtlsauth._xfcc import XFCCElement, decode_element, select_element
 
 __all__ = ["ForwardedCert", "ForwardedValue", "encode_forwarded"]
 

@@ -20,7 +20,7 @@ from mtlsauth._forwarded._formats import (
     encode_rfc9440,
     encode_url_pem,
 )
-from mtlsauth._xfcc import encode_element
+from mtlsauth._forwarded._xfcc import encode_element
 
 __all__ = ["PRESETS", "encode_forwarded"]
 

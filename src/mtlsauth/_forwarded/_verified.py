@@ -18,9 +18,9 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from mtlsauth._forwarded._formats import malformed
+from mtlsauth._forwarded._xfcc import XFCCElement
 from mtlsauth._identity import ClientIdentity, IPAddress
 from mtlsauth._names import _parse_rdns
-from mtlsauth._xfcc import XFCCElement
 
 __all__ = ["identity_from_aws", "identity_from_gcp", "identity_from_xfcc", "parse_dn"]
 

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from mtlsauth._errors import MTLSAuthError
-from mtlsauth._forwarded_formats import malformed, url_pem
+from mtlsauth._forwarded._formats import malformed, url_pem
 
 __all__ = ["XFCCElement", "decode_element", "encode_element", "parse_xfcc"]
 
@@ -249,7 +249,7 @@ def encode_element(
     chain: bool = True,
 ) -> str:
     """One element as Envoy's SANITIZE_SET writes it (By, Hash, Cert, Chain, Subject, URI, DNS)."""
-    from mtlsauth._forwarded_formats import encode_url_pem
+    from mtlsauth._forwarded._formats import encode_url_pem
 
     parts: list[str] = []
     if by:
