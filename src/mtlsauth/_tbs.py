@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from cryptography import x509
 
+from mtlsauth._der import item
+
 
 def _der_item(buf: bytes, i: int) -> tuple[int, int]:
-    """Start of the content and end of the DER item at ``i`` (low-tag-number form)."""
-    length = buf[i + 1]
-    i += 2
-    if length & 0x80:
-        n = length & 0x7F
-        length = int.from_bytes(buf[i : i + n], "big")
-        i += n
-    return i, i + length
+    """Start of the content and end of the DER item at ``i`` (``_der.item``, strict and
+    bounded: a malformed item raises ``DERError``, a ``ValueError``)."""
+    _tag, start, stop = item(buf, i, len(buf))
+    return start, stop
 
 
 def _tbs_names(cert: x509.Certificate, tbs: bytes | None = None) -> tuple[bytes, bytes, bytes]:
