@@ -20,10 +20,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/_ext fuzz
 	$(VENV)/bin/lint-imports
 
-# The edit loop: lint, types and the unit tests without the end-to-end ones (well under a
-# minute). `make test` stays the complete command.
+# The edit loop: lint, types and the unit tests without the end-to-end ones, on every core
+# (pytest-xdist), and without the two tooling runs (the benchmark and atheris smoke runs,
+# 13 s each). `make test` stays the complete command.
 check: lint typecheck
-	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" -x
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" -x -n auto \
+		--deselect tests/test_benchmarks_smoke.py::test_quick_benchmark_run_reports_every_measurement \
+		--deselect tests/test_fuzz_smoke.py::test_atheris_runs_every_target
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
