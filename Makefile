@@ -48,7 +48,7 @@ $(VENV_MIN)/.installed: pyproject.toml
 	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
 	$(VENV_MIN)/bin/python -m pip install -q "cryptography>=45" "aiohttp==3.9.5" "uvicorn==0.47.0" \
 		"pytest>=8,<9" "pytest-asyncio>=0.23,<0.24" "pytest-aiohttp==1.0.5" httpx hypothesis \
-		fastapi flask gunicorn django pyyaml
+		fastapi flask gunicorn django djangorestframework pyyaml
 	$(VENV_MIN)/bin/python -m pip install -q --no-deps -e .
 	touch $(VENV_MIN)/.installed
 
