@@ -493,23 +493,9 @@ class Guard:
         """
         if mode == "off":
             return self.skip(mode, route, exempt, presented.peer, presented.path, presented.method)
-        error: MTLSAuthError | None = None
-        cached: object = None
-        reset = cache_missed.set(False)
-        started = time.perf_counter()
-        try:
-            cached = self.verifier.authenticate_cached(
-                presented,
-                required=mode == "mandatory",
-                policy=route.policy if route is not None else None,
-            )
-        except MTLSAuthError as exc:
-            error = exc
-        except Exception as exc:  # noqa: BLE001 - fail closed: refused, never a 500 trace
-            error = _internal(exc)
-        elapsed = time.perf_counter() - started
-        missed = cache_missed.get()
-        cache_missed.reset(reset)
+        cached, error, elapsed, missed = self._timed(
+            self.verifier.authenticate_cached, presented, mode, route
+        )
         if cached is self._not_cached:
             return None  # the pool measures the verification itself
         identity = cached if isinstance(cached, ClientIdentity) else None
@@ -538,12 +524,22 @@ class Guard:
 
     def _outcome(self, presented: Presented, mode: Mode, route: Route | None) -> _Outcome:
         """(identity, error, seconds, cache missed) of one full ``authenticate``."""
-        identity: ClientIdentity | None = None
+        identity, error, elapsed, missed = self._timed(
+            self.verifier.authenticate, presented, mode, route
+        )
+        return (identity if isinstance(identity, ClientIdentity) else None), error, elapsed, missed
+
+    @staticmethod
+    def _timed(
+        call: Callable[..., object], presented: Presented, mode: Mode, route: Route | None
+    ) -> tuple[object, MTLSAuthError | None, float, bool]:
+        """One Verifier call, timed, with its cache outcome; any failure is a refusal."""
+        result: object = None
         error: MTLSAuthError | None = None
         reset = cache_missed.set(False)
         started = time.perf_counter()
         try:
-            identity = self.verifier.authenticate(
+            result = call(
                 presented,
                 required=mode == "mandatory",
                 policy=route.policy if route is not None else None,
@@ -555,7 +551,7 @@ class Guard:
         elapsed = time.perf_counter() - started
         missed = cache_missed.get()
         cache_missed.reset(reset)
-        return identity, error, elapsed, missed
+        return result, error, elapsed, missed
 
     def _submit(
         self, presented: Presented, mode: Mode, route: Route | None
