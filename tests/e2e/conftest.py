@@ -308,24 +308,9 @@ def nginx(tmp: Path, port: int, backend: int, pki: PKI) -> tuple[list[str], dict
 
 def nginx_to(tmp: Path, port: int, upstream: str, pki: PKI) -> list[str]:
     """nginx with client-certificate TLS on ``port``, forwarding to ``upstream``; its argv."""
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp / sub).mkdir(exist_ok=True)
-    conf = tmp / "nginx.conf"
-    conf.write_text(
-        f"""
-{"user root;" if IS_ROOT else ""}
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    server {{
+    conf = nginx_config(
+        tmp,
+        f"""    server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {pki["server_cert"]};
         ssl_certificate_key {pki["server_key"]};
@@ -337,9 +322,7 @@ http {{
             proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
             proxy_set_header X-SSL-Client-Verify $ssl_client_verify;
         }}
-    }}
-}}
-"""
+    }}""",
     )
     return ["/usr/sbin/nginx", "-p", str(tmp), "-c", str(conf), "-g", "daemon off;"]
 
@@ -450,6 +433,80 @@ PROXIES = (
     ProxySpec("caddy", "/usr/bin/caddy", caddy, forwards_chain=False),
 )
 PROXY_SPECS = {p.name: p for p in PROXIES}
+
+
+@contextlib.contextmanager
+def serve_process(
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    port: int,
+    *,
+    cwd: Path,
+    timeout: float = 20.0,
+) -> Iterator[None]:
+    """Run a server subprocess until ``port`` accepts TCP; stop it afterwards."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{argv} exited: {log_path.read_text(errors='replace')}")
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", port), 0.2),
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{argv} never listened: {log_path.read_text(errors='replace')}"
+                    )
+                time.sleep(0.05)
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def nginx_config(
+    tmp: Path, servers: str, *, connections: int = 64, log_level: str = "info"
+) -> Path:
+    """Write an nginx.conf whose http block holds ``servers``, every runtime file in ``tmp``."""
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp / sub).mkdir(exist_ok=True)
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        f"""
+{"user root;" if IS_ROOT else ""}
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log {log_level};
+events {{ worker_connections {connections}; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+{servers}
+}}
+"""
+    )
+    return conf
 
 
 @dataclass

@@ -10,19 +10,18 @@ certificate; what each server actually did is asserted (see docs/direct-tls.md).
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import ssl
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from conftest import serve_process
 
 pytestmark = pytest.mark.e2e
 
@@ -44,41 +43,9 @@ class Port:
 
 @contextlib.contextmanager
 def serve(argv: list[str], env: dict[str, str], workdir: Path, port: int) -> Iterator[None]:
-    """Run a server subprocess until ``port`` accepts TCP; stop it afterwards."""
-    log_path = workdir / f"server-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            argv,
-            cwd=EXAMPLES,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{argv} exited: {log_path.read_text(errors='replace')}")
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), 0.2),
-                ):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{argv} never listened: {log_path.read_text(errors='replace')}"
-                    )
-                time.sleep(0.05)
-            yield
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    """Run a server subprocess (in examples/) until ``port`` accepts TCP; stop it afterwards."""
+    with serve_process(argv, env, workdir / f"server-{port}.log", port, cwd=EXAMPLES):
+        yield
 
 
 def call(

@@ -25,19 +25,18 @@ import os
 import random
 import shutil
 import ssl
-import subprocess
 import sys
 import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from conftest import nginx_config, serve_process
 from mtlsauth.testing import CA, ClientCert
 
 pytestmark = pytest.mark.e2e
@@ -93,36 +92,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.contextmanager
-def _serve(argv: list[str], env: dict[str, str], log: Path, port: int) -> Iterator[None]:
-    import socket
-
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, cwd=HERE, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{argv} exited: {log.read_text(errors='replace')}")
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection(("127.0.0.1", port), 0.2),
-                ):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{argv} never listened: {log.read_text(errors='replace')}")
-                time.sleep(0.05)
-            yield
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+def _serve(
+    argv: list[str], env: dict[str, str], log: Path, port: int
+) -> contextlib.AbstractContextManager[None]:
+    return serve_process(argv, env, log, port, cwd=HERE, timeout=30)
 
 
 def _argv(server: str) -> list[str]:
@@ -132,8 +105,6 @@ def _argv(server: str) -> list[str]:
 
 
 def _nginx_conf(tmp: Path, backends: dict[str, tuple[int, int]], files: dict[str, Path]) -> Path:
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp / sub).mkdir(exist_ok=True)
     servers = "".join(
         f"""
     server {{
@@ -151,26 +122,7 @@ def _nginx_conf(tmp: Path, backends: dict[str, tuple[int, int]], files: dict[str
     }}"""
         for listen, upstream in backends.values()
     )
-    conf = tmp / "nginx.conf"
-    conf.write_text(
-        f"""
-{"user root;" if os.geteuid() == 0 else ""}
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-{servers}
-}}
-"""
-    )
-    return conf
+    return nginx_config(tmp, servers, connections=512, log_level="warn")
 
 
 # -- clients --------------------------------------------------------------------------------
