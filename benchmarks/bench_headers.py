@@ -20,8 +20,8 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from mtlsauth import ForwardedCert
-from mtlsauth._forwarded._cert import encode_forwarded
 from mtlsauth._types import Presented
+from mtlsauth.testing import encode_forwarded
 
 # Only XFCC has a target: it was the one format that cost more than a verification.
 TARGETS = {"xfcc_3": Target("<=", 0.3)}

@@ -33,8 +33,8 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from mtlsauth import CRLSet, ForwardedCert, MTLSAuthError, Policy, Verifier
-from mtlsauth._forwarded._cert import encode_forwarded
 from mtlsauth._types import Presented
+from mtlsauth.testing import encode_forwarded
 
 HIT_TARGET = Target("<=", 2.0)
 UNCACHED_TARGET = Target("<=", 1.3)  # stretch goal: 1.15

@@ -48,9 +48,10 @@ from mtlsauth import (
     Verifier,
     load_config,
 )
-from mtlsauth._forwarded._formats import ENCODINGS, der_to_pem
+from mtlsauth._forwarded._formats import ENCODINGS
 from mtlsauth._forwarded._presets import PRESETS
 from mtlsauth.testing import encode_forwarded
+from mtlsauth.testing._encode import der_to_pem
 
 PROXY = "127.0.0.1"
 

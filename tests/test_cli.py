@@ -12,8 +12,8 @@ import pytest
 
 from mtlsauth._cli._main import Out, main
 from mtlsauth._cli._testpki import write_test_pki
-from mtlsauth._forwarded._presets import PRESETS, encode_forwarded
-from mtlsauth.testing import CA
+from mtlsauth._forwarded._presets import PRESETS
+from mtlsauth.testing import CA, encode_forwarded
 
 ANSI = "\x1b["
 

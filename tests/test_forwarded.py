@@ -19,12 +19,11 @@ from mtlsauth import (
     UntrustedForwarder,
     Verifier,
 )
-from mtlsauth._forwarded._cert import encode_forwarded
-from mtlsauth._forwarded._formats import der_to_pem
 from mtlsauth._forwarded._presets import PRESETS
 from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._identity import ClientIdentity
-from mtlsauth.testing import CA
+from mtlsauth.testing import CA, encode_forwarded
+from mtlsauth.testing._encode import der_to_pem
 
 PROXY = "10.0.0.5"
 TRUSTED = ["10.0.0.0/24", "2001:db8::/32", "127.0.0.1"]
@@ -928,7 +927,8 @@ def test_xfcc_escaped_quote_cannot_end_the_subject() -> None:
 
 
 def test_xfcc_encoder_writes_the_subject_as_envoy_does() -> None:
-    from mtlsauth._forwarded._xfcc import encode_element, select_element
+    from mtlsauth._forwarded._xfcc import select_element
+    from mtlsauth.testing._encode import encode_element
 
     subject = 'CN=a \\"b\\",O=Acme\\, Inc.\\\\'
     header = encode_element([], by=None, subject=subject)

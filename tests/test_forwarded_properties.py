@@ -7,9 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtlsauth import CertificateInvalid, ForwardedCert, MTLSAuthError, Presented
-from mtlsauth._forwarded._cert import encode_forwarded
 from mtlsauth._forwarded._presets import PRESETS
-from mtlsauth.testing import CA
+from mtlsauth.testing import CA, encode_forwarded
 
 ENCODINGS = ("url-pem", "pem", "der-base64", "traefik", "xfcc", "rfc9440")
 _CHAIN = CA().intermediate().issue_client_cert(common_name="p").chain_der

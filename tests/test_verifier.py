@@ -606,7 +606,7 @@ def test_chain_variants_reuse_the_validated_chain(pki, junk, monkeypatch) -> Non
 
 def test_a_leaf_cached_from_one_source_is_not_served_for_another(pki) -> None:
     from mtlsauth import ForwardedCert
-    from mtlsauth._forwarded._cert import encode_forwarded
+    from mtlsauth.testing import encode_forwarded
 
     fwd = ForwardedCert.preset("nginx", header="X-Cert", trusted_proxies=["192.0.2.1"])
     verifier = Verifier(
@@ -625,7 +625,7 @@ def test_forwarded_chain_variants_make_one_entry(pki, junk, preset: str) -> None
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from mtlsauth import ForwardedCert
-    from mtlsauth._forwarded._cert import encode_forwarded
+    from mtlsauth.testing import encode_forwarded
 
     fwd = ForwardedCert.preset(preset, trusted_proxies=["192.0.2.1"])
     verifier = Verifier(trust_store=pki.root.trust_store(), forwarded=fwd, cache_size=50)

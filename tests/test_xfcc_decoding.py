@@ -15,15 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtlsauth import MTLSAuthError
-from mtlsauth._forwarded._formats import der_to_pem, malformed
+from mtlsauth._forwarded._formats import malformed
 from mtlsauth._forwarded._formats import url_pem as reference_url_pem
 from mtlsauth._forwarded._xfcc import (
     XFCCElement,
     decode_element,
-    encode_element,
     parse_xfcc,
 )
 from mtlsauth.testing import CA
+from mtlsauth.testing._encode import der_to_pem, encode_element
 
 _SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _CHAIN = CA().intermediate().issue_client_cert(common_name="xfcc").chain_der

@@ -52,7 +52,7 @@ def build_forwarded_headers(preset: str, cert: ClientCert) -> list[tuple[str, st
     ``"traefik"``, ``"rfc9440"``...) or an encoding name (``"url-pem"``...). The values are
     byte for byte what that proxy writes; the names are its default (or documented) ones.
     """
-    from mtlsauth._forwarded._presets import encode_forwarded
+    from mtlsauth.testing import encode_forwarded
 
     return encode_forwarded(preset, cert.chain_der)
 

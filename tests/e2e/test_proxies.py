@@ -15,7 +15,7 @@ import pytest
 from cryptography.x509.oid import NameOID
 
 from mtlsauth import ForwardedCert, Verifier
-from mtlsauth._forwarded._cert import encode_forwarded
+from mtlsauth.testing import encode_forwarded
 
 pytestmark = pytest.mark.e2e
 

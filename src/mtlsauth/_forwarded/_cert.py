@@ -25,7 +25,7 @@ from mtlsauth._forwarded._formats import (
     is_absent,
     malformed,
 )
-from mtlsauth._forwarded._presets import PRESETS, encode_forwarded, resolve_name
+from mtlsauth._forwarded._presets import PRESETS, resolve_name
 from mtlsauth._forwarded._trust import (
     UNIX_PEER,
     Network,
@@ -39,7 +39,7 @@ from mtlsauth._identity import ClientIdentity
 from mtlsauth._memo import BoundedMemo
 from mtlsauth._types import Immutable, Presented
 
-__all__ = ["ForwardedCert", "ForwardedValue", "encode_forwarded"]
+__all__ = ["ForwardedCert", "ForwardedValue"]
 
 _IDENTITY_FIELDS = {
     "aws-alb": frozenset({"subject", "issuer", "serial", "validity"}),

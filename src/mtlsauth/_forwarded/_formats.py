@@ -1,8 +1,8 @@
-"""Exact decoders (and encoders) for the certificate encodings proxies put in headers.
+"""Exact decoders for the certificate encodings proxies put in headers.
 
 Each decoder takes the raw header text and returns DER certificates, or raises
 ``CertificateInvalid(code="certificate_malformed")``; nothing else escapes. The encoders
-produce byte-for-byte what each proxy sends, so tests and docs can show real values.
+(byte for byte what each proxy sends) are tooling: ``mtlsauth.testing._encode``.
 
 Sources for every format are in ``docs/proxies.md``; the short version:
 
@@ -38,8 +38,6 @@ __all__ = [
     "ENCODINGS",
     "check_certificate_shape",
     "decode_rfc9440_list",
-    "der_to_pem",
-    "encode_rfc9440",
     "is_absent",
     "malformed",
     "url_pem",
@@ -286,33 +284,3 @@ DECODERS: dict[str, Callable[[str], list[bytes]]] = {
     "traefik": traefik,
     "rfc9440": decode_rfc9440,
 }
-
-
-# -- encoders: what each proxy puts on the wire for a given chain ----------------------------
-def der_to_pem(der: bytes) -> str:
-    body = base64.b64encode(der).decode("ascii")
-    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-
-
-def encode_url_pem(ders: tuple[bytes, ...] | list[bytes], *, safe: str = "") -> str:
-    """nginx ``$ssl_client_escaped_cert`` (``safe=""``) or AWS ALB (``safe="+=/"``)."""
-    return quote("".join(der_to_pem(d) for d in ders), safe=safe)
-
-
-def encode_pem_spaces(der: bytes) -> str:
-    """Apache ``RequestHeader set X "%{SSL_CLIENT_CERT}s"``: every LF became a space."""
-    return der_to_pem(der).replace("\n", " ")
-
-
-def encode_pem_tabs(der: bytes) -> str:
-    """nginx ``$ssl_client_cert``: the PEM minus its final LF, a TAB after every LF."""
-    return der_to_pem(der).rstrip("\n").replace("\n", "\n\t")
-
-
-def encode_b64(ders: tuple[bytes, ...] | list[bytes]) -> str:
-    return base64.b64encode(b"".join(ders)).decode("ascii")
-
-
-def encode_rfc9440(der: bytes) -> str:
-    return ":" + base64.b64encode(der).decode("ascii") + ":"

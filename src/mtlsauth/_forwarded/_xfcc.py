@@ -1,4 +1,4 @@
-"""Envoy's ``x-forwarded-client-cert`` (XFCC) header: grammar, decoding, encoding.
+"""Envoy's ``x-forwarded-client-cert`` (XFCC) header: grammar and decoding.
 
 Grammar (envoyproxy/envoy ``docs/root/configuration/http/http_conn_man/headers.rst``): a
 comma-separated list of *elements*, one per proxy that appended one; each element is a
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from mtlsauth._errors import MTLSAuthError
 from mtlsauth._forwarded._formats import malformed, url_pem
 
-__all__ = ["XFCCElement", "decode_element", "encode_element", "parse_xfcc"]
+__all__ = ["XFCCElement", "decode_element", "parse_xfcc"]
 
 _SINGLE = frozenset({"hash", "cert", "chain", "subject", "issuer"})
 _OWS = " \t"
@@ -222,46 +222,3 @@ def decode_element(element: XFCCElement) -> list[bytes]:
         raise malformed("x-forwarded-client-cert element has no certificate")
     check_hash(element, ders[0])
     return ders
-
-
-def _quote(value: str) -> str:
-    """Quote a value as Envoy does: as it is. Refuse one the reader could not give back."""
-    try:
-        got, end = _quoted(value + '"', 0)
-    except MTLSAuthError:
-        got, end = "", -1
-    if got != value or end != len(value) + 1:
-        raise ValueError(
-            f"{value!r} cannot be quoted in x-forwarded-client-cert: it holds an unescaped '\"' "
-            "or ends in an odd number of backslashes"
-        )
-    return f'"{value}"'
-
-
-def encode_element(
-    ders: tuple[bytes, ...] | list[bytes],
-    *,
-    by: str | None = "spiffe://cluster.local/ns/default/sa/gateway",
-    subject: str | None = None,
-    uris: tuple[str, ...] | list[str] = (),
-    dns: tuple[str, ...] | list[str] = (),
-    cert: bool = True,
-    chain: bool = True,
-) -> str:
-    """One element as Envoy's SANITIZE_SET writes it (By, Hash, Cert, Chain, Subject, URI, DNS)."""
-    from mtlsauth._forwarded._formats import encode_url_pem
-
-    parts: list[str] = []
-    if by:
-        parts.append(f"By={by}")
-    if ders:
-        parts.append(f"Hash={hashlib.sha256(ders[0]).hexdigest()}")
-        if cert:
-            parts.append(f"Cert={_quote(encode_url_pem(ders[:1]))}")
-        if chain:
-            parts.append(f"Chain={_quote(encode_url_pem(ders))}")
-    if subject is not None:
-        parts.append(f"Subject={_quote(subject)}")
-    parts += [f"URI={u}" for u in uris] or ["URI="]
-    parts += [f"DNS={d}" for d in dns]
-    return ";".join(parts)

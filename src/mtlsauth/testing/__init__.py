@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mtlsauth._forwarded._presets import encode_forwarded
 from mtlsauth._types import ASGIApp, Receive, Scope, Send, tls_extension
+from mtlsauth.testing._encode import encode_forwarded
 
 if TYPE_CHECKING:
     from mtlsauth._truststore import TrustStore

@@ -1,0 +1,210 @@
+"""What each proxy writes in its headers for a given client chain: tooling, not runtime.
+
+The encoders produce byte for byte what nginx, Apache, HAProxy, Envoy, AWS, GCP and the
+others send, so tests, fuzz seeds, benchmarks and the documentation can show real values.
+Nothing on the request path needs them (the core reads headers, it never writes them), so
+they live beside ``mtlsauth.testing``, whose ``encode_forwarded`` is the public face.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from mtlsauth._errors import MTLSAuthError
+from mtlsauth._forwarded._formats import ENCODINGS
+from mtlsauth._forwarded._presets import PRESETS, resolve_name
+from mtlsauth._forwarded._xfcc import _quoted
+
+__all__ = [
+    "der_to_pem",
+    "encode_b64",
+    "encode_element",
+    "encode_forwarded",
+    "encode_pem_spaces",
+    "encode_pem_tabs",
+    "encode_rfc9440",
+    "encode_url_pem",
+]
+
+
+# -- encoders: what each proxy puts on the wire for a given chain ----------------------------
+def der_to_pem(der: bytes) -> str:
+    body = base64.b64encode(der).decode("ascii")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+def encode_url_pem(ders: tuple[bytes, ...] | list[bytes], *, safe: str = "") -> str:
+    """nginx ``$ssl_client_escaped_cert`` (``safe=""``) or AWS ALB (``safe="+=/"``)."""
+    return quote("".join(der_to_pem(d) for d in ders), safe=safe)
+
+
+def encode_pem_spaces(der: bytes) -> str:
+    """Apache ``RequestHeader set X "%{SSL_CLIENT_CERT}s"``: every LF became a space."""
+    return der_to_pem(der).replace("\n", " ")
+
+
+def encode_pem_tabs(der: bytes) -> str:
+    """nginx ``$ssl_client_cert``: the PEM minus its final LF, a TAB after every LF."""
+    return der_to_pem(der).rstrip("\n").replace("\n", "\n\t")
+
+
+def encode_b64(ders: tuple[bytes, ...] | list[bytes]) -> str:
+    return base64.b64encode(b"".join(ders)).decode("ascii")
+
+
+def encode_rfc9440(der: bytes) -> str:
+    return ":" + base64.b64encode(der).decode("ascii") + ":"
+
+
+def _quote(value: str) -> str:
+    """Quote a value as Envoy does: as it is. Refuse one the reader could not give back."""
+    try:
+        got, end = _quoted(value + '"', 0)
+    except MTLSAuthError:
+        got, end = "", -1
+    if got != value or end != len(value) + 1:
+        raise ValueError(
+            f"{value!r} cannot be quoted in x-forwarded-client-cert: it holds an unescaped '\"' "
+            "or ends in an odd number of backslashes"
+        )
+    return f'"{value}"'
+
+
+def encode_element(
+    ders: tuple[bytes, ...] | list[bytes],
+    *,
+    by: str | None = "spiffe://cluster.local/ns/default/sa/gateway",
+    subject: str | None = None,
+    uris: tuple[str, ...] | list[str] = (),
+    dns: tuple[str, ...] | list[str] = (),
+    cert: bool = True,
+    chain: bool = True,
+) -> str:
+    """One element as Envoy's SANITIZE_SET writes it (By, Hash, Cert, Chain, Subject, URI, DNS)."""
+    parts: list[str] = []
+    if by:
+        parts.append(f"By={by}")
+    if ders:
+        parts.append(f"Hash={hashlib.sha256(ders[0]).hexdigest()}")
+        if cert:
+            parts.append(f"Cert={_quote(encode_url_pem(ders[:1]))}")
+        if chain:
+            parts.append(f"Chain={_quote(encode_url_pem(ders))}")
+    if subject is not None:
+        parts.append(f"Subject={_quote(subject)}")
+    parts += [f"URI={u}" for u in uris] or ["URI="]
+    parts += [f"DNS={d}" for d in dns]
+    return ";".join(parts)
+
+
+def _subject(der: bytes) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = tuple(san.get_values_for_type(x509.UniformResourceIdentifier))
+        dns = tuple(san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        uris = dns = ()
+    return cert.subject.rfc4514_string(), uris, dns
+
+
+def encode_forwarded(preset_or_encoding: str, chain_der: Sequence[bytes]) -> list[tuple[str, str]]:
+    """The header pairs a proxy sends for a client that presented ``chain_der`` (leaf first).
+
+    Args:
+        preset_or_encoding: A preset name (``"nginx"``, ``"apache"``...) or an encoding name
+            (then the header is ``X-Client-Cert`` and the whole chain goes into it where the
+            encoding can carry one).
+        chain_der: The certificates the client presented, leaf first.
+
+    Returns:
+        ``(header name, value)`` pairs, byte for byte what that proxy writes (nginx escapes
+        ``+`` as ``%2B``, AWS leaves it raw, Apache turns newlines into spaces...).
+    """
+    ders = tuple(chain_der)
+    if not ders:
+        raise ValueError("chain_der must hold at least the leaf certificate")
+    leaf, rest = ders[0], ders[1:]
+    name = resolve_name(preset_or_encoding, [*PRESETS, *ENCODINGS], "preset or encoding")
+    if name in ENCODINGS and name not in PRESETS:
+        return [("X-Client-Cert", _encode_value(name, ders))]
+    if name not in PRESETS:
+        raise ValueError(
+            f"unknown preset or encoding {name!r}; presets: {', '.join(sorted(PRESETS))}; "
+            f"encodings: {', '.join(ENCODINGS)}"
+        )
+    cfg = PRESETS[name]
+    header: str = cfg["header"]
+    if name in ("nginx", "ingress-nginx", "wso2", "cloudfront"):
+        return [(header, encode_url_pem([leaf]))]  # nginx never exposes the client's chain
+    if name == "aws-alb":
+        return [(header, encode_url_pem(ders, safe="+=/"))]
+    if name in ("apache", "gluu"):
+        out = [(header, encode_pem_spaces(leaf))]
+        for i, chain_name in enumerate(cfg.get("chain_header", ())):
+            out.append((chain_name, encode_pem_spaces(rest[i]) if i < len(rest) else "(null)"))
+        return out
+    if name == "haproxy":
+        return [
+            (header, encode_b64([leaf])),
+            (cfg["chain_header"], encode_b64(rest) if rest else ""),
+        ]
+    if name in ("caddy", "azure", "cloudflare"):
+        return [(header, encode_b64([leaf]))]
+    if name == "traefik":
+        return [(header, _encode_value("traefik", ders))]
+    if name in ("envoy", "istio", "azure-container-apps"):
+        subject, uris, dns = _subject(leaf)
+        return [(header, encode_element(ders, subject=subject, uris=uris, dns=dns))]
+    if name == "aws-alb-verify":
+        from cryptography import x509
+
+        cert = x509.load_der_x509_certificate(leaf)
+        fields = cfg["identity_headers"]
+        validity = (
+            f"NotBefore={cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ};"
+            f"NotAfter={cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"
+        )
+        return [
+            (fields["serial"], f"{cert.serial_number:X}"),
+            (fields["issuer"], cert.issuer.rfc4514_string()),
+            (fields["subject"], cert.subject.rfc4514_string()),
+            (fields["validity"], validity),
+            (header, encode_url_pem([leaf], safe="+=/")),
+        ]
+    if name in ("rfc9440", "gcp"):
+        out = [(header, encode_rfc9440(leaf))]
+        if rest:
+            out.append((cfg["chain_header"], ", ".join(encode_rfc9440(d) for d in rest)))
+        if name == "gcp":
+            import base64
+
+            fields = cfg["identity_headers"]
+            out += [
+                (fields["present"], "true"),
+                (fields["chain_verified"], "true"),
+                (fields["fingerprint"], base64.b64encode(hashlib.sha256(leaf).digest()).decode()),
+            ]
+        return out
+    raise AssertionError(f"preset {name!r} has no encoder")  # pragma: no cover
+
+
+def _encode_value(encoding: str, ders: tuple[bytes, ...]) -> str:
+    if encoding == "url-pem":
+        return encode_url_pem(ders)
+    if encoding == "pem":
+        return " ".join(encode_pem_spaces(d) for d in ders)
+    if encoding == "der-base64":
+        return encode_b64(ders)
+    if encoding == "traefik":
+        return ",".join(encode_b64([d]) for d in ders)
+    if encoding == "xfcc":
+        subject, uris, dns = _subject(ders[0])
+        return encode_element(ders, subject=subject, uris=uris, dns=dns)
+    return encode_rfc9440(ders[0])  # rfc9440: Client-Cert holds only the leaf
