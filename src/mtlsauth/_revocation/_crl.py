@@ -285,11 +285,15 @@ def renamed_keyword(
     return old
 
 
-def _scope_of(scope: Scope | None, mode: Scope | None) -> Scope:
-    return renamed_keyword("CRLSet", "scope", scope, mode, stacklevel=4) or "chain"
-
-
-def _check_options(scope: str, allow_missing: object, grace: object, warn_before: object) -> None:
+def _options(
+    scope: Scope | None,
+    mode: Scope | None,
+    allow_missing: object,
+    grace: object,
+    warn_before: object,
+) -> Scope:
+    """The scope (``mode=`` still read, with a warning), once every option is checked."""
+    scope = renamed_keyword("CRLSet", "scope", scope, mode, stacklevel=4) or "chain"
     if scope not in ("chain", "leaf"):
         raise ValueError('scope must be "chain" or "leaf"')
     if not isinstance(allow_missing, bool):
@@ -299,6 +303,7 @@ def _check_options(scope: str, allow_missing: object, grace: object, warn_before
             raise TypeError(f"{name} must be a timedelta")
         if value < timedelta(0):
             raise ValueError(f"{name} must not be negative")
+    return scope
 
 
 class CRLSet:
@@ -355,8 +360,7 @@ class CRLSet:
     ) -> None:
         if not isinstance(source, _Snapshot | FileSnapshot):
             raise TypeError("use CRLSet.from_paths(), from_pem() or from_der()")
-        scope = _scope_of(scope, mode)
-        _check_options(scope, allow_missing, grace, warn_before)
+        scope = _options(scope, mode, allow_missing, grace, warn_before)
         self._source = source
         self._static = source if isinstance(source, _Snapshot) else None
         self._scope: Scope = scope
@@ -384,8 +388,7 @@ class CRLSet:
         """
         if not files_or_dirs:
             raise ValueError("CRLSet.from_paths() needs at least one file or directory")
-        scope = _scope_of(scope, mode)
-        _check_options(scope, allow_missing, grace, warn_before)
+        scope = _options(scope, mode, allow_missing, grace, warn_before)
         snap = FileSnapshot(
             list(files_or_dirs),
             accept=_is_crl_name,
@@ -414,8 +417,7 @@ class CRLSet:
             data = data.encode("ascii", "replace")
         if not isinstance(data, bytes) or b"-----BEGIN" not in data:
             raise ValueError("from_pem() needs PEM text with an X509 CRL block")
-        scope = _scope_of(scope, mode)
-        _check_options(scope, allow_missing, grace, warn_before)
+        scope = _options(scope, mode, allow_missing, grace, warn_before)
         snap = _build(_parse(data, "PEM input"), ["PEM input"], grace, warn_before)
         return cls(
             snap, scope=scope, allow_missing=allow_missing, grace=grace, warn_before=warn_before
@@ -434,8 +436,7 @@ class CRLSet:
         """CRLs from one or more DER encodings (never reloads)."""
         if not data or not all(isinstance(d, bytes) for d in data):
             raise TypeError("from_der() takes one or more DER bytes objects")
-        scope = _scope_of(scope, mode)
-        _check_options(scope, allow_missing, grace, warn_before)
+        scope = _options(scope, mode, allow_missing, grace, warn_before)
         crls = [c for i, d in enumerate(data) for c in _parse(d, f"DER input #{i + 1}")]
         snap = _build(crls, ["DER input"], grace, warn_before)
         return cls(

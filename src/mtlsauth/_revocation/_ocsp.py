@@ -17,16 +17,17 @@ delegation, CertID, freshness) belong together; the HTTP client is ``_http``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Literal, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -45,6 +46,7 @@ from mtlsauth._revocation._http import _check_url, _Failure, _http_post
 __all__ = ["OCSPChecker"]
 
 _R = TypeVar("_R")
+_P = ParamSpec("_P")
 
 logger = logging.getLogger("mtlsauth")
 
@@ -118,6 +120,22 @@ def _responder_url(cert: x509.Certificate) -> str | None:
         ):
             return desc.access_location.value
     return None
+
+
+def _failure_on_any_error(judge: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``judge``, with any exception but ``_Failure`` turned into a malformed-response one:
+    cryptography parses an OCSP response lazily, so any field may fail when it is read."""
+
+    @functools.wraps(judge)
+    def judged(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return judge(*args, **kwargs)
+        except _Failure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the parser raises is no answer
+            raise _Failure(f"malformed OCSP response ({type(exc).__name__}: {exc})") from None
+
+    return judged
 
 
 class OCSPChecker:
@@ -406,6 +424,7 @@ class OCSPChecker:
         except _Failure as exc:
             raise _Failure(f"responder {url}: {exc}") from None
 
+    @_failure_on_any_error
     def _evaluate(
         self,
         body: bytes,
@@ -416,22 +435,6 @@ class OCSPChecker:
         at: datetime,
     ) -> _Answer:
         """Judge a responder's bytes; raises ``_Failure`` for anything but a usable answer."""
-        try:
-            return self._judge(body, request, nonce, cert, issuer, at)
-        except _Failure:
-            raise
-        except Exception as exc:  # noqa: BLE001 - cryptography parses lazily: any field may fail
-            raise _Failure(f"malformed OCSP response ({type(exc).__name__}: {exc})") from None
-
-    def _judge(
-        self,
-        body: bytes,
-        request: ocsp.OCSPRequest,
-        nonce: bytes | None,
-        cert: x509.Certificate,
-        issuer: x509.Certificate,
-        at: datetime,
-    ) -> _Answer:
         try:
             resp = ocsp.load_der_ocsp_response(body)
         except ValueError:
