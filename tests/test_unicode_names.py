@@ -358,3 +358,20 @@ def test_only_the_ascii_space_is_layout(base, blank) -> None:
             Policy(subjects=["CN=ops,O=x", "CN=o ps,O=x"]).check(
                 dataclasses.replace(base, subject_name=_dn(value))
             )
+
+
+@pytest.mark.parametrize(
+    ("escaped", "decoded"),
+    [("\\41\\42", "AB"), ("\\C3\\A9", "\u00e9"), ("\\,", ","), ("\\41", "A")],
+)
+def test_layout_spaces_end_a_value_whatever_its_escapes_decode_to(escaped, decoded) -> None:
+    """The spaces before a separator are dropped however many characters an escape gave."""
+    from cryptography.x509.oid import NameOID
+
+    from mtlsauth._forwarded._verified import parse_dn
+    from mtlsauth._names import _parse_rdns
+
+    text = f"CN={escaped}x  ,O=y"
+    assert _parse_rdns(text) == [[("2.5.4.3", f"{decoded}x")], [("2.5.4.10", "y")]]
+    cn = parse_dn(text).get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert cn == f"{decoded}x"

@@ -362,28 +362,9 @@ def _escape(text: str, i: int, keyword: str) -> tuple[str, int]:
     )
 
 
-def _quoted_value(text: str, i: int, keyword: str) -> tuple[str, int]:
-    out: list[str] = []
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            piece, i = _escape(text, i, keyword)
-            out.append(piece)
-            continue
-        if c == '"':
-            i += 1
-            rest = text[i:].lstrip(" ")
-            if rest and rest[0] not in ",+":
-                raise ValueError(f"text after the quoted {keyword} value: {rest[:12]!r}")
-            return "".join(out), i
-        out.append(c)
-        i += 1
-    raise ValueError(f"the quoted {keyword} value has no closing '\"'")
-
-
-def _plain_value(text: str, i: int, keyword: str) -> tuple[str, str, int]:
-    """An unquoted value up to an unescaped ',' or '+'; also the value as written."""
+def _scan(text: str, i: int, keyword: str, stops: str) -> tuple[str, str, int]:
+    """The value from ``i`` to the first unescaped character of ``stops`` (or the end), its
+    escapes resolved; also the value as written with each escaped piece masked as ``\0``."""
     out: list[str] = []
     plain: list[str] = []
     n = len(text)
@@ -394,21 +375,38 @@ def _plain_value(text: str, i: int, keyword: str) -> tuple[str, str, int]:
             out.append(piece)
             plain.append("\0" * len(piece))
             continue
-        if c in ",+":
+        if c in stops:
             break
-        if c in '";<>':
-            what = "';' (an old RDN separator)" if c == ";" else repr(c)
-            raise ValueError(
-                f"an unescaped {what} in the {keyword} value: escape it with a backslash "
-                "or quote the whole value"
-            )
         out.append(c)
         plain.append(c)
         i += 1
+    return "".join(out), "".join(plain), i
+
+
+def _quoted_value(text: str, i: int, keyword: str) -> tuple[str, int]:
+    value, _, i = _scan(text, i, keyword, '"')
+    if i == len(text):
+        raise ValueError(f"the quoted {keyword} value has no closing '\"'")
+    i += 1
+    rest = text[i:].lstrip(" ")
+    if rest and rest[0] not in ",+":
+        raise ValueError(f"text after the quoted {keyword} value: {rest[:12]!r}")
+    return value, i
+
+
+def _plain_value(text: str, i: int, keyword: str) -> tuple[str, str, int]:
+    """An unquoted value up to an unescaped ',' or '+'; also the value as written."""
+    value, plain, i = _scan(text, i, keyword, ',+";<>')
+    if i < len(text) and text[i] in '";<>':
+        c = text[i]
+        what = "';' (an old RDN separator)" if c == ";" else repr(c)
+        raise ValueError(
+            f"an unescaped {what} in the {keyword} value: escape it with a backslash "
+            "or quote the whole value"
+        )
     # Unescaped spaces before a separator are layout (OpenSSL prints "CN = x, O = y").
-    value = "".join(out)
-    trailing = len(plain) - len("".join(plain).rstrip(" "))
-    return value[: len(value) - trailing], "".join(plain), i
+    trailing = len(plain) - len(plain.rstrip(" "))
+    return value[: len(value) - trailing], plain, i
 
 
 def _parse_rdns(text: str, *, strict: bool = True) -> _RDNs:
