@@ -25,9 +25,9 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from mtlsauth._errors import MTLSAuthError
+from mtlsauth._errors import IdentityMissing, MTLSAuthError
 
 if TYPE_CHECKING:
     from mtlsauth._identity import ClientIdentity
@@ -305,12 +305,8 @@ class TokenCheck:
         token = self._token(authorization)
         if token is None:
             return None
-        try:
+        with _REFUSE_ON_VALIDATOR_ERROR:
             result = self.validate(token)
-        except MTLSAuthError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any validator failure refuses the token
-            raise _invalid(exc) from None
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
@@ -324,7 +320,7 @@ class TokenCheck:
         token = self._token(authorization)
         if token is None:
             return None
-        try:
+        with _REFUSE_ON_VALIDATOR_ERROR:
             if self.blocking:
                 import asyncio
 
@@ -333,10 +329,6 @@ class TokenCheck:
                 result = self.validate(token)
             if inspect.isawaitable(result):
                 result = await result
-        except MTLSAuthError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any validator failure refuses the token
-            raise _invalid(exc) from None
         return self.confirm(result, identity)
 
     def _token(self, authorization: Sequence[str]) -> str | None:
@@ -434,6 +426,43 @@ def _log_refusal(error: MTLSAuthError, identity: ClientIdentity | None) -> None:
     )
 
 
-def _invalid(exc: Exception) -> TokenError:
-    logger.info("mtlsauth token refused by the validator: %s", type(exc).__name__)
-    return TokenError("the token is invalid", code="token_invalid")
+class _Store(Protocol):
+    """What the frameworks' request objects share: ``environ``, ``scope``, aiohttp's request."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+class _RefuseOnValidatorError:
+    """``with`` it around a validator call: any failure but our own refusals refuses the
+    token (``token_invalid``); the validator's exception goes to the log by type only."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> Literal[False]:
+        if exc is None or isinstance(exc, MTLSAuthError) or not isinstance(exc, Exception):
+            return False
+        logger.info("mtlsauth token refused by the validator: %s", type(exc).__name__)
+        raise TokenError("the token is invalid", code="token_invalid") from None
+
+
+_REFUSE_ON_VALIDATOR_ERROR = _RefuseOnValidatorError()
+
+
+def stored_claims(request: _Store, key: str, hint: str) -> Claims | None:
+    """The claims a token check stored under ``key`` on a framework's request object.
+
+    Raises:
+        IdentityMissing: no token check ran for this request (``hint`` says what installs one).
+    """
+    try:
+        return request[key]  # type: ignore[no-any-return]
+    except KeyError:
+        raise IdentityMissing(
+            f"no bearer-token check ran for this request: add Route(..., token=TokenCheck(...)) "
+            f"to {hint}"
+        ) from None

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from mtlsauth._errors import IdentityMissing, MTLSAuthError
-from mtlsauth._oauth import Claims, TokenCheck
+from mtlsauth._errors import MTLSAuthError
+from mtlsauth._oauth import Claims, TokenCheck, stored_claims
 from mtlsauth.adapters.aiohttp import TOKEN_KEY, get_identity, problem_response
 
 __all__ = ["TOKEN_KEY", "check_token", "get_token_claims", "token_required"]
@@ -36,13 +36,7 @@ def get_token_claims(request: web.Request) -> Claims | None:
     Raises:
         IdentityMissing: no token check ran for this request.
     """
-    try:
-        return request[TOKEN_KEY]  # type: ignore[no-any-return]
-    except KeyError:
-        raise IdentityMissing(
-            "no bearer-token check ran for this request: add Route(..., token=TokenCheck(...)) "
-            "to mtls_middleware, or use @token_required(check)"
-        ) from None
+    return stored_claims(request, TOKEN_KEY, "mtls_middleware, or use @token_required(check)")
 
 
 async def check_token(request: web.Request, check: TokenCheck) -> Claims | None:

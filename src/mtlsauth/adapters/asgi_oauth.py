@@ -26,8 +26,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mtlsauth._errors import IdentityMissing
-from mtlsauth._oauth import TOKEN_KEY, Claims, TokenCheck
+from mtlsauth._oauth import TOKEN_KEY, Claims, TokenCheck, stored_claims
 from mtlsauth._types import Scope
 from mtlsauth.adapters.asgi import authorization_from_scope, identity_from_scope
 
@@ -45,13 +44,7 @@ def token_claims_from_scope(scope: Scope) -> Claims | None:
         IdentityMissing: no token check ran for this request (no ``Route`` with ``token``
             matched it, or ``MTLSMiddleware`` is not installed): a deployment bug, 500.
     """
-    try:
-        return scope[TOKEN_KEY]  # type: ignore[no-any-return]
-    except KeyError:
-        raise IdentityMissing(
-            "no bearer-token check ran for this request: add Route(..., token=TokenCheck(...)) "
-            "to MTLSMiddleware, or use require_token()"
-        ) from None
+    return stored_claims(scope, TOKEN_KEY, "MTLSMiddleware, or use require_token()")
 
 
 async def check_token(scope: Scope, check: TokenCheck) -> Claims | None:

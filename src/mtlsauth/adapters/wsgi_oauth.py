@@ -23,8 +23,8 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mtlsauth._errors import IdentityMissing, MTLSAuthError
-from mtlsauth._oauth import TOKEN_KEY, Claims, TokenCheck
+from mtlsauth._errors import MTLSAuthError
+from mtlsauth._oauth import TOKEN_KEY, Claims, TokenCheck, stored_claims
 from mtlsauth.adapters.wsgi import identity_from_environ, problem_response
 
 if TYPE_CHECKING:
@@ -41,13 +41,7 @@ def token_claims_from_environ(environ: WSGIEnvironment) -> Claims | None:
     Raises:
         IdentityMissing: no token check ran for this request.
     """
-    try:
-        return environ[TOKEN_KEY]  # type: ignore[no-any-return]
-    except KeyError:
-        raise IdentityMissing(
-            "no bearer-token check ran for this request: add Route(..., token=TokenCheck(...)) "
-            "to MTLSMiddleware, or use @token_required(check)"
-        ) from None
+    return stored_claims(environ, TOKEN_KEY, "MTLSMiddleware, or use @token_required(check)")
 
 
 def check_token(environ: WSGIEnvironment, check: TokenCheck) -> Claims | None:
