@@ -1,4 +1,5 @@
-"""A strict, bounded DER reader: just what reading certificates on the request path needs.
+"""The one strict, bounded DER reader: certificates and names on the request path, the
+proxy-sent Names, the version of a CRL, the split of concatenated DER input.
 
 Every function takes the whole buffer and a window ``[start, end)`` of it and returns
 offsets, never copies, so a certificate is walked once without slicing it apart. The rules
@@ -24,8 +25,11 @@ from collections.abc import Iterator
 __all__ = [
     "MAX_INPUT",
     "DERError",
+    "DERTruncated",
     "certificate_names",
+    "decode_oid",
     "encode_oid",
+    "header",
     "item",
     "items",
     "read_name",
@@ -40,6 +44,15 @@ OID = 0x06
 
 class DERError(ValueError):
     """The bytes are not the DER this reader expects."""
+
+
+class DERTruncated(DERError):
+    """An item whose content runs past its window; ``tag``, ``start`` and ``stop`` say where
+    the content would have been (``stop`` beyond the window)."""
+
+    def __init__(self, tag: int, start: int, stop: int) -> None:
+        super().__init__("item runs past its container")
+        self.tag, self.start, self.stop = tag, start, stop
 
 
 def item(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
@@ -67,8 +80,19 @@ def item(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
         pos += count
     stop = pos + length
     if stop > end:
-        raise DERError("item runs past its container")
+        raise DERTruncated(tag, pos, stop)
     return tag, pos, stop
+
+
+def header(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """Like ``item``, for a caller that judges a content past ``end`` itself: the identifier
+    and length octets must lie inside ``[pos, end)`` and be DER, but ``stop`` may lie beyond
+    ``end`` (a CRL of many megabytes is read from its first octets; a concatenation of
+    certificates says which one is cut short)."""
+    try:
+        return item(buf, pos, end)
+    except DERTruncated as exc:
+        return exc.tag, exc.start, exc.stop
 
 
 def expect(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
@@ -142,6 +166,35 @@ def read_name(buf: bytes, start: int, end: int) -> list[list[tuple[bytes, int, b
             rdn.append((buf[oid_start:oid_end], value_tag, buf[value_start:value_end]))
         rdns.append(rdn)
     return rdns
+
+
+_MAX_ARC_OCTETS = 19  # 133 bits: more than any arc cryptography accepts (under 2**128)
+
+
+def decode_oid(content: bytes) -> str:
+    """The dotted form of an OBJECT IDENTIFIER's content octets.
+
+    DER only: every sub-identifier in its shortest form (no leading ``0x80`` octet), the last
+    octet ending one, and none longer than ``_MAX_ARC_OCTETS`` octets, so a hostile value
+    cannot make the conversion to text quadratic.
+    """
+    if not content or content[-1] & 0x80:
+        raise DERError("an object identifier ends inside a sub-identifier")
+    arcs: list[int] = []
+    value = 0
+    octets = 0
+    for b in content:
+        if octets == 0 and b == 0x80:
+            raise DERError("a sub-identifier with a leading zero octet")
+        octets += 1
+        if octets > _MAX_ARC_OCTETS:
+            raise DERError("a sub-identifier too long to be read")
+        value = (value << 7) | (b & 0x7F)
+        if not b & 0x80:
+            arcs.append(value)
+            value = octets = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in (first, arcs[0] - 40 * first, *arcs[1:]))
 
 
 def encode_oid(dotted: str) -> bytes:

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from mtlsauth import _der
+from mtlsauth._der import DERError
 from mtlsauth._errors import CertificateInvalid
 
 __all__ = [
@@ -106,17 +108,17 @@ def pem_to_der_list(data: bytes, *, allow_text: bool = False) -> list[bytes]:
 
 
 def _der_length(data: bytes, pos: int, tag: int = 0x30) -> tuple[int, int]:
-    """Return (content_length, header_length) of the DER TLV with ``tag`` at ``pos``."""
+    """Return (content_length, header_length) of the DER TLV with ``tag`` at ``pos``.
+
+    The content may run past ``data``: each caller names that case itself.
+    """
     if pos + 2 > len(data) or data[pos] != tag:  # every certificate is a SEQUENCE
         raise _malformed("not a DER certificate")
-    first = data[pos + 1]
-    if first < 0x80:
-        return first, 2
-    n = first & 0x7F
-    if n == 0 or n > 4 or pos + 2 + n > len(data):
-        raise _malformed("bad DER length")
-    length = int.from_bytes(data[pos + 2 : pos + 2 + n], "big")
-    return length, 2 + n
+    try:
+        _, start, stop = _der.header(data, pos, len(data))
+    except DERError:
+        raise _malformed("bad DER length") from None
+    return stop - start, start - pos
 
 
 def split_der(data: bytes) -> list[bytes]:

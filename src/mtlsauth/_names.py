@@ -26,6 +26,9 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from mtlsauth import _der
+from mtlsauth._der import DERError
+
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DNKey = tuple[tuple[tuple[str, str], ...], ...]
@@ -83,6 +86,7 @@ _OID_RE = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+")  # ASCII digi
 _DER_STRINGS = {0x0C: "utf-8", 0x12: "ascii", 0x13: "ascii", 0x14: "latin-1", 0x16: "ascii"}
 _DER_STRINGS |= {0x1A: "ascii", 0x1C: "utf-32-be", 0x1E: "utf-16-be"}
 _HEX = frozenset(string.hexdigits)
+_MAX_HEX_STRING = 0xFFFF  # a configured "#hex" value: at most two length octets
 _URI_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)(?::(?://([^/?#]*))|:)")
 
 
@@ -161,18 +165,18 @@ def _der_string(value: str, keyword: str) -> str:
     if not body or len(body) % 2 or not set(body) <= _HEX:
         raise ValueError(f"{keyword}: '#' must be followed by hex pairs (a DER encoding)")
     raw = bytes.fromhex(body)
-    tag, length, i = raw[0], raw[1] if len(raw) > 1 else -1, 2
-    if length in (0x81, 0x82):
-        n = length - 0x80
-        length, i = int.from_bytes(raw[2 : 2 + n], "big"), 2 + n
+    try:
+        tag, start, stop = _der.item(raw, 0, len(raw))
+    except DERError:
+        tag = start = stop = -1
     codec = _DER_STRINGS.get(tag)
-    if codec is None or length != len(raw) - i:
+    if codec is None or stop != len(raw) or stop - start > _MAX_HEX_STRING:
         raise ValueError(
             f"{keyword}: {value!r} is not a DER string (UTF8String, PrintableString, "
             "IA5String, TeletexString, UniversalString or BMPString)"
         )
     try:
-        return raw[i:].decode(codec)
+        return raw[start:].decode(codec)
     except UnicodeDecodeError:
         raise ValueError(f"{keyword}: {value!r} does not decode as its string type") from None
 

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
+from mtlsauth import _der
 from mtlsauth._forwarded._formats import malformed
 from mtlsauth._forwarded._xfcc import XFCCElement
 from mtlsauth._identity import ClientIdentity, IPAddress
@@ -221,68 +222,22 @@ def identity_from_gcp(fields: dict[str, str], source: str) -> ClientIdentity:
     )
 
 
-# -- a small strict DER reader for a bare X.509 Name (GCP sends the subject as DER) --------
+# -- a bare X.509 Name in DER (GCP sends the subject and issuer that way) -----------------
 # UTF8String, PrintableString, IA5String, T61String, BMPString
 _STRING_TAGS = frozenset({0x0C, 0x13, 0x16, 0x14, 0x1E})
 
 
-def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """Return (tag, content_start, content_end) of the element at ``pos``."""
-    if pos + 2 > end:
-        raise ValueError("truncated")
-    tag, first = data[pos], data[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 3 or pos + n > end:
-            raise ValueError("bad length")
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    if pos + length > end:
-        raise ValueError("truncated")
-    return tag, pos, pos + length
-
-
-def _oid(raw: bytes) -> str:
-    if not raw or raw[-1] & 0x80:
-        raise ValueError("bad OID")
-    arcs: list[int] = []
-    value = 0
-    for b in raw:
-        value = (value << 7) | (b & 0x7F)
-        if not b & 0x80:
-            arcs.append(value)
-            value = 0
-    first = min(arcs[0] // 40, 2)
-    return ".".join(str(a) for a in (first, arcs[0] - 40 * first, *arcs[1:]))
-
-
 def _der_name(data: bytes) -> x509.Name:
     try:
-        tag, pos, end = _tlv(data, 0, len(data))
-        if tag != 0x30 or end != len(data):
-            raise ValueError("not a Name")
         rdns: list[x509.RelativeDistinguishedName] = []
-        while pos < end:
-            tag, spos, send = _tlv(data, pos, end)
-            if tag != 0x31:
-                raise ValueError("not a SET")
+        for rdn in _der.read_name(data, 0, len(data)):
             attrs: list[x509.NameAttribute[str]] = []
-            while spos < send:
-                tag, apos, aend = _tlv(data, spos, send)
-                otag, opos, oend = _tlv(data, apos, aend)
-                vtag, vpos, vend = _tlv(data, oend, aend)
-                if tag != 0x30 or otag != 0x06 or vend != aend or vtag not in _STRING_TAGS:
+            for oid, vtag, raw in rdn:
+                if vtag not in _STRING_TAGS:
                     raise ValueError("bad attribute")
-                raw = data[vpos:vend]
                 text = raw.decode("utf-16-be" if vtag == 0x1E else "utf-8")
-                oid = ObjectIdentifier(_oid(data[opos:oend]))
-                attrs.append(x509.NameAttribute(oid, text))
-                spos = aend
+                attrs.append(x509.NameAttribute(ObjectIdentifier(_der.decode_oid(oid)), text))
             rdns.append(x509.RelativeDistinguishedName(attrs))
-            pos = send
         return x509.Name(rdns)
     except (ValueError, IndexError, UnicodeDecodeError, TypeError):
         raise malformed("the load balancer's distinguished name is not a DER Name") from None

@@ -14,6 +14,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
+from mtlsauth import _der
+from mtlsauth._der import DERError
+
 _MAX_FILE = 64 * 1024 * 1024
 
 
@@ -108,17 +111,25 @@ def _fail_load(source: str, why: str) -> ValueError:
     return ValueError(f"{source}: {why}")
 
 
+_VERSION_WINDOW = 16  # the SEQUENCE header and a one-octet INTEGER fit many times over
+
+
 def _tbs_version(tbs: bytes) -> int:
-    """The version field of a TBSCertList (0 for v1, where the field is absent)."""
-    # SEQUENCE header (short or long length), then either INTEGER version or the
-    # signature AlgorithmIdentifier SEQUENCE.
-    pos = 2 + (tbs[1] & 0x7F if tbs[1] & 0x80 else 0)
-    if tbs[pos] != 0x02:
-        return 0
-    length = tbs[pos + 1]
-    if length & 0x80 or length == 0:
+    """The version field of a TBSCertList (0 for v1, where the field is absent; -1 for a
+    version field that is not a short INTEGER)."""
+    # The SEQUENCE header, then either the INTEGER version or the signature
+    # AlgorithmIdentifier SEQUENCE. Only the first octets are read: a CRL may be megabytes.
+    window = min(len(tbs), _VERSION_WINDOW)
+    try:
+        _, pos, _ = _der.header(tbs, 0, window)
+        tag, start, stop = _der.header(tbs, pos, window)
+    except DERError:
         return -1
-    return int.from_bytes(tbs[pos + 2 : pos + 2 + length], "big", signed=True)
+    if tag != 0x02:
+        return 0
+    if start == stop or stop > window:
+        return -1
+    return int.from_bytes(tbs[start:stop], "big", signed=True)
 
 
 def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
