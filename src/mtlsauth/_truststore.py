@@ -2,6 +2,10 @@
 
 A TrustStore is immutable from the outside. One built from paths holds a ``FileSnapshot``
 that swaps in a whole new set of anchors when the files change; ``|`` combines stores.
+
+Why one module of this size: the store, the snapshot it swaps and the reading of anchor files
+and bundles (PEM, DER, PKCS#12, directories) are one concept whose rules (no end-entity
+anchors, no duplicates) apply to all three; no part would stand on its own.
 """
 
 from __future__ import annotations

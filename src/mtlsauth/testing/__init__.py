@@ -12,7 +12,9 @@ Example:
 Everything here is for tests only: keys are generated in memory and never protected.
 
 Why one module of this size: the one public testing face (``CA``, ``ClientCert``, ``Blob``,
-``with_client_cert``, the header encoders), which users import as a single module.
+``with_client_cert``), which users import as a single module and whose certificate builders
+share the key, name and validity helpers; the header encoders, which the core must never
+reach, are the package's one separate module (``_encode``).
 """
 
 from __future__ import annotations
