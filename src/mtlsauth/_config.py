@@ -26,12 +26,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from mtlsauth._forwarded._cert import ForwardedCert
+from mtlsauth._guard import Route
+from mtlsauth._policy._policy import Policy
 from mtlsauth._policy._rules import _FIELDS as _POLICY_KEYWORDS
+from mtlsauth._revocation._crl import CRLSet
+from mtlsauth._revocation._ocsp import OCSPChecker
 from mtlsauth._routes import Mode
+from mtlsauth._truststore import TrustStore
 
 if TYPE_CHECKING:
-    from mtlsauth._guard import Route
-    from mtlsauth._policy._policy import Policy
     from mtlsauth._verifier import Verifier
 
 __all__ = ["Config", "config_from_mapping", "load_config"]
@@ -340,7 +344,6 @@ class _Builder:
         self, value: object, key: Key, depth: int = 0, inherited: dict[str, list[Any]] | None = None
     ) -> Policy:
         """A policy table; ``inherited`` deny-lists come from an enclosing ``any_of`` table."""
-        from mtlsauth._policy._policy import Policy
 
         table = _table(value, key, _POLICY_KEYS)
         if not table:
@@ -390,8 +393,6 @@ class _Builder:
         return Policy(**allow, **deny)
 
     def trust(self, value: object, key: Key) -> dict[str, Any]:
-        from mtlsauth._truststore import TrustStore
-
         t = _table(value, key, _TRUST_KEYS)
         ri: float | None = 30.0
         if "reload_interval" in t:
@@ -438,8 +439,6 @@ class _Builder:
         return out
 
     def revocation(self, value: object, key: Key) -> Any:
-        from mtlsauth._revocation._crl import CRLSet
-
         t = _table(value, key, _REVOCATION_KEYS)
         checkers: list[Any] = []
         crl_keys = ("scope", "mode", "allow_missing", "grace", "reload_interval")
@@ -474,8 +473,6 @@ class _Builder:
         return checkers[0] if len(checkers) == 1 else tuple(checkers)
 
     def ocsp(self, value: object, key: Key) -> Any:
-        from mtlsauth._revocation._ocsp import OCSPChecker
-
         if value is True:
             value = {}
         t = _table(value, key, _OCSP_KEYS)
@@ -512,8 +509,6 @@ class _Builder:
             raise _Error(key, str(exc)) from None
 
     def forwarded(self, value: object, key: Key) -> Any:
-        from mtlsauth._forwarded._cert import ForwardedCert
-
         params = [p for p in _keyword_params(ForwardedCert) if p != "trusted_proxies"]
         t = _table(value, key, ("preset", "trusted_proxies", *params))
         if "trusted_proxies" not in t:
@@ -539,8 +534,6 @@ class _Builder:
             raise _Error((*key, bad) if bad else key, str(exc)) from None
 
     def routes(self, value: object, key: Key) -> tuple[Route, ...]:
-        from mtlsauth._guard import Route
-
         if not isinstance(value, list):
             raise _Error(key, "must be a list of tables ([[routes]])")
         out: list[Route] = []

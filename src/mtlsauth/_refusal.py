@@ -9,7 +9,9 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from mtlsauth._encoding import chain_to_der
 from mtlsauth._errors import CertificateMissing, MTLSAuthError, UntrustedForwarder
+from mtlsauth._forwarded._presets import PRESETS
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
 from mtlsauth._types import Presented
@@ -61,8 +63,6 @@ def _refused_leaf(
                     return decoded.fingerprint_sha256, (decoded.subject, decoded.issuer), ()
                 ders = decoded
         elif presented.tls_chain:
-            from mtlsauth._encoding import chain_to_der
-
             ders = chain_to_der(presented.tls_chain)
         if not ders:
             return None, (None, None), ()
@@ -78,8 +78,6 @@ def _refused_leaf(
 
 
 def _known_certificate_headers() -> frozenset[str]:
-    from mtlsauth._forwarded._presets import PRESETS
-
     names = {"x-forwarded-client-cert", "x-client-cert", "x-ssl-client-cert", "ssl-client-cert"}
     for cfg in PRESETS.values():
         for key in ("header", "chain_header"):

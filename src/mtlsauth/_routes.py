@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from mtlsauth._oauth import TokenCheck
-    from mtlsauth._policy._policy import Policy
+from mtlsauth._oauth import TokenCheck
+from mtlsauth._policy._policy import Policy
 
 __all__ = ["MODES", "Mode", "Route", "path_ambiguity"]
 
@@ -173,8 +172,6 @@ class Route:
     _text: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from mtlsauth._policy._policy import Policy
-
         if isinstance(self.pattern, re.Pattern):
             if not isinstance(self.pattern.pattern, str):
                 raise TypeError("Route pattern regex must be compiled from a str")
@@ -194,11 +191,8 @@ class Route:
             _validate_mode(self.mode, "Route mode")
         if self.policy is not None and not isinstance(self.policy, Policy):
             raise TypeError("Route policy must be a Policy")
-        if self.token is not None:
-            from mtlsauth._oauth import TokenCheck
-
-            if not isinstance(self.token, TokenCheck):
-                raise TypeError("Route token must be a mtlsauth.TokenCheck")
+        if self.token is not None and not isinstance(self.token, TokenCheck):
+            raise TypeError("Route token must be a mtlsauth.TokenCheck")
 
     def matches(self, path: str, method: str) -> bool:
         """True when this rule covers a request for ``path`` with ``method``."""

@@ -13,15 +13,14 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtlsauth._logfields import escape_log_value
 from mtlsauth._memo import BoundedMemo
-
-if TYPE_CHECKING:
-    from mtlsauth._truststore import TrustStore
+from mtlsauth._truststore import TrustStore, is_end_entity, refuse_end_entities
+from mtlsauth._verifier import _parse_certs
 
 __all__ = ["peer_chain", "server_ssl_context", "unrequested_hint"]
 
@@ -81,7 +80,6 @@ def server_ssl_context(
         >>> ctx = server_ssl_context(certfile="server.pem", keyfile="server.key",
         ...                          trust_store=ca.trust_store())  # doctest: +SKIP
     """
-    from mtlsauth._truststore import TrustStore, is_end_entity, refuse_end_entities
 
     if mode not in ("mandatory", "optional"):
         raise ValueError("mode must be 'mandatory' or 'optional' (for 'off' use no client CA)")
@@ -96,8 +94,6 @@ def server_ssl_context(
     if isinstance(pinned, str | bytes) or not isinstance(pinned, Sequence):
         raise TypeError("pinned must be a sequence of certificates")
     if pinned:
-        from mtlsauth._verifier import _parse_certs
-
         anchors += list(_parse_certs(pinned, "pinned"))
     for what, name in (("certfile", certfile), ("keyfile", keyfile)):
         if name is not None and not os.path.isfile(name):

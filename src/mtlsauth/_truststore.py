@@ -24,6 +24,7 @@ from cryptography.x509.verification import Store
 from mtlsauth._encoding import MAX_INPUT_BYTES, chain_to_der, load_der, pem_to_der_list
 from mtlsauth._errors import CertificateInvalid
 from mtlsauth._reload import FileSnapshot
+from mtlsauth._tbs import _tbs_names
 
 __all__ = [
     "TrustSnapshot",
@@ -140,7 +141,6 @@ def _self_signed(cert: x509.Certificate) -> bool:
 def _ca_identity(cert: x509.Certificate) -> tuple[bytes, bytes]:
     # The key as its DER bytes, not parsed: a key type cryptography cannot load still
     # identifies its CA (and cannot verify anything).
-    from mtlsauth._tbs import _tbs_names
 
     return cert.subject.public_bytes(), _tbs_names(cert)[2]
 
