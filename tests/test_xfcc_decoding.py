@@ -1,13 +1,15 @@
 """The XFCC decoder's fast paths give exactly what the general readers give.
 
-``parse_xfcc`` jumps between delimiters with ``find`` and ``re``, and ``decode_element``
-decodes a ``Chain`` that starts with its ``Cert`` without decoding that certificate twice;
-both are checked here against straightforward reference readers, over real Envoy values, the
-same values cut and corrupted, and arbitrary text.
+``parse_xfcc`` jumps between delimiters with ``find`` and ``re``, ``decode_element``
+decodes a ``Chain`` that starts with its ``Cert`` without decoding that certificate twice,
+and ``url_pem`` reads the spelling nginx and Envoy write without the strict decoder's
+passes; each is checked here against a straightforward reference reader, over real values,
+the same values cut and corrupted, and arbitrary text.
 """
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import quote
 
 import pytest
@@ -15,8 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtlsauth import MTLSAuthError
-from mtlsauth._forwarded._formats import malformed
-from mtlsauth._forwarded._formats import url_pem as reference_url_pem
+from mtlsauth._forwarded._formats import (
+    _url_pem_fast,
+    _url_pem_strict,
+    malformed,
+    url_pem,
+)
+from mtlsauth._forwarded._formats import _url_pem_strict as reference_url_pem
 from mtlsauth._forwarded._xfcc import (
     XFCCElement,
     decode_element,
@@ -222,6 +229,172 @@ def test_decode_matches_reference_on_spliced_chains(data: st.DataObject) -> None
     noise = data.draw(st.text(alphabet=st.sampled_from("%0aAFf2B3D-\n "), max_size=8))
     cut = data.draw(st.integers(len(cert) - 30, len(cert)))
     _same_decode(cert[:cut] if data.draw(st.booleans()) else cert, chain[:i] + noise + chain[j:])
+
+
+# -- url_pem: the fast path is the strict decoder, for the spelling it reads ----------------
+def _outcome(decode, value: str) -> object:
+    try:
+        return decode(value)
+    except MTLSAuthError as exc:
+        return (exc.code, exc.detail)
+
+
+def _same_url_pem(value: str) -> None:
+    """The fast path gives what the strict decoder gives, or leaves the value to it."""
+    want = _outcome(_url_pem_strict, value)
+    fast = _url_pem_fast(value)
+    if fast is not None:
+        assert fast == want, value
+    assert _outcome(url_pem, value) == want, value
+
+
+_PEM_NOISE = st.text(alphabet=st.sampled_from("%0aAbBdDfF2357=+/-_.~ \n\t\r"), max_size=8)
+
+
+def _escaped(ders: list[bytes], *, safe: str = "", lower: bool = False, lf: bool = True) -> str:
+    text = "".join(der_to_pem(d) for d in ders)
+    value = quote(text if lf else text[:-1], safe=safe)
+    if lower:
+        value = "".join(
+            c.lower() if i > 0 and "%" in value[i - 2 : i] else c for i, c in enumerate(value)
+        )
+    return value
+
+
+def test_url_pem_fast_path_reads_the_common_spellings() -> None:
+    # nginx and Envoy (everything escaped, upper-case hex), lower-case hex, no final LF:
+    # the fast path must take these, or the differential tests below compare nothing.
+    for value in [
+        _escaped([_CHAIN[0]]),
+        _escaped(list(_CHAIN)),
+        _escaped(list(_CHAIN), lower=True),
+        _escaped([_CHAIN[0]], lf=False),
+    ]:
+        assert _url_pem_fast(value) == _url_pem_strict(value)
+        assert _url_pem_fast(value) is not None
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda v: v,
+        lambda v: v.replace("%0A", "%0a", 1),
+        lambda v: v.replace("%2B", "%2b"),
+        lambda v: v.replace("%0A", "%0A%0A", 2),  # a blank line after BEGIN
+        lambda v: v.replace("%0A-----END", "%0A%0A-----END"),  # a blank line before END
+        lambda v: v.replace("%0A", "", 2),  # a 128-character line
+        lambda v: v.replace("%0A", "%0D%0A"),
+        lambda v: v.replace("%0A", "%20%0A", 3),
+        lambda v: v.replace("%20", " "),
+        lambda v: v.replace("%0A", "\n"),
+        lambda v: v.replace("%3D", "="),  # raw padding, as AWS ALB writes it
+        lambda v: v.replace("%2B", "+").replace("%2F", "/"),
+        lambda v: v.replace("A", "%41", 1),  # an escaped letter: no proxy writes it
+        lambda v: v.replace("-", "%2D", 1),
+        lambda v: v.replace("%2B", "%2", 1),
+        lambda v: v.replace("%2B", "%%2B", 1),
+        lambda v: v.replace("%2B", "=2B", 1),
+        lambda v: v.replace("%0A", "=%0A", 1),
+        lambda v: v + "%0A",
+        lambda v: v + "%0A%0A",
+        lambda v: v + "%",
+        lambda v: v + "=",
+        lambda v: v + "A",
+        lambda v: v[:-3] + "A",
+        lambda v: v + "%0AA",
+        lambda v: v + "-",
+        lambda v: v[:-3],
+        lambda v: v[:-4],
+        lambda v: v[:-30],
+        lambda v: v + v,
+        lambda v: v + "%0A" + v,
+        lambda v: v[:-3] + v,  # no LF between two blocks
+        lambda v: v[:-3] + "A" + v,
+        lambda v: v[:-3] + "%20" + v,
+        lambda v: quote(der_to_pem(bytes(48)), safe=""),  # a last line of exactly 64
+        lambda v: quote(der_to_pem(bytes(48)).replace("\n-----END", "\n\n-----END"), safe=""),
+        lambda v: quote(der_to_pem(bytes(96)).replace("\n", "\n\n", 2)[:-1], safe=""),
+        lambda v: v.replace("CERTIFICATE", "X509 CRL", 1),
+        lambda v: v.replace("CERTIFICATE-----%0A", "CERTIFICATE-----%0A%3D%3D%3D%3D", 1),
+        lambda v: "%0A" + v,
+        lambda v: v.replace("M", "é", 1),
+        lambda v: v.replace("%0AM", "%0A%C3%A9M", 1),
+        lambda v: v.replace("%0A", "%0A ", 1),
+        lambda v: "",
+        lambda v: "%0A",
+        lambda v: "-----BEGIN%20CERTIFICATE-----%0A%0A-----END%20CERTIFICATE-----%0A",
+        lambda v: "-----BEGIN%20CERTIFICATE-----%0A-----END%20CERTIFICATE-----%0A",
+        lambda v: "-----BEGIN%20CERTIFICATE-----%0A%0A%0A-----END%20CERTIFICATE-----%0A",
+    ],
+)
+def test_url_pem_fast_path_matches_strict_on_edge_cases(mangle) -> None:
+    for value in (_escaped([_CHAIN[0]]), _escaped(list(_CHAIN)), _escaped([_CHAIN[1]], lf=False)):
+        _same_url_pem(mangle(value))
+
+
+@_SETTINGS
+@given(
+    blobs=st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=3),
+    safe=st.sampled_from(["", "+=/"]),
+    lower=st.booleans(),
+    lf=st.booleans(),
+)
+def test_url_pem_fast_path_matches_strict_on_any_length(
+    blobs: list[bytes], safe: str, lower: bool, lf: bool
+) -> None:
+    # Every length of the last base64 line and of padding, not only certificates' own.
+    _same_url_pem(_escaped(blobs, safe=safe, lower=lower, lf=lf))
+
+
+_BLOB = (st.sampled_from([48, 96, 47, 49]) | st.integers(0, 120)).flatmap(
+    lambda n: st.binary(min_size=n, max_size=n)
+)  # 48 bytes: one base64 line of exactly 64 characters
+
+
+@_SETTINGS
+@given(blobs=st.lists(_BLOB, min_size=1, max_size=2), data=st.data())
+def test_url_pem_fast_path_matches_strict_on_any_layout(
+    blobs: list[bytes], data: st.DataObject
+) -> None:
+    # PEM laid out in lines of any length, blank lines included, then escaped as nginx does.
+    blocks = []
+    for blob in blobs:
+        body = base64.b64encode(blob).decode("ascii")
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]  # as OpenSSL writes it
+        if data.draw(st.booleans()):  # or any other layout
+            widths = st.sampled_from([64, 63, 65]) | st.integers(1, 70)
+            lines = [""] * data.draw(st.integers(0, 1))
+            while body:
+                width = data.draw(widths)
+                lines.append(body[:width])
+                body = body[width:]
+                lines += [""] * (data.draw(st.integers(0, 7)) // 7)
+        lines += [""] * (data.draw(st.integers(0, 3)) // 3)  # a blank line before END
+        blocks.append(
+            "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----"
+        )
+    seps = st.sampled_from(["\n", "", "\n\n", " \n", "\nA", "A", " ", "-"])
+    text = "".join(b + data.draw(seps) for b in blocks[:-1]) + blocks[-1]
+    text += data.draw(st.sampled_from(["\n", "", "\n\n", "A", "\nA"]))
+    _same_url_pem(quote(text, safe=""))
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_url_pem_fast_path_matches_strict_on_corrupted_values(data: st.DataObject) -> None:
+    value = _escaped(list(_CHAIN), lower=data.draw(st.booleans()))
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(value)))
+        j = data.draw(st.integers(i, min(len(value), i + 6)))
+        value = value[:i] + data.draw(_PEM_NOISE) + value[j:]
+    _same_url_pem(value)
+
+
+@_SETTINGS
+@given(text=st.text(alphabet=st.sampled_from("%0aAFf23D=+/-\n BEGINCRTFA"), max_size=80))
+def test_url_pem_fast_path_matches_strict_on_any_text(text: str) -> None:
+    _same_url_pem(text)
+    _same_url_pem("-----BEGIN%20CERTIFICATE-----%0A" + text)
 
 
 # -- what Envoy never writes is refused -------------------------------------------------------
