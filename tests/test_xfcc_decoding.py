@@ -26,8 +26,11 @@ from mtlsauth._forwarded._formats import (
 from mtlsauth._forwarded._formats import _url_pem_strict as reference_url_pem
 from mtlsauth._forwarded._xfcc import (
     XFCCElement,
+    _element,
+    _select_fast,
     decode_element,
     parse_xfcc,
+    select_element,
 )
 from mtlsauth.testing import CA
 from mtlsauth.testing._encode import der_to_pem, encode_element
@@ -35,7 +38,8 @@ from mtlsauth.testing._encode import der_to_pem, encode_element
 _SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _CHAIN = CA().intermediate().issue_client_cert(common_name="xfcc").chain_der
 _REAL = encode_element(_CHAIN, subject='CN=a \\"b\\",O=Acme\\, Inc.', uris=["spiffe://x/y"])
-_grammar = st.text(alphabet=st.sampled_from('=;,"\\ \tABab09%é'), max_size=80)
+_PLAIN = encode_element(_CHAIN, subject="CN=xfcc,O=Acme", uris=["spiffe://x/y"], dns=["a.b"])
+_grammar = st.text(alphabet=st.sampled_from('=;,"\\ \tABab09%é{-'), max_size=80)
 
 
 def _reference_quoted(text: str, i: int) -> tuple[str, int]:
@@ -112,11 +116,39 @@ def _same_parse(text: str) -> None:
     except MTLSAuthError as exc:
         got = "refused" if exc.code == "certificate_malformed" else exc.code
     assert got == want, text
+    for index in (-1, 0, 1, 2, -2, -4):
+        _same_select(text, index, want)
+
+
+def _same_select(text: str, index: int, elements: object) -> None:
+    """The fast selection gives the reader's element, or leaves the header to the reader."""
+    fast = _select_fast(text, index)
+    if fast is not None:
+        assert isinstance(elements, list), text
+        assert fast == elements[index], (text, index)
+    try:
+        want: object = _element(elements[index]) if isinstance(elements, list) else "refused"
+    except IndexError:
+        want = "refused"
+    except MTLSAuthError as exc:
+        want = exc.detail
+    try:
+        got: object = select_element(text, index)
+    except MTLSAuthError as exc:
+        got = "refused" if "fewer elements" in exc.detail or want == "refused" else exc.detail
+    assert got == want, (text, index)
 
 
 def test_real_value_parses_as_before() -> None:
     _same_parse(_REAL)
     _same_parse(",".join([_REAL, _REAL, _REAL]))
+    _same_parse(",".join([_PLAIN, _REAL, _PLAIN]))
+    three = ",".join([_PLAIN, _PLAIN, _PLAIN.replace("URI=", "URI=spiffe://other;URI=")])
+    _same_parse(three)
+    # the fast selection takes Envoy's own spelling (else the tests compare nothing)
+    for index in (-1, 0, 2):
+        assert _select_fast(three, index) == parse_xfcc(three)[index]
+    assert ("uri", "spiffe://other") in (_select_fast(three, -1) or [])
     assert parse_xfcc('Subject="a\\\\";URI=x') == [[("subject", "a\\\\"), ("uri", "x")]]
 
 
@@ -147,6 +179,26 @@ def test_real_value_parses_as_before() -> None:
         " {",
         "A=b;A=c",
         "a\n=b",
+        "Cert=x",
+        "a=b,cert=x",
+        "a=b;CHAIN=x;c=d",
+        "xcert=y;chainx=z",
+        'cert="x",chain="y"',
+        'a=b,c="d";e=f,g="h"',
+        'a="x\\",b="y"',
+        'a="x\\";b="y"',
+        'a="x\\\\",b="y"',
+        'a=b;{="x"',
+        'a=b;k-y="x"',
+        'a= "x";b=c',
+        'a="x",b= "y"',
+        'a=b, c="x"',
+        "a= b \t;c=d ,e=\tf",
+        "a=\x7f",
+        "a=\x00",
+        "a=é",
+        'a="é";b=c',
+        'a="b\nc";d=e',
         "é=b",
         "a=b\n;c=d",
         'a="b\nc"',
@@ -165,7 +217,7 @@ def test_parse_matches_reference_on_any_text(text: str) -> None:
 @_SETTINGS
 @given(data=st.data())
 def test_parse_matches_reference_on_corrupted_values(data: st.DataObject) -> None:
-    value = ",".join([_REAL, _REAL])
+    value = ",".join(data.draw(st.lists(st.sampled_from([_REAL, _PLAIN]), min_size=1, max_size=3)))
     i = data.draw(st.integers(0, len(value)))
     j = data.draw(st.integers(i, min(len(value), i + 40)))
     _same_parse(value[:i] + data.draw(_grammar) + value[j:])

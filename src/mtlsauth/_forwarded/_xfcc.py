@@ -167,11 +167,58 @@ def _element(pairs: list[tuple[str, str]]) -> XFCCElement:
 
 def select_element(text: str, index: int) -> XFCCElement:
     """Parse ``text`` and return element ``index`` (``-1``: the last one)."""
-    elements = parse_xfcc(text)
-    try:
-        return _element(elements[index])
-    except IndexError:
-        raise malformed("x-forwarded-client-cert has fewer elements than configured") from None
+    pairs = _select_fast(text, index)
+    if pairs is None:
+        elements = parse_xfcc(text)
+        try:
+            pairs = elements[index]
+        except IndexError:
+            raise malformed("x-forwarded-client-cert has fewer elements than configured") from None
+    return _element(pairs)
+
+
+# The fast path reads the header as Envoy writes it: no backslash anywhere, a quote right
+# after "=" and a ";" or "," right after the closing quote, printable ASCII outside quotes.
+# Cut at every quote, the text outside the quotes (the skeleton, each quoted value left as
+# '""') is a few hundred characters that one regular expression checks against the whole
+# grammar; only the selected element is then taken apart. Unquoted values cannot hold
+# ';', ',' or '"', so in a skeleton that matches, every ',' ends an element, every ';' ends
+# a pair and every '""' is a quoted value, in order.
+_FAST_UNQUOTED = r"[\t -!#-+\--:<-~]*"  # printable ASCII and tab, minus '"' ',' ';'
+_FAST_PAIR = (
+    r'[ \t]*(?:[A-Za-z0-9]+=""'
+    rf"|(?![Cc][Ee][Rr][Tt]=|[Cc][Hh][Aa][Ii][Nn]=)[A-Za-z0-9]+={_FAST_UNQUOTED})"
+)
+_FAST_HEADER = re.compile(rf"{_FAST_PAIR}(?:[;,]{_FAST_PAIR})*")
+
+
+def _select_fast(text: str, index: int) -> list[tuple[str, str]] | None:
+    """``parse_xfcc(text)[index]`` for a header written as Envoy writes it; else None.
+
+    Accepts a subset of what ``parse_xfcc`` accepts and gives the same pairs (the
+    differential tests in ``tests/test_xfcc_decoding.py`` hold it to that); None sends
+    the header to ``parse_xfcc``, which reads it or refuses it with its reason.
+    """
+    if "\\" in text:
+        return None
+    parts = text.split('"')
+    if not len(parts) & 1:
+        return None
+    skeleton = '""'.join(parts[::2])
+    if _FAST_HEADER.fullmatch(skeleton) is None:
+        return None
+    elements = skeleton.split(",")
+    if not -len(elements) <= index < len(elements):
+        return None
+    index %= len(elements)
+    quoted = iter(parts[2 * sum(e.count('""') for e in elements[:index]) + 1 :: 2])
+    pairs: list[tuple[str, str]] = []
+    for pair in elements[index].split(";"):
+        key, _, value = pair.partition("=")
+        pairs.append(
+            (key.lstrip(_OWS).lower(), next(quoted) if value == '""' else value.strip(_OWS))
+        )
+    return pairs
 
 
 def check_hash(element: XFCCElement, leaf: bytes) -> None:
