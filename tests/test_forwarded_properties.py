@@ -169,3 +169,25 @@ def test_genuine_values_round_trip(encoding: str, data: st.DataObject) -> None:
     got = fc.extract(Presented(peer="127.0.0.1", headers=(("x-cert", value),)))
     assert got is not None
     assert got.decode() == tuple(_CHAIN[:n])
+
+
+# -- RFC 9440: the byte-sequence alphabet is checked in one pass -----------------------------
+_SF_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def _reference_sf_body(body: str) -> bool:
+    """The character-by-character check the one-pass pattern replaced."""
+    return bool(body) and all(c in _SF_ALPHABET for c in body)
+
+
+@_SETTINGS
+@given(
+    body=st.one_of(
+        st.text(alphabet=st.sampled_from("AZaz09+/=-_.:~ é\x00\n"), max_size=40),
+        st.text(max_size=40),
+    )
+)
+def test_rfc9440_alphabet_check_matches_reference(body: str) -> None:
+    from mtlsauth._forwarded._formats import _sf_base64_body
+
+    assert _sf_base64_body(body) == _reference_sf_body(body), body
