@@ -13,7 +13,9 @@ Invariants, for every target:
   (or refusal code) from the header equals the one from the same chain over TLS;
 * chains: PEM/DER input and the decoded DER tuple get the same verdict; PEM round-trips;
 * DN strings: a DN that the XFCC parser reads and that a certificate carries is matched by a
-  ``Policy(subjects=...)`` holding the same text.
+  ``Policy(subjects=...)`` holding the same text;
+* fast paths (URL-encoded PEM, XFCC element selection) give what the general readers give, or
+  decline and leave the value to them.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ from mtlsauth import (
     Verifier,
     load_config,
 )
-from mtlsauth._forwarded._formats import ENCODINGS
+from mtlsauth._forwarded._formats import ENCODINGS, _url_pem_fast, _url_pem_strict
 from mtlsauth._forwarded._presets import PRESETS
+from mtlsauth._forwarded._xfcc import _select_fast, parse_xfcc
 from mtlsauth.testing import encode_forwarded
 from mtlsauth.testing._encode import der_to_pem
 
@@ -188,6 +191,38 @@ def _round_trip(encoding: str, ders: tuple[bytes, ...]) -> None:
     assert decoded == ders, f"{encoding}: decode(encode(chain)) differs from chain"
 
 
+def _same_url_pem(value: str) -> None:
+    fast = _url_pem_fast(value)
+    if fast is None:
+        return
+    try:
+        want: object = _url_pem_strict(value)
+    except MTLSAuthError as exc:
+        want = exc.detail
+    assert fast == want, f"url-pem fast path gave {len(fast)} certificates, strict: {want!r}"
+
+
+def _fast_paths_agree(encoding: str, headers: tuple[tuple[str, str], ...]) -> None:
+    """The decoders' fast paths give what the general readers give, or decline."""
+    for _, value in headers:
+        if encoding == "url-pem":
+            _same_url_pem(value)
+        elif encoding == "xfcc":
+            try:
+                elements: object = parse_xfcc(value)
+            except MTLSAuthError:
+                elements = None
+            for index in (-1, 0, 1):
+                fast = _select_fast(value, index)
+                if fast is None:
+                    continue
+                assert isinstance(elements, list), "XFCC fast path read what the reader refuses"
+                assert fast == elements[index], "XFCC fast path read another element"
+                for key, text in fast:
+                    if key in ("cert", "chain"):
+                        _same_url_pem(text)
+
+
 def _header_target(short: str, preset: str) -> Target:
     fwd = ForwardedCert.preset(preset, trusted_proxies=[PROXY])
     names = _header_names(fwd)
@@ -195,6 +230,7 @@ def _header_target(short: str, preset: str) -> Target:
 
     def check(data: bytes) -> None:
         headers = _values_to_headers(names, data)
+        _fast_paths_agree(fwd.encoding, headers)
         presented = Presented(peer=PROXY, headers=headers)
         via_header = _outcome(lambda: verifier.authenticate(presented))
         try:
