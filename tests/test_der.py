@@ -569,3 +569,23 @@ def test_configured_hex_strings_are_read_as_by_the_old_reader_when_they_are_der(
         assert new == old
     else:
         assert new is ValueError
+
+
+def _with_outer_length(der: bytes, delta: int) -> bytes:
+    """The certificate with its outer SEQUENCE length changed by ``delta`` (content kept)."""
+    _, start, stop = header(der, 0, len(der))
+    body = der[start:stop]
+    length = len(body) + delta
+    return b"\x30\x82" + length.to_bytes(2, "big") + body
+
+
+@pytest.mark.parametrize("delta", [1, 2, 100, -1])
+def test_certificate_shape_refuses_an_outer_length_that_does_not_fit_its_parts(delta: int) -> None:
+    """The outer length must equal the three parts exactly: one too large claims bytes the
+    certificate does not have, one too small cuts the signature."""
+    der = _DER
+    assert der[:2] == b"\x30\x82"  # a certificate of 256..65535 bytes
+    check_certificate_shape(der)
+    with pytest.raises(MTLSAuthError) as info:
+        check_certificate_shape(_with_outer_length(der, delta))
+    assert info.value.code == "certificate_malformed"

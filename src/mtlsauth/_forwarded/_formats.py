@@ -230,7 +230,9 @@ def check_certificate_shape(der: bytes) -> None:
     signatureValue BIT STRING }`` filling its outer length exactly; an empty SEQUENCE or a
     certificate followed by stray bytes split out of a concatenated value stops here.
     """
-    _, pos = _der_length(der, 0)
+    outer, pos = _der_length(der, 0)
+    if pos + outer != len(der):
+        raise malformed("not a DER certificate (its length is not the value's length)")
     for tag in (0x30, 0x30, 0x03):
         length, header = _der_length(der, pos, tag)
         pos += header + length
