@@ -9,6 +9,7 @@ the direct DER path and the full parse it must agree with, change together.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -16,16 +17,25 @@ from datetime import datetime
 from typing import Literal
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from mtlsauth._der import certificate_names, encode_oid, read_name
+from mtlsauth._der import DERError, certificate_names, encode_oid, read_name
 from mtlsauth._errors import CertificateInvalid
+from mtlsauth._leafder import SAN_OID, LeafFacts, extensions_read, san_values
+from mtlsauth._memo import BoundedMemo
+from mtlsauth._oauth import binding_matches
 
 __all__ = [
     "ClientIdentity",
     "equivalent_fingerprints",
     "identity_from_certificate",
     "identity_subject",
+    "subject_organizations",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -84,6 +94,13 @@ class ClientIdentity:
     subject_name: x509.Name | None = field(default=None, repr=False, compare=False)
     issuer_name: x509.Name | None = field(default=None, repr=False, compare=False)
     organizations: tuple[str, ...] = ()
+    # (certificate, organizations) when ``organizations`` holds every organizationName of that
+    # certificate's subject as text (none is a BIT STRING): the organizations rule of a policy
+    # then reads them instead of parsing the subject again. Set by ``identity_from_certificate``;
+    # an identity changed afterwards (``dataclasses.replace``) no longer matches it by ``is``.
+    _organizations_from: tuple[x509.Certificate, tuple[str, ...]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def x5t_s256(self) -> str | None:
         """The RFC 8705 ``x5t#S256`` thumbprint (base64url SHA-256 of the leaf DER).
@@ -93,8 +110,6 @@ class ClientIdentity:
         """
         if self.fingerprint_sha256 is None or self.certificate is None:
             return None
-        import base64
-
         raw = bytes.fromhex(self.fingerprint_sha256)
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
@@ -109,8 +124,6 @@ class ClientIdentity:
             characters, no padding) of this leaf's SHA-256, compared in constant time.
             Always False for a proxy-verified identity, which has no certificate to bind to.
         """
-        from mtlsauth._oauth import binding_matches
-
         return binding_matches(self, cnf)
 
 
@@ -129,8 +142,7 @@ def _first(values: tuple[str, ...]) -> str | None:
 # Issuer names repeat across every client of a CA: parse each distinct one once and share the
 # Name and its string between identities (memory per cached identity, and ~20 us per miss).
 # Keyed by the issuer's exact DER bytes, so a shared value is what parsing would have given.
-_ISSUERS: dict[bytes, tuple[x509.Name, str]] = {}
-_ISSUERS_MAX = 1024
+_ISSUERS: BoundedMemo[bytes, tuple[x509.Name, str]] = BoundedMemo(1024)
 
 
 def _der_item(buf: bytes, i: int) -> tuple[int, int]:
@@ -164,9 +176,7 @@ def _issuer(cert: x509.Certificate) -> tuple[x509.Name, str]:
     if hit is None:
         name = cert.issuer
         hit = (name, name.rfc4514_string())
-        if len(_ISSUERS) >= _ISSUERS_MAX:
-            _ISSUERS.clear()
-        _ISSUERS[key] = hit
+        _ISSUERS.put(key, hit)
     return hit
 
 
@@ -176,14 +186,23 @@ def identity_from_certificate(
     *,
     source: str = "tls",
     der: bytes | None = None,
+    facts: LeafFacts | None = None,
+    fingerprint: str | None = None,
 ) -> ClientIdentity:
     """Build a ClientIdentity from an already-verified leaf certificate.
+
+    ``der`` is the leaf's DER when the caller has it, ``facts`` what ``_leafder.read_leaf``
+    found in it, ``fingerprint`` its SHA-256 (hex); each only saves work.
 
     Raises:
         CertificateInvalid: ``certificate_malformed`` when a name or extension cannot be read
             (cryptography parses them lazily: invalid UTF-8, a duplicate extension, a bad SAN).
     """
     try:
+        if facts is not None and der is not None:
+            fast = _from_facts(leaf, chain, source, der, facts, fingerprint)
+            if fast is not None:
+                return fast
         return _identity(leaf, chain, source, der)
     except CertificateInvalid:
         raise
@@ -200,8 +219,6 @@ def _identity(
     source: str,
     der: bytes | None,
 ) -> ClientIdentity:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     raw = der if der is not None else leaf.public_bytes(Encoding.DER)
     # Read names and extensions from a throwaway parse of the same bytes: cryptography caches
     # parsed extensions and names inside the certificate object, and the identity keeps
@@ -268,9 +285,7 @@ def _direct(
     if hit is None:
         name = view.issuer
         hit = (name, name.rfc4514_string())
-        if len(_ISSUERS) >= _ISSUERS_MAX:
-            _ISSUERS.clear()
-        _ISSUERS[key] = hit
+        _ISSUERS.put(key, hit)
     issuer_name, issuer = hit
     dns, uris, emails, ips = _san_values(view)
     spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
@@ -295,7 +310,78 @@ def _direct(
         source=source,
         verified_by="mtlsauth",
         issuer_name=issuer_name,
+        _organizations_from=(leaf, organizations),
     )
+
+
+# Subjects repeat across certificates (renewals, replicas of one service): what ``_subject``
+# reads from one is remembered by the Name's exact DER bytes; ``False`` for a subject it does
+# not read (the full reading decides those).
+_SUBJECTS: BoundedMemo[bytes, _SubjectParts | Literal[False]] = BoundedMemo(4096)
+
+
+def _from_facts(
+    leaf: x509.Certificate,
+    chain: tuple[x509.Certificate, ...],
+    source: str,
+    raw: bytes,
+    facts: LeafFacts,
+    fingerprint: str | None,
+) -> ClientIdentity | None:
+    """The identity from the leaf's DER alone, without a throwaway parse: only when
+    ``extensions_read`` vouches that cryptography reads every extension (so reading them
+    would refuse nothing) and ``_subject`` reads the subject; else ``None``.
+    """
+    if not extensions_read(facts):
+        return None
+    subject = _SUBJECTS.get(facts.subject)
+    if subject is None:
+        try:
+            subject = _subject(facts.subject, 0, len(facts.subject)) or False
+        except (DERError, UnicodeDecodeError):
+            subject = False
+        _SUBJECTS.put(facts.subject, subject)
+    if subject is False:
+        return None
+    text, common_names, organizations, units = subject
+    hit = _ISSUERS.get(facts.issuer)
+    if hit is None:
+        name = x509.load_der_x509_certificate(raw).issuer  # throwaway: leaf keeps no Name
+        hit = (name, name.rfc4514_string())
+        _ISSUERS.put(facts.issuer, hit)
+    issuer_name, issuer = hit
+    san = facts.extensions.get(SAN_OID)
+    values = san_values(san[1]) if san is not None else _NO_SAN
+    if values is None:
+        return None
+    dns, uris, emails, ips = values
+    spiffe = [u for u in uris if u[:9].lower() == "spiffe://"]
+    return ClientIdentity(
+        subject=text,
+        common_name=common_names[0] if common_names else None,
+        organization=organizations[0] if organizations else None,
+        organizations=organizations,
+        organizational_units=units,
+        dns_names=dns,
+        uris=uris,
+        emails=emails,
+        ip_addresses=ips,
+        spiffe_id=spiffe[0] if len(spiffe) == 1 else None,
+        issuer=issuer,
+        serial_number=leaf.serial_number,
+        fingerprint_sha256=fingerprint or hashlib.sha256(raw).hexdigest(),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        certificate=leaf,
+        chain=chain or (leaf,),
+        source=source,
+        verified_by="mtlsauth",
+        issuer_name=issuer_name,
+        _organizations_from=(leaf, organizations),
+    )
+
+
+_NO_SAN: tuple[tuple[()], tuple[()], tuple[()], tuple[()]] = ((), (), (), ())
 
 
 # Attribute types read directly: every NameOID, keyed by its DER content octets, with the
@@ -415,6 +501,9 @@ def _parsed(
     spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
     subject = view.subject
     organizations = _attr_values(subject, NameOID.ORGANIZATION_NAME)
+    exact = all(
+        isinstance(a.value, str) for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    )
     return ClientIdentity(
         subject=subject.rfc4514_string(),
         common_name=_first(_attr_values(subject, NameOID.COMMON_NAME)),
@@ -437,7 +526,22 @@ def _parsed(
         source=source,
         verified_by="mtlsauth",
         issuer_name=issuer_name,
+        _organizations_from=(leaf, organizations) if exact else None,
     )
+
+
+def subject_organizations(identity: ClientIdentity) -> tuple[str, ...] | None:
+    """``identity.organizations`` when they are known to be those of its certificate's
+    subject, read as text; ``None`` when only parsing the subject can tell."""
+    source = identity._organizations_from
+    if (
+        source is None
+        or identity.subject_name is not None
+        or source[0] is not identity.certificate
+        or source[1] is not identity.organizations
+    ):
+        return None
+    return identity.organizations
 
 
 def identity_subject(identity: ClientIdentity) -> x509.Name | None:
@@ -446,8 +550,6 @@ def identity_subject(identity: ClientIdentity) -> x509.Name | None:
         return identity.subject_name
     if identity.certificate is None:
         return None
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     # A throwaway parse: reading ``certificate.subject`` would cache the Name in the leaf.
     return x509.load_der_x509_certificate(identity.certificate.public_bytes(Encoding.DER)).subject
 
@@ -506,11 +608,6 @@ def equivalent_fingerprints(der: bytes) -> frozenset[str]:
         signature = der[sig_start + 1 : sig_end]
         signatures = [signature]
         if der[tbs_end:alg_end][2:11] == _ECDSA_ALGORITHM_ARC:
-            from cryptography.hazmat.primitives.asymmetric.utils import (
-                decode_dss_signature,
-                encode_dss_signature,
-            )
-
             r, s = decode_dss_signature(signature)
             signatures += [encode_dss_signature(r, n - s) for n in _EC_ORDERS if 0 < s < n]
         for sig in signatures:

@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from mtlsauth._errors import CertificateInvalid
+from mtlsauth._memo import BoundedMemo
 from mtlsauth._tbs import _NAME_CONSTRAINTS_OID, _extension_flags
 
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})  # IDNA label separators
@@ -156,6 +157,24 @@ def _within(
     return _email_within(name, value, strict=strict)
 
 
+# A CA's name constraints, by certificate object; the object is held in the value, so a match
+# by ``is`` is that very certificate. The trust store's CAs, configured intermediates and
+# presented ones that ``_encoding`` remembers by their bytes are the same objects request
+# after request, so their extensions are read once, not on every request.
+_BY_CA: BoundedMemo[int, tuple[x509.Certificate, x509.NameConstraints | None]] = BoundedMemo(512)
+
+
+def _constraints(ca: x509.Certificate) -> x509.NameConstraints | None:
+    known = _BY_CA.get(id(ca))
+    if known is not None and known[0] is ca:
+        return known[1]
+    nc = None
+    if _NAME_CONSTRAINTS_OID in _extension_flags(ca):
+        nc = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+    _BY_CA.put(id(ca), (ca, nc))
+    return nc
+
+
 _NC_DETAIL = "certificate violates a CA's name constraints (a name in its subject)"
 
 
@@ -172,11 +191,7 @@ def check_identity_name_constraints(chain: Sequence[x509.Certificate]) -> None:
     if len(chain) < 2:
         return
     try:
-        constraints = [
-            ca.extensions.get_extension_for_class(x509.NameConstraints).value
-            for ca in chain[1:]
-            if _NAME_CONSTRAINTS_OID in _extension_flags(ca)
-        ]
+        constraints = [nc for nc in map(_constraints, chain[1:]) if nc is not None]
         if not constraints:
             return
         names = _identity_names(chain[0])

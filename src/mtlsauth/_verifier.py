@@ -41,6 +41,8 @@ from mtlsauth._errors import (
     RevocationUnavailable,
 )
 from mtlsauth._identity import ClientIdentity, identity_from_certificate
+from mtlsauth._leafder import read_leaf
+from mtlsauth._memo import BoundedMemo
 from mtlsauth._observe import cache_missed
 from mtlsauth._pathvalidation import (
     check_leaf_key,
@@ -494,8 +496,9 @@ class Verifier:
     ) -> tuple[ClientIdentity, datetime]:
         if not ders:
             raise CertificateMissing("no client certificate was presented")
-        certs = [load_der(d) for d in ders]
-        leaf, presented_intermediates = certs[0], certs[1:]
+        facts = read_leaf(ders[0])
+        leaf = load_der(ders[0])
+        presented_intermediates = [_load_presented(d) for d in ders[1:]]
         fingerprint = hashlib.sha256(ders[0]).hexdigest()
         if fingerprint in self._pinned_fingerprints():
             identity, until = self._verify_pinned(leaf, ders[0], at, source)
@@ -517,6 +520,7 @@ class Verifier:
                 clock_skew_s=self._skew_s,
                 configured=[*self._intermediates, *trust.intermediates],
                 anchors=self._anchors(trust),
+                facts=facts,
             )
         except CertificateInvalid as exc:
             if exc.code != "untrusted_issuer":
@@ -525,13 +529,16 @@ class Verifier:
             if hint is None or not hint[1]:
                 raise
             raise CertificateInvalid(f"{exc.detail}: {hint[0]}", code=exc.code) from None
-        check_leaf_key(leaf)
+        check_leaf_key(leaf, facts.spki if facts is not None else None)
         until = min(c.not_valid_after_utc for c in chain) + timedelta(seconds=self._skew_s)
         if self._revocation is not None:
             rev_until = self._check_revocation(chain, at)
             if rev_until is not None:
                 until = min(until, rev_until)
-        return identity_from_certificate(leaf, tuple(chain), source=source, der=ders[0]), until
+        identity = identity_from_certificate(
+            leaf, tuple(chain), source=source, der=ders[0], facts=facts, fingerprint=fingerprint
+        )
+        return identity, until
 
     def _anchors(self, trust: TrustSnapshot) -> tuple[x509.Certificate, ...]:
         """The snapshot's anchors (its certificates that no other one of the set issued).
@@ -636,6 +643,20 @@ class Verifier:
             f"revocation={type(self._revocation).__name__ if self._revocation else None} "
             f"forwarded={'yes' if self._forwarded else 'no'}>"
         )
+
+
+# Presented intermediates by their exact DER: a fleet's clients all send the same few CA
+# certificates, so each is parsed once and then shared, and so are what the path builder,
+# the name-constraint check and the CRL set remember per certificate object.
+_PRESENTED: BoundedMemo[bytes, x509.Certificate] = BoundedMemo(128)
+
+
+def _load_presented(der: bytes) -> x509.Certificate:
+    cert = _PRESENTED.get(der)
+    if cert is None:
+        cert = load_der(der)
+        _PRESENTED.put(der, cert)
+    return cert
 
 
 def _fingerprints(certs: Iterable[x509.Certificate]) -> frozenset[str]:

@@ -12,7 +12,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtlsauth._identity import ClientIdentity, equivalent_fingerprints, identity_subject
+from mtlsauth._identity import (
+    ClientIdentity,
+    equivalent_fingerprints,
+    identity_subject,
+    subject_organizations,
+)
 from mtlsauth._names import (
     _HEX,
     _Address,
@@ -188,8 +193,13 @@ def _org_check(allowed: frozenset[str]) -> _Check:
     # Every O must be allowed: with "any", O=evil + O=ops passed an "ops" policy while
     # ClientIdentity.organization (the first) told the application "evil".
     def check(identity: ClientIdentity) -> str | None:
-        subject = identity_subject(identity)
-        if subject is not None:
+        # Read from the certificate's subject as text when the identity was built so (the
+        # normalised set is the one parsing the subject again would give); else parse it.
+        known = subject_organizations(identity)
+        subject = identity_subject(identity) if known is None else None
+        if known is not None:
+            values = frozenset(_norm_presented(o) for o in known)
+        elif subject is not None:
             values = _name_view(subject)[1]
         else:
             names = identity.organizations or (

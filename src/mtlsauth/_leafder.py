@@ -1,0 +1,329 @@
+"""What the request path reads from a client certificate, found in one strict walk of its DER.
+
+``read_leaf`` locates the TBSCertificate, the issuer, subject and subjectPublicKeyInfo, and
+every extension (OID, critical flag, value) with the strict reader of ``_der``; it returns
+``None`` for anything it does not read (a version other than v3, unique identifiers, a
+critical flag spelt other than ``TRUE``, a duplicated extension, a non-positive serial, any
+DER error), and the caller then takes the full reading through cryptography, which gives
+the exact answer or refusal.
+
+On these facts, two questions are answered without cryptography's Python objects, each
+only with a "yes" that is certain; anything else means "ask cryptography":
+
+* ``profile_passes``: the leaf's keyUsage and SubjectAlternativeName rules (the validators
+  ``_pathvalidation`` gives cryptography's verifier) would pass, so the verifier may run
+  without calling back into Python;
+* ``extensions_read``: cryptography would read every extension without an error (its
+  ``Certificate.extensions`` parses each extension type it knows), and the SAN values it
+  would give. Only the forms listed below are vouched for, each no wider than what
+  cryptography accepts; any other extension type or encoding is handed to cryptography.
+
+Extension values repeat across the certificates of one CA (the same EKU, basicConstraints,
+keyUsage and often the same SAN after a renewal), so their readings are remembered by
+their exact bytes in bounded memos.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Final, Literal
+
+from mtlsauth._der import DERError, item
+from mtlsauth._memo import BoundedMemo
+
+__all__ = ["LeafFacts", "SanValues", "extensions_read", "profile_passes", "read_leaf"]
+
+SAN_OID: Final = b"\x55\x1d\x11"  # 2.5.29.17
+KEY_USAGE_OID: Final = b"\x55\x1d\x0f"  # 2.5.29.15
+BASIC_CONSTRAINTS_OID: Final = b"\x55\x1d\x13"  # 2.5.29.19
+EKU_OID: Final = b"\x55\x1d\x25"  # 2.5.29.37
+SKI_OID: Final = b"\x55\x1d\x0e"  # 2.5.29.14
+AKI_OID: Final = b"\x55\x1d\x23"  # 2.5.29.35
+EMPTY_NAME: Final = b"\x30\x00"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+SanValues = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[IPAddress, ...]]
+"""DNS names, URIs, e-mail addresses and IP addresses of a SAN, each in SAN order."""
+
+_V3: Final = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2
+
+
+class LeafFacts:
+    """A certificate's parts as DER slices, and its extensions by OID content octets."""
+
+    __slots__ = ("extensions", "issuer", "spki", "subject", "tbs")
+
+    def __init__(
+        self,
+        tbs: bytes,
+        issuer: bytes,
+        subject: bytes,
+        spki: bytes,
+        extensions: dict[bytes, tuple[bool, bytes]],
+    ) -> None:
+        self.tbs = tbs
+        self.issuer = issuer
+        self.subject = subject
+        self.spki = spki
+        self.extensions = extensions  # OID -> (critical, extnValue content)
+
+
+def read_leaf(der: bytes) -> LeafFacts | None:
+    """The facts of a DER certificate, or ``None`` when it is not in the shape read here."""
+    try:
+        return _read(der)
+    except DERError:
+        return None
+
+
+def _read(der: bytes) -> LeafFacts | None:
+    n = len(der)
+    tag, pos, end = item(der, 0, n)
+    if tag != 0x30 or end != n:
+        return None
+    tag, tbs_content, tbs_end = item(der, pos, end)
+    if tag != 0x30:
+        return None
+    tbs_start = pos
+    pos = tbs_content
+    if der[pos : pos + 5] != _V3:
+        return None  # v1/v2 or an odd version encoding: cryptography's reading decides
+    pos += 5
+    tag, serial_start, pos = item(der, pos, tbs_end)
+    # A positive INTEGER (RFC 5280 4.1.2.2), as _encoding.load_der requires before parsing.
+    if tag != 0x02 or pos == serial_start or der[serial_start] & 0x80:
+        return None
+    if not any(der[serial_start:pos]):
+        return None
+    fields = []
+    for _ in range(5):  # signature, issuer, validity, subject, subjectPublicKeyInfo
+        tag, _, stop = item(der, pos, tbs_end)
+        if tag != 0x30:
+            return None
+        fields.append((pos, stop))
+        pos = stop
+    extensions: dict[bytes, tuple[bool, bytes]] = {}
+    if pos < tbs_end:
+        tag, content, stop = item(der, pos, tbs_end)
+        if tag != 0xA3 or stop != tbs_end:
+            return None  # unique identifiers, or anything after the extensions
+        tag, pos, ext_end = item(der, content, stop)
+        if tag != 0x30 or ext_end != stop or pos == ext_end:
+            return None
+        while pos < ext_end:
+            tag, field, pos = item(der, pos, ext_end)
+            if tag != 0x30:
+                return None
+            tag, oid_start, oid_end = item(der, field, pos)
+            if tag != 0x06:
+                return None
+            tag, value_start, value_end = item(der, oid_end, pos)
+            critical = False
+            if tag == 0x01:
+                if der[value_start:value_end] != b"\xff":
+                    return None  # FALSE spelt out (DER forbids a default) or not DER TRUE
+                critical = True
+                tag, value_start, value_end = item(der, value_end, pos)
+            if tag != 0x04 or value_end != pos:
+                return None
+            oid = der[oid_start:oid_end]
+            if oid in extensions:
+                return None  # cryptography refuses a repeated extension: let it say so
+            extensions[oid] = (critical, der[value_start:value_end])
+    issuer, subject, spki = fields[1], fields[3], fields[4]
+    return LeafFacts(
+        der[tbs_start:tbs_end],
+        der[issuer[0] : issuer[1]],
+        der[subject[0] : subject[1]],
+        der[spki[0] : spki[1]],
+        extensions,
+    )
+
+
+# --- the leaf profile -----------------------------------------------------------------------
+
+
+def profile_passes(facts: LeafFacts) -> bool:
+    """True only if the keyUsage and SAN validators of ``_pathvalidation`` would pass.
+
+    They would be given cryptography's parsed values: a keyUsage that allows a signature
+    (digitalSignature or keyAgreement) and does not assert keyCertSign; a SAN that is
+    critical exactly when the subject is empty, or no SAN under a non-empty subject. Each
+    value must also be one cryptography would parse (``_key_usage``, ``san_values``).
+    """
+    exts = facts.extensions
+    empty_subject = facts.subject == EMPTY_NAME
+    san = exts.get(SAN_OID)
+    if san is None:
+        if empty_subject:
+            return False
+    elif san[0] != empty_subject or san_values(san[1]) is None:
+        return False
+    ku = exts.get(KEY_USAGE_OID)
+    if ku is not None:
+        bits = _key_usage(ku[1])
+        if bits is None:
+            return False
+        digital_signature, key_agreement, key_cert_sign = bits
+        if not (digital_signature or key_agreement) or key_cert_sign:
+            return False
+    return True
+
+
+def _key_usage(value: bytes) -> tuple[bool, bool, bool] | None:
+    """(digitalSignature, keyAgreement, keyCertSign) of a keyUsage cryptography would read.
+
+    Read: a BIT STRING of one octet, or of two whose second holds only decipherOnly, with
+    the unused bits zero; encipherOnly or decipherOnly only together with keyAgreement (the
+    ``KeyUsage`` constructor refuses them otherwise). Anything else: ``None``.
+    """
+    n = len(value)
+    if n not in (4, 5) or value[0] != 0x03 or value[1] != n - 2:
+        return None
+    unused, first = value[2], value[3]
+    if n == 5:
+        if value[4] != 0x80 or unused != 7:
+            return None
+        decipher_only = True
+    else:
+        if unused > 7 or first & ((1 << unused) - 1):
+            return None
+        decipher_only = False
+    key_agreement = bool(first & 0x08)
+    if (first & 0x01 or decipher_only) and not key_agreement:
+        return None
+    return bool(first & 0x80), key_agreement, bool(first & 0x04)
+
+
+# --- extensions cryptography would read -----------------------------------------------------
+
+
+def extensions_read(facts: LeafFacts) -> bool:
+    """True only if cryptography reads every extension of the certificate without an error.
+
+    Vouched for: basicConstraints (``cA`` absent or TRUE, a short pathLen only with cA),
+    keyUsage as ``_key_usage`` reads it, an extendedKeyUsage of well-formed OIDs, a
+    subjectKeyIdentifier, an authorityKeyIdentifier holding only a keyIdentifier, and a SAN
+    as ``san_values`` reads it. Any other extension type, or form, is for cryptography.
+    """
+    for oid, (_, value) in facts.extensions.items():
+        if oid == SAN_OID:
+            if san_values(value) is None:
+                return False
+        elif oid == KEY_USAGE_OID:
+            if _key_usage(value) is None:
+                return False
+        elif oid == BASIC_CONSTRAINTS_OID:
+            if value not in _BASIC_CONSTRAINTS and not (
+                len(value) == 8 and value[:7] == _BC_PATHLEN and value[7] < 0x80
+            ):
+                return False
+        elif oid == SKI_OID:
+            if not (len(value) > 2 and value[0] == 0x04 and value[1] == len(value) - 2):
+                return False
+        elif oid == AKI_OID:
+            n = len(value)
+            if not (n > 4 and value[0] == 0x30 and value[1] == n - 2 and value[2] == 0x80):
+                return False
+            if value[3] != n - 4 or value[3] >= 0x80:
+                return False
+        elif oid == EKU_OID:
+            if not _eku_read(value):
+                return False
+        else:
+            return False
+    return True
+
+
+_BASIC_CONSTRAINTS = frozenset({b"\x30\x00", b"\x30\x03\x01\x01\xff"})
+_BC_PATHLEN = b"\x30\x06\x01\x01\xff\x02\x01"
+_EKUS: BoundedMemo[bytes, bool] = BoundedMemo(256)
+
+
+def _eku_read(value: bytes) -> bool:
+    known = _EKUS.get(value)
+    if known is None:
+        known = _eku_walk(value)
+        _EKUS.put(value, known)
+    return known
+
+
+def _eku_walk(value: bytes) -> bool:
+    """A SEQUENCE of one or more OBJECT IDENTIFIERs, each in minimal base-128 arcs."""
+    try:
+        tag, pos, end = item(value, 0, len(value))
+        if tag != 0x30 or end != len(value) or pos == end:
+            return False
+        while pos < end:
+            tag, start, pos = item(value, pos, end)
+            if tag != 0x06 or not _oid_ok(value[start:pos]):
+                return False
+    except DERError:
+        return False
+    return True
+
+
+def _oid_ok(oid: bytes) -> bool:
+    """Well-formed OID content: 1-32 octets, minimal arcs of at most 8 octets each."""
+    if not 0 < len(oid) <= 32 or oid[-1] & 0x80:
+        return False
+    arc = 0
+    for octet in oid:
+        if arc == 0 and octet == 0x80:
+            return False  # a leading zero septet
+        arc += 1
+        if arc > 8:
+            return False
+        if not octet & 0x80:
+            arc = 0
+    return True
+
+
+_SANS: BoundedMemo[bytes, SanValues | Literal[False]] = BoundedMemo(4096)
+
+
+def san_values(value: bytes) -> SanValues | None:
+    """The SAN's values if cryptography reads them exactly so, else ``None``.
+
+    Read: a SEQUENCE of one or more rfc822Name, dNSName and URI entries (IA5String: octets
+    below 0x80, decoded as ASCII, as cryptography does) and iPAddress entries of 4 or 16
+    octets. Any other GeneralName type (otherName, directoryName, registeredID, an address
+    with a mask) is for cryptography. Remembered by the exact bytes of the value.
+    """
+    known = _SANS.get(value)
+    if known is None:
+        known = _san_walk(value) or False
+        _SANS.put(value, known)
+    return known if known is not False else None
+
+
+def _san_walk(value: bytes) -> SanValues | None:
+    try:
+        tag, pos, end = item(value, 0, len(value))
+        if tag != 0x30 or end != len(value) or pos == end:
+            return None
+        dns: list[str] = []
+        uris: list[str] = []
+        emails: list[str] = []
+        ips: list[IPAddress] = []
+        while pos < end:
+            tag, start, pos = item(value, pos, end)
+            octets = value[start:pos]
+            if tag == 0x87:
+                if len(octets) not in (4, 16):
+                    return None
+                ips.append(ipaddress.ip_address(octets))
+                continue
+            if not octets.isascii():
+                return None
+            if tag == 0x82:
+                dns.append(octets.decode("ascii"))
+            elif tag == 0x86:
+                uris.append(octets.decode("ascii"))
+            elif tag == 0x81:
+                emails.append(octets.decode("ascii"))
+            else:
+                return None
+    except DERError:
+        return None
+    return tuple(dns), tuple(uris), tuple(emails), tuple(ips)
