@@ -1,0 +1,538 @@
+"""The leaf's DER read once (``_leafder``): what it vouches for is what cryptography reads.
+
+Three oracles, each against cryptography itself:
+
+* ``read_leaf`` finds the TBSCertificate, names, key and extensions exactly where
+  cryptography does (or declines);
+* ``extensions_read`` says yes only for certificates whose ``extensions`` cryptography reads
+  without an error, and ``san_values`` gives the values cryptography gives;
+* ``profile_passes`` says yes only where the keyUsage and SAN validators that
+  ``_pathvalidation`` hands cryptography's verifier pass.
+
+Then the whole verification, differential: ``Verifier.verify`` with the DER reading and with
+it switched off (the full reading through cryptography alone) gives the same identity, the
+same policy verdicts, or the same refusal (code and detail), for leaves carrying every
+extension form the reader vouches for and many it does not (explicit FALSE criticality,
+duplicated extensions, unknown critical ones, non-ASCII names, masked addresses, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from unittest import mock
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.verification import VerificationError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from _x509_forge import assemble, split, tlv
+from mtlsauth import MTLSAuthError, Policy, Verifier, _leafder
+from mtlsauth._cache import policy_verdict
+from mtlsauth._der import encode_oid, item
+from mtlsauth._identity import identity_from_certificate, subject_organizations
+from mtlsauth._leafder import (
+    extensions_read,
+    profile_passes,
+    read_leaf,
+    san_values,
+)
+from mtlsauth._pathvalidation import check_leaf_profile
+from mtlsauth.testing import CA
+
+_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_ROOT = CA()
+_INTER = _ROOT.intermediate()
+_KEY = _INTER.private_key
+assert isinstance(_KEY, ec.EllipticCurvePrivateKey)
+_BASE = _INTER.issue_client_cert(common_name="base", organization="Acme").certificate
+_BASE_DER = _BASE.public_bytes(Encoding.DER)
+_INTER_DER = _INTER.certificate.public_bytes(Encoding.DER)
+
+
+def _ext(oid: str, value: bytes, critical: bytes | None = None) -> bytes:
+    flag = tlv(0x01, critical) if critical is not None else b""
+    return tlv(0x30, tlv(0x06, encode_oid(oid)) + flag + tlv(0x04, value))
+
+
+def _tbs_fields(der: bytes) -> list[bytes]:
+    tbs, _, _ = split(der)
+    _, pos, end = item(tbs, 0, len(tbs))
+    fields = []
+    while pos < end:
+        _, _, stop = item(tbs, pos, end)
+        fields.append(tbs[pos:stop])
+        pos = stop
+    return fields
+
+
+def _leaf(extensions: list[bytes] | None, subject: bytes | None = None) -> bytes:
+    """The base leaf with its extensions (and subject) replaced, signed again by the CA."""
+    fields = _tbs_fields(_BASE_DER)
+    if subject is not None:
+        fields[5] = subject
+    fields = fields[:7]  # version .. subjectPublicKeyInfo
+    if extensions is not None:
+        fields.append(tlv(0xA3, tlv(0x30, b"".join(extensions))))
+    tbs = tlv(0x30, b"".join(fields))
+    _, alg, _ = split(_BASE_DER)
+    return assemble(tbs, alg, _KEY.sign(tbs, ec.ECDSA(hashes.SHA256())))
+
+
+def _load(der: bytes) -> x509.Certificate | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+
+
+# --- extension values: every form the reader vouches for, and neighbours it must not ------
+
+_CLIENT_AUTH = tlv(0x06, encode_oid("1.3.6.1.5.5.7.3.2"))
+_SERVER_AUTH = tlv(0x06, encode_oid("1.3.6.1.5.5.7.3.1"))
+_ANY_EKU = tlv(0x06, encode_oid("2.5.29.37.0"))
+_BC = [
+    b"\x30\x00",
+    b"\x30\x03\x01\x01\xff",
+    b"\x30\x03\x01\x01\x00",  # cA FALSE spelt out: not DER
+    b"\x30\x03\x02\x01\x05",  # pathLen without cA
+    b"\x30\x06\x01\x01\xff\x02\x01\x00",
+    b"\x30\x06\x01\x01\xff\x02\x01\x80",  # negative pathLen
+    b"\x30\x07\x01\x01\xff\x02\x02\x00\x80",
+    b"\x05\x00",
+]
+_EKU = [
+    tlv(0x30, _CLIENT_AUTH),
+    tlv(0x30, _SERVER_AUTH),
+    tlv(0x30, _ANY_EKU),
+    tlv(0x30, _SERVER_AUTH + _CLIENT_AUTH),
+    b"\x30\x00",
+    b"\x30\x03\x06\x01\x80",  # a non-terminated arc
+    b"\x30\x04\x06\x02\x80\x01",  # a leading zero septet
+    b"\x30\x02\x06\x00",
+    tlv(0x30, tlv(0x06, encode_oid("1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21"))),
+]
+_SKI = [b"\x04\x02\xab\xcd", b"\x04\x00", b"\x05\x00", b"\x04\x14" + bytes(20)]
+_AKI = [
+    b"\x30\x04\x80\x02\xab\xcd",
+    b"\x30\x00",
+    b"\x30\x02\x80\x00",
+    b"\x30\x08\x80\x02\xab\xcd\x82\x02\x01\x02",  # a serial without an issuer
+    x509.AuthorityKeyIdentifier(b"\x01\x02", [x509.DNSName("ca.example")], 7).public_bytes(),
+]
+_IA5 = st.sampled_from([b"a.example", b"*.b.example", b"", b"spiffe://td/w", b"u@x.example"])
+_RAW_NAMES = st.one_of(
+    st.builds(tlv, st.sampled_from([0x81, 0x82, 0x86]), _IA5),
+    st.builds(
+        tlv,
+        st.sampled_from([0x81, 0x82, 0x86]),
+        st.sampled_from([b"\xc3\xa9.example", b"\xff", b"a\x00b", b"\x7f"]),
+    ),
+    st.builds(tlv, st.just(0x87), st.sampled_from([bytes(4), bytes(16), bytes(8), bytes(5), b""])),
+    st.builds(tlv, st.just(0x87), st.binary(min_size=4, max_size=4)),
+    st.builds(tlv, st.just(0x87), st.binary(min_size=16, max_size=16)),
+    st.just(tlv(0x88, encode_oid("1.2.3.4"))),
+    st.just(tlv(0xA0, tlv(0x06, encode_oid("1.2.3.5")) + tlv(0xA0, b"\x05\x00"))),
+    st.just(tlv(0xA4, x509.Name([]).public_bytes())),
+    st.just(tlv(0xA2, tlv(0x16, b"a.example"))),  # constructed [2]
+    st.just(tlv(0x83, b"x")),  # x400Address, primitive: not a GeneralName encoding
+)
+_SAN = st.one_of(
+    st.lists(_RAW_NAMES, max_size=4).map(lambda names: tlv(0x30, b"".join(names))),
+    st.just(b"\x04\x00"),
+)
+
+
+def _ku_values() -> list[bytes]:
+    out = [b"\x03\x01\x00", b"\x03\x00", b"\x04\x02\x07\x80"]
+    for unused in range(9):
+        for first in (0x80, 0x88, 0x08, 0x09, 0x01, 0x84, 0x86, 0xA0, 0x00, 0x40, 0xFF, 0xF8):
+            out.append(bytes([0x03, 0x02, unused, first]))
+        for first, second in ((0x88, 0x80), (0x80, 0x80), (0x80, 0x00), (0x88, 0x01)):
+            out.append(bytes([0x03, 0x03, unused, first, second]))
+    return out
+
+
+_KU = _ku_values()
+# Mostly absent or TRUE; now and then a BOOLEAN that DER does not allow here.
+_CRITICAL = st.sampled_from([None] * 12 + [b"\xff"] * 6 + [b"\x00", b"\x01", b"\xff\xff"])
+
+
+@st.composite
+def _extension(draw: st.DrawFn) -> tuple[str, bytes]:
+    oid, values = draw(
+        st.sampled_from(
+            [
+                ("2.5.29.19", st.sampled_from([*_BC, b"\x30\x00", b"\x30\x00"])),
+                ("2.5.29.15", st.sampled_from(_KU)),
+                ("2.5.29.37", st.sampled_from([*_EKU, *_EKU[:4]])),
+                ("2.5.29.14", st.sampled_from(_SKI)),
+                ("2.5.29.35", st.sampled_from(_AKI)),
+                ("2.5.29.17", _SAN),
+                ("2.5.29.31", st.sampled_from([b"\x30\x00", b"\x05\x00"])),  # CRL DP
+                ("1.3.6.1.5.5.7.1.1", st.sampled_from([b"\x30\x00", b"\x02\x01\x01"])),  # AIA
+                ("1.2.3.4", st.binary(max_size=4)),  # unknown to everyone
+            ]
+        )
+    )
+    return oid, _ext(oid, draw(values), draw(_CRITICAL))
+
+
+_EXTENSIONS = st.one_of(
+    st.none(),
+    st.lists(_extension(), max_size=7, unique_by=lambda e: e[0]),  # each type at most once
+    st.lists(_extension(), max_size=7, unique_by=lambda e: e[0]),
+    st.lists(_extension(), max_size=4),  # repeats
+).map(lambda exts: None if exts is None else [e for _, e in exts])
+_SUBJECTS = st.sampled_from(
+    [
+        None,
+        b"\x30\x00",
+        x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "Acme")]).public_bytes(),
+    ]
+)
+
+
+# --- oracle 1: where the parts are ----------------------------------------------------------
+
+
+def _facts_match(der: bytes) -> None:
+    facts = read_leaf(der)
+    cert = _load(der)
+    if facts is None or cert is None:
+        return
+    try:  # cryptography reads lazily: a part it cannot read has nothing to compare
+        tbs, issuer = cert.tbs_certificate_bytes, cert.issuer.public_bytes()
+        subject = cert.subject.public_bytes()
+    except ValueError:
+        return
+    assert (facts.tbs, facts.issuer, facts.subject) == (tbs, issuer, subject)
+    try:
+        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except Exception:  # noqa: BLE001 - a key cryptography cannot load: nothing to compare
+        spki = None
+    if spki is not None:
+        assert facts.spki == spki
+    try:
+        extensions = cert.extensions
+    except Exception:  # noqa: BLE001 - cryptography refuses them: the reader must not vouch
+        assert not extensions_read(facts)
+        return
+    got = {oid: critical for oid, (critical, _) in facts.extensions.items()}
+    want = {encode_oid(e.oid.dotted_string): e.critical for e in extensions}
+    assert got == want
+
+
+@_SETTINGS
+@given(extensions=_EXTENSIONS, subject=_SUBJECTS)
+def test_the_parts_are_where_cryptography_finds_them(
+    extensions: list[bytes] | None, subject: bytes | None
+) -> None:
+    _facts_match(_leaf(extensions, subject))
+
+
+def test_unusual_shapes_are_declined() -> None:
+    fields = _tbs_fields(_BASE_DER)
+    _, alg, sig = split(_BASE_DER)
+    v1 = tlv(0x30, b"".join(fields[1:7]))  # no version: v1
+    assert read_leaf(assemble(v1, alg, sig)) is None
+    unique_id = tlv(0x30, b"".join(fields[:7]) + tlv(0x81, b"\x00\x01") + fields[7])
+    assert read_leaf(assemble(unique_id, alg, sig)) is None
+    dup = _ext("2.5.29.14", b"\x04\x01\x01")
+    assert read_leaf(_leaf([dup, dup])) is None
+    assert read_leaf(_leaf([_ext("2.5.29.14", b"\x04\x01\x01", b"\x00")])) is None
+    assert read_leaf(_BASE_DER + b"\x00") is None
+    negative = fields[1][:2] + bytes([fields[1][2] | 0x80]) + fields[1][3:]
+    tbs = tlv(0x30, b"".join([fields[0], negative, *fields[2:]]))
+    assert read_leaf(assemble(tbs, alg, sig)) is None
+    assert read_leaf(b"") is None
+    assert read_leaf(b"\x30\x80\x00\x00") is None
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_corrupted_certificates_never_raise(data: st.DataObject) -> None:
+    i = data.draw(st.integers(0, len(_BASE_DER) - 1))
+    j = data.draw(st.integers(i, min(len(_BASE_DER), i + 8)))
+    corrupted = _BASE_DER[:i] + data.draw(st.binary(max_size=8)) + _BASE_DER[j:]
+    facts = read_leaf(corrupted)  # None or facts, never an exception
+    if facts is not None:
+        extensions_read(facts)
+        profile_passes(facts)
+        _facts_match(corrupted)
+
+
+# --- oracle 2: extensions cryptography reads, SAN values ------------------------------------
+
+
+def _san_of(cert: x509.Certificate) -> tuple[tuple[object, ...], ...]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return (), (), (), ()
+    return (
+        tuple(san.get_values_for_type(x509.DNSName)),
+        tuple(san.get_values_for_type(x509.UniformResourceIdentifier)),
+        tuple(san.get_values_for_type(x509.RFC822Name)),
+        tuple(san.get_values_for_type(x509.IPAddress)),
+    )
+
+
+def _vouched_is_read(der: bytes) -> bool:
+    facts = read_leaf(der)
+    cert = _load(der)
+    if facts is None or cert is None or not extensions_read(facts):
+        return False
+    cert.extensions  # noqa: B018 - must not raise: the reader vouched for it
+    san = facts.extensions.get(_leafder.SAN_OID)
+    if san is not None:
+        assert san_values(san[1]) == _san_of(cert)
+    return True
+
+
+@_SETTINGS
+@given(extensions=_EXTENSIONS, subject=_SUBJECTS)
+def test_vouched_extensions_are_read_by_cryptography(
+    extensions: list[bytes] | None, subject: bytes | None
+) -> None:
+    _vouched_is_read(_leaf(extensions, subject))
+
+
+@pytest.mark.parametrize("value", _KU)
+def test_every_key_usage_form_is_read_as_cryptography_reads_it(value: bytes) -> None:
+    der = _leaf([_ext("2.5.29.15", value)])
+    cert = _load(der)
+    assert cert is not None
+    bits = _leafder._key_usage(value)
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except ValueError:
+        assert bits is None
+        return
+    if bits is not None:
+        assert bits == (ku.digital_signature, ku.key_agreement, ku.key_cert_sign)
+
+
+def test_common_forms_are_vouched_for() -> None:
+    """The reader must actually vouch for ordinary certificates, or it saves nothing."""
+    ordinary = [
+        _BASE_DER,
+        _INTER.issue_client_cert(
+            dns_names=["a.example"], uris=["spiffe://td/w"], emails=["u@example.com"],
+            ip_addresses=["10.0.0.1", "::1"],
+        ).certificate.public_bytes(Encoding.DER),
+        _leaf([_ext("2.5.29.15", b"\x03\x02\x07\x80", b"\xff")]),
+        _leaf([_ext("2.5.29.15", b"\x03\x02\x03\x88")]),
+        _leaf([_ext("2.5.29.19", b"\x30\x00", b"\xff"), _ext("2.5.29.37", _EKU[3])]),
+    ]  # fmt: skip
+    for der in ordinary:
+        facts = read_leaf(der)
+        assert facts is not None
+        assert extensions_read(facts)
+        assert profile_passes(facts)
+        assert _vouched_is_read(der)
+
+
+# --- oracle 3: the profile validators --------------------------------------------------------
+
+
+@_SETTINGS
+@given(extensions=_EXTENSIONS, subject=_SUBJECTS)
+def test_the_profile_passes_only_where_the_validators_pass(
+    extensions: list[bytes] | None, subject: bytes | None
+) -> None:
+    der = _leaf(extensions, subject)
+    facts = read_leaf(der)
+    if facts is None or not profile_passes(facts):
+        return
+    # The validators see the subject, the SAN (with its flag) and the keyUsage, parsed by
+    # cryptography: the same leaf with only those two extensions shows what they decide.
+    kept = [
+        _ext_raw(oid, flag, value)
+        for oid, (flag, value) in facts.extensions.items()
+        if oid in (_leafder.SAN_OID, _leafder.KEY_USAGE_OID)
+    ]
+    probe = _load(_leaf(kept or None, subject))
+    assert probe is not None
+    check_leaf_profile(probe)  # raises CertificateInvalid where a validator refuses
+
+
+def _ext_raw(oid: bytes, critical: bool, value: bytes) -> bytes:
+    flag = tlv(0x01, b"\xff") if critical else b""
+    return tlv(0x30, tlv(0x06, oid) + flag + tlv(0x04, value))
+
+
+# --- the whole verification, with and without the DER reading -----------------------------
+
+_POLICIES = (
+    Policy(organizations={"acme"}),
+    Policy(subjects={"CN=base,O=Acme"}),
+    Policy(dns_names={"a.example"}),
+    Policy(common_names={"base"}),
+)
+
+
+def _verify(chain: tuple[bytes, ...], *, reading: bool) -> object:
+    verifier = Verifier(trust_store=_ROOT.trust_store(), cache_size=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if reading:
+            return _outcome(lambda: verifier.verify(chain))
+        with mock.patch("mtlsauth._verifier.read_leaf", return_value=None):
+            return _outcome(lambda: verifier.verify(chain))
+
+
+def _outcome(run: object) -> object:
+    try:
+        identity = run()  # type: ignore[operator]
+    except MTLSAuthError as exc:
+        return ("refused", type(exc).__name__, exc.code, exc.detail)
+    fields = dataclasses.asdict(identity)
+    for name in ("certificate", "chain", "_organizations_from"):
+        fields.pop(name)
+    verdicts = [policy_verdict(p, identity) for p in _POLICIES]
+    known = subject_organizations(identity)
+    return fields, identity.issuer_name, verdicts, known
+
+
+def _same_verification(der: bytes) -> object:
+    chain = (der, _INTER_DER)
+    want = _verify(chain, reading=False)
+    got = _verify(chain, reading=True)
+    assert got == want
+    return got
+
+
+@_SETTINGS
+@given(extensions=_EXTENSIONS, subject=_SUBJECTS)
+def test_verification_is_the_same_with_and_without_the_reading(
+    extensions: list[bytes] | None, subject: bytes | None
+) -> None:
+    _same_verification(_leaf(extensions, subject))
+
+
+_GOOD_NAMES = st.one_of(
+    st.builds(tlv, st.sampled_from([0x81, 0x82, 0x86]), _IA5),
+    st.builds(tlv, st.just(0x87), st.binary(min_size=4, max_size=4)),
+    st.builds(tlv, st.just(0x87), st.binary(min_size=16, max_size=16)),
+)
+_ORDINARY = st.tuples(
+    st.sampled_from([None, b"\x30\x00", b"\x30\x06\x01\x01\xff\x02\x01\x00"]),  # BC
+    st.sampled_from([None, b"\x03\x02\x07\x80", b"\x03\x02\x03\x88", b"\x03\x02\x05\xa0"]),
+    st.sampled_from([None, *_EKU[:4]]),
+    st.lists(_GOOD_NAMES, min_size=1, max_size=4).map(lambda n: tlv(0x30, b"".join(n))),
+    st.booleans(),  # with a SAN
+    st.booleans(),  # keyUsage critical
+).map(
+    lambda t: [
+        e
+        for e in (
+            _ext("2.5.29.19", t[0], b"\xff") if t[0] else None,
+            _ext("2.5.29.15", t[1], b"\xff" if t[5] else None) if t[1] else None,
+            _ext("2.5.29.37", t[2]) if t[2] else None,
+            _ext("2.5.29.14", b"\x04\x02\xab\xcd"),
+            _ext("2.5.29.35", b"\x30\x04\x80\x02\xab\xcd"),
+            _ext("2.5.29.17", t[3]) if t[4] else None,
+        )
+        if e is not None
+    ]
+)
+
+
+@_SETTINGS
+@given(extensions=_ORDINARY)
+def test_verification_of_ordinary_leaves_is_the_same(extensions: list[bytes]) -> None:
+    _same_verification(_leaf(extensions))
+
+
+_EE = [
+    _ext("2.5.29.19", b"\x30\x00", b"\xff"),
+    _ext("2.5.29.37", tlv(0x30, _CLIENT_AUTH)),
+]
+
+
+@pytest.mark.parametrize(
+    ("extensions", "subject", "code"),
+    [
+        ([*_EE, _ext("2.5.29.15", b"\x03\x02\x02\x84")], None, "invalid_usage"),  # keyCertSign
+        ([*_EE, _ext("2.5.29.15", b"\x03\x02\x05\x20")], None, "invalid_usage"),  # no signing
+        ([*_EE, _ext("2.5.29.17", tlv(0x30, tlv(0x82, b"a")), b"\xff")], None, "certificate_malformed"),
+        ([*_EE, _ext("2.5.29.17", tlv(0x30, tlv(0x82, b"a")))], b"\x30\x00", "certificate_malformed"),
+        (_EE, b"\x30\x00", "certificate_malformed"),  # nobody named
+        ([*_EE, _ext("2.5.29.17", tlv(0x30, tlv(0x82, b"\xc3\xa9")))], None, None),
+        ([*_EE, _ext("2.5.29.31", b"\x05\x00")], None, "certificate_malformed"),
+        ([*_EE, _ext("1.2.3.4", b"", b"\xff")], None, "invalid_usage"),
+        ([*_EE, _ext("2.5.29.14", b"\x04\x01\x01"), _ext("2.5.29.14", b"\x04\x01\x01")], None,
+         "certificate_malformed"),
+        ([*_EE, _ext("2.5.29.17", tlv(0x30, tlv(0x87, bytes(8))))], None, None),
+        ([*_EE, _ext("2.5.29.17", tlv(0x30, tlv(0x82, b"a.example")))], None, None),
+    ],
+)  # fmt: skip
+def test_refusals_keep_their_codes(
+    extensions: list[bytes], subject: bytes | None, code: str | None
+) -> None:
+    got = _same_verification(_leaf(extensions, subject))
+    if code is None:
+        assert got[0] != "refused"  # type: ignore[index]
+    else:
+        assert got[:3] == ("refused", "CertificateInvalid", code)  # type: ignore[index]
+
+
+def test_the_fast_validators_are_used_for_ordinary_leaves() -> None:
+    """Otherwise the differential above compares the full reading with itself."""
+    calls: list[object] = []
+    from mtlsauth import _pathvalidation
+
+    real = _pathvalidation._verify
+
+    def spy(*args: object) -> object:
+        calls.append(args[-1])
+        return real(*args)  # type: ignore[arg-type]
+
+    with mock.patch.object(_pathvalidation, "_verify", spy):
+        Verifier(trust_store=_ROOT.trust_store()).verify((_BASE_DER, _INTER_DER))
+    assert calls == [_pathvalidation._EE_POLICY_CHECKED]
+    facts = read_leaf(_BASE_DER)
+    assert facts is not None
+    identity = identity_from_certificate(_BASE, der=_BASE_DER, facts=facts)
+    assert subject_organizations(identity) == ("Acme",)
+
+
+def test_the_skipped_validators_would_have_refused_nothing() -> None:
+    """With the Python validators, the same leaves verify the same way (cryptography's
+    verifier, not only our reading of it): the policy without them differs in nothing else."""
+    from datetime import datetime, timezone
+
+    from mtlsauth import _pathvalidation
+
+    leaf = _load(_BASE_DER)
+    inter = _load(_INTER_DER)
+    assert leaf is not None
+    assert inter is not None
+    store = _ROOT.trust_store().snapshot().store
+    assert store is not None
+    now = datetime.now(timezone.utc)
+    for policy in (_pathvalidation._EE_POLICY, _pathvalidation._EE_POLICY_CHECKED):
+        chain = _pathvalidation._verify(store, leaf, [inter], now, 8, policy)
+        assert chain[0] is leaf
+    bad = _load(_leaf([*_EE, _ext("2.5.29.15", b"\x03\x02\x02\x84")]))
+    assert bad is not None
+    with pytest.raises(VerificationError):
+        _pathvalidation._verify(store, bad, [inter], now, 8, _pathvalidation._EE_POLICY)
+
+
+def test_memos_give_what_a_first_reading_gives() -> None:
+    """Remembered subject, SAN and key verdicts: a certificate whose bytes were seen before
+    gets exactly what reading them afresh gives, refusals included."""
+    weak = _INTER.issue_client_cert(key_type="rsa1024").certificate.public_bytes(Encoding.DER)
+    first = _same_verification(weak)
+    assert first[:3] == ("refused", "CertificateInvalid", "weak_key")  # type: ignore[index]
+    assert _same_verification(weak) == first
+    assert _same_verification(_BASE_DER) == _same_verification(_BASE_DER)
