@@ -675,11 +675,74 @@ def _config_target(kind: str) -> Target:
     return Target(f"config_{kind}", check, seeds, mutate, f"{kind.upper()} configuration")
 
 
+def _leaf_facts_check(data: bytes, cert: x509.Certificate) -> None:
+    """``_leafder``'s answers for ``data`` against cryptography's own reading of it."""
+    from unittest import mock
+
+    from mtlsauth._der import encode_oid
+    from mtlsauth._leafder import SAN_OID, extensions_read, profile_passes, read_leaf, san_values
+    from mtlsauth._pathvalidation import check_leaf_profile
+
+    facts = read_leaf(data)
+    if facts is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                parts = (cert.tbs_certificate_bytes, cert.issuer.public_bytes())
+                parts += (cert.subject.public_bytes(),)
+            except Exception:  # cryptography cannot read a part: nothing to compare
+                parts = None
+            try:
+                extensions: x509.Extensions | None = cert.extensions
+            except Exception:
+                extensions = None
+        if parts is not None:
+            assert parts == (facts.tbs, facts.issuer, facts.subject), "parts are elsewhere"
+        if extensions_read(facts):
+            assert extensions is not None, "vouched for extensions cryptography refuses"
+        if extensions is not None:
+            flags = {encode_oid(e.oid.dotted_string): e.critical for e in extensions}
+            assert flags == {o: c for o, (c, _) in facts.extensions.items()}, "extension flags"
+            san = facts.extensions.get(SAN_OID)
+            values = san_values(san[1]) if san is not None else None
+            if values is not None:
+                got = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                want = tuple(
+                    tuple(got.get_values_for_type(t))
+                    for t in (x509.DNSName, x509.UniformResourceIdentifier, x509.RFC822Name)
+                )
+                assert values[:3] == want, "SAN values differ"
+                assert values[3] == tuple(got.get_values_for_type(x509.IPAddress)), "SAN IPs"
+            if profile_passes(facts):
+                check_leaf_profile(cert)  # the validators must pass where the reading says so
+    # The whole verification, with the DER reading and without it, decides alike.
+    chain = (data, pki().der(pki().inter))
+    with_reading = _verdict(lambda: _tls_verifier().verify(chain))
+    with mock.patch("mtlsauth._verifier.read_leaf", return_value=None):
+        without = _verdict(lambda: _tls_verifier().verify(chain))
+    assert with_reading == without, f"with the DER reading {with_reading}, without {without}"
+
+
+def _verdict(fn: Callable[[], ClientIdentity]) -> object:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            identity = fn()
+        except MTLSAuthError as exc:
+            return type(exc).__name__, exc.code, exc.detail
+    fields = dataclasses.asdict(identity)
+    for name in ("certificate", "chain", "_organizations_from"):
+        fields.pop(name)
+    return fields
+
+
 def _der_identity_target() -> Target:
-    """The DER reader and the identity read from the DER, against cryptography's reading."""
+    """The DER reader and the identity read from the DER, against cryptography's reading;
+    the leaf reader (``_leafder``) and the verification with and without it."""
     from mtlsauth import _identity
     from mtlsauth._der import DERError, certificate_names, read_name
     from mtlsauth._errors import CertificateInvalid
+    from mtlsauth._leafder import read_leaf
 
     def full(cert: x509.Certificate, data: bytes) -> ClientIdentity:
         try:
@@ -704,11 +767,15 @@ def _der_identity_target() -> Target:
         cert = _load(data)
         if cert is None:
             return
+        facts = read_leaf(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            direct = _outcome(lambda: _identity.identity_from_certificate(cert, der=data))
+            direct = _outcome(
+                lambda: _identity.identity_from_certificate(cert, der=data, facts=facts)
+            )
             reference = _outcome(lambda: full(cert, data))
         assert direct == reference, f"read from the DER {direct}, through cryptography {reference}"
+        _leaf_facts_check(data, cert)
         if spans and direct[0] == "ok":
             (i0, i1), (s0, s1) = spans
             assert data[i0:i1] == cert.issuer.public_bytes(), "issuer slice is not the issuer"
