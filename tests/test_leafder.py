@@ -536,3 +536,38 @@ def test_memos_give_what_a_first_reading_gives() -> None:
     assert first[:3] == ("refused", "CertificateInvalid", "weak_key")  # type: ignore[index]
     assert _same_verification(weak) == first
     assert _same_verification(_BASE_DER) == _same_verification(_BASE_DER)
+
+
+@_SETTINGS
+@given(
+    data=st.one_of(
+        st.binary(max_size=40),
+        st.builds(
+            lambda head, n, body: head + n + body,
+            st.binary(min_size=1, max_size=1),
+            st.sampled_from(
+                [b"\x81", b"\x82", b"\x83", b"\x84", b"\x80", b"\x81\x7f", b"\x82\x00"]
+            ),
+            st.binary(max_size=300),
+        ),
+    ),
+    cut=st.integers(0, 400),
+)
+def test_the_fast_header_reader_agrees_with_the_strict_one(data: bytes, cut: int) -> None:
+    """``_leafder._tlv`` reads exactly what ``_der.item`` reads (it declines only lengths of
+    four octets, which no certificate on the request path has)."""
+    from mtlsauth._der import DERError
+
+    end = min(cut, len(data))
+    try:
+        want: object = item(data, 0, end)
+    except DERError:
+        want = DERError
+    try:
+        got: object = _leafder._tlv(data, 0, end)
+    except DERError:
+        got = DERError
+    if want is not DERError and data[1] == 0x84:
+        assert got is DERError
+    else:
+        assert got == want
