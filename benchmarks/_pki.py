@@ -70,25 +70,34 @@ class Hierarchy:
     def intermediate_der(self) -> bytes:
         return der(self.intermediate.certificate)
 
-    def leaf(self, common_name: str = "ledger", *, serial: int | None = None) -> x509.Certificate:
-        """A client certificate as enterprise CAs issue them: CN, O, a DNS SAN, clientAuth."""
+    def leaf(
+        self,
+        common_name: str = "ledger",
+        *,
+        serial: int | None = None,
+        unit: str | None = None,
+        host: str | None = None,
+        key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
+    ) -> x509.Certificate:
+        """A client certificate as enterprise CAs issue them: CN, O, a DNS SAN, clientAuth.
+
+        ``unit`` adds an OU (a subject of its own), ``host`` names the DNS SAN's first label
+        (default: the common name), ``key`` replaces the shared leaf key.
+        """
         if serial is None:
             self._serial += 1
             serial = self._serial
         self.issued += 1
         now = _now()
         ca = self.intermediate
-        pub = self.leaf_key.public_key()
+        pub = (key or self.leaf_key).public_key()
+        attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION)]
+        if unit is not None:
+            attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
         builder = (
             x509.CertificateBuilder()
-            .subject_name(
-                x509.Name(
-                    [
-                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-                        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                    ]
-                )
-            )
+            .subject_name(x509.Name(attributes))
             .issuer_name(ca.certificate.subject)
             .public_key(pub)
             .serial_number(serial)
@@ -104,7 +113,7 @@ class Hierarchy:
             .add_extension(
                 x509.SubjectAlternativeName(
                     [
-                        x509.DNSName(f"{common_name}.payments.svc"),
+                        x509.DNSName(f"{host or common_name}.payments.svc"),
                         x509.IPAddress(ipaddress.ip_address("10.1.2.3")),
                     ]
                 ),

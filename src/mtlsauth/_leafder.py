@@ -150,21 +150,22 @@ def _read(der: bytes) -> LeafFacts | None:
             return None
         while pos < ext_end:
             tag, field, pos = item(der, pos, ext_end)
-            if tag != 0x30:
+            if tag != 0x30 or field + 2 > pos:
                 return None
-            tag, oid_start, oid_end = item(der, field, pos)
-            if tag != 0x06:
+            # The OID, read in place: tag 6 and a one-octet length (no extension OID needs
+            # more than 127 octets; a longer one is declined, not misread).
+            oid_end = field + 2 + der[field + 1]
+            if der[field] != 0x06 or der[field + 1] >= 0x80 or oid_end > pos:
                 return None
+            critical = der[oid_end : oid_end + 3] == b"\x01\x01\xff"
+            if critical:
+                oid_end += 3
+            elif der[oid_end : oid_end + 1] == b"\x01":
+                return None  # FALSE spelt out (DER forbids a default) or not DER TRUE
             tag, value_start, value_end = item(der, oid_end, pos)
-            critical = False
-            if tag == 0x01:
-                if der[value_start:value_end] != b"\xff":
-                    return None  # FALSE spelt out (DER forbids a default) or not DER TRUE
-                critical = True
-                tag, value_start, value_end = item(der, value_end, pos)
             if tag != 0x04 or value_end != pos:
                 return None
-            oid = der[oid_start:oid_end]
+            oid = der[field + 2 : oid_end - 3 if critical else oid_end]
             if oid in extensions:
                 return None  # cryptography refuses a repeated extension: let it say so
             extensions[oid] = (critical, der[value_start:value_end])
