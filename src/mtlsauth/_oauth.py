@@ -15,8 +15,6 @@ by every adapter.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import inspect
 import logging
@@ -28,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from mtlsauth._errors import IdentityMissing, MTLSAuthError
+from mtlsauth._identity import certificate_thumbprint, parse_x5t_s256
 
 if TYPE_CHECKING:
     from mtlsauth._identity import ClientIdentity
@@ -157,55 +156,6 @@ def bearer_token(authorization: Sequence[str]) -> str | None:
     if not token or _B64TOKEN.fullmatch(token) is None:
         raise TokenError("malformed Bearer credentials", code="token_request_invalid")
     return token
-
-
-_B64URL = re.compile(r"[A-Za-z0-9_-]{43}")
-
-
-def parse_x5t_s256(value: object) -> bytes:
-    """Decode an ``x5t#S256`` value strictly: 43 base64url characters, no padding, 32 bytes.
-
-    Anything else (padding, the ``+/`` alphabet, whitespace, a last character with non-zero
-    unused bits) is refused, so one digest has exactly one accepted spelling.
-
-    Raises:
-        ValueError: ``value`` is not a canonical base64url SHA-256 digest.
-    """
-    if not isinstance(value, str) or _B64URL.fullmatch(value) is None:
-        raise ValueError("x5t#S256 must be 43 base64url characters without padding")
-    try:
-        raw = base64.urlsafe_b64decode(value + "=")
-    except (binascii.Error, ValueError):
-        raise ValueError("x5t#S256 is not base64url") from None
-    if len(raw) != 32 or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != value:
-        raise ValueError("x5t#S256 is not the canonical encoding of a SHA-256 digest")
-    return raw
-
-
-def certificate_thumbprint(identity: ClientIdentity | None) -> bytes | None:
-    """SHA-256 of the DER leaf the request authenticated with; ``None`` without a certificate.
-
-    Proxy-verified identities carry no certificate (only what the proxy said about it), so
-    they have no thumbprint here, even when the proxy forwarded a hash.
-    """
-    if identity is None or identity.certificate is None or identity.verified_by != "mtlsauth":
-        return None
-    fingerprint = identity.fingerprint_sha256
-    if fingerprint is None or len(fingerprint) != 64:
-        return None
-    return bytes.fromhex(fingerprint)
-
-
-def binding_matches(identity: ClientIdentity | None, cnf: object) -> bool:
-    """True only when ``cnf["x5t#S256"]`` names the certificate ``identity`` presented."""
-    mine = certificate_thumbprint(identity)
-    if mine is None or not isinstance(cnf, Mapping):
-        return False
-    try:
-        theirs = parse_x5t_s256(cnf.get("x5t#S256"))
-    except ValueError:
-        return False
-    return hmac.compare_digest(mine, theirs)
 
 
 Binding = Literal["required", "if_present"]
