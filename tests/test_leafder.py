@@ -571,3 +571,16 @@ def test_the_fast_header_reader_agrees_with_the_strict_one(data: bytes, cut: int
         assert got is DERError
     else:
         assert got == want
+
+
+@pytest.mark.parametrize("serial", [b"\x00", b"\x80\x01", b"\xff", b"\x00\x00"])
+def test_a_serial_that_is_not_positive_is_refused_alike(serial: bytes) -> None:
+    """The reading declines it, so the parser's own check refuses it, as before."""
+    fields = _tbs_fields(_BASE_DER)
+    fields[1] = tlv(0x02, serial)
+    tbs = tlv(0x30, b"".join(fields))
+    _, alg, _ = split(_BASE_DER)
+    der = assemble(tbs, alg, _KEY.sign(tbs, ec.ECDSA(hashes.SHA256())))
+    assert read_leaf(der) is None
+    got = _same_verification(der)
+    assert got[:3] == ("refused", "CertificateInvalid", "certificate_malformed")  # type: ignore[index]

@@ -159,9 +159,13 @@ def _serial_is_positive(der: bytes) -> bool:
     return bool(serial) and not serial[0] & 0x80 and any(serial)
 
 
-def load_der(der: bytes) -> x509.Certificate:
-    """Parse one DER certificate; trailing bytes or any parse error is malformed."""
-    if not _serial_is_positive(der):
+def load_der(der: bytes, *, serial_checked: bool = False) -> x509.Certificate:
+    """Parse one DER certificate; trailing bytes or any parse error is malformed.
+
+    ``serial_checked``: the caller's own strict reading of ``der`` already found a positive
+    serial (``_leafder.read_leaf``), so it is not looked for again.
+    """
+    if not serial_checked and not _serial_is_positive(der):
         raise _malformed("not a valid X.509 certificate (serial number missing or not positive)")
     try:
         cert = x509.load_der_x509_certificate(der)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtlsauth._cache import (
     NOT_CACHED,
@@ -496,8 +497,8 @@ class Verifier:
     ) -> tuple[ClientIdentity, datetime]:
         if not ders:
             raise CertificateMissing("no client certificate was presented")
-        facts = read_leaf(ders[0])
-        leaf = load_der(ders[0])
+        facts = read_leaf(ders[0])  # None: not in the shape it reads; load_der then decides
+        leaf = load_der(ders[0], serial_checked=facts is not None)
         presented_intermediates = [_load_presented(d) for d in ders[1:]]
         fingerprint = hashlib.sha256(ders[0]).hexdigest()
         if fingerprint in self._pinned_fingerprints():
@@ -660,6 +661,4 @@ def _load_presented(der: bytes) -> x509.Certificate:
 
 
 def _fingerprints(certs: Iterable[x509.Certificate]) -> frozenset[str]:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     return frozenset(hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest() for c in certs)
