@@ -4,7 +4,8 @@ Everything is generated at start-up and never written to the repository (no key 
 process). Two shortcuts keep start-up short without changing what is measured:
 
 * Leaves share one key pair per key type. A "new certificate" only has to be new bytes
-  (a new serial and signature); the verifier's work is the same.
+  (a new serial and signature); the verifier's work is the same. (``leaf(key=...)`` gives
+  one its own key, for the measurement of leaves that share nothing.)
 * CRLs are DER-encoded here by hand. cryptography's ``CertificateRevocationListBuilder``
   needs about 20 s for 100,000 entries; this encoder needs well under a second and produces
   a CRL that cryptography parses and whose signature it verifies.
