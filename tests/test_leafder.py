@@ -584,3 +584,31 @@ def test_a_serial_that_is_not_positive_is_refused_alike(serial: bytes) -> None:
     assert read_leaf(der) is None
     got = _same_verification(der)
     assert got[:3] == ("refused", "CertificateInvalid", "certificate_malformed")  # type: ignore[index]
+
+
+def test_memos_by_bytes_keep_no_large_keys() -> None:
+    """A client chooses these bytes before anything is verified: a memo of thousands of keys
+    must stay small, so values above the bound are read every time, never kept."""
+    from mtlsauth import _verifier
+    from mtlsauth._leafder import MEMO_MAX_KEY
+
+    big_san = tlv(0x30, b"".join(tlv(0x82, b"a" * 100) for _ in range(MEMO_MAX_KEY // 100 + 1)))
+    assert len(big_san) > MEMO_MAX_KEY
+    assert san_values(big_san) is not None
+    assert big_san not in _leafder._SANS
+    small = tlv(0x30, tlv(0x82, b"kept.example"))
+    san_values(small)
+    assert small in _leafder._SANS
+    # A presented "intermediate" of more than 8 KB is parsed, not remembered.
+    big_cert = _INTER.issue_client_cert(
+        dns_names=[f"n{i}.example" for i in range(700)]
+    ).certificate.public_bytes(Encoding.DER)
+    assert len(big_cert) > _verifier._PRESENTED_MAX
+    _verifier._load_presented(big_cert)
+    assert big_cert not in _verifier._PRESENTED
+
+
+def test_a_flood_of_distinct_values_stays_bounded() -> None:
+    for i in range(3 * 2048):
+        san_values(tlv(0x30, tlv(0x82, f"h{i}.example".encode())))
+    assert len(_leafder._SANS) <= 2 * 2048

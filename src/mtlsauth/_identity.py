@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 from mtlsauth._der import DERError, certificate_names, encode_oid, read_name
 from mtlsauth._errors import CertificateInvalid
-from mtlsauth._leafder import SAN_OID, LeafFacts, extensions_read, san_values
+from mtlsauth._leafder import MEMO_MAX_KEY, SAN_OID, LeafFacts, extensions_read, san_values
 from mtlsauth._memo import BoundedMemo
 
 __all__ = [
@@ -372,9 +372,9 @@ def _direct(
 
 
 # Subjects repeat across certificates (renewals, replicas of one service): what ``_subject``
-# reads from one is remembered by the Name's exact DER bytes; ``False`` for a subject it does
-# not read (the full reading decides those).
-_SUBJECTS: BoundedMemo[bytes, _SubjectParts | Literal[False]] = BoundedMemo(4096)
+# reads from one is remembered by the Name's exact DER bytes (up to MEMO_MAX_KEY octets);
+# ``False`` for a subject it does not read (the full reading decides those).
+_SUBJECTS: BoundedMemo[bytes, _SubjectParts | Literal[False]] = BoundedMemo(2048)
 
 
 def _from_facts(
@@ -397,7 +397,8 @@ def _from_facts(
             subject = _subject(facts.subject, 0, len(facts.subject)) or False
         except (DERError, UnicodeDecodeError):
             subject = False
-        _SUBJECTS.put(facts.subject, subject)
+        if len(facts.subject) <= MEMO_MAX_KEY:
+            _SUBJECTS.put(facts.subject, subject)
     if subject is False:
         return None
     text, common_names, organizations, units = subject

@@ -47,6 +47,10 @@ SanValues = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[IPAdd
 
 _V3: Final = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2
 
+MEMO_MAX_KEY: Final = 1024
+"""The longest value (in octets) a memo by exact bytes keeps: a client chooses these bytes
+before anything is verified, and a memo of a few thousand keys must stay a few megabytes."""
+
 
 class LeafFacts:
     """A certificate's parts as DER slices, and its extensions by OID content octets."""
@@ -276,14 +280,15 @@ def extensions_read(facts: LeafFacts) -> bool:
 
 _BASIC_CONSTRAINTS = frozenset({b"\x30\x00", b"\x30\x03\x01\x01\xff"})
 _BC_PATHLEN = b"\x30\x06\x01\x01\xff\x02\x01"
-_EKUS: BoundedMemo[bytes, bool] = BoundedMemo(256)
+_EKUS: BoundedMemo[bytes, bool] = BoundedMemo(256)  # keys up to MEMO_MAX_KEY octets
 
 
 def _eku_read(value: bytes) -> bool:
     known = _EKUS.get(value)
     if known is None:
         known = _eku_walk(value)
-        _EKUS.put(value, known)
+        if len(value) <= MEMO_MAX_KEY:
+            _EKUS.put(value, known)
     return known
 
 
@@ -318,7 +323,7 @@ def _oid_ok(oid: bytes) -> bool:
     return True
 
 
-_SANS: BoundedMemo[bytes, SanValues | Literal[False]] = BoundedMemo(4096)
+_SANS: BoundedMemo[bytes, SanValues | Literal[False]] = BoundedMemo(2048)
 
 
 def san_values(value: bytes) -> SanValues | None:
@@ -327,12 +332,14 @@ def san_values(value: bytes) -> SanValues | None:
     Read: a SEQUENCE of one or more rfc822Name, dNSName and URI entries (IA5String: octets
     below 0x80, decoded as ASCII, as cryptography does) and iPAddress entries of 4 or 16
     octets. Any other GeneralName type (otherName, directoryName, registeredID, an address
-    with a mask) is for cryptography. Remembered by the exact bytes of the value.
+    with a mask) is for cryptography. Remembered by the exact bytes of the value (up to
+    ``MEMO_MAX_KEY`` octets).
     """
     known = _SANS.get(value)
     if known is None:
         known = _san_walk(value) or False
-        _SANS.put(value, known)
+        if len(value) <= MEMO_MAX_KEY:
+            _SANS.put(value, known)
     return known if known is not False else None
 
 

@@ -47,7 +47,9 @@ class _Candidate:
 # the same certificate: the trust store's and the configured certificates are the same
 # objects on every request, and so are presented intermediates that ``_encoding`` remembers
 # by their bytes. Saves re-encoding each TBSCertificate (about 5 us) per request.
-_CANDIDATES: BoundedMemo[int, _Candidate] = BoundedMemo(512)
+# Bounded in count and size: presented certificates reach it before anything is verified.
+_CANDIDATES: BoundedMemo[int, _Candidate] = BoundedMemo(256)
+_CANDIDATE_MAX_TBS = 8192
 
 
 def _candidate(cert: x509.Certificate) -> _Candidate:
@@ -55,7 +57,8 @@ def _candidate(cert: x509.Certificate) -> _Candidate:
     if known is not None and known.cert is cert:
         return known
     cand = _Candidate(cert)
-    _CANDIDATES.put(id(cert), cand)
+    if len(cand.tbs) <= _CANDIDATE_MAX_TBS:
+        _CANDIDATES.put(id(cert), cand)
     return cand
 
 

@@ -649,14 +649,18 @@ class Verifier:
 # Presented intermediates by their exact DER: a fleet's clients all send the same few CA
 # certificates, so each is parsed once and then shared, and so are what the path builder,
 # the name-constraint check and the CRL set remember per certificate object.
-_PRESENTED: BoundedMemo[bytes, x509.Certificate] = BoundedMemo(128)
+# Bounded in count and in size (a client chooses these bytes before anything is verified):
+# CA certificates are 1-2 KB, a larger one is parsed on every request instead.
+_PRESENTED: BoundedMemo[bytes, x509.Certificate] = BoundedMemo(64)
+_PRESENTED_MAX = 8192
 
 
 def _load_presented(der: bytes) -> x509.Certificate:
     cert = _PRESENTED.get(der)
     if cert is None:
         cert = load_der(der)
-        _PRESENTED.put(der, cert)
+        if len(der) <= _PRESENTED_MAX:
+            _PRESENTED.put(der, cert)
     return cert
 
 
