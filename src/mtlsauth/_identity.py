@@ -374,7 +374,7 @@ def _direct(
 # Subjects repeat across certificates (renewals, replicas of one service): what ``_subject``
 # reads from one is remembered by the Name's exact DER bytes (up to MEMO_MAX_KEY octets);
 # ``False`` for a subject it does not read (the full reading decides those).
-_SUBJECTS: BoundedMemo[bytes, _SubjectParts | Literal[False]] = BoundedMemo(2048)
+_SUBJECTS: BoundedMemo[bytes, _SubjectParts | Literal[False]] = BoundedMemo(1024)
 
 
 def _from_facts(

@@ -323,7 +323,7 @@ def _oid_ok(oid: bytes) -> bool:
     return True
 
 
-_SANS: BoundedMemo[bytes, SanValues | Literal[False]] = BoundedMemo(2048)
+_SANS: BoundedMemo[bytes, SanValues | Literal[False]] = BoundedMemo(1024)
 
 
 def san_values(value: bytes) -> SanValues | None:
