@@ -1,10 +1,14 @@
 """ClientIdentity: who the verified client is, extracted from parsed attributes only.
 
-Names are read from the parsed ``x509.Name`` (never with a regex over a DN string), so an
-escaped comma or an attribute value that contains ``CN=`` cannot confuse them.
+Names are read as parsed attributes (never with a regex over a DN string), so an escaped
+comma or an attribute value that contains ``CN=`` cannot confuse them: straight from the DER
+where ``_leafder`` vouches that cryptography would read the same, else from cryptography's
+parsed objects.
 
 Why one module of this size: ``ClientIdentity`` and the one reading of a certificate into it,
-the direct DER path and the full parse it must agree with, change together.
+the direct DER paths and the full parse they must agree with, change together; the RFC 8705
+binding check lives here with the identity it binds (``_oauth`` re-exports it), so the
+identity depends on nothing above it.
 """
 
 from __future__ import annotations
