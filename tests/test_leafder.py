@@ -612,3 +612,61 @@ def test_a_flood_of_distinct_values_stays_bounded() -> None:
     for i in range(3 * 1024):
         san_values(tlv(0x30, tlv(0x82, f"h{i}.example".encode())))
     assert len(_leafder._SANS) <= 2 * 1024
+
+
+def test_name_constraints_leave_nothing_cached_in_the_leaf() -> None:
+    """The identity keeps its leaf for as long as it is cached: reading the leaf's subject and
+    extensions through it (cryptography caches both inside the object, about 3.5 KB) would
+    grow every cached identity under a name-constrained CA. The check reads a throwaway copy."""
+    import gc
+    import tracemalloc
+
+    from mtlsauth._nameconstraints import check_identity_name_constraints
+
+    root = CA(
+        name_constraints=x509.NameConstraints(
+            permitted_subtrees=[x509.DNSName("example")], excluded_subtrees=None
+        )
+    )
+    chain = root.issue_client_cert(dns_names=["a.example"]).certificate
+    der = chain.public_bytes(Encoding.DER)
+    leaves = [x509.load_der_x509_certificate(der) for _ in range(200)]
+    check_identity_name_constraints([leaves[0], root.certificate])  # warm the CA's memo
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for leaf in leaves:
+            check_identity_name_constraints([leaf, root.certificate])
+        gc.collect()
+        kept = (tracemalloc.get_traced_memory()[0] - before) / len(leaves)
+    finally:
+        tracemalloc.stop()
+    assert kept < 500, f"{kept:.0f} bytes kept per leaf"
+
+
+def test_path_selection_leaves_nothing_cached_in_the_leaf() -> None:
+    """Likewise for path selection among several presented CAs, which reads the leaf's key
+    identifiers: from a throwaway copy, not the leaf the identity keeps."""
+    import gc
+    import tracemalloc
+
+    from mtlsauth._pathbuilding import _select
+
+    # Three CAs that are not self-issued: more than the simple case, so the leaf is read.
+    presented = [_INTER.certificate, CA().intermediate().certificate]
+    presented.append(CA().intermediate().certificate)
+    leaves = [x509.load_der_x509_certificate(_BASE_DER) for _ in range(200)]
+    anchors = [_ROOT.certificate]
+    assert _select(leaves[0], presented, [], 8, anchors)[0] == [_INTER.certificate]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for leaf in leaves[1:]:
+            _select(leaf, presented, [], 8, anchors)
+        gc.collect()
+        kept = (tracemalloc.get_traced_memory()[0] - before) / (len(leaves) - 1)
+    finally:
+        tracemalloc.stop()
+    assert kept < 500, f"{kept:.0f} bytes kept per leaf"

@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from mtlsauth._errors import CertificateInvalid
@@ -194,7 +195,9 @@ def check_identity_name_constraints(chain: Sequence[x509.Certificate]) -> None:
         constraints = [nc for nc in map(_constraints, chain[1:]) if nc is not None]
         if not constraints:
             return
-        names = _identity_names(chain[0])
+        # A throwaway copy of the leaf: cryptography caches a parsed subject and extensions
+        # inside the certificate object, and the identity keeps the leaf while it is cached.
+        names = _identity_names(x509.load_der_x509_certificate(chain[0].public_bytes(Encoding.DER)))
     except Exception:  # noqa: BLE001 - unreadable names cannot be shown to satisfy constraints
         raise CertificateInvalid(
             "certificate names cannot be read", code="certificate_malformed"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtlsauth._errors import CertificateInvalid
 from mtlsauth._memo import BoundedMemo
@@ -208,7 +209,9 @@ def _select(
         # is cheap and its own checks decide; reading extensions here would only add cost.
         return [c.cert for c in pool], False
     try:
-        frontier = [_Candidate(leaf)]
+        # A throwaway copy: reading the key identifiers makes cryptography cache the parsed
+        # extensions inside the certificate object, and the identity keeps the leaf.
+        frontier = [_Candidate(x509.load_der_x509_certificate(leaf.public_bytes(Encoding.DER)))]
     except Exception:  # noqa: BLE001 - the path builder reports the unreadable leaf
         return [], False
     known = _anchor_distances(pool, anchors)
