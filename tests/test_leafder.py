@@ -670,3 +670,76 @@ def test_path_selection_leaves_nothing_cached_in_the_leaf() -> None:
     finally:
         tracemalloc.stop()
     assert kept < 500, f"{kept:.0f} bytes kept per leaf"
+
+
+def _kept_per_leaf(read: object, der: bytes) -> float:
+    import gc
+    import tracemalloc
+
+    leaves = [x509.load_der_x509_certificate(der) for _ in range(200)]
+    read(leaves[0])  # type: ignore[operator]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for leaf in leaves[1:]:
+            read(leaf)  # type: ignore[operator]
+        gc.collect()
+        return (tracemalloc.get_traced_memory()[0] - before) / (len(leaves) - 1)
+    finally:
+        tracemalloc.stop()
+
+
+def test_revocation_reads_leave_nothing_cached_in_the_leaf() -> None:
+    """The OCSP responder address and a partitioned CRL's scope are read from the leaf's
+    extensions: from a throwaway copy, so cached identities do not grow by them."""
+    from datetime import datetime, timezone
+
+    from mtlsauth._revocation._load import _CRL
+    from mtlsauth._revocation._ocsp import _responder_url
+
+    leaf = _INTER.issue_client_cert(
+        extra_extensions=[
+            (
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            x509.oid.AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier("http://127.0.0.1:1/ocsp"),
+                        )
+                    ]
+                ),
+                False,
+            ),
+            (
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            [x509.UniformResourceIdentifier("http://127.0.0.1:1/p1.crl")],
+                            None,
+                            None,
+                            None,
+                        )
+                    ]
+                ),
+                False,
+            ),
+        ]
+    ).certificate
+    der = leaf.public_bytes(Encoding.DER)
+    assert _responder_url(leaf) == "http://127.0.0.1:1/ocsp"
+    assert _kept_per_leaf(_responder_url, der) < 500
+    now = datetime.now(timezone.utc)
+    partition = _CRL(
+        crl=None,  # type: ignore[arg-type]
+        source="test",
+        issuer="",
+        aki=None,
+        number=1,
+        last_update=now,
+        next_update=now,
+        revoked=frozenset(),
+        dp_full=frozenset({x509.UniformResourceIdentifier("http://127.0.0.1:1/p1.crl")}),
+    )
+    assert partition.covers(leaf, False)
+    assert _kept_per_leaf(lambda c: partition.covers(c, False), der) < 500

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
 from mtlsauth import _der
@@ -93,8 +94,11 @@ class _CRL:
             return False
         if self.dp_full is None and self.dp_relative is None:
             return True
+        # A leaf is read through a throwaway copy: cryptography caches parsed extensions inside
+        # the certificate object, and a cached identity keeps its leaf.
+        source = cert if is_ca else x509.load_der_x509_certificate(cert.public_bytes(Encoding.DER))
         try:  # a partitioned CRL clears only certificates that point at its partition
-            dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+            dps = source.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
         except x509.ExtensionNotFound:
             return False
         for dp in dps:

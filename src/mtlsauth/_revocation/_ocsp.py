@@ -110,8 +110,11 @@ def _key_hash(cert: x509.Certificate) -> bytes:
 
 
 def _responder_url(cert: x509.Certificate) -> str | None:
+    # Read from a throwaway copy: cryptography caches parsed extensions inside the certificate
+    # object, and a cached identity keeps its leaf (about 2 KB more per identity otherwise).
+    copy = x509.load_der_x509_certificate(cert.public_bytes(serialization.Encoding.DER))
     try:
-        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        aia = copy.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     except x509.ExtensionNotFound:
         return None
     for desc in aia:
