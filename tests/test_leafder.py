@@ -743,3 +743,15 @@ def test_revocation_reads_leave_nothing_cached_in_the_leaf() -> None:
     )
     assert partition.covers(leaf, False)
     assert _kept_per_leaf(lambda c: partition.covers(c, False), der) < 500
+
+
+def test_pinned_verification_leaves_nothing_cached_in_the_leaf() -> None:
+    """The pinned-certificate rules read the leaf's extensions: from a throwaway copy too."""
+    from datetime import datetime, timezone
+
+    pinned = _INTER.issue_client_cert(common_name="pinned").certificate
+    der = pinned.public_bytes(Encoding.DER)
+    verifier = Verifier(pinned=[der], cache_size=0)
+    assert verifier.verify(der).certificate is not None
+    now = datetime.now(timezone.utc)
+    assert _kept_per_leaf(lambda c: verifier._verify_pinned(c, der, now, "tls"), der) < 700

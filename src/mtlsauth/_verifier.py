@@ -633,7 +633,10 @@ class Verifier:
     def _verify_pinned_fields(
         self, leaf: x509.Certificate, der: bytes, at: datetime, source: str
     ) -> tuple[ClientIdentity, datetime]:
-        until = check_pinned_leaf(leaf, at=at, clock_skew_s=self._skew_s)
+        # The rules read the leaf's extensions: from a throwaway copy, since cryptography
+        # caches them inside the certificate object and the identity keeps ``leaf``.
+        copy = x509.load_der_x509_certificate(der)
+        until = check_pinned_leaf(copy, at=at, clock_skew_s=self._skew_s)
         identity = identity_from_certificate(leaf, (leaf,), source=source, der=der)
         return identity, until
 
