@@ -44,6 +44,7 @@ __all__ = [
     "MAX_FAILING_VARIANTS",
     "BoundedMemo",
     "CacheEntry",
+    "ExactAliases",
     "NegativeEntry",
     "VerificationCache",
     "identity_key",
@@ -177,6 +178,56 @@ class _Failures:
         self.last = last
 
 
+class ExactAliases:
+    """Cache keys (aliases) remembered by the exact presented value they were computed
+    from: a header value (``str``/``bytes``) or a TLS chain (a tuple of them).
+
+    The alias is a pure function of the value (a SHA-256 of it, see ``chain_key`` and
+    ``ForwardedCert.plain_key``), so a hit here replaces hashing the value and changes no
+    verdict: the cache entry is still looked up by the alias, with every check. Keyed by
+    the whole value, never a digest or ``id()``. Bounded by the characters held
+    (``budget``), the oldest going first; a value over a 64th of it is not remembered.
+    Callers remember only values a request was admitted with, so a flood of new values
+    fills nothing.
+    """
+
+    __slots__ = ("_held", "_lock", "budget", "map")
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.map: dict[object, bytes] = {}  # value -> alias; read inline on the hot path
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def remember(self, value: str | bytes | tuple[str | bytes, ...], alias: bytes) -> None:
+        """Remember ``alias`` for ``value`` (after a request with it was admitted)."""
+        size = _value_size(value)
+        if size > self.budget // 64:
+            return
+        with self._lock:
+            held = self.map
+            if value in held:
+                return
+            while held and self._held + size > self.budget:
+                oldest = next(iter(held))
+                del held[oldest]
+                self._held -= _value_size(oldest)  # type: ignore[arg-type]
+            held[value] = alias
+            self._held += size
+
+    def clear(self) -> None:
+        with self._lock:
+            self.map.clear()
+            self._held = 0
+
+    def __len__(self) -> int:
+        return len(self.map)
+
+
+def _value_size(value: str | bytes | tuple[str | bytes, ...]) -> int:
+    return sum(len(v) for v in value) if isinstance(value, tuple) else len(value)
+
+
 class VerificationCache:
     """Successes (main LRU + probation) and a small LRU of failures, safe under threads and asyncio."""
 
@@ -210,6 +261,8 @@ class VerificationCache:
         self.misses = 0
 
     # -- the hot path -----------------------------------------------------------------------
+    # ``Verifier._hit`` reads ``_aliases`` and refreshes ``_main`` itself, as ``get`` does
+    # for an admitted entry (a method call per step is a large share of a hit).
     def get(self, key: bytes, now: float) -> CacheEntry | None:
         """The entry for a raw-input key (an alias), if cached and not expired."""
         entry = self._aliases.get(key)

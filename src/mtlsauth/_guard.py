@@ -79,6 +79,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mtlsauth")
+_DEBUG = logging.DEBUG
 
 
 @fast_init
@@ -341,6 +342,71 @@ class Guard:
                 return self._token_refused(decision, exc)
             decision = replace(decision, token=claims)
         return self._finish(decision)
+
+    def cached(
+        self,
+        peer: str | None,
+        path: str,
+        method: str,
+        raw_target: bytes | str | None,
+        header: str | bytes | None = None,
+        chain: tuple[str | bytes, ...] = (),
+        strict_target: bool = False,
+    ) -> ClientIdentity | None:
+        """The hot path of ``check`` and ``acheck``: the identity of a request that a cached
+        verification admits, when that is all there is to decide; ``None`` otherwise, and
+        then ``check``/``acheck`` decide the same request from the start.
+
+        The adapter has read the request line (``path``, ``method``, ``raw_target``, as
+        for ``RequestView``) and found the request to carry either the one copy of the
+        certificate header (``header``, its raw value) or a TLS peer chain (``chain``),
+        and no TLS error. Everything ``check`` would do besides a cache hit sends the
+        request there: an ambiguous target, an exempt path, mode ``"off"``, a route with
+        a bearer token, an untrusted forwarder, a cache miss or an entry not admitted
+        yet, any refusal, any error. The decision is reported (hook, debug log) exactly
+        as ``check`` reports it; which headers to hide stays ``must_strip(peer)``.
+        """
+        try:
+            if self.path_sensitive:
+                if self.check_target(raw_target, path, strict=strict_target) is not None:
+                    return None
+                mode, route, exempt = self.resolve(path, method)
+                if exempt or mode == "off":
+                    return None
+                policy = None
+                if route is not None:
+                    if route.token is not None:
+                        return None
+                    policy = route.policy
+            elif self.mode == "off":
+                return None
+            else:
+                mode, route, policy = self.mode, None, None
+            report = self.on_decision is not None or logger.isEnabledFor(_DEBUG)
+            started = time.perf_counter() if report else 0.0
+            if header is not None:
+                identity = self.verifier._cached_header(header, peer, policy)
+            else:
+                identity = self.verifier._cached_chain(chain, peer, policy)
+            if identity is None:
+                return None
+        except Exception:  # noqa: BLE001 - the whole path decides (and refuses) it
+            return None
+        if report:
+            decision = Decision(
+                identity=identity,
+                error=None,
+                mode=mode,
+                route=route,
+                peer=peer,
+                path=path,
+                method=method,
+                fingerprint=identity.fingerprint_sha256,
+                elapsed=time.perf_counter() - started,
+                cached=True,
+            )
+            self._finish(decision)
+        return identity
 
     def _start(self, view: RequestView) -> Decision | tuple[Presented, Mode, Route | None, bool]:
         """A decision the request line settles (a reported refusal, or an unreported skip

@@ -49,6 +49,8 @@ _IDENTITY_FIELDS = {
     ),
 }  # fmt: skip
 _SENTINEL_START = frozenset(("", " ", "\t", "(", "{"))
+_SENTINEL_START_BYTES = frozenset(ord(c) for c in _SENTINEL_START if c)  # "" is not a byte
+_COMMA = ord(",")
 _SINGLE_CERT = frozenset({"url-pem", "pem", "der-base64", "rfc9440"})
 _PEER_CACHE_MAX = 4096
 _XFCC_CACHE_MAX = 512
@@ -151,6 +153,7 @@ class ForwardedCert(Immutable):
         "_name_keys",
         "_names",
         "_networks",
+        "_one_cert",
         "_peer_cache",
         "_read",
         "_simple",
@@ -185,13 +188,14 @@ class ForwardedCert(Immutable):
     _main: str
     _main_key: bytes
     _simple: bool
+    _one_cert: bool
     _chain_names: tuple[str, ...]
     _fields: dict[str, str]
     _names: frozenset[str]
     _read: frozenset[str]
     _networks: tuple[Network, ...]
     _trust_unix: bool
-    _peer_cache: BoundedMemo[str, bool]
+    _peer_cache: dict[str, bool]
     _untrusted_peers: BoundedMemo[str, bool]
     _xfcc_cache: BoundedMemo[str, XFCCElement | str]
     _key_prefix: bytes
@@ -301,9 +305,10 @@ class ForwardedCert(Immutable):
         s(self, "_read", frozenset(read))
         s(self, "_networks", networks)
         s(self, "_trust_unix", trust_unix)
-        # Only trusted addresses enter _peer_cache, so no client can fill it; any client can
-        # choose its own address (an IPv6 /64 holds plenty), so the others are a BoundedMemo.
-        s(self, "_peer_cache", BoundedMemo(_PEER_CACHE_MAX))
+        # Only trusted addresses enter _peer_cache (a plain dict: membership is one inline
+        # operation), and only until it holds _PEER_CACHE_MAX of them; any client can choose
+        # its own address (an IPv6 /64 holds plenty), so the others are a BoundedMemo.
+        s(self, "_peer_cache", {})
         s(self, "_untrusted_peers", BoundedMemo(_PEER_CACHE_MAX))
         s(self, "_xfcc_cache", BoundedMemo(_XFCC_CACHE_MAX))
         s(self, "_key_prefix", b"fwd\x00")
@@ -312,6 +317,7 @@ class ForwardedCert(Immutable):
         # The common shape (one certificate header, nothing else read) gets a fast path.
         s(self, "_simple", encoding != "xfcc" and not chain_names and read == {main})
         s(self, "_main_key", b"fwd\x00" + main.encode("ascii") + b"\x01")
+        s(self, "_one_cert", encoding in _SINGLE_CERT)
 
     def __repr__(self) -> str:
         return (
@@ -352,20 +358,21 @@ class ForwardedCert(Immutable):
         No peer address (``None``, ``""``: a peer that is gone or was never reported) is
         never trusted.
         """
+        cache = self._peer_cache
+        if type(peer) is str and peer in cache:  # the hot path: a trusted proxy seen before
+            return True
         if peer is UNIX_PEER:
             return self._trust_unix
         if not peer or not isinstance(peer, str):
             return False
-        cache = self._peer_cache
-        if peer in cache:  # no LRU bookkeeping: only trusted addresses are ever inserted
-            return True
         if self._untrusted_peers.get(peer) is not None:
             return False
         trusted = match_peer(peer, self._networks)
         if not trusted:
             self._untrusted_peers.put(peer, False)
             return False
-        cache.put(peer, True)
+        if len(cache) < _PEER_CACHE_MAX:  # full: the others are matched each time
+            cache[peer] = True
         return True
 
     def extract(self, presented: Presented) -> ForwardedValue | None:
@@ -381,23 +388,16 @@ class ForwardedCert(Immutable):
             CertificateInvalid: ``certificate_malformed`` for two copies of a single-valued
                 header, a comma-folded value, or values over ``max_size``.
         """
+        if self._simple:
+            plain = self.plain_value(presented.headers)
+            if plain is not None:
+                raw = self.plain_key(plain, presented.peer)
+                if raw is not None:  # the common case, settled with the fewest steps
+                    return ForwardedValue(self._source, raw, lambda: self._decode_chain(plain, []))
         read = self._read
         found = [(k, v) for k, v in presented.headers if k in read]
         if not found:
             return None
-        if self._simple and len(found) == 1:  # hot path: same checks, fewer steps
-            value = found[0][1]
-            if value[:1] in _SENTINEL_START and is_absent(value):
-                return None
-            if not self.is_trusted(presented.peer):
-                self._untrusted(presented.peer)  # raises unless on_untrusted="ignore"
-                return None
-            if len(value) > self.max_size:
-                raise malformed(f"certificate header exceeds {self.max_size} characters")
-            if self.encoding in _SINGLE_CERT and "," in value:
-                raise malformed(f"header {self.header!r} holds a comma (two copies folded?)")
-            key = self._main_key + value.encode("utf-8", "surrogatepass")
-            return ForwardedValue(self._source, key, lambda: self._decode_chain(value, []))
         # Fast path: a value whose first character cannot start a sentinel is a certificate.
         if all(v[:1] in _SENTINEL_START and is_absent(v) for _, v in found):
             return None
@@ -437,6 +437,65 @@ class ForwardedCert(Immutable):
         if self.verified_by_proxy and self._fields:
             return self._extract_fields(found, key, source)
         return None
+
+    @property
+    def plain_header(self) -> str | None:
+        """The lower-case name of the certificate header when this configuration reads
+        that header alone (no chain, XFCC or identity headers), else ``None``: what an
+        adapter's hot path looks for (see ``plain_key``)."""
+        return self._main if self._simple else None
+
+    def plain_value(self, headers: Iterable[tuple[str, str]]) -> str | None:
+        """The one value of the certificate header in ``headers`` (lower-case names), when
+        this configuration reads that header alone (no chain, XFCC or identity headers);
+        ``None`` when it is absent, repeated, or the configuration reads more."""
+        if not self._simple:
+            return None
+        main = self._main
+        value: str | None = None
+        for k, v in headers:
+            if k == main:
+                if value is not None:
+                    return None  # two copies: extract() refuses them
+                value = v
+        return value
+
+    def plain_key(self, value: str | bytes, peer: str | None) -> bytes | None:
+        """The cache-key material ``extract`` gives a request whose only certificate header
+        is ``value``, when nothing but that is to be decided: the configuration reads that
+        header alone, the value is ASCII and not an absent-certificate marker, within
+        ``max_size``, without a comma where one certificate is expected, and ``peer`` is a
+        trusted proxy. ``None`` otherwise: ``extract`` then decides (and refuses).
+
+        ``value`` may be the header's bytes as the server received them: for ASCII, the
+        same material as their Latin-1 reading, which is what adapters hand the core.
+        """
+        if not self._simple:
+            return None
+        if type(value) is bytes:  # int look-ups: a bytes needle is several times slower
+            if (
+                not value
+                or value[0] in _SENTINEL_START_BYTES
+                or not value.isascii()
+                or len(value) > self.max_size
+                or (self._one_cert and _COMMA in value)
+            ):
+                return None
+            raw = value
+        elif type(value) is str:
+            if (
+                value[:1] in _SENTINEL_START
+                or not value.isascii()
+                or len(value) > self.max_size
+                or (self._one_cert and "," in value)
+            ):
+                return None
+            raw = value.encode("ascii")
+        else:
+            return None
+        if not self.is_trusted(peer):
+            return None
+        return self._main_key + raw
 
     def _untrusted(self, peer: str | None) -> None:
         """A certificate header from a peer that is not a trusted proxy: ignore or refuse."""

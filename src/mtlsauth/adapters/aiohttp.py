@@ -151,24 +151,64 @@ def mtls_middleware(
             tls_hint=unrequested_hint(ssl_object),
         )
 
+    fwd = guard.forwarded
+    plain = fwd.plain_header if fwd is not None else None
+    main = plain.encode("latin-1") if plain is not None else None
+
+    def cached(request: web.Request, peer: str | None) -> tuple[ClientIdentity, bool] | None:
+        """(identity, hide the certificate headers) of a request that a cached verification
+        admits with nothing else to decide (``Guard.cached``); ``None``: ``Guard.acheck``
+        decides it. Reads the request as ``credentials`` does."""
+        header: bytes | None = None
+        if main is not None:
+            size = len(main)
+            for k, v in request.raw_headers:
+                if len(k) == size and k.lower() == main:
+                    if header is not None:
+                        return None  # two copies: refused
+                    header = v
+        args = (peer, request.path, request.method, request.raw_path)
+        if header is not None:
+            identity = guard.cached(*args, header=header, strict_target=_RAW_ROUTER)
+            return None if identity is None else (identity, False)
+        transport = request.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is None:
+            return None
+        chain = peer_chain(ssl_object)
+        if not chain:
+            return None
+        identity = guard.cached(*args, chain=chain, strict_target=_RAW_ROUTER)
+        return None if identity is None else (identity, guard.must_strip(peer))
+
     async def mtlsauth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         peer = _peer(request.transport)
-        decision = await guard.acheck(
-            RequestView(
-                peer=peer,
-                path=request.path,
-                method=request.method,
-                raw_target=request.raw_path,
-                strict_target=_RAW_ROUTER,
-                credentials=lambda: credentials(request, peer),
-                authorization=lambda: request.headers.getall("Authorization", []),
+        hit = cached(request, peer)
+        identity: ClientIdentity | None
+        if hit is not None:
+            identity, strip = hit
+            route: Route | None = None
+            token: object = None
+            path, method = request.path, request.method
+        else:
+            decision = await guard.acheck(
+                RequestView(
+                    peer=peer,
+                    path=request.path,
+                    method=request.method,
+                    raw_target=request.raw_path,
+                    strict_target=_RAW_ROUTER,
+                    credentials=lambda: credentials(request, peer),
+                    authorization=lambda: request.headers.getall("Authorization", []),
+                )
             )
-        )
-        if decision.error is not None:
-            return await _deny(guard, decision.error, request)
-        if decision.hide and any(
-            k.lower().replace(b"_", b"-") in hide_raw for k, _ in request.raw_headers
-        ):
+            if decision.error is not None:
+                return await _deny(guard, decision.error, request)
+            identity, strip = decision.identity, bool(decision.hide)
+            route, token = decision.route, decision.token
+            path, method = decision.path, decision.method
+        # Clone the request only when a header must actually be hidden from the handler.
+        if strip and any(k.lower().replace(b"_", b"-") in hide_raw for k, _ in request.raw_headers):
             kept = [
                 (k, v)
                 for k, v in request.headers.items()
@@ -184,11 +224,11 @@ def mtls_middleware(
                     "a header that is not UTF-8 came with a certificate header to remove",
                     code="request_malformed",
                 )
-                guard.refuse(error, peer, decision.path, decision.method)
+                guard.refuse(error, peer, path, method)
                 return await _deny(guard, error, request)
-        request[IDENTITY_KEY] = decision.identity
-        if decision.route is not None and decision.route.token is not None:
-            request[TOKEN_KEY] = decision.token
+        request[IDENTITY_KEY] = identity
+        if route is not None and route.token is not None:
+            request[TOKEN_KEY] = token
         try:
             return await handler(request)
         except MTLSAuthError as exc:

@@ -20,7 +20,7 @@ the websocket denial and the FastAPI dependencies users import from here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from mtlsauth._errors import AmbiguousRequest, CertificateMissing, IdentityMissing, MTLSAuthError
@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 IDENTITY_KEY = "mtlsauth.identity"
+_SEQUENCES = (list, tuple)
 logger = logging.getLogger("mtlsauth")
 
 OnError = Callable[[MTLSAuthError, Scope], Any]
@@ -118,61 +119,54 @@ class MTLSMiddleware:
         # HTTP_X_SSL_CLIENT_CERT, just as a WSGI server would.
         self._hide = frozenset(n.replace(b"_", b"-") for n in self._strip)
         self._read = frozenset(n.encode("latin-1") for n in self.guard.read_names)
+        # The one certificate header of a plain ForwardedCert, found without building a
+        # request view on the hot path (see _cached); None when headers are not read so.
+        fwd = self.guard.forwarded
+        plain = fwd.plain_header if fwd is not None else None
+        self._main = plain.encode("latin-1") if plain is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":  # lifespan and unknown types pass through
             await self.app(scope, receive, send)
             return
-        decision = await self.guard.acheck(self._view(scope))
-        if decision.error is not None:
-            await self._deny(decision.error, scope, receive, send)
-            return
-        scope = {**scope, IDENTITY_KEY: decision.identity}
-        if decision.route is not None and decision.route.token is not None:
-            scope[TOKEN_KEY] = decision.token
-        if decision.hide:
-            try:
-                scope["headers"] = [
-                    (k, v)
-                    for k, v in scope.get("headers", ())
-                    if k.lower().replace(b"_", b"-") not in self._hide
-                ]
-            except (TypeError, AttributeError, ValueError):
-                error = AmbiguousRequest(
-                    "the server passed unreadable headers", code="request_malformed"
-                )
-                self.guard.refuse(error, decision.peer, decision.path, decision.method)
-                await self._deny(error, scope, receive, send)
+        identity = self._cached(scope) if kind == "http" else None
+        if identity is not None:
+            scope = {**scope, IDENTITY_KEY: identity}
+        else:
+            decision = await self.guard.acheck(self._view(scope))
+            if decision.error is not None:
+                await self._deny(decision.error, scope, receive, send)
                 return
-        await self._call_app(scope, receive, send)
-
-    def _view(self, scope: Scope) -> RequestView:
-        peer = _peer(scope)
-        try:
-            path, method, raw_path = _request_line(scope)
-        except AmbiguousRequest as exc:
-            return RequestView(peer=peer, unreadable=exc, credentials=Presented)
-        return RequestView(
-            peer=peer,
-            path=path,
-            method=method,
-            raw_target=raw_path,
-            credentials=lambda: _presented(scope, peer, path, method, self._read),
-            authorization=lambda: authorization_from_scope(scope),
-        )
-
-    async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+            scope = {**scope, IDENTITY_KEY: decision.identity}
+            if decision.route is not None and decision.route.token is not None:
+                scope[TOKEN_KEY] = decision.token
+            if decision.hide:
+                try:
+                    scope["headers"] = [
+                        (k, v)
+                        for k, v in scope.get("headers", ())
+                        if k.lower().replace(b"_", b"-") not in self._hide
+                    ]
+                except (TypeError, AttributeError, ValueError):
+                    error = AmbiguousRequest(
+                        "the server passed unreadable headers", code="request_malformed"
+                    )
+                    self.guard.refuse(error, decision.peer, decision.path, decision.method)
+                    await self._deny(error, scope, receive, send)
+                    return
+        # The app is called here, not in a helper coroutine: one await less per request.
         started = False
         connected = False  # websocket: did the app already consume websocket.connect?
 
-        async def tracking_send(message: Message) -> None:
+        def tracking_send(message: Message) -> Awaitable[None]:
+            # Returns the server's awaitable itself: no coroutine of its own per message.
             nonlocal started
             started = True
-            await send(message)
+            return send(message)
 
         app_receive = receive
-        if scope["type"] == "websocket":
+        if kind == "websocket":
 
             async def tracking_receive() -> Message:
                 nonlocal connected
@@ -188,6 +182,73 @@ class MTLSMiddleware:
             if started:
                 raise
             await self._deny(exc, scope, receive, send, connected=connected)
+
+    def _cached(self, scope: Scope) -> ClientIdentity | None:
+        """The identity of a request that a cached verification admits with nothing else
+        to decide or change (``Guard.cached``; no header to hide); ``None``:
+        ``Guard.acheck`` decides it. Reads the scope as ``_view`` and ``_presented`` do,
+        and leaves every request they would read otherwise (or refuse) to them."""
+        try:
+            path = scope.get("path")
+            method = scope.get("method", "GET")
+            raw_path = scope.get("raw_path")
+            if not (
+                type(path) is str
+                and path
+                and type(method) is str
+                and method
+                and (raw_path is None or type(raw_path) is bytes)
+                and not scope.get("root_path")
+            ):
+                path, method, raw_path = _request_line(scope)  # the general reading
+            client = scope.get("client")
+            if type(client) is tuple and client and type(client[0]) is str and client[0]:
+                peer: str | None = client[0]
+            else:
+                peer = _peer(scope)
+            header: bytes | None = None
+            main = self._main
+            if main is not None:
+                size = len(main)
+                for k, v in scope.get("headers", ()):
+                    if type(k) is not bytes or type(v) is not bytes:
+                        return None  # _presented refuses it
+                    if len(k) == size and k.lower() == main:
+                        if header is not None:
+                            return None  # two copies: refused
+                        header = v
+            ext = scope.get("extensions")
+            tls = ext.get("tls") if ext else None
+            chain: tuple[str | bytes, ...] = ()
+            if tls:
+                if tls.get("client_cert_error") is not None:
+                    return None
+                chain = tuple(tls.get("client_cert_chain") or ())
+                if not all(isinstance(c, str | bytes) for c in chain):
+                    return None
+        except Exception:  # noqa: BLE001 - _view and _presented answer it
+            return None
+        guard = self.guard
+        if header is not None:
+            return guard.cached(peer, path, method, raw_path, header)
+        if not chain or guard.must_strip(peer):
+            return None  # nothing to look up, or headers to hide: acheck does it
+        return guard.cached(peer, path, method, raw_path, None, chain)
+
+    def _view(self, scope: Scope) -> RequestView:
+        peer = _peer(scope)
+        try:
+            path, method, raw_path = _request_line(scope)
+        except AmbiguousRequest as exc:
+            return RequestView(peer=peer, unreadable=exc, credentials=Presented)
+        return RequestView(
+            peer=peer,
+            path=path,
+            method=method,
+            raw_target=raw_path,
+            credentials=lambda: _presented(scope, peer, path, method, self._read),
+            authorization=lambda: authorization_from_scope(scope),
+        )
 
     async def _deny(
         self,
@@ -275,7 +336,7 @@ def _peer(scope: Scope) -> str | None:
         ):
             return UNIX_PEER
         return None
-    if isinstance(client, list | tuple) and client:
+    if isinstance(client, _SEQUENCES) and client:  # a tuple: no union built per request
         host = client[0]
         if isinstance(host, str) and host:
             return host

@@ -105,8 +105,15 @@ class MTLSMiddleware:
         self._read_keys = tuple(
             "HTTP_" + n.upper().replace("-", "_") for n in sorted(self.guard.read_names)
         )
+        fwd = self.guard.forwarded
+        plain = fwd.plain_header if fwd is not None else None
+        self._main_key = "HTTP_" + plain.upper().replace("-", "_") if plain is not None else None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        identity = self._cached(environ)
+        if identity is not None:  # from a trusted proxy: nothing to hide, no token route
+            environ[IDENTITY_KEY] = identity
+            return self.app(environ, start_response)
         decision = self.guard.check(self._view(environ))
         if decision.error is not None:
             return self._deny(decision.error, environ, start_response)
@@ -117,6 +124,24 @@ class MTLSMiddleware:
             for key in self._strip_keys:
                 environ.pop(key, None)
         return self.app(environ, start_response)
+
+    def _cached(self, environ: WSGIEnvironment) -> ClientIdentity | None:
+        """The identity of a request whose one certificate header a cached verification
+        admits with nothing else to decide (``Guard.cached``); ``None``: ``Guard.check``
+        decides it. Reads the environ as ``_view`` and ``presented_from_environ`` do."""
+        key = self._main_key
+        if key is None:
+            return None
+        header = environ.get(key)
+        if not isinstance(header, str) or environ.get("SSL_CLIENT_CERT"):
+            return None
+        verify = environ.get("SSL_CLIENT_VERIFY")
+        if isinstance(verify, str) and verify.startswith("FAILED"):
+            return None
+        path, method, raw, unreadable = _request_line(environ, self.guard.path_sensitive)
+        if unreadable is not None:
+            return None
+        return self.guard.cached(_peer(environ), path, method, raw, header=header)
 
     def _view(self, environ: WSGIEnvironment) -> RequestView:
         peer = _peer(environ)
