@@ -141,8 +141,36 @@ def cached_hit(ctx: Context) -> list[Row]:
                     raw_bytes=len(raw),
                 )
             )
-    rows.append(asgi_in_process(ctx))
+            if config == "trust only":
+                rows.append(_not_remembered(ctx, verifier, presented, raw, slug, label))
+    rows += asgi_in_process(ctx)
     return rows
+
+
+def _forget_values(verifier: Verifier) -> None:
+    """No presented value is remembered with its cache key: every hit hashes the value."""
+    for memo in (verifier._header_aliases, verifier._chain_aliases):
+        memo.clear()
+        memo.budget = 0
+
+
+def _not_remembered(
+    ctx: Context, verifier: Verifier, presented: Presented, raw: str, slug: str, label: str
+) -> Row:
+    """The unfavourable case of the exact-value keys: a hit whose value is not remembered
+    (more clients than the memo holds, or a value over its size limit) hashes it again."""
+    _forget_values(verifier)
+    ctx.log(f"cached hit: {label}, value not remembered")
+    samples = _hit(ctx, verifier, presented, raw)
+    return ratio_row(
+        f"cached_hit.{slug}_not_remembered",
+        f"{label}, value not remembered",
+        summarise(samples, "subject", "floor"),
+        subject="Verifier.authenticate(presented), warm cache, exact-value keys off",
+        baseline="sha256(raw presented bytes) + dict.get, inline",
+        unit="x floor",
+        raw_bytes=len(raw),
+    )
 
 
 ASGI_RESPONSE = (
@@ -174,7 +202,7 @@ def _drive(coroutine: Any) -> None:
     raise RuntimeError("the ASGI call suspended: the cache was not hit")
 
 
-def asgi_in_process(ctx: Context) -> Row:
+def asgi_in_process(ctx: Context) -> list[Row]:
     """The ASGI middleware's overhead with a warm cache: (middleware + app) - app, vs floor."""
     from mtlsauth.adapters.asgi import MTLSMiddleware
 
@@ -229,21 +257,30 @@ def asgi_in_process(ctx: Context) -> Row:
         "app": stmt_runner("drive(app(scope, receive, send))", ns),
         "floor": stmt_runner("get(sha256(raw).digest())", ns),
     }
-    ctx.log("cached hit: ASGI middleware in process")
-    samples = compare(runners, ctx.budget)
-    overhead = [m - a for m, a in zip(samples["middleware"], samples["app"], strict=True)]
-    comparison = summarise({"subject": overhead, "floor": samples["floor"]}, "subject", "floor")
-    return ratio_row(
-        "cached_hit.asgi_middleware",
-        "ASGI middleware in process, nginx header",
-        comparison,
-        subject="MTLSMiddleware(app)(scope) minus app(scope), warm cache, no server",
-        baseline="sha256(raw presented bytes) + dict.get, inline",
-        target=ASGI_TARGET,
-        unit="x floor",
-        app_us=statistics.median(samples["app"]) * 1e6,
-        middleware_us=statistics.median(samples["middleware"]) * 1e6,
-    )
+    rows = []
+    for remembered in (True, False):
+        if not remembered:
+            _forget_values(verifier)
+        ctx.log(f"cached hit: ASGI middleware in process{'' if remembered else ', not remembered'}")
+        samples = compare(runners, ctx.budget)
+        overhead = [m - a for m, a in zip(samples["middleware"], samples["app"], strict=True)]
+        comparison = summarise({"subject": overhead, "floor": samples["floor"]}, "subject", "floor")
+        rows.append(
+            ratio_row(
+                "cached_hit.asgi_middleware" + ("" if remembered else "_not_remembered"),
+                "ASGI middleware in process, nginx header"
+                + ("" if remembered else ", value not remembered"),
+                comparison,
+                subject="MTLSMiddleware(app)(scope) minus app(scope), warm cache, no server"
+                + ("" if remembered else ", exact-value keys off"),
+                baseline="sha256(raw presented bytes) + dict.get, inline",
+                target=ASGI_TARGET if remembered else None,
+                unit="x floor",
+                app_us=statistics.median(samples["app"]) * 1e6,
+                middleware_us=statistics.median(samples["middleware"]) * 1e6,
+            )
+        )
+    return rows
 
 
 def _distinct_leaf(h: Hierarchy, n: int) -> x509.Certificate:
