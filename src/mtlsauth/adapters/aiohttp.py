@@ -66,10 +66,14 @@ def _peer(transport: asyncio.BaseTransport | None) -> str | None:
     """The socket peer: an address, ``UNIX_PEER``, or ``None`` (unknown: never trusted)."""
     if transport is None:  # the client went away before this middleware ran
         return None
+    peername = transport.get_extra_info("peername")
+    if type(peername) is tuple and peername and type(peername[0]) is str and peername[0]:
+        # An IP socket's (host, port, ...): a Unix-domain socket's peer name is a path,
+        # never a tuple, so the socket's family (an enum built per read) is not needed.
+        return peername[0]
     sock = transport.get_extra_info("socket")
     if getattr(sock, "family", None) == getattr(socket, "AF_UNIX", object()):
         return UNIX_PEER
-    peername = transport.get_extra_info("peername")
     if isinstance(peername, list | tuple) and peername:
         host = peername[0]
         if isinstance(host, str) and host:
