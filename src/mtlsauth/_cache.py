@@ -105,10 +105,13 @@ def policy_verdict(
     return None
 
 
-def leaf_key(source: str, leaf_der: bytes) -> bytes:
-    """What identifies a verification: the leaf's exact bytes and where it came from."""
+def leaf_key(source: str, leaf_digest: bytes) -> bytes:
+    """What identifies a verification: the leaf's exact bytes and where it came from.
+
+    ``leaf_digest`` is the SHA-256 of the leaf's DER (the fingerprint the identity carries,
+    so the leaf's bytes are hashed once per miss)."""
     return hashlib.sha256(
-        b"L" + source.encode("utf-8", "surrogatepass") + b"\x00" + leaf_der
+        b"L" + source.encode("utf-8", "surrogatepass") + b"\x00" + leaf_digest
     ).digest()
 
 

@@ -175,6 +175,10 @@ def load_der(der: bytes, *, serial_checked: bool = False) -> x509.Certificate:
 
 
 def _item_to_der(item: object) -> list[bytes]:
+    if type(item) is bytes and item[:1] == b"\x30":  # DER: PEM starts with text or space
+        if len(item) > MAX_INPUT_BYTES:
+            raise _malformed("certificate input too large")
+        return split_der(item)
     if isinstance(item, x509.Certificate):
         return [item.public_bytes(Encoding.DER)]
     if isinstance(item, str):

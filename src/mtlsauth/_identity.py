@@ -34,7 +34,7 @@ from cryptography.x509.oid import NameOID
 
 from mtlsauth._der import DERError, certificate_names, encode_oid, read_name
 from mtlsauth._errors import CertificateInvalid
-from mtlsauth._leafder import MEMO_MAX_KEY, SAN_OID, LeafFacts, extensions_read, san_values
+from mtlsauth._leafder import MEMO_MAX_KEY, LeafFacts, extensions_read
 from mtlsauth._memo import BoundedMemo
 
 __all__ = [
@@ -412,8 +412,7 @@ def _from_facts(
         hit = (name, name.rfc4514_string())
         _ISSUERS.put(facts.issuer, hit)
     issuer_name, issuer = hit
-    san = facts.extensions.get(SAN_OID)
-    values = san_values(san[1]) if san is not None else _NO_SAN
+    values = facts.san()
     if values is None:
         return None
     dns, uris, emails, ips = values
@@ -430,7 +429,7 @@ def _from_facts(
         ip_addresses=ips,
         spiffe_id=spiffe[0] if len(spiffe) == 1 else None,
         issuer=issuer,
-        serial_number=leaf.serial_number,
+        serial_number=facts.serial,
         fingerprint_sha256=fingerprint or hashlib.sha256(raw).hexdigest(),
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
@@ -441,9 +440,6 @@ def _from_facts(
         issuer_name=issuer_name,
         _organizations_from=(leaf, organizations),
     )
-
-
-_NO_SAN: tuple[tuple[()], tuple[()], tuple[()], tuple[()]] = ((), (), (), ())
 
 
 # Attribute types read directly: every NameOID, keyed by its DER content octets, with the

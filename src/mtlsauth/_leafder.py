@@ -53,9 +53,10 @@ before anything is verified, and a memo of a few thousand keys must stay a few m
 
 
 class LeafFacts:
-    """A certificate's parts as DER slices, and its extensions by OID content octets."""
+    """A certificate's parts as DER slices, its serial number (a positive INTEGER, so the
+    value cryptography gives), and its extensions by OID content octets."""
 
-    __slots__ = ("extensions", "issuer", "spki", "subject", "tbs")
+    __slots__ = ("_san", "extensions", "issuer", "serial", "spki", "subject", "tbs")
 
     def __init__(
         self,
@@ -64,12 +65,25 @@ class LeafFacts:
         subject: bytes,
         spki: bytes,
         extensions: dict[bytes, tuple[bool, bytes]],
+        serial: int,
     ) -> None:
         self.tbs = tbs
         self.issuer = issuer
         self.subject = subject
         self.spki = spki
         self.extensions = extensions  # OID -> (critical, extnValue content)
+        self.serial = serial
+        self._san: SanValues | Literal[False] | None = False  # False: not read yet
+
+    def san(self) -> SanValues | None:
+        """``san_values`` of the SAN extension (empty tuples without one), read once: the
+        profile, the extensions check and the identity each ask."""
+        known = self._san
+        if known is False:
+            value = self.extensions.get(SAN_OID)
+            known = _NO_SAN if value is None else san_values(value[1])
+            self._san = known
+        return known
 
 
 def read_leaf(der: bytes) -> LeafFacts | None:
@@ -135,7 +149,8 @@ def _read(der: bytes) -> LeafFacts | None:
     # A positive INTEGER (RFC 5280 4.1.2.2), as _encoding.load_der requires before parsing.
     if tag != 0x02 or pos == serial_start or der[serial_start] & 0x80:
         return None
-    if not any(der[serial_start:pos]):
+    serial = der[serial_start:pos]
+    if not any(serial):
         return None
     fields = []
     for _ in range(5):  # signature, issuer, validity, subject, subjectPublicKeyInfo
@@ -180,6 +195,7 @@ def _read(der: bytes) -> LeafFacts | None:
         der[subject[0] : subject[1]],
         der[spki[0] : spki[1]],
         extensions,
+        int.from_bytes(serial, "big"),
     )
 
 
@@ -200,7 +216,7 @@ def profile_passes(facts: LeafFacts) -> bool:
     if san is None:
         if empty_subject:
             return False
-    elif san[0] != empty_subject or san_values(san[1]) is None:
+    elif san[0] != empty_subject or facts.san() is None:
         return False
     ku = exts.get(KEY_USAGE_OID)
     if ku is not None:
@@ -251,7 +267,7 @@ def extensions_read(facts: LeafFacts) -> bool:
     """
     for oid, (_, value) in facts.extensions.items():
         if oid == SAN_OID:
-            if san_values(value) is None:
+            if facts.san() is None:
                 return False
         elif oid == KEY_USAGE_OID:
             if _key_usage(value) is None:
@@ -324,6 +340,7 @@ def _oid_ok(oid: bytes) -> bool:
 
 
 _SANS: BoundedMemo[bytes, SanValues | Literal[False]] = BoundedMemo(1024)
+_NO_SAN: SanValues = ((), (), (), ())
 
 
 def san_values(value: bytes) -> SanValues | None:

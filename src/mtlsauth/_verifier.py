@@ -560,6 +560,7 @@ class Verifier:
         tokens = self._last_tokens  # taken before validating: see CacheEntry.tokens
         cache = self._cache
         leaf: bytes | None = None
+        digest: bytes | None = None  # SHA-256 of the leaf's DER: its key and its fingerprint
         try:
             decoded = decode()
             # Key what identifies the verification, not the bytes the client chose: another
@@ -568,7 +569,8 @@ class Verifier:
             if isinstance(decoded, ClientIdentity):  # proxy-verified, opt-in
                 leaf = identity_key(decoded)
             elif decoded:
-                leaf = leaf_key(source, decoded[0])
+                digest = hashlib.sha256(decoded[0]).digest()
+                leaf = leaf_key(source, digest)
             if leaf is not None:
                 found = cache.find(leaf, key, now, tokens)
                 if found is not None:
@@ -582,7 +584,7 @@ class Verifier:
             if isinstance(decoded, ClientIdentity):
                 entry = CacheEntry(decoded, (), now + self._cache_ttl, tokens)
             else:
-                identity, until = self._verify_ders(decoded, _utcnow(), source)
+                identity, until = self._verify_ders(decoded, _utcnow(), source, digest)
                 expires = min(now + self._cache_ttl, until.timestamp())
                 entry = CacheEntry(identity, identity.chain, expires, tokens)
         except (CertificateInvalid, CertificateMissing, CertificateRevoked) as exc:
@@ -603,14 +605,17 @@ class Verifier:
             raise RevocationUnavailable(f"revocation check failed: {type(exc).__name__}") from None
 
     def _verify_ders(
-        self, ders: Sequence[bytes], at: datetime, source: str
+        self, ders: Sequence[bytes], at: datetime, source: str, digest: bytes | None = None
     ) -> tuple[ClientIdentity, datetime]:
+        """``digest``: the SHA-256 of ``ders[0]`` when the caller has taken it already."""
         if not ders:
             raise CertificateMissing("no client certificate was presented")
         facts = read_leaf(ders[0])  # None: not in the shape it reads; load_der then decides
         leaf = load_der(ders[0], serial_checked=facts is not None)
         presented_intermediates = [_load_presented(d) for d in ders[1:]]
-        fingerprint = hashlib.sha256(ders[0]).hexdigest()
+        if digest is None:
+            digest = hashlib.sha256(ders[0]).digest()
+        fingerprint = digest.hex()
         if fingerprint in self._pinned_fingerprints():
             identity, until = self._verify_pinned(leaf, ders[0], at, source)
             return identity, self._revoke_pinned(leaf, presented_intermediates, at, until)

@@ -522,7 +522,10 @@ class CRLSet:
                 # The client learns that revocation could not be checked, not why: which
                 # CRLs this server holds, and until when, is the operator's business.
                 raise RevocationUnavailable(_CLIENT_DETAIL)
-            if snap.serial(cert) in used.revoked:
+            # The leaf is a new object on every verification (a hit checks nothing): read
+            # its serial directly; the CAs above it come back as the same objects.
+            serial = cert.serial_number if i == 0 else snap.serial(cert)
+            if serial in used.revoked:
                 try:
                     entry = used.crl.get_revoked_certificate_by_serial_number(cert.serial_number)
                     assert entry is not None
