@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtlsauth import CertificateInvalid
 from mtlsauth._encoding import b64decode_strict, chain_to_der, pem_to_der_list, split_der
@@ -78,3 +80,33 @@ def test_chain_to_der_shapes(chain: tuple[bytes, ...]) -> None:
     assert chain_to_der(memoryview(b"".join(chain))) == chain
     with pytest.raises(CertificateInvalid):
         chain_to_der({chain[0]})
+
+
+def _outcome(value: object) -> object:
+    try:
+        return chain_to_der(value)
+    except CertificateInvalid as exc:
+        return (type(exc), exc.code, exc.detail)
+
+
+_CHAIN = CA().intermediate().issue_client_cert().chain_der
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=64).map(lambda b: b"\x30" + b),
+        st.builds(
+            lambda parts, cut, tail: b"".join(parts)[:cut] + tail,
+            st.lists(st.sampled_from(_CHAIN), min_size=1, max_size=3),
+            st.integers(0, 4000),
+            st.sampled_from([b"", b"\x00", b" ", b"\n", b"\x30\x00", b"-----BEGIN"]),
+        ),
+        st.builds(lambda n: b"\x30\x00" * n, st.integers(1, 20)),
+    )
+)
+def test_der_bytes_take_the_short_way_to_the_same_answer(data: bytes) -> None:
+    """DER ``bytes`` skip the PEM scan: the same certificates or the same refusal as the
+    general path (a ``bytearray`` of the same octets takes it), alone or in a sequence."""
+    assert _outcome(data) == _outcome(bytearray(data))
+    assert _outcome([data, _CHAIN[1]]) == _outcome([bytearray(data), bytearray(_CHAIN[1])])

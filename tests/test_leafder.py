@@ -214,6 +214,7 @@ def _facts_match(der: bytes) -> None:
     except ValueError:
         return
     assert (facts.tbs, facts.issuer, facts.subject) == (tbs, issuer, subject)
+    assert facts.serial == cert.serial_number
     try:
         spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     except Exception:  # noqa: BLE001 - a key cryptography cannot load: nothing to compare
@@ -294,6 +295,7 @@ def _vouched_is_read(der: bytes) -> bool:
     san = facts.extensions.get(_leafder.SAN_OID)
     if san is not None:
         assert san_values(san[1]) == _san_of(cert)
+    assert facts.san() == _san_of(cert)  # read once, the same values
     return True
 
 
@@ -571,6 +573,48 @@ def test_the_fast_header_reader_agrees_with_the_strict_one(data: bytes, cut: int
         assert got is DERError
     else:
         assert got == want
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_corrupted_extensions_are_read_as_cryptography_reads_them(data: st.DataObject) -> None:
+    """Mutations inside the extensions (lengths and tags included, where the reading takes
+    short lengths in place): the reading declines, or finds what cryptography finds."""
+    der = _leaf(
+        [
+            _ext("2.5.29.19", b"\x30\x00", b"\xff"),
+            _ext("2.5.29.15", b"\x03\x02\x07\x80", b"\xff"),
+            _ext("2.5.29.37", _EKU[3]),
+            _ext("2.5.29.17", tlv(0x30, tlv(0x82, b"a.example") + tlv(0x87, bytes(4)))),
+            _ext("2.5.29.14", b"\x04\x02\xab\xcd"),
+        ]
+    )
+    fields = _tbs_fields(der)
+    start = der.index(fields[7])
+    i = data.draw(st.integers(start, start + len(fields[7]) - 1))
+    j = data.draw(st.integers(i, min(start + len(fields[7]), i + 4)))
+    corrupted = der[:i] + data.draw(st.binary(max_size=4)) + der[j:]
+    facts = read_leaf(corrupted)
+    if facts is not None:
+        extensions_read(facts)
+        profile_passes(facts)
+        _facts_match(corrupted)
+
+
+@pytest.mark.parametrize("octets", [1, 2, 8, 16, 20])
+def test_the_serial_is_the_one_cryptography_reads(octets: int) -> None:
+    for top in (0x01, 0x7F, 0x80, 0xFF):  # with a leading zero octet when the top bit is set
+        serial = bytes([top]) + bytes(range(1, octets))
+        if top & 0x80:
+            serial = b"\x00" + serial[:-1] if octets > 1 else b"\x00" + serial
+        fields = _tbs_fields(_BASE_DER)
+        fields[1] = tlv(0x02, serial)
+        tbs = tlv(0x30, b"".join(fields))
+        _, alg, _ = split(_BASE_DER)
+        der = assemble(tbs, alg, _KEY.sign(tbs, ec.ECDSA(hashes.SHA256())))
+        facts = read_leaf(der)
+        assert facts is not None
+        assert facts.serial == x509.load_der_x509_certificate(der).serial_number
 
 
 @pytest.mark.parametrize("serial", [b"\x00", b"\x80\x01", b"\xff", b"\x00\x00"])

@@ -168,7 +168,15 @@ def _read(der: bytes) -> LeafFacts | None:
         if tag != 0x30 or ext_end != stop or pos == ext_end:
             return None
         while pos < ext_end:
-            tag, field, pos = item(der, pos, ext_end)
+            # Short lengths read in place (the common case): what ``_tlv`` does for them,
+            # its tag checks implied by the tags required here.
+            length = der[pos + 1] if pos + 2 <= ext_end else 0x80
+            if length < 0x80:
+                tag, field, pos = der[pos], pos + 2, pos + 2 + length
+                if pos > ext_end:
+                    return None
+            else:
+                tag, field, pos = item(der, pos, ext_end)
             if tag != 0x30 or field + 2 > pos:
                 return None
             # The OID, read in place: tag 6 and a one-octet length (no extension OID needs
@@ -181,7 +189,12 @@ def _read(der: bytes) -> LeafFacts | None:
                 oid_end += 3
             elif der[oid_end : oid_end + 1] == b"\x01":
                 return None  # FALSE spelt out (DER forbids a default) or not DER TRUE
-            tag, value_start, value_end = item(der, oid_end, pos)
+            length = der[oid_end + 1] if oid_end + 2 <= pos else 0x80
+            if length < 0x80:
+                tag, value_start = der[oid_end], oid_end + 2
+                value_end = value_start + length
+            else:
+                tag, value_start, value_end = item(der, oid_end, pos)
             if tag != 0x04 or value_end != pos:
                 return None
             oid = der[field + 2 : oid_end - 3 if critical else oid_end]
