@@ -646,7 +646,9 @@ class Verifier:
                 raise
             raise CertificateInvalid(f"{exc.detail}: {hint[0]}", code=exc.code) from None
         check_leaf_key(leaf, facts.spki if facts is not None else None)
-        until = min(c.not_valid_after_utc for c in chain) + timedelta(seconds=self._skew_s)
+        until = min([c.not_valid_after_utc for c in chain])
+        if self._skew_s:
+            until += timedelta(seconds=self._skew_s)
         if self._revocation is not None:
             rev_until = self._check_revocation(chain, at)
             if rev_until is not None:
