@@ -110,3 +110,47 @@ def test_der_bytes_take_the_short_way_to_the_same_answer(data: bytes) -> None:
     general path (a ``bytearray`` of the same octets takes it), alone or in a sequence."""
     assert _outcome(data) == _outcome(bytearray(data))
     assert _outcome([data, _CHAIN[1]]) == _outcome([bytearray(data), bytearray(_CHAIN[1])])
+
+
+def _reference_split(data: bytes) -> object:
+    """Concatenated DER split with the general strict reader, the way ``split_der`` does
+    when its shortcut for one certificate does not apply."""
+    from mtlsauth import _der
+    from mtlsauth._der import DERError
+
+    out = []
+    pos = 0
+    while pos < len(data):
+        if pos + 2 > len(data) or data[pos] != 0x30:
+            return "malformed"
+        try:
+            _, _, stop = _der.header(data, pos, len(data))
+        except DERError:
+            return "malformed"
+        if stop > len(data):
+            return "malformed"
+        out.append(data[pos:stop])
+        pos = stop
+        if len(out) > 16:
+            return "malformed"
+    return out or "malformed"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    data=st.one_of(
+        st.builds(
+            lambda head, body, cut: (head + body)[:cut],
+            st.sampled_from([b"\x30\x82\x01\x00", b"\x30\x82\x00\xff", b"\x30\x82\x01\x04"]),
+            st.binary(min_size=250, max_size=262),
+            st.integers(250, 270),
+        ),
+        st.sampled_from([*_CHAIN, b"".join(_CHAIN), _CHAIN[0] + b"\x00", _CHAIN[0][:-1]]),
+    )
+)
+def test_one_certificate_is_split_as_the_general_reader_splits_it(data: bytes) -> None:
+    try:
+        got: object = split_der(data)
+    except CertificateInvalid as exc:
+        got = "malformed" if exc.code == "certificate_malformed" else exc.code
+    assert got == _reference_split(data)

@@ -123,6 +123,17 @@ def _der_length(data: bytes, pos: int, tag: int = 0x30) -> tuple[int, int]:
 
 def split_der(data: bytes) -> list[bytes]:
     """Split concatenated DER certificates by their ASN.1 lengths (HAProxy ``ssl_c_chain_der``)."""
+    n = len(data)
+    # The common item: one certificate of 256 octets to 64 KB, a SEQUENCE whose two-octet
+    # length (minimal: its first octet is not zero) ends exactly at the end of the input.
+    if (
+        n > 4
+        and data[0] == 0x30
+        and data[1] == 0x82
+        and data[2]
+        and data[2] << 8 | data[3] == n - 4
+    ):
+        return [data]
     out: list[bytes] = []
     pos = 0
     while pos < len(data):
