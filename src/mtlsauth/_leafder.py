@@ -1,7 +1,8 @@
 """What the request path reads from a client certificate, found in one strict walk of its DER.
 
-``read_leaf`` locates the TBSCertificate, the issuer, subject and subjectPublicKeyInfo, and
-every extension (OID, critical flag, value) with the strict reader of ``_der``; it returns
+``read_leaf`` locates the TBSCertificate, the serial number, the issuer, subject and
+subjectPublicKeyInfo, and every extension (OID, critical flag, value) with the strict reader
+of ``_der`` (short lengths inside the extensions read in place, by the same rules); it returns
 ``None`` for anything it does not read (a version other than v3, unique identifiers, a
 critical flag spelt other than ``TRUE``, a duplicated extension, a non-positive serial, any
 DER error), and the caller then takes the full reading through cryptography, which gives
