@@ -116,46 +116,6 @@ def _same(der: bytes) -> object:
     return got
 
 
-def test_the_fast_constructor_builds_the_same_identity() -> None:
-    """``_new_identity`` (the verifier's constructor) against the dataclass's own: every
-    field, defaults included, the same class, equal, the same repr, frozen."""
-    cert = x509.load_der_x509_certificate(_cert(_ISSUER))
-    values = {
-        "subject": "CN=a\\,b",
-        "common_name": "a,b",
-        "organization": "o",
-        "organizational_units": ("u1", "u2"),
-        "dns_names": ("a.example",),
-        "uris": ("spiffe://td/w",),
-        "emails": ("u@example.com",),
-        "ip_addresses": (ipaddress.ip_address("10.0.0.1"),),
-        "spiffe_id": "spiffe://td/w",
-        "issuer": "CN=CA",
-        "serial_number": 7,
-        "fingerprint_sha256": "ab" * 32,
-        "not_before": dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
-        "not_after": dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc),
-        "certificate": cert,
-        "chain": (cert,),
-        "source": "header:x-client-cert",
-        "organizations": ("o", "p"),
-        "_organizations_from": (cert, ("o", "p")),
-    }
-    for extra in ({}, {"verified_by": "proxy", "subject_name": cert.subject}):
-        want = _identity.ClientIdentity(**values, **extra)  # type: ignore[arg-type]
-        got = _identity._new_identity(**values, **extra)
-        assert type(got) is _identity.ClientIdentity
-        assert got == want
-        assert repr(got) == repr(want)
-        assert hash(got.ip_addresses) == hash(want.ip_addresses)
-        for f in dataclasses.fields(_identity.ClientIdentity):
-            assert getattr(got, f.name) == getattr(want, f.name), f.name
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            got.subject = "CN=other"  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        _identity._new_identity(subject="CN=a")  # a field without a default is required
-
-
 # --- names built with cryptography ----------------------------------------------------------
 
 _OIDS = [oid for oid in vars(NameOID).values() if isinstance(oid, x509.ObjectIdentifier)] + [

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import hmac
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -136,42 +135,6 @@ class ClientIdentity:
             Always False for a proxy-verified identity, which has no certificate to bind to.
         """
         return binding_matches(self, cnf)
-
-
-def _fast_constructor() -> Callable[..., ClientIdentity]:
-    """A constructor of ``ClientIdentity`` for the verifier's own use: every field passed by
-    keyword, stored with the slots' own setters. The dataclass ``__init__`` stores each of
-    the 22 fields through ``object.__setattr__`` (frozen), about half the cost of building
-    an identity on a miss; the object made here is the same (same class, frozen, equal,
-    same ``repr``), as ``tests/test_identity_der.py`` checks field by field.
-
-    Generated from the dataclass's fields, as ``dataclasses`` generates ``__init__``, so it
-    cannot fall out of step with them; no field has a default factory, and the class has
-    no ``__post_init__`` (both checked here, at import).
-    """
-    fields = dataclasses.fields(ClientIdentity)
-    if hasattr(ClientIdentity, "__post_init__") or any(
-        f.default_factory is not dataclasses.MISSING for f in fields
-    ):
-        raise RuntimeError("ClientIdentity changed: update _fast_constructor")
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": ClientIdentity}
-    params = []
-    body = ["    o = _new(_cls)"]
-    for f in fields:
-        namespace[f"_set_{f.name}"] = vars(ClientIdentity)[f.name].__set__
-        if f.default is dataclasses.MISSING:
-            params.append(f.name)
-        else:
-            namespace[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-        body.append(f"    _set_{f.name}(o, {f.name})")
-    source = f"def make(*, {', '.join(params)}):\n" + "\n".join(body) + "\n    return o\n"
-    exec(source, namespace)  # noqa: S102 - generated from the fields above, no outside input
-    make: Callable[..., ClientIdentity] = namespace["make"]
-    return make
-
-
-_new_identity = _fast_constructor()
 
 
 # --- certificate-bound tokens (RFC 8705): the identity's side of the binding -----------
@@ -454,7 +417,7 @@ def _from_facts(
         return None
     dns, uris, emails, ips = values
     spiffe = [u for u in uris if u[:9].lower() == "spiffe://"]
-    return _new_identity(
+    return ClientIdentity(
         subject=text,
         common_name=common_names[0] if common_names else None,
         organization=organizations[0] if organizations else None,
