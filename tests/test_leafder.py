@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from _x509_forge import assemble, split, tlv
 from mtlsauth import MTLSAuthError, Policy, Verifier, _leafder
 from mtlsauth._cache import policy_verdict
-from mtlsauth._der import encode_oid, item
+from mtlsauth._der import encode_oid, item, item_in_window
 from mtlsauth._identity import identity_from_certificate, subject_organizations
 from mtlsauth._leafder import (
     extensions_read,
@@ -556,7 +556,7 @@ def test_memos_give_what_a_first_reading_gives() -> None:
     cut=st.integers(0, 400),
 )
 def test_the_fast_header_reader_agrees_with_the_strict_one(data: bytes, cut: int) -> None:
-    """``_leafder._tlv`` reads exactly what ``_der.item`` reads (it declines only lengths of
+    """``_der.item_in_window`` reads exactly what ``_der.item`` reads (it declines only lengths of
     four octets, which no certificate on the request path has)."""
     from mtlsauth._der import DERError
 
@@ -566,7 +566,7 @@ def test_the_fast_header_reader_agrees_with_the_strict_one(data: bytes, cut: int
     except DERError:
         want = DERError
     try:
-        got: object = _leafder._tlv(data, 0, end)
+        got: object = item_in_window(data, 0, end)
     except DERError:
         got = DERError
     if want is not DERError and data[1] == 0x84:

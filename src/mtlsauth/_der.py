@@ -31,6 +31,7 @@ __all__ = [
     "encode_oid",
     "header",
     "item",
+    "item_in_window",
     "items",
     "read_name",
 ]
@@ -82,6 +83,45 @@ def item(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     if stop > end:
         raise DERTruncated(tag, pos, stop)
     return tag, pos, stop
+
+
+def item_in_window(der: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """``item`` for the lengths a certificate uses (up to three length octets), with the
+    same rules: a one-octet tag, the shortest definite length, inside ``[pos, end)``; a
+    four-octet length is refused here. For a caller that has checked its window once
+    (``end`` never past the buffer nor ``MAX_INPUT``: ``len(der)`` of a bounded input or an
+    item's own end), so the per-item window check is left out: the leaf reader on the
+    uncached path calls it about thirty times per certificate. ``tests/test_leafder.py``
+    holds it to ``item``."""
+    if pos + 2 > end:
+        raise DERError("truncated item")
+    tag = der[pos]
+    if tag & 0x1F == 0x1F:
+        raise DERError("high tag numbers are not read here")
+    length = der[pos + 1]
+    if length < 0x80:
+        start = pos + 2
+    elif length == 0x81:
+        if pos + 3 > end or der[pos + 2] < 0x80:
+            raise DERError("truncated or non-minimal length")
+        length = der[pos + 2]
+        start = pos + 3
+    elif length == 0x82:
+        if pos + 4 > end or der[pos + 2] == 0:
+            raise DERError("truncated or non-minimal length")
+        length = der[pos + 2] << 8 | der[pos + 3]
+        start = pos + 4
+    elif length == 0x83:
+        if pos + 5 > end or der[pos + 2] == 0:
+            raise DERError("truncated or non-minimal length")
+        length = der[pos + 2] << 16 | der[pos + 3] << 8 | der[pos + 4]
+        start = pos + 5
+    else:
+        raise DERError("indefinite or oversized length")
+    stop = start + length
+    if stop > end:
+        raise DERError("item runs past its container")
+    return tag, start, stop
 
 
 def header(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:

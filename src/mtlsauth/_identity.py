@@ -32,10 +32,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from mtlsauth._der import DERError, certificate_names, encode_oid, read_name
+from mtlsauth._der import DERError, certificate_names, encode_oid, item, read_name
 from mtlsauth._errors import CertificateInvalid
 from mtlsauth._leafder import MEMO_MAX_KEY, LeafFacts, extensions_read
 from mtlsauth._memo import BoundedMemo
+from mtlsauth._tbs import _tbs_names
 
 __all__ = [
     "ClientIdentity",
@@ -206,30 +207,9 @@ def _first(values: tuple[str, ...]) -> str | None:
 _ISSUERS: BoundedMemo[bytes, tuple[x509.Name, str]] = BoundedMemo(1024)
 
 
-def _der_item(buf: bytes, i: int) -> tuple[int, int]:
-    """Start of the content and end of the DER item at ``i`` (low-tag-number form)."""
-    length = buf[i + 1]
-    i += 2
-    if length & 0x80:
-        n = length & 0x7F
-        length = int.from_bytes(buf[i : i + n], "big")
-        i += n
-    return i, i + length
-
-
-def _issuer_der(tbs: bytes) -> bytes:
-    """The issuer field of a TBSCertificate (RFC 5280 4.1): after version, serial, signature."""
-    i, _ = _der_item(tbs, 0)
-    if tbs[i] == 0xA0:  # [0] EXPLICIT version
-        i = _der_item(tbs, i)[1]
-    i = _der_item(tbs, i)[1]  # serialNumber
-    i = _der_item(tbs, i)[1]  # signature AlgorithmIdentifier
-    return tbs[i : _der_item(tbs, i)[1]]
-
-
 def _issuer(cert: x509.Certificate) -> tuple[x509.Name, str]:
     try:
-        key = _issuer_der(cert.tbs_certificate_bytes)
+        key = _tbs_names(cert)[0]
     except (IndexError, ValueError):  # cannot happen for a parsed certificate; stay correct
         name = cert.issuer
         return name, name.rfc4514_string()
@@ -656,11 +636,12 @@ def equivalent_fingerprints(der: bytes) -> frozenset[str]:
     """
     out = {hashlib.sha256(der).hexdigest()}
     try:
-        i, _ = _der_item(der, 0)
-        tbs_end = _der_item(der, i)[1]
-        alg_end = _der_item(der, tbs_end)[1]
-        sig_start, sig_end = _der_item(der, alg_end)
-        if der[alg_end] != 0x03 or sig_end != len(der):
+        n = len(der)
+        _, i, outer_end = item(der, 0, n)
+        tbs_end = item(der, i, outer_end)[2]
+        alg_end = item(der, tbs_end, outer_end)[2]
+        sig_tag, sig_start, sig_end = item(der, alg_end, outer_end)
+        if sig_tag != 0x03 or sig_end != n or outer_end != n:
             return frozenset(out)
         head = der[i:alg_end]  # TBSCertificate and signatureAlgorithm, exactly as signed
         signature = der[sig_start + 1 : sig_end]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Final, Literal
 
-from mtlsauth._der import MAX_INPUT, DERError, item
+from mtlsauth._der import MAX_INPUT, DERError, item, item_in_window
 from mtlsauth._memo import BoundedMemo
 
 __all__ = ["LeafFacts", "SanValues", "extensions_read", "profile_passes", "read_leaf"]
@@ -97,43 +97,8 @@ def read_leaf(der: bytes) -> LeafFacts | None:
         return None
 
 
-def _tlv(der: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """``_der.item`` for the lengths a certificate uses (up to three length octets), with
-    the same rules: a one-octet tag, the shortest definite length, inside ``[pos, end)``.
-    ``end`` never exceeds the buffer (callers pass ``len(der)`` or an item's own end)."""
-    if pos + 2 > end:
-        raise DERError("truncated item")
-    tag = der[pos]
-    if tag & 0x1F == 0x1F:
-        raise DERError("high tag numbers are not read here")
-    length = der[pos + 1]
-    if length < 0x80:
-        start = pos + 2
-    elif length == 0x81:
-        if pos + 3 > end or der[pos + 2] < 0x80:
-            raise DERError("truncated or non-minimal length")
-        length = der[pos + 2]
-        start = pos + 3
-    elif length == 0x82:
-        if pos + 4 > end or der[pos + 2] == 0:
-            raise DERError("truncated or non-minimal length")
-        length = der[pos + 2] << 8 | der[pos + 3]
-        start = pos + 4
-    elif length == 0x83:
-        if pos + 5 > end or der[pos + 2] == 0:
-            raise DERError("truncated or non-minimal length")
-        length = der[pos + 2] << 16 | der[pos + 3] << 8 | der[pos + 4]
-        start = pos + 5
-    else:
-        raise DERError("indefinite or oversized length")
-    stop = start + length
-    if stop > end:
-        raise DERError("item runs past its container")
-    return tag, start, stop
-
-
 def _read(der: bytes) -> LeafFacts | None:
-    item = _tlv
+    item = item_in_window
     n = len(der)
     tag, pos, end = item(der, 0, n)
     if tag != 0x30 or end != n:
@@ -169,7 +134,7 @@ def _read(der: bytes) -> LeafFacts | None:
         if tag != 0x30 or ext_end != stop or pos == ext_end:
             return None
         while pos < ext_end:
-            # Short lengths read in place (the common case): what ``_tlv`` does for them,
+            # Short lengths read in place (the common case): what ``_der.item_in_window`` does for them,
             # its tag checks implied by the tags required here.
             length = der[pos + 1] if pos + 2 <= ext_end else 0x80
             if length < 0x80:
