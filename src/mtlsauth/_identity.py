@@ -320,38 +320,21 @@ def _direct(
     subject = _subject(raw, subject_start, subject_end)
     if subject is None:
         return None
-    text, common_names, organizations, units = subject
     key = raw[issuer_start:issuer_end]
     hit = _ISSUERS.get(key)
     if hit is None:
         name = view.issuer
         hit = (name, name.rfc4514_string())
         _ISSUERS.put(key, hit)
-    issuer_name, issuer = hit
-    dns, uris, emails, ips = _san_values(view)
-    spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
-    return ClientIdentity(
-        subject=text,
-        common_name=common_names[0] if common_names else None,
-        organization=organizations[0] if organizations else None,
-        organizations=organizations,
-        organizational_units=units,
-        dns_names=dns,
-        uris=uris,
-        emails=emails,
-        ip_addresses=ips,
-        spiffe_id=spiffe[0] if len(spiffe) == 1 else None,
-        issuer=issuer,
-        serial_number=leaf.serial_number,
-        fingerprint_sha256=hashlib.sha256(raw).hexdigest(),
-        not_before=leaf.not_valid_before_utc,
-        not_after=leaf.not_valid_after_utc,
-        certificate=leaf,
-        chain=chain or (leaf,),
-        source=source,
-        verified_by="mtlsauth",
-        issuer_name=issuer_name,
-        _organizations_from=(leaf, organizations),
+    return _assemble(
+        leaf,
+        chain,
+        source,
+        subject,
+        hit,
+        _san_values(view),
+        leaf.serial_number,
+        hashlib.sha256(raw).hexdigest(),
     )
 
 
@@ -385,17 +368,40 @@ def _from_facts(
             _SUBJECTS.put(facts.subject, subject)
     if subject is False:
         return None
-    text, common_names, organizations, units = subject
     hit = _ISSUERS.get(facts.issuer)
     if hit is None:
         name = x509.load_der_x509_certificate(raw).issuer  # throwaway: leaf keeps no Name
         hit = (name, name.rfc4514_string())
         _ISSUERS.put(facts.issuer, hit)
-    issuer_name, issuer = hit
     values = facts.san()
     if values is None:
         return None
-    dns, uris, emails, ips = values
+    return _assemble(
+        leaf,
+        chain,
+        source,
+        subject,
+        hit,
+        values,
+        facts.serial,
+        fingerprint or hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def _assemble(
+    leaf: x509.Certificate,
+    chain: tuple[x509.Certificate, ...],
+    source: str,
+    subject: _SubjectParts,
+    issuer: tuple[x509.Name, str],
+    san: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[IPAddress, ...]],
+    serial: int,
+    fingerprint: str,
+) -> ClientIdentity:
+    """The identity of a leaf whose subject, issuer and SAN were read from its DER."""
+    text, common_names, organizations, units = subject
+    issuer_name, issuer_text = issuer
+    dns, uris, emails, ips = san
     spiffe = [u for u in uris if u[:9].lower() == "spiffe://"]
     return ClientIdentity(
         subject=text,
@@ -408,9 +414,9 @@ def _from_facts(
         emails=emails,
         ip_addresses=ips,
         spiffe_id=spiffe[0] if len(spiffe) == 1 else None,
-        issuer=issuer,
-        serial_number=facts.serial,
-        fingerprint_sha256=fingerprint or hashlib.sha256(raw).hexdigest(),
+        issuer=issuer_text,
+        serial_number=serial,
+        fingerprint_sha256=fingerprint,
         not_before=leaf.not_valid_before_utc,
         not_after=leaf.not_valid_after_utc,
         certificate=leaf,
