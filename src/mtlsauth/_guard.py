@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from mtlsauth._errors import (
     AmbiguousRequest,
@@ -58,9 +57,7 @@ from mtlsauth._refusal import (
 )
 from mtlsauth._routes import MODES, Mode, Route, _path_pattern, _validate_mode, path_ambiguity
 from mtlsauth._types import Presented, fast_init
-
-if TYPE_CHECKING:
-    from mtlsauth._verifier import Verifier
+from mtlsauth._verifier import NOT_CACHED, Verifier
 
 __all__ = [
     "MODES",
@@ -249,8 +246,6 @@ class Guard:
         verification_threads: int = 4,
         verification_queue: int = 64,
     ) -> None:
-        from mtlsauth._verifier import NOT_CACHED, Verifier
-
         if not isinstance(verifier, Verifier):
             raise TypeError("verifier must be a mtlsauth.Verifier")
         self.verifier = verifier

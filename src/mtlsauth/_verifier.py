@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -42,6 +41,7 @@ from mtlsauth._errors import (
     MTLSAuthError,
     RevocationUnavailable,
 )
+from mtlsauth._forwarded._cert import ForwardedCert
 from mtlsauth._identity import ClientIdentity, identity_from_certificate
 from mtlsauth._leafder import read_leaf
 from mtlsauth._memo import BoundedMemo
@@ -52,6 +52,7 @@ from mtlsauth._pathvalidation import (
     missing_issuer_hint,
     validate_path,
 )
+from mtlsauth._policy._policy import Policy
 from mtlsauth._revocation._compose import AllOf, reload_part
 from mtlsauth._revocation._crl import what_if
 from mtlsauth._truststore import (
@@ -61,10 +62,6 @@ from mtlsauth._truststore import (
     refuse_end_entities,
 )
 from mtlsauth._types import HealthReporting, Presented, RevocationChecker
-
-if TYPE_CHECKING:
-    from mtlsauth._forwarded._cert import ForwardedCert
-    from mtlsauth._policy._policy import Policy
 
 __all__ = ["NOT_CACHED", "Verifier"]
 
@@ -171,9 +168,6 @@ class Verifier:
         cache_size: int = 10_000,
         cache_ttl: float = _DEFAULT_TTL,
     ) -> None:
-        from mtlsauth._forwarded._cert import ForwardedCert
-        from mtlsauth._policy._policy import Policy
-
         if trust_store is not None and not isinstance(trust_store, TrustStore):
             raise TypeError("trust_store must be a TrustStore (e.g. TrustStore.from_pem_file(...))")
         if trust_store is not None:

@@ -52,6 +52,8 @@ def build_forwarded_headers(preset: str, cert: ClientCert) -> list[tuple[str, st
     ``"traefik"``, ``"rfc9440"``...) or an encoding name (``"url-pem"``...). The values are
     byte for byte what that proxy writes; the names are its default (or documented) ones.
     """
+    # pytest loads this plugin in every session where mtlsauth is installed: the test PKI
+    # and the encoders are imported only by the fixtures that use them.
     from mtlsauth.testing import encode_forwarded
 
     return encode_forwarded(preset, cert.chain_der)
@@ -94,7 +96,7 @@ def build_asgi_tls_scope(
 @pytest.fixture(scope="session")
 def mtls_ca() -> CA:
     """A session-wide test CA (``mtlsauth.testing.CA``): issue certificates, CRLs, trust."""
-    from mtlsauth.testing import CA
+    from mtlsauth.testing import CA  # on first use only (see above)
 
     return CA(organization="mtlsauth pytest CA")
 

@@ -72,6 +72,7 @@ def build_app(verifier: Verifier) -> Any:
         raise RuntimeError(
             "the demo needs FastAPI: pip install 'mtlsauth[fastapi,uvicorn]'"
         ) from None
+    # Imported once FastAPI is known to be there: the CLI's other commands need no framework.
     from mtlsauth._identity import ClientIdentity
     from mtlsauth.adapters.asgi import MTLSMiddleware, client_identity
 

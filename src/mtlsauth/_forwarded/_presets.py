@@ -100,7 +100,7 @@ PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
 def resolve_name(name: object, choices: Iterable[str], what: str) -> str:
     """``name`` as spelled in ``choices``, matched case-insensitively; ``ValueError`` with a
     "did you mean" suggestion otherwise."""
-    import difflib
+    import difflib  # only when a name is wrong: kept off the import of every app
 
     options = list(choices)
     if isinstance(name, str):

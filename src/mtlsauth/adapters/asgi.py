@@ -28,10 +28,10 @@ from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
+from mtlsauth._policy._policy import Policy
 from mtlsauth._types import ASGIApp, Message, Presented, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from mtlsauth._policy._policy import Policy
     from mtlsauth._verifier import Verifier
 
 __all__ = [
@@ -475,8 +475,6 @@ def require_client_cert(*, policy: Policy | None = None) -> Callable[..., Client
     Raises:
         TypeError: ``policy`` is not a Policy.
     """
-    from mtlsauth._policy._policy import Policy
-
     if policy is not None and not isinstance(policy, Policy):
         raise TypeError("policy must be a Policy")
     return _dependency(lambda scope: _required(scope, policy), "require_client_cert")

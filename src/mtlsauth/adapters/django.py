@@ -59,7 +59,7 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 
 from mtlsauth._config import Config, config_from_mapping, load_config
-from mtlsauth._errors import AmbiguousRequest, MTLSAuthError
+from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._guard import Decision, Guard, RequestView, problem_body, problem_headers
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._types import Presented
@@ -304,8 +304,6 @@ def identity_from_request(request: HttpRequest) -> ClientIdentity | None:
     Raises:
         mtlsauth.IdentityMissing: the middleware did not run for this request.
     """
-    from mtlsauth._errors import IdentityMissing
-
     try:
         return request.mtls_identity  # type: ignore[no-any-return]
     except AttributeError:

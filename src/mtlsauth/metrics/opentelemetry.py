@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import metrics as otel_metrics
 
+from mtlsauth import __version__
 from mtlsauth.metrics import decision_labels, health_gauges
 
 if TYPE_CHECKING:
@@ -64,8 +65,6 @@ class OpenTelemetryMetrics:
         meter: Meter | None = None,
         on_decision: Callable[[Decision], object] | None = None,
     ) -> None:
-        from mtlsauth import __version__
-
         self._meter = meter or otel_metrics.get_meter("mtlsauth", __version__)
         self.decisions = self._meter.create_counter(
             "mtlsauth.decisions", unit="{decision}", description="Decisions by outcome and code."
