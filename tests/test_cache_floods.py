@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from mtlsauth import ForwardedCert, MTLSAuthError, Presented
@@ -35,6 +37,33 @@ def test_bounded_memo_keeps_repeated_keys_through_a_flood_of_new_ones() -> None:
     assert len(memo) <= 8 + 8
     memo.clear()
     assert memo.get("a") is None
+
+
+def test_bounded_memo_does_not_keep_a_key_over_its_length_bound() -> None:
+    memo: BoundedMemo[bytes, int] = BoundedMemo(4, max_key_len=8)
+    memo.put(b"x" * 8, 1)
+    memo.put(b"x" * 9, 2)  # a client-chosen key of any size would otherwise stay in memory
+    assert memo.get(b"x" * 8) == 1
+    assert memo.get(b"x" * 9) is None
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("mtlsauth._identity", "_ISSUERS"),
+        ("mtlsauth._identity", "_SUBJECTS"),
+        ("mtlsauth._leafder", "_SANS"),
+        ("mtlsauth._leafder", "_EKUS"),
+        ("mtlsauth._pathvalidation", "_KEYS"),
+        ("mtlsauth._verifier", "_PRESENTED"),
+    ],
+)
+def test_memos_keyed_by_request_bytes_bound_their_keys(module: str, name: str) -> None:
+
+    memo = getattr(importlib.import_module(module), name)
+    assert isinstance(memo, BoundedMemo)
+    assert memo._max_key_len is not None
+    assert memo._max_key_len <= 8192
 
 
 def test_xfcc_parse_memo_survives_a_flood(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -204,7 +204,7 @@ def _first(values: tuple[str, ...]) -> str | None:
 # Issuer names repeat across every client of a CA: parse each distinct one once and share the
 # Name and its string between identities (memory per cached identity, and ~20 us per miss).
 # Keyed by the issuer's exact DER bytes, so a shared value is what parsing would have given.
-_ISSUERS: BoundedMemo[bytes, tuple[x509.Name, str]] = BoundedMemo(1024)
+_ISSUERS: BoundedMemo[bytes, tuple[x509.Name, str]] = BoundedMemo(1024, max_key_len=MEMO_MAX_KEY)
 
 
 def _issuer(cert: x509.Certificate) -> tuple[x509.Name, str]:
@@ -341,7 +341,9 @@ def _direct(
 # Subjects repeat across certificates (renewals, replicas of one service): what ``_subject``
 # reads from one is remembered by the Name's exact DER bytes (up to MEMO_MAX_KEY octets);
 # ``False`` for a subject it does not read (the full reading decides those).
-_SUBJECTS: BoundedMemo[bytes, _SubjectParts | Literal[False]] = BoundedMemo(1024)
+_SUBJECTS: BoundedMemo[bytes, _SubjectParts | Literal[False]] = BoundedMemo(
+    1024, max_key_len=MEMO_MAX_KEY
+)
 
 
 def _from_facts(
@@ -364,8 +366,7 @@ def _from_facts(
             subject = _subject(facts.subject, 0, len(facts.subject)) or False
         except (DERError, UnicodeDecodeError):
             subject = False
-        if len(facts.subject) <= MEMO_MAX_KEY:
-            _SUBJECTS.put(facts.subject, subject)
+        _SUBJECTS.put(facts.subject, subject)
     if subject is False:
         return None
     hit = _ISSUERS.get(facts.issuer)

@@ -275,15 +275,14 @@ def extensions_read(facts: LeafFacts) -> bool:
 
 _BASIC_CONSTRAINTS = frozenset({b"\x30\x00", b"\x30\x03\x01\x01\xff"})
 _BC_PATHLEN = b"\x30\x06\x01\x01\xff\x02\x01"
-_EKUS: BoundedMemo[bytes, bool] = BoundedMemo(256)  # keys up to MEMO_MAX_KEY octets
+_EKUS: BoundedMemo[bytes, bool] = BoundedMemo(256, max_key_len=MEMO_MAX_KEY)
 
 
 def _eku_read(value: bytes) -> bool:
     known = _EKUS.get(value)
     if known is None:
         known = _eku_walk(value)
-        if len(value) <= MEMO_MAX_KEY:
-            _EKUS.put(value, known)
+        _EKUS.put(value, known)
     return known
 
 
@@ -318,7 +317,7 @@ def _oid_ok(oid: bytes) -> bool:
     return True
 
 
-_SANS: BoundedMemo[bytes, SanValues | Literal[False]] = BoundedMemo(1024)
+_SANS: BoundedMemo[bytes, SanValues | Literal[False]] = BoundedMemo(1024, max_key_len=MEMO_MAX_KEY)
 _NO_SAN: SanValues = ((), (), (), ())
 
 
@@ -334,8 +333,7 @@ def san_values(value: bytes) -> SanValues | None:
     known = _SANS.get(value)
     if known is None:
         known = _san_walk(value) or False
-        if len(value) <= MEMO_MAX_KEY:
-            _SANS.put(value, known)
+        _SANS.put(value, known)
     return known if known is not False else None
 
 

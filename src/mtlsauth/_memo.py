@@ -23,12 +23,17 @@ class BoundedMemo(Generic[K, V]):
     A new key enters a probation segment; a key asked for again moves to the protected
     segment. Each segment is an LRU of its own (``size`` entries each), so keys seen once, a
     flood of unique inputs, only ever evict each other. ``None`` is not a storable value.
+
+    ``max_key_len`` bounds the memory a key may hold: ``put`` ignores a key (bytes, str)
+    longer than that, so a client cannot park megabytes in an entry; such a key is simply
+    computed again each time.
     """
 
-    __slots__ = ("_lock", "_probation", "_protected", "_size")
+    __slots__ = ("_lock", "_max_key_len", "_probation", "_protected", "_size")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, max_key_len: int | None = None) -> None:
         self._size = size
+        self._max_key_len = max_key_len
         self._probation: OrderedDict[K, V] = OrderedDict()
         self._protected: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
@@ -51,6 +56,9 @@ class BoundedMemo(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
+        limit = self._max_key_len
+        if limit is not None and len(key) > limit:  # type: ignore[arg-type]
+            return
         with self._lock:
             if key in self._protected:
                 self._protected[key] = value

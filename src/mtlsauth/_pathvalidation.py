@@ -150,14 +150,13 @@ def check_leaf_key(leaf: x509.Certificate, spki: bytes | None = None) -> None:
         verdict = _KEYS.get(spki)
         if verdict is None:
             verdict = _key_verdict(leaf)
-            if len(spki) <= _KEY_MEMO_MAX:
-                _KEYS.put(spki, verdict)
+            _KEYS.put(spki, verdict)
     if verdict:
         raise CertificateInvalid(verdict[0], code=verdict[1])
 
 
-_KEYS: BoundedMemo[bytes, tuple[str, ...]] = BoundedMemo(1024)
 _KEY_MEMO_MAX = 1200  # octets: an RSA-8192 subjectPublicKeyInfo, every EC and EdDSA one
+_KEYS: BoundedMemo[bytes, tuple[str, ...]] = BoundedMemo(1024, max_key_len=_KEY_MEMO_MAX)
 
 
 def _key_verdict(leaf: x509.Certificate) -> tuple[str, ...]:

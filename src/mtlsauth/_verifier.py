@@ -765,16 +765,15 @@ class Verifier:
 # the name-constraint check and the CRL set remember per certificate object.
 # Bounded in count and in size (a client chooses these bytes before anything is verified):
 # CA certificates are 1-2 KB, a larger one is parsed on every request instead.
-_PRESENTED: BoundedMemo[bytes, x509.Certificate] = BoundedMemo(64)
 _PRESENTED_MAX = 8192
+_PRESENTED: BoundedMemo[bytes, x509.Certificate] = BoundedMemo(64, max_key_len=_PRESENTED_MAX)
 
 
 def _load_presented(der: bytes) -> x509.Certificate:
     cert = _PRESENTED.get(der)
     if cert is None:
         cert = load_der(der)
-        if len(der) <= _PRESENTED_MAX:
-            _PRESENTED.put(der, cert)
+        _PRESENTED.put(der, cert)
     return cert
 
 
