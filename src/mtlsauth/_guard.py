@@ -341,7 +341,7 @@ class Guard:
     def cached(
         self,
         peer: str | None,
-        path: str,
+        path: str | None,
         method: str,
         raw_target: bytes | str | None,
         header: str | bytes | None = None,
@@ -360,10 +360,16 @@ class Guard:
         a bearer token, an untrusted forwarder, a cache miss or an entry not admitted
         yet, any refusal, any error. The decision is reported (hook, debug log) exactly
         as ``check`` reports it; which headers to hide stays ``must_strip(peer)``.
+
+        ``path`` may be ``None`` when the adapter has not read it (decoding it costs
+        something) because neither ``path_sensitive`` nor ``reporting`` needed it; should
+        either need it after all, ``None`` is returned and ``check`` decides.
         """
         try:
             if self.path_sensitive:
-                if self.check_target(raw_target, path, strict=strict_target) is not None:
+                if path is None or (
+                    self.check_target(raw_target, path, strict=strict_target) is not None
+                ):
                     return None
                 mode, route, exempt = self.resolve(path, method)
                 if exempt or mode == "off":
@@ -378,6 +384,8 @@ class Guard:
             else:
                 mode, route, policy = self.mode, None, None
             report = self.on_decision is not None or logger.isEnabledFor(_DEBUG)
+            if report and path is None:
+                return None
             started = time.perf_counter() if report else 0.0
             if header is not None:
                 identity = self.verifier._cached_header(header, peer, policy)
@@ -387,7 +395,7 @@ class Guard:
                 return None
         except Exception:  # noqa: BLE001 - the whole path decides (and refuses) it
             return None
-        if report:
+        if report and path is not None:  # (a report without a path was left to check)
             decision = Decision(
                 identity=identity,
                 error=None,
@@ -402,6 +410,12 @@ class Guard:
             )
             self._finish(decision)
         return identity
+
+    @property
+    def reporting(self) -> bool:
+        """True when someone reads each decision (``on_decision``, or the ``mtlsauth``
+        logger at debug level): a hot path must then hand ``cached`` the path."""
+        return self.on_decision is not None or logger.isEnabledFor(_DEBUG)
 
     def _start(self, view: RequestView) -> Decision | tuple[Presented, Mode, Route | None, bool]:
         """A decision the request line settles (a reported refusal, or an unreported skip

@@ -158,61 +158,75 @@ def mtls_middleware(
     fwd = guard.forwarded
     plain = fwd.plain_header if fwd is not None else None
     main = plain.encode("latin-1") if plain is not None else None
+    size = len(main) if main is not None else 0
+    sensitive = guard.path_sensitive
 
-    def cached(request: web.Request, peer: str | None) -> tuple[ClientIdentity, bool] | None:
-        """(identity, hide the certificate headers) of a request that a cached verification
-        admits with nothing else to decide (``Guard.cached``); ``None``: ``Guard.acheck``
-        decides it. Reads the request as ``credentials`` does."""
+    def cached(request: web.Request, transport: Any, peer: str | None) -> ClientIdentity | None:
+        """The identity of a request that a cached verification admits with nothing else
+        to decide or change (``Guard.cached``; no header to hide); ``None``:
+        ``Guard.acheck`` decides it. Reads the request as ``credentials`` does, and only
+        what a hit needs: the path is not decoded unless routes, exempt paths or a
+        reader of decisions use it."""
+        raw_headers = request.raw_headers
         header: bytes | None = None
         if main is not None:
-            size = len(main)
-            for k, v in request.raw_headers:
+            for k, v in raw_headers:
                 if len(k) == size and k.lower() == main:
                     if header is not None:
                         return None  # two copies: refused
                     header = v
-        args = (peer, request.path, request.method, request.raw_path)
+        path = request.path if sensitive or guard.reporting else None
+        raw_path = request.raw_path if sensitive else None
         if header is not None:
-            identity = guard.cached(*args, header=header, strict_target=_RAW_ROUTER)
-            return None if identity is None else (identity, False)
-        transport = request.transport
+            return guard.cached(
+                peer, path, request.method, raw_path, header, strict_target=_RAW_ROUTER
+            )
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         if ssl_object is None:
             return None
         chain = peer_chain(ssl_object)
         if not chain:
             return None
-        identity = guard.cached(*args, chain=chain, strict_target=_RAW_ROUTER)
-        return None if identity is None else (identity, guard.must_strip(peer))
+        if guard.must_strip(peer) and any(
+            k.lower().replace(b"_", b"-") in hide_raw for k, _ in raw_headers
+        ):
+            return None  # a header to hide: acheck decides, and the request is cloned
+        return guard.cached(
+            peer, path, request.method, raw_path, None, chain, strict_target=_RAW_ROUTER
+        )
 
     async def mtlsauth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        peer = _peer(request.transport)
-        hit = cached(request, peer)
-        identity: ClientIdentity | None
-        if hit is not None:
-            identity, strip = hit
-            route: Route | None = None
-            token: object = None
-            path, method = request.path, request.method
+        transport = request.transport
+        # _peer's first case inline: an IP socket's (host, port, ...)
+        name = transport.get_extra_info("peername") if transport is not None else None
+        if type(name) is tuple and name and type(name[0]) is str and name[0]:
+            peer: str | None = name[0]
         else:
-            decision = await guard.acheck(
-                RequestView(
-                    peer=peer,
-                    path=request.path,
-                    method=request.method,
-                    raw_target=request.raw_path,
-                    strict_target=_RAW_ROUTER,
-                    credentials=lambda: credentials(request, peer),
-                    authorization=lambda: request.headers.getall("Authorization", []),
-                )
+            peer = _peer(transport)
+        identity = cached(request, transport, peer)
+        if identity is not None:
+            request[IDENTITY_KEY] = identity
+            try:
+                return await handler(request)
+            except MTLSAuthError as exc:
+                return await _deny(guard, exc, request)
+        decision = await guard.acheck(
+            RequestView(
+                peer=peer,
+                path=request.path,
+                method=request.method,
+                raw_target=request.raw_path,
+                strict_target=_RAW_ROUTER,
+                credentials=lambda: credentials(request, peer),
+                authorization=lambda: request.headers.getall("Authorization", []),
             )
-            if decision.error is not None:
-                return await _deny(guard, decision.error, request)
-            identity, strip = decision.identity, bool(decision.hide)
-            route, token = decision.route, decision.token
-            path, method = decision.path, decision.method
+        )
+        if decision.error is not None:
+            return await _deny(guard, decision.error, request)
         # Clone the request only when a header must actually be hidden from the handler.
-        if strip and any(k.lower().replace(b"_", b"-") in hide_raw for k, _ in request.raw_headers):
+        if decision.hide and any(
+            k.lower().replace(b"_", b"-") in hide_raw for k, _ in request.raw_headers
+        ):
             kept = [
                 (k, v)
                 for k, v in request.headers.items()
@@ -228,11 +242,12 @@ def mtls_middleware(
                     "a header that is not UTF-8 came with a certificate header to remove",
                     code="request_malformed",
                 )
-                guard.refuse(error, peer, path, method)
+                guard.refuse(error, peer, decision.path, decision.method)
                 return await _deny(guard, error, request)
-        request[IDENTITY_KEY] = identity
+        request[IDENTITY_KEY] = decision.identity
+        route = decision.route
         if route is not None and route.token is not None:
-            request[TOKEN_KEY] = token
+            request[TOKEN_KEY] = decision.token
         try:
             return await handler(request)
         except MTLSAuthError as exc:
