@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import pytest
 
-from mtlsauth import ForwardedCert, TrustStore, Verifier
+from mtlsauth import ClientIdentity, ForwardedCert, TrustStore, Verifier
 from mtlsauth._config import config_from_mapping
 from mtlsauth._guard import Decision, Guard
 from mtlsauth.testing import CA, ClientCert
@@ -431,7 +431,10 @@ def test_wsgi_hot_path_decides_as_the_whole_path(hit_pki, mode) -> None:
 
 
 # -- aiohttp: a real server (the peer is the test client's, 127.0.0.1) --------------------------
-def test_aiohttp_hot_path_decides_as_the_whole_path(hit_pki) -> None:
+@pytest.mark.parametrize("plain", [False, True])
+def test_aiohttp_hot_path_decides_as_the_whole_path(hit_pki, plain) -> None:
+    """``plain``: no routes, no exempt paths and no reader of decisions, so a hit never
+    reads the path (only answers and counters can be compared then)."""
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
     from multidict import CIMultiDict
@@ -454,12 +457,13 @@ def test_aiohttp_hot_path_decides_as_the_whole_path(hit_pki) -> None:
                 decisions: list[Decision] = []
                 conf = _conf("mandatory")
                 conf["forwarded"]["trusted_proxies"] = [trusted]
+                if plain:
+                    del conf["exempt_paths"], conf["routes"]
                 kwargs = config_from_mapping(
                     conf, base_dir=p.root_files, name="hit"
                 ).middleware_kwargs()
-                app = web.Application(
-                    middlewares=[mtls_middleware(**kwargs, on_decision=decisions.append)]
-                )
+                hook = None if plain else decisions.append
+                app = web.Application(middlewares=[mtls_middleware(**kwargs, on_decision=hook)])
                 app.router.add_get("/{tail:.*}", handler)
                 client = TestClient(TestServer(app))
                 await client.start_server()
@@ -494,6 +498,120 @@ def test_aiohttp_hot_path_decides_as_the_whole_path(hit_pki) -> None:
                 await client.close()
 
     asyncio.run(run())
+
+
+# -- Django: the middleware under WSGI (WSGIRequest) and ASGI (ASGIRequest) ----------------------
+def _django_twins(mode: str, base: Path, mp: pytest.MonkeyPatch):
+    """Two ``MTLSMiddleware`` over two Guards of one configuration (``settings.MTLSAUTH``
+    builds one per process; here each twin gets its own, and so its own cache)."""
+    import test_django  # the adapter's own tests configure Django, once per process
+    from django.http import JsonResponse
+
+    from mtlsauth.adapters import django as dj
+
+    test_django.configure_django()
+
+    def view(request):
+        who = dj.identity_from_request(request)
+        seen = [(k, v) for k, v in request.META.items() if k == "HTTP_X_SSL_CLIENT_CERT"]
+        return JsonResponse({"cn": who.common_name if who else None, "hdr": seen})
+
+    out = []
+    for _ in range(2):
+        decisions: list[Decision] = []
+        kwargs = _kwargs(mode, base, decisions)
+        guard = Guard(**kwargs)
+        mp.setattr(dj, "get_guard", lambda guard=guard: guard)
+        out.append(((dj.MTLSMiddleware(view), guard), kwargs["verifier"], decisions))
+    return out
+
+
+def _django_send(mp: pytest.MonkeyPatch, twin, make) -> Seen:
+    from mtlsauth.adapters import django as dj
+
+    middleware, guard = twin
+    mp.setattr(dj, "get_guard", lambda: guard)
+    response = middleware(make())
+    data = json.loads(response.content)
+    if response.status_code != 200:
+        return Seen(response.status_code, data["code"], None, ())
+    return Seen(200, None, data["cn"], tuple(tuple(h) for h in data["hdr"]))
+
+
+def _django_wsgi(environ: dict[str, Any]):
+    """A ``WSGIRequest`` of this environ (a fresh one per call: Django mutates it)."""
+    import io
+
+    from django.core.handlers.wsgi import WSGIRequest
+
+    def make():
+        return WSGIRequest({**environ, "wsgi.input": io.BytesIO(b"")})
+
+    return make
+
+
+def _django_asgi(scope: dict[str, Any]):
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    def make():
+        return ASGIRequest(dict(scope), io.BytesIO(b""))
+
+    return make
+
+
+@pytest.mark.parametrize("mode", ["mandatory", "optional", "off"])
+def test_django_hot_path_decides_as_the_whole_path(hit_pki, mode) -> None:
+    p = hit_pki
+    good = p.values["good"]
+    assert good is not None
+    ok = [(HEADER, good)]
+    requests: list[Any] = []
+    for name, target, headers in _requests(p):
+        for peer in (TRUSTED, UNTRUSTED):
+            environ = _environ(target, headers, peer, REQUEST_URI=target)
+            del environ["RAW_URI"]
+            requests.append((name, _django_wsgi(environ)))
+            if name != "non-ascii":  # ASGI headers are bytes: latin-1 only
+                requests.append((name, _django_asgi(_scope(target, headers, peer))))
+    for extra in (
+        {"SSL_CLIENT_CERT": p.good.cert_pem.text()},
+        {"SSL_CLIENT_CERT": 3},
+        {"SSL_CLIENT_VERIFY": "FAILED:unknown CA"},
+        {"SSL_CLIENT_VERIFY": "SUCCESS"},
+        {"REMOTE_ADDR": ""},
+        {"REQUEST_URI": "/app/%2e%2e/healthz"},
+        {"REQUEST_METHOD": "POST"},
+    ):
+        requests.append(("odd", _django_wsgi(_environ("/app", ok, TRUSTED, **extra))))
+    requests += [("odd", _django_asgi(s)) for s in _odd_scopes(p) if _django_reads(s)]
+    hits: list[ClientIdentity] = []
+    real = Guard.cached
+
+    def spy(self: Guard, *args: Any, **kwargs: Any) -> ClientIdentity | None:
+        identity = real(self, *args, **kwargs)
+        if identity is not None:
+            hits.append(identity)
+        return identity
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Guard, "cached", spy)
+        twins = _django_twins(mode, p.root_files, mp)
+        answers = _run_sequence(p, lambda mw, r: _django_send(mp, mw, r[1]), twins, requests)
+    _assert_hot_path_ran(twins[0][1])
+    if mode != "off":  # the middleware's own hot path answered requests
+        assert len(hits) > 50
+    _check_phases(answers, mode)
+
+
+def _django_reads(scope: dict[str, Any]) -> bool:
+    """Scopes Django's ASGIRequest can be built from at all (it reads these itself)."""
+    return (
+        type(scope.get("path")) is str
+        and type(scope.get("method")) is str
+        and all(type(k) is bytes and type(v) is bytes for k, v in scope["headers"])
+    )
 
 
 # -- the Verifier alone ---------------------------------------------------------------------------
@@ -603,3 +721,52 @@ def test_an_entry_computed_under_other_trust_is_never_a_hit(hit_pki) -> None:
     again = v.authenticate(request)
     assert again is not None
     assert again is not entry.identity  # verified again, not served from that entry
+
+
+def test_a_hit_without_its_path_is_answered_only_when_nothing_reads_the_path(
+    hit_pki, caplog
+) -> None:
+    """An adapter may leave the path unread (``None``) on the hot path; ``Guard.cached``
+    then answers only when neither routes, exempt paths nor a reader of decisions need
+    it, and otherwise leaves the request to ``check``."""
+    import logging
+
+    from mtlsauth._guard import RequestView
+    from mtlsauth._types import Presented
+
+    p = hit_pki
+    value = p.values["good"]
+    assert value is not None
+
+    def guard(**kwargs: Any) -> Guard:
+        verifier = Verifier(
+            trust_store=TrustStore.from_pem_file(p.root_files / "ca.pem"),
+            forwarded=ForwardedCert.preset(
+                "nginx", header=HEADER, trusted_proxies=[TRUSTED], single_certificate=False
+            ),
+        )
+        g = Guard(verifier=verifier, **kwargs)
+        view = RequestView(
+            peer=TRUSTED,
+            path="/app",
+            credentials=lambda: Presented(peer=TRUSTED, headers=((HEADER, value),)),
+        )
+        for _ in range(2):  # verified, then admitted
+            assert g.check(view).identity is not None
+        return g
+
+    plain = guard()
+    assert not plain.reporting
+    identity = plain.cached(TRUSTED, None, "GET", None, header=value)
+    assert identity is not None
+    assert plain.cached(TRUSTED, "/app", "GET", None, header=value) is identity
+    assert plain.cached(UNTRUSTED, None, "GET", None, header=value) is None
+    seen: list[Decision] = []
+    for g in (guard(exempt_paths={"/healthz"}), guard(on_decision=seen.append)):
+        assert g.cached(TRUSTED, None, "GET", None, header=value) is None
+        assert g.cached(TRUSTED, "/app", "GET", None, header=value) is not None
+    assert [d.path for d in seen[-1:]] == ["/app"]
+    with caplog.at_level(logging.DEBUG, logger="mtlsauth"):
+        assert plain.reporting
+        assert plain.cached(TRUSTED, None, "GET", None, header=value) is None
+        assert plain.cached(TRUSTED, "/app", "GET", None, header=value) is identity

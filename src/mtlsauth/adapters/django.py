@@ -263,28 +263,44 @@ class MTLSMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self._keys: tuple[Guard | None, tuple[str, ...], str | None] = (None, (), None)
         get_guard()  # fail at start-up, not on the first request
+
+    def _keys_of(self, guard: Guard) -> tuple[tuple[str, ...], str | None]:
+        """The ``META`` keys of the certificate headers, and of the one a hit reads."""
+        known, keys, main = self._keys
+        if known is not guard:  # first request, or the settings changed
+            keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.strip_names))
+            fwd = guard.forwarded
+            plain = fwd.plain_header if fwd is not None else None
+            main = "HTTP_" + plain.upper().replace("-", "_") if plain is not None else None
+            self._keys = (guard, keys, main)
+        return keys, main
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         guard = get_guard()
-        keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.strip_names))
+        keys, main = self._keys_of(guard)
         path, raw = request_target(request)
-        decision = guard.check(
-            RequestView(
-                peer=request_peer(request),
-                path=path,
-                method=request.method or "GET",
-                raw_target=raw,
-                credentials=lambda: presented_from_request(request, guard, keys),
-                authorization=lambda: wsgi_authorization(request.META),
+        method = request.method or "GET"
+        peer = request_peer(request)
+        identity = _cached(request, guard, main, peer, path, method, raw)
+        if identity is None:
+            decision = guard.check(
+                RequestView(
+                    peer=peer,
+                    path=path,
+                    method=method,
+                    raw_target=raw,
+                    credentials=lambda: presented_from_request(request, guard, keys),
+                    authorization=lambda: wsgi_authorization(request.META),
+                )
             )
-        )
-        if decision.error is not None:
-            return problem_response(decision.error)
-        if decision.hide:
-            for key in keys:
-                request.META.pop(key, None)
-        identity = decision.identity
+            if decision.error is not None:
+                return problem_response(decision.error)
+            if decision.hide:
+                for key in keys:
+                    request.META.pop(key, None)
+            identity = decision.identity
         request.mtls_identity = identity
         if BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:
             from django.contrib import auth
@@ -296,6 +312,34 @@ class MTLSMiddleware:
             elif not hasattr(request, "user"):  # no AuthenticationMiddleware (no sessions)
                 request.user = AnonymousUser()
         return self.get_response(request)
+
+
+def _cached(
+    request: HttpRequest,
+    guard: Guard,
+    main: str | None,
+    peer: str | None,
+    path: str,
+    method: str,
+    raw: bytes | str | None,
+) -> ClientIdentity | None:
+    """The identity of a request whose one certificate header a cached verification admits
+    with nothing else to decide (``Guard.cached``; from a trusted proxy, so nothing to
+    hide); ``None``: ``Guard.check`` decides it. Leaves to ``check`` every request whose
+    TLS layer says anything (``presented_from_request`` reads it, and may refuse it)."""
+    if main is None:
+        return None
+    meta = request.META
+    header = meta.get(main)
+    if not isinstance(header, str) or meta.get("SSL_CLIENT_CERT"):
+        return None
+    verify = meta.get("SSL_CLIENT_VERIFY")
+    if isinstance(verify, str) and verify.startswith("FAILED"):
+        return None
+    scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
+    if isinstance(scope, dict) and (scope.get("extensions") or {}).get("tls") is not None:
+        return None  # the TLS extension: its chain and error are read by check
+    return guard.cached(peer, path, method, raw, header=header)
 
 
 def identity_from_request(request: HttpRequest) -> ClientIdentity | None:
