@@ -82,6 +82,31 @@ def test_refusal_is_a_warning_with_everything_an_operator_needs(
     assert fields["subject"] == "CN=old-bob,O=Example Corp"
 
 
+def test_a_certificate_whose_names_cannot_be_read_is_still_logged_by_its_fingerprint(
+    ca: CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    """cryptography raises TypeError (not ValueError) for a name value spelled as a BIT
+    STRING under another attribute type: the line keeps the fingerprint, names are "-"."""
+    leaf = ca.issue_client_cert(common_name="client", organization="Example Corp")
+    needle = b"\x06\x03\x55\x04\x03\x0c\x06client"  # CN, UTF8String "client"
+    assert needle in leaf.der
+    forged = leaf.der.replace(needle, b"\x06\x03\x55\x04\x03\x03\x06\x00lient")
+    pem = (
+        b"-----BEGIN CERTIFICATE-----\n"
+        + base64.encodebytes(forged)
+        + b"-----END CERTIFICATE-----\n"
+    )
+    fwd = ForwardedCert.preset("nginx", trusted_proxies=[PROXY])
+    guard = Guard(verifier=Verifier(trust_store=ca.trust_store(), forwarded=fwd))
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+        decision = decide(guard, Presented(PROXY, (("x-ssl-client-cert", nginx_value(pem)),)))
+    assert decision.code == "untrusted_issuer"
+    [record] = refusals(caplog)
+    line = record.getMessage()
+    assert f"fingerprint={hashlib.sha256(forged).hexdigest()}" in line, line
+    assert "subject=- issuer=-" in line, line
+
+
 def test_never_a_certificate_nor_an_untrusted_header_value(
     ca: CA, caplog: pytest.LogCaptureFixture
 ) -> None:

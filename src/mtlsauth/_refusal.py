@@ -9,6 +9,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from cryptography import x509
+
 from mtlsauth._encoding import chain_to_der
 from mtlsauth._errors import CertificateMissing, MTLSAuthError, UntrustedForwarder
 from mtlsauth._forwarded._presets import PRESETS
@@ -51,8 +53,6 @@ def _refused_leaf(
     A header is only decoded when its sender is a trusted proxy: from anyone else it is
     attacker text, and nothing of it goes into a log.
     """
-    from cryptography import x509
-
     try:
         ders: Sequence[bytes] = ()
         if forwarded is not None and forwarded.is_trusted(presented.peer):
@@ -71,7 +71,8 @@ def _refused_leaf(
             cert = x509.load_der_x509_certificate(ders[0])
             names = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
             return fingerprint, names, ders
-        except ValueError:
+        except Exception:  # noqa: BLE001 - unreadable names (cryptography raises ValueError
+            # or TypeError, e.g. for a BIT STRING value): the fingerprint still identifies it
             return fingerprint, (None, None), ()
     except Exception:  # noqa: BLE001 - best effort: the refusal stands either way
         return _leaf_fingerprint(presented), (None, None), ()
