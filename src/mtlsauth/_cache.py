@@ -264,8 +264,29 @@ class VerificationCache:
         self.misses = 0
 
     # -- the hot path -----------------------------------------------------------------------
-    # ``Verifier._hit`` reads ``_aliases`` and refreshes ``_main`` itself, as ``get`` does
-    # for an admitted entry (a method call per step is a large share of a hit).
+    def admitted(self, key: bytes, tokens: object, now: float) -> CacheEntry | None:
+        """The entry for a raw-input key (an alias) when it was admitted, computed under
+        ``tokens`` and has not expired; else ``None``. Counts and moves nothing: the caller
+        that serves the entry says so with ``touch`` (``Verifier._hit``, the adapters' hot
+        path, which leaves every other case to ``get``)."""
+        entry = self._aliases.get(key)
+        if (
+            entry is None
+            or not entry.admitted
+            or entry.tokens is not tokens
+            or entry.expires <= now
+        ):
+            return None
+        return entry
+
+    def touch(self, entry: CacheEntry) -> None:
+        """Count a hit on an entry ``admitted`` returned, and keep it recently used."""
+        try:
+            self._main.move_to_end(entry.key)
+        except KeyError:  # evicted by another thread meanwhile; the entry is still valid
+            pass
+        self.hits += 1
+
     def get(self, key: bytes, now: float) -> CacheEntry | None:
         """The entry for a raw-input key (an alias), if cached and not expired."""
         entry = self._aliases.get(key)

@@ -423,24 +423,15 @@ class Verifier:
         ):
             return None
         cache = self._cache
-        entry = cache._aliases.get(key)  # VerificationCache.get, for an admitted entry
-        if (
-            entry is None
-            or not entry.admitted
-            or entry.tokens is not last
-            or entry.expires <= time.time()
-        ):
+        entry = cache.admitted(key, last, time.time())
+        if entry is None:
             return None
         if policy is None:
             if self._policy_check is not None and entry.denial(self._policy) is not None:  # type: ignore[arg-type]
                 return None
         elif not policy.is_empty and entry.denial(policy) is not None:
             return None
-        try:
-            cache._main.move_to_end(entry.key)
-        except KeyError:  # evicted by another thread meanwhile; the entry is still valid
-            pass
-        cache.hits += 1
+        cache.touch(entry)
         return entry.identity
 
     def _cached_header(
@@ -451,7 +442,7 @@ class Verifier:
         ``None`` when ``authenticate`` must decide. The hot path of adapters.
 
         A value that was admitted before is remembered with its cache key, by its exact
-        bytes (``_plain_aliases``): the key is a pure function of the value, so a repeat
+        bytes (``_header_aliases``): the key is a pure function of the value, so a repeat
         costs a dict look-up instead of a SHA-256, and the value's checks (``plain_key``)
         held when it was remembered; the peer is still checked on every request.
         """
