@@ -60,6 +60,8 @@ compat: $(VENV_MIN)/.installed
 # 3.10 is the oldest supported, and 3.13 is the first whose ssl gives servers the client's
 # whole chain. The docs site is built with the main interpreter only, and the soak, the
 # differential suite and the atheris runs (which test no interpreter-specific code) run there too.
+# The unit tests run on every core (pytest-xdist, as in `make check`), the end-to-end ones after
+# them, one at a time.
 PYENV_ROOT ?= $(HOME)/.pyenv
 OTHER_PYTHONS := $(wildcard $(PYENV_ROOT)/versions/3.10.*/bin/python $(PYENV_ROOT)/versions/3.12.*/bin/python $(PYENV_ROOT)/versions/3.13.*/bin/python)
 
@@ -74,11 +76,14 @@ pythons:
 			$$venv/bin/python -m pip install -q -e ".[test,dev,docs]"; \
 			touch $$venv/.installed; \
 		fi; \
-		$$venv/bin/python -m pytest -q -p no:cacheprovider --ignore=tests/test_benchmarks_smoke.py \
-			--ignore=tests/e2e/test_docs_from_wheel.py \
-			--ignore=tests/e2e/test_soak.py --ignore=tests/test_differential.py \
-			--deselect tests/test_fuzz_smoke.py::test_atheris_runs_every_target \
-			--deselect tests/test_docs.py::test_mkdocs_build_strict; \
+		for part in '-m "not e2e" -n auto' '-m e2e'; do \
+			eval $$venv/bin/python -m pytest -q -p no:cacheprovider $$part \
+				--ignore=tests/test_benchmarks_smoke.py \
+				--ignore=tests/e2e/test_docs_from_wheel.py \
+				--ignore=tests/e2e/test_soak.py --ignore=tests/test_differential.py \
+				--deselect tests/test_fuzz_smoke.py::test_atheris_runs_every_target \
+				--deselect tests/test_docs.py::test_mkdocs_build_strict; \
+		done; \
 	done
 
 test: lint typecheck docs compat pythons unit
