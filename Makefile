@@ -22,9 +22,10 @@ lint: $(STAMP)
 
 # The edit loop: lint, types and the unit tests without the end-to-end ones, on every core
 # (pytest-xdist), and without the two tooling runs (the benchmark and atheris smoke runs,
-# 13 s each). `make test` stays the complete command.
+# 13 s each) and the tests marked slow (the hot-path twins, the reload races: several seconds
+# of CPU each). `make test` stays the complete command.
 check: lint typecheck
-	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" -x -n auto \
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e and not slow" -x -n auto \
 		--deselect tests/test_benchmarks_smoke.py::test_quick_benchmark_run_reports_every_measurement \
 		--deselect tests/test_fuzz_smoke.py::test_atheris_runs_every_target
 

@@ -224,6 +224,7 @@ def test_cli_page_names_every_subcommand():
         assert f"## `mtlsauth {command}`" in text
 
 
+@pytest.mark.slow
 def test_mkdocs_build_strict(tmp_path):
     if importlib.util.find_spec("mkdocs") is None:
         pytest.skip("mkdocs is not installed (pip install -e '.[docs]')")

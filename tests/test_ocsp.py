@@ -609,6 +609,7 @@ def _slow_cases(s: Setup) -> dict[str, Callable[[RawServer], Callable[[socket.so
     return {"trickled headers": headers, "trickled body": body, "never answers": silent}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case", ["trickled headers", "trickled body", "never answers", "no accept"]
 )
@@ -704,6 +705,7 @@ def test_concurrent_misses_share_one_fetch(setup: Setup) -> None:
         assert all(isinstance(r, dt.datetime) for r in results), results
 
 
+@pytest.mark.slow
 def test_waiters_for_a_shared_fetch_keep_their_own_deadline(setup: Setup) -> None:
     holder: list[RawServer] = []
 
@@ -1094,6 +1096,7 @@ def test_mutated_responses_end_to_end_only_refuse(
         assert info.value.detail == GENERIC
 
 
+@pytest.mark.slow
 def test_the_deadline_spans_every_certificate_of_a_check() -> None:
     """scope="chain" asks once per certificate; together they get one ``timeout``."""
     root = CA(organization="Deadline")
@@ -1194,6 +1197,7 @@ def test_https_responder(setup: Setup, tls: TLSSetup) -> None:
         assert checker.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("trusting")
 @pytest.mark.parametrize("case", ["no TLS handshake", "trickled body"])
 def test_https_deadline(setup: Setup, tls: TLSSetup, case: str) -> None:

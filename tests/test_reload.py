@@ -170,6 +170,7 @@ def test_directory_file_names(tmp_path: Path) -> None:
         assert _outcome(crls, [leaf.certificate, ca.certificate]) == "ok"
 
 
+@pytest.mark.slow
 def test_threads_never_see_a_torn_state(tmp_path: Path, pki: Leaf) -> None:
     path = tmp_path / "ca.pem"
     clean = pki.ca.crl().bytes()
@@ -266,6 +267,7 @@ def rotation(tmp_path: Path) -> tuple[Path, Path, dict[str, ClientCert], CA, CA]
     return trust, crl_dir, certs, ca_a, ca_b
 
 
+@pytest.mark.slow
 def test_rotation_under_a_running_server(
     rotation: tuple[Path, Path, dict[str, ClientCert], CA, CA],
 ) -> None:
@@ -392,6 +394,7 @@ def test_an_issuer_may_move_to_another_file_or_go_with_its_file(
     assert (_outcome(crls, a_chain), _outcome(crls, b_chain)) == ("unavailable", "revoked")
 
 
+@pytest.mark.slow
 def test_files_rewritten_byte_by_byte_while_requests_flow(tmp_path: Path, two: TwoCAs) -> None:
     """In-place rewrites (truncate, then one byte at a time, pausing at block boundaries)
     while threads verify and reload: the revoked certificate is never admitted, and the good
@@ -475,6 +478,7 @@ def test_a_loader_exception_of_any_type_never_escapes_reload(tmp_path: Path) -> 
         FileSnapshot([path], accept=lambda _n: True, loader=loader, reload_interval=None, what="x")
 
 
+@pytest.mark.slow
 def test_a_ca_bundle_rewritten_in_place_is_never_read_half_way(tmp_path: Path) -> None:
     """The same machinery reloads trust stores: a bundle caught after its first certificate
     is never swapped in while the writer is still at work (an intermediate left alone in a

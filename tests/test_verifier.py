@@ -468,6 +468,7 @@ def test_cache_dropped_when_revocation_data_reloads(pki) -> None:
     assert verifier.health()["cache"]["entries"] == 1  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_cache_expires_with_the_certificate(pki) -> None:
     # Certificate times have whole-second precision and the engine accepts the last second,
     # so wait until notAfter is clearly past.

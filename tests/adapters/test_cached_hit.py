@@ -341,6 +341,7 @@ def _check_phases(answers: list[tuple[int, Seen]], mode: str) -> None:
             assert any(a.cn == "current" for ph, a in answers if ph == phase), phase
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["mandatory", "optional", "off"])
 def test_asgi_hot_path_decides_as_the_whole_path(hit_pki, mode) -> None:
     p = hit_pki
@@ -407,6 +408,7 @@ def _environ(target: str, headers: list[tuple[str, str]], peer: str, **extra: An
     return environ
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["mandatory", "optional", "off"])
 def test_wsgi_hot_path_decides_as_the_whole_path(hit_pki, mode) -> None:
     p = hit_pki
@@ -434,6 +436,7 @@ def test_wsgi_hot_path_decides_as_the_whole_path(hit_pki, mode) -> None:
 
 
 # -- aiohttp: a real server (the peer is the test client's, 127.0.0.1) --------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("plain", [False, True])
 def test_aiohttp_hot_path_decides_as_the_whole_path(hit_pki, plain) -> None:
     """``plain``: no routes, no exempt paths and no reader of decisions, so a hit never
@@ -564,6 +567,7 @@ def _django_asgi(scope: dict[str, Any]):
     return make
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["mandatory", "optional", "off"])
 def test_django_hot_path_decides_as_the_whole_path(hit_pki, mode) -> None:
     p = hit_pki

@@ -470,6 +470,7 @@ def test_odd_payloads_are_token_errors(keys, validator, payload) -> None:
     assert info.value.code == "token_invalid"
 
 
+@pytest.mark.slow
 def test_tokens_do_not_queue_behind_a_slow_key_fetch(keys, endpoint, tls) -> None:
     # A slow jwks_uri must not hold every worker thread: only one request waits for the
     # fetch, the others are answered at once with what is known (here: nothing).
