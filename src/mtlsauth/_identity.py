@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -213,9 +213,15 @@ def _issuer(cert: x509.Certificate) -> tuple[x509.Name, str]:
     except (IndexError, ValueError):  # cannot happen for a parsed certificate; stay correct
         name = cert.issuer
         return name, name.rfc4514_string()
+    return _issuer_by_der(key, lambda: cert.issuer)
+
+
+def _issuer_by_der(key: bytes, read: Callable[[], x509.Name]) -> tuple[x509.Name, str]:
+    """The issuer Name and its RFC 4514 string for the issuer field's DER ``key``, from the
+    memo or, the first time, from ``read`` (cryptography's parse of those same bytes)."""
     hit = _ISSUERS.get(key)
     if hit is None:
-        name = cert.issuer
+        name = read()
         hit = (name, name.rfc4514_string())
         _ISSUERS.put(key, hit)
     return hit
@@ -320,12 +326,7 @@ def _direct(
     subject = _subject(raw, subject_start, subject_end)
     if subject is None:
         return None
-    key = raw[issuer_start:issuer_end]
-    hit = _ISSUERS.get(key)
-    if hit is None:
-        name = view.issuer
-        hit = (name, name.rfc4514_string())
-        _ISSUERS.put(key, hit)
+    hit = _issuer_by_der(raw[issuer_start:issuer_end], lambda: view.issuer)
     return _assemble(
         leaf,
         chain,
@@ -369,11 +370,8 @@ def _from_facts(
         _SUBJECTS.put(facts.subject, subject)
     if subject is False:
         return None
-    hit = _ISSUERS.get(facts.issuer)
-    if hit is None:
-        name = x509.load_der_x509_certificate(raw).issuer  # throwaway: leaf keeps no Name
-        hit = (name, name.rfc4514_string())
-        _ISSUERS.put(facts.issuer, hit)
+    # A throwaway parse the first time: the leaf itself keeps no Name.
+    hit = _issuer_by_der(facts.issuer, lambda: x509.load_der_x509_certificate(raw).issuer)
     values = facts.san()
     if values is None:
         return None
