@@ -15,9 +15,9 @@ Runs alternate bare, mtls, mtls, bare... for a fixed duration each; the server's
 
 Reported per server: requests/s, p50/p99 latency, CPU per request, each as a median over
 runs, and the ratios mtls/bare of throughput and of CPU per request (median of per-pair
-ratios). aiohttp is also started with an empty pass-through middleware (``empty``), timed in
-the same rotation: empty/bare is what aiohttp charges for having any middleware at all,
-mtls/empty what mtlsauth adds on top of that.
+ratios). uvicorn and aiohttp are also started with an empty pass-through middleware
+(``empty``), timed in the same rotation: empty/bare is what the server charges for having any
+middleware at all, mtls/empty what mtlsauth adds on top of that.
 """
 
 from __future__ import annotations
@@ -49,8 +49,13 @@ SERVERS = {
     "flask": ("Flask under gunicorn (sync)", 0.95, 4),
     "aiohttp": ("aiohttp", 0.85, 8),
 }
-# Modes per server: bare and mtls everywhere; aiohttp also with an empty middleware.
-MODES = {"asgi": ("bare", "mtls"), "flask": ("bare", "mtls"), "aiohttp": ("bare", "empty", "mtls")}
+# Modes per server: bare and mtls everywhere; uvicorn and aiohttp also with an empty
+# middleware (a WSGI wrapper is a plain function call: nothing to separate there).
+MODES = {
+    "asgi": ("bare", "empty", "mtls"),
+    "flask": ("bare", "mtls"),
+    "aiohttp": ("bare", "empty", "mtls"),
+}
 CPU_TARGET = Target("<=", 1.10)
 
 _LUA = """
@@ -308,30 +313,46 @@ def _ratios(
     return rps_ratio, cpu_ratio, details
 
 
-def _empty_rows(runs: dict[str, list[Run]], tool: str, seconds: float) -> list[Row]:
-    """aiohttp: what any middleware costs (empty vs none), what mtlsauth adds (mtls vs empty)."""
+def _empty_rows(kind: str, runs: dict[str, list[Run]], tool: str, seconds: float) -> list[Row]:
+    """What any middleware costs the server (empty vs none), and what mtlsauth adds on top of
+    that (mtls vs empty): throughput and CPU per request, both INFO."""
+    name = "uvicorn" if kind == "asgi" else kind
     rows = []
-    for slug, label, subject, baseline in (
-        ("empty_vs_bare", "aiohttp: empty middleware vs none, requests/s", "empty", "bare"),
-        ("mtls_vs_empty", "aiohttp: mtlsauth vs an empty middleware, requests/s", "mtls", "empty"),
+    for slug, what, subject, baseline in (
+        ("empty_vs_bare", "empty middleware vs none", "empty", "bare"),
+        ("mtls_vs_empty", "mtlsauth vs an empty middleware", "mtls", "empty"),
     ):
         rps, cpu, d = _ratios(runs, subject, baseline)
+        common = {**d, "tool": tool, "seconds_per_run": seconds, "cpu_ratio": cpu, "rps_ratio": rps}
         rows.append(
             Row(
-                f"http.aiohttp.{slug}",
-                label,
+                f"http.{kind}.{slug}",
+                f"{name}: {what}, requests/s",
                 rps,
                 f"x {baseline}",
                 None,
                 subject=subject,
                 baseline=baseline,
                 details={
-                    **d,
-                    "tool": tool,
-                    "seconds_per_run": seconds,
-                    "cpu_ratio": cpu,
+                    **common,
                     "subject_text": f"{d[subject + '_rps']:,.0f}/s",
                     "baseline_text": f"{d[baseline + '_rps']:,.0f}/s",
+                },
+            )
+        )
+        rows.append(
+            Row(
+                f"http.{kind}.{slug}_cpu",
+                f"{name}: {what}, server CPU per request",
+                cpu,
+                f"x {baseline}",
+                None,
+                subject=subject,
+                baseline=baseline,
+                details={
+                    **common,
+                    "subject_text": f"{d[subject + '_cpu_per_request_us']:.0f} µs",
+                    "baseline_text": f"{d[baseline + '_cpu_per_request_us']:.0f} µs",
                 },
             )
         )
@@ -443,7 +464,7 @@ def run(ctx: Context) -> dict[str, list[Row]]:
                         )
                 rows += _rows(kind, runs, tool, seconds)
                 if "empty" in modes:
-                    rows += _empty_rows(runs, tool, seconds)
+                    rows += _empty_rows(kind, runs, tool, seconds)
             except (RuntimeError, OSError, subprocess.SubprocessError, ImportError) as exc:
                 why = f"{type(exc).__name__}: {exc}"
                 ctx.log(f"http: {kind} failed: {why}")

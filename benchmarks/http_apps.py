@@ -3,7 +3,8 @@
 Configured by environment variables so the same module serves uvicorn, gunicorn and aiohttp:
 
 * ``MTLSAUTH_BENCH_MODE``: ``bare`` (no middleware), ``mtls`` (the adapter in front) or, for
-  aiohttp only, ``empty`` (a pass-through middleware: what aiohttp charges for any middleware);
+  uvicorn and aiohttp, ``empty`` (a pass-through middleware: what the server charges for any
+  middleware);
 * ``MTLSAUTH_BENCH_ROOT`` / ``MTLSAUTH_BENCH_INTERMEDIATE``: PEM files of the client CA.
 
 With ``mtls`` the verifier trusts the root, knows the intermediate (nginx forwards the leaf
@@ -59,7 +60,14 @@ async def hello_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": BODY})
 
 
+async def pass_through_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An empty ASGI middleware around ``hello_asgi``: one more coroutine, nothing else."""
+    await hello_asgi(scope, receive, send)
+
+
 def asgi_app() -> Any:
+    if _mode() == "empty":
+        return pass_through_asgi
     if not _mtls():
         return hello_asgi
     from mtlsauth.adapters.asgi import MTLSMiddleware

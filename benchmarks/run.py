@@ -16,6 +16,8 @@ import importlib
 import json
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -64,7 +66,28 @@ def _machine() -> dict[str, object]:
         "cores": os.cpu_count(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "cryptography": crypto,
+        "servers": _servers(),
     }
+
+
+def _servers() -> dict[str, str]:
+    """Versions of the HTTP servers measured, and which HTTP parser uvicorn picks."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str] = {}
+    for name in ("uvicorn", "httptools", "h11", "uvloop", "gunicorn", "flask", "aiohttp"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    if "uvicorn" in found:  # uvicorn's "auto" takes httptools and uvloop when installed
+        found["uvicorn_http"] = "httptools" if "httptools" in found else "h11"
+        found["uvicorn_loop"] = "uvloop" if "uvloop" in found else "asyncio"
+    wrk = shutil.which("wrk")
+    if wrk:
+        out = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
+        found["wrk"] = (out.stdout or out.stderr).split()[1] if (out.stdout or out.stderr) else "?"
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,3 +55,60 @@ def test_quick_benchmark_run_reports_every_measurement(tmp_path: Path) -> None:
         f"{counts['INFO']} INFO"
     )
     assert summary in proc.stdout, proc.stdout[-2000:]
+
+
+def test_quick_http_run_reports_the_empty_middleware_rows(tmp_path: Path) -> None:
+    """uvicorn and aiohttp are also timed with an empty middleware: what any middleware costs
+    the server, and what mtlsauth adds on top, in throughput and CPU per request."""
+    out = tmp_path / "http.json"
+    proc = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "http"),
+            *("--no-chart", "--output", str(out)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    payload = json.loads(out.read_text())
+    rows = {row["id"]: row for row in payload["measurements"]["http"]}
+    for kind in ("asgi", "aiohttp"):
+        for slug in ("empty_vs_bare", "empty_vs_bare_cpu", "mtls_vs_empty", "mtls_vs_empty_cpu"):
+            row = rows[f"http.{kind}.{slug}"]
+            assert row["status"] == "INFO", row
+            assert row["value"] > 0, row
+    assert "flask" not in {i.split(".")[1] for i in rows if i.endswith("empty_vs_bare")}
+    # which servers and parsers were measured is part of the record
+    servers = payload["machine"]["servers"]
+    assert servers["uvicorn_http"] in {"httptools", "h11"}, servers
+    assert "aiohttp" in servers, servers
+    assert "gunicorn" in servers, servers
+
+
+def test_stage_probe_names_every_stage() -> None:
+    """``benchmarks/stages.py`` times each stage of an uncached verification in place."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "stages.py"), "-n", "20"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import stages
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("P-256, 20 fresh chains"), proc.stdout
+    labels = [label for _, _, label in stages.STAGES]
+    labels += ["Verifier.verify, untimed", "cryptography ClientVerifier.verify alone"]
+    assert len(lines) == 1 + len(labels), proc.stdout
+    for label, line in zip(labels, lines[1:], strict=True):
+        assert line.strip().startswith(label), (label, line)
+        assert float(line.split()[-1]) > 0, line
