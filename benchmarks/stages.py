@@ -7,8 +7,15 @@ median per stage. The timers cost about 0.2 µs each, so the stages add up to a 
 than the untimed call; the total is printed too, with cryptography's ``ClientVerifier`` alone
 on the same chains for scale.
 
-    .venv/bin/python benchmarks/stages.py            # P-256
-    .venv/bin/python benchmarks/stages.py --rsa      # RSA-2048
+    .venv/bin/python benchmarks/stages.py                   # P-256
+    .venv/bin/python benchmarks/stages.py --rsa             # RSA-2048
+    .venv/bin/python benchmarks/stages.py --interference    # see below
+
+``--interference`` times cryptography's verification alone, once right after another one (a
+tight loop, the baseline's setting) and once after other work: a whole mtlsauth verification
+of another chain, or reading 256 KiB or 4 MiB of memory (evicting the CPU caches without
+running any Python step). Both are measured in alternating batches, so the difference is
+what the work before it costs cryptography's own call.
 """
 
 from __future__ import annotations
@@ -66,12 +73,46 @@ def _timed(label: str, fn: Callable[..., Any], times: dict[str, list[float]]) ->
     return wrapper
 
 
+def interference(h: Hierarchy, n: int) -> None:
+    inter = x509.load_der_x509_certificate(h.intermediate_der)
+    leaves = [h.chain_der(h.leaf())[0] for _ in range(n)]
+    chains = iter([h.chain_der(h.leaf()) for _ in range(n * 2)])
+    verifier = Verifier(trust_store=h.root.trust_store(), revocation=crlset(h), policy=policy())
+    baseline = PolicyBuilder().store(Store([h.root.certificate])).build_client_verifier()
+    memory = bytearray(4 << 20)
+    before: dict[str, Callable[[], object]] = {
+        "nothing (a tight loop)": lambda: None,
+        "a whole mtlsauth verification": lambda: verifier.verify(next(chains)),
+        "reading 256 KiB of memory": lambda: memory.find(b"x", 0, 256 << 10),
+        "reading 4 MiB of memory": lambda: memory.find(b"x"),
+    }
+    times: dict[str, list[float]] = {label: [] for label in before}
+    batch = 20
+    for start in range(0, n - batch + 1, batch):
+        for label, work in before.items():
+            total = 0.0
+            for der in leaves[start : start + batch]:
+                work()
+                leaf = x509.load_der_x509_certificate(der)
+                begin = time.perf_counter()
+                baseline.verify(leaf, [inter])
+                total += time.perf_counter() - begin
+            times[label].append(total / batch)
+    print("cryptography ClientVerifier.verify alone, after (median µs of batches):")
+    for label, samples in times.items():
+        print(f"  {label:48s} {statistics.median(samples) * 1e6:7.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rsa", action="store_true", help="RSA-2048 instead of P-256")
     parser.add_argument("-n", type=int, default=2000, help="fresh chains to verify")
+    parser.add_argument("--interference", action="store_true", help="see the module's doc")
     args = parser.parse_args()
     h = Hierarchy.create("rsa" if args.rsa else "ec")
+    if args.interference:
+        interference(h, args.n)
+        return
     chains = [h.chain_der(h.leaf()) for _ in range(args.n + 1)]
     inter = x509.load_der_x509_certificate(h.intermediate_der)
     parsed = [x509.load_der_x509_certificate(c[0]) for c in chains]

@@ -112,3 +112,25 @@ def test_stage_probe_names_every_stage() -> None:
     for label, line in zip(labels, lines[1:], strict=True):
         assert line.strip().startswith(label), (label, line)
         assert float(line.split()[-1]) > 0, line
+
+
+def test_interference_probe_reports_each_setting() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "stages.py"), "--interference", "-n", "40"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("cryptography ClientVerifier.verify alone, after"), proc.stdout
+    settings = [ln.strip().rsplit(None, 1) for ln in lines[1:]]
+    assert [label for label, _ in settings] == [
+        "nothing (a tight loop)",
+        "a whole mtlsauth verification",
+        "reading 256 KiB of memory",
+        "reading 4 MiB of memory",
+    ], proc.stdout
+    assert all(float(value) > 0 for _, value in settings), proc.stdout
