@@ -884,3 +884,36 @@ def test_every_organization_must_be_allowed(pki) -> None:
             policy.check(identity)
         assert "not all are in the allow-list" in info.value.detail
     Policy(organizations=["OPS", "evil"], organizational_units=["blue"]).check(identity)
+
+
+def test_a_configured_teletex_hex_value_reads_as_a_certificate_carrying_it() -> None:
+    """``O=#14...`` names the TeletexString with those octets, read as cryptography reads
+    that string in a certificate (as UTF-8), so the configured value matches exactly the
+    certificates carrying those octets; octets no certificate could carry are refused."""
+    from cryptography.x509.name import _ASN1Type
+
+    from mtlsauth._identity import identity_from_certificate
+    from mtlsauth.testing import CA
+
+    org = A(NameOID.ORGANIZATION_NAME, "\u00e9-corp", _type=_ASN1Type.T61String)
+    subject = x509.Name([R([org]), R([A(NameOID.COMMON_NAME, "alice")])])
+    cert = CA().issue_client_cert(subject=subject)
+    octets = "\u00e9-corp".encode()
+    assert bytes([0x14, len(octets)]) + octets in cert.certificate.subject.public_bytes()
+    identity = identity_from_certificate(cert.certificate)
+    assert identity.organization == "\u00e9-corp"
+    Policy(subjects=[f"O=#14{len(octets):02x}{octets.hex()},CN=alice"]).check(identity)
+    # The same text as Latin-1 octets: no certificate reads so (cryptography refuses them).
+    latin = "\u00e9-corp".encode("latin-1")
+    with pytest.raises(ValueError, match="does not decode as its string type"):
+        Policy(subjects=[f"O=#14{len(latin):02x}{latin.hex()},CN=alice"])
+    # Octets that read as other text under Latin-1 ("Ã©-corp") no longer denote that text.
+    mojibake = x509.Name(
+        [
+            R([A(NameOID.ORGANIZATION_NAME, "\u00c3\u00a9-corp")]),
+            R([A(NameOID.COMMON_NAME, "alice")]),
+        ]
+    )
+    other = identity_from_certificate(CA().issue_client_cert(subject=mojibake).certificate)
+    with pytest.raises(PolicyDenied):
+        Policy(subjects=[f"O=#14{len(octets):02x}{octets.hex()},CN=alice"]).check(other)

@@ -83,7 +83,10 @@ _ATTR_NAMES = _AttrNames(
 )
 _OID_RE = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))+")  # ASCII digits only
 # DER string tags a "#hex" value may carry (Java prints emailAddress that way), and codecs.
-_DER_STRINGS = {0x0C: "utf-8", 0x12: "ascii", 0x13: "ascii", 0x14: "latin-1", 0x16: "ascii"}
+# A TeletexString is read as cryptography reads it in a certificate, as UTF-8: the configured
+# octets then name exactly the certificates that carry them (as Latin-1, the octets of "é"
+# in UTF-8 would have named "Ã©", another certificate's text).
+_DER_STRINGS = {0x0C: "utf-8", 0x12: "ascii", 0x13: "ascii", 0x14: "utf-8", 0x16: "ascii"}
 _DER_STRINGS |= {0x1A: "ascii", 0x1C: "utf-32-be", 0x1E: "utf-16-be"}
 _HEX = frozenset(string.hexdigits)
 _MAX_HEX_STRING = 0xFFFF  # a configured "#hex" value: at most two length octets
