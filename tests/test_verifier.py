@@ -844,3 +844,35 @@ def test_direct_tls_client_still_authenticates_beside_a_forwarded_config(proxied
     )
     assert identity is not None
     assert identity.source == "tls"
+
+
+def test_validity_is_judged_at_whole_seconds_and_never_at_a_neighbouring_one(pki) -> None:
+    """The engine validates at whole seconds (a certificate whose notAfter is T is valid until
+    T + 0.999999), and a verifier is reused only within its second: validating at T + 0.5,
+    then at T + 1, then at T + 0.999999 gives valid, expired, valid; the same at notBefore."""
+    t = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(days=2)
+    cert = pki.inter.issue_client_cert(not_before=t - dt.timedelta(days=1), not_after=t)
+    early = pki.inter.issue_client_cert(not_before=t, not_after=t + dt.timedelta(days=1))
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    chain, later = cert.chain_pem.text(), early.chain_pem.text()
+    us = dt.timedelta(microseconds=1)
+
+    def code(pem: str, at: dt.datetime) -> str:
+        try:
+            verifier.verify(pem, at=at)
+        except MTLSAuthError as exc:
+            return exc.code
+        return "accepted"
+
+    moments = [t + dt.timedelta(milliseconds=500), t + dt.timedelta(seconds=1), t + 999_999 * us]
+    assert [code(chain, at) for at in moments] == [
+        "accepted",
+        "certificate_expired",
+        "accepted",
+    ]
+    assert [code(later, at) for at in (t - us, t, t - us, t + 999_999 * us)] == [
+        "certificate_not_yet_valid",
+        "accepted",
+        "certificate_not_yet_valid",
+        "accepted",
+    ]

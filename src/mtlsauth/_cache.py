@@ -109,10 +109,10 @@ def leaf_key(source: str, leaf_digest: bytes) -> bytes:
     """What identifies a verification: the leaf's exact bytes and where it came from.
 
     ``leaf_digest`` is the SHA-256 of the leaf's DER (the fingerprint the identity carries,
-    so the leaf's bytes are hashed once per miss)."""
-    return hashlib.sha256(
-        b"L" + source.encode("utf-8", "surrogatepass") + b"\x00" + leaf_digest
-    ).digest()
+    so the leaf's bytes are hashed once per miss). The digest's fixed 32 octets come first,
+    so no two (digest, source) pairs share a key, and every key is longer than the 32 octets
+    of an ``identity_key``, which shares the same dictionaries."""
+    return leaf_digest + b"L" + source.encode("utf-8", "surrogatepass")
 
 
 def identity_key(identity: ClientIdentity) -> bytes:

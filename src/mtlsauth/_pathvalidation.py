@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.verification import (
+    ClientVerifier,
     Criticality,
     ExtensionPolicy,
     PolicyBuilder,
@@ -357,21 +358,48 @@ def _verify(
     max_depth: int,
     ee_policy: ExtensionPolicy = _EE_POLICY,
 ) -> list[x509.Certificate]:
-    # A verifier's time is frozen when it is built, so build one per validation (~1.5 us).
-    verifier = (
-        PolicyBuilder()
-        .store(store)
-        .time(at)
-        .max_chain_depth(max_depth)
-        .extension_policies(ca_policy=_CA_POLICY, ee_policy=ee_policy)
-        .build_client_verifier()
-    )
+    verifier = _client_verifier(store, at, max_depth, ee_policy)
     try:
         return verifier.verify(leaf, list(intermediates)).chain
     except VerificationError:
         raise
     except Exception as exc:  # noqa: BLE001 - fail closed on anything the engine throws
         raise VerificationError(f"verifier error: {type(exc).__name__}") from None
+
+
+# A verifier's time is frozen when it is built. cryptography validates at whole seconds (the
+# microseconds of the time are dropped: a certificate that expires at 12:00:00 is valid at
+# 12:00:00.999999), so the verifier built for one second answers for every moment of it. The
+# last one built is kept (one tuple, swapped whole, so threads never see half of it) and
+# reused while the store, the second, the depth and the leaf policy are the same: building
+# one costs five calls into cryptography per validation.
+_LAST_VERIFIER: tuple[Store, datetime, int, ExtensionPolicy, ClientVerifier] | None = None
+
+
+def _client_verifier(
+    store: Store, at: datetime, max_depth: int, ee_policy: ExtensionPolicy
+) -> ClientVerifier:
+    global _LAST_VERIFIER
+    second = at.replace(microsecond=0)
+    last = _LAST_VERIFIER
+    if (
+        last is not None
+        and last[0] is store
+        and last[3] is ee_policy
+        and last[2] == max_depth
+        and last[1] == second
+    ):
+        return last[4]
+    verifier = (
+        PolicyBuilder()
+        .store(store)
+        .time(second)
+        .max_chain_depth(max_depth)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=ee_policy)
+        .build_client_verifier()
+    )
+    _LAST_VERIFIER = (store, second, max_depth, ee_policy, verifier)
+    return verifier
 
 
 def check_pinned_leaf(leaf: x509.Certificate, *, at: datetime, clock_skew_s: float) -> datetime:
