@@ -876,3 +876,33 @@ def test_validity_is_judged_at_whole_seconds_and_never_at_a_neighbouring_one(pki
         "certificate_not_yet_valid",
         "accepted",
     ]
+
+
+def test_an_entry_computed_under_replaced_revocation_data_is_a_miss_not_a_hit(pki) -> None:
+    """A verification that finishes after another request noticed new revocation data caches
+    its result under the old data; the next request must verify again, and the cache's
+    counters must call that a miss, not a hit."""
+    other = pki.inter.issue_client_cert().chain_pem.text()
+
+    class ReplacedMidway(SwitchableRevocation):
+        def check(
+            self, chain: Sequence[x509.Certificate], *, at: dt.datetime
+        ) -> dt.datetime | None:
+            if self.calls == 0:
+                self.token = object()  # new revocation data lands...
+                self.calls += 1
+                verifier.verify(other)  # ...and another request notices it meanwhile
+                return None
+            return super().check(chain, at=at)
+
+    rev = ReplacedMidway()
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=rev)
+    chain = pki.good.chain_pem.text()
+    verifier.verify(chain)  # computed under the old data, finished under the new
+    before = verifier.health()["cache"]
+    calls = rev.calls
+    verifier.verify(chain)
+    after = verifier.health()["cache"]
+    assert rev.calls == calls + 1  # verified again
+    assert after["hits"] == before["hits"]  # type: ignore[index]
+    assert after["misses"] == before["misses"] + 1  # type: ignore[index,operator]

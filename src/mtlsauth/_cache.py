@@ -287,10 +287,11 @@ class VerificationCache:
             pass
         self.hits += 1
 
-    def get(self, key: bytes, now: float) -> CacheEntry | None:
-        """The entry for a raw-input key (an alias), if cached and not expired."""
+    def get(self, key: bytes, now: float, tokens: object) -> CacheEntry | None:
+        """The entry for a raw-input key (an alias), if cached, computed under ``tokens`` (a
+        verification that finished after a reload was noticed is not) and not expired."""
         entry = self._aliases.get(key)
-        if entry is None:
+        if entry is None or entry.tokens is not tokens:
             self.misses += 1
             return None
         if entry.expires <= now:

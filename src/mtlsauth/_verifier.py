@@ -506,9 +506,7 @@ class Verifier:
         ):
             self._sync_tokens()
         cache = self._cache
-        entry = cache.get(key, now)
-        if entry is not None and entry.tokens is not self._last_tokens:
-            entry = None  # computed under trust that has since been reloaded
+        entry = cache.get(key, now, self._last_tokens)  # None for trust since reloaded
         if entry is None:
             neg = cache.get_negative(key, now)
             if neg is not None:
