@@ -11,7 +11,9 @@ mtls, so both parse the same request); the cache is warmed before timing, so thi
 steady state of a client that keeps calling. The load generator is ``wrk`` (one thread, a
 small Lua script adds the header and reports percentiles), else a Python asyncio client.
 Runs alternate bare, mtls, mtls, bare... for a fixed duration each; the server's CPU time
-(process and children, from psutil) is read before and after every run.
+(process and children, from psutil) is read before and after every run. With ``wrk``, two
+cores or more and ``taskset``, the server runs on one core and ``wrk`` on another, so neither
+takes the other's time slices (``MTLSAUTH_BENCH_PIN=0`` leaves them to the scheduler).
 
 Reported per server: requests/s, p50/p99 latency, CPU per request, each as a median over
 runs, and the ratios mtls/bare of throughput and of CPU per request (median of per-pair
@@ -89,6 +91,22 @@ class Run:
         return self.cpu_s / max(self.requests, 1) * 1e6
 
 
+def _cpus() -> tuple[str, str] | None:
+    """(server's CPU, load generator's CPU) for ``taskset -c``: one core each, so neither
+    steals the other's time slice and the server's CPU per request is its own. ``None`` (no
+    pinning) with fewer than two cores, without ``taskset``, or with ``MTLSAUTH_BENCH_PIN=0``."""
+    if os.environ.get("MTLSAUTH_BENCH_PIN", "1") == "0" or not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2 or shutil.which("taskset") is None:
+        return None
+    return str(allowed[0]), str(allowed[1])
+
+
+def _pin(cmd: list[str], cpu: str | None) -> list[str]:
+    return cmd if cpu is None else ["taskset", "-c", cpu, *cmd]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,8 +128,12 @@ class Server:
             ]  # fmt: skip
         else:
             cmd = [sys.executable, str(HERE / "http_apps.py"), kind, "--port", str(self.port)]
+        cpus = _cpus()
         self.proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            _pin(cmd, cpus[0] if cpus else None),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
 
     @property
@@ -200,8 +222,10 @@ def _get(url: str, headers: dict[str, str]) -> int:
 def _wrk(
     url: str, header_value: str, seconds: float, connections: int, script: Path
 ) -> dict[str, Any]:
+    cpus = _cpus()
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url]
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url],
+        _pin(cmd, cpus[1] if cpus else None),
         capture_output=True,
         text=True,
         timeout=seconds + 30,
@@ -365,6 +389,7 @@ def _rows(kind: str, runs: dict[str, list[Run]], tool: str, seconds: float) -> l
     rps_ratio, cpu_ratio, details = _ratios(runs, "mtls", "bare")
     details.update(
         tool=tool,
+        pinned=_cpus() is not None and tool == "wrk",
         connections=connections,
         seconds_per_run=seconds,
         runs=len(bare),
