@@ -217,6 +217,10 @@ class MTLSMiddleware:
                         if header is not None:
                             return None  # two copies: refused
                         header = v
+            else:  # no header to find, but _presented refuses headers that are not bytes
+                for k, v in scope.get("headers", ()):
+                    if type(k) is not bytes or type(v) is not bytes:
+                        return None
             ext = scope.get("extensions")
             tls = ext.get("tls") if ext else None
             chain: tuple[str | bytes, ...] = ()

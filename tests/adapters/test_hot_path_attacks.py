@@ -1,0 +1,198 @@
+"""Adversarial cases for the cached-request hot path that the twins of
+``test_cached_hit.py`` do not reach: configurations without a certificate header, many
+routes and methods, pins and trust that change under a cached entry, threads serving hits
+while a revocation lands. Each compares the hot path with the whole path (every shortcut
+off), or with what the whole path is known to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from test_cached_hit import _normal, whole_path_only
+
+from mtlsauth import CRLSet, ForwardedCert, Policy, Presented, TrustStore, Verifier
+from mtlsauth._guard import Decision, Guard, RequestView, Route
+from mtlsauth.testing import CA, self_signed_client_cert
+
+TRUSTED = "127.0.0.1"
+HEADER = "x-ssl-client-cert"
+
+
+# -- ASGI without a certificate header: the TLS chain alone ------------------------------------
+def _tls_twins(verifier_of):
+    from mtlsauth.adapters.asgi import MTLSMiddleware, identity_from_scope
+
+    async def app(scope, receive, send) -> None:
+        who = identity_from_scope(scope)
+        body = json.dumps({"cn": who.common_name if who else None}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    out = []
+    for _ in range(2):
+        decisions: list[Decision] = []
+        verifier = verifier_of()
+        mw = MTLSMiddleware(
+            app,
+            verifier=verifier,
+            routes=[Route("/admin/*", policy=Policy(organizations={"ads"}))],
+            on_decision=decisions.append,
+        )
+        out.append((mw, verifier, decisions))
+    return out
+
+
+def _send(loop: asyncio.AbstractEventLoop, mw, scope: dict[str, Any]) -> tuple[int, str | None]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    loop.run_until_complete(mw(dict(scope), receive, send))
+    body = json.loads(sent[1]["body"])
+    return sent[0]["status"], body.get("cn", body.get("code"))
+
+
+def test_asgi_tls_hot_path_refuses_unreadable_headers_as_the_whole_path(pki) -> None:
+    """Without a ``ForwardedCert`` the hot path has no header to look for, yet the whole
+    path reads every header and refuses a scope whose headers are not bytes pairs
+    (``request_malformed``): a cached TLS chain must not answer such a scope either."""
+    twins = _tls_twins(lambda: Verifier(trust_store=pki.root.trust_store()))
+    tls = {"tls": {"client_cert_chain": [pki.good.chain_pem.text()], "client_cert_error": None}}
+
+    def scope(headers: object, path: str = "/app") -> dict[str, Any]:
+        return {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("203.0.113.9", 1),
+            "server": ("127.0.0.1", 443),
+            "extensions": tls,
+        }
+
+    good = scope([(b"accept", b"*/*")])
+    odd = [
+        scope([("accept", b"*/*")]),  # a str name
+        scope([(b"accept", "*/*")]),  # a str value
+        scope([(b"accept", b"*/*"), (b"x-forwarded-for", "192.0.2.1")]),
+        scope([(b"accept",)]),  # not a pair
+        scope(None),
+        scope(3),
+        scope([(b"accept", "*/*")], path="/admin/x"),
+    ]
+    (fast, fast_v, fast_d), (slow, _slow_v, slow_d) = twins
+    loop = asyncio.new_event_loop()
+    try:
+        for request in [good, good, *odd, good, *odd]:
+            a = _send(loop, fast, request)
+            with whole_path_only():
+                b = _send(loop, slow, request)
+            assert a == b, request["headers"]
+            assert [_normal(d) for d in fast_d] == [_normal(d) for d in slow_d]
+        assert _send(loop, fast, odd[0]) == (400, "request_malformed")
+    finally:
+        loop.close()
+    assert len(fast_v._chain_aliases) == 1  # the hot path answered the good requests
+
+
+# -- threads serving hits while a reload lands ----------------------------------------------------
+def _write_past(path: Path, data: bytes, age_s: float) -> None:
+    """Write ``data`` with a modification time ``age_s`` seconds in the past: past the
+    write-quiet period of file sources, so ``reload()`` takes it at once."""
+    path.write_bytes(data)
+    then = time.time_ns() - int(age_s * 1e9)
+    os.utime(path, ns=(then, then))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", ["crl", "trust", "pins"])
+def test_hits_served_while_a_reload_lands_never_outlive_it(tmp_path: Path, what: str) -> None:
+    """Threads ask ``Guard.cached`` (and ``check`` when it declines) about one cached
+    certificate while the main thread reloads, again and again, a CRL that revokes it, a
+    trust store without its CA, or pins without it. Once ``reload()`` has returned with
+    the refusing files, no request that starts afterwards is admitted, by either path."""
+    ca, stranger = CA(organization="Reload CA"), CA(organization="Stranger CA")
+    if what == "pins":
+        client = self_signed_client_cert(common_name="pinned", extensions=True)
+        other = self_signed_client_cert(common_name="someone else", extensions=True)
+        path = tmp_path / "pins.pem"
+        files = (client.cert_pem.bytes(), other.cert_pem.bytes())
+    else:
+        client = ca.issue_client_cert(common_name="client")
+        if what == "crl":
+            path = tmp_path / "ca.crl"
+            files = (
+                ca.crl().bytes(),
+                ca.crl(extra_serials=[client.certificate.serial_number]).bytes(),
+            )
+        else:
+            path = tmp_path / "ca.pem"
+            files = (ca.cert_pem.bytes(), stranger.cert_pem.bytes())
+    _write_past(path, files[0], 100)
+    source = None if what == "crl" else TrustStore.from_pem_file(path, reload_interval=None)
+    verifier = Verifier(
+        trust_store=ca.trust_store() if what != "trust" else source,
+        pinned=source if what == "pins" else (),
+        revocation=CRLSet.from_paths(path, reload_interval=None) if what == "crl" else None,
+        forwarded=ForwardedCert.preset("nginx", trusted_proxies=[TRUSTED]),
+    )
+    guard = Guard(verifier=verifier)
+    value = quote(client.cert_pem.text(), safe="")
+    view = RequestView(
+        peer=TRUSTED,
+        path="/app",
+        credentials=lambda: Presented(peer=TRUSTED, headers=((HEADER, value),)),
+    )
+    # (reloads begun, refusing): refusing is set only after reload() has returned, and a
+    # request counts only if no other reload began while it ran.
+    phase = [(0, False)]
+    stop = threading.Event()
+    problems: list[str] = []
+    hits = [0]
+
+    def worker() -> None:
+        while not stop.is_set():
+            begun, refused = phase[0]
+            identity = guard.cached(TRUSTED, "/app", "GET", None, header=value)
+            if identity is not None:
+                hits[0] += 1
+            else:
+                identity = guard.check(view).identity
+            if refused and phase[0][0] == begun and identity is not None:
+                problems.append(f"admitted after a refusing {what} reload")
+
+    for _ in range(2):  # verified, then admitted: cached
+        assert guard.check(view).identity is not None
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(1, 13):
+            turn = i % 2
+            phase[0] = (i, False)
+            _write_past(path, files[turn], 100 - i)
+            assert verifier.reload()
+            phase[0] = (i, bool(turn))
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert problems == []
+    assert hits[0] > 0  # the hot path served requests between the reloads
