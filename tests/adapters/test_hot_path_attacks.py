@@ -196,3 +196,76 @@ def test_hits_served_while_a_reload_lands_never_outlive_it(tmp_path: Path, what:
             t.join()
     assert problems == []
     assert hits[0] > 0  # the hot path served requests between the reloads
+
+
+# -- Django under ASGI: a certificate header spelled with underscores ------------------------------
+@pytest.mark.parametrize("preset", ["nginx", "traefik"])
+def test_django_asgi_reads_the_certificate_header_as_sent_never_an_underscore_spelling(
+    pki, monkeypatch, preset
+) -> None:
+    """Django before 4.2.30, 5.2.13 and 6.0.4 (CVE-2026-3902) folds ``x_ssl_client_cert``
+    into ``HTTP_X_SSL_CLIENT_CERT`` under ASGI, joined with a comma to the proxy's own
+    header when both came. Proxies that pass such names (HAProxy, Traefik, Envoy, Caddy,
+    Apache) and send no header of their own for a client without a certificate let that
+    client name any certificate it has seen. The middleware and DRF read the certificate
+    headers from the ASGI scope as they were sent, on the hot path and the whole path."""
+    import io
+
+    import test_django
+    from django.core.handlers.asgi import ASGIRequest
+    from django.http import JsonResponse
+
+    from mtlsauth.adapters import django as dj
+    from mtlsauth.testing import encode_forwarded
+
+    test_django.configure_django()
+    victim = pki.direct  # issued by the root: nginx forwards the leaf alone
+    someone = pki.root.issue_client_cert(common_name="someone")
+    fwd = ForwardedCert.preset(preset, trusted_proxies=[TRUSTED])
+    name = fwd.header.lower().encode()
+    spoof = name.replace(b"-", b"_")
+    key = "HTTP_" + fwd.header.upper().replace("-", "_")
+
+    def value(cert) -> bytes:
+        ((_name, text),) = encode_forwarded(preset, cert.chain_der)
+        return text.encode()
+
+    def view(request):
+        who = dj.identity_from_request(request)
+        return JsonResponse({"cn": who.common_name if who else None})
+
+    def request(headers: list[tuple[bytes, bytes]]) -> ASGIRequest:
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/app",
+            "raw_path": b"/app",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": (TRUSTED, 1),
+            "server": ("127.0.0.1", 80),
+        }
+        req = ASGIRequest(scope, io.BytesIO(b""))
+        folded = [v.decode("latin-1") for k, v in headers if k.replace(b"_", b"-") == name]
+        if folded:  # META as the Django releases before the fix build it
+            req.META[key] = ",".join(folded)
+        return req
+
+    guard = Guard(verifier=Verifier(trust_store=pki.root.trust_store(), forwarded=fwd))
+    monkeypatch.setattr(dj, "get_guard", lambda: guard)
+    middleware = dj.MTLSMiddleware(view)
+
+    def answer(headers: list[tuple[bytes, bytes]]) -> tuple[int, str | None]:
+        response = middleware(request(headers))
+        body = json.loads(response.content)
+        return response.status_code, body.get("cn", body.get("code"))
+
+    for _ in range(3):  # cached, then answered by the hot path
+        assert answer([(name, value(someone))]) == (200, "someone")
+    for _ in range(3):
+        assert answer([(spoof, value(victim))]) == (401, "certificate_missing")
+        assert answer([(spoof, value(victim)), (name, value(someone))]) == (200, "someone")
+        assert answer([(name, value(someone)), (spoof, value(victim))]) == (200, "someone")
+    presented = dj.presented_from_request(request([(spoof, value(victim))]), guard, (key,))
+    assert presented.headers == ()

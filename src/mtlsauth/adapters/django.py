@@ -215,17 +215,24 @@ def request_target(request: HttpRequest) -> tuple[str, bytes | str | None]:
 def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, ...]) -> Presented:
     """The ``Presented`` of a Django request (WSGI environ, or the ASGI TLS extension).
 
+    Under ASGI the certificate headers are read from the scope as the client and the proxy
+    sent them, never from ``META``: Django releases before 4.2.30, 5.2.13 and 6.0.4
+    (CVE-2026-3902) fold a client's ``x_ssl_client_cert`` into the ``HTTP_X_SSL_CLIENT_CERT``
+    key of the proxy's own header.
+
     Raises:
         AmbiguousRequest: ``request_malformed`` when the server passed a certificate of a
-            type that is not text.
+            type that is not text, or headers that are not bytes.
     """
     meta = request.META
     path = request.path_info or "/"
     peer = request_peer(request)
     presented = presented_from_environ(meta, path, request.method, header_keys=keys, peer=peer)
     scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
-    if isinstance(scope, dict) and not presented.tls_chain:
-        tls = (scope.get("extensions") or {}).get("tls")
+    if isinstance(scope, dict):
+        headers = _scope_headers(scope, guard.strip_names)
+        chain, tls_error = presented.tls_chain, presented.tls_error
+        tls = (scope.get("extensions") or {}).get("tls") if not chain else None
         if isinstance(tls, dict):
             chain = tuple(tls.get("client_cert_chain") or ())
             if not all(isinstance(c, str | bytes) for c in chain):
@@ -233,15 +240,31 @@ def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, 
                     "the server passed a certificate that is not text", code="request_malformed"
                 )
             error = tls.get("client_cert_error")
-            presented = Presented(
-                peer=presented.peer,
-                headers=presented.headers,
-                tls_chain=chain,
-                tls_error=(str(error) or "client certificate error") if error is not None else None,
-                path=presented.path,
-                method=presented.method,
-            )
+            tls_error = (str(error) or "client certificate error") if error is not None else None
+        presented = Presented(
+            peer=presented.peer,
+            headers=headers,
+            tls_chain=chain,
+            tls_error=tls_error,
+            path=presented.path,
+            method=presented.method,
+            tls_hint=presented.tls_hint,
+        )
     return presented
+
+
+def _scope_headers(scope: dict[str, Any], names: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """The headers of an ASGI scope whose lower-case names are ``names``, as sent."""
+    try:
+        return tuple(
+            (k.lower().decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope.get("headers", ())
+            if type(k) is bytes and type(v) is bytes and k.lower().decode("latin-1") in names
+        )
+    except (TypeError, ValueError, AttributeError):
+        raise AmbiguousRequest(
+            "the server passed unreadable headers", code="request_malformed"
+        ) from None
 
 
 class MTLSMiddleware:
@@ -263,17 +286,26 @@ class MTLSMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self._keys: tuple[Guard | None, tuple[str, ...], str | None] = (None, (), None)
+        self._keys: tuple[Guard | None, tuple[str, ...], tuple[str, bytes] | None] = (
+            None,
+            (),
+            None,
+        )
         get_guard()  # fail at start-up, not on the first request
 
-    def _keys_of(self, guard: Guard) -> tuple[tuple[str, ...], str | None]:
-        """The ``META`` keys of the certificate headers, and of the one a hit reads."""
+    def _keys_of(self, guard: Guard) -> tuple[tuple[str, ...], tuple[str, bytes] | None]:
+        """The ``META`` keys of the certificate headers, and the ``META`` key and the
+        lower-case name of the one a hit reads (``None``: hits read no header)."""
         known, keys, main = self._keys
         if known is not guard:  # first request, or the settings changed
             keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.strip_names))
             fwd = guard.forwarded
             plain = fwd.plain_header if fwd is not None else None
-            main = "HTTP_" + plain.upper().replace("-", "_") if plain is not None else None
+            main = (
+                ("HTTP_" + plain.upper().replace("-", "_"), plain.encode("latin-1"))
+                if plain is not None
+                else None
+            )
             self._keys = (guard, keys, main)
         return keys, main
 
@@ -317,7 +349,7 @@ class MTLSMiddleware:
 def _cached(
     request: HttpRequest,
     guard: Guard,
-    main: str | None,
+    main: tuple[str, bytes] | None,
     peer: str | None,
     path: str,
     method: str,
@@ -326,19 +358,40 @@ def _cached(
     """The identity of a request whose one certificate header a cached verification admits
     with nothing else to decide (``Guard.cached``; from a trusted proxy, so nothing to
     hide); ``None``: ``Guard.check`` decides it. Leaves to ``check`` every request whose
-    TLS layer says anything (``presented_from_request`` reads it, and may refuse it)."""
+    TLS layer says anything (``presented_from_request`` reads it, and may refuse it).
+    Under ASGI the header is read from the scope, as ``presented_from_request`` does."""
     if main is None:
         return None
     meta = request.META
-    header = meta.get(main)
-    if not isinstance(header, str) or meta.get("SSL_CLIENT_CERT"):
+    scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
+    header: str | bytes | None
+    if isinstance(scope, dict):
+        if (scope.get("extensions") or {}).get("tls") is not None:
+            return None  # the TLS extension: its chain and error are read by check
+        wanted = main[1]
+        size = len(wanted)
+        header = None
+        try:
+            for k, v in scope.get("headers", ()):
+                if type(k) is not bytes or type(v) is not bytes:
+                    return None  # presented_from_request refuses it
+                if len(k) == size and k.lower() == wanted:
+                    if header is not None:
+                        return None  # two copies: refused
+                    header = v
+        except (TypeError, ValueError):
+            return None  # presented_from_request refuses it
+        if header is None:
+            return None
+    else:
+        header = meta.get(main[0])
+        if not isinstance(header, str):
+            return None
+    if meta.get("SSL_CLIENT_CERT"):
         return None
     verify = meta.get("SSL_CLIENT_VERIFY")
     if isinstance(verify, str) and verify.startswith("FAILED"):
         return None
-    scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
-    if isinstance(scope, dict) and (scope.get("extensions") or {}).get("tls") is not None:
-        return None  # the TLS extension: its chain and error are read by check
     return guard.cached(peer, path, method, raw, header=header)
 
 
