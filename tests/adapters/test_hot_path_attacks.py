@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import threading
 import time
 from pathlib import Path
@@ -269,3 +270,235 @@ def test_django_asgi_reads_the_certificate_header_as_sent_never_an_underscore_sp
         assert answer([(name, value(someone)), (spoof, value(victim))]) == (200, "someone")
     presented = dj.presented_from_request(request([(spoof, value(victim))]), guard, (key,))
     assert presented.headers == ()
+
+
+# -- seeded random requests against twins with many routes -----------------------------------------
+def _route_table() -> dict[str, Any]:
+    from mtlsauth import TokenCheck
+
+    return {
+        "routes": [
+            Route("/admin/*", policy=Policy(organizations={"admin"})),
+            Route("/post/*", methods={"POST"}, policy=Policy(organizations={"admin"})),
+            Route("/opt/*", mode="optional"),
+            Route("/off/*", mode="off"),
+            Route("/tok/*", token=TokenCheck(lambda token: {"sub": token}, required=False)),
+            Route("/open/*", policy=Policy()),
+        ],
+        "exempt_paths": {"/healthz", "/pub/*"},
+    }
+
+
+# (path the router sees, raw target or None): dot segments, encoded slashes, case, ";",
+# a path below a root path, routes that differ by method or policy
+_TARGETS = [
+    ("/app", b"/app"),
+    ("/admin/x", b"/admin/x"),
+    ("/admin/x", b"/admin%2Fx"),
+    ("/admin/x", b"/ADMIN/x"),
+    ("/app", b"/admin/../app"),
+    ("/admin/../app", b"/admin/../app"),
+    ("/healthz", b"/healthz"),
+    ("/healthz", b"//healthz"),
+    ("/pub/../admin/x", b"/pub/../admin/x"),
+    ("/pub/x", b"/pub/x;a"),
+    ("/post/x", b"/post/x"),
+    ("/opt/x", b"/opt/x"),
+    ("/off/x", b"/off/x"),
+    ("/tok/x", b"/tok/x"),
+    ("/open/x", b"/open/x"),
+    ("/app", None),
+    ("/admin/x", None),
+    ("", b"/admin/x"),
+    ("/x/admin/x", b"/x/admin/x"),
+]
+
+
+class _Clients:
+    def __init__(self) -> None:
+        import base64
+
+        self.root = CA(organization="Example Corp")
+        made = {
+            "admin": self.root.issue_client_cert(common_name="admin", organization="admin"),
+            "user": self.root.issue_client_cert(common_name="user", organization="users"),
+            "evil": CA(organization="Evil").issue_client_cert(
+                common_name="evil", organization="admin"
+            ),
+        }
+        self.certs = made
+
+        def traefik(c) -> str:
+            return ",".join(base64.b64encode(d).decode() for d in c.chain_der)
+
+        self.values = {
+            "nginx": [quote(c.cert_pem.text(), safe="") for c in made.values()]
+            + ["(null)", "", " x", quote(made["user"].cert_pem.text(), safe="") + ","],
+            "traefik": [traefik(c) for c in made.values()]
+            + [traefik(made["admin"]) + "," + traefik(made["user"])],
+        }
+
+
+@pytest.fixture(scope="module")
+def clients() -> _Clients:
+    return _Clients()
+
+
+def _verifier(kind: str, c: _Clients) -> Verifier:
+    fwd = ForwardedCert.preset(kind, trusted_proxies=[TRUSTED]) if kind != "none" else None
+    return Verifier(
+        trust_store=c.root.trust_store(),
+        forwarded=fwd,
+        policy=Policy(organizations={"users", "admin"}),
+    )
+
+
+def _random_scope(r: random.Random, kind: str, c: _Clients) -> dict[str, Any]:
+    path, raw = r.choice(_TARGETS)
+    names = [b"x-ssl-client-cert", b"X-SSL-Client-Cert", b"x_ssl_client_cert"]
+    names += [b"x-forwarded-tls-client-cert", b"X_Forwarded_Tls_Client_Cert", b"accept"]
+    headers: list[tuple[Any, Any]] = []
+    for _ in range(r.randrange(4)):
+        name: Any = r.choice(names)
+        value: Any = r.choice(c.values["traefik" if kind == "traefik" else "nginx"]).encode()
+        if r.random() < 0.04:
+            value = value.decode()
+        if r.random() < 0.03:
+            name = name.decode()
+        headers.append((name, value))
+    if r.random() < 0.3:
+        headers.append((b"authorization", b"Bearer t"))
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": r.choice(["GET", "POST", "get"]),
+        "path": path,
+        "raw_path": raw,
+        "root_path": r.choice(["", "", "", "/x"]),
+        "query_string": b"",
+        "headers": headers,
+        "client": r.choice([(TRUSTED, 1), ("203.0.113.9", 1), None, [TRUSTED, 1]]),
+        "server": r.choice([("127.0.0.1", 80), ("/run/app.sock", None)]),
+    }
+    if raw is None:
+        del scope["raw_path"]
+    cert = r.choice([None, *c.certs.values()])
+    if cert is not None:
+        shape = r.randrange(5)
+        chain: list[Any] = list(cert.chain_der) if shape == 1 else [cert.cert_pem.text()]
+        tls: dict[str, Any] = {"client_cert_chain": chain, "client_cert_error": None}
+        if shape == 2:
+            tls["client_cert_error"] = "bad"
+        if shape == 3:
+            tls["client_cert_chain"] = [cert.der, 5]
+        if shape == 4:
+            tls = {"client_cert_chain": chain}
+        scope["extensions"] = {"tls": tls}
+    return scope
+
+
+def _random_environ(r: random.Random, kind: str, c: _Clients) -> dict[str, Any]:
+    path, raw = r.choice(_TARGETS)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": r.choice(["GET", "POST", "get", ""]),
+        "PATH_INFO": r.choice([path, path, "/\xc3\xa9", "/adm\xe9"]),
+        "REMOTE_ADDR": r.choice([TRUSTED, "203.0.113.9", "", " 127.0.0.1"]),
+        "wsgi.url_scheme": "http",
+    }
+    if raw is not None:
+        environ[r.choice(["RAW_URI", "REQUEST_URI"])] = raw.decode("latin-1")
+    keys = ["HTTP_X_SSL_CLIENT_CERT", "HTTP_X_FORWARDED_TLS_CLIENT_CERT", "HTTP_ACCEPT"]
+    for _ in range(r.randrange(3)):  # a WSGI server joins repeated headers with a comma
+        key = r.choice(keys)
+        value = r.choice(c.values["traefik" if kind == "traefik" else "nginx"])
+        environ[key] = environ[key] + "," + value if key in environ else value
+    if r.random() < 0.3:
+        environ["HTTP_AUTHORIZATION"] = "Bearer t"
+    if r.random() < 0.2:
+        environ["SSL_CLIENT_CERT"] = r.choice(
+            [c.certs["admin"].cert_pem.text(), c.certs["user"].cert_pem.text(), "", 3]
+        )
+    if r.random() < 0.2:
+        environ["SSL_CLIENT_VERIFY"] = r.choice(["SUCCESS", "FAILED:x", "NONE"])
+    if r.random() < 0.05:
+        environ["HTTP_X_SSL_CLIENT_CERT"] = b"x"
+    return environ
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", ["nginx", "traefik", "none"])
+def test_random_requests_through_many_routes_decide_as_the_whole_path(
+    clients: _Clients, adapter: str, kind: str
+) -> None:
+    """Seeded random requests (peers, spellings and copies of the header, TLS extensions
+    of every shape, targets with dot segments, encoded slashes and ``;``, root paths,
+    methods, bearer tokens) against twins with six routes and two exempt patterns, for a
+    leaf-only header (nginx), a header that carries a chain and may hold commas
+    (Traefik), and no certificate header at all (the TLS chain alone)."""
+    r = random.Random(f"{adapter}-{kind}")
+    twins = []
+    for _ in range(2):
+        decisions: list[Decision] = []
+        verifier = _verifier(kind, clients)
+        if adapter == "asgi":
+            from mtlsauth.adapters.asgi import MTLSMiddleware as AsgiMiddleware
+
+            async def app(scope, receive, send) -> None:
+                from mtlsauth.adapters.asgi import identity_from_scope
+
+                who = identity_from_scope(scope)
+                seen = [(repr(k), repr(v)) for k, v in scope["headers"]]
+                body = json.dumps({"cn": who.common_name if who else None, "h": seen})
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": body.encode()})
+
+            mw: Any = AsgiMiddleware(
+                app, verifier=verifier, on_decision=decisions.append, **_route_table()
+            )
+        else:
+            from mtlsauth.adapters.wsgi import MTLSMiddleware as WsgiMiddleware
+            from mtlsauth.adapters.wsgi import identity_from_environ
+
+            def wsgi_app(environ, start_response):
+                who = identity_from_environ(environ)
+                seen = sorted((k, repr(v)) for k, v in environ.items() if k.startswith("HTTP_"))
+                start_response("200 OK", [])
+                return [json.dumps({"cn": who.common_name if who else None, "h": seen}).encode()]
+
+            mw = WsgiMiddleware(
+                wsgi_app, verifier=verifier, on_decision=decisions.append, **_route_table()
+            )
+        twins.append((mw, verifier, decisions))
+    (fast, fast_v, fast_d), (slow, slow_v, slow_d) = twins
+    make = _random_scope if adapter == "asgi" else _random_environ
+    requests = [make(r, kind, clients) for _ in range(150)]
+    loop = asyncio.new_event_loop()
+
+    def send(mw: Any, request: dict[str, Any]) -> tuple[Any, ...]:
+        if adapter == "wsgi":
+            status: list[str] = []
+            body = b"".join(mw(dict(request), lambda s, h: status.append(s)))
+            return status[0], body
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send_(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        loop.run_until_complete(mw(dict(request), receive, send_))
+        return sent[0]["status"], sent[1]["body"]
+
+    try:
+        for _ in range(3):
+            for request in requests:
+                a = send(fast, request)
+                with whole_path_only():
+                    b = send(slow, request)
+                assert a == b, request
+                assert [_normal(d) for d in fast_d] == [_normal(d) for d in slow_d], request
+    finally:
+        loop.close()
+    assert fast_v.health()["cache"] == slow_v.health()["cache"]
+    assert fast_v.health()["cache"]["hits"] > 0
