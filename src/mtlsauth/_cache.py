@@ -80,16 +80,25 @@ _MAX_VERDICTS = 32  # distinct policies remembered per cached identity (routes x
 def chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
     """The cache key of a presented chain (PEM strings, DER items or header values).
 
-    ``tag`` keeps the kinds of input apart."""
+    ``tag`` keeps the kinds of input apart. Text keys as its bytes only when it is ASCII
+    (PEM), which ``chain_to_der`` reads as those bytes; other text, which it refuses, is
+    marked, so that it never shares the key of bytes it encodes to (DER read as text with
+    ``surrogateescape`` encodes back to that DER)."""
     if len(items) == 1:  # the common case: one PEM string or one header value
         item = items[0]
-        raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
-        return hashlib.sha256(tag + b"\x01" + raw).digest()
+        if isinstance(item, str):
+            mark = b"\x01" if item.isascii() else b"\x03"
+            return hashlib.sha256(tag + mark + item.encode("utf-8", "surrogateescape")).digest()
+        return hashlib.sha256(tag + b"\x01" + item).digest()
     # Several items: length-prefix each, so no two different chains share a key.
     h = hashlib.sha256(tag + b"\x02" + len(items).to_bytes(2, "big"))
     for item in items:
-        raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
-        h.update(len(raw).to_bytes(4, "big"))
+        if isinstance(item, str):
+            raw = item.encode("utf-8", "surrogateescape")
+            size = len(raw) if item.isascii() else len(raw) | 1 << 31  # lengths are < 2**31
+        else:
+            raw, size = item, len(item)
+        h.update(size.to_bytes(4, "big"))
         h.update(raw)
     return h.digest()
 

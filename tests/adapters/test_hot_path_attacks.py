@@ -502,3 +502,31 @@ def test_random_requests_through_many_routes_decide_as_the_whole_path(
         loop.close()
     assert fast_v.health()["cache"] == slow_v.health()["cache"]
     assert fast_v.health()["cache"]["hits"] > 0
+
+
+# -- the cache key of a TLS chain: text and bytes -------------------------------------------------
+def test_a_chain_item_as_text_never_shares_the_key_of_other_bytes(pki) -> None:
+    """``chain_key`` hashes a text item as its UTF-8 bytes (surrogates escaped back to the
+    bytes they stand for), so DER read as text with ``surrogateescape`` had the key of the
+    DER itself: once the DER was cached, the text, which ``chain_to_der`` refuses (not
+    ASCII), was answered from that entry by the hot path and the whole path alike. Text
+    that is not ASCII has keys of its own; ASCII text (PEM) still keys as its bytes."""
+    from mtlsauth import CertificateInvalid
+    from mtlsauth._cache import chain_key
+
+    verifier = Verifier(
+        trust_store=pki.root.trust_store(), intermediates=[pki.inter.cert_pem.text()]
+    )
+    der = pki.good.der
+    as_text = der.decode("utf-8", "surrogateescape")
+    for _ in range(2):  # verified, then admitted
+        assert verifier.authenticate(Presented(peer="203.0.113.9", tls_chain=(der,))) is not None
+    for chain in ((as_text,), (as_text, pki.inter.cert_pem.text())):
+        with pytest.raises(CertificateInvalid) as refused:
+            verifier.authenticate(Presented(peer="203.0.113.9", tls_chain=chain))
+        assert refused.value.code == "certificate_malformed"
+        assert verifier._cached_chain(chain, "203.0.113.9", None) is None
+    pem = pki.good.cert_pem.text()
+    assert chain_key((pem,), b"t") == chain_key((pem.encode(),), b"t")
+    assert chain_key((as_text,), b"t") != chain_key((der,), b"t")
+    assert chain_key((as_text, "a"), b"t") != chain_key((der, b"a"), b"t")
