@@ -736,30 +736,21 @@ def big_crl(tmp_path_factory: pytest.TempPathFactory) -> tuple[CA, Path]:
     return ca, d / "big.crl"
 
 
-def test_lookup_cost_does_not_grow_with_crl_size(big_crl: tuple[CA, Path]) -> None:
+def test_a_100k_entry_crl_from_openssl_loads_and_answers(big_crl: tuple[CA, Path]) -> None:
+    """A CRL of 100,000 entries written by ``openssl ca -gencrl``: the listed serial is
+    revoked, any other passes, at the CRL's own time (the fixture may run long after this
+    module's ``NOW``). That the look-up does not grow with the CRL is measurement 3 of the
+    benchmarks (``benchmarks/bench_crl.py``), not a timed test."""
     ca, path = big_crl
-    t = time.perf_counter()
     crls = CRLSet.from_paths(path, reload_interval=None)
-    load = time.perf_counter() - t
-    assert load < 5.0, f"load took {load:.2f} s"
+    at = dt.datetime.now(UTC)
     listed = _leaf_with_serial(ca, 50_000)
     absent = ca.issue_client_cert()
-    assert _outcome(crls, [listed.certificate, ca.certificate]) == "revoked"
-    chain = [absent.certificate, ca.certificate]
-    crls.check(chain, at=NOW)  # signature check (hashes 3 MB) happens once
-    small = CRLSet.from_pem(_crl(ca))
-    small.check(chain, at=NOW)
-
-    def per_call(s: CRLSet) -> float:
-        n = 2000
-        t = time.perf_counter()
-        for _ in range(n):
-            s.check(chain, at=NOW)
-        return (time.perf_counter() - t) / n
-
-    big, tiny = per_call(crls), per_call(small)
-    assert big < 100e-6, f"{big * 1e6:.1f} us per check at 100k entries"
-    assert big < tiny * 5 + 5e-6, f"{big * 1e6:.1f} us vs {tiny * 1e6:.1f} us"
+    with pytest.raises(CertificateRevoked):
+        crls.check([listed.certificate, ca.certificate], at=at)
+    assert crls.check([absent.certificate, ca.certificate], at=at) is not None
+    near = _leaf_with_serial(ca, 101_000)  # just past the last listed serial
+    assert crls.check([near.certificate, ca.certificate], at=at) is not None
 
 
 def _leaf_with_serial(ca: CA, serial: int) -> ClientCert:
