@@ -906,3 +906,29 @@ def test_an_entry_computed_under_replaced_revocation_data_is_a_miss_not_a_hit(pk
     assert rev.calls == calls + 1  # verified again
     assert after["hits"] == before["hits"]  # type: ignore[index]
     assert after["misses"] == before["misses"] + 1  # type: ignore[index,operator]
+
+
+def test_a_refusal_computed_under_replaced_revocation_data_is_not_served_after_it(pki) -> None:
+    """A check that read the old CRL (revoked) and finishes after another request noticed the
+    new one (revocation lifted) must not leave its refusal in the cache: the next request is
+    judged under the new data."""
+    other = pki.inter.issue_client_cert().chain_pem.text()
+
+    class LiftedMidway(SwitchableRevocation):
+        def check(
+            self, chain: Sequence[x509.Certificate], *, at: dt.datetime
+        ) -> dt.datetime | None:
+            if self.calls == 0:
+                self.calls += 1
+                self.revoked.clear()  # the revocation is lifted...
+                self.token = object()
+                verifier.verify(other)  # ...and another request notices it meanwhile
+                raise CertificateRevoked("revoked")  # what this check read before
+            return super().check(chain, at=at)
+
+    rev = LiftedMidway()
+    rev.revoked.add(pki.good.certificate.serial_number)
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=rev)
+    chain = pki.good.chain_pem.text()
+    assert _code(verifier, chain) == "certificate_revoked"
+    assert _code(verifier, chain) == "accepted"

@@ -175,10 +175,14 @@ class CacheEntry:
 
 @dataclass(frozen=True, slots=True)
 class NegativeEntry:
+    """A cached refusal; ``tokens`` as in ``CacheEntry``: one computed under trust, pins or
+    revocation data since replaced is never served (a lifted revocation, a CA added)."""
+
     error_type: type[MTLSAuthError]
     code: str
     detail: str
     expires: float
+    tokens: object = None
 
 
 class _Failures:
@@ -386,25 +390,38 @@ class VerificationCache:
         entry.aliases = ()
 
     # -- failures -----------------------------------------------------------------------------
-    def get_negative(self, key: bytes, now: float) -> NegativeEntry | None:
+    def get_negative(self, key: bytes, now: float, tokens: object) -> NegativeEntry | None:
+        """The refusal cached for a raw-input key, computed under ``tokens``, not expired."""
         entry = self._neg.get(key)
-        if entry is None or entry.expires <= now:
+        if entry is None or entry.expires <= now or entry.tokens is not tokens:
             return None
         return entry
 
-    def failing_leaf(self, key: bytes, now: float) -> NegativeEntry | None:
-        """The last failure of a leaf that failed with too many different inputs lately."""
+    def failing_leaf(self, key: bytes, now: float, tokens: object) -> NegativeEntry | None:
+        """The last failure of a leaf that failed with too many different inputs lately,
+        under ``tokens``."""
         record = self._failures.get(key)
-        if record is None or record.expires <= now or record.count < MAX_FAILING_VARIANTS:
+        if (
+            record is None
+            or record.expires <= now
+            or record.count < MAX_FAILING_VARIANTS
+            or record.last.tokens is not tokens
+        ):
             return None
         return record.last
 
     def put_negative(
-        self, key: bytes, error: MTLSAuthError, now: float, leaf: bytes | None = None
+        self,
+        key: bytes,
+        error: MTLSAuthError,
+        now: float,
+        leaf: bytes | None = None,
+        tokens: object = None,
     ) -> None:
+        """Cache a refusal computed under ``tokens`` (taken before the work began)."""
         if not self._neg_size:
             return
-        entry = NegativeEntry(type(error), error.code, error.detail, now + self._neg_ttl)
+        entry = NegativeEntry(type(error), error.code, error.detail, now + self._neg_ttl, tokens)
         with self._lock:
             self._neg[key] = entry
             self._neg.move_to_end(key)
@@ -413,7 +430,7 @@ class VerificationCache:
             if leaf is None:
                 return
             record = self._failures.get(leaf)
-            if record is None or record.expires <= now:
+            if record is None or record.expires <= now or record.last.tokens is not tokens:
                 self._failures[leaf] = _Failures(entry)
             else:
                 record.count += 1

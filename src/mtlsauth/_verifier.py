@@ -508,7 +508,7 @@ class Verifier:
         cache = self._cache
         entry = cache.get(key, now, self._last_tokens)  # None for trust since reloaded
         if entry is None:
-            neg = cache.get_negative(key, now)
+            neg = cache.get_negative(key, now, self._last_tokens)
             if neg is not None:
                 raise neg.error_type(neg.detail, code=neg.code)
             entry = self._miss(key, decode, source, now)
@@ -559,7 +559,7 @@ class Verifier:
                 if found is not None:
                     cache_missed.set(False)  # served from the cache: no verification ran
                     return found
-                failing = cache.failing_leaf(leaf, now)
+                failing = cache.failing_leaf(leaf, now, tokens)
                 if failing is not None:  # this leaf failed with too many inputs lately
                     raise failing.error_type(failing.detail, code=failing.code)
             if _CACHE_ONLY.get():  # authenticate_cached: no verification from here on
@@ -572,7 +572,7 @@ class Verifier:
                 entry = CacheEntry(identity, identity.chain, expires, tokens)
         except (CertificateInvalid, CertificateMissing, CertificateRevoked) as exc:
             if not isinstance(exc, RevocationUnavailable):  # transient: never cache
-                cache.put_negative(key, exc, now, leaf)
+                cache.put_negative(key, exc, now, leaf, tokens)
             raise
         if leaf is not None:
             cache.put(leaf, key, entry)
