@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Sequence
 
@@ -932,3 +933,31 @@ def test_a_refusal_computed_under_replaced_revocation_data_is_not_served_after_i
     chain = pki.good.chain_pem.text()
     assert _code(verifier, chain) == "certificate_revoked"
     assert _code(verifier, chain) == "accepted"
+
+
+def test_a_tls_chain_of_other_item_types_is_read_or_refused_never_a_type_error(pki) -> None:
+    """``Presented.tls_chain`` holds PEM or DER as ``str``/``bytes``; a direct caller may hand
+    certificates, ``bytearray`` or ``memoryview`` (read as their bytes, like ``verify``) or
+    anything else (refused as ``certificate_malformed``), and asking twice answers the same."""
+    from mtlsauth._types import Presented
+
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    leaf, inter = pki.good.certificate, pki.inter.certificate
+    pem = pki.good.chain_pem.bytes()
+    readable = {
+        "certificates": (leaf, inter),
+        "bytearray": (bytearray(pem),),
+        "memoryview": (memoryview(pem),),
+        "a list": [pki.good.chain_pem.text()],
+        "mixed": (pki.good.cert_pem.text(), inter),
+    }
+    for what, chain in readable.items():
+        for _ in range(2):
+            identity = verifier.authenticate(Presented(peer="192.0.2.1", tls_chain=chain))  # type: ignore[arg-type]
+            assert identity is not None, what
+            assert identity.fingerprint_sha256 == hashlib.sha256(pki.good.der).hexdigest(), what
+    for what, chain in {"an int": (123,), "None": (None,), "a dict": ({},)}.items():
+        for _ in range(2):
+            with pytest.raises(MTLSAuthError) as caught:
+                verifier.authenticate(Presented(peer="192.0.2.1", tls_chain=chain))  # type: ignore[arg-type]
+            assert caught.value.code == "certificate_malformed", what

@@ -313,6 +313,8 @@ class Verifier:
             # (upstream mTLS) names the proxy, never the client it forwards.
             tls_chain = ()
         if tls_chain:
+            if type(tls_chain) is not tuple or not all(isinstance(c, _ITEM) for c in tls_chain):
+                tls_chain = _tls_items(tls_chain)
             identity = self._cached_chain(tls_chain, presented.peer, policy)
             if identity is not None:
                 return identity
@@ -756,6 +758,35 @@ class Verifier:
 # CA certificates are 1-2 KB, a larger one is parsed on every request instead.
 _PRESENTED_MAX = 8192
 _PRESENTED: BoundedMemo[bytes, x509.Certificate] = BoundedMemo(64, max_key_len=_PRESENTED_MAX)
+
+
+_ITEM = (str, bytes)
+
+
+def _tls_items(chain: object) -> tuple[str | bytes, ...]:
+    """A ``Presented.tls_chain`` as ``str``/``bytes`` items. A direct caller may hand
+    certificates, ``bytearray`` or ``memoryview`` (read as ``verify`` reads them: their DER,
+    their bytes); anything else is ``certificate_malformed``, never a ``TypeError``."""
+    items = (chain,) if isinstance(chain, str | bytes) else chain
+    if not isinstance(items, list | tuple):
+        raise CertificateInvalid(
+            f"unsupported certificate chain type {type(chain).__name__}",
+            code="certificate_malformed",
+        )
+    out: list[str | bytes] = []
+    for item in items:
+        if isinstance(item, str | bytes):
+            out.append(item)
+        elif isinstance(item, bytearray | memoryview):
+            out.append(bytes(item))
+        elif isinstance(item, x509.Certificate):
+            out.append(item.public_bytes(Encoding.DER))
+        else:
+            raise CertificateInvalid(
+                f"unsupported certificate input type {type(item).__name__}",
+                code="certificate_malformed",
+            )
+    return tuple(out)
 
 
 def _load_presented(der: bytes) -> x509.Certificate:
