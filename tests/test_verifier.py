@@ -961,3 +961,19 @@ def test_a_tls_chain_of_other_item_types_is_read_or_refused_never_a_type_error(p
             with pytest.raises(MTLSAuthError) as caught:
                 verifier.authenticate(Presented(peer="192.0.2.1", tls_chain=chain))  # type: ignore[arg-type]
             assert caught.value.code == "certificate_malformed", what
+
+
+@pytest.mark.parametrize("preset", ["nginx", "envoy", "apache", "traefik", "haproxy", "gcp"])
+def test_headers_that_are_not_name_value_pairs_are_request_malformed(pki, preset: str) -> None:
+    """``Presented.headers`` is a sequence of (name, value) pairs; a direct caller's other
+    shapes are refused as ``request_malformed``, never a ``TypeError`` or ``ValueError``."""
+    from mtlsauth import ForwardedCert
+    from mtlsauth._types import Presented
+
+    fwd = ForwardedCert.preset(preset, trusted_proxies=["10.0.0.1"])
+    verifier = Verifier(trust_store=pki.root.trust_store(), forwarded=fwd)
+    name = fwd.header
+    for headers in (((name,),), ((name, "a", "b"),), (123,), None, 5):
+        with pytest.raises(MTLSAuthError) as caught:
+            verifier.authenticate(Presented(peer="10.0.0.1", headers=headers))  # type: ignore[arg-type]
+        assert caught.value.code == "request_malformed", headers

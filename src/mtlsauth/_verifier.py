@@ -35,6 +35,7 @@ from mtlsauth._cache import (
 )
 from mtlsauth._encoding import chain_to_der, load_der
 from mtlsauth._errors import (
+    AmbiguousRequest,
     CertificateInvalid,
     CertificateMissing,
     CertificateRevoked,
@@ -299,12 +300,18 @@ class Verifier:
         if fwd is not None and not (tls_chain and not fwd.is_trusted(presented.peer)):
             # The common request first: one plain header from a trusted proxy, admitted
             # from the cache. Anything else (or a miss) takes the whole path below.
-            plain = fwd.plain_value(presented.headers)
+            try:
+                plain = fwd.plain_value(presented.headers)
+            except (TypeError, ValueError):
+                raise _unreadable_headers() from None
             if plain is not None:
                 identity = self._cached_header(plain, presented.peer, policy)
                 if identity is not None:
                     return identity
-            value = fwd.extract(presented)
+            try:
+                value = fwd.extract(presented)
+            except (TypeError, ValueError):  # headers that are not (name, value) pairs
+                raise _unreadable_headers() from None
             if value is not None:
                 return self._verified(
                     hashlib.sha256(value.key).digest(), value.decode, value.source, policy
@@ -761,6 +768,12 @@ _PRESENTED: BoundedMemo[bytes, x509.Certificate] = BoundedMemo(64, max_key_len=_
 
 
 _ITEM = (str, bytes)
+
+
+def _unreadable_headers() -> AmbiguousRequest:
+    return AmbiguousRequest(
+        "the request's headers are not (name, value) pairs", code="request_malformed"
+    )
 
 
 def _tls_items(chain: object) -> tuple[str | bytes, ...]:
