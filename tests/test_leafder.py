@@ -799,3 +799,97 @@ def test_pinned_verification_leaves_nothing_cached_in_the_leaf() -> None:
     assert verifier.verify(der).certificate is not None
     now = datetime.now(timezone.utc)
     assert _kept_per_leaf(lambda c: verifier._verify_pinned(c, der, now, "tls"), der) < 700
+
+
+# --- extension values of every length, and mutations of them -------------------------------
+
+# Key identifiers and names long enough to need a long-form length (128 octets and up), and
+# the length octets spelt wrong around that boundary: a check on the second octet alone
+# reads "0x81" or "0x82" as a short length that happens to equal the rest of the value.
+_LONG_FORMS = [
+    ("2.5.29.14", b"\x04\x81\x05" + bytes(128)),  # 0x81 = the rest's length, not a length
+    ("2.5.29.14", b"\x04\x82\x00\x80" + bytes(128)),  # a length with a leading zero octet
+    ("2.5.29.14", b"\x04\x81\x7f" + bytes(128)),  # long form for a short length
+    ("2.5.29.14", b"\x04\x81\x80" + bytes(128)),  # DER: a 128-octet identifier
+    ("2.5.29.35", b"\x30\x80\x80\x7e" + bytes(126)),  # indefinite length
+    ("2.5.29.35", b"\x30\x81\x80\x7f" + bytes(127)),  # 0x81 read as the length 129
+    ("2.5.29.35", tlv(0x30, tlv(0x80, bytes(130)))),  # DER: a 130-octet keyIdentifier
+    ("2.5.29.37", b"\x30\x81\x03" + _CLIENT_AUTH[:3]),
+    ("2.5.29.17", b"\x30\x81\x03\x82\x01a"),
+    ("2.5.29.17", tlv(0x30, tlv(0x82, b"a" * 200))),
+]
+
+
+@pytest.mark.parametrize(("oid", "value"), _LONG_FORMS)
+def test_long_form_values_are_vouched_only_when_cryptography_reads_them(
+    oid: str, value: bytes
+) -> None:
+    """A CA-signed leaf whose extension value cryptography refuses must be refused alike
+    with the DER reading: vouching for it would accept a certificate the full reading
+    refuses as malformed."""
+    der = _leaf([_ext(oid, value)])
+    cert = _load(der)
+    facts = read_leaf(der)
+    assert cert is not None
+    assert facts is not None
+    try:
+        cert.extensions  # noqa: B018 - the full reading of the extensions
+    except ValueError:
+        assert not extensions_read(facts)
+    _same_verification(der)
+
+
+def _valid_values(oid: str, size: int) -> bytes:
+    """A DER value of extension ``oid`` whose variable part holds ``size`` octets."""
+    if oid == "2.5.29.14":
+        return tlv(0x04, bytes(range(size % 256)) * (size // 256) + bytes(range(size % 256)))
+    if oid == "2.5.29.35":
+        return tlv(0x30, tlv(0x80, b"\x5a" * max(size, 1)))
+    if oid == "2.5.29.37":
+        return tlv(0x30, _CLIENT_AUTH * max(1, size // len(_CLIENT_AUTH)))
+    if oid == "2.5.29.17":
+        return tlv(0x30, tlv(0x82, b"a" * size))
+    if oid == "2.5.29.15":
+        return bytes([0x03, 0x02, 0x07, 0x80])
+    return b"\x30\x06\x01\x01\xff\x02\x01" + bytes([size % 256])
+
+
+@st.composite
+def _mutated_extension(draw: st.DrawFn) -> tuple[str, bytes]:
+    oid = draw(
+        st.sampled_from(
+            ["2.5.29.14", "2.5.29.35", "2.5.29.37", "2.5.29.17", "2.5.29.15", "2.5.29.19"]
+        )
+    )
+    value = bytearray(
+        _valid_values(
+            oid, draw(st.sampled_from([0, 1, 20, 124, 125, 126, 127, 128, 129, 255, 256, 300]))
+        )
+    )
+    for _ in range(draw(st.integers(0, 3))):
+        where = draw(st.integers(0, min(len(value), 5)))
+        kind = draw(st.integers(0, 3))
+        octet = draw(
+            st.sampled_from([0x00, 0x01, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xFF, len(value) - 2 & 0xFF])
+        )
+        if kind == 0 and where < len(value):
+            value[where] = octet
+        elif kind == 1:
+            value.insert(where, octet)
+        elif kind == 2 and where < len(value):
+            del value[where]
+        elif where < len(value):
+            value[where] = (value[where] + draw(st.sampled_from([-1, 1]))) & 0xFF
+    return oid, bytes(value)
+
+
+@_SETTINGS
+@given(extension=_mutated_extension(), critical=st.sampled_from([None, b"\xff"]))
+def test_mutated_values_of_every_length_are_vouched_only_when_read(
+    extension: tuple[str, bytes], critical: bytes | None
+) -> None:
+    """Every extension type the reader vouches for, at lengths on both sides of the short-form
+    boundary, with its tag and length octets mutated: a yes only where cryptography reads the
+    value, with the same SAN values."""
+    oid, value = extension
+    _vouched_is_read(_leaf([_ext(oid, value, critical)]))

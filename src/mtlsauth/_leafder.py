@@ -241,8 +241,8 @@ def extensions_read(facts: LeafFacts) -> bool:
 
     Vouched for: basicConstraints (``cA`` absent or TRUE, a short pathLen only with cA),
     keyUsage as ``_key_usage`` reads it, an extendedKeyUsage of well-formed OIDs, a
-    subjectKeyIdentifier, an authorityKeyIdentifier holding only a keyIdentifier, and a SAN
-    as ``san_values`` reads it. Any other extension type, or form, is for cryptography.
+    subjectKeyIdentifier and an authorityKeyIdentifier holding only a keyIdentifier (each
+    in short-form lengths: under 128 octets), and a SAN as ``san_values`` reads it. Any other extension type, or form, is for cryptography.
     """
     for oid, (_, value) in facts.extensions.items():
         if oid == SAN_OID:
@@ -257,13 +257,16 @@ def extensions_read(facts: LeafFacts) -> bool:
             ):
                 return False
         elif oid == SKI_OID:
-            if not (len(value) > 2 and value[0] == 0x04 and value[1] == len(value) - 2):
+            # A length octet is a length only below 0x80 (else it counts length octets):
+            # comparing it with the size of the rest must first rule out the long form.
+            n = len(value)
+            if not (2 < n < 0x82 and value[0] == 0x04 and value[1] == n - 2):
                 return False
         elif oid == AKI_OID:
             n = len(value)
-            if not (n > 4 and value[0] == 0x30 and value[1] == n - 2 and value[2] == 0x80):
+            if not (4 < n < 0x82 and value[0] == 0x30 and value[1] == n - 2):
                 return False
-            if value[3] != n - 4 or value[3] >= 0x80:
+            if value[2] != 0x80 or value[3] != n - 4:
                 return False
         elif oid == EKU_OID:
             if not _eku_read(value):
