@@ -10,6 +10,8 @@ from urllib.parse import quote
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mtlsauth import (
     CertificateInvalid,
@@ -149,6 +151,72 @@ def test_no_certificate_sentinels(encoding, value):
 
 def test_header_absent():
     assert _fc().extract(_req(("Other", "x"))) is None
+
+
+# Every ASCII character ``str.strip`` removes: ``is_absent`` reads a value made of them, or one
+# that only they separate from a sentinel, as "no certificate".
+_ASCII_SPACE = "".join(chr(c) for c in range(128) if chr(c).isspace())
+
+
+@pytest.mark.parametrize("lead", list(_ASCII_SPACE))
+@pytest.mark.parametrize("rest", ["", "(null)", "{http.request.tls.client.certificate_pem}"])
+@pytest.mark.parametrize("encoding", ["url-pem", "pem", "der-base64", "traefik", "rfc9440"])
+def test_sentinels_after_any_leading_space_are_no_certificate(encoding, lead, rest):
+    """The hot path (one plain header: ``plain_key``) and the general one decide alike: a
+    sentinel behind a form feed or a line break is still no certificate, not a malformed one."""
+    fc = _fc(encoding)
+    value = lead + rest
+    assert fc.plain_key(value, PROXY) is None
+    assert fc.plain_key(value.encode("ascii"), PROXY) is None
+    assert fc.extract(_req(("X-Cert", value))) is None
+
+
+def _outcome_of(fc, value, *, hot):
+    from unittest import mock
+
+    patch = mock.patch.object(ForwardedCert, "plain_key", return_value=None)
+    try:
+        if not hot:
+            patch.start()
+        got = fc.extract(_req(("X-Cert", value)))
+        if got is None:
+            return None
+        try:
+            decoded = got.decode()
+        except MTLSAuthError as exc:
+            return ("decode", type(exc).__name__, exc.code)
+        return (got.source, got.key, decoded)
+    except MTLSAuthError as exc:
+        return ("extract", type(exc).__name__, exc.code)
+    finally:
+        if not hot:
+            patch.stop()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(
+        st.sampled_from(
+            [
+                *_ASCII_SPACE,
+                "(null)",
+                "(",
+                "{http.request.tls.client.",
+                "}",
+                ",",
+                "a",
+                "%0A",
+                "\x85",
+            ]
+        ),
+        max_size=5,
+    ),
+    encoding=st.sampled_from(["url-pem", "pem", "der-base64", "traefik", "rfc9440"]),
+)
+def test_the_hot_path_decides_as_the_general_path(parts, encoding):
+    fc = _fc(encoding)
+    value = "".join(parts)
+    assert _outcome_of(fc, value, hot=True) == _outcome_of(fc, value, hot=False)
 
 
 # -- single-valued headers, folding, size, counts ----------------------------------------

@@ -48,7 +48,11 @@ _IDENTITY_FIELDS = {
          "subject", "issuer", "not_before", "not_after"}
     ),
 }  # fmt: skip
-_SENTINEL_START = frozenset(("", " ", "\t", "(", "{"))
+# What an absent-certificate marker (``is_absent``) can start with: nothing, "(" of "(null)",
+# "{" of Caddy's placeholder, or any ASCII character ``str.strip`` removes before it looks
+# (a form feed or a line break, not only a space or a tab). A value starting otherwise is a
+# certificate (or malformed), so the hot path may take it without asking ``is_absent``.
+_SENTINEL_START = frozenset(("", "(", "{", *(c for c in map(chr, range(128)) if c.isspace())))
 _SENTINEL_START_BYTES = frozenset(ord(c) for c in _SENTINEL_START if c)  # "" is not a byte
 _COMMA = ord(",")
 _SINGLE_CERT = frozenset({"url-pem", "pem", "der-base64", "rfc9440"})
