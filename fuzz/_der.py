@@ -117,6 +117,9 @@ ODD_TEXT = (
     b"\xc3\x28",
     b"*",
     b"..",
+    b"a" * 126,  # content lengths on both sides of the short-form boundary (127 octets)
+    b"a" * 127,
+    b"a" * 128,
     b"a" * 300,
     b"CN=x,O=y",
     b'"\\,+;<>#=',

@@ -783,7 +783,7 @@ def _der_identity_target() -> Target:
 
     def seeds() -> list[bytes]:
         p = pki()
-        return [p.der(c) for c in (p.root, p.inter, *p.leaves)]
+        return [p.der(c) for c in (p.root, p.inter, *p.leaves)] + [_long_values_leaf()]
 
     def mutate(data: bytes, rng: random.Random) -> bytes:
         cert = _load(data)
@@ -794,6 +794,37 @@ def _der_identity_target() -> Target:
         return _der.mutate_cert(data, rng, key)  # type: ignore[arg-type]
 
     return Target("der_identity", check, seeds, mutate, "DER reader and ClientIdentity from DER")
+
+
+def _long_values_leaf() -> bytes:
+    """A client certificate whose key identifiers and SAN need long-form lengths (128 octets
+    and more), so that length mutations reach the long form inside the vouched extensions."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from fuzz._pki import NOT_AFTER, NOT_BEFORE, ec_key
+
+    p = pki()
+    key = ec_key("leaf long values")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "long values")]))
+        .issuer_name(p.inter.subject)
+        .public_key(key.public_key())
+        .serial_number(4242)
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier(bytes(range(128))), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier(bytes(130), None, None), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("a" * 60 + ".example"), x509.DNSName("b" * 63 + ".example")]
+            ),
+            critical=False,
+        )
+    )
+    return p.der(builder.sign(p.inter_key, hashes.SHA256()))
 
 
 def all_targets() -> dict[str, Target]:
