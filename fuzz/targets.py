@@ -180,7 +180,14 @@ def _round_trip(encoding: str, ders: tuple[bytes, ...]) -> None:
     """decode(encode(ders)) == ders, where the encoder accepts the certificates."""
     if not ders or any(_load(d) is None for d in ders):  # the encoders need certificates
         return
-    pairs = encode_forwarded(encoding, ders)
+    try:
+        pairs = encode_forwarded(encoding, ders)
+    except ValueError:
+        # Envoy's element names the leaf's subject and SANs, which cryptography reads only
+        # when asked: a leaf whose names it cannot read has no XFCC encoding to compare with.
+        if encoding != "xfcc":
+            raise
+        return
     if encoding in PRESETS:  # "traefik", "rfc9440": the preset's own header names
         again = ForwardedCert.preset(encoding, trusted_proxies=[PROXY])
     else:
