@@ -205,11 +205,27 @@ def mutate_tree(tree: Node, rng: random.Random) -> None:
 
 
 def mutate_raw(data: bytes, rng: random.Random) -> bytes:
-    """Break the encoding: lengths, long/indefinite forms, truncation, trailing data."""
+    """Break the encoding: lengths, long/indefinite forms (also inside extension values),
+    truncation, trailing data."""
     if not data:
         return data
-    op = rng.randrange(6)
+    op = rng.randrange(7)
     i = rng.randrange(len(data))
+    if op == 5:  # a long-form length (0x81/0x82 and its octets) spelt another way
+        marks = [j for j in range(1, len(data) - 2) if data[j] in (0x81, 0x82)]
+        if marks:
+            j = rng.choice(marks)
+            b = bytearray(data)
+            how = rng.randrange(4)
+            if how == 0:  # the length octet one off, or with a leading zero
+                b[j + 1] = (b[j + 1] + rng.choice((1, -1))) & 0xFF
+            elif how == 1:
+                b[j + 1] = 0x00
+            elif how == 2:  # indefinite, or one more length octet than needed
+                b[j] = 0x80
+            else:
+                b[j] = 0x82 if b[j] == 0x81 else 0x81
+            return bytes(b)
     if op == 0:  # a length byte one off
         b = bytearray(data)
         b[min(i, len(b) - 1)] = (b[min(i, len(b) - 1)] + rng.choice((1, -1, 0x80))) & 0xFF

@@ -790,7 +790,8 @@ def _der_identity_target() -> Target:
 
     def seeds() -> list[bytes]:
         p = pki()
-        return [p.der(c) for c in (p.root, p.inter, *p.leaves)] + [_long_values_leaf()]
+        long_values = [_long_values_leaf(128, 20), _long_values_leaf(20, 126)]
+        return [p.der(c) for c in (p.root, p.inter, *p.leaves)] + long_values
 
     def mutate(data: bytes, rng: random.Random) -> bytes:
         cert = _load(data)
@@ -803,15 +804,17 @@ def _der_identity_target() -> Target:
     return Target("der_identity", check, seeds, mutate, "DER reader and ClientIdentity from DER")
 
 
-def _long_values_leaf() -> bytes:
-    """A client certificate whose key identifiers and SAN need long-form lengths (128 octets
-    and more), so that length mutations reach the long form inside the vouched extensions."""
+def _long_values_leaf(ski: int, aki: int) -> bytes:
+    """A client certificate with key identifiers of ``ski`` and ``aki`` octets and a SAN that
+    needs a long-form length, so that length mutations reach the long form (and the octets
+    around 128) inside the extensions the leaf reader vouches for. One long value per seed:
+    a second extension the reader declines would hide the first from it."""
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
     from fuzz._pki import NOT_AFTER, NOT_BEFORE, ec_key
 
     p = pki()
-    key = ec_key("leaf long values")
+    key = ec_key(f"leaf long values {ski} {aki}")
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "long values")]))
@@ -821,8 +824,8 @@ def _long_values_leaf() -> bytes:
         .not_valid_before(NOT_BEFORE)
         .not_valid_after(NOT_AFTER)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier(bytes(range(128))), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier(bytes(130), None, None), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier(bytes(range(ski))), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier(bytes(aki), None, None), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(
             x509.SubjectAlternativeName(
