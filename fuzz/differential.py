@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cryptography
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -495,6 +496,11 @@ class Difference:
         )
 
 
+# cryptography 45 to 48 verify a chain whatever its directoryName constraints say; 49 and
+# later refuse such a chain as unsupported.
+_ENGINE_IGNORES_DIRNAME = int(cryptography.__version__.split(".")[0]) < 49
+
+
 def _any_nc(spec: Spec, kind: str) -> bool:
     return any(ca.nc == kind for ca in spec.cas)
 
@@ -555,10 +561,12 @@ DIFFERENCES: tuple[Difference, ...] = (
     ),
     Difference(
         "directory-name-constraint",
-        (False, True, None),
+        (False, True, _ENGINE_IGNORES_DIRNAME),
         lambda s: _any_nc(s, "dirname"),
-        "cryptography cannot evaluate directoryName name constraints; mtlsauth fails closed "
-        "(refuses the chain) where OpenSSL evaluates them.",
+        "cryptography cannot evaluate directoryName name constraints: releases 45 to 48 "
+        "ignore them (a leaf outside a permitted directoryName verifies), 49 and later refuse "
+        "the chain. mtlsauth refuses it itself, whatever the release (fails closed), where "
+        "OpenSSL evaluates them.",
         example=Spec(cas=(CASpec(nc="dirname"),)),
     ),
     Difference(

@@ -829,3 +829,20 @@ def test_former_mode_keywords_still_work_and_warn() -> None:
     assert OCSPChecker().health()["failure"] == "hard-fail"
     with pytest.raises(ValueError, match='failure must be "hard-fail" or "soft-fail"'):
         OCSPChecker(failure="hard")  # type: ignore[arg-type]
+
+
+def test_inner_and_outer_crl_signature_algorithms_are_compared_here() -> None:
+    """cryptography 45 to 48 parse a CRL whose tbsCertList.signature differs from its
+    signatureAlgorithm; the loader compares them itself (RFC 5280 5.1.1.2), on CRLs of any
+    size, so the refusal does not depend on the release."""
+    from mtlsauth._revocation._load import _same_signature_algorithms
+
+    ca = CA()
+    good = x509.load_pem_x509_crl(_crl(ca)).public_bytes(serialization.Encoding.DER)
+    assert _same_signature_algorithms(good)
+    assert _same_signature_algorithms(_resigned(ca, lambda f: f))  # re-signed, unchanged
+    assert not _same_signature_algorithms(_resigned(ca, lambda f: [f[0], _inner_alg(f[1]), *f[2:]]))
+    assert not _same_signature_algorithms(good[:-1])  # cut short
+    assert not _same_signature_algorithms(b"")
+    no_version = _resigned(ca, lambda f: f[1:])  # v1 layout: the algorithm comes first
+    assert _same_signature_algorithms(no_version)

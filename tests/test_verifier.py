@@ -977,3 +977,25 @@ def test_headers_that_are_not_name_value_pairs_are_request_malformed(pki, preset
         with pytest.raises(MTLSAuthError) as caught:
             verifier.authenticate(Presented(peer="10.0.0.1", headers=headers))  # type: ignore[arg-type]
         assert caught.value.code == "request_malformed", headers
+
+
+@pytest.mark.parametrize("where", ["permitted", "excluded"])
+@pytest.mark.parametrize("org", ["Acme Corp", "Evil Corp"])
+def test_directory_name_constraints_are_refused_by_mtlsauth_itself(where: str, org: str) -> None:
+    """cryptography 45 ignores a CA's directoryName name constraints (a leaf with O=Evil Corp
+    passed under "permitted: O=Acme Corp"); later releases refuse them as unsupported. The
+    chain's own check refuses them too, whatever the installed engine does."""
+    from mtlsauth._nameconstraints import check_identity_name_constraints
+
+    root = CA()
+    dn = x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme Corp")]))
+    nc = x509.NameConstraints(
+        permitted_subtrees=[dn] if where == "permitted" else None,
+        excluded_subtrees=[dn] if where == "excluded" else None,
+    )
+    inter = root.intermediate(name_constraints=nc)
+    leaf = inter.issue_client_cert(organization=org)
+    with pytest.raises(CertificateInvalid) as info:
+        check_identity_name_constraints([leaf.certificate, inter.certificate, root.certificate])
+    assert info.value.code == "untrusted_issuer"
+    assert "directoryName" in info.value.detail

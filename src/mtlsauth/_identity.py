@@ -479,6 +479,8 @@ def _subject(raw: bytes, start: int, end: int) -> _SubjectParts | None:
         if bounds is not None and not bounds[0] <= len(octets) <= bounds[1]:
             return None  # cryptography warns about these: let it, as it always did
         value = octets.decode("utf-8")  # UnicodeDecodeError: the caller's full reading refuses
+        if value == " ":
+            return None  # cryptography 45 writes it "\\ ", later releases "\ ": let it say
         if oid == _CN:
             cns.append(value)
         elif oid == _O:

@@ -177,6 +177,7 @@ def _constraints(ca: x509.Certificate) -> x509.NameConstraints | None:
 
 
 _NC_DETAIL = "certificate violates a CA's name constraints (a name in its subject)"
+_DIRNAME_DETAIL = "a CA uses directoryName name constraints, which are not supported"
 
 
 def check_identity_name_constraints(chain: Sequence[x509.Certificate]) -> None:
@@ -187,7 +188,8 @@ def check_identity_name_constraints(chain: Sequence[x509.Certificate]) -> None:
 
     Raises:
         CertificateInvalid: ``untrusted_issuer`` when a name falls outside a CA's permitted
-            subtrees of its kind, or inside an excluded one.
+            subtrees of its kind, or inside an excluded one, or when a CA constrains
+            directoryNames (not supported: refused whatever the engine does with them).
     """
     if len(chain) < 2:
         return
@@ -195,6 +197,11 @@ def check_identity_name_constraints(chain: Sequence[x509.Certificate]) -> None:
         constraints = [nc for nc in map(_constraints, chain[1:]) if nc is not None]
         if not constraints:
             return
+        unsupported = any(
+            isinstance(t, x509.DirectoryName)
+            for nc in constraints
+            for t in (*(nc.permitted_subtrees or ()), *(nc.excluded_subtrees or ()))
+        )
         # A throwaway copy of the leaf: cryptography caches a parsed subject and extensions
         # inside the certificate object, and the identity keeps the leaf while it is cached.
         names = _identity_names(x509.load_der_x509_certificate(chain[0].public_bytes(Encoding.DER)))
@@ -202,6 +209,10 @@ def check_identity_name_constraints(chain: Sequence[x509.Certificate]) -> None:
         raise CertificateInvalid(
             "certificate names cannot be read", code="certificate_malformed"
         ) from None
+    if unsupported:
+        # Whatever the engine does: cryptography 45 ignores them (a leaf outside a permitted
+        # directoryName passed), later releases refuse them as unsupported, as here.
+        raise CertificateInvalid(_DIRNAME_DETAIL, code="untrusted_issuer")
     if not names:
         return
     for nc in constraints:

@@ -241,7 +241,14 @@ def _parse(data: bytes, source: str) -> list[_CRL]:
     for i, der in enumerate(ders):
         where = source if len(ders) == 1 else f"{source} (CRL #{i + 1})"
         try:
-            out.append(_index_crl(x509.load_der_x509_crl(der), where))
+            crl = x509.load_der_x509_crl(der)
+            if not _same_signature_algorithms(der):
+                raise _fail_load(
+                    where,
+                    "the signature algorithm inside the CRL differs from the one outside "
+                    "(RFC 5280 5.1.1.2)",
+                )
+            out.append(_index_crl(crl, where))
         except ValueError as exc:
             if str(exc).startswith(where):
                 raise
@@ -249,6 +256,34 @@ def _parse(data: bytes, source: str) -> list[_CRL]:
         except Exception as exc:  # noqa: BLE001 - x509.InvalidVersion, DuplicateExtension, ...
             raise _fail_load(where, f"not a usable CRL ({type(exc).__name__}: {exc})") from None
     return out
+
+
+def _same_signature_algorithms(der: bytes) -> bool:
+    """True when ``tbsCertList.signature`` equals ``signatureAlgorithm`` octet for octet
+    (RFC 5280 5.1.1.2). cryptography 49 and later refuse a CRL where they differ as they parse
+    it; earlier releases do not, so the check is made here, whatever the release. A CRL may
+    run to megabytes: the headers are read from its first octets, the outer algorithm from
+    what follows the TBSCertList."""
+    try:
+        n = len(der)
+        head = der[: min(n, 1 << 16)]
+        tag, start, end = _der.header(head, 0, len(head))
+        if tag != _der.SEQUENCE or end != n:
+            return False
+        tag, tbs, tbs_end = _der.header(head, start, len(head))
+        if tag != _der.SEQUENCE:
+            return False
+        window = min(tbs_end, len(head))
+        tag, _, stop = _der.item(head, tbs, window)
+        pos = tbs
+        if tag == 0x02:  # the optional version
+            pos = stop
+            _, _, stop = _der.item(head, pos, window)
+        tail = der[tbs_end:]
+        _, _, outer_stop = _der.item(tail, 0, len(tail))
+        return head[pos:stop] == tail[:outer_stop]
+    except DERError:
+        return False
 
 
 def _read(path: Path) -> list[_CRL]:
