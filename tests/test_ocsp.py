@@ -1366,3 +1366,213 @@ def test_ipv6_responder(setup: Setup) -> None:
     finally:
         t.join(5)
         sock.close()
+
+
+# -- CertID matching: several answers, other issuers, other hash algorithms ---------------
+
+
+def _der_items(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(tag offset, content start, content end) of each DER item in ``buf[start:end]``."""
+    from tests._x509_forge import _item
+
+    out, i = [], start
+    while i < end:
+        c_start, c_end = _item(buf, i)
+        out.append((i, c_start, c_end))
+        i = c_end
+    return out
+
+
+def _several(
+    s: Setup, *parts: Callable[[ocsp.OCSPRequest], bytes]
+) -> Callable[[ocsp.OCSPRequest], bytes]:
+    """One CA-signed response holding the SingleResponses of every part, in order.
+
+    cryptography builds one SingleResponse per response; a responder may send several, so
+    the first part's ResponseData gets the others' SingleResponses and is signed again.
+    """
+    from tests._x509_forge import tlv
+
+    def singles(der: bytes) -> tuple[bytes, list[tuple[int, int, int]], bytes, bytes, bytes]:
+        ((_, o_start, o_end),) = _der_items(der, 0, len(der))
+        _status, (_, rb_start, rb_end) = _der_items(der, o_start, o_end)
+        ((_, seq_start, seq_end),) = _der_items(der, rb_start, rb_end)
+        _oid, (_, b_start, b_end) = _der_items(der, seq_start, seq_end)
+        basic = der[b_start:b_end]
+        ((_, bs_start, bs_end),) = _der_items(basic, 0, len(basic))
+        tbs, alg, *rest = _der_items(basic, bs_start, bs_end)
+        fields = _der_items(basic, tbs[1], tbs[2])
+        responses = next(f for f in fields if basic[f[0]] == 0x30)
+        certs = b"".join(basic[r[0] : r[2]] for r in rest[1:])
+        return basic, fields, basic[responses[1] : responses[2]], basic[alg[0] : alg[2]], certs
+
+    def build(req: ocsp.OCSPRequest) -> bytes:
+        first = parts[0](req)
+        basic, fields, own, alg, certs = singles(first)
+        merged = own + b"".join(singles(p(req))[2] for p in parts[1:])
+        tbs = tlv(
+            0x30,
+            b"".join(
+                tlv(0x30, merged) if basic[f[0]] == 0x30 else basic[f[0] : f[2]] for f in fields
+            ),
+        )
+        key = s.ca.private_key
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+        new_basic = tlv(0x30, tbs + alg + tlv(0x03, b"\x00" + signature) + certs)
+        oid = tlv(0x06, bytes.fromhex("2b0601050507300101"))  # id-pkix-ocsp-basic
+        return tlv(0x30, tlv(0x0A, b"\x00") + tlv(0xA0, tlv(0x30, oid + tlv(0x04, new_basic))))
+
+    return build
+
+
+def _twin(s: Setup, *, ca: bool) -> x509.Certificate:
+    """A CertID built on it differs from ours in exactly one hash (cryptography hashes the
+    certificate's issuer field for the name, the issuer certificate's key for the key).
+
+    ``ca=True``: a CA sharing the setup CA's name, with another key (the key hash differs).
+    ``ca=False``: a certificate with the leaf's serial naming another issuer (the name
+    hash differs, the key hash is the setup CA's).
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    other = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Twin CA")])
+    subject = s.ca.certificate.subject if ca else s.leaf.certificate.subject
+    now = _now()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(s.ca.certificate.subject if ca else other)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number() if ca else s.leaf.certificate.serial_number)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _single_for(
+    s: Setup,
+    *,
+    status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD,
+    cert: x509.Certificate | None = None,
+    issuer: x509.Certificate | None = None,
+    algorithm: hashes.HashAlgorithm | None = None,
+) -> Callable[[ocsp.OCSPRequest], bytes]:
+    """A CA-signed response with one SingleResponse whose CertID is built as given."""
+
+    def build(req: ocsp.OCSPRequest) -> bytes:
+        now = _now()
+        revoked = status == ocsp.OCSPCertStatus.REVOKED
+        b = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(
+                cert=cert or s.leaf.certificate,
+                issuer=issuer or s.ca.certificate,
+                algorithm=algorithm or hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
+                cert_status=status,
+                this_update=now - dt.timedelta(minutes=1),
+                next_update=now + dt.timedelta(hours=1),
+                revocation_time=now - dt.timedelta(hours=1) if revoked else None,
+                revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, s.ca.certificate)
+        )
+        n = _nonce_of(req)
+        if n is not None:
+            b = b.add_extension(x509.OCSPNonce(n), critical=False)
+        key = s.ca.private_key
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    return build
+
+
+GOOD, REVOKED, UNKNOWN = (
+    ocsp.OCSPCertStatus.GOOD,
+    ocsp.OCSPCertStatus.REVOKED,
+    ocsp.OCSPCertStatus.UNKNOWN,
+)
+
+
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+@pytest.mark.parametrize(
+    "order", [(GOOD, REVOKED), (REVOKED, GOOD), (UNKNOWN, REVOKED), (GOOD, GOOD, REVOKED)]
+)
+def test_a_revoked_answer_among_several_for_the_certificate_wins(
+    crafted: Crafted, setup: Setup, mode: str, order: tuple[ocsp.OCSPCertStatus, ...]
+) -> None:
+    """A response may hold several SingleResponses; one that says REVOKED for our CertID
+    revokes, wherever it stands, and soft-fail does not admit it."""
+    crafted.answer = _several(setup, *(_single_for(setup, status=st_) for st_ in order))
+    checker = OCSPChecker(responder_url=crafted.url, failure=mode)  # type: ignore[arg-type]
+    with pytest.raises(CertificateRevoked, match="keyCompromise"):
+        checker.check(_chain(setup.leaf, setup.ca), at=_now())
+
+
+@pytest.mark.parametrize("order", [(GOOD, UNKNOWN), (UNKNOWN, GOOD)])
+def test_disagreeing_answers_for_the_certificate_are_no_answer(
+    crafted: Crafted, setup: Setup, order: tuple[ocsp.OCSPCertStatus, ...]
+) -> None:
+    crafted.answer = _several(setup, *(_single_for(setup, status=st_) for st_ in order))
+    _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "disagree")
+
+
+def test_answers_for_other_certificates_are_ignored(crafted: Crafted, setup: Setup) -> None:
+    other = setup.ca.issue_client_cert(common_name="someone else").certificate
+    # Our certificate is revoked; a GOOD for another one before it must not hide that.
+    crafted.answer = _several(
+        setup, _single_for(setup, cert=other), _single_for(setup, status=REVOKED)
+    )
+    with pytest.raises(CertificateRevoked):
+        OCSPChecker(responder_url=crafted.url, failure="soft-fail").check(
+            _chain(setup.leaf, setup.ca), at=_now()
+        )
+    # ... and a REVOKED for another one does not revoke ours.
+    crafted.answer = _several(
+        setup, _single_for(setup, cert=other, status=REVOKED), _single_for(setup)
+    )
+    assert OCSPChecker(responder_url=crafted.url).check(_chain(setup.leaf, setup.ca), at=_now())
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(
+            lambda s: _single_for(s, issuer=_twin(s, ca=True)),
+            id="issuer key hash: a same-named CA with another key",
+        ),
+        pytest.param(
+            lambda s: _single_for(s, cert=_twin(s, ca=False)),
+            id="issuer name hash: the same serial and key under another issuer name",
+        ),
+        pytest.param(
+            lambda s: _single_for(s, algorithm=hashes.SHA256()),
+            id="hash algorithm: SHA-256 CertID for a SHA-1 request",
+        ),
+    ],
+)
+def test_an_answer_about_another_certid_is_no_answer(
+    crafted: Crafted, setup: Setup, build: Callable[[Setup], Callable[..., bytes]]
+) -> None:
+    crafted.answer = build(setup)
+    _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "CertID")
+
+
+def test_a_responder_certificate_cannot_answer_for_itself(crafted: Crafted, setup: Setup) -> None:
+    """A certificate with id-kp-OCSPSigning could otherwise sign GOOD for its own serial."""
+    own = (setup.delegate.certificate, setup.delegate.private_key)
+    crafted.answer = _response(
+        setup,
+        cert=setup.delegate.certificate,
+        signer=own,
+        include=(own[0],),  # type: ignore[arg-type]
+    )
+    _refused(
+        OCSPChecker(responder_url=crafted.url),
+        _chain(setup.delegate, setup.ca),
+        "answer for itself",
+    )
+    # The CA itself may still answer for it.
+    crafted.answer = _response(setup, cert=setup.delegate.certificate)
+    assert OCSPChecker(responder_url=crafted.url).check(_chain(setup.delegate, setup.ca), at=_now())

@@ -453,7 +453,7 @@ class OCSPChecker:
             raise _Failure(f"more than {_MAX_SINGLE_RESPONSES} answers in one response")
         if len(certs) > _MAX_RESPONSE_CERTS:
             raise _Failure(f"more than {_MAX_RESPONSE_CERTS} certificates in one response")
-        self._verify_signer(resp, certs, issuer, at)
+        self._verify_signer(resp, certs, cert, issuer, at)
         single = _matching(singles, request)
         if nonce is not None:
             try:
@@ -490,6 +490,7 @@ class OCSPChecker:
         self,
         resp: ocsp.OCSPResponse,
         included: Sequence[x509.Certificate],
+        cert: x509.Certificate,
         issuer: x509.Certificate,
         at: datetime,
     ) -> None:
@@ -505,6 +506,11 @@ class OCSPChecker:
             if key_hash is not None and cand_hash != key_hash:
                 continue
             if key_hash is None and cand.subject != name:
+                continue
+            if cand == cert and cand != issuer:
+                # A delegated responder (id-kp-OCSPSigning) vouching for its own serial
+                # would keep answering GOOD after its CA revoked it.
+                problem = "the responder certificate cannot answer for itself"
                 continue
             if cand != issuer and cand not in self._trusted:
                 why = _delegation_problem(cand, issuer, at)
@@ -557,12 +563,26 @@ def _delegation_problem(
 def _matching(
     singles: Sequence[ocsp.OCSPSingleResponse], request: ocsp.OCSPRequest
 ) -> ocsp.OCSPSingleResponse:
-    for single in singles:
-        if (
-            single.serial_number == request.serial_number
-            and single.issuer_key_hash == request.issuer_key_hash
-            and single.issuer_name_hash == request.issuer_name_hash
-            and isinstance(single.hash_algorithm, hashes.SHA1)
-        ):
+    """The SingleResponse about the certificate asked for.
+
+    A response may hold several for the same CertID. Any of them that says REVOKED is the
+    answer, wherever it stands (taking the first would let a GOOD placed before it hide
+    it, and under soft-fail a disagreement treated as no answer would admit the
+    certificate); GOOD next to UNKNOWN is no answer.
+    """
+    found = [
+        single
+        for single in singles
+        if single.serial_number == request.serial_number
+        and single.issuer_key_hash == request.issuer_key_hash
+        and single.issuer_name_hash == request.issuer_name_hash
+        and isinstance(single.hash_algorithm, hashes.SHA1)
+    ]
+    if not found:
+        raise _Failure("the response is about another certificate (CertID mismatch)")
+    for single in found:
+        if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
             return single
-    raise _Failure("the response is about another certificate (CertID mismatch)")
+    if len({single.certificate_status for single in found}) > 1:
+        raise _Failure("the response's answers for this certificate disagree")
+    return found[0]
