@@ -1576,3 +1576,59 @@ def test_a_responder_certificate_cannot_answer_for_itself(crafted: Crafted, setu
     # The CA itself may still answer for it.
     crafted.answer = _response(setup, cert=setup.delegate.certificate)
     assert OCSPChecker(responder_url=crafted.url).check(_chain(setup.delegate, setup.ca), at=_now())
+
+
+def test_cached_answers_are_keyed_by_the_whole_certid(crafted: Crafted) -> None:
+    """Two CA certificates with one key but different names (a renamed CA) may each issue a
+    certificate with the same serial: the answer for one must not be reused for the other."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+
+    def cert(subject: str, issuer: str, serial: int, ca: bool) -> x509.Certificate:
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, issuer)]))
+            .public_key(
+                key.public_key() if ca else ec.generate_private_key(ec.SECP256R1()).public_key()
+            )
+            .serial_number(serial)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        return b.sign(key, hashes.SHA256())
+
+    ca_a, ca_b = cert("CA A", "CA A", 1, True), cert("CA B", "CA B", 2, True)
+    leaf_a, leaf_b = cert("a", "CA A", 4242, False), cert("b", "CA B", 4242, False)
+    revoked_name_hash = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(
+            leaf_b,
+            ca_b,
+            hashes.SHA1(),  # noqa: S303
+        )
+        .build()
+        .issuer_name_hash
+    )
+
+    def answer(req: ocsp.OCSPRequest) -> bytes:
+        is_b = req.issuer_name_hash == revoked_name_hash
+        leaf, ca = (leaf_b, ca_b) if is_b else (leaf_a, ca_a)
+        status = ocsp.OCSPCertStatus.REVOKED if is_b else ocsp.OCSPCertStatus.GOOD
+        b = ocsp.OCSPResponseBuilder().add_response(
+            cert=leaf, issuer=ca, algorithm=hashes.SHA1(),  # noqa: S303
+            cert_status=status, this_update=_now() - dt.timedelta(minutes=1),
+            next_update=_now() + dt.timedelta(hours=1),
+            revocation_time=_now() - dt.timedelta(hours=1) if is_b else None,
+            revocation_reason=None,
+        )  # fmt: skip
+        b = b.responder_id(ocsp.OCSPResponderEncoding.HASH, ca)
+        return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    crafted.answer = answer
+    checker = OCSPChecker(responder_url=crafted.url, nonce=False)
+    assert checker.check([leaf_a, ca_a], at=_now())
+    with pytest.raises(CertificateRevoked):
+        checker.check([leaf_b, ca_b], at=_now())
+    assert checker.check([leaf_a, ca_a], at=_now())

@@ -7,9 +7,10 @@ extended key usage and valid now (RFC 6960 4.2.2.2); the answer must be about th
 asked for (serial, issuer name hash, issuer key hash); ``thisUpdate <= now < nextUpdate``
 within a small clock skew; and the nonce, when the responder echoes one, must be ours.
 
-Answers (GOOD or REVOKED) are cached per (issuer key hash, serial) until ``nextUpdate``, in a
-bounded LRU, so the check on a Verifier cache hit is a dict look-up. Failures are cached for
-``retry_after`` seconds so a dead responder is not asked on every request.
+Answers (GOOD or REVOKED) are cached per (issuer key hash and name, serial) until
+``nextUpdate``, in a bounded LRU, so the check on a Verifier cache hit is a dict look-up.
+Failures are cached for ``retry_after`` seconds so a dead responder is not asked on every
+request.
 
 Why one module of this size: the checker and its response verification (RFC 6960 signature,
 delegation, CertID, freshness) belong together; the HTTP client is ``_http``.
@@ -334,9 +335,11 @@ class OCSPChecker:
 
     # -- cache ----------------------------------------------------------------------------
     def _issuer_id(self, issuer: x509.Certificate) -> bytes:
+        # The issuer's key hash and name, as the CertID has them: one key may serve CAs of
+        # several names (a renamed CA), whose serials are numbered independently.
         found = self._issuer_ids.get(issuer)
         if found is None:
-            found = _key_hash(issuer)
+            found = _key_hash(issuer) + issuer.subject.public_bytes()
             self._issuer_ids.put(issuer, found)
         return found
 
