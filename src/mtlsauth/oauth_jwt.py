@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -153,12 +154,24 @@ class JWTValidator:
             # Exact comparison again (PyJWT 2.10.0 compared iss as a substring).
             if claims.get("iss") != self.issuer:
                 raise TokenError("the token's issuer is not accepted", code="token_invalid")
+            # NumericDate is a JSON number (RFC 7519 2); PyJWT reads these with int(), which
+            # takes true, false and digit strings ("nbf": "0" passed as 0).
+            for name in _NUMERIC_DATES:
+                if name in claims and not _is_numeric_date(claims[name]):
+                    raise TokenError(f"the token's {name} is not a number", code="token_invalid")
             return claims
         logger.info("mtlsauth JWT refused: %s", type(last).__name__)
         raise TokenError("the token's signature is invalid", code="token_invalid")
 
     def __repr__(self) -> str:
         return f"<JWTValidator issuer={self.issuer!r} jwks={self.jwks.source!r}>"
+
+
+_NUMERIC_DATES = ("exp", "nbf", "iat")
+
+
+def _is_numeric_date(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _media_type(value: str) -> str:

@@ -459,6 +459,18 @@ def test_url_with_credentials_is_refused() -> None:
             b'{"iss":"https://as.example","aud":"https://api.example","exp":"soon"}',
             id="exp a string",
         ),
+        pytest.param(
+            b'{"iss":"https://as.example","aud":"https://api.example","exp":9e9,"nbf":true}',
+            id="nbf true",
+        ),
+        pytest.param(
+            b'{"iss":"https://as.example","aud":"https://api.example","exp":9e9,"iat":false}',
+            id="iat false",
+        ),
+        pytest.param(
+            b'{"iss":"https://as.example","aud":"https://api.example","exp":9e9,"nbf":"0"}',
+            id="nbf a string",
+        ),
         pytest.param(b'["not", "an", "object"]', id="payload a list"),
         pytest.param(b"\xff\xfe", id="payload not UTF-8"),
     ],
