@@ -242,6 +242,7 @@ def _response(
     this_update: dt.timedelta = dt.timedelta(minutes=-1),
     next_update: dt.timedelta | None = dt.timedelta(hours=1),
     nonce: bytes | Callable[[ocsp.OCSPRequest], bytes | None] | None = _nonce_of,
+    reason: x509.ReasonFlags = x509.ReasonFlags.superseded,
 ) -> Callable[[ocsp.OCSPRequest], bytes]:
     def build(req: ocsp.OCSPRequest) -> bytes:
         now = _now()
@@ -254,7 +255,7 @@ def _response(
             this_update=now + this_update,
             next_update=now + next_update if next_update is not None else None,
             revocation_time=now - dt.timedelta(hours=1) if revoked else None,
-            revocation_reason=x509.ReasonFlags.superseded if revoked else None,
+            revocation_reason=reason if revoked else None,
         )
         cert_, key = signer or (s.ca.certificate, s.ca.private_key)  # type: ignore[assignment]
         b = b.responder_id(ocsp.OCSPResponderEncoding.HASH, cert_)
@@ -1632,3 +1633,47 @@ def test_cached_answers_are_keyed_by_the_whole_certid(crafted: Crafted) -> None:
     with pytest.raises(CertificateRevoked):
         checker.check([leaf_b, ca_b], at=_now())
     assert checker.check([leaf_a, ca_a], at=_now())
+
+
+def _revoked_for(
+    s: Setup, reason: x509.ReasonFlags, **kwargs: object
+) -> Callable[[ocsp.OCSPRequest], bytes]:
+    return _response(s, status=REVOKED, reason=reason, **kwargs)  # type: ignore[arg-type]
+
+
+STALE = {"next_update": dt.timedelta(minutes=-30), "this_update": dt.timedelta(hours=-2)}
+FUTURE = {"this_update": dt.timedelta(hours=1)}
+REPLAYED = {"nonce": b"\x00" * 16}
+
+
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [pytest.param(STALE, id="stale"), pytest.param(FUTURE, id="future thisUpdate"),
+     pytest.param(REPLAYED, id="another nonce")],
+)  # fmt: skip
+def test_a_genuine_revocation_refuses_even_when_the_answer_is_not_fresh(
+    crafted: Crafted, setup: Setup, mode: str, kwargs: dict[str, object]
+) -> None:
+    """A revocation (but a hold) is final (RFC 5280 5.3.1): a CA-signed REVOKED about this
+    very certificate proves it, however old the answer or whoever replays it. Soft-fail
+    treated such an answer as no answer, and admitted the certificate."""
+    crafted.answer = _revoked_for(setup, x509.ReasonFlags.key_compromise, **kwargs)
+    checker = OCSPChecker(responder_url=crafted.url, failure=mode)  # type: ignore[arg-type]
+    with pytest.raises(CertificateRevoked, match="keyCompromise"):
+        checker.check(_chain(setup.leaf, setup.ca), at=_now())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [pytest.param(STALE, id="stale"), pytest.param(FUTURE, id="future thisUpdate"),
+     pytest.param(REPLAYED, id="another nonce")],
+)  # fmt: skip
+def test_a_hold_that_is_not_fresh_is_no_answer(
+    crafted: Crafted, setup: Setup, kwargs: dict[str, object]
+) -> None:
+    """A hold may have been released since: only a fresh answer tells."""
+    crafted.answer = _revoked_for(setup, x509.ReasonFlags.certificate_hold, **kwargs)
+    _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), ".")
+    soft = OCSPChecker(responder_url=crafted.url, failure="soft-fail")
+    assert soft.check(_chain(setup.leaf, setup.ca), at=_now())

@@ -172,8 +172,9 @@ class OCSPChecker:
             (``HTTP_PROXY`` and the like) are never used.
 
     ``check`` does network I/O (``may_block`` is True): async adapters run it in a thread.
-    A REVOKED answer raises ``CertificateRevoked`` in both modes; an UNKNOWN answer is treated
-    as no answer.
+    A REVOKED answer raises ``CertificateRevoked`` in both modes; so does a verified REVOKED
+    answer that is stale or carries another nonce, unless its reason is ``certificateHold``
+    (a revocation is final, a hold is not). An UNKNOWN answer is treated as no answer.
     """
 
     __slots__ = (
@@ -458,6 +459,16 @@ class OCSPChecker:
             raise _Failure(f"more than {_MAX_RESPONSE_CERTS} certificates in one response")
         self._verify_signer(resp, certs, cert, issuer, at)
         single = _matching(singles, request)
+        status = single.certificate_status
+        if (
+            status == ocsp.OCSPCertStatus.REVOKED
+            and single.revocation_reason != x509.ReasonFlags.certificate_hold
+        ):
+            # A revocation other than a hold is final (RFC 5280 5.3.1): a CA-signed REVOKED
+            # about this very certificate proves it however old the answer is, and whoever
+            # replays it. Judged as no answer, soft-fail would admit the certificate.
+            fresh_until = single.next_update_utc or single.this_update_utc + self._max_age
+            return _Answer(_revoked_detail(cert, single), None, max(fresh_until, at))
         if nonce is not None:
             try:
                 echoed = resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
@@ -474,19 +485,10 @@ class OCSPChecker:
         if at >= next_update + _SKEW:
             raise _Failure(f"stale answer (nextUpdate {next_update.isoformat()})")
         until = max(next_update, at)
-        status = single.certificate_status
         if status == ocsp.OCSPCertStatus.GOOD:
             return _Answer(None, None, until)
-        if status == ocsp.OCSPCertStatus.REVOKED:
-            reason = single.revocation_reason
-            when = single.revocation_time_utc
-            return _Answer(
-                f"OCSP: serial {cert.serial_number:x} is revoked: "
-                f"{reason.value if reason else 'unspecified'}"
-                f"{', since ' + when.isoformat() if when else ''}",
-                None,
-                until,
-            )
+        if status == ocsp.OCSPCertStatus.REVOKED:  # on hold, and fresh
+            return _Answer(_revoked_detail(cert, single), None, until)
         raise _Failure("the responder does not know this certificate (status UNKNOWN)")
 
     def _verify_signer(
@@ -561,6 +563,16 @@ def _delegation_problem(
     if not cand.not_valid_before_utc - _SKEW <= at <= cand.not_valid_after_utc + _SKEW:
         return "the responder certificate is expired or not yet valid"
     return None
+
+
+def _revoked_detail(cert: x509.Certificate, single: ocsp.OCSPSingleResponse) -> str:
+    reason = single.revocation_reason
+    when = single.revocation_time_utc
+    return (
+        f"OCSP: serial {cert.serial_number:x} is revoked: "
+        f"{reason.value if reason else 'unspecified'}"
+        f"{', since ' + when.isoformat() if when else ''}"
+    )
 
 
 def _matching(
