@@ -1677,3 +1677,27 @@ def test_a_hold_that_is_not_fresh_is_no_answer(
     _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), ".")
     soft = OCSPChecker(responder_url=crafted.url, failure="soft-fail")
     assert soft.check(_chain(setup.leaf, setup.ca), at=_now())
+
+
+def test_the_first_http_responder_in_the_aia_is_asked(crafted: Crafted, setup: Setup) -> None:
+    """An AIA may list an ldap:// or file:// responder before an http:// one: the usable one
+    is asked, and its REVOKED refuses (soft-fail admitted the certificate without asking)."""
+    leaf = setup.ca.issue_client_cert(
+        common_name="aia",
+        extra_extensions=[
+            (
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(u)
+                        )
+                        for u in ("ldap://ldap.example/cn=ocsp", "file:///x", crafted.url)
+                    ]
+                ),
+                False,
+            )
+        ],
+    )
+    crafted.answer = _response(setup, cert=leaf.certificate, status=REVOKED)
+    with pytest.raises(CertificateRevoked):
+        OCSPChecker(failure="soft-fail").check(_chain(leaf, setup.ca), at=_now())

@@ -118,12 +118,19 @@ def _responder_url(cert: x509.Certificate) -> str | None:
         aia = copy.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     except x509.ExtensionNotFound:
         return None
+    first: str | None = None
     for desc in aia:
         if desc.access_method == AuthorityInformationAccessOID.OCSP and isinstance(
             desc.access_location, x509.UniformResourceIdentifier
         ):
-            return desc.access_location.value
-    return None
+            url = desc.access_location.value
+            try:
+                _check_url(url, ValueError)
+            except ValueError:
+                first = first or url  # refused later, with the reason, if nothing else fits
+                continue
+            return url  # the first one that can be asked (an ldap:// one may come first)
+    return first
 
 
 def _failure_on_any_error(judge: Callable[_P, _R]) -> Callable[_P, _R]:
