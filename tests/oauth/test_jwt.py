@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import threading
@@ -111,6 +112,14 @@ def test_refused_tokens(keys, validator) -> None:
         sig = hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
         return f"{header}.{body}.{_b64(sig)}"
 
+    evil = ec.generate_private_key(ec.SECP256R1())
+    evil_jwk = ECAlgorithm.to_jwk(evil.public_key(), as_dict=True)
+    evil_ca = CA(organization="Evil")
+    evil_cert = base64.b64encode(
+        evil_ca.issue_client_cert(common_name="evil").certificate.public_bytes(
+            serialization.Encoding.DER
+        )
+    ).decode()
     cases = {
         "alg none": _unsigned("none"),
         "alg None": _unsigned("None"),
@@ -140,6 +149,14 @@ def test_refused_tokens(keys, validator) -> None:
         "not yet valid": sign(keys.rsa, "RS256", "r1", claims(nbf=int(time.time()) + 600)),
         "crit header": sign(keys.rsa, "RS256", "r1", crit=["exp"]),
         "kid a number": _unsigned("RS256", kid=5),  # type: ignore[arg-type]
+        # Keys the token brings along are never used, with or without a kid.
+        "embedded jwk": sign(evil, "ES256", "e1", jwk=evil_jwk),
+        "embedded jwk, no kid": sign(evil, "ES256", None, jwk=evil_jwk),
+        "jku": sign(evil, "ES256", "e1", jku="https://127.0.0.1:1/jwks"),
+        "x5u": sign(evil, "ES256", "e1", x5u="https://127.0.0.1:1/cert.pem"),
+        "x5c": sign(evil, "ES256", "e1", x5c=[evil_cert]),
+        "kid a path": sign(keys.rsa, "RS256", "../r1"),
+        "kid a URL": sign(keys.rsa, "RS256", "https://127.0.0.1:1/r1"),
         "garbage": "not-a-jwt",
         "two parts": "a.b",
     }
