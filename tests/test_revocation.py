@@ -375,6 +375,79 @@ def test_newest_fresh_crl_wins(older_lists: bool, newer_lists: bool, expected: s
         assert _outcome(CRLSet.from_pem(pem + _crl(p.root)), p.chain) == expected
 
 
+KEY_COMPROMISE = x509.ReasonFlags.key_compromise
+HOLD = x509.ReasonFlags.certificate_hold
+STALE = NOW - dt.timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("older", "newer", "expected"),
+    [
+        pytest.param(
+            {"number": 1},
+            {"number": 2, "next_update": STALE, "reason": KEY_COMPROMISE},
+            "revoked",
+            id="revoked in a newer CRL that went stale: the older fresh one cannot clear it",
+        ),
+        pytest.param(
+            {"number": 1},
+            {"number": 2, "last_update": NOW + dt.timedelta(hours=1), "reason": KEY_COMPROMISE},
+            "revoked",
+            id="revoked in a newer CRL dated ahead",
+        ),
+        pytest.param(
+            {"number": 1},
+            {"number": 2, "next_update": STALE, "reason": HOLD},
+            "unavailable",
+            id="on hold in a newer CRL that went stale: released or not, nobody knows",
+        ),
+        pytest.param(
+            {"number": 1, "reason": KEY_COMPROMISE},
+            {"number": 2},
+            "revoked",
+            id="revoked in the older CRL, missing from the newer: a revocation is final",
+        ),
+        pytest.param(
+            {"number": 1, "reason": HOLD},
+            {"number": 2},
+            "ok",
+            id="on hold in the older CRL, missing from the newer: released",
+        ),
+        pytest.param(
+            {"number": 1, "next_update": STALE, "reason": KEY_COMPROMISE},
+            None,
+            "revoked",
+            id="revoked in the issuer's only CRL, stale",
+        ),
+        pytest.param(
+            {"number": 1, "next_update": STALE, "reason": HOLD},
+            None,
+            "unavailable",
+            id="on hold in the issuer's only CRL, stale",
+        ),
+    ],
+)
+def test_a_verified_revocation_is_final(
+    older: dict[str, object], newer: dict[str, object] | None, expected: str
+) -> None:
+    """A revocation other than a hold cannot be undone (RFC 5280 5.3.1): any CRL signed by
+    the issuer that lists the certificate for another reason revokes it, fresh or not; and
+    an older fresh CRL cannot clear a certificate a newer one lists."""
+    p = _pki()
+
+    def build(spec: dict[str, object]) -> bytes:
+        spec = dict(spec)
+        reason = spec.pop("reason", None)
+        serials = ((LEAF(p), reason),) if reason is not None else ()
+        return _crl(p.inter, serials=serials, **spec)  # type: ignore[arg-type]
+
+    parts = [build(older)] + ([build(newer)] if newer is not None else [])
+    for pem in (b"".join(parts), b"".join(reversed(parts))):
+        for options in ({}, {"allow_missing": True}):
+            crls = CRLSet.from_pem(pem + _crl(p.root), **options)  # type: ignore[arg-type]
+            assert _outcome(crls, p.chain) == expected, options
+
+
 def test_newest_stale_falls_back_to_older_fresh() -> None:
     p = _pki()
     stale_newer = _crl(p.inter, number=2, next_update=NOW - dt.timedelta(seconds=1))

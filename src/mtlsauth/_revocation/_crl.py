@@ -21,6 +21,8 @@ Decisions (RFC 5280 section 5, and docs/revocation.md):
 * A listed serial is revoked, whatever its reason (``certificateHold`` included; a
   ``removeFromCRL`` entry in a complete CRL is malformed and also counts as listed) and
   whatever its revocation or invalidity date.
+* The newest fresh CRL decides, except that a revocation other than a hold is final: any CRL
+  of the issuer that lists the serial for another reason revokes it, fresh or not.
 
 Why one module of this size: ``CRLSet`` and the snapshot it checks against change together
 (reading and indexing are ``_load``).
@@ -494,22 +496,58 @@ class CRLSet:
         until: datetime | None = None
         for i in range(in_scope):
             cert = chain[i]
+            # The leaf is a new object on every verification (a hit checks nothing): read
+            # its serial directly; the CAs above it come back as the same objects.
+            serial = cert.serial_number if i == 0 else snap.serial(cert)
             used: _CRL | None = None
+            listed: _CRL | None = None  # the CRL whose entry decides, if any
+            held_newer = False
             covered = False
             problem = "no CRL from its issuer is loaded"
+            # Newest first. The first fresh CRL is authoritative for holds; a revocation
+            # for any other reason is final (RFC 5280 5.3.1), so every CRL the issuer
+            # signed counts, fresh or not: an older fresh CRL must not clear what a newer,
+            # stale one revokes.
             for c, verified in snap.candidates(chain[i + 1]):
                 if not c.covers(cert, i > 0):
                     continue
                 covered = True
                 if not verified:
                     problem = f"the issuer's CRL {c.source} is not validly signed by it"
-                elif at >= c.expires:
-                    problem = f"the issuer's CRL {c.source} expired at {c.expires}"
-                elif at < c.usable_from:
-                    problem = f"the issuer's CRL {c.source} is not valid yet (clock skew?)"
-                else:
-                    used = c
+                    continue
+                if used is None:
+                    if at >= c.expires:
+                        problem = f"the issuer's CRL {c.source} expired at {c.expires}"
+                    elif at < c.usable_from:
+                        problem = f"the issuer's CRL {c.source} is not valid yet (clock skew?)"
+                    else:
+                        used = c
+                        if serial in c.revoked:
+                            listed = c  # held or revoked by the authoritative CRL
+                            break
+                        continue
+                    if serial in c.revoked:
+                        if serial not in c.holds:
+                            listed = c
+                            break
+                        held_newer = True  # newer than any usable CRL: released or not?
+                elif serial in c.revoked and serial not in c.holds:
+                    listed = c  # older than the one in use, yet final
                     break
+            if listed is not None:
+                try:
+                    entry = listed.crl.get_revoked_certificate_by_serial_number(serial)
+                    assert entry is not None
+                    detail = _revoked_detail(cert, entry, i)
+                except Exception:  # noqa: BLE001 - odd entry extensions: still revoked
+                    detail = f"certificate serial {serial:x} is revoked"
+                raise CertificateRevoked(detail)
+            if used is not None and held_newer:
+                problem = (
+                    f"a newer CRL than {used.source} has the certificate on hold but is not "
+                    "usable now"
+                )
+                used = None
             if used is None:
                 if not covered and self._allow_missing:
                     continue
@@ -522,17 +560,6 @@ class CRLSet:
                 # The client learns that revocation could not be checked, not why: which
                 # CRLs this server holds, and until when, is the operator's business.
                 raise RevocationUnavailable(_CLIENT_DETAIL)
-            # The leaf is a new object on every verification (a hit checks nothing): read
-            # its serial directly; the CAs above it come back as the same objects.
-            serial = cert.serial_number if i == 0 else snap.serial(cert)
-            if serial in used.revoked:
-                try:
-                    entry = used.crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-                    assert entry is not None
-                    detail = _revoked_detail(cert, entry, i)
-                except Exception:  # noqa: BLE001 - odd entry extensions: still revoked
-                    detail = f"certificate serial {cert.serial_number:x} is revoked"
-                raise CertificateRevoked(detail)
             expires: datetime = used.expires
             if at >= used.warn_at:
                 snap.warn_once(

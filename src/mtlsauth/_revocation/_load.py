@@ -79,6 +79,7 @@ class _CRL:
     last_update: datetime
     next_update: datetime
     revoked: frozenset[int]  # entry details are looked up (a linear scan) only on a hit
+    holds: frozenset[int] = frozenset()  # listed as certificateHold: the only undoable entries
     only_user: bool = False
     only_ca: bool = False
     dp_full: frozenset[x509.GeneralName] | None = None  # IDP distribution point, if any
@@ -187,9 +188,16 @@ def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
             "dp_relative": idp.relative_name,
         }
     serials = set()
+    holds = set()
     for entry in crl:
         serials.add(entry.serial_number)
         for ext in entry.extensions:
+            if (
+                ext.oid == CRLEntryExtensionOID.CRL_REASON
+                and isinstance(ext.value, x509.CRLReason)
+                and ext.value.reason == x509.ReasonFlags.certificate_hold
+            ):
+                holds.add(entry.serial_number)
             if ext.oid == CRLEntryExtensionOID.CERTIFICATE_ISSUER or (
                 ext.critical and ext.oid not in _KNOWN_ENTRY_EXTENSIONS
             ):
@@ -208,6 +216,7 @@ def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
         last_update=crl.last_update_utc,
         next_update=next_update,
         revoked=revoked,
+        holds=frozenset(holds),
         **scope,  # type: ignore[arg-type]
     )
 
