@@ -28,6 +28,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _x509_forge import der, ecdsa_twin
 from mtlsauth import CertificateRevoked, RevocationUnavailable
 from mtlsauth._revocation._ocsp import OCSPChecker
 from mtlsauth.testing import CA, ClientCert, issue_ocsp_responder_cert, openssl_index
@@ -1374,7 +1375,7 @@ def test_ipv6_responder(setup: Setup) -> None:
 
 def _der_items(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
     """(tag offset, content start, content end) of each DER item in ``buf[start:end]``."""
-    from tests._x509_forge import _item
+    from _x509_forge import _item
 
     out, i = [], start
     while i < end:
@@ -1392,7 +1393,7 @@ def _several(
     cryptography builds one SingleResponse per response; a responder may send several, so
     the first part's ResponseData gets the others' SingleResponses and is signed again.
     """
-    from tests._x509_forge import tlv
+    from _x509_forge import tlv
 
     def singles(der: bytes) -> tuple[bytes, list[tuple[int, int, int]], bytes, bytes, bytes]:
         ((_, o_start, o_end),) = _der_items(der, 0, len(der))
@@ -1701,3 +1702,48 @@ def test_the_first_http_responder_in_the_aia_is_asked(crafted: Crafted, setup: S
     crafted.answer = _response(setup, cert=leaf.certificate, status=REVOKED)
     with pytest.raises(CertificateRevoked):
         OCSPChecker(failure="soft-fail").check(_chain(leaf, setup.ca), at=_now())
+
+
+@pytest.mark.parametrize(
+    "signer_cert",
+    [
+        pytest.param(
+            lambda d: x509.load_der_x509_certificate(ecdsa_twin(der(d.certificate))),
+            id="its own certificate, re-encoded (ECDSA s replaced by n - s)",
+        ),
+        pytest.param(None, id="another responder certificate for the same key"),
+    ],
+)
+def test_a_responder_cannot_answer_for_itself_in_another_encoding(
+    crafted: Crafted, setup: Setup, signer_cert: Callable[[ClientCert], x509.Certificate] | None
+) -> None:
+    """The certificate asked about, re-encoded so that its bytes differ, or a second
+    certificate for its key, is still the same key vouching for itself."""
+    key = setup.delegate.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    if signer_cert is not None:
+        signer = signer_cert(setup.delegate)
+    else:
+        now = _now()
+        signer = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "twin")]))
+            .issuer_name(setup.ca.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
+            )
+            .sign(setup.ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+    assert signer != setup.delegate.certificate
+    crafted.answer = _response(
+        setup, cert=setup.delegate.certificate, signer=(signer, key), include=(signer,)
+    )
+    _refused(
+        OCSPChecker(responder_url=crafted.url),
+        _chain(setup.delegate, setup.ca),
+        "answer for itself",
+    )

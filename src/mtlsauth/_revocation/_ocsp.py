@@ -519,9 +519,11 @@ class OCSPChecker:
                 continue
             if key_hash is None and cand.subject != name:
                 continue
-            if cand == cert and cand != issuer:
-                # A delegated responder (id-kp-OCSPSigning) vouching for its own serial
-                # would keep answering GOOD after its CA revoked it.
+            if cand != issuer and _same_holder(cand, cert):
+                # A delegated responder (id-kp-OCSPSigning) vouching for its own serial, or
+                # for another certificate of its key, would keep answering GOOD after its CA
+                # revoked it. Compared by serial and key, not bytes: a re-encoded copy of the
+                # certificate (ECDSA s replaced by n - s) is the same certificate.
                 problem = "the responder certificate cannot answer for itself"
                 continue
             if cand != issuer and cand not in self._trusted:
@@ -551,6 +553,14 @@ class OCSPChecker:
 
     def __repr__(self) -> str:
         return f"<OCSPChecker failure={self._failure} scope={self._scope} url={self._url!r}>"
+
+
+def _same_holder(cand: x509.Certificate, cert: x509.Certificate) -> bool:
+    """Whether ``cand`` is ``cert`` (in any encoding) or certifies the same key."""
+    if cand.serial_number == cert.serial_number and cand.issuer == cert.issuer:
+        return True
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return bool(cand.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki))
 
 
 def _delegation_problem(
