@@ -484,9 +484,15 @@ def test_aia_with_a_non_http_url_is_refused() -> None:
     _refused(OCSPChecker(), _chain(leaf, ca), "http")
 
 
-def test_check_fails_closed_on_nonsense() -> None:
+@pytest.mark.parametrize(
+    "chain",
+    [[object(), object()], [], [object()], "x", None],
+    ids=["objects", "empty", "one object", "a string", "None"],
+)
+def test_check_fails_closed_on_nonsense(chain: object) -> None:
+    """Nothing to check is not a pass: a chain with no certificate in it is refused."""
     with pytest.raises(RevocationUnavailable) as info:
-        OCSPChecker().check([object(), object()], at=_now())  # type: ignore[list-item]
+        OCSPChecker().check(chain, at=_now())  # type: ignore[arg-type]
     assert info.value.detail == GENERIC
 
 

@@ -670,6 +670,9 @@ def test_returns_earliest_next_update_plus_grace() -> None:
         pytest.param("garbage", id="not certificates"),
         pytest.param([object(), object()], id="objects"),
         pytest.param(None, id="None"),
+        pytest.param([], id="empty"),
+        pytest.param([object()], id="one object"),
+        pytest.param(("x",), id="one string"),
     ],
 )
 def test_check_fails_closed_on_nonsense(chain: object) -> None:

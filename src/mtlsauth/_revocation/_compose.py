@@ -22,7 +22,18 @@ def fail_closed(
     check: Check, chain: Sequence[x509.Certificate], at: datetime, *, what: str, detail: str
 ) -> datetime | None:
     """Run a revocation source's check so that only ``MTLSAuthError`` leaves it: anything
-    unexpected is logged with its traceback and becomes ``RevocationUnavailable(detail)``."""
+    unexpected is logged with its traceback and becomes ``RevocationUnavailable(detail)``.
+
+    A chain that holds no certificate, or anything but certificates, is refused the same
+    way: with nothing in scope a check would otherwise pass without looking at anything.
+    """
+    if (
+        not isinstance(chain, list | tuple)
+        or not chain
+        or not all(isinstance(c, x509.Certificate) for c in chain)
+    ):
+        logger.error("mtlsauth: %s check given no certificate chain", what)
+        raise RevocationUnavailable(detail)
     try:
         return check(chain, at)
     except MTLSAuthError:
