@@ -509,6 +509,8 @@ class CRLSet:
             # signed counts, fresh or not: an older fresh CRL must not clear what a newer,
             # stale one revokes.
             for c, verified in snap.candidates(chain[i + 1]):
+                if used is not None and (serial not in c.revoked or serial in c.holds):
+                    continue  # older than the CRL in use: only a final revocation matters
                 if not c.covers(cert, i > 0):
                     continue
                 covered = True
