@@ -320,14 +320,14 @@ class Verifier:
             # (upstream mTLS) names the proxy, never the client it forwards.
             tls_chain = ()
         if tls_chain:
-            if type(tls_chain) is not tuple or not all(isinstance(c, _ITEM) for c in tls_chain):
+            try:
+                identity, key = self._tls_lookup(tls_chain, presented.peer, policy)
+            except TypeError:  # items other than str/bytes (a direct caller's): read or refuse
                 tls_chain = _tls_items(tls_chain)
-            identity = self._cached_chain(tls_chain, presented.peer, policy)
+                identity, key = self._tls_lookup(tls_chain, presented.peer, policy)
             if identity is not None:
                 return identity
-            return self._verified(
-                chain_key(tls_chain, b"t"), lambda: chain_to_der(tls_chain), "tls", policy
-            )
+            return self._verified(key, lambda: chain_to_der(tls_chain), "tls", policy)
         if required:
             raise CertificateMissing("no client certificate was presented")
         return None
@@ -474,6 +474,15 @@ class Verifier:
         if identity is not None:
             self._header_aliases.remember(value, alias)
         return identity
+
+    def _tls_lookup(
+        self, chain: Sequence[str | bytes], peer: str | None, policy: Policy | None
+    ) -> tuple[ClientIdentity | None, bytes]:
+        """The cached identity for a TLS chain, else ``None`` and the chain's cache key.
+        ``TypeError`` for items that are not ``str``/``bytes`` (``_tls_items`` reads them):
+        checked only then, so a remembered chain costs no pass over its items."""
+        identity = self._cached_chain(chain, peer, policy)  # type: ignore[arg-type]
+        return identity, b"" if identity is not None else chain_key(chain, b"t")
 
     def _cached_chain(
         self, chain: tuple[str | bytes, ...], peer: str | None, policy: Policy | None
@@ -765,9 +774,6 @@ class Verifier:
 # CA certificates are 1-2 KB, a larger one is parsed on every request instead.
 _PRESENTED_MAX = 8192
 _PRESENTED: BoundedMemo[bytes, x509.Certificate] = BoundedMemo(64, max_key_len=_PRESENTED_MAX)
-
-
-_ITEM = (str, bytes)
 
 
 def _unreadable_headers() -> AmbiguousRequest:
