@@ -42,7 +42,7 @@ docs-shots: docs
 unit: $(STAMP)
 	$(PY) -m pytest
 
-# The oldest cryptography, aiohttp and uvicorn that pyproject.toml admits: the adapters, and
+# The oldest cryptography, frameworks and PyJWT that pyproject.toml admits: the adapters, and
 # the verification rules that lean on the engine (cryptography 45 to 48 ignore directoryName
 # constraints and parse CRLs whose two signature algorithms differ: mtlsauth checks both).
 VENV_MIN ?= .venv-min
@@ -51,7 +51,8 @@ $(VENV_MIN)/.installed: pyproject.toml Makefile
 	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
 	$(VENV_MIN)/bin/python -m pip install -q "cryptography>=45,<46" "aiohttp==3.9.5" "uvicorn==0.47.0" \
 		"pytest>=8,<9" "pytest-asyncio>=0.23,<0.24" "pytest-aiohttp==1.0.5" httpx hypothesis \
-		fastapi flask gunicorn django djangorestframework pyyaml
+		"fastapi==0.110.*" "starlette==0.37.*" "flask==2.3.*" "django==4.2.*" \
+		"djangorestframework==3.14.*" "pyjwt==2.10.1" gunicorn pyyaml
 	$(VENV_MIN)/bin/python -m pip install -q --no-deps -e .
 	touch $(VENV_MIN)/.installed
 
@@ -61,6 +62,7 @@ compat: $(VENV_MIN)/.installed
 		tests/test_verifier.py tests/test_certificate_rules.py tests/test_differential.py \
 		tests/test_identity_der.py tests/test_leafder.py tests/test_der.py tests/test_policy.py \
 		tests/test_revocation.py
+	$(VENV_MIN)/bin/python -m pytest -c tests/compat.ini --rootdir . -q tests/oauth
 
 # The suite under the other supported Pythons found on this machine (pyenv's, when present):
 # 3.10 is the oldest supported, and 3.13 is the first whose ssl gives servers the client's

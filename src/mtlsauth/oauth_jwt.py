@@ -148,7 +148,8 @@ class JWTValidator:
             except jwt.InvalidSignatureError as exc:
                 last = exc
                 continue
-            except jwt.PyJWTError as exc:
+            except (jwt.PyJWTError, OverflowError, ValueError, TypeError) as exc:
+                # PyJWT 2.10 lets OverflowError out of an infinite exp or iat.
                 logger.info("mtlsauth JWT refused: %s", type(exc).__name__)
                 raise TokenError("the token is invalid", code="token_invalid") from None
             # Exact comparison again (PyJWT 2.10.0 compared iss as a substring).

@@ -107,6 +107,12 @@ class MutualTLS:
         return f"MutualTLS(required={self.required}, scheme_name={self.scheme_name!r})"
 
 
+# The annotations as objects, not strings: FastAPI before 0.112 reads a callable instance's
+# annotations without its module's names, so "HTTPConnection" became a query parameter and
+# every request was refused with 422.
+MutualTLS.__call__.__annotations__.update({"conn": HTTPConnection, "return": ClientIdentity | None})
+
+
 def _schemes(dependant: Any) -> Iterator[MutualTLS]:
     stack = [dependant]
     while stack:
