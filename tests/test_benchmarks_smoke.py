@@ -14,25 +14,26 @@ ROOT = Path(__file__).resolve().parent.parent
 MEASUREMENTS = ("cached_hit", "uncached", "crl", "headers", "http", "peers", "memory", "hostile")
 
 
-def test_quick_benchmark_run_reports_every_measurement(tmp_path: Path) -> None:
-    out = tmp_path / "quick.json"
+def _run(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/<script>`` with ``args``; fail with its stderr if it fails."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--quick",
-            "--output",
-            str(out),
-            "--chart",
-            str(tmp_path / "quick.png"),
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def test_quick_benchmark_run_reports_every_measurement(tmp_path: Path) -> None:
+    out = tmp_path / "quick.json"
+    proc = _run(
+        "run.py", "--quick", "--output", str(out), "--chart", str(tmp_path / "quick.png"),
+        timeout=180,
+    )  # fmt: skip
     payload = json.loads(out.read_text())
     assert payload["mode"] == "quick"
     assert set(payload["measurements"]) == set(MEASUREMENTS)
@@ -61,18 +62,7 @@ def test_quick_http_run_reports_the_empty_middleware_rows(tmp_path: Path) -> Non
     """uvicorn and aiohttp are also timed with an empty middleware: what any middleware costs
     the server, and what mtlsauth adds on top, in throughput and CPU per request."""
     out = tmp_path / "http.json"
-    proc = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "http"),
-            *("--no-chart", "--output", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    _run("run.py", "--quick", "--only", "http", "--no-chart", "--output", str(out), timeout=180)
     payload = json.loads(out.read_text())
     rows = {row["id"]: row for row in payload["measurements"]["http"]}
     for kind in ("asgi", "aiohttp"):
@@ -90,15 +80,7 @@ def test_quick_http_run_reports_the_empty_middleware_rows(tmp_path: Path) -> Non
 
 def test_stage_probe_names_every_stage() -> None:
     """``benchmarks/stages.py`` times each stage of an uncached verification in place."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "stages.py"), "-n", "20"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = _run("stages.py", "-n", "20", timeout=120)
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import stages
@@ -115,15 +97,7 @@ def test_stage_probe_names_every_stage() -> None:
 
 
 def test_interference_probe_reports_each_setting() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "stages.py"), "--interference", "-n", "40"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = _run("stages.py", "--interference", "-n", "40", timeout=120)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("cryptography ClientVerifier.verify alone, after"), proc.stdout
     settings = [ln.strip().rsplit(None, 1) for ln in lines[1:]]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from mtlsauth._errors import AmbiguousRequest, CertificateMissing, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded._trust import UNIX_PEER
@@ -206,21 +206,9 @@ class MTLSMiddleware:
                 peer: str | None = client[0]
             else:
                 peer = _peer(scope)
-            header: bytes | None = None
-            main = self._main
-            if main is not None:
-                size = len(main)
-                for k, v in scope.get("headers", ()):
-                    if type(k) is not bytes or type(v) is not bytes:
-                        return None  # _presented refuses it
-                    if len(k) == size and k.lower() == main:
-                        if header is not None:
-                            return None  # two copies: refused
-                        header = v
-            else:  # no header to find, but _presented refuses headers that are not bytes
-                for k, v in scope.get("headers", ()):
-                    if type(k) is not bytes or type(v) is not bytes:
-                        return None
+            header = _single_header(scope.get("headers", ()), self._main)
+            if header is False:
+                return None  # _presented refuses it, or two copies
             ext = scope.get("extensions")
             tls = ext.get("tls") if ext else None
             chain: tuple[str | bytes, ...] = ()
@@ -319,6 +307,23 @@ async def send_problem(error: MTLSAuthError, scope: Scope, send: Send) -> None:
         return
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _single_header(headers: Iterable[Any], name: bytes | None) -> bytes | Literal[False] | None:
+    """The one value of the lower-case header ``name`` among ASGI ``headers`` (``None``:
+    absent; with ``name`` ``None``, no header is looked for). ``False`` when only the whole
+    path may answer: a second copy (refused), or an item that is not a pair of bytes (which
+    the whole path refuses as ``request_malformed``)."""
+    size = len(name) if name is not None else -1
+    found = None
+    for k, v in headers:
+        if type(k) is not bytes or type(v) is not bytes:
+            return False
+        if len(k) == size and k.lower() == name:
+            if found is not None:
+                return False
+            found = v
+    return found
 
 
 def _peer(scope: Scope) -> str | None:

@@ -64,6 +64,7 @@ from mtlsauth._guard import Decision, Guard, RequestView, problem_body, problem_
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._types import Presented
 from mtlsauth.adapters.asgi import _peer as asgi_peer
+from mtlsauth.adapters.asgi import _single_header
 from mtlsauth.adapters.wsgi import _authorization as wsgi_authorization
 from mtlsauth.adapters.wsgi import _peer as wsgi_peer
 from mtlsauth.adapters.wsgi import presented_from_environ
@@ -368,21 +369,13 @@ def _cached(
     if isinstance(scope, dict):
         if (scope.get("extensions") or {}).get("tls") is not None:
             return None  # the TLS extension: its chain and error are read by check
-        wanted = main[1]
-        size = len(wanted)
-        header = None
         try:
-            for k, v in scope.get("headers", ()):
-                if type(k) is not bytes or type(v) is not bytes:
-                    return None  # presented_from_request refuses it
-                if len(k) == size and k.lower() == wanted:
-                    if header is not None:
-                        return None  # two copies: refused
-                    header = v
+            found = _single_header(scope.get("headers", ()), main[1])
         except (TypeError, ValueError):
             return None  # presented_from_request refuses it
-        if header is None:
-            return None
+        if found is None or found is False:
+            return None  # absent, two copies, or headers presented_from_request refuses
+        header = found
     else:
         header = meta.get(main[0])
         if not isinstance(header, str):
