@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import settings
 
 from mtlsauth.testing import CA, ClientCert
+
+# Property tests draw new examples on every local run, which is how they keep finding things.
+# Under CI (``CI`` set) each draws the same examples every time, so a run's verdict depends on
+# the code alone; a failure prints the blob that replays it (``@reproduce_failure``).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @dataclass(frozen=True)
