@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from cryptography import x509
@@ -85,7 +85,8 @@ def _pem(der):
         pytest.param("der-base64", lambda c: base64.b64encode(c[0]).decode(), 1, id="haproxy leaf"),
         pytest.param("der-base64", lambda c: base64.b64encode(b"".join(c)).decode(), 2, id="concatenated DER"),
         pytest.param("traefik", lambda c: ",".join(base64.b64encode(d).decode() for d in c), 2, id="traefik raw"),
-        pytest.param("traefik", lambda c: quote(",".join(base64.b64encode(d).decode() for d in c), safe=""), 2, id="traefik escaped (2.8-2.9.1)"),
+        pytest.param("traefik", lambda c: ",".join(quote(base64.b64encode(d).decode(), safe="") for d in c), 2, id="traefik escaped per certificate (1.7-2.9.1)"),
+        pytest.param("traefik", lambda c: quote(",".join(base64.b64encode(d).decode() for d in c), safe=""), 2, id="traefik escaped whole value"),
         pytest.param("traefik", lambda c: base64.b64encode(c[0]).decode(), 1, id="traefik leaf only"),
         pytest.param("rfc9440", lambda c: ":" + base64.b64encode(c[0]).decode() + ":", 1, id="rfc9440"),
         pytest.param("rfc9440", lambda c: ":" + base64.b64encode(c[0]).decode().rstrip("=") + ":", 1, id="rfc9440 missing padding"),
@@ -615,6 +616,13 @@ def _K(c):  # a split point whose first part needs '=' padding
     return len(c[0]) // 3 * 3 - 2
 
 
+def _unescape_one(escaped):
+    """``escaped`` with its first escape of ``+``, ``/`` or ``=`` written raw."""
+    out, n = re.subn("%(2B|2F|3D)", lambda m: unquote(m.group()), escaped, count=1)
+    assert n == 1
+    return out
+
+
 @pytest.mark.parametrize(
     ("encoding", "make"),
     [
@@ -650,6 +658,9 @@ def _K(c):  # a split point whose first part needs '=' padding
         pytest.param("traefik", lambda c: ", ".join(_b64(d) for d in c), id="traefik space after comma"),
         pytest.param("traefik", lambda c: _b64(c[0])[:10] + " " + _b64(c[0])[10:], id="traefik space inside"),
         pytest.param("traefik", lambda c: quote(_b64(c[0]), safe="") + "," + _b64(c[1]), id="traefik half escaped"),
+        pytest.param("traefik", lambda c: _b64(c[0]) + "," + quote(_b64(c[1]), safe=""), id="traefik escaped after a raw item"),
+        pytest.param("traefik", lambda c: quote(_b64(c[0]), safe="") + "%2C" + quote(_b64(c[1]), safe="") + "," + quote(_b64(c[1]), safe=""), id="traefik escaped and raw commas"),
+        pytest.param("traefik", lambda c: _unescape_one(quote(_b64(c[0]), safe="")) + "," + quote(_b64(c[1]), safe=""), id="traefik one raw character in an escaped item"),
         pytest.param("traefik", lambda c: quote(quote(",".join(_b64(d) for d in c), safe=""), safe=""), id="traefik double escaped"),
         pytest.param("rfc9440", lambda c: ":" + _b64(c[0])[:10] + " " + _b64(c[0])[10:] + ":", id="rfc9440 space inside"),
         pytest.param("rfc9440", lambda c: ":" + base64.urlsafe_b64encode(c[0]).decode() + ":", id="rfc9440 url-safe"),

@@ -12,7 +12,7 @@ Sources for every format are in ``docs/proxies.md``; the short version:
   folds (nginx ``$ssl_client_cert``).
 * ``der-base64``: base64 of one DER certificate, or of several concatenated (HAProxy
   ``ssl_c_chain_der``), split by their ASN.1 lengths.
-* ``traefik``: base64 DER certificates joined by ``,``; percent-encoded in Traefik 2.8-2.9.1.
+* ``traefik``: base64 DER certificates joined by ``,``; each percent-encoded up to Traefik 2.9.1.
 * ``rfc9440``: RFC 8941 byte sequences ``:base64:``; ``Client-Cert-Chain`` is a list of them.
 """
 
@@ -207,10 +207,12 @@ def der_base64(value: str) -> list[bytes]:
 def traefik(value: str) -> list[bytes]:
     """Traefik PassTLSClientCert ``pem: true``: base64 DER items joined by commas."""
     if "%" in value:
-        # Traefik 2.8 to 2.9.1 applied Go's url.QueryEscape to the whole value, which leaves
-        # nothing of ``+ / = ,`` raw: a value escaped only in part was not written by Traefik.
+        # Traefik up to 2.9.1 (and 1.7) applied Go's url.QueryEscape to each certificate and
+        # joined them with a raw ','; the whole value escaped (',' as %2C) reads the same.
+        # Either way nothing of ``+ / =`` is left raw: a value escaped only in part, or with
+        # both kinds of comma, was not written by Traefik.
         decoded = _percent_decode(value, "Traefik header")
-        if quote(decoded, safe="") != value:  # Go writes upper-case hex
+        if value not in (quote(decoded, safe=","), quote(decoded, safe="")):
             raise malformed("Traefik header is percent-encoded only in part")
         value = decoded
     out: list[bytes] = []

@@ -50,7 +50,7 @@ __all__ = [
     "with_client_cert",
 ]
 
-KeyType = Literal["ec", "rsa", "rsa1024", "ed25519"]
+KeyType = Literal["ec", "rsa", "rsa1024", "rsa4096", "ed25519"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 _HOUR = dt.timedelta(hours=1)
 
@@ -100,6 +100,8 @@ def _new_key(key_type: KeyType) -> PrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if key_type == "rsa4096":
+        return rsa.generate_private_key(public_exponent=65537, key_size=4096)
     if key_type == "rsa1024":
         return rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 (weak-key tests)
     if key_type == "ed25519":
