@@ -24,7 +24,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -39,12 +38,13 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from mtlsauth.testing import CA, ClientCert, self_signed_client_cert  # noqa: E402
-from mtlsauth.testing._encode import der_to_pem, encode_element  # noqa: E402
+from mtlsauth.testing._encode import encode_element  # noqa: E402
 
 
 def _e2e() -> Any:
     spec = importlib.util.spec_from_file_location("e2e_conftest", ROOT / "tests/e2e/conftest.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["e2e_conftest"] = module
     spec.loader.exec_module(module)
@@ -259,20 +259,22 @@ def reconstructed(chains: dict[str, list[bytes]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for client, ders in chains.items():
         leaf = x509.load_der_x509_certificate(ders[0])
-        subject = subprocess.run(
-            ["openssl", "x509", "-inform", "DER", "-noout", "-subject", "-nameopt", "RFC2253"],
-            input=ders[0],
-            capture_output=True,
-            check=True,
-        ).stdout.decode("ascii").strip()
+        subject = (
+            subprocess.run(
+                ["openssl", "x509", "-inform", "DER", "-noout", "-subject", "-nameopt", "RFC2253"],
+                input=ders[0],
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode("ascii")
+            .strip()
+        )
         try:
             san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             dns = san.get_values_for_type(x509.DNSName)
         except x509.ExtensionNotFound:
             dns = []
-        xfcc = encode_element(
-            ders, subject=subject.removeprefix("subject="), uris=(), dns=dns
-        )
+        xfcc = encode_element(ders, subject=subject.removeprefix("subject="), uris=(), dns=dns)
         out.append(
             {
                 "proxy": "envoy",
@@ -346,7 +348,7 @@ def reconstructed(chains: dict[str, list[bytes]]) -> list[dict[str, Any]]:
                 "proxy": "traefik-info",
                 "source": (
                     "traefik/traefik pkg/middlewares/passtlsclientcert/pass_tls_client_cert.go "
-                    "getCertInfo: url.QueryEscape of Subject=\"…\";NB=\"…\";NA=\"…\";SAN=\"…\" "
+                    'getCertInfo: url.QueryEscape of Subject="…";NB="…";NA="…";SAN="…" '
                     "(no certificate in it)"
                 ),
                 "client": client,
@@ -412,7 +414,9 @@ def main() -> None:
     data = {
         "note": "Recorded by tests/captures/record.py from the Debian packages named in each"
         " capture; 'reconstructed' values are rebuilt from the proxies' source code.",
-        "chains": {n: [base64.b64encode(d).decode("ascii") for d in ders] for n, ders in chains.items()},
+        "chains": {
+            n: [base64.b64encode(d).decode("ascii") for d in ders] for n, ders in chains.items()
+        },
         "captures": captures,
         "reconstructed": reconstructed(chains),
     }

@@ -236,9 +236,9 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # proxies close idle upstream connections abruptly; that is not a test failure
 
 
-@pytest.fixture
-def backend() -> Iterator[Backend]:
-    """The app behind the proxy; stopped after the test."""
+@contextlib.contextmanager
+def serve_backend() -> Iterator[Backend]:
+    """Run a ``Backend`` on a free port of 127.0.0.1 until the block ends."""
     port = free_port()
     be = Backend(port)
     server = _QuietServer(("127.0.0.1", port), _handler(be))
@@ -250,6 +250,13 @@ def backend() -> Iterator[Backend]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def backend() -> Iterator[Backend]:
+    """The app behind the proxy; stopped after the test."""
+    with serve_backend() as be:
+        yield be
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -574,6 +581,10 @@ def proxy_tools() -> SimpleNamespace:
         require_binary=require_binary,
         run_proxy=run_proxy,
         nginx_to=nginx_to,
+        nginx_config=nginx_config,
+        serve_backend=serve_backend,
+        proxy_specs=PROXY_SPECS,
+        apache_modules=APACHE_MODULES,
     )
 
 

@@ -209,7 +209,7 @@ class CA:
     Args:
         organization: The CA's organizationName.
         common_name: The CA's commonName (default: derived from the organization).
-        key_type: ``"ec"`` (P-256, fast, default) or ``"rsa"`` (2048).
+        key_type: ``"ec"`` (P-256, fast, default), ``"rsa"`` (2048) or ``"rsa4096"``.
         path_length: BasicConstraints pathLenConstraint, or ``None`` for no limit.
         name_constraints: An optional ``x509.NameConstraints`` extension for the CA.
         parent: The issuing CA (use :meth:`intermediate` rather than passing it).
