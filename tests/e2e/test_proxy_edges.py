@@ -45,10 +45,12 @@ def _nginx(tmp: Path, port: int, backend: int, pki: Any, tools: Any) -> list[str
         ssl_client_certificate {pki["root"]};
         ssl_verify_client optional_no_ca;
         ssl_verify_depth 4;
+        ssl_session_cache shared:edges:1m;
         location / {{
             proxy_pass http://127.0.0.1:{backend};
             proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
             proxy_set_header X-SSL-Client-Cert-Folded $ssl_client_cert;
+            proxy_set_header X-TLS-Resumed $ssl_session_reused;
         }}
         location /raw {{
             proxy_pass http://127.0.0.1:{backend};
@@ -197,6 +199,18 @@ def test_resumed_session_forwards_no_intermediates(name, live, pki):
     live.backend.authenticate = _verifier(pki, name, _intermediates(live), cache_size=0)
     replies = _get(live, live.urls[name] + "/", "deep", twice=True)
     assert [r["common_name"] for r in replies] == ["deep", "deep"], replies
+
+
+def test_nginx_resumed_session_still_forwards_the_leaf(live, pki):
+    """nginx forwards the leaf alone in any case, and still does on a resumed session
+    (``$ssl_session_reused`` is ``r``; nginx resumes client-verified sessions only with an
+    ``ssl_session_cache``): with ``intermediates=`` both requests pass."""
+    live.backend.authenticate = _verifier(pki, "nginx", _intermediates(live), cache_size=0)
+    replies = _get(live, live.urls["nginx"] + "/", "deep", twice=True)
+    assert [r["common_name"] for r in replies] == ["deep", "deep"], replies
+    first, second = ({k.lower(): v for k, v in h} for h in live.backend.seen[-2:])
+    assert first["x-ssl-client-cert"] == second["x-ssl-client-cert"]
+    assert (first["x-tls-resumed"], second["x-tls-resumed"]) == (".", "r")
 
 
 def test_nginx_folded_cert_is_read(live, pki):
