@@ -226,3 +226,74 @@ def test_truncated_value_is_refused(value, encoding, leaf):
         assert lost.strip() == "", (encoding, cut)
         assert got == (leaf,)
     assert codes == {"certificate_malformed"}
+
+
+# -- Envoy's Subject, printed as Envoy prints it ---------------------------------------------
+def _names():
+    from cryptography import x509
+    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+    a = x509.NameAttribute
+    rdn = x509.RelativeDistinguishedName
+    cn = NameOID.COMMON_NAME
+    return {
+        "specials": x509.Name([a(cn, 'a, "b" + c = d \\ e; <f> #g')]),
+        "leading hash and spaces": x509.Name([a(cn, "#lead"), a(NameOID.ORGANIZATION_NAME, " o ")]),
+        "ends in a backslash": x509.Name([a(cn, "ends with \\")]),
+        "ends in a quote": x509.Name([a(cn, 'ends with "')]),
+        "semicolon and equals": x509.Name([a(cn, "a;b=c,d")]),
+        "control characters": x509.Name([a(cn, "tab\there\x01")]),
+        "multi-valued RDN": x509.Name(
+            [rdn([a(cn, "a"), a(NameOID.ORGANIZATIONAL_UNIT_NAME, "b")])]
+        ),
+        "BMPString": x509.Name([a(cn, "Bmp Zoë 日本", _type=_ASN1Type.BMPString)]),
+        "UniversalString": x509.Name([a(cn, "uni 日", _type=_ASN1Type.UniversalString)]),
+        "unknown attribute": x509.Name(
+            [a(ObjectIdentifier("1.3.6.1.4.1.99999.1"), "x"), a(cn, "u")]
+        ),
+        "LDAP names": x509.Name(
+            [
+                a(NameOID.DOMAIN_COMPONENT, "example"),
+                a(NameOID.USER_ID, "u1"),
+                a(NameOID.SERIAL_NUMBER, "123"),
+                a(NameOID.SURNAME, "S"),
+                a(NameOID.GIVEN_NAME, "G"),
+                a(NameOID.EMAIL_ADDRESS, "a@b.example"),
+                a(NameOID.STREET_ADDRESS, "1 Road"),
+            ]
+        ),
+    }
+
+
+@pytest.mark.parametrize("label", list(_names()))
+def test_envoy_subject_of_every_shape_reads_back(label):
+    """Envoy's ``Subject`` is ``X509_NAME_print_ex(..., XN_FLAG_RFC2253)`` between quotes, with
+    no escaping of its own; OpenSSL's ``-nameopt RFC2253`` is the same printer. The
+    proxy-verified identity's subject is the certificate's, for every special character."""
+    import shutil
+    import subprocess
+
+    from cryptography import x509
+
+    from mtlsauth.testing import CA
+    from mtlsauth.testing._encode import encode_element
+
+    openssl = shutil.which("openssl")
+    if openssl is None:  # pragma: no cover - every supported CI image has it
+        pytest.skip("the openssl command line is not installed")
+    name = _names()[label]
+    client = CA(organization="envoy subjects").issue_client_cert(subject=name)
+    printed = subprocess.run(
+        [openssl, "x509", "-noout", "-subject", "-nameopt", "RFC2253"],
+        input=client.cert_pem.bytes(),
+        capture_output=True,
+        check=True,
+    ).stdout.decode("ascii")
+    subject = printed.strip().removeprefix("subject=")
+    assert subject.isascii()
+    xfcc = encode_element(client.chain_der, subject=subject, cert=False, chain=False)
+    fc = _forwarded({"preset": "istio", "verified_by_proxy": True})
+    value = fc.extract(Presented(peer=PROXY, headers=(("x-forwarded-client-cert", xfcc),)))
+    assert value is not None
+    assert value.decode().subject_name == x509.load_der_x509_certificate(client.der).subject
