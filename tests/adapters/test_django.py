@@ -505,3 +505,128 @@ def test_asgi_request_peer_is_a_unix_socket_only_when_the_server_says_so(
     peer = request_peer(ASGIRequest(scope, io.BytesIO()))
     assert (peer is UNIX_PEER) is unix
     assert peer is UNIX_PEER or peer is None
+
+
+# -- a forged certificate header is hidden from every API a view reads headers through --------
+def _headers_view(request):
+    return JsonResponse(
+        {
+            "meta": request.META.get(HEADER_KEY),
+            "headers": request.headers.get("X-SSL-Client-Cert"),
+            "scope": [
+                v.decode("latin-1")
+                for k, v in getattr(request, "scope", {}).get("headers", ())
+                if k.lower().replace(b"_", b"-") == b"x-ssl-client-cert"
+            ],
+        }
+    )
+
+
+class _ReadsHeadersFirst:
+    """A middleware above mtlsauth's that reads ``request.headers`` (as django-cors-headers
+    does for ``Origin``), so Django has built and kept its ``HttpHeaders`` by then."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.headers.get("Origin")
+        return self.get_response(request)
+
+
+def _drf_open_view():
+    from rest_framework.permissions import AllowAny
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from mtlsauth.adapters.drf import MTLSAuthentication
+
+    class Open(APIView):
+        authentication_classes = (MTLSAuthentication,)
+        permission_classes = (AllowAny,)
+
+        def get(self, request):
+            return Response(
+                {
+                    "meta": request.META.get(HEADER_KEY),
+                    "headers": request.headers.get("X-SSL-Client-Cert"),
+                    "cn": request.auth.common_name if request.auth else None,
+                }
+            )
+
+    return Open.as_view()
+
+
+urlpatterns += [path("headers", _headers_view), path("api/open", _drf_open_view())]
+
+_IGNORE = {
+    "forwarded": {
+        "preset": "nginx",
+        "header": "X-SSL-Client-Cert",
+        "trusted_proxies": [PROXY],
+        "on_untrusted": "ignore",
+    }
+}
+
+
+@pytest.mark.parametrize("mode", ["off", "optional"])
+def test_forged_header_is_hidden_from_request_headers_built_before_the_middleware(
+    django_client, certs, mode
+) -> None:
+    """``request.headers`` is a copy of ``META`` that Django keeps once built: removing the
+    key from ``META`` alone left the forged value in it for every view."""
+    middleware = [f"{__name__}._ReadsHeadersFirst", *MIDDLEWARE]
+    client = django_client(conf={"mode": mode, **_IGNORE}, middleware=middleware, backends=())
+    code, body = get(client, "/headers", certs.good, peer=STRANGER)
+    assert (code, body["meta"], body["headers"]) == (200, None, None)
+    code, body = get(client, "/headers", certs.good, peer=PROXY)
+    assert body["headers"] == header(certs.good)  # a trusted proxy's header is left alone
+
+
+def test_drf_without_the_middleware_hides_a_forged_header(django_client, certs) -> None:
+    """``MTLSAuthentication`` verifying the request itself (no middleware) ignored a
+    stranger's header (``on_untrusted="ignore"``) but left it in ``META`` and
+    ``request.headers`` for the view."""
+    client = django_client(conf={"mode": "optional", **_IGNORE}, middleware=[], backends=())
+    code, body = get(client, "/api/open", certs.good, peer=STRANGER)
+    assert (code, body) == (200, {"meta": None, "headers": None, "cn": None})
+    code, body = get(client, "/api/open", certs.good, peer=PROXY)
+    assert (code, body["cn"], body["headers"]) == (200, "ledger", header(certs.good))
+
+
+@pytest.mark.parametrize("spelling", [b"x-ssl-client-cert", b"X_SSL_Client_Cert"])
+def test_django_asgi_hides_a_forged_header_from_the_scope_too(
+    files, certs, monkeypatch, spelling
+) -> None:
+    """Under ASGI a view can read ``request.scope["headers"]`` as well as ``META``."""
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    from mtlsauth.adapters import django as dj
+
+    conf = mtlsauth_settings(files, mode="off", **_IGNORE)
+    with override_settings(MTLSAUTH=conf, MTLSAUTH_BASE_DIR=str(files)):
+        guard = dj.get_guard()
+        monkeypatch.setattr(dj, "get_guard", lambda: guard)
+    middleware = dj.MTLSMiddleware(_headers_view)
+
+    def answer(peer: str) -> dict:
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/headers",
+            "raw_path": b"/headers",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"testserver"), (spelling, header(certs.good).encode())],
+            "client": (peer, 1234),
+            "server": ("127.0.0.1", 80),
+        }
+        request = ASGIRequest(scope, io.BytesIO(b""))
+        request.headers.get("Origin")  # built before the middleware ran
+        return json.loads(middleware(request).content)
+
+    assert answer(STRANGER) == {"meta": None, "headers": None, "scope": []}
+    seen = answer(PROXY)  # a trusted proxy's headers are left as they came
+    assert seen["scope"] == [header(certs.good)]

@@ -268,6 +268,36 @@ def _scope_headers(scope: dict[str, Any], names: frozenset[str]) -> tuple[tuple[
         ) from None
 
 
+def hide_headers(request: HttpRequest, keys: tuple[str, ...]) -> None:
+    """Remove the certificate headers (their ``META`` keys ``keys``) from every place a view
+    reads headers: ``META``, ``request.headers`` (a copy of ``META`` that Django keeps once
+    anything has read it, as middlewares above this one may have) and, under ASGI,
+    ``request.scope["headers"]``, in every spelling Django folds into those keys.
+
+    Raises:
+        AmbiguousRequest: ``request_malformed`` when the scope's headers cannot be read.
+    """
+    meta = request.META
+    for key in keys:
+        meta.pop(key, None)
+    request.__dict__.pop("headers", None)  # the cached HttpHeaders: rebuilt from META
+    scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
+    if isinstance(scope, dict) and "headers" in scope:
+        hidden = frozenset(keys)
+        try:
+            # Django's own fold of a header name into its META key (ASGIRequest)
+            kept = [
+                (k, v)
+                for k, v in scope["headers"]
+                if "HTTP_" + k.decode("latin-1").upper().replace("-", "_") not in hidden
+            ]
+        except (TypeError, ValueError, AttributeError):
+            raise AmbiguousRequest(
+                "the server passed unreadable headers", code="request_malformed"
+            ) from None
+        request.scope = {**scope, "headers": kept}
+
+
 class MTLSMiddleware:
     """Django middleware: verify the client certificate of every request.
 
@@ -331,8 +361,11 @@ class MTLSMiddleware:
             if decision.error is not None:
                 return problem_response(decision.error)
             if decision.hide:
-                for key in keys:
-                    request.META.pop(key, None)
+                try:
+                    hide_headers(request, keys)
+                except AmbiguousRequest as exc:
+                    guard.refuse(exc, peer, path, method)
+                    return problem_response(exc)
             identity = decision.identity
         request.mtls_identity = identity
         if BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:

@@ -42,6 +42,7 @@ from mtlsauth._policy._policy import Policy
 from mtlsauth.adapters.django import (
     BACKEND_PATH,
     get_guard,
+    hide_headers,
     presented_from_request,
 )
 
@@ -120,6 +121,11 @@ class MTLSAuthentication(BaseAuthentication):
             decision = guard.decide(presented, "optional", None)
             if decision.error is not None:
                 raise _failed(decision.error)
+            if guard.must_strip(presented.peer):  # as the middleware does (``Decision.hide``)
+                try:
+                    hide_headers(django_request, keys)
+                except MTLSAuthError as exc:
+                    raise _failed(exc) from None
             identity = decision.identity
             django_request.mtls_identity = identity
         if not isinstance(identity, ClientIdentity):
