@@ -282,3 +282,28 @@ def _check_django_app(certs, verifier, get_wsgi_application, Client) -> None:
     assert client.get("/whoami", environ_base=env()).get_json() == {"cn": None}
     r = client.get("/whoami", environ_base=env(certs.wrong_ca))
     assert (r.status_code, json.loads(r.data)["code"]) == (401, "untrusted_issuer")
+
+
+@pytest.mark.parametrize("xff", [PROXY, f"{STRANGER}, {PROXY}"])
+def test_proxy_fix_wrapped_outside_cannot_make_a_stranger_a_trusted_proxy(
+    certs, fwd_verifier, xff
+) -> None:
+    """werkzeug's ``ProxyFix`` outside the middleware rewrites ``REMOTE_ADDR`` from
+    ``X-Forwarded-For`` before the middleware reads it: a client that reaches the app
+    directly named the proxy's address and had its forged header believed. The socket
+    peer ``ProxyFix`` keeps in ``werkzeug.proxy_fix.orig`` is the peer."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    value = quote(certs.good.chain_pem.text(), safe="")
+    app = flask_app(fwd_verifier, mode="optional", exempt_paths={"/echo-header"})
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    c = app.test_client()
+    forged = {"X-SSL-Client-Cert": value, "X-Forwarded-For": xff}
+    r = c.get("/whoami", headers=forged, environ_base=env(peer=STRANGER))
+    assert (r.status_code, json.loads(r.data)["code"]) == (401, "untrusted_forwarder")
+    r = c.get("/echo-header", headers=forged, environ_base=env(peer=STRANGER))
+    assert r.get_json() == {"value": None}
+    # the proxy itself, whatever X-Forwarded-For names, is still the trusted peer
+    sent = {"X-SSL-Client-Cert": value, "X-Forwarded-For": STRANGER}
+    r = c.get("/whoami", headers=sent, environ_base=env(peer=PROXY))
+    assert r.get_json() == {"cn": "ledger"}

@@ -191,6 +191,10 @@ def _peer(environ: WSGIEnvironment) -> str | None:
     A Unix-domain socket is recognised by the family of the connection's socket, which
     gunicorn (``gunicorn.socket``) and werkzeug (``werkzeug.socket``) put in the environ;
     an empty or missing ``REMOTE_ADDR`` alone means nothing.
+
+    werkzeug's ``ProxyFix`` wrapped outside the middleware replaces ``REMOTE_ADDR`` with
+    an ``X-Forwarded-For`` address and keeps the server's own in
+    ``werkzeug.proxy_fix.orig``: that one is the peer, never the header's.
     """
     for key in ("gunicorn.socket", "werkzeug.socket"):
         family = getattr(environ.get(key), "family", None)
@@ -198,7 +202,11 @@ def _peer(environ: WSGIEnvironment) -> str | None:
             if family == getattr(socket, "AF_UNIX", object()):
                 return UNIX_PEER
             break
-    addr = environ.get("REMOTE_ADDR")
+    orig = environ.get("werkzeug.proxy_fix.orig")
+    if orig is not None:
+        addr = orig.get("REMOTE_ADDR") if isinstance(orig, dict) else None
+    else:
+        addr = environ.get("REMOTE_ADDR")
     return addr if isinstance(addr, str) and addr else None
 
 
