@@ -421,3 +421,40 @@ async def test_websocket_refused_by_the_app_after_connect(certs, verifier) -> No
         [{"type": "websocket.connect"}],
     )
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": "certificate_denied"}]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"x-ssl-client-cert", b"X_SSL_Client_Cert", b"X-SSL-CLIENT-CERT", b"x-\xdfl-client-cert"],
+)
+def test_forged_header_is_hidden_in_every_spelling_django_folds(fwd_verifier, name) -> None:
+    """Django's ASGI request (and ASGI-to-WSGI bridges) build ``META`` keys with
+    ``"HTTP_" + name.decode("latin-1").upper().replace("-", "_")``, and ``str.upper`` turns
+    the Latin-1 byte ``ß`` into ``SS``: ``X-\\xdfL-Client-Cert`` lands on
+    ``HTTP_X_SSL_CLIENT_CERT``. The servers tested refuse such a name, but the middleware
+    must not rely on that: every name that folds into a hidden key is removed."""
+    import asyncio
+    import io
+
+    import test_django
+    from django.core.handlers.asgi import ASGIRequest
+
+    test_django.configure_django()  # (it migrates a database: not from an event loop)
+    inner = Recorder()
+    app = MTLSMiddleware(inner, verifier=fwd_verifier, mode="off")
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/x",
+        "raw_path": b"/x",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"app"), (name, b"forged")],
+        "client": (STRANGER, 1),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(drive(app, scope, [{"type": "http.request", "body": b""}]))
+    (seen,) = inner.scopes
+    meta = ASGIRequest(seen, io.BytesIO(b"")).META
+    assert "HTTP_X_SSL_CLIENT_CERT" not in meta
+    assert seen["headers"] == [(b"host", b"app")]

@@ -118,6 +118,11 @@ class MTLSMiddleware:
         # name: Django's ASGIRequest (and WSGI bridges) turn "x_ssl_client_cert" into
         # HTTP_X_SSL_CLIENT_CERT, just as a WSGI server would.
         self._hide = frozenset(n.replace(b"_", b"-") for n in self._strip)
+        # ... and in the one spelling outside ASCII that folds into such a name:
+        # str.upper() makes "SS" of the Latin-1 byte "\xdf" (see _hidden).
+        self._hide_keys = frozenset(
+            "HTTP_" + n.upper().replace("-", "_") for n in self.guard.strip_names
+        )
         self._read = frozenset(n.encode("latin-1") for n in self.guard.read_names)
         # The one certificate header of a plain ForwardedCert, found without building a
         # request view on the hot path (see _cached); None when headers are not read so.
@@ -144,9 +149,7 @@ class MTLSMiddleware:
             if decision.hide:
                 try:
                     scope["headers"] = [
-                        (k, v)
-                        for k, v in scope.get("headers", ())
-                        if k.lower().replace(b"_", b"-") not in self._hide
+                        (k, v) for k, v in scope.get("headers", ()) if not self._hidden(k)
                     ]
                 except (TypeError, AttributeError, ValueError):
                     error = AmbiguousRequest(
@@ -182,6 +185,17 @@ class MTLSMiddleware:
             if started:
                 raise
             await self._deny(exc, scope, receive, send, connected=connected)
+
+    def _hidden(self, name: bytes) -> bool:
+        """True when the header ``name`` is a certificate header in a spelling that the
+        app's framework reads as one: any letter case, ``_`` for ``-``, and whatever
+        Django's ASGI request (and ASGI-to-WSGI bridges) fold into its ``META`` key,
+        ``"HTTP_" + name.decode("latin-1").upper().replace("-", "_")``."""
+        if name.lower().replace(b"_", b"-") in self._hide:
+            return True
+        if name.isascii():  # for ASCII the fold is the test above
+            return False
+        return "HTTP_" + name.decode("latin-1").upper().replace("-", "_") in self._hide_keys
 
     def _cached(self, scope: Scope) -> ClientIdentity | None:
         """The identity of a request that a cached verification admits with nothing else
