@@ -1063,3 +1063,32 @@ def test_gcp_spiffe_id_must_be_the_one_spiffe_uri() -> None:
     ):
         with pytest.raises(MTLSAuthError, match="not the certificate's one SPIFFE URI"):
             identity_from_gcp(bad, "header:x")
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        pytest.param("::10.0.0.5", id="IPv4-compatible v6 (not mapped)"),
+        pytest.param("64:ff9b::a00:5", id="NAT64 of 10.0.0.5"),
+        pytest.param("2002:a00:5::1", id="6to4 of 10.0.0.5"),
+        pytest.param("010.000.000.005", id="leading zeros"),
+        pytest.param("0x0a.0.0.5", id="hex octet"),
+        pytest.param("167772165", id="integer form"),
+        pytest.param("10.5", id="short form"),
+        pytest.param("10.0.0.5:443", id="with a port"),
+        pytest.param("10.0.0.5%eth0", id="v4 with a zone"),
+        pytest.param("10.0.0.5\n", id="trailing newline"),
+        pytest.param("10.0.0.5\x00", id="trailing NUL"),
+        pytest.param("10.0.0.5\u00a0", id="trailing no-break space"),
+        pytest.param("\uff11\uff10.0.0.5", id="full-width digits"),
+        pytest.param("[10.0.0.5", id="open bracket"),
+    ],
+)
+def test_addresses_that_only_resemble_a_trusted_one_are_untrusted(peer):
+    """Spellings that other parsers (inet_aton, a lenient proxy-header middleware) read as
+    10.0.0.5, or that embed it in another address family, are not 10.0.0.0/24."""
+    fc = _fc(trusted_proxies=["10.0.0.0/24"])
+    assert fc.is_trusted(peer) is False
+    assert fc.is_trusted(peer) is False  # the remembered answer too
+    assert fc.is_trusted("10.0.0.5") is True
+    assert fc.is_trusted("::ffff:10.0.0.5") is True
