@@ -209,3 +209,38 @@ async def test_may_block_runs_off_the_event_loop(aiohttp_client, peer_chain, cer
     assert json.loads(await r.read()) == {"cn": "ledger"}
     assert checker.threads
     assert threading.main_thread().name not in checker.threads
+
+
+@pytest.mark.parametrize("written", [b"", b"partial"])
+async def test_handler_refusing_after_its_response_started_is_not_answered_twice(
+    aiohttp_client, verifier, written
+) -> None:
+    """A handler that prepared a streamed response and then raised ``MTLSAuthError`` was
+    answered with a problem response written after the first one's headers (and body),
+    a second status line inside a chunked body: the connection's responses no longer
+    parse. As the ASGI middleware does, the error is left to aiohttp then (it closes the
+    connection), and the next connection is answered normally."""
+    from aiohttp import ClientPayloadError
+
+    from mtlsauth import CertificateMissing
+
+    async def late(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if written:
+            await response.write(written)
+        raise CertificateMissing("refused after the response started")
+
+    async def fine(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application(middlewares=[mtls_middleware(verifier=verifier, mode="off")])
+    app.router.add_get("/late", late)
+    app.router.add_get("/whoami", fine)
+    client = await aiohttp_client(app)
+    r = await client.get("/late")
+    assert r.status == 200  # the handler's own status line, the only one sent
+    with pytest.raises(ClientPayloadError, match="not completed"):
+        await r.read()  # the body ends with the connection, not with a second response
+    r = await client.get("/whoami")
+    assert (r.status, await r.json()) == (200, {"ok": True})

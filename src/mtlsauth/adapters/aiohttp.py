@@ -209,6 +209,8 @@ def mtls_middleware(
             try:
                 return await handler(request)
             except MTLSAuthError as exc:
+                if _response_started(request):
+                    raise
                 return await _deny(guard, exc, request)
         decision = await guard.acheck(
             RequestView(
@@ -251,11 +253,22 @@ def mtls_middleware(
         try:
             return await handler(request)
         except MTLSAuthError as exc:
+            if _response_started(request):
+                raise
             return await _deny(guard, exc, request)
 
     if _MARK_MIDDLEWARE:
         return web.middleware(mtlsauth_middleware)
     return mtlsauth_middleware
+
+
+def _response_started(request: web.Request) -> bool:
+    """True when the handler already prepared a response of its own (a ``StreamResponse``):
+    its status line is sent or queued, so a refusal cannot be answered any more (a second
+    response would land inside the first one's body). aiohttp then answers the exception
+    itself by closing the connection, as it does for any error after the response began."""
+    writer = request.writer
+    return bool(getattr(writer, "output_size", 0) or getattr(writer, "_headers_buf", None))
 
 
 async def _deny(guard: Guard, error: MTLSAuthError, request: web.Request) -> web.StreamResponse:
