@@ -115,7 +115,8 @@ def mtls_middleware(
     refused with 400 ``ambiguous_path``.
 
     Handlers read the identity with ``get_identity(request)``. An ``MTLSAuthError``
-    raised by a handler is answered as problem+json too.
+    raised by a handler before it prepared a response of its own is answered as
+    problem+json too (after that, aiohttp closes the connection).
 
     Security note: the peer is the socket's address (``peername``), never
     ``request.remote``, which other middlewares may rewrite from ``X-Forwarded-For``; a
