@@ -44,9 +44,9 @@ pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent / "soak"
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "20"))
 RELOAD = 0.5  # the apps' reload_interval for the bundle and the CRLs
-# While one thread loads the new CRL, the others are still served the previous one
-# (tests/test_reload_landing.py, pending a fix): the revocation lands one load later than
-# swap + RELOAD. Accepts in that window are counted and printed, not failed.
+# The load itself takes time after swap + RELOAD (other threads wait for it, see
+# tests/test_reload_landing.py): accepts that started in that window are counted and
+# printed, not failed.
 LOAD_GRACE = 0.3
 ROTATE_EVERY = 0.4  # above the 250 ms write-quiet period: see tests/test_reload_landing.py
 THREADS = 6
