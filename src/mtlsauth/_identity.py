@@ -131,9 +131,12 @@ class ClientIdentity:
             cnf: The token's ``cnf`` claim (a mapping holding ``"x5t#S256"``).
 
         Returns:
-            True only if the claim's thumbprint is the canonical base64url encoding (43
-            characters, no padding) of this leaf's SHA-256, compared in constant time.
-            Always False for a proxy-verified identity, which has no certificate to bind to.
+            True only if the claim holds ``x5t#S256`` and nothing else, and its thumbprint
+            is the canonical base64url encoding (43 characters, no padding) of this leaf's
+            SHA-256, compared in constant time. A ``cnf`` with another member as well (DPoP's
+            ``jkt``, a ``jwk``) never matches: confirming the certificate alone would drop the
+            issuer's other proof. Always False for a proxy-verified identity, which has no
+            certificate to bind to.
         """
         return binding_matches(self, cnf)
 
@@ -178,12 +181,13 @@ def certificate_thumbprint(identity: ClientIdentity | None) -> bytes | None:
 
 
 def binding_matches(identity: ClientIdentity | None, cnf: object) -> bool:
-    """True only when ``cnf["x5t#S256"]`` names the certificate ``identity`` presented."""
+    """True only when ``cnf`` is ``{"x5t#S256": ...}`` naming the certificate ``identity``
+    presented (no other confirmation member next to it, as ``TokenCheck`` requires)."""
     mine = certificate_thumbprint(identity)
-    if mine is None or not isinstance(cnf, Mapping):
+    if mine is None or not isinstance(cnf, Mapping) or set(cnf) != {"x5t#S256"}:
         return False
     try:
-        theirs = parse_x5t_s256(cnf.get("x5t#S256"))
+        theirs = parse_x5t_s256(cnf["x5t#S256"])
     except ValueError:
         return False
     return hmac.compare_digest(mine, theirs)

@@ -87,3 +87,19 @@ def _der():
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return Encoding.DER
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}, id="DPoP jkt"),
+        pytest.param({"jwk": {"kty": "EC"}}, id="a jwk"),
+        pytest.param({"x5t": "AAAA"}, id="a SHA-1 thumbprint"),
+        pytest.param({"x5t#S256 ": "AAAA"}, id="a near-duplicate name"),
+    ],
+)
+def test_a_cnf_with_another_member_never_matches(bound, extra) -> None:
+    # The same rule as TokenCheck: a cnf this check cannot confirm completely is refused,
+    # or confirming the certificate alone would drop the issuer's other proof.
+    cnf = {"x5t#S256": bound.x5t_s256(), **extra}
+    assert bound.matches_token_binding(cnf) is False
