@@ -98,3 +98,36 @@ def test_bad_arguments() -> None:
         MutualTLS(required="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="scheme_name"):
         MutualTLS(scheme_name="")
+
+
+def test_other_schemes_are_combined_not_offered_as_alternatives() -> None:
+    # OpenAPI: the objects of "security" are alternatives, the schemes inside one object
+    # are all required. A route that needs a bearer token *and* a certificate must not read
+    # as "a bearer token or a certificate", nor a route with an optional certificate as
+    # open to anonymous callers.
+    from fastapi.security import HTTPBearer
+
+    bearer = HTTPBearer()
+    app = FastAPI()
+
+    @app.get("/both", dependencies=[Depends(bearer), Depends(required)])
+    def both() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/maybe", dependencies=[Depends(bearer), Depends(optional)])
+    def maybe() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/two", dependencies=[Depends(required), Depends(MutualTLS(scheme_name="other"))])
+    def two() -> dict[str, bool]:
+        return {"ok": True}
+
+    document_mutual_tls(app)
+    document_mutual_tls(app)  # a second call changes nothing
+    paths = app.openapi()["paths"]
+    assert paths["/both"]["get"]["security"] == [{"HTTPBearer": [], "mutualTLS": []}]
+    assert paths["/maybe"]["get"]["security"] == [
+        {"HTTPBearer": [], "mutualTLS": []},
+        {"HTTPBearer": []},
+    ]
+    assert paths["/two"]["get"]["security"] == [{"mutualTLS": [], "other": []}]

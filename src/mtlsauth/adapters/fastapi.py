@@ -122,6 +122,32 @@ def _schemes(dependant: Any) -> Iterator[MutualTLS]:
         stack.extend(d.dependencies)
 
 
+def _with_mutual_tls(
+    security: list[dict[str, list[str]]], names: list[str], optional: bool
+) -> list[dict[str, list[str]]]:
+    """An operation's ``security`` once it also requires (or accepts) ``names``.
+
+    The objects of the list are alternatives; the schemes inside one object are all
+    required. So a certificate the route requires joins *every* alternative the operation
+    already lists (another scheme's requirement stays required, never becomes an "or"),
+    and an optional one adds each alternative with the certificate next to the one
+    without. Without other schemes: ``[{mTLS}]``, or ``[{mTLS}, {}]`` when optional.
+    Applying it twice changes nothing.
+    """
+    alternatives = security or [{}]
+    out: list[dict[str, list[str]]] = []
+    for requirement in alternatives:
+        combined = {**requirement, **{n: requirement.get(n, []) for n in names}}
+        out.append(dict(sorted(combined.items())))
+    if optional:
+        out.extend(alternatives)
+    unique: list[dict[str, list[str]]] = []
+    for requirement in out:
+        if requirement not in unique:
+            unique.append(requirement)
+    return unique
+
+
 def document_mutual_tls(app: FastAPI) -> None:
     """Declare the ``MutualTLS`` dependencies of ``app``'s routes in its OpenAPI document.
 
@@ -129,7 +155,10 @@ def document_mutual_tls(app: FastAPI) -> None:
     still built on first use and cached). A route that depends on a required ``MutualTLS``
     anywhere in its dependency tree gets ``{"mutualTLS": []}`` in ``security``; a route
     whose ``MutualTLS`` dependencies are all optional also gets ``{}`` (anonymous callers
-    allowed). Security requirements of other schemes are kept.
+    allowed). A route that already requires another scheme (an ``HTTPBearer``
+    dependency) requires both: ``[{"HTTPBearer": [], "mutualTLS": []}]``, and with an
+    optional certificate ``[{"HTTPBearer": [], "mutualTLS": []}, {"HTTPBearer": []}]``,
+    never an alternative that would read as "either one" or "anyone".
     """
     from fastapi.routing import APIRoute
 
@@ -155,12 +184,7 @@ def document_mutual_tls(app: FastAPI) -> None:
                 op = paths.get(route.path_format, {}).get(method.lower())
                 if op is None:
                     continue
-                security: list[dict[str, list[str]]] = op.setdefault("security", [])
-                for name in names:
-                    if {name: []} not in security:
-                        security.append({name: []})
-                if optional and {} not in security:
-                    security.append({})
+                op["security"] = _with_mutual_tls(op.get("security") or [], names, optional)
         if declared:
             components = schema.setdefault("components", {})
             found = components.setdefault("securitySchemes", {})
