@@ -309,7 +309,8 @@ class TokenCheck:
             raise TokenError("the token is not active", code="token_invalid")
         now = time.time()
         exp, nbf = claims.get("exp"), claims.get("nbf")
-        if exp is not None and (not _is_number(exp) or now > exp + self.leeway):
+        # RFC 7519 4.1.4: not "on or after" exp; 4.1.5: "on or after" nbf is fine.
+        if exp is not None and (not _is_number(exp) or now >= exp + self.leeway):
             raise TokenError("the token has expired", code="token_invalid")
         if nbf is not None and (not _is_number(nbf) or now < nbf - self.leeway):
             raise TokenError("the token is not valid yet", code="token_invalid")
@@ -363,7 +364,14 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number usable as a time: not a boolean, finite, and within a float's range
+    (an integer of 400 digits is a number, but not a moment)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _log_refusal(error: MTLSAuthError, identity: ClientIdentity | None) -> None:

@@ -172,7 +172,13 @@ _NUMERIC_DATES = ("exp", "nbf", "iat")
 
 
 def _is_numeric_date(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    # math.isfinite raises OverflowError for an integer beyond a float's range.
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _media_type(value: str) -> str:

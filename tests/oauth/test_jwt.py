@@ -491,6 +491,16 @@ def test_url_with_credentials_is_refused() -> None:
             b'{"iss":"https://as.example","aud":"https://api.example","exp":9e9,"nbf":"0"}',
             id="nbf a string",
         ),
+        pytest.param(
+            b'{"iss":"https://as.example","aud":"https://api.example","exp":1' + b"0" * 400 + b"}",
+            id="exp an integer beyond any float",
+        ),
+        pytest.param(
+            b'{"iss":"https://as.example","aud":"https://api.example","exp":9e9,"iat":-1'
+            + b"0" * 400
+            + b"}",
+            id="iat a negative integer beyond any float",
+        ),
         pytest.param(b'["not", "an", "object"]', id="payload a list"),
         pytest.param(b"\xff\xfe", id="payload not UTF-8"),
     ],

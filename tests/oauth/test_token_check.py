@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import pickle
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -362,3 +363,27 @@ def test_claims_that_fail_on_access_refuse_never_raise_otherwise(alice) -> None:
     with pytest.raises(TokenError) as info:
         asyncio.run(check.acheck(alice, ["Bearer t"]))
     assert info.value.code == "token_invalid"
+
+
+def test_a_token_is_expired_at_its_exp(alice, monkeypatch) -> None:
+    # RFC 7519 4.1.4: the token must not be accepted "on or after" exp (PyJWT agrees).
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    at_exp = TokenCheck(lambda t: _bound(alice, exp=1_000_000), leeway=0)
+    with pytest.raises(TokenError) as info:
+        at_exp.check(alice, ["Bearer t"])
+    assert info.value.code == "token_invalid"
+    before = TokenCheck(lambda t: _bound(alice, exp=1_000_001), leeway=0)
+    assert before.check(alice, ["Bearer t"])["sub"] == "c"
+    at_nbf = TokenCheck(lambda t: _bound(alice, nbf=1_000_000, exp=1_000_001), leeway=0)
+    assert at_nbf.check(alice, ["Bearer t"])["sub"] == "c"
+
+
+@pytest.mark.parametrize("name", ["exp", "nbf"])
+@pytest.mark.parametrize("value", [10**400, -(10**400)], ids=["huge", "huge negative"])
+def test_integers_beyond_any_float_are_refused_as_claims(alice, caplog, name, value) -> None:
+    # A clean refusal of the claim, not an OverflowError caught as "unreadable claims".
+    check = TokenCheck(lambda t: _bound(alice, **{name: value}))
+    with caplog.at_level(logging.DEBUG, logger="mtlsauth"), pytest.raises(TokenError) as info:
+        check.check(alice, ["Bearer t"])
+    assert info.value.code == "token_invalid"
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
