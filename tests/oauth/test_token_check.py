@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import pickle
 import logging
+import pickle
 import threading
 import time
 from collections.abc import Mapping
