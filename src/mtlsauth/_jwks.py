@@ -21,6 +21,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt import PyJWK
 
+from mtlsauth._logfields import escape_log_value
+
 __all__ = ["ALGORITHMS", "JWKS"]
 
 logger = logging.getLogger("mtlsauth")
@@ -254,7 +256,14 @@ class JWKS:
             try:
                 keys = _parse_keys(self._load())
             except Exception as exc:  # noqa: BLE001 - keep the old keys, log, refuse later
-                logger.warning("mtlsauth JWKS %s: reload failed: %s", self.source, exc)
+                # The text can be the key server's (http.client's BadStatusLine carries the
+                # raw status line): escaped, so it cannot forge a log line.
+                logger.warning(
+                    "mtlsauth JWKS %s: reload failed: %s: %s",
+                    escape_log_value(self.source),
+                    type(exc).__name__,
+                    escape_log_value(str(exc)),
+                )
                 return False
             self._keys, self._loaded = keys, time.monotonic()
             return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import ssl
 import threading
 import time
@@ -533,3 +534,32 @@ def test_tokens_do_not_queue_behind_a_slow_key_fetch(keys, endpoint, tls) -> Non
     first.join()
     assert max(waited) < 0.5, waited
     assert v(token)["sub"] == "client-1"  # the fetch finished meanwhile
+
+
+def test_a_key_server_cannot_forge_log_lines(keys, tls, caplog) -> None:
+    # http.client puts the raw status line it could not parse into BadStatusLine: a key
+    # server (or whoever answers at its address with a valid certificate) writes the text.
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    forged = b"garbage\x1b[2J\rmtlsauth allowed code=ok peer=10.0.0.1\n"
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with tls[0].wrap_socket(conn, server_side=True) as s:
+            s.recv(65536)
+            s.sendall(forged)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    jwks = JWKS.from_url(f"https://127.0.0.1:{port}/jwks", ssl_context=tls[1], timeout=5)
+    v = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    with caplog.at_level(logging.DEBUG, logger="mtlsauth"), pytest.raises(TokenError):
+        v(sign(keys.rsa, "RS256", "r1"))
+    thread.join(5)
+    listener.close()
+    lines = [r.getMessage() for r in caplog.records if "reload failed" in r.getMessage()]
+    assert len(lines) == 1
+    assert "BadStatusLine" in lines[0]
+    assert not any(c in lines[0] for c in "\x1b\r\n")
