@@ -403,6 +403,42 @@ def test_drf_authentication_and_permissions(django_client, certs, users, with_mi
     assert code == 401
 
 
+@pytest.mark.parametrize("with_middleware", [True, False])
+def test_drf_applies_the_policy_of_the_route_in_settings(
+    django_client, certs, users, with_middleware
+) -> None:
+    # A route's policy in settings.MTLSAUTH restricts the path with or without the
+    # middleware: MTLSAuthentication on its own must not admit every certificate of the CA.
+    client = django_client(
+        conf={
+            "mode": "optional",
+            "routes": [{"path": "/api/who", "policy": {"organizations": ["ads"]}}],
+        },
+        middleware=MIDDLEWARE if with_middleware else [],
+        backends=(),
+    )
+    code, body = get(client, "/api/who", certs.good)
+    assert code == 403
+    assert body.get("code", body.get("detail")) is not None
+    if not with_middleware:
+        assert body["detail"]  # DRF's own body, status from mtlsauth's PolicyDenied
+    assert get(client, "/api/who", certs.other_org)[1]["cn"] == "ads-bot"
+    assert get(client, "/api/payments", certs.good)[0] == 200  # no route: no extra policy
+
+
+def test_drf_refuses_an_ambiguous_target_when_routes_matter(django_client, certs) -> None:
+    client = django_client(
+        conf={
+            "mode": "optional",
+            "routes": [{"path": "/api/who", "policy": {"organizations": ["ads"]}}],
+        },
+        middleware=[],
+        backends=(),
+    )
+    code, _ = get(client, "/api/who", certs.good, extra={"RAW_URI": "/api/%77ho"})
+    assert code == 400
+
+
 def test_drf_uses_mapped_django_user(django_client, certs, users) -> None:
     users.objects.create_user("ledger", first_name="Led")
     client = django_client(conf={"mode": "optional"})

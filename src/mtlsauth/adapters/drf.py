@@ -20,8 +20,9 @@ staff, no database row). Per-view allow-lists::
 
 ``MTLSAuthentication`` uses the identity ``mtlsauth.adapters.django.MTLSMiddleware``
 established for the request; without that middleware it verifies the request itself with
-the same ``settings.MTLSAUTH`` (in optional mode: no certificate means "not authenticated by
-this class", so other authentication classes may still run). A refused certificate is an
+the same ``settings.MTLSAUTH``, the policy of the route matching the path included (in
+optional mode: no certificate means "not authenticated by this class", so other
+authentication classes may still run). A refused certificate is an
 ``AuthenticationFailed`` whose code is mtlsauth's error code, answered with 401 and a
 ``WWW-Authenticate: MutualTLS`` challenge.
 """
@@ -44,6 +45,7 @@ from mtlsauth.adapters.django import (
     get_guard,
     hide_headers,
     presented_from_request,
+    request_target,
 )
 
 __all__ = [
@@ -114,11 +116,18 @@ class MTLSAuthentication(BaseAuthentication):
         if identity is _UNSET:
             guard = get_guard()
             keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.strip_names))
+            # The path's route from the same settings, so its policy applies here as it
+            # would in the middleware (and a target that reads two ways is refused first).
+            path, raw = request_target(django_request)
+            ambiguous = guard.check_target(raw, path)
+            if ambiguous is not None:
+                raise _failed(ambiguous)
+            _, route, _ = guard.resolve(path, django_request.method or "GET")
             try:
                 presented = presented_from_request(django_request, guard, keys)
             except MTLSAuthError as exc:  # a request the server passed unreadable
                 raise _failed(exc) from None
-            decision = guard.decide(presented, "optional", None)
+            decision = guard.decide(presented, "optional", route)
             if decision.error is not None:
                 raise _failed(decision.error)
             if guard.must_strip(presented.peer):  # as the middleware does (``Decision.hide``)
