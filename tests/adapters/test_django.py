@@ -103,11 +103,20 @@ def _drf_views():
     class Ads(Who):
         permission_classes = (certificate_policy(Policy(organizations={"ads"})),)
 
-    return Who.as_view(), Payments.as_view(), Ads.as_view()
+    class Throttled(Who):
+        from mtlsauth.adapters.drf import CertificateRateThrottle
+
+        class OnePerMinute(CertificateRateThrottle):
+            rate = "1/min"
+
+        throttle_classes = (OnePerMinute,)
+
+    return Who.as_view(), Payments.as_view(), Ads.as_view(), Throttled.as_view()
 
 
-_who, _payments, _ads = _drf_views()
+_who, _payments, _ads, _throttled = _drf_views()
 urlpatterns = [
+    path("api/throttled", _throttled),
     path("whoami", whoami),
     path("healthz", whoami),
     path("api/who", _who),
@@ -437,6 +446,22 @@ def test_drf_refuses_an_ambiguous_target_when_routes_matter(django_client, certs
     )
     code, _ = get(client, "/api/who", certs.good, extra={"RAW_URI": "/api/%77ho"})
     assert code == 400
+
+
+def test_drf_throttles_each_certificate_on_its_own(django_client, pki, certs, users) -> None:
+    # DRF's UserRateThrottle keys on user.pk, and every ClientCertificateUser has pk None:
+    # one client would use up the budget of all. CertificateRateThrottle keys on the
+    # certificate's fingerprint.
+    from django.core.cache import cache
+
+    cache.clear()
+    client = django_client(conf={"mode": "optional"}, backends=())
+    assert get(client, "/api/throttled", certs.good)[0] == 200
+    assert get(client, "/api/throttled", certs.good)[0] == 429
+    twin = pki.inter.issue_client_cert(common_name="ledger", organization="payments")
+    assert get(client, "/api/throttled", twin)[0] == 200  # same names, another certificate
+    assert get(client, "/api/throttled", certs.other_org)[0] == 200
+    cache.clear()
 
 
 def test_drf_uses_mapped_django_user(django_client, certs, users) -> None:

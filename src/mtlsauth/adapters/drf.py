@@ -29,6 +29,7 @@ authentication classes may still run). A refused certificate is an
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from django.conf import settings
@@ -36,6 +37,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
+from rest_framework.throttling import UserRateThrottle
 
 from mtlsauth._errors import MTLSAuthError, PolicyDenied
 from mtlsauth._identity import ClientIdentity
@@ -49,6 +51,7 @@ from mtlsauth.adapters.django import (
 )
 
 __all__ = [
+    "CertificateRateThrottle",
     "ClientCertificatePolicy",
     "ClientCertificateUser",
     "HasClientCertificate",
@@ -189,3 +192,29 @@ def certificate_policy(policy: Policy) -> type[ClientCertificatePolicy]:
     if not isinstance(policy, Policy):
         raise TypeError("policy must be a mtlsauth.Policy")
     return type("CertificatePolicy", (ClientCertificatePolicy,), {"policy": policy})
+
+
+class CertificateRateThrottle(UserRateThrottle):
+    """DRF's ``UserRateThrottle`` with one budget per client certificate.
+
+    ``UserRateThrottle`` keys an authenticated request on ``request.user.pk``. Every
+    ``ClientCertificateUser`` has ``pk`` ``None`` (it has no database row), so under it all
+    such clients would share one budget and one of them could use it up for the others.
+    This class keys those requests on the certificate's SHA-256 fingerprint instead (the
+    subject for a proxy-verified identity without one), and anything else as
+    ``UserRateThrottle`` does. Same scope (``"user"``) and settings; subclass it to set
+    ``scope`` or ``rate``.
+    """
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        user = getattr(request, "user", None)
+        if isinstance(user, ClientCertificateUser):
+            identity = user.identity
+            ident = (
+                f"x509-sha256-{identity.fingerprint_sha256}"
+                if identity.fingerprint_sha256
+                else "x509-subject-" + hashlib.sha256(identity.subject.encode()).hexdigest()
+            )
+            return str(self.cache_format % {"scope": self.scope, "ident": ident})
+        key = super().get_cache_key(request, view)
+        return key if isinstance(key, str) else None
