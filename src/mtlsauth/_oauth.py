@@ -47,6 +47,10 @@ logger = logging.getLogger("mtlsauth")
 TOKEN_KEY = "mtlsauth.token"  # noqa: S105 - a key name, not a secret
 """Where adapters keep the validated claims (``scope``, ``environ``, aiohttp request)."""
 
+TOKEN_CHECK_ATTRIBUTE = "mtlsauth_token_check"  # noqa: S105 - an attribute name
+"""The attribute of a ``require_token`` dependency holding its ``TokenCheck`` (read by
+``document_mutual_tls`` to declare the bearer requirement in OpenAPI)."""
+
 MAX_TOKEN_LENGTH = 16384
 """Longer bearer tokens are refused before any validator sees them."""
 

@@ -131,3 +131,38 @@ def test_other_schemes_are_combined_not_offered_as_alternatives() -> None:
         {"HTTPBearer": []},
     ]
     assert paths["/two"]["get"]["security"] == [{"mutualTLS": [], "other": []}]
+
+
+def test_require_token_is_documented_as_a_bearer_requirement() -> None:
+    # A route behind Depends(require_token(check)) needs a bearer token: a document that
+    # shows it without any security requirement tells clients it is public.
+    from mtlsauth import TokenCheck
+    from mtlsauth.adapters.asgi_oauth import require_token
+
+    needed = require_token(TokenCheck(lambda t: {}))
+    maybe = require_token(TokenCheck(lambda t: {}, required=False))
+    app = FastAPI()
+
+    @app.get("/token", dependencies=[Depends(needed)])
+    def token() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/token-and-cert", dependencies=[Depends(required), Depends(needed)])
+    def both() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/cert-maybe-token", dependencies=[Depends(required), Depends(maybe)])
+    def cert() -> dict[str, bool]:
+        return {"ok": True}
+
+    document_mutual_tls(app)
+    doc = app.openapi()
+    scheme = doc["components"]["securitySchemes"]["bearerToken"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    paths = doc["paths"]
+    assert paths["/token"]["get"]["security"] == [{"bearerToken": []}]
+    assert paths["/token-and-cert"]["get"]["security"] == [{"bearerToken": [], "mutualTLS": []}]
+    assert paths["/cert-maybe-token"]["get"]["security"] == [
+        {"bearerToken": [], "mutualTLS": []},
+        {"mutualTLS": []},
+    ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mtlsauth._oauth import TOKEN_KEY, Claims, TokenCheck, stored_claims
+from mtlsauth._oauth import TOKEN_CHECK_ATTRIBUTE, TOKEN_KEY, Claims, TokenCheck, stored_claims
 from mtlsauth._types import Scope
 from mtlsauth.adapters.asgi import authorization_from_scope, identity_from_scope
 
@@ -76,4 +76,7 @@ def require_token(check: TokenCheck) -> Callable[..., Awaitable[Claims | None]]:
 
     dependency.__annotations__ = {"conn": HTTPConnection, "return": Any}
     dependency.__name__ = dependency.__qualname__ = "require_token"
+    # What document_mutual_tls (mtlsauth.adapters.fastapi) reads to declare the route's
+    # bearer-token requirement in the OpenAPI document.
+    dependency.__dict__[TOKEN_CHECK_ATTRIBUTE] = check
     return dependency

@@ -39,6 +39,7 @@ from starlette.requests import HTTPConnection
 
 from mtlsauth._errors import CertificateMissing
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._oauth import TOKEN_CHECK_ATTRIBUTE, TokenCheck
 from mtlsauth._policy._policy import Policy
 from mtlsauth.adapters.asgi import identity_from_scope
 
@@ -113,19 +114,31 @@ class MutualTLS:
 MutualTLS.__call__.__annotations__.update({"conn": HTTPConnection, "return": ClientIdentity | None})
 
 
-def _schemes(dependant: Any) -> Iterator[MutualTLS]:
+BEARER_SCHEME_NAME = "bearerToken"
+_BEARER_DESCRIPTION = (
+    "An OAuth 2.0 access token in the Authorization header (RFC 6750), bound to the client "
+    "certificate of the request (RFC 8705) unless the server accepts unbound tokens."
+)
+
+
+def _schemes(dependant: Any) -> Iterator[MutualTLS | TokenCheck]:
+    """The ``MutualTLS`` dependencies and ``require_token`` checks of a route's tree."""
     stack = [dependant]
     while stack:
         d = stack.pop()
         if isinstance(d.call, MutualTLS):
             yield d.call
+        else:
+            check = getattr(d.call, "__dict__", {}).get(TOKEN_CHECK_ATTRIBUTE)
+            if isinstance(check, TokenCheck):
+                yield check
         stack.extend(d.dependencies)
 
 
-def _with_mutual_tls(
+def _requiring(
     security: list[dict[str, list[str]]], names: list[str], optional: bool
 ) -> list[dict[str, list[str]]]:
-    """An operation's ``security`` once it also requires (or accepts) ``names``.
+    """An operation's ``security`` once it also requires (or accepts) the schemes ``names``.
 
     The objects of the list are alternatives; the schemes inside one object are all
     required. So a certificate the route requires joins *every* alternative the operation
@@ -159,6 +172,11 @@ def document_mutual_tls(app: FastAPI) -> None:
     dependency) requires both: ``[{"HTTPBearer": [], "mutualTLS": []}]``, and with an
     optional certificate ``[{"HTTPBearer": [], "mutualTLS": []}, {"HTTPBearer": []}]``,
     never an alternative that would read as "either one" or "anyone".
+
+    ``Depends(require_token(check))`` (``mtlsauth.adapters.asgi_oauth``) is declared the
+    same way, as the ``bearerToken`` scheme (``type: http``, ``scheme: bearer``): required
+    unless ``check.required`` is false. Requirements set in the middleware (``Route(...)``
+    in ``routes=``) are not visible here: declare those routes with the dependencies too.
     """
     from fastapi.routing import APIRoute
 
@@ -169,27 +187,43 @@ def document_mutual_tls(app: FastAPI) -> None:
             return app.openapi_schema
         schema = generate()
         declared: dict[str, str] = {}
+        bearer = False
         paths = schema.get("paths", {})
         for route in app.routes:
             if not isinstance(route, APIRoute) or not route.include_in_schema:
                 continue
-            schemes = list(_schemes(route.dependant))
-            if not schemes:
+            found = list(_schemes(route.dependant))
+            schemes = [s for s in found if isinstance(s, MutualTLS)]
+            tokens = [s for s in found if isinstance(s, TokenCheck)]
+            if not found:
                 continue
             for s in schemes:
                 declared.setdefault(s.scheme_name, s.description)
+            bearer = bearer or bool(tokens)
             names = sorted({s.scheme_name for s in schemes})
             optional = not any(s.required for s in schemes)
+            token_optional = not any(t.required for t in tokens)
             for method in route.methods or ():
                 op = paths.get(route.path_format, {}).get(method.lower())
                 if op is None:
                     continue
-                op["security"] = _with_mutual_tls(op.get("security") or [], names, optional)
-        if declared:
+                security = op.get("security") or []
+                if names:
+                    security = _requiring(security, names, optional)
+                if tokens:
+                    security = _requiring(security, [BEARER_SCHEME_NAME], token_optional)
+                op["security"] = security
+        if declared or bearer:
             components = schema.setdefault("components", {})
-            found = components.setdefault("securitySchemes", {})
+            known = components.setdefault("securitySchemes", {})
             for name, description in declared.items():
-                found[name] = {"type": "mutualTLS", "description": description}
+                known[name] = {"type": "mutualTLS", "description": description}
+            if bearer:
+                known[BEARER_SCHEME_NAME] = {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": _BEARER_DESCRIPTION,
+                }
         app.openapi_schema = schema
         return schema
 
