@@ -25,8 +25,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from mtlsauth._errors import IdentityMissing, MTLSAuthError
+from mtlsauth._errors import IdentityMissing, MTLSAuthError, VerificationBusy
 from mtlsauth._identity import certificate_thumbprint, parse_x5t_s256
+from mtlsauth._pool import BoundedPool
 
 if TYPE_CHECKING:
     from mtlsauth._identity import ClientIdentity
@@ -188,6 +189,11 @@ class TokenCheck:
         blocking: Run ``validate`` in a worker thread under ASGI and aiohttp (network
             introspection, JWKS fetching). ``None`` (default): the validator's own
             ``may_block`` attribute, else False.
+        threads, queue: The check's own pool for blocking validators: at most ``threads``
+            run at once and ``queue`` more wait; one more is refused at once with
+            ``VerificationBusy`` (503 ``verification_busy``, ``Retry-After: 1``). Never
+            asyncio's shared default executor, which a hung authorization server would
+            otherwise fill for the whole application (name resolution included).
 
     Raises:
         TypeError, ValueError: on a bad setting.
@@ -204,7 +210,10 @@ class TokenCheck:
     scopes: frozenset[str] = frozenset()
     leeway: float = 60.0
     blocking: bool | None = None
+    threads: int = 8
+    queue: int = 64
     _scope_text: str = field(default="", init=False, repr=False, compare=False)
+    _pool: BoundedPool | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not callable(self.validate):
@@ -233,6 +242,13 @@ class TokenCheck:
             )
         elif not isinstance(self.blocking, bool):
             raise TypeError("blocking must be True, False or None")
+        for value, what, low in ((self.threads, "threads", 1), (self.queue, "queue", 0)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{what} must be an int")
+            if not low <= value <= 1024:
+                raise ValueError(f"{what} must be between {low} and 1024")
+        if self.blocking:
+            object.__setattr__(self, "_pool", BoundedPool(self.threads, self.queue))
 
     # -- per request ------------------------------------------------------------------------
     def check(self, identity: ClientIdentity | None, authorization: Sequence[str]) -> Claims | None:
@@ -275,15 +291,34 @@ class TokenCheck:
         if token is None:
             return None
         with _REFUSE_ON_VALIDATOR_ERROR:
-            if self.blocking:
-                import asyncio
-
-                result = await asyncio.to_thread(self.validate, token)
+            if self._pool is not None:
+                result = await self._in_pool(self._pool, token)
             else:
                 result = self.validate(token)
             if inspect.isawaitable(result):
                 result = await result
         return self.confirm(result, identity)
+
+    async def _in_pool(self, pool: BoundedPool, token: str) -> object:
+        """``validate(token)`` on the check's own bounded pool; its exception re-raised."""
+        import asyncio
+
+        validate = self.validate
+
+        def job() -> tuple[bool, object]:
+            try:
+                return True, validate(token)
+            except Exception as exc:  # noqa: BLE001 - handed back to the request's task
+                return False, exc
+
+        future = pool.submit(job)
+        if future is None:
+            raise VerificationBusy("too many token validations are waiting")
+        ok, outcome = await asyncio.wrap_future(future)
+        if not ok:
+            assert isinstance(outcome, Exception)
+            raise outcome
+        return outcome
 
     def _token(self, authorization: Sequence[str]) -> str | None:
         token = bearer_token(authorization)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import hashlib
 import logging
 import pickle
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from mtlsauth import ForwardedCert, Presented, TokenCheck, TokenError, Verifier
+from mtlsauth import ForwardedCert, MTLSAuthError, Presented, TokenCheck, TokenError, Verifier
 from mtlsauth._guard import problem_headers
 from mtlsauth._oauth import MAX_TOKEN_LENGTH, bearer_token, parse_x5t_s256
 from mtlsauth.testing import CA
@@ -250,6 +251,10 @@ def test_blocking_validator_runs_off_the_event_loop(alice) -> None:
         pytest.param({"leeway": -1}, ValueError, id="negative leeway"),
         pytest.param({"leeway": True}, TypeError, id="leeway a bool"),
         pytest.param({"blocking": "yes"}, TypeError, id="blocking not a bool"),
+        pytest.param({"threads": 0}, ValueError, id="no thread"),
+        pytest.param({"threads": True}, TypeError, id="threads a bool"),
+        pytest.param({"queue": -1}, ValueError, id="negative queue"),
+        pytest.param({"queue": 2000}, ValueError, id="queue too long"),
     ],
 )
 def test_bad_configuration_fails_at_construction(kwargs, error) -> None:
@@ -387,3 +392,52 @@ def test_integers_beyond_any_float_are_refused_as_claims(alice, caplog, name, va
         check.check(alice, ["Bearer t"])
     assert info.value.code == "token_invalid"
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_blocking_validators_have_a_bounded_pool_of_their_own(alice) -> None:
+    # A hung introspection endpoint must neither fill asyncio's shared default executor
+    # (which also resolves host names for the whole app) nor queue requests without end:
+    # beyond threads + queue, a request is refused at once with 503 verification_busy.
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def introspect(token: str) -> dict[str, object]:
+        started.release()
+        release.wait(10)
+        return _bound(alice)
+
+    check = TokenCheck(introspect, blocking=True, threads=2, queue=1)
+
+    async def scenario() -> tuple[list[object], str]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+        hung = [asyncio.ensure_future(check.acheck(alice, ["Bearer t"])) for _ in range(3)]
+        for _ in range(2):  # both pool threads are inside the validator
+            await loop.run_in_executor(None, started.acquire)
+        # the shared executor still answers at once
+        other = await asyncio.wait_for(loop.run_in_executor(None, lambda: "free"), 2)
+        try:
+            await asyncio.wait_for(check.acheck(alice, ["Bearer t"]), 2)
+        except MTLSAuthError as exc:
+            refused = exc
+        else:
+            raise AssertionError("a fourth validation was queued")
+        release.set()
+        done = await asyncio.gather(*hung)
+        return [refused, *done], other
+
+    (refused, *done), other = asyncio.run(scenario())
+    assert other == "free"
+    assert isinstance(refused, MTLSAuthError)
+    assert (refused.code, refused.status) == ("verification_busy", 503)
+    assert [claims["sub"] for claims in done] == ["c", "c", "c"]
+
+
+def test_a_raising_blocking_validator_refuses_through_the_pool(alice) -> None:
+    def introspect(token: str) -> dict[str, object]:
+        raise TimeoutError("the authorization server did not answer")
+
+    check = TokenCheck(introspect, blocking=True)
+    with pytest.raises(TokenError) as info:
+        asyncio.run(asyncio.wait_for(check.acheck(alice, ["Bearer t"]), 5))
+    assert info.value.code == "token_invalid"
