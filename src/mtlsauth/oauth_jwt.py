@@ -99,13 +99,18 @@ class JWTValidator:
             raise ValueError("leeway must be between 0 and 300 seconds")
         if typ is not None and (not isinstance(typ, str) or not typ):
             raise ValueError("typ must be a non-empty string or None")
+        if isinstance(required_claims, str):
+            raise TypeError("required_claims must be a collection, e.g. ('exp', 'iss', 'aud')")
+        required = tuple(required_claims)
+        if not all(isinstance(c, str) and c for c in required):
+            raise ValueError("required_claims must hold claim names (non-empty strings)")
         self.jwks = jwks
         self.issuer = issuer
         self._audience = tuple(audiences)
         self._algorithms = frozenset(algs)
         self.leeway = float(leeway)
         self.typ = _media_type(typ) if typ is not None else None
-        self._required = tuple(required_claims)
+        self._required = required
 
     @property
     def may_block(self) -> bool:

@@ -239,6 +239,9 @@ def test_symmetric_keys_never_verify(keys) -> None:
         pytest.param({"audience": []}, ValueError, id="no audience"),
         pytest.param({"leeway": 3600}, ValueError, id="leeway an hour"),
         pytest.param({"jwks": {"keys": []}}, TypeError, id="jwks a dict"),
+        pytest.param({"required_claims": "exp"}, TypeError, id="required claims a string"),
+        pytest.param({"required_claims": ["exp", 7]}, ValueError, id="required claim a number"),
+        pytest.param({"typ": 7}, ValueError, id="typ a number"),
     ],
 )
 def test_bad_configuration(keys, kwargs, error) -> None:
