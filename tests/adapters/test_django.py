@@ -115,7 +115,64 @@ def _drf_views():
 
 
 _who, _payments, _ads, _throttled = _drf_views()
+
+
+# -- certificate-bound tokens (RFC 8705) ------------------------------------------------------
+def _x5t(cert) -> str:
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(cert.der).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+_TOKENS: dict[str, dict] = {}  # token -> claims, filled by the tests
+
+
+def _introspect(token: str) -> dict:
+    return _TOKENS[token]  # an unknown token raises: token_invalid
+
+
+def _token_views():
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from mtlsauth import TokenCheck
+    from mtlsauth.adapters.django_oauth import token_claims, token_required
+    from mtlsauth.adapters.drf import HasClientCertificate, token_authentication
+
+    check = TokenCheck(_introspect)
+    scoped = TokenCheck(_introspect, scopes={"ledger:write"})
+
+    @token_required(check)
+    def balance(request):
+        claims = token_claims(request)
+        return JsonResponse({"sub": claims["sub"], "cn": request.mtls_identity.common_name})
+
+    @token_required(check)
+    async def abalance(request):
+        return JsonResponse({"sub": token_claims(request)["sub"]})
+
+    class Ledger(APIView):
+        authentication_classes = (token_authentication(check),)
+        permission_classes = (HasClientCertificate,)
+
+        def get(self, request):
+            assert isinstance(request.auth, ClientIdentity)
+            return Response({"sub": token_claims(request)["sub"], "cn": request.auth.common_name})
+
+    class Scoped(Ledger):
+        authentication_classes = (token_authentication(scoped),)
+
+    return balance, abalance, Ledger.as_view(), Scoped.as_view()
+
+
+_balance, _abalance, _ledger, _scoped = _token_views()
 urlpatterns = [
+    path("token/balance", _balance),
+    path("token/abalance", _abalance),
+    path("api/ledger", _ledger),
+    path("api/ledger-write", _scoped),
     path("api/throttled", _throttled),
     path("whoami", whoami),
     path("healthz", whoami),
@@ -691,3 +748,103 @@ def test_django_asgi_hides_a_forged_header_from_the_scope_too(
     assert answer(STRANGER) == {"meta": None, "headers": None, "scope": []}
     seen = answer(PROXY)  # a trusted proxy's headers are left as they came
     assert seen["scope"] == [header(certs.good)]
+
+
+# -- certificate-bound tokens ------------------------------------------------------------------
+@pytest.fixture
+def tokens(certs):
+    _TOKENS.clear()
+    _TOKENS.update(
+        {
+            "bound": {"sub": "client-1", "cnf": {"x5t#S256": _x5t(certs.good)}},
+            "elsewhere": {"sub": "client-2", "cnf": {"x5t#S256": _x5t(certs.other_org)}},
+            "unbound": {"sub": "client-3"},
+        }
+    )
+    yield _TOKENS
+    _TOKENS.clear()
+
+
+def _bearer(token: str | None) -> dict:
+    return {} if token is None else {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("view", ["/token/balance", "/token/abalance"])
+def test_token_required_admits_only_a_token_bound_to_the_certificate(
+    django_client, certs, tokens, view
+) -> None:
+    client = django_client(conf={"mode": "optional"}, backends=())
+    code, body = get(client, view, certs.good, extra=_bearer("bound"))
+    assert (code, body["sub"]) == (200, "client-1")
+    for token, cert, expected in [
+        ("elsewhere", certs.good, "token_binding_mismatch"),  # bound to another certificate
+        ("bound", None, "token_binding_mismatch"),  # no verified certificate at all
+        ("unbound", certs.good, "token_not_bound"),
+        ("forged", certs.good, "token_invalid"),
+        (None, certs.good, "token_missing"),
+    ]:
+        r = client.get(
+            view,
+            REMOTE_ADDR=PROXY,
+            **_bearer(token),
+            **({HEADER_KEY: header(cert)} if cert is not None else {}),
+        )
+        assert (r.status_code, json.loads(r.content)["code"]) == (401, expected), token
+        assert r["WWW-Authenticate"].startswith("Bearer"), token
+        assert r["Content-Type"] == "application/problem+json"
+
+
+def test_token_required_without_the_middleware_is_a_deployment_error(
+    django_client, certs, tokens
+) -> None:
+    client = django_client(middleware=[], backends=())
+    code, body = get(client, "/token/balance", certs.good, extra=_bearer("bound"))
+    assert (code, body["code"]) == (500, "identity_missing")
+
+
+@pytest.mark.parametrize("with_middleware", [True, False])
+def test_drf_token_authentication_decides_certificate_and_token_together(
+    django_client, certs, tokens, with_middleware
+) -> None:
+    client = django_client(
+        conf={"mode": "optional"}, middleware=MIDDLEWARE if with_middleware else [], backends=()
+    )
+    code, body = get(client, "/api/ledger", certs.good, extra=_bearer("bound"))
+    assert (code, body) == (200, {"sub": "client-1", "cn": "ledger"})
+    r = client.get("/api/ledger", REMOTE_ADDR=PROXY, HTTP_X_SSL_CLIENT_CERT=header(certs.good),
+                   **_bearer("elsewhere"))  # fmt: skip
+    assert r.status_code == 401
+    assert json.loads(r.content)["detail"]
+    assert r["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    r = client.get("/api/ledger", REMOTE_ADDR=PROXY, HTTP_X_SSL_CLIENT_CERT=header(certs.good))
+    assert (r.status_code, r["WWW-Authenticate"]) == (401, "Bearer")  # token_missing
+    r = client.get("/api/ledger", REMOTE_ADDR=PROXY, **_bearer("bound"))  # no certificate
+    assert r.status_code == 401
+    assert r["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    # The certificate is decided first, with its own challenge.
+    r = client.get("/api/ledger", REMOTE_ADDR=PROXY, HTTP_X_SSL_CLIENT_CERT=header(certs.wrong_ca),
+                   **_bearer("bound"))  # fmt: skip
+    assert r.status_code == 401
+    assert r["WWW-Authenticate"].startswith("MutualTLS")
+
+
+def test_drf_token_authentication_scopes_are_a_403(django_client, certs, tokens) -> None:
+    tokens["writer"] = {**tokens["bound"], "scope": "ledger:read ledger:write"}
+    client = django_client(conf={"mode": "optional"}, backends=())
+    assert get(client, "/api/ledger-write", certs.good, extra=_bearer("writer"))[0] == 200
+    assert get(client, "/api/ledger-write", certs.good, extra=_bearer("bound"))[0] == 403
+
+
+def test_token_helpers_refuse_what_is_not_a_token_check() -> None:
+    from mtlsauth import IdentityMissing
+    from mtlsauth.adapters.django_oauth import token_claims, token_required
+    from mtlsauth.adapters.drf import token_authentication
+
+    with pytest.raises(TypeError):
+        token_required(lambda token: {})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        token_authentication("check")  # type: ignore[arg-type]
+    from django.test import RequestFactory
+
+    with pytest.raises(IdentityMissing):
+        token_claims(RequestFactory().get("/"))

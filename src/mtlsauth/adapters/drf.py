@@ -25,6 +25,12 @@ optional mode: no certificate means "not authenticated by this class", so other
 authentication classes may still run). A refused certificate is an
 ``AuthenticationFailed`` whose code is mtlsauth's error code, answered with 401 and a
 ``WWW-Authenticate: MutualTLS`` challenge.
+
+Certificate-bound access tokens (RFC 8705): ``token_authentication(TokenCheck(...))`` is an
+``MTLSAuthentication`` that also runs the token check, so the certificate and the token are
+decided together (DRF stops at the first authentication class that succeeds: a separate
+token class listed after ``MTLSAuthentication`` would never run). Views read the claims
+with ``mtlsauth.adapters.django_oauth.token_claims(request)``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from rest_framework.throttling import UserRateThrottle
 
 from mtlsauth._errors import MTLSAuthError, PolicyDenied
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._oauth import TokenCheck
 from mtlsauth._policy._policy import Policy
 from mtlsauth.adapters.django import (
     BACKEND_PATH,
@@ -49,6 +56,7 @@ from mtlsauth.adapters.django import (
     presented_from_request,
     request_target,
 )
+from mtlsauth.adapters.django_oauth import check_token
 
 __all__ = [
     "CertificateRateThrottle",
@@ -56,7 +64,9 @@ __all__ = [
     "ClientCertificateUser",
     "HasClientCertificate",
     "MTLSAuthentication",
+    "MTLSTokenAuthentication",
     "certificate_policy",
+    "token_authentication",
 ]
 
 _UNSET = object()
@@ -151,6 +161,55 @@ class MTLSAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return "MutualTLS"
+
+
+class MTLSTokenAuthentication(MTLSAuthentication):
+    """``MTLSAuthentication`` followed by a bearer-token check bound to the certificate.
+
+    Set ``token_check`` in a subclass, or make one with ``token_authentication(check)``. A
+    refused token is an ``AuthenticationFailed`` (``PermissionDenied`` for
+    ``insufficient_scope``, ``ParseError`` for ``token_request_invalid``) whose code is
+    mtlsauth's, and a 401 carries the RFC 6750 ``Bearer`` challenge. The check runs on every
+    request this class sees, also one without a verified certificate, so a token bound to a
+    certificate is refused there (``token_binding_mismatch``) and a required token that is
+    missing is refused (``token_missing``); such a request, once its token passes, is still
+    not authenticated by this class (``request.auth`` is the verified identity or nothing).
+    """
+
+    token_check: TokenCheck | None = None
+
+    def authenticate(self, request: Request) -> tuple[Any, ClientIdentity] | None:
+        try:
+            result = super().authenticate(request)
+        except exceptions.APIException:
+            request._request.mtlsauth_challenge = "MutualTLS"  # the certificate was refused
+            raise
+        check = self.token_check
+        if not isinstance(check, TokenCheck):
+            raise TypeError(f"{type(self).__name__}.token_check must be a mtlsauth.TokenCheck")
+        try:
+            check_token(request, check)
+        except MTLSAuthError as exc:
+            challenge = getattr(exc, "challenge", None)
+            if isinstance(challenge, str):
+                request._request.mtlsauth_challenge = challenge
+            raise _failed(exc) from None
+        return result
+
+    def authenticate_header(self, request: Request) -> str:
+        challenge = getattr(request._request, "mtlsauth_challenge", None)
+        return challenge if isinstance(challenge, str) else "Bearer"
+
+
+def token_authentication(check: TokenCheck) -> type[MTLSTokenAuthentication]:
+    """An ``MTLSTokenAuthentication`` subclass for ``check``, for ``authentication_classes``.
+
+    Raises:
+        TypeError: ``check`` is not a ``TokenCheck``.
+    """
+    if not isinstance(check, TokenCheck):
+        raise TypeError("check must be a mtlsauth.TokenCheck")
+    return type("TokenAuthentication", (MTLSTokenAuthentication,), {"token_check": check})
 
 
 class HasClientCertificate(BasePermission):
