@@ -423,3 +423,19 @@ def test_python_dash_m_and_piped_output(pki):
     assert proc.returncode == 1
     assert proc.stdout.startswith("refused  certificate_expired")
     assert ANSI not in proc.stdout
+
+
+def test_verify_with_config_routes_keeps_the_deny_lists(capsys, pki, tmp_path):
+    from cryptography import x509
+
+    leaf = x509.load_pem_x509_certificates(chain(pki, "good").read_bytes())[0]
+    config = tmp_path / "mtls.toml"
+    config.write_text(
+        f'[trust]\nfiles = ["{pki.path("ca.pem")}"]\n'
+        f'[policy]\ndeny_serials = ["0x{leaf.serial_number:x}"]\n'
+        '[[routes]]\npath = "/admin/*"\npolicy = { common_names = ["alice"] }\n'
+    )
+    base = ["verify", "--json", "--config", config, chain(pki, "good")]
+    for path in ("/", "/admin/users"):
+        rc, out, _ = run(capsys, *base, "--path", path)
+        assert (rc, json.loads(out)["code"]) == (1, "certificate_denied")

@@ -768,3 +768,23 @@ def test_revocation_scope_and_ocsp_failure_keys(tmp_path) -> None:
     clash = {"crls": ["ca.crl"], "scope": "leaf", "mode": "chain"}
     with pytest.raises(ValueError, match="disagrees with scope"):
         config_from_mapping({**base, "revocation": clash}, base_dir=tmp_path).verifier()
+
+
+def test_route_policy_keeps_the_top_level_deny_lists(tmp_path, pki):
+    from cryptography import x509
+
+    leaf = x509.load_pem_x509_certificates(pem(pki, "good").encode())[0]
+    config = load_config(
+        write(
+            tmp_path,
+            base(pki) + f"[policy]\ndeny_serials = [{leaf.serial_number}]\n"
+            '[[routes]]\npath = "/admin/*"\npolicy = { common_names = ["alice"] }\n',
+        )
+    )
+    verifier, route_policy = config.verifier(), config.routes[0].policy
+    for policy in (None, route_policy):
+        with pytest.raises(PolicyDenied) as info:
+            verifier.verify_pem(pem(pki, "good")) if policy is None else verifier.verify(
+                pem(pki, "good"), policy=policy
+            )
+        assert info.value.code == "certificate_denied"

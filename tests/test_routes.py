@@ -73,3 +73,133 @@ def test_wsgi_lower_case_method_cannot_skip_a_mandatory_route(verifier) -> None:
     mw(environ, lambda status, headers, exc_info=None: statuses.append(status))
     assert statuses[0].startswith("401")
     assert reached == []
+
+
+# -- a route's policy replaces the Verifier's allow-lists, never its deny-lists ---------------
+def _wsgi_status(app, environ: dict[str, str], path: str) -> str:
+    seen: list[str] = []
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    env |= {"SERVER_NAME": "localhost", "SERVER_PORT": "443", "SERVER_PROTOCOL": "HTTP/1.1"}
+    b"".join(app(env | environ, lambda status, headers, exc=None: seen.append(status)))
+    return seen[0]
+
+
+def _denying(pki, **deny) -> Verifier:
+    from mtlsauth import Policy
+
+    return Verifier(trust_store=pki.root.trust_store(), policy=Policy(**deny))
+
+
+def _deny_forms(pki) -> list[dict[str, list[object]]]:
+    cert = pki.good.certificate
+    return [
+        {"deny_serials": [cert.serial_number]},
+        {"deny_fingerprints": [pki.good.certificate.fingerprint(_sha256()).hex()]},
+    ]
+
+
+def _sha256():
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA256()
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["deny_serials", "deny_fingerprints"])
+@pytest.mark.parametrize(
+    "route_policy",
+    [
+        {"common_names": ["ledger"]},
+        {},  # Policy(): "any trusted certificate" on this route
+    ],
+    ids=["route allow-list", "empty route policy"],
+)
+def test_route_policy_keeps_the_verifier_deny_lists(pki, which, route_policy) -> None:
+    from mtlsauth import Policy, PolicyDenied
+
+    verifier = _denying(pki, **_deny_forms(pki)[which])
+    chain = list(pki.good.chain_der)
+    policy = Policy(**route_policy)
+    for _ in range(2):  # a miss, then a cache hit
+        with pytest.raises(PolicyDenied) as info:
+            verifier.verify(chain, policy=policy)
+        assert info.value.code == "certificate_denied"
+    with pytest.raises(PolicyDenied):  # what-if (at=), uncached
+        verifier.verify(chain, policy=policy, at=pki.good.certificate.not_valid_after_utc)
+
+
+def test_route_policy_keeps_deny_lists_of_an_any_of_verifier_policy(pki) -> None:
+    from mtlsauth import Policy, PolicyDenied
+
+    serial = pki.good.certificate.serial_number
+    verifier = Verifier(
+        trust_store=pki.root.trust_store(),
+        policy=Policy.any_of(
+            Policy(common_names=["nobody"]), Policy(organizations=["x"], deny_serials=[serial])
+        ),
+    )
+    with pytest.raises(PolicyDenied, match="deny-listed"):
+        verifier.verify(list(pki.good.chain_der), policy=Policy(organizations=["payments"]))
+
+
+def test_route_policy_still_replaces_the_verifier_allow_lists(pki) -> None:
+    from mtlsauth import Policy, PolicyDenied
+
+    verifier = Verifier(
+        trust_store=pki.root.trust_store(),
+        policy=Policy(common_names=["somebody-else"], deny_serials=[1]),
+    )
+    chain = list(pki.good.chain_der)
+    assert verifier.verify(chain, policy=Policy(common_names=["ledger"])).common_name == "ledger"
+    with pytest.raises(PolicyDenied) as info:
+        verifier.verify(chain, policy=Policy(common_names=["billing"]))
+    assert info.value.code == "common_name_not_allowed"
+    with pytest.raises(PolicyDenied) as info:
+        verifier.verify(chain)
+    assert info.value.code == "common_name_not_allowed"
+
+
+def test_middleware_route_keeps_the_verifier_deny_lists(pki) -> None:
+    from mtlsauth import Policy
+    from mtlsauth.adapters.wsgi import MTLSMiddleware
+
+    verifier = _denying(pki, deny_serials=[pki.good.certificate.serial_number])
+
+    def inner(environ, start_response):
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    app = MTLSMiddleware(
+        inner,
+        verifier=verifier,
+        routes=[Route("/ledger/*", policy=Policy(common_names=["ledger"]))],
+    )
+    environ = pki.good.wsgi_environ()
+    for _ in range(3):  # the uncached path, then the cached fast path
+        assert _wsgi_status(app, environ, "/ledger/books").startswith("403")
+        assert _wsgi_status(app, environ, "/other").startswith("403")
+    allowed = pki.inter.issue_client_cert(common_name="ledger")
+    assert _wsgi_status(app, allowed.wsgi_environ(), "/ledger/books").startswith("200")
+
+
+def test_route_policy_with_deny_lists_pickles_and_names_both(pki) -> None:
+    import pickle
+
+    from mtlsauth import Policy, PolicyDenied
+
+    verifier = _denying(pki, deny_serials=[pki.good.certificate.serial_number])
+    route = Policy(common_names=["ledger"])
+    combined = verifier._route_policy(route)
+    assert verifier._route_policy(route) is combined  # remembered per route policy
+    assert "deny_serials" in repr(combined)
+    assert "common_names" in repr(combined)
+    identity = Verifier(trust_store=pki.root.trust_store()).verify(list(pki.good.chain_der))
+    clone = pickle.loads(pickle.dumps(combined))  # noqa: S301 - our own object
+    for policy in (combined, clone):
+        with pytest.raises(PolicyDenied):
+            policy.check(identity)
+    route.check(identity)  # the route's own policy is unchanged

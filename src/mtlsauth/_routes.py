@@ -140,7 +140,8 @@ class Route:
         mode: ``"mandatory"``, ``"optional"`` or ``"off"`` for matching requests (``None``:
             the middleware's mode).
         policy: The allow-lists for matching requests, *instead of* the Verifier's own
-            policy (``None``: the Verifier's policy).
+            allow-lists (``None``: the Verifier's policy). The Verifier policy's deny-lists
+            still apply: a deny-listed certificate is refused on every route.
         token: A ``TokenCheck``: matching requests must also satisfy its bearer-token
             requirement (RFC 6750, bound to the certificate per RFC 8705) once the
             certificate check passed; the claims reach the app under ``"mtlsauth.token"``.

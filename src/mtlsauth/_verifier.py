@@ -71,6 +71,7 @@ _DEFAULT_TTL = 600.0
 # key, each (ExactAliases): about a thousand nginx headers of a P-256 leaf.
 _EXACT_ALIAS_BUDGET = 1 << 20
 _MAX_SKEW = 3600.0
+_MAX_ROUTE_POLICIES = 256  # distinct route policies remembered with the deny-lists added
 
 
 _CACHE_ONLY: ContextVar[bool] = ContextVar("mtlsauth_cache_only", default=False)
@@ -151,6 +152,7 @@ class Verifier:
         "_policy",
         "_policy_check",
         "_revocation",
+        "_route_policies",
         "_skew_s",
         "_trust_store",
     )
@@ -210,6 +212,11 @@ class Verifier:
         self._max_depth = max_depth
         self._skew_s = float(clock_skew)
         self._policy_check = None if policy is None or policy.is_empty else policy.check
+        # A route's policy replaces the allow-lists, never the deny-lists: each one is used
+        # with this policy's deny-lists added (memoised per route policy, holding it).
+        self._route_policies: dict[int, tuple[Policy, Policy]] | None = (
+            {} if policy is not None and policy._deny else None
+        )
         self._cache = VerificationCache(cache_size)
         self._cache_ttl = float(cache_ttl)
         self._last_tokens: tuple[object, ...] = ()
@@ -249,7 +256,8 @@ class Verifier:
             chain: PEM ``str``/``bytes`` (one or many certificates), DER ``bytes``, an
                 ``x509.Certificate``, or a sequence of these.
             at: Validate as of this moment (timezone-aware) instead of now; not cached.
-            policy: Use this policy instead of the Verifier's own (per-route rules).
+            policy: Use this policy's allow-lists instead of the Verifier's own (per-route
+                rules); the Verifier policy's deny-lists still apply.
 
         Raises:
             MTLSAuthError: ``CertificateMissing``, ``CertificateInvalid``, ``CertificateRevoked``
@@ -395,8 +403,24 @@ class Verifier:
         self._chain_aliases.clear()
 
     # -- internals ------------------------------------------------------------------------
+    def _route_policy(self, policy: Policy) -> Policy:
+        """``policy`` (a route's, in place of the Verifier's own) with the Verifier's
+        deny-lists added, when it has any."""
+        memo = self._route_policies
+        if memo is None:
+            return policy
+        hit = memo.get(id(policy))
+        if hit is not None and hit[0] is policy:
+            return hit[1]
+        combined = policy._with_deny_lists_of(self._policy)  # type: ignore[arg-type]
+        if len(memo) >= _MAX_ROUTE_POLICIES:
+            memo.clear()
+        memo[id(policy)] = (policy, combined)
+        return combined
+
     def _apply_policy(self, identity: ClientIdentity, policy: Policy | None) -> None:
         if policy is not None:
+            policy = self._route_policy(policy)
             if not policy.is_empty:
                 policy.check(identity)
         elif self._policy_check is not None:
@@ -438,8 +462,11 @@ class Verifier:
         if policy is None:
             if self._policy_check is not None and entry.denial(self._policy) is not None:  # type: ignore[arg-type]
                 return None
-        elif not policy.is_empty and entry.denial(policy) is not None:
-            return None
+        else:
+            if self._route_policies is not None:
+                policy = self._route_policy(policy)
+            if not policy.is_empty and entry.denial(policy) is not None:
+                return None
         cache.touch(entry)
         return entry.identity
 
@@ -539,7 +566,9 @@ class Verifier:
                 if not entry.admitted:
                     cache.admit(entry)
                 return entry.identity
-        elif policy.is_empty:
+        elif self._route_policies is not None:
+            policy = self._route_policy(policy)
+        if policy.is_empty:
             if not entry.admitted:
                 cache.admit(entry)
             return entry.identity

@@ -75,7 +75,7 @@ class Policy(Immutable):
     identity whose fingerprint or serial is unknown is refused by a deny-list.
     """
 
-    __slots__ = ("_allow", "_alternatives", "_config", "_deny", "_empty", "_parts")
+    __slots__ = ("_allow", "_alternatives", "_config", "_deny", "_empty", "_kept", "_parts")
 
     _allow: tuple[tuple[str, _Check], ...]
     _deny: tuple[tuple[str, _Check], ...]
@@ -83,6 +83,7 @@ class Policy(Immutable):
     _empty: bool
     _config: tuple[tuple[str, tuple[Any, ...]], ...]
     _parts: tuple[Policy, ...]
+    _kept: tuple[Policy, Policy] | None  # (policy, source of added deny-lists)
 
     def __init__(
         self,
@@ -132,6 +133,7 @@ class Policy(Immutable):
         alternatives: tuple[Policy, ...],
         config: tuple[tuple[str, tuple[Any, ...]], ...],
         parts: tuple[Policy, ...],
+        kept: tuple[Policy, Policy] | None = None,
     ) -> None:
         self._freeze(
             _allow=allow,
@@ -139,15 +141,40 @@ class Policy(Immutable):
             _alternatives=alternatives,
             _config=config,
             _parts=parts,
+            _kept=kept,
             _empty=not (allow or deny or alternatives),
         )
 
+    def _with_deny_lists_of(self, other: Policy) -> Policy:
+        """This policy with ``other``'s deny-lists added (checked first, as all deny-lists).
+
+        A route's policy replaces the Verifier's allow-lists, but a certificate the
+        Verifier's policy deny-lists stays refused on every route.
+        """
+        if other is self or not other._deny:
+            return self
+        combined = Policy.__new__(Policy)
+        combined._init(
+            self._allow,
+            (*other._deny, *self._deny),
+            self._alternatives,
+            self._config,
+            self._parts,
+            (self, other),
+        )
+        return combined
+
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._kept is not None:
+            return (_rebuild_with_deny_lists, self._kept)
         if self._parts:
             return (_rebuild_any_of, self._parts)
         return (_rebuild, (self._config,))
 
     def __repr__(self) -> str:
+        if self._kept is not None:
+            policy, other = self._kept
+            return f"{policy!r} with the deny-lists of {other!r}"
         if self._parts:
             return f"Policy.any_of({', '.join(map(repr, self._parts))})"
         return f"Policy({', '.join(f'{f}={list(v)!r}' for f, v in self._config)})"
@@ -273,6 +300,10 @@ def _rebuild(config: tuple[tuple[str, tuple[Any, ...]], ...]) -> Policy:
 
 def _rebuild_any_of(*parts: Policy) -> Policy:
     return Policy.any_of(*parts)
+
+
+def _rebuild_with_deny_lists(policy: Policy, other: Policy) -> Policy:
+    return policy._with_deny_lists_of(other)
 
 
 def pinned_from_rfc8705(client_metadata: Mapping[str, Any], /) -> tuple[x509.Certificate, ...]:
