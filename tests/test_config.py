@@ -788,3 +788,53 @@ def test_route_policy_keeps_the_top_level_deny_lists(tmp_path, pki):
                 pem(pki, "good"), policy=policy
             )
         assert info.value.code == "certificate_denied"
+
+
+# -- YAML 1.1 scalars that mean something else than they read ---------------------------------
+def test_yaml_colon_serial_is_hex_bytes_not_base_60(tmp_path, pki):
+    pytest.importorskip("yaml")
+    # PyYAML resolves 12:34:56 as a base-60 integer (45296): the deny-list named another serial
+    text = f"trust:\n  files: ['{pki.path('ca.pem')}']\npolicy:\n  deny_serials: [12:34:56, 0x1f]\n"
+    config = load_config(write(tmp_path, text, "mtls.yaml"))
+    assert repr(config.policy) == "Policy(deny_serials=['12:34:56', 31])"
+    toml = load_config(write(tmp_path, base(pki) + "[policy]\ndeny_serials = ['12:34:56', 0x1f]\n"))
+    assert repr(toml.policy) == repr(config.policy)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        # YAML 1.1 octal: 010 is 8, a serial nobody wrote; as text it is ambiguous and refused
+        ("policy:\n  deny_serials: [010]\n", "ambiguous"),
+        ("policy:\n  deny_serials: [0b11]\n", "ambiguous"),
+        ("policy:\n  deny_serials: [1_0]\n", "deny_serials"),
+        ("cache:\n  size: 010\n", "size"),
+        ("cache:\n  size: 1:00\n", "size"),
+        ("revocation:\n  crls: [crl.pem]\n  grace: 1:30\n", "grace"),
+    ],
+    ids=["octal serial", "binary serial", "underscore serial", "octal size", "base-60 size",
+         "base-60 seconds"],
+)  # fmt: skip
+def test_yaml_numbers_other_than_plain_decimal_or_hex_are_refused(tmp_path, pki, extra, message):
+    pytest.importorskip("yaml")
+    (tmp_path / "crl.pem").write_bytes(pki.path("crl.pem").read_bytes())
+    text = f"trust:\n  files: ['{pki.path('ca.pem')}']\n" + extra
+    with pytest.raises(ValueError, match=message):
+        load_config(write(tmp_path, text, "mtls.yaml"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a second policy: block silently replaced the first (with its deny-list)
+        "policy:\n  deny_serials: [0x1f]\npolicy:\n  common_names: [alice]\n",
+        "policy:\n  organizations: [ops]\n  organizations: [ops, evil]\n",
+        "routes:\n  - path: /a\n    path: /b\n",
+    ],
+    ids=["top level", "policy key", "route key"],
+)
+def test_yaml_duplicate_keys_are_refused(tmp_path, pki, text):
+    pytest.importorskip("yaml")
+    trust = f"trust:\n  files: ['{pki.path('ca.pem')}']\n"
+    with pytest.raises(ValueError, match="duplicate key"):
+        load_config(write(tmp_path, trust + text, "mtls.yaml"))

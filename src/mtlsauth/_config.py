@@ -189,9 +189,10 @@ def _yaml_load(text: str) -> tuple[Any, dict[Key, int]]:
         import yaml  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         raise ValueError("YAML configuration needs PyYAML: pip install 'mtlsauth[yaml]'") from None
+    loader = _yaml_loader(yaml)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=loader)
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ValueError(f"not valid YAML: {exc}") from None
     lines: dict[Key, int] = {}
@@ -199,8 +200,15 @@ def _yaml_load(text: str) -> tuple[Any, dict[Key, int]]:
     def walk(n: Any, key: Key) -> None:
         lines.setdefault(key, n.start_mark.line + 1)
         if isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
             for k, v in n.value:
-                if isinstance(k, yaml.ScalarNode):
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    # PyYAML keeps the last of two equal keys: a second "policy:" block would
+                    # silently replace the first, deny-lists and all.
+                    if k.value in seen:
+                        where = render_key((*key, k.value))
+                        raise ValueError(f"{where}: duplicate key (line {k.start_mark.line + 1})")
+                    seen.add(k.value)
                     lines.setdefault((*key, k.value), k.start_mark.line + 1)
                     walk(v, (*key, k.value))
         elif isinstance(n, yaml.SequenceNode):
@@ -210,6 +218,35 @@ def _yaml_load(text: str) -> tuple[Any, dict[Key, int]]:
     if node is not None:
         walk(node, ())
     return data, lines
+
+
+# YAML 1.1 (PyYAML) reads 12:34:56 as a base-60 integer (45296), 010 as octal 8, 0b11 as 3
+# and 1_0 as 10. Written in a deny-list, "12:34:56" is a serial's hex bytes, as openssl prints
+# them: the file would deny a certificate nobody named. Only plain decimal and 0x hex are
+# numbers here; every other spelling stays the text it is, for the key's own check to read
+# (a serial "12:34:56" as hex bytes) or refuse (a depth "010").
+_YAML_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+")
+
+
+def _yaml_loader(yaml: Any) -> Any:
+    class Loader(yaml.SafeLoader):  # type: ignore[misc,name-defined,unused-ignore]
+        pass
+
+    def integer(loader: Any, node: Any) -> Any:
+        text = loader.construct_scalar(node)
+        if _YAML_INT.fullmatch(text):
+            return yaml.SafeLoader.construct_yaml_int(loader, node)
+        return text
+
+    def real(loader: Any, node: Any) -> Any:
+        text = loader.construct_scalar(node)
+        if ":" in text or "_" in text:  # base 60, or digits grouped with "_"
+            return text
+        return yaml.SafeLoader.construct_yaml_float(loader, node)
+
+    Loader.add_constructor("tag:yaml.org,2002:int", integer)
+    Loader.add_constructor("tag:yaml.org,2002:float", real)
+    return Loader
 
 
 def _line_for(lines: Mapping[Key, int], key: Key) -> int | None:
