@@ -479,9 +479,24 @@ _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 def _under_prefix(value: str, prefix: str) -> bool:
     if len(value) <= len(prefix) or not value.startswith(prefix):
         return False
-    # "x/../admin" starts with "x/" yet names something else: refuse dot segments.
-    path = unquote(value[len(prefix) :]).split("?", 1)[0].split("#", 1)[0]
-    return not any(seg in (".", "..") for seg in path.split("/"))
+    # "x/../admin" starts with "x/" yet names something else: refuse dot segments. The
+    # query and fragment are cut where the URI has them, before decoding: an encoded "?" or
+    # "#" is part of the path, and "a%3F/../../admin" climbs out of the prefix.
+    path = value[len(prefix) :].split("#", 1)[0].split("?", 1)[0]
+    # Decoded until nothing changes, as a server that decodes twice would read
+    # "%252e%252e"; a name still changing after a few rounds is refused.
+    for _ in range(_MAX_DECODES):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    else:
+        return False
+    # "\\" separates segments too for WHATWG URL parsers (http and https).
+    return not any(seg in (".", "..") for seg in path.replace("\\", "/").split("/"))
+
+
+_MAX_DECODES = 4
 
 
 def _dns_norm(name: str) -> str:
