@@ -838,3 +838,11 @@ def test_yaml_duplicate_keys_are_refused(tmp_path, pki, text):
     trust = f"trust:\n  files: ['{pki.path('ca.pem')}']\n"
     with pytest.raises(ValueError, match="duplicate key"):
         load_config(write(tmp_path, trust + text, "mtls.yaml"))
+
+
+def test_any_of_alternative_of_deny_lists_only_is_refused(tmp_path, pki):
+    text = base(pki) + (
+        '[[policy.any_of]]\ncommon_names = ["admin"]\n[[policy.any_of]]\ndeny_serials = ["0x1f"]\n'
+    )
+    with pytest.raises(ValueError, match=r"\[policy\.any_of\.2\]: .*only deny-lists"):
+        load_config(write(tmp_path, text))

@@ -928,3 +928,18 @@ def test_a_configured_teletex_hex_value_reads_as_a_certificate_carrying_it() -> 
     other = identity_from_certificate(CA().issue_client_cert(subject=mojibake).certificate)
     with pytest.raises(PolicyDenied):
         Policy(subjects=[f"O=#14{len(octets):02x}{octets.hex()},CN=alice"]).check(other)
+
+
+def test_any_of_refuses_an_alternative_of_deny_lists_only(ids: Ids) -> None:
+    # any_of(admin, deny-list) read as "admins, minus these" but admitted everyone else:
+    # an alternative without allow-lists admits every certificate.
+    for deny in ({"deny_serials": [1]}, {"deny_fingerprints": ["ab" * 32]}):
+        with pytest.raises(ValueError, match="only deny-lists"):
+            Policy.any_of(Policy(common_names=["admin"]), Policy(**deny))
+        with pytest.raises(ValueError, match="only deny-lists"):
+            Policy.any_of(Policy(**deny), Policy(common_names=["admin"]))
+    # Policy() itself stays "anyone" (documented), and deny-lists next to allow-lists are fine
+    assert Policy.any_of(Policy(common_names=["admin"]), Policy()).is_empty
+    mixed = Policy.any_of(Policy(common_names=["admin"]), Policy(emails=["@x"], deny_serials=[1]))
+    with pytest.raises(PolicyDenied):
+        mixed.check(ids["alice"])

@@ -393,6 +393,13 @@ class _Builder:
                 Policy(**{k: v})
             except (ValueError, TypeError) as exc:
                 raise _Error((*key, k), str(exc)) from None
+        if depth and deny and not allow and "any_of" not in table:
+            raise _Error(
+                key,
+                "has only deny-lists, and an alternative without allow-lists admits every "
+                "certificate it does not deny; put the deny-lists next to any_of (they apply "
+                "to every alternative)",
+            )
         for k, v in (inherited or {}).items():
             deny[k] = [*deny.get(k, []), *v]
         if "rfc8705" in table:

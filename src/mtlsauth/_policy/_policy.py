@@ -217,7 +217,8 @@ class Policy(Immutable):
         When every alternative refuses, the first sub-policy's ``PolicyDenied`` is raised.
 
         Raises:
-            ValueError: No policies given.
+            ValueError: No policies given, or one of several has only deny-lists (it
+                would admit every certificate it does not deny).
             TypeError: An argument is not a Policy.
         """
         if not policies:
@@ -227,6 +228,16 @@ class Policy(Immutable):
                 raise TypeError(f"Policy.any_of() takes Policy objects, got {type(p).__name__}")
         if len(policies) == 1:
             return policies[0]
+        # A deny-only alternative widens the combination to everyone it does not deny, unless
+        # another alternative (``Policy()``) admits everyone anyway.
+        anyone = any(p.is_empty for p in policies)
+        for index, p in enumerate(policies, 1):
+            if not anyone and p._deny and not (p._allow or p._alternatives or p._parts):
+                raise ValueError(
+                    f"Policy.any_of(): policy {index} has only deny-lists, and an alternative "
+                    "without allow-lists admits every certificate it does not deny; put the "
+                    "deny-lists into an alternative that has allow-lists (they apply to all)"
+                )
         flat: list[Policy] = []
         for p in policies:
             flat.extend(p._alternatives or (p,))
