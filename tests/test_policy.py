@@ -512,6 +512,10 @@ CONFIG_ERRORS = [
     pytest.param({"emails": ["alice@"]}, ValueError, "@example.com", id="email: no domain"),
     pytest.param({"ip_addresses": ["10.0.0.300"]}, ValueError, "not an IP address or CIDR", id="ip: bad octet"),
     pytest.param({"ip_addresses": ["10.0.0.1/8"]}, ValueError, "host bits", id="ip: host bits set"),
+    # a zone is no part of a certificate's address: the entry would match nothing
+    pytest.param({"ip_addresses": ["fe80::1%eth0"]}, ValueError, "zone", id="ip: zone id"),
+    pytest.param({"ip_addresses": ["fe80::%1/64"]}, ValueError, "zone", id="ip: zone id network"),
+    pytest.param({"ip_addresses": [ipaddress.ip_address("fe80::1%eth0")]}, ValueError, "zone", id="ip: zone id object"),
     pytest.param({"ip_addresses": ["example.com"]}, ValueError, "not an IP address", id="ip: a name"),
     pytest.param({"ip_addresses": [10]}, TypeError, "strings", id="ip: int"),
     pytest.param({"fingerprints": ["abc"]}, ValueError, "64 hex digits", id="fingerprint: too short"),

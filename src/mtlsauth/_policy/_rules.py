@@ -127,14 +127,23 @@ def _email_entry(field: str, item: object) -> tuple[str, str]:
 
 def _ip_entry(field: str, item: object) -> _Network:
     if isinstance(item, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        return ipaddress.ip_network(item)
-    if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return item
-    text = _text(field, item)
-    try:
-        return ipaddress.ip_network(text.strip(" "))
-    except ValueError as exc:
-        raise ValueError(f"{field} entry {text!r} is not an IP address or CIDR: {exc}") from None
+        network = ipaddress.ip_network(item)
+    elif isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        network = item
+    else:
+        text = _text(field, item)
+        try:
+            network = ipaddress.ip_network(text.strip(" "))
+        except ValueError as exc:
+            raise ValueError(
+                f"{field} entry {text!r} is not an IP address or CIDR: {exc}"
+            ) from None
+    # An iPAddress SAN is 4 or 16 octets: a zone ("%eth0") is never part of it, so such an
+    # entry would match nothing while looking like an address.
+    if getattr(network.network_address, "scope_id", None) is not None:
+        raise ValueError(f"{field} entry {str(item)!r}: an IPv6 zone ('%...') is not part of a "
+                         "certificate's address; leave it out")  # fmt: skip
+    return network
 
 
 def _fingerprint_entry(field: str, item: object) -> str:
