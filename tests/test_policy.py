@@ -523,6 +523,12 @@ CONFIG_ERRORS = [
     pytest.param({"deny_fingerprints": ["ab" * 20]}, ValueError, "SHA-256", id="deny fingerprint: SHA-1 length"),
     pytest.param({"deny_serials": ["1234"]}, ValueError, "ambiguous", id="serial: bare digits"),
     pytest.param({"deny_serials": ["1a2b"]}, ValueError, "ambiguous", id="serial: bare hex"),
+    # no certificate with such a serial is ever accepted: the entry would deny nothing (a
+    # serial read as a signed number from its bytes comes out negative)
+    pytest.param({"deny_serials": [-0x7F12]}, ValueError, "positive", id="serial: negative int"),
+    pytest.param({"deny_serials": [0]}, ValueError, "positive", id="serial: zero"),
+    pytest.param({"deny_serials": ["0x0"]}, ValueError, "positive", id="serial: zero hex"),
+    pytest.param({"deny_serials": ["00:00"]}, ValueError, "positive", id="serial: zero bytes"),
     pytest.param({"deny_serials": ["0xzz"]}, ValueError, "hex", id="serial: bad hex"),
     pytest.param({"deny_serials": [True]}, TypeError, "int or hex str", id="serial: bool"),
     pytest.param({"deny_serials": [1.5]}, TypeError, "int or hex str", id="serial: float"),

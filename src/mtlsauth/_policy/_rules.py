@@ -160,15 +160,24 @@ def _serial_entry(field: str, item: object) -> int:
     if isinstance(item, bool) or not isinstance(item, int | str):
         raise TypeError(f"{field} entries must be int or hex str, got {type(item).__name__}")
     if isinstance(item, int):
-        return item
-    text = item.strip(" ")
-    hexed = text[2:] if text[:2].lower() == "0x" else text.replace(":", "")
-    if not hexed or not set(hexed) <= _HEX or hexed == text:
+        serial = item
+    else:
+        text = item.strip(" ")
+        hexed = text[2:] if text[:2].lower() == "0x" else text.replace(":", "")
+        if not hexed or not set(hexed) <= _HEX or hexed == text:
+            raise ValueError(
+                f"{field} entry {item!r}: give an int, '0x'-prefixed hex or colon-separated hex "
+                "(a bare digit string is ambiguous between decimal and hex)"
+            )
+        serial = int(hexed, 16)
+    if serial <= 0:
+        # Certificates with such serials are refused before any policy: the entry would deny
+        # nothing, while the certificate meant (its serial misread as signed) passes.
         raise ValueError(
-            f"{field} entry {item!r}: give an int, '0x'-prefixed hex or colon-separated hex "
-            "(a bare digit string is ambiguous between decimal and hex)"
+            f"{field} entry {item!r}: serial numbers are positive (RFC 5280 4.1.2.2); read the "
+            "serial's bytes as an unsigned number"
         )
-    return int(hexed, 16)
+    return serial
 
 
 # --- checks: each closes over precomputed sets and returns None or a short detail ----------
