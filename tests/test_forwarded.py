@@ -1053,7 +1053,11 @@ def test_gcp_spiffe_id_must_be_the_one_spiffe_uri() -> None:
         listed = ",".join(base64.b64encode(u.encode()).decode() for u in uris)
         return {"chain_verified": "true", "spiffe": spiffe, "uri": listed}
 
-    ok = identity_from_gcp(fields("spiffe://td/a", "spiffe://td/a", "https://x"), "header:x")
+    # a second URI SAN makes the certificate no X.509-SVID: no SPIFFE ID, as on the TLS path
+    two = identity_from_gcp(fields("spiffe://td/a", "spiffe://td/a", "https://x"), "header:x")
+    assert two.spiffe_id is None
+    assert two.uris == ("spiffe://td/a", "https://x")
+    ok = identity_from_gcp(fields("spiffe://td/a", "spiffe://td/a"), "header:x")
     assert ok.spiffe_id == "spiffe://td/a"
     assert identity_from_gcp(fields("spiffe://td/a"), "header:x").spiffe_id == "spiffe://td/a"
     for bad in (

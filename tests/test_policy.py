@@ -100,6 +100,10 @@ def ids() -> Ids:
         "pct2dot": {"uris": ["spiffe://td/ns/x/%252e%252e/admin"]},
         "bare_prefix": {"uris": ["spiffe://td/ns/x/"]},
         "two_spiffe": {"uris": ["spiffe://td/a", "spiffe://td/b"]},
+        "svid": {"uris": ["spiffe://td/ns/x/sa/y"]},
+        # X.509-SVID: "certificates containing more than one URI SAN MUST be rejected"
+        "spiffe_and_https": {"uris": ["spiffe://td/ns/x/sa/y", "https://login.example.com/y"]},
+        "https_and_spiffe": {"uris": ["https://login.example.com/y", "spiffe://td/ns/x/sa/y"]},
         "subdomain_mail": {"emails": ["x@sub.example.com"]},
         "mapped": {"ip_addresses": ["::ffff:10.9.9.9"]},
     }
@@ -116,6 +120,7 @@ def ids() -> Ids:
         serial_number=None,
         verified_by="proxy",
         source="header:x-forwarded-client-cert",
+        spiffe_id="spiffe://td/ns/x/sa/y",  # what an Istio sidecar forwards as its URI
     )
     out["proxy"] = dataclasses.replace(out["alice"], **proxy)  # type: ignore[arg-type]
     out["proxy_slash"] = dataclasses.replace(
@@ -244,11 +249,14 @@ CHECKS = [
     pytest.param({"uris": ["spiffe://td/ns/x/"]}, "alice", "uri_not_allowed", id="uri: exact is exact"),
     pytest.param({"uris": ["spiffe://td/ns/x/sa/y"]}, "bare", "uri_not_allowed", id="uri: certificate without SAN"),
     # --- SPIFFE ID: the single spiffe:// URI SAN
-    pytest.param({"spiffe_ids": ["spiffe://td/ns/x/sa/y"]}, "alice", None, id="spiffe: exact"),
-    pytest.param({"spiffe_ids": ["SPIFFE://TD/ns/x/*"]}, "alice", None, id="spiffe: prefix, trust domain case-insensitive"),
-    pytest.param({"spiffe_ids": ["spiffe://td/ns/x/sa/Y"]}, "alice", "spiffe_id_not_allowed", id="spiffe: path case-sensitive"),
-    pytest.param({"spiffe_ids": ["spiffe://other/ns/x/*"]}, "alice", "spiffe_id_not_allowed", id="spiffe: other trust domain"),
+    pytest.param({"spiffe_ids": ["spiffe://td/ns/x/sa/y"]}, "svid", None, id="spiffe: exact"),
+    pytest.param({"spiffe_ids": ["SPIFFE://TD/ns/x/*"]}, "svid", None, id="spiffe: prefix, trust domain case-insensitive"),
+    pytest.param({"spiffe_ids": ["spiffe://td/ns/x/sa/Y"]}, "svid", "spiffe_id_not_allowed", id="spiffe: path case-sensitive"),
+    pytest.param({"spiffe_ids": ["spiffe://other/ns/x/*"]}, "svid", "spiffe_id_not_allowed", id="spiffe: other trust domain"),
     pytest.param({"spiffe_ids": ["spiffe://td/*"]}, "two_spiffe", "spiffe_id_not_allowed", id="spiffe: two SPIFFE URIs are no SPIFFE ID"),
+    pytest.param({"spiffe_ids": ["spiffe://td/*"]}, "spiffe_and_https", "spiffe_id_not_allowed", id="spiffe: a second URI SAN makes no SVID"),
+    pytest.param({"spiffe_ids": ["spiffe://td/ns/x/sa/y"]}, "https_and_spiffe", "spiffe_id_not_allowed", id="spiffe: a URI SAN before it makes no SVID"),
+    pytest.param({"uris": ["spiffe://td/ns/x/sa/y"]}, "spiffe_and_https", None, id="uri: any URI SAN still matches uris"),
     pytest.param({"spiffe_ids": ["spiffe://td/ns/x/sa/y"]}, "proxy", None, id="spiffe: proxy identity"),
     pytest.param({"spiffe_ids": ["spiffe://td/*"]}, "bare", "spiffe_id_not_allowed", id="spiffe: certificate without SAN"),
     # --- email SANs: local part exact, domain case-insensitive, @domain for a whole domain
@@ -953,3 +961,20 @@ def test_any_of_refuses_an_alternative_of_deny_lists_only(ids: Ids) -> None:
     mixed = Policy.any_of(Policy(common_names=["admin"]), Policy(emails=["@x"], deny_serials=[1]))
     with pytest.raises(PolicyDenied):
         mixed.check(ids["alice"])
+
+
+def test_spiffe_id_needs_exactly_one_uri_san_on_every_reading_path() -> None:
+    ca = CA()
+    verifier = Verifier(trust_store=ca.trust_store())
+    for uris in (
+        ["spiffe://td/ns/x/sa/y", "https://login.example.com/y"],
+        ["urn:example:y", "spiffe://td/ns/x/sa/y"],
+    ):
+        cert = ca.issue_client_cert(uris=uris)
+        via_verifier = verifier.verify(list(cert.chain_der))  # the leaf read from its DER
+        via_certificate = identity_from_certificate(cert.certificate)
+        for identity in (via_verifier, via_certificate):
+            assert identity.uris == tuple(uris)
+            assert identity.spiffe_id is None
+    one = ca.issue_client_cert(uris=["spiffe://td/ns/x/sa/y"])
+    assert verifier.verify(list(one.chain_der)).spiffe_id == "spiffe://td/ns/x/sa/y"

@@ -46,6 +46,7 @@ __all__ = [
     "identity_from_certificate",
     "identity_subject",
     "parse_x5t_s256",
+    "spiffe_id_of",
     "subject_organizations",
 ]
 
@@ -63,7 +64,8 @@ class ClientIdentity:
             subject may hold several; read ``organizations``).
         organizational_units: Every organizationalUnitName, in certificate order.
         dns_names, uris, emails, ip_addresses: Subject Alternative Name entries by type.
-        spiffe_id: The single ``spiffe://`` URI SAN, or ``None`` (none, or more than one).
+        spiffe_id: The SPIFFE ID: the certificate's only URI SAN when it is a ``spiffe://``
+            URI, else ``None`` (X.509-SVID: exactly one URI SAN).
         issuer: The issuer DN as an RFC 4514 string.
         serial_number: The leaf's serial number.
         fingerprint_sha256: Lower-case hex SHA-256 of the leaf's DER encoding.
@@ -405,7 +407,6 @@ def _assemble(
     text, common_names, organizations, units = subject
     issuer_name, issuer_text = issuer
     dns, uris, emails, ips = san
-    spiffe = [u for u in uris if u[:9].lower() == "spiffe://"]
     return ClientIdentity(
         subject=text,
         common_name=common_names[0] if common_names else None,
@@ -416,7 +417,7 @@ def _assemble(
         uris=uris,
         emails=emails,
         ip_addresses=ips,
-        spiffe_id=spiffe[0] if len(spiffe) == 1 else None,
+        spiffe_id=spiffe_id_of(uris),
         issuer=issuer_text,
         serial_number=serial,
         fingerprint_sha256=fingerprint,
@@ -547,7 +548,6 @@ def _parsed(
             for ip in san.get_values_for_type(x509.IPAddress)
             if isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address)
         )
-    spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
     subject = view.subject
     organizations = _attr_values(subject, NameOID.ORGANIZATION_NAME)
     exact = all(
@@ -563,8 +563,7 @@ def _parsed(
         uris=uris,
         emails=emails,
         ip_addresses=ips,
-        # SPIFFE X.509-SVID: exactly one URI SAN; several spiffe URIs are ambiguous.
-        spiffe_id=spiffe[0] if len(spiffe) == 1 else None,
+        spiffe_id=spiffe_id_of(uris),
         issuer=issuer,
         serial_number=leaf.serial_number,
         fingerprint_sha256=hashlib.sha256(raw).hexdigest(),
@@ -577,6 +576,19 @@ def _parsed(
         issuer_name=issuer_name,
         _organizations_from=(leaf, organizations) if exact else None,
     )
+
+
+def spiffe_id_of(uris: tuple[str, ...]) -> str | None:
+    """The SPIFFE ID of a certificate with these URI SANs: its only URI SAN, when that is a
+    ``spiffe://`` URI; else ``None``.
+
+    X.509-SVID (section 2): an SVID contains exactly one URI SAN, and "certificates
+    containing more than one URI SAN MUST be rejected". A second URI of any scheme makes
+    the certificate no SVID, so it has no SPIFFE ID (``uris`` still lists every URI).
+    """
+    if len(uris) != 1 or uris[0][:9].lower() != "spiffe://":
+        return None
+    return uris[0]
 
 
 def subject_organizations(identity: ClientIdentity) -> tuple[str, ...] | None:

@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 from mtlsauth import _der
 from mtlsauth._forwarded._formats import malformed
 from mtlsauth._forwarded._xfcc import XFCCElement
-from mtlsauth._identity import ClientIdentity, IPAddress
+from mtlsauth._identity import ClientIdentity, IPAddress, spiffe_id_of
 from mtlsauth._names import _parse_rdns
 
 __all__ = ["identity_from_aws", "identity_from_gcp", "identity_from_xfcc", "parse_dn"]
@@ -81,8 +81,7 @@ def _build(
     spiffe_id: str | None = None,
 ) -> ClientIdentity:
     if spiffe_id is None:
-        spiffe = [u for u in uris if u.lower().startswith("spiffe://")]
-        spiffe_id = spiffe[0] if len(spiffe) == 1 else None
+        spiffe_id = spiffe_id_of(uris)
     return ClientIdentity(
         subject=subject.rfc4514_string(),
         common_name=_first(subject, NameOID.COMMON_NAME),
@@ -208,6 +207,8 @@ def identity_from_gcp(fields: dict[str, str], source: str) -> ClientIdentity:
     if spiffe is not None and uris and listed != [spiffe]:
         # The SPIFFE ID a policy matches must be the one URI SAN the application also sees.
         raise malformed("the load balancer's SPIFFE ID is not the certificate's one SPIFFE URI")
+    if len(uris) > 1:
+        spiffe = None  # no X.509-SVID has two URI SANs: no SPIFFE ID (as for a TLS leaf)
     return _build(
         subject=subject if subject is not None else x509.Name([]),
         issuer=issuer,
