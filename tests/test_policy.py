@@ -518,6 +518,9 @@ CONFIG_ERRORS = [
     pytest.param({"emails": ["alice"]}, ValueError, "@example.com", id="email: no @"),
     pytest.param({"emails": ["*@example.com"]}, ValueError, "@example.com", id="email: star"),
     pytest.param({"emails": ["alice@"]}, ValueError, "@example.com", id="email: no domain"),
+    # an rfc822Name SAN is IA5String (ASCII): such an entry could never match
+    pytest.param({"emails": ["@bücher.example"]}, ValueError, "A-label", id="email: U-label domain"),
+    pytest.param({"emails": ["jos\u00e9@example.com"]}, ValueError, "ASCII", id="email: non-ASCII local part"),
     pytest.param({"ip_addresses": ["10.0.0.300"]}, ValueError, "not an IP address or CIDR", id="ip: bad octet"),
     pytest.param({"ip_addresses": ["10.0.0.1/8"]}, ValueError, "host bits", id="ip: host bits set"),
     # a zone is no part of a certificate's address: the entry would match nothing

@@ -122,6 +122,12 @@ def _email_entry(field: str, item: object) -> tuple[str, str]:
     local, at, domain = text.rpartition("@")
     if not at or not domain or "*" in text or any(ch.isspace() for ch in text):
         raise ValueError(f"{field} entry {text!r}: use 'user@example.com' or '@example.com'")
+    # An rfc822Name SAN is an IA5String: a non-ASCII entry would never match anything.
+    if not domain.isascii():
+        raise ValueError(f"{field} entry {text!r}: write the domain in its IDNA A-label form "
+                         "(xn--...), as certificates carry it")  # fmt: skip
+    if not local.isascii():
+        raise ValueError(f"{field} entry {text!r}: e-mail SANs are ASCII (rfc822Name)")
     return local, _dns_norm(domain)
 
 
