@@ -105,9 +105,20 @@ def ids() -> Ids:
         "spiffe_and_https": {"uris": ["spiffe://td/ns/x/sa/y", "https://login.example.com/y"]},
         "https_and_spiffe": {"uris": ["https://login.example.com/y", "spiffe://td/ns/x/sa/y"]},
         "subdomain_mail": {"emails": ["x@sub.example.com"]},
+        # not one mailbox: a mailer may read two recipients, or route through evil.test
+        "two_mailboxes": {"emails": ["eve@evil.test,x@example.com"]},
+        "spaced_mailboxes": {"emails": ["eve@evil.test x@example.com"]},
+        "routed_mailbox": {"emails": ["eve@evil.test@example.com"]},
+        "angle_mailbox": {"emails": ["<eve@evil.test>x@example.com"]},
+        "quoted_mailbox": {"emails": ['"eve@evil.test"@example.com']},
+        "dotted_mailbox": {"emails": ["x.y+tag@example.com"]},
         "mapped": {"ip_addresses": ["::ffff:10.9.9.9"]},
     }
     for key, kwargs in sans.items():
+        if "emails" in kwargs:  # as a CA could write them: cryptography checks only its own
+            raw = [x509.RFC822Name._init_without_validation(e) for e in kwargs.pop("emails")]
+            extra = [(x509.SubjectAlternativeName(raw), False)]
+            kwargs = {**kwargs, "extra_extensions": extra}  # type: ignore[dict-item]
         cert = ca.issue_client_cert(common_name=key, **kwargs)  # type: ignore[arg-type]
         out[key] = identity_from_certificate(cert.certificate)
     out["bare"] = identity_from_certificate(ca.issue_client_cert(common_name="bare").certificate)
@@ -265,6 +276,13 @@ CHECKS = [
     pytest.param({"emails": ["@example.com"]}, "alice", None, id="email: whole domain"),
     pytest.param({"emails": ["@sub.example.com"]}, "alice", "email_not_allowed", id="email: other domain"),
     pytest.param({"emails": ["@example.com"]}, "subdomain_mail", "email_not_allowed", id="email: domain does not cover subdomains"),
+    pytest.param({"emails": ["@example.com"]}, "two_mailboxes", "email_not_allowed", id="email: two mailboxes in one SAN"),
+    pytest.param({"emails": ["@example.com"]}, "spaced_mailboxes", "email_not_allowed", id="email: space-separated mailboxes"),
+    pytest.param({"emails": ["@example.com"]}, "routed_mailbox", "email_not_allowed", id="email: unquoted @ in the local part"),
+    pytest.param({"emails": ["@example.com"]}, "angle_mailbox", "email_not_allowed", id="email: angle brackets"),
+    pytest.param({"emails": ["@example.com"]}, "quoted_mailbox", None, id="email: quoted local part is example.com's"),
+    pytest.param({"emails": ["@example.com"]}, "dotted_mailbox", None, id="email: dot-atom local part"),
+    pytest.param({"emails": ["x.y+tag@example.com"]}, "dotted_mailbox", None, id="email: exact dot-atom"),
     pytest.param({"emails": ["@example.com"]}, "bare", "email_not_allowed", id="email: certificate without SAN"),
     # --- IP SANs: address or CIDR, v4 and v6
     pytest.param({"ip_addresses": ["10.1.2.3"]}, "alice", None, id="ip: v4 address"),

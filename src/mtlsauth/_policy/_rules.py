@@ -7,6 +7,7 @@ Each ``_*_entry`` parser raises ``ValueError``/``TypeError`` naming the field an
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -128,6 +129,9 @@ def _email_entry(field: str, item: object) -> tuple[str, str]:
                          "(xn--...), as certificates carry it")  # fmt: skip
     if not local.isascii():
         raise ValueError(f"{field} entry {text!r}: e-mail SANs are ASCII (rfc822Name)")
+    if local and not _LOCAL_PART.fullmatch(local):
+        raise ValueError(f"{field} entry {text!r}: the local part is not an RFC 5321 "
+                         "dot-string or quoted string")  # fmt: skip
     return local, _dns_norm(domain)
 
 
@@ -293,13 +297,20 @@ def _uri_check(label: str, exact: frozenset[str], prefixes: tuple[str, ...]) -> 
     return check
 
 
+# RFC 5321 4.1.2: a Local-part is a Dot-string of atext atoms, or a Quoted-string.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL_PART = re.compile(rf'{_ATOM}(?:\.{_ATOM})*|"(?:[ !#-\[\]-~]|\\[ -~])*"')
+
+
 def _email_check(exact: frozenset[tuple[str, str]], domains: frozenset[str]) -> _Check:
     def check(identity: ClientIdentity) -> str | None:
         if not identity.emails:
             return "certificate has no email SAN"
         for raw in identity.emails:
             local, at, domain = raw.rpartition("@")
-            if at and local:
+            # Only a single mailbox matches: "eve@evil.test,x@example.com" ends in
+            # "@example.com", but a mailer may read two recipients (or a route via evil.test).
+            if at and _LOCAL_PART.fullmatch(local):
                 domain = _dns_norm(domain)
                 if domain in domains or (local, domain) in exact:
                     return None
