@@ -371,6 +371,22 @@ def test_deny_list_fails_closed_without_certificate(ids: Ids, kwargs: dict[str, 
     assert info.value.code == "certificate_denied"
 
 
+def test_fingerprint_deny_list_refuses_a_proxy_identity_even_with_its_hash(ids: Ids) -> None:
+    # The proxy's hash is of the bytes it saw: the ECDSA twin of a denied certificate has
+    # another one, and without the certificate no twin can be ruled out.
+    proxy = dataclasses.replace(ids["proxy"], fingerprint_sha256="cd" * 32)
+    with pytest.raises(PolicyDenied) as info:
+        Policy(deny_fingerprints=["ab" * 32]).check(proxy)
+    assert info.value.code == "certificate_denied"
+    # a serial is part of what the CA signed: the proxy's serial is checked as it is
+    serial = dataclasses.replace(ids["proxy"], serial_number=7)
+    Policy(deny_serials=[8]).check(serial)
+    with pytest.raises(PolicyDenied):
+        Policy(deny_serials=[7]).check(serial)
+    # an allow-list of fingerprints admits the exact bytes the trusted proxy hashed
+    Policy(fingerprints=["cd" * 32]).check(proxy)
+
+
 def test_deny_list_checked_before_allow_lists(ids: Ids) -> None:
     serial = ids["alice"].serial_number
     assert serial is not None

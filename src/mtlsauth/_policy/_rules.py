@@ -355,10 +355,13 @@ def _deny_fingerprint_check(denied: frozenset[str]) -> _Check:
         if fp.lower() in denied:
             return "certificate fingerprint is deny-listed"
         cert = identity.certificate
-        if cert is not None:
-            twins = equivalent_fingerprints(cert.public_bytes(Encoding.DER))
-            if not twins.isdisjoint(denied):
-                return "certificate fingerprint is deny-listed (a re-encoding of it)"
+        if cert is None:
+            # A proxy's hash is of the bytes it was shown: a denied certificate's ECDSA twin
+            # has another, and without the certificate no twin can be ruled out.
+            return "certificate unknown (proxy-verified), fingerprint deny-list cannot be checked"
+        twins = equivalent_fingerprints(cert.public_bytes(Encoding.DER))
+        if not twins.isdisjoint(denied):
+            return "certificate fingerprint is deny-listed (a re-encoding of it)"
         return None
 
     return check
