@@ -35,6 +35,7 @@ def server_ssl_context(
     minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
     alpn_protocols: Sequence[str] | None = None,
     pinned: Sequence[object] = (),
+    session_tickets: bool = False,
 ) -> ssl.SSLContext:
     """Build a server ``SSLContext`` for direct mutual TLS.
 
@@ -55,10 +56,21 @@ def server_ssl_context(
             Verifier's ``pinned=``, e.g. RFC 8705 ``self_signed_tls_client_auth`` clients):
             PEM or DER bytes, ``x509.Certificate`` objects, or file paths. Each is trusted
             only as itself (partial-chain verification); the Verifier still decides.
+        session_tickets: Off by default (``OP_NO_TICKET``): sessions resume only from
+            this context's own cache (TLS 1.2 session IDs, TLS 1.3 stateful tickets),
+            which keeps the client's chain. A stateless ticket carries the leaf only: on
+            Python 3.13+ ``get_unverified_chain()`` is empty on a connection resumed from
+            one, and a client whose intermediates come from its own handshake would be
+            refused on those connections. Turn tickets on only with
+            ``Verifier(intermediates=...)`` holding every intermediate CA; each request is
+            verified again either way.
 
     Returns:
         The context, with ``VERIFY_X509_PARTIAL_CHAIN`` set (any certificate in the trust
-        store is an anchor, as for the Verifier) and ``VERIFY_X509_STRICT`` *not* set.
+        store is an anchor, as for the Verifier), ``VERIFY_X509_STRICT`` *not* set, and
+        ``OP_NO_RENEGOTIATION`` set: a TLS 1.2 client cannot renegotiate, so a connection
+        keeps the certificate of its handshake (OpenSSL 3 refuses a client's renegotiation
+        by default; 1.1.1 accepts it).
 
     Raises:
         ValueError: bad mode, empty trust store, a trust store holding end-entity
@@ -91,6 +103,8 @@ def server_ssl_context(
     anchors = [c for c in trust_store.certificates if not is_end_entity(c)]
     if not anchors:
         raise ValueError("trust_store holds no certificates")
+    if not isinstance(session_tickets, bool):
+        raise TypeError("session_tickets must be a bool")
     if isinstance(pinned, str | bytes) or not isinstance(pinned, Sequence):
         raise TypeError("pinned must be a sequence of certificates")
     if pinned:
@@ -124,6 +138,12 @@ def server_ssl_context(
     )
     ctx.verify_mode = ssl.CERT_REQUIRED if mode == "mandatory" else ssl.CERT_OPTIONAL
     ctx.verify_flags = (ctx.verify_flags | ssl.VERIFY_X509_PARTIAL_CHAIN) & ~ssl.VERIFY_X509_STRICT
+    # One certificate per connection: no renegotiation (which could change it mid-connection,
+    # while adapters such as MTLSH11Protocol read it once). Sessions resume from the
+    # context's own cache, which keeps the chain; a stateless ticket holds the leaf only.
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
+    if not session_tickets:
+        ctx.options |= ssl.OP_NO_TICKET  # TLS 1.2 session IDs, TLS 1.3 stateful tickets
     if alpn_protocols:
         ctx.set_alpn_protocols(list(alpn_protocols))
     return ctx

@@ -38,6 +38,24 @@ def test_server_ssl_context(pki, server_files, mode, verify) -> None:
     assert len(ctx.get_ca_certs()) == 1
 
 
+def test_server_ssl_context_one_certificate_per_connection(pki, server_files) -> None:
+    """No renegotiation (the certificate cannot change mid-connection) and no stateless
+    session tickets (a session resumed from one has no chain on Python 3.13) by default."""
+    args = {
+        "certfile": server_files[0],
+        "keyfile": server_files[1],
+        "trust_store": pki.root.trust_store(),
+    }
+    ctx = server_ssl_context(**args)
+    assert ctx.options & ssl.OP_NO_RENEGOTIATION
+    assert ctx.options & ssl.OP_NO_TICKET
+    tickets = server_ssl_context(**args, session_tickets=True)
+    assert tickets.options & ssl.OP_NO_RENEGOTIATION
+    assert not tickets.options & ssl.OP_NO_TICKET
+    with pytest.raises(TypeError):
+        server_ssl_context(**args, session_tickets="no")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "exc"),
     [
