@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import ssl
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from test_servers import (  # the shared server helpers of tests/e2e/test_servers.py
     DIRECT,
     GUNICORN_CONF,
+    TLS_REFUSED,
     _free_port,
     app_env,
+    argv_for,
     call,
     outcomes,
     serve,
@@ -95,3 +99,52 @@ def test_servers_that_never_show_the_certificate(server, pki, clients, tmp_path)
         status, body = call(f"https://127.0.0.1:{port}/whoami", pki["root"], clients["good"])
     # The TLS handshake accepted the good certificate, but the app was never told about it.
     assert (status, body["code"]) == (401, "certificate_missing")
+
+
+def _forged_header(pki) -> dict[str, str]:
+    """The good client's leaf as nginx would forward it ($ssl_client_escaped_cert)."""
+    from urllib.parse import quote
+
+    return {"X-SSL-Client-Cert": quote(Path(pki["client_leaf"]).read_text(), safe="")}
+
+
+def _h2_call(url: str, pki, cert: tuple[str, str], headers: dict[str, str]):
+    ctx = ssl.create_default_context(cafile=pki["root"])
+    ctx.load_cert_chain(*cert)
+    with httpx.Client(verify=ctx, http2=True, http1=False, timeout=10) as c:
+        r = c.get(url, headers=headers)
+    return r.http_version, r.status_code, r.json().get("code")
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn", "werkzeug", "aiohttp", "hypercorn"])
+def test_direct_tls_never_reads_a_header_from_the_client(server, pki, clients, tmp_path) -> None:
+    """A direct-TLS client is no trusted proxy, even when the app trusts a proxy elsewhere
+    (10.9.9.9): its certificate header is refused without a certificate and unused with
+    one, never believed. hypercorn, which shows the app no certificate, is called over
+    HTTP/2 (ALPN) too."""
+    port = _free_port()
+    env = {**app_env(pki, port, tls=True), "MTLS_TRUSTED_PROXIES": "10.9.9.9"}
+    url = f"https://127.0.0.1:{port}/whoami"
+    forged = _forged_header(pki)
+    if server == "hypercorn":
+        _needs("h2")
+        examples = Path(__file__).resolve().parents[2] / "examples"
+        (tmp_path / "asgi_factory.py").write_text(
+            "import fastapi_app\napp = fastapi_app.create_app()\n"
+        )
+        env["PYTHONPATH"] = f"{tmp_path}:{examples}"
+        argv = _argv("hypercorn", pki, port)
+    else:
+        argv = argv_for(server, tmp_path)
+    with serve(argv, env, tmp_path, port):
+        none = call(url, pki["root"], None, headers=forged)
+        other = call(url, pki["root"], clients["wrong_ca"], headers=forged)
+        status, body = call(url, pki["root"], clients["good"], headers=forged)
+        h2 = _h2_call(url, pki, clients["good"], forged) if server == "hypercorn" else None
+    assert (none[0], none[1]["code"]) == (401, "untrusted_forwarder")
+    assert other[0] == TLS_REFUSED
+    if server == "hypercorn":
+        assert (status, body["code"]) == (401, "untrusted_forwarder")
+        assert h2 == ("HTTP/2", 401, "untrusted_forwarder")
+    else:
+        assert (status, body["cn"], body["source"]) == (200, "alice", "tls")
