@@ -10,8 +10,9 @@ connection. They are selected through uvicorn's public ``http=`` option::
                 ssl_context_factory=lambda config, default: server_ssl_context(...))
 
 Supported: HTTP/1.1 requests through ``H11Protocol`` (and ``HttpToolsProtocol`` when
-``httptools`` is installed). Not covered: websocket connections (uvicorn hands the upgraded
-connection to a separate websocket protocol that uses the bare app) and HTTP/2.
+``httptools`` is installed). uvicorn hands an upgraded websocket connection to its
+websocket protocol, which calls the app itself: wrap that class too
+(``ws=with_tls_extension(WebSocketsSansIOProtocol)``), or websockets see no certificate.
 On Python < 3.13 the chain holds the leaf only: configure ``Verifier(intermediates=...)``.
 """
 
@@ -92,7 +93,8 @@ def with_tls_extension(protocol_class: type[Any]) -> type[Any]:
     """Subclass a uvicorn protocol class so its requests carry the ASGI TLS extension.
 
     The class must keep the ASGI app in ``self.app`` and receive the transport in
-    ``connection_made`` (uvicorn's ``H11Protocol`` and ``HttpToolsProtocol`` do).
+    ``connection_made``: uvicorn's ``H11Protocol`` and ``HttpToolsProtocol`` do, and so do
+    its websocket protocols (pass ``ws=with_tls_extension(WebSocketsSansIOProtocol)``).
     """
     if not isinstance(protocol_class, type):
         raise TypeError("protocol_class must be a class")
