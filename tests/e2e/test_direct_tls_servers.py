@@ -148,3 +148,60 @@ def test_direct_tls_never_reads_a_header_from_the_client(server, pki, clients, t
         assert h2 == ("HTTP/2", 401, "untrusted_forwarder")
     else:
         assert (status, body["cn"], body["source"]) == (200, "alice", "tls")
+
+
+UVICORN_WORKER = """
+import os
+from uvicorn.workers import UvicornWorker
+from mtlsauth import TrustStore, server_ssl_context
+from mtlsauth.adapters.uvicorn import MTLSH11Protocol
+
+TRUST = TrustStore.from_pem_file(os.environ["MTLS_CLIENT_CA"])
+
+
+class MTLSUvicornWorker(UvicornWorker):
+    CONFIG_KWARGS = {
+        "loop": "asyncio",
+        "http": MTLSH11Protocol,
+        "ssl_context_factory": lambda config, default: server_ssl_context(
+            certfile=os.environ["MTLS_SERVER_CERT"], keyfile=os.environ["MTLS_SERVER_KEY"],
+            trust_store=TRUST, mode="optional",
+        ),
+    }
+"""
+
+
+@pytest.mark.parametrize("worker", ["UvicornWorker", "MTLSUvicornWorker"])
+def test_gunicorn_uvicorn_worker(worker, pki, clients, tmp_path) -> None:
+    """gunicorn's ``ssl_context`` hook does not apply to uvicorn's worker (it builds its own
+    context from ``cert_reqs``/``ca_certs``), and the plain worker shows the app no
+    certificate. A subclass that sets ``http`` and ``ssl_context_factory`` does."""
+    if shutil.which("gunicorn", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("gunicorn is not installed in this environment")
+    port = _free_port()
+    (tmp_path / "mtls_worker.py").write_text(UVICORN_WORKER)
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(GUNICORN_CONF + '\nca_certs = os.environ["MTLS_CLIENT_CA"]\ncert_reqs = 1\n')
+    klass = (
+        "uvicorn.workers.UvicornWorker"
+        if worker == "UvicornWorker"
+        else "mtls_worker.MTLSUvicornWorker"
+    )
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    env = {**app_env(pki, port, tls=True), "PYTHONPATH": f"{tmp_path}:{examples}"}
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        str(conf),
+        "-k",
+        klass,
+        "fastapi_app:create_app()",
+    ]
+    with serve(argv, env, tmp_path, port):
+        got = outcomes(f"https://127.0.0.1:{port}/whoami", pki, clients)
+    if worker == "UvicornWorker":
+        assert got == {**DIRECT, "good": (401, "certificate_missing")}
+    else:
+        assert got == DIRECT
