@@ -134,3 +134,27 @@ def test_tls_extension_survives_a_leaf_cryptography_cannot_read(certs) -> None:
     assert ext["client_cert_name"] is None
     assert len(ext["client_cert_chain"]) == 1
     assert tls_extension(FakeSSLObject(b"\x30\x03\x02\x01\x00"))["client_cert_name"] is None
+
+
+async def test_each_request_gets_its_own_tls_extension(certs) -> None:
+    """The extension is read once per connection, but a request that changes it (an app
+    that pops the leaf off ``client_cert_chain``, say) must not change what the next
+    request on the same keep-alive connection carries."""
+    from mtlsauth.adapters.uvicorn import _app_with_tls
+
+    seen: list[list[str]] = []
+
+    async def app(scope, receive, send) -> None:
+        tls = scope["extensions"]["tls"]
+        seen.append(list(tls["client_cert_chain"]))
+        tls["client_cert_chain"].pop(0)
+        tls["client_cert_chain"].append("-----BEGIN CERTIFICATE-----forged")
+        tls["client_cert_error"] = "changed"
+
+    ext = tls_extension(FakeSSLObject(certs.good.der))
+    assert ext is not None
+    wrapped = _app_with_tls(app, ext)
+    for _ in range(2):
+        await wrapped({"type": "http", "extensions": {}}, None, None)  # type: ignore[arg-type]
+    assert seen == [[certs.good.cert_pem.text()]] * 2
+    assert ext["client_cert_error"] is None

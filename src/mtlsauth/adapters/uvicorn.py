@@ -68,10 +68,16 @@ def tls_extension(ssl_object: object) -> TLSExtension | None:
 
 
 def _app_with_tls(app: ASGIApp, tls: TLSExtension) -> ASGIApp:
+    """``app`` with ``tls`` in the scope of each request on one connection. Each request gets
+    its own copy (and its own chain list): a request that changes its extension must not
+    change what the next request on the same keep-alive connection carries."""
+    chain = tuple(tls["client_cert_chain"])
+
     async def app_with_tls(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" or scope["type"] == "websocket":
+            mine: TLSExtension = {**tls, "client_cert_chain": list(chain)}
             ext = scope.get("extensions")
-            scope = {**scope, "extensions": {**ext, "tls": tls} if ext else {"tls": tls}}
+            scope = {**scope, "extensions": {**ext, "tls": mine} if ext else {"tls": mine}}
         await app(scope, receive, send)
 
     return app_with_tls
