@@ -71,6 +71,8 @@ _DEFAULT_TTL = 600.0
 # key, each (ExactAliases): about a thousand nginx headers of a P-256 leaf.
 _EXACT_ALIAS_BUDGET = 1 << 20
 _MAX_SKEW = 3600.0
+# Refusals that the clock alone turns into admissions: never cached as refusals.
+_TIME_LIFTS = frozenset({"certificate_not_yet_valid"})
 _MAX_ROUTE_POLICIES = 256  # distinct route policies remembered with the deny-lists added
 
 
@@ -601,6 +603,11 @@ class Verifier:
             elif decoded:
                 digest = hashlib.sha256(decoded[0]).digest()
                 leaf = leaf_key(source, digest)
+                # A variant is served from its leaf's entry only if a verification of it
+                # would get that far: each certificate it presents must load, as
+                # _verify_ders loads them (memoised by their bytes, so this costs a look-up).
+                for der in decoded[1:]:
+                    _load_presented(der)
             if leaf is not None:
                 found = cache.find(leaf, key, now, tokens)
                 if found is not None:
@@ -618,7 +625,9 @@ class Verifier:
                 expires = min(now + self._cache_ttl, until.timestamp())
                 entry = CacheEntry(identity, identity.chain, expires, tokens)
         except (CertificateInvalid, CertificateMissing, CertificateRevoked) as exc:
-            if not isinstance(exc, RevocationUnavailable):  # transient: never cache
+            # Never remembered: a transient failure, and a certificate that is not valid
+            # *yet* (a fresh verification admits it the moment it is).
+            if not isinstance(exc, RevocationUnavailable) and exc.code not in _TIME_LIFTS:
                 cache.put_negative(key, exc, now, leaf, tokens)
             raise
         if leaf is not None:

@@ -165,7 +165,12 @@ class OCSPChecker:
             block or delay the responder (or forge an answer that fails verification).
         scope: ``"leaf"`` (default, like nginx ``ssl_ocsp leaf``) or ``"chain"`` (every
             certificate below the anchor, like ``ssl_ocsp on``).
-        cache_size: Maximum cached answers (LRU).
+        cache_size: Maximum cached answers (LRU). A Verifier's cached result lives only as
+            long as this cache holds the answers it was checked with (dropping one that has
+            not expired takes them all, since a fresh check would ask again), so keep it
+            above the number of clients the Verifiers using it cache (their ``cache_size``
+            and a tenth more; with ``scope="chain"``, add their CAs). ``0`` keeps no
+            answer: every verification asks the responder and none is cached.
         nonce: Send a random nonce; a responder that echoes one must echo ours. Responders
             that pre-sign answers echo none; those are still bounded by ``thisUpdate``.
         trusted_responders: Certificates whose signatures on any answer are accepted
@@ -210,7 +215,7 @@ class OCSPChecker:
         timeout: float = 3.0,
         failure: Failure | None = None,
         scope: Literal["leaf", "chain"] = "leaf",
-        cache_size: int = 10_000,
+        cache_size: int = 32_768,
         nonce: bool = True,
         trusted_responders: Iterable[x509.Certificate] = (),
         max_age: timedelta = timedelta(hours=1),
@@ -366,13 +371,26 @@ class OCSPChecker:
             return answer
 
     def _store(self, key: tuple[bytes, int], answer: _Answer) -> None:
+        """Keep ``answer``; an answer let go before its ``until`` takes a new ``token``.
+
+        A Verifier reuses a passing verification until the ``until`` of the answers it
+        used, on the understanding that a fresh check would get the same answers from
+        here. One this cache no longer holds would be asked for again (and may have
+        changed: revoked meanwhile), so the Verifier's results must go with it: without
+        an answer cache (``cache_size=0``) on every answer, and otherwise whenever the
+        LRU drops an answer that has not expired (size the cache for the clients in
+        use, see ``cache_size``)."""
         if not self._cache_size:
+            self._token = object()
             return
+        now = datetime.now(timezone.utc)
         with self._lock:
             self._cache[key] = answer
             self._cache.move_to_end(key)
             while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+                _key, dropped = self._cache.popitem(last=False)
+                if dropped.until > now:
+                    self._token = object()
 
     def clear_cache(self) -> None:
         """Forget every cached answer (and every Verifier result that relied on one)."""

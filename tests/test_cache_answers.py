@@ -1,0 +1,267 @@
+"""A cached answer is the answer a fresh verification gives for the same input at that moment.
+
+Each test asks two Verifiers over the same trust and revocation sources: one that has cached
+earlier answers, and one with ``cache_size=0`` that verifies every time. Where their answers
+part, the cache admitted (or refused) what a verification would not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+from mtlsauth import (
+    CertificateInvalid,
+    MTLSAuthError,
+    Presented,
+    TrustStore,
+    Verifier,
+)
+from mtlsauth._revocation._ocsp import OCSPChecker
+from mtlsauth.testing import CA, ClientCert
+
+UTC = dt.timezone.utc
+PEER = "192.0.2.10"
+
+
+def _answer(verifier: Verifier, chain: object) -> str:
+    """``"ok:<common name>"`` or the refusal's code."""
+    try:
+        if isinstance(chain, tuple):
+            identity = verifier.authenticate(Presented(peer=PEER, tls_chain=chain))
+        else:
+            identity = verifier.verify(chain)
+    except MTLSAuthError as exc:
+        return exc.code
+    assert identity is not None
+    return f"ok:{identity.common_name}"
+
+
+def _same_answers(cached: Verifier, fresh: Verifier, chain: object) -> str:
+    want = _answer(fresh, chain)
+    assert _answer(cached, chain) == want
+    return want
+
+
+# -- OCSP answers the checker no longer holds ----------------------------------------------
+
+
+class _Responder:
+    """An OCSP responder on 127.0.0.1 answering GOOD, or REVOKED for the serials listed."""
+
+    def __init__(self, ca: CA) -> None:
+        self.revoked: set[int] = set()
+        self.requests = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                owner.requests += 1
+                data = owner.build(ocsp.load_der_ocsp_request(body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/ocsp-response")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.ca = ca
+        self.certs: dict[int, x509.Certificate] = {}
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def build(self, request: ocsp.OCSPRequest) -> bytes:
+        now = dt.datetime.now(UTC)
+        cert = self.certs[request.serial_number]
+        revoked = request.serial_number in self.revoked
+        builder = ocsp.OCSPResponseBuilder().add_response(
+            cert=cert,
+            issuer=self.ca.certificate,
+            algorithm=hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
+            cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
+            this_update=now - dt.timedelta(minutes=1),
+            next_update=now + dt.timedelta(hours=1),
+            revocation_time=now - dt.timedelta(minutes=1) if revoked else None,
+            revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+        )
+        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, self.ca.certificate)
+        try:
+            nonce = request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+            builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+        except x509.ExtensionNotFound:
+            pass
+        signed = builder.sign(self.ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+        return signed.public_bytes(serialization.Encoding.DER)
+
+    def issue(self, name: str) -> ClientCert:
+        leaf = self.ca.issue_client_cert(common_name=name)
+        self.certs[leaf.certificate.serial_number] = leaf.certificate
+        return leaf
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def responder() -> Iterator[_Responder]:
+    server = _Responder(CA(organization="Cache OCSP"))
+    yield server
+    server.close()
+
+
+def _pair(responder: _Responder, checker: OCSPChecker) -> tuple[Verifier, Verifier]:
+    trust = TrustStore.from_pem(responder.ca.cert_pem.bytes())
+    return (
+        Verifier(trust_store=trust, revocation=checker),
+        Verifier(trust_store=trust, revocation=checker, cache_size=0),
+    )
+
+
+def test_an_ocsp_checker_without_an_answer_cache_is_asked_on_every_verification(
+    responder: _Responder,
+) -> None:
+    # cache_size=0: the checker keeps no answer, so a fresh verification asks the responder
+    # each time; a Verifier's cached pass must not stand in for the answer it did not keep.
+    checker = OCSPChecker(responder_url=responder.url, cache_size=0)
+    cached, fresh = _pair(responder, checker)
+    leaf = responder.issue("soon revoked")
+    chain = leaf.chain_pem.text()
+    assert _same_answers(cached, fresh, chain) == "ok:soon revoked"
+    responder.revoked.add(leaf.certificate.serial_number)
+    assert _same_answers(cached, fresh, chain) == "certificate_revoked"
+
+
+def test_an_ocsp_answer_evicted_from_the_checker_takes_the_cached_pass_with_it(
+    responder: _Responder,
+) -> None:
+    checker = OCSPChecker(responder_url=responder.url, cache_size=2)
+    cached, fresh = _pair(responder, checker)
+    victim = responder.issue("victim")
+    others = [responder.issue(f"other {i}") for i in range(3)]
+    assert _same_answers(cached, fresh, victim.chain_pem.text()) == "ok:victim"
+    for i, other in enumerate(others):  # other clients' answers push the victim's out
+        assert _answer(cached, other.chain_pem.text()) == f"ok:other {i}"
+    responder.revoked.add(victim.certificate.serial_number)
+    assert _same_answers(cached, fresh, victim.chain_pem.text()) == "certificate_revoked"
+
+
+def test_answers_the_checker_keeps_still_serve_cached_passes(responder: _Responder) -> None:
+    # The other side of the rule: while the checker holds every answer, passes stay cached
+    # (no request to the responder, and no verification).
+    checker = OCSPChecker(responder_url=responder.url, cache_size=8)
+    cached, _fresh = _pair(responder, checker)
+    leaves = [responder.issue(f"client {i}") for i in range(4)]
+    for i, leaf in enumerate(leaves):
+        assert _answer(cached, leaf.chain_pem.text()) == f"ok:client {i}"
+    asked = responder.requests
+    misses = cached.health()["cache"]["misses"]  # type: ignore[index]
+    for i, leaf in enumerate(leaves):
+        assert _answer(cached, leaf.chain_pem.text()) == f"ok:client {i}"
+    assert responder.requests == asked
+    assert cached.health()["cache"]["misses"] == misses  # type: ignore[index]
+
+
+# -- another variant of a cached leaf --------------------------------------------------------
+
+
+def _not_a_certificate() -> bytes:
+    """DER of the shape ``SEQUENCE { SEQUENCE, SEQUENCE, BIT STRING }`` that no certificate
+    reader accepts: it passes every shape check and fails to load."""
+    inner = b"\x30\x00" + b"\x30\x00" + b"\x03\x01\x00"
+    return b"\x30" + bytes([len(inner)]) + inner
+
+
+def _broken_copy(cert: x509.Certificate) -> bytes:
+    """A CA certificate's DER with its signature algorithm replaced by an unknown OID: the
+    shape of a certificate, refused when loaded."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    oid = bytes.fromhex("06082a8648ce3d040302")  # ecdsa-with-SHA256
+    assert der.count(oid) == 2
+    return der.replace(oid, bytes.fromhex("06082a8648ce3d04ffff"))
+
+
+@pytest.mark.parametrize("extra", ["not a certificate", "unloadable CA copy"])
+@pytest.mark.parametrize("how", ["tls", "verify"])
+def test_a_variant_with_an_unreadable_extra_certificate_is_refused_as_a_fresh_one_is(
+    extra: str, how: str
+) -> None:
+    ca = CA(organization="Variants")
+    inter = ca.intermediate()
+    leaf = inter.issue_client_cert(common_name="variant")
+    trust = ca.trust_store()
+    cached = Verifier(trust_store=trust)
+    fresh = Verifier(trust_store=trust, cache_size=0)
+    good = (leaf.der, inter.certificate.public_bytes(serialization.Encoding.DER))
+    bad = _not_a_certificate() if extra == "not a certificate" else _broken_copy(inter.certificate)
+    variant = (*good, bad)
+    if how == "verify":
+        good, variant = list(good), list(variant)  # type: ignore[assignment]
+    assert _same_answers(cached, fresh, good) == "ok:variant"
+    assert _same_answers(cached, fresh, variant) == "certificate_malformed"
+    # The leaf's own entry is untouched: the good chain is still a hit.
+    hits = cached.health()["cache"]["hits"]  # type: ignore[index]
+    assert _answer(cached, good) == "ok:variant"
+    assert cached.health()["cache"]["hits"] == hits + 1  # type: ignore[index,operator]
+
+
+# -- a refusal that time lifts ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_a_certificate_not_yet_valid_is_admitted_as_soon_as_it_is(pinned: bool) -> None:
+    ca = CA(organization="Soon")
+    start = dt.datetime.now(UTC).replace(microsecond=0) + dt.timedelta(seconds=2)
+    leaf = ca.issue_client_cert(common_name="early", not_before=start)
+    if pinned:
+        cached = Verifier(pinned=[leaf.certificate])
+        fresh = Verifier(pinned=[leaf.certificate], cache_size=0)
+    else:
+        cached = Verifier(trust_store=ca.trust_store())
+        fresh = Verifier(trust_store=ca.trust_store(), cache_size=0)
+    chain = (leaf.der,)
+    assert _same_answers(cached, fresh, chain) == "certificate_not_yet_valid"
+    time.sleep(max(0.0, start.timestamp() - time.time()) + 0.05)
+    assert _same_answers(cached, fresh, chain) == "ok:early"
+
+
+def test_only_refusals_time_cannot_lift_are_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An expired certificate stays refused whatever the clock does next: that refusal is
+    # still served from the cache (the flood defence stays).
+    ca = CA(organization="Late")
+    now = dt.datetime.now(UTC)
+    leaf = ca.issue_client_cert(
+        common_name="late",
+        not_before=now - dt.timedelta(days=2),
+        not_after=now - dt.timedelta(days=1),
+    )
+    verifier = Verifier(trust_store=ca.trust_store())
+    with pytest.raises(CertificateInvalid) as first:
+        verifier.authenticate(Presented(peer=PEER, tls_chain=(leaf.der,)))
+    assert first.value.code == "certificate_expired"
+    runs: list[object] = []
+    real = Verifier._verify_ders
+
+    def counted(self: Verifier, *args: object, **kwargs: object) -> object:
+        runs.append(args)
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Verifier, "_verify_ders", counted)
+    with pytest.raises(CertificateInvalid) as again:
+        verifier.authenticate(Presented(peer=PEER, tls_chain=(leaf.der,)))
+    assert again.value.code == "certificate_expired"
+    assert runs == []
