@@ -265,3 +265,47 @@ def test_only_refusals_time_cannot_lift_are_remembered(monkeypatch: pytest.Monke
         verifier.authenticate(Presented(peer=PEER, tls_chain=(leaf.der,)))
     assert again.value.code == "certificate_expired"
     assert runs == []
+
+
+# -- clock_skew and certificates that live shorter than it ----------------------------------
+
+
+def _short_lived(
+    start: dt.datetime, life: float, skew: float
+) -> tuple[Verifier, Verifier, tuple[bytes, ...]]:
+    ca = CA(organization="Short lived")
+    leaf = ca.issue_client_cert(
+        common_name="brief", not_before=start, not_after=start + dt.timedelta(seconds=life)
+    )
+    trust = ca.trust_store()
+    return (
+        Verifier(trust_store=trust, clock_skew=skew),
+        Verifier(trust_store=trust, clock_skew=skew, cache_size=0),
+        (leaf.der,),
+    )
+
+
+def _sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.time()))
+
+
+def test_a_certificate_shorter_lived_than_the_skew_is_not_served_past_its_notafter() -> None:
+    # Valid for 4 s, with 30 s of skew. Once it has expired, the skew's second chance looks
+    # 30 s back, before notBefore: a verification refuses it for the next 26 s. A cached
+    # success must not last until notAfter + 30 s.
+    base = dt.datetime.now(UTC).replace(microsecond=0)
+    cached, fresh, chain = _short_lived(base - dt.timedelta(seconds=2), 4, 30)
+    assert _same_answers(cached, fresh, chain) == "ok:brief"
+    _sleep_until(base.timestamp() + 3.2)
+    assert _same_answers(cached, fresh, chain) == "certificate_expired"
+
+
+def test_a_certificate_admitted_ahead_of_its_notbefore_is_not_served_past_the_lookahead() -> None:
+    # Valid from base + 30 s for 2 s, with 30 s of skew: from base to base + 2 s the skew's
+    # look ahead lands inside the window and admits it; after that it lands past notAfter,
+    # and a verification refuses it until base + 30 s.
+    base = dt.datetime.now(UTC).replace(microsecond=0)
+    cached, fresh, chain = _short_lived(base + dt.timedelta(seconds=30), 2, 30)
+    assert _same_answers(cached, fresh, chain) == "ok:brief"
+    _sleep_until(base.timestamp() + 3.2)
+    assert _same_answers(cached, fresh, chain) == "certificate_not_yet_valid"

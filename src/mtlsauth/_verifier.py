@@ -685,9 +685,7 @@ class Verifier:
                 raise
             raise CertificateInvalid(f"{exc.detail}: {hint[0]}", code=exc.code) from None
         check_leaf_key(leaf, facts.spki if facts is not None else None)
-        until = min([c.not_valid_after_utc for c in chain])
-        if self._skew_s:
-            until += timedelta(seconds=self._skew_s)
+        until = _valid_until(chain, at, self._skew_s)
         if self._revocation is not None:
             rev_until = self._check_revocation(chain, at)
             if rev_until is not None:
@@ -812,6 +810,30 @@ class Verifier:
 # CA certificates are 1-2 KB, a larger one is parsed on every request instead.
 _PRESENTED_MAX = 8192
 _PRESENTED: BoundedMemo[bytes, x509.Certificate] = BoundedMemo(64, max_key_len=_PRESENTED_MAX)
+
+
+def _valid_until(chain: Sequence[x509.Certificate], at: datetime, skew_s: float) -> datetime:
+    """Until when ``chain``, valid as of ``at``, stays admitted by a fresh validation.
+
+    Without skew: the earliest ``notAfter``. With it, ``validate_path`` tries again ``skew``
+    away when the clock falls outside the window, which admits ``[notBefore - skew,
+    notAfter + skew]`` as one span only while the window (latest ``notBefore`` to earliest
+    ``notAfter``) is at least ``skew`` long. A shorter one is admitted in three separate
+    spans (looking ahead, in the window, looking back), with refusals between them: a
+    result holds to the end of the span ``at`` lies in, never across a refusal.
+    """
+    not_after = min([c.not_valid_after_utc for c in chain])
+    if not skew_s:
+        return not_after
+    skew = timedelta(seconds=skew_s)
+    not_before = max([c.not_valid_before_utc for c in chain])
+    if not_after - not_before >= skew:
+        return not_after + skew
+    if at < not_before:  # admitted by looking ahead: until the look-ahead passes notAfter
+        return not_after - skew
+    if at <= not_after:
+        return not_after
+    return not_after + skew
 
 
 def _unreadable_headers() -> AmbiguousRequest:
