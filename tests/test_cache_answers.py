@@ -309,3 +309,24 @@ def test_a_certificate_admitted_ahead_of_its_notbefore_is_not_served_past_the_lo
     assert _same_answers(cached, fresh, chain) == "ok:brief"
     _sleep_until(base.timestamp() + 3.2)
     assert _same_answers(cached, fresh, chain) == "certificate_not_yet_valid"
+
+
+# -- certificates without proof of possession ------------------------------------------------
+
+
+def test_pasted_certificates_never_stand_in_for_a_tls_client() -> None:
+    # verify() reads certificates anyone can paste (a leaf is public). Failures with a
+    # client's leaf there must not count against that client's TLS connections: four failing
+    # pastes of the leaf made its next TLS chain refused without a verification.
+    ca = CA(organization="Pasted")
+    inter = ca.intermediate()
+    leaf = inter.issue_client_cert(common_name="holder")
+    trust = ca.trust_store()
+    cached = Verifier(trust_store=trust)
+    fresh = Verifier(trust_store=trust, cache_size=0)
+    inter_der = inter.certificate.public_bytes(serialization.Encoding.DER)
+    for i in range(6):
+        inner = b"\x30\x00" + b"\x30\x00" + b"\x03\x02\x00" + bytes([i])
+        junk = b"\x30" + bytes([len(inner)]) + inner
+        assert _same_answers(cached, fresh, [leaf.der, junk]) == "certificate_malformed"
+    assert _same_answers(cached, fresh, (leaf.der, inter_der)) == "ok:holder"

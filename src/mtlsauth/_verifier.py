@@ -73,7 +73,12 @@ _EXACT_ALIAS_BUDGET = 1 << 20
 _MAX_SKEW = 3600.0
 # Refusals that the clock alone turns into admissions: never cached as refusals.
 _TIME_LIFTS = frozenset({"certificate_not_yet_valid"})
-_MAX_ROUTE_POLICIES = 256  # distinct route policies remembered with the deny-lists added
+_MAX_ROUTE_POLICIES = 256
+# Where ``verify()`` keeps its leaves' entries: certificates handed over without a TLS
+# handshake (pasted, read from a file) prove no possession, so a leaf anyone can copy never
+# shares an entry, or a count of failures (``VerificationCache.failing_leaf``), with the
+# TLS clients that hold its key.
+_PASTED = "pasted"  # distinct route policies remembered with the deny-lists added
 
 
 _CACHE_ONLY: ContextVar[bool] = ContextVar("mtlsauth_cache_only", default=False)
@@ -274,12 +279,14 @@ class Verifier:
                 identity = self._verify_ders(chain_to_der(chain), at, "tls")[0]
             self._apply_policy(identity, policy)
             return identity
+        # Certificates anyone may paste (no proof of possession): their results and
+        # failures are kept apart from those of TLS clients with the same leaf (_PASTED).
         if isinstance(chain, str | bytes):  # key on the raw input: a hit parses nothing
             return self._verified(
-                chain_key((chain,), b"v"), lambda: chain_to_der(chain), "tls", policy
+                chain_key((chain,), b"v"), lambda: chain_to_der(chain), "tls", policy, _PASTED
             )
         ders = chain_to_der(chain)
-        return self._verified(chain_key(ders, b"d"), lambda: ders, "tls", policy)
+        return self._verified(chain_key(ders, b"d"), lambda: ders, "tls", policy, _PASTED)
 
     def verify_pem(self, pem: str | bytes, *, at: datetime | None = None) -> ClientIdentity:
         """Verify PEM text holding the leaf followed by any intermediates."""
@@ -540,7 +547,9 @@ class Verifier:
         decode: Callable[[], Sequence[bytes] | ClientIdentity],
         source: str,
         policy: Policy | None,
+        space: str | None = None,
     ) -> ClientIdentity:
+        """``space``: where the leaf's entry is kept, when not ``source`` (see ``_PASTED``)."""
         # The hot path: keep it to attribute reads, one dict look-up and the re-checks.
         now = time.time()
         trust, rev = self._trust_store, self._revocation
@@ -558,7 +567,7 @@ class Verifier:
             neg = cache.get_negative(key, now, self._last_tokens)
             if neg is not None:
                 raise neg.error_type(neg.detail, code=neg.code)
-            entry = self._miss(key, decode, source, now)
+            entry = self._miss(key, decode, source, now, space)
         # No revocation call on a hit: the entry expires at the revocation answer's ``until``
         # and every entry is dropped when the revocation data changes (``token``), so the
         # answer is what a fresh check would give. See RevocationChecker.
@@ -587,6 +596,7 @@ class Verifier:
         decode: Callable[[], Sequence[bytes] | ClientIdentity],
         source: str,
         now: float,
+        space: str | None = None,
     ) -> CacheEntry:
         cache_missed.set(True)  # for the uncached/cached split of the metrics
         tokens = self._last_tokens  # taken before validating: see CacheEntry.tokens
@@ -602,7 +612,7 @@ class Verifier:
                 leaf = identity_key(decoded)
             elif decoded:
                 digest = hashlib.sha256(decoded[0]).digest()
-                leaf = leaf_key(source, digest)
+                leaf = leaf_key(space or source, digest)
                 # A variant is served from its leaf's entry only if a verification of it
                 # would get that far: each certificate it presents must load, as
                 # _verify_ders loads them (memoised by their bytes, so this costs a look-up).
