@@ -330,3 +330,56 @@ def test_pasted_certificates_never_stand_in_for_a_tls_client() -> None:
         junk = b"\x30" + bytes([len(inner)]) + inner
         assert _same_answers(cached, fresh, [leaf.der, junk]) == "certificate_malformed"
     assert _same_answers(cached, fresh, (leaf.der, inter_der)) == "ok:holder"
+
+
+# -- cache keys of several certificate headers -----------------------------------------------
+
+_SUBJECT = "x-amzn-mtls-clientcert-subject"
+_ISSUER = "x-amzn-mtls-clientcert-issuer"
+_XFCC = "x-forwarded-client-cert"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (  # two headers each time, a value spelling the other's name and separator
+            ((_SUBJECT, f"CN=alice\x00{_ISSUER}\x01CN=Evil"), (_ISSUER, "CN=Good")),
+            ((_SUBJECT, "CN=alice"), (_ISSUER, f"CN=Evil\x00{_ISSUER}\x01CN=Good")),
+        ),
+        (  # one header against two
+            ((_SUBJECT, f"CN=alice,O=x\x00{_ISSUER}\x01CN=Good"),),
+            ((_SUBJECT, "CN=alice,O=x"), (_ISSUER, "CN=Good")),
+        ),
+    ],
+)
+def test_header_sets_that_differ_never_share_a_cache_key(
+    first: tuple[tuple[str, str], ...], second: tuple[tuple[str, str], ...]
+) -> None:
+    from mtlsauth import ForwardedCert, Policy
+
+    fwd = ForwardedCert.preset(
+        "aws-alb-verify", trusted_proxies=["10.0.0.1"], verified_by_proxy=True
+    )
+    ca = CA(organization="Keys")
+
+    def verifier(cache_size: int) -> Verifier:
+        return Verifier(
+            trust_store=ca.trust_store(),
+            forwarded=fwd,
+            policy=Policy(issuers=["CN=Good"]),
+            cache_size=cache_size,
+        )
+
+    def answer(v: Verifier, headers: tuple[tuple[str, str], ...]) -> str:
+        try:
+            identity = v.authenticate(Presented(peer="10.0.0.1", headers=headers))
+        except MTLSAuthError as exc:
+            return exc.code
+        assert identity is not None
+        return f"ok:{identity.subject}"
+
+    cached, fresh = verifier(10_000), verifier(0)
+    answers = [answer(fresh, h) for h in (first, second)]
+    assert answers[0] != answers[1]
+    assert [answer(cached, h) for h in (first, second)] == answers
+    assert [answer(cached, h) for h in (second, first)] == answers[::-1]

@@ -416,10 +416,15 @@ class ForwardedCert(Immutable):
         else:
             if sum(len(v) for _, v in found) > self.max_size:
                 raise malformed(f"certificate headers exceed {self.max_size} characters")
+            # Each value length-prefixed, under a prefix of its own: a value holding a
+            # separator and another header's name must not spell the key of two headers
+            # (or one header the key of several).
             names = self._name_keys
-            key = self._key_prefix + b"\x00".join(
-                names[k] + v.encode("utf-8", "surrogatepass") for k, v in found
-            )
+            parts = [b"fwd\x01"]
+            for k, v in found:
+                raw = v.encode("utf-8", "surrogatepass")
+                parts += (names[k], len(raw).to_bytes(4, "big"), raw)
+            key = b"".join(parts)
         main = self._main
         mains = [v for k, v in found if k == main]
         source = self._source
