@@ -383,3 +383,44 @@ def test_header_sets_that_differ_never_share_a_cache_key(
     assert answers[0] != answers[1]
     assert [answer(cached, h) for h in (first, second)] == answers
     assert [answer(cached, h) for h in (second, first)] == answers[::-1]
+
+
+# -- memos compared by identity -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deny_lists", [False, True])
+def test_route_policies_built_per_request_never_borrow_a_freed_ones_verdict(
+    deny_lists: bool,
+) -> None:
+    # Each request gets a new Policy object, the previous one freed: CPython hands its
+    # address (its id()) to the next. Verdicts memoised by id() must hold the policy.
+    from mtlsauth import Policy
+
+    ca = CA(organization="Routes")
+    leaf = ca.issue_client_cert(common_name="alice")
+    base = Policy(deny_serials=[1]) if deny_lists else None
+    cached = Verifier(trust_store=ca.trust_store(), policy=base)
+    fresh = Verifier(trust_store=ca.trust_store(), policy=base, cache_size=0)
+    chain = (leaf.der,)
+    seen_ids: set[int] = set()
+    rounds = 700  # past the 256 route policies the Verifier remembers with its deny-lists
+    for i in range(rounds):
+        name = "alice" if i % 2 else "bob"
+        want = _answer_with(fresh, chain, Policy(common_names=[name]))
+        policy = Policy(common_names=[name])
+        seen_ids.add(id(policy))
+        assert _answer_with(cached, chain, policy) == want
+        del policy  # freed at once (reference counting): its address is free for the next
+    assert len(seen_ids) < rounds  # addresses were reused, so the memo was put to the test
+
+
+def _answer_with(verifier: Verifier, chain: tuple[bytes, ...], policy: object) -> str:
+    try:
+        identity = verifier.authenticate(
+            Presented(peer=PEER, tls_chain=chain),
+            policy=policy,  # type: ignore[arg-type]
+        )
+    except MTLSAuthError as exc:
+        return exc.code
+    assert identity is not None
+    return f"ok:{identity.common_name}"
