@@ -424,3 +424,79 @@ def _answer_with(verifier: Verifier, chain: tuple[bytes, ...], policy: object) -
         return exc.code
     assert identity is not None
     return f"ok:{identity.common_name}"
+
+
+# -- the same through a middleware's hot path ------------------------------------------------
+
+
+def test_the_asgi_hot_path_drops_a_pass_whose_ocsp_answer_was_evicted(
+    responder: _Responder,
+) -> None:
+    import asyncio
+    import json
+    from urllib.parse import quote
+
+    from mtlsauth import ForwardedCert
+    from mtlsauth.adapters.asgi import IDENTITY_KEY, MTLSMiddleware
+
+    checker = OCSPChecker(responder_url=responder.url, cache_size=2)
+    fwd = ForwardedCert.preset("nginx", trusted_proxies=["127.0.0.1"])
+    trust = TrustStore.from_pem(responder.ca.cert_pem.bytes())
+    verifier = Verifier(trust_store=trust, revocation=checker, forwarded=fwd)
+    fresh = Verifier(trust_store=trust, revocation=checker, forwarded=fwd, cache_size=0)
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        identity = scope[IDENTITY_KEY]
+        body = json.dumps({"cn": identity.common_name}).encode()  # type: ignore[attr-defined]
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+
+    middleware = MTLSMiddleware(app, verifier=verifier)  # type: ignore[arg-type]
+
+    def through_middleware(leaf: ClientCert) -> str:
+        value = quote(leaf.cert_pem.text(), safe="")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"x-ssl-client-cert", value.encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        asyncio.run(middleware(scope, receive, send))
+        body = json.loads(sent[1]["body"])  # type: ignore[arg-type]
+        return f"ok:{body['cn']}" if sent[0]["status"] == 200 else str(body["code"])
+
+    def directly(leaf: ClientCert) -> str:
+        value = quote(leaf.cert_pem.text(), safe="")
+        headers = (("x-ssl-client-cert", value),)
+        try:
+            identity = fresh.authenticate(Presented(peer="127.0.0.1", headers=headers))
+        except MTLSAuthError as exc:
+            return exc.code
+        assert identity is not None
+        return f"ok:{identity.common_name}"
+
+    victim = responder.issue("victim")
+    for _ in range(3):  # cached and answered on the hot path from the second request on
+        assert through_middleware(victim) == directly(victim) == "ok:victim"
+    assert verifier.health()["cache"]["hits"] >= 2  # type: ignore[index,operator]
+    for i in range(3):
+        assert through_middleware(responder.issue(f"other {i}")) == f"ok:other {i}"
+    responder.revoked.add(victim.certificate.serial_number)
+    assert directly(victim) == "certificate_revoked"
+    assert through_middleware(victim) == "certificate_revoked"
