@@ -266,6 +266,10 @@ class Verifier:
             policy: Use this policy's allow-lists instead of the Verifier's own (per-route
                 rules); the Verifier policy's deny-lists still apply.
 
+        Results are cached apart from those of TLS clients (``authenticate``): these
+        certificates come without proof of possession, so nothing done here with a leaf
+        anyone can copy changes how its holder's connections are answered.
+
         Raises:
             MTLSAuthError: ``CertificateMissing``, ``CertificateInvalid``, ``CertificateRevoked``
                 or ``PolicyDenied``, each with a stable ``code``.
