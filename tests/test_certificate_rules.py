@@ -275,6 +275,52 @@ def test_pinned_certificate_under_an_intermediate_is_still_revoked(root: CA) -> 
     assert _code(configured, leaf.der) == "certificate_revoked"
 
 
+def _excluding(dns: str) -> x509.NameConstraints:
+    return x509.NameConstraints(permitted_subtrees=None, excluded_subtrees=[x509.DNSName(dns)])
+
+
+def test_a_revoked_pin_is_refused_when_its_path_no_longer_validates() -> None:
+    # The pin vouches for a certificate its CA's path refuses (here a name constraint the
+    # leaf breaks; an expired CA is the same), but the CA's CRL still speaks for it: the
+    # pin bypasses path validation, never revocation.
+    ca = CA(name_constraints=_excluding("blocked.example"))
+    leaf = ca.issue_client_cert(common_name="pinned", dns_names=["a.blocked.example"])
+    plain = Verifier(trust_store=ca.trust_store(), cache_size=0)
+    assert _code(plain, leaf.der) == "untrusted_issuer"  # the path itself is refused
+    unrevoked_crl = ca.crl().bytes()  # before the revocation below
+    pinned = Verifier(
+        trust_store=ca.trust_store(),
+        pinned=[leaf.certificate],
+        revocation=CRLSet.from_pem(ca.revoke(leaf).bytes()),
+        cache_size=0,
+    )
+    assert _code(pinned, leaf.der) == "certificate_revoked"
+    # The same pin, not revoked, is admitted on the pin alone as before.
+    unrevoked = Verifier(
+        trust_store=ca.trust_store(),
+        pinned=[leaf.certificate],
+        revocation=CRLSet.from_pem(unrevoked_crl),
+        cache_size=0,
+    )
+    assert unrevoked.verify(leaf.der).common_name == "pinned"
+
+
+def test_a_revoked_pin_under_an_intermediate_is_refused_when_its_path_fails() -> None:
+    root = CA(name_constraints=_excluding("blocked.example"))
+    inter = root.intermediate()
+    leaf = inter.issue_client_cert(common_name="pinned", dns_names=["a.blocked.example"])
+    crls = CRLSet.from_pem(root.crl().bytes() + inter.revoke(leaf).bytes())
+    pinned = Verifier(
+        trust_store=root.trust_store(),
+        pinned=[leaf.certificate],
+        revocation=crls,
+        intermediates=[inter.certificate],
+        cache_size=0,
+    )
+    assert _code(pinned, leaf.der) == "certificate_revoked"
+    assert _code(pinned, leaf.chain_der) == "certificate_revoked"
+
+
 def test_pinned_unrevoked_certificate_under_the_trust_store_is_admitted(root: CA) -> None:
     leaf = root.issue_client_cert(common_name="pinned-good")
     verifier = Verifier(

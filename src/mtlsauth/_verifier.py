@@ -47,6 +47,7 @@ from mtlsauth._identity import ClientIdentity, identity_from_certificate
 from mtlsauth._leafder import read_leaf
 from mtlsauth._memo import BoundedMemo
 from mtlsauth._observe import cache_missed
+from mtlsauth._pathbuilding import _signed_by
 from mtlsauth._pathvalidation import (
     check_leaf_key,
     check_pinned_leaf,
@@ -758,7 +759,8 @@ class Verifier:
         until: datetime,
     ) -> datetime:
         """Revocation wins over a pin: a pinned certificate that also chains to the trust store
-        is checked by the revocation checker like any other.
+        is checked by the revocation checker like any other, and so is one whose path is
+        refused but which a known CA signed (found by name and signature: ``_signed_path``).
 
         A pin that does not chain to the trust store (a self-signed client, RFC 8705
         ``self_signed_tls_client_auth``) has no CA whose CRL or OCSP answer could be verified:
@@ -781,7 +783,17 @@ class Verifier:
                 anchors=self._anchors(trust),
             )
         except CertificateInvalid:
-            return until  # not issued under the trust store: the pin alone vouches for it
+            # The path is refused (an expired CA, a constraint the leaf breaks, ...), and the
+            # pin vouches for the certificate in its place: but a CA that really issued it
+            # still speaks for its revocation. Its issuers are found by name and signature
+            # alone; a pin that none of the known CAs signed (self-signed) has no CRL.
+            chain = _signed_path(
+                leaf,
+                [*self._anchors(trust), *self._intermediates, *trust.intermediates, *presented],
+                self._max_depth,
+            )
+            if len(chain) < 2:
+                return until
         rev_until = self._check_revocation(chain, at)
         return until if rev_until is None else min(until, rev_until)
 
@@ -815,6 +827,34 @@ class Verifier:
             f"revocation={type(self._revocation).__name__ if self._revocation else None} "
             f"forwarded={'yes' if self._forwarded else 'no'}>"
         )
+
+
+def _signed_path(
+    leaf: x509.Certificate, pool: Sequence[x509.Certificate], max_depth: int
+) -> list[x509.Certificate]:
+    """``leaf`` and the certificates of ``pool`` that issued it, and issued those, by name and
+    signature only (no validity, usage or constraint checks): the CAs whose revocation
+    information speaks for a pinned certificate whose path is refused. Stops at a
+    self-signed certificate, a certificate none of the pool signed, or ``max_depth`` CAs.
+    """
+    chain = [leaf]
+    current = leaf
+    for _ in range(max_depth + 1):
+        if current.issuer == current.subject and _signed_by(current, current):
+            break  # a root (or the self-signed pin itself)
+        issuer = next(
+            (
+                c
+                for c in pool
+                if c.subject == current.issuer and c not in chain and _signed_by(current, c)
+            ),
+            None,
+        )
+        if issuer is None:
+            break
+        chain.append(issuer)
+        current = issuer
+    return chain
 
 
 # Presented intermediates by their exact DER: a fleet's clients all send the same few CA
