@@ -17,6 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
 from mtlsauth import CertificateRevoked, RevocationUnavailable, Verifier
@@ -57,11 +58,12 @@ def _crl(
     aki_key: ec.EllipticCurvePrivateKey | None = None,
     number: int | None = 1,
     number_critical: bool = False,
+    issuer_name: x509.Name | None = None,
 ) -> bytes:
     """A CRL built by hand, for the cases CA.crl() does not cover."""
     b = (
         x509.CertificateRevocationListBuilder()
-        .issuer_name(issuer.certificate.subject)
+        .issuer_name(issuer_name or issuer.certificate.subject)
         .last_update(last_update or NOW - dt.timedelta(minutes=5))
         .next_update(next_update or NOW + dt.timedelta(days=1))
         .add_extension(
@@ -84,6 +86,18 @@ def _crl(
         b = b.add_revoked_certificate(rb.build())
     key = signer or issuer.private_key
     return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
+
+
+def _respelled(
+    name: x509.Name, edit: Callable[[str], str], as_type: _ASN1Type | None = None
+) -> x509.Name:
+    """``name`` with every value edited and, optionally, encoded as another string type."""
+    return x509.Name(
+        [
+            x509.NameAttribute(a.oid, edit(str(a.value)), as_type or a._type)  # type: ignore[arg-type]
+            for a in name
+        ]
+    )
 
 
 def _idp(**kw: object) -> tuple[x509.ExtensionType, bool]:
@@ -239,8 +253,76 @@ CASES = [
         lambda p: _crl(p.inter, aki_key=(k := ec.generate_private_key(ec.SECP256R1())), signer=k),
         ROOT_OK,
         {"allow_missing": True},
-        "ok",
-        id="AKI names another key, allow_missing: no CRL for this key",
+        "unavailable",
+        id="AKI names another key, allow_missing: a CRL of the issuer exists",
+    ),
+    pytest.param(
+        lambda p: _crl(
+            p.inter,
+            serials=((LEAF(p), x509.ReasonFlags.key_compromise),),
+            aki_key=(k := ec.generate_private_key(ec.SECP256R1())),
+            signer=k,
+        ),
+        ROOT_OK,
+        {"allow_missing": True},
+        "unavailable",
+        id="rolled-over key's CRL lists the leaf, allow_missing: not taken for no CRL",
+    ),
+    pytest.param(
+        lambda p: _crl(
+            p.inter,
+            serials=((LEAF(p), x509.ReasonFlags.key_compromise),),
+            issuer_name=_respelled(p.inter.certificate.subject, str.upper),
+        ),
+        ROOT_OK,
+        {"allow_missing": True},
+        "unavailable",
+        id="CRL issuer name in other case, allow_missing: not taken for no CRL",
+    ),
+    pytest.param(
+        lambda p: _crl(
+            p.inter,
+            serials=((LEAF(p), x509.ReasonFlags.key_compromise),),
+            issuer_name=_respelled(p.inter.certificate.subject, str, _ASN1Type.PrintableString),
+        ),
+        ROOT_OK,
+        {"allow_missing": True},
+        "unavailable",
+        id="CRL issuer name as PrintableString, allow_missing: not taken for no CRL",
+    ),
+    pytest.param(
+        lambda p: _crl(
+            p.inter,
+            serials=((LEAF(p), x509.ReasonFlags.key_compromise),),
+            issuer_name=_respelled(
+                p.inter.certificate.subject, lambda v: f" {v}  x".replace(" x", "")
+            ),
+        ),
+        ROOT_OK,
+        {"allow_missing": True},
+        "unavailable",
+        id="CRL issuer name with other spacing, allow_missing: not taken for no CRL",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, extensions=(_idp(only_contains_ca_certs=True),)),
+        ROOT_OK,
+        {"allow_missing": True},
+        "unavailable",
+        id="IDP onlyContainsCACerts, allow_missing: the leaf's partition is missing",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter),
+        lambda p: _crl(p.root, extensions=(_idp(only_contains_user_certs=True),)),
+        {"allow_missing": True},
+        "unavailable",
+        id="IDP onlyContainsUserCerts, allow_missing: the CA partition is missing",
+    ),
+    pytest.param(
+        lambda p: _crl(p.inter, extensions=(_idp(full_name=[DP]),)),
+        ROOT_OK,
+        {"allow_missing": True},
+        "unavailable",
+        id="IDP distribution point, leaf names none, allow_missing: partition missing",
     ),
     pytest.param(
         lambda p: _crl(p.root),  # the root's CRL cannot clear the intermediate's leaf

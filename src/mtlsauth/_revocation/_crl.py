@@ -107,6 +107,24 @@ def _may_sign_crls(cert: x509.Certificate) -> bool:
         return True  # RFC 5280 4.2.1.3: no KeyUsage, no restriction
 
 
+def _loose_name(name: x509.Name) -> tuple[frozenset[tuple[str, str]], ...]:
+    """``name`` as a loose comparison sees it: RDN by RDN, each value case-folded with its
+    spaces collapsed, whatever its string type (roughly RFC 4518 and OpenSSL's canonical
+    form). Used only to recognise a loaded CRL of an issuer that its exact name misses."""
+    return tuple(
+        frozenset(
+            (
+                a.oid.dotted_string,
+                " ".join(a.value.split()).casefold()
+                if isinstance(a.value, str)
+                else bytes(a.value).hex(),
+            )
+            for a in rdn
+        )
+        for rdn in name.rdns
+    )
+
+
 @dataclass(eq=False)
 class _Snapshot:
     """An immutable set of indexed CRLs; the memo only caches answers derived from it."""
@@ -132,6 +150,9 @@ class _Snapshot:
         default_factory=lambda: BoundedMemo(_MEMO_MAX)
     )
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Every loaded CRL's issuer name, compared loosely: with allow_missing, an issuer counts as
+    # missing only when no CRL of its name is loaded at all, however spelled or scoped.
+    loose_issuers: frozenset[tuple[frozenset[tuple[str, str]], ...]] = frozenset()
 
     @property
     def crls(self) -> list[_CRL]:
@@ -194,6 +215,15 @@ class _Snapshot:
             out.append((c, ok))
         return tuple(out)
 
+    def has_crl_of(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        """Whether any CRL loaded names ``cert``'s issuer, by exact or loose name comparison,
+        whatever its key, signature or scope."""
+        if issuer.subject.public_bytes() in self.by_issuer:
+            return True
+        return not self.loose_issuers.isdisjoint(
+            (_loose_name(issuer.subject), _loose_name(cert.issuer))
+        )
+
     def note_once(self, key: tuple[bytes, str], message: str) -> None:
         """Log ``message`` as an error the first time ``key`` is seen in this snapshot."""
         if is_what_if() or self.noted.get(key) is not None:
@@ -233,7 +263,12 @@ def _build(
         k: tuple(sorted(v, key=lambda c: (c.number, c.last_update), reverse=True))
         for k, v in groups.items()
     }
-    return _Snapshot(by_issuer, tuple(sources), issuers_by_file=issuers_by_file or {})
+    return _Snapshot(
+        by_issuer,
+        tuple(sources),
+        issuers_by_file=issuers_by_file or {},
+        loose_issuers=frozenset(_loose_name(group[0].crl.issuer) for group in by_issuer.values()),
+    )
 
 
 def _load_paths(files: list[Path], grace: timedelta, warn_before: timedelta) -> _Snapshot:
@@ -551,8 +586,20 @@ class CRLSet:
                 )
                 used = None
             if used is None:
-                if not covered and self._allow_missing:
-                    continue
+                if not covered:
+                    # A CRL of this issuer that is loaded but cannot be used for the
+                    # certificate (another key of the CA, its name spelled otherwise, a
+                    # partition that leaves it out) is not "no CRL": under allow_missing it
+                    # would admit whatever that CRL, or the partition not loaded, revokes.
+                    if not snap.has_crl_of(cert, chain[i + 1]):
+                        if self._allow_missing:
+                            continue
+                    else:
+                        problem = (
+                            "a CRL from its issuer is loaded, but none can be used for it "
+                            "(signed by another key, the issuer's name spelled otherwise, "
+                            "or a scope that leaves it out)"
+                        )
                 what = "client certificate" if i == 0 else "intermediate CA"
                 snap.note_once(
                     (chain[i + 1].subject.public_bytes(), problem),
