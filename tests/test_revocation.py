@@ -1004,3 +1004,24 @@ def test_inner_and_outer_crl_signature_algorithms_are_compared_here() -> None:
     assert not _same_signature_algorithms(b"")
     no_version = _resigned(ca, lambda f: f[1:])  # v1 layout: the algorithm comes first
     assert _same_signature_algorithms(no_version)
+
+
+def test_a_partition_lost_from_a_half_written_file_is_not_missing(tmp_path: Path) -> None:
+    """A file holding two partitions of one issuer (CA certificates, then users), cut after
+    the first: the issuer is still there, so the reload goes through, and the leaf that only
+    the lost partition covered must fail closed, not pass as "no CRL"."""
+    p = _pki()
+    leaf_revoked = (LEAF(p), x509.ReasonFlags.key_compromise)
+    ca_part = _crl(p.inter, extensions=(_idp(only_contains_ca_certs=True),), number=7)
+    user_part = _crl(
+        p.inter, serials=(leaf_revoked,), extensions=(_idp(only_contains_user_certs=True),)
+    )
+    path = tmp_path / "inter.pem"
+    path.write_bytes(ca_part + user_part)
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    crls = CRLSet.from_paths(tmp_path, allow_missing=True, reload_interval=None)
+    assert _outcome(crls, p.chain) == "revoked"
+    path.write_bytes(ca_part)  # the writer stopped at the block boundary
+    time.sleep(0.3)
+    crls.reload()
+    assert _outcome(crls, p.chain) == "unavailable"
