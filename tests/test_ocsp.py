@@ -136,11 +136,14 @@ def test_revoked_is_refused_in_both_modes(responder: Responder, mode: str) -> No
             checker.check(_chain(responder.revoked, responder.ca), at=_now())
 
 
-def test_unknown_is_no_answer(responder: Responder) -> None:
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+def test_a_verified_unknown_refuses_in_both_modes(responder: Responder, mode: str) -> None:
+    """The CA's own signed word that it does not know the certificate (a mis-issued one,
+    say) is an answer, not an outage: soft-fail does not admit it."""
     chain = _chain(responder.unknown, responder.ca)
-    _refused(OCSPChecker(responder_url=responder.url), chain, "UNKNOWN")
-    soft = OCSPChecker(responder_url=responder.url, failure="soft-fail")
-    assert soft.check(chain, at=_now()) is not None
+    checker = OCSPChecker(responder_url=responder.url, failure=mode)  # type: ignore[arg-type]
+    for _ in range(2):  # the second time from the cache
+        _refused(checker, chain, "UNKNOWN")
 
 
 def test_url_from_the_certificates_aia(responder: Responder) -> None:
@@ -343,9 +346,7 @@ REJECTED = [
         id="unsuccessful status",
     ),
     pytest.param(lambda s: lambda _req: b"not DER", "unparsable", id="garbage body"),
-    pytest.param(
-        lambda s: _response(s, status=ocsp.OCSPCertStatus.UNKNOWN), "UNKNOWN", id="status unknown"
-    ),
+    # A verified UNKNOWN refuses under soft-fail too: test_soft_fail_does_not_admit_...
 ]
 
 
@@ -1523,7 +1524,29 @@ def test_disagreeing_answers_for_the_certificate_are_no_answer(
     crafted: Crafted, setup: Setup, order: tuple[ocsp.OCSPCertStatus, ...]
 ) -> None:
     crafted.answer = _several(setup, *(_single_for(setup, status=st_) for st_ in order))
-    _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "disagree")
+    _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "UNKNOWN")
+
+
+@pytest.mark.parametrize(
+    "order",
+    [(UNKNOWN,), (GOOD, UNKNOWN), (UNKNOWN, GOOD)],
+    ids=["unknown", "good+unknown", "unknown+good"],
+)
+def test_soft_fail_does_not_admit_a_verified_unknown(
+    crafted: Crafted, setup: Setup, order: tuple[ocsp.OCSPCertStatus, ...]
+) -> None:
+    crafted.answer = _several(setup, *(_single_for(setup, status=st_) for st_ in order))
+    soft = OCSPChecker(responder_url=crafted.url, failure="soft-fail")
+    _refused(soft, _chain(setup.leaf, setup.ca), "UNKNOWN")
+
+
+def test_soft_fail_still_admits_an_unknown_it_cannot_trust(crafted: Crafted, setup: Setup) -> None:
+    """Only a verified UNKNOWN refuses under soft-fail: a forged one is no answer, like a
+    blocked responder, which soft-fail admits by design."""
+    crafted.answer = _response(setup, status=UNKNOWN, signer=_attacker())
+    soft = OCSPChecker(responder_url=crafted.url, failure="soft-fail")
+    assert soft.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
+    assert "unknown responder" in str(soft.health()["last_error"])
 
 
 def test_answers_for_other_certificates_are_ignored(crafted: Crafted, setup: Setup) -> None:

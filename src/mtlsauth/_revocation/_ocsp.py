@@ -72,6 +72,13 @@ class _Answer:
     revoked: str | None  # None: GOOD; otherwise the refusal detail
     failure: str | None  # set for a cached failure
     until: datetime
+    # The failure is a verified UNKNOWN, which refuses under soft-fail too: the CA's own
+    # signed word that it does not know the certificate is an answer, not an outage.
+    unknown: bool = False
+
+
+class _Unknown(_Failure):
+    """A verified answer that does not know the certificate (UNKNOWN, or GOOD next to it)."""
 
 
 class _Flight:
@@ -309,7 +316,7 @@ class OCSPChecker:
             if answer.revoked is not None:
                 raise CertificateRevoked(answer.revoked)
             # Under soft-fail a failure admits; it was logged once, when it was fetched.
-            if answer.failure is not None and self._failure == "hard-fail":
+            if answer.failure is not None and (self._failure == "hard-fail" or answer.unknown):
                 raise RevocationUnavailable(_CLIENT_DETAIL)
             if until is None or answer.until < until:
                 until = answer.until
@@ -411,7 +418,8 @@ class OCSPChecker:
         try:
             answer = self._query(cert, issuer, at, deadline)
         except _Failure as exc:
-            return self._failed(cert, str(exc), at, record=record)
+            unknown = isinstance(exc, _Unknown)
+            return self._failed(cert, str(exc), at, record=record, unknown=unknown)
         except Exception as exc:
             logger.exception("mtlsauth: OCSP answer could not be processed")
             return self._failed(
@@ -422,19 +430,29 @@ class OCSPChecker:
         return answer
 
     def _failed(
-        self, cert: x509.Certificate, why: str, at: datetime, *, record: bool = True
+        self,
+        cert: x509.Certificate,
+        why: str,
+        at: datetime,
+        *,
+        record: bool = True,
+        unknown: bool = False,
     ) -> _Answer:
-        message = f"OCSP: no trustworthy answer for serial {cert.serial_number:x}: {why}"
+        message = (
+            f"OCSP: the responder does not know serial {cert.serial_number:x}: {why}"
+            if unknown
+            else f"OCSP: no trustworthy answer for serial {cert.serial_number:x}: {why}"
+        )
         logger.warning(
             "mtlsauth: %s%s",
             escape_log_value(message, 512),  # the responder URL may come from the cert
             f" (soft-fail: admitting it for {self._retry_after.total_seconds():.0f} s)"
-            if self._failure == "soft-fail" and record
+            if self._failure == "soft-fail" and record and not unknown
             else "",
         )
         if record:
             self.last_error = message
-        return _Answer(None, message, at + self._retry_after)
+        return _Answer(None, message, at + self._retry_after, unknown=unknown)
 
     def _query(
         self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime, deadline: float
@@ -454,7 +472,7 @@ class OCSPChecker:
         try:
             return self._evaluate(body, request, nonce, cert, issuer, at)
         except _Failure as exc:
-            raise _Failure(f"responder {url}: {exc}") from None
+            raise type(exc)(f"responder {url}: {exc}") from None
 
     @_failure_on_any_error
     def _evaluate(
@@ -514,7 +532,7 @@ class OCSPChecker:
             return _Answer(None, None, until)
         if status == ocsp.OCSPCertStatus.REVOKED:  # on hold, and fresh
             return _Answer(_revoked_detail(cert, single), None, until)
-        raise _Failure("the responder does not know this certificate (status UNKNOWN)")
+        raise _Unknown("the responder does not know this certificate (status UNKNOWN)")
 
     def _verify_signer(
         self,
@@ -634,5 +652,7 @@ def _matching(
         if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
             return single
     if len({single.certificate_status for single in found}) > 1:
-        raise _Failure("the response's answers for this certificate disagree")
+        # GOOD next to UNKNOWN: the CA does not vouch for the certificate. A signed
+        # response, so judged once it is known to be fresh and ours, like an UNKNOWN.
+        return next(s for s in found if s.certificate_status == ocsp.OCSPCertStatus.UNKNOWN)
     return found[0]
