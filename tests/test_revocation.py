@@ -59,6 +59,7 @@ def _crl(
     number: int | None = 1,
     number_critical: bool = False,
     issuer_name: x509.Name | None = None,
+    hash_alg: hashes.HashAlgorithm | None = None,
 ) -> bytes:
     """A CRL built by hand, for the cases CA.crl() does not cover."""
     b = (
@@ -85,7 +86,7 @@ def _crl(
             rb = rb.add_extension(ext, critical=ext in critical_entry_extensions)
         b = b.add_revoked_certificate(rb.build())
     key = signer or issuer.private_key
-    return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
+    return b.sign(key, hash_alg or hashes.SHA256()).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
 
 
 def _respelled(
@@ -541,6 +542,9 @@ def test_newest_stale_falls_back_to_older_fresh() -> None:
     ("extensions", "message"),
     [
         pytest.param(((x509.DeltaCRLIndicator(1), True),), "delta CRLs", id="delta CRL"),
+        pytest.param(
+            ((x509.DeltaCRLIndicator(1), False),), "delta CRLs", id="delta CRL, marked non-critical"
+        ),
         pytest.param((_idp(indirect_crl=True),), "indirect", id="indirect CRL"),
         pytest.param(
             (_idp(only_some_reasons=frozenset({x509.ReasonFlags.key_compromise})),),
@@ -570,6 +574,33 @@ def test_refused_crls(
     ca = CA()
     with pytest.raises(ValueError, match=message):
         CRLSet.from_pem(_crl(ca, extensions=extensions))
+
+
+def _ecdsa_signed_with(ca: CA, weak: hashes.HashAlgorithm, oid: str) -> bytes:
+    """The CA's valid CRL, signed again with ECDSA over ``weak`` (cryptography's builder no
+    longer signs with SHA-1), the algorithm named inside and outside alike."""
+    der = x509.load_pem_x509_crl(_crl(ca)).public_bytes(serialization.Encoding.DER)
+    tbs, _outer, _sig = _children(der)
+    alg = _tlv(0x30, _tlv(0x06, bytes.fromhex(oid)))
+    fields = _children(tbs)
+    new_tbs = _tlv(0x30, b"".join([fields[0], alg, *fields[2:]]))
+    sig = ca.private_key.sign(new_tbs, ec.ECDSA(weak))  # type: ignore[call-arg]
+    return _as_pem(_tlv(0x30, new_tbs + alg + _tlv(0x03, b"\x00" + sig)))
+
+
+@pytest.mark.parametrize(
+    ("weak", "oid"),
+    [(hashes.SHA1(), "2a8648ce3d0401"), (hashes.SHA224(), "2a8648ce3d040301")],  # noqa: S303
+    ids=["SHA-1", "SHA-224"],
+)
+def test_crls_signed_with_a_weak_hash_are_refused(weak: hashes.HashAlgorithm, oid: str) -> None:
+    """The rule for certificates holds for CRLs: a SHA-1 signature can be forged at a price
+    within reach, so a CRL signed with one clears nothing (SHA-224, which certificates may
+    not use either, goes with it)."""
+    ca = CA()
+    pem = _ecdsa_signed_with(ca, weak, oid)  # genuine: `openssl crl -CAfile` says verify OK
+    with pytest.raises(ValueError, match="signature"):
+        CRLSet.from_pem(pem)
 
 
 # -- the CRL profile (RFC 5280 5.1 to 5.3) that cryptography does not enforce -------------

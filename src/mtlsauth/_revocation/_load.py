@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
@@ -61,6 +62,13 @@ _KNOWN_ENTRY_EXTENSIONS = frozenset(
         CRLEntryExtensionOID.INVALIDITY_DATE,
     }
 )
+
+
+# Signature hashes refused on a CRL, as on certificates and OCSP answers: SHA-1 (and MD5) can
+# be forged at a price within reach. cryptography 50 refuses SHA-1 itself when it verifies;
+# earlier releases, which mtlsauth supports, do not. SHA-224 is outside the certificate
+# profile too.
+_WEAK_SIGNATURE_HASHES = (hashes.MD5, hashes.SHA1, hashes.SHA224)
 
 
 def _is_crl_name(name: str) -> bool:
@@ -140,6 +148,12 @@ def _tbs_version(tbs: bytes) -> int:
 def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
     if _tbs_version(crl.tbs_certlist_bytes) != 1:
         raise _fail_load(source, "not a version 2 CRL (RFC 5280 5.1.2.1)")
+    algorithm = crl.signature_hash_algorithm
+    if isinstance(algorithm, _WEAK_SIGNATURE_HASHES):
+        raise _fail_load(
+            source,
+            f"signature made with {algorithm.name}, which is not accepted (as for certificates)",
+        )
     exts = crl.extensions
     for ext in exts:
         if ext.oid == ExtensionOID.DELTA_CRL_INDICATOR:
