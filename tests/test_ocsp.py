@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -1547,6 +1547,31 @@ def test_soft_fail_still_admits_an_unknown_it_cannot_trust(crafted: Crafted, set
     soft = OCSPChecker(responder_url=crafted.url, failure="soft-fail")
     assert soft.check(_chain(setup.leaf, setup.ca), at=_now()) is not None
     assert "unknown responder" in str(soft.health()["last_error"])
+
+
+def test_a_delegated_responder_certificate_signed_with_a_weak_hash_is_refused(
+    crafted: Crafted, setup: Setup
+) -> None:
+    """A delegated responder certificate is a certificate the CA signed: the signature rule
+    for certificates (no SHA-1, no SHA-224) holds for it as for the client's own."""
+    ca_key = setup.ca.private_key
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    weak = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=weak responder"))
+        .issuer_name(setup.ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .sign(ca_key, hashes.SHA224())
+    )
+    assert weak.verify_directly_issued_by(setup.ca.certificate) is None  # genuine
+    crafted.answer = _response(setup, signer=(weak, key), include=(weak,))
+    _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "sha224")
 
 
 def test_answers_for_other_certificates_are_ignored(crafted: Crafted, setup: Setup) -> None:

@@ -92,6 +92,9 @@ class _Flight:
 
 
 _WEAK_HASHES = (hashes.MD5, hashes.SHA1)
+# A delegated responder's certificate follows the certificate profile, which refuses SHA-224
+# as well (verify_directly_issued_by checks the signature, not the algorithm).
+_WEAK_CERT_HASHES = (hashes.MD5, hashes.SHA1, hashes.SHA224)
 
 
 def _verify_signature(resp: ocsp.OCSPResponse, signer: x509.Certificate) -> None:
@@ -607,6 +610,9 @@ def _delegation_problem(
         cand.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return "the responder certificate was not issued by the certificate's CA"
+    algo = cand.signature_hash_algorithm
+    if isinstance(algo, _WEAK_CERT_HASHES):  # as for the client's own certificates
+        return f"the responder certificate is signed with {algo.name}, which is not accepted"
     try:
         eku = cand.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
