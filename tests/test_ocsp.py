@@ -1467,8 +1467,11 @@ def _single_for(
     cert: x509.Certificate | None = None,
     issuer: x509.Certificate | None = None,
     algorithm: hashes.HashAlgorithm | None = None,
+    reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise,
+    age: dt.timedelta = dt.timedelta(0),
 ) -> Callable[[ocsp.OCSPRequest], bytes]:
-    """A CA-signed response with one SingleResponse whose CertID is built as given."""
+    """A CA-signed response with one SingleResponse whose CertID is built as given (``age``
+    moves its thisUpdate and nextUpdate into the past)."""
 
     def build(req: ocsp.OCSPRequest) -> bytes:
         now = _now()
@@ -1480,10 +1483,10 @@ def _single_for(
                 issuer=issuer or s.ca.certificate,
                 algorithm=algorithm or hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
                 cert_status=status,
-                this_update=now - dt.timedelta(minutes=1),
-                next_update=now + dt.timedelta(hours=1),
-                revocation_time=now - dt.timedelta(hours=1) if revoked else None,
-                revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+                this_update=now - dt.timedelta(minutes=1) - age,
+                next_update=now + dt.timedelta(hours=1) - age,
+                revocation_time=now - dt.timedelta(hours=1) - age if revoked else None,
+                revocation_reason=reason if revoked else None,
             )
             .responder_id(ocsp.OCSPResponderEncoding.HASH, s.ca.certificate)
         )
@@ -1572,6 +1575,22 @@ def test_a_delegated_responder_certificate_signed_with_a_weak_hash_is_refused(
     assert weak.verify_directly_issued_by(setup.ca.certificate) is None  # genuine
     crafted.answer = _response(setup, signer=(weak, key), include=(weak,))
     _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "sha224")
+
+
+def test_a_stale_hold_next_to_a_final_revocation_still_revokes(
+    crafted: Crafted, setup: Setup
+) -> None:
+    """Two REVOKED answers for the certificate in one stale response, a hold first: the
+    revocation for another reason is final however old, so soft-fail does not admit."""
+    old = dt.timedelta(days=2)
+    crafted.answer = _several(
+        setup,
+        _single_for(setup, status=REVOKED, reason=x509.ReasonFlags.certificate_hold, age=old),
+        _single_for(setup, status=REVOKED, age=old),
+    )
+    soft = OCSPChecker(responder_url=crafted.url, failure="soft-fail")
+    with pytest.raises(CertificateRevoked, match="keyCompromise"):
+        soft.check(_chain(setup.leaf, setup.ca), at=_now())
 
 
 def test_answers_for_other_certificates_are_ignored(crafted: Crafted, setup: Setup) -> None:

@@ -1056,3 +1056,14 @@ def test_a_partition_lost_from_a_half_written_file_is_not_missing(tmp_path: Path
     time.sleep(0.3)
     crls.reload()
     assert _outcome(crls, p.chain) == "unavailable"
+
+
+@pytest.mark.parametrize("order", ["hold first", "hold last"])
+def test_a_serial_listed_both_on_hold_and_revoked_is_revoked_for_good(order: str) -> None:
+    """A CRL that lists a serial twice, once on hold and once for another reason, revokes it
+    finally: a newer CRL leaving it out does not release it, whichever entry comes first."""
+    p = _pki()
+    entries = ((LEAF(p), HOLD), (LEAF(p), KEY_COMPROMISE))
+    older = _crl(p.inter, serials=entries if order == "hold first" else entries[::-1], number=1)
+    newer = _crl(p.inter, number=2)
+    assert _outcome(CRLSet.from_pem(older + newer + _crl(p.root)), p.chain) == "revoked"

@@ -201,17 +201,21 @@ def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
             "dp_full": frozenset(idp.full_name) if idp.full_name else None,
             "dp_relative": idp.relative_name,
         }
-    serials = set()
-    holds = set()
+    serials: set[int] = set()
+    holds: set[int] = set()
+    final: set[int] = (
+        set()
+    )  # listed by an entry that is not a hold: a serial listed twice counts so
     for entry in crl:
         serials.add(entry.serial_number)
+        held = False
         for ext in entry.extensions:
             if (
                 ext.oid == CRLEntryExtensionOID.CRL_REASON
                 and isinstance(ext.value, x509.CRLReason)
                 and ext.value.reason == x509.ReasonFlags.certificate_hold
             ):
-                holds.add(entry.serial_number)
+                held = True
             if ext.oid == CRLEntryExtensionOID.CERTIFICATE_ISSUER or (
                 ext.critical and ext.oid not in _KNOWN_ENTRY_EXTENSIONS
             ):
@@ -220,6 +224,7 @@ def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
                     f"unsupported{' critical' if ext.critical else ''} CRL entry extension "
                     f"{ext.oid.dotted_string} (serial {entry.serial_number:x})",
                 )
+        (holds if held else final).add(entry.serial_number)
     revoked = frozenset(serials)
     return _CRL(
         crl=crl,
@@ -230,7 +235,7 @@ def _index_crl(crl: x509.CertificateRevocationList, source: str) -> _CRL:
         last_update=crl.last_update_utc,
         next_update=next_update,
         revoked=revoked,
-        holds=frozenset(holds),
+        holds=frozenset(holds - final),
         **scope,  # type: ignore[arg-type]
     )
 

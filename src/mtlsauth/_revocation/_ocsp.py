@@ -640,9 +640,10 @@ def _matching(
     """The SingleResponse about the certificate asked for.
 
     A response may hold several for the same CertID. Any of them that says REVOKED is the
-    answer, wherever it stands (taking the first would let a GOOD placed before it hide
-    it, and under soft-fail a disagreement treated as no answer would admit the
-    certificate); GOOD next to UNKNOWN is no answer.
+    answer, wherever it stands (taking the first would let a GOOD placed before it hide it,
+    and under soft-fail a disagreement treated as no answer would admit the certificate),
+    and a revocation for another reason goes before a hold, which is final only while fresh.
+    GOOD next to UNKNOWN is an UNKNOWN: the CA does not vouch for the certificate.
     """
     found = [
         single
@@ -654,9 +655,12 @@ def _matching(
     ]
     if not found:
         raise _Failure("the response is about another certificate (CertID mismatch)")
-    for single in found:
-        if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
+    revoked = [s for s in found if s.certificate_status == ocsp.OCSPCertStatus.REVOKED]
+    for single in revoked:  # a final revocation first: a hold may have been released
+        if single.revocation_reason != x509.ReasonFlags.certificate_hold:
             return single
+    if revoked:
+        return revoked[0]
     if len({single.certificate_status for single in found}) > 1:
         # GOOD next to UNKNOWN: the CA does not vouch for the certificate. A signed
         # response, so judged once it is known to be fresh and ours, like an UNKNOWN.
