@@ -1820,3 +1820,21 @@ def test_a_responder_cannot_answer_for_itself_in_another_encoding(
         _chain(setup.delegate, setup.ca),
         "answer for itself",
     )
+
+
+def test_a_crl_revocation_is_found_without_asking_the_responder(crafted: Crafted) -> None:
+    """Verifier(revocation=(ocsp, crls)): the CRL set (no network) is asked first, so a
+    certificate its CRL revokes is refused as revoked without a fetch, and a responder that
+    cannot answer does not turn that into revocation_unavailable."""
+    from mtlsauth import CRLSet, Verifier
+
+    ca = CA()  # its own: revoke() marks the CA, which openssl_index() reads
+    leaf = ca.issue_client_cert()
+    crafted.answer = lambda _r: b"junk"
+    before = crafted.requests
+    crls = CRLSet.from_pem(ca.revoke(leaf).bytes())
+    ocsp_checker = OCSPChecker(responder_url=crafted.url)
+    verifier = Verifier(trust_store=ca.trust_store(), revocation=(ocsp_checker, crls))
+    with pytest.raises(CertificateRevoked):
+        verifier.verify(leaf.chain_pem.text())
+    assert crafted.requests == before

@@ -1067,3 +1067,16 @@ def test_a_serial_listed_both_on_hold_and_revoked_is_revoked_for_good(order: str
     older = _crl(p.inter, serials=entries if order == "hold first" else entries[::-1], number=1)
     newer = _crl(p.inter, number=2)
     assert _outcome(CRLSet.from_pem(older + newer + _crl(p.root)), p.chain) == "revoked"
+
+
+def test_with_several_checkers_a_revocation_outranks_unavailability() -> None:
+    """Verifier(revocation=(a, b)): when one source cannot tell and another says revoked,
+    the answer is certificate_revoked (remembered as such), whatever the order given; the
+    certificate is refused either way."""
+    p = _pki()
+    revoking = CRLSet.from_pem(_crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),)) + _crl(p.root))
+    stale = CRLSet.from_pem(_crl(p.inter, next_update=STALE) + _crl(p.root))
+    for checkers in ((stale, revoking), (revoking, stale)):
+        verifier = Verifier(trust_store=p.root.trust_store(), revocation=checkers)
+        with pytest.raises(CertificateRevoked):
+            verifier.verify(p.leaf.chain_pem.text())

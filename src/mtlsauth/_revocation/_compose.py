@@ -53,12 +53,29 @@ class AllOf:
         self._last: tuple[object, ...] = ()
 
     def check(self, chain: Sequence[x509.Certificate], *, at: datetime) -> datetime | None:
+        """Every checker must pass. A revocation outranks "cannot tell": once one checker
+        fails with ``RevocationUnavailable``, the remaining ones that need no network are
+        still asked, and a ``CertificateRevoked`` from any of them is the answer (the
+        certificate is refused either way; the code and the negative cache differ).
+        Checkers that need no network run first, so a revoked certificate costs no fetch."""
         until: datetime | None = None
-        for c in self._checkers:
-            u = c.check(chain, at=at)
+        unavailable: RevocationUnavailable | None = None
+        for c in self._ordered():
+            if unavailable is not None and c.may_block:
+                continue  # refused already: no network wait just to name the reason
+            try:
+                u = c.check(chain, at=at)
+            except RevocationUnavailable as exc:
+                unavailable = unavailable or exc
+                continue
             if u is not None and (until is None or u < until):
                 until = u
+        if unavailable is not None:
+            raise unavailable
         return until
+
+    def _ordered(self) -> list[RevocationChecker]:
+        return sorted(self._checkers, key=lambda c: bool(c.may_block))
 
     @property
     def token(self) -> object:
