@@ -15,12 +15,16 @@ Decisions (RFC 5280 section 5, and docs/revocation.md):
 * Delta CRLs (DeltaCRLIndicator) are refused at load with ``ValueError``: a delta is
   meaningless without its base, and silently ignoring one would drop revocations.
 * Indirect CRLs, ``onlySomeReasons`` partitions, attribute-certificate CRLs, unknown critical
-  extensions and CRLs without ``nextUpdate`` are refused at load the same way.
+  extensions, CRLs without ``nextUpdate`` and SHA-1 or SHA-224 signatures are refused at
+  load the same way.
+* ``allow_missing`` skips an issuer only when no CRL of its name (compared loosely) is loaded:
+  one that is loaded but cannot be used for the certificate fails closed.
 * ``onlyContainsUserCerts`` / ``onlyContainsCACerts`` and distribution-point names in the
   Issuing Distribution Point limit what a CRL can clear.
 * A listed serial is revoked, whatever its reason (``certificateHold`` included; a
   ``removeFromCRL`` entry in a complete CRL is malformed and also counts as listed) and
-  whatever its revocation or invalidity date.
+  whatever its revocation or invalidity date; a serial listed both on hold and for another
+  reason is not a hold.
 * The newest fresh CRL decides, except that a revocation other than a hold is final: any CRL
   of the issuer that lists the serial for another reason revokes it, fresh or not.
 
@@ -362,8 +366,9 @@ class CRLSet:
             certificate (``SSLCARevocationCheck leaf``, Envoy ``only_verify_leaf_cert_crl``).
             (Formerly ``mode=``, which still works and warns.)
         allow_missing: When True, an issuer for which no CRL was loaded at all is not checked
-            (Apache ``no_crl_for_cert_ok``). A CRL that exists but is stale or badly signed
-            still fails closed. Security note: with True, deleting a CRL file admits every
+            (Apache ``no_crl_for_cert_ok``). A CRL of the issuer's name (compared loosely)
+            that exists but is stale, badly signed, signed by another key of the CA or
+            scoped to other certificates still fails closed. Security note: with True, deleting a CRL file admits every
             certificate of that CA; keep it False unless some CAs publish no CRL.
         grace: Extra time a CRL stays usable after its ``nextUpdate``. Security note: a
             revocation published after ``nextUpdate`` is unseen for this long.
@@ -374,7 +379,8 @@ class CRLSet:
 
     Raises:
         ValueError: a file or input that does not parse, or holds a CRL this module refuses
-            (delta, indirect, reason-partitioned, no ``nextUpdate``), naming the file.
+            (delta, indirect, reason-partitioned, no ``nextUpdate``, signed with SHA-1 or
+            SHA-224), naming the file.
         RevocationUnavailable, CertificateRevoked: from :meth:`check` only.
 
     Example::

@@ -196,7 +196,8 @@ class OCSPChecker:
     ``check`` does network I/O (``may_block`` is True): async adapters run it in a thread.
     A REVOKED answer raises ``CertificateRevoked`` in both modes; so does a verified REVOKED
     answer that is stale or carries another nonce, unless its reason is ``certificateHold``
-    (a revocation is final, a hold is not). An UNKNOWN answer is treated as no answer.
+    (a revocation is final, a hold is not). A verified UNKNOWN answer raises
+    ``RevocationUnavailable`` in both modes: the CA has said it does not know the certificate.
     """
 
     __slots__ = (
