@@ -1080,3 +1080,38 @@ def test_with_several_checkers_a_revocation_outranks_unavailability() -> None:
         verifier = Verifier(trust_store=p.root.trust_store(), revocation=checkers)
         with pytest.raises(CertificateRevoked):
             verifier.verify(p.leaf.chain_pem.text())
+
+
+def test_crl_numbers_of_different_scopes_are_not_compared() -> None:
+    """CRLNumbers count per scope (RFC 5280 5.2.3): a complete CRL numbered 100 is not newer
+    than a user-certificates partition numbered 5 that was issued after it. The partition's
+    hold is the newer word and must not be cleared by the older complete CRL."""
+    p = _pki()
+    complete = _crl(p.inter, number=100, last_update=NOW - dt.timedelta(hours=2))
+    partition = _crl(
+        p.inter,
+        serials=((LEAF(p), HOLD),),
+        extensions=(_idp(only_contains_user_certs=True),),
+        number=5,
+    )
+    crls = CRLSet.from_pem(complete + partition + _crl(p.root))
+    assert _outcome(crls, p.chain) == "revoked"
+    # Within one scope the number decides as before: a newer complete CRL releases the hold.
+    released = _crl(p.inter, number=101)
+    crls = CRLSet.from_pem(complete + partition + released + _crl(p.root))
+    assert _outcome(crls, p.chain) == "ok"
+
+
+def test_a_later_hold_of_another_scope_that_went_stale_fails_closed() -> None:
+    p = _pki()
+    complete = _crl(p.inter, number=100, last_update=NOW - dt.timedelta(hours=2))
+    partition = _crl(
+        p.inter,
+        serials=((LEAF(p), HOLD),),
+        extensions=(_idp(only_contains_user_certs=True),),
+        number=5,
+        last_update=NOW - dt.timedelta(hours=1),
+        next_update=STALE,
+    )
+    crls = CRLSet.from_pem(complete + partition + _crl(p.root))
+    assert _outcome(crls, p.chain) == "unavailable"

@@ -551,7 +551,19 @@ class CRLSet:
             # stale one revokes.
             for c, verified in snap.candidates(chain[i + 1]):
                 if used is not None and (serial not in c.revoked or serial in c.holds):
-                    continue  # older than the CRL in use: only a final revocation matters
+                    # Older than the CRL in use: only a final revocation matters, or a hold
+                    # from a CRL of another scope issued later (CRLNumbers count per scope).
+                    if (
+                        serial in c.holds
+                        and verified
+                        and c.later_in_another_scope(used)
+                        and c.covers(cert, i > 0)
+                    ):
+                        if c.usable_from <= at < c.expires:
+                            listed = c
+                            break
+                        held_newer = True  # stale or dated ahead: released or not?
+                    continue
                 if not c.covers(cert, i > 0):
                     continue
                 covered = True

@@ -97,6 +97,17 @@ class _CRL:
     warn_at: datetime = _NEVER  # expires - warn_before
     usable_from: datetime = _FOREVER  # last_update - tolerated clock skew
 
+    def later_in_another_scope(self, other: _CRL) -> bool:
+        """Whether this CRL has another scope than ``other`` and was issued after it. CRLNumbers
+        count per scope (RFC 5280 5.2.3), so across scopes only ``lastUpdate`` tells which
+        is newer."""
+        return self.last_update > other.last_update and (
+            self.only_user,
+            self.only_ca,
+            self.dp_full,
+            self.dp_relative,
+        ) != (other.only_user, other.only_ca, other.dp_full, other.dp_relative)
+
     def covers(self, cert: x509.Certificate, is_ca: bool) -> bool:
         """Whether this CRL's scope (RFC 5280 5.2.5) includes ``cert``."""
         if (self.only_user and is_ca) or (self.only_ca and not is_ca):
