@@ -1115,3 +1115,42 @@ def test_a_later_hold_of_another_scope_that_went_stale_fails_closed() -> None:
     )
     crls = CRLSet.from_pem(complete + partition + _crl(p.root))
     assert _outcome(crls, p.chain) == "unavailable"
+
+
+@pytest.mark.parametrize("allow_missing", [False, True])
+def test_a_reload_never_goes_back_to_an_older_crl(tmp_path: Path, allow_missing: bool) -> None:
+    """An older CRL of the issuer, still fresh, written over the newer one (a replay through
+    an unauthenticated CRL download, a restored backup): the revocation only the newer one
+    carries must not be forgotten. The reload is refused and the newer CRL stays."""
+    p = _pki()
+    older = _crl(p.inter, number=1)
+    newer = _crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=2)
+    path = tmp_path / "inter.pem"
+    path.write_bytes(newer)
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    crls = CRLSet.from_paths(tmp_path, allow_missing=allow_missing, reload_interval=None)
+    assert _outcome(crls, p.chain) == "revoked"
+    path.write_bytes(older)
+    time.sleep(0.3)
+    assert crls.reload() is False
+    assert "CRLNumber" in str(crls.health()["last_error"])
+    assert _outcome(crls, p.chain) == "revoked"
+    # Going forward is fine, and so is a file that keeps the newer CRL next to an older one.
+    path.write_bytes(older + _crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=3))
+    time.sleep(0.3)
+    assert crls.reload() is True
+    assert _outcome(crls, p.chain) == "revoked"
+
+
+def test_deleting_a_crl_file_then_writing_an_older_one_is_refused(tmp_path: Path) -> None:
+    p = _pki()
+    path = tmp_path / "inter.pem"
+    path.write_bytes(_crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=2))
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    crls = CRLSet.from_paths(tmp_path, allow_missing=True, reload_interval=None)
+    path.unlink()
+    assert crls.reload() is True  # retiring an issuer is allowed
+    path.write_bytes(_crl(p.inter, number=1))
+    time.sleep(0.3)
+    assert crls.reload() is False
+    assert "CRLNumber 1, lower than 2" in str(crls.health()["last_error"])

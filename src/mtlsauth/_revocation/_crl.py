@@ -157,6 +157,11 @@ class _Snapshot:
     # Every loaded CRL's issuer name, compared loosely: with allow_missing, an issuer counts as
     # missing only when no CRL of its name is loaded at all, however spelled or scoped.
     loose_issuers: frozenset[tuple[frozenset[tuple[str, str]], ...]] = frozenset()
+    # The highest CRLNumber seen per series (issuer, key, scope), this snapshot's and every
+    # earlier one's: a reload may not go back to an older CRL.
+    high_water: dict[tuple[bytes, bytes | None, tuple[object, ...]], int] = field(
+        default_factory=dict
+    )
 
     @property
     def crls(self) -> list[_CRL]:
@@ -267,11 +272,16 @@ def _build(
         k: tuple(sorted(v, key=lambda c: (c.number, c.last_update), reverse=True))
         for k, v in groups.items()
     }
+    high_water: dict[tuple[bytes, bytes | None, tuple[object, ...]], int] = {}
+    for group in by_issuer.values():
+        for c in group:
+            high_water[c.series] = max(c.number, high_water.get(c.series, c.number))
     return _Snapshot(
         by_issuer,
         tuple(sources),
         issuers_by_file=issuers_by_file or {},
         loose_issuers=frozenset(_loose_name(group[0].crl.issuer) for group in by_issuer.values()),
+        high_water=high_water,
     )
 
 
@@ -288,7 +298,14 @@ def _load_paths(files: list[Path], grace: timedelta, warn_before: timedelta) -> 
 
 
 def _never_drops_an_issuer(old: _Snapshot, new: _Snapshot, files: Sequence[Path]) -> str | None:
-    """Why ``new`` may not replace ``old``: an issuer vanished while its file still exists.
+    """Why ``new`` may not replace ``old``: an issuer vanished while its file still exists, or
+    a series of CRLs (issuer, key, scope) went back to a lower CRLNumber than ever seen.
+
+    Going back is a replay: an older CRL, validly signed and still fresh, served by whoever
+    sits between the CA and the job that downloads it (CRLs travel over plain HTTP), or a
+    restored backup. It would forget every revocation made since. The highest numbers seen
+    are carried into ``new`` (not yet in use when this runs), so deleting a file and then
+    writing an older CRL is refused too.
 
     A file caught half-written at a block boundary parses cleanly; so does one cut short by a
     full disk. Either way the issuers after the cut would count as missing, and with
@@ -306,6 +323,19 @@ def _never_drops_an_issuer(old: _Snapshot, new: _Snapshot, files: Sequence[Path]
                 f"{path} no longer holds a CRL from {names} although the file still exists "
                 "(half-written?); to retire an issuer, delete or move its CRL file"
             )
+    for series, newest in new.high_water.items():
+        seen = old.high_water.get(series)
+        if seen is not None and newest < seen:
+            issuer = next(
+                c.issuer for group in new.by_issuer.values() for c in group if c.series == series
+            )
+            return (
+                f"the CRL from {issuer} has CRLNumber {newest}, lower than {seen} already "
+                "loaded (an older CRL replayed?); a CRL series never goes back"
+            )
+    for series, seen in old.high_water.items():
+        if new.high_water.get(series, -1) < seen:
+            new.high_water[series] = seen
     return None
 
 

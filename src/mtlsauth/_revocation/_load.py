@@ -97,16 +97,22 @@ class _CRL:
     warn_at: datetime = _NEVER  # expires - warn_before
     usable_from: datetime = _FOREVER  # last_update - tolerated clock skew
 
+    @property
+    def scope(self) -> tuple[object, ...]:
+        """What the Issuing Distribution Point says this CRL covers (all of it: indirect,
+        reason-partitioned and attribute CRLs are refused at load)."""
+        return (self.only_user, self.only_ca, self.dp_full, self.dp_relative)
+
+    @property
+    def series(self) -> tuple[bytes, bytes | None, tuple[object, ...]]:
+        """The CRLs whose CRLNumbers count together: one issuer name, key and scope."""
+        return (self.crl.issuer.public_bytes(), self.aki, self.scope)
+
     def later_in_another_scope(self, other: _CRL) -> bool:
         """Whether this CRL has another scope than ``other`` and was issued after it. CRLNumbers
         count per scope (RFC 5280 5.2.3), so across scopes only ``lastUpdate`` tells which
         is newer."""
-        return self.last_update > other.last_update and (
-            self.only_user,
-            self.only_ca,
-            self.dp_full,
-            self.dp_relative,
-        ) != (other.only_user, other.only_ca, other.dp_full, other.dp_relative)
+        return self.last_update > other.last_update and self.scope != other.scope
 
     def covers(self, cert: x509.Certificate, is_ca: bool) -> bool:
         """Whether this CRL's scope (RFC 5280 5.2.5) includes ``cert``."""
