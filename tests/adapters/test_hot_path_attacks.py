@@ -187,7 +187,11 @@ def test_hits_served_while_a_reload_lands_never_outlive_it(tmp_path: Path, what:
         for i in range(1, 13):
             turn = i % 2
             phase[0] = (i, False)
-            _write_past(path, files[turn], 100 - i)
+            if what == "crl":  # a new CRL each time: a CRL series never goes back
+                extra = [client.certificate.serial_number] if turn else []
+                _write_past(path, ca.crl(extra_serials=extra).bytes(), 100 - i)
+            else:
+                _write_past(path, files[turn], 100 - i)
             assert verifier.reload()
             phase[0] = (i, bool(turn))
             time.sleep(0.02)
