@@ -46,11 +46,13 @@ def fail_closed(
 class AllOf:
     """Several revocation checkers, all of which must pass."""
 
-    __slots__ = ("_checkers", "_last")
+    __slots__ = ("_checkers", "_last", "_ordered")
 
     def __init__(self, checkers: Sequence[RevocationChecker]) -> None:
         self._checkers = tuple(checkers)
         self._last: tuple[object, ...] = ()
+        # Those that need no network first (a stable sort keeps the given order otherwise).
+        self._ordered = tuple(sorted(self._checkers, key=lambda c: bool(c.may_block)))
 
     def check(self, chain: Sequence[x509.Certificate], *, at: datetime) -> datetime | None:
         """Every checker must pass. A revocation outranks "cannot tell": once one checker
@@ -60,7 +62,7 @@ class AllOf:
         Checkers that need no network run first, so a revoked certificate costs no fetch."""
         until: datetime | None = None
         unavailable: RevocationUnavailable | None = None
-        for c in self._ordered():
+        for c in self._ordered:
             if unavailable is not None and c.may_block:
                 continue  # refused already: no network wait just to name the reason
             try:
@@ -73,9 +75,6 @@ class AllOf:
         if unavailable is not None:
             raise unavailable
         return until
-
-    def _ordered(self) -> list[RevocationChecker]:
-        return sorted(self._checkers, key=lambda c: bool(c.may_block))
 
     @property
     def token(self) -> object:
