@@ -944,3 +944,17 @@ def test_a_genuine_chain_longer_than_max_depth_is_chain_too_long_without_path_bu
     names = [_cn(f"Fake level {i}") for i in range(4)]
     fake_leaf, fakes = _attacker_ca_chain(root, names)
     assert _code(verifier, [fake_leaf, *fakes]) == "untrusted_issuer"
+
+
+def test_a_revoked_pin_under_an_intermediate_is_not_admitted_without_it(root: CA) -> None:
+    """Whether a pinned certificate chains to the trust store, and so whether its revocation
+    is checked, must not be the client's choice: sent without its intermediate (or with an
+    intermediate that does not validate), a revoked pin was admitted on the pin alone."""
+    inter = root.intermediate()
+    leaf = inter.issue_client_cert(common_name="pinned-and-revoked")
+    crls = CRLSet.from_pem(root.crl().bytes() + inter.revoke(leaf).bytes())
+    verifier = Verifier(trust_store=root.trust_store(), pinned=[leaf.certificate], revocation=crls)
+    assert _code(verifier, leaf.der) == "revocation_unavailable"
+    stranger = CA(organization="Stranger").certificate.public_bytes(Encoding.DER)
+    assert _code(verifier, [leaf.der, stranger]) == "revocation_unavailable"
+    assert _code(verifier, leaf.chain_der) == "certificate_revoked"

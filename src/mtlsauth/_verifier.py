@@ -111,6 +111,15 @@ def _parse_certs(items: Iterable[object], what: str) -> tuple[x509.Certificate, 
     return tuple(out)
 
 
+def _self_signed(cert: x509.Certificate) -> bool:
+    """Whether ``cert`` names itself as issuer and its signature verifies with its own key."""
+    try:
+        cert.verify_directly_issued_by(cert)
+    except Exception:  # noqa: BLE001 - another issuer, a bad signature, an unusable key
+        return False
+    return True
+
+
 class Verifier:
     """Decides whether a client certificate chain is genuine, current, unrevoked and allowed.
 
@@ -762,9 +771,12 @@ class Verifier:
         is checked by the revocation checker like any other, and so is one whose path is
         refused but which a known CA signed (found by name and signature: ``_signed_path``).
 
-        A pin that does not chain to the trust store (a self-signed client, RFC 8705
-        ``self_signed_tls_client_auth``) has no CA whose CRL or OCSP answer could be verified:
-        it is revoked by removing the pin, or with ``Policy(deny_fingerprints=...)``.
+        A self-signed pin (RFC 8705 ``self_signed_tls_client_auth``) has no CA whose CRL or
+        OCSP answer could be verified: it is revoked by removing the pin, or with
+        ``Policy(deny_fingerprints=...)``. Any other pin whose chain does not validate is
+        refused with ``RevocationUnavailable``: whether it chains depends on what the client
+        sends (its intermediate left out, or a stale copy of it), so it cannot decide whether
+        revocation applies.
         """
         if self._revocation is None or self._trust_store is None:
             return until
@@ -783,17 +795,23 @@ class Verifier:
                 anchors=self._anchors(trust),
             )
         except CertificateInvalid:
-            # The path is refused (an expired CA, a constraint the leaf breaks, ...), and the
-            # pin vouches for the certificate in its place: but a CA that really issued it
-            # still speaks for its revocation. Its issuers are found by name and signature
-            # alone; a pin that none of the known CAs signed (self-signed) has no CRL.
+            # The path is refused (an expired CA, a constraint the leaf breaks, an
+            # intermediate left out), and the pin vouches for the certificate in its place:
+            # but a CA that issued it still speaks for its revocation. Its issuers are found
+            # among the known CAs by name and signature alone.
+            if _self_signed(leaf):
+                return until  # no CA vouches for it: the pin alone does
             chain = _signed_path(
                 leaf,
                 [*self._anchors(trust), *self._intermediates, *trust.intermediates, *presented],
                 self._max_depth,
             )
-            if len(chain) < 2:
-                return until
+            if len(chain) == 1:  # the leaf alone: its issuer is not known here
+                raise RevocationUnavailable(
+                    "the pinned certificate's chain to the trust store could not be validated, "
+                    "so its revocation cannot be checked (send its intermediate, or configure "
+                    "it with intermediates=)"
+                ) from None
         rev_until = self._check_revocation(chain, at)
         return until if rev_until is None else min(until, rev_until)
 
