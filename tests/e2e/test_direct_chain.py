@@ -65,6 +65,12 @@ async def test_client_chain_through_a_real_tls_server(aiohttp_server, tmp_path: 
 
 
 @pytest.mark.e2e
+# Python 3.10's asyncio leaves the transport of a failed TLS handshake unclosed (its
+# ResourceWarning, raised at garbage collection, is not about this code; 3.11 rewrote sslproto).
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function _SSLProtocolTransport.__del__"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
 async def test_a_leaf_issued_by_a_pinned_certificate_is_refused(aiohttp_server, tmp_path) -> None:
     """A pinned certificate is an anchor for itself only: a leaf signed with its key (and
     sent with it) fails the handshake, while the pinned certificate itself is accepted."""
