@@ -98,8 +98,12 @@ def _connect(port: int, pki: dict[str, Any], cert: tuple[str, str] | None, **kw:
     if cert is not None:
         ctx.load_cert_chain(*cert)
     try:
-        with websockets_client.connect(f"wss://localhost:{port}/", ssl=ctx, **kw) as ws:
-            return ws.recv(timeout=5)
+        # Generous: the server's first handshake also loads what it imports lazily, and a
+        # loaded machine may take seconds for it.
+        with websockets_client.connect(
+            f"wss://localhost:{port}/", ssl=ctx, open_timeout=30, **kw
+        ) as ws:
+            return ws.recv(timeout=30)
     except InvalidStatus as exc:
         body = json.loads(exc.response.body or b"{}")
         return exc.response.status_code, body.get("code")
