@@ -20,8 +20,10 @@ from mtlsauth._errors import CertificateInvalid
 __all__ = [
     "MAX_CHAIN_CERTS",
     "MAX_INPUT_BYTES",
+    "MAX_LEAF_BYTES",
     "b64decode_strict",
     "chain_to_der",
+    "check_leaf_size",
     "load_der",
     "pem_to_der_list",
     "split_der",
@@ -29,6 +31,12 @@ __all__ = [
 
 MAX_CHAIN_CERTS = 16  # a real client chain is 1-4 certificates; more is abuse
 MAX_INPUT_BYTES = 256 * 1024
+MAX_LEAF_BYTES = 16 * 1024
+"""The largest client certificate read (``check_leaf_size``). A client certificate is one or
+two KB; an RSA-16384 key or a few hundred SANs stay well under this. What a leaf costs to
+read before any signature vouches for it grows with the names and extensions it holds, so a
+leaf of 64 KB of tiny SAN entries cost about 27 genuine verifications; at this size the
+worst shape costs a few."""
 
 _WS = b" \t\r\n\x0b\x0c"
 
@@ -148,6 +156,14 @@ def split_der(data: bytes) -> list[bytes]:
     if not out:
         raise _malformed("empty DER input")
     return out
+
+
+def check_leaf_size(der: bytes) -> None:
+    """Refuse a client certificate over ``MAX_LEAF_BYTES`` before anything reads it."""
+    if len(der) > MAX_LEAF_BYTES:
+        raise _malformed(
+            f"client certificate too large ({len(der)} octets, at most {MAX_LEAF_BYTES})"
+        )
 
 
 def _serial_is_positive(der: bytes) -> bool:

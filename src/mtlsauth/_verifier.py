@@ -33,7 +33,7 @@ from mtlsauth._cache import (
     identity_key,
     leaf_key,
 )
-from mtlsauth._encoding import chain_to_der, load_der
+from mtlsauth._encoding import chain_to_der, check_leaf_size, load_der
 from mtlsauth._errors import (
     AmbiguousRequest,
     CertificateInvalid,
@@ -673,6 +673,7 @@ class Verifier:
         """``digest``: the SHA-256 of ``ders[0]`` when the caller has taken it already."""
         if not ders:
             raise CertificateMissing("no client certificate was presented")
+        check_leaf_size(ders[0])
         facts = read_leaf(ders[0])  # None: not in the shape it reads; load_der then decides
         leaf = load_der(ders[0], serial_checked=facts is not None)
         presented_intermediates = [_load_presented(d) for d in ders[1:]]
