@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import sys
+from collections.abc import Callable
 
 import pytest
 from cryptography import x509
@@ -19,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 import mtlsauth._verifier as verifier_module
 from mtlsauth import CertificateInvalid, ForwardedCert, Presented, Verifier
 from mtlsauth._encoding import MAX_LEAF_BYTES
+from mtlsauth._revocation import _http
 from mtlsauth.testing import CA
 
 PROXY = "10.0.0.1"
@@ -107,3 +110,84 @@ def test_a_leaf_with_many_names_under_the_limit_still_verifies(ca: CA) -> None:
     assert 4096 < len(der) <= MAX_LEAF_BYTES
     identity = Verifier(trust_store=ca.trust_store()).verify(der)
     assert len(identity.dns_names) == 400
+
+
+# --- answers read from the network ----------------------------------------------------------
+
+
+class _Dribble:
+    """A connection handing over a response in the pieces given, then the end of the stream."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = iter(pieces)
+
+    def recv(self, what: str) -> bytes:
+        return next(self._pieces, b"")
+
+
+def _calls(fn: Callable[[], object]) -> tuple[int, object]:
+    """How many Python and C functions ``fn`` called (its work, whatever it does), and its
+    result or the exception it raised."""
+    count = 0
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        result: object = fn()
+    except Exception as exc:  # noqa: BLE001 - the outcome is compared by the caller
+        result = exc
+    finally:
+        sys.setprofile(None)
+    return count, result
+
+
+_CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_a_chunked_answer_arriving_in_pieces_is_read_once() -> None:
+    # Every piece that ended in an empty line re-read the whole body from its start: 10 000
+    # chunks followed by 10 000 four-octet pieces took a minute of CPU, inside the deadline
+    # an OCSP responder (or anyone on the plain-HTTP path to it) is given.
+    chunks, pieces = 2000, 2000
+    head = [_CHUNKED_HEAD + b"1\r\nx\r\n" * chunks + b"zz\r\n\r\n"]
+    count, result = _calls(lambda: _http._read_response(_Dribble(head + [b"\r\n\r\n"] * pieces)))
+    assert isinstance(result, _http._Failure)
+    assert "malformed chunked body" in str(result)
+    assert count < 40 * (chunks + pieces)  # linear; re-reading made it chunks x pieces
+
+
+def test_a_chunked_answer_in_one_octet_pieces_is_read_linearly_and_whole() -> None:
+    body = b"".join(b"%x\r\n%s\r\n" % (n, bytes([65 + n % 26]) * n) for n in range(1, 60))
+    wire = _CHUNKED_HEAD + body + b"0\r\n\r\n"
+    count, result = _calls(
+        lambda: _http._read_response(_Dribble([wire[i : i + 1] for i in range(len(wire))]))
+    )
+    assert result == b"".join(bytes([65 + n % 26]) * n for n in range(1, 60))
+    assert count < 40 * len(wire)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 60000\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n",  # headers that never end
+    ],
+    ids=["body", "headers"],
+)
+def test_an_answer_in_one_octet_pieces_costs_linear_work(head: bytes) -> None:
+    pieces = [head] + [b"a"] * 20000
+    count, result = _calls(lambda: _http._read_response(_Dribble(pieces)))
+    assert isinstance(result, _http._Failure)
+    assert count < 40 * len(pieces)
+
+
+def test_a_chunk_larger_than_any_answer_is_refused_at_its_size_line() -> None:
+    pieces = [_CHUNKED_HEAD + b"100000\r\n"] + [b"a" * 1000] * 200
+    count, result = _calls(lambda: _http._read_response(_Dribble(pieces)))
+    assert isinstance(result, _http._Failure)
+    assert "too large" in str(result)
+    assert count < 400  # refused before the pieces were waited for

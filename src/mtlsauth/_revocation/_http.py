@@ -262,17 +262,21 @@ def _exchange(url: str, data: bytes, deadline: float, proxy: str | None) -> byte
 
 def _read_head(conn: _Conn, what: str) -> tuple[int, dict[bytes, bytes], bytes]:
     """Status code, header fields (lower-case names) and the bytes read past the head."""
-    buf = b""
-    while (end := buf.find(b"\r\n\r\n")) < 0:
+    # Grown in place and searched only where the end can newly be: headers sent an octet at
+    # a time cost their length, not its square.
+    buf = bytearray()
+    seen = 0
+    while (end := buf.find(b"\r\n\r\n", seen)) < 0:
         if len(buf) > _MAX_HEADER:
             raise _Failure(f"{what}: headers too large")
         chunk = conn.recv(f"reading {what}")
         if not chunk:
             raise _Failure(f"connection closed before {what} ended")
+        seen = max(0, len(buf) - 3)
         buf += chunk
     if end > _MAX_HEADER:
         raise _Failure(f"{what}: headers too large")
-    head, rest = buf[:end], buf[end + 4 :]
+    head, rest = bytes(buf[:end]), bytes(buf[end + 4 :])
     lines = head.split(b"\r\n")
     status = lines[0].split(None, 2)
     if len(status) < 2 or not status[0].startswith(b"HTTP/1.") or not status[1].isdigit():
@@ -302,55 +306,74 @@ def _read_response(conn: _Conn) -> bytes:
         length = int(raw)
         if length > _MAX_RESPONSE:
             raise _Failure("OCSP response too large")
+    if chunked:
+        return _read_chunked(conn, bytearray(body))
     limit = _MAX_RESPONSE if length is None else length
-    cap = limit * 2 + 4096 if chunked else limit  # chunk framing around at most limit bytes
-    while length is None or len(body) < length:
-        if len(body) > cap:
+    data = bytearray(body)  # grown in place: an answer an octet at a time costs its length
+    while length is None or len(data) < length:
+        if len(data) > limit:
             raise _Failure("OCSP response too large")
-        if chunked and body.endswith(b"\r\n\r\n") and _complete_chunks(body):
-            break  # the last chunk arrived: no need to wait for the server to close
         chunk = conn.recv("reading the body")
         if not chunk:
             if length is not None:
                 raise _Failure("connection closed before the body ended")
             break
-        body += chunk
-    if len(body) > cap:
+        data += chunk
+    if len(data) > limit:
         raise _Failure("OCSP response too large")
-    if chunked:
-        body = _dechunk(body)
-    return body[:length] if length is not None else body
+    return bytes(data[:length]) if length is not None else bytes(data)
 
 
-def _complete_chunks(data: bytes) -> bool:
-    try:
-        _dechunk(data)
-    except _Failure:
-        return False
-    return True
+_MAX_CHUNK_LINE = 1024  # a chunk-size line with extensions; a longer one is not an answer's
 
 
-def _dechunk(data: bytes) -> bytes:
-    out, pos = bytearray(), 0
+def _read_chunked(conn: _Conn, data: bytearray) -> bytes:
+    """A chunked body (``data``: what arrived with the headers), read as it arrives.
+
+    Each chunk is taken apart once, when it is complete, and never read again: a body that
+    arrives in small pieces costs its length. The answer ends with the last chunk and the
+    empty line after any trailer fields, or when the server closes after the last chunk.
+    """
+    out = bytearray()
+    pos = 0  # where the next chunk-size line starts
+    last: int | None = None  # where the trailer section starts, once the last chunk came
+    seen = 0  # how far the trailer section holds no empty line
+    cap = _MAX_RESPONSE * 2 + 4096  # chunk framing and trailers around at most _MAX_RESPONSE
     while True:
-        eol = data.find(b"\r\n", pos)
-        if eol < 0:
-            raise _Failure("malformed chunked body")
-        size_text = data[pos:eol].split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise _Failure("malformed chunked body") from None
-        if size == 0:
-            return bytes(out)
-        start = eol + 2
-        if (
-            size < 0
-            or start + size + 2 > len(data)
-            or data[start + size : start + size + 2] != b"\r\n"
-        ):
-            raise _Failure("malformed chunked body")
-        out += data[start : start + size]
-        if len(out) > _MAX_RESPONSE:
+        while last is None:
+            eol = data.find(b"\r\n", pos, pos + _MAX_CHUNK_LINE + 2)
+            if eol < 0:
+                if len(data) - pos > _MAX_CHUNK_LINE:
+                    raise _Failure("malformed chunked body")
+                break
+            size_text = data[pos:eol].split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _Failure("malformed chunked body") from None
+            if size < 0:
+                raise _Failure("malformed chunked body")
+            if size == 0:
+                last = seen = eol
+                break
+            if len(out) + size > _MAX_RESPONSE:
+                raise _Failure("OCSP response too large")
+            start = eol + 2
+            if start + size + 2 > len(data):
+                break  # the rest of this chunk is still on its way
+            if data[start + size : start + size + 2] != b"\r\n":
+                raise _Failure("malformed chunked body")
+            out += data[start : start + size]
+            pos = start + size + 2
+        if last is not None:
+            if data.find(b"\r\n\r\n", seen) >= 0:
+                return bytes(out)  # no need to wait for the server to close
+            seen = max(last, len(data) - 3)
+        if len(data) > cap:
             raise _Failure("OCSP response too large")
-        pos = start + size + 2
+        chunk = conn.recv("reading the body")
+        if not chunk:
+            if last is None:
+                raise _Failure("malformed chunked body")
+            return bytes(out)
+        data += chunk
