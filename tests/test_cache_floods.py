@@ -124,3 +124,27 @@ def test_a_chain_variant_served_from_the_leaf_entry_counts_as_cached() -> None:
     first, variant = decide(cert.cert_pem.text()), decide(cert.cert_pem.text(), extra)
     assert (first.cached, variant.cached) == (False, True)  # type: ignore[attr-defined]
     assert variant.code == "ok"  # type: ignore[attr-defined]
+
+
+def test_xfcc_parse_memo_holds_no_header_over_its_bound() -> None:
+    # Keyed by the whole header text (up to max_size, 64 KB by default) and holding the
+    # parsed element (substrings of it): 1 024 huge values parked over 100 MB.
+    from mtlsauth._forwarded._cert import _XFCC_CACHE_MAX_KEY
+
+    fc = ForwardedCert(header="X-Forwarded-Client-Cert", encoding="xfcc", trusted_proxies=[PROXY])
+
+    def extract(value: str) -> None:
+        try:
+            fc.extract(Presented(peer=PROXY, headers=(("x-forwarded-client-cert", value),)))
+        except MTLSAuthError:
+            pass
+
+    for i in range(40):
+        huge = f'By=spiffe://td/{i};Subject="CN={"x" * 60_000}"'
+        extract(huge)
+        extract(huge)  # asked for twice: the protected segment too
+    assert len(fc._xfcc_cache) == 0
+    typical = "By=spiffe://td/a;Hash=" + "ab" * 32 + ';Cert="' + "A" * 12_000 + '"'
+    assert len(typical) <= _XFCC_CACHE_MAX_KEY
+    extract(typical)
+    assert len(fc._xfcc_cache) == 1  # an Envoy header with a chain is still memoised

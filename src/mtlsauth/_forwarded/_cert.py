@@ -58,6 +58,11 @@ _COMMA = ord(",")
 _SINGLE_CERT = frozenset({"url-pem", "pem", "der-base64", "rfc9440"})
 _PEER_CACHE_MAX = 4096
 _XFCC_CACHE_MAX = 512
+# The longest XFCC value memoised: an Envoy header with the client's Cert and a Chain of
+# three RSA-4096 certificates is under 8 KB. The memo holds the value and its parsed
+# element (substrings of it), so at most about 2 x 2 x 512 x 16 KB stay in memory however
+# large ``max_size`` is; a longer value is parsed again on each request (linear work).
+_XFCC_CACHE_MAX_KEY = 16 * 1024
 _DECODE_ERRORS = (ValueError, TypeError, IndexError, KeyError, UnicodeError)
 # Names a client sends (or a proxy consumes) on its own: a proxy passes them through or
 # strips them, so a certificate carried there is the client's word, or never arrives.
@@ -314,7 +319,7 @@ class ForwardedCert(Immutable):
         # its own address (an IPv6 /64 holds plenty), so the others are a BoundedMemo.
         s(self, "_peer_cache", {})
         s(self, "_untrusted_peers", BoundedMemo(_PEER_CACHE_MAX))
-        s(self, "_xfcc_cache", BoundedMemo(_XFCC_CACHE_MAX))
+        s(self, "_xfcc_cache", BoundedMemo(_XFCC_CACHE_MAX, max_key_len=_XFCC_CACHE_MAX_KEY))
         s(self, "_key_prefix", b"fwd\x00")
         s(self, "_name_keys", {n: n.encode("ascii") + b"\x01" for n in all_names})
         s(self, "_source", f"header:{header}")
