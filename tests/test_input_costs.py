@@ -19,12 +19,28 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtlsauth._verifier as verifier_module
+from _x509_forge import assemble, split, tlv
 from mtlsauth import CertificateInvalid, ForwardedCert, Presented, Verifier
+from mtlsauth._der import item as der_item
 from mtlsauth._encoding import MAX_LEAF_BYTES
 from mtlsauth._revocation import _http
 from mtlsauth.testing import CA
 
 PROXY = "10.0.0.1"
+
+
+def _with_issuer(der: bytes, issuer: x509.Name, signer: ec.EllipticCurvePrivateKey) -> bytes:
+    """``der`` naming ``issuer``, signed again by ``signer``."""
+    tbs, alg, _ = split(der)
+    parts = []
+    _, pos, end = der_item(tbs, 0, len(tbs))
+    while pos < end:
+        _, _, stop = der_item(tbs, pos, end)
+        parts.append(tbs[pos:stop])
+        pos = stop
+    parts[3] = issuer.public_bytes()
+    body = tlv(0x30, b"".join(parts))
+    return assemble(body, alg, signer.sign(body, ec.ECDSA(hashes.SHA256())))
 
 
 def _leaf(issuer: CA, signer: ec.EllipticCurvePrivateKey, sans: int) -> bytes:
@@ -191,3 +207,160 @@ def test_a_chunk_larger_than_any_answer_is_refused_at_its_size_line() -> None:
     assert isinstance(result, _http._Failure)
     assert "too large" in str(result)
     assert count < 400  # refused before the pieces were waited for
+
+
+# --- keys a client chooses ------------------------------------------------------------------
+
+
+def _int(value: int) -> bytes:
+    return tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _rsa_spki(n: int, e: int) -> bytes:
+    alg = tlv(0x30, b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00")
+    return tlv(0x30, alg + tlv(0x03, b"\x00" + tlv(0x30, _int(n) + _int(e))))
+
+
+def _with_spki(cert: x509.Certificate, spki: bytes, signer: ec.EllipticCurvePrivateKey) -> bytes:
+    """``cert`` with its subjectPublicKeyInfo replaced, signed again by ``signer``."""
+    tbs, alg, _ = split(cert.public_bytes(Encoding.DER))
+    parts = []
+    _, pos, end = der_item(tbs, 0, len(tbs))
+    while pos < end:
+        _, _, stop = der_item(tbs, pos, end)
+        parts.append(tbs[pos:stop])
+        pos = stop
+    parts[6] = spki
+    body = tlv(0x30, b"".join(parts))
+    return assemble(body, alg, signer.sign(body, ec.ECDSA(hashes.SHA256())))
+
+
+def _ca_cert(
+    subject: x509.Name, issuer: x509.Name, signer: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(signer.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(signer, hashes.SHA256())
+    )
+
+
+_N_2048 = (1 << 2047) | int.from_bytes(b"\x5a" * 255, "big") | 1  # odd, 2048 bits
+_N_9000 = (1 << 8999) | int.from_bytes(b"\x5a" * 1124, "big") | 1
+
+
+@pytest.mark.parametrize(
+    ("n", "e"),
+    [(_N_2048, (1 << 2000) | 0x10001), (_N_9000, 0x10001)],
+    ids=["huge_exponent", "huge_modulus"],
+)
+@pytest.mark.parametrize("shape", ["look_alike", "self_issued"])
+def test_a_presented_ca_whose_key_is_costly_to_use_checks_no_signature(
+    ca: CA, monkeypatch: pytest.MonkeyPatch, n: int, e: int, shape: str
+) -> None:
+    # A signature check with an RSA key of a 2000-bit public exponent costs as much as a
+    # private-key operation, about 20 genuine verifications (and a client may present
+    # several such CAs); one with a 9000-bit modulus several. A client's CA is used to check
+    # a signature (the leaf's, or its own when it is self-issued) before anything vouches
+    # for it, so such a key is never used: no CA has one.
+    import mtlsauth._pathbuilding as pb
+
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    mid = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "look-alike CA")])
+    issuer = mid if shape == "self_issued" else ca.certificate.subject
+    hostile = x509.load_der_x509_certificate(
+        _with_spki(_ca_cert(mid, issuer, attacker), _rsa_spki(n, e), attacker)
+    )
+    leaf_ca = CA()  # stands for the intermediate the leaf names: same name as the look-alike
+    leaf = _leaf(leaf_ca, attacker, 1)
+    leaf = _with_issuer(leaf, mid, attacker)
+    selected: list[object] = []
+    checked: list[tuple[object, object]] = []
+    real_select, real_signed_by = pb._select, pb._signed_by
+
+    def select(*args: object, **kwargs: object) -> object:
+        result = real_select(*args, **kwargs)  # type: ignore[arg-type]
+        selected.extend(result[0])
+        return result
+
+    def signed_by(cert: object, by: object) -> bool:
+        checked.append((cert, by))
+        return real_signed_by(cert, by)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pb, "_signed_by", signed_by)
+    monkeypatch.setattr(verifier_module, "_signed_by", signed_by)
+    import mtlsauth._pathvalidation as pv
+
+    monkeypatch.setattr(pv, "_select", select)
+    verifier = Verifier(trust_store=ca.trust_store())
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.verify([leaf, hostile.public_bytes(Encoding.DER)])
+    assert info.value.code == "untrusted_issuer"
+    assert hostile not in selected  # never handed to the path builder
+    assert all(hostile is not by for _, by in checked)  # nor used by mtlsauth itself
+
+
+def test_a_presented_ca_with_an_ordinary_rsa_key_is_still_used() -> None:
+    root = CA(key_type="rsa4096")
+    inter = root.intermediate(key_type="rsa")
+    client = inter.issue_client_cert()
+    identity = Verifier(trust_store=root.trust_store()).verify(list(client.chain_der))
+    assert identity.chain[1] == inter.certificate
+
+
+def test_a_pinned_certificate_is_not_checked_against_costly_presented_keys(
+    ca: CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pin whose path is refused looks for the CAs that signed it, by name and signature,
+    # among the known CAs and those the client sent: each look-alike with an RSA key of a
+    # huge exponent cost about 20 genuine verifications there.
+    from mtlsauth import CRLSet, RevocationUnavailable
+
+    inter = ca.intermediate()
+    pinned = inter.issue_client_cert(common_name="pinned")
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    hostile = [
+        x509.load_der_x509_certificate(
+            _with_spki(
+                _ca_cert(inter.certificate.subject, ca.certificate.subject, attacker),
+                _rsa_spki(_N_2048, (1 << 2000) | (2 * i + 1)),
+                attacker,
+            )
+        )
+        for i in range(4)
+    ]
+    checked: list[object] = []
+    real = verifier_module._signed_by
+
+    def signed_by(cert: object, by: object) -> bool:
+        checked.append(by)
+        return real(cert, by)  # type: ignore[arg-type]
+
+    searches: list[object] = []
+    real_path = verifier_module._signed_path
+
+    def signed_path(*args: object) -> object:
+        searches.append(args)
+        return real_path(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verifier_module, "_signed_by", signed_by)
+    monkeypatch.setattr(verifier_module, "_signed_path", signed_path)
+    verifier = Verifier(
+        trust_store=ca.trust_store(),
+        pinned=[pinned.certificate],
+        revocation=CRLSet.from_pem(ca.crl().bytes()),
+    )
+    with pytest.raises(RevocationUnavailable):
+        verifier.verify([pinned.der, *(h.public_bytes(Encoding.DER) for h in hostile)])
+    assert len(searches) == 1  # the search ran
+    assert not any(by in hostile for by in checked)

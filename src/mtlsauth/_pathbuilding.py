@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtlsauth._errors import CertificateInvalid
@@ -19,12 +20,16 @@ from mtlsauth._tbs import _key_ids, _tbs_names
 
 MAX_ISSUER_CANDIDATES = 3  # CAs kept per level of the path (cross-signing, key rollover)
 _SIMPLE_CHAIN = 2  # up to this many chosen CAs, the path builder's own search is cheap
+MAX_RSA_BITS = 8192
+"""The largest RSA modulus of a CA certificate a client presents (as Go's TLS stack holds)."""
+MAX_RSA_EXPONENT_BITS = 33  # 65537 is 17 bits; BoringSSL refuses exponents over 33 bits
+MAX_DSA_BITS = 3072
 
 
 class _Candidate:
     """A certificate's names and key as DER slices; extensions are parsed only when needed."""
 
-    __slots__ = ("_ids", "cert", "issuer", "spki", "subject", "tbs")
+    __slots__ = ("_cheap", "_ids", "cert", "issuer", "spki", "subject", "tbs")
 
     def __init__(self, cert: x509.Certificate, tbs: bytes | None = None) -> None:
         self.cert = cert
@@ -33,6 +38,14 @@ class _Candidate:
         self.tbs = tbs
         self.issuer, self.subject, self.spki = _tbs_names(cert, tbs)
         self._ids: tuple[bool, bytes | None, bytes | None] | None = None
+        self._cheap: bool | None = None
+
+    def cheap(self) -> bool:
+        """Whether a signature check with this certificate's key costs what one with a
+        genuine CA's key does (``cheap_to_verify``)."""
+        if self._cheap is None:
+            self._cheap = cheap_to_verify(self.cert)
+        return self._cheap
 
     def ids(self) -> tuple[bool, bytes | None, bytes | None]:
         """(usable as a CA, subjectKeyIdentifier, authorityKeyIdentifier keyIdentifier)."""
@@ -61,6 +74,30 @@ def _candidate(cert: x509.Certificate) -> _Candidate:
     if len(cand.tbs) <= _CANDIDATE_MAX_TBS:
         _CANDIDATES.put(id(cert), cand)
     return cand
+
+
+def cheap_to_verify(cert: x509.Certificate) -> bool:
+    """Whether checking a signature with ``cert``'s key costs what a genuine CA's key does.
+
+    A client's CA certificate is used to check a signature (the leaf's, or its own when it
+    is self-issued) before anything vouches for it. The cost of an RSA check grows with the
+    public exponent's length: one of thousands of bits costs a private-key operation, tens
+    of genuine verifications. No CA has such a key: RSA moduli over ``MAX_RSA_BITS``,
+    exponents over ``MAX_RSA_EXPONENT_BITS`` bits and DSA keys over ``MAX_DSA_BITS`` are
+    refused (the path builder accepts no DSA CA at all), as is a key that cannot be read.
+    """
+    try:
+        key = cert.public_key()
+    except Exception:  # noqa: BLE001 - an unreadable key checks no signature either
+        return False
+    if isinstance(key, rsa.RSAPublicKey):
+        return (
+            key.key_size <= MAX_RSA_BITS
+            and key.public_numbers().e.bit_length() <= MAX_RSA_EXPONENT_BITS
+        )
+    if isinstance(key, dsa.DSAPublicKey):
+        return key.key_size <= MAX_DSA_BITS
+    return True  # EC keys on the named curves cryptography reads, Ed25519, Ed448
 
 
 def _usable_ca(cert: x509.Certificate) -> bool:
@@ -162,8 +199,9 @@ def _select(
     """``select_intermediates``, and whether the shortest path is longer than ``max_depth``.
 
     A hostile client can present many look-alike CAs, or CAs that name each other in a
-    circle, to make path building expensive. Kept: CA certificates (basicConstraints cA)
-    that are not self-signed (a root comes from the trust store, never from the client;
+    circle, or CAs whose keys are costly to use, to make path building expensive. Kept: CA
+    certificates (basicConstraints cA) whose key is ``cheap_to_verify`` (presented ones;
+    configured ones are trusted), that are not self-signed (a root comes from the trust store, never from the client;
     at most ``MAX_SELF_ISSUED`` self-issued ones are checked for a key-rollover link), one
     per (subject, issuer, key), linked by issuer -> subject names from the leaf and, when the
     anchors are known, on a shortest name path to one of them (each certificate one step
@@ -179,7 +217,7 @@ def _select(
     pool: list[_Candidate] = []
     seen: set[bytes] = {leaf.tbs_certificate_bytes if leaf_tbs is None else leaf_tbs}
     self_issued_checked = 0
-    for cert in (*configured, *presented):
+    for i, cert in enumerate((*configured, *presented)):
         try:
             cand = _candidate(cert)
         except Exception:  # noqa: BLE001, S112 - unreadable: it cannot be on a valid path
@@ -187,6 +225,8 @@ def _select(
         if cand.tbs in seen:
             continue
         seen.add(cand.tbs)
+        if i >= len(configured) and not cand.cheap():
+            continue  # a key no CA has, whose every use would cost tens of verifications
         if cand.subject != cand.issuer:
             pool.append(cand)
         elif self_issued_checked < MAX_SELF_ISSUED:

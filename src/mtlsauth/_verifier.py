@@ -47,7 +47,7 @@ from mtlsauth._identity import ClientIdentity, identity_from_certificate
 from mtlsauth._leafder import read_leaf
 from mtlsauth._memo import BoundedMemo
 from mtlsauth._observe import cache_missed
-from mtlsauth._pathbuilding import _signed_by
+from mtlsauth._pathbuilding import _signed_by, cheap_to_verify
 from mtlsauth._pathvalidation import (
     check_leaf_key,
     check_pinned_leaf,
@@ -802,9 +802,16 @@ class Verifier:
             # among the known CAs by name and signature alone.
             if _self_signed(leaf):
                 return until  # no CA vouches for it: the pin alone does
+            # Presented CAs whose key would cost tens of verifications are left out
+            # (cheap_to_verify), as the path builder leaves them out.
             chain = _signed_path(
                 leaf,
-                [*self._anchors(trust), *self._intermediates, *trust.intermediates, *presented],
+                [
+                    *self._anchors(trust),
+                    *self._intermediates,
+                    *trust.intermediates,
+                    *(c for c in presented if cheap_to_verify(c)),
+                ],
                 self._max_depth,
             )
             if len(chain) == 1:  # the leaf alone: its issuer is not known here
