@@ -350,7 +350,15 @@ def _san_walk(value: bytes) -> SanValues | None:
         emails: list[str] = []
         ips: list[IPAddress] = []
         while pos < end:
-            tag, start, pos = item(value, pos, end)
+            # Short lengths read in place, as in ``_read``: a SAN of thousands of entries is
+            # walked before any signature vouches for it.
+            length = value[pos + 1] if pos + 2 <= end else 0x80
+            if length < 0x80:
+                tag, start, pos = value[pos], pos + 2, pos + 2 + length
+                if pos > end:
+                    return None
+            else:
+                tag, start, pos = item(value, pos, end)
             octets = value[start:pos]
             if tag == 0x87:
                 if len(octets) not in (4, 16):
