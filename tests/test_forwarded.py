@@ -422,7 +422,8 @@ def test_gcp_fields(chain):
         ("X-Client-Cert-Present", "true"),
         ("X-Client-Cert-Chain-Verified", "true"),
         ("X-Client-Cert-Hash", base64.b64encode(hashlib.sha256(chain[0]).digest()).decode().rstrip("=")),
-        ("X-Client-Cert-URI-SANs", base64.b64encode(b"spiffe://td/ns/a/sa/b").decode()),
+        # GCP sends the SPIFFE ID apart; client_cert_uri_sans leaves it out
+        ("X-Client-Cert-SPIFFE", "spiffe://td/ns/a/sa/b"),
         ("X-Client-Cert-DNSName-SANs", ",".join(base64.b64encode(d).decode() for d in (b"a.example", b"b.example"))),
         ("X-Client-Cert-Subject-DN", subject_der),
         ("X-Client-Cert-Serial-Number", "0a1b"),
@@ -1043,30 +1044,26 @@ def test_proxy_identity_lists_every_organization() -> None:
     Policy(organizations=["ops", "evil"]).check(identity)
 
 
-def test_gcp_spiffe_id_must_be_the_one_spiffe_uri() -> None:
+def test_gcp_spiffe_id_must_be_the_one_uri() -> None:
     import base64
 
-    from mtlsauth import MTLSAuthError
     from mtlsauth._forwarded._verified import identity_from_gcp
 
     def fields(spiffe: str, *uris: str) -> dict[str, str]:
         listed = ",".join(base64.b64encode(u.encode()).decode() for u in uris)
         return {"chain_verified": "true", "spiffe": spiffe, "uri": listed}
 
-    # a second URI SAN makes the certificate no X.509-SVID: no SPIFFE ID, as on the TLS path
-    two = identity_from_gcp(fields("spiffe://td/a", "spiffe://td/a", "https://x"), "header:x")
+    # GCP leaves the SPIFFE ID out of the URI list: a second URI SAN makes the certificate no
+    # X.509-SVID, so no SPIFFE ID, as on the TLS path
+    two = identity_from_gcp(fields("spiffe://td/a", "https://x"), "header:x")
     assert two.spiffe_id is None
     assert two.uris == ("spiffe://td/a", "https://x")
-    ok = identity_from_gcp(fields("spiffe://td/a", "spiffe://td/a"), "header:x")
-    assert ok.spiffe_id == "spiffe://td/a"
-    assert identity_from_gcp(fields("spiffe://td/a"), "header:x").spiffe_id == "spiffe://td/a"
-    for bad in (
-        fields("spiffe://td/admin", "spiffe://td/a"),
-        fields("spiffe://td/a", "spiffe://td/a", "spiffe://td/b"),
-        fields("spiffe://td/a", "https://x"),
-    ):
-        with pytest.raises(MTLSAuthError, match="not the certificate's one SPIFFE URI"):
-            identity_from_gcp(bad, "header:x")
+    again = identity_from_gcp(fields("spiffe://td/a", "spiffe://td/a"), "header:x")
+    assert (again.spiffe_id, again.uris) == (None, ("spiffe://td/a", "spiffe://td/a"))
+    ok = identity_from_gcp(fields("spiffe://td/a"), "header:x")
+    assert (ok.spiffe_id, ok.uris) == ("spiffe://td/a", ("spiffe://td/a",))
+    other = identity_from_gcp(fields("spiffe://td/admin", "spiffe://td/a"), "header:x")
+    assert (other.spiffe_id, other.uris) == (None, ("spiffe://td/admin", "spiffe://td/a"))
 
 
 @pytest.mark.parametrize(

@@ -643,7 +643,11 @@ class Verifier:
             if _CACHE_ONLY.get():  # authenticate_cached: no verification from here on
                 raise _CacheMiss
             if isinstance(decoded, ClientIdentity):
-                entry = CacheEntry(decoded, (), now + self._cache_ttl, tokens)
+                until = _proxy_valid_until(decoded, _utcnow(), self._skew_s)
+                expires = now + self._cache_ttl
+                if until is not None:
+                    expires = min(expires, until.timestamp())
+                entry = CacheEntry(decoded, (), expires, tokens)
             else:
                 identity, until = self._verify_ders(decoded, _utcnow(), source, digest)
                 expires = min(now + self._cache_ttl, until.timestamp())
@@ -914,6 +918,30 @@ def _valid_until(chain: Sequence[x509.Certificate], at: datetime, skew_s: float)
     if at <= not_after:
         return not_after
     return not_after + skew
+
+
+def _proxy_valid_until(identity: ClientIdentity, at: datetime, skew_s: float) -> datetime | None:
+    """Check a proxy-verified identity's forwarded validity window as of ``at``.
+
+    The proxy verified the certificate, but some admit expired ones (ALB's
+    ``IgnoreClientCertificateExpiry``, GCP's allow-listed certificates) and still call them
+    verified: a window the proxy forwarded is held to the same rule as a certificate's,
+    ``clock_skew`` included. Returns until when the identity stays admitted (``None`` when
+    the proxy forwarded no ``notAfter``).
+    """
+    skew = timedelta(seconds=skew_s)
+    if identity.not_before is not None and at < identity.not_before - skew:
+        raise CertificateInvalid(
+            "the proxy forwarded a certificate that is not valid yet",
+            code="certificate_not_yet_valid",
+        )
+    if identity.not_after is None:
+        return None
+    if at > identity.not_after + skew:
+        raise CertificateInvalid(
+            "the proxy forwarded a certificate that has expired", code="certificate_expired"
+        )
+    return identity.not_after + skew
 
 
 def _unreadable_headers() -> AmbiguousRequest:

@@ -44,7 +44,7 @@ __all__ = ["ForwardedCert", "ForwardedValue"]
 _IDENTITY_FIELDS = {
     "aws-alb": frozenset({"subject", "issuer", "serial", "validity"}),
     "gcp": frozenset(
-        {"present", "chain_verified", "fingerprint", "serial", "spiffe", "uri", "dns",
+        {"present", "chain_verified", "error", "fingerprint", "serial", "spiffe", "uri", "dns",
          "subject", "issuer", "not_before", "not_after"}
     ),
 }  # fmt: skip

@@ -28,6 +28,7 @@ _AWS_FIELDS = {
 _GCP_FIELDS = {
     "present": "X-Client-Cert-Present",
     "chain_verified": "X-Client-Cert-Chain-Verified",
+    "error": "X-Client-Cert-Error",
     "fingerprint": "X-Client-Cert-Hash",
     "serial": "X-Client-Cert-Serial-Number",
     "spiffe": "X-Client-Cert-SPIFFE",

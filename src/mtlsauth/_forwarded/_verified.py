@@ -79,8 +79,9 @@ def _build(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     spiffe_id: str | None = None,
+    spiffe_known: bool = False,
 ) -> ClientIdentity:
-    if spiffe_id is None:
+    if not spiffe_known:
         spiffe_id = spiffe_id_of(uris)
     return ClientIdentity(
         subject=subject.rfc4514_string(),
@@ -155,23 +156,44 @@ def _iso(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def _validity(value: str) -> tuple[datetime, datetime]:
+    """ALB's ``NotBefore=<ISO 8601>;NotAfter=<ISO 8601>``: each key once, both present, and a
+    window that ends after it starts (anything else is not what the load balancer writes)."""
+    window: dict[str, datetime] = {}
+    for part in value.split(";"):
+        key, eq, moment = part.partition("=")
+        key = key.strip(_OWS).lower()
+        if not key and not eq:
+            continue  # a trailing ';'
+        if key not in ("notbefore", "notafter") or key in window:
+            raise malformed("the load balancer's validity is not one NotBefore and one NotAfter")
+        window[key] = _iso(moment)
+    if len(window) != 2:
+        raise malformed("the load balancer's validity is not one NotBefore and one NotAfter")
+    return _window(window["notbefore"], window["notafter"])
+
+
+def _window(not_before: datetime, not_after: datetime) -> tuple[datetime, datetime]:
+    if not_after < not_before:
+        raise malformed("the proxy's validity ends before it starts")
+    return not_before, not_after
+
+
 def identity_from_aws(fields: dict[str, str], source: str) -> ClientIdentity:
     """AWS ALB verify mode: ``-Subject``, ``-Issuer`` (RFC 2253), ``-Serial-Number`` (hex),
     ``-Validity`` (``NotBefore=...;NotAfter=...``)."""
     if "subject" not in fields:
         raise malformed("the load balancer sent no subject")
-    validity: dict[str, str] = {}
-    for part in fields.get("validity", "").split(";"):
-        key, _, value = part.partition("=")
-        if key.strip(_OWS):
-            validity[key.strip(_OWS).lower()] = value
+    not_before = not_after = None
+    if "validity" in fields:
+        not_before, not_after = _validity(fields["validity"])
     return _build(
         subject=parse_dn(fields["subject"]),
         issuer=parse_dn(fields["issuer"]) if "issuer" in fields else None,
         source=source,
         serial=_serial(fields["serial"]) if "serial" in fields else None,
-        not_before=_iso(validity["notbefore"]) if "notbefore" in validity else None,
-        not_after=_iso(validity["notafter"]) if "notafter" in validity else None,
+        not_before=not_before,
+        not_after=not_after,
     )
 
 
@@ -192,23 +214,32 @@ def _b64(value: str) -> bytes:
 
 
 def identity_from_gcp(fields: dict[str, str], source: str) -> ClientIdentity:
-    """GCP load balancer custom headers: ``{client_cert_*}`` variables."""
+    """GCP load balancer custom headers: ``{client_cert_*}`` variables.
+
+    GCP lists the SPIFFE ID apart from the other URI SANs (``client_cert_uri_sans`` leaves it
+    out), so the certificate's URIs are both together. The SPIFFE ID is the one GCP took as
+    such, and only when it is the certificate's one URI SAN (X.509-SVID); a ``spiffe://`` URI
+    in the list is one GCP did not take, and names no SPIFFE ID. Any ``client_cert_error``
+    refuses: GCP reports there, and only there, a field it emptied for exceeding its size.
+    """
     if fields.get("chain_verified", "").strip(_OWS).lower() != "true":
         raise malformed("the load balancer did not verify the client certificate chain")
+    error = fields.get("error", "").strip(_OWS)
+    if error:
+        raise malformed(f"the load balancer reported a client certificate error: {error[:80]!r}")
     try:
-        uris = _b64_text_list(fields.get("uri", ""))
+        listed = _b64_text_list(fields.get("uri", ""))
         dns = _b64_text_list(fields.get("dns", ""))
     except UnicodeDecodeError:
         raise malformed("the load balancer's SAN list is not UTF-8") from None
     subject = _der_name(_b64(fields["subject"].strip(_OWS))) if "subject" in fields else None
     issuer = _der_name(_b64(fields["issuer"].strip(_OWS))) if "issuer" in fields else None
-    spiffe = fields.get("spiffe", "").strip(_OWS) or None
-    listed = [u for u in uris if u[:9].lower() == "spiffe://"]
-    if spiffe is not None and uris and listed != [spiffe]:
-        # The SPIFFE ID a policy matches must be the one URI SAN the application also sees.
-        raise malformed("the load balancer's SPIFFE ID is not the certificate's one SPIFFE URI")
-    if len(uris) > 1:
-        spiffe = None  # no X.509-SVID has two URI SANs: no SPIFFE ID (as for a TLS leaf)
+    spiffe = fields.get("spiffe", "").strip(_OWS)
+    uris = (spiffe, *listed) if spiffe else listed
+    not_before = _iso(fields["not_before"]) if "not_before" in fields else None
+    not_after = _iso(fields["not_after"]) if "not_after" in fields else None
+    if not_before is not None and not_after is not None:
+        _window(not_before, not_after)
     return _build(
         subject=subject if subject is not None else x509.Name([]),
         issuer=issuer,
@@ -217,9 +248,10 @@ def identity_from_gcp(fields: dict[str, str], source: str) -> ClientIdentity:
         dns=dns,
         serial=_serial(fields["serial"]) if fields.get("serial", "").strip(_OWS) else None,
         fingerprint=_hex_digest(fields["fingerprint"]) if "fingerprint" in fields else None,
-        not_before=_iso(fields["not_before"]) if "not_before" in fields else None,
-        not_after=_iso(fields["not_after"]) if "not_after" in fields else None,
-        spiffe_id=spiffe,
+        not_before=not_before,
+        not_after=not_after,
+        spiffe_id=spiffe_id_of((spiffe,)) if spiffe and not listed else None,
+        spiffe_known=True,
     )
 
 

@@ -1,0 +1,170 @@
+"""Proxy-verified identities (``verified_by_proxy=True``) reviewed as an attacker.
+
+The proxy verified the certificate and forwards facts about it. What it forwards is believed
+only as far as it goes: a validity window that has passed refuses the identity, a reported
+error refuses it, and the SANs it reports read as the certificate's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from mtlsauth import CertificateInvalid, ForwardedCert, Presented, Verifier
+from mtlsauth._forwarded._verified import identity_from_gcp
+from mtlsauth.testing import CA
+
+PROXY = "10.0.0.5"
+TRUSTED = ["10.0.0.0/24"]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _verifier(preset: str, **kw: object) -> Verifier:
+    forwarded = ForwardedCert.preset(preset, trusted_proxies=TRUSTED, verified_by_proxy=True)
+    return Verifier(trust_store=CA().trust_store(), forwarded=forwarded, **kw)  # type: ignore[arg-type]
+
+
+def _request(*headers: tuple[str, str]) -> Presented:
+    return Presented(peer=PROXY, headers=tuple((k.lower(), v) for k, v in headers))
+
+
+def _alb(not_before: datetime, not_after: datetime, **extra: str) -> Presented:
+    validity = extra.pop("validity", f"NotBefore={_iso(not_before)};NotAfter={_iso(not_after)}")
+    return _request(
+        ("X-Amzn-Mtls-Clientcert-Subject", "CN=alice,O=Acme"),
+        ("X-Amzn-Mtls-Clientcert-Issuer", "CN=Acme CA"),
+        ("X-Amzn-Mtls-Clientcert-Serial-Number", "0A1B"),
+        ("X-Amzn-Mtls-Clientcert-Validity", validity),
+    )
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _gcp(not_before: datetime, not_after: datetime, **extra: str) -> Presented:
+    headers = {
+        "X-Client-Cert-Present": "true",
+        "X-Client-Cert-Chain-Verified": "true",
+        "X-Client-Cert-SPIFFE": "spiffe://td/ns/a/sa/b",
+        "X-Client-Cert-Valid-Not-Before": _rfc3339(not_before),
+        "X-Client-Cert-Valid-Not-After": _rfc3339(not_after),
+        **extra,
+    }
+    return _request(*headers.items())
+
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+PAST = (NOW - timedelta(days=400), NOW - timedelta(days=30))
+FUTURE = (NOW + timedelta(days=30), NOW + timedelta(days=400))
+CURRENT = (NOW - timedelta(days=1), NOW + timedelta(days=30))
+
+
+# -- validity: what the proxy forwarded is checked, as a certificate's would be -----------------
+@pytest.mark.parametrize("build", [_alb, _gcp], ids=["aws-alb", "gcp"])
+@pytest.mark.parametrize(
+    ("window", "code"),
+    [(PAST, "certificate_expired"), (FUTURE, "certificate_not_yet_valid")],
+    ids=["expired", "not yet valid"],
+)
+def test_forwarded_validity_outside_the_window_is_refused(build, window, code) -> None:
+    """ALB's ``IgnoreClientCertificateExpiry`` and GCP's allow-listed certificates forward
+    expired certificates as verified: the forwarded window decides, as the certificate's."""
+    preset = "aws-alb-verify" if build is _alb else "gcp"
+    verifier = _verifier(preset)
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.authenticate(build(*window))
+    assert info.value.code == code
+    assert verifier.authenticate(build(*CURRENT)).verified_by == "proxy"
+
+
+def test_clock_skew_applies_to_the_forwarded_window() -> None:
+    just_expired = (NOW - timedelta(days=30), NOW - timedelta(seconds=30))
+    with pytest.raises(CertificateInvalid):
+        _verifier("aws-alb-verify").authenticate(_alb(*just_expired))
+    lenient = _verifier("aws-alb-verify", clock_skew=300)
+    assert lenient.authenticate(_alb(*just_expired)).not_after == just_expired[1]
+
+
+def test_a_cached_proxy_identity_expires_with_its_forwarded_window() -> None:
+    """The cache keeps a proxy-verified identity no longer than its forwarded notAfter."""
+    verifier = _verifier("aws-alb-verify")
+    soon = datetime.now(timezone.utc) + timedelta(seconds=2)
+    request = _alb(NOW - timedelta(days=1), soon)
+    assert verifier.authenticate(request).verified_by == "proxy"
+    time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 1.1)
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.authenticate(request)
+    assert info.value.code == "certificate_expired"
+
+
+@pytest.mark.parametrize(
+    "validity",
+    [
+        pytest.param("NotBefore=2020-01-01T00:00:00Z;NotAfter=2099-01-01T00:00:00Z;NotAfter=2000-01-01T00:00:00Z", id="NotAfter twice"),
+        pytest.param("NotBefore=2020-01-01T00:00:00Z;notafter=2099-01-01T00:00:00Z;NotAfter=2000-01-01T00:00:00Z", id="NotAfter twice, other case"),
+        pytest.param("NotBefore=2020-01-01T00:00:00Z", id="no NotAfter"),
+        pytest.param("NotAfter=2099-01-01T00:00:00Z", id="no NotBefore"),
+        pytest.param("NotBefore=2099-01-01T00:00:00Z;NotAfter=2020-01-01T00:00:00Z", id="ends before it starts"),
+    ],
+)  # fmt: skip
+def test_alb_validity_that_is_not_one_window_is_malformed(validity: str) -> None:
+    verifier = _verifier("aws-alb-verify")
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.authenticate(_alb(*CURRENT, validity=validity))
+    assert info.value.code == "certificate_malformed"
+
+
+# -- GCP: a reported error refuses; the SPIFFE ID is one of the URIs ------------------------
+@pytest.mark.parametrize(
+    "error",
+    [
+        "client_cert_uri_sans_exceeded_size_limit",
+        "client_cert_subject_dn_exceeded_size_limit",
+        "client_cert_dnsname_sans_exceeded_size_limit",
+    ],
+)
+def test_gcp_reported_error_refuses_the_identity(error: str) -> None:
+    """Over its size limits GCP empties a field and says so in ``client_cert_error`` only:
+    an identity read from the rest would lack SANs (and gain a SPIFFE ID as the sole URI)."""
+    verifier = _verifier("gcp")
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.authenticate(_gcp(*CURRENT, **{"X-Client-Cert-Error": error}))
+    assert info.value.code == "certificate_malformed"
+    assert verifier.authenticate(_gcp(*CURRENT)).spiffe_id == "spiffe://td/ns/a/sa/b"
+
+
+def _gcp_fields(spiffe: str, *uris: str) -> dict[str, str]:
+    return {
+        "chain_verified": "true",
+        "spiffe": spiffe,
+        "uri": ",".join(_b64(u) for u in uris),
+    }
+
+
+def test_gcp_spiffe_id_is_one_of_the_uris() -> None:
+    """GCP leaves the SPIFFE ID out of ``client_cert_uri_sans``: the certificate's URIs are
+    the SPIFFE ID and that list together, as the TLS path would list them."""
+    only = identity_from_gcp(_gcp_fields("spiffe://td/a"), "header:x")
+    assert (only.uris, only.spiffe_id) == (("spiffe://td/a",), "spiffe://td/a")
+    two = identity_from_gcp(_gcp_fields("spiffe://td/a", "https://x.example"), "header:x")
+    assert two.uris == ("spiffe://td/a", "https://x.example")
+    assert two.spiffe_id is None  # two URI SANs: no X.509-SVID, as on the TLS path
+
+
+def test_gcp_spiffe_id_never_comes_from_the_uri_list() -> None:
+    """A ``spiffe://`` URI that GCP listed among the other URIs is one it did not take as the
+    SPIFFE ID (invalid, or beside another one it removed): it names no SPIFFE ID."""
+    listed = identity_from_gcp(_gcp_fields("", "spiffe://td/admin"), "header:x")
+    assert listed.uris == ("spiffe://td/admin",)
+    assert listed.spiffe_id is None
