@@ -168,3 +168,31 @@ def test_gcp_spiffe_id_never_comes_from_the_uri_list() -> None:
     listed = identity_from_gcp(_gcp_fields("", "spiffe://td/admin"), "header:x")
     assert listed.uris == ("spiffe://td/admin",)
     assert listed.spiffe_id is None
+
+
+# -- DN strings that end in an escaped space -------------------------------------------------
+def test_dn_ending_in_an_escaped_space_keeps_it() -> None:
+    """RFC 2253 printers write a trailing space as ``\\ ``; printed last, it ends the string.
+    It belongs to the value (in an ALB ``-Subject`` and in a configured DN alike)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from mtlsauth import Policy
+    from mtlsauth._forwarded._verified import parse_dn
+
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, " o "),
+            x509.NameAttribute(NameOID.COMMON_NAME, "x"),
+        ]
+    )
+    assert parse_dn("CN=x,O=\\ o\\ ") == name
+    assert (
+        parse_dn("CN=x,O=o\\\\\\ ").get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
+        == "o\\ "
+    )
+    assert parse_dn("CN=x,O=o\\\\ ") == parse_dn("CN=x,O=o\\\\")  # an escaped backslash, a blank
+    client = CA().issue_client_cert(subject=name)
+    Policy(subjects=["CN=x,O=\\ o\\ "]).check(
+        Verifier(trust_store=CA().trust_store(), pinned=[client.der]).verify(client.der)
+    )

@@ -416,13 +416,28 @@ def _plain_value(text: str, i: int, keyword: str) -> tuple[str, str, int]:
     return value[: len(value) - trailing], plain, i
 
 
+def _strip_blanks(text: str) -> str:
+    """``text`` without the spaces around it, keeping a final space that a backslash escapes.
+
+    RFC 4514 (and every RFC 2253 printer) writes a value's trailing space as ``\\ ``: when that
+    value is printed last, the DN string ends in it, and that space is part of the value.
+    """
+    text = text.lstrip(" ")
+    stripped = text.rstrip(" ")
+    if len(stripped) < len(text):
+        run = len(stripped) - len(stripped.rstrip("\\"))
+        if run % 2:  # an odd run of backslashes escapes the first space after it
+            stripped += " "
+    return stripped
+
+
 def _parse_rdns(text: str, *, strict: bool = True) -> _RDNs:
     """Parse a DN string into RDNs of (dotted OID, value), in the order written.
 
     ``strict`` (configuration) also refuses values that hold another ``TYPE=``: the sign of
     a mixed form such as ``/CN=alice,O=Example Corp``. Raises ValueError naming the problem.
     """
-    text = text.strip(" ")
+    text = _strip_blanks(text)
     if not text:
         raise ValueError("empty DN")
     rdns = (

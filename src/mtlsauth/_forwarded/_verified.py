@@ -33,8 +33,7 @@ def parse_dn(text: str) -> x509.Name:
     escapes, ``#hex`` DER strings), without the configuration's refusal of values that
     hold ``TYPE=``: a proxy's RFC 2253 string is unambiguous as written.
     """
-    text = text.strip(" ")
-    if not text:
+    if not text.strip(" "):
         return x509.Name([])
     try:
         rdns = _parse_rdns(text, strict=False)
