@@ -196,3 +196,19 @@ def test_dn_ending_in_an_escaped_space_keeps_it() -> None:
     Policy(subjects=["CN=x,O=\\ o\\ "]).check(
         Verifier(trust_store=CA().trust_store(), pinned=[client.der]).verify(client.der)
     )
+
+
+def test_extreme_forwarded_windows_never_escape_as_other_errors() -> None:
+    """Year 1 and year 9999 with a clock skew: no arithmetic overflow reaches the caller."""
+    verifier = _verifier("aws-alb-verify", clock_skew=300)
+    edge = "NotBefore=0001-01-01T00:00:00Z;NotAfter=9999-12-31T23:59:59Z"
+    identity = verifier.authenticate(_alb(*CURRENT, validity=edge))
+    assert identity.not_after == datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+    past = "NotBefore=0001-01-01T00:00:00Z;NotAfter=0001-01-01T00:00:01Z"
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.authenticate(_alb(*CURRENT, validity=past))
+    assert info.value.code == "certificate_expired"
+    future = "NotBefore=9999-12-31T23:59:58Z;NotAfter=9999-12-31T23:59:59Z"
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.authenticate(_alb(*CURRENT, validity=future))
+    assert info.value.code == "certificate_not_yet_valid"

@@ -646,7 +646,7 @@ class Verifier:
                 until = _proxy_valid_until(decoded, _utcnow(), self._skew_s)
                 expires = now + self._cache_ttl
                 if until is not None:
-                    expires = min(expires, until.timestamp())
+                    expires = min(expires, until)
                 entry = CacheEntry(decoded, (), expires, tokens)
             else:
                 identity, until = self._verify_ders(decoded, _utcnow(), source, digest)
@@ -920,28 +920,29 @@ def _valid_until(chain: Sequence[x509.Certificate], at: datetime, skew_s: float)
     return not_after + skew
 
 
-def _proxy_valid_until(identity: ClientIdentity, at: datetime, skew_s: float) -> datetime | None:
+def _proxy_valid_until(identity: ClientIdentity, at: datetime, skew_s: float) -> float | None:
     """Check a proxy-verified identity's forwarded validity window as of ``at``.
 
     The proxy verified the certificate, but some admit expired ones (ALB's
     ``IgnoreClientCertificateExpiry``, GCP's allow-listed certificates) and still call them
     verified: a window the proxy forwarded is held to the same rule as a certificate's,
-    ``clock_skew`` included. Returns until when the identity stays admitted (``None`` when
-    the proxy forwarded no ``notAfter``).
+    ``clock_skew`` included. Returns until when (``time.time()`` seconds) the identity stays
+    admitted, ``None`` when the proxy forwarded no ``notAfter``. The skew moves ``at``, never
+    the forwarded moments (year 1 and year 9999 are forwardable and must not overflow).
     """
     skew = timedelta(seconds=skew_s)
-    if identity.not_before is not None and at < identity.not_before - skew:
+    if identity.not_before is not None and at + skew < identity.not_before:
         raise CertificateInvalid(
             "the proxy forwarded a certificate that is not valid yet",
             code="certificate_not_yet_valid",
         )
     if identity.not_after is None:
         return None
-    if at > identity.not_after + skew:
+    if at - skew > identity.not_after:
         raise CertificateInvalid(
             "the proxy forwarded a certificate that has expired", code="certificate_expired"
         )
-    return identity.not_after + skew
+    return identity.not_after.timestamp() + skew_s
 
 
 def _unreadable_headers() -> AmbiguousRequest:
