@@ -643,10 +643,10 @@ class Verifier:
             if _CACHE_ONLY.get():  # authenticate_cached: no verification from here on
                 raise _CacheMiss
             if isinstance(decoded, ClientIdentity):
-                until = _proxy_valid_until(decoded, _utcnow(), self._skew_s)
+                ends = _proxy_valid_until(decoded, _utcnow(), self._skew_s)
                 expires = now + self._cache_ttl
-                if until is not None:
-                    expires = min(expires, until)
+                if ends is not None:
+                    expires = min(expires, ends)
                 entry = CacheEntry(decoded, (), expires, tokens)
             else:
                 identity, until = self._verify_ders(decoded, _utcnow(), source, digest)
