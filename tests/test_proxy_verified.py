@@ -212,3 +212,57 @@ def test_extreme_forwarded_windows_never_escape_as_other_errors() -> None:
     with pytest.raises(CertificateInvalid) as info:
         verifier.authenticate(_alb(*CURRENT, validity=future))
     assert info.value.code == "certificate_not_yet_valid"
+
+
+# -- checked and clean: GCP booleans, deny-lists on proxy-verified identities ----------------
+@pytest.mark.parametrize("present", ["1", "yes", "on", "truE x", "\u0074rue\u00a0", ""])
+def test_gcp_present_other_than_true_is_no_certificate(present: str) -> None:
+    fc = ForwardedCert.preset("gcp", trusted_proxies=TRUSTED, verified_by_proxy=True)
+    request = _gcp(*CURRENT, **{"X-Client-Cert-Present": present})
+    assert fc.extract(request) is None
+
+
+@pytest.mark.parametrize("verified", ["1", "yes", "false", "TRUE1", "t", ""])
+def test_gcp_chain_verified_other_than_true_refuses(verified: str) -> None:
+    verifier = _verifier("gcp")
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.authenticate(_gcp(*CURRENT, **{"X-Client-Cert-Chain-Verified": verified}))
+    assert info.value.code == "certificate_malformed"
+    for spelling in ("true", "True", " TRUE "):
+        request = _gcp(*CURRENT, **{"X-Client-Cert-Chain-Verified": spelling})
+        assert verifier.authenticate(request).verified_by == "proxy"
+
+
+@pytest.mark.parametrize("spelling", ["0A1B", "0a1b", "0a:1b", "00:0A:1B", "000a1b"])
+def test_no_spelling_of_a_forwarded_serial_dodges_deny_serials(spelling: str) -> None:
+    from mtlsauth import Policy, PolicyDenied
+
+    forwarded = ForwardedCert.preset(
+        "aws-alb-verify", trusted_proxies=TRUSTED, verified_by_proxy=True
+    )
+    verifier = Verifier(
+        trust_store=CA().trust_store(),
+        forwarded=forwarded,
+        policy=Policy(common_names=["alice"], deny_serials=["0x0a1b"]),
+    )
+    request = _request(
+        ("X-Amzn-Mtls-Clientcert-Subject", "CN=alice"),
+        ("X-Amzn-Mtls-Clientcert-Serial-Number", spelling),
+        ("X-Amzn-Mtls-Clientcert-Validity", f"NotBefore={_iso(CURRENT[0])};NotAfter={_iso(CURRENT[1])}"),
+    )  # fmt: skip
+    with pytest.raises(PolicyDenied) as info:
+        verifier.authenticate(request)
+    assert info.value.code == "certificate_denied"
+
+
+def test_deny_fingerprints_refuses_every_proxy_verified_identity() -> None:
+    """Without the certificate no re-encoding of a denied one can be ruled out."""
+    from mtlsauth import Policy, PolicyDenied
+
+    verifier = _verifier(
+        "gcp", policy=Policy(spiffe_ids=["spiffe://td/ns/a/sa/b"], deny_fingerprints=["00" * 32])
+    )
+    digest = base64.b64encode(bytes(range(32))).decode()
+    with pytest.raises(PolicyDenied) as info:
+        verifier.authenticate(_gcp(*CURRENT, **{"X-Client-Cert-Hash": digest}))
+    assert info.value.code == "certificate_denied"
