@@ -266,3 +266,29 @@ def test_deny_fingerprints_refuses_every_proxy_verified_identity() -> None:
     with pytest.raises(PolicyDenied) as info:
         verifier.authenticate(_gcp(*CURRENT, **{"X-Client-Cert-Hash": digest}))
     assert info.value.code == "certificate_denied"
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("X-Amzn-Mtls-Clientcert-Serial-Number", "0A1B,0C"),
+        ("X-Amzn-Mtls-Clientcert-Serial-Number", "0A1B, 0C"),
+        (
+            "X-Amzn-Mtls-Clientcert-Validity",
+            f"NotBefore={_iso(CURRENT[0])};NotAfter={_iso(CURRENT[1])},"
+            f"NotBefore={_iso(PAST[0])};NotAfter={_iso(PAST[1])}",
+        ),
+    ],
+)
+def test_alb_fields_joined_by_a_wsgi_server_are_malformed(header: str, value: str) -> None:
+    """WSGI joins a client's copy and the load balancer's with a comma: for the fields that
+    hold none of their own, that is refused, never read as one of them."""
+    headers = {
+        "X-Amzn-Mtls-Clientcert-Subject": "CN=alice",
+        "X-Amzn-Mtls-Clientcert-Serial-Number": "0A1B",
+        "X-Amzn-Mtls-Clientcert-Validity": f"NotBefore={_iso(CURRENT[0])};NotAfter={_iso(CURRENT[1])}",
+        header: value,
+    }
+    with pytest.raises(CertificateInvalid) as info:
+        _verifier("aws-alb-verify").authenticate(_request(*headers.items()))
+    assert info.value.code == "certificate_malformed"
