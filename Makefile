@@ -39,8 +39,11 @@ docs: $(STAMP)
 docs-shots: docs
 	$(PY) docs/_ext/shots.py site site-shots
 
+# Every test: the unit tests on every core (pytest-xdist), then the end-to-end ones one at a
+# time (they start real servers and proxies, and the soak measures timings).
 unit: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e" -n auto
+	$(PY) -m pytest -q -p no:cacheprovider -m e2e
 
 # The oldest cryptography, frameworks and PyJWT that pyproject.toml admits: the adapters, and
 # the verification rules that lean on the engine (cryptography 45 to 48 ignore directoryName
@@ -67,7 +70,8 @@ compat: $(VENV_MIN)/.installed
 # The suite under the other supported Pythons found on this machine (pyenv's, when present):
 # 3.10 is the oldest supported, and 3.13 is the first whose ssl gives servers the client's
 # whole chain. The docs site is built with the main interpreter only, and the soak, the
-# differential suite and the atheris runs (which test no interpreter-specific code) run there too.
+# differential suite, the atheris runs and the tests marked slow (real-clock deadlines, reload
+# races, the hot-path twins: they test no interpreter-specific code) run there too.
 # The unit tests run on every core (pytest-xdist, as in `make check`), the end-to-end ones after
 # them, one at a time.
 PYENV_ROOT ?= $(HOME)/.pyenv
@@ -84,7 +88,7 @@ pythons:
 			$$venv/bin/python -m pip install -q -e ".[test,dev,docs]"; \
 			touch $$venv/.installed; \
 		fi; \
-		for part in '-m "not e2e" -n auto' '-m e2e'; do \
+		for part in '-m "not e2e and not slow" -n auto' '-m e2e'; do \
 			eval $$venv/bin/python -m pytest -q -p no:cacheprovider $$part \
 				--ignore=tests/test_benchmarks_smoke.py \
 				--ignore=tests/e2e/test_docs_from_wheel.py \
