@@ -13,6 +13,7 @@ or a bug recorded as pending a fix. The table is printed in docs/security.md.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import ipaddress
@@ -295,6 +296,9 @@ class Built:
     anchors: list[x509.Certificate]
     chain: list[x509.Certificate]  # leaf first, then what the client sends
     partial: bool = False  # the anchor is not self-signed (openssl needs -partial_chain)
+    # a leaf of the default spec from the same issuer, sent with the same certificates: what
+    # a verifier may have validated before ``chain`` (see ``judge_mtlsauth_warm``)
+    sibling: x509.Certificate | None = None
 
 
 def build(spec: Spec) -> Built:
@@ -397,7 +401,32 @@ def build(spec: Spec) -> Built:
            "bc": x509.ExtensionOID.BASIC_CONSTRAINTS}.get(spec.duplicate)  # fmt: skip
     if dup is not None and spec.version == 3:
         leaf = _duplicate(leaf, issuer.key, dup)
-    return Built(anchors, [leaf, *presented], partial)
+    return Built(anchors, [leaf, *presented], partial, _sibling(issuer, pool))
+
+
+def _sibling(issuer: _CA, pool: dict[str, list[Key]]) -> x509.Certificate:
+    key = pool["ec256"][-1]
+    nb, na = _validity("ok")
+    ku = _ku("ds")
+    assert ku is not None
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_leaf_subject("cn"))
+        .issuer_name(issuer.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(next(_counter) + 1000)
+        .not_valid_before(nb)
+        .not_valid_after(na)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), False
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(ku, critical=True)
+        .add_extension(x509.ExtendedKeyUsage(_EKUS["client"]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_san("dns_in")), critical=False)
+    )
+    return _sign(b, issuer.key)
 
 
 # -- the judges ----------------------------------------------------------------------------------
@@ -424,6 +453,30 @@ def judge_mtlsauth(built: Built) -> str:
     v = Verifier(
         trust_store=TrustStore.from_certificates(built.anchors), max_depth=MAX_DEPTH, cache_size=0
     )
+    try:
+        v.verify(built.chain, at=AT)
+    except MTLSAuthError as exc:
+        return exc.code
+    return "accept"
+
+
+def judge_mtlsauth_warm(built: Built) -> str:
+    """``judge_mtlsauth`` after the same verifier has validated ``built.sibling``.
+
+    A verifier that has seen a valid path through the chain's CAs takes shortcuts with them
+    (an intermediate validated up to an anchor is not validated again); its answer on the
+    chain must be the one a fresh verifier gives.
+    """
+    from mtlsauth import MTLSAuthError, TrustStore, Verifier
+
+    v = Verifier(
+        trust_store=TrustStore.from_certificates(built.anchors), max_depth=MAX_DEPTH, cache_size=0
+    )
+    if built.sibling is not None:
+        try:
+            v.verify([built.sibling, *built.chain[1:]], at=AT)
+        except MTLSAuthError:
+            pass
     try:
         v.verify(built.chain, at=AT)
     except MTLSAuthError as exc:
@@ -649,6 +702,14 @@ def rows_used(spec: Spec, verdicts: Verdicts) -> list[Difference]:
         if other != mt:
             out += [d for d in DIFFERENCES if d.pattern[i] is other and d.applies(spec)]
     return out
+
+
+def one_intermediate_specs():  # type: ignore[no-untyped-def]
+    """``specs`` narrowed to paths leaf -> one intermediate -> root, sent plainly: the shape
+    in which a verifier remembers a validated intermediate (``judge_mtlsauth_warm``)."""
+    return specs().map(
+        lambda s: dataclasses.replace(s, cas=s.cas[:1] or (CASpec(),), shape="plain")
+    )
 
 
 def specs():  # type: ignore[no-untyped-def]

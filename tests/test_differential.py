@@ -9,10 +9,12 @@ the fix shows up as an XPASS. ``make fuzz`` runs the generator with many more ex
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,12 +27,15 @@ if str(ROOT) not in sys.path:
 from fuzz.differential import (  # noqa: E402
     DIFFERENCES,
     MAX_DEPTH,
+    Built,
     CASpec,
     Spec,
     build,
     explain,
     judge,
     judge_mtlsauth,
+    judge_mtlsauth_warm,
+    one_intermediate_specs,
     specs,
 )
 
@@ -116,6 +121,38 @@ def test_landmark_chains_agree_or_differ_as_documented(spec: Spec) -> None:
 def test_generated_chains_agree_or_differ_as_documented(spec: Spec) -> None:
     verdicts = judge(build(spec))
     assert not explain(spec, verdicts), (spec, verdicts)
+
+
+def _answer(judge_: Callable[[Built], str], built: Built) -> str:
+    try:
+        return judge_(built)
+    except ValueError as exc:  # an anchor that is not a CA: the Verifier refuses the store
+        return f"ValueError: {exc}"
+
+
+def _under_an_intermediate(spec: Spec) -> Spec:
+    return spec if spec.cas else dataclasses.replace(spec, cas=(CASpec(),))
+
+
+@pytest.mark.parametrize("spec", list(LANDMARKS.values()), ids=list(LANDMARKS))
+def test_landmarks_answer_the_same_after_a_valid_sibling(spec: Spec) -> None:
+    """A verifier that has validated a path through the same CAs (and so skips validating
+    the intermediate again) gives every chain the answer a fresh one gives."""
+    built = build(_under_an_intermediate(spec))
+    assert _answer(judge_mtlsauth_warm, built) == _answer(judge_mtlsauth, built)
+
+
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(spec=one_intermediate_specs())
+def test_generated_chains_answer_the_same_after_a_valid_sibling(spec: Spec) -> None:
+    built = build(spec)
+    assert _answer(judge_mtlsauth_warm, built) == _answer(judge_mtlsauth, built), spec
 
 
 def _row_params() -> list[object]:

@@ -54,7 +54,7 @@ from mtlsauth._leafder import LeafFacts, profile_passes
 from mtlsauth._memo import BoundedMemo
 from mtlsauth._nameconstraints import check_identity_name_constraints
 from mtlsauth._pathbuilding import MAX_ISSUER_CANDIDATES, _select, select_intermediates
-from mtlsauth._tbs import _SAN_OID, _extension_flags, _tbs_names
+from mtlsauth._tbs import _NAME_CONSTRAINTS_OID, _SAN_OID, _extension_flags, _tbs_names
 
 if TYPE_CHECKING:
     from mtlsauth._truststore import TrustSnapshot
@@ -302,7 +302,10 @@ def validate_path(
     if facts is not None and profile_passes(facts):
         ee_policy = _EE_POLICY_CHECKED
     try:
-        chain = _verify(store, leaf, candidates, at, max_depth, ee_policy)
+        chain = _verify_vouched(store, leaf, candidates, at, max_depth, ee_policy)
+        if chain is None:
+            chain = _verify(store, leaf, candidates, at, max_depth, ee_policy)
+            _vouch(store, chain, candidates, max_depth)
     except VerificationError as exc:
         err = _map_error(str(exc), (leaf, *candidates), at, anchors)
         if err.code == "chain_too_long" and "max depth" in str(exc) and not deeper:
@@ -365,6 +368,141 @@ def _verify(
         raise
     except Exception as exc:  # noqa: BLE001 - fail closed on anything the engine throws
         raise VerificationError(f"verifier error: {type(exc).__name__}") from None
+
+
+# --- intermediates already validated up to an anchor ------------------------------------------
+#
+# Most clients of a deployment share one intermediate, and every uncached validation checks
+# its signature by the root again: for P-256, a third of the whole cost. Once cryptography has
+# validated a path leaf -> I -> root, every check it made on I and on the root is known to
+# pass, except the two that depend on the next leaf or the clock (cryptography's
+# ``build_chain_inner`` and ``Policy.valid_issuer``, read for this):
+#
+# - what it checks of I as the leaf's issuer (I's CA profile at depth 0, I's validity, I's key
+#   and the leaf's signature algorithm, the leaf's signature, I's name constraints on the
+#   leaf's SANs) it checks again when I is the trust anchor: a store's certificates are held
+#   to the same ``valid_issuer`` as any other issuer;
+# - of the root, everything is static for a given I (its CA profile at depth 1, pathLen, key
+#   algorithm, I's signature algorithm and signature, the depth limit) except its validity,
+#   checked here at the verifier's second, and its name constraints, which apply to the next
+#   leaf's SANs: a root with a NameConstraints extension is never vouched for.
+#
+# So when a path ends leaf -> I -> root, I is remembered against that root, for that store
+# object (a reload builds a new store and starts afresh). A later leaf that presents (or is
+# configured with) I is first validated against a store of I alone; when that passes and the
+# root is valid at the same second, the path leaf -> I -> root is one cryptography would accept
+# (its builder searches every candidate), and it is returned. Anything else (I not vouched,
+# the leaf refused, the root outside its validity) falls through to the full validation, which
+# alone decides every refusal and its message.
+
+
+class _Vouched:
+    """The roots that issued validated intermediates, for one trust store object."""
+
+    __slots__ = ("roots", "store", "verifiers")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        # intermediate -> (root, root's notBefore, root's notAfter)
+        self.roots: dict[x509.Certificate, tuple[x509.Certificate, datetime, datetime]] = {}
+        # intermediate -> (second, max_depth, ee_policy, verifier of a store of it alone)
+        self.verifiers: dict[
+            x509.Certificate, tuple[datetime, int, ExtensionPolicy, ClientVerifier]
+        ] = {}
+
+
+_VOUCHED_MAX = 256  # intermediates per store; past that the store's table starts afresh
+_VOUCHED_STORES = 8  # stores with a table (a process may hold several verifiers, and reloads)
+# id(store) -> its table; the table holds the store, so the id cannot be reused while listed.
+_VOUCHED: dict[int, _Vouched] = {}
+
+
+def _vouched_for(store: Store) -> _Vouched:
+    table = _VOUCHED.get(id(store))
+    if table is None or table.store is not store:
+        table = _Vouched(store)
+        while len(_VOUCHED) >= _VOUCHED_STORES:
+            try:
+                del _VOUCHED[next(iter(_VOUCHED))]  # the oldest
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                break
+        _VOUCHED[id(store)] = table
+    return table
+
+
+def _vouch(
+    store: Store,
+    chain: Sequence[x509.Certificate],
+    candidates: Sequence[x509.Certificate],
+    max_depth: int,
+) -> None:
+    """Remember the intermediate of a validated path leaf -> I -> root (see above)."""
+    if len(chain) != 3 or max_depth < 1:
+        return
+    intermediate, root = chain[1], chain[2]
+    if intermediate not in candidates:
+        return
+    try:
+        if _NAME_CONSTRAINTS_OID in _extension_flags(root):
+            return
+        window = (root.not_valid_before_utc, root.not_valid_after_utc)
+    except Exception:  # noqa: BLE001 - an anchor it cannot read is simply never vouched for
+        return
+    table = _vouched_for(store)
+    if len(table.roots) >= _VOUCHED_MAX:
+        table.roots.clear()
+        table.verifiers.clear()
+    table.roots[intermediate] = (root, *window)
+
+
+def _verify_vouched(
+    store: Store,
+    leaf: x509.Certificate,
+    candidates: Sequence[x509.Certificate],
+    at: datetime,
+    max_depth: int,
+    ee_policy: ExtensionPolicy,
+) -> list[x509.Certificate] | None:
+    """The path leaf -> I -> root when a vouched-for I validates the leaf; None otherwise."""
+    table = _VOUCHED.get(id(store))
+    if table is None or table.store is not store or max_depth < 1:
+        return None
+    second = at.replace(microsecond=0)
+    for intermediate in candidates:
+        vouched = table.roots.get(intermediate)
+        if vouched is None:
+            continue
+        root, not_before, not_after = vouched
+        try:
+            if not not_before <= second <= not_after:
+                continue
+        except TypeError:  # a naive time: the full validation reads it as it does
+            return None
+        built = table.verifiers.get(intermediate)
+        if (
+            built is None
+            or built[0] != second
+            or built[1] != max_depth
+            or built[2] is not ee_policy
+        ):
+            verifier = (
+                PolicyBuilder()
+                .store(Store([intermediate]))
+                .time(second)
+                .max_chain_depth(max_depth)
+                .extension_policies(ca_policy=_CA_POLICY, ee_policy=ee_policy)
+                .build_client_verifier()
+            )
+            table.verifiers[intermediate] = (second, max_depth, ee_policy, verifier)
+        else:
+            verifier = built[3]
+        try:
+            chain = verifier.verify(leaf, []).chain
+        except Exception:  # noqa: BLE001, S112 - any doubt: the full validation decides
+            continue
+        if len(chain) == 2:
+            return [*chain, root]
+    return None
 
 
 # A verifier's time is frozen when it is built. cryptography validates at whole seconds (the
