@@ -496,12 +496,13 @@ def _verify_vouched(
             table.verifiers[intermediate] = (second, max_depth, ee_policy, verifier)
         else:
             verifier = built[3]
+        # One attempt at most (one signature), then the full validation: a client that
+        # presents several vouched-for CAs cannot make the shortcut cost more than that.
         try:
             chain = verifier.verify(leaf, []).chain
-        except Exception:  # noqa: BLE001, S112 - any doubt: the full validation decides
-            continue
-        if len(chain) == 2:
-            return [*chain, root]
+        except Exception:  # noqa: BLE001 - any doubt: the full validation decides
+            return None
+        return [*chain, root] if len(chain) == 2 else None
     return None
 
 
