@@ -25,6 +25,10 @@ Hostile chains: only presented certificates that can be on a path reach the path
 name paths from the leaf to a trust anchor; at most ``MAX_ISSUER_CANDIDATES`` CAs per level;
 signatures checked from the anchor down when more than two CAs remain.
 
+An intermediate that a full validation took up to an anchor is remembered, and later leaves
+under it are validated against it alone, the root appended (``_verify_vouched``; the argument
+for why that is the same answer is above that function, and in docs/security.md).
+
 Never ``ExtensionPolicy.permit_all()`` for the leaf: it drops the EKU check and accepts a CA
 certificate, even the trust anchor itself, as a client certificate.
 
