@@ -297,8 +297,13 @@ def uncached(ctx: Context) -> list[Row]:
     budget = ctx.budget
     per_batch = 8 if ctx.quick else 48
     # The fleet case first (leaves of one service share subject, SAN and, here, key), then
-    # the unfavourable one for what mtlsauth remembers by exact bytes: every leaf distinct.
-    for key_type in ("ec", "rsa", "ec_distinct"):
+    # the unfavourable ones for what mtlsauth remembers: every leaf distinct (memos by exact
+    # bytes), and every leaf the first under its intermediate (no intermediate validated
+    # before: the table of vouched-for intermediates emptied before each verification).
+    import mtlsauth._pathvalidation as pathvalidation
+
+    forget = pathvalidation._VOUCHED.clear
+    for key_type in ("ec", "rsa", "ec_distinct", "ec_first"):
         h = ctx.rsa if key_type == "rsa" else ctx.ec
         count = per_batch * (budget.rounds + 1)
         ctx.log(f"uncached: issuing {count} {key_type} leaves")
@@ -313,9 +318,15 @@ def uncached(ctx: Context) -> list[Row]:
         # Both sides must accept every chain, or the comparison is meaningless.
         verifier.verify(items[0][0])
         baseline.verify(items[0][1], [items[0][2]])
+
+        def subject(item: Any, v: Verifier = verifier, first: bool = key_type == "ec_first") -> Any:
+            if first:
+                forget()
+            return v.verify(item[0])
+
         runners = paired_pool_runners(
             {
-                "subject": lambda item, v=verifier: v.verify(item[0]),
+                "subject": subject,
                 "baseline": lambda item, b=baseline: b.verify(item[1], [item[2]]),
             },
             items[1:],
@@ -326,6 +337,7 @@ def uncached(ctx: Context) -> list[Row]:
             "ec": "P-256 chain, CRL + policy",
             "rsa": "RSA-2048 chain, CRL + policy",
             "ec_distinct": "P-256, every leaf its own subject, SAN and key",
+            "ec_first": "P-256, every leaf the first under its intermediate",
         }[key_type]
         rows.append(
             ratio_row(
@@ -333,9 +345,12 @@ def uncached(ctx: Context) -> list[Row]:
                 label,
                 summarise(samples, "subject", "baseline"),
                 subject="Verifier.verify(DER chain), new certificate each time"
-                + (", nothing shared between leaves" if key_type == "ec_distinct" else ""),
+                + {
+                    "ec_distinct": ", nothing shared between leaves",
+                    "ec_first": ", no intermediate validated before",
+                }.get(key_type, ""),
                 baseline="cryptography ClientVerifier.verify(leaf, [intermediate]) alone",
-                target=None if key_type == "ec_distinct" else UNCACHED_TARGET,
+                target=UNCACHED_TARGET if key_type in ("ec", "rsa") else None,
                 unit="x cryptography",
             )
         )
