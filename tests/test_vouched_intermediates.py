@@ -27,7 +27,9 @@ DAY = dt.timedelta(days=1)
 
 def _vouched(verifier_store: object, intermediate: x509.Certificate) -> bool:
     table = pathvalidation._VOUCHED.get(id(verifier_store))
-    return table is not None and table.store is verifier_store and intermediate in table.roots
+    if table is None or table.store is not verifier_store:
+        return False
+    return any(e.intermediate == intermediate for e in table.entries.values())
 
 
 def _store(verifier: Verifier) -> object:

@@ -401,18 +401,36 @@ def _verify(
 
 
 class _Vouched:
-    """The roots that issued validated intermediates, for one trust store object."""
+    """The intermediates validated up to an anchor, for one trust store object."""
 
-    __slots__ = ("roots", "store", "verifiers")
+    __slots__ = ("entries", "store")
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # intermediate -> (root, root's notBefore, root's notAfter)
-        self.roots: dict[x509.Certificate, tuple[x509.Certificate, datetime, datetime]] = {}
-        # intermediate -> (second, max_depth, ee_policy, verifier of a store of it alone)
-        self.verifiers: dict[
-            x509.Certificate, tuple[datetime, int, ExtensionPolicy, ClientVerifier]
-        ] = {}
+        # id(intermediate) -> its entry, which holds the intermediate: a match by ``is`` is
+        # that very certificate (presented certificates are remembered by their bytes, so
+        # they are the same objects request after request; hashing a certificate would cost
+        # more than a microsecond per look-up).
+        self.entries: dict[int, _VouchedEntry] = {}
+
+
+class _VouchedEntry:
+    __slots__ = ("built", "intermediate", "not_after", "not_before", "root")
+
+    def __init__(
+        self,
+        intermediate: x509.Certificate,
+        root: x509.Certificate,
+        not_before: datetime,
+        not_after: datetime,
+    ) -> None:
+        self.intermediate = intermediate
+        self.root = root
+        self.not_before = not_before  # the root's validity window
+        self.not_after = not_after
+        # (second, max_depth, ee_policy, verifier of a store of the intermediate alone),
+        # swapped whole so threads never see half of it
+        self.built: tuple[datetime, int, ExtensionPolicy, ClientVerifier] | None = None
 
 
 _VOUCHED_MAX = 256  # intermediates per store; past that the store's table starts afresh
@@ -444,19 +462,20 @@ def _vouch(
     if len(chain) != 3 or max_depth < 1:
         return
     intermediate, root = chain[1], chain[2]
-    if intermediate not in candidates:
+    if not any(c is intermediate for c in candidates):
         return
     try:
         if _NAME_CONSTRAINTS_OID in _extension_flags(root):
             return
-        window = (root.not_valid_before_utc, root.not_valid_after_utc)
+        entry = _VouchedEntry(
+            intermediate, root, root.not_valid_before_utc, root.not_valid_after_utc
+        )
     except Exception:  # noqa: BLE001 - an anchor it cannot read is simply never vouched for
         return
     table = _vouched_for(store)
-    if len(table.roots) >= _VOUCHED_MAX:
-        table.roots.clear()
-        table.verifiers.clear()
-    table.roots[intermediate] = (root, *window)
+    if len(table.entries) >= _VOUCHED_MAX:
+        table.entries.clear()
+    table.entries[id(intermediate)] = entry
 
 
 def _verify_vouched(
@@ -471,18 +490,18 @@ def _verify_vouched(
     table = _VOUCHED.get(id(store))
     if table is None or table.store is not store or max_depth < 1:
         return None
-    second = at.replace(microsecond=0)
+    entries = table.entries
     for intermediate in candidates:
-        vouched = table.roots.get(intermediate)
-        if vouched is None:
+        entry = entries.get(id(intermediate))
+        if entry is None or entry.intermediate is not intermediate:
             continue
-        root, not_before, not_after = vouched
+        second = at.replace(microsecond=0)
         try:
-            if not not_before <= second <= not_after:
+            if not entry.not_before <= second <= entry.not_after:
                 continue
         except TypeError:  # a naive time: the full validation reads it as it does
             return None
-        built = table.verifiers.get(intermediate)
+        built = entry.built
         if (
             built is None
             or built[0] != second
@@ -497,7 +516,7 @@ def _verify_vouched(
                 .extension_policies(ca_policy=_CA_POLICY, ee_policy=ee_policy)
                 .build_client_verifier()
             )
-            table.verifiers[intermediate] = (second, max_depth, ee_policy, verifier)
+            entry.built = (second, max_depth, ee_policy, verifier)
         else:
             verifier = built[3]
         # One attempt at most (one signature), then the full validation: a client that
@@ -506,7 +525,7 @@ def _verify_vouched(
             chain = verifier.verify(leaf, []).chain
         except Exception:  # noqa: BLE001 - any doubt: the full validation decides
             return None
-        return [*chain, root] if len(chain) == 2 else None
+        return [*chain, entry.root] if len(chain) == 2 else None
     return None
 
 
