@@ -501,27 +501,27 @@ def _verify_vouched(
                 continue
         except TypeError:  # a naive time: the full validation reads it as it does
             return None
-        built = entry.built
-        if (
-            built is None
-            or built[0] != second
-            or built[1] != max_depth
-            or built[2] is not ee_policy
-        ):
-            verifier = (
-                PolicyBuilder()
-                .store(Store([intermediate]))
-                .time(second)
-                .max_chain_depth(max_depth)
-                .extension_policies(ca_policy=_CA_POLICY, ee_policy=ee_policy)
-                .build_client_verifier()
-            )
-            entry.built = (second, max_depth, ee_policy, verifier)
-        else:
-            verifier = built[3]
         # One attempt at most (one signature), then the full validation: a client that
         # presents several vouched-for CAs cannot make the shortcut cost more than that.
         try:
+            built = entry.built
+            if (
+                built is None
+                or built[0] != second
+                or built[1] != max_depth
+                or built[2] is not ee_policy
+            ):
+                verifier = (
+                    PolicyBuilder()
+                    .store(Store([intermediate]))
+                    .time(second)
+                    .max_chain_depth(max_depth)
+                    .extension_policies(ca_policy=_CA_POLICY, ee_policy=ee_policy)
+                    .build_client_verifier()
+                )
+                entry.built = (second, max_depth, ee_policy, verifier)
+            else:
+                verifier = built[3]
             chain = verifier.verify(leaf, []).chain
         except Exception:  # noqa: BLE001 - any doubt: the full validation decides
             return None
