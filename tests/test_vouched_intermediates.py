@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtlsauth._pathvalidation as pathvalidation
 from mtlsauth import CertificateInvalid, TrustStore, Verifier
-from mtlsauth.testing import CA
+from mtlsauth.testing import CA, ClientCert
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 DAY = dt.timedelta(days=1)
@@ -181,3 +182,147 @@ def test_the_leaf_alone_still_needs_the_intermediate_presented_or_configured() -
     verifier = _armed(root, inter)
     leaf = inter.issue_client_cert()
     assert _code(verifier, (leaf.der,)) == "untrusted_issuer"
+
+
+# --- more than one way up: the shortcut must take the path the full validation takes ---------
+#
+# cryptography's builder tries the potential issuers of each certificate in one order (trust
+# anchors first, then the candidates, both sorted by key identifier match) and returns the
+# first path that validates. mtlsauth's own checks (name constraints on subject names,
+# revocation) then run on that one path. When a certificate has two possible issuers, the
+# path through a vouched-for intermediate may not be the one a fresh verifier returns.
+
+_CONSTRAINED = x509.NameConstraints(
+    permitted_subtrees=[x509.DNSName("payments.svc")], excluded_subtrees=None
+)
+
+
+def _copy(
+    of: CA,
+    issuer: CA,
+    *,
+    name_constraints: x509.NameConstraints | None = None,
+    ski: bool = True,
+    not_before: dt.datetime | None = None,
+) -> x509.Certificate:
+    """A CA certificate with ``of``'s name and key, issued by ``issuer`` (itself: a root)."""
+    key = of.private_key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(of.certificate.subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or of.certificate.not_valid_before_utc)
+        .not_valid_after(of.certificate.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.private_key.public_key()),
+            critical=False,
+        )
+    )
+    if ski:
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key), False)
+    if name_constraints is not None:
+        builder = builder.add_extension(name_constraints, critical=True)
+    return builder.sign(issuer.private_key, hashes.SHA256())  # type: ignore[arg-type]
+
+
+def _pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(Encoding.PEM) for c in certs)
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+def _outside_by_subject(inter: CA) -> ClientCert:
+    """SANs inside ``_CONSTRAINED``, a commonName outside it (mtlsauth's own check reads it)."""
+    return inter.issue_client_cert(common_name="evil.example.com", dns_names=["b.payments.svc"])
+
+
+@pytest.mark.parametrize("armed_by", ["a leaf outside the constraints", "a time it is not valid"])
+def test_two_anchors_with_one_name_and_key_the_constrained_one_first(armed_by: str) -> None:
+    """The trust store holds a root twice (same name and key), the first copy with name
+    constraints: the full validation tries that copy first and its constraints apply."""
+    root = CA(not_before=NOW - 60 * DAY)
+    inter = root.intermediate(not_before=NOW - 60 * DAY)
+    if armed_by == "a time it is not valid":
+        constrained = _copy(root, root, name_constraints=_CONSTRAINED, not_before=NOW - DAY)
+        arm, at = inter.issue_client_cert(not_before=NOW - 30 * DAY), NOW - 10 * DAY
+    else:
+        constrained = _copy(root, root, name_constraints=_CONSTRAINED)
+        arm, at = inter.issue_client_cert(dns_names=["a.example.com"]), NOW
+    bundle = _pem(constrained, root.certificate)
+    chain = _outside_by_subject(inter).chain_der
+    fresh = _code(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
+    assert fresh == "untrusted_issuer"
+    warm = Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0)
+    assert _code(warm, arm.chain_der, at=at) == "accept"  # through the unconstrained copy
+    assert _code(warm, chain) == fresh
+
+
+def test_an_anchor_with_the_intermediates_name_and_key() -> None:
+    """An anchor named like I (I's key, self-signed, constrained) is tried before I itself."""
+    root = CA()
+    inter = root.intermediate()
+    bundle = _pem(root.certificate, _copy(inter, inter, name_constraints=_CONSTRAINED))
+    chain = _outside_by_subject(inter).chain_der
+    fresh = _code(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
+    assert fresh == "untrusted_issuer"
+    warm = Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0)
+    assert _code(warm, inter.issue_client_cert(dns_names=["a.example.com"]).chain_der) == "accept"
+    assert _code(warm, chain) == fresh
+
+
+def test_a_cross_signed_copy_of_the_intermediate_sent_before_it() -> None:
+    """I and a copy of I (same name and key) under another, constrained, root: the full
+    validation takes the copy the client sent first."""
+    root = CA()
+    other = CA(name_constraints=_CONSTRAINED)
+    inter = root.intermediate()
+    copy = _copy(inter, other)
+    bundle = _pem(root.certificate, other.certificate)
+    leaf = _outside_by_subject(inter)
+    chain = (leaf.der, _der(copy), _der(inter.certificate))
+    fresh = _code(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
+    assert fresh == "untrusted_issuer"
+    warm = Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0)
+    assert _code(warm, inter.issue_client_cert().chain_der) == "accept"
+    assert _vouched(_store(warm), inter.certificate)
+    assert _code(warm, chain) == fresh
+
+
+def test_a_presented_ca_named_like_the_root_that_the_builder_tries_first() -> None:
+    """A root without a subjectKeyIdentifier, and a cross-certificate of it (its name and
+    key, under a constrained root) whose key identifier matches: cryptography tries the
+    matching one first, so the full path runs through the constrained root."""
+    base = CA()
+    root = _copy(base, base, ski=False)
+    other = CA(name_constraints=_CONSTRAINED)
+    inter = base.intermediate()
+    bridge = _copy(base, other)
+    bundle = _pem(root, other.certificate)
+    leaf = _outside_by_subject(inter)
+    chain = (leaf.der, _der(inter.certificate), _der(bridge))
+    fresh = _code(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
+    assert fresh == "untrusted_issuer"
+    warm = Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0)
+    assert _code(warm, inter.issue_client_cert().chain_der) == "accept"
+    assert _vouched(_store(warm), inter.certificate)
+    assert _code(warm, chain) == fresh
+
+
+def test_a_verifier_with_max_depth_0_sharing_the_store() -> None:
+    """max_depth=0 admits no intermediate; the store of I alone would end the path at I."""
+    root = CA()
+    inter = root.intermediate()
+    store = root.trust_store()
+    Verifier(trust_store=store, cache_size=0).verify(inter.issue_client_cert().chain_der)
+    shallow = Verifier(trust_store=store, max_depth=0, cache_size=0)
+    assert _vouched(_store(shallow), inter.certificate)
+    assert _code(shallow, inter.issue_client_cert().chain_der) == "chain_too_long"

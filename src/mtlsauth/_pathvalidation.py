@@ -57,7 +57,12 @@ from mtlsauth._errors import CertificateInvalid
 from mtlsauth._leafder import LeafFacts, profile_passes
 from mtlsauth._memo import BoundedMemo
 from mtlsauth._nameconstraints import check_identity_name_constraints
-from mtlsauth._pathbuilding import MAX_ISSUER_CANDIDATES, _select, select_intermediates
+from mtlsauth._pathbuilding import (
+    MAX_ISSUER_CANDIDATES,
+    _candidate,
+    _select,
+    select_intermediates,
+)
 from mtlsauth._tbs import _NAME_CONSTRAINTS_OID, _SAN_OID, _extension_flags, _tbs_names
 
 if TYPE_CHECKING:
@@ -292,8 +297,9 @@ def validate_path(
 
     ``intermediates`` are what the client presented, ``configured`` the operator's known
     intermediates; only those ``select_intermediates`` keeps reach the path builder.
-    ``anchors`` (the store's certificates) only name the cause of a failure: an anchor
-    outside its validity window is ``certificate_expired``/``not_yet_valid``.
+    ``anchors`` (the store's certificates) name the cause of a failure (an anchor outside
+    its validity window is ``certificate_expired``/``not_yet_valid``) and tell whether a
+    validated intermediate may be vouched for (``_vouch``): without them, none is.
     A validity failure is retried once with the clock moved by ``clock_skew_s`` in the
     forgiving direction, so skew only ever costs time on the failure path.
 
@@ -309,7 +315,7 @@ def validate_path(
         chain = _verify_vouched(store, leaf, candidates, at, max_depth, ee_policy)
         if chain is None:
             chain = _verify(store, leaf, candidates, at, max_depth, ee_policy)
-            _vouch(store, chain, candidates, max_depth)
+            _vouch(store, chain, candidates, max_depth, anchors)
     except VerificationError as exc:
         err = _map_error(str(exc), (leaf, *candidates), at, anchors)
         if err.code == "chain_too_long" and "max depth" in str(exc) and not deeper:
@@ -394,19 +400,33 @@ def _verify(
 # So when a path ends leaf -> I -> root, I is remembered against that root, for that store
 # object (a reload builds a new store and starts afresh). A later leaf that presents (or is
 # configured with) I is first validated against a store of I alone; when that passes and the
-# root is valid at the same second, the path leaf -> I -> root is one cryptography would accept
-# (its builder searches every candidate), and it is returned. Anything else (I not vouched,
-# the leaf refused, the root outside its validity) falls through to the full validation, which
-# alone decides every refusal and its message.
+# root is valid at the same second, the path leaf -> I -> root is one cryptography would accept.
+# Anything else (I not vouched, the leaf refused, the root outside its validity) falls through
+# to the full validation, which alone decides every refusal and its message.
+#
+# Accepting is not enough: it must be the path the full validation returns, since mtlsauth's
+# own checks run on that one path (name constraints on subject names, revocation of each CA,
+# the cache lifetime). cryptography's builder tries a certificate's potential issuers in one
+# order (trust anchors named as its issuer first, then the candidates so named, both sorted
+# with a matching key identifier first) and returns the first path that validates; a second
+# way up (a copy of the root with name constraints, an anchor or a cross-signed copy of I, a
+# cross-certificate of the root) may be the one it takes. So the shortcut answers only where
+# the builder has a single way up at each step, which it then takes exactly as checked here:
+#
+# - the root is the only anchor named as I's issuer, and no anchor is named as I (both fixed
+#   for a store: checked once, when I is vouched for, ``_vouch``);
+# - no other candidate of the request is named as I or as I's issuer (``_single_way_up``).
 
 
 class _Vouched:
     """The intermediates validated up to an anchor, for one trust store object."""
 
-    __slots__ = ("entries", "store")
+    __slots__ = ("entries", "names", "store")
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, anchors: Sequence[x509.Certificate]) -> None:
         self.store = store
+        # anchor subject name (DER) -> how many anchors bear it (None: one is unreadable)
+        self.names = _anchor_names(anchors)
         # id(intermediate) -> its entry, which holds the intermediate: a match by ``is`` is
         # that very certificate (presented certificates are remembered by their bytes, so
         # they are the same objects request after request; hashing a certificate would cost
@@ -439,10 +459,10 @@ _VOUCHED_STORES = 8  # stores with a table (a process may hold several verifiers
 _VOUCHED: dict[int, _Vouched] = {}
 
 
-def _vouched_for(store: Store) -> _Vouched:
+def _vouched_for(store: Store, anchors: Sequence[x509.Certificate]) -> _Vouched:
     table = _VOUCHED.get(id(store))
     if table is None or table.store is not store:
-        table = _Vouched(store)
+        table = _Vouched(store, anchors)
         while len(_VOUCHED) >= _VOUCHED_STORES:
             try:
                 del _VOUCHED[next(iter(_VOUCHED))]  # the oldest
@@ -457,9 +477,14 @@ def _vouch(
     chain: Sequence[x509.Certificate],
     candidates: Sequence[x509.Certificate],
     max_depth: int,
+    anchors: Sequence[x509.Certificate],
 ) -> None:
-    """Remember the intermediate of a validated path leaf -> I -> root (see above)."""
-    if len(chain) != 3 or max_depth < 1:
+    """Remember the intermediate of a validated path leaf -> I -> root (see above).
+
+    ``anchors`` are the store's certificates: I is vouched for only when the root is the one
+    anchor named as I's issuer and no anchor is named as I.
+    """
+    if len(chain) != 3 or max_depth < 1 or not anchors:
         return
     intermediate, root = chain[1], chain[2]
     if not any(c is intermediate for c in candidates):
@@ -470,12 +495,56 @@ def _vouch(
         entry = _VouchedEntry(
             intermediate, root, root.not_valid_before_utc, root.not_valid_after_utc
         )
+        issuer, subject, _spki = _tbs_names(intermediate)
     except Exception:  # noqa: BLE001 - an anchor it cannot read is simply never vouched for
         return
-    table = _vouched_for(store)
+    table = _vouched_for(store, anchors)
+    names = table.names
+    if names is None or names.get(issuer) != 1 or subject in names:
+        return  # a second anchor the builder may take instead (see above)
     if len(table.entries) >= _VOUCHED_MAX:
         table.entries.clear()
     table.entries[id(intermediate)] = entry
+
+
+def _anchor_names(anchors: Sequence[x509.Certificate]) -> dict[bytes, int] | None:
+    """How many anchors bear each subject name (DER, as the path builder compares them).
+
+    None when one cannot be read: which names it bears is unknown, so nothing is vouched for.
+    """
+    names: dict[bytes, int] = {}
+    for anchor in anchors:
+        try:
+            name = _tbs_names(anchor)[1]
+        except Exception:  # noqa: BLE001 - cannot tell which name it bears
+            return None
+        names[name] = names.get(name, 0) + 1
+    return names
+
+
+def _single_way_up(
+    intermediate: x509.Certificate,
+    root: x509.Certificate,
+    candidates: Sequence[x509.Certificate],
+) -> bool:
+    """No candidate but ``intermediate`` is named as it or as its issuer (see above).
+
+    A copy of the root itself is no other way: the builder tries the anchor before a
+    candidate with the same key identifier, and either path is the same certificates.
+    """
+    if len(candidates) == 1:
+        return True
+    try:
+        own = _candidate(intermediate)
+        for cert in candidates:
+            if cert is intermediate:
+                continue
+            subject = _candidate(cert).subject
+            if subject == own.subject or (subject == own.issuer and cert != root):
+                return False
+    except Exception:  # noqa: BLE001 - a name it cannot read: the full validation decides
+        return False
+    return True
 
 
 def _verify_vouched(
@@ -501,6 +570,8 @@ def _verify_vouched(
                 continue
         except TypeError:  # a naive time: the full validation reads it as it does
             return None
+        if not _single_way_up(intermediate, entry.root, candidates):
+            return None  # the full validation may take another path (see above)
         # One attempt at most (one signature), then the full validation: a client that
         # presents several vouched-for CAs cannot make the shortcut cost more than that.
         try:
