@@ -326,3 +326,30 @@ def test_a_verifier_with_max_depth_0_sharing_the_store() -> None:
     shallow = Verifier(trust_store=store, max_depth=0, cache_size=0)
     assert _vouched(_store(shallow), inter.certificate)
     assert _code(shallow, inter.issue_client_cert().chain_der) == "chain_too_long"
+
+
+def test_a_client_that_sends_the_anchor_itself_still_takes_the_shortcut() -> None:
+    """An anchor that is not self-signed (the trust store holds an issuing CA, not its root)
+    is kept when the client sends it; it is the root's own certificate, no other way up."""
+    top = CA()
+    anchor = top.intermediate()
+    inter = anchor.intermediate()
+    verifier = Verifier(trust_store=TrustStore.from_pem(anchor.cert_pem.bytes()), cache_size=0)
+    full_chain = inter.issue_client_cert().chain_der  # leaf, I, the anchor
+    assert len(full_chain) == 3
+    verifier.verify(full_chain)
+    assert _vouched(_store(verifier), inter.certificate)
+    calls: list[int] = []
+    full = pathvalidation._verify
+
+    def counting(*args: object, **kwargs: object) -> list[x509.Certificate]:
+        calls.append(1)
+        return full(*args, **kwargs)  # type: ignore[arg-type]
+
+    pathvalidation._verify = counting  # type: ignore[assignment]
+    try:
+        identity = verifier.verify(inter.issue_client_cert(common_name="second").chain_der)
+    finally:
+        pathvalidation._verify = full
+    assert calls == []
+    assert identity.chain[2] == anchor.certificate
