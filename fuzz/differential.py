@@ -135,6 +135,8 @@ def _nc(kind: str) -> x509.NameConstraints | None:
         return x509.NameConstraints([x509.DirectoryName(dn)], None)
     if kind == "excluded_dns":
         return x509.NameConstraints(None, [x509.DNSName("attacker.test")])
+    if kind == "second":  # no generated leaf has a DNS name under it (``with_second_way``)
+        return x509.NameConstraints([x509.DNSName("second.test")], None)
     return None
 
 
@@ -154,7 +156,12 @@ _counter = iter(range(1, 10**9))
 
 
 def _make_ca(
-    spec: CASpec, name: x509.Name, key: Key, issuer: _CA | None, sig_hash: str = "sha256"
+    spec: CASpec,
+    name: x509.Name,
+    key: Key,
+    issuer: _CA | None,
+    sig_hash: str = "sha256",
+    ski: bool = True,
 ) -> _CA:
     signer_key = issuer.key if issuer else key
     b = (
@@ -165,9 +172,10 @@ def _make_ca(
         .serial_number(next(_counter))
         .not_valid_before(AT - dt.timedelta(days=365))
         .not_valid_after(AT + dt.timedelta(days=365) if not spec.expired else AT - dt.timedelta(seconds=1))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()), False)
     )  # fmt: skip
+    if ski:
+        b = b.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
     if spec.bc != "missing":
         is_ca = spec.bc != "ca_false"
         b = b.add_extension(
@@ -299,6 +307,7 @@ class Built:
     # a leaf of the default spec from the same issuer, sent with the same certificates: what
     # a verifier may have validated before ``chain`` (see ``judge_mtlsauth_warm``)
     sibling: x509.Certificate | None = None
+    cas: tuple[_CA, ...] = ()  # the root, then the CAs below it down to the leaf's issuer
 
 
 def build(spec: Spec) -> Built:
@@ -401,7 +410,52 @@ def build(spec: Spec) -> Built:
            "bc": x509.ExtensionOID.BASIC_CONSTRAINTS}.get(spec.duplicate)  # fmt: skip
     if dup is not None and spec.version == 3:
         leaf = _duplicate(leaf, issuer.key, dup)
-    return Built(anchors, [leaf, *presented], partial, _sibling(issuer, pool))
+    return Built(anchors, [leaf, *presented], partial, _sibling(issuer, pool), (root, *cas))
+
+
+SECOND_WAYS = ("twin_root", "anchor_named_as_intermediate", "copy_of_intermediate", "root_cross")
+
+
+def with_second_way(built: Built, way: str) -> Built:
+    """``built`` (leaf -> one intermediate I -> root) with a second way up from its leaf.
+
+    Each second way runs through a CA constrained to ``second.test``, which no generated leaf
+    or sibling has a DNS name under: the sibling's own path avoids it (its SAN is refused
+    there), while a leaf without a DNS SAN may be taken along it and refused there by its
+    subject name. A verifier that took a shortcut after the sibling must still answer as a
+    fresh one, on whichever path cryptography's builder takes first:
+
+    - ``twin_root``: a copy of the root (its name and key, constrained) as the first anchor;
+    - ``anchor_named_as_intermediate``: a self-signed, constrained anchor with I's name and key;
+    - ``copy_of_intermediate``: I's name and key under a second, constrained root, sent first;
+    - ``root_cross``: the root without a subjectKeyIdentifier, and a copy of it (its name and
+      key, with the identifier) under a second, constrained root, sent after I.
+    """
+    if len(built.cas) != 2 or len(built.chain) != 2:
+        return built
+    root, inter = built.cas
+    leaf, *presented = built.chain
+    constrained = CASpec(nc="second")
+    other_key = key_pool()["ec256"][-2]
+    other = _make_ca(constrained, _name("Diff Second Root", "diff"), other_key, None)
+    if way == "twin_root":
+        twin = _make_ca(constrained, root.cert.subject, root.key, None)
+        return dataclasses.replace(built, anchors=[twin.cert, *built.anchors])
+    if way == "anchor_named_as_intermediate":
+        anchor = _make_ca(constrained, inter.cert.subject, inter.key, None)
+        return dataclasses.replace(built, anchors=[*built.anchors, anchor.cert])
+    if way == "copy_of_intermediate":
+        copy = _make_ca(CASpec(), inter.cert.subject, inter.key, other)
+        return dataclasses.replace(
+            built, anchors=[*built.anchors, other.cert], chain=[leaf, copy.cert, *presented]
+        )
+    if way == "root_cross":
+        bare = _make_ca(CASpec(), root.cert.subject, root.key, None, ski=False)
+        cross = _make_ca(CASpec(), root.cert.subject, root.key, other)
+        return dataclasses.replace(
+            built, anchors=[bare.cert, other.cert], chain=[leaf, *presented, cross.cert]
+        )
+    raise ValueError(way)
 
 
 def _sibling(issuer: _CA, pool: dict[str, list[Key]]) -> x509.Certificate:

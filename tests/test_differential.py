@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -27,6 +28,7 @@ if str(ROOT) not in sys.path:
 from fuzz.differential import (  # noqa: E402
     DIFFERENCES,
     MAX_DEPTH,
+    SECOND_WAYS,
     Built,
     CASpec,
     Spec,
@@ -37,6 +39,7 @@ from fuzz.differential import (  # noqa: E402
     judge_mtlsauth_warm,
     one_intermediate_specs,
     specs,
+    with_second_way,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
@@ -153,6 +156,23 @@ def test_landmarks_answer_the_same_after_a_valid_sibling(spec: Spec) -> None:
 def test_generated_chains_answer_the_same_after_a_valid_sibling(spec: Spec) -> None:
     built = build(spec)
     assert _answer(judge_mtlsauth_warm, built) == _answer(judge_mtlsauth, built), spec
+
+
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(spec=one_intermediate_specs(), way=st.sampled_from(SECOND_WAYS))
+def test_generated_chains_with_a_second_way_up_answer_the_same_after_a_valid_sibling(
+    spec: Spec, way: str
+) -> None:
+    """The same, with a second way from the leaf to an anchor (``with_second_way``): the
+    shortcut may only answer where it takes the path a fresh verifier takes."""
+    built = with_second_way(build(spec), way)
+    assert _answer(judge_mtlsauth_warm, built) == _answer(judge_mtlsauth, built), (spec, way)
 
 
 def _row_params() -> list[object]:
