@@ -495,12 +495,12 @@ def _vouch(
         entry = _VouchedEntry(
             intermediate, root, root.not_valid_before_utc, root.not_valid_after_utc
         )
-        issuer, subject, _spki = _tbs_names(intermediate)
+        own = _candidate(intermediate)  # its names, as path building read them
     except Exception:  # noqa: BLE001 - an anchor it cannot read is simply never vouched for
         return
     table = _vouched_for(store, anchors)
     names = table.names
-    if names is None or names.get(issuer) != 1 or subject in names:
+    if names is None or names.get(own.issuer) != 1 or own.subject in names:
         return  # a second anchor the builder may take instead (see above)
     if len(table.entries) >= _VOUCHED_MAX:
         table.entries.clear()
