@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtlsauth._pathvalidation as pathvalidation
-from mtlsauth import CertificateInvalid, TrustStore, Verifier
+from mtlsauth import CRLSet, MTLSAuthError, TrustStore, Verifier
 from mtlsauth.testing import CA, ClientCert
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -51,7 +51,7 @@ def _armed(root: CA, inter: CA, *, at: dt.datetime | None = None, **leaf: object
 def _code(verifier: Verifier, chain: tuple[bytes, ...], at: dt.datetime | None = None) -> str:
     try:
         verifier.verify(chain, at=at)
-    except CertificateInvalid as exc:
+    except MTLSAuthError as exc:
         return exc.code
     return "accept"
 
@@ -353,3 +353,30 @@ def test_a_client_that_sends_the_anchor_itself_still_takes_the_shortcut() -> Non
         pathvalidation._verify = full
     assert calls == []
     assert identity.chain[2] == anchor.certificate
+
+
+def test_a_revoked_copy_of_the_intermediate_sent_before_it_is_still_revoked() -> None:
+    """Revocation is checked on the path the full validation takes: the copy of I that the
+    client sends first, which its other root has revoked."""
+    root = CA()
+    other = CA()
+    inter = root.intermediate()
+    copy = _copy(inter, other)
+    bundle = _pem(root.certificate, other.certificate)
+    crls = root.crl().bytes() + other.revoke(copy).bytes() + inter.crl().bytes()
+    leaf = inter.issue_client_cert()
+    chain = (leaf.der, _der(copy), _der(inter.certificate))
+
+    def verifier() -> Verifier:
+        return Verifier(
+            trust_store=TrustStore.from_pem(bundle),
+            revocation=CRLSet.from_pem(crls),
+            cache_size=0,
+        )
+
+    fresh = _code(verifier(), chain)
+    assert fresh == "certificate_revoked"
+    warm = verifier()
+    assert _code(warm, inter.issue_client_cert().chain_der) == "accept"
+    assert _vouched(_store(warm), inter.certificate)
+    assert _code(warm, chain) == fresh
