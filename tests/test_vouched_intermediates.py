@@ -380,3 +380,20 @@ def test_a_revoked_copy_of_the_intermediate_sent_before_it_is_still_revoked() ->
     assert _code(warm, inter.issue_client_cert().chain_der) == "accept"
     assert _vouched(_store(warm), inter.certificate)
     assert _code(warm, chain) == fresh
+
+
+def test_the_tables_are_bounded() -> None:
+    """Intermediates per store and stores with a table are bounded: a long-running process
+    that meets many intermediates, or reloads often, keeps a fixed amount."""
+    root = CA()
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    for _ in range(pathvalidation._VOUCHED_MAX + 10):
+        verifier.verify(root.intermediate().issue_client_cert().chain_der)
+    table = pathvalidation._VOUCHED[id(_store(verifier))]
+    assert 0 < len(table.entries) <= pathvalidation._VOUCHED_MAX
+    for _ in range(pathvalidation._VOUCHED_STORES + 2):
+        other = CA()
+        Verifier(trust_store=other.trust_store(), cache_size=0).verify(
+            other.intermediate().issue_client_cert().chain_der
+        )
+    assert len(pathvalidation._VOUCHED) <= pathvalidation._VOUCHED_STORES
