@@ -302,7 +302,10 @@ def uncached(ctx: Context) -> list[Row]:
     # before: the table of vouched-for intermediates emptied before each verification).
     import mtlsauth._pathvalidation as pathvalidation
 
-    forget = pathvalidation._VOUCHED.clear
+    def forget() -> None:  # every intermediate unseen; the stores' tables (anchor names) stay
+        for table in list(pathvalidation._VOUCHED.values()):
+            table.entries.clear()
+
     for key_type in ("ec", "rsa", "ec_distinct", "ec_first"):
         h = ctx.rsa if key_type == "rsa" else ctx.ec
         count = per_batch * (budget.rounds + 1)

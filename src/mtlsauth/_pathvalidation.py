@@ -56,14 +56,14 @@ from cryptography.x509.verification import (
 from mtlsauth._errors import CertificateInvalid
 from mtlsauth._leafder import LeafFacts, profile_passes
 from mtlsauth._memo import BoundedMemo
-from mtlsauth._nameconstraints import check_identity_name_constraints
+from mtlsauth._nameconstraints import _constraints, check_identity_name_constraints
 from mtlsauth._pathbuilding import (
     MAX_ISSUER_CANDIDATES,
     _candidate,
     _select,
     select_intermediates,
 )
-from mtlsauth._tbs import _NAME_CONSTRAINTS_OID, _SAN_OID, _extension_flags, _tbs_names
+from mtlsauth._tbs import _SAN_OID, _extension_flags, _tbs_names
 
 if TYPE_CHECKING:
     from mtlsauth._truststore import TrustSnapshot
@@ -490,7 +490,7 @@ def _vouch(
     if not any(c is intermediate for c in candidates):
         return
     try:
-        if _NAME_CONSTRAINTS_OID in _extension_flags(root):
+        if _constraints(root) is not None:  # memoised per CA, as the name-constraint check reads it
             return
         entry = _VouchedEntry(
             intermediate, root, root.not_valid_before_utc, root.not_valid_after_utc
