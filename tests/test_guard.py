@@ -287,7 +287,8 @@ def test_raising_hook_changes_nothing(pkix, verifier, caplog) -> None:
     with caplog.at_level(logging.ERROR, logger="mtlsauth"):
         assert guard.decide(presented(pkix, "good"), "mandatory", None).allowed
         assert not guard.decide(presented(pkix, None), "mandatory", None).allowed
-    assert sum("on_decision hook raised" in r.getMessage() for r in caplog.records) == 2
+    # One line, not one per request: the repeats within the minute are counted.
+    assert sum("on_decision hook raised" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_logs_carry_no_certificate_material(pkix, verifier, caplog) -> None:

@@ -42,6 +42,12 @@ from mtlsauth._errors import (
     MTLSAuthError,
     VerificationBusy,
 )
+from mtlsauth._hooks import (
+    discard_awaitable,
+    hook_log_limiter,
+    is_coroutine_callable,
+    report_hook_failure,
+)
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._logfields import RefusalLogLimiter
 from mtlsauth._observe import cache_missed
@@ -201,8 +207,10 @@ class Guard:
         exempt_paths: Paths (exact, or a prefix ending in ``*``) never checked, such as
             ``"/healthz"``. They are checked before ``routes``.
         on_error: Kept for the adapter (its signature is framework-specific).
-        on_decision: Called with every ``Decision``; its exceptions are logged, never
-            raised, and never change the decision.
+        on_decision: Called with every ``Decision``; its exceptions are logged (escaped,
+            once a minute per exception type), never raised, and never change the
+            decision. It is called synchronously: an ``async def`` hook would never run,
+            so it is refused with ``TypeError``.
         verification_threads: Threads of the Guard's own pool, which runs the verifications
             that are not cached for the async adapters (``decide_async``). They start on
             demand and end when there is no more work.
@@ -220,6 +228,7 @@ class Guard:
     __slots__ = (
         "_exempt_exact",
         "_exempt_prefixes",
+        "_hook_limiter",
         "_log_limiter",
         "_not_cached",
         "_pool",
@@ -281,6 +290,11 @@ class Guard:
             raise TypeError("on_error must be callable")
         if on_decision is not None and not callable(on_decision):
             raise TypeError("on_decision must be callable")
+        if is_coroutine_callable(on_decision):
+            raise TypeError(
+                "on_decision must be a plain function: it is called synchronously, so an "
+                "async def hook would never run (schedule async work from a plain one)"
+            )
         self.on_error = on_error
         self.on_decision = on_decision
         self.forwarded = verifier.forwarded
@@ -290,6 +304,7 @@ class Guard:
         # headers that no configuration reads. Adapters hand these to the core too.
         self.read_names: frozenset[str] = self.strip_names | _DIAGNOSTIC_HEADERS
         self._log_limiter = RefusalLogLimiter()
+        self._hook_limiter = hook_log_limiter()
 
     # -- per request: the one entry of every adapter ---------------------------------------
     def check(self, view: RequestView) -> Decision:
@@ -688,7 +703,8 @@ class Guard:
         return decision
 
     def error_hook_result(self, error: MTLSAuthError, request: object) -> object:
-        """``on_error(error, request)``'s answer; ``None`` (the default answer) if it raised.
+        """``on_error(error, request)``'s answer; ``None`` (the default answer) if it raised
+        or returned an awaitable (nothing awaits one in a synchronous adapter).
 
         A failing hook is logged and never turns a refusal into a 500 or a pass.
         """
@@ -696,20 +712,27 @@ class Guard:
         if hook is None:
             return None
         try:
-            return hook(error, request)
-        except Exception:
-            logger.error("mtlsauth on_error hook raised", exc_info=True)
+            result = hook(error, request)
+        except Exception as exc:  # noqa: BLE001 - the default answer refuses instead
+            report_hook_failure("on_error", exc, self._hook_limiter)
             return None
+        if result is not None and inspect.isawaitable(result):
+            discard_awaitable("on_error", result, "the default answer was sent", self._hook_limiter)
+            return None
+        return result
 
     async def error_hook_result_async(self, error: MTLSAuthError, request: object) -> object:
         """As ``error_hook_result``, awaiting a coroutine hook (ASGI, aiohttp)."""
-        result = self.error_hook_result(error, request)
-        if inspect.isawaitable(result):
-            try:
-                return await result
-            except Exception:
-                logger.error("mtlsauth on_error hook raised", exc_info=True)
-                return None
+        hook = self.on_error
+        if hook is None:
+            return None
+        try:
+            result = hook(error, request)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:  # noqa: BLE001 - the default answer refuses instead
+            report_hook_failure("on_error", exc, self._hook_limiter)
+            return None
         return result
 
     def _report(
@@ -731,9 +754,14 @@ class Guard:
         hook = self.on_decision
         if hook is not None:
             try:
-                hook(decision)
-            except Exception:
-                logger.error("mtlsauth on_decision hook raised", exc_info=True)
+                result = hook(decision)
+            except Exception as exc:  # noqa: BLE001 - logged; the decision stands
+                report_hook_failure("on_decision", exc, self._hook_limiter)
+                return
+            if result is not None and inspect.isawaitable(result):
+                discard_awaitable(
+                    "on_decision", result, "the hook is called synchronously", self._hook_limiter
+                )
 
     def __repr__(self) -> str:
         return (

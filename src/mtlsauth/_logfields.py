@@ -6,7 +6,7 @@ terminal and a bidi override reorders what they read. ``escape_log_value`` turns
 character into a visible ``\\xNN``/``\\uNNNN`` escape and bounds the length.
 
 A client can also be refused as often as it likes. ``RefusalLogLimiter`` lets the first
-refusal for a (code, fingerprint) through, counts the repeats for ``interval`` seconds and
+refusal for a (code, fingerprint, peer) through, counts the repeats for ``interval`` seconds and
 reports the count on the next line it lets through; a global budget per interval bounds what
 a flood of distinct certificates can write.
 """
@@ -59,7 +59,9 @@ class RefusalLogLimiter:
     """Decides which refusals get a log line.
 
     Args:
-        interval: Seconds during which repeats of one (code, fingerprint) are only counted.
+        interval: Seconds during which repeats of one (code, fingerprint, peer) are only
+            counted. The peer is part of the key: one client's refusals (many of which carry
+            no fingerprint) never hide the first line of another.
         budget: Lines allowed per ``interval`` across all keys.
         max_keys: Keys remembered (a ``BoundedMemo``: a flood of distinct keys evicts only
             its own, and still meets the global budget).
@@ -81,18 +83,22 @@ class RefusalLogLimiter:
         self._interval = interval
         self._budget = budget
         self._max_keys = max_keys
-        self._keys: BoundedMemo[tuple[str, str | None], tuple[float, int]] = BoundedMemo(max_keys)
+        self._keys: BoundedMemo[tuple[str, str | None, str | None], tuple[float, int]] = (
+            BoundedMemo(max_keys)
+        )
         self._lock = threading.Lock()
         self._window = -interval
         self._window_used = 0
         self._window_dropped = 0
         self._carry = 0
 
-    def admit(self, code: str, fingerprint: str | None) -> tuple[bool, int, int]:
+    def admit(
+        self, code: str, fingerprint: str | None, peer: str | None = None
+    ) -> tuple[bool, int, int]:
         """(log this one?, repeats of this key suppressed since its last line, lines dropped
         by the global budget not yet reported)."""
         now = time.monotonic()
-        key = (code, fingerprint)
+        key = (code, fingerprint, peer)
         with self._lock:
             if now - self._window >= self._interval:
                 self._carry += self._window_dropped

@@ -141,25 +141,27 @@ _REWRITTEN = (
 
 
 def log_allowed(decision: Decision) -> None:
-    """A DEBUG line for an allowed request (fields escaped)."""
+    """A DEBUG line for an allowed request (fields escaped, in the line and in the dict a
+    structured formatter prints)."""
     if logger.isEnabledFor(logging.DEBUG):
+        peer = decision.peer
         fields = {
             "outcome": "allowed",
             "code": decision.code,
-            "peer": decision.peer,
+            "peer": None if peer is None else escape_log_value(peer),
             "fingerprint": decision.fingerprint,
-            "path": decision.path,
-            "method": decision.method,
+            "path": escape_log_value(decision.path),
+            "method": escape_log_value(decision.method, 16),
             "mode": decision.mode,
             "status": None,
         }
         logger.debug(
             "mtlsauth allowed code=%s peer=%s fingerprint=%s method=%s path=%s mode=%s",
             decision.code,
-            escape_log_value(decision.peer or "-"),
+            fields["peer"] or "-",
             decision.fingerprint or "-",
-            escape_log_value(decision.method),
-            escape_log_value(decision.path),
+            fields["method"],
+            fields["path"],
             decision.mode,
             extra={"mtlsauth": fields},
         )
@@ -172,12 +174,12 @@ def log_refusal(
     hint: str | None,
     limiter: RefusalLogLimiter,
 ) -> None:
-    """One WARNING line per refusal (ERROR for a 500), rate-limited per code and
-    fingerprint. Every field is escaped; never a certificate or a header value."""
+    """One WARNING line per refusal (ERROR for a 500), rate-limited per code, fingerprint
+    and peer. Every field is escaped; never a certificate or a header value."""
     level = logging.ERROR if error.status >= 500 else logging.WARNING
     if not logger.isEnabledFor(level):
         return
-    admitted, repeats, dropped = limiter.admit(error.code, decision.fingerprint)
+    admitted, repeats, dropped = limiter.admit(error.code, decision.fingerprint, decision.peer)
     if not admitted:
         return
     subject, issuer = names

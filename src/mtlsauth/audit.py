@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["AuditLog", "audit_record"]
 
 _MAX_PATH = 512
+_MAX_PEER = 256
 
 
 def audit_record(
@@ -48,10 +49,13 @@ def audit_record(
     path = decision.path
     if len(path) > max_path:
         path = path[:max_path] + "...(cut)"
+    peer = decision.peer
+    if peer is not None and len(peer) > _MAX_PEER:  # e.g. taken from X-Forwarded-For
+        peer = peer[:_MAX_PEER] + "...(cut)"
     error = decision.error
     record: dict[str, Any] = {
         "time": when.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
-        "peer": decision.peer,
+        "peer": peer,
         "method": decision.method[:16],
         "path": path,
         "mode": decision.mode,
@@ -91,7 +95,7 @@ class AuditLog:
         on_decision: Another hook to call afterwards (e.g. metrics).
 
     Writing never raises into the request: a failing sink is reported once through the
-    ``mtlsauth`` logger and the decision stands.
+    ``mtlsauth`` logger, the decision stands, and the next hook is still called.
     """
 
     def __init__(
@@ -121,6 +125,12 @@ class AuditLog:
                 os.fdopen(fd, "ab", buffering=0), encoding="ascii", line_buffering=True
             )
             self._owned = True
+        elif isinstance(sink, io.RawIOBase | io.BufferedIOBase) or "b" in str(
+            getattr(sink, "mode", "")
+        ):
+            raise TypeError(
+                "sink must be a text stream: open the file in text mode, or give its path"
+            )
         elif hasattr(sink, "write"):
             self._stream = sink
         else:
@@ -132,12 +142,12 @@ class AuditLog:
 
     def __call__(self, decision: Decision) -> None:
         if self._allowed or not decision.allowed:
-            line = json.dumps(
-                audit_record(decision, max_path=self._max_path),
-                ensure_ascii=True,
-                separators=(",", ":"),
-            )
             try:
+                line = json.dumps(
+                    audit_record(decision, max_path=self._max_path),
+                    ensure_ascii=True,
+                    separators=(",", ":"),
+                )
                 if self._logger is not None:
                     self._logger.info("%s", line)
                 else:
@@ -145,7 +155,7 @@ class AuditLog:
                     with self._lock:
                         self._stream.write(line + "\n")
                         self._stream.flush()
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failing sink: never hide the next hook
                 if not self._failed:
                     self._failed = True
                     logging.getLogger("mtlsauth").error(

@@ -1,0 +1,100 @@
+"""Calling the application's hooks (``on_decision``, ``on_error``) so that none of them can
+change a decision, forge a log line or flood the log.
+
+A hook is the application's code, but what it is handed comes from the client: a hook
+that raises ``KeyError(path)`` carries the request path into its exception text. Its
+failure is therefore logged with that text escaped, once a minute per hook and exception
+type (the repeats are counted), with the traceback at DEBUG, also escaped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import traceback
+
+from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
+
+__all__ = ["discard_awaitable", "hook_log_limiter", "is_coroutine_callable", "report_hook_failure"]
+
+logger = logging.getLogger("mtlsauth")
+
+_CHAIN = 8  # causes and contexts followed in a traceback
+
+
+def hook_log_limiter() -> RefusalLogLimiter:
+    """The limiter of one Guard's hook failure lines. Keys are (hook, exception type): a few
+    dozen at most, whatever the clients send."""
+    return RefusalLogLimiter(interval=60.0, budget=20, max_keys=256)
+
+
+def is_coroutine_callable(hook: object) -> bool:
+    """True for an ``async def`` function, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(hook):
+        return True
+    call = getattr(type(hook), "__call__", None)  # noqa: B004 - the method, not callable()
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return escape_log_value(str(exc), 512)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break the report
+        return "(unprintable)"
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` (and what caused it), every exception's text escaped."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(chain) < _CHAIN:
+        seen.add(id(current))
+        chain.append(current)
+        if current.__cause__ is not None:
+            current = current.__cause__
+        elif current.__suppress_context__:
+            current = None
+        else:
+            current = current.__context__
+    parts: list[str] = []
+    for item in reversed(chain):
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(item.__traceback__))
+        parts.append(f"{type(item).__qualname__}: {_text(item)}\n")
+    return "".join(parts)
+
+
+def report_hook_failure(hook: str, exc: BaseException, limiter: RefusalLogLimiter) -> None:
+    """Log that the ``hook`` (``"on_decision"``, ``"on_error"``) raised ``exc``."""
+    name = type(exc).__qualname__
+    admitted, repeats, _dropped = limiter.admit(hook, name)
+    if not admitted:
+        return
+    logger.error(
+        "mtlsauth %s hook raised %s: %s%s",
+        hook,
+        name,
+        _text(exc),
+        f" (and {repeats} more like it since the last line)" if repeats else "",
+    )
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("mtlsauth %s hook traceback:\n%s", hook, _traceback(exc))
+
+
+def discard_awaitable(hook: str, result: object, why: str, limiter: RefusalLogLimiter) -> None:
+    """A hook returned an awaitable where nothing awaits it: close it (it never runs, and
+    raises no "never awaited" warning later) and say so once a minute."""
+    close = getattr(result, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):  # closing is a courtesy
+            close()
+    admitted, repeats, _dropped = limiter.admit(hook, "awaitable")
+    if admitted:
+        logger.error(
+            "mtlsauth %s returned an awaitable, which is never awaited: %s%s",
+            hook,
+            why,
+            f" (and {repeats} more like it since the last line)" if repeats else "",
+        )
