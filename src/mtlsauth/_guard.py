@@ -47,6 +47,7 @@ from mtlsauth._hooks import (
     hook_log_limiter,
     is_coroutine_callable,
     report_hook_failure,
+    report_hook_misuse,
 )
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._logfields import RefusalLogLimiter
@@ -734,6 +735,16 @@ class Guard:
             report_hook_failure("on_error", exc, self._hook_limiter)
             return None
         return result
+
+    def hook_failed(self, hook: str, exc: BaseException) -> None:
+        """For an adapter: log that the answer of ``hook`` failed with ``exc`` (escaped,
+        once a minute per exception type)."""
+        report_hook_failure(hook, exc, self._hook_limiter)
+
+    def hook_misused(self, hook: str, kind: str, what: str) -> None:
+        """For an adapter: log that ``hook`` did ``what`` (a fixed text), once a minute per
+        ``kind``."""
+        report_hook_misuse(hook, kind, what, self._hook_limiter)
 
     def _report(
         self,

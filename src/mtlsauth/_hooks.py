@@ -16,7 +16,19 @@ import traceback
 
 from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
 
-__all__ = ["discard_awaitable", "hook_log_limiter", "is_coroutine_callable", "report_hook_failure"]
+__all__ = [
+    "REFUSAL_MIN_STATUS",
+    "discard_awaitable",
+    "hook_log_limiter",
+    "is_coroutine_callable",
+    "report_hook_failure",
+    "report_hook_misuse",
+]
+
+REFUSAL_MIN_STATUS = 300
+"""An ``on_error`` answer below this status (1xx, 2xx: a ``Response`` made without a
+status is a 200, which a proxy's ``auth_request`` reads as "allowed") is sent with the
+refusal's own status instead. A redirect (3xx) to a page that explains is kept."""
 
 logger = logging.getLogger("mtlsauth")
 
@@ -90,11 +102,19 @@ def discard_awaitable(hook: str, result: object, why: str, limiter: RefusalLogLi
     if callable(close):
         with contextlib.suppress(Exception):  # closing is a courtesy
             close()
-    admitted, repeats, _dropped = limiter.admit(hook, "awaitable")
+    report_hook_misuse(
+        hook, "awaitable", f"returned an awaitable, which is never awaited: {why}", limiter
+    )
+
+
+def report_hook_misuse(hook: str, kind: str, what: str, limiter: RefusalLogLimiter) -> None:
+    """Log, once a minute per ``kind``, that the ``hook`` did ``what`` (a fixed text: no
+    value from the request)."""
+    admitted, repeats, _dropped = limiter.admit(hook, kind)
     if admitted:
         logger.error(
-            "mtlsauth %s returned an awaitable, which is never awaited: %s%s",
+            "mtlsauth %s %s%s",
             hook,
-            why,
+            what,
             f" (and {repeats} more like it since the last line)" if repeats else "",
         )

@@ -848,3 +848,31 @@ def test_token_helpers_refuse_what_is_not_a_token_check() -> None:
 
     with pytest.raises(IdentityMissing):
         token_claims(RequestFactory().get("/"))
+
+
+# -- DRF: a refusal keeps its status (500, 503, 400, 403, 401), as in every adapter ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        pytest.param("internal", 500, id="internal_error"),
+        pytest.param("busy", 503, id="verification_busy"),
+        pytest.param("malformed", 400, id="request_malformed"),
+        pytest.param("denied", 403, id="certificate_denied"),
+        pytest.param("missing", 401, id="certificate_missing"),
+    ],
+)
+def test_drf_keeps_the_refusals_status(error: str, status: int) -> None:
+    from mtlsauth import CertificateMissing, PolicyDenied
+    from mtlsauth._errors import AmbiguousRequest, InternalError, VerificationBusy
+    from mtlsauth.adapters import drf
+
+    made = {
+        "internal": InternalError("the client certificate could not be checked"),
+        "busy": VerificationBusy("too many certificate verifications are waiting"),
+        "malformed": AmbiguousRequest("unreadable", code="request_malformed"),
+        "denied": PolicyDenied("denied", code="certificate_denied"),
+        "missing": CertificateMissing("no client certificate was presented"),
+    }[error]
+    failure = drf._failed(made)
+    assert failure.status_code == status
+    assert failure.get_codes() == made.code

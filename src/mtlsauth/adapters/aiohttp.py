@@ -27,6 +27,7 @@ from multidict import CIMultiDict
 from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
+from mtlsauth._hooks import REFUSAL_MIN_STATUS
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._sslcontext import peer_chain, unrequested_hint
 from mtlsauth._types import Presented
@@ -102,7 +103,8 @@ def mtls_middleware(
         exempt_paths: Paths never checked, e.g. ``{"/healthz"}``.
         on_error: ``on_error(error, request)`` returning a ``web.StreamResponse`` (or a
             coroutine of one) to answer a refusal, or ``None`` for the default problem+json
-            answer. If it raises, the default answer is sent.
+            answer. If it raises or returns anything else, the default answer is sent; a
+            success status (1xx, 2xx) on its response is replaced by the refusal's.
         on_decision: ``on_decision(decision)``, called for every request; exceptions are
             logged and ignored.
         verification_threads, verification_queue: The bounded pool that runs
@@ -275,9 +277,18 @@ def _response_started(request: web.Request) -> bool:
 async def _deny(guard: Guard, error: MTLSAuthError, request: web.Request) -> web.StreamResponse:
     result = await guard.error_hook_result_async(error, request)
     if isinstance(result, web.StreamResponse):
+        if result.status < REFUSAL_MIN_STATUS and not result.prepared:
+            guard.hook_misused(
+                "on_error",
+                "success status",
+                "answered a refusal with a success status: sent with the refusal's status instead",
+            )
+            result.set_status(error.status)
         return result
     if result is not None:
-        logger.error("mtlsauth on_error returned %s, not a response", type(result).__name__)
+        guard.hook_misused(
+            "on_error", "not a response", "returned something that is not a response"
+        )
     return problem_response(error)
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from mtlsauth._errors import AmbiguousRequest, CertificateMissing, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
+from mtlsauth._hooks import REFUSAL_MIN_STATUS
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
 from mtlsauth._policy._policy import Policy
@@ -65,7 +66,10 @@ class MTLSMiddleware:
             prefix).
         on_error: ``on_error(error, scope)`` returning an ASGI app (a Starlette ``Response``
             is one) to answer a refusal, or ``None`` for the default problem+json answer.
-            It may be a coroutine function. If it raises, the default answer is sent.
+            It may be a coroutine function. If it raises, or returns anything but an ASGI
+            app, or that app fails before it sends anything, the default answer is sent.
+            Its answer stays a refusal: a success status (1xx, 2xx) is replaced by the
+            refusal's, and a ``websocket.accept`` by ``websocket.close`` (1008).
         on_decision: ``on_decision(decision)`` for audit or metrics, called for every
             request; exceptions are logged and ignored.
         verification_threads, verification_queue: The bounded pool that runs
@@ -272,10 +276,53 @@ class MTLSMiddleware:
                 return
         result = await self.guard.error_hook_result_async(error, scope)
         if result is not None:
-            responder = cast(ASGIApp, result)
-            await responder(scope, _no_more_connect(receive, scope), send)
-            return
+            if not callable(result):
+                self.guard.hook_misused(
+                    "on_error", "not an app", "returned something that is not an ASGI app"
+                )
+            elif await self._hook_answer(cast(ASGIApp, result), error, scope, receive, send):
+                return
         await send_problem(error, scope, send)
+
+    async def _hook_answer(
+        self, responder: ASGIApp, error: MTLSAuthError, scope: Scope, receive: Receive, send: Send
+    ) -> bool:
+        """Let the ``on_error`` app answer, as a refusal: a success status becomes the
+        refusal's, an accepted websocket is closed (1008) instead. False when it sent
+        nothing (it failed first, or returned without answering): the default answer is
+        sent then."""
+        started = False
+        closed = False
+
+        async def refusal_send(message: Message) -> None:
+            nonlocal started, closed
+            if closed:  # a websocket.accept was turned into a close: nothing more goes out
+                return
+            kind = message.get("type")
+            if kind in ("http.response.start", "websocket.http.response.start"):
+                status = message.get("status")
+                if type(status) is not int or status < REFUSAL_MIN_STATUS:
+                    self.guard.hook_misused(
+                        "on_error",
+                        "success status",
+                        "answered a refusal with a success "
+                        "status: sent with the refusal's status instead",
+                    )
+                    message = {**message, "status": error.status}
+            elif kind == "websocket.accept":
+                self.guard.hook_misused(
+                    "on_error", "accepted", "accepted a refused websocket: closed instead"
+                )
+                closed = True
+                message = {"type": "websocket.close", "code": 1008, "reason": error.code}
+            started = True
+            await send(message)
+
+        try:
+            await responder(scope, _no_more_connect(receive, scope), refusal_send)
+        except Exception as exc:  # noqa: BLE001 - the refusal stands: default answer, no 500
+            self.guard.hook_failed("on_error", exc)
+        return started
 
 
 def _no_more_connect(receive: Receive, scope: Scope) -> Receive:

@@ -117,7 +117,12 @@ def _failed(error: MTLSAuthError) -> exceptions.APIException:
         return exceptions.ParseError(detail=error.detail, code=error.code)
     if error.status == 403:
         return exceptions.PermissionDenied(detail=error.detail, code=error.code)
-    return exceptions.AuthenticationFailed(detail=error.detail, code=error.code)
+    if error.status == 401:
+        return exceptions.AuthenticationFailed(detail=error.detail, code=error.code)
+    # 500 internal_error, 503 verification_busy: the status every other adapter answers
+    failure = exceptions.APIException(detail=error.detail, code=error.code)
+    failure.status_code = error.status
+    return failure
 
 
 class MTLSAuthentication(BaseAuthentication):

@@ -20,12 +20,14 @@ import http
 import logging
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
+from mtlsauth._hooks import REFUSAL_MIN_STATUS, is_coroutine_callable
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
 from mtlsauth._sslcontext import peer_chain, unrequested_hint
@@ -62,7 +64,10 @@ class MTLSMiddleware:
         exempt_paths: Paths never checked, e.g. ``{"/healthz"}``.
         on_error: ``on_error(error, environ)`` returning a WSGI app (a Flask/werkzeug
             ``Response`` is one) to answer a refusal, or ``None`` for the default
-            problem+json answer. If it raises, the default answer is sent.
+            problem+json answer. If it raises, or returns anything but a WSGI app, or that
+            app fails, the default answer is sent; a success status (1xx, 2xx) in its
+            answer is replaced by the refusal's. An ``async def`` hook is refused with
+            ``TypeError`` (nothing awaits it under WSGI).
         on_decision: ``on_decision(decision)``, called for every request; exceptions are
             logged and ignored.
 
@@ -99,6 +104,10 @@ class MTLSMiddleware:
             on_error=on_error,
             on_decision=on_decision,
         )
+        if is_coroutine_callable(on_error):
+            raise TypeError(
+                "on_error must be a plain function under WSGI: nothing awaits an async def hook"
+            )
         self._strip_keys = tuple(
             "HTTP_" + n.upper().replace("-", "_") for n in sorted(self.guard.strip_names)
         )
@@ -162,12 +171,54 @@ class MTLSMiddleware:
         self, error: MTLSAuthError, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         result = self.guard.error_hook_result(error, environ)
+        replace = False  # the hook's app set a status line: the default replaces it
         if result is not None:
-            responder = cast("WSGIApplication", result)
-            return responder(environ, start_response)
+            if not callable(result):
+                self.guard.hook_misused(
+                    "on_error", "not an app", "returned something that is not a WSGI app"
+                )
+            else:
+                started: list[bool] = []
+                try:
+                    return self._hook_answer(
+                        cast("WSGIApplication", result), error, environ, start_response, started
+                    )
+                except Exception as exc:  # noqa: BLE001 - the refusal stands: default answer
+                    self.guard.hook_failed("on_error", exc)
+                    replace = bool(started)
         body, status, headers = problem_response(error)
-        start_response(f"{status} {http.HTTPStatus(status).phrase}", headers)
+        line = f"{status} {http.HTTPStatus(status).phrase}"
+        if replace:  # (PEP 3333: a second call passes exc_info)
+            start_response(line, headers, sys.exc_info())
+        else:
+            start_response(line, headers)
         return [body]
+
+    def _hook_answer(
+        self,
+        responder: WSGIApplication,
+        error: MTLSAuthError,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        started: list[bool],
+    ) -> Iterable[bytes]:
+        """The ``on_error`` app's answer, as a refusal: a success status becomes the
+        refusal's own."""
+
+        def refusal_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            code = status.split(" ", 1)[0] if isinstance(status, str) else ""
+            if not (code.isascii() and code.isdigit() and int(code) >= REFUSAL_MIN_STATUS):
+                self.guard.hook_misused(
+                    "on_error",
+                    "success status",
+                    "answered a refusal with a success status: sent with the refusal's "
+                    "status instead",
+                )
+                status = f"{error.status} {http.HTTPStatus(error.status).phrase}"
+            started.append(True)
+            return start_response(status, headers, exc_info)
+
+        return responder(environ, refusal_start_response)
 
 
 def problem_response(error: MTLSAuthError) -> tuple[bytes, int, list[tuple[str, str]]]:
