@@ -181,3 +181,31 @@ def test_the_audit_log_bounds_the_peer(verifier) -> None:
     guard.decide(Presented("1" * 5000), "mandatory", None)
     record = json.loads(stream.getvalue())
     assert len(record["peer"]) <= 300
+
+
+# -- what a refusal's body tells the client ----------------------------------------------------
+@pytest.mark.parametrize("on_untrusted", ["reject", "ignore"])
+def test_the_refusal_body_never_names_the_peer_address(ca, on_untrusted, caplog) -> None:
+    """The socket peer may be a proxy's internal address (a proxy missing from
+    ``trusted_proxies``), or text the client chose (a server that takes the peer from
+    X-Forwarded-For): the log names it, the client's answer does not."""
+    import json
+
+    from mtlsauth import ForwardedCert
+
+    fwd = ForwardedCert.preset(
+        "nginx", header="x-ssl-client-cert", trusted_proxies=["10.0.0.1"], on_untrusted=on_untrusted
+    )
+    guard = Guard(verifier=Verifier(trust_store=ca.trust_store(), forwarded=fwd))
+    internal = "10.20.30.40"
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+        decision = guard.decide(
+            Presented(internal, (("x-ssl-client-cert", "x"),)), "mandatory", None
+        )
+    _status, _headers, body = decision.problem()
+    assert internal not in json.loads(body)["detail"]
+    assert "trusted" in json.loads(body)["detail"]  # still says what is wrong
+    (line,) = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("mtlsauth refused")
+    ]
+    assert f"peer={internal}" in line

@@ -112,7 +112,8 @@ def _with_hint(
         configured = forwarded.header_names() if forwarded is not None else frozenset()
         if forwarded is not None and any(k in configured for k, _v in presented.headers):
             # on_untrusted="ignore": the header was there, from a peer not trusted
-            where = presented.peer or "an unknown peer"
+            # The peer itself is in the log line only (see ForwardedCert._untrusted).
+            where = "the peer" if presented.peer else "an unknown peer"
             why = _REWRITTEN if rewritten else f"{where} is not in trusted_proxies"
             return CertificateMissing(
                 f"{error.detail}; a {forwarded.header!r} header was ignored: {why}"

@@ -515,9 +515,11 @@ class ForwardedCert(Immutable):
         """A certificate header from a peer that is not a trusted proxy: ignore or refuse."""
         if self.on_untrusted == "ignore":
             return
+        # The peer is not named: it may be a proxy's internal address, or text a client
+        # chose (a server that takes the peer from X-Forwarded-For). The log names it.
         raise UntrustedForwarder(
-            f"certificate header {self.header!r} from {peer or 'an unknown peer'},"
-            " which is not a trusted proxy"
+            f"certificate header {self.header!r} from "
+            f"{'a peer' if peer else 'an unknown peer'} that is not a trusted proxy"
         )
 
     def _chain_values(self, found: list[tuple[str, str]]) -> list[str]:
