@@ -245,3 +245,28 @@ def test_audit_record_cuts_long_paths(ca, verifier) -> None:
         AuditLog(io.StringIO(), max_path=0)
     with pytest.raises(TypeError, match="sink"):
         AuditLog(42)  # type: ignore[arg-type]
+
+
+def test_a_failing_metrics_backend_never_hides_the_next_hook(
+    tmp_path, ca, verifier, monkeypatch, caplog
+) -> None:
+    """prometheus_client in multiprocess mode writes each value to a file: when that fails
+    (a full disk, a directory gone), the chained hook (the audit log) still hears of the
+    decision, and the request is answered as decided."""
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import CollectorRegistry, values
+
+    from mtlsauth.metrics.prometheus import PrometheusMetrics
+
+    gone = tmp_path / "not-a-directory"
+    gone.write_text("")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(gone))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
+    stream = io.StringIO()
+    metrics = PrometheusMetrics(registry=CollectorRegistry(), on_decision=AuditLog(stream))
+    guard = Guard(verifier=verifier, on_decision=metrics)
+    with caplog.at_level(logging.ERROR, logger="mtlsauth"):
+        decision = _decide(guard)
+    assert decision.code == "certificate_missing"
+    assert json.loads(stream.getvalue())["code"] == "certificate_missing"
+    assert any("on_decision hook raised" in r.getMessage() for r in caplog.records)

@@ -93,12 +93,16 @@ class OpenTelemetryMetrics:
         return observe
 
     def on_decision(self, decision: Decision) -> None:
-        """The ``on_decision`` hook: count the decision and record the verification time."""
-        outcome, code = decision_labels(decision)
-        self.decisions.add(1, {"outcome": outcome, "code": code})
-        if decision.elapsed is not None and decision.cached is not None:
-            self.duration.record(decision.elapsed, {"cache": "hit" if decision.cached else "miss"})
-        if self._next is not None:
-            self._next(decision)
+        """The ``on_decision`` hook: count the decision and record the verification time.
+        The next hook is called even when recording fails."""
+        try:
+            outcome, code = decision_labels(decision)
+            self.decisions.add(1, {"outcome": outcome, "code": code})
+            if decision.elapsed is not None and decision.cached is not None:
+                cache = "hit" if decision.cached else "miss"
+                self.duration.record(decision.elapsed, {"cache": cache})
+        finally:
+            if self._next is not None:
+                self._next(decision)
 
     __call__ = on_decision

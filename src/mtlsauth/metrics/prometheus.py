@@ -107,12 +107,16 @@ class PrometheusMetrics:
                 registry.register(self.collector)
 
     def on_decision(self, decision: Decision) -> None:
-        """The ``on_decision`` hook: count the decision and time the verification."""
-        self.decisions.labels(*decision_labels(decision)).inc()
-        if decision.elapsed is not None and decision.cached is not None:
-            cache = "hit" if decision.cached else "miss"
-            self.verification_seconds.labels(cache).observe(decision.elapsed)
-        if self._next is not None:
-            self._next(decision)
+        """The ``on_decision`` hook: count the decision and time the verification. The
+        next hook is called even when recording fails (whose exception then reaches the
+        Guard, which logs it)."""
+        try:
+            self.decisions.labels(*decision_labels(decision)).inc()
+            if decision.elapsed is not None and decision.cached is not None:
+                cache = "hit" if decision.cached else "miss"
+                self.verification_seconds.labels(cache).observe(decision.elapsed)
+        finally:
+            if self._next is not None:
+                self._next(decision)
 
     __call__ = on_decision
