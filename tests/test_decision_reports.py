@@ -209,3 +209,29 @@ def test_the_refusal_body_never_names_the_peer_address(ca, on_untrusted, caplog)
         r.getMessage() for r in caplog.records if r.getMessage().startswith("mtlsauth refused")
     ]
     assert f"peer={internal}" in line
+
+
+# -- internal errors ---------------------------------------------------------------------------
+def test_an_internal_error_is_logged_escaped_and_once_a_minute(
+    ca, verifier, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception inside the check is a refusal (500); its text, which may hold what the
+    client sent, is escaped in the traceback at DEBUG, and a flood of them writes one ERROR
+    line a minute."""
+    import mtlsauth._logfields as lf
+
+    monkeypatch.setattr(lf.time, "monotonic", lambda: 900.0)
+
+    def boom(self, presented, *, required=True, policy=None):
+        raise ValueError(f"cannot route {presented.path}")
+
+    monkeypatch.setattr(Verifier, "authenticate", boom)
+    guard = Guard(verifier=verifier)
+    with caplog.at_level(logging.DEBUG, logger="mtlsauth"):
+        for _ in range(200):
+            d = guard.decide(Presented("127.0.0.1", path="/x\n" + FORGED), "mandatory", None)
+            assert (d.code, d.error.status) == ("internal_error", 500)
+    lines = _lines(caplog)
+    assert not any(line.startswith(FORGED[:10]) for line in lines), lines
+    internal = [line for line in lines if "internal error during verification" in line]
+    assert len(internal) == 1

@@ -44,6 +44,7 @@ from mtlsauth._errors import (
 )
 from mtlsauth._hooks import (
     discard_awaitable,
+    escaped_traceback,
     hook_log_limiter,
     is_coroutine_callable,
     report_hook_failure,
@@ -188,9 +189,19 @@ OnDecision = Callable[[Decision], object]
 _Outcome = tuple["ClientIdentity | None", "MTLSAuthError | None", float, bool]
 
 
-def _internal(exc: Exception) -> InternalError:
-    logger.error("mtlsauth internal error during verification: %s", type(exc).__name__)
-    logger.debug("mtlsauth internal error traceback", exc_info=exc)
+def _internal(exc: Exception, limiter: RefusalLogLimiter) -> InternalError:
+    """The refusal for an unexpected exception: its type at ERROR (once a minute per type),
+    its traceback at DEBUG with the exception's text escaped (it may hold the client's)."""
+    name = type(exc).__name__
+    admitted, repeats, _dropped = limiter.admit("internal", name)
+    if admitted:
+        logger.error(
+            "mtlsauth internal error during verification: %s%s",
+            name,
+            f" (and {repeats} more like it since the last line)" if repeats else "",
+        )
+        if logger.isEnabledFor(_DEBUG):
+            logger.debug("mtlsauth internal error traceback:\n%s", escaped_traceback(exc))
     return InternalError("the client certificate could not be checked")
 
 
@@ -471,7 +482,7 @@ class Guard:
 
         ``TokenCheck`` logs its own refusals (with the token's details), so only the hook
         and the metrics hear of it here."""
-        error = exc if isinstance(exc, MTLSAuthError) else _internal(exc)
+        error = exc if isinstance(exc, MTLSAuthError) else _internal(exc, self._hook_limiter)
         identity = decision.identity
         refused = replace(decision, identity=None, error=error)
         names = (identity.subject, identity.issuer) if identity is not None else (None, None)
@@ -620,9 +631,8 @@ class Guard:
         )
         return (identity if isinstance(identity, ClientIdentity) else None), error, elapsed, missed
 
-    @staticmethod
     def _timed(
-        call: Callable[..., object], presented: Presented, mode: Mode, route: Route | None
+        self, call: Callable[..., object], presented: Presented, mode: Mode, route: Route | None
     ) -> tuple[object, MTLSAuthError | None, float, bool]:
         """One Verifier call, timed, with its cache outcome; any failure is a refusal."""
         result: object = None
@@ -638,7 +648,7 @@ class Guard:
         except MTLSAuthError as exc:
             error = exc
         except Exception as exc:  # noqa: BLE001 - fail closed: refused, never a 500 trace
-            error = _internal(exc)
+            error = _internal(exc, self._hook_limiter)
         elapsed = time.perf_counter() - started
         missed = cache_missed.get()
         cache_missed.reset(reset)

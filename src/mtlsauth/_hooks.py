@@ -19,6 +19,7 @@ from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
 __all__ = [
     "REFUSAL_MIN_STATUS",
     "discard_awaitable",
+    "escaped_traceback",
     "hook_log_limiter",
     "is_coroutine_callable",
     "report_hook_failure",
@@ -36,8 +37,8 @@ _CHAIN = 8  # causes and contexts followed in a traceback
 
 
 def hook_log_limiter() -> RefusalLogLimiter:
-    """The limiter of one Guard's hook failure lines. Keys are (hook, exception type): a few
-    dozen at most, whatever the clients send."""
+    """The limiter of one Guard's lines about failures (hooks, internal errors). Keys are
+    (what failed, exception type): a few dozen at most, whatever the clients send."""
     return RefusalLogLimiter(interval=60.0, budget=20, max_keys=256)
 
 
@@ -56,7 +57,7 @@ def _text(exc: BaseException) -> str:
         return "(unprintable)"
 
 
-def _traceback(exc: BaseException) -> str:
+def escaped_traceback(exc: BaseException) -> str:
     """The traceback of ``exc`` (and what caused it), every exception's text escaped."""
     chain: list[BaseException] = []
     seen: set[int] = set()
@@ -92,7 +93,7 @@ def report_hook_failure(hook: str, exc: BaseException, limiter: RefusalLogLimite
         f" (and {repeats} more like it since the last line)" if repeats else "",
     )
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("mtlsauth %s hook traceback:\n%s", hook, _traceback(exc))
+        logger.debug("mtlsauth %s hook traceback:\n%s", hook, escaped_traceback(exc))
 
 
 def discard_awaitable(hook: str, result: object, why: str, limiter: RefusalLogLimiter) -> None:
