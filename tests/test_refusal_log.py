@@ -71,10 +71,10 @@ def test_refusal_is_a_warning_with_everything_an_operator_needs(
         f"peer={PROXY}",
         "method=POST",
         "path=/pay",
-        "subject=CN=old-bob,O=Example Corp",
-        "issuer=CN=Example Root,O=Example Corp",
+        'subject="CN=old-bob,O=Example Corp"',  # quoted: it holds a blank and "="
+        'issuer="CN=Example Root,O=Example Corp"',
         f"fingerprint={hashlib.sha256(expired.der).hexdigest()}",
-        "detail=certificate expired",
+        'detail="certificate expired"',
     ):
         assert part in line, (part, line)
     fields = record.mtlsauth  # type: ignore[attr-defined]
@@ -134,7 +134,7 @@ def test_never_a_certificate_nor_an_untrusted_header_value(
             guard, Presented(PROXY, (("x-ssl-client-cert", nginx_value(other.cert_pem.bytes())),))
         )
     text = "\n".join(r.getMessage() + repr(getattr(r, "mtlsauth", "")) for r in caplog.records)
-    assert "subject=CN=alice" in text
+    assert 'subject="CN=alice"' in text
     assert "BEGIN" not in text
     assert base64.b64encode(other.der).decode()[:40] not in text
     assert nginx_value(other.cert_pem.bytes())[:60] not in text
@@ -163,7 +163,9 @@ def test_certificate_fields_and_paths_cannot_forge_or_recolour_log_lines(
     [record] = refusals(caplog)
     line = record.getMessage()
     assert escaped in line
-    assert "path=/x" + escaped in line
+    # quoted (logfmt) when the value holds a blank or "=": the first case does
+    path = f'path="/x{escaped}"' if " " in escaped else f"path=/x{escaped}"
+    assert path in line
     for bad in (
         "\n",
         "\r",
@@ -250,7 +252,7 @@ def test_missing_intermediate_is_named_in_the_log_not_the_response(
     assert decision.error.detail == "no valid path to a trusted CA"
     [record] = refusals(caplog)
     line = record.getMessage()
-    assert "hint=the chain stops at CN=Example Issuing CA" in line
+    assert 'hint="the chain stops at CN=Example Issuing CA' in line
     assert "configure intermediates=" in line
     # with the intermediate configured, it passes
     ok = Guard(
@@ -337,3 +339,46 @@ def test_no_header_no_tls_keeps_the_plain_detail(ca: CA) -> None:
     decision = decide(guard, Presented("127.0.0.1", (("x-forwarded-for", "1.2.3.4"),)))
     assert decision.error is not None
     assert decision.error.detail == "no client certificate was presented"
+
+
+# -- fields that pretend to be other fields -------------------------------------------------
+def _logfmt(line: str) -> list[tuple[str, str]]:
+    """The key=value pairs of a logfmt line, as a log shipper reads them."""
+    import shlex
+
+    pairs = []
+    for token in shlex.split(line.removeprefix("mtlsauth refused ")):
+        key, sep, value = token.partition("=")
+        if sep:
+            pairs.append((key, value))
+    return pairs
+
+
+def test_names_and_paths_cannot_add_fields_to_the_line(caplog: pytest.LogCaptureFixture) -> None:
+    """A subject, an issuer or a path with blanks and ``=`` would otherwise read as more
+    ``key=value`` pairs (a second ``fingerprint=``, a ``code=ok`` after the real one): values
+    with a blank, ``=`` or ``"`` are quoted, so each key is there once, with its own value."""
+    trusted = CA(organization="Example Corp", common_name="Example Root")
+    rogue = CA(organization="x", common_name='Rogue code=ok fingerprint=1111 status=200 "x')
+    cert = rogue.issue_client_cert(common_name="x fingerprint=0000 detail=ok subject=CN=admin")
+    guard = Guard(verifier=Verifier(trust_store=trusted.trust_store()))
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+        decide(
+            guard,
+            Presented(
+                "127.0.0.1",
+                (),
+                (cert.cert_pem.text(),),
+                path="/a code=ok status=200 fingerprint=2222",
+            ),
+        )
+    [record] = refusals(caplog)
+    pairs = _logfmt(record.getMessage())
+    keys = [k for k, _v in pairs]
+    assert len(keys) == len(set(keys)), keys
+    fields = dict(pairs)
+    assert fields["code"] == "untrusted_issuer"
+    assert fields["status"] == "401"
+    assert fields["fingerprint"] == hashlib.sha256(cert.der).hexdigest()
+    assert fields["path"] == "/a code=ok status=200 fingerprint=2222"
+    assert fields["subject"].startswith("CN=x fingerprint=0000")

@@ -19,7 +19,7 @@ import unicodedata
 
 from mtlsauth._memo import BoundedMemo
 
-__all__ = ["RefusalLogLimiter", "escape_log_value"]
+__all__ = ["RefusalLogLimiter", "escape_log_value", "logfmt_value"]
 
 _MAX_FIELD = 256
 
@@ -53,6 +53,16 @@ def escape_log_value(value: object, limit: int = _MAX_FIELD) -> str:
         else:
             out.append(f"\\U{code:08x}")
     return "".join(out)
+
+
+def logfmt_value(value: object, limit: int = _MAX_FIELD) -> str:
+    """``value`` escaped (``escape_log_value``) and, when it holds a blank, ``=`` or ``"``
+    or is empty, double-quoted with ``"`` written ``\\"``: one ``key=value`` of a logfmt
+    line, so a subject, an issuer or a path cannot read as more fields."""
+    text = escape_log_value(value, limit)
+    if text and " " not in text and "=" not in text and '"' not in text:
+        return text
+    return '"' + text.replace('"', '\\"') + '"'
 
 
 class RefusalLogLimiter:

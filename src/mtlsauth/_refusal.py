@@ -15,7 +15,7 @@ from mtlsauth._encoding import chain_to_der
 from mtlsauth._errors import CertificateMissing, MTLSAuthError, UntrustedForwarder
 from mtlsauth._forwarded._presets import PRESETS
 from mtlsauth._identity import ClientIdentity
-from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
+from mtlsauth._logfields import RefusalLogLimiter, escape_log_value, logfmt_value
 from mtlsauth._types import Presented
 
 if TYPE_CHECKING:
@@ -159,10 +159,10 @@ def log_allowed(decision: Decision) -> None:
         logger.debug(
             "mtlsauth allowed code=%s peer=%s fingerprint=%s method=%s path=%s mode=%s",
             decision.code,
-            fields["peer"] or "-",
+            logfmt_value(decision.peer or "-"),
             decision.fingerprint or "-",
-            fields["method"],
-            fields["path"],
+            logfmt_value(decision.method, 16),
+            logfmt_value(decision.path),
             decision.mode,
             extra={"mtlsauth": fields},
         )
@@ -214,14 +214,14 @@ def log_refusal(
         "issuer=%s fingerprint=%s detail=%s%s%s",
         error.code,
         error.status,
-        escape_log_value(decision.peer or "-"),
-        escape_log_value(decision.method, 16),
-        escape_log_value(decision.path),
-        escape_log_value(subject) if subject is not None else "-",
-        escape_log_value(issuer) if issuer is not None else "-",
+        logfmt_value(decision.peer or "-"),
+        logfmt_value(decision.method, 16),
+        logfmt_value(decision.path),
+        logfmt_value(subject) if subject is not None else "-",
+        logfmt_value(issuer) if issuer is not None else "-",
         decision.fingerprint or "-",
-        escape_log_value(error.detail, 512),
-        f" hint={escape_log_value(hint, 512)}" if hint else "",
+        logfmt_value(error.detail, 512),
+        f" hint={logfmt_value(hint, 512)}" if hint else "",
         f" (and {repeats} more like it since the last line)" if repeats else "",
         extra={"mtlsauth": fields},
     )
