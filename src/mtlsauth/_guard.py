@@ -319,10 +319,14 @@ class Guard:
         self._hook_limiter = hook_log_limiter()
 
     # -- per request: the one entry of every adapter ---------------------------------------
-    def check(self, view: RequestView) -> Decision:
+    def check(self, view: RequestView, *, defer: bool = False) -> Decision:
         """Decide one request: target, mode, route, certificate and token. Never raises.
 
         For WSGI and Django: it may block (a verification that is not cached, OCSP).
+
+        With ``defer``, an allowed decision with headers to hide (``Decision.hide``) is not
+        reported yet: the adapter reports it (``report``) once they are hidden, or refuses
+        the request instead (``refuse``), so that a request has one reported decision.
         """
         step = self._start(view)
         if isinstance(step, Decision):
@@ -339,9 +343,9 @@ class Guard:
             except Exception as exc:  # noqa: BLE001 - refused either way, never a 500 trace
                 return self._token_refused(decision, exc)
             decision = replace(decision, token=claims)
-        return self._finish(decision)
+        return self._finish(decision, defer=defer)
 
-    async def acheck(self, view: RequestView) -> Decision:
+    async def acheck(self, view: RequestView, *, defer: bool = False) -> Decision:
         """As ``check``, for an event loop (ASGI, aiohttp): never blocks it, never raises.
 
         A cached result (and a cached refusal) is answered on the loop; anything else runs
@@ -363,7 +367,7 @@ class Guard:
             except Exception as exc:  # noqa: BLE001 - refused either way, never a 500 trace
                 return self._token_refused(decision, exc)
             decision = replace(decision, token=claims)
-        return self._finish(decision)
+        return self._finish(decision, defer=defer)
 
     def cached(
         self,
@@ -489,12 +493,20 @@ class Guard:
         self._report(refused, names, log=not isinstance(exc, MTLSAuthError))
         return refused
 
-    def _finish(self, decision: Decision) -> Decision:
-        """Report an allowed ``decision``, saying which headers the application must not see."""
+    def _finish(self, decision: Decision, *, defer: bool = False) -> Decision:
+        """Report an allowed ``decision``, saying which headers the application must not see
+        (with ``defer`` and headers to hide, the caller reports it: see ``check``)."""
         if self.strip_names and self.must_strip(decision.peer):
             decision = replace(decision, hide=self.strip_names)
+            if defer:
+                return decision
         self._report(decision)
         return decision
+
+    def report(self, decision: Decision) -> None:
+        """Report a decision ``check`` or ``acheck`` was asked to ``defer``: the log line and
+        ``on_decision``."""
+        self._report(decision)
 
     def resolve(self, path: str, method: str) -> tuple[Mode, Route | None, bool]:
         """The effective (mode, route, exempt) for a request."""

@@ -374,6 +374,22 @@ async def test_aiohttp_non_utf8_header_from_an_untrusted_peer(
         assert got[1]["code"] == code
 
 
+async def test_aiohttp_a_request_refused_while_hiding_headers_is_reported_once(
+    aiohttp_server: Any, pki: Any
+) -> None:
+    """The refusal is the request's only decision: on_decision (an audit log, metrics)
+    never also hears of an "allowed" for it."""
+    decisions: list[Decision] = []
+    verifier = unix_verifier(pki, ["10.0.0.1"], on_untrusted="ignore")
+    server = await aiohttp_server(aiohttp_app(verifier, decisions, mode="optional"))
+    got = await aiohttp_raw(
+        server.port,
+        [b"GET /whoami HTTP/1.1", b"Host: x", b"X-Note: caf\xe9 \xff", b"X-SSL-Client-Cert: x"],
+    )
+    assert (got[0], got[1]["code"]) == (400, "request_malformed")
+    assert [d.code for d in decisions] == ["request_malformed"]
+
+
 async def test_aiohttp_gone_client_is_not_a_unix_socket(pki: Any) -> None:
     """The client resets before mtlsauth runs: no transport, so no peer; never "unix"."""
     decisions: list[Decision] = []

@@ -224,7 +224,8 @@ def mtls_middleware(
                 strict_target=_RAW_ROUTER,
                 credentials=lambda: credentials(request, peer),
                 authorization=lambda: request.headers.getall("Authorization", []),
-            )
+            ),
+            defer=True,  # reported below, once the headers are hidden (or refused)
         )
         if decision.error is not None:
             return await _deny(guard, decision.error, request)
@@ -249,6 +250,8 @@ def mtls_middleware(
                 )
                 guard.refuse(error, peer, decision.path, decision.method)
                 return await _deny(guard, error, request)
+        if decision.hide:
+            guard.report(decision)
         request[IDENTITY_KEY] = decision.identity
         route = decision.route
         if route is not None and route.token is not None:

@@ -143,7 +143,7 @@ class MTLSMiddleware:
         if identity is not None:
             scope = {**scope, IDENTITY_KEY: identity}
         else:
-            decision = await self.guard.acheck(self._view(scope))
+            decision = await self.guard.acheck(self._view(scope), defer=True)
             if decision.error is not None:
                 await self._deny(decision.error, scope, receive, send)
                 return
@@ -162,6 +162,7 @@ class MTLSMiddleware:
                     self.guard.refuse(error, decision.peer, decision.path, decision.method)
                     await self._deny(error, scope, receive, send)
                     return
+                self.guard.report(decision)  # deferred: the request's one decision
         # The app is called here, not in a helper coroutine: one await less per request.
         started = False
         connected = False  # websocket: did the app already consume websocket.connect?

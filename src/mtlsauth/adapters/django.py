@@ -356,7 +356,8 @@ class MTLSMiddleware:
                     raw_target=raw,
                     credentials=lambda: presented_from_request(request, guard, keys),
                     authorization=lambda: wsgi_authorization(request.META),
-                )
+                ),
+                defer=True,  # reported below, once the headers are hidden (or refused)
             )
             if decision.error is not None:
                 return problem_response(decision.error)
@@ -366,6 +367,7 @@ class MTLSMiddleware:
                 except AmbiguousRequest as exc:
                     guard.refuse(exc, peer, path, method)
                     return problem_response(exc)
+                guard.report(decision)
             identity = decision.identity
         request.mtls_identity = identity
         if BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:
