@@ -382,3 +382,27 @@ def test_names_and_paths_cannot_add_fields_to_the_line(caplog: pytest.LogCapture
     assert fields["fingerprint"] == hashlib.sha256(cert.der).hexdigest()
     assert fields["path"] == "/a code=ok status=200 fingerprint=2222"
     assert fields["subject"].startswith("CN=x fingerprint=0000")
+
+
+def test_limiter_keys_stay_small_whatever_the_peer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peer is part of the key, and behind a server that takes it from X-Forwarded-For
+    it is the client's text: a key keeps at most 64 characters of it, so 10,000 remembered
+    keys of 16 KB peers do not hold 160 MB."""
+    import tracemalloc
+
+    import mtlsauth._logfields as lf
+
+    clock = [0.0]
+    monkeypatch.setattr(lf.time, "monotonic", lambda: clock[0])
+    limiter = RefusalLogLimiter(interval=60, budget=100, max_keys=2_000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for window in range(30):
+            clock[0] = window * 61.0
+            for i in range(100):
+                limiter.admit("certificate_missing", None, f"{window}-{i}-" + "a" * 16_000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 4_000_000, grown

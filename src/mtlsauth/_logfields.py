@@ -22,6 +22,7 @@ from mtlsauth._memo import BoundedMemo
 __all__ = ["RefusalLogLimiter", "escape_log_value", "logfmt_value"]
 
 _MAX_FIELD = 256
+_MAX_KEY_PEER = 64
 
 
 def _unsafe(ch: str) -> bool:
@@ -108,7 +109,9 @@ class RefusalLogLimiter:
         """(log this one?, repeats of this key suppressed since its last line, lines dropped
         by the global budget not yet reported)."""
         now = time.monotonic()
-        key = (code, fingerprint, peer)
+        # The peer may be the client's text (a server that takes it from X-Forwarded-For):
+        # an address is shorter than 64 characters, and a key holds no more.
+        key = (code, fingerprint, peer[:_MAX_KEY_PEER] if peer is not None else None)
         with self._lock:
             if now - self._window >= self._interval:
                 self._carry += self._window_dropped
