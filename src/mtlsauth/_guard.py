@@ -57,9 +57,11 @@ from mtlsauth._pool import BoundedPool
 from mtlsauth._problem import PROBLEM_TYPE_PREFIX, problem_body, problem_headers
 from mtlsauth._refusal import (
     _DIAGNOSTIC_HEADERS,
+    LogDetails,
     _leaf_fingerprint,
     _refused_leaf,
     _with_hint,
+    leaf_names,
     log_allowed,
     log_refusal,
 )
@@ -697,15 +699,13 @@ class Guard:
         checked = elapsed is not None and (
             identity is not None or (error is not None and error.code not in _UNCHECKED)
         )
-        names: tuple[str | None, str | None] = (None, None)
-        log_hint: str | None = None
+        details: LogDetails | None = None
         if identity is not None:
             fingerprint: str | None = identity.fingerprint_sha256
         elif error is not None:
             fingerprint, names, ders = _refused_leaf(presented, self.forwarded)
             error = _with_hint(error, presented, self.forwarded)
-            if error.code == "untrusted_issuer" and ders:
-                log_hint = self.verifier._untrusted_issuer_hint(ders)
+            details = self._log_details(error.code, names, ders)
         else:
             fingerprint = _leaf_fingerprint(presented)
         decision = Decision(
@@ -722,8 +722,27 @@ class Guard:
             cached=(not missed) if checked else None,
         )
         if report or error is not None:
-            self._report(decision, names, log_hint)
+            self._report(decision, details=details)
         return decision
+
+    def _log_details(
+        self, code: str, names: tuple[str | None, str | None] | None, ders: Sequence[bytes]
+    ) -> LogDetails:
+        """What a refusal's log line adds, read only when the line is written: the
+        refused leaf's names, and for ``untrusted_issuer`` where its chain stops."""
+
+        def details() -> tuple[tuple[str | None, str | None], str | None]:
+            if names is not None:
+                return names, None
+            read = leaf_names(ders)
+            if read is None:
+                return (None, None), None
+            hint = None
+            if code == "untrusted_issuer":
+                hint = self.verifier._untrusted_issuer_hint(ders)
+            return read, hint
+
+        return details
 
     def error_hook_result(self, error: MTLSAuthError, request: object) -> object:
         """``on_error(error, request)``'s answer; ``None`` (the default answer) if it raised
@@ -772,9 +791,9 @@ class Guard:
         self,
         decision: Decision,
         names: tuple[str | None, str | None] = (None, None),
-        hint: str | None = None,
         *,
         log: bool = True,
+        details: LogDetails | None = None,
     ) -> None:
         error = decision.error
         if not log:
@@ -783,7 +802,7 @@ class Guard:
             if logger.isEnabledFor(logging.DEBUG):
                 log_allowed(decision)
         else:
-            log_refusal(decision, error, names, hint, self._log_limiter)
+            log_refusal(decision, error, details or (lambda: (names, None)), self._log_limiter)
         hook = self.on_decision
         if hook is not None:
             try:

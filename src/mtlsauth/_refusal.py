@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -46,9 +46,12 @@ def _leaf_fingerprint(presented: Presented) -> str | None:
 
 def _refused_leaf(
     presented: Presented, forwarded: ForwardedCert | None
-) -> tuple[str | None, tuple[str | None, str | None], Sequence[bytes]]:
-    """(fingerprint, (subject, issuer), DER chain) of a refused certificate, for the log;
-    never raises.
+) -> tuple[str | None, tuple[str | None, str | None] | None, Sequence[bytes]]:
+    """(fingerprint, (subject, issuer) or ``None`` when they are still to be read from the
+    DER chain, DER chain) of a refused certificate, for the log; never raises.
+
+    The names are read (``leaf_names``) only for a log line that is written: a flood of
+    refusals costs no certificate parsing for lines the limiter drops.
 
     A header is only decoded when its sender is a trusted proxy: from anyone else it is
     attacker text, and nothing of it goes into a log.
@@ -66,16 +69,20 @@ def _refused_leaf(
             ders = chain_to_der(presented.tls_chain)
         if not ders:
             return None, (None, None), ()
-        fingerprint = hashlib.sha256(ders[0]).hexdigest()
-        try:
-            cert = x509.load_der_x509_certificate(ders[0])
-            names = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
-            return fingerprint, names, ders
-        except Exception:  # noqa: BLE001 - unreadable names (cryptography raises ValueError
-            # or TypeError, e.g. for a BIT STRING value): the fingerprint still identifies it
-            return fingerprint, (None, None), ()
+        return hashlib.sha256(ders[0]).hexdigest(), None, ders
     except Exception:  # noqa: BLE001 - best effort: the refusal stands either way
         return _leaf_fingerprint(presented), (None, None), ()
+
+
+def leaf_names(ders: Sequence[bytes]) -> tuple[str, str] | None:
+    """(subject, issuer) of the first certificate, or ``None`` when they cannot be read
+    (cryptography raises ValueError or TypeError, e.g. for a BIT STRING value): the
+    fingerprint still identifies it. Never raises."""
+    try:
+        cert = x509.load_der_x509_certificate(ders[0])
+        return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+    except Exception:  # noqa: BLE001 - for the log only
+        return None
 
 
 def _known_certificate_headers() -> frozenset[str]:
@@ -168,11 +175,14 @@ def log_allowed(decision: Decision) -> None:
         )
 
 
+LogDetails = Callable[[], tuple[tuple[str | None, str | None], str | None]]
+"""Reads ((subject, issuer), hint) of a refusal when its log line is written."""
+
+
 def log_refusal(
     decision: Decision,
     error: MTLSAuthError,
-    names: tuple[str | None, str | None],
-    hint: str | None,
+    details: LogDetails,
     limiter: RefusalLogLimiter,
 ) -> None:
     """One WARNING line per refusal (ERROR for a 500), rate-limited per code, fingerprint
@@ -183,7 +193,10 @@ def log_refusal(
     admitted, repeats, dropped = limiter.admit(error.code, decision.fingerprint, decision.peer)
     if not admitted:
         return
-    subject, issuer = names
+    try:
+        (subject, issuer), hint = details()
+    except Exception:  # noqa: BLE001 - for the log only: the line is written without them
+        (subject, issuer), hint = (None, None), None
 
     def safe(value: str | None, limit: int = 256) -> str | None:
         return None if value is None else escape_log_value(value, limit)
