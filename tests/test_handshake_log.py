@@ -17,7 +17,7 @@ import pytest
 
 from mtlsauth import TrustStore, Verifier, server_ssl_context
 from mtlsauth._cli._testpki import TestPKI, write_test_pki
-from mtlsauth._memo import BoundedMemo
+from mtlsauth._logfields import RefusalLogLimiter
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 def _fresh_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
     import mtlsauth._sslcontext as sc
 
-    monkeypatch.setattr(sc, "_handshake_last", BoundedMemo(256))
+    monkeypatch.setattr(sc, "_handshake_limiter", RefusalLogLimiter(60.0, 100, 1024))
 
 
 def server_context(pki: TestPKI) -> ssl.SSLContext:
@@ -163,3 +163,49 @@ def test_blocking_socket_server_logs_the_reason_and_the_peer(
     [line] = handshake_lines(caplog)
     assert "unable to get local issuer certificate" in line
     assert "peer=127.0.0.1" in line
+
+
+def test_one_peers_failed_handshakes_never_hide_another_peers_line(
+    pki: TestPKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lines are limited per reason *and peer*: a client failing its handshakes over and
+    over never keeps another client's first failure (same reason) out of the log."""
+    import threading
+
+    ctx = server_context(pki)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve(n: int) -> None:
+        for _ in range(n):
+            conn, _ = listener.accept()
+            try:
+                ctx.wrap_socket(conn, server_side=True).close()
+            except (ssl.SSLError, OSError):
+                conn.close()
+
+    def attempt(source: str) -> None:
+        tls_ctx = client_context(pki, "wrong-ca")
+        try:
+            with (
+                socket.create_connection(
+                    ("127.0.0.1", port), timeout=5, source_address=(source, 0)
+                ) as raw,
+                tls_ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                tls.recv(10)
+        except (ssl.SSLError, OSError):
+            pass
+
+    thread = threading.Thread(target=serve, args=(6,), daemon=True)
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+        thread.start()
+        for _ in range(5):
+            attempt("127.0.0.2")
+        attempt("127.0.0.1")
+        thread.join(timeout=10)
+    listener.close()
+    lines = handshake_lines(caplog)
+    assert [line.rsplit("peer=", 1)[1].split()[0] for line in lines] == ["127.0.0.2", "127.0.0.1"]

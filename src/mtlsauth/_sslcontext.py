@@ -10,15 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import threading
-import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtlsauth._logfields import escape_log_value
-from mtlsauth._memo import BoundedMemo
+from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
 from mtlsauth._truststore import TrustStore, is_end_entity, refuse_end_entities
 from mtlsauth._verifier import _parse_certs
 
@@ -152,13 +149,13 @@ def server_ssl_context(
 # -- handshake failures in the log --------------------------------------------------------
 logger = logging.getLogger("mtlsauth")
 
-_HANDSHAKE_LOG_INTERVAL = 60.0  # seconds between two lines for the same reason
-_handshake_last: BoundedMemo[str, tuple[float, int]] = BoundedMemo(256)
-_handshake_lock = threading.Lock()
+# One line per reason and peer a minute (repeats counted into the next), 100 lines a minute
+# in all: one client failing its handshakes never hides another's first failure.
+_handshake_limiter = RefusalLogLimiter(interval=60.0, budget=100, max_keys=1024)
 
 
 def _log_handshake_failure(exc: ssl.SSLError, peer: str | None) -> None:
-    """One WARNING per reason and minute; the rest are counted into the next line."""
+    """One WARNING per reason and peer a minute; the rest are counted into the next line."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = f"client certificate refused: {exc.verify_message or exc.reason}"
     elif exc.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
@@ -166,13 +163,14 @@ def _log_handshake_failure(exc: ssl.SSLError, peer: str | None) -> None:
     else:
         return  # not about the client certificate (a port scan, a protocol mismatch...)
     reason = escape_log_value(reason)
-    now = time.monotonic()
-    with _handshake_lock:
-        last, suppressed = _handshake_last.get(reason) or (-_HANDSHAKE_LOG_INTERVAL, 0)
-        if now - last < _HANDSHAKE_LOG_INTERVAL:
-            _handshake_last.put(reason, (last, suppressed + 1))
-            return
-        _handshake_last.put(reason, (now, 0))
+    admitted, suppressed, dropped = _handshake_limiter.admit(reason, None, peer)
+    if not admitted:
+        return
+    if dropped:
+        logger.warning(
+            "mtlsauth: %d TLS handshake failure lines were dropped in the last minute (flood)",
+            dropped,
+        )
     logger.warning(
         "mtlsauth TLS handshake failed: %s peer=%s suppressed=%d",
         reason,
