@@ -13,13 +13,14 @@ a flood of distinct certificates can write.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import unicodedata
 
 from mtlsauth._memo import BoundedMemo
 
-__all__ = ["RefusalLogLimiter", "escape_log_value", "logfmt_value"]
+__all__ = ["RefusalLogLimiter", "escape_log_value", "limited_log", "logfmt_value"]
 
 _MAX_FIELD = 256
 _MAX_KEY_PEER = 64
@@ -127,3 +128,27 @@ class RefusalLogLimiter:
             self._window_used += 1
             dropped, self._carry = self._carry, 0
             return True, last[1] if last is not None else 0, dropped
+
+
+def limited_log(
+    logger: logging.Logger,
+    limiter: RefusalLogLimiter,
+    level: int,
+    key: tuple[str, str | None],
+    msg: str,
+    *args: object,
+    extra: dict[str, object] | None = None,
+) -> None:
+    """Log ``msg % args`` at ``level`` if ``limiter`` admits ``key`` (a fixed text and, say,
+    a fingerprint or an exception type), with the repeats it counted since the last line."""
+    if not logger.isEnabledFor(level):
+        return
+    admitted, repeats, dropped = limiter.admit(key[0], key[1])
+    if not admitted:
+        return
+    if dropped:
+        logger.log(level, "mtlsauth: %d log lines were dropped in the last minute (flood)", dropped)
+    if repeats:
+        msg += " (and %d more like it since the last line)"
+        args = (*args, repeats)
+    logger.log(level, msg, *args, extra=extra)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from mtlsauth._errors import IdentityMissing, MTLSAuthError, VerificationBusy
 from mtlsauth._identity import certificate_thumbprint, parse_x5t_s256
+from mtlsauth._logfields import RefusalLogLimiter, limited_log
 from mtlsauth._pool import BoundedPool
 
 if TYPE_CHECKING:
@@ -214,6 +215,12 @@ class TokenCheck:
     queue: int = 64
     _scope_text: str = field(default="", init=False, repr=False, compare=False)
     _pool: BoundedPool | None = field(default=None, init=False, repr=False, compare=False)
+    _log_limiter: RefusalLogLimiter = field(
+        default_factory=RefusalLogLimiter, init=False, repr=False, compare=False
+    )
+    _refuse_on_error: _RefuseOnValidatorError | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not callable(self.validate):
@@ -249,14 +256,20 @@ class TokenCheck:
                 raise ValueError(f"{what} must be between {low} and 1024")
         if self.blocking:
             object.__setattr__(self, "_pool", BoundedPool(self.threads, self.queue))
+        object.__setattr__(self, "_refuse_on_error", _RefuseOnValidatorError(self._log_limiter))
 
     # -- per request ------------------------------------------------------------------------
+    def _refusing(self) -> _RefuseOnValidatorError:
+        guard = self._refuse_on_error
+        assert guard is not None  # set in __post_init__
+        return guard
+
     def check(self, identity: ClientIdentity | None, authorization: Sequence[str]) -> Claims | None:
         """Validate the request's token synchronously (WSGI). Raises ``TokenError``."""
         try:
             return self._check(identity, authorization)
         except MTLSAuthError as exc:
-            _log_refusal(exc, identity)
+            _log_refusal(exc, identity, self._log_limiter)
             raise
 
     async def acheck(
@@ -266,7 +279,7 @@ class TokenCheck:
         try:
             return await self._acheck(identity, authorization)
         except MTLSAuthError as exc:
-            _log_refusal(exc, identity)
+            _log_refusal(exc, identity, self._log_limiter)
             raise
 
     def _check(
@@ -275,12 +288,18 @@ class TokenCheck:
         token = self._token(authorization)
         if token is None:
             return None
-        with _REFUSE_ON_VALIDATOR_ERROR:
+        with self._refusing():
             result = self.validate(token)
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
-            logger.error("mtlsauth token validator returned an awaitable in a synchronous app")
+            limited_log(
+                logger,
+                self._log_limiter,
+                logging.ERROR,
+                ("validator", "awaitable"),
+                "mtlsauth token validator returned an awaitable in a synchronous app",
+            )
             raise TokenError("the token could not be validated", code="token_invalid")
         return self.confirm(result, identity)
 
@@ -290,7 +309,7 @@ class TokenCheck:
         token = self._token(authorization)
         if token is None:
             return None
-        with _REFUSE_ON_VALIDATOR_ERROR:
+        with self._refusing():
             if self._pool is not None:
                 result = await self._in_pool(self._pool, token)
             else:
@@ -337,12 +356,28 @@ class TokenCheck:
         except MTLSAuthError:
             raise
         except Exception as exc:  # noqa: BLE001 - unreadable claims refuse the token
-            logger.error("mtlsauth token claims could not be read: %s", type(exc).__name__)
+            name = type(exc).__name__
+            limited_log(
+                logger,
+                self._log_limiter,
+                logging.ERROR,
+                ("claims", name),
+                "mtlsauth token claims could not be read: %s",
+                name,
+            )
             raise TokenError("the token could not be validated", code="token_invalid") from None
 
     def _confirm(self, claims: object, identity: ClientIdentity | None) -> Claims:
         if not isinstance(claims, Mapping):
-            logger.error("mtlsauth token validator returned %s, not claims", type(claims).__name__)
+            name = type(claims).__name__
+            limited_log(
+                logger,
+                self._log_limiter,
+                logging.ERROR,
+                ("not claims", name),
+                "mtlsauth token validator returned %s, not claims",
+                name,
+            )
             raise TokenError("the token could not be validated", code="token_invalid")
         if "active" in claims and claims["active"] is not True:
             raise TokenError("the token is not active", code="token_invalid")
@@ -413,12 +448,20 @@ def _is_number(value: object) -> bool:
         return False
 
 
-def _log_refusal(error: MTLSAuthError, identity: ClientIdentity | None) -> None:
-    # One line per refusal, like the Guard's: the code and the certificate, never the token.
-    logger.info(
+def _log_refusal(
+    error: MTLSAuthError, identity: ClientIdentity | None, limiter: RefusalLogLimiter
+) -> None:
+    # Like the Guard's lines: the code and the certificate, never the token; one line per
+    # code and certificate a minute, the repeats counted into the next.
+    fingerprint = identity.fingerprint_sha256 if identity is not None else None
+    limited_log(
+        logger,
+        limiter,
+        logging.INFO,
+        (error.code, fingerprint),
         "mtlsauth token denied code=%s fingerprint=%s",
         error.code,
-        identity.fingerprint_sha256 if identity is not None else None,
+        fingerprint,
         extra={"mtlsauth": {"outcome": "denied", "code": error.code, "stage": "token"}},
     )
 
@@ -431,9 +474,13 @@ class _Store(Protocol):
 
 class _RefuseOnValidatorError:
     """``with`` it around a validator call: any failure but our own refusals refuses the
-    token (``token_invalid``); the validator's exception goes to the log by type only."""
+    token (``token_invalid``); the validator's exception goes to the log by type only, once
+    a minute per type."""
 
-    __slots__ = ()
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: RefusalLogLimiter) -> None:
+        self._limiter = limiter
 
     def __enter__(self) -> None:
         return None
@@ -443,11 +490,16 @@ class _RefuseOnValidatorError:
     ) -> Literal[False]:
         if exc is None or isinstance(exc, MTLSAuthError) or not isinstance(exc, Exception):
             return False
-        logger.info("mtlsauth token refused by the validator: %s", type(exc).__name__)
+        name = type(exc).__name__
+        limited_log(
+            logger,
+            self._limiter,
+            logging.INFO,
+            ("validator", name),
+            "mtlsauth token refused by the validator: %s",
+            name,
+        )
         raise TokenError("the token is invalid", code="token_invalid") from None
-
-
-_REFUSE_ON_VALIDATOR_ERROR = _RefuseOnValidatorError()
 
 
 def stored_claims(request: _Store, key: str, hint: str) -> Claims | None:

@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("mtlsauth.oauth_jwt needs PyJWT: pip install 'mtlsauth[oauth]'") from exc
 
 from mtlsauth._jwks import ALGORITHMS, JWKS
+from mtlsauth._logfields import RefusalLogLimiter, limited_log
 from mtlsauth._oauth import TokenError
 
 __all__ = ["ALGORITHMS", "JWKS", "JWTValidator"]
@@ -63,7 +64,16 @@ class JWTValidator:
     and keys embedded in the token (``jwk``, ``jku``, ``x5u``, ``x5c``) are never used.
     """
 
-    __slots__ = ("_algorithms", "_audience", "_required", "issuer", "jwks", "leeway", "typ")
+    __slots__ = (
+        "_algorithms",
+        "_audience",
+        "_log_limiter",
+        "_required",
+        "issuer",
+        "jwks",
+        "leeway",
+        "typ",
+    )
 
     def __init__(
         self,
@@ -111,6 +121,7 @@ class JWTValidator:
         self.leeway = float(leeway)
         self.typ = _media_type(typ) if typ is not None else None
         self._required = required
+        self._log_limiter = RefusalLogLimiter()  # one line a minute per reason
 
     @property
     def may_block(self) -> bool:
@@ -155,7 +166,7 @@ class JWTValidator:
                 continue
             except (jwt.PyJWTError, OverflowError, ValueError, TypeError) as exc:
                 # PyJWT 2.10 lets OverflowError out of an infinite exp or iat.
-                logger.info("mtlsauth JWT refused: %s", type(exc).__name__)
+                self._refused(type(exc).__name__)
                 raise TokenError("the token is invalid", code="token_invalid") from None
             # Exact comparison again (PyJWT 2.10.0 compared iss as a substring).
             if claims.get("iss") != self.issuer:
@@ -166,8 +177,18 @@ class JWTValidator:
                 if name in claims and not _is_numeric_date(claims[name]):
                     raise TokenError(f"the token's {name} is not a number", code="token_invalid")
             return claims
-        logger.info("mtlsauth JWT refused: %s", type(last).__name__)
+        self._refused(type(last).__name__)
         raise TokenError("the token's signature is invalid", code="token_invalid")
+
+    def _refused(self, reason: str) -> None:
+        limited_log(
+            logger,
+            self._log_limiter,
+            logging.INFO,
+            ("jwt", reason),
+            "mtlsauth JWT refused: %s",
+            reason,
+        )
 
     def __repr__(self) -> str:
         return f"<JWTValidator issuer={self.issuer!r} jwks={self.jwks.source!r}>"

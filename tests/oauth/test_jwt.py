@@ -566,3 +566,15 @@ def test_a_key_server_cannot_forge_log_lines(keys, tls, caplog) -> None:
     assert len(lines) == 1
     assert "BadStatusLine" in lines[0]
     assert not any(c in lines[0] for c in "\x1b\r\n")
+
+
+def test_a_flood_of_refused_tokens_writes_one_line_a_minute(keys, validator, caplog) -> None:
+    """Each refused token was one INFO line: a client sending expired tokens as fast as it
+    can wrote as fast. One line a minute per reason, the repeats counted."""
+    expired = sign(keys.rsa, "RS256", "r1", claims(exp=int(time.time()) - 120))
+    with caplog.at_level(logging.INFO, logger="mtlsauth"):
+        for _ in range(300):
+            with pytest.raises(TokenError):
+                validator(expired)
+    lines = [r.getMessage() for r in caplog.records if "JWT refused" in r.getMessage()]
+    assert lines == ["mtlsauth JWT refused: ExpiredSignatureError"]

@@ -441,3 +441,16 @@ def test_a_raising_blocking_validator_refuses_through_the_pool(alice) -> None:
     with pytest.raises(TokenError) as info:
         asyncio.run(asyncio.wait_for(check.acheck(alice, ["Bearer t"]), 5))
     assert info.value.code == "token_invalid"
+
+
+def test_a_flood_of_token_refusals_writes_one_line_a_minute(alice, caplog) -> None:
+    """One line per code and certificate a minute, the repeats counted into the next, as
+    for the certificate refusals: a client cannot flood the log with refused tokens."""
+    check = TokenCheck(lambda t: {"cnf": {"x5t#S256": "A" * 43}})
+    with caplog.at_level("INFO", logger="mtlsauth"):
+        for _ in range(300):
+            with pytest.raises(TokenError):
+                check.check(alice, ["Bearer abc"])
+    lines = [r.getMessage() for r in caplog.records if "token denied" in r.getMessage()]
+    assert len(lines) == 1
+    assert "code=token_binding_mismatch" in lines[0]
