@@ -235,3 +235,27 @@ def test_an_internal_error_is_logged_escaped_and_once_a_minute(
     assert not any(line.startswith(FORGED[:10]) for line in lines), lines
     internal = [line for line in lines if "internal error during verification" in line]
     assert len(internal) == 1
+
+
+async def test_a_task_returned_by_on_decision_is_left_to_run(verifier, caplog) -> None:
+    """A hook may schedule its work (``asyncio.create_task``) and return the task: that
+    work runs on its own, so it is neither cancelled nor reported as never awaited."""
+    import asyncio
+
+    done: list[str] = []
+
+    async def write(decision: Decision) -> None:
+        done.append(decision.code)
+
+    tasks = []
+
+    def hook(decision: Decision):
+        tasks.append(asyncio.get_running_loop().create_task(write(decision)))
+        return tasks[-1]
+
+    guard = Guard(verifier=verifier, on_decision=hook)
+    with caplog.at_level(logging.ERROR, logger="mtlsauth"):
+        guard.decide(Presented("127.0.0.1"), "mandatory", None)
+        await asyncio.gather(*tasks)
+    assert done == ["certificate_missing"]
+    assert not any("awaitable" in r.getMessage() for r in caplog.records)

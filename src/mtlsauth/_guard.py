@@ -810,7 +810,9 @@ class Guard:
             except Exception as exc:  # noqa: BLE001 - logged; the decision stands
                 report_hook_failure("on_decision", exc, self._hook_limiter)
                 return
-            if result is not None and inspect.isawaitable(result):
+            # A coroutine never runs unless awaited; a task or a future the hook scheduled
+            # runs by itself and is left alone.
+            if result is not None and inspect.iscoroutine(result):
                 discard_awaitable(
                     "on_decision", result, "the hook is called synchronously", self._hook_limiter
                 )
