@@ -520,3 +520,73 @@ def test_a_ca_bundle_rewritten_in_place_is_never_read_half_way(tmp_path: Path) -
         t.join()
     assert set(sizes) == {2}, sizes
     assert rewrites > 10
+
+
+# -- Reloads reviewed as an attacker -------------------------------------------------------
+NOT_FINITE = [pytest.param(float("nan"), id="nan"), pytest.param(float("inf"), id="inf")]
+
+
+@pytest.mark.parametrize("value", [*NOT_FINITE, pytest.param(True, id="bool")])
+def test_a_reload_interval_that_is_no_number_of_seconds_is_refused(
+    tmp_path: Path, pki: Leaf, value: object
+) -> None:
+    """``nan`` made every automatic check compare False: the files were never read again, so a
+    removed CA or a new CRL never landed, with ``health()`` saying ok. ``None`` is the way to
+    turn automatic checks off."""
+    ca_file = pki.ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    crl_dir = tmp_path / "crls"
+    crl_dir.mkdir()
+    (crl_dir / "ca.crl").write_bytes(pki.ca.crl().bytes())
+    p12 = tmp_path / "trust.p12"
+    from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
+
+    p12.write_bytes(pkcs12.serialize_java_truststore([pkcs12.PKCS12Certificate(pki.ca.certificate, None)], NoEncryption()))  # fmt: skip
+    builders = [
+        lambda: TrustStore.from_pem_file(ca_file, reload_interval=value),  # type: ignore[arg-type]
+        lambda: TrustStore.from_directory(tmp_path, reload_interval=value),  # type: ignore[arg-type]
+        lambda: TrustStore.from_pkcs12(p12, reload_interval=value),  # type: ignore[arg-type]
+        lambda: CRLSet.from_paths(crl_dir, reload_interval=value),  # type: ignore[arg-type]
+    ]
+    for build in builders:
+        with pytest.raises(ValueError, match="reload_interval"):
+            build()
+
+
+@pytest.mark.parametrize("value", [*NOT_FINITE, pytest.param(True, id="bool")])
+def test_a_cache_ttl_that_is_no_number_of_seconds_is_refused(pki: Leaf, value: object) -> None:
+    """With ``cache_ttl=nan`` an entry's expiry was ``nan``, which no clock passes: a cached
+    admission outlived the certificate's notAfter and the CRL's nextUpdate."""
+    trust = TrustStore.from_pem(pki.ca.cert_pem.text())
+    with pytest.raises(ValueError, match="cache_ttl"):
+        Verifier(trust_store=trust, cache_ttl=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"timeout": float("inf")}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"retry_after": float("inf")}, "retry_after"),
+        ({"retry_after": float("nan")}, "retry_after"),
+        ({"retry_after": True}, "retry_after"),
+    ],
+)
+def test_ocsp_durations_that_are_no_number_of_seconds_are_value_errors(
+    kwargs: dict[str, object], name: str
+) -> None:
+    """An infinite timeout held a request forever on a silent responder; an infinite
+    ``retry_after`` raised OverflowError from the constructor instead of a ValueError."""
+    from mtlsauth import OCSPChecker
+
+    with pytest.raises(ValueError, match=name):
+        OCSPChecker(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["min_refresh_interval", "max_age"])
+def test_jwks_refresh_periods_of_nan_are_refused(name: str) -> None:
+    """``max_age=nan`` compared False with every age: a key set was never fetched again, so a
+    key the issuer had withdrawn kept validating tokens."""
+    from mtlsauth.oauth_jwt import JWKS
+
+    with pytest.raises(ValueError, match=name):
+        JWKS(lambda: {"keys": []}, source="test", may_block=False, **{name: float("nan")})  # type: ignore[arg-type]

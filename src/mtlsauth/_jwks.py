@@ -128,7 +128,8 @@ class JWKS:
         max_age: float = 3600.0,
     ) -> None:
         for name, value in (("min_refresh_interval", min_refresh_interval), ("max_age", max_age)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            # ``not >= 0`` refuses nan, which no age exceeds (the keys never fetched again)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                 raise ValueError(f"{name} must be a non-negative number of seconds")
         self._load = load
         self.source = source

@@ -25,6 +25,7 @@ atomically; the signature follows symlinks (``realpath``), so the swap is notice
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -102,9 +103,15 @@ class FileSnapshot(Generic[T]):
         successor: Callable[[T, T, Sequence[Path]], str | None] | None = None,
     ) -> None:
         if reload_interval is not None and (
-            not isinstance(reload_interval, int | float) or reload_interval <= 0
+            isinstance(reload_interval, bool)
+            or not isinstance(reload_interval, int | float)
+            # nan compares False with every clock: the files would never be checked again
+            or not 0 < reload_interval < math.inf
         ):
-            raise ValueError("reload_interval must be a positive number of seconds or None")
+            raise ValueError(
+                "reload_interval must be a positive, finite number of seconds, or None "
+                "(no automatic checks)"
+            )
         self._paths = tuple(Path(p) for p in paths)
         if not self._paths:
             raise ValueError(f"{what}: no paths given")

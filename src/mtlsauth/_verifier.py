@@ -12,6 +12,7 @@ rest is the cached hot path, kept in one place so it stays readable as one seque
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -212,8 +213,13 @@ class Verifier:
             raise ValueError("clock_skew must be between 0 and 3600 seconds")
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise ValueError("cache_size must be a non-negative int")
-        if not isinstance(cache_ttl, int | float) or cache_ttl <= 0:
-            raise ValueError("cache_ttl must be a positive number of seconds")
+        if (
+            isinstance(cache_ttl, bool)
+            or not isinstance(cache_ttl, int | float)
+            # nan would make an entry's expiry one no clock passes (notAfter included)
+            or not 0 < cache_ttl < math.inf
+        ):
+            raise ValueError("cache_ttl must be a positive, finite number of seconds")
 
         self._trust_store = trust_store
         self._policy = policy

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -241,8 +242,12 @@ class OCSPChecker:
             _check_url(proxy, ValueError)
             if not proxy.lower().startswith("http://"):
                 raise ValueError("proxy must be an http:// URL (https:// responders are tunnelled)")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ValueError("timeout must be a positive number of seconds")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout < math.inf
+        ):
+            raise ValueError("timeout must be a positive, finite number of seconds")
         if failure not in ("hard-fail", "soft-fail"):
             raise ValueError('failure must be "hard-fail" or "soft-fail"')
         if scope not in ("leaf", "chain"):
@@ -251,8 +256,12 @@ class OCSPChecker:
             raise ValueError("cache_size must be a non-negative int")
         if not isinstance(max_age, timedelta) or max_age <= timedelta(0):
             raise ValueError("max_age must be a positive timedelta")
-        if not isinstance(retry_after, int | float) or retry_after < 0:
-            raise ValueError("retry_after must be a non-negative number of seconds")
+        if (
+            isinstance(retry_after, bool)
+            or not isinstance(retry_after, int | float)
+            or not 0 <= retry_after < math.inf
+        ):
+            raise ValueError("retry_after must be a non-negative, finite number of seconds")
         trusted = tuple(trusted_responders)
         if not all(isinstance(c, x509.Certificate) for c in trusted):
             raise TypeError("trusted_responders must be x509.Certificate objects")
