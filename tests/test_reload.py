@@ -590,3 +590,58 @@ def test_jwks_refresh_periods_of_nan_are_refused(name: str) -> None:
 
     with pytest.raises(ValueError, match=name):
         JWKS(lambda: {"keys": []}, source="test", may_block=False, **{name: float("nan")})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ahead_s", [1, 3600])
+def test_a_bundle_dated_in_the_future_is_not_read_half_written(
+    tmp_path: Path, ahead_s: int
+) -> None:
+    """The quiet period read "mtime less than 0.25 s old" as ``0 <= now - mtime``: a file
+    dated in the future (a file server whose clock runs ahead, ``touch -d``, an unpacked
+    archive) counted as settled at once. A bundle caught after its intermediate, the writer
+    paused before the root, made the intermediate an anchor (its revocation and the root's
+    constraints skipped). Such a file is now read once its signature has held for 0.25 s."""
+    root = CA(organization="Ahead")
+    inter = root.intermediate()
+    f = tmp_path / "bundle.pem"
+    f.write_bytes(root.cert_pem.bytes())
+    trust = TrustStore.from_pem_file(f, reload_interval=0.05)
+    before = trust.snapshot()
+
+    def write_dated(data: bytes) -> None:
+        f.write_bytes(data)
+        stamp = time.time_ns() + ahead_s * 10**9
+        os.utime(f, ns=(stamp, stamp))
+
+    write_dated(inter.cert_pem.bytes())  # the intermediate written, the root not yet
+    time.sleep(0.1)
+    assert trust.snapshot() is before  # not read: it may be half-written
+    write_dated(inter.cert_pem.bytes() + root.cert_pem.bytes())  # the writer finishes
+    time.sleep(0.1)
+    assert trust.snapshot() is before
+    deadline = time.monotonic() + 3
+    while trust.snapshot() is before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The whole bundle landed once it stopped changing: the root is the one anchor.
+    snap = trust.snapshot()
+    assert snap is not before
+    assert snap.intermediates == (inter.certificate,)
+    assert {*snap.certificates} == {root.certificate, inter.certificate}
+
+
+def test_a_deleted_trust_file_lands_only_once_it_stays_deleted(tmp_path: Path, pki: Leaf) -> None:
+    """A deletion has no mtime to wait on; an editor that deletes and then writes must not
+    leave the store empty in between, so a deletion lands after 0.25 s, like any write."""
+    f = tmp_path / "ca.pem"
+    f.write_bytes(pki.ca.cert_pem.bytes())
+    past = time.time_ns() - 10**10
+    os.utime(f, ns=(past, past))
+    trust = TrustStore.from_pem_file(f, reload_interval=0.05)
+    before = trust.snapshot()
+    f.unlink()
+    time.sleep(0.1)
+    assert trust.snapshot() is before
+    f.write_bytes(pki.ca.cert_pem.bytes())  # written again at once
+    os.utime(f, ns=(past, past))
+    time.sleep(0.4)
+    assert trust.certificates == (pki.ca.certificate,)

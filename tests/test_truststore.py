@@ -166,7 +166,7 @@ def test_automatic_reload_after_interval(cas, tmp_path: Path) -> None:
     f = a.cert_pem.write_to_path(tmp_path / "ca.pem")
     trust = TrustStore.from_pem_file(f, reload_interval=0.2)
     b.cert_pem.write_to_path(f)
-    os.utime(f, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    os.utime(f, ns=(time.time_ns() - 10**9, time.time_ns() - 10**9))  # past the quiet period
     time.sleep(0.3)
     assert trust.certificates == (b.certificate,)
 
@@ -203,7 +203,7 @@ def test_combined_store_never_serves_anchors_removed_from_every_file(cas, tmp_pa
     a, b, removed = cas
     fa, fb = tmp_path / "a.pem", tmp_path / "b.pem"
     trust = None
-    stamp = time.time_ns()
+    stamp = time.time_ns() - 10**13  # in the past: a future mtime waits for the quiet period
 
     def write(f: Path, data: bytes) -> None:
         nonlocal stamp
@@ -412,3 +412,174 @@ def test_a_self_signed_root_stays_an_anchor_next_to_its_cross_signed_copy() -> N
     leaf = root.intermediate().issue_client_cert().chain_pem.text()
     for order in ([old.certificate, cross, c], [c, cross, old.certificate]):
         assert _bundle_code(TrustStore.from_certificates(order), leaf) == "accepted"
+
+
+# -- Reloads reviewed as an attacker: a file emptied or deleted to withdraw trust ---------------
+def _write_settled(path: Path, data: bytes) -> None:
+    """Write ``data`` with a modification time in the past: past the write-quiet period."""
+    path.write_bytes(data)
+    then = time.time_ns() - 10**10
+    os.utime(path, ns=(then, then))
+
+
+def _code(verifier: Verifier, chain: str) -> str:
+    from mtlsauth import MTLSAuthError
+
+    try:
+        verifier.verify(chain)
+    except MTLSAuthError as exc:
+        return exc.code
+    return "accepted"
+
+
+def _withdraw(kind: str, path: Path) -> None:
+    if kind == "emptied":
+        _write_settled(path, b"")
+    elif kind == "blanked":
+        _write_settled(path, b"\n  \n")
+    else:
+        path.unlink()
+
+
+WITHDRAWALS = ["emptied", "blanked", "deleted"]
+
+
+@pytest.mark.parametrize("kind", WITHDRAWALS)
+def test_a_trust_file_emptied_or_deleted_withdraws_its_anchors(
+    cas, tmp_path: Path, kind: str
+) -> None:
+    """An operator who empties or deletes the CA file of a compromised CA means "trust it no
+    more". The last good copy was kept instead: its clients were admitted, from the cache
+    and by fresh verifications, until a restart. A file with nothing in it now withdraws
+    what it held; a file that holds something unreadable still keeps the last good copy."""
+    a, _, _ = cas
+    f = tmp_path / "ca.pem"
+    _write_settled(f, a.cert_pem.bytes())
+    trust = TrustStore.from_pem_file(f, reload_interval=None)
+    verifier = Verifier(trust_store=trust)
+    chain = a.issue_client_cert(common_name="withdrawn").chain_pem.text()
+    assert _code(verifier, chain) == "accepted"  # and cached
+    _withdraw(kind, f)
+    assert verifier.reload() is True
+    assert trust.certificates == ()
+    assert len(trust) == 0
+    assert _code(verifier, chain) == "untrusted_issuer"
+    assert verifier.health()["ok"] is True  # what the operator asked for, not a failure
+    _write_settled(f, a.cert_pem.bytes())  # trusted again once the file holds it again
+    assert verifier.reload() is True
+    assert _code(verifier, chain) == "accepted"
+
+
+@pytest.mark.parametrize("kind", WITHDRAWALS)
+def test_one_of_combined_trust_files_withdrawn_leaves_the_others(
+    cas, tmp_path: Path, kind: str
+) -> None:
+    a, b, _ = cas
+    fa, fb = tmp_path / "a.pem", tmp_path / "b.pem"
+    _write_settled(fa, a.cert_pem.bytes())
+    _write_settled(fb, b.cert_pem.bytes())
+    trust = TrustStore.from_pem_file(fa, reload_interval=None) | TrustStore.from_pem_file(
+        fb, reload_interval=None
+    )
+    verifier = Verifier(trust_store=trust)
+    chain_a = a.issue_client_cert().chain_pem.text()
+    chain_b = b.issue_client_cert().chain_pem.text()
+    assert _code(verifier, chain_a) == _code(verifier, chain_b) == "accepted"
+    _withdraw(kind, fa)
+    assert verifier.reload() is True
+    assert trust.certificates == (b.certificate,)
+    assert (_code(verifier, chain_a), _code(verifier, chain_b)) == ("untrusted_issuer", "accepted")
+    _withdraw(kind, fb)  # nothing left anywhere: every chain refused, no exception
+    assert verifier.reload() is True
+    assert trust.certificates == ()
+    assert (_code(verifier, chain_a), _code(verifier, chain_b)) == ("untrusted_issuer",) * 2
+
+
+def test_a_trust_folder_emptied_or_deleted_withdraws_its_anchors(cas, tmp_path: Path) -> None:
+    a, _, _ = cas
+    folder = tmp_path / "ca.d"
+    folder.mkdir()
+    _write_settled(folder / "a.pem", a.cert_pem.bytes())
+    (folder / "README.txt").write_text("not a certificate")
+    trust = TrustStore.from_directory(folder, reload_interval=None)
+    verifier = Verifier(trust_store=trust)
+    chain = a.issue_client_cert().chain_pem.text()
+    assert _code(verifier, chain) == "accepted"
+    (folder / "a.pem").unlink()  # no certificate file left
+    assert verifier.reload() is True
+    assert _code(verifier, chain) == "untrusted_issuer"
+    _write_settled(folder / "a.pem", a.cert_pem.bytes())
+    assert verifier.reload() is True
+    assert _code(verifier, chain) == "accepted"
+    shutil.rmtree(folder)  # the folder itself removed
+    assert verifier.reload() is True
+    assert _code(verifier, chain) == "untrusted_issuer"
+
+
+@pytest.mark.parametrize("kind", WITHDRAWALS)
+def test_a_pkcs12_trust_store_emptied_or_deleted_withdraws_its_anchors(
+    cas, tmp_path: Path, kind: str
+) -> None:
+    a, _, _ = cas
+    f = tmp_path / "trust.p12"
+    data = pkcs12.serialize_java_truststore(
+        [pkcs12.PKCS12Certificate(a.certificate, None)], BestAvailableEncryption(b"pw")
+    )
+    _write_settled(f, data)
+    trust = TrustStore.from_pkcs12(f, password="pw", reload_interval=None)
+    verifier = Verifier(trust_store=trust)
+    chain = a.issue_client_cert().chain_pem.text()
+    assert _code(verifier, chain) == "accepted"
+    _withdraw(kind, f)
+    assert verifier.reload() is True
+    assert _code(verifier, chain) == "untrusted_issuer"
+
+
+def test_a_pkcs12_trust_store_rewritten_with_another_password_keeps_the_last_good(
+    cas, tmp_path: Path
+) -> None:
+    """Content that cannot be read is a failed reload, not a withdrawal."""
+    a, _, _ = cas
+    f = tmp_path / "trust.p12"
+
+    def write(password: bytes) -> None:
+        _write_settled(
+            f,
+            pkcs12.serialize_java_truststore(
+                [pkcs12.PKCS12Certificate(a.certificate, None)], BestAvailableEncryption(password)
+            ),
+        )
+
+    write(b"pw")
+    trust = TrustStore.from_pkcs12(f, password="pw", reload_interval=None)
+    write(b"other")
+    assert trust.reload() is False
+    assert trust.certificates == (a.certificate,)
+    assert "wrong password" in str(trust.health()[0]["last_error"])
+
+
+@pytest.mark.parametrize("kind", WITHDRAWALS)
+def test_a_pin_file_emptied_or_deleted_withdraws_its_pins(cas, tmp_path: Path, kind: str) -> None:
+    a, _, _ = cas
+    pin = a.issue_client_cert(common_name="kiosk")
+    f = tmp_path / "pins.pem"
+    _write_settled(f, pin.cert_pem.bytes())
+    verifier = Verifier(pinned=TrustStore.from_pem_file(f, reload_interval=None))
+    assert _code(verifier, pin.cert_pem.text()) == "accepted"
+    _withdraw(kind, f)
+    assert verifier.reload() is True
+    assert _code(verifier, pin.cert_pem.text()) == "pin_mismatch"
+
+
+@pytest.mark.parametrize("kind", ["emptied", "blanked"])
+def test_an_empty_trust_file_at_construction_is_still_a_value_error(
+    tmp_path: Path, kind: str
+) -> None:
+    f = tmp_path / "ca.pem"
+    _withdraw(kind, f)
+    with pytest.raises(ValueError, match="no certificate"):
+        TrustStore.from_pem_file(f)
+    folder = tmp_path / "empty.d"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="no certificate files"):
+        TrustStore.from_directory(folder)

@@ -8,7 +8,8 @@ records it for ``health()``.
 
 A reload never widens access:
 
-* A changed file is read only once it has stopped changing: its mtime at least 0.25 s old.
+* A changed file is read only once it has stopped changing: its mtime at least 0.25 s old,
+  or, for a file that is gone or dated in the future, its signature unchanged for 0.25 s.
 * Files are stat'ed again after reading (path, target, size, mtime, inode). If anything moved
   while they were read, the value is thrown away and the files are read again later: a file
   caught in the middle of an in-place rewrite, even at a clean block boundary, is never a
@@ -149,6 +150,8 @@ class FileSnapshot(Generic[T]):
         self.last_error: str | None = None
         self.last_loaded = time.time()
         self._next_check = time.monotonic() + (reload_interval or 0)
+        # A changed signature first seen at this monotonic time (``_settled``).
+        self._seen: tuple[Signature, float] | None = None
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -199,8 +202,7 @@ class FileSnapshot(Generic[T]):
         sig = _signature(files)
         if sig == self._sig and (not force or self.last_error is None):
             return False
-        now_ns = time.time_ns()
-        if any(0 <= now_ns - entry[2] < _QUIET_NS for entry in sig):
+        if not self._settled(sig):
             return None  # changed a moment ago: wait until the files have stopped changing
         failure: str | None = None
         value: T | None = None
@@ -234,6 +236,26 @@ class FileSnapshot(Generic[T]):
         self.last_loaded = time.time()
         logger.info("mtlsauth: %s reloaded (generation %d)", self._what, self.generation)
         return True
+
+    def _settled(self, sig: Signature) -> bool:
+        """Whether the files of ``sig`` have stopped changing: each one's mtime at least the
+        quiet period old, or else this very signature seen that long ago.
+
+        An mtime cannot vouch for a file that is gone (a deletion may be the first half of
+        a rewrite) nor for one dated in the future (a network file system whose clock runs
+        ahead, an archive unpacked with its times, ``touch -d``): read at once, a writer
+        paused at a block boundary would be taken for a whole file. For those, the
+        signature must stay the same for the quiet period as this process sees it.
+        """
+        now_ns = time.time_ns()
+        if all(entry[2] >= 0 and now_ns - entry[2] >= _QUIET_NS for entry in sig):
+            return True
+        now = time.monotonic()
+        seen = self._seen
+        if seen is None or seen[0] != sig:
+            self._seen = (sig, now)
+            return False
+        return (now - seen[1]) * 1e9 >= _QUIET_NS
 
     def _fail(self, message: str) -> bool:
         if message != self.last_error:

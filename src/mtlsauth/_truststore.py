@@ -11,6 +11,7 @@ anchors, no duplicates) apply to all three; no part would stand on its own.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -33,6 +34,8 @@ __all__ = [
     "load_certificate_file",
     "refuse_end_entities",
 ]
+
+logger = logging.getLogger("mtlsauth")
 
 _CERT_SUFFIXES = (".pem", ".crt", ".cer")
 _OPENSSL_HASH = re.compile(r"^[0-9a-f]{8}\.\d+$")  # c_rehash / openssl rehash links
@@ -145,11 +148,15 @@ def _ca_identity(cert: x509.Certificate) -> tuple[bytes, bytes]:
     return cert.subject.public_bytes(), _tbs_names(cert)[2]
 
 
-def _snapshot(certs: Iterable[x509.Certificate]) -> TrustSnapshot:
+def _snapshot(certs: Iterable[x509.Certificate], *, allow_empty: bool = False) -> TrustSnapshot:
+    """``allow_empty``: a reload whose files were all withdrawn (``_withdrawn``) trusts
+    nothing; a store being built needs a certificate."""
     unique: dict[str, x509.Certificate] = {}
     for c in certs:
         unique.setdefault(hashlib.sha256(c.public_bytes(Encoding.DER)).hexdigest(), c)
     if not unique:
+        if allow_empty:
+            return TrustSnapshot((), None, frozenset())
         raise ValueError("a TrustStore needs at least one certificate")
     everything = list(unique.values())
     try:
@@ -178,6 +185,38 @@ def refuse_end_entities(store: TrustStore, what: str) -> None:
             "anchor must be the CA that issues client certificates. To accept exact "
             "certificates without a CA, use Verifier(pinned=...)"
         )
+
+
+_BLANK_MAX = 4096  # a file of whitespace alone, as `: > ca.pem` or an editor leaves it
+
+
+def _withdrawn(path: Path, what: str) -> bool:
+    """True when ``path`` is gone (deleted, or a symlink whose target was removed) or holds
+    nothing but whitespace: what an operator does to stop trusting what the file held.
+
+    Keeping the last good copy then would keep admitting a CA someone meant to withdraw,
+    until a restart. A file caught half-written never gets here (``FileSnapshot`` reads only
+    files that have stopped changing), and a file with content that cannot be read is a
+    failed reload that keeps the last good copy, as before.
+    """
+    try:
+        if path.stat().st_size > _BLANK_MAX:
+            return False
+        blank = not path.read_bytes().strip()
+    except FileNotFoundError:
+        blank = True
+    except OSError:
+        return False  # unreadable (permissions...): a failed reload, not a withdrawal
+    if blank:
+        logger.warning("mtlsauth: %s: %s is gone or empty: nothing in it is trusted", what, path)
+    return blank
+
+
+def _nonempty(store: TrustStore, message: str) -> TrustStore:
+    """``store`` unless it holds no certificate: a store is built with something to trust."""
+    if not store.snapshot().certificates:
+        raise ValueError(message)
+    return store
 
 
 def _not_a_directory(path: str | os.PathLike[str], use: str) -> None:
@@ -286,9 +325,10 @@ class TrustStore:
 
         def load(files: list[Path]) -> TrustSnapshot:
             _not_a_directory(path, "from_directory()")  # also when a reload finds a folder
-            return _snapshot(c for f in files for c in load_certificate_file(f))
+            kept = [f for f in files if not _withdrawn(f, "trust store")]
+            return _snapshot((c for f in kept for c in load_certificate_file(f)), allow_empty=True)
 
-        return cls(
+        store = cls(
             FileSnapshot(
                 [path],
                 accept=lambda _: True,
@@ -297,6 +337,7 @@ class TrustStore:
                 what="trust store",
             )
         )
+        return _nonempty(store, f"{path}: no certificate found")
 
     @classmethod
     def from_directory(
@@ -307,11 +348,11 @@ class TrustStore:
             raise ValueError(f"{path}: not a directory")
 
         def load(files: list[Path]) -> TrustSnapshot:
-            if not files:
-                raise ValueError(f"{path}: no certificate files (*.pem, *.crt, *.cer, HASH.N)")
-            return _snapshot(c for f in files for c in load_certificate_file(f))
+            # No certificate file left, or the folder itself removed: nothing trusted from it.
+            kept = [f for f in files if not _withdrawn(f, "trust store")]
+            return _snapshot((c for f in kept for c in load_certificate_file(f)), allow_empty=True)
 
-        return cls(
+        store = cls(
             FileSnapshot(
                 [path],
                 accept=_is_cert_name,
@@ -319,6 +360,9 @@ class TrustStore:
                 reload_interval=reload_interval,
                 what="trust store",
             )
+        )
+        return _nonempty(
+            store, f"{path}: no certificate files (*.pem, *.crt, *.cer, HASH.N), or all empty"
         )
 
     @classmethod
@@ -336,6 +380,8 @@ class TrustStore:
         def load(files: list[Path]) -> TrustSnapshot:
             _not_a_directory(path, "from_directory()")
             f = files[0]
+            if _withdrawn(f, "trust store"):
+                return _snapshot((), allow_empty=True)
             try:
                 p12 = pkcs12.load_pkcs12(f.read_bytes(), pw)
             except OSError as exc:
@@ -345,11 +391,11 @@ class TrustStore:
             certs = [c.certificate for c in p12.additional_certs]
             if p12.cert is not None:
                 certs.insert(0, p12.cert.certificate)
-            if not certs:
-                raise ValueError(f"{f}: no certificate in the PKCS#12 file")
-            return _snapshot(certs)
+            if not certs:  # every entry deleted (keytool -delete): a withdrawal as well
+                logger.warning("mtlsauth: trust store: %s holds no certificate", f)
+            return _snapshot(certs, allow_empty=True)
 
-        return cls(
+        store = cls(
             FileSnapshot(
                 [path],
                 accept=lambda _: True,
@@ -358,6 +404,7 @@ class TrustStore:
                 what="trust store",
             )
         )
+        return _nonempty(store, f"{path}: no certificate in the PKCS#12 file")
 
     # -- use ------------------------------------------------------------------------------
     def __or__(self, other: object) -> TrustStore:
@@ -377,7 +424,7 @@ class TrustStore:
         cached = self._cached
         if cached is not None and all(a is b for a, b in zip(cached[0], current, strict=True)):
             return cached[1]
-        snap = _snapshot(c for s in current for c in s.certificates)
+        snap = _snapshot((c for s in current for c in s.certificates), allow_empty=True)
         self._cached = (current, snap)
         return snap
 
