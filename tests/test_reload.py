@@ -645,3 +645,49 @@ def test_a_deleted_trust_file_lands_only_once_it_stays_deleted(tmp_path: Path, p
     os.utime(f, ns=(past, past))
     time.sleep(0.4)
     assert trust.certificates == (pki.ca.certificate,)
+
+
+def test_a_request_uses_the_tokens_it_checked_not_a_later_write_of_older_ones(
+    tmp_path: Path,
+) -> None:
+    """``_verified`` checked the snapshots against ``_last_tokens``, then read
+    ``_last_tokens`` again to look the request up. Between the two, a thread whose own
+    check had read the trust store before a reload could write its older tokens back; the
+    request was then answered with an entry computed under the removed CA. The thread
+    interleaving is reproduced here by a revocation source whose ``token`` (read during the
+    check) performs that late write."""
+    a, b = CA(organization="Kept"), CA(organization="Removed later")
+    f = tmp_path / "ca.pem"
+    f.write_bytes(b.cert_pem.bytes() + a.cert_pem.bytes())
+    past = time.time_ns() - 10**10
+    os.utime(f, ns=(past, past))
+    trust = TrustStore.from_pem_file(f, reload_interval=None)
+
+    class Source:
+        may_block = False
+        late_write: object = None
+
+        def check(self, chain: object, *, at: object) -> None:
+            return None
+
+        @property
+        def token(self) -> object:
+            if self.late_write is not None:
+                verifier._last_tokens, self.late_write = self.late_write, None  # type: ignore[assignment]
+            return "unchanged"
+
+    source = Source()
+    verifier = Verifier(trust_store=trust, revocation=source)  # type: ignore[arg-type]
+    chain = b.issue_client_cert(common_name="gone").chain_pem.text()
+    assert verifier.verify(chain).common_name == "gone"  # cached under the old tokens
+    old = verifier._last_tokens
+    f.write_bytes(a.cert_pem.bytes())  # b removed
+    os.utime(f, ns=(past + 10**9, past + 10**9))
+    assert trust.reload() is True
+    # Another thread has seen the new store meanwhile; one still holding the old tokens
+    # writes them back while this request is being checked.
+    verifier._last_tokens = (trust.snapshot(), None, "unchanged")
+    source.late_write = old
+    with pytest.raises(MTLSAuthError) as refused:
+        verifier.verify(chain)
+    assert refused.value.code == "untrusted_issuer"

@@ -455,10 +455,13 @@ class Verifier:
         elif self._policy_check is not None:
             self._policy_check(identity)
 
-    def _sync_tokens(self) -> None:
-        """Drop cached results when trust, pins or revocation data were reloaded.
+    def _sync_tokens(self) -> tuple[object, ...]:
+        """Drop cached results when trust, pins or revocation data were reloaded; return the
+        tokens in force, as read here.
 
         Compared by identity: each source hands out the same snapshot object until it reloads.
+        The caller uses the returned tuple, never ``_last_tokens`` read again: another thread
+        that read its snapshots before a reload may still write its older tuple there.
         """
         trust, pins, rev = self._trust_store, self._pinned_store, self._revocation
         t = trust.snapshot() if trust is not None else None
@@ -467,7 +470,8 @@ class Verifier:
         last = self._last_tokens
         if not last or t is not last[0] or p is not last[1] or r is not last[2]:
             self._cache.clear()
-            self._last_tokens = (t, p, r)
+            last = self._last_tokens = (t, p, r)
+        return last
 
     def _hit(self, key: bytes, policy: Policy | None) -> ClientIdentity | None:
         """What ``_verified(key, ...)`` returns when a cache hit is all it does: the entry
@@ -580,14 +584,16 @@ class Verifier:
             or (rev is not None and rev.token is not last[2])
             or (self._pinned_store is not None and self._pinned_store.snapshot() is not last[1])
         ):
-            self._sync_tokens()
+            last = self._sync_tokens()
+        # ``last`` as checked above: re-reading ``_last_tokens`` could find an older tuple
+        # that a thread which read its snapshots before a reload wrote back meanwhile.
         cache = self._cache
-        entry = cache.get(key, now, self._last_tokens)  # None for trust since reloaded
+        entry = cache.get(key, now, last)  # None for trust since reloaded
         if entry is None:
-            neg = cache.get_negative(key, now, self._last_tokens)
+            neg = cache.get_negative(key, now, last)
             if neg is not None:
                 raise neg.error_type(neg.detail, code=neg.code)
-            entry = self._miss(key, decode, source, now, space)
+            entry = self._miss(key, decode, source, now, space, last)
         # No revocation call on a hit: the entry expires at the revocation answer's ``until``
         # and every entry is dropped when the revocation data changes (``token``), so the
         # answer is what a fresh check would give. See RevocationChecker.
@@ -616,10 +622,12 @@ class Verifier:
         decode: Callable[[], Sequence[bytes] | ClientIdentity],
         source: str,
         now: float,
-        space: str | None = None,
+        space: str | None,
+        tokens: tuple[object, ...],
     ) -> CacheEntry:
+        """``tokens``: those ``_verified`` checked, taken before validating (see
+        ``CacheEntry.tokens``)."""
         cache_missed.set(True)  # for the uncached/cached split of the metrics
-        tokens = self._last_tokens  # taken before validating: see CacheEntry.tokens
         cache = self._cache
         leaf: bytes | None = None
         digest: bytes | None = None  # SHA-256 of the leaf's DER: its key and its fingerprint
