@@ -691,3 +691,33 @@ def test_a_request_uses_the_tokens_it_checked_not_a_later_write_of_older_ones(
     with pytest.raises(MTLSAuthError) as refused:
         verifier.verify(chain)
     assert refused.value.code == "untrusted_issuer"
+
+
+def test_a_successor_rule_that_raises_never_escapes_a_request(tmp_path: Path) -> None:
+    """The loader's exceptions were contained, the successor rule's were not: one raised out
+    of ``current()``, in the middle of a request (a 500, not a refusal). It now refuses the
+    new value, keeping the last good one, as any failed reload does."""
+    from mtlsauth._reload import FileSnapshot
+
+    path = tmp_path / "x.txt"
+    path.write_text("1")
+
+    def successor(old: str, new: str, files: object) -> str | None:
+        raise KeyError(new)
+
+    snap = FileSnapshot(
+        [path],
+        accept=lambda _n: True,
+        loader=lambda files: files[0].read_text(),
+        reload_interval=0.01,
+        what="x",
+        successor=successor,
+    )
+    path.write_text("2")
+    past = time.time_ns() - 10**10
+    os.utime(path, ns=(past, past))
+    time.sleep(0.02)
+    assert snap.current() == "1"  # the automatic check, as a request makes it
+    assert "KeyError" in str(snap.health()["last_error"])
+    assert snap.reload() is False
+    assert snap.current() == "1"

@@ -224,7 +224,10 @@ class FileSnapshot(Generic[T]):
         if failure is not None or value is None:
             return self._fail(failure or f"{self._what}: reload failed")
         if self._successor is not None:
-            why = self._successor(self._value, value, files)
+            try:
+                why = self._successor(self._value, value, files)
+            except Exception as exc:  # noqa: BLE001 - runs inside a request: refuse, never raise
+                why = f"the new files could not be compared ({type(exc).__name__}: {exc})"
             if why is not None:
                 return self._fail(
                     f"{self._what}: reload refused, keeping the last good copy: {why}"
