@@ -583,3 +583,30 @@ def test_an_empty_trust_file_at_construction_is_still_a_value_error(
     folder.mkdir()
     with pytest.raises(ValueError, match="no certificate files"):
         TrustStore.from_directory(folder)
+
+
+def test_a_ca_file_replaced_in_place_with_its_old_size_and_mtime_is_noticed(tmp_path: Path) -> None:
+    """The change check compared path, target, size, mtime and inode. ``cp -p`` (or
+    ``touch -r``, or any tool that restores times) writing another CA of the same size into
+    the same file, with the same mtime (files unpacked from one archive share their second),
+    left all five equal: the old CA stayed trusted and the new one was never read. The
+    change time, which no tool can set, is compared too."""
+    first = CA(organization="Same size")
+    second = CA(organization="Same size")
+    while len(second.cert_pem.bytes()) != len(first.cert_pem.bytes()):
+        second = CA(organization="Same size")
+    f = tmp_path / "ca.pem"
+    stamp = (time.time_ns() // 10**9 - 60) * 10**9  # a whole second, as tar keeps it
+    f.write_bytes(first.cert_pem.bytes())
+    os.utime(f, ns=(stamp, stamp))
+    trust = TrustStore.from_pem_file(f, reload_interval=None)
+    verifier = Verifier(trust_store=trust)
+    chain = first.issue_client_cert().chain_pem.text()
+    assert _code(verifier, chain) == "accepted"
+    time.sleep(0.01)
+    with open(f, "r+b") as out:  # in place: the same inode
+        out.write(second.cert_pem.bytes())
+    os.utime(f, ns=(stamp, stamp))
+    assert verifier.reload() is True
+    assert trust.certificates == (second.certificate,)
+    assert _code(verifier, chain) == "untrusted_issuer"

@@ -10,10 +10,10 @@ A reload never widens access:
 
 * A changed file is read only once it has stopped changing: its mtime at least 0.25 s old,
   or, for a file that is gone or dated in the future, its signature unchanged for 0.25 s.
-* Files are stat'ed again after reading (path, target, size, mtime, inode). If anything moved
-  while they were read, the value is thrown away and the files are read again later: a file
-  caught in the middle of an in-place rewrite, even at a clean block boundary, is never a
-  snapshot. ``reload()`` waits and retries for up to about a second; the automatic check
+* Files are stat'ed again after reading (path, target, size, mtime, inode, change time). If
+  anything moved while they were read, the value is thrown away and the files are read
+  again later: a file caught in the middle of an in-place rewrite, even at a clean block
+  boundary, is never a snapshot. ``reload()`` waits and retries for up to about a second; the automatic check
   looks again soon after.
 * An optional ``successor`` rule compares the new value with the current one and may refuse
   it (for CRLs: no issuer may vanish while the file that held it still exists). A refusal is
@@ -39,7 +39,7 @@ __all__ = ["FileSnapshot", "list_files"]
 T = TypeVar("T")
 logger = logging.getLogger("mtlsauth")
 
-Signature = tuple[tuple[str, str, int, int, int], ...]
+Signature = tuple[tuple[str, str, int, int, int, int], ...]
 _SETTLE_TRIES = 20  # reload(): read again up to this many times while files keep changing
 _SETTLE_PAUSE = 0.05
 _RETRY_SOON = 0.1  # automatic checks: look again this soon after catching files mid-change
@@ -68,9 +68,11 @@ def _signature(files: Sequence[Path]) -> Signature:
         try:
             real = os.path.realpath(f)
             st = os.stat(real)
-            sig.append((str(f), real, st.st_mtime_ns, st.st_size, st.st_ino))
+            # The change time as well: ``cp -p``, ``touch -r`` or an unpacked archive set the
+            # mtime, and a file rewritten in place keeps its inode (and maybe its size).
+            sig.append((str(f), real, st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns))
         except OSError:
-            sig.append((str(f), "", -1, -1, -1))
+            sig.append((str(f), "", -1, -1, -1, -1))
     return tuple(sig)
 
 
