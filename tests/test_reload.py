@@ -721,3 +721,16 @@ def test_a_successor_rule_that_raises_never_escapes_a_request(tmp_path: Path) ->
     assert "KeyError" in str(snap.health()["last_error"])
     assert snap.reload() is False
     assert snap.current() == "1"
+
+
+@pytest.mark.parametrize("name", ["grace", "warn_before"])
+def test_crl_windows_past_the_calendar_are_no_overflow_error(pki: Leaf, name: str) -> None:
+    """``nextUpdate + grace`` past year 9999 raised OverflowError: out of ``CRLSet.from_pem``
+    (neither ValueError nor TypeError), and at every reload of a CRL dated far ahead. The
+    window now ends at the calendar's end."""
+    far = pki.ca.crl(next_update=dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)).bytes()
+    for data in (pki.ca.crl().bytes(), far):
+        crls = CRLSet.from_pem(data, **{name: dt.timedelta.max})  # type: ignore[arg-type]
+        assert _outcome(crls, pki.chain) == "ok"
+    crls = CRLSet.from_pem(far, grace=dt.timedelta(days=1))
+    assert _outcome(crls, pki.chain) == "ok"

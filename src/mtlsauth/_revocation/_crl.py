@@ -56,6 +56,8 @@ from mtlsauth._reload import FileSnapshot
 from mtlsauth._revocation._compose import fail_closed
 from mtlsauth._revocation._load import (
     _CRL,
+    _FOREVER,
+    _NEVER,
     _is_crl_name,
     _parse,
     _read,
@@ -249,6 +251,16 @@ class _Snapshot:
             logger.warning(message, c.source, c.expires)
 
 
+def _shifted(moment: datetime, delta: timedelta, *, back: bool = False) -> datetime:
+    """``moment + delta`` (``- delta`` with ``back``), held to the calendar: a CRL dated near
+    year 9999, or a grace of ``timedelta.max``, must not raise OverflowError out of a
+    constructor or a reload."""
+    try:
+        return moment - delta if back else moment + delta
+    except OverflowError:
+        return _NEVER if back else _FOREVER
+
+
 def _build(
     crls: Iterable[_CRL],
     sources: Sequence[str],
@@ -258,12 +270,12 @@ def _build(
 ) -> _Snapshot:
     groups: dict[bytes, list[_CRL]] = {}
     for c in crls:
-        expires = c.next_update + grace
+        expires = _shifted(c.next_update, grace)
         c = replace(
             c,
             expires=expires,
-            warn_at=expires - warn_before,
-            usable_from=c.last_update - _SKEW,
+            warn_at=_shifted(expires, warn_before, back=True),
+            usable_from=_shifted(c.last_update, _SKEW, back=True),
         )
         groups.setdefault(c.crl.issuer.public_bytes(), []).append(c)
     # Newest first: the first fresh CRL in scope is authoritative (a released hold disappears
