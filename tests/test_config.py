@@ -528,6 +528,11 @@ TRUST_ERRORS = [
     pytest.param(
         "max_depth = 2", r"trust: give files, directories, pkcs12 or pinned", id="no anchors"
     ),
+    pytest.param(  # an OSError escaped load_config instead of this ValueError
+        'intermediates = ["."]',
+        r"\[trust\]\.intermediates\[1\]: .*(directory|cannot read)",
+        id="intermediates is a folder",
+    ),
 ]
 
 

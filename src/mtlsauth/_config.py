@@ -335,6 +335,14 @@ def _certificates(path: Path) -> list[Any]:
         raise ValueError(f"{path}: not a PEM or DER certificate") from None
 
 
+def _read_bytes(path: Path) -> bytes:
+    """A file's bytes; ``ValueError`` naming it (a folder, no permission) otherwise."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def _int(value: object, key: Key, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Error(key, f"must be an integer >= {minimum}, not {_kind(value)}")
@@ -474,8 +482,11 @@ class _Builder:
             ]
             out["pinned"] = _union(pins)
         if "intermediates" in t:
-            files = self.paths(t["intermediates"], (*key, "intermediates"))
-            out["intermediates"] = [f.read_bytes() for f in files]
+            k = (*key, "intermediates")
+            out["intermediates"] = [
+                _attempt((*k, i), _read_bytes, f)
+                for i, f in enumerate(self.paths(t["intermediates"], k), 1)
+            ]
         if "max_depth" in t:
             out["max_depth"] = _int(t["max_depth"], (*key, "max_depth"))
         if "clock_skew" in t:
