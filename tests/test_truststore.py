@@ -610,3 +610,26 @@ def test_a_ca_file_replaced_in_place_with_its_old_size_and_mtime_is_noticed(tmp_
     assert verifier.reload() is True
     assert trust.certificates == (second.certificate,)
     assert _code(verifier, chain) == "untrusted_issuer"
+
+
+def test_what_a_trust_folder_and_a_ca_file_never_take(cas, tmp_path: Path) -> None:
+    """Checked and holding: OpenSSL's TRUSTED CERTIFICATE blocks (whose trust settings may say
+    "not for client authentication") and CRL blocks are refused in a CA file; a folder
+    skips dot-files, subdirectories, FIFOs, dangling links and other names."""
+    a, b, c = cas
+    for label in (b"TRUSTED CERTIFICATE", b"X509 CRL"):
+        body = a.cert_pem.bytes().replace(b"CERTIFICATE", label)
+        with pytest.raises(ValueError, match="unexpected PEM block"):
+            TrustStore.from_pem(a.cert_pem.bytes() + body)
+    folder = tmp_path / "ca.d"
+    folder.mkdir()
+    a.cert_pem.write_to_path(folder / "a.pem")
+    b.cert_pem.write_to_path(folder / ".a.pem.swp")
+    (folder / "sub.pem").mkdir()
+    c.cert_pem.write_to_path(folder / "sub.pem" / "c.pem")
+    os.mkfifo(folder / "pipe.pem")
+    (folder / "dangling.pem").symlink_to(folder / "gone.pem")
+    b.cert_pem.write_to_path(folder / "b.pem~")
+    b.cert_pem.write_to_path(folder / "b.pem.save")
+    trust = TrustStore.from_directory(folder, reload_interval=None)
+    assert trust.certificates == (a.certificate,)

@@ -269,6 +269,11 @@ class TrustStore:
     ``ValueError`` (for exact certificates without a CA there is ``Verifier(pinned=...)``,
     which may be a ``TrustStore``), and one that appears on a reload is left out.
 
+    Stores built from files reload when the files change. A file that fails to load keeps
+    the last good copy (and shows in ``health()``); a file that was deleted or emptied, a
+    PKCS#12 file with no certificate left, or a folder with no certificate file withdraws
+    what it held, so emptying a CA's file is how to stop trusting it without a restart.
+
     Security note: anything you put here can issue client certificates your app will accept.
     Keep it to the CAs that issue *client* certificates, not a public web PKI bundle.
     """
