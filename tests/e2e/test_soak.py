@@ -305,7 +305,7 @@ def test_soak_under_rotation_and_load(tmp_path: Path) -> None:
                 ca_files, crl_files = good_files(lists_revoked)
                 if n % 5 == 0:  # a broken intermediate state, then the next swap repairs it
                     broken = rng.choice(
-                        ["crl_truncated", "crl_garbage", "ca_empty", "ca_truncated"]
+                        ["crl_truncated", "crl_garbage", "ca_garbage", "ca_truncated"]
                     )
                     # A broken CRL within one reload interval of the revoking swap could be
                     # all the app ever reads of it (it then keeps the older good copy), so the
@@ -323,8 +323,13 @@ def test_soak_under_rotation_and_load(tmp_path: Path) -> None:
                             data[: len(data) // 2] if broken == "crl_truncated" else b"\x30\x03junk"
                         )
                     else:
+                        # Unreadable, not empty: an emptied CA file withdraws its CAs.
                         data = ca_files["ca.pem"]
-                        ca_files["ca.pem"] = b"" if broken == "ca_empty" else data[: len(data) // 3]
+                        ca_files["ca.pem"] = (
+                            b"not a certificate\n"
+                            if broken == "ca_garbage"
+                            else data[: len(data) // 3]
+                        )
                 ca_mount.swap(ca_files)
                 done = crl_mount.swap(crl_files)
                 if lists_revoked and "revoked" not in swaps:
