@@ -633,3 +633,34 @@ def test_what_a_trust_folder_and_a_ca_file_never_take(cas, tmp_path: Path) -> No
     b.cert_pem.write_to_path(folder / "b.pem.save")
     trust = TrustStore.from_directory(folder, reload_interval=None)
     assert trust.certificates == (a.certificate,)
+
+
+def test_a_relative_path_keeps_naming_the_same_file_after_a_chdir(
+    cas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative paths were kept relative and resolved again at every reload: after the process
+    changed its working directory (a daemon's ``chdir("/")``, a worker's ``--chdir``), the
+    next reload read whatever ``ca.pem`` the new directory held, and trusted it. They now
+    name the file they named when the store was built."""
+    a, b, _ = cas
+    (tmp_path / "app").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    _write_settled(tmp_path / "app" / "ca.pem", a.cert_pem.bytes())
+    _write_settled(tmp_path / "elsewhere" / "ca.pem", b.cert_pem.bytes())
+    monkeypatch.chdir(tmp_path / "app")
+    trust = TrustStore.from_pem_file("ca.pem", reload_interval=None)
+    pins = TrustStore.from_directory(".", reload_interval=None)
+    for where, ca in (("app", a), ("elsewhere", b)):
+        (tmp_path / where / "crls").mkdir()
+        (tmp_path / where / "crls" / f"{where}.crl").write_bytes(ca.crl().bytes())
+    from mtlsauth import CRLSet
+
+    crls = CRLSet.from_paths("crls", reload_interval=None)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    crls.reload()
+    assert crls.health()["files"] == [str(tmp_path / "app" / "crls" / "app.crl")]
+    assert trust.reload() is False
+    assert pins.reload() is False
+    assert trust.certificates == (a.certificate,)
+    assert pins.certificates == (a.certificate,)
+    assert trust.health()[0]["paths"] == [str(tmp_path / "app" / "ca.pem")]

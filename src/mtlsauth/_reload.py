@@ -115,7 +115,10 @@ class FileSnapshot(Generic[T]):
                 "reload_interval must be a positive, finite number of seconds, or None "
                 "(no automatic checks)"
             )
-        self._paths = tuple(Path(p) for p in paths)
+        # Absolute now: a relative path resolved at every reload would name another file
+        # once the process changes its working directory. (Symlinks stay: they are followed
+        # at each check, as a Kubernetes swap needs.)
+        self._paths = tuple(Path(os.path.abspath(p)) for p in paths)
         if not self._paths:
             raise ValueError(f"{what}: no paths given")
         self._accept = accept

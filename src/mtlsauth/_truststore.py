@@ -326,6 +326,7 @@ class TrustStore:
             ValueError: the file is missing, unreadable, holds no certificate, or is a
                 directory (use ``from_directory``).
         """
+        path = os.path.abspath(path)  # the same file after a chdir
         _not_a_directory(path, "from_directory()")
 
         def load(files: list[Path]) -> TrustSnapshot:
@@ -349,6 +350,7 @@ class TrustStore:
         cls, path: str | os.PathLike[str], *, reload_interval: float | None = 30.0
     ) -> TrustStore:
         """Anchors from every ``*.pem``/``*.crt``/``*.cer`` file and OpenSSL hash link in a folder."""
+        path = os.path.abspath(path)  # the same folder after a chdir
         if not Path(path).is_dir():
             raise ValueError(f"{path}: not a directory")
 
@@ -380,6 +382,7 @@ class TrustStore:
     ) -> TrustStore:
         """Anchors from a PKCS#12 file, e.g. a Java truststore made with ``keytool -storetype PKCS12``."""
         pw = password.encode("utf-8") if isinstance(password, str) else password
+        path = os.path.abspath(path)  # the same file after a chdir
         _not_a_directory(path, "from_directory()")
 
         def load(files: list[Path]) -> TrustSnapshot:
