@@ -167,7 +167,7 @@ class JWKS:
         Raises:
             ValueError: the file cannot be read or is not a JWK Set (checked now).
         """
-        path = os.fspath(path)
+        path = os.path.abspath(path)  # the same file after the process changes directory
 
         def load() -> object:
             with open(path, "rb") as f:

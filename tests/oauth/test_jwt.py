@@ -578,3 +578,22 @@ def test_a_flood_of_refused_tokens_writes_one_line_a_minute(keys, validator, cap
                 validator(expired)
     lines = [r.getMessage() for r in caplog.records if "JWT refused" in r.getMessage()]
     assert lines == ["mtlsauth JWT refused: ExpiredSignatureError"]
+
+
+def test_a_relative_jwks_path_keeps_naming_the_same_file_after_a_chdir(
+    keys, tmp_path, monkeypatch
+) -> None:
+    """The file was opened by the path as given at every refresh: after a ``chdir`` a relative
+    path named another directory's ``jwks.json``, whose keys then validated tokens."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "app" / "jwks.json").write_text(json.dumps({"keys": [keys.jwk("rsa", "r1")]}))
+    planted = {"keys": [keys.jwk("ec", "e9")]}
+    (tmp_path / "elsewhere" / "jwks.json").write_text(json.dumps(planted))
+    monkeypatch.chdir(tmp_path / "app")
+    jwks = JWKS.from_file("jwks.json", min_refresh_interval=0, max_age=0)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    v = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    with pytest.raises(TokenError):
+        v(sign(keys.ec, "ES256", "e9"))
+    assert v(sign(keys.rsa, "RS256", "r1"))
