@@ -734,3 +734,56 @@ def test_crl_windows_past_the_calendar_are_no_overflow_error(pki: Leaf, name: st
         assert _outcome(crls, pki.chain) == "ok"
     crls = CRLSet.from_pem(far, grace=dt.timedelta(days=1))
     assert _outcome(crls, pki.chain) == "ok"
+
+
+def test_the_cache_only_answer_never_reads_files_nor_waits_for_a_reload(
+    tmp_path: Path, pki: Leaf
+) -> None:
+    """``authenticate_cached`` runs on the event loop and must never block, yet it read the
+    trust store's snapshot the ordinary way: when a check was due it stat'ed (and on a change
+    loaded) the files on the loop, and while a verification thread was loading a large
+    bundle or CRL it waited for it, up to five seconds, holding every request of the loop.
+    Now either case answers ``NOT_CACHED``: the check and the wait happen in the
+    verification pool, where ``authenticate`` runs."""
+    from mtlsauth import Presented
+    from mtlsauth._verifier import NOT_CACHED
+
+    f = pki.ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    past = time.time_ns() - 10**10
+    os.utime(f, ns=(past, past))
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(pki.ca.crl().bytes())
+    trust = TrustStore.from_pem_file(f, reload_interval=0.2)
+    crls = CRLSet.from_paths(crl, reload_interval=0.2)
+    verifier = Verifier(trust_store=trust, revocation=crls)
+    presented = Presented(tls_chain=(pki.leaf.cert_pem.text(),))
+    assert verifier.authenticate(presented) is not None
+    assert verifier.authenticate_cached(presented) is not None  # a hit, nothing due
+
+    for source in (trust._parts[0], crls._source):
+        held = threading.Event()
+        release = threading.Event()
+
+        def loading(lock: threading.Lock, held: threading.Event, release: threading.Event) -> None:
+            with lock:  # another thread in the middle of a long load
+                held.set()
+                release.wait(5)
+
+        worker = threading.Thread(target=loading, args=(source._lock, held, release))  # type: ignore[union-attr]
+        worker.start()
+        held.wait(5)
+        started = time.monotonic()
+        try:
+            assert verifier.authenticate_cached(presented) is NOT_CACHED
+            assert time.monotonic() - started < 0.5
+        finally:
+            release.set()
+            worker.join()
+        assert verifier.authenticate_cached(presented) is not None
+
+    time.sleep(0.25)  # a check is due: the files are not touched on the loop
+    due = trust._parts[0]._next_check  # type: ignore[union-attr]
+    assert verifier.authenticate_cached(presented) is NOT_CACHED
+    assert trust._parts[0]._next_check == due  # type: ignore[union-attr]
+    assert verifier.authenticate(presented) is not None  # the pool's call makes the check
+    assert verifier.authenticate_cached(presented) is not None

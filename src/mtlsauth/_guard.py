@@ -65,6 +65,7 @@ from mtlsauth._refusal import (
     log_allowed,
     log_refusal,
 )
+from mtlsauth._reload import NO_WAIT
 from mtlsauth._routes import MODES, Mode, Route, _path_pattern, _validate_mode, path_ambiguity
 from mtlsauth._types import Presented, fast_init
 from mtlsauth._verifier import NOT_CACHED, Verifier
@@ -420,10 +421,16 @@ class Guard:
             if report and path is None:
                 return None
             started = time.perf_counter() if report else 0.0
-            if header is not None:
-                identity = self.verifier._cached_header(header, peer, policy)
-            else:
-                identity = self.verifier._cached_chain(chain, peer, policy)
+            # On an event loop: files due for a check, or being loaded by another thread,
+            # raise WouldBlock (caught below) rather than be read or waited for here.
+            no_wait = NO_WAIT.set(True)
+            try:
+                if header is not None:
+                    identity = self.verifier._cached_header(header, peer, policy)
+                else:
+                    identity = self.verifier._cached_chain(chain, peer, policy)
+            finally:
+                NO_WAIT.reset(no_wait)
             if identity is None:
                 return None
         except Exception:  # noqa: BLE001 - the whole path decides (and refuses) it

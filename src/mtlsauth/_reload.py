@@ -31,10 +31,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Generic, TypeVar
 
-__all__ = ["FileSnapshot", "list_files"]
+__all__ = ["NO_WAIT", "FileSnapshot", "WouldBlock", "list_files"]
 
 T = TypeVar("T")
 logger = logging.getLogger("mtlsauth")
@@ -78,6 +79,14 @@ def _signature(files: Sequence[Path]) -> Signature:
 
 _WAIT_FOR_LOAD = 5.0
 """Seconds a request waits for another thread's reload before using the previous value."""
+
+NO_WAIT: ContextVar[bool] = ContextVar("mtlsauth_reload_no_wait", default=False)
+"""Set where nothing may block (an event loop): ``current()`` then raises ``WouldBlock``
+instead of checking files that are due, or waiting for another thread's load."""
+
+
+class WouldBlock(Exception):
+    """``current()`` under ``NO_WAIT``: only a call allowed to block can answer."""
 
 
 class FileSnapshot(Generic[T]):
@@ -170,9 +179,14 @@ class FileSnapshot(Generic[T]):
         later.
         """
         if self._interval is not None and time.monotonic() >= self._next_check:
+            if NO_WAIT.get():
+                raise WouldBlock
             self._check(force=False)
-        if self._lock.locked() and self._lock.acquire(timeout=_WAIT_FOR_LOAD):
-            self._lock.release()  # another thread's check (maybe a load) has finished
+        if self._lock.locked():
+            if NO_WAIT.get():
+                raise WouldBlock
+            if self._lock.acquire(timeout=_WAIT_FOR_LOAD):
+                self._lock.release()  # another thread's check (maybe a load) has finished
         return self._value
 
     def reload(self) -> bool:

@@ -56,6 +56,7 @@ from mtlsauth._pathvalidation import (
     validate_path,
 )
 from mtlsauth._policy._policy import Policy
+from mtlsauth._reload import NO_WAIT, WouldBlock
 from mtlsauth._revocation._compose import AllOf, reload_part
 from mtlsauth._revocation._crl import what_if
 from mtlsauth._truststore import (
@@ -381,11 +382,15 @@ class Verifier:
         network I/O) can answer: call ``authenticate`` for that, off the event loop.
         """
         token = _CACHE_ONLY.set(True)
+        # Files due for a check, or being loaded by another thread, are left to the call that
+        # may block: stat'ing, parsing or waiting here would hold the event loop.
+        no_wait = NO_WAIT.set(True)
         try:
             return self.authenticate(presented, required=required, policy=policy)
-        except _CacheMiss:
+        except (_CacheMiss, WouldBlock):
             return NOT_CACHED
         finally:
+            NO_WAIT.reset(no_wait)
             _CACHE_ONLY.reset(token)
 
     @property
