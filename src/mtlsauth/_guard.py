@@ -86,6 +86,9 @@ __all__ = [
     "problem_headers",
 ]
 
+# Bound once: the hot path of ``cached`` sets and resets it on every request.
+_no_wait_set, _no_wait_reset = NO_WAIT.set, NO_WAIT.reset
+
 logger = logging.getLogger("mtlsauth")
 _DEBUG = logging.DEBUG
 
@@ -423,14 +426,14 @@ class Guard:
             started = time.perf_counter() if report else 0.0
             # On an event loop: files due for a check, or being loaded by another thread,
             # raise WouldBlock (caught below) rather than be read or waited for here.
-            no_wait = NO_WAIT.set(True)
+            no_wait = _no_wait_set(True)
             try:
                 if header is not None:
                     identity = self.verifier._cached_header(header, peer, policy)
                 else:
                     identity = self.verifier._cached_chain(chain, peer, policy)
             finally:
-                NO_WAIT.reset(no_wait)
+                _no_wait_reset(no_wait)
             if identity is None:
                 return None
         except Exception:  # noqa: BLE001 - the whole path decides (and refuses) it
