@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import time
 
 import httpx
 import pytest
@@ -132,6 +134,24 @@ def test_health_gauges_report_reload_errors(tmp_path, ca) -> None:
     gauges = health_gauges(verifier)
     assert gauges["reload_errors"] == 1
     assert gauges["trust_last_load_age_seconds"] >= 0
+
+
+def test_health_gauges_count_the_anchors_in_force(tmp_path, ca) -> None:
+    """An emptied CA file withdraws its anchors without a reload error: the anchors gauge is
+    what shows that every client is refused from then on."""
+    from mtlsauth import TrustStore
+
+    path = tmp_path / "ca.pem"
+    path.write_bytes(ca.cert_pem.bytes())
+    verifier = Verifier(trust_store=TrustStore.from_pem_file(path, reload_interval=None))
+    assert health_gauges(verifier)["trust_anchors"] == 1
+    path.write_text("")
+    os.utime(path, (time.time() - 5, time.time() - 5))  # settled: not a write in progress
+    assert verifier.reload() is True
+    gauges = health_gauges(verifier)
+    assert gauges["trust_anchors"] == 0
+    assert gauges["reload_errors"] == 0
+    assert "trust_anchors" not in health_gauges(Verifier(pinned=[ca.issue_client_cert().certificate]))
 
 
 # -- audit log ----------------------------------------------------------------------------

@@ -464,10 +464,17 @@ def test_a_trust_file_emptied_or_deleted_withdraws_its_anchors(
     assert trust.certificates == ()
     assert len(trust) == 0
     assert _code(verifier, chain) == "untrusted_issuer"
-    assert verifier.health()["ok"] is True  # what the operator asked for, not a failure
+    health = verifier.health()
+    assert health["ok"] is True  # what the operator asked for, not a failure
+    assert health["anchors"] == 0  # but monitoring sees that every client is refused
+    assert health["warnings"] == [
+        "the trust store holds no CA and no certificate is pinned: every client is refused"
+    ]
     _write_settled(f, a.cert_pem.bytes())  # trusted again once the file holds it again
     assert verifier.reload() is True
     assert _code(verifier, chain) == "accepted"
+    assert verifier.health()["anchors"] == 1
+    assert verifier.health()["warnings"] == []
 
 
 @pytest.mark.parametrize("kind", WITHDRAWALS)

@@ -409,7 +409,8 @@ class Verifier:
         return changed
 
     def health(self) -> dict[str, object]:
-        """Status for health endpoints: reload errors, cache statistics."""
+        """Status for health endpoints: reload errors, cache statistics, the number of CA
+        anchors in force, and warnings (a trust store left with no CA and no pin)."""
         parts: dict[str, object] = {"cache": self._cache.stats()}
         errors: list[str] = []
         for name, part in (
@@ -426,6 +427,24 @@ class Verifier:
                     for s in items
                     if isinstance(s, dict) and s.get("last_error")
                 ]
+        warnings: list[str] = []
+        if self._trust_store is not None:
+            # A withdrawn trust file (emptied or deleted) is what the operator asked for, no
+            # reload error (``ok`` stays true); yet from then on every client without a pin is
+            # refused: the count and a warning let monitoring see it.
+            try:
+                anchors = len(self._anchors(self._trust_store.snapshot()))
+                pins = len(self._pinned_fingerprints())
+            except Exception as exc:  # noqa: BLE001 - a health check reports, never raises
+                errors.append(f"the trust store cannot be read ({type(exc).__name__})")
+            else:
+                parts["anchors"] = anchors
+                if not anchors and not pins:
+                    warnings.append(
+                        "the trust store holds no CA and no certificate is pinned: every "
+                        "client is refused"
+                    )
+        parts["warnings"] = warnings
         parts["ok"] = not errors
         parts["errors"] = errors
         return parts

@@ -19,6 +19,9 @@ Both back-ends export the same series (names shown for Prometheus, with the defa
 ``mtlsauth_reload_errors`` (gauge)
     How many trust, pin and revocation sources report a failed last reload (the reason is in
     ``verifier.health()`` and the log).
+``mtlsauth_trust_anchors`` (gauge)
+    CA anchors in force in the trust store (0 after its files were emptied or deleted: every
+    client without a pin is refused); absent without a trust store.
 
 The gauges are read from ``verifier.health()`` when scraped, never on the request path.
 """
@@ -78,6 +81,9 @@ def health_gauges(verifier: Verifier, *, now: float | None = None) -> dict[str, 
         out["cache_entries"] = float(cache["entries"])
     errors = health.get("errors")
     out["reload_errors"] = float(len(errors)) if isinstance(errors, list) else 0.0
+    anchors = health.get("anchors")
+    if isinstance(anchors, int) and not isinstance(anchors, bool):
+        out["trust_anchors"] = float(anchors)
     nexts = [
         t
         for part in _walk(health.get("revocation"))

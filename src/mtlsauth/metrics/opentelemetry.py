@@ -45,6 +45,11 @@ _GAUGES = {
         "Seconds since the oldest trust source was last loaded.",
     ),
     "reload_errors": ("mtlsauth.reload.errors", "{source}", "Sources whose last reload failed."),
+    "trust_anchors": (
+        "mtlsauth.trust.anchors",
+        "{certificate}",
+        "CA anchors in force in the trust store (0: every unpinned client refused).",
+    ),
 }
 
 

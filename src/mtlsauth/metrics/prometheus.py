@@ -43,6 +43,7 @@ _GAUGES = {
     "crl_next_update_seconds": "Seconds until the earliest CRL nextUpdate (negative: stale).",
     "trust_last_load_age_seconds": "Seconds since the oldest trust source was last loaded.",
     "reload_errors": "Trust, pin and revocation sources whose last reload failed.",
+    "trust_anchors": "CA anchors in force in the trust store (0: every unpinned client refused).",
 }
 
 
