@@ -151,7 +151,9 @@ def test_health_gauges_count_the_anchors_in_force(tmp_path, ca) -> None:
     gauges = health_gauges(verifier)
     assert gauges["trust_anchors"] == 0
     assert gauges["reload_errors"] == 0
-    assert "trust_anchors" not in health_gauges(Verifier(pinned=[ca.issue_client_cert().certificate]))
+    assert "trust_anchors" not in health_gauges(
+        Verifier(pinned=[ca.issue_client_cert().certificate])
+    )
 
 
 # -- audit log ----------------------------------------------------------------------------
