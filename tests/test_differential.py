@@ -126,6 +126,16 @@ def test_generated_chains_agree_or_differ_as_documented(spec: Spec) -> None:
     assert not explain(spec, verdicts), (spec, verdicts)
 
 
+# The warm judge's generated runs: a fixed seed, as the cold ones above.
+WARM_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
 def _answer(judge_: Callable[[Built], str], built: Built) -> str:
     try:
         return judge_(built)
@@ -145,26 +155,14 @@ def test_landmarks_answer_the_same_after_a_valid_sibling(spec: Spec) -> None:
     assert _answer(judge_mtlsauth_warm, built) == _answer(judge_mtlsauth, built)
 
 
-@settings(
-    max_examples=EXAMPLES,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@WARM_SETTINGS
 @given(spec=one_intermediate_specs())
 def test_generated_chains_answer_the_same_after_a_valid_sibling(spec: Spec) -> None:
     built = build(spec)
     assert _answer(judge_mtlsauth_warm, built) == _answer(judge_mtlsauth, built), spec
 
 
-@settings(
-    max_examples=EXAMPLES,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@WARM_SETTINGS
 @given(spec=one_intermediate_specs(), way=st.sampled_from(SECOND_WAYS))
 def test_generated_chains_with_a_second_way_up_answer_the_same_after_a_valid_sibling(
     spec: Spec, way: str

@@ -13,6 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, Encoding, pkcs12
 
+from _verdicts import verdict
 from mtlsauth import CertificateInvalid, TrustStore, Verifier
 from mtlsauth.testing import CA
 
@@ -422,16 +423,6 @@ def _write_settled(path: Path, data: bytes) -> None:
     os.utime(path, ns=(then, then))
 
 
-def _code(verifier: Verifier, chain: str) -> str:
-    from mtlsauth import MTLSAuthError
-
-    try:
-        verifier.verify(chain)
-    except MTLSAuthError as exc:
-        return exc.code
-    return "accepted"
-
-
 def _withdraw(kind: str, path: Path) -> None:
     if kind == "emptied":
         _write_settled(path, b"")
@@ -458,12 +449,12 @@ def test_a_trust_file_emptied_or_deleted_withdraws_its_anchors(
     trust = TrustStore.from_pem_file(f, reload_interval=None)
     verifier = Verifier(trust_store=trust)
     chain = a.issue_client_cert(common_name="withdrawn").chain_pem.text()
-    assert _code(verifier, chain) == "accepted"  # and cached
+    assert verdict(verifier, chain) == "accepted"  # and cached
     _withdraw(kind, f)
     assert verifier.reload() is True
     assert trust.certificates == ()
     assert len(trust) == 0
-    assert _code(verifier, chain) == "untrusted_issuer"
+    assert verdict(verifier, chain) == "untrusted_issuer"
     health = verifier.health()
     assert health["ok"] is True  # what the operator asked for, not a failure
     assert health["anchors"] == 0  # but monitoring sees that every client is refused
@@ -472,7 +463,7 @@ def test_a_trust_file_emptied_or_deleted_withdraws_its_anchors(
     ]
     _write_settled(f, a.cert_pem.bytes())  # trusted again once the file holds it again
     assert verifier.reload() is True
-    assert _code(verifier, chain) == "accepted"
+    assert verdict(verifier, chain) == "accepted"
     assert verifier.health()["anchors"] == 1
     assert verifier.health()["warnings"] == []
 
@@ -491,15 +482,18 @@ def test_one_of_combined_trust_files_withdrawn_leaves_the_others(
     verifier = Verifier(trust_store=trust)
     chain_a = a.issue_client_cert().chain_pem.text()
     chain_b = b.issue_client_cert().chain_pem.text()
-    assert _code(verifier, chain_a) == _code(verifier, chain_b) == "accepted"
+    assert verdict(verifier, chain_a) == verdict(verifier, chain_b) == "accepted"
     _withdraw(kind, fa)
     assert verifier.reload() is True
     assert trust.certificates == (b.certificate,)
-    assert (_code(verifier, chain_a), _code(verifier, chain_b)) == ("untrusted_issuer", "accepted")
+    assert (verdict(verifier, chain_a), verdict(verifier, chain_b)) == (
+        "untrusted_issuer",
+        "accepted",
+    )
     _withdraw(kind, fb)  # nothing left anywhere: every chain refused, no exception
     assert verifier.reload() is True
     assert trust.certificates == ()
-    assert (_code(verifier, chain_a), _code(verifier, chain_b)) == ("untrusted_issuer",) * 2
+    assert (verdict(verifier, chain_a), verdict(verifier, chain_b)) == ("untrusted_issuer",) * 2
 
 
 def test_a_trust_folder_emptied_or_deleted_withdraws_its_anchors(cas, tmp_path: Path) -> None:
@@ -511,16 +505,16 @@ def test_a_trust_folder_emptied_or_deleted_withdraws_its_anchors(cas, tmp_path: 
     trust = TrustStore.from_directory(folder, reload_interval=None)
     verifier = Verifier(trust_store=trust)
     chain = a.issue_client_cert().chain_pem.text()
-    assert _code(verifier, chain) == "accepted"
+    assert verdict(verifier, chain) == "accepted"
     (folder / "a.pem").unlink()  # no certificate file left
     assert verifier.reload() is True
-    assert _code(verifier, chain) == "untrusted_issuer"
+    assert verdict(verifier, chain) == "untrusted_issuer"
     _write_settled(folder / "a.pem", a.cert_pem.bytes())
     assert verifier.reload() is True
-    assert _code(verifier, chain) == "accepted"
+    assert verdict(verifier, chain) == "accepted"
     shutil.rmtree(folder)  # the folder itself removed
     assert verifier.reload() is True
-    assert _code(verifier, chain) == "untrusted_issuer"
+    assert verdict(verifier, chain) == "untrusted_issuer"
 
 
 @pytest.mark.parametrize("kind", WITHDRAWALS)
@@ -536,10 +530,10 @@ def test_a_pkcs12_trust_store_emptied_or_deleted_withdraws_its_anchors(
     trust = TrustStore.from_pkcs12(f, password="pw", reload_interval=None)
     verifier = Verifier(trust_store=trust)
     chain = a.issue_client_cert().chain_pem.text()
-    assert _code(verifier, chain) == "accepted"
+    assert verdict(verifier, chain) == "accepted"
     _withdraw(kind, f)
     assert verifier.reload() is True
-    assert _code(verifier, chain) == "untrusted_issuer"
+    assert verdict(verifier, chain) == "untrusted_issuer"
 
 
 def test_a_pkcs12_trust_store_rewritten_with_another_password_keeps_the_last_good(
@@ -572,10 +566,10 @@ def test_a_pin_file_emptied_or_deleted_withdraws_its_pins(cas, tmp_path: Path, k
     f = tmp_path / "pins.pem"
     _write_settled(f, pin.cert_pem.bytes())
     verifier = Verifier(pinned=TrustStore.from_pem_file(f, reload_interval=None))
-    assert _code(verifier, pin.cert_pem.text()) == "accepted"
+    assert verdict(verifier, pin.cert_pem.text()) == "accepted"
     _withdraw(kind, f)
     assert verifier.reload() is True
-    assert _code(verifier, pin.cert_pem.text()) == "pin_mismatch"
+    assert verdict(verifier, pin.cert_pem.text()) == "pin_mismatch"
 
 
 @pytest.mark.parametrize("kind", ["emptied", "blanked"])
@@ -609,14 +603,14 @@ def test_a_ca_file_replaced_in_place_with_its_old_size_and_mtime_is_noticed(tmp_
     trust = TrustStore.from_pem_file(f, reload_interval=None)
     verifier = Verifier(trust_store=trust)
     chain = first.issue_client_cert().chain_pem.text()
-    assert _code(verifier, chain) == "accepted"
+    assert verdict(verifier, chain) == "accepted"
     time.sleep(0.01)
     with open(f, "r+b") as out:  # in place: the same inode
         out.write(second.cert_pem.bytes())
     os.utime(f, ns=(stamp, stamp))
     assert verifier.reload() is True
     assert trust.certificates == (second.certificate,)
-    assert _code(verifier, chain) == "untrusted_issuer"
+    assert verdict(verifier, chain) == "untrusted_issuer"
 
 
 def test_what_a_trust_folder_and_a_ca_file_never_take(cas, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _verdicts import verdict
 from mtlsauth import (
     CertificateInvalid,
     CertificateMissing,
@@ -27,14 +28,6 @@ from mtlsauth.testing import CA, ClientCert, self_signed_client_cert
 
 NOW = dt.datetime.now(dt.timezone.utc)
 DAY = dt.timedelta(days=1)
-
-
-def _code(verifier: Verifier, chain: object) -> str:
-    try:
-        verifier.verify(chain)
-    except MTLSAuthError as exc:
-        return exc.code
-    return "accepted"
 
 
 # -- what a leaf may and may not be ------------------------------------------------------
@@ -114,25 +107,25 @@ LEAF_CASES = [
 def test_leaf_rules(pki, kwargs: dict[str, object], expected: str) -> None:
     verifier = Verifier(trust_store=pki.root.trust_store())
     cert = pki.inter.issue_client_cert(common_name="c", **kwargs)  # type: ignore[arg-type]
-    assert _code(verifier, cert.chain_pem.text()) == expected
+    assert verdict(verifier, cert.chain_pem.text()) == expected
 
 
 def test_ca_certificates_are_never_client_certificates(pki) -> None:
     verifier = Verifier(trust_store=pki.root.trust_store())
-    assert _code(verifier, pki.root.cert_pem.text()) == "invalid_usage"  # the anchor itself
-    assert _code(verifier, pki.inter.cert_pem.text()) == "invalid_usage"
+    assert verdict(verifier, pki.root.cert_pem.text()) == "invalid_usage"  # the anchor itself
+    assert verdict(verifier, pki.inter.cert_pem.text()) == "invalid_usage"
 
 
 def test_chain_rules(pki) -> None:
     verifier = Verifier(trust_store=pki.root.trust_store())
-    assert _code(verifier, pki.good.chain_pem.text()) == "accepted"
-    assert _code(verifier, pki.direct.chain_pem.text()) == "accepted"
+    assert verdict(verifier, pki.good.chain_pem.text()) == "accepted"
+    assert verdict(verifier, pki.direct.chain_pem.text()) == "accepted"
     fresh = Verifier(trust_store=pki.root.trust_store())
-    assert _code(fresh, pki.good.cert_pem.text()) == "untrusted_issuer"  # intermediate missing
+    assert verdict(fresh, pki.good.cert_pem.text()) == "untrusted_issuer"  # intermediate missing
     # Once verified with its intermediate, the same leaf reuses that validated chain.
-    assert _code(verifier, pki.good.cert_pem.text()) == "accepted"
+    assert verdict(verifier, pki.good.cert_pem.text()) == "accepted"
     assert (
-        _code(verifier, pki.other_root.issue_client_cert().chain_pem.text()) == "untrusted_issuer"
+        verdict(verifier, pki.other_root.issue_client_cert().chain_pem.text()) == "untrusted_issuer"
     )
     # A look-alike intermediate: same name, different key.
     fake = CA(
@@ -142,7 +135,8 @@ def test_chain_rules(pki) -> None:
     )
     forged = fake.issue_client_cert(common_name="ledger")
     assert (
-        _code(verifier, forged.cert_pem.bytes() + pki.inter.cert_pem.bytes()) == "untrusted_issuer"
+        verdict(verifier, forged.cert_pem.bytes() + pki.inter.cert_pem.bytes())
+        == "untrusted_issuer"
     )
 
 
@@ -155,8 +149,8 @@ def test_known_intermediates_complete_leaf_only_chains(pki) -> None:
 
 def test_intermediate_as_anchor(pki) -> None:
     verifier = Verifier(trust_store=TrustStore.from_pem(pki.inter.cert_pem.bytes()))
-    assert _code(verifier, pki.good.cert_pem.text()) == "accepted"
-    assert _code(verifier, pki.direct.chain_pem.text()) == "untrusted_issuer"
+    assert verdict(verifier, pki.good.cert_pem.text()) == "accepted"
+    assert verdict(verifier, pki.direct.chain_pem.text()) == "untrusted_issuer"
 
 
 @pytest.mark.parametrize(
@@ -169,8 +163,8 @@ def test_intermediate_as_anchor(pki) -> None:
 )
 def test_max_depth_counts_intermediates(pki, max_depth: int, expected: str) -> None:
     verifier = Verifier(trust_store=pki.root.trust_store(), max_depth=max_depth)
-    assert _code(verifier, pki.good.chain_pem.text()) == expected
-    assert _code(verifier, pki.direct.chain_pem.text()) == "accepted"
+    assert verdict(verifier, pki.good.chain_pem.text()) == expected
+    assert verdict(verifier, pki.direct.chain_pem.text()) == "accepted"
 
 
 def test_ca_path_length_is_enforced() -> None:
@@ -179,7 +173,7 @@ def test_ca_path_length_is_enforced() -> None:
     sub = limited.intermediate()
     leaf = sub.issue_client_cert()
     assert (
-        _code(Verifier(trust_store=root.trust_store()), leaf.chain_pem.text()) == "chain_too_long"
+        verdict(Verifier(trust_store=root.trust_store()), leaf.chain_pem.text()) == "chain_too_long"
     )
 
 
@@ -192,8 +186,8 @@ def test_name_constraints() -> None:
     verifier = Verifier(trust_store=root.trust_store())
     inside = inter.issue_client_cert(dns_names=["a.example.com"])
     outside = inter.issue_client_cert(dns_names=["evil.test"])
-    assert _code(verifier, inside.chain_pem.text()) == "accepted"
-    assert _code(verifier, outside.chain_pem.text()) == "untrusted_issuer"
+    assert verdict(verifier, inside.chain_pem.text()) == "accepted"
+    assert verdict(verifier, outside.chain_pem.text()) == "untrusted_issuer"
 
 
 def test_directory_name_constraint_is_a_clean_refusal() -> None:
@@ -307,22 +301,22 @@ def test_pinned_self_signed_certificates() -> None:
     other = self_signed_client_cert(common_name="impostor")
     verifier = Verifier(pinned=[pinned.cert_pem.text()])
     assert verifier.verify(pinned.cert_pem.text()).common_name == "keytool user"
-    assert _code(verifier, other.cert_pem.text()) == "pin_mismatch"
+    assert verdict(verifier, other.cert_pem.text()) == "pin_mismatch"
     old = self_signed_client_cert(not_before=NOW - 10 * DAY, not_after=NOW - DAY)
-    assert _code(Verifier(pinned=[old.certificate]), old.cert_pem.text()) == "certificate_expired"
+    assert verdict(Verifier(pinned=[old.certificate]), old.cert_pem.text()) == "certificate_expired"
 
 
 def test_pins_next_to_a_trust_store(pki) -> None:
     pinned = self_signed_client_cert()
     verifier = Verifier(trust_store=pki.root.trust_store(), pinned=[pinned.der])
-    assert _code(verifier, pinned.cert_pem.text()) == "accepted"
-    assert _code(verifier, pki.good.chain_pem.text()) == "accepted"
-    assert _code(verifier, self_signed_client_cert().cert_pem.text()) == "untrusted_issuer"
+    assert verdict(verifier, pinned.cert_pem.text()) == "accepted"
+    assert verdict(verifier, pki.good.chain_pem.text()) == "accepted"
+    assert verdict(verifier, self_signed_client_cert().cert_pem.text()) == "untrusted_issuer"
 
 
 def test_pinned_server_only_certificate_is_refused(pki) -> None:
     server = pki.inter.issue_client_cert(eku="server")
-    assert _code(Verifier(pinned=[server.certificate]), server.cert_pem.text()) == "invalid_usage"
+    assert verdict(Verifier(pinned=[server.certificate]), server.cert_pem.text()) == "invalid_usage"
 
 
 # -- time ------------------------------------------------------------------------------------
@@ -340,11 +334,11 @@ def test_validate_as_of_a_moment(pki) -> None:
 def test_clock_skew_forgives_small_differences(pki) -> None:
     now = dt.datetime.now(dt.timezone.utc)
     soon = pki.inter.issue_client_cert(not_before=now + dt.timedelta(seconds=60))
-    assert _code(Verifier(trust_store=pki.root.trust_store()), soon.chain_pem.text()) == (
+    assert verdict(Verifier(trust_store=pki.root.trust_store()), soon.chain_pem.text()) == (
         "certificate_not_yet_valid"
     )
     lenient = Verifier(trust_store=pki.root.trust_store(), clock_skew=dt.timedelta(minutes=5))
-    assert _code(lenient, soon.chain_pem.text()) == "accepted"
+    assert verdict(lenient, soon.chain_pem.text()) == "accepted"
 
 
 # -- authenticate ------------------------------------------------------------------------
@@ -477,9 +471,9 @@ def test_cache_expires_with_the_certificate(pki) -> None:
         not_after=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
     )
     verifier = Verifier(trust_store=pki.root.trust_store())
-    assert _code(verifier, short.chain_pem.text()) == "accepted"
+    assert verdict(verifier, short.chain_pem.text()) == "accepted"
     time.sleep(2.5)
-    assert _code(verifier, short.chain_pem.text()) == "certificate_expired"
+    assert verdict(verifier, short.chain_pem.text()) == "certificate_expired"
 
 
 def test_result_computed_before_a_reload_is_not_served_after_it(pki, tmp_path) -> None:
@@ -498,25 +492,25 @@ def test_result_computed_before_a_reload_is_not_served_after_it(pki, tmp_path) -
 
     verifier = Verifier(trust_store=trust, revocation=RotateDuringValidation())
     chain = pki.good.chain_pem.text()
-    assert _code(verifier, chain) == "accepted"  # validated under the old CA: in flight
-    assert _code(verifier, chain) == "untrusted_issuer"  # never served from the cache after
+    assert verdict(verifier, chain) == "accepted"  # validated under the old CA: in flight
+    assert verdict(verifier, chain) == "untrusted_issuer"  # never served from the cache after
 
 
 def test_cache_dropped_when_trust_reloads(pki, tmp_path) -> None:
     ca_file = pki.root.cert_pem.write_to_path(tmp_path / "ca.pem")
     verifier = Verifier(trust_store=TrustStore.from_pem_file(ca_file, reload_interval=None))
     chain = pki.good.chain_pem.text()
-    assert _code(verifier, chain) == "accepted"
+    assert verdict(verifier, chain) == "accepted"
     pki.other_root.cert_pem.write_to_path(ca_file)  # the operator rotates the CA
-    assert _code(verifier, chain) == "accepted"  # not noticed until a reload is due
+    assert verdict(verifier, chain) == "accepted"  # not noticed until a reload is due
     assert verifier.reload() is True
-    assert _code(verifier, chain) == "untrusted_issuer"
+    assert verdict(verifier, chain) == "untrusted_issuer"
 
 
 def test_negative_cache_is_bounded_and_disabled_with_the_cache(pki) -> None:
     verifier = Verifier(trust_store=pki.root.trust_store())
     for i in range(400):
-        _code(verifier, f"garbage {i}")
+        verdict(verifier, f"garbage {i}")
     stats = verifier.health()["cache"]
     assert stats["negative_entries"] == 256  # type: ignore[index]
     off = Verifier(trust_store=pki.root.trust_store(), cache_size=0)
@@ -931,8 +925,8 @@ def test_a_refusal_computed_under_replaced_revocation_data_is_not_served_after_i
     rev.revoked.add(pki.good.certificate.serial_number)
     verifier = Verifier(trust_store=pki.root.trust_store(), revocation=rev)
     chain = pki.good.chain_pem.text()
-    assert _code(verifier, chain) == "certificate_revoked"
-    assert _code(verifier, chain) == "accepted"
+    assert verdict(verifier, chain) == "certificate_revoked"
+    assert verdict(verifier, chain) == "accepted"
 
 
 def test_a_tls_chain_of_other_item_types_is_read_or_refused_never_a_type_error(pki) -> None:

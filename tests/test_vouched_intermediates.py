@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtlsauth._pathvalidation as pathvalidation
-from mtlsauth import CRLSet, MTLSAuthError, TrustStore, Verifier
+from _verdicts import verdict
+from mtlsauth import ClientIdentity, CRLSet, TrustStore, Verifier
 from mtlsauth.testing import CA, ClientCert
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -48,18 +49,8 @@ def _armed(root: CA, inter: CA, *, at: dt.datetime | None = None, **leaf: object
     return verifier
 
 
-def _code(verifier: Verifier, chain: tuple[bytes, ...], at: dt.datetime | None = None) -> str:
-    try:
-        verifier.verify(chain, at=at)
-    except MTLSAuthError as exc:
-        return exc.code
-    return "accept"
-
-
-def test_a_second_leaf_takes_the_shortcut_and_gets_the_same_chain() -> None:
-    root = CA()
-    inter = root.intermediate()
-    verifier = _armed(root, inter)
+def _verify_counting_full_runs(verifier: Verifier, inter: CA) -> tuple[ClientIdentity, int]:
+    """Verify a new leaf under ``inter``; also say how often the full validation ran."""
     calls: list[int] = []
     full = pathvalidation._verify
 
@@ -72,7 +63,15 @@ def test_a_second_leaf_takes_the_shortcut_and_gets_the_same_chain() -> None:
         identity = verifier.verify(inter.issue_client_cert(common_name="second").chain_der)
     finally:
         pathvalidation._verify = full
-    assert calls == []  # the full validation did not run
+    return identity, len(calls)
+
+
+def test_a_second_leaf_takes_the_shortcut_and_gets_the_same_chain() -> None:
+    root = CA()
+    inter = root.intermediate()
+    verifier = _armed(root, inter)
+    identity, full_runs = _verify_counting_full_runs(verifier, inter)
+    assert full_runs == 0  # the full validation did not run
     assert [c.subject for c in identity.chain] == [
         identity.chain[0].subject,
         inter.certificate.subject,
@@ -90,7 +89,7 @@ def test_a_root_with_name_constraints_is_never_vouched_for() -> None:
     verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
     verifier.verify(inter.issue_client_cert(dns_names=["a.payments.svc"]).chain_der)
     outside = inter.issue_client_cert(dns_names=["evil.example.com"])
-    assert _code(verifier, outside.chain_der) == "untrusted_issuer"
+    assert verdict(verifier, outside.chain_der) == "untrusted_issuer"
 
 
 def test_the_roots_validity_is_checked_at_each_validation() -> None:
@@ -99,8 +98,8 @@ def test_the_roots_validity_is_checked_at_each_validation() -> None:
     leaf_kw = {"not_after": NOW + 50 * DAY}
     verifier = _armed(root, inter, **leaf_kw)
     late = inter.issue_client_cert(common_name="late", **leaf_kw)  # type: ignore[arg-type]
-    assert _code(verifier, late.chain_der, at=NOW + 20 * DAY) == "certificate_expired"
-    assert _code(verifier, late.chain_der, at=NOW + DAY) == "accept"
+    assert verdict(verifier, late.chain_der, at=NOW + 20 * DAY) == "certificate_expired"
+    assert verdict(verifier, late.chain_der, at=NOW + DAY) == "accepted"
 
 
 def test_a_root_not_yet_valid_at_an_earlier_time_is_refused() -> None:
@@ -108,7 +107,7 @@ def test_a_root_not_yet_valid_at_an_earlier_time_is_refused() -> None:
     inter = root.intermediate(not_before=NOW - 30 * DAY)
     verifier = _armed(root, inter)
     early = inter.issue_client_cert(not_before=NOW - 30 * DAY)
-    assert _code(verifier, early.chain_der, at=NOW - 10 * DAY) == "certificate_not_yet_valid"
+    assert verdict(verifier, early.chain_der, at=NOW - 10 * DAY) == "certificate_not_yet_valid"
 
 
 def test_the_intermediates_own_validity_is_still_checked() -> None:
@@ -116,7 +115,7 @@ def test_the_intermediates_own_validity_is_still_checked() -> None:
     inter = root.intermediate(not_after=NOW + 10 * DAY)
     verifier = _armed(root, inter)
     leaf = inter.issue_client_cert(not_after=NOW + 50 * DAY)
-    assert _code(verifier, leaf.chain_der, at=NOW + 20 * DAY) == "certificate_expired"
+    assert verdict(verifier, leaf.chain_der, at=NOW + 20 * DAY) == "certificate_expired"
 
 
 @pytest.mark.parametrize(
@@ -156,9 +155,9 @@ def test_leaf_refusals_are_unchanged_by_the_shortcut(case: str) -> None:
         chain = inter.issue_client_cert(
             dns_names=["x.payments.svc"], extra_extensions=[(unknown, True)]
         ).chain_der
-    warm = _code(verifier, chain)
-    assert warm != "accept"
-    assert warm == _code(cold, chain)
+    warm = verdict(verifier, chain)
+    assert warm != "accepted"
+    assert warm == verdict(cold, chain)
 
 
 def test_a_reload_starts_afresh(tmp_path: Path) -> None:
@@ -173,7 +172,7 @@ def test_a_reload_starts_afresh(tmp_path: Path) -> None:
     assert _vouched(_store(verifier), inter.certificate)
     bundle.write_bytes(other.cert_pem.bytes())
     assert store.reload()
-    assert _code(verifier, inter.issue_client_cert().chain_der) == "untrusted_issuer"
+    assert verdict(verifier, inter.issue_client_cert().chain_der) == "untrusted_issuer"
 
 
 def test_the_leaf_alone_still_needs_the_intermediate_presented_or_configured() -> None:
@@ -181,7 +180,7 @@ def test_the_leaf_alone_still_needs_the_intermediate_presented_or_configured() -
     inter = root.intermediate()
     verifier = _armed(root, inter)
     leaf = inter.issue_client_cert()
-    assert _code(verifier, (leaf.der,)) == "untrusted_issuer"
+    assert verdict(verifier, (leaf.der,)) == "untrusted_issuer"
 
 
 # --- more than one way up: the shortcut must take the path the full validation takes ---------
@@ -259,11 +258,11 @@ def test_two_anchors_with_one_name_and_key_the_constrained_one_first(armed_by: s
         arm, at = inter.issue_client_cert(dns_names=["a.example.com"]), NOW
     bundle = _pem(constrained, root.certificate)
     chain = _outside_by_subject(inter).chain_der
-    fresh = _code(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
+    fresh = verdict(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
     assert fresh == "untrusted_issuer"
     warm = Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0)
-    assert _code(warm, arm.chain_der, at=at) == "accept"  # through the unconstrained copy
-    assert _code(warm, chain) == fresh
+    assert verdict(warm, arm.chain_der, at=at) == "accepted"  # through the unconstrained copy
+    assert verdict(warm, chain) == fresh
 
 
 def test_an_anchor_with_the_intermediates_name_and_key() -> None:
@@ -272,11 +271,13 @@ def test_an_anchor_with_the_intermediates_name_and_key() -> None:
     inter = root.intermediate()
     bundle = _pem(root.certificate, _copy(inter, inter, name_constraints=_CONSTRAINED))
     chain = _outside_by_subject(inter).chain_der
-    fresh = _code(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
+    fresh = verdict(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
     assert fresh == "untrusted_issuer"
     warm = Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0)
-    assert _code(warm, inter.issue_client_cert(dns_names=["a.example.com"]).chain_der) == "accept"
-    assert _code(warm, chain) == fresh
+    assert (
+        verdict(warm, inter.issue_client_cert(dns_names=["a.example.com"]).chain_der) == "accepted"
+    )
+    assert verdict(warm, chain) == fresh
 
 
 def test_a_cross_signed_copy_of_the_intermediate_sent_before_it() -> None:
@@ -289,12 +290,12 @@ def test_a_cross_signed_copy_of_the_intermediate_sent_before_it() -> None:
     bundle = _pem(root.certificate, other.certificate)
     leaf = _outside_by_subject(inter)
     chain = (leaf.der, _der(copy), _der(inter.certificate))
-    fresh = _code(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
+    fresh = verdict(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
     assert fresh == "untrusted_issuer"
     warm = Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0)
-    assert _code(warm, inter.issue_client_cert().chain_der) == "accept"
+    assert verdict(warm, inter.issue_client_cert().chain_der) == "accepted"
     assert _vouched(_store(warm), inter.certificate)
-    assert _code(warm, chain) == fresh
+    assert verdict(warm, chain) == fresh
 
 
 def test_a_presented_ca_named_like_the_root_that_the_builder_tries_first() -> None:
@@ -309,12 +310,12 @@ def test_a_presented_ca_named_like_the_root_that_the_builder_tries_first() -> No
     bundle = _pem(root, other.certificate)
     leaf = _outside_by_subject(inter)
     chain = (leaf.der, _der(inter.certificate), _der(bridge))
-    fresh = _code(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
+    fresh = verdict(Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0), chain)
     assert fresh == "untrusted_issuer"
     warm = Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0)
-    assert _code(warm, inter.issue_client_cert().chain_der) == "accept"
+    assert verdict(warm, inter.issue_client_cert().chain_der) == "accepted"
     assert _vouched(_store(warm), inter.certificate)
-    assert _code(warm, chain) == fresh
+    assert verdict(warm, chain) == fresh
 
 
 def test_a_verifier_with_max_depth_0_sharing_the_store() -> None:
@@ -325,7 +326,7 @@ def test_a_verifier_with_max_depth_0_sharing_the_store() -> None:
     Verifier(trust_store=store, cache_size=0).verify(inter.issue_client_cert().chain_der)
     shallow = Verifier(trust_store=store, max_depth=0, cache_size=0)
     assert _vouched(_store(shallow), inter.certificate)
-    assert _code(shallow, inter.issue_client_cert().chain_der) == "chain_too_long"
+    assert verdict(shallow, inter.issue_client_cert().chain_der) == "chain_too_long"
 
 
 def test_a_client_that_sends_the_anchor_itself_still_takes_the_shortcut() -> None:
@@ -339,19 +340,8 @@ def test_a_client_that_sends_the_anchor_itself_still_takes_the_shortcut() -> Non
     assert len(full_chain) == 3
     verifier.verify(full_chain)
     assert _vouched(_store(verifier), inter.certificate)
-    calls: list[int] = []
-    full = pathvalidation._verify
-
-    def counting(*args: object, **kwargs: object) -> list[x509.Certificate]:
-        calls.append(1)
-        return full(*args, **kwargs)  # type: ignore[arg-type]
-
-    pathvalidation._verify = counting  # type: ignore[assignment]
-    try:
-        identity = verifier.verify(inter.issue_client_cert(common_name="second").chain_der)
-    finally:
-        pathvalidation._verify = full
-    assert calls == []
+    identity, full_runs = _verify_counting_full_runs(verifier, inter)
+    assert full_runs == 0
     assert identity.chain[2] == anchor.certificate
 
 
@@ -374,12 +364,12 @@ def test_a_revoked_copy_of_the_intermediate_sent_before_it_is_still_revoked() ->
             cache_size=0,
         )
 
-    fresh = _code(verifier(), chain)
+    fresh = verdict(verifier(), chain)
     assert fresh == "certificate_revoked"
     warm = verifier()
-    assert _code(warm, inter.issue_client_cert().chain_der) == "accept"
+    assert verdict(warm, inter.issue_client_cert().chain_der) == "accepted"
     assert _vouched(_store(warm), inter.certificate)
-    assert _code(warm, chain) == fresh
+    assert verdict(warm, chain) == fresh
 
 
 def test_the_tables_are_bounded() -> None:
