@@ -10,7 +10,15 @@ from urllib.parse import quote
 
 import pytest
 
-from mtlsauth import CRLSet, ForwardedCert, MTLSAuthError, Policy, Presented, Verifier
+from mtlsauth import (
+    ClientIdentity,
+    CRLSet,
+    ForwardedCert,
+    MTLSAuthError,
+    Policy,
+    Presented,
+    Verifier,
+)
 from mtlsauth._guard import Decision, Guard, InternalError, Route, problem_body, problem_headers
 from mtlsauth.testing import CA
 
@@ -653,7 +661,9 @@ def test_an_unreadable_request_is_refused_before_anything_is_read(verifier) -> N
         ).problem()
 
 
-@pytest.mark.parametrize("cls", [Decision, Presented], ids=["Decision", "Presented"])
+@pytest.mark.parametrize(
+    "cls", [Decision, Presented, ClientIdentity], ids=["Decision", "Presented", "ClientIdentity"]
+)
 def test_fast_init_keeps_the_dataclass_signature(cls) -> None:
     import dataclasses
     import inspect
@@ -665,9 +675,36 @@ def test_fast_init_keeps_the_dataclass_signature(cls) -> None:
         expected = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
         assert p.default == expected
     built = cls(**{f.name: f"v-{f.name}" for f in fields})
+    assert type(built) is cls  # the draft class it was filled as is gone
     assert all(getattr(built, f.name) == f"v-{f.name}" for f in fields)
+    assert built == cls(**{f.name: f"v-{f.name}" for f in fields})
     with pytest.raises(dataclasses.FrozenInstanceError):
-        built.path = "/other"  # type: ignore[misc]
+        setattr(built, fields[0].name, "changed")
+    assert getattr(built, fields[0].name) == f"v-{fields[0].name}"
+
+
+def test_fast_init_builds_a_subclass_as_itself() -> None:
+    import dataclasses
+
+    from mtlsauth._types import fast_init
+
+    @fast_init
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Base:
+        x: int
+        y: str = "y"
+
+    class Sub(Base):  # no __init__ of its own: Base's runs on it
+        __slots__ = ("extra",)
+
+    sub = Sub(1)
+    assert type(sub) is Sub
+    assert (sub.x, sub.y) == (1, "y")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sub.x = 2  # type: ignore[misc]
+    base = Base(2, y="z")
+    assert type(base) is Base
+    assert (base.x, base.y) == (2, "z")
 
 
 def test_fast_init_refuses_what_it_cannot_copy() -> None:

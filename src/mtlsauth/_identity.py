@@ -37,6 +37,7 @@ from mtlsauth._errors import CertificateInvalid
 from mtlsauth._leafder import MEMO_MAX_KEY, LeafFacts, extensions_read
 from mtlsauth._memo import BoundedMemo
 from mtlsauth._tbs import _tbs_names
+from mtlsauth._types import fast_init
 
 __all__ = [
     "ClientIdentity",
@@ -53,6 +54,7 @@ __all__ = [
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ClientIdentity:
     """The authenticated client, as established by a verified certificate.

@@ -83,20 +83,30 @@ _T = TypeVar("_T")
 def fast_init(cls: type[_T]) -> type[_T]:
     """Give a frozen, slotted dataclass built on the hot path a faster ``__init__``.
 
-    The generated one sets each field with ``object.__setattr__`` (a type look-up per field);
-    this one calls each slot's descriptor directly: the same signature (field order,
-    defaults, keyword-only fields), the same values, about twice as fast (``Decision``
-    and ``Presented`` are built once per request). Only for the simple shape: no
+    The generated one sets each field with ``object.__setattr__`` (a type look-up per
+    field, about 0.1 µs each). This one has the same signature (field order, defaults,
+    keyword-only fields) and sets the same values, three times as fast for a class of many
+    fields (``ClientIdentity`` is built once per verification, ``Decision`` and
+    ``Presented`` once per request): it turns the new object, which nobody else holds yet,
+    into a plain slotted twin of ``cls`` (the same slots, no frozen ``__setattr__``), fills
+    the slots with ordinary assignments, and turns it back. A subclass of ``cls`` gets each
+    slot set through its descriptor instead. Only for the simple shape: no
     ``__post_init__``, no ``default_factory``, every field in ``__init__``.
     """
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     params = (cls.__dataclass_params__.frozen, "__slots__" in cls.__dict__)  # type: ignore[attr-defined]
     if params != (True, True) or hasattr(cls, "__post_init__"):
         raise TypeError(f"fast_init needs a frozen, slotted dataclass: {cls.__name__}")
-    scope: dict[str, object] = {}
+    draft = type(
+        f"_{cls.__name__}Draft",
+        (),
+        {"__slots__": cls.__dict__["__slots__"], "__module__": cls.__module__},
+    )
+    scope: dict[str, object] = {"_cls": cls, "_draft": draft, "_set": object.__setattr__}
     args: list[str] = []
     keyword_only: list[str] = []
-    body: list[str] = []
+    swapped: list[str] = []
+    direct: list[str] = []
     for f in fields:
         if not f.init or f.default_factory is not dataclasses.MISSING:
             raise TypeError(f"fast_init: {cls.__name__}.{f.name} is not a plain field")
@@ -106,10 +116,29 @@ def fast_init(cls: type[_T]) -> type[_T]:
             scope[f"_default_{f.name}"] = f.default
             arg += f"=_default_{f.name}"
         (keyword_only if f.kw_only else args).append(arg)
-        body.append(f"    _set_{f.name}(self, {f.name})")
+        swapped.append(f"        self.{f.name} = {f.name}")
+        direct.append(f"        _set_{f.name}(self, {f.name})")
+    # The twin must share cls's layout for the swap; a trial on a bare object proves it.
+    probe = object.__new__(cls)
+    try:
+        object.__setattr__(probe, "__class__", draft)
+        probe.__class__ = cls
+    except TypeError:  # pragma: no cover - CPython accepts equal slots on object
+        swapped = []
     signature = ", ".join(["self", *args, *(["*", *keyword_only] if keyword_only else [])])
-    source = f"def __init__({signature}) -> None:\n" + "\n".join(body or ["    pass"])
-    exec(source, scope)  # noqa: S102 - our own field names, checked above
+    lines = [f"def __init__({signature}) -> None:"]
+    if swapped:
+        lines += [
+            "    if type(self) is _cls:",
+            "        _set(self, '__class__', _draft)",
+            *swapped,
+            "        self.__class__ = _cls",
+            "    else:",
+        ]
+    else:
+        lines.append("    if True:")
+    lines += direct or ["        pass"]
+    exec("\n".join(lines), scope)  # noqa: S102 - our own field names, checked above
     init = scope["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
     setattr(cls, "__init__", init)  # noqa: B010 - replacing the generated method
