@@ -99,7 +99,8 @@ class JWKS:
     the token's ``kid`` and algorithm; an unknown ``kid`` triggers a reload, at most once
     per ``min_refresh_interval`` seconds however many tokens ask (so forged ``kid`` values
     cannot turn into a request flood), and the set is reloaded anyway once it is older than
-    ``max_age``. A failed reload keeps the keys already known. Thread-safe: one thread
+    ``max_age``. A failed reload keeps the keys already known (a file deleted or emptied
+    withdraws them: see ``from_file``). Thread-safe: one thread
     fetches, and tokens checked meanwhile use the keys already known rather than queue.
 
     Only public signature keys are kept: ``kty`` RSA, EC or OKP, no private members,
@@ -164,18 +165,45 @@ class JWKS:
     ) -> JWKS:
         """Keys from a JSON file, re-read on an unknown ``kid`` and after ``max_age``.
 
+        A file deleted or emptied (nothing but whitespace) withdraws its keys at the next
+        reload, as a trust file does: every token is refused until keys are written back.
+        Content that cannot be read (a half-written file) keeps the last good keys. Replace
+        the file by a rename, so that no reload reads it half-written or gone.
+
         Raises:
-            ValueError: the file cannot be read or is not a JWK Set (checked now).
+            ValueError: the file is missing or empty, cannot be read or is not a JWK Set
+                (checked now).
         """
         path = os.path.abspath(path)  # the same file after the process changes directory
 
-        def load() -> object:
-            with open(path, "rb") as f:
-                data = f.read(max_bytes + 1)
+        def read() -> bytes | None:
+            """The file's bytes; None when it is gone or holds nothing but whitespace."""
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(max_bytes + 1)
+            except FileNotFoundError:
+                return None
             if len(data) > max_bytes:
                 raise ValueError(f"JWKS file larger than {max_bytes} bytes")
+            return data if data.strip() else None
+
+        def load() -> object:
+            data = read()
+            if data is None:
+                logger.warning(
+                    "mtlsauth JWKS %s: the file is gone or empty, so it holds no key: tokens "
+                    "are refused until keys are written back",
+                    escape_log_value(path),
+                )
+                return {"keys": []}
             return json.loads(data)
 
+        try:
+            present = read() is not None
+        except (OSError, ValueError):
+            present = True  # refresh() below reports it
+        if not present:
+            raise ValueError(f"cannot load a JWK Set from {path}: the file is missing or empty")
         jwks = cls(
             load,
             source=path,

@@ -275,6 +275,49 @@ def test_file_is_reloaded_on_unknown_kid_at_most_once_per_interval(keys, tmp_pat
         v(sign(keys.ec, "ES256", "e9"))
 
 
+@pytest.mark.parametrize("how", ["deleted", "emptied", "whitespace"])
+def test_a_deleted_or_emptied_file_withdraws_its_keys(keys, tmp_path, how, caplog) -> None:
+    # As with a trust file: an operator withdraws a leaked signing key by emptying or
+    # deleting the file; the keys it held must not keep validating tokens until a restart.
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa", "r1")]}))
+    jwks = JWKS.from_file(path, min_refresh_interval=0, max_age=0)
+    v = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    assert v(sign(keys.rsa, "RS256", "r1"))
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.write_text("" if how == "emptied" else " \n\t")
+    time.sleep(0.01)
+    with caplog.at_level("WARNING", logger="mtlsauth"), pytest.raises(TokenError):
+        v(sign(keys.rsa, "RS256", "r1"))
+    assert jwks.keys_for("r1", "RS256") == []
+    assert "holds no key" in caplog.text
+    # ... and a key written back is used again.
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa", "r1")]}))
+    assert v(sign(keys.rsa, "RS256", "r1"))
+
+
+def test_a_garbled_file_keeps_the_last_good_keys(keys, tmp_path) -> None:
+    # A half-written file is a botched write, not a withdrawal.
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa", "r1")]}))
+    jwks = JWKS.from_file(path, min_refresh_interval=0, max_age=0)
+    v = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    path.write_text('{"keys": [{"kty": "RS')
+    time.sleep(0.01)
+    assert v(sign(keys.rsa, "RS256", "r1"))
+
+
+@pytest.mark.parametrize("content", [None, "", "  \n"], ids=["missing", "empty", "blank"])
+def test_a_file_without_keys_fails_at_construction(tmp_path, content) -> None:
+    path = tmp_path / "jwks.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match="cannot load"):
+        JWKS.from_file(path)
+
+
 def test_unreadable_file_fails_at_construction(tmp_path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
