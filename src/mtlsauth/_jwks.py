@@ -100,7 +100,10 @@ class JWKS:
     per ``min_refresh_interval`` seconds however many tokens ask (so forged ``kid`` values
     cannot turn into a request flood), and the set is reloaded anyway once it is older than
     ``max_age``. A failed reload keeps the keys already known (a file deleted or emptied
-    withdraws them: see ``from_file``). Thread-safe: one thread
+    withdraws them: see ``from_file``), but not forever: keys not renewed for ``max_stale``
+    seconds (a day by default) are no longer used, so a key the server has withdrawn
+    stops validating tokens even while fetches keep failing (an outage, or somebody
+    blocking them). Thread-safe: one thread
     fetches, and tokens checked meanwhile use the keys already known rather than queue.
 
     Only public signature keys are kept: ``kty`` RSA, EC or OKP, no private members,
@@ -114,6 +117,7 @@ class JWKS:
         "_loaded",
         "_lock",
         "max_age",
+        "max_stale",
         "may_block",
         "min_refresh_interval",
         "source",
@@ -127,8 +131,13 @@ class JWKS:
         may_block: bool,
         min_refresh_interval: float = 30.0,
         max_age: float = 3600.0,
+        max_stale: float = 86400.0,
     ) -> None:
-        for name, value in (("min_refresh_interval", min_refresh_interval), ("max_age", max_age)):
+        for name, value in (
+            ("min_refresh_interval", min_refresh_interval),
+            ("max_age", max_age),
+            ("max_stale", max_stale),
+        ):
             # ``not >= 0`` refuses nan, which no age exceeds (the keys never fetched again)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                 raise ValueError(f"{name} must be a non-negative number of seconds")
@@ -137,6 +146,9 @@ class JWKS:
         self.may_block = may_block
         self.min_refresh_interval = float(min_refresh_interval)
         self.max_age = float(max_age)
+        if max_stale < max_age:
+            raise ValueError("max_stale must be at least max_age")
+        self.max_stale = float(max_stale)
         self._keys: tuple[_Key, ...] = ()
         self._loaded: float | None = None  # monotonic time of the last successful load
         self._attempted: float | None = None  # monotonic time of the last attempt
@@ -150,7 +162,14 @@ class JWKS:
             ValueError: ``document`` is not a JWK Set.
         """
         keys = _parse_keys(document)
-        jwks = cls(lambda: document, source="document", may_block=False, max_age=float("inf"))
+        forever = float("inf")
+        jwks = cls(
+            lambda: document,
+            source="document",
+            may_block=False,
+            max_age=forever,
+            max_stale=forever,
+        )
         jwks._keys, jwks._loaded = keys, time.monotonic()
         return jwks
 
@@ -162,6 +181,7 @@ class JWKS:
         min_refresh_interval: float = 30.0,
         max_age: float = 300.0,
         max_bytes: int = 1 << 20,
+        max_stale: float = 86400.0,
     ) -> JWKS:
         """Keys from a JSON file, re-read on an unknown ``kid`` and after ``max_age``.
 
@@ -210,6 +230,7 @@ class JWKS:
             may_block=False,
             min_refresh_interval=min_refresh_interval,
             max_age=max_age,
+            max_stale=max_stale,
         )
         if not jwks.refresh():
             raise ValueError(f"cannot load a JWK Set from {path}")
@@ -225,6 +246,7 @@ class JWKS:
         max_bytes: int = 256 * 1024,
         min_refresh_interval: float = 30.0,
         max_age: float = 3600.0,
+        max_stale: float = 86400.0,
     ) -> JWKS:
         """Keys fetched from an ``https`` URL (an authorization server's ``jwks_uri``).
 
@@ -234,7 +256,7 @@ class JWKS:
             timeout: A hard deadline in seconds for one fetch: connecting, the TLS
                 handshake, and reading the whole body (name resolution excepted).
             max_bytes: Larger documents are refused.
-            min_refresh_interval, max_age: See the class.
+            min_refresh_interval, max_age, max_stale: See the class.
 
         Nothing is fetched here: the first token triggers the first fetch. Redirects are
         not followed (a 3xx is a failed fetch), nor are proxies from the environment used.
@@ -265,6 +287,7 @@ class JWKS:
             may_block=True,
             min_refresh_interval=min_refresh_interval,
             max_age=max_age,
+            max_stale=max_stale,
         )
 
     # -- use ------------------------------------------------------------------------------
@@ -287,11 +310,16 @@ class JWKS:
             except Exception as exc:  # noqa: BLE001 - keep the old keys, log, refuse later
                 # The text can be the key server's (http.client's BadStatusLine carries the
                 # raw status line): escaped, so it cannot forge a log line.
+                loaded = self._loaded
+                stale = loaded is not None and now - loaded > self.max_stale
                 logger.warning(
-                    "mtlsauth JWKS %s: reload failed: %s: %s",
+                    "mtlsauth JWKS %s: reload failed: %s: %s%s",
                     escape_log_value(self.source),
                     type(exc).__name__,
                     escape_log_value(str(exc)),
+                    " (the keys are older than max_stale: every token is refused)"
+                    if stale
+                    else " (the keys already known stay in use)",
                 )
                 return False
             self._keys, self._loaded = keys, time.monotonic()
@@ -307,6 +335,9 @@ class JWKS:
         loaded = self._loaded
         if loaded is None or time.monotonic() - loaded > self.max_age:
             self.refresh(wait=False)
+            loaded = self._loaded
+            if loaded is not None and time.monotonic() - loaded > self.max_stale:
+                return []  # not renewed for too long (the failed reload said so)
         found = _select(self._keys, kid, alg)
         if not found and self.refresh(wait=False):
             found = _select(self._keys, kid, alg)

@@ -440,6 +440,37 @@ def test_url_failures_refuse(keys, endpoint, tls, status, headers, body) -> None
     assert endpoint.hits == 1  # no redirect followed, no retry storm
 
 
+def test_known_keys_outlive_failed_fetches_only_until_max_stale(
+    keys, endpoint, tls, caplog
+) -> None:
+    # Keeping the last keys through an outage is right for a while; for ever, it would let
+    # whoever can block the fetches keep a withdrawn key validating tokens.
+    endpoint.body = json.dumps({"keys": [keys.jwk("rsa", "r1")]}).encode()
+    jwks = url_jwks(endpoint, tls, min_refresh_interval=0, max_age=0, max_stale=1.0)
+    v = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    assert v(sign(keys.rsa, "RS256", "r1"))
+    endpoint.status = 500
+    with caplog.at_level("WARNING", logger="mtlsauth"):
+        assert v(sign(keys.rsa, "RS256", "r1"))  # a failed fetch: the known key still serves
+        assert "stay in use" in caplog.text
+        time.sleep(1.05)
+        with pytest.raises(TokenError):
+            v(sign(keys.rsa, "RS256", "r1"))
+        assert "older than max_stale" in caplog.text
+    endpoint.status = 200  # the server answers again: its keys are used again
+    assert v(sign(keys.rsa, "RS256", "r1"))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_stale": 10.0, "max_age": 60.0}, {"max_stale": float("nan")}, {"max_stale": -1}],
+    ids=["below max_age", "nan", "negative"],
+)
+def test_max_stale_is_checked(tls, kwargs) -> None:
+    with pytest.raises(ValueError, match="max_stale"):
+        JWKS.from_url("https://127.0.0.1:1/jwks", ssl_context=tls[1], **kwargs)
+
+
 def test_url_fetch_has_a_hard_deadline(keys, endpoint, tls) -> None:
     endpoint.body = json.dumps({"keys": [keys.jwk("rsa", "r1")]}).encode()
     endpoint.drip = 0.05  # one byte every 50 ms: each read is quick, the whole is not
