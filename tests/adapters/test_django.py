@@ -876,3 +876,9 @@ def test_drf_keeps_the_refusals_status(error: str, status: int) -> None:
     failure = drf._failed(made)
     assert failure.status_code == status
     assert failure.get_codes() == made.code
+    # ... and its headers: DRF's own exception handler builds the response
+    from rest_framework.views import exception_handler
+
+    response = exception_handler(failure, {})
+    assert response is not None and response.status_code == status
+    assert response.headers.get("Retry-After") == ("1" if status == 503 else None)

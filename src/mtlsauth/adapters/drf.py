@@ -122,6 +122,9 @@ def _failed(error: MTLSAuthError) -> exceptions.APIException:
     # 500 internal_error, 503 verification_busy: the status every other adapter answers
     failure = exceptions.APIException(detail=error.detail, code=error.code)
     failure.status_code = error.status
+    if error.status == 503:
+        # DRF's exception handler turns ``wait`` into Retry-After, as the other adapters send
+        failure.wait = 1
     return failure
 
 
