@@ -880,5 +880,6 @@ def test_drf_keeps_the_refusals_status(error: str, status: int) -> None:
     from rest_framework.views import exception_handler
 
     response = exception_handler(failure, {})
-    assert response is not None and response.status_code == status
+    assert response is not None
+    assert response.status_code == status
     assert response.headers.get("Retry-After") == ("1" if status == 503 else None)
