@@ -1838,3 +1838,64 @@ def test_a_crl_revocation_is_found_without_asking_the_responder(crafted: Crafted
     with pytest.raises(CertificateRevoked):
         verifier.verify(leaf.chain_pem.text())
     assert crafted.requests == before
+
+
+# -- a failure nobody foresaw: refused, logged once a minute, escaped ---------------------------
+FORGED = 'boom\nmtlsauth refused code=ok peer="10.0.0.1"'
+
+
+def _error_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_unexpected_failure_in_a_source_is_logged_once_a_minute_escaped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A source's bug that a client can provoke must neither flood the log nor let the
+    # client's bytes forge a line of it (no traceback at ERROR, every text escaped).
+    from mtlsauth._hooks import hook_log_limiter
+    from mtlsauth._revocation import _compose
+
+    monkeypatch.setattr(_compose, "unexpected_log_limiter", hook_log_limiter())
+    ca = CA(organization="bug")
+    chain = _chain(ca.issue_client_cert(common_name="c"), ca)
+
+    def buggy(_chain: object, _at: object) -> None:
+        raise ValueError(FORGED)
+
+    with caplog.at_level(logging.DEBUG, logger="mtlsauth"):
+        for _ in range(50):
+            with pytest.raises(RevocationUnavailable):
+                _compose.fail_closed(buggy, chain, _now(), what="CRL", detail="unavailable")
+    lines = _error_lines(caplog)
+    assert len(lines) == 1, lines
+    assert "ValueError" in lines[0]
+    assert "\n" not in lines[0]
+    assert all(FORGED not in r.getMessage() for r in caplog.records)  # the traceback too
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_an_unprocessable_ocsp_answer_is_logged_once_a_minute_escaped(
+    crafted: Crafted,
+    setup: Setup,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from mtlsauth._hooks import hook_log_limiter
+    from mtlsauth._revocation import _ocsp
+
+    monkeypatch.setattr(_ocsp, "unexpected_log_limiter", hook_log_limiter())
+
+    def unforeseen(*_args: object, **_kwargs: object) -> None:
+        raise ValueError(FORGED)
+
+    monkeypatch.setattr(OCSPChecker, "_query", unforeseen)
+    with caplog.at_level(logging.DEBUG, logger="mtlsauth"):
+        for _ in range(20):
+            checker = OCSPChecker(responder_url=crafted.url)  # a fresh one: nothing cached
+            _refused(checker, _chain(setup.leaf, setup.ca), "unprocessable answer")
+    lines = _error_lines(caplog)
+    assert len(lines) == 1, lines
+    assert "\n" not in lines[0]
+    assert all(FORGED not in r.getMessage() for r in caplog.records)
+    assert not any(r.exc_info for r in caplog.records)

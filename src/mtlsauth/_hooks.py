@@ -24,6 +24,7 @@ __all__ = [
     "is_coroutine_callable",
     "report_hook_failure",
     "report_hook_misuse",
+    "report_unexpected",
 ]
 
 REFUSAL_MIN_STATUS = 300
@@ -94,6 +95,25 @@ def report_hook_failure(hook: str, exc: BaseException, limiter: RefusalLogLimite
     )
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("mtlsauth %s hook traceback:\n%s", hook, escaped_traceback(exc))
+
+
+def report_unexpected(where: str, exc: BaseException, limiter: RefusalLogLimiter) -> None:
+    """Log an exception nothing expected (a bug, or input nobody foresaw) raised in
+    ``where``: its type and escaped text at ERROR, once a minute per (where, type), and the
+    traceback at DEBUG, every exception's text escaped (it may hold what a client sent)."""
+    name = type(exc).__qualname__
+    admitted, repeats, _dropped = limiter.admit(where, name)
+    if not admitted:
+        return
+    logger.error(
+        "mtlsauth: %s failed unexpectedly: %s: %s%s",
+        where,
+        name,
+        _text(exc),
+        f" (and {repeats} more like it since the last line)" if repeats else "",
+    )
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("mtlsauth: %s traceback:\n%s", where, escaped_traceback(exc))
 
 
 def discard_awaitable(hook: str, result: object, why: str, limiter: RefusalLogLimiter) -> None:

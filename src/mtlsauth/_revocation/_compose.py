@@ -9,6 +9,7 @@ from datetime import datetime
 from cryptography import x509
 
 from mtlsauth._errors import MTLSAuthError, RevocationUnavailable
+from mtlsauth._hooks import hook_log_limiter, report_unexpected
 from mtlsauth._types import HealthReporting, Reloadable, RevocationChecker
 
 __all__ = ["AllOf", "fail_closed", "reload_part"]
@@ -17,12 +18,17 @@ logger = logging.getLogger("mtlsauth")
 
 Check = Callable[[Sequence[x509.Certificate], datetime], "datetime | None"]
 
+# Lines about revocation sources that failed unexpectedly, for the whole process: a client
+# that can provoke such a failure must not be able to flood the log with it.
+unexpected_log_limiter = hook_log_limiter()
+
 
 def fail_closed(
     check: Check, chain: Sequence[x509.Certificate], at: datetime, *, what: str, detail: str
 ) -> datetime | None:
     """Run a revocation source's check so that only ``MTLSAuthError`` leaves it: anything
-    unexpected is logged with its traceback and becomes ``RevocationUnavailable(detail)``.
+    unexpected is logged (its type at ERROR once a minute, the traceback at DEBUG, texts
+    escaped) and becomes ``RevocationUnavailable(detail)``.
 
     A chain that holds no certificate, or anything but certificates, is refused the same
     way: with nothing in scope a check would otherwise pass without looking at anything.
@@ -38,8 +44,8 @@ def fail_closed(
         return check(chain, at)
     except MTLSAuthError:
         raise
-    except Exception:
-        logger.exception("mtlsauth: %s check failed unexpectedly", what)
+    except Exception as exc:  # noqa: BLE001 - a source's bug must deny, not 500
+        report_unexpected(f"{what} check", exc, unexpected_log_limiter)
         raise RevocationUnavailable(detail) from None
 
 

@@ -39,9 +39,10 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
 from mtlsauth._errors import CertificateRevoked, RevocationUnavailable
+from mtlsauth._hooks import report_unexpected
 from mtlsauth._logfields import escape_log_value
 from mtlsauth._memo import BoundedMemo
-from mtlsauth._revocation._compose import fail_closed
+from mtlsauth._revocation._compose import fail_closed, unexpected_log_limiter
 from mtlsauth._revocation._crl import is_what_if, renamed_keyword
 from mtlsauth._revocation._http import _check_url, _Failure, _http_post
 
@@ -433,8 +434,8 @@ class OCSPChecker:
         except _Failure as exc:
             unknown = isinstance(exc, _Unknown)
             return self._failed(cert, str(exc), at, record=record, unknown=unknown)
-        except Exception as exc:
-            logger.exception("mtlsauth: OCSP answer could not be processed")
+        except Exception as exc:  # noqa: BLE001 - an answer nobody foresaw: refused, not a 500
+            report_unexpected("processing an OCSP answer", exc, unexpected_log_limiter)
             return self._failed(
                 cert, f"unprocessable answer ({type(exc).__name__})", at, record=record
             )
