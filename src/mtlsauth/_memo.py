@@ -1,4 +1,5 @@
-"""``BoundedMemo``: the one bounded memo for values derived from client-chosen keys.
+"""``BoundedMemo``: the one bounded memo for values derived from client-chosen keys; and
+``ObjectTable``, for values derived from objects that are the same request after request.
 
 A leaf module (no mtlsauth imports), so every layer can use it: the verification cache, CRL
 and OCSP memos, the trusted-peer cache, the log limiters.
@@ -11,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["BoundedMemo"]
+__all__ = ["BoundedMemo", "ObjectTable"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -80,3 +81,30 @@ class BoundedMemo(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._probation) + len(self._protected)
+
+
+class ObjectTable(dict[int, V]):
+    """Values derived from objects, found by the object's ``id()``: ``table.get(id(obj))``.
+    Each value must hold its object, and a caller counts a match only when that object
+    ``is`` the one it asks about (held, its ``id()`` cannot be reused while in the table).
+    ``get`` is the dictionary's own, which is why this is a ``dict``: these tables are read
+    several times per verification (the CAs of a chain, the same objects on every request),
+    and a memo's Python-level ``get`` costs several times the look-up itself.
+
+    Bounded by starting afresh: ``put`` on a full table empties it first. Unlike
+    ``BoundedMemo``, a flood of new objects (certificates a client presents, each parsed
+    anew) does empty it; what that costs the objects that keep coming back is one
+    computation each per ``size`` new objects, and those objects stay the same (their bytes
+    are remembered by a ``BoundedMemo``, which a flood cannot empty).
+    """
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: int, value: V) -> None:
+        if len(self) >= self.size:
+            self.clear()
+        self[key] = value

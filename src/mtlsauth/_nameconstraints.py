@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from mtlsauth._errors import CertificateInvalid
-from mtlsauth._memo import BoundedMemo
+from mtlsauth._memo import ObjectTable
 from mtlsauth._tbs import _NAME_CONSTRAINTS_OID, _extension_flags
 
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})  # IDNA label separators
@@ -162,7 +162,7 @@ def _within(
 # by ``is`` is that very certificate. The trust store's CAs, configured intermediates and
 # presented ones that ``_encoding`` remembers by their bytes are the same objects request
 # after request, so their extensions are read once, not on every request.
-_BY_CA: BoundedMemo[int, tuple[x509.Certificate, x509.NameConstraints | None]] = BoundedMemo(512)
+_BY_CA: ObjectTable[tuple[x509.Certificate, x509.NameConstraints | None]] = ObjectTable(512)
 
 
 def _constraints(ca: x509.Certificate) -> x509.NameConstraints | None:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtlsauth._errors import CertificateInvalid
-from mtlsauth._memo import BoundedMemo
+from mtlsauth._memo import ObjectTable
 from mtlsauth._tbs import _key_ids, _tbs_names
 
 MAX_ISSUER_CANDIDATES = 3  # CAs kept per level of the path (cross-signing, key rollover)
@@ -62,7 +62,7 @@ class _Candidate:
 # objects on every request, and so are presented intermediates that ``_encoding`` remembers
 # by their bytes. Saves re-encoding each TBSCertificate (about 5 us) per request.
 # Bounded in count and size: presented certificates reach it before anything is verified.
-_CANDIDATES: BoundedMemo[int, _Candidate] = BoundedMemo(256)
+_CANDIDATES: ObjectTable[_Candidate] = ObjectTable(256)
 _CANDIDATE_MAX_TBS = 8192
 
 

@@ -655,6 +655,7 @@ class Verifier:
         cache = self._cache
         leaf: bytes | None = None
         digest: bytes | None = None  # SHA-256 of the leaf's DER: its key and its fingerprint
+        presented: list[x509.Certificate] | None = None  # the certificates after the leaf
         try:
             decoded = decode()
             # Key what identifies the verification, not the bytes the client chose: another
@@ -667,9 +668,9 @@ class Verifier:
                 leaf = leaf_key(space or source, digest)
                 # A variant is served from its leaf's entry only if a verification of it
                 # would get that far: each certificate it presents must load, as
-                # _verify_ders loads them (memoised by their bytes, so this costs a look-up).
-                for der in decoded[1:]:
-                    _load_presented(der)
+                # _verify_ders loads them (memoised by their bytes, so this costs a look-up),
+                # and hands them to it.
+                presented = [_load_presented(der) for der in decoded[1:]]
             if leaf is not None:
                 found = cache.find(leaf, key, now, tokens)
                 if found is not None:
@@ -687,7 +688,9 @@ class Verifier:
                     expires = min(expires, ends)
                 entry = CacheEntry(decoded, (), expires, tokens)
             else:
-                identity, until = self._verify_ders(decoded, _utcnow(), source, digest)
+                identity, until = self._verify_ders(
+                    decoded, _utcnow(), source, digest, presented
+                )
                 expires = min(now + self._cache_ttl, until.timestamp())
                 entry = CacheEntry(identity, identity.chain, expires, tokens)
         except (CertificateInvalid, CertificateMissing, CertificateRevoked) as exc:
@@ -710,15 +713,23 @@ class Verifier:
             raise RevocationUnavailable(f"revocation check failed: {type(exc).__name__}") from None
 
     def _verify_ders(
-        self, ders: Sequence[bytes], at: datetime, source: str, digest: bytes | None = None
+        self,
+        ders: Sequence[bytes],
+        at: datetime,
+        source: str,
+        digest: bytes | None = None,
+        presented: list[x509.Certificate] | None = None,
     ) -> tuple[ClientIdentity, datetime]:
-        """``digest``: the SHA-256 of ``ders[0]`` when the caller has taken it already."""
+        """``digest``: the SHA-256 of ``ders[0]`` when the caller has taken it already;
+        ``presented``: ``ders[1:]`` loaded, likewise."""
         if not ders:
             raise CertificateMissing("no client certificate was presented")
         check_leaf_size(ders[0])
         facts = read_leaf(ders[0])  # None: not in the shape it reads; load_der then decides
         leaf = load_der(ders[0], serial_checked=facts is not None)
-        presented_intermediates = [_load_presented(d) for d in ders[1:]]
+        presented_intermediates = (
+            presented if presented is not None else [_load_presented(d) for d in ders[1:]]
+        )
         if digest is None:
             digest = hashlib.sha256(ders[0]).digest()
         fingerprint = digest.hex()

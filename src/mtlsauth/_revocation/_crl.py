@@ -51,7 +51,7 @@ from cryptography import x509
 from cryptography.x509.oid import CRLEntryExtensionOID
 
 from mtlsauth._errors import CertificateRevoked, RevocationUnavailable
-from mtlsauth._memo import BoundedMemo
+from mtlsauth._memo import BoundedMemo, ObjectTable
 from mtlsauth._reload import FileSnapshot
 from mtlsauth._revocation._compose import fail_closed
 from mtlsauth._revocation._load import (
@@ -145,11 +145,11 @@ class _Snapshot:
     )
     # Hashing a Certificate hashes its DER (3 us); the Verifier hands the same objects back on
     # every cache hit, so a look-up by id() (kept honest by holding the object) is the fast path.
-    by_id: BoundedMemo[int, tuple[x509.Certificate, tuple[tuple[_CRL, bool], ...]]] = field(
-        default_factory=lambda: BoundedMemo(_MEMO_MAX)
+    by_id: ObjectTable[tuple[x509.Certificate, tuple[tuple[_CRL, bool], ...]]] = field(
+        default_factory=lambda: ObjectTable(_MEMO_MAX)
     )
-    serials: BoundedMemo[int, tuple[x509.Certificate, int]] = field(
-        default_factory=lambda: BoundedMemo(_MEMO_MAX)
+    serials: ObjectTable[tuple[x509.Certificate, int]] = field(
+        default_factory=lambda: ObjectTable(_MEMO_MAX)
     )
     warned: set[tuple[int, str]] = field(default_factory=set)
     noted: BoundedMemo[tuple[bytes, str], bool] = field(
