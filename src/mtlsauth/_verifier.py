@@ -688,9 +688,7 @@ class Verifier:
                     expires = min(expires, ends)
                 entry = CacheEntry(decoded, (), expires, tokens)
             else:
-                identity, until = self._verify_ders(
-                    decoded, _utcnow(), source, digest, presented
-                )
+                identity, until = self._verify_ders(decoded, _utcnow(), source, digest, presented)
                 expires = min(now + self._cache_ttl, until.timestamp())
                 entry = CacheEntry(identity, identity.chain, expires, tokens)
         except (CertificateInvalid, CertificateMissing, CertificateRevoked) as exc:
