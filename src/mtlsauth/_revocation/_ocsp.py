@@ -41,7 +41,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from mtlsauth._errors import CertificateRevoked, RevocationUnavailable
 from mtlsauth._hooks import report_unexpected
 from mtlsauth._logfields import escape_log_value
-from mtlsauth._memo import BoundedMemo
+from mtlsauth._memo import ObjectTable
 from mtlsauth._revocation._compose import fail_closed, unexpected_log_limiter
 from mtlsauth._revocation._crl import is_what_if, renamed_keyword
 from mtlsauth._revocation._http import _check_url, _Failure, _http_post
@@ -278,7 +278,9 @@ class OCSPChecker:
         self._retry_after = timedelta(seconds=retry_after)
         self._token = object()
         self._cache: OrderedDict[tuple[bytes, int], _Answer] = OrderedDict()
-        self._issuer_ids: BoundedMemo[x509.Certificate, bytes] = BoundedMemo(1024)
+        # By object identity (hashing a Certificate hashes its DER, about 1.4 µs): the CAs of
+        # validated chains are the same objects request after request.
+        self._issuer_ids: ObjectTable[tuple[x509.Certificate, bytes]] = ObjectTable(1024)
         self._lock = threading.Lock()
         self._flights: dict[tuple[bytes, int], _Flight] = {}
         self.last_error: str | None = None
@@ -371,10 +373,11 @@ class OCSPChecker:
     def _issuer_id(self, issuer: x509.Certificate) -> bytes:
         # The issuer's key hash and name, as the CertID has them: one key may serve CAs of
         # several names (a renamed CA), whose serials are numbered independently.
-        found = self._issuer_ids.get(issuer)
-        if found is None:
-            found = _key_hash(issuer) + issuer.subject.public_bytes()
-            self._issuer_ids.put(issuer, found)
+        known = self._issuer_ids.get(id(issuer))
+        if known is not None and known[0] is issuer:
+            return known[1]
+        found = _key_hash(issuer) + issuer.subject.public_bytes()
+        self._issuer_ids.put(id(issuer), (issuer, found))
         return found
 
     def _cached(self, key: tuple[bytes, int], at: datetime, what_if: bool) -> _Answer | None:
