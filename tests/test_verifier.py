@@ -331,6 +331,92 @@ def test_validate_as_of_a_moment(pki) -> None:
         verifier.verify(chain, at=dt.datetime(2030, 1, 1))
 
 
+def test_validate_as_of_the_last_moment_the_calendar_holds(pki) -> None:
+    # 9999-12-31T23:59:59.999999Z is a moment like any other: refused as expired, never an
+    # OverflowError out of verify() (the verifier built for its second must not add one).
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    last = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    for at in (last, last.replace(microsecond=0)):
+        with pytest.raises(CertificateInvalid) as info:
+            verifier.verify(pki.good.chain_pem.text(), at=at)
+        assert info.value.code == "certificate_expired"
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        dt.datetime.max.replace(tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+        dt.datetime.min.replace(tzinfo=dt.timezone(dt.timedelta(hours=5))),
+    ],
+    ids=["after 9999", "before year 1"],
+)
+def test_a_moment_outside_the_calendar_in_utc_is_a_value_error(pki, at) -> None:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    with pytest.raises(ValueError, match="at must"):
+        verifier.verify(pki.good.chain_pem.text(), at=at)
+
+
+@pytest.mark.parametrize("first_fold", [0, 1], ids=["EDT first", "EST first"])
+def test_an_hour_that_repeats_is_told_apart(first_fold) -> None:
+    # 01:30 on 2026-11-01 happens twice in New York: 05:30Z (EDT, fold=0) and 06:30Z (EST,
+    # fold=1). Two times of one zone compare by their wall clock alone, so the verifier
+    # built for one of them must not be taken for the other: a leaf that expires at 06:00Z
+    # is valid at the first and expired at the second, in either order.
+    from zoneinfo import ZoneInfo
+
+    utc = dt.timezone.utc
+    new_york = ZoneInfo("America/New_York")
+    root = CA(
+        not_before=dt.datetime(2026, 1, 1, tzinfo=utc),
+        not_after=dt.datetime(2027, 1, 1, tzinfo=utc),
+    )
+    leaf = root.issue_client_cert(
+        not_before=dt.datetime(2026, 6, 1, tzinfo=utc),
+        not_after=dt.datetime(2026, 11, 1, 6, 0, tzinfo=utc),
+    )
+    verifier = Verifier(trust_store=root.trust_store())
+    expected = {0: "accepted", 1: "certificate_expired"}
+    for fold in (first_fold, 1 - first_fold):
+        at = dt.datetime(2026, 11, 1, 1, 30, 0, 200000 + 300000 * fold, tzinfo=new_york, fold=fold)
+        try:
+            verifier.verify(leaf.chain_pem.text(), at=at)
+            got = "accepted"
+        except CertificateInvalid as exc:
+            got = exc.code
+        assert (fold, got) == (fold, expected[fold])
+
+
+def test_a_built_verifier_answers_for_its_second_in_utc_only(pki) -> None:
+    # The same below Verifier.verify (which hands UTC down): a verifier, or a vouched
+    # intermediate's, built for 01:30:00 EDT is not reused for 01:30:00 EST an hour later,
+    # and the time it validates at is the UTC second of the moment asked about.
+    from zoneinfo import ZoneInfo
+
+    from cryptography.x509.verification import Store
+
+    import mtlsauth._pathvalidation as pathvalidation
+
+    utc = dt.timezone.utc
+    first = dt.datetime(2026, 11, 1, 1, 30, 0, 200000, tzinfo=ZoneInfo("America/New_York"))
+    second = first.replace(microsecond=500000, fold=1)
+    store = Store([pki.root.certificate])
+    policy = pathvalidation._EE_POLICY
+    before = pathvalidation._client_verifier(store, first, 3, policy)
+    after = pathvalidation._client_verifier(store, second, 3, policy)
+    assert after is not before
+    assert before.policy.validation_time == dt.datetime(2026, 11, 1, 5, 30)
+    assert after.policy.validation_time == dt.datetime(2026, 11, 1, 6, 30)
+    window = pathvalidation._whole_second(first, None)
+    assert window == (
+        dt.datetime(2026, 11, 1, 5, 30, tzinfo=utc),
+        dt.datetime(2026, 11, 1, 5, 30, 1, tzinfo=utc),
+    )
+    built = (*window, 3, policy, before)
+    assert pathvalidation._whole_second(second, built)[0] == dt.datetime(
+        2026, 11, 1, 6, 30, tzinfo=utc
+    )
+
+
 def test_clock_skew_forgives_small_differences(pki) -> None:
     now = dt.datetime.now(dt.timezone.utc)
     soon = pki.inter.issue_client_cert(not_before=now + dt.timedelta(seconds=60))

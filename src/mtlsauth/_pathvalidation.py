@@ -39,7 +39,7 @@ constraints and raw TBS reading are ``_pathbuilding``, ``_nameconstraints`` and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -566,7 +566,7 @@ def _verify_vouched(
             continue
         built = entry.built
         try:
-            second = _whole_second(at, built)
+            second, following = _whole_second(at, built)
             if not entry.not_before <= second <= entry.not_after:
                 continue
         except TypeError:  # a naive time: the full validation reads it as it does
@@ -590,7 +590,7 @@ def _verify_vouched(
                     .extension_policies(ca_policy=_CA_POLICY, ee_policy=ee_policy)
                     .build_client_verifier()
                 )
-                entry.built = (second, second + _ONE_SECOND, max_depth, ee_policy, verifier)
+                entry.built = (second, following, max_depth, ee_policy, verifier)
             else:
                 verifier = built[4]
             chain = verifier.verify(leaf, []).chain
@@ -610,16 +610,35 @@ _LAST_VERIFIER: tuple[Store, datetime, datetime, int, ExtensionPolicy, ClientVer
 _ONE_SECOND = timedelta(seconds=1)
 
 
+_LAST_SECOND = datetime.max.replace(microsecond=0)
+
+
+def _utc_second(at: datetime) -> tuple[datetime, datetime]:
+    """The whole second of ``at`` in UTC, and the next one: the window a verifier built for
+    it answers for. In UTC, so that comparing a later ``at`` with it is a comparison of
+    moments: two times of one zone compare by their wall clock alone, and the hour a clock
+    goes back happens twice. A naive ``at`` stays naive (compared with an aware window, it
+    raises ``TypeError``). The last second of the calendar has no next one: its window ends
+    at the last microsecond, which is then computed again rather than reused."""
+    tz = at.tzinfo
+    if tz is not None and tz is not timezone.utc:
+        at = at.astimezone(timezone.utc)
+    second = at.replace(microsecond=0)
+    if second.replace(tzinfo=None) == _LAST_SECOND:
+        return second, second.replace(microsecond=999999)
+    return second, second + _ONE_SECOND
+
+
 def _whole_second(
     at: datetime, built: tuple[datetime, datetime, int, ExtensionPolicy, ClientVerifier] | None
-) -> datetime:
-    """``at`` without its microseconds: the second a verifier was ``built`` for (and the
-    next one) when ``at`` falls in it, the very object, so ``is`` tells it is the same; else
-    computed (``datetime.replace`` costs about 0.7 µs). ``TypeError`` for a naive ``at``
-    compared with a built one."""
+) -> tuple[datetime, datetime]:
+    """``at`` without its microseconds, in UTC, and the next second: the window a verifier
+    was ``built`` for when ``at`` falls in it, the very objects, so ``is`` tells it is the
+    same; else computed (``datetime.replace`` costs about 0.7 µs). ``TypeError`` for a naive
+    ``at`` compared with a built one."""
     if built is not None and built[0] <= at < built[1]:
-        return built[0]
-    return at.replace(microsecond=0)
+        return built[0], built[1]
+    return _utc_second(at)
 
 
 def _client_verifier(
@@ -633,7 +652,7 @@ def _client_verifier(
                 return last[5]
         except TypeError:  # a naive time: built for below, as cryptography reads it
             pass
-    second = at.replace(microsecond=0)
+    second, following = _utc_second(at)
     verifier = (
         PolicyBuilder()
         .store(store)
@@ -642,7 +661,7 @@ def _client_verifier(
         .extension_policies(ca_policy=_CA_POLICY, ee_policy=ee_policy)
         .build_client_verifier()
     )
-    _LAST_VERIFIER = (store, second, second + _ONE_SECOND, max_depth, ee_policy, verifier)
+    _LAST_VERIFIER = (store, second, following, max_depth, ee_policy, verifier)
     return verifier
 
 

@@ -294,6 +294,12 @@ class Verifier:
         if at is not None:
             if at.tzinfo is None:
                 raise ValueError("at must be timezone-aware")
+            # In UTC from here on: two times of one zone compare by their wall clock alone,
+            # so 01:30 before and after a clock goes back would count as the same moment.
+            try:
+                at = at.astimezone(timezone.utc)
+            except OverflowError:
+                raise ValueError("at must fall within the years 1 to 9999 in UTC") from None
             # A what-if call neither reads nor writes this Verifier's cache, and revocation
             # sources write no shared state for it (see _revocation.what_if).
             with what_if():
