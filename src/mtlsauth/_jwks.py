@@ -44,6 +44,9 @@ ALGORITHMS: Mapping[str, tuple[str, frozenset[str] | None]] = {
     "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
 }
 MAX_KEYS = 100
+MAX_STALE = 86400.0
+"""How long known keys serve through failed reloads by default (a day; ``max_age`` when that
+is longer)."""
 MIN_RSA_BITS = 2048
 
 
@@ -101,7 +104,7 @@ class JWKS:
     cannot turn into a request flood), and the set is reloaded anyway once it is older than
     ``max_age``. A failed reload keeps the keys already known (a file deleted or emptied
     withdraws them: see ``from_file``), but not forever: keys not renewed for ``max_stale``
-    seconds (a day by default) are no longer used, so a key the server has withdrawn
+    seconds (by default a day, or ``max_age`` when that is longer) are no longer used, so a key the server has withdrawn
     stops validating tokens even while fetches keep failing (an outage, or somebody
     blocking them). Thread-safe: one thread
     fetches, and tokens checked meanwhile use the keys already known rather than queue.
@@ -131,8 +134,10 @@ class JWKS:
         may_block: bool,
         min_refresh_interval: float = 30.0,
         max_age: float = 3600.0,
-        max_stale: float = 86400.0,
+        max_stale: float | None = None,
     ) -> None:
+        if max_stale is None:  # a day, or max_age when that is longer (as before max_stale)
+            max_stale = max(MAX_STALE, max_age) if isinstance(max_age, int | float) else MAX_STALE
         for name, value in (
             ("min_refresh_interval", min_refresh_interval),
             ("max_age", max_age),
@@ -181,7 +186,7 @@ class JWKS:
         min_refresh_interval: float = 30.0,
         max_age: float = 300.0,
         max_bytes: int = 1 << 20,
-        max_stale: float = 86400.0,
+        max_stale: float | None = None,
     ) -> JWKS:
         """Keys from a JSON file, re-read on an unknown ``kid`` and after ``max_age``.
 
@@ -246,7 +251,7 @@ class JWKS:
         max_bytes: int = 256 * 1024,
         min_refresh_interval: float = 30.0,
         max_age: float = 3600.0,
-        max_stale: float = 86400.0,
+        max_stale: float | None = None,
     ) -> JWKS:
         """Keys fetched from an ``https`` URL (an authorization server's ``jwks_uri``).
 

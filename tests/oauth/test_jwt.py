@@ -471,6 +471,19 @@ def test_max_stale_is_checked(tls, kwargs) -> None:
         JWKS.from_url("https://127.0.0.1:1/jwks", ssl_context=tls[1], **kwargs)
 
 
+@pytest.mark.parametrize("max_age", [2 * 86400.0, float("inf")], ids=["two days", "never"])
+def test_a_max_age_over_a_day_still_builds_and_sets_max_stale(keys, tmp_path, tls, max_age) -> None:
+    # A max_age longer than a day was valid before max_stale existed: it must stay valid,
+    # its keys kept through failed reloads for max_age at least (never refused earlier
+    # than they would be reloaded).
+    url = JWKS.from_url("https://127.0.0.1:1/jwks", ssl_context=tls[1], max_age=max_age)
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa", "r1")]}))
+    local = JWKS.from_file(path, max_age=max_age)
+    assert (url.max_stale, local.max_stale) == (max_age, max_age)
+    assert JWKS.from_file(path).max_stale == 86400.0  # the day, when max_age is shorter
+
+
 def test_url_fetch_has_a_hard_deadline(keys, endpoint, tls) -> None:
     endpoint.body = json.dumps({"keys": [keys.jwk("rsa", "r1")]}).encode()
     endpoint.drip = 0.05  # one byte every 50 ms: each read is quick, the whole is not
