@@ -95,6 +95,13 @@ def _parse_keys(document: object) -> tuple[_Key, ...]:
     return tuple(keys)
 
 
+_QUIET = 0.25  # seconds a JWKS file must stay gone or empty before that withdraws its keys
+
+
+class _NotSettled(Exception):
+    """A load found the source in a state that may be the middle of a rewrite."""
+
+
 class JWKS:
     """A JSON Web Key Set of an authorization server, cached and refreshed within bounds.
 
@@ -190,10 +197,14 @@ class JWKS:
     ) -> JWKS:
         """Keys from a JSON file, re-read on an unknown ``kid`` and after ``max_age``.
 
-        A file deleted or emptied (nothing but whitespace) withdraws its keys at the next
-        reload, as a trust file does: every token is refused until keys are written back.
-        Content that cannot be read (a half-written file) keeps the last good keys. Replace
-        the file by a rename, so that no reload reads it half-written or gone.
+        A file deleted or emptied (nothing but whitespace) withdraws its keys, as a trust
+        file does: every token is refused until keys are written back. Found gone or empty,
+        the file is looked at again a quarter of a second later (the next token that asks,
+        whatever ``min_refresh_interval`` says), and the keys are withdrawn only if it is
+        still so: an editor that moves the old file away, or truncates it, before writing
+        the new one is in the middle of a rewrite, not withdrawing anything. Content that
+        cannot be read (a half-written file) keeps the last good keys. Replace the file by
+        a rename, so that no reload reads it half-written or gone.
 
         Raises:
             ValueError: the file is missing or empty, cannot be read or is not a JWK Set
@@ -212,23 +223,27 @@ class JWKS:
                 raise ValueError(f"JWKS file larger than {max_bytes} bytes")
             return data if data.strip() else None
 
+        # When the file was first found gone or empty, while it stays so (loads run under
+        # the JWKS's lock, one at a time).
+        gone_since: list[float] = []
+
         def load() -> object:
             data = read()
-            if data is None:
-                logger.warning(
-                    "mtlsauth JWKS %s: the file is gone or empty, so it holds no key: tokens "
-                    "are refused until keys are written back",
-                    escape_log_value(path),
-                )
-                return {"keys": []}
-            return json.loads(data)
+            if data is not None:
+                gone_since.clear()
+                return json.loads(data)
+            now = time.monotonic()
+            if not gone_since:
+                gone_since.append(now)
+            if now - gone_since[0] < _QUIET:
+                raise _NotSettled("the file is gone or empty: looked at again shortly")
+            logger.warning(
+                "mtlsauth JWKS %s: the file is gone or empty, so it holds no key: tokens "
+                "are refused until keys are written back",
+                escape_log_value(path),
+            )
+            return {"keys": []}
 
-        try:
-            present = read() is not None
-        except (OSError, ValueError):
-            present = True  # refresh() below reports it
-        if not present:
-            raise ValueError(f"cannot load a JWK Set from {path}: the file is missing or empty")
         jwks = cls(
             load,
             source=path,
@@ -237,8 +252,9 @@ class JWKS:
             max_age=max_age,
             max_stale=max_stale,
         )
-        if not jwks.refresh():
-            raise ValueError(f"cannot load a JWK Set from {path}")
+        if not jwks.refresh():  # a file gone or empty is never settled on the first look
+            why = ": the file is missing or empty" if gone_since else ""
+            raise ValueError(f"cannot load a JWK Set from {path}{why}")
         return jwks
 
     @classmethod
@@ -312,6 +328,11 @@ class JWKS:
             self._attempted = now
             try:
                 keys = _parse_keys(self._load())
+            except _NotSettled:
+                # Looked at again once the quiet period has passed, however long
+                # min_refresh_interval is; the keys already known serve meanwhile.
+                self._attempted = now - max(0.0, self.min_refresh_interval - _QUIET)
+                return False
             except Exception as exc:  # noqa: BLE001 - keep the old keys, log, refuse later
                 # The text can be the key server's (http.client's BadStatusLine carries the
                 # raw status line): escaped, so it cannot forge a log line.

@@ -289,12 +289,38 @@ def test_a_deleted_or_emptied_file_withdraws_its_keys(keys, tmp_path, how, caplo
     else:
         path.write_text("" if how == "emptied" else " \n\t")
     time.sleep(0.01)
+    # Seen gone or empty once, it may be in the middle of a rewrite; seen so a quarter of
+    # a second later, it is a withdrawal.
+    assert v(sign(keys.rsa, "RS256", "r1"))
+    time.sleep(0.3)
     with caplog.at_level("WARNING", logger="mtlsauth"), pytest.raises(TokenError):
         v(sign(keys.rsa, "RS256", "r1"))
     assert jwks.keys_for("r1", "RS256") == []
     assert "holds no key" in caplog.text
     # ... and a key written back is used again.
     path.write_text(json.dumps({"keys": [keys.jwk("rsa", "r1")]}))
+    assert v(sign(keys.rsa, "RS256", "r1"))
+
+
+@pytest.mark.parametrize("how", ["renamed away", "truncated"])
+def test_a_file_caught_in_a_rewrite_keeps_its_keys(keys, tmp_path, how) -> None:
+    # An editor that renames the old file away (or truncates it) before writing the new
+    # one: a reload in between sees no file, or an empty one. That must not withdraw the
+    # keys, which would refuse every token until the next reload allowed
+    # (min_refresh_interval), nor delay the keys written back by as long.
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa", "r1")]}))
+    jwks = JWKS.from_file(path, max_age=0, min_refresh_interval=0.5)  # reloaded per token
+    v = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    time.sleep(0.55)  # the next token reloads
+    if how == "renamed away":
+        path.rename(tmp_path / "jwks.json~")
+    else:
+        path.write_text("")
+    assert v(sign(keys.rsa, "RS256", "r1"))  # mid-rewrite: the keys stay
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa", "r1"), keys.jwk("ec", "e1")]}))
+    time.sleep(0.3)
+    assert v(sign(keys.ec, "ES256", "e1"))  # read a quarter of a second later, not 0.5 s
     assert v(sign(keys.rsa, "RS256", "r1"))
 
 
