@@ -707,6 +707,47 @@ def test_fast_init_builds_a_subclass_as_itself() -> None:
     assert (base.x, base.y) == (2, "z")
 
 
+def _record_with_field(name: str) -> type:
+    import dataclasses
+
+    return dataclasses.make_dataclass(
+        "Record",
+        [("x", int), (name, object, dataclasses.field(default="d"))],
+        frozen=True,
+        slots=True,
+    )
+
+
+@pytest.mark.parametrize("name", ["type", "object", "setattr", "self_"])
+def test_fast_init_builds_a_field_named_like_a_builtin(name) -> None:
+    # The generated __init__ takes each field as a parameter: one named like a builtin it
+    # calls (``type``) must not replace that builtin (every construction raised TypeError).
+    from mtlsauth._types import fast_init
+
+    fast = fast_init(_record_with_field(name))
+    for value in ("text", int, print):
+        built = fast(1, value)
+        assert type(built) is fast
+        assert (built.x, getattr(built, name)) == (1, value)
+
+    class Sub(fast):  # type: ignore[misc,valid-type]
+        __slots__ = ()
+
+    sub = Sub(2)
+    assert (type(sub), sub.x, getattr(sub, name)) == (Sub, 2, "d")
+
+
+@pytest.mark.parametrize(
+    "name", ["_cls", "_draft", "_set", "_type", "_set_x", "_default_x", "self"]
+)
+def test_fast_init_refuses_a_field_named_like_its_helpers(name) -> None:
+    # ... nor one of its own helpers (a field ``_set_x`` would be called to set ``x``).
+    from mtlsauth._types import fast_init
+
+    with pytest.raises(TypeError, match=r"fast_init: .* is named like"):
+        fast_init(_record_with_field(name))
+
+
 def test_fast_init_refuses_what_it_cannot_copy() -> None:
     import dataclasses
 

@@ -102,7 +102,14 @@ def fast_init(cls: type[_T]) -> type[_T]:
         (),
         {"__slots__": cls.__dict__["__slots__"], "__module__": cls.__module__},
     )
-    scope: dict[str, object] = {"_cls": cls, "_draft": draft, "_set": object.__setattr__}
+    # Every name the generated function reads besides its parameters (``_type``: a field
+    # may well be called ``type``); a parameter named like one would take its place.
+    scope: dict[str, object] = {
+        "_cls": cls,
+        "_draft": draft,
+        "_set": object.__setattr__,
+        "_type": type,
+    }
     args: list[str] = []
     keyword_only: list[str] = []
     swapped: list[str] = []
@@ -110,6 +117,8 @@ def fast_init(cls: type[_T]) -> type[_T]:
     for f in fields:
         if not f.init or f.default_factory is not dataclasses.MISSING:
             raise TypeError(f"fast_init: {cls.__name__}.{f.name} is not a plain field")
+        if f.name in scope or f.name == "self" or f.name.startswith(("_set_", "_default_")):
+            raise TypeError(f"fast_init: {cls.__name__}.{f.name} is named like a helper")
         scope[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
         arg = f.name
         if f.default is not dataclasses.MISSING:
@@ -129,7 +138,7 @@ def fast_init(cls: type[_T]) -> type[_T]:
     lines = [f"def __init__({signature}) -> None:"]
     if swapped:
         lines += [
-            "    if type(self) is _cls:",
+            "    if _type(self) is _cls:",
             "        _set(self, '__class__', _draft)",
             *swapped,
             "        self.__class__ = _cls",
