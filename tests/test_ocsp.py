@@ -372,6 +372,14 @@ ACCEPTED = [
     ),
     pytest.param(lambda s: _response(s, nonce=None), id="no nonce echoed"),
     pytest.param(lambda s: _response(s, next_update=None), id="no nextUpdate: max_age applies"),
+    pytest.param(
+        # notAfter 99991231235959Z: no expiration date (RFC 5280 4.1.2.5); its window
+        # widened by the tolerated skew must not overflow into "unprocessable answer"
+        lambda s: _other_delegate(
+            s, not_after=dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+        ),
+        id="delegated responder without an expiration date",
+    ),
 ]
 
 

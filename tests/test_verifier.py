@@ -417,6 +417,28 @@ def test_a_built_verifier_answers_for_its_second_in_utc_only(pki) -> None:
     )
 
 
+def test_no_expiration_date_with_clock_skew(pki) -> None:
+    # RFC 5280 4.1.2.5: notAfter 99991231235959Z means "no well-defined expiration date"
+    # (IEEE 802.1AR device certificates use it). With a clock skew, "valid until notAfter
+    # plus the skew" overflowed the calendar: OverflowError out of verify() and
+    # authenticate() for a chain, certificate_malformed for a pinned certificate.
+    from mtlsauth import Presented
+
+    end = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+    root = CA(not_after=end)
+    chained = root.issue_client_cert(common_name="device", not_after=end)
+    pinned = self_signed_client_cert(common_name="pinned device", not_after=end)
+    for verifier, cert in (
+        (Verifier(trust_store=root.trust_store(), clock_skew=60), chained),
+        (Verifier(pinned=[pinned.certificate], clock_skew=60), pinned),
+    ):
+        assert verifier.verify(cert.cert_pem.text()).not_after == end
+        assert verifier.verify(cert.cert_pem.text(), at=NOW).not_after == end
+        identity = verifier.authenticate(Presented(tls_chain=(cert.der,)))
+        assert identity is not None
+        assert identity.not_after == end
+
+
 def test_clock_skew_forgives_small_differences(pki) -> None:
     now = dt.datetime.now(dt.timezone.utc)
     soon = pki.inter.issue_client_cert(not_before=now + dt.timedelta(seconds=60))

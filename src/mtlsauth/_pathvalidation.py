@@ -75,6 +75,7 @@ __all__ = [
     "check_leaf_key",
     "check_leaf_profile",
     "select_intermediates",
+    "shifted",
     "validate_path",
 ]
 
@@ -665,6 +666,21 @@ def _client_verifier(
     return verifier
 
 
+_CALENDAR_START = datetime.min.replace(tzinfo=timezone.utc)
+_CALENDAR_END = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def shifted(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta`` held to the calendar: a certificate's notAfter of
+    99991231235959Z (RFC 5280 4.1.2.5: no well-defined expiration date) plus a clock skew
+    is the end of the calendar, not an ``OverflowError`` (likewise its start, backwards)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        end = _CALENDAR_END if delta > timedelta(0) else _CALENDAR_START
+        return end if moment.tzinfo is not None else end.replace(tzinfo=None)
+
+
 def check_pinned_leaf(leaf: x509.Certificate, *, at: datetime, clock_skew_s: float) -> datetime:
     """The rules for a pinned certificate (accepted by its exact bytes, without a CA): the
     validity window, no CA certificate, clientAuth when an EKU is present, the profile and
@@ -674,9 +690,10 @@ def check_pinned_leaf(leaf: x509.Certificate, *, at: datetime, clock_skew_s: flo
         CertificateInvalid: the pinned certificate breaks one of these rules.
     """
     skew = timedelta(seconds=clock_skew_s)
-    if at > leaf.not_valid_after_utc + skew:
+    until = shifted(leaf.not_valid_after_utc, skew)
+    if at > until:
         raise CertificateInvalid("pinned certificate expired", code="certificate_expired")
-    if at < leaf.not_valid_before_utc - skew:
+    if at < shifted(leaf.not_valid_before_utc, -skew):
         raise CertificateInvalid(
             "pinned certificate not yet valid", code="certificate_not_yet_valid"
         )
@@ -700,7 +717,7 @@ def check_pinned_leaf(leaf: x509.Certificate, *, at: datetime, clock_skew_s: flo
         raise CertificateInvalid("unparsable extensions", code="certificate_malformed") from None
     check_leaf_profile(leaf)
     check_leaf_key(leaf)
-    return leaf.not_valid_after_utc + skew
+    return until
 
 
 def missing_issuer_hint(

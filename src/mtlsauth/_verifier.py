@@ -53,6 +53,7 @@ from mtlsauth._pathvalidation import (
     check_leaf_key,
     check_pinned_leaf,
     missing_issuer_hint,
+    shifted,
     validate_path,
 )
 from mtlsauth._policy._policy import Policy
@@ -965,12 +966,12 @@ def _valid_until(chain: Sequence[x509.Certificate], at: datetime, skew_s: float)
     skew = timedelta(seconds=skew_s)
     not_before = max([c.not_valid_before_utc for c in chain])
     if not_after - not_before >= skew:
-        return not_after + skew
+        return shifted(not_after, skew)
     if at < not_before:  # admitted by looking ahead: until the look-ahead passes notAfter
-        return not_after - skew
+        return shifted(not_after, -skew)
     if at <= not_after:
         return not_after
-    return not_after + skew
+    return shifted(not_after, skew)
 
 
 def _proxy_valid_until(identity: ClientIdentity, at: datetime, skew_s: float) -> float | None:

@@ -42,6 +42,7 @@ from mtlsauth._errors import CertificateRevoked, RevocationUnavailable
 from mtlsauth._hooks import report_unexpected
 from mtlsauth._logfields import escape_log_value
 from mtlsauth._memo import ObjectTable
+from mtlsauth._pathvalidation import shifted
 from mtlsauth._revocation._compose import fail_closed, unexpected_log_limiter
 from mtlsauth._revocation._crl import is_what_if, renamed_keyword
 from mtlsauth._revocation._http import _check_url, _Failure, _http_post
@@ -633,7 +634,11 @@ def _delegation_problem(
         return "the responder certificate lacks the OCSPSigning extended key usage"
     if ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
         return "the responder certificate lacks the OCSPSigning extended key usage"
-    if not cand.not_valid_before_utc - _SKEW <= at <= cand.not_valid_after_utc + _SKEW:
+    if (
+        not shifted(cand.not_valid_before_utc, -_SKEW)
+        <= at
+        <= shifted(cand.not_valid_after_utc, _SKEW)
+    ):
         return "the responder certificate is expired or not yet valid"
     return None
 
