@@ -391,6 +391,25 @@ def test_trustworthy_answers(
     assert OCSPChecker(responder_url=crafted.url).check(_chain(setup.leaf, setup.ca), at=_now())
 
 
+_CALENDAR_END = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+
+
+def test_answers_dated_to_the_end_of_the_calendar(crafted: Crafted, setup: Setup) -> None:
+    # A nextUpdate in 9999, or a max_age of timedelta.max for an answer without one, plus
+    # the tolerated skew went past the calendar: OverflowError, "unprocessable answer".
+    chain = _chain(setup.leaf, setup.ca)
+    crafted.answer = _response(setup, next_update=_CALENDAR_END - _now())
+    assert OCSPChecker(responder_url=crafted.url).check(chain, at=_now())
+    crafted.answer = _response(setup, next_update=None)
+    checker = OCSPChecker(responder_url=crafted.url, max_age=dt.timedelta.max)
+    assert checker.check(chain, at=_now())
+    # ... and a REVOKED answer, final, must not turn into "no answer", which soft-fail admits
+    crafted.answer = _response(setup, status=ocsp.OCSPCertStatus.REVOKED, next_update=None)
+    soft = OCSPChecker(responder_url=crafted.url, failure="soft-fail", max_age=dt.timedelta.max)
+    with pytest.raises(CertificateRevoked, match="superseded"):
+        soft.check(chain, at=_now())
+
+
 def test_revoked_answer_signed_by_the_ca(crafted: Crafted, setup: Setup) -> None:
     crafted.answer = _response(setup, status=ocsp.OCSPCertStatus.REVOKED)
     with pytest.raises(CertificateRevoked, match="superseded"):

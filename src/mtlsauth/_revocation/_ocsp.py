@@ -528,7 +528,7 @@ class OCSPChecker:
             # A revocation other than a hold is final (RFC 5280 5.3.1): a CA-signed REVOKED
             # about this very certificate proves it however old the answer is, and whoever
             # replays it. Judged as no answer, soft-fail would admit the certificate.
-            fresh_until = single.next_update_utc or single.this_update_utc + self._max_age
+            fresh_until = single.next_update_utc or shifted(single.this_update_utc, self._max_age)
             return _Answer(_revoked_detail(cert, single), None, max(fresh_until, at))
         if nonce is not None:
             try:
@@ -538,12 +538,12 @@ class OCSPChecker:
             if echoed is not None and echoed != nonce:
                 raise _Failure("the response's nonce is not ours (replayed answer?)")
         this_update = single.this_update_utc
-        if this_update > at + _SKEW:
+        if this_update > shifted(at, _SKEW):
             raise _Failure("the answer's thisUpdate is in the future")
         next_update = single.next_update_utc
         if next_update is None:
-            next_update = this_update + self._max_age
-        if at >= next_update + _SKEW:
+            next_update = shifted(this_update, self._max_age)
+        if at >= shifted(next_update, _SKEW):
             raise _Failure(f"stale answer (nextUpdate {next_update.isoformat()})")
         until = max(next_update, at)
         if status == ocsp.OCSPCertStatus.GOOD:
