@@ -356,6 +356,21 @@ def test_a_moment_outside_the_calendar_in_utc_is_a_value_error(pki, at) -> None:
         verifier.verify(pki.good.chain_pem.text(), at=at)
 
 
+def test_a_tzinfo_without_an_offset_is_naive(pki) -> None:
+    # Python calls a datetime aware only when its utcoffset() is not None: a tzinfo that
+    # answers None leaves it naive, and turning it into UTC would read it as local time.
+    class NoOffset(dt.tzinfo):
+        def utcoffset(self, d: dt.datetime | None) -> None:
+            return None
+
+        def dst(self, d: dt.datetime | None) -> None:
+            return None
+
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    with pytest.raises(ValueError, match="timezone"):
+        verifier.verify(pki.good.chain_pem.text(), at=NOW.replace(tzinfo=NoOffset()))
+
+
 @pytest.mark.parametrize("first_fold", [0, 1], ids=["EDT first", "EST first"])
 def test_an_hour_that_repeats_is_told_apart(first_fold) -> None:
     # 01:30 on 2026-11-01 happens twice in New York: 05:30Z (EDT, fold=0) and 06:30Z (EST,

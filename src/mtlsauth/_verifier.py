@@ -293,7 +293,7 @@ class Verifier:
                 or ``PolicyDenied``, each with a stable ``code``.
         """
         if at is not None:
-            if at.tzinfo is None:
+            if at.tzinfo is None or at.utcoffset() is None:  # Python's "naive", both
                 raise ValueError("at must be timezone-aware")
             # In UTC from here on: two times of one zone compare by their wall clock alone,
             # so 01:30 before and after a clock goes back would count as the same moment.
