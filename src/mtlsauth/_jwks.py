@@ -110,11 +110,12 @@ class JWKS:
     per ``min_refresh_interval`` seconds however many tokens ask (so forged ``kid`` values
     cannot turn into a request flood), and the set is reloaded anyway once it is older than
     ``max_age``. A failed reload keeps the keys already known (a file deleted or emptied
-    withdraws them: see ``from_file``), but not forever: keys not renewed for ``max_stale``
-    seconds (by default a day, or ``max_age`` when that is longer) are no longer used, so a key the server has withdrawn
-    stops validating tokens even while fetches keep failing (an outage, or somebody
-    blocking them). Thread-safe: one thread
-    fetches, and tokens checked meanwhile use the keys already known rather than queue.
+    withdraws them: see ``from_file``), but not forever: once the last reload has failed,
+    keys not renewed for ``max_stale`` seconds (by default a day, or ``max_age`` when that
+    is longer) are no longer used, so a key the server has withdrawn stops validating
+    tokens even while fetches keep failing (an outage, or somebody blocking them).
+    Thread-safe: one thread fetches, and tokens checked meanwhile use the keys already
+    known rather than queue (a reload in flight is no failure).
 
     Only public signature keys are kept: ``kty`` RSA, EC or OKP, no private members,
     ``use`` absent or ``sig``, ``key_ops`` absent or holding ``verify``.
@@ -122,6 +123,7 @@ class JWKS:
 
     __slots__ = (
         "_attempted",
+        "_failing",
         "_keys",
         "_load",
         "_loaded",
@@ -164,6 +166,9 @@ class JWKS:
         self._keys: tuple[_Key, ...] = ()
         self._loaded: float | None = None  # monotonic time of the last successful load
         self._attempted: float | None = None  # monotonic time of the last attempt
+        # True when the last reload that finished failed: only then may the keys be stale
+        # (a reload in flight, or held back by min_refresh_interval, is not a failure).
+        self._failing = False
         self._lock = threading.Lock()
 
     @classmethod
@@ -347,8 +352,10 @@ class JWKS:
                     if stale
                     else " (the keys already known stay in use)",
                 )
+                self._failing = True
                 return False
             self._keys, self._loaded = keys, time.monotonic()
+            self._failing = False
             return True
         finally:
             self._lock.release()
@@ -362,8 +369,8 @@ class JWKS:
         if loaded is None or time.monotonic() - loaded > self.max_age:
             self.refresh(wait=False)
             loaded = self._loaded
-            if loaded is not None and time.monotonic() - loaded > self.max_stale:
-                return []  # not renewed for too long (the failed reload said so)
+            if self._failing and loaded is not None and time.monotonic() - loaded > self.max_stale:
+                return []  # kept through failed reloads for too long (the last one said so)
         found = _select(self._keys, kid, alg)
         if not found and self.refresh(wait=False):
             found = _select(self._keys, kid, alg)

@@ -358,6 +358,7 @@ class Endpoint:
         self.status = 200
         self.extra_headers: dict[str, str] = {}
         self.drip: float = 0.0
+        self.delay: float = 0.0  # seconds before answering
         self.hits = 0
         self.port = 0
 
@@ -382,6 +383,7 @@ def endpoint(tls) -> Iterator[Endpoint]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             ep.hits += 1
+            time.sleep(ep.delay)
             self.send_response(ep.status)
             for k, v in ep.extra_headers.items():
                 self.send_header(k, v)
@@ -485,6 +487,25 @@ def test_known_keys_outlive_failed_fetches_only_until_max_stale(
         assert "older than max_stale" in caplog.text
     endpoint.status = 200  # the server answers again: its keys are used again
     assert v(sign(keys.rsa, "RS256", "r1"))
+
+
+def test_a_reload_in_flight_refuses_nothing_while_no_reload_has_failed(keys, endpoint, tls) -> None:
+    # max_stale bounds keys kept through *failed* reloads. Keys due for a reload (past
+    # max_age, here also past max_stale) while one is in flight in another thread, from a
+    # server that answers, must keep validating tokens: nothing has failed.
+    endpoint.body = json.dumps({"keys": [keys.jwk("rsa", "r1")]}).encode()
+    jwks = url_jwks(endpoint, tls, min_refresh_interval=0, max_age=0.3, max_stale=0.3)
+    assert jwks.keys_for("r1", "RS256")
+    time.sleep(0.35)
+    endpoint.delay = 0.5
+    fetching = threading.Thread(target=jwks.keys_for, args=("r1", "RS256"))
+    fetching.start()
+    try:
+        time.sleep(0.15)  # the other thread's reload is in flight
+        assert endpoint.hits == 2
+        assert jwks.keys_for("r1", "RS256")
+    finally:
+        fetching.join()
 
 
 @pytest.mark.parametrize(
