@@ -96,6 +96,9 @@ def _parse_keys(document: object) -> tuple[_Key, ...]:
 
 
 _QUIET = 0.25  # seconds a JWKS file must stay gone or empty before that withdraws its keys
+# Seconds a reload may run before it counts as failed for ``max_stale``: longer than a
+# fetch's deadline and a slow name resolution, far shorter than any sensible max_stale.
+_IN_FLIGHT = 60.0
 
 
 class _NotSettled(Exception):
@@ -368,13 +371,25 @@ class JWKS:
         loaded = self._loaded
         if loaded is None or time.monotonic() - loaded > self.max_age:
             self.refresh(wait=False)
-            loaded = self._loaded
-            if self._failing and loaded is not None and time.monotonic() - loaded > self.max_stale:
+            if self._stale():
                 return []  # kept through failed reloads for too long (the last one said so)
         found = _select(self._keys, kid, alg)
         if not found and self.refresh(wait=False):
             found = _select(self._keys, kid, alg)
         return found
+
+    def _stale(self) -> bool:
+        """Whether the keys have been kept through failed reloads for over ``max_stale``:
+        the last reload that finished failed, or the one in flight has run for longer than
+        any should (``_IN_FLIGHT``), and the last success is older than ``max_stale``."""
+        loaded = self._loaded
+        now = time.monotonic()
+        if loaded is None or now - loaded <= self.max_stale:
+            return False
+        if self._failing:
+            return True
+        attempted = self._attempted
+        return attempted is not None and attempted > loaded and now - attempted > _IN_FLIGHT
 
 
 def _select(keys: tuple[_Key, ...], kid: str | None, alg: str) -> list[Any]:

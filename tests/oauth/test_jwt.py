@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import ssl
 import threading
 import time
@@ -322,6 +323,35 @@ def test_a_file_caught_in_a_rewrite_keeps_its_keys(keys, tmp_path, how) -> None:
     time.sleep(0.3)
     assert v(sign(keys.ec, "ES256", "e1"))  # read a quarter of a second later, not 0.5 s
     assert v(sign(keys.rsa, "RS256", "r1"))
+
+
+def test_a_reload_that_hangs_does_not_keep_stale_keys(keys, tmp_path, monkeypatch) -> None:
+    # A reload that never finishes (a FIFO nobody writes, a hung network mount) is no
+    # failure, but no renewal either: past max_stale, the keys serve only while it has run
+    # for less than a fetch may take.
+    import mtlsauth._jwks as jwks_module
+
+    monkeypatch.setattr(jwks_module, "_IN_FLIGHT", 0.3)
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [keys.jwk("rsa", "r1")]}))
+    jwks = JWKS.from_file(path, min_refresh_interval=0, max_age=0.2, max_stale=0.2)
+    path.unlink()
+    os.mkfifo(path)
+    time.sleep(0.25)
+    hung = threading.Thread(target=jwks.keys_for, args=("r1", "RS256"))
+    hung.start()
+    try:
+        time.sleep(0.1)
+        assert hung.is_alive()
+        assert jwks.keys_for("r1", "RS256")  # in flight for 0.1 s: the keys still serve
+        time.sleep(0.3)
+        assert jwks.keys_for("r1", "RS256") == []  # in flight for 0.4 s: no longer
+    finally:
+        writer = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # lets the reader finish
+        os.write(writer, json.dumps({"keys": [keys.jwk("rsa", "r1")]}).encode())
+        os.close(writer)
+        hung.join()
+    assert jwks.keys_for("r1", "RS256")
 
 
 def test_a_garbled_file_keeps_the_last_good_keys(keys, tmp_path) -> None:
