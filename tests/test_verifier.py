@@ -454,6 +454,50 @@ def test_no_expiration_date_with_clock_skew(pki) -> None:
         assert identity.not_after == end
 
 
+_OFFSETS = st.builds(
+    lambda us: dt.timezone(dt.timedelta(microseconds=us)),
+    st.integers(min_value=-(24 * 3600 * 10**6) + 1, max_value=24 * 3600 * 10**6 - 1),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moments=st.lists(
+        st.tuples(
+            st.datetimes(
+                min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2000, 1, 1, 0, 0, 3)
+            ),
+            st.one_of(st.just(dt.timezone.utc), _OFFSETS),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_a_reused_verifier_always_validates_at_the_utc_second_asked_about(moments) -> None:
+    # Whatever came before (the last verifier, a vouched intermediate's window), the time
+    # a verifier validates at is the whole UTC second of the moment asked about; offsets
+    # with seconds and microseconds included (Python allows them).
+    from cryptography.x509.verification import Store
+
+    import mtlsauth._pathvalidation as pathvalidation
+
+    store = Store([_HYPOTHESIS_ROOT.certificate])
+    policy = pathvalidation._EE_POLICY
+    built = None
+    for naive, tz in moments:
+        at = naive.replace(tzinfo=dt.timezone.utc).astimezone(tz)
+        expected = naive.replace(microsecond=0)
+        verifier = pathvalidation._client_verifier(store, at, 3, policy)
+        assert verifier.policy.validation_time == expected
+        window = pathvalidation._whole_second(at, built)
+        assert window[0].replace(tzinfo=None) == expected
+        assert window[1] - window[0] == dt.timedelta(seconds=1)
+        built = (*window, 3, policy, verifier)
+
+
+_HYPOTHESIS_ROOT = CA(organization="whole seconds")
+
+
 def test_clock_skew_forgives_small_differences(pki) -> None:
     now = dt.datetime.now(dt.timezone.utc)
     soon = pki.inter.issue_client_cert(not_before=now + dt.timedelta(seconds=60))
