@@ -683,6 +683,34 @@ def test_fast_init_keeps_the_dataclass_signature(cls) -> None:
     assert getattr(built, fields[0].name) == f"v-{fields[0].name}"
 
 
+@pytest.mark.parametrize(
+    "cls", [Decision, Presented, ClientIdentity], ids=["Decision", "Presented", "ClientIdentity"]
+)
+def test_fast_init_records_copy_pickle_and_replace_as_themselves(cls) -> None:
+    # Copies and pickles are restored without __init__, replace() goes through it: each
+    # gives a frozen record of the very class, equal to the original and hashing alike.
+    import copy
+    import dataclasses
+    import pickle
+
+    fields = dataclasses.fields(cls)
+    built = cls(**{f.name: f"v-{f.name}" for f in fields})
+    first = fields[0].name
+    changed = dataclasses.replace(built, **{first: "other"})
+    for twin in (copy.copy(built), copy.deepcopy(built), pickle.loads(pickle.dumps(built))):  # noqa: S301
+        assert type(twin) is cls
+        assert twin == built
+        assert hash(twin) == hash(built)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(twin, first, "changed")
+    assert type(changed) is cls
+    assert getattr(changed, first) == "other"
+    assert changed != built
+    assert [getattr(changed, f.name) for f in fields[1:]] == [f"v-{f.name}" for f in fields[1:]]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(changed, first, "changed")
+
+
 def test_fast_init_builds_a_subclass_as_itself() -> None:
     import dataclasses
 
