@@ -172,6 +172,20 @@ def test_responder_down_hard_vs_soft(caplog: pytest.LogCaptureFixture) -> None:
     assert soft.health()["last_error"]
 
 
+def test_a_retry_after_beyond_the_calendar(caplog: pytest.LogCaptureFixture) -> None:
+    # retry_after is any finite number of seconds: one too large for a timedelta is a
+    # ValueError at construction (it was OverflowError), and one that reaches past year 9999
+    # from now admits, in soft-fail, until the end of the calendar (it refused: the
+    # overflow became revocation_unavailable).
+    with pytest.raises(ValueError, match="retry_after"):
+        OCSPChecker(responder_url="http://127.0.0.1:9/", retry_after=1e15)
+    ca = CA()
+    url = f"http://127.0.0.1:{_free_port()}/"  # nothing listens there
+    soft = OCSPChecker(responder_url=url, timeout=1, failure="soft-fail", retry_after=3e11)
+    until = soft.check(_chain(ca.issue_client_cert(), ca), at=_now())
+    assert until == dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
 # -- crafted answers ----------------------------------------------------------------------
 
 

@@ -264,6 +264,10 @@ class OCSPChecker:
             or not 0 <= retry_after < math.inf
         ):
             raise ValueError("retry_after must be a non-negative, finite number of seconds")
+        try:
+            retry = timedelta(seconds=retry_after)
+        except OverflowError:
+            raise ValueError("retry_after is longer than a timedelta can hold") from None
         trusted = tuple(trusted_responders)
         if not all(isinstance(c, x509.Certificate) for c in trusted):
             raise TypeError("trusted_responders must be x509.Certificate objects")
@@ -276,7 +280,7 @@ class OCSPChecker:
         self._nonce = bool(nonce)
         self._trusted = trusted
         self._max_age = max_age
-        self._retry_after = timedelta(seconds=retry_after)
+        self._retry_after = retry
         self._token = object()
         self._cache: OrderedDict[tuple[bytes, int], _Answer] = OrderedDict()
         # By object identity (hashing a Certificate hashes its DER, about 1.4 µs): the CAs of
@@ -470,7 +474,7 @@ class OCSPChecker:
         )
         if record:
             self.last_error = message
-        return _Answer(None, message, at + self._retry_after, unknown=unknown)
+        return _Answer(None, message, shifted(at, self._retry_after), unknown=unknown)
 
     def _query(
         self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime, deadline: float
