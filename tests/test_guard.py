@@ -711,6 +711,25 @@ def test_fast_init_records_copy_pickle_and_replace_as_themselves(cls) -> None:
         setattr(changed, first, "changed")
 
 
+@pytest.mark.parametrize(
+    "cls", [Decision, Presented, ClientIdentity], ids=["Decision", "Presented", "ClientIdentity"]
+)
+def test_fast_init_records_refuse_any_change_as_frozen(cls) -> None:
+    # dataclass(frozen=True, slots=True) alone answers a name that is not a field with a
+    # TypeError about super(): an application writing identity.role = "admin" deserves
+    # the FrozenInstanceError (an AttributeError) every other change gets.
+    import dataclasses
+
+    fields = dataclasses.fields(cls)
+    built = cls(**{f.name: f"v-{f.name}" for f in fields})
+    for name in (fields[0].name, "role"):
+        with pytest.raises(dataclasses.FrozenInstanceError, match=repr(name)):
+            setattr(built, name, "changed")
+        with pytest.raises(dataclasses.FrozenInstanceError, match=repr(name)):
+            delattr(built, name)
+    assert getattr(built, fields[0].name) == f"v-{fields[0].name}"
+
+
 def test_fast_init_builds_a_subclass_as_itself() -> None:
     import dataclasses
 
@@ -730,6 +749,8 @@ def test_fast_init_builds_a_subclass_as_itself() -> None:
     assert (sub.x, sub.y) == (1, "y")
     with pytest.raises(dataclasses.FrozenInstanceError):
         sub.x = 2  # type: ignore[misc]
+    sub.extra = "its own"  # a name the subclass adds stays its to set, as in a dataclass
+    assert sub.extra == "its own"
     base = Base(2, y="z")
     assert type(base) is Base
     assert (base.x, base.y) == (2, "z")

@@ -151,7 +151,31 @@ def fast_init(cls: type[_T]) -> type[_T]:
     init = scope["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
     setattr(cls, "__init__", init)  # noqa: B010 - replacing the generated method
+    _refuse_changes(cls, frozenset(f.name for f in fields))
     return cls
+
+
+def _refuse_changes(cls: type, names: frozenset[str]) -> None:
+    """A frozen ``__setattr__``/``__delattr__`` that raise ``FrozenInstanceError`` for any
+    name. The ones ``dataclass(frozen=True, slots=True)`` generates refer to the class as it
+    was before the slots were added, so for a name that is not a field they fail with a
+    ``TypeError`` about ``super()`` instead (``identity.role = "admin"``), on every
+    CPython this library supports. A subclass may still set the names it adds, as a frozen
+    dataclass allows."""
+
+    def __setattr__(self: object, name: str, value: object) -> None:
+        if type(self) is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self: object, name: str) -> None:
+        if type(self) is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+        object.__delattr__(self, name)
+
+    for method in (__setattr__, __delattr__):
+        method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
+        setattr(cls, method.__name__, method)
 
 
 def tls_extension(
