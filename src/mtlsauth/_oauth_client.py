@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -110,6 +111,17 @@ def _pki(client_metadata: Mapping[str, Any], identity: ClientIdentity) -> None:
         policy.check(identity)
     except PolicyDenied:
         raise InvalidClient("the certificate does not match the registered client") from None
+    # RFC 8705 2.1.2 compares tls_client_auth_san_ip in binary form: a Policy reads the
+    # IPv4-mapped ::ffff:10.0.0.7 as 10.0.0.7, but a certificate naming only that 16-octet
+    # address does not carry the 4-octet one registered.
+    address = client_metadata.get("tls_client_auth_san_ip")
+    if address is not None and _address(address) not in identity.ip_addresses:
+        raise InvalidClient("the certificate does not match the registered client")
+
+
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The registered ``tls_client_auth_san_ip`` (``Policy.from_rfc8705`` checked it)."""
+    return ipaddress.ip_address(value.strip(" "))
 
 
 def _self_signed(

@@ -29,6 +29,10 @@ def world(ca: CA):
         ip_addresses=["10.0.0.7"],
     )
     twin = ca.issue_client_cert(common_name="alice", organization="bank")  # same DN, other key
+    # alice's IPv4 address written as an IPv4-mapped IPv6 address: 16 octets, not 4
+    mapped = ca.issue_client_cert(
+        common_name="mapped", organization="bank", ip_addresses=["::ffff:10.0.0.7"]
+    )
     selfie = self_signed_client_cert(common_name="alice", organization="bank", extensions=True)
     other_selfie = self_signed_client_cert(
         common_name="alice", organization="bank", extensions=True
@@ -43,6 +47,7 @@ def world(ca: CA):
     return {
         "alice": ident(alice),
         "twin": ident(twin),
+        "mapped": ident(mapped),
         "selfie": ident(selfie),
         "other_selfie": ident(other_selfie),
         "selfie_cert": selfie,
@@ -64,6 +69,11 @@ PKI_CASES = [
     ("tls_client_auth_san_uri", "https://alice.example/client", "alice", True),
     ("tls_client_auth_san_ip", "10.0.0.7", "alice", True),
     ("tls_client_auth_san_ip", "10.0.0.8", "alice", False),
+    # RFC 8705 2.1.2: compared in binary form, so a 4-octet and a 16-octet address differ
+    ("tls_client_auth_san_ip", "10.0.0.7", "mapped", False),
+    ("tls_client_auth_san_ip", "::ffff:10.0.0.7", "alice", False),
+    ("tls_client_auth_san_ip", "::ffff:10.0.0.7", "mapped", True),
+    ("tls_client_auth_san_ip", "::ffff:a00:7", "mapped", True),
     ("tls_client_auth_san_email", "alice@example.org", "alice", True),
     ("tls_client_auth_san_email", "alice@example.org", "twin", False),
 ]

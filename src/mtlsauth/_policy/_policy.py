@@ -256,7 +256,8 @@ class Policy(Immutable):
         ``tls_client_auth_san_dns``, ``tls_client_auth_san_uri``, ``tls_client_auth_san_ip``
         or ``tls_client_auth_san_email`` names the certificate the client must present.
         Values compare exactly (no wildcards or prefixes); the DN structurally, IPs as
-        addresses.
+        addresses (as in every Policy, an IPv4-mapped IPv6 SAN counts as its IPv4 address;
+        ``authenticate_client`` also requires the binary form RFC 8705 compares).
 
         Raises:
             TypeError: ``client_metadata`` is not a mapping, or a value is not a string.
