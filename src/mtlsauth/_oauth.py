@@ -137,7 +137,8 @@ def bearer_token(authorization: Sequence[str]) -> str | None:
 
     Raises:
         TokenError: ``token_request_invalid`` for several ``Authorization`` headers (a WSGI
-            server's comma-joined copies included) or malformed ``Bearer`` credentials;
+            server's comma-joined copies included, whichever scheme comes first) or
+            malformed ``Bearer`` credentials;
             ``token_invalid`` for a token longer than ``MAX_TOKEN_LENGTH``.
     """
     if not authorization:
@@ -150,11 +151,14 @@ def bearer_token(authorization: Sequence[str]) -> str | None:
     scheme, _, credentials = value.strip(" ").partition(" ")
     if scheme.lower() != "bearer":
         # Another scheme, unless some other parser would read a bearer token here: str.split()
-        # splits on tabs, NBSP and other Unicode spaces. Such a header is refused, never
-        # skipped, so an app cannot act on a token that was not validated.
-        words = value.split(None, 1)
-        if words and words[0].lower() == "bearer":
-            raise TokenError("malformed Bearer credentials", code="token_request_invalid")
+        # splits on tabs, NBSP and other Unicode spaces, and a WSGI server folds two headers
+        # into one with ", " ("Basic x, Bearer y", refused as two headers elsewhere). Such a
+        # header is refused, never skipped, so an app cannot act on a token that was not
+        # validated.
+        for part in value.split(","):
+            words = part.split(None, 1)
+            if words and words[0].lower() == "bearer":
+                raise TokenError("malformed Bearer credentials", code="token_request_invalid")
         return None
     token = credentials.lstrip(" ")
     if len(token) > MAX_TOKEN_LENGTH:

@@ -305,6 +305,29 @@ def test_a_bearer_token_another_parser_would_see_is_never_skipped(value) -> None
         optional.check(None, [value])
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("Basic dXNlcjpwYXNz, Bearer abc", id="Basic then Bearer"),
+        pytest.param("DPoP abc,Bearer def", id="DPoP then Bearer, no space"),
+        pytest.param("Basic dXNlcjpwYXNz,  bearer\tabc", id="Basic then a tab-spaced bearer"),
+    ],
+)
+def test_a_bearer_token_folded_behind_another_scheme_is_refused(value) -> None:
+    # A WSGI server joins two Authorization headers with ", ". Sent as two headers (ASGI,
+    # aiohttp) the request is refused; folded into one it must not read as "no bearer
+    # token", or the app behind a WSGI server sees a token that was never validated.
+    with pytest.raises(TokenError) as info:
+        bearer_token([value])
+    assert info.value.code == "token_request_invalid"
+    with pytest.raises(TokenError) as info:
+        bearer_token(value.split(","))
+    assert info.value.code == "token_request_invalid"
+    optional = TokenCheck(lambda t: {}, required=False, binding="if_present")
+    with pytest.raises(TokenError):
+        optional.check(None, [value])
+
+
 def test_a_proxy_asserted_hash_never_becomes_a_thumbprint(ca: CA) -> None:
     # x5t#S256 names a certificate's DER; a proxy-verified identity has only the proxy's word
     # for a hash, so it offers no thumbprint to mint a cnf from.
