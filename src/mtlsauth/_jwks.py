@@ -9,6 +9,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import socket
 import ssl
 import threading
@@ -95,6 +96,7 @@ def _parse_keys(document: object) -> tuple[_Key, ...]:
     return tuple(keys)
 
 
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 _QUIET = 0.25  # seconds a JWKS file must stay gone or empty before that withdraws its keys
 # Seconds a reload may run before it counts as failed for ``max_stale``: longer than a
 # fetch's deadline and a slow name resolution, far shorter than any sensible max_stale.
@@ -291,13 +293,22 @@ class JWKS:
         not followed (a 3xx is a failed fetch), nor are proxies from the environment used.
 
         Raises:
-            ValueError: not an https URL, or a bad bound.
+            ValueError: not an https URL, one no fetch could use (an invalid port, spaces
+                or control characters), or a bad bound.
         """
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError("the JWKS URL must be an https:// URL")
         if parts.username is not None or parts.password is not None:
             raise ValueError("the JWKS URL must not hold credentials (they are never sent)")
+        # What no fetch could use is refused now, not by every fetch (every token refused):
+        # a port out of range, spaces or control characters (http.client refuses them).
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("the JWKS URL has an invalid port") from None
+        if _UNSENDABLE.search(url):
+            raise ValueError("the JWKS URL holds spaces or control characters")
         if not 0 < timeout <= 60 or not 0 < max_bytes <= 16 << 20:
             raise ValueError("timeout must be in (0, 60] seconds and max_bytes in (0, 16 MiB]")
         context = ssl_context or ssl.create_default_context()
@@ -307,7 +318,7 @@ class JWKS:
 
         def load() -> object:
             return json.loads(
-                _fetch(parts.hostname or "", parts.port, target, context, timeout, max_bytes)
+                _fetch(parts.hostname or "", port, target, context, timeout, max_bytes)
             )
 
         return cls(

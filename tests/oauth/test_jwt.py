@@ -628,6 +628,23 @@ def test_url_with_credentials_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("https://as.example/jw ks", id="space in the path"),
+        pytest.param("https://as.example/jwks\x7f", id="DEL in the path"),
+        pytest.param("https://as.example/jwks?a=\x00", id="NUL in the query"),
+        pytest.param("https://as .example/jwks", id="space in the host"),
+        pytest.param("https://as.example:99999/jwks", id="port out of range"),
+        pytest.param("https://as.example:x/jwks", id="port not a number"),
+    ],
+)
+def test_url_that_no_fetch_could_use_is_refused_at_construction(url) -> None:
+    # Accepted, it would fail every fetch: every token refused, from the first one on.
+    with pytest.raises(ValueError, match="JWKS URL"):
+        JWKS.from_url(url)
+
+
+@pytest.mark.parametrize(
     "payload",
     [
         pytest.param(
