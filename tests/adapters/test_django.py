@@ -835,6 +835,25 @@ def test_drf_token_authentication_scopes_are_a_403(django_client, certs, tokens)
     assert get(client, "/api/ledger-write", certs.good, extra=_bearer("bound"))[0] == 403
 
 
+def test_drf_token_refusals_other_than_401_carry_the_bearer_challenge(
+    django_client, certs, tokens
+) -> None:
+    # RFC 6750 section 3: insufficient_scope (403) and invalid_request (400) are answered
+    # with the Bearer challenge too, naming the scope needed, as every other adapter does.
+    client = django_client(conf={"mode": "optional"}, backends=())
+    r = client.get("/api/ledger-write", REMOTE_ADDR=PROXY, HTTP_X_SSL_CLIENT_CERT=header(certs.good),
+                   **_bearer("bound"))  # fmt: skip
+    assert r.status_code == 403
+    assert r["WWW-Authenticate"] == (
+        'Bearer error="insufficient_scope", error_description="The access token lacks a '
+        'required scope", scope="ledger:write"'
+    )
+    r = client.get("/api/ledger", REMOTE_ADDR=PROXY, HTTP_X_SSL_CLIENT_CERT=header(certs.good),
+                   HTTP_AUTHORIZATION="Bearer a b")  # fmt: skip
+    assert r.status_code == 400
+    assert r["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
+
+
 def test_token_helpers_refuse_what_is_not_a_token_check() -> None:
     from mtlsauth import IdentityMissing
     from mtlsauth.adapters.django_oauth import token_claims, token_required

@@ -198,10 +198,16 @@ class MTLSTokenAuthentication(MTLSAuthentication):
         try:
             check_token(request, check)
         except MTLSAuthError as exc:
+            failure = _failed(exc)
             challenge = getattr(exc, "challenge", None)
             if isinstance(challenge, str):
                 request._request.mtlsauth_challenge = challenge
-            raise _failed(exc) from None
+                if failure.status_code != 401:
+                    # DRF asks authenticate_header for a 401 only; its exception handler
+                    # sends auth_header on any status. RFC 6750 section 3 wants the Bearer
+                    # challenge on 400 invalid_request and 403 insufficient_scope too.
+                    failure.auth_header = challenge
+            raise failure from None
         return result
 
     def authenticate_header(self, request: Request) -> str:
