@@ -284,8 +284,10 @@ class JWKS:
         Args:
             url: ``https://...`` only.
             ssl_context: To verify the server (default: the system's trust store).
-            timeout: A hard deadline in seconds for one fetch: connecting, the TLS
-                handshake, and reading the whole body (name resolution excepted).
+            timeout: A deadline in seconds, counted from the start of each fetch:
+                connecting (to each address tried) and the TLS handshake may each take up
+                to ``timeout``; reading the answer stops when the deadline passes (name
+                resolution excepted).
             max_bytes: Larger documents are refused.
             min_refresh_interval, max_age, max_stale: See the class.
 
