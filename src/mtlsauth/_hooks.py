@@ -82,38 +82,34 @@ def escaped_traceback(exc: BaseException) -> str:
 
 def report_hook_failure(hook: str, exc: BaseException, limiter: RefusalLogLimiter) -> None:
     """Log that the ``hook`` (``"on_decision"``, ``"on_error"``) raised ``exc``."""
-    name = type(exc).__qualname__
-    admitted, repeats, _dropped = limiter.admit(hook, name)
-    if not admitted:
-        return
-    logger.error(
-        "mtlsauth %s hook raised %s: %s%s",
-        hook,
-        name,
-        _text(exc),
-        f" (and {repeats} more like it since the last line)" if repeats else "",
-    )
-    if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("mtlsauth %s hook traceback:\n%s", hook, escaped_traceback(exc))
+    _report(hook, f"mtlsauth {hook} hook raised", f"mtlsauth {hook} hook", exc, limiter)
 
 
 def report_unexpected(where: str, exc: BaseException, limiter: RefusalLogLimiter) -> None:
     """Log an exception nothing expected (a bug, or input nobody foresaw) raised in
     ``where``: its type and escaped text at ERROR, once a minute per (where, type), and the
     traceback at DEBUG, every exception's text escaped (it may hold what a client sent)."""
+    _report(where, f"mtlsauth: {where} failed unexpectedly:", f"mtlsauth: {where}", exc, limiter)
+
+
+def _report(
+    key: str, headline: str, subject: str, exc: BaseException, limiter: RefusalLogLimiter
+) -> None:
+    """``headline`` and the exception's type and escaped text at ERROR, once per ``limiter``
+    window for (``key``, type) with the repeats counted; the traceback at DEBUG."""
     name = type(exc).__qualname__
-    admitted, repeats, _dropped = limiter.admit(where, name)
+    admitted, repeats, _dropped = limiter.admit(key, name)
     if not admitted:
         return
     logger.error(
-        "mtlsauth: %s failed unexpectedly: %s: %s%s",
-        where,
+        "%s %s: %s%s",
+        headline,
         name,
         _text(exc),
         f" (and {repeats} more like it since the last line)" if repeats else "",
     )
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("mtlsauth: %s traceback:\n%s", where, escaped_traceback(exc))
+        logger.debug("%s traceback:\n%s", subject, escaped_traceback(exc))
 
 
 def discard_awaitable(hook: str, result: object, why: str, limiter: RefusalLogLimiter) -> None:
