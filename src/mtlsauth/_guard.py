@@ -402,6 +402,23 @@ class Guard:
         something) because neither ``path_sensitive`` nor ``reporting`` needed it; should
         either need it after all, ``None`` is returned and ``check`` decides.
         """
+        if (
+            not self.path_sensitive
+            and self.on_decision is None
+            and self.mode != "off"
+            and not logger.isEnabledFor(_DEBUG)
+        ):
+            # The common case, kept short: nothing depends on the path and nobody reads
+            # the decision, so a hit is the verifier's answer alone.
+            no_wait = _no_wait_set(True)
+            try:
+                if header is not None:
+                    return self.verifier._cached_header(header, peer, None)
+                return self.verifier._cached_chain(chain, peer, None)
+            except Exception:  # noqa: BLE001 - the whole path decides (and refuses) it
+                return None
+            finally:
+                _no_wait_reset(no_wait)
         try:
             if self.path_sensitive:
                 if path is None or (

@@ -225,9 +225,21 @@ class MTLSMiddleware:
                 peer: str | None = client[0]
             else:
                 peer = _peer(scope)
-            header = _single_header(scope.get("headers", ()), self._main)
-            if header is False:
-                return None  # _presented refuses it, or two copies
+            main = self._main
+            if main is None:
+                if _single_header(scope.get("headers", ()), None) is False:
+                    return None  # an item _presented refuses
+                header = None
+            else:  # _single_header inline: the one copy of the certificate header
+                size = len(main)
+                header = None
+                for k, v in scope.get("headers", ()):
+                    if type(k) is not bytes or type(v) is not bytes:
+                        return None  # _presented refuses it
+                    if len(k) == size and k.lower() == main:
+                        if header is not None:
+                            return None  # two copies: refused
+                        header = v
             ext = scope.get("extensions")
             tls = ext.get("tls") if ext else None
             chain: tuple[str | bytes, ...] = ()
