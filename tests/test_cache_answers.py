@@ -500,3 +500,43 @@ def test_the_asgi_hot_path_drops_a_pass_whose_ocsp_answer_was_evicted(
     responder.revoked.add(victim.certificate.serial_number)
     assert directly(victim) == "certificate_revoked"
     assert through_middleware(victim) == "certificate_revoked"
+
+
+def test_der_chains_that_differ_never_share_a_key_and_the_leaf_digest_is_its_own() -> None:
+    """``verify`` keys a DER chain by the leaf's SHA-256 and the rest's bytes, and hands that
+    digest to a miss as the leaf's fingerprint: chains that differ in any certificate, in
+    their number or their order get keys of their own, and the digest is the leaf's."""
+    import hashlib
+
+    from mtlsauth._cache import chain_key, der_chain_key
+
+    ca = CA()
+    inter = ca.intermediate()
+    leaf = inter.issue_client_cert(common_name="svc")
+    l_der, (_, i_der) = leaf.der, leaf.chain_der
+    r_der = ca.certificate.public_bytes(serialization.Encoding.DER)
+    chains = [
+        (l_der,),
+        (l_der, i_der),
+        (l_der, i_der, r_der),
+        (l_der, i_der, i_der),
+        (i_der, l_der),
+        (l_der, r_der),
+        (l_der, i_der[:-1] + bytes([i_der[-1] ^ 1])),
+        (l_der + i_der,),
+    ]
+    keys = set()
+    for chain in chains:
+        key, digest = der_chain_key(chain, b"d")
+        assert digest == hashlib.sha256(chain[0]).digest()
+        assert key != chain_key(chain, b"d")  # apart from chain_key's keys under one tag
+        keys.add(key)
+    assert len(keys) == len(chains)
+    assert der_chain_key((), b"d")[1] is None
+    assert der_chain_key((), b"d")[0] not in keys
+    assert der_chain_key((l_der, i_der), b"e")[0] != der_chain_key((l_der, i_der), b"d")[0]
+
+    verifier = Verifier(trust_store=ca.trust_store())
+    identity = verifier.verify([l_der, i_der])
+    assert identity.fingerprint_sha256 == hashlib.sha256(l_der).hexdigest()
+    assert verifier.verify([l_der, i_der]) is identity  # the same key: a hit

@@ -952,6 +952,29 @@ def test_every_organization_must_be_allowed(pki) -> None:
     Policy(organizations=["OPS", "evil"], organizational_units=["blue"]).check(identity)
 
 
+def test_a_single_organization_is_matched_as_the_whole_set_would_be() -> None:
+    """One O (the common case, answered without building a set): folded and trimmed like
+    any name, refused with the same code and detail as before."""
+    from mtlsauth import Policy, PolicyDenied
+    from mtlsauth.testing import CA
+
+    ca = CA()
+    verifier = Verifier(trust_store=ca.trust_store())
+    identity = verifier.verify(ca.issue_client_cert(organization="  Payments  Team ").chain_der)
+    assert identity.organizations == ("  Payments  Team ",)
+    Policy(organizations=["payments team"]).check(identity)
+    Policy(organizations=["other", "PAYMENTS TEAM"]).check(identity)
+    for allowed in (["payments"], ["payments-team"], ["paymentsteam"]):
+        with pytest.raises(PolicyDenied) as info:
+            Policy(organizations=allowed).check(identity)
+        assert info.value.code == "organization_not_allowed"
+        assert info.value.detail == "organization not in the allow-list"
+    none = verifier.verify(ca.issue_client_cert(common_name="x").chain_der)
+    with pytest.raises(PolicyDenied) as info:
+        Policy(organizations=["payments team"]).check(none)
+    assert info.value.detail == "certificate has no organization"
+
+
 def test_a_configured_teletex_hex_value_reads_as_a_certificate_carrying_it() -> None:
     """``O=#14...`` names the TeletexString with those octets, read as cryptography reads
     that string in a certificate (as UTF-8), so the configured value matches exactly the

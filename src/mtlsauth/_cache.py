@@ -103,6 +103,24 @@ def chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
     return h.digest()
 
 
+def der_chain_key(ders: Sequence[bytes], tag: bytes) -> tuple[bytes, bytes | None]:
+    """The cache key of a chain already in DER (``chain_to_der``'s output), and the SHA-256
+    of its first certificate (``None`` for no certificate), which a miss needs again as
+    the leaf's fingerprint and entry key: the leaf's bytes are hashed once.
+
+    The key hashes that fixed-size digest, then each further certificate after its length,
+    so no two different chains share a key; the ``\x04`` mark keeps these keys apart from
+    ``chain_key``'s under the same ``tag``."""
+    if not ders:
+        return hashlib.sha256(tag + b"\x04\x00\x00").digest(), None
+    digest = hashlib.sha256(ders[0]).digest()
+    h = hashlib.sha256(tag + b"\x04" + len(ders).to_bytes(2, "big") + digest)
+    for der in ders[1:]:
+        h.update(len(der).to_bytes(4, "big"))
+        h.update(der)
+    return h.digest(), digest
+
+
 def policy_verdict(
     policy: Policy, identity: ClientIdentity
 ) -> tuple[type[MTLSAuthError], str, str] | None:

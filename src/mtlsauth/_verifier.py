@@ -31,6 +31,7 @@ from mtlsauth._cache import (
     _CacheMiss,
     _NotCached,
     chain_key,
+    der_chain_key,
     identity_key,
     leaf_key,
 )
@@ -314,7 +315,8 @@ class Verifier:
                 chain_key((chain,), b"v"), lambda: chain_to_der(chain), "tls", policy, _PASTED
             )
         ders = chain_to_der(chain)
-        return self._verified(chain_key(ders, b"d"), lambda: ders, "tls", policy, _PASTED)
+        key, digest = der_chain_key(ders, b"d")
+        return self._verified(key, lambda: ders, "tls", policy, _PASTED, digest)
 
     def verify_pem(self, pem: str | bytes, *, at: datetime | None = None) -> ClientIdentity:
         """Verify PEM text holding the leaf followed by any intermediates."""
@@ -603,8 +605,11 @@ class Verifier:
         source: str,
         policy: Policy | None,
         space: str | None = None,
+        digest: bytes | None = None,
     ) -> ClientIdentity:
-        """``space``: where the leaf's entry is kept, when not ``source`` (see ``_PASTED``)."""
+        """``space``: where the leaf's entry is kept, when not ``source`` (see ``_PASTED``);
+        ``digest``: the SHA-256 of the first certificate ``decode`` returns, when the caller
+        has taken it (``der_chain_key``)."""
         # The hot path: keep it to attribute reads, one dict look-up and the re-checks.
         now = time.time()
         trust, rev = self._trust_store, self._revocation
@@ -624,7 +629,7 @@ class Verifier:
             neg = cache.get_negative(key, now, last)
             if neg is not None:
                 raise neg.error_type(neg.detail, code=neg.code)
-            entry = self._miss(key, decode, source, now, space, last)
+            entry = self._miss(key, decode, source, now, space, last, digest)
         # No revocation call on a hit: the entry expires at the revocation answer's ``until``
         # and every entry is dropped when the revocation data changes (``token``), so the
         # answer is what a fresh check would give. See RevocationChecker.
@@ -655,13 +660,13 @@ class Verifier:
         now: float,
         space: str | None,
         tokens: tuple[object, ...],
+        digest: bytes | None = None,
     ) -> CacheEntry:
         """``tokens``: those ``_verified`` checked, taken before validating (see
-        ``CacheEntry.tokens``)."""
+        ``CacheEntry.tokens``); ``digest``: as for ``_verified``."""
         cache_missed.set(True)  # for the uncached/cached split of the metrics
         cache = self._cache
         leaf: bytes | None = None
-        digest: bytes | None = None  # SHA-256 of the leaf's DER: its key and its fingerprint
         presented: list[x509.Certificate] | None = None  # the certificates after the leaf
         try:
             decoded = decode()
@@ -671,7 +676,9 @@ class Verifier:
             if isinstance(decoded, ClientIdentity):  # proxy-verified, opt-in
                 leaf = identity_key(decoded)
             elif decoded:
-                digest = hashlib.sha256(decoded[0]).digest()
+                # SHA-256 of the leaf's DER: its entry's key and its fingerprint.
+                if digest is None:
+                    digest = hashlib.sha256(decoded[0]).digest()
                 leaf = leaf_key(space or source, digest)
                 # A variant is served from its leaf's entry only if a verification of it
                 # would get that far: each certificate it presents must load, as

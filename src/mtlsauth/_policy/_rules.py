@@ -217,6 +217,9 @@ def _cn_check(allowed: frozenset[str]) -> _Check:
     return check
 
 
+_NO_ORG_MATCH = "organization not in the allow-list"
+
+
 def _org_check(allowed: frozenset[str]) -> _Check:
     # Every O must be allowed: with "any", O=evil + O=ops passed an "ops" policy while
     # ClientIdentity.organization (the first) told the application "evil".
@@ -224,6 +227,8 @@ def _org_check(allowed: frozenset[str]) -> _Check:
         # Read from the certificate's subject as text when the identity was built so (the
         # normalised set is the one parsing the subject again would give); else parse it.
         known = subject_organizations(identity)
+        if known is not None and len(known) == 1:  # the common case: one O
+            return None if _norm_presented(known[0]) in allowed else _NO_ORG_MATCH
         subject = identity_subject(identity) if known is None else None
         if known is not None:
             values = frozenset(_norm_presented(o) for o in known)
@@ -239,7 +244,7 @@ def _org_check(allowed: frozenset[str]) -> _Check:
         if values <= allowed:
             return None
         if values.isdisjoint(allowed):
-            return "organization not in the allow-list"
+            return _NO_ORG_MATCH
         return "certificate has several organizations and not all are in the allow-list"
 
     return check
@@ -266,7 +271,9 @@ def _dns_check(exact: frozenset[str], parents: frozenset[str]) -> _Check:
         for raw in identity.dns_names:
             if not raw.isascii():  # a dNSName is IA5String: anything else matches nothing
                 continue
-            name = _dns_norm(raw)
+            name = raw.lower()  # _dns_norm, inline: ASCII here
+            if name[-1:] == ".":
+                name = name[:-1]
             if name in exact:
                 return None
             head, dot, rest = name.partition(".")
