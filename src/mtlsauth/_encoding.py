@@ -235,10 +235,11 @@ def chain_to_der(chain: object) -> tuple[bytes, ...]:
     input so the caller can raise ``CertificateMissing``.
     """
     items: Iterable[object]
-    if isinstance(chain, str | bytes | bytearray | memoryview | x509.Certificate):
-        items = (chain,)
-    elif isinstance(chain, list | tuple):
+    # A sequence first: the common input, settled by one test instead of six.
+    if isinstance(chain, list | tuple):
         items = chain
+    elif isinstance(chain, str | bytes | bytearray | memoryview | x509.Certificate):
+        items = (chain,)
     elif chain is None:
         return ()
     else:
