@@ -134,39 +134,54 @@ def _read(der: bytes) -> LeafFacts | None:
         if tag != 0x30 or ext_end != stop or pos == ext_end:
             return None
         while pos < ext_end:
-            # Short lengths read in place (the common case): what ``_der.item_in_window`` does for them,
-            # its tag checks implied by the tags required here.
-            length = der[pos + 1] if pos + 2 <= ext_end else 0x80
+            # Short lengths read in place (the common case): what ``_der.item_in_window``
+            # does for them, its tag checks implied by the tags required here. Every index
+            # read below stays inside the extension (``pos`` is its end), so none can run
+            # past the buffer.
+            if pos + 2 > ext_end:
+                return None
+            length = der[pos + 1]
             if length < 0x80:
-                tag, field, pos = der[pos], pos + 2, pos + 2 + length
+                if der[pos] != 0x30:
+                    return None
+                field = pos + 2
+                pos = field + length
                 if pos > ext_end:
                     return None
             else:
                 tag, field, pos = item(der, pos, ext_end)
-            if tag != 0x30 or field + 2 > pos:
-                return None
+                if tag != 0x30:
+                    return None
             # The OID, read in place: tag 6 and a one-octet length (no extension OID needs
-            # more than 127 octets; a longer one is declined, not misread).
+            # more than 127 octets; a longer one is declined, not misread), then at least
+            # the two octets of the value's header.
+            if field + 2 > pos:
+                return None
             oid_end = field + 2 + der[field + 1]
-            if der[field] != 0x06 or der[field + 1] >= 0x80 or oid_end > pos:
+            if der[field] != 0x06 or der[field + 1] >= 0x80 or oid_end + 2 > pos:
                 return None
-            critical = der[oid_end : oid_end + 3] == b"\x01\x01\xff"
-            if critical:
-                oid_end += 3
-            elif der[oid_end : oid_end + 1] == b"\x01":
-                return None  # FALSE spelt out (DER forbids a default) or not DER TRUE
-            length = der[oid_end + 1] if oid_end + 2 <= pos else 0x80
-            if length < 0x80:
-                tag, value_start = der[oid_end], oid_end + 2
-                value_end = value_start + length
+            if der[oid_end] == 0x01:  # a BOOLEAN: only DER TRUE, with a value after it
+                if oid_end + 5 > pos or der[oid_end + 1] != 0x01 or der[oid_end + 2] != 0xFF:
+                    return None  # FALSE spelt out (DER forbids a default) or not DER TRUE
+                critical = True
+                value_at = oid_end + 3
             else:
-                tag, value_start, value_end = item(der, oid_end, pos)
-            if tag != 0x04 or value_end != pos:
-                return None
-            oid = der[field + 2 : oid_end - 3 if critical else oid_end]
+                critical = False
+                value_at = oid_end
+            length = der[value_at + 1]
+            if length < 0x80:
+                if der[value_at] != 0x04 or value_at + 2 + length != pos:
+                    return None
+                value = der[value_at + 2 : pos]
+            else:
+                tag, value_start, value_end = item(der, value_at, pos)
+                if tag != 0x04 or value_end != pos:
+                    return None
+                value = der[value_start:value_end]
+            oid = der[field + 2 : oid_end]
             if oid in extensions:
                 return None  # cryptography refuses a repeated extension: let it say so
-            extensions[oid] = (critical, der[value_start:value_end])
+            extensions[oid] = (critical, value)
     issuer, subject, spki = fields[1], fields[3], fields[4]
     return LeafFacts(
         der[tbs_start:tbs_end],
