@@ -44,7 +44,7 @@ from mtlsauth import Verifier
 # (module or class, attribute, label): each is replaced by a timed wrapper.
 STAGES: list[tuple[Any, str, str]] = [
     (verifier_module, "chain_to_der", "decode the input (chain_to_der)"),
-    (verifier_module, "chain_key", "key of the presented bytes (chain_key)"),
+    (verifier_module, "der_chain_key", "key of the presented bytes (der_chain_key)"),
     (verifier_module, "read_leaf", "read the leaf's DER (read_leaf)"),
     (verifier_module, "load_der", "parse the leaf (cryptography)"),
     (path_module, "_select", "select intermediates"),
