@@ -10,7 +10,10 @@ they never evict anyone else's entry, and cost a decode and a hash, not a verifi
 
 Positive entries hold a chain-verified identity (before policy, which is re-checked on every
 hit) until the earliest of: the chain's ``notAfter``, the revocation data's ``nextUpdate``,
-and a TTL. A new entry starts *on probation*, in a small segment of its own; the first
+and a TTL; and from the moment it was verified at: a clock that steps back before that
+moment (an NTP correction, a restored virtual machine) may read a time before a
+``notBefore`` or a CRL's ``thisUpdate``, so the entry is not served then and the request
+is verified again. A new entry starts *on probation*, in a small segment of its own; the first
 request it is admitted for (any policy, or none) moves it to the main LRU. Certificates that
 every policy refuses therefore only ever evict each other.
 
@@ -150,6 +153,13 @@ def identity_key(identity: ClientIdentity) -> bytes:
 class CacheEntry:
     """One cached verification.
 
+    It is served for the clock readings ``since <= now < expires``: ``since`` is the moment
+    (``time.time()`` seconds) the verification was made for. A verification admits for any
+    later moment until ``expires`` (the earliest end of a validity window or of a
+    revocation answer), but not necessarily for an earlier one: the clock may step back
+    before a ``notBefore`` (of the leaf, an intermediate, a pinned certificate) or a
+    revocation answer's ``thisUpdate``.
+
     ``tokens`` are the trust/pin/revocation snapshots it was computed under: a result that
     finishes after a reload must never be served under the new trust (compared by identity on
     every hit, and held here so that the comparison stays meaningful).
@@ -159,7 +169,17 @@ class CacheEntry:
     identities are immutable, so a verdict never changes; bounded per entry by the Verifier.
     """
 
-    __slots__ = ("admitted", "aliases", "chain", "expires", "identity", "key", "tokens", "verdicts")
+    __slots__ = (
+        "admitted",
+        "aliases",
+        "chain",
+        "expires",
+        "identity",
+        "key",
+        "since",
+        "tokens",
+        "verdicts",
+    )
 
     def __init__(
         self,
@@ -167,10 +187,12 @@ class CacheEntry:
         chain: Sequence[x509.Certificate],
         expires: float,  # time.time() seconds
         tokens: object = None,
+        since: float = 0.0,  # time.time() seconds
     ) -> None:
         self.identity = identity
         self.chain = chain
         self.expires = expires
+        self.since = since
         self.tokens = tokens
         self.verdicts: dict[int, tuple[object, tuple[type[MTLSAuthError], str, str] | None]] = {}
         self.key = b""  # the leaf (or identity) key, set when cached
@@ -297,7 +319,7 @@ class VerificationCache:
     # -- the hot path -----------------------------------------------------------------------
     def admitted(self, key: bytes, tokens: object, now: float) -> CacheEntry | None:
         """The entry for a raw-input key (an alias) when it was admitted, computed under
-        ``tokens`` and has not expired; else ``None``. Counts and moves nothing: the caller
+        ``tokens`` and is current (``since <= now < expires``); else ``None``. Counts and moves nothing: the caller
         that serves the entry says so with ``touch`` (``Verifier._hit``, the adapters' hot
         path, which leaves every other case to ``get``)."""
         entry = self._aliases.get(key)
@@ -306,6 +328,7 @@ class VerificationCache:
             or not entry.admitted
             or entry.tokens is not tokens
             or entry.expires <= now
+            or now < entry.since
         ):
             return None
         return entry
@@ -320,12 +343,13 @@ class VerificationCache:
 
     def get(self, key: bytes, now: float, tokens: object) -> CacheEntry | None:
         """The entry for a raw-input key (an alias), if cached, computed under ``tokens`` (a
-        verification that finished after a reload was noticed is not) and not expired."""
+        verification that finished after a reload was noticed is not) and current (not
+        expired, and not verified for a moment after ``now``: the clock stepped back)."""
         entry = self._aliases.get(key)
         if entry is None or entry.tokens is not tokens:
             self.misses += 1
             return None
-        if entry.expires <= now:
+        if entry.expires <= now or now < entry.since:
             with self._lock:
                 self._drop(entry)
             self.misses += 1
@@ -346,7 +370,7 @@ class VerificationCache:
         Another variant of an already verified leaf: no verification, and no new entry.
         """
         entry = self._main.get(key) or self._probation.get(key)
-        if entry is None or entry.tokens is not tokens or entry.expires <= now:
+        if entry is None or entry.tokens is not tokens or entry.expires <= now or now < entry.since:
             return None
         with self._lock:
             if entry.key not in (self._main if entry.admitted else self._probation):

@@ -695,16 +695,20 @@ class Verifier:
                     raise failing.error_type(failing.detail, code=failing.code)
             if _CACHE_ONLY.get():  # authenticate_cached: no verification from here on
                 raise _CacheMiss
+            # The entry is served from the moment verified at (``since``), not before: a
+            # clock that steps back may read a time before a notBefore or a thisUpdate.
+            at = _utcnow()
+            since = at.timestamp()
             if isinstance(decoded, ClientIdentity):
-                ends = _proxy_valid_until(decoded, _utcnow(), self._skew_s)
+                ends = _proxy_valid_until(decoded, at, self._skew_s)
                 expires = now + self._cache_ttl
                 if ends is not None:
                     expires = min(expires, ends)
-                entry = CacheEntry(decoded, (), expires, tokens)
+                entry = CacheEntry(decoded, (), expires, tokens, since)
             else:
-                identity, until = self._verify_ders(decoded, _utcnow(), source, digest, presented)
+                identity, until = self._verify_ders(decoded, at, source, digest, presented)
                 expires = min(now + self._cache_ttl, until.timestamp())
-                entry = CacheEntry(identity, identity.chain, expires, tokens)
+                entry = CacheEntry(identity, identity.chain, expires, tokens, since)
         except (CertificateInvalid, CertificateMissing, CertificateRevoked) as exc:
             # Never remembered: a transient failure, and a certificate that is not valid
             # *yet* (a fresh verification admits it the moment it is).

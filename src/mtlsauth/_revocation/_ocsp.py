@@ -78,6 +78,10 @@ class _Answer:
     # The failure is a verified UNKNOWN, which refuses under soft-fail too: the CA's own
     # signed word that it does not know the certificate is an answer, not an outage.
     unknown: bool = False
+    # The moment it was judged at; never reused for an earlier one (a clock stepped back,
+    # or a what-if call): a judgement then may refuse it (thisUpdate in the future, a
+    # responder certificate not valid yet). None: any moment (a final revocation).
+    since: datetime | None = None
 
 
 class _Unknown(_Failure):
@@ -390,10 +394,13 @@ class OCSPChecker:
             answer = self._cache.get(key)
             if answer is None:
                 return None
+            since = answer.since
             if what_if:
                 # Only a verified answer is reused, and nothing is reordered or dropped.
-                return answer if answer.failure is None and at < answer.until else None
-            if at >= answer.until:
+                if answer.failure is None and at < answer.until:
+                    return answer if since is None or since <= at else None
+                return None
+            if at >= answer.until or (since is not None and at < since):
                 del self._cache[key]
                 return None
             self._cache.move_to_end(key)
@@ -474,7 +481,7 @@ class OCSPChecker:
         )
         if record:
             self.last_error = message
-        return _Answer(None, message, shifted(at, self._retry_after), unknown=unknown)
+        return _Answer(None, message, shifted(at, self._retry_after), unknown=unknown, since=at)
 
     def _query(
         self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime, deadline: float
@@ -551,9 +558,9 @@ class OCSPChecker:
             raise _Failure(f"stale answer (nextUpdate {next_update.isoformat()})")
         until = max(next_update, at)
         if status == ocsp.OCSPCertStatus.GOOD:
-            return _Answer(None, None, until)
+            return _Answer(None, None, until, since=at)
         if status == ocsp.OCSPCertStatus.REVOKED:  # on hold, and fresh
-            return _Answer(_revoked_detail(cert, single), None, until)
+            return _Answer(_revoked_detail(cert, single), None, until, since=at)
         raise _Unknown("the responder does not know this certificate (status UNKNOWN)")
 
     def _verify_signer(
