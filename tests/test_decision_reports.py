@@ -204,7 +204,15 @@ def test_the_refusal_body_never_names_the_peer_address(ca, on_untrusted, caplog)
         )
     _status, _headers, body = decision.problem()
     assert internal not in json.loads(body)["detail"]
-    assert "trusted" in json.loads(body)["detail"]  # still says what is wrong
+    if on_untrusted == "reject":
+        assert "trusted" in json.loads(body)["detail"]  # the code's own reason
+    else:
+        # An ignored header is no certificate, as the client is told; why it was ignored
+        # is the operator's (the hint, the log line).
+        assert json.loads(body)["detail"] == "no client certificate was presented"
+        assert decision.hint is not None
+        assert "trusted" in decision.hint
+        assert internal not in decision.hint
     (line,) = [
         r.getMessage() for r in caplog.records if r.getMessage().startswith("mtlsauth refused")
     ]

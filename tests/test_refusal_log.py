@@ -261,18 +261,21 @@ def test_missing_intermediate_is_named_in_the_log_not_the_response(
     assert decide(ok, Presented("127.0.0.1", (), (leaf.cert_pem.text(),))).allowed
 
 
-def test_a_look_alike_ca_is_said_in_the_detail() -> None:
+def test_a_look_alike_ca_is_said_in_the_log_line_only(caplog: pytest.LogCaptureFixture) -> None:
+    # The client gets the answer any unknown CA gets: telling it that a CA of the name it
+    # guessed is trusted would let it probe the trust store's names.
     real = CA(organization="Example Corp", common_name="Example Root")
     twin = CA(organization="Example Corp", common_name="Example Root")  # same name, new key
     leaf = twin.issue_client_cert(common_name="alice")
     guard = Guard(verifier=Verifier(trust_store=real.trust_store()))
-    decision = decide(guard, Presented("127.0.0.1", (), (leaf.cert_pem.text(),)))
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+        decision = decide(guard, Presented("127.0.0.1", (), (leaf.cert_pem.text(),)))
     assert decision.error is not None
     assert decision.code == "untrusted_issuer"
-    assert (
-        "a CA named CN=Example Root,O=Example Corp is in the trust store" in decision.error.detail
-    )
-    assert "does not verify against it" in decision.error.detail
+    assert decision.error.detail == "no valid path to a trusted CA"
+    line = refusals(caplog)[0].getMessage()
+    assert "a CA named CN=Example Root,O=Example Corp is in the trust store" in line
+    assert "does not verify against it" in line
 
 
 def test_uvicorn_proxy_headers_rewrite_is_named(ca: CA, caplog: pytest.LogCaptureFixture) -> None:
@@ -289,13 +292,17 @@ def test_uvicorn_proxy_headers_rewrite_is_named(ca: CA, caplog: pytest.LogCaptur
         decision = decide(guard, Presented("198.51.100.7", headers))
     assert decision.code == "untrusted_forwarder"
     assert decision.error is not None
-    assert "last hop of X-Forwarded-For" in decision.error.detail
-    assert "--no-proxy-headers" in decision.error.detail
+    assert decision.hint is not None
+    assert "last hop of X-Forwarded-For" in decision.hint
+    assert "--no-proxy-headers" in decision.hint
     assert "--no-proxy-headers" in refusals(caplog)[0].getMessage()
-    # a genuinely untrusted peer (no such X-Forwarded-For) keeps the plain detail
+    # the client is not told (it would learn that X-Forwarded-For is believed)
+    assert "X-Forwarded-For" not in decision.error.detail
+    # a genuinely untrusted peer (no such X-Forwarded-For) has no hint
     plain = decide(guard, Presented("198.51.100.8", headers))
     assert plain.error is not None
-    assert "X-Forwarded-For" not in plain.error.detail
+    assert plain.hint is None
+    assert plain.error.detail == decision.error.detail
 
 
 def test_ignored_header_from_a_rewritten_peer_is_named(ca: CA) -> None:
@@ -309,8 +316,10 @@ def test_ignored_header_from_a_rewritten_peer_is_named(ca: CA) -> None:
     decision = decide(guard, Presented("198.51.100.7", headers))
     assert decision.code == "certificate_missing"
     assert decision.error is not None
-    assert "'X-SSL-Client-Cert' header was ignored" in decision.error.detail
-    assert "--no-proxy-headers" in decision.error.detail
+    assert decision.hint is not None
+    assert "'X-SSL-Client-Cert' header was ignored" in decision.hint
+    assert "--no-proxy-headers" in decision.hint
+    assert decision.error.detail == "no client certificate was presented"
 
 
 def test_certificate_header_that_nothing_reads_is_named(ca: CA) -> None:
@@ -320,14 +329,18 @@ def test_certificate_header_that_nothing_reads_is_named(ca: CA) -> None:
     decision = decide(no_fwd, Presented("127.0.0.1", (("x-ssl-client-cert", value),)))
     assert decision.error is not None
     assert decision.code == "certificate_missing"
-    assert "'x-ssl-client-cert' header, but no forwarded= is configured" in decision.error.detail
-    assert value[:30] not in decision.error.detail
+    assert decision.hint is not None
+    assert "'x-ssl-client-cert' header, but no forwarded= is configured" in decision.hint
+    assert value[:30] not in decision.hint
+    assert decision.error.detail == "no client certificate was presented"
 
     caddy = ForwardedCert.preset("caddy", trusted_proxies=["127.0.0.1"])
     wrong = Guard(verifier=Verifier(trust_store=ca.trust_store(), forwarded=caddy))
     decision = decide(wrong, Presented("127.0.0.1", (("x-ssl-client-cert", value),)))
     assert decision.error is not None
-    assert "but forwarded= reads 'X-Client-Cert'" in decision.error.detail
+    assert decision.hint is not None
+    assert "but forwarded= reads 'X-Client-Cert'" in decision.hint
+    assert "X-Client-Cert" not in decision.error.detail
     # the adapters read these names so the core can say so
     assert "x-ssl-client-cert" in wrong.read_names
     assert "x-forwarded-for" in wrong.read_names

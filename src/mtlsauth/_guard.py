@@ -60,10 +60,10 @@ from mtlsauth._refusal import (
     LogDetails,
     _leaf_fingerprint,
     _refused_leaf,
-    _with_hint,
     leaf_names,
     log_allowed,
     log_refusal,
+    refusal_hint,
 )
 from mtlsauth._reload import NO_WAIT
 from mtlsauth._routes import MODES, Mode, Route, _path_pattern, _validate_mode, path_ambiguity
@@ -115,6 +115,10 @@ class Decision:
         hide: Header names (lower case) the application must not see: the certificate
             headers of a peer that is not a trusted proxy. Adapters remove them in every
             spelling their framework folds into the same name.
+        hint: For a refusal, what the request shows is misconfigured (a certificate header
+            from a peer not in ``trusted_proxies``, a peer address taken from
+            ``X-Forwarded-For``, another proxy's header), or ``None``. For the operator:
+            the log line carries it too, the client's answer never does.
     """
 
     identity: ClientIdentity | None
@@ -130,6 +134,7 @@ class Decision:
     cached: bool | None = None
     token: object = None
     hide: frozenset[str] = frozenset()
+    hint: str | None = None
 
     @property
     def allowed(self) -> bool:
@@ -727,12 +732,13 @@ class Guard:
             identity is not None or (error is not None and error.code not in _UNCHECKED)
         )
         details: LogDetails | None = None
+        hint: str | None = None
         if identity is not None:
             fingerprint: str | None = identity.fingerprint_sha256
         elif error is not None:
             fingerprint, names, ders = _refused_leaf(presented, self.forwarded)
-            error = _with_hint(error, presented, self.forwarded)
-            details = self._log_details(error.code, names, ders)
+            hint = refusal_hint(error, presented, self.forwarded)
+            details = self._log_details(error.code, names, ders, hint)
         else:
             fingerprint = _leaf_fingerprint(presented)
         decision = Decision(
@@ -747,26 +753,31 @@ class Guard:
             fingerprint=fingerprint,
             elapsed=elapsed if checked else None,
             cached=(not missed) if checked else None,
+            hint=hint,
         )
         if report or error is not None:
             self._report(decision, details=details)
         return decision
 
     def _log_details(
-        self, code: str, names: tuple[str | None, str | None] | None, ders: Sequence[bytes]
+        self,
+        code: str,
+        names: tuple[str | None, str | None] | None,
+        ders: Sequence[bytes],
+        hint: str | None = None,
     ) -> LogDetails:
         """What a refusal's log line adds, read only when the line is written: the
-        refused leaf's names, and for ``untrusted_issuer`` where its chain stops."""
+        refused leaf's names, and ``hint``, or for ``untrusted_issuer`` where its chain
+        stops."""
 
         def details() -> tuple[tuple[str | None, str | None], str | None]:
             if names is not None:
-                return names, None
+                return names, hint
             read = leaf_names(ders)
             if read is None:
-                return (None, None), None
-            hint = None
+                return (None, None), hint
             if code == "untrusted_issuer":
-                hint = self.verifier._untrusted_issuer_hint(ders)
+                return read, self.verifier._untrusted_issuer_hint(ders) or hint
             return read, hint
 
         return details

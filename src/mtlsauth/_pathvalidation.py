@@ -722,15 +722,16 @@ def check_pinned_leaf(leaf: x509.Certificate, *, at: datetime, clock_skew_s: flo
 
 def missing_issuer_hint(
     leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], snapshot: TrustSnapshot
-) -> tuple[str, bool] | None:
-    """Why a chain found no trusted CA, as far as names tell: (hint, fit for the client).
+) -> str | None:
+    """Why a chain found no trusted CA, as far as names tell; for the operator only.
 
     Walks up by issuer name through the presented and configured intermediates. A name that
     is neither an anchor nor a known intermediate is where the chain stops: a client of
     another CA, or an intermediate that was not passed on (nginx, Caddy and Python's ``ssl``
-    before 3.13 hand over the leaf only). That hint is for the operator's log only: it
-    would tell a client which CAs the server lacks. A leaf whose issuer *is* an anchor by
-    name but still fails was signed by another key with that name, which the detail says.
+    before 3.13 hand over the leaf only). A leaf whose issuer *is* an anchor by name but
+    still fails was signed by another key with that name. Either hint names CAs of the
+    trust store, or confirms a name the client chose: it goes to the log, never into the
+    refusal the client gets (whose answer must not depend on whether a guess was right).
     """
     anchors = {c.subject for c in snapshot.certificates if c not in snapshot.end_entities}
     by_subject = {c.subject: c for c in intermediates}
@@ -738,8 +739,7 @@ def missing_issuer_hint(
         name = leaf.issuer.rfc4514_string() or "(empty name)"
         return (
             f"a CA named {name} is in the trust store, but this certificate does not "
-            "verify against it (a CA re-issued with a new key, or a look-alike)",
-            True,
+            "verify against it (a CA re-issued with a new key, or a look-alike)"
         )
     cert = leaf
     for _ in range(_HINT_DEPTH):
@@ -752,8 +752,7 @@ def missing_issuer_hint(
             return (
                 f"the chain stops at {name}, neither in the trust store nor a known "
                 "intermediate: a missing intermediate (configure intermediates=), or a "
-                "client of another CA",
-                False,
+                "client of another CA"
             )
         cert = nxt
     return None

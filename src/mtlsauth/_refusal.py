@@ -99,50 +99,48 @@ _CERT_HEADERS = _known_certificate_headers()
 _DIAGNOSTIC_HEADERS = _CERT_HEADERS | {"x-forwarded-for"}
 
 
-def _with_hint(
+def refusal_hint(
     error: MTLSAuthError, presented: Presented, forwarded: ForwardedCert | None
-) -> MTLSAuthError:
-    """The refusal, with its detail saying what is misconfigured when the request shows it.
+) -> str | None:
+    """What the request shows is misconfigured, for the operator (the log line and
+    ``Decision.hint``); ``None`` when it shows nothing. Never raises.
 
-    Only names from fixed lists are quoted; never a header value.
+    Never part of the refusal the client gets: it names the header this server believes,
+    whether the peer address was taken from ``X-Forwarded-For``, how the server's TLS is
+    set up, which a client could otherwise learn by varying its request. Only names from
+    fixed lists are quoted; never a header value.
     """
     try:
         xff = presented.header_values("x-forwarded-for")
         last = xff[-1].rsplit(",", 1)[-1].strip() if xff else ""
         rewritten = bool(presented.peer) and last == presented.peer
         if isinstance(error, UntrustedForwarder):
-            if rewritten:
-                return UntrustedForwarder(f"{error.detail}; {_REWRITTEN}")
-            return error
+            return _REWRITTEN if rewritten else None
         if not isinstance(error, CertificateMissing) or presented.tls_chain:
-            return error
+            return None
         configured = forwarded.header_names() if forwarded is not None else frozenset()
         if forwarded is not None and any(k in configured for k, _v in presented.headers):
             # on_untrusted="ignore": the header was there, from a peer not trusted
             # The peer itself is in the log line only (see ForwardedCert._untrusted).
             where = "the peer" if presented.peer else "an unknown peer"
             why = _REWRITTEN if rewritten else f"{where} is not in trusted_proxies"
-            return CertificateMissing(
-                f"{error.detail}; a {forwarded.header!r} header was ignored: {why}"
-            )
+            return f"a {forwarded.header!r} header was ignored: {why}"
         seen = sorted({k for k, _v in presented.headers if k in _CERT_HEADERS} - configured)
         if seen:
             if forwarded is None:
                 what = "no forwarded= is configured (ForwardedCert.preset(...))"
             else:
                 what = f"forwarded= reads {forwarded.header!r}"
-            return CertificateMissing(
-                f"{error.detail}; the request carries a {seen[0]!r} header, but {what}"
-            )
+            return f"the request carries a {seen[0]!r} header, but {what}"
         if presented.tls_hint:
-            return CertificateMissing(f"{error.detail}; {presented.tls_hint}")
+            return presented.tls_hint
     except Exception:  # noqa: BLE001 - a hint must never change the refusal
-        return error
-    return error
+        return None
+    return None
 
 
 _REWRITTEN = (
-    "but that address is the last hop of X-Forwarded-For: the server replaced the socket "
+    "the peer's address is the last hop of X-Forwarded-For: the server replaced the socket "
     "peer with it (uvicorn does by default: run it with --no-proxy-headers), so the trusted "
     "proxy cannot be recognised"
 )

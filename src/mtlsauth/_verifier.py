@@ -45,6 +45,7 @@ from mtlsauth._errors import (
     RevocationUnavailable,
 )
 from mtlsauth._forwarded._cert import ForwardedCert
+from mtlsauth._hooks import report_unexpected
 from mtlsauth._identity import ClientIdentity, identity_from_certificate
 from mtlsauth._leafder import read_leaf
 from mtlsauth._memo import BoundedMemo
@@ -59,7 +60,7 @@ from mtlsauth._pathvalidation import (
 )
 from mtlsauth._policy._policy import Policy
 from mtlsauth._reload import NO_WAIT, WouldBlock
-from mtlsauth._revocation._compose import AllOf, reload_part
+from mtlsauth._revocation._compose import AllOf, reload_part, unexpected_log_limiter
 from mtlsauth._revocation._crl import what_if
 from mtlsauth._truststore import (
     TrustSnapshot,
@@ -726,7 +727,12 @@ class Verifier:
         except MTLSAuthError:
             raise
         except Exception as exc:  # noqa: BLE001 - a checker bug must deny, not 500
-            raise RevocationUnavailable(f"revocation check failed: {type(exc).__name__}") from None
+            # What broke goes to the log; the client's answer is the same whatever it was
+            # (a refused connection told from a timeout would probe the server's network).
+            report_unexpected("the revocation check", exc, unexpected_log_limiter)
+            raise RevocationUnavailable(
+                "the certificate's revocation status could not be established"
+            ) from None
 
     def _verify_ders(
         self,
@@ -771,13 +777,11 @@ class Verifier:
                 anchors=self._anchors(trust),
                 facts=facts,
             )
-        except CertificateInvalid as exc:
-            if exc.code != "untrusted_issuer":
-                raise
-            hint = self._issuer_hint(leaf, [*presented_intermediates, *trust.intermediates], trust)
-            if hint is None or not hint[1]:
-                raise
-            raise CertificateInvalid(f"{exc.detail}: {hint[0]}", code=exc.code) from None
+        except CertificateInvalid:
+            # Where the chain stops (a look-alike of a trusted CA's name included) is for
+            # the operator: the refusal log line and ``mtlsauth verify`` say it. The client
+            # gets the same answer whatever name it guessed.
+            raise
         check_leaf_key(leaf, facts.spki if facts is not None else None)
         until = _valid_until(chain, at, self._skew_s)
         if self._revocation is not None:
@@ -802,28 +806,21 @@ class Verifier:
         self._anchor_memo = (trust, anchors)
         return anchors
 
-    def _issuer_hint(
-        self,
-        leaf: x509.Certificate,
-        presented: Sequence[x509.Certificate],
-        snapshot: TrustSnapshot | None = None,
-    ) -> tuple[str, bool] | None:
+    def _untrusted_issuer_hint(self, ders: Sequence[bytes]) -> str | None:
+        """For the operator (the refusal log, the CLI): where the chain of an
+        ``untrusted_issuer`` refusal stops. Never for the client: it names the trust
+        store's CAs."""
         if self._trust_store is None:
             return None
         try:
-            snap = snapshot or self._trust_store.snapshot()
-            return missing_issuer_hint(leaf, [*presented, *self._intermediates], snap)
+            certs = [load_der(d) for d in ders]
+            if not certs:
+                return None
+            snap = self._trust_store.snapshot()
+            known = [*certs[1:], *self._intermediates, *snap.intermediates]
+            return missing_issuer_hint(certs[0], known, snap)
         except Exception:  # noqa: BLE001 - an unparsable name: no hint, same refusal
             return None
-
-    def _untrusted_issuer_hint(self, ders: Sequence[bytes]) -> str | None:
-        """For the refusal log: where the chain of an ``untrusted_issuer`` refusal stops."""
-        try:
-            certs = [load_der(d) for d in ders]
-        except CertificateInvalid:
-            return None
-        hint = self._issuer_hint(certs[0], certs[1:]) if certs else None
-        return hint[0] if hint is not None else None
 
     def _pinned_fingerprints(self) -> frozenset[str]:
         if self._pinned_store is None:

@@ -444,6 +444,12 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
                 "detail": exc.detail,
                 "explanation": _explain(exc.code),
             }
+            if exc.code == "untrusted_issuer":
+                # Where the chain stops: for the operator running this, as in the log
+                # line; never in the refusal a client gets.
+                hint = verifier._untrusted_issuer_hint(ders)
+                if hint is not None:
+                    result["hint"] = hint
     if args.json:
         out.line(json.dumps(result, indent=2))
     elif result["accepted"]:
@@ -455,6 +461,8 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
         head = out.style("refused", "bold", "red")
         out.line(f"{head}  {result['code']} (HTTP {result['status']}): {result['detail']}")
         out.line(f"  {out.style('why:', 'dim')} {result['explanation']}")
+        if result.get("hint"):
+            out.line(f"  {out.style('hint:', 'dim')} {result['hint']}")
     return 0 if result["accepted"] else 1
 
 
