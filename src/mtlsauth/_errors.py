@@ -32,7 +32,7 @@ construction time, never one of these.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "AmbiguousRequest",
@@ -49,13 +49,45 @@ __all__ = [
 ]
 
 
-class MTLSAuthError(Exception):
+# What an answer to a refusal is made of: fixed once the error is made, so that a hook
+# (``on_decision``, ``on_error``) or the application, which are handed the error, cannot
+# change the answer the client gets. ``_made`` marks an error whose construction finished.
+_FIXED = frozenset(
+    {
+        "code",
+        "detail",
+        "status",
+        "title",
+        "challenge",
+        "bearer_error",
+        "required_scope",
+        "__class__",
+        "_made",
+    }
+)
+
+
+class _Made(type):
+    """Marks each error as made once its class's ``__init__`` has returned."""
+
+    # Any: type checkers then read the instance type from the class, as without a metaclass.
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        error = super().__call__(*args, **kwargs)
+        object.__setattr__(error, "_made", True)
+        return error
+
+
+class MTLSAuthError(Exception, metaclass=_Made):
     """Base class: access is refused.
 
     Attributes:
         code: A stable, machine-readable reason such as ``"certificate_expired"``.
         status: The HTTP status an adapter answers with (401 or 403).
         detail: A short human-readable explanation, free of secrets.
+
+    These, and whatever else the answer to the refusal is built from (``title``, a bearer
+    ``challenge``), are read-only once the error is made (``AttributeError``): hooks and
+    the application are handed the error the answer is sent from.
     """
 
     default_code: ClassVar[str] = "access_denied"
@@ -82,6 +114,16 @@ class MTLSAuthError(Exception):
         self.code = code
         self.detail = detail or code.replace("_", " ")
         super().__init__(self.detail)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _FIXED and self.__dict__.get("_made"):
+            raise AttributeError(f"{type(self).__name__}.{name} is read-only")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _FIXED and self.__dict__.get("_made"):
+            raise AttributeError(f"{type(self).__name__}.{name} is read-only")
+        super().__delattr__(name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, detail={self.detail!r})"

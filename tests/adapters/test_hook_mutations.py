@@ -1,0 +1,134 @@
+"""A hook that changes what it is handed changes nothing that is sent.
+
+``on_decision`` and ``on_error`` receive the refusal (an ``MTLSAuthError``) and the
+``Decision``. A hook that sets ``error.status = 200``, rewrites ``code`` or ``detail``, adds a
+``challenge`` or swaps the error's class must neither alter the answer the client gets nor
+let the request through: the attempt fails inside the hook, which is logged and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_refusal_oracle import _PKI, DRIVERS, HEADER, PEER, Answer
+
+from mtlsauth import CertificateInvalid, IdentityMissing, MTLSAuthError
+
+
+def _vandal(error: MTLSAuthError) -> None:
+    """Every change a hook could try on the error; each attempt is made on its own."""
+    attempts = [
+        lambda: setattr(error, "status", 200),
+        lambda: setattr(error, "code", "ok"),
+        lambda: setattr(error, "detail", "welcome, admin"),
+        lambda: setattr(error, "title", "OK"),
+        lambda: setattr(error, "challenge", "Basic realm=x"),
+        lambda: setattr(error, "__class__", IdentityMissing),
+        lambda: delattr(error, "code"),
+        lambda: delattr(error, "detail"),
+    ]
+    failed = 0
+    for attempt in attempts:
+        try:
+            attempt()
+        except AttributeError:
+            failed += 1
+    if failed:
+        raise AttributeError(f"{failed} changes refused")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> _PKI:
+    return _PKI(tmp_path_factory.mktemp("hooks"))
+
+
+def _conf() -> dict[str, Any]:
+    return {
+        "mode": "mandatory",
+        "trust": {"files": ["ca.pem"]},
+        "forwarded": {"preset": "nginx", "header": HEADER, "trusted_proxies": [PEER]},
+    }
+
+
+def _ask(driver: str, base: Path, headers: dict[str, str], **hooks: Any) -> Answer:
+    conf = _conf()
+    if driver == "django" and hooks:
+        import test_django
+        from django.test import override_settings
+
+        test_django.configure_django()
+        with override_settings(MTLSAUTH_ON_DECISION=hooks["on_decision"]):
+            return DRIVERS[driver](conf, base, headers)
+    if hooks:
+        import mtlsauth._config as config_module
+
+        real = config_module.Config.middleware_kwargs
+
+        def with_hooks(self: Any) -> dict[str, Any]:
+            return {**real(self), **hooks}
+
+        config_module.Config.middleware_kwargs = with_hooks  # type: ignore[method-assign]
+        try:
+            return DRIVERS[driver](conf, base, headers)
+        finally:
+            config_module.Config.middleware_kwargs = real  # type: ignore[method-assign]
+    return DRIVERS[driver](conf, base, headers)
+
+
+@pytest.mark.parametrize("driver", list(DRIVERS))
+def test_on_decision_cannot_change_a_refusal(
+    pki: _PKI, driver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+
+    def on_decision(decision: Any) -> None:
+        if decision.error is not None:
+            seen.append(decision.error.code)
+            _vandal(decision.error)
+
+    plain = _ask(driver, pki.base, {HEADER: pki.unknown})
+    with caplog.at_level(logging.ERROR, logger="mtlsauth"):
+        hooked = _ask(driver, pki.base, {HEADER: pki.unknown}, on_decision=on_decision)
+    assert seen == ["untrusted_issuer"]
+    assert hooked == plain
+    assert hooked[0] == 401
+    assert any("on_decision" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("driver", [d for d in DRIVERS if d != "django"])  # Django: none
+def test_on_error_cannot_change_the_default_answer(pki: _PKI, driver: str) -> None:
+    def on_error(error: MTLSAuthError, request: object) -> None:
+        _vandal(error)
+
+    plain = _ask(driver, pki.base, {HEADER: pki.unknown})
+    hooked = _ask(driver, pki.base, {HEADER: pki.unknown}, on_error=on_error)
+    assert hooked == plain
+
+
+def test_an_error_is_read_only_once_made_and_still_pickles() -> None:
+    import copy
+    import pickle
+
+    error = CertificateInvalid("bad", code="untrusted_issuer")
+    with pytest.raises(AttributeError):
+        error.status = 200  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        error.code = "ok"
+    for clone in (copy.copy(error), copy.deepcopy(error), pickle.loads(pickle.dumps(error))):  # noqa: S301
+        assert (type(clone), clone.code, clone.detail, clone.status) == (
+            CertificateInvalid,
+            "untrusted_issuer",
+            "bad",
+            401,
+        )
+        with pytest.raises(AttributeError):
+            clone.detail = "x"
+    # What Python itself records on an exception still works.
+    with pytest.raises(CertificateInvalid) as raised:
+        raise error from ValueError("cause")
+    raised.value.add_note("a note")
+    assert raised.value.__notes__ == ["a note"]
+    assert isinstance(raised.value.__cause__, ValueError)
