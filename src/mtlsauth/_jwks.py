@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt import PyJWK
 
 from mtlsauth._logfields import escape_log_value
+from mtlsauth._reload import NO_WAIT, WouldBlock
 
 __all__ = ["ALGORITHMS", "JWKS"]
 
@@ -129,6 +130,7 @@ class JWKS:
     __slots__ = (
         "_attempted",
         "_failing",
+        "_io",
         "_keys",
         "_load",
         "_loaded",
@@ -175,6 +177,8 @@ class JWKS:
         # (a reload in flight, or held back by min_refresh_interval, is not a failure).
         self._failing = False
         self._lock = threading.Lock()
+        # A reload reads a file or the network: never on an event loop (see keys_for).
+        self._io = True
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> JWKS:
@@ -193,6 +197,7 @@ class JWKS:
             max_stale=forever,
         )
         jwks._keys, jwks._loaded = keys, time.monotonic()
+        jwks._io = False  # its reload parses the document again: no I/O
         return jwks
 
     @classmethod
@@ -381,15 +386,32 @@ class JWKS:
         # Never wait for another thread's fetch: a slow key endpoint would otherwise hold
         # every worker thread. The request that starts a fetch waits for it; the others use
         # the keys already known (and are refused when those do not match).
+        #
+        # Under ``NO_WAIT`` (an event loop: ``TokenCheck.acheck``), a reload this call would
+        # make raises ``WouldBlock`` instead, and the caller asks again from a worker thread:
+        # reading a file (or fetching) on the loop would hold up its every request.
         loaded = self._loaded
         if loaded is None or time.monotonic() - loaded > self.max_age:
+            if self._io and NO_WAIT.get() and self._reload_due():
+                raise WouldBlock
             self.refresh(wait=False)
             if self._stale():
                 return []  # kept through failed reloads for too long (the last one said so)
         found = _select(self._keys, kid, alg)
-        if not found and self.refresh(wait=False):
-            found = _select(self._keys, kid, alg)
+        if not found:
+            if self._io and NO_WAIT.get() and self._reload_due():
+                raise WouldBlock
+            if self.refresh(wait=False):
+                found = _select(self._keys, kid, alg)
         return found
+
+    def _reload_due(self) -> bool:
+        """Whether ``refresh(wait=False)`` would load now (no other thread is loading, and
+        ``min_refresh_interval`` has passed since the last attempt)."""
+        if self._lock.locked():
+            return False
+        attempted = self._attempted
+        return attempted is None or time.monotonic() - attempted >= self.min_refresh_interval
 
     def _stale(self) -> bool:
         """Whether the keys have been kept through failed reloads for over ``max_stale``:

@@ -29,6 +29,7 @@ from mtlsauth._errors import IdentityMissing, MTLSAuthError, VerificationBusy
 from mtlsauth._identity import certificate_thumbprint, parse_x5t_s256
 from mtlsauth._logfields import RefusalLogLimiter, limited_log
 from mtlsauth._pool import BoundedPool
+from mtlsauth._reload import NO_WAIT, WouldBlock
 
 if TYPE_CHECKING:
     from mtlsauth._identity import ClientIdentity
@@ -219,6 +220,7 @@ class TokenCheck:
     queue: int = 64
     _scope_text: str = field(default="", init=False, repr=False, compare=False)
     _pool: BoundedPool | None = field(default=None, init=False, repr=False, compare=False)
+    _spill: BoundedPool | None = field(default=None, init=False, repr=False, compare=False)
     _log_limiter: RefusalLogLimiter = field(
         default_factory=RefusalLogLimiter, init=False, repr=False, compare=False
     )
@@ -317,10 +319,28 @@ class TokenCheck:
             if self._pool is not None:
                 result = await self._in_pool(self._pool, token)
             else:
-                result = self.validate(token)
+                # On the event loop: what would block here (a JWKS file due for a reload)
+                # raises WouldBlock instead, and the validation moves to a worker thread.
+                reset = NO_WAIT.set(True)
+                try:
+                    result = self.validate(token)
+                except WouldBlock:
+                    result = None
+                finally:
+                    NO_WAIT.reset(reset)
+                if result is None:
+                    result = await self._in_pool(self._spill_pool(), token)
             if inspect.isawaitable(result):
                 result = await result
         return self.confirm(result, identity)
+
+    def _spill_pool(self) -> BoundedPool:
+        """The pool a validation that would block on the loop moves to (made on first use)."""
+        pool = self._spill
+        if pool is None:
+            pool = BoundedPool(self.threads, self.queue)
+            object.__setattr__(self, "_spill", pool)
+        return pool
 
     async def _in_pool(self, pool: BoundedPool, token: str) -> object:
         """``validate(token)`` on the check's own bounded pool; its exception re-raised."""
