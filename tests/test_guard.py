@@ -686,6 +686,35 @@ def test_fast_init_keeps_the_dataclass_signature(cls) -> None:
 @pytest.mark.parametrize(
     "cls", [Decision, Presented, ClientIdentity], ids=["Decision", "Presented", "ClientIdentity"]
 )
+def test_fast_init_describes_itself_as_the_dataclass_init_does(cls) -> None:
+    # help(), inspect.signature and typing.get_type_hints (which documentation tools and
+    # dependency-injecting frameworks read) see the fields' types and the class's module,
+    # as they do for the __init__ dataclass generates.
+    import dataclasses
+    import inspect
+    import pydoc
+    import typing
+
+    init = cls.__init__
+    assert init.__module__ == cls.__module__
+    assert init.__qualname__ == f"{cls.__qualname__}.__init__"
+    assert init.__name__ == "__init__"
+    fields = dataclasses.fields(cls)
+    assert init.__annotations__ == {**{f.name: f.type for f in fields}, "return": None}
+    hints = typing.get_type_hints(init)
+    assert set(hints) == {f.name for f in fields} | {"return"}
+    assert hints["return"] is type(None)
+    params = inspect.signature(cls).parameters
+    assert all(params[f.name].annotation == f.type for f in fields)
+    text = pydoc.render_doc(cls, renderer=pydoc.plaintext)
+    first = fields[0]
+    assert f"{first.name}: {inspect.formatannotation(first.type)}" in text
+    assert inspect.signature(cls).return_annotation is None
+
+
+@pytest.mark.parametrize(
+    "cls", [Decision, Presented, ClientIdentity], ids=["Decision", "Presented", "ClientIdentity"]
+)
 def test_fast_init_records_copy_pickle_and_replace_as_themselves(cls) -> None:
     # Copies and pickles are restored without __init__, replace() goes through it: each
     # gives a frozen record of the very class, equal to the original and hashing alike.

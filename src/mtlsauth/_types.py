@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -135,21 +136,29 @@ def fast_init(cls: type[_T]) -> type[_T]:
     except TypeError:  # pragma: no cover - CPython accepts equal slots on object
         swapped = []
     signature = ", ".join(["self", *args, *(["*", *keyword_only] if keyword_only else [])])
-    lines = [f"def __init__({signature}) -> None:"]
+    # The helpers reach __init__ as a closure (the arguments of a maker function), so that
+    # its globals are those of cls's module, as for the __init__ dataclass generates: its
+    # __module__, and the types typing.get_type_hints resolves from its annotations.
+    lines = [f"def _make({', '.join(scope)}):", f"    def __init__({signature}):"]
     if swapped:
         lines += [
-            "    if _type(self) is _cls:",
-            "        _set(self, '__class__', _draft)",
-            *swapped,
-            "        self.__class__ = _cls",
-            "    else:",
+            "        if _type(self) is _cls:",
+            "            _set(self, '__class__', _draft)",
+            *(f"    {line}" for line in swapped),
+            "            self.__class__ = _cls",
+            "        else:",
         ]
     else:
-        lines.append("    if True:")
-    lines += direct or ["        pass"]
-    exec("\n".join(lines), scope)  # noqa: S102 - our own field names, checked above
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
+        lines.append("        if True:")
+    lines += [f"    {line}" for line in direct] or ["            pass"]
+    lines.append("    return __init__")
+    module = sys.modules.get(cls.__module__)
+    made: dict[str, Any] = {}
+    # Our own field names, checked above.
+    exec("\n".join(lines), module.__dict__ if module else {}, made)  # noqa: S102
+    init = made["_make"](**scope)
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__annotations__ = {**{f.name: f.type for f in fields}, "return": None}
     setattr(cls, "__init__", init)  # noqa: B010 - replacing the generated method
     _refuse_changes(cls, frozenset(f.name for f in fields))
     return cls
@@ -215,7 +224,8 @@ class Presented:
         method: The request method.
         tls_hint: Set by an adapter that sees a TLS connection whose client certificate
             cannot reach the app (the server does not pass it on, or its ``SSLContext``
-            does not ask for one); said in a ``certificate_missing`` refusal.
+            does not ask for one); a ``certificate_missing`` refusal's ``Decision.hint``
+            and log line say it (the client is not told how the server is set up).
     """
 
     peer: str | None = None
