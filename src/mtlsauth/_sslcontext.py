@@ -63,8 +63,9 @@ def server_ssl_context(
             verified again either way.
 
     Returns:
-        The context, with ``VERIFY_X509_PARTIAL_CHAIN`` set (any certificate in the trust
-        store is an anchor, as for the Verifier), ``VERIFY_X509_STRICT`` *not* set, and
+        The context, with ``VERIFY_X509_PARTIAL_CHAIN`` set (every CA certificate in the
+        trust store is a handshake anchor, intermediates included, so that a client
+        sending its leaf alone completes the handshake), ``VERIFY_X509_STRICT`` *not* set, and
         ``OP_NO_RENEGOTIATION`` set: a TLS 1.2 client cannot renegotiate, so a connection
         keeps the certificate of its handshake (OpenSSL 3 refuses a client's renegotiation
         by default; 1.1.1 accepts it).
@@ -79,7 +80,11 @@ def server_ssl_context(
     asyncio servers such as uvicorn and aiohttp do not.
 
     Security note: this context proves that the client holds the key; the decision stays
-    with the Verifier. ``VERIFY_X509_STRICT`` is left off on purpose: Python 3.13's
+    with the Verifier, which verifies every request's chain itself. A completed handshake
+    is no verification: an intermediate of the trust store anchors the handshake, while
+    the Verifier anchors only the certificates no other one of the store issued and holds a
+    chain through that intermediate to its root's validity and constraints (an expired
+    root, name or path-length constraints), besides revocation and policy. ``VERIFY_X509_STRICT`` is left off on purpose: Python 3.13's
     ``create_default_context`` enables it and then refuses CA certificates without a key
     usage extension (common in hand-made PKIs) with an opaque handshake failure, while
     mtlsauth's own verification applies RFC 5280 checks anyway and reports them with a code.
