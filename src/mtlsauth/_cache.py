@@ -319,9 +319,10 @@ class VerificationCache:
     # -- the hot path -----------------------------------------------------------------------
     def admitted(self, key: bytes, tokens: object, now: float) -> CacheEntry | None:
         """The entry for a raw-input key (an alias) when it was admitted, computed under
-        ``tokens`` and is current (``since <= now < expires``); else ``None``. Counts and moves nothing: the caller
-        that serves the entry says so with ``touch`` (``Verifier._hit``, the adapters' hot
-        path, which leaves every other case to ``get``)."""
+        ``tokens`` and is current (``since <= now < expires``); else ``None``. Counts and
+        moves nothing: the caller that serves the entry says so with ``touch``
+        (``Verifier._hit``, the adapters' hot path, which leaves every other case to
+        ``get``)."""
         entry = self._aliases.get(key)
         if (
             entry is None
