@@ -7,6 +7,10 @@ Configured by environment variables so the same module serves uvicorn, gunicorn 
   middleware);
 * ``MTLSAUTH_BENCH_ROOT`` / ``MTLSAUTH_BENCH_INTERMEDIATE``: PEM files of the client CA.
 
+``spin`` (uvicorn only, for ``benchmarks/amplification.py``) is the bare app after a loop of
+pure Python work that takes ``MTLSAUTH_BENCH_SPIN_US`` microseconds in a loop of its own:
+what a few microseconds of Python per request cost the server, whatever runs them.
+
 With ``mtls`` the verifier trusts the root, knows the intermediate (nginx forwards the leaf
 only) and believes the nginx header ``X-SSL-Client-Cert`` from 127.0.0.1 only.
 
@@ -37,8 +41,8 @@ def _verifier() -> Any:
 
 def _mode() -> str:
     mode = os.environ.get("MTLSAUTH_BENCH_MODE", "bare")
-    if mode not in ("bare", "empty", "mtls"):
-        raise SystemExit(f"MTLSAUTH_BENCH_MODE must be bare, empty or mtls, not {mode!r}")
+    if mode not in ("bare", "empty", "mtls", "spin"):
+        raise SystemExit(f"MTLSAUTH_BENCH_MODE must be bare, empty, mtls or spin, not {mode!r}")
     return mode
 
 
@@ -65,9 +69,32 @@ async def pass_through_asgi(scope: dict[str, Any], receive: Any, send: Any) -> N
     await hello_asgi(scope, receive, send)
 
 
+def _spin_loops(micros: float) -> range:
+    """A ``range`` whose empty loop takes about ``micros`` µs here (best of five timings)."""
+    import timeit
+
+    probe = range(10_000)
+    best = min(timeit.repeat("for _ in probe: pass", globals={"probe": probe}, number=20, repeat=5))
+    per_loop = best / 20 / len(probe)
+    return range(max(0, round(micros * 1e-6 / per_loop)))
+
+
+def spinning_asgi() -> Any:
+    loops = _spin_loops(float(os.environ.get("MTLSAUTH_BENCH_SPIN_US", "0")))
+
+    async def spin(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        for _ in loops:
+            pass
+        await hello_asgi(scope, receive, send)
+
+    return spin
+
+
 def asgi_app() -> Any:
     if _mode() == "empty":
         return pass_through_asgi
+    if _mode() == "spin":
+        return spinning_asgi()
     if not _mtls():
         return hello_asgi
     from mtlsauth.adapters.asgi import MTLSMiddleware

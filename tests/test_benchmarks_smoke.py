@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 MEASUREMENTS = ("cached_hit", "uncached", "crl", "headers", "http", "peers", "memory", "hostile")
 
@@ -112,3 +114,29 @@ def test_interference_probe_reports_each_setting() -> None:
         "reading 4 MiB of memory",
     ], proc.stdout
     assert all(float(value) > 0 for _, value in settings), proc.stdout
+
+
+def test_the_spinning_app_spends_its_time_and_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``http_apps.py``'s ``spin`` mode (``benchmarks/amplification.py``): a loop sized to
+    take the given time, then the hello world's answer."""
+    import asyncio
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import http_apps
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert len(http_apps._spin_loops(0)) == 0
+    assert len(http_apps._spin_loops(50)) > len(http_apps._spin_loops(5)) > 0
+    monkeypatch.setenv("MTLSAUTH_BENCH_MODE", "spin")
+    monkeypatch.setenv("MTLSAUTH_BENCH_SPIN_US", "2")
+    app = http_apps.asgi_app()
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "http"}, None, send))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 200
+    assert sent[1]["body"] == http_apps.BODY
