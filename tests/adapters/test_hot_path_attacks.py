@@ -534,3 +534,225 @@ def test_a_chain_item_as_text_never_shares_the_key_of_other_bytes(pki) -> None:
     assert chain_key((pem,), b"t") == chain_key((pem.encode(),), b"t")
     assert chain_key((as_text,), b"t") != chain_key((der,), b"t")
     assert chain_key((as_text, "a"), b"t") != chain_key((der, b"a"), b"t")
+
+
+# -- the quiet hot path: no routes, no exempt paths, nobody reading decisions --------------------
+def _quiet_twins(kind: str, c: _Clients, mode: str) -> list[Any]:
+    """Twin ASGI middlewares without routes, exempt paths or ``on_decision``: the
+    configuration whose cached hits ``Guard.cached`` answers in its short branch."""
+    from mtlsauth.adapters.asgi import MTLSMiddleware as AsgiMiddleware
+    from mtlsauth.adapters.asgi import identity_from_scope
+
+    async def app(scope, receive, send) -> None:
+        who = identity_from_scope(scope)
+        try:
+            seen = [(repr(k), repr(v)) for k, v in scope["headers"]]
+        except Exception as exc:  # noqa: BLE001 - what the app would meet, compared
+            seen = [type(exc).__name__]
+        body = json.dumps({"cn": who.common_name if who else None, "h": seen})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    return [
+        (mw := AsgiMiddleware(app, verifier=_verifier(kind, c), mode=mode), mw.guard.verifier)
+        for _ in range(2)
+    ]
+
+
+def _asgi_send(loop: asyncio.AbstractEventLoop, mw: Any, scope: dict[str, Any]) -> tuple[Any, ...]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    loop.run_until_complete(mw(scope, receive, send))
+    return sent[0]["status"], sent[1]["body"]
+
+
+@pytest.fixture
+def short_branch_hits(monkeypatch) -> list[object]:
+    """Each identity ``Guard.cached`` answers in its short branch (nothing path-dependent,
+    nobody reading decisions), so that a test can show that branch ran."""
+    from mtlsauth import _guard
+
+    hits: list[object] = []
+    real = Guard.cached
+
+    def cached(self: Guard, *args: Any, **kwargs: Any) -> Any:
+        quiet = (
+            not self.path_sensitive
+            and self.on_decision is None
+            and self.mode != "off"
+            and not _guard.logger.isEnabledFor(_guard._DEBUG)
+        )
+        identity = real(self, *args, **kwargs)
+        if quiet and identity is not None:
+            hits.append(identity)
+        return identity
+
+    monkeypatch.setattr(Guard, "cached", cached)
+    return hits
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["mandatory", "optional"])
+@pytest.mark.parametrize("kind", ["nginx", "traefik", "none"])
+def test_the_quiet_hot_path_decides_as_the_whole_path(
+    clients: _Clients, kind: str, mode: str, short_branch_hits: list[object], caplog
+) -> None:
+    """Seeded random requests against twins with nothing path-dependent, in modes
+    ``"mandatory"`` and ``"optional"``: first with nobody reading decisions (the short
+    branch of ``Guard.cached``), then with an ``on_decision`` hook set on the running
+    Guard, then with the ``mtlsauth`` logger switched to DEBUG while it runs, then quiet
+    again. Answers, what the app saw, the decisions and the allowed-request log lines
+    are the whole path's."""
+    import logging
+
+    r = random.Random(f"quiet-{kind}-{mode}")
+    (fast, fast_v), (slow, slow_v) = _quiet_twins(kind, clients, mode)
+    requests = [_random_scope(r, kind, clients) for _ in range(120)]
+    loop = asyncio.new_event_loop()
+    fast_d: list[Decision] = []
+    slow_d: list[Decision] = []
+
+    def both(request: dict[str, Any]) -> None:
+        caplog.clear()
+        a = _asgi_send(loop, fast, dict(request))
+        fast_lines = [rec.getMessage() for rec in caplog.records]
+        caplog.clear()
+        with whole_path_only():
+            b = _asgi_send(loop, slow, dict(request))
+        slow_lines = [rec.getMessage() for rec in caplog.records]
+        assert a == b, request
+        assert fast_lines == slow_lines, request
+        assert [(*_normal(d), d.hint) for d in fast_d] == [(*_normal(d), d.hint) for d in slow_d], (
+            request
+        )
+
+    try:
+        for phase in ("quiet", "hook", "debug", "quiet"):
+            fast.guard.on_decision = fast_d.append if phase == "hook" else None
+            slow.guard.on_decision = slow_d.append if phase == "hook" else None
+            level = logging.DEBUG if phase == "debug" else logging.WARNING
+            caplog.set_level(level, logger="mtlsauth")
+            before = len(short_branch_hits)
+            for _ in range(2):
+                for request in requests:
+                    both(request)
+            if phase == "quiet":
+                assert len(short_branch_hits) > before  # the short branch answered
+            else:
+                assert len(short_branch_hits) == before  # someone reads: the whole branch
+    finally:
+        loop.close()
+    assert fast_d  # the hook phase decided something
+    assert fast_v.health()["cache"] == slow_v.health()["cache"]
+
+
+def _header_shapes(c: _Clients) -> list[tuple[str, Any]]:
+    """``scope["headers"]`` in the shapes a server might pass: (label, a maker of a fresh
+    value, since an iterator is spent by one reading)."""
+    good = quote(c.certs["user"].cert_pem.text(), safe="").encode()
+    bad = quote(c.certs["evil"].cert_pem.text(), safe="").encode()
+    name = HEADER.encode()
+    return [
+        ("one copy", lambda: [(name, good)]),
+        ("lists, not tuples", lambda: [[name, good], [b"accept", b"*/*"]]),
+        ("a tuple of tuples", lambda: ((name, good),)),
+        ("upper case", lambda: [(name.upper(), good)]),
+        ("mixed case", lambda: [(b"X-Ssl-Client-Cert", good)]),
+        ("two copies", lambda: [(name, good), (name, good)]),
+        ("two spellings", lambda: [(name, good), (name.upper(), good)]),
+        ("two copies, one refused", lambda: [(name, good), (name, bad)]),
+        ("a str name", lambda: [(HEADER, good)]),
+        ("a str value", lambda: [(name, good.decode())]),
+        ("a bytearray value", lambda: [(name, bytearray(good))]),
+        ("a str elsewhere", lambda: [(name, good), ("accept", b"*/*")]),
+        ("three items", lambda: [(name, good, b"x")]),
+        ("one item", lambda: [(name,)]),
+        ("a bytes item", lambda: [b"ab"]),
+        ("None", lambda: None),
+        ("an int", lambda: 3),
+        ("a dict", lambda: {name: good}),
+        ("bytes", lambda: name),
+        ("an iterator", lambda: iter([(name, good)])),
+        ("an iterator, refused", lambda: iter([(name, bad)])),
+        ("a generator, two copies", lambda: (h for h in [(name, good), (name, bad)])),
+        ("an iterator of a str", lambda: iter([(name, good), (HEADER, good)])),
+    ]
+
+
+def _chain_shapes(c: _Clients) -> list[tuple[str, Any]]:
+    """``client_cert_chain`` of the TLS extension in the shapes a server might pass."""
+    good, bad = c.certs["user"], c.certs["evil"]
+    return [
+        ("a list", lambda: [good.cert_pem.text()]),
+        ("a tuple", lambda: (good.cert_pem.text(),)),
+        ("DER", lambda: [good.der]),
+        ("an iterator", lambda: iter([good.cert_pem.text()])),
+        ("an iterator, refused", lambda: iter([bad.cert_pem.text()])),
+        ("a generator with an int", lambda: (x for x in [good.der, 5])),
+        ("an int", lambda: 5),
+        ("a str", lambda: good.cert_pem.text()),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["nginx", "none"])
+@pytest.mark.parametrize("mode", ["mandatory", "optional"])
+@pytest.mark.parametrize("quiet", [True, False])
+def test_header_and_chain_shapes_are_read_as_the_whole_path_reads_them(
+    clients: _Clients, kind: str, mode: str, quiet: bool
+) -> None:
+    """The ASGI hot path reads ``scope["headers"]`` (and the TLS chain) before the whole
+    path does: for every shape a server may pass (lists for tuples, other letter cases,
+    copies, items that are not bytes or not pairs, no iterable at all, and a one-shot
+    iterator, which the ASGI spec allows), twins answer alike, with and without someone
+    reading decisions. An iterator spent by the hot path once left the whole path no
+    certificate: a refused certificate then went through mode ``"optional"`` with no
+    identity."""
+    shapes = [("headers", *s) for s in _header_shapes(clients)]
+    shapes += [("chain", *s) for s in _chain_shapes(clients)]
+    (fast, _fast_v), (slow, _slow_v) = _quiet_twins(kind, clients, mode)
+    fast_d: list[Decision] = []
+    slow_d: list[Decision] = []
+    if not quiet:
+        fast.guard.on_decision, slow.guard.on_decision = fast_d.append, slow_d.append
+    peer = TRUSTED if kind == "nginx" else "203.0.113.9"
+
+    def scope(where: str, make: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "http",
+            "method": "GET",
+            "path": "/app",
+            "raw_path": b"/app",
+            "root_path": "",
+            "query_string": b"",
+            "headers": make() if where == "headers" else [(b"accept", b"*/*")],
+            "client": (peer, 1),
+            "server": ("127.0.0.1", 443),
+        }
+        if where == "chain":
+            out["extensions"] = {"tls": {"client_cert_chain": make(), "client_cert_error": None}}
+        return out
+
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(3):  # verified, admitted, then answered by the hot path
+            for where, label, make in shapes:
+                a = _asgi_send(loop, fast, scope(where, make))
+                with whole_path_only():
+                    b = _asgi_send(loop, slow, scope(where, make))
+                assert a == b, (where, label)
+                assert [_normal(d) for d in fast_d] == [_normal(d) for d in slow_d], label
+        by_label = {(where, label): make for where, label, make in shapes}
+        where = "headers" if kind == "nginx" else "chain"
+        status, body = _asgi_send(loop, fast, scope(where, by_label[where, "an iterator"]))
+        assert (status, json.loads(body).get("cn")) == (200, "user"), body
+        assert len(json.loads(body)["h"]) == 1  # the app sees the header that was sent
+        status, body = _asgi_send(loop, fast, scope(where, by_label[where, "an iterator, refused"]))
+        assert (status, json.loads(body).get("code")) == (401, "untrusted_issuer"), body
+    finally:
+        loop.close()

@@ -143,6 +143,7 @@ class MTLSMiddleware:
         if identity is not None:
             scope = {**scope, IDENTITY_KEY: identity}
         else:
+            scope = _read_once(scope)
             decision = await self.guard.acheck(self._view(scope), defer=True)
             if decision.error is not None:
                 await self._deny(decision.error, scope, receive, send)
@@ -225,15 +226,18 @@ class MTLSMiddleware:
                 peer: str | None = client[0]
             else:
                 peer = _peer(scope)
+            headers = scope.get("headers", ())
+            if type(headers) is not list and type(headers) is not tuple:
+                return None  # maybe an iterator, read once: _read_once, then the whole path
             main = self._main
             if main is None:
-                if _single_header(scope.get("headers", ()), None) is False:
+                if _single_header(headers, None) is False:
                     return None  # an item _presented refuses
                 header = None
             else:  # _single_header inline: the one copy of the certificate header
                 size = len(main)
                 header = None
-                for k, v in scope.get("headers", ()):
+                for k, v in headers:
                     if type(k) is not bytes or type(v) is not bytes:
                         return None  # _presented refuses it
                     if len(k) == size and k.lower() == main:
@@ -246,7 +250,10 @@ class MTLSMiddleware:
             if tls:
                 if tls.get("client_cert_error") is not None:
                     return None
-                chain = tuple(tls.get("client_cert_chain") or ())
+                items = tls.get("client_cert_chain") or ()
+                if type(items) is not list and type(items) is not tuple:
+                    return None  # as the headers
+                chain = tuple(items)
                 if not all(isinstance(c, str | bytes) for c in chain):
                     return None
         except Exception:  # noqa: BLE001 - _view and _presented answer it
@@ -381,6 +388,35 @@ async def send_problem(error: MTLSAuthError, scope: Scope, send: Send) -> None:
         return
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _read_once(scope: Scope) -> Scope:
+    """``scope``, or a copy of it whose headers and TLS client chain are a list and a
+    tuple when the server passed other iterables: the ASGI spec allows any iterable, and
+    an iterator is spent by one reading, while the request is read more than once (the
+    certificate headers, the ``Authorization`` header, the headers hidden from the app,
+    the app itself). Read here once, every later reading sees the same items. An iterable
+    that fails while it is read is replaced by ``None``, which ``_presented`` refuses
+    (``request_malformed``), never by the items read before it failed."""
+    headers = scope.get("headers")
+    if headers is not None and type(headers) is not list and type(headers) is not tuple:
+        try:
+            headers = list(headers)
+        except Exception:  # noqa: BLE001 - refused by _presented as unreadable
+            headers = None
+        scope = {**scope, "headers": headers}
+    ext = scope.get("extensions")
+    tls = ext.get("tls") if isinstance(ext, dict) else None
+    if isinstance(tls, dict):
+        chain = tls.get("client_cert_chain")
+        if chain and type(chain) is not list and type(chain) is not tuple:
+            try:
+                chain = tuple(chain)
+            except Exception:  # noqa: BLE001 - refused by _presented as unreadable
+                chain = (None,)
+            tls = {**tls, "client_cert_chain": chain}
+            scope = {**scope, "extensions": {**ext, "tls": tls}}  # type: ignore[dict-item]
+    return scope
 
 
 def _single_header(headers: Iterable[Any], name: bytes | None) -> bytes | Literal[False] | None:
