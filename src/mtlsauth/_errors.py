@@ -128,6 +128,22 @@ class MTLSAuthError(Exception, metaclass=_Made):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, detail={self.detail!r})"
 
+    def __copy__(self) -> MTLSAuthError:
+        """The same refusal in a new object: every field (a subclass's own ones too, such
+        as a bearer refusal's scope), the message, cause, context and traceback. Hooks are
+        handed such a copy: ``__setattr__`` cannot stop a write to the instance's
+        ``__dict__`` or through ``object.__setattr__``, so the answer is sent from an
+        object no hook has seen."""
+        cls = type(self)
+        clone = cls.__new__(cls)
+        clone.__dict__.update(self.__dict__)
+        BaseException.__setattr__(clone, "args", self.args)
+        BaseException.__setattr__(clone, "__cause__", self.__cause__)
+        BaseException.__setattr__(clone, "__context__", self.__context__)
+        BaseException.__setattr__(clone, "__suppress_context__", self.__suppress_context__)
+        BaseException.__setattr__(clone, "__traceback__", self.__traceback__)
+        return clone
+
     def __reduce__(self) -> tuple[object, ...]:  # keep code across pickling (multiprocessing)
         return (_rebuild, (type(self), self.detail, self.code))
 

@@ -34,7 +34,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+import copy
+from dataclasses import dataclass, fields, replace
 
 from mtlsauth._errors import (
     AmbiguousRequest,
@@ -54,7 +55,7 @@ from mtlsauth._identity import ClientIdentity
 from mtlsauth._logfields import RefusalLogLimiter
 from mtlsauth._observe import cache_missed
 from mtlsauth._pool import BoundedPool
-from mtlsauth._problem import PROBLEM_TYPE_PREFIX, problem_body, problem_headers
+from mtlsauth._problem import PROBLEM_TYPE_PREFIX, problem_body, problem_headers, refusal_status
 from mtlsauth._refusal import (
     _DIAGNOSTIC_HEADERS,
     LogDetails,
@@ -160,7 +161,27 @@ class Decision:
         if self.error is None:
             raise ValueError("an allowed request has no problem answer")
         body = problem_body(self.error)
-        return self.error.status, problem_headers(self.error, len(body)), body
+        return refusal_status(self.error), problem_headers(self.error, len(body)), body
+
+
+_DECISION_FIELDS = tuple(f.name for f in fields(Decision))
+_new, _set = object.__new__, object.__setattr__
+
+
+def _for_hook(decision: Decision) -> Decision:
+    """The copy of ``decision`` an ``on_decision`` hook is handed (equal to it, with the
+    same error).
+
+    ``Decision`` is frozen, but that does not stop ``object.__setattr__``: a hook that
+    changed the adapter's own decision could drop a refusal (``error=None``), put another
+    identity in, or keep certificate headers from being hidden. The adapter acts on the
+    decision no hook has seen. (The error stays the one the adapter answers from, so
+    that a hook can compare it; its answer's status is a refusal's whatever is written
+    to it: see ``refusal_status``.)"""
+    clone = _new(Decision)
+    for name in _DECISION_FIELDS:
+        _set(clone, name, getattr(decision, name))
+    return clone
 
 
 def _no_authorization() -> Sequence[str]:
@@ -792,7 +813,8 @@ class Guard:
         if hook is None:
             return None
         try:
-            result = hook(error, request)
+            # A copy: the answer is sent from the error no hook has seen (see __copy__).
+            result = hook(copy.copy(error), request)
         except Exception as exc:  # noqa: BLE001 - the default answer refuses instead
             report_hook_failure("on_error", exc, self._hook_limiter)
             return None
@@ -807,7 +829,7 @@ class Guard:
         if hook is None:
             return None
         try:
-            result = hook(error, request)
+            result = hook(copy.copy(error), request)  # a copy, as in error_hook_result
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:  # noqa: BLE001 - the default answer refuses instead
@@ -844,7 +866,7 @@ class Guard:
         hook = self.on_decision
         if hook is not None:
             try:
-                result = hook(decision)
+                result = hook(_for_hook(decision))
             except Exception as exc:  # noqa: BLE001 - logged; the decision stands
                 report_hook_failure("on_decision", exc, self._hook_limiter)
                 return

@@ -6,10 +6,24 @@ import json
 
 from mtlsauth._errors import MTLSAuthError
 
-__all__ = ["PROBLEM_TYPE_PREFIX", "problem_body", "problem_headers"]
+__all__ = ["PROBLEM_TYPE_PREFIX", "problem_body", "problem_headers", "refusal_status"]
 
 PROBLEM_TYPE_PREFIX = "urn:mtlsauth:error:"
 """Problem ``type`` URIs are this prefix plus the error code (RFC 9457 section 3.1.1)."""
+
+
+def refusal_status(error: MTLSAuthError) -> int:
+    """The HTTP status a refusal is answered with: ``error.status`` when it is a client or
+    server error (400-599), else 401.
+
+    An error's ``status`` is read-only, yet code in the process that is handed the error
+    (``on_decision``, ``on_error``) can still write to its ``__dict__``; whatever it
+    writes, a refusal is never answered with a success (which a proxy's
+    ``auth_request`` or a cache would take as one) nor a redirect."""
+    status = error.status
+    if type(status) is int and 400 <= status <= 599:
+        return status
+    return 401
 
 
 def problem_body(error: MTLSAuthError) -> bytes:
@@ -21,7 +35,7 @@ def problem_body(error: MTLSAuthError) -> bytes:
     doc = {
         "type": PROBLEM_TYPE_PREFIX + error.code,
         "title": error.title,
-        "status": error.status,
+        "status": refusal_status(error),
         "detail": error.detail,
         "code": error.code,
     }
@@ -43,8 +57,8 @@ def problem_headers(error: MTLSAuthError, body_length: int) -> list[tuple[str, s
     challenge = getattr(error, "challenge", None)  # bearer-token refusals (RFC 6750 section 3)
     if isinstance(challenge, str):
         headers.append(("www-authenticate", challenge))
-    elif error.status == 401:
+    elif refusal_status(error) == 401:
         headers.append(("www-authenticate", f'MutualTLS error="{error.code}"'))
-    elif error.status == 503:
+    elif refusal_status(error) == 503:
         headers.append(("retry-after", "1"))
     return headers

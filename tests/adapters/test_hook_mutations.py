@@ -139,3 +139,88 @@ def test_an_error_is_read_only_once_made_and_still_pickles() -> None:
     if sys.version_info >= (3, 11):
         raised.value.add_note("another")
         assert raised.value.__notes__ == ["a note", "another"]
+
+
+def _tamper_error(error: MTLSAuthError, status: object = 200) -> None:
+    """A write past ``__setattr__`` (to the instance dictionary; ``object.__setattr__``
+    writes there too): nothing in Python stops code in the process from doing it."""
+    vars(error)["status"] = status
+
+
+def _tamper_decision(decision: Any) -> None:
+    """A frozen ``Decision`` changed with ``object.__setattr__``: the refusal removed and an
+    identity put in its place."""
+    object.__setattr__(decision, "error", None)
+    object.__setattr__(decision, "identity", object())
+
+
+@pytest.mark.parametrize("driver", list(DRIVERS))
+def test_a_hook_that_writes_past_the_read_only_fields_changes_nothing_sent(
+    pki: _PKI, driver: str
+) -> None:
+    """``on_decision`` is handed its own copy of the decision, and a refusal is answered
+    with a refusal's status whatever is written to its error: a hook that changes the
+    frozen decision with ``object.__setattr__`` (no refusal, an identity), or writes a
+    success, a redirect or no number at all to the error's ``__dict__``, neither admits
+    the request nor changes its answer."""
+    seen: list[str] = []
+
+    def on_decision(decision: Any) -> None:
+        if decision.error is not None:
+            seen.append(decision.error.code)
+            _tamper_error(decision.error, status)
+            _tamper_decision(decision)
+
+    plain = _ask(driver, pki.base, {HEADER: pki.unknown})
+    for status in (200, 302, "200", None):
+        seen.clear()
+        hooked = _ask(driver, pki.base, {HEADER: pki.unknown}, on_decision=on_decision)
+        assert seen == ["untrusted_issuer"]
+        assert hooked == plain
+        assert hooked[0] == 401
+
+
+@pytest.mark.parametrize("driver", [d for d in DRIVERS if d != "django"])  # Django: none
+def test_on_error_writing_past_the_read_only_fields_changes_nothing_sent(
+    pki: _PKI, driver: str
+) -> None:
+    def on_error(error: MTLSAuthError, request: object) -> None:
+        # It is handed a copy: even code and detail written past the guard stay its own.
+        _tamper_error(error)
+        vars(error)["code"] = "ok"
+        vars(error)["detail"] = "welcome, admin"
+
+    plain = _ask(driver, pki.base, {HEADER: pki.unknown})
+    hooked = _ask(driver, pki.base, {HEADER: pki.unknown}, on_error=on_error)
+    assert hooked == plain
+
+
+def test_the_copy_a_hook_gets_is_the_same_refusal() -> None:
+    """``copy.copy`` of an error (what hooks are handed) keeps every field, a subclass's
+    own ones included (a bearer refusal's scope, hence its challenge), the message and
+    the cause, and is read-only as well; writing to it leaves the original alone."""
+    import copy
+
+    from mtlsauth._oauth import TokenError
+
+    try:
+        raise TokenError("no", code="insufficient_scope", scope="accounts") from KeyError("k")
+    except TokenError as exc:
+        error = exc
+    clone = copy.copy(error)
+    assert clone is not error
+    assert type(clone) is TokenError
+    assert (clone.code, clone.status, clone.detail, clone.challenge, str(clone)) == (
+        error.code,
+        403,
+        "no",
+        error.challenge,
+        "no",
+    )
+    assert 'scope="accounts"' in clone.challenge
+    assert isinstance(clone.__cause__, KeyError)
+    assert clone.__traceback__ is error.__traceback__
+    with pytest.raises(AttributeError):
+        clone.status = 200  # type: ignore[misc]
+    vars(clone)["status"] = 200
+    assert error.status == 403

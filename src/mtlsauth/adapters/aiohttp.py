@@ -27,6 +27,7 @@ from multidict import CIMultiDict
 from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
+from mtlsauth._problem import refusal_status
 from mtlsauth._hooks import REFUSAL_MIN_STATUS
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._sslcontext import peer_chain, unrequested_hint
@@ -286,7 +287,7 @@ async def _deny(guard: Guard, error: MTLSAuthError, request: web.Request) -> web
                 "success status",
                 "answered a refusal with a success status: sent with the refusal's status instead",
             )
-            result.set_status(error.status)
+            result.set_status(refusal_status(error))
         return result
     if result is not None:
         guard.hook_misused(
@@ -299,7 +300,7 @@ def problem_response(error: MTLSAuthError) -> web.Response:
     """The default problem+json answer for ``error``."""
     body = problem_body(error)
     headers = [(k, v) for k, v in problem_headers(error, len(body)) if k != "content-length"]
-    return web.Response(body=body, status=error.status, headers=dict(headers))
+    return web.Response(body=body, status=refusal_status(error), headers=dict(headers))
 
 
 def get_identity(request: web.Request) -> ClientIdentity | None:

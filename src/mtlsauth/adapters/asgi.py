@@ -29,6 +29,7 @@ from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_b
 from mtlsauth._hooks import REFUSAL_MIN_STATUS
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
+from mtlsauth._problem import refusal_status
 from mtlsauth._policy._policy import Policy
 from mtlsauth._types import ASGIApp, Message, Presented, Receive, Scope, Send
 
@@ -328,7 +329,7 @@ class MTLSMiddleware:
                         "answered a refusal with a success "
                         "status: sent with the refusal's status instead",
                     )
-                    message = {**message, "status": error.status}
+                    message = {**message, "status": refusal_status(error)}
             elif kind == "websocket.accept":
                 self.guard.hook_misused(
                     "on_error", "accepted", "accepted a refused websocket: closed instead"
@@ -378,7 +379,7 @@ async def send_problem(error: MTLSAuthError, scope: Scope, send: Send) -> None:
             await send(
                 {
                     "type": "websocket.http.response.start",
-                    "status": error.status,
+                    "status": refusal_status(error),
                     "headers": headers,
                 }
             )
@@ -386,7 +387,7 @@ async def send_problem(error: MTLSAuthError, scope: Scope, send: Send) -> None:
         else:
             await send({"type": "websocket.close", "code": 1008, "reason": error.code})
         return
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.start", "status": refusal_status(error), "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -61,6 +61,7 @@ from django.http import HttpRequest, HttpResponse
 from mtlsauth._config import Config, config_from_mapping, load_config
 from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._guard import Decision, Guard, RequestView, problem_body, problem_headers
+from mtlsauth._problem import refusal_status
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._types import Presented
 from mtlsauth.adapters.asgi import _peer as asgi_peer
@@ -182,10 +183,10 @@ setting_changed.connect(_reset, dispatch_uid="mtlsauth-django-settings")
 def problem_response(error: MTLSAuthError) -> HttpResponse:
     """The problem+json ``HttpResponse`` every adapter answers a refusal with."""
     body = problem_body(error)
-    response = HttpResponse(body, status=error.status)
+    response = HttpResponse(body, status=refusal_status(error))
     for name, value in problem_headers(error, len(body)):
         response[name] = value
-    response.reason_phrase = http.HTTPStatus(error.status).phrase
+    response.reason_phrase = http.HTTPStatus(refusal_status(error)).phrase
     return response
 
 

@@ -49,6 +49,7 @@ from mtlsauth._errors import MTLSAuthError, PolicyDenied
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TokenCheck
 from mtlsauth._policy._policy import Policy
+from mtlsauth._problem import refusal_status
 from mtlsauth.adapters.django import (
     BACKEND_PATH,
     get_guard,
@@ -113,16 +114,17 @@ class ClientCertificateUser:
 
 
 def _failed(error: MTLSAuthError) -> exceptions.APIException:
-    if error.status == 400:
+    status = refusal_status(error)
+    if status == 400:
         return exceptions.ParseError(detail=error.detail, code=error.code)
-    if error.status == 403:
+    if status == 403:
         return exceptions.PermissionDenied(detail=error.detail, code=error.code)
-    if error.status == 401:
+    if status == 401:
         return exceptions.AuthenticationFailed(detail=error.detail, code=error.code)
     # 500 internal_error, 503 verification_busy: the status every other adapter answers
     failure = exceptions.APIException(detail=error.detail, code=error.code)
-    failure.status_code = error.status
-    if error.status == 503:
+    failure.status_code = status
+    if status == 503:
         # DRF's exception handler turns ``wait`` into Retry-After, as the other adapters send
         failure.wait = 1
     return failure

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
+from mtlsauth._problem import refusal_status
 from mtlsauth._hooks import REFUSAL_MIN_STATUS, is_coroutine_callable
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
@@ -214,7 +215,7 @@ class MTLSMiddleware:
                     "answered a refusal with a success status: sent with the refusal's "
                     "status instead",
                 )
-                status = f"{error.status} {http.HTTPStatus(error.status).phrase}"
+                status = f"{refusal_status(error)} {http.HTTPStatus(refusal_status(error)).phrase}"
             started.append(True)
             return start_response(status, headers, exc_info)
 
@@ -228,7 +229,7 @@ def problem_response(error: MTLSAuthError) -> tuple[bytes, int, list[tuple[str, 
     ``@app.errorhandler(MTLSAuthError)``.
     """
     body = problem_body(error)
-    return body, error.status, problem_headers(error, len(body))
+    return body, refusal_status(error), problem_headers(error, len(body))
 
 
 def _authorization(environ: WSGIEnvironment) -> list[str]:
