@@ -29,12 +29,12 @@ its pool, problem bodies, routes and refusal logging already live in ``_pool``, 
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-import copy
 from dataclasses import dataclass, fields, replace
 
 from mtlsauth._errors import (

@@ -168,11 +168,13 @@ def test_a_hook_that_writes_past_the_read_only_fields_changes_nothing_sent(
     def on_decision(decision: Any) -> None:
         if decision.error is not None:
             seen.append(decision.error.code)
-            _tamper_error(decision.error, status)
+            _tamper_error(decision.error, written[0])
             _tamper_decision(decision)
 
     plain = _ask(driver, pki.base, {HEADER: pki.unknown})
+    written: list[object] = [None]
     for status in (200, 302, "200", None):
+        written[0] = status
         seen.clear()
         hooked = _ask(driver, pki.base, {HEADER: pki.unknown}, on_decision=on_decision)
         assert seen == ["untrusted_issuer"]

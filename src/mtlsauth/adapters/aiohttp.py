@@ -27,9 +27,9 @@ from multidict import CIMultiDict
 from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
-from mtlsauth._problem import refusal_status
 from mtlsauth._hooks import REFUSAL_MIN_STATUS
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._problem import refusal_status
 from mtlsauth._sslcontext import peer_chain, unrequested_hint
 from mtlsauth._types import Presented
 

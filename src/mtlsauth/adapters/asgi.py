@@ -29,8 +29,8 @@ from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_b
 from mtlsauth._hooks import REFUSAL_MIN_STATUS
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
-from mtlsauth._problem import refusal_status
 from mtlsauth._policy._policy import Policy
+from mtlsauth._problem import refusal_status
 from mtlsauth._types import ASGIApp, Message, Presented, Receive, Scope, Send
 
 if TYPE_CHECKING:

@@ -61,8 +61,8 @@ from django.http import HttpRequest, HttpResponse
 from mtlsauth._config import Config, config_from_mapping, load_config
 from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._guard import Decision, Guard, RequestView, problem_body, problem_headers
-from mtlsauth._problem import refusal_status
 from mtlsauth._identity import ClientIdentity
+from mtlsauth._problem import refusal_status
 from mtlsauth._types import Presented
 from mtlsauth.adapters.asgi import _peer as asgi_peer
 from mtlsauth.adapters.asgi import _single_header

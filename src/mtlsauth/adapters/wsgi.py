@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, cast
 from mtlsauth._errors import AmbiguousRequest, IdentityMissing, MTLSAuthError
 from mtlsauth._forwarded._trust import UNIX_PEER
 from mtlsauth._guard import Decision, Guard, Mode, RequestView, Route, problem_body, problem_headers
-from mtlsauth._problem import refusal_status
 from mtlsauth._hooks import REFUSAL_MIN_STATUS, is_coroutine_callable
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
+from mtlsauth._problem import refusal_status
 from mtlsauth._sslcontext import peer_chain, unrequested_hint
 from mtlsauth._types import Presented
 
