@@ -171,6 +171,8 @@ def bearer_token(authorization: Sequence[str]) -> str | None:
 
 Binding = Literal["required", "if_present"]
 
+_WOULD_BLOCK = object()  # a validation that must move off the event loop (see _acheck)
+
 
 @dataclass(frozen=True, slots=True)
 class TokenCheck:
@@ -325,10 +327,12 @@ class TokenCheck:
                 try:
                     result = self.validate(token)
                 except WouldBlock:
-                    result = None
+                    # Not ``None`` for this: a validator may return that (no claims), and
+                    # must not be asked again for it.
+                    result = _WOULD_BLOCK
                 finally:
                     NO_WAIT.reset(reset)
-                if result is None:
+                if result is _WOULD_BLOCK:
                     result = await self._in_pool(self._spill_pool(), token)
             if inspect.isawaitable(result):
                 result = await result

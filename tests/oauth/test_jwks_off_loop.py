@@ -103,3 +103,45 @@ def test_a_synchronous_check_still_reads_the_file_in_place(
     path.write_text(json.dumps({"keys": []}))
     with pytest.raises(TokenError):
         check.check(None, [f"Bearer {_token(key, 'k1')}"])
+
+
+def test_a_validator_that_returns_nothing_is_called_once_on_the_loop() -> None:
+    """On the loop, a validation that would block moves to a worker thread; one that
+    returned ``None`` (no claims: refused) is not asked a second time there: a validator
+    with side effects (an introspection call, a replay cache) is called once per token."""
+    calls: list[str] = []
+
+    def validate(token: str) -> Any:
+        calls.append(token)
+        return None
+
+    check = TokenCheck(validate, binding="if_present")
+    with pytest.raises(TokenError) as refused:
+        asyncio.run(check.acheck(None, ["Bearer abc"]))
+    assert refused.value.code == "token_invalid"
+    assert calls == ["abc"]
+
+
+def test_would_block_never_escapes_a_synchronous_check(tmp_path: Path) -> None:
+    """``WouldBlock`` is how a JWKS due for a reload tells ``TokenCheck.acheck`` to move
+    to a worker thread. A synchronous check, or a direct ``keys_for`` (user code, the
+    DRF authentication class), reads the file in place; and a synchronous check run in a
+    context that still says "no waiting" (a thread started with the loop's context)
+    refuses the token as ``TokenError``, never lets ``WouldBlock`` out."""
+    from mtlsauth._reload import NO_WAIT
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": []}))
+    jwks = JWKS.from_file(path, min_refresh_interval=0, max_age=0)
+    check = TokenCheck(JWTValidator(jwks=jwks, issuer=ISS, audience=AUD), binding="if_present")
+    path.write_text(json.dumps({"keys": [_jwk(key, "k1")]}))
+    assert len(jwks.keys_for("k1", "ES256")) == 1
+    path.write_text(json.dumps({"keys": []}))
+    time.sleep(0.01)
+    reset = NO_WAIT.set(True)
+    try:
+        with pytest.raises(TokenError):
+            check.check(None, [f"Bearer {_token(key, 'k1')}"])
+    finally:
+        NO_WAIT.reset(reset)
