@@ -1940,3 +1940,31 @@ def test_an_unprocessable_ocsp_answer_is_logged_once_a_minute_escaped(
     assert "\n" not in lines[0]
     assert all(FORGED not in r.getMessage() for r in caplog.records)
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_an_answer_is_not_used_past_its_delegated_responder_certificate(
+    crafted: Crafted, setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A delegated responder's answer is judged with its certificate's validity: a GOOD
+    answer whose ``nextUpdate`` comes after the responder certificate's ``notAfter``
+    was served from the answer cache, and the Verifier's entry kept its ``until``, past
+    that moment, when asking again (a clock stepped forward, ``verify(at=...)`` later
+    on) refuses it: its signer has expired. An answer's ``until`` ends there."""
+    now = _now()
+    ends = now + dt.timedelta(minutes=20)
+    short = issue_ocsp_responder_cert(setup.ca, not_after=ends)
+    crafted.answer = _response(
+        setup,
+        signer=(short.certificate, short.private_key),  # type: ignore[arg-type]
+        include=(short.certificate,),
+        next_update=dt.timedelta(hours=2),
+    )
+    checker = OCSPChecker(responder_url=crafted.url)
+    chain = _chain(setup.leaf, setup.ca)
+    until = checker.check(chain, at=now)
+    assert until is not None
+    assert until <= ends + dt.timedelta(minutes=5)  # the clock skew a judgement allows
+    later = now + dt.timedelta(hours=1)
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"), pytest.raises(RevocationUnavailable):
+        checker.check(chain, at=later)  # asked again: the answer's signer has expired
+    assert any("expired or not yet valid" in r.getMessage() for r in caplog.records)

@@ -529,7 +529,9 @@ class OCSPChecker:
             raise _Failure(f"more than {_MAX_SINGLE_RESPONSES} answers in one response")
         if len(certs) > _MAX_RESPONSE_CERTS:
             raise _Failure(f"more than {_MAX_RESPONSE_CERTS} certificates in one response")
-        self._verify_signer(resp, certs, cert, issuer, at)
+        # A delegated responder's answer is good while its certificate is: judged later,
+        # the answer is refused (its signer expired), so it is not kept past that either.
+        signer_ends = self._verify_signer(resp, certs, cert, issuer, at)
         single = _matching(singles, request)
         status = single.certificate_status
         if (
@@ -557,6 +559,8 @@ class OCSPChecker:
         if at >= shifted(next_update, _SKEW):
             raise _Failure(f"stale answer (nextUpdate {next_update.isoformat()})")
         until = max(next_update, at)
+        if signer_ends is not None:
+            until = min(until, signer_ends)
         if status == ocsp.OCSPCertStatus.GOOD:
             return _Answer(None, None, until, since=at)
         if status == ocsp.OCSPCertStatus.REVOKED:  # on hold, and fresh
@@ -570,7 +574,11 @@ class OCSPChecker:
         cert: x509.Certificate,
         issuer: x509.Certificate,
         at: datetime,
-    ) -> None:
+    ) -> datetime | None:
+        """Accept the response's signer, or raise ``_Failure``. Returns the last moment a
+        delegated responder's certificate is valid (with the clock skew allowed), after
+        which its answers are judged expired; ``None`` for the CA itself (its validity
+        bounds the chain's) and for configured ``trusted_responders``."""
         candidates = [issuer, *self._trusted, *included]
         key_hash, name = resp.responder_key_hash, resp.responder_name
         problem = "signed by an unknown responder"
@@ -591,17 +599,19 @@ class OCSPChecker:
                 # certificate (ECDSA s replaced by n - s) is the same certificate.
                 problem = "the responder certificate cannot answer for itself"
                 continue
+            ends: datetime | None = None
             if cand != issuer and cand not in self._trusted:
                 why = _delegation_problem(cand, issuer, at)
                 if why is not None:
                     problem = why
                     continue
+                ends = shifted(cand.not_valid_after_utc, _SKEW)
             try:
                 _verify_signature(resp, cand)
             except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
                 problem = "bad signature"
                 continue
-            return
+            return ends
         raise _Failure(f"response rejected: {problem}")
 
     def health(self) -> dict[str, object]:
