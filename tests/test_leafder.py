@@ -893,3 +893,83 @@ def test_mutated_values_of_every_length_are_vouched_only_when_read(
     value, with the same SAN values."""
     oid, value = extension
     _vouched_is_read(_leaf([_ext(oid, value, critical)]))
+
+
+# --- the extension loop's reads by index: flags, headers and ends -----------------------------
+
+_SKI_OID = tlv(0x06, encode_oid("2.5.29.14"))
+_ODD_EXTENSIONS = {
+    # (raw extension, what the reading gives: None for "declined", else its critical flag)
+    "DER TRUE": (tlv(0x30, _SKI_OID + b"\x01\x01\xff" + b"\x04\x04\x04\x02\xab\xcd"), True),
+    "no flag": (tlv(0x30, _SKI_OID + b"\x04\x04\x04\x02\xab\xcd"), False),
+    "BER TRUE (01)": (tlv(0x30, _SKI_OID + b"\x01\x01\x01" + b"\x04\x04\x04\x02\xab\xcd"), None),
+    "FALSE spelt out": (tlv(0x30, _SKI_OID + b"\x01\x01\x00" + b"\x04\x04\x04\x02\xab\xcd"), None),
+    "long-form flag length": (
+        tlv(0x30, _SKI_OID + b"\x01\x81\x01\xff" + b"\x04\x04\x04\x02\xab\xcd"),
+        None,
+    ),
+    "two-octet flag": (
+        tlv(0x30, _SKI_OID + b"\x01\x02\x00\xff" + b"\x04\x04\x04\x02\xab\xcd"),
+        None,
+    ),
+    "flag, then nothing": (tlv(0x30, _SKI_OID + b"\x01\x01\xff"), None),
+    "flag, then a header only": (tlv(0x30, _SKI_OID + b"\x01\x01\xff\x04"), None),
+    "flag, then an empty value": (tlv(0x30, _SKI_OID + b"\x01\x01\xff\x04\x00"), True),
+    "OID only": (tlv(0x30, _SKI_OID), None),
+    "OID and one octet": (tlv(0x30, _SKI_OID + b"\x04"), None),
+    "long-form value length for a short value": (
+        tlv(0x30, _SKI_OID + b"\x04\x81\x04\x04\x02\xab\xcd"),
+        None,
+    ),
+    "long-form value length": (
+        tlv(0x30, _SKI_OID + tlv(0x04, tlv(0x04, bytes(130)))),
+        False,
+    ),
+    "long-form extension length": (
+        tlv(0x30, _SKI_OID + b"\x01\x01\xff" + tlv(0x04, tlv(0x04, bytes(200)))),
+        True,
+    ),
+    "value past the extension": (
+        b"\x30\x0b" + _SKI_OID + b"\x04\x06\x04\x02\xab\xcd",
+        None,
+    ),
+    "value short of the extension": (
+        b"\x30\x0d" + _SKI_OID + b"\x04\x04\x04\x02\xab\xcd\x00\x00",
+        None,
+    ),
+    "constructed value": (tlv(0x30, _SKI_OID + b"\x24\x04\x04\x02\xab\xcd"), None),
+    "long-form OID length": (
+        tlv(0x30, b"\x06\x81\x03\x55\x1d\x0e" + b"\x04\x04\x04\x02\xab\xcd"),
+        None,
+    ),
+    "a SET, not a SEQUENCE": (tlv(0x31, _SKI_OID + b"\x04\x04\x04\x02\xab\xcd"), None),
+}
+
+
+@pytest.mark.parametrize("name", list(_ODD_EXTENSIONS))
+def test_the_extension_loop_reads_flags_and_headers_as_cryptography(name: str) -> None:
+    """Each odd extension alone, then cut short at every octet (the extensions block,
+    the TBS and the certificate shortened with it, so that the cut lands at the end of
+    every enclosing item, the buffer's included, and with nothing after the TBS): the
+    reading raises nothing but declines, or finds what cryptography finds; and for the
+    whole extension, what is stated here."""
+    raw, want = _ODD_EXTENSIONS[name]
+    der = _leaf([raw])
+    facts = read_leaf(der)
+    if want is None:
+        assert facts is None
+    else:
+        assert facts is not None
+        assert facts.extensions[encode_oid("2.5.29.14")][0] is want
+        assert _load(der) is not None
+        _facts_match(der)
+    fields = _tbs_fields(_BASE_DER)[:7]
+    _, alg, _sig = split(_BASE_DER)
+    for cut in range(len(raw)):
+        tbs = tlv(0x30, b"".join(fields) + tlv(0xA3, tlv(0x30, raw[:cut])))
+        for shape in (assemble(tbs, alg, b"\x00"), tlv(0x30, tbs), tbs):
+            facts = read_leaf(shape)  # DERError is caught inside: anything else fails here
+            if facts is not None:
+                extensions_read(facts)
+                profile_passes(facts)
+                _facts_match(shape)
