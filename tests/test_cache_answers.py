@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -540,3 +541,55 @@ def test_der_chains_that_differ_never_share_a_key_and_the_leaf_digest_is_its_own
     identity = verifier.verify([l_der, i_der])
     assert identity.fingerprint_sha256 == hashlib.sha256(l_der).hexdigest()
     assert verifier.verify([l_der, i_der]) is identity  # the same key: a hit
+
+
+@pytest.mark.parametrize("shape", ["list", "tuple", "pem"])
+def test_a_verified_paste_is_never_a_tls_clients_answer(
+    shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify`` of a chain (its key from ``der_chain_key``, or the PEM's own) and
+    ``authenticate`` of a TLS client with the same certificates keep their own entries,
+    passes and refusals alike: each verifies once, and neither is answered from the
+    other's entry, by the raw key or by the leaf's."""
+    from mtlsauth import _verifier as verifier_module
+
+    ca = CA(organization="Apart")
+    inter = ca.intermediate()
+    leaf = inter.issue_client_cert(common_name="holder")
+    l_der, i_der = leaf.chain_der
+    verifier = Verifier(trust_store=ca.trust_store())
+    runs: list[str] = []
+    real = verifier_module.Verifier._verify_ders
+
+    def spy(self: Verifier, ders: Any, at: Any, source: str, *args: Any) -> Any:
+        runs.append(source)
+        return real(self, ders, at, source, *args)
+
+    monkeypatch.setattr(verifier_module.Verifier, "_verify_ders", spy)
+
+    def paste(chain: tuple[bytes, ...]) -> object:
+        if shape == "pem":
+            return "".join(
+                x509.load_der_x509_certificate(d).public_bytes(serialization.Encoding.PEM).decode()
+                for d in chain
+            )
+        return list(chain) if shape == "list" else tuple(chain)
+
+    for _ in range(2):
+        assert verifier.verify(paste((l_der, i_der))).common_name == "holder"
+    assert runs == ["tls"]
+    tls = Presented(peer="203.0.113.9", tls_chain=(l_der, i_der))
+    for _ in range(2):
+        identity = verifier.authenticate(tls)
+        assert identity is not None
+    assert len(runs) == 2  # its own verification, once
+    # A refusal: a stranger's leaf, pasted, then presented over TLS.
+    stranger = CA(organization="Stranger").issue_client_cert(common_name="x").der
+    for _ in range(2):
+        with pytest.raises(CertificateInvalid) as refused:
+            verifier.verify(paste((stranger,)))
+        assert refused.value.code == "untrusted_issuer"
+    assert len(runs) == 3
+    with pytest.raises(CertificateInvalid):
+        verifier.authenticate(Presented(peer="203.0.113.9", tls_chain=(stranger,)))
+    assert len(runs) == 4
