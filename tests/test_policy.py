@@ -1038,3 +1038,104 @@ def test_spiffe_id_needs_exactly_one_uri_san_on_every_reading_path() -> None:
             assert identity.spiffe_id is None
     one = ca.issue_client_cert(uris=["spiffe://td/ns/x/sa/y"])
     assert verifier.verify(list(one.chain_der)).spiffe_id == "spiffe://td/ns/x/sa/y"
+
+
+_ODD_ORGANIZATIONS = [
+    "ops",
+    "OPS",
+    " ops",
+    "ops ",
+    " ",
+    "\u00f3p\u015b",
+    "ops\u200b",
+    "\u212aelvin",  # the Kelvin sign, which str.lower() folds to "k"
+    "\uff2f\uff30\uff33",  # fullwidth "OPS"
+    "o\u0301ps",
+    "evil",
+]
+_ORG_LISTS = [{"ops"}, {"OPS"}, {"\u00f3p\u015b"}, {"kelvin"}, {"ops", "\uff2f\uff30\uff33"}]
+
+
+@pytest.mark.parametrize("organization", _ODD_ORGANIZATIONS)
+def test_one_organization_is_judged_as_the_general_rule_judges_it(organization: str) -> None:
+    """The single-organization shortcut of the organization rule gives what the general
+    rule (a set of every O, read from the parsed subject) gives, for spellings that
+    normalise alike or not at all: case, spaces, non-ASCII, the Kelvin sign, fullwidth
+    letters, combining marks; and for identities that never take the shortcut
+    (``dataclasses.replace`` copies with other organizations, proxy-verified
+    identities)."""
+    from mtlsauth._identity import subject_organizations
+
+    ca = CA(organization="Org Rule")
+    identity = identity_from_certificate(
+        ca.issue_client_cert(common_name="c", organization=organization).certificate
+    )
+    assert subject_organizations(identity) == (organization,)  # the shortcut applies
+    # A copy with its own tuple of organizations: the general rule, the subject parsed.
+    copied = dataclasses.replace(identity, organizations=tuple(list(identity.organizations)))
+    assert subject_organizations(copied) is None
+    assert subject_organizations(dataclasses.replace(identity)) == (organization,)
+    # As a proxy-verified identity: no certificate, the organizations as given.
+    proxied = dataclasses.replace(identity, certificate=None, organizations=(organization,))
+
+    def outcome(policy: Policy, who: ClientIdentity) -> str | None:
+        try:
+            policy.check(who)
+        except PolicyDenied as exc:
+            return exc.detail
+        return None
+
+    for allowed in _ORG_LISTS:
+        policy = Policy(organizations=allowed)
+        want = outcome(policy, copied)
+        assert outcome(policy, identity) == want, (organization, allowed)
+        assert outcome(policy, proxied) == want, (organization, allowed)
+    if organization in ("ops", "evil"):
+        want = None if organization == "ops" else "organization not in the allow-list"
+        assert outcome(Policy(organizations={"ops"}), identity) == want
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["a.example."],
+        ["A.Example"],
+        ["a.example.."],
+        ["."],
+        [""],
+        ["x.svc.example."],
+        ["*.svc.example"],
+        ["\u212a.svc.example"],
+        ["k.svc.example", "a.example"],
+        ["xn--ls8h.example"],
+    ],
+)
+def test_dns_names_are_folded_as_before(names: list[str]) -> None:
+    """The DNS rule's inline folding (ASCII lower case, one trailing dot dropped) gives
+    what ``_dns_norm`` gives: a name that ends with a dot, a lone dot, an empty name,
+    a wildcard, a non-ASCII name (never folded into ASCII)."""
+    from mtlsauth._names import _dns_norm
+
+    allowed = {"a.example", "*.svc.example", "k.svc.example"}
+    policy = Policy(dns_names=allowed)
+    base = identity_from_certificate(CA().issue_client_cert(common_name="x").certificate)
+    identity = dataclasses.replace(base, dns_names=tuple(names))
+
+    def reference() -> bool:
+        for raw in names:
+            if not raw.isascii():
+                continue
+            name = _dns_norm(raw)
+            if name in {"a.example"}:
+                return True
+            head, dot, rest = name.partition(".")
+            if dot and head and "*" not in head and rest in {"svc.example", "k.svc.example"}:
+                return True
+        return False
+
+    try:
+        policy.check(identity)
+        got = True
+    except PolicyDenied:
+        got = False
+    assert got is reference()
