@@ -154,3 +154,54 @@ def test_one_certificate_is_split_as_the_general_reader_splits_it(data: bytes) -
     except CertificateInvalid as exc:
         got = "malformed" if exc.code == "certificate_malformed" else exc.code
     assert got == _reference_split(data)
+
+
+def test_subclasses_and_look_alikes_read_as_before() -> None:
+    """``chain_to_der`` settles a list or tuple first: subclasses of list, tuple, str and
+    bytes read as the plain types do (a class cannot be both a sequence and text, nor
+    subclass a certificate), and objects that only behave like sequences, iterators and
+    mappings are refused, never iterated into a chain."""
+    from collections import UserList, namedtuple
+    from collections.abc import Sequence
+
+    from cryptography import x509
+
+    ca = CA()
+    leaf = ca.issue_client_cert(common_name="svc")
+    der, pem = leaf.der, leaf.cert_pem.text()
+    want = (der,)
+
+    class L(list):  # type: ignore[type-arg]
+        pass
+
+    class T(tuple):  # type: ignore[type-arg]
+        pass
+
+    class S(str):
+        pass
+
+    class B(bytes):
+        pass
+
+    class Lying(list):  # type: ignore[type-arg]
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            return iter([der])
+
+    class Seq(Sequence):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, i):  # type: ignore[no-untyped-def]
+            if i:
+                raise IndexError
+            return der
+
+    pair = namedtuple("pair", "leaf")
+    for chain in (L([der]), T([pem]), pair(der), S(pem), B(der), [S(pem)], (B(der),)):
+        assert chain_to_der(chain) == want, type(chain)
+    assert chain_to_der(Lying(["not read"])) == want  # read once, by iteration, as before
+    assert chain_to_der(x509.load_der_x509_certificate(der)) == want
+    for odd in (Seq(), UserList([der]), iter([der]), (d for d in [der]), {der: 1}, 3):
+        with pytest.raises(CertificateInvalid) as refused:
+            chain_to_der(odd)
+        assert refused.value.code == "certificate_malformed"

@@ -1154,3 +1154,54 @@ def test_deleting_a_crl_file_then_writing_an_older_one_is_refused(tmp_path: Path
     time.sleep(0.3)
     assert crls.reload() is False
     assert "CRLNumber 1, lower than 2" in str(crls.health()["last_error"])
+
+
+def test_fail_closed_looks_at_every_item_of_the_chain_it_is_given() -> None:
+    """``fail_closed`` hands a check only a non-empty list or tuple (subclasses too) of
+    certificates: a non-certificate anywhere in it, a look-alike sequence, an iterator or
+    an empty chain is refused (``RevocationUnavailable``) without calling the check."""
+    from collections.abc import Sequence
+
+    from mtlsauth import RevocationUnavailable
+    from mtlsauth._revocation._compose import fail_closed
+
+    ca = CA(organization="items")
+    leaf = ca.issue_client_cert(common_name="c").certificate
+    root = ca.certificate
+    calls: list[object] = []
+
+    def check(chain: object, at: object) -> None:
+        calls.append(chain)
+
+    class L(list):  # type: ignore[type-arg]
+        pass
+
+    class T(tuple):  # type: ignore[type-arg]
+        pass
+
+    class Seq(Sequence):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i):  # type: ignore[no-untyped-def]
+            return (leaf, root)[i]
+
+    now = dt.datetime.now(dt.timezone.utc)
+    for good in ([leaf, root], (leaf,), L([leaf, root]), T([leaf])):
+        assert fail_closed(check, good, now, what="test", detail="no") is None  # type: ignore[arg-type]
+    assert len(calls) == 4
+    for bad in (
+        [leaf, root.public_bytes(serialization.Encoding.DER)],
+        [None, leaf],
+        [leaf, root, "x"],
+        L([leaf, 1]),
+        T([object()]),
+        [],
+        (),
+        Seq(),
+        iter([leaf, root]),
+        None,
+    ):
+        with pytest.raises(RevocationUnavailable):
+            fail_closed(check, bad, now, what="test", detail="no")  # type: ignore[arg-type]
+    assert len(calls) == 4
