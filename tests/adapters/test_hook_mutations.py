@@ -226,3 +226,64 @@ def test_the_copy_a_hook_gets_is_the_same_refusal() -> None:
         clone.status = 200  # type: ignore[misc]
     vars(clone)["status"] = 200
     assert error.status == 403
+
+
+@pytest.mark.parametrize("driver", [d for d in DRIVERS if d != "django"])  # Django: no on_error
+@pytest.mark.parametrize("mode", ["mandatory", "optional"])
+def test_an_on_error_answer_built_from_the_error_carries_no_hint(
+    pki: _PKI, driver: str, mode: str
+) -> None:
+    """An ``on_error`` hook that answers with the error's own text (a common handler)
+    tells the client no more than the default answer: in modes ``"mandatory"`` and
+    ``"optional"``, a peer taken from X-Forwarded-For (refused: untrusted forwarder) and a
+    certificate header ignored from an untrusted peer say nothing of it in the error;
+    what is misconfigured is the ``Decision.hint`` and the log line's."""
+    from test_refusal_oracle import _conf as oracle_conf
+
+    import mtlsauth._config as config_module
+
+    def on_error(error: MTLSAuthError, request: object) -> Any:
+        text = f"{error.code}: {error.detail} {vars(error)!r}"
+        if driver == "aiohttp":
+            from aiohttp import web
+
+            return web.Response(status=error.status, text=text)
+        if driver == "wsgi":
+
+            def app(environ: Any, start_response: Any) -> list[bytes]:
+                start_response(f"{error.status} X", [("content-type", "text/plain")])
+                return [text.encode()]
+
+            return app
+        from starlette.responses import PlainTextResponse
+
+        return PlainTextResponse(text, status_code=error.status)
+
+    hints: list[str | None] = []
+    real = config_module.Config.middleware_kwargs
+
+    def with_hooks(self: Any) -> dict[str, Any]:
+        return {**real(self), "on_error": on_error, "on_decision": lambda d: hints.append(d.hint)}
+
+    config_module.Config.middleware_kwargs = with_hooks  # type: ignore[method-assign]
+    try:
+        for on_untrusted, headers in (
+            ("reject", {HEADER: pki.good, "x-forwarded-for": f"198.51.100.7, {PEER}"}),
+            ("reject", {HEADER: pki.good}),
+            ("ignore", {HEADER: pki.good, "x-forwarded-for": f"198.51.100.7, {PEER}"}),
+            ("ignore", {HEADER: pki.good}),
+        ):
+            conf = {**oracle_conf(["10.0.0.1"], on_untrusted), "mode": mode}
+            status, _headers, body = DRIVERS[driver](conf, pki.base, headers)
+            text = body.decode()
+            for word in ("X-Forwarded-For", "trusted_proxies", "no-proxy-headers", "ignored"):
+                assert word not in text, (on_untrusted, text)
+            if on_untrusted == "reject":
+                assert (status, text.split(":")[0]) == (401, "untrusted_forwarder")
+            elif mode == "optional":
+                assert (status, body) == (200, b"ok")  # no certificate: through, anonymous
+            else:
+                assert (status, text.split(":")[0]) == (401, "certificate_missing")
+    finally:
+        config_module.Config.middleware_kwargs = real  # type: ignore[method-assign]
+    assert any(h and "X-Forwarded-For" in h for h in hints)  # the operator is told

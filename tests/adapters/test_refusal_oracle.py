@@ -76,7 +76,9 @@ def wsgi_driver(conf: dict[str, Any], base: Path, headers: Headers) -> Answer:
         environ["HTTP_" + k.upper().replace("-", "_")] = v
     started: list[tuple[str, list[tuple[str, str]]]] = []
     body = b"".join(
-        MTLSMiddleware(app, **_kwargs(conf, base))(environ, lambda s, h: started.append((s, h)))
+        MTLSMiddleware(app, **_kwargs(conf, base))(
+            environ, lambda s, h, exc_info=None: started.append((s, h))
+        )
     )
     status, sent = started[0]
     return _answer(int(status.split()[0]), sent, body)
