@@ -537,11 +537,29 @@ def test_a_chain_item_as_text_never_shares_the_key_of_other_bytes(pki) -> None:
 
 
 # -- the quiet hot path: no routes, no exempt paths, nobody reading decisions --------------------
-def _quiet_twins(kind: str, c: _Clients, mode: str) -> list[Any]:
-    """Twin ASGI middlewares without routes, exempt paths or ``on_decision``: the
+def _quiet_twins(kind: str, c: _Clients, mode: str, adapter: str = "asgi") -> list[Any]:
+    """Twin middlewares without routes, exempt paths or ``on_decision``: the
     configuration whose cached hits ``Guard.cached`` answers in its short branch."""
     from mtlsauth.adapters.asgi import MTLSMiddleware as AsgiMiddleware
     from mtlsauth.adapters.asgi import identity_from_scope
+
+    if adapter == "wsgi":
+        from mtlsauth.adapters.wsgi import MTLSMiddleware as WsgiMiddleware
+        from mtlsauth.adapters.wsgi import identity_from_environ
+
+        def wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+            who = identity_from_environ(environ)
+            seen = sorted((k, repr(v)) for k, v in environ.items() if k.startswith("HTTP_"))
+            start_response("200 OK", [])
+            return [json.dumps({"cn": who.common_name if who else None, "h": seen}).encode()]
+
+        return [
+            (
+                mw := WsgiMiddleware(wsgi_app, verifier=_verifier(kind, c), mode=mode),
+                mw.guard.verifier,
+            )
+            for _ in range(2)
+        ]
 
     async def app(scope, receive, send) -> None:
         who = identity_from_scope(scope)
@@ -597,11 +615,23 @@ def short_branch_hits(monkeypatch) -> list[object]:
     return hits
 
 
+def _wsgi_send(mw: Any, environ: dict[str, Any]) -> tuple[Any, ...]:
+    status: list[str] = []
+    body = b"".join(mw(environ, lambda s, h, exc_info=None: status.append(s)))
+    return status[0], body
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("adapter", ["asgi", "wsgi"])
 @pytest.mark.parametrize("mode", ["mandatory", "optional"])
 @pytest.mark.parametrize("kind", ["nginx", "traefik", "none"])
 def test_the_quiet_hot_path_decides_as_the_whole_path(
-    clients: _Clients, kind: str, mode: str, short_branch_hits: list[object], caplog
+    clients: _Clients,
+    adapter: str,
+    kind: str,
+    mode: str,
+    short_branch_hits: list[object],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Seeded random requests against twins with nothing path-dependent, in modes
     ``"mandatory"`` and ``"optional"``: first with nobody reading decisions (the short
@@ -611,20 +641,26 @@ def test_the_quiet_hot_path_decides_as_the_whole_path(
     are the whole path's."""
     import logging
 
-    r = random.Random(f"quiet-{kind}-{mode}")
-    (fast, fast_v), (slow, slow_v) = _quiet_twins(kind, clients, mode)
-    requests = [_random_scope(r, kind, clients) for _ in range(120)]
+    r = random.Random(f"quiet-{adapter}-{kind}-{mode}")
+    (fast, fast_v), (slow, slow_v) = _quiet_twins(kind, clients, mode, adapter)
+    make = _random_scope if adapter == "asgi" else _random_environ
+    requests = [make(r, kind, clients) for _ in range(120)]
     loop = asyncio.new_event_loop()
     fast_d: list[Decision] = []
     slow_d: list[Decision] = []
 
+    def send(mw: Any, request: dict[str, Any]) -> tuple[Any, ...]:
+        if adapter == "wsgi":
+            return _wsgi_send(mw, dict(request))
+        return _asgi_send(loop, mw, dict(request))
+
     def both(request: dict[str, Any]) -> None:
         caplog.clear()
-        a = _asgi_send(loop, fast, dict(request))
+        a = send(fast, request)
         fast_lines = [rec.getMessage() for rec in caplog.records]
         caplog.clear()
         with whole_path_only():
-            b = _asgi_send(loop, slow, dict(request))
+            b = send(slow, request)
         slow_lines = [rec.getMessage() for rec in caplog.records]
         assert a == b, request
         assert fast_lines == slow_lines, request
@@ -642,7 +678,8 @@ def test_the_quiet_hot_path_decides_as_the_whole_path(
             for _ in range(2):
                 for request in requests:
                     both(request)
-            if phase == "quiet":
+            if phase == "quiet" and (adapter, kind) != ("wsgi", "none"):
+                # (WSGI's hot path reads a certificate header: none here)
                 assert len(short_branch_hits) > before  # the short branch answered
             else:
                 assert len(short_branch_hits) == before  # someone reads: the whole branch
