@@ -793,3 +793,58 @@ def test_header_and_chain_shapes_are_read_as_the_whole_path_reads_them(
         assert (status, json.loads(body).get("code")) == (401, "untrusted_issuer"), body
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("mode", ["mandatory", "optional"])
+def test_django_asgi_headers_spent_by_django_are_refused_not_taken_as_absent(
+    clients: _Clients, monkeypatch, mode: str
+) -> None:
+    """Django's ASGI request reads ``scope["headers"]`` into ``META`` when it is made;
+    the middleware then reads the certificate header from the scope again (never from
+    ``META``: CVE-2026-3902). A one-shot iterator, which the ASGI spec allows, is spent
+    by then: the header looked absent, and mode ``"optional"`` let a request whose
+    certificate is refused through with no identity. Headers that are not a list or a
+    tuple are refused as unreadable (``request_malformed``) instead."""
+    import io
+
+    import test_django
+    from django.core.handlers.asgi import ASGIRequest
+    from django.http import JsonResponse
+
+    from mtlsauth.adapters import django as dj
+
+    test_django.configure_django()
+    name = HEADER.encode()
+    value = quote(clients.certs["evil"].cert_pem.text(), safe="").encode()
+    good = quote(clients.certs["user"].cert_pem.text(), safe="").encode()
+
+    def view(request):
+        who = dj.identity_from_request(request)
+        return JsonResponse({"cn": who.common_name if who else None})
+
+    def answer(headers: Any) -> tuple[int, str | None]:
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/app",
+            "raw_path": b"/app",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": (TRUSTED, 1),
+            "server": ("127.0.0.1", 80),
+        }
+        response = middleware(ASGIRequest(scope, io.BytesIO(b"")))
+        body = json.loads(response.content)
+        return response.status_code, body.get("cn", body.get("code"))
+
+    guard = Guard(verifier=_verifier("nginx", clients), mode=mode)
+    monkeypatch.setattr(dj, "get_guard", lambda: guard)
+    middleware = dj.MTLSMiddleware(view)
+    assert answer([(name, value)]) == (401, "untrusted_issuer")
+    for _ in range(3):  # verified, admitted, then answered by the hot path
+        assert answer([(name, good)]) == (200, "user")
+    for headers in (iter([(name, value)]), iter([(name, good)]), (h for h in [(name, good)])):
+        assert answer(headers) == (400, "request_malformed")
+    assert answer(iter([])) == (400, "request_malformed")
+    assert answer(((name, good),)) == (200, "user")  # a tuple is read as a list is

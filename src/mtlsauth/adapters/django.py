@@ -256,11 +256,18 @@ def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, 
 
 
 def _scope_headers(scope: dict[str, Any], names: frozenset[str]) -> tuple[tuple[str, str], ...]:
-    """The headers of an ASGI scope whose lower-case names are ``names``, as sent."""
+    """The headers of an ASGI scope whose lower-case names are ``names``, as sent.
+
+    Only from a list or a tuple: Django's request has read the scope's headers into
+    ``META`` already, so a one-shot iterator (which the ASGI spec allows) is spent, and
+    its certificate header would look absent; such headers are refused as unreadable."""
+    headers = scope.get("headers", ())
+    if not isinstance(headers, list | tuple):
+        raise AmbiguousRequest("the server passed unreadable headers", code="request_malformed")
     try:
         return tuple(
             (k.lower().decode("latin-1"), v.decode("latin-1"))
-            for k, v in scope.get("headers", ())
+            for k, v in headers
             if type(k) is bytes and type(v) is bytes and k.lower().decode("latin-1") in names
         )
     except (TypeError, ValueError, AttributeError):
