@@ -287,3 +287,31 @@ def test_an_on_error_answer_built_from_the_error_carries_no_hint(
     finally:
         config_module.Config.middleware_kwargs = real  # type: ignore[method-assign]
     assert any(h and "X-Forwarded-For" in h for h in hints)  # the operator is told
+
+
+@pytest.mark.parametrize("driver", list(DRIVERS))
+def test_garbage_written_past_the_read_only_fields_never_breaks_the_answer(
+    pki: _PKI, driver: str
+) -> None:
+    """A hook that writes values of the wrong type into the error's ``__dict__`` (no code,
+    a number for a detail, an object for a title, a code no challenge knows) still gets
+    the request a problem+json refusal, never a 500 or a traceback: each field of the
+    answer is taken from the error only when it is one the error's class could have."""
+    import json
+
+    def on_decision(decision: Any) -> None:
+        error = decision.error
+        if error is not None:
+            vars(error).update(code=None, detail=5, title=object(), status="401")
+
+    hooked = _ask(driver, pki.base, {HEADER: pki.unknown}, on_decision=on_decision)
+    status, headers, body = hooked
+    assert status == 401
+    assert dict(headers)["content-type"] == "application/problem+json"
+    doc = json.loads(body)
+    assert (doc["status"], doc["code"], doc["title"]) == (
+        401,
+        "certificate_malformed",
+        "Client certificate invalid",
+    )
+    assert doc["detail"] == "certificate malformed"

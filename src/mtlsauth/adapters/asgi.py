@@ -30,7 +30,7 @@ from mtlsauth._hooks import REFUSAL_MIN_STATUS
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TOKEN_KEY
 from mtlsauth._policy._policy import Policy
-from mtlsauth._problem import refusal_status
+from mtlsauth._problem import answer_of, refusal_status
 from mtlsauth._types import ASGIApp, Message, Presented, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -335,7 +335,7 @@ class MTLSMiddleware:
                     "on_error", "accepted", "accepted a refused websocket: closed instead"
                 )
                 closed = True
-                message = {"type": "websocket.close", "code": 1008, "reason": error.code}
+                message = {"type": "websocket.close", "code": 1008, "reason": answer_of(error).code}
             started = True
             await send(message)
 
@@ -385,7 +385,7 @@ async def send_problem(error: MTLSAuthError, scope: Scope, send: Send) -> None:
             )
             await send({"type": "websocket.http.response.body", "body": body})
         else:
-            await send({"type": "websocket.close", "code": 1008, "reason": error.code})
+            await send({"type": "websocket.close", "code": 1008, "reason": answer_of(error).code})
         return
     await send({"type": "http.response.start", "status": refusal_status(error), "headers": headers})
     await send({"type": "http.response.body", "body": body})

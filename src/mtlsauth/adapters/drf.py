@@ -49,7 +49,7 @@ from mtlsauth._errors import MTLSAuthError, PolicyDenied
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TokenCheck
 from mtlsauth._policy._policy import Policy
-from mtlsauth._problem import refusal_status
+from mtlsauth._problem import answer_of
 from mtlsauth.adapters.django import (
     BACKEND_PATH,
     get_guard,
@@ -114,15 +114,15 @@ class ClientCertificateUser:
 
 
 def _failed(error: MTLSAuthError) -> exceptions.APIException:
-    status = refusal_status(error)
+    status, code, _title, detail, _challenge = answer_of(error)
     if status == 400:
-        return exceptions.ParseError(detail=error.detail, code=error.code)
+        return exceptions.ParseError(detail=detail, code=code)
     if status == 403:
-        return exceptions.PermissionDenied(detail=error.detail, code=error.code)
+        return exceptions.PermissionDenied(detail=detail, code=code)
     if status == 401:
-        return exceptions.AuthenticationFailed(detail=error.detail, code=error.code)
+        return exceptions.AuthenticationFailed(detail=detail, code=code)
     # 500 internal_error, 503 verification_busy: the status every other adapter answers
-    failure = exceptions.APIException(detail=error.detail, code=error.code)
+    failure = exceptions.APIException(detail=detail, code=code)
     failure.status_code = status
     if status == 503:
         # DRF's exception handler turns ``wait`` into Retry-After, as the other adapters send
