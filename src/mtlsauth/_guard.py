@@ -250,11 +250,13 @@ class Guard:
         routes: ``Route`` rules; the first that matches a request sets its mode and policy.
         exempt_paths: Paths (exact, or a prefix ending in ``*``) never checked, such as
             ``"/healthz"``. They are checked before ``routes``.
-        on_error: Kept for the adapter (its signature is framework-specific).
+        on_error: Kept for the adapter (its signature is framework-specific); it is
+            handed a copy of the error, and the answer is sent from the original.
         on_decision: Called with every ``Decision``; its exceptions are logged (escaped,
             once a minute per exception type), never raised, and never change the
-            decision. It is called synchronously: an ``async def`` hook would never run,
-            so it is refused with ``TypeError``.
+            decision: it is handed a copy (equal to the decision, with the same error),
+            and the adapter acts on the original. It is called synchronously: an
+            ``async def`` hook would never run, so it is refused with ``TypeError``.
         verification_threads: Threads of the Guard's own pool, which runs the verifications
             that are not cached for the async adapters (``decide_async``). They start on
             demand and end when there is no more work.
