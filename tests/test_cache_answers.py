@@ -593,3 +593,22 @@ def test_a_verified_paste_is_never_a_tls_clients_answer(
     with pytest.raises(CertificateInvalid):
         verifier.authenticate(Presented(peer="203.0.113.9", tls_chain=(stranger,)))
     assert len(runs) == 4
+    # A trusted proxy's header with the same certificates: its own verification too.
+    from urllib.parse import quote
+
+    from mtlsauth import ForwardedCert
+
+    proxied = Verifier(
+        trust_store=ca.trust_store(),
+        intermediates=[inter.cert_pem.text()],
+        forwarded=ForwardedCert.preset("nginx", trusted_proxies=["127.0.0.1"]),
+    )
+    runs.clear()
+    for _ in range(2):
+        assert proxied.verify(paste((l_der, i_der))).common_name == "holder"
+    header = (("x-ssl-client-cert", quote(leaf.cert_pem.text(), safe="")),)
+    for _ in range(2):
+        who = proxied.authenticate(Presented(peer="127.0.0.1", headers=header))
+        assert who is not None
+    assert len(runs) == 2
+    assert runs[1] != "tls"  # verified as a forwarded certificate, not as the paste
