@@ -144,12 +144,24 @@ class MTLSAuthError(Exception, metaclass=_Made):
         BaseException.__setattr__(clone, "__traceback__", self.__traceback__)
         return clone
 
-    def __reduce__(self) -> tuple[object, ...]:  # keep code across pickling (multiprocessing)
-        return (_rebuild, (type(self), self.detail, self.code))
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled as the class, detail and code it is rebuilt from, and a subclass's own
+        fields (a bearer refusal's scope): a refusal crosses processes unchanged."""
+        extra = {k: v for k, v in self.__dict__.items() if k not in _REBUILT}
+        return (_rebuild, (type(self), self.detail, self.code, extra))
 
 
-def _rebuild(cls: type[MTLSAuthError], detail: str, code: str) -> MTLSAuthError:
-    return cls(detail, code=code)
+# What the constructor sets again from the detail and the code (or marks) on unpickling.
+_REBUILT = frozenset({"code", "detail", "_made"})
+
+
+def _rebuild(
+    cls: type[MTLSAuthError], detail: str, code: str, extra: dict[str, object] | None = None
+) -> MTLSAuthError:
+    error = cls(detail, code=code)
+    if extra:  # the fields as they were when pickled (read-only afterwards, as before)
+        error.__dict__.update(extra)
+    return error
 
 
 class CertificateMissing(MTLSAuthError):

@@ -90,6 +90,21 @@ def test_refusals_carry_a_bearer_challenge(code, status, challenge) -> None:
     assert (again.code, again.status) == (code, status)
 
 
+def test_a_pickled_bearer_refusal_keeps_its_scope_and_challenge() -> None:
+    """Pickling (multiprocessing, a task queue) rebuilt a refusal from its detail and code
+    only: a ``TokenError`` lost the scopes its challenge names, and a copy carried another
+    challenge than the original."""
+    error = TokenError("needs more", code="insufficient_scope", scope="write admin")
+    again = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own object
+    assert type(again) is TokenError
+    assert (again.code, again.detail, again.status) == ("insufficient_scope", "needs more", 403)
+    assert again.required_scope == "write admin"
+    assert again.challenge == error.challenge
+    assert 'scope="write admin"' in again.challenge
+    with pytest.raises(AttributeError):
+        again.required_scope = "read"  # still read-only once rebuilt
+
+
 def test_insufficient_scope_names_the_scopes() -> None:
     check = TokenCheck(lambda t: {"scope": "read", "cnf": None}, scopes={"write", "admin"})
     with pytest.raises(TokenError) as info:
