@@ -297,6 +297,27 @@ def test_forged_header_is_hidden_from_views_in_every_mode(django_client, certs) 
     assert body["header"] == header(certs.good)  # a trusted proxy's header is left alone
 
 
+def test_refusal_log_names_a_peer_rewritten_from_x_forwarded_for(
+    django_client, certs, caplog
+) -> None:
+    """The Django middleware hands the core the headers that explain a refusal, as the
+    other adapters do: a certificate header from a peer that is the last hop of
+    X-Forwarded-For (a server rewriting the peer from it) is named in the log line, and
+    never in the client's answer."""
+    import logging
+
+    client = django_client(backends=())
+    with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+        code, body = get(
+            client, "/whoami", certs.good, peer=STRANGER, extra={"HTTP_X_FORWARDED_FOR": STRANGER}
+        )
+    assert (code, body["code"]) == (401, "untrusted_forwarder")
+    lines = [r.getMessage() for r in caplog.records if "untrusted_forwarder" in r.getMessage()]
+    assert lines, caplog.text
+    assert "last hop of X-Forwarded-For" in lines[0]
+    assert "X-Forwarded-For" not in json.dumps(body)
+
+
 def test_direct_tls_environ(django_client, certs) -> None:
     client = django_client(backends=())
     r = client.get("/whoami", REMOTE_ADDR="127.0.0.1", **certs.good.wsgi_environ())

@@ -229,10 +229,13 @@ def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, 
     meta = request.META
     path = request.path_info or "/"
     peer = request_peer(request)
-    presented = presented_from_environ(meta, path, request.method, header_keys=keys, peer=peer)
+    # Also the headers read only to explain a refusal (X-Forwarded-For, certificate headers
+    # no configuration reads), as every adapter hands them to the core; never stripped.
+    read = (*keys, *_diagnostic_keys(guard, keys))
+    presented = presented_from_environ(meta, path, request.method, header_keys=read, peer=peer)
     scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
     if isinstance(scope, dict):
-        headers = _scope_headers(scope, guard.strip_names)
+        headers = _scope_headers(scope, guard.read_names)
         chain, tls_error = presented.tls_chain, presented.tls_error
         tls = (scope.get("extensions") or {}).get("tls") if not chain else None
         if isinstance(tls, dict):
@@ -253,6 +256,15 @@ def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, 
             tls_hint=presented.tls_hint,
         )
     return presented
+
+
+def _diagnostic_keys(guard: Guard, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``META`` keys of the headers the core reads besides ``keys`` (the certificate
+    headers): those that only explain a refusal."""
+    extra = (
+        "HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.read_names - guard.strip_names)
+    )
+    return tuple(k for k in extra if k not in keys)
 
 
 def _scope_headers(scope: dict[str, Any], names: frozenset[str]) -> tuple[tuple[str, str], ...]:
