@@ -844,3 +844,39 @@ def test_fast_init_refuses_what_it_cannot_copy() -> None:
 
     with pytest.raises(TypeError, match="not a plain field"):
         fast_init(Factory)
+
+
+def test_what_a_guard_decides_by_is_fixed_once_made() -> None:
+    """Routes, exempt paths and the mode decide which checks a request gets, and the hot
+    path reads a summary of them made at construction (``path_sensitive``): reassigning
+    one afterwards made cached hits skip a route's policy that the whole path applied.
+    They are read-only once the Guard is made; the hooks stay assignable."""
+    ca = CA()
+    verifier = Verifier(trust_store=ca.trust_store())
+    guard = Guard(verifier=verifier)
+    strict = Route("/admin", policy=Policy(organizations=["ops"]))
+    for name, value in (
+        ("routes", (strict,)),
+        ("mode", "off"),
+        ("path_sensitive", True),
+        ("_exempt_exact", frozenset({"/x"})),
+        ("_exempt_prefixes", ("/x",)),
+        ("verifier", verifier),
+        ("forwarded", None),
+        ("strip_names", frozenset()),
+        ("read_names", frozenset()),
+    ):
+        with pytest.raises(AttributeError, match="read-only"):
+            setattr(guard, name, value)
+        with pytest.raises(AttributeError, match="read-only"):
+            delattr(guard, name)
+    assert guard.routes == ()
+    assert guard.mode == "mandatory"
+    assert guard.path_sensitive is False
+
+    def hook(decision: Decision) -> None:
+        return None
+
+    guard.on_decision = hook
+    guard.on_error = None
+    assert guard.on_decision is hook

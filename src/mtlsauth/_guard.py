@@ -184,6 +184,24 @@ def _for_hook(decision: Decision) -> Decision:
     return clone
 
 
+_GUARD_FIXED = frozenset(
+    {
+        "_exempt_exact",
+        "_exempt_prefixes",
+        "_made",
+        "_not_cached",
+        "_pool",
+        "forwarded",
+        "mode",
+        "path_sensitive",
+        "read_names",
+        "routes",
+        "strip_names",
+        "verifier",
+    }
+)
+
+
 def _no_authorization() -> Sequence[str]:
     return ()
 
@@ -266,6 +284,10 @@ class Guard:
     Raises:
         TypeError, ValueError: on bad configuration.
 
+    The verifier, mode, routes and exempt paths are read-only once the Guard is made
+    (``AttributeError``: make a new Guard to change them); ``on_decision`` and
+    ``on_error`` may be reassigned.
+
     Security note: forwarded-certificate headers are removed from what the application
     sees whenever the peer is not a trusted proxy, in every mode, including ``"off"``
     and exempt paths (``strip_names`` / ``must_strip``).
@@ -276,6 +298,7 @@ class Guard:
         "_exempt_prefixes",
         "_hook_limiter",
         "_log_limiter",
+        "_made",
         "_not_cached",
         "_pool",
         "forwarded",
@@ -351,6 +374,20 @@ class Guard:
         self.read_names: frozenset[str] = self.strip_names | _DIAGNOSTIC_HEADERS
         self._log_limiter = RefusalLogLimiter()
         self._hook_limiter = hook_log_limiter()
+        self._made = True
+
+    # What decides which checks a request gets (and the hot path's summary of it) is fixed
+    # once the Guard is made: a route assigned later would be applied by the whole path
+    # and skipped by cached hits. The hooks stay assignable.
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _GUARD_FIXED and getattr(self, "_made", False):
+            raise AttributeError(f"Guard.{name} is read-only: make a new Guard")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _GUARD_FIXED and getattr(self, "_made", False):
+            raise AttributeError(f"Guard.{name} is read-only: make a new Guard")
+        object.__delattr__(self, name)
 
     # -- per request: the one entry of every adapter ---------------------------------------
     def check(self, view: RequestView, *, defer: bool = False) -> Decision:
