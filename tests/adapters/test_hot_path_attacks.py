@@ -66,6 +66,36 @@ def _send(loop: asyncio.AbstractEventLoop, mw, scope: dict[str, Any]) -> tuple[i
     return sent[0]["status"], body.get("cn", body.get("code"))
 
 
+def _django_whoami(request: Any) -> Any:
+    """A Django view answering the common name of the request's identity."""
+    from django.http import JsonResponse
+
+    from mtlsauth.adapters import django as dj
+
+    who = dj.identity_from_request(request)
+    return JsonResponse({"cn": who.common_name if who else None})
+
+
+def _django_asgi_request(headers: Any) -> Any:
+    """Django's ASGI request for ``GET /app`` from the trusted proxy with ``headers``."""
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/app",
+        "raw_path": b"/app",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": (TRUSTED, 1),
+        "server": ("127.0.0.1", 80),
+    }
+    return ASGIRequest(scope, io.BytesIO(b""))
+
+
 def test_asgi_tls_hot_path_refuses_unreadable_headers_as_the_whole_path(pki) -> None:
     """Without a ``ForwardedCert`` the hot path has no header to look for, yet the whole
     path reads every header and refuses a scope whose headers are not bytes pairs
@@ -214,11 +244,8 @@ def test_django_asgi_reads_the_certificate_header_as_sent_never_an_underscore_sp
     Apache) and send no header of their own for a client without a certificate let that
     client name any certificate it has seen. The middleware and DRF read the certificate
     headers from the ASGI scope as they were sent, on the hot path and the whole path."""
-    import io
 
     import test_django
-    from django.core.handlers.asgi import ASGIRequest
-    from django.http import JsonResponse
 
     from mtlsauth.adapters import django as dj
     from mtlsauth.testing import encode_forwarded
@@ -235,23 +262,10 @@ def test_django_asgi_reads_the_certificate_header_as_sent_never_an_underscore_sp
         ((_name, text),) = encode_forwarded(preset, cert.chain_der)
         return text.encode()
 
-    def view(request):
-        who = dj.identity_from_request(request)
-        return JsonResponse({"cn": who.common_name if who else None})
+    view = _django_whoami
 
-    def request(headers: list[tuple[bytes, bytes]]) -> ASGIRequest:
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": "/app",
-            "raw_path": b"/app",
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": (TRUSTED, 1),
-            "server": ("127.0.0.1", 80),
-        }
-        req = ASGIRequest(scope, io.BytesIO(b""))
+    def request(headers: list[tuple[bytes, bytes]]) -> Any:
+        req = _django_asgi_request(headers)
         folded = [v.decode("latin-1") for k, v in headers if k.replace(b"_", b"-") == name]
         if folded:  # META as the Django releases before the fix build it
             req.META[key] = ",".join(folded)
@@ -805,11 +819,8 @@ def test_django_asgi_headers_spent_by_django_are_refused_not_taken_as_absent(
     by then: the header looked absent, and mode ``"optional"`` let a request whose
     certificate is refused through with no identity. Headers that are not a list or a
     tuple are refused as unreadable (``request_malformed``) instead."""
-    import io
 
     import test_django
-    from django.core.handlers.asgi import ASGIRequest
-    from django.http import JsonResponse
 
     from mtlsauth.adapters import django as dj
 
@@ -818,23 +829,10 @@ def test_django_asgi_headers_spent_by_django_are_refused_not_taken_as_absent(
     value = quote(clients.certs["evil"].cert_pem.text(), safe="").encode()
     good = quote(clients.certs["user"].cert_pem.text(), safe="").encode()
 
-    def view(request):
-        who = dj.identity_from_request(request)
-        return JsonResponse({"cn": who.common_name if who else None})
+    view = _django_whoami
 
     def answer(headers: Any) -> tuple[int, str | None]:
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": "/app",
-            "raw_path": b"/app",
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": (TRUSTED, 1),
-            "server": ("127.0.0.1", 80),
-        }
-        response = middleware(ASGIRequest(scope, io.BytesIO(b"")))
+        response = middleware(_django_asgi_request(headers))
         body = json.loads(response.content)
         return response.status_code, body.get("cn", body.get("code"))
 
