@@ -177,10 +177,23 @@ def _for_hook(decision: Decision) -> Decision:
     identity in, or keep certificate headers from being hidden. The adapter acts on the
     decision no hook has seen. (The error stays the one the adapter answers from, so
     that a hook can compare it; its answer's status is a refusal's whatever is written
-    to it: see ``refusal_status``.)"""
+    to it: see ``refusal_status``.)
+
+    A token's claims are the one mutable part a hook would change by accident (a hook
+    that redacts ``sub`` before logging, say, with ``claims.pop``): the application reads
+    them after the hook ran, so the hook gets a deep copy. Claims that cannot be copied are
+    not shown to it (``token`` is ``None`` in its copy); the request is decided as before.
+    """
     clone = _new(Decision)
     for name in _DECISION_FIELDS:
         _set(clone, name, getattr(decision, name))
+    token = decision.token
+    if token is not None:
+        try:
+            token = copy.deepcopy(token)
+        except Exception:  # noqa: BLE001 - anything a validator returned; the hook goes without
+            token = None
+        _set(clone, "token", token)
     return clone
 
 
