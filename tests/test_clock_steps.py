@@ -85,6 +85,11 @@ def _step_back_and_compare(
     assert _agree(cached, fresh, chain).startswith("ok:")
 
 
+def _twins(**settings: Any) -> tuple[Verifier, Verifier]:
+    """A verifier with its cache and its twin that verifies every request, alike otherwise."""
+    return Verifier(**settings), Verifier(**settings, cache_size=0)
+
+
 def _start() -> dt.datetime:
     return dt.datetime.now(UTC).replace(microsecond=0) + dt.timedelta(days=3)
 
@@ -97,8 +102,7 @@ def test_a_leaf_not_yet_valid_after_a_step_back_is_refused_from_the_cache(
     ca = CA(organization="Step leaf")
     leaf = ca.issue_client_cert(common_name="leaf", not_before=start)
     trust = ca.trust_store()
-    cached = Verifier(trust_store=trust, clock_skew=skew)
-    fresh = Verifier(trust_store=trust, clock_skew=skew, cache_size=0)
+    cached, fresh = _twins(trust_store=trust, clock_skew=skew)
     _step_back_and_compare(clock, cached, fresh, (leaf.der,), start, "certificate_not_yet_valid")
 
 
@@ -112,8 +116,7 @@ def test_an_intermediate_not_yet_valid_after_a_step_back_is_refused_from_the_cac
         common_name="via-intermediate", not_before=start - dt.timedelta(days=1)
     )
     trust = root.trust_store()
-    cached = Verifier(trust_store=trust)
-    fresh = Verifier(trust_store=trust, cache_size=0)
+    cached, fresh = _twins(trust_store=trust)
     chain = (leaf.der, inter.certificate.public_bytes(serialization.Encoding.DER))
     clock.at = start + dt.timedelta(hours=1)
     assert _agree(cached, fresh, chain) == "ok:via-intermediate"
@@ -128,8 +131,7 @@ def test_a_pinned_certificate_not_yet_valid_after_a_step_back_is_refused_from_th
 ) -> None:
     start = _start()
     pin = self_signed_client_cert(common_name="pinned", not_before=start)
-    cached = Verifier(pinned=[pin.certificate])
-    fresh = Verifier(pinned=[pin.certificate], cache_size=0)
+    cached, fresh = _twins(pinned=[pin.certificate])
     _step_back_and_compare(clock, cached, fresh, (pin.der,), start, "certificate_not_yet_valid")
 
 
@@ -143,8 +145,7 @@ def test_a_crl_issued_after_the_stepped_back_clock_is_not_stood_in_for_by_the_ca
         ca.crl(last_update=start, next_update=start + dt.timedelta(days=7)).bytes()
     )
     trust = ca.trust_store()
-    cached = Verifier(trust_store=trust, revocation=crls)
-    fresh = Verifier(trust_store=trust, revocation=crls, cache_size=0)
+    cached, fresh = _twins(trust_store=trust, revocation=crls)
     _step_back_and_compare(clock, cached, fresh, (leaf.der,), start, "revocation_unavailable")
 
 

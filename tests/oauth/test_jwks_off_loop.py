@@ -89,14 +89,21 @@ def test_a_due_reload_reads_the_file_on_a_worker_thread(
     assert not any(reads.on_loop)  # ...and never on the loop
 
 
-def test_a_synchronous_check_still_reads_the_file_in_place(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _empty_key_file(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, Path, JWKS, TokenCheck]:
+    """A signing key, a key file that does not list it yet (reread on every look-up), and
+    a token check that reads its keys from that file."""
     key = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps({"keys": []}))
     jwks = JWKS.from_file(path, min_refresh_interval=0, max_age=0)
     check = TokenCheck(JWTValidator(jwks=jwks, issuer=ISS, audience=AUD), binding="if_present")
+    return key, path, jwks, check
+
+
+def test_a_synchronous_check_still_reads_the_file_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, path, _jwks, check = _empty_key_file(tmp_path)
     path.write_text(json.dumps({"keys": [_jwk(key, "k1")]}))
     claims = check.check(None, [f"Bearer {_token(key, 'k1')}"])
     assert claims is not None
@@ -130,11 +137,7 @@ def test_would_block_never_escapes_a_synchronous_check(tmp_path: Path) -> None:
     refuses the token as ``TokenError``, never lets ``WouldBlock`` out."""
     from mtlsauth._reload import NO_WAIT
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    path = tmp_path / "jwks.json"
-    path.write_text(json.dumps({"keys": []}))
-    jwks = JWKS.from_file(path, min_refresh_interval=0, max_age=0)
-    check = TokenCheck(JWTValidator(jwks=jwks, issuer=ISS, audience=AUD), binding="if_present")
+    key, path, jwks, check = _empty_key_file(tmp_path)
     path.write_text(json.dumps({"keys": [_jwk(key, "k1")]}))
     assert len(jwks.keys_for("k1", "ES256")) == 1
     path.write_text(json.dumps({"keys": []}))
