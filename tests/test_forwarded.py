@@ -132,6 +132,61 @@ def test_malformed_values(encoding, value):
     assert info.value.code == "certificate_malformed"
 
 
+def _odd_pad_bits(der: bytes) -> str:
+    """The base64 of ``der`` with one unused padding bit set: it decodes to the same bytes."""
+    text = base64.b64encode(der).decode()
+    body = text.rstrip("=")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    odd = body[:-1] + alphabet[alphabet.index(body[-1]) ^ 1] + text[len(body) :]
+    assert odd != text
+    assert base64.b64decode(odd) == der
+    return odd
+
+
+def _pem_of(b64: str) -> str:
+    lines = "\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "make", "accepted"),
+    [
+        pytest.param("url-pem", lambda b: quote(_pem_of(b), safe=""), False, id="url-pem"),
+        pytest.param("url-pem", lambda b: quote(_pem_of(b), safe="+=/"), False, id="url-pem raw +=/"),
+        pytest.param("pem", lambda b: _pem_of(b).replace("\n", " "), False, id="pem"),
+        pytest.param("xfcc", lambda b: 'Cert="' + quote(_pem_of(b), safe="") + '"', False, id="xfcc"),
+        pytest.param("der-base64", lambda b: b, False, id="der-base64"),
+        pytest.param("traefik", lambda b: b, False, id="traefik"),
+        # RFC 8941 4.2.7: parsers of a byte sequence SHOULD NOT fail on non-zero pad bits.
+        pytest.param("rfc9440", lambda b: f":{b}:", True, id="rfc9440 tolerates"),
+    ],
+)  # fmt: skip
+def test_non_zero_padding_bits_are_another_spelling_and_refused(encoding, make, accepted, pki):
+    # One certificate, one spelling: a proxy's encoder always writes zero padding bits, and
+    # every other spelling would be a new cache key for the same certificate.
+    issued = (pki[1].issue_client_cert(common_name=f"pad{i}").der for i in range(30))
+    der = next(d for d in issued if len(d) % 3)
+    value = make(_odd_pad_bits(der))
+    if accepted:
+        assert _decode(_fc(encoding), ("X-Cert", value)) == (der,)
+        return
+    with pytest.raises(CertificateInvalid) as info:
+        _decode(_fc(encoding), ("X-Cert", value))
+    assert info.value.code == "certificate_malformed"
+
+
+def test_trust_bundle_files_keep_reading_non_zero_padding_bits(pki, tmp_path):
+    # Files are read as OpenSSL reads them: only request input is held to one spelling.
+    root_der = pki[0].certificate.public_bytes(Encoding.DER)
+    if len(root_der) % 3 == 0:
+        pytest.skip("this root's DER needs no padding")  # pragma: no cover - key-size luck
+    path = tmp_path / "bundle.pem"
+    path.write_text(_pem_of(_odd_pad_bits(root_der)))
+    from mtlsauth import TrustStore
+
+    assert TrustStore.from_pem_file(path).certificates[0].public_bytes(Encoding.DER) == root_der
+
+
 @pytest.mark.parametrize(
     "value",
     [

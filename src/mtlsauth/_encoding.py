@@ -25,6 +25,7 @@ __all__ = [
     "chain_to_der",
     "check_leaf_size",
     "load_der",
+    "pad_bits_clear",
     "pem_to_der_list",
     "split_der",
 ]
@@ -45,8 +46,26 @@ def _malformed(detail: str) -> CertificateInvalid:
     return CertificateInvalid(detail, code="certificate_malformed")
 
 
-def b64decode_strict(data: bytes | str, *, what: str = "value") -> bytes:
-    """Decode standard base64 (whitespace ignored); anything else is malformed."""
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def pad_bits_clear(compact: bytes) -> bool:
+    """Whether the bits that padding leaves unused in ``compact`` (valid standard base64,
+    no whitespace) are zero, as every encoder writes them. Non-zero ones decode to the
+    same bytes: one certificate would have several spellings."""
+    if compact.endswith(b"=="):
+        return _B64_ALPHABET.find(compact[-3:-2]) & 0x0F == 0
+    if compact.endswith(b"="):
+        return _B64_ALPHABET.find(compact[-2:-1]) & 0x03 == 0
+    return True
+
+
+def b64decode_strict(data: bytes | str, *, what: str = "value", canonical: bool = False) -> bytes:
+    """Decode standard base64 (whitespace ignored); anything else is malformed.
+
+    ``canonical`` also refuses non-zero padding bits (request input: a proxy's encoder
+    never writes them).
+    """
     if isinstance(data, str):
         try:
             data = data.encode("ascii")
@@ -56,9 +75,12 @@ def b64decode_strict(data: bytes | str, *, what: str = "value") -> bytes:
     if not data:
         raise _malformed(f"{what} is empty")
     try:
-        return base64.b64decode(data, validate=True)
+        raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise _malformed(f"{what} is not valid base64") from None
+    if canonical and not pad_bits_clear(data):
+        raise _malformed(f"{what} is not canonical base64 (non-zero padding bits)")
+    return raw
 
 
 def pem_to_der_list(data: bytes, *, allow_text: bool = False) -> list[bytes]:
@@ -105,7 +127,8 @@ def pem_to_der_list(data: bytes, *, allow_text: bool = False) -> list[bytes]:
             raise _malformed("truncated PEM block")
         if data[end + 9 : end_label_end] != label:
             raise _malformed("mismatched PEM block labels")
-        ders.append(b64decode_strict(body, what="PEM body"))
+        # Request input is held to what an encoder writes; files (bundles) as OpenSSL reads them.
+        ders.append(b64decode_strict(body, what="PEM body", canonical=not allow_text))
         pos = end_label_end + 5
     tail = data[pos:]
     if not allow_text and tail.strip():

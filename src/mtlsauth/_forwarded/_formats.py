@@ -28,6 +28,7 @@ from mtlsauth._encoding import (
     MAX_CHAIN_CERTS,
     _der_length,
     b64decode_strict,
+    pad_bits_clear,
     pem_to_der_list,
     split_der,
 )
@@ -152,9 +153,12 @@ def _url_pem_fast(value: str) -> list[bytes] | None:
             or body.count(b"\n") != len(breaks)
         ):
             return None
+        compact = body.translate(None, b"\n")
         try:  # the very call b64decode_strict makes on the body without its line feeds
-            ders.append(base64.b64decode(body.translate(None, b"\n"), validate=True))
+            ders.append(base64.b64decode(compact, validate=True))
         except (binascii.Error, ValueError):
+            return None
+        if not pad_bits_clear(compact):
             return None
         pos = end + len(_PEM_END)
         if pos == n or (pos == n - 1 and text[pos] == 0x0A):
