@@ -98,6 +98,11 @@ def ids() -> Ids:
         # WHATWG URL parsers read "\\" as "/" in http(s) URLs
         "backslash": {"uris": ["https://login.example.com/users/a\\..\\..\\admin"]},
         "pct2dot": {"uris": ["spiffe://td/ns/x/%252e%252e/admin"]},
+        # Tomcat and Jetty read "..;x" as ".." followed by a path parameter
+        "dotdot_param": {"uris": ["spiffe://td/ns/x/..;/admin"]},
+        "dotdot_param_https": {
+            "uris": ["https://login.example.com/users/a/..;jsessionid=1/../admin"]
+        },
         "bare_prefix": {"uris": ["spiffe://td/ns/x/"]},
         "two_spiffe": {"uris": ["spiffe://td/a", "spiffe://td/b"]},
         "svid": {"uris": ["spiffe://td/ns/x/sa/y"]},
@@ -256,6 +261,8 @@ CHECKS = [
     pytest.param({"spiffe_ids": ["spiffe://td/ns/x/*"]}, "pctquery", "spiffe_id_not_allowed", id="spiffe: dot-dot after an encoded ? refused"),
     pytest.param({"uris": ["https://login.example.com/users/*"]}, "backslash", "uri_not_allowed", id="uri: backslash dot-dot refused"),
     pytest.param({"uris": ["spiffe://td/ns/x/*"]}, "pct2dot", "uri_not_allowed", id="uri: twice-encoded dot-dot refused"),
+    pytest.param({"spiffe_ids": ["spiffe://td/ns/x/*"]}, "dotdot_param", "spiffe_id_not_allowed", id="spiffe: dot-dot with a path parameter refused"),
+    pytest.param({"uris": ["https://login.example.com/users/*"]}, "dotdot_param_https", "uri_not_allowed", id="uri: dot-dot with a path parameter refused"),
     pytest.param({"uris": ["spiffe://td/ns/x/*"]}, "bare_prefix", "uri_not_allowed", id="uri: prefix needs a remainder"),
     pytest.param({"uris": ["spiffe://td/ns/x/"]}, "alice", "uri_not_allowed", id="uri: exact is exact"),
     pytest.param({"uris": ["spiffe://td/ns/x/sa/y"]}, "bare", "uri_not_allowed", id="uri: certificate without SAN"),
@@ -322,7 +329,30 @@ FINGERPRINT_FORMS = [
     pytest.param(lambda fp: fp.upper(), id="upper hex"),
     pytest.param(lambda fp: ":".join(fp[i : i + 2] for i in range(0, 64, 2)).upper(), id="openssl colons"),
     pytest.param(lambda fp: " ".join(fp[i : i + 4] for i in range(0, 64, 4)), id="spaced groups"),
+    pytest.param(lambda fp: "sha256 Fingerprint=" + ":".join(fp[i : i + 2] for i in range(0, 64, 2)).upper(), id="openssl 3 output line"),
+    pytest.param(lambda fp: "SHA256 Fingerprint=" + ":".join(fp[i : i + 2] for i in range(0, 64, 2)).upper(), id="openssl 1.1 output line"),
 ]  # fmt: skip
+
+
+def test_openssl_output_line_is_the_real_one() -> None:
+    # The forms above are what `openssl x509 -noout -fingerprint -sha256` prints: checked
+    # against the installed openssl where there is one.
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary")
+    ca = CA(organization="Fingerprint Test")
+    cert = ca.issue_client_cert(common_name="fp")
+    line = subprocess.run(
+        ["openssl", "x509", "-noout", "-fingerprint", "-sha256"],
+        input=cert.cert_pem.bytes(), capture_output=True, check=True,
+    ).stdout.decode().strip()  # fmt: skip
+    ident = Verifier(trust_store=ca.trust_store()).verify(cert.chain_der)
+    Policy(fingerprints=[line]).check(ident)
+    other = Verifier(trust_store=ca.trust_store()).verify(ca.issue_client_cert().chain_der)
+    with pytest.raises(PolicyDenied):
+        Policy(fingerprints=[line]).check(other)
 
 
 @pytest.mark.parametrize("fmt", FINGERPRINT_FORMS)
@@ -1139,3 +1169,18 @@ def test_dns_names_are_folded_as_before(names: list[str]) -> None:
     except PolicyDenied:
         got = False
     assert got is reference()
+
+
+@pytest.mark.parametrize(
+    ("field", "entry"),
+    [
+        pytest.param("spiffe_ids", "spiffe://*", id="spiffe: every trust domain"),
+        pytest.param("uris", "spiffe://*", id="uri: every trust domain"),
+        pytest.param("uris", "https://*", id="uri: every host"),
+    ],
+)
+def test_a_prefix_that_ends_inside_the_authority_is_refused(field: str, entry: str) -> None:
+    # It would admit every trust domain or host: leave the allow-list out to mean that.
+    with pytest.raises(ValueError, match="admits every"):
+        Policy(**{field: [entry]})
+    Policy(**{field: [entry.replace("*", "example.org/*")]})  # a named authority is fine

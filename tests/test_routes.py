@@ -52,6 +52,77 @@ def test_method_rule_does_not_widen(verifier, method, methods) -> None:
     assert guard.resolve("/x", method)[0] == UNCHECKED
 
 
+# -- rules that could never apply are refused when written ----------------------------------
+# A rule that no request can match leaves the paths it was written for under the default
+# mode and policy, silently: a configuration mistake must not turn into a quiet fail-open.
+@pytest.mark.parametrize(
+    "methods",
+    [
+        pytest.param(["GET, POST"], id="a comma list in one string"),
+        pytest.param(["GET POST"], id="a space-separated list in one string"),
+        pytest.param(["get|post"], id="a bar-separated list"),
+        pytest.param(["*"], id="a star for every method"),
+        pytest.param(["GET", "PO ST"], id="one bad name among good ones"),
+        pytest.param([""], id="empty name"),
+        pytest.param([1], id="not a string"),
+    ],
+)
+def test_method_names_that_no_request_has_are_refused(methods) -> None:
+    with pytest.raises(ValueError, match="method"):
+        Route("/admin/*", methods=methods, mode="mandatory")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        pytest.param("/caf%C3%A9", id="percent-encoded"),
+        pytest.param("/admin%2F*", id="encoded slash in a prefix"),
+        pytest.param("/search?q=*", id="a query"),
+        pytest.param("/page#top", id="a fragment"),
+        pytest.param("/a//b", id="empty segment"),
+        pytest.param("/a/./b", id="dot segment"),
+        pytest.param("/a/../admin/*", id="dot-dot segment"),
+        pytest.param("/a/..", id="trailing dot-dot"),
+        pytest.param("/admin;jsessionid=*", id="path parameter"),
+        pytest.param("/a\\b", id="backslash"),
+        pytest.param("/a\x00b", id="NUL"),
+    ],
+)
+def test_patterns_that_no_routable_path_matches_are_refused(verifier, pattern) -> None:
+    with pytest.raises(ValueError, match="can never match"):
+        Route(pattern, mode="mandatory")
+    with pytest.raises(ValueError, match="can never match"):
+        Guard(verifier=verifier, exempt_paths=[pattern])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [
+        pytest.param("/static/.*", "/static/.well-known", id="a prefix ending inside a segment"),
+        pytest.param("/.well-known/*", "/.well-known/x", id="a dotted name is no dot segment"),
+        pytest.param("/café", "/café", id="UTF-8, as the router decodes it"),
+        pytest.param("/a:b@c", "/a:b@c", id="sub-delimiters"),
+    ],
+)
+def test_patterns_for_routable_paths_still_work(verifier, pattern, path) -> None:
+    guard = Guard(verifier=verifier, mode=UNCHECKED, routes=[Route(pattern, mode="mandatory")])
+    assert guard.resolve(path, "GET")[0] == "mandatory"
+
+
+def test_config_file_method_string_is_refused(tmp_path, pki) -> None:
+    from mtlsauth import load_config
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki.root.cert_pem.bytes())
+    cfg = tmp_path / "mtls.toml"
+    cfg.write_text(
+        f'mode = "optional"\n[trust]\nfiles = ["{ca}"]\n'
+        '[[routes]]\npath = "/admin/*"\nmethods = "GET, POST"\nmode = "mandatory"\n'
+    )
+    with pytest.raises(ValueError, match="list each method separately"):
+        load_config(cfg)
+
+
 def test_wsgi_lower_case_method_cannot_skip_a_mandatory_route(verifier) -> None:
     from mtlsauth.adapters.wsgi import MTLSMiddleware
 

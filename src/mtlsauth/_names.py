@@ -507,8 +507,11 @@ def _under_prefix(value: str, prefix: str) -> bool:
         path = decoded
     else:
         return False
-    # "\\" separates segments too for WHATWG URL parsers (http and https).
-    return not any(seg in (".", "..") for seg in path.replace("\\", "/").split("/"))
+    # "\\" separates segments too for WHATWG URL parsers (http and https), and servers that
+    # read path parameters (Tomcat, Jetty) take "..;x" for "..".
+    return not any(
+        seg.split(";", 1)[0] in (".", "..") for seg in path.replace("\\", "/").split("/")
+    )
 
 
 _MAX_DECODES = 4

@@ -110,7 +110,14 @@ def _validate_mode(mode: object, what: str) -> Mode:
 
 
 def _path_pattern(pattern: object, what: str) -> tuple[str, str]:
-    """Return (kind, text) for an exact or trailing-``*`` prefix pattern."""
+    """Return (kind, text) for an exact or trailing-``*`` prefix pattern.
+
+    A pattern that no routable path can match is refused: it would leave the paths it was
+    written for under the default mode and policy, silently. Patterns match the decoded
+    path the router sees, so a percent-escape, a query or fragment, and whatever
+    ``path_ambiguity`` refuses in a request (a dot or empty segment, ``\\``, ``;``, a
+    control character) can never be part of one.
+    """
     if not isinstance(pattern, str):
         raise TypeError(
             f"{what} must be a str path or a compiled regex, not {type(pattern).__name__}"
@@ -119,10 +126,42 @@ def _path_pattern(pattern: object, what: str) -> tuple[str, str]:
         raise ValueError(f"{what} {pattern!r} must start with '/'")
     star = pattern.find("*")
     if star == -1:
-        return "exact", pattern
-    if star != len(pattern) - 1:
+        kind, text = "exact", pattern
+    elif star != len(pattern) - 1:
         raise ValueError(f"{what} {pattern!r}: '*' is only allowed at the end (use a regex)")
-    return "prefix", pattern[:-1]
+    else:
+        kind, text = "prefix", pattern[:-1]
+    if any(c in text for c in "%?#"):
+        raise ValueError(
+            f"{what} {pattern!r} can never match: patterns match the decoded path the router "
+            "sees, without a query or fragment (write '/café', not '/caf%C3%A9')"
+        )
+    # A prefix may end inside a segment ('/static/.*' covers '/static/.well-known').
+    if _AMBIGUOUS_DECODED.search(text + ("x" if kind == "prefix" else "")) is not None:
+        raise ValueError(
+            f"{what} {pattern!r} can never match: a request path holding a dot or empty "
+            "segment, '\\', ';' or a control character is refused as ambiguous"
+        )
+    return kind, text
+
+
+# RFC 9110 lets a method be any token; every registered one (and WebDAV's, UPnP's M-SEARCH)
+# is letters with '-' or '_'. Other token characters ('|', '+', '.', ...) in a rule are a
+# list written as one name, far likelier than a method that uses them.
+_METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+def _method_name(method: object) -> str:
+    if not isinstance(method, str) or not method:
+        raise ValueError("Route methods must be non-empty method names")
+    if method == "*":
+        raise ValueError("Route methods: '*' is no method; leave methods out to cover every one")
+    if _METHOD.fullmatch(method) is None:
+        raise ValueError(
+            f"Route methods: {method!r} is not a method name; list each method separately, "
+            "e.g. methods=['GET', 'POST'] (a rule naming no real method would never apply)"
+        )
+    return method.upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +224,9 @@ class Route:
             if isinstance(self.methods, str | bytes) or not isinstance(self.methods, Iterable):
                 raise TypeError("Route methods must be an iterable of method names, e.g. {'GET'}")
             methods = frozenset(self.methods)
-            if not methods or not all(isinstance(m, str) and m for m in methods):
+            if not methods:
                 raise ValueError("Route methods must be non-empty method names")
-            object.__setattr__(self, "methods", frozenset(m.upper() for m in methods))
+            object.__setattr__(self, "methods", frozenset(_method_name(m) for m in methods))
         if self.mode is not None:
             _validate_mode(self.mode, "Route mode")
         if self.policy is not None and not isinstance(self.policy, Policy):

@@ -115,6 +115,13 @@ def _uri_entry(field: str, item: object, *, spiffe: bool) -> tuple[bool, str]:
     body = text[:-1] if prefix else text
     if "*" in body:
         raise ValueError(f"{field} entry {text!r}: '*' is only allowed as a trailing '/*'")
+    if prefix and body.endswith("://"):
+        # "spiffe://*" or "https://*": a prefix that ends inside the authority admits every
+        # trust domain or host, which an allow-list entry never means.
+        raise ValueError(
+            f"{field} entry {text!r} admits every "
+            f"{'trust domain' if spiffe else 'host'}: name it ('{body}example.org/*')"
+        )
     return prefix, _norm_uri(body)
 
 
@@ -159,6 +166,9 @@ def _ip_entry(field: str, item: object) -> _Network:
 def _fingerprint_entry(field: str, item: object) -> str:
     text = _text(field, item)
     hexed = text.replace(":", "").replace(" ", "").lower()
+    # What `openssl x509 -noout -fingerprint -sha256` prints: "sha256 Fingerprint=AB:CD:..."
+    # (OpenSSL 3), "SHA256 Fingerprint=..." (1.1).
+    hexed = hexed.removeprefix("sha256fingerprint=")
     if len(hexed) != 64 or not set(hexed) <= _HEX:
         raise ValueError(
             f"{field} entry {text!r} is not a SHA-256 fingerprint (64 hex digits, colons optional)"
