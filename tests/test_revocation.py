@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -60,6 +61,7 @@ def _crl(
     number_critical: bool = False,
     issuer_name: x509.Name | None = None,
     hash_alg: hashes.HashAlgorithm | None = None,
+    aki: bool = True,
 ) -> bytes:
     """A CRL built by hand, for the cases CA.crl() does not cover."""
     b = (
@@ -67,13 +69,14 @@ def _crl(
         .issuer_name(issuer_name or issuer.certificate.subject)
         .last_update(last_update or NOW - dt.timedelta(minutes=5))
         .next_update(next_update or NOW + dt.timedelta(days=1))
-        .add_extension(
+    )
+    if aki:
+        b = b.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 (aki_key or issuer.private_key).public_key()  # type: ignore[arg-type]
             ),
             critical=False,
         )
-    )
     if number is not None:
         b = b.add_extension(x509.CRLNumber(number), critical=number_critical)
     for ext, critical in extensions:
@@ -1148,6 +1151,7 @@ def test_deleting_a_crl_file_then_writing_an_older_one_is_refused(tmp_path: Path
     path.write_bytes(_crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=2))
     (tmp_path / "root.pem").write_bytes(_crl(p.root))
     crls = CRLSet.from_paths(tmp_path, allow_missing=True, reload_interval=None)
+    assert _outcome(crls, p.chain) == "revoked"  # CRL #2 used, so its signature is verified
     path.unlink()
     assert crls.reload() is True  # retiring an issuer is allowed
     path.write_bytes(_crl(p.inter, number=1))
@@ -1205,3 +1209,156 @@ def test_fail_closed_looks_at_every_item_of_the_chain_it_is_given() -> None:
         with pytest.raises(RevocationUnavailable):
             fail_closed(check, bad, now, what="test", detail="no")  # type: ignore[arg-type]
     assert len(calls) == 4
+
+
+def _replace(crls: CRLSet, path: Path, data: bytes) -> bool:
+    """Write ``data`` over ``path`` as a download job would, and reload once it settled."""
+    path.write_bytes(data)
+    past = time.time() - 5
+    os.utime(path, (past, past))
+    return crls.reload()
+
+
+def _hours_ago(n: int) -> dt.datetime:
+    return NOW - dt.timedelta(hours=n)
+
+
+@pytest.mark.parametrize(("newer_aki", "older_aki"), [(True, False), (False, True), (False, False)])
+def test_a_crl_without_an_authority_key_identifier_counts_for_every_key(
+    tmp_path: Path, newer_aki: bool, older_aki: bool
+) -> None:
+    """The authority key identifier is optional: a CA upgraded between two CRLs may have
+    added or dropped it. An older CRL replayed without it (or with it, over a newer one
+    without) was another series for the rollback guard and was accepted, forgetting the
+    revocations made since. A CRL whose key is unknown is compared with every key's."""
+    p = _pki()
+    older = _crl(p.inter, number=3, last_update=_hours_ago(5), aki=older_aki)
+    newer = _crl(
+        p.inter,
+        serials=((LEAF(p), KEY_COMPROMISE),),
+        number=5,
+        last_update=_hours_ago(1),
+        aki=newer_aki,
+    )
+    path = tmp_path / "inter.pem"
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    path.write_bytes(newer)
+    crls = CRLSet.from_paths(tmp_path, allow_missing=True, reload_interval=None)
+    assert _outcome(crls, p.chain) == "revoked"
+    assert _replace(crls, path, older) is False
+    assert "CRLNumber 3, lower than 5" in str(crls.health()["last_error"])
+    assert _outcome(crls, p.chain) == "revoked"
+    # An older CRL kept next to the newer one takes nothing away: still accepted.
+    assert _replace(crls, path, older + newer) is True
+    assert _outcome(crls, p.chain) == "revoked"
+
+
+def test_another_key_of_the_ca_keeps_its_own_numbers(tmp_path: Path) -> None:
+    """CRLs that name another key of a same-named CA are not compared with this key's:
+    a CA that rolled its key over may number the new key's CRLs afresh."""
+    p = _pki()
+    other = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "inter.pem"
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    path.write_bytes(_crl(p.inter, number=5))
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    assert _outcome(crls, p.chain) == "ok"
+    assert _replace(crls, path, _crl(p.inter, number=1, signer=other, aki_key=other)) is True
+
+
+def _dp_idp() -> tuple[x509.ExtensionType, bool]:
+    return _idp(full_name=[DP])
+
+
+@pytest.mark.parametrize("change", ["the CA starts naming its CDP", "the CA stops naming it"])
+def test_an_older_crl_of_another_scope_cannot_replace_a_newer_one(
+    tmp_path: Path, change: str
+) -> None:
+    """A CA that starts (or stops) putting an Issuing Distribution Point naming its CDP URL
+    into its complete CRL starts a new scope, whose CRLNumbers count apart. The CRL from
+    before, replayed over the newer one, was another series and accepted. A CRL that is
+    numbered below and issued before a verified one of another scope, where one of the two
+    is complete, cannot replace it."""
+    p = _pki(extra_extensions=[(x509.CRLDistributionPoints([_dp_point()]), False)])
+    before, after = ((), (_dp_idp(),)) if change.endswith("CDP") else ((_dp_idp(),), ())
+    older = _crl(p.inter, number=3, last_update=_hours_ago(5), extensions=before)
+    newer = _crl(
+        p.inter,
+        serials=((LEAF(p), KEY_COMPROMISE),),
+        number=5,
+        last_update=_hours_ago(1),
+        extensions=after,
+    )
+    path = tmp_path / "inter.pem"
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    path.write_bytes(newer)
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    assert _outcome(crls, p.chain) == "revoked"
+    assert _replace(crls, path, older) is False
+    assert "older than one of another scope" in str(crls.health()["last_error"])
+    assert _outcome(crls, p.chain) == "revoked"
+    # The newer CRL next to the older one, or a newer CRL of the old scope: accepted.
+    assert _replace(crls, path, older + newer) is True
+    renewed = _crl(p.inter, number=4, last_update=NOW - dt.timedelta(minutes=1), extensions=before)
+    assert _replace(crls, path, renewed) is True
+
+
+def _dp_point() -> x509.DistributionPoint:
+    return x509.DistributionPoint([DP], None, None, None)
+
+
+def test_a_complete_crl_and_partitions_with_their_own_counters_keep_reloading(
+    tmp_path: Path,
+) -> None:
+    """A CA that publishes a complete CRL and a partition, each numbered on its own: a new
+    complete CRL numbered below the partition, and a new partition issued before the
+    complete one, are forward steps of their own series while the other stays loaded."""
+    p = _pki(extra_extensions=[(x509.CRLDistributionPoints([_dp_point()]), False)])
+    full, part = tmp_path / "full.pem", tmp_path / "part.pem"
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    full.write_bytes(_crl(p.inter, number=10, last_update=_hours_ago(3)))
+    part.write_bytes(_crl(p.inter, number=500, last_update=_hours_ago(2), extensions=(_dp_idp(),)))
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    assert _outcome(crls, p.chain) == "ok"  # both verified
+    assert _replace(crls, full, _crl(p.inter, number=11, last_update=_hours_ago(1))) is True
+    assert _outcome(crls, p.chain) == "ok"
+    partition = _crl(p.inter, number=501, last_update=_hours_ago(2), extensions=(_dp_idp(),))
+    assert _replace(crls, part, partition) is True
+    assert _outcome(crls, p.chain) == "ok"
+
+
+def test_a_forged_crl_moves_no_rollback_mark(tmp_path: Path) -> None:
+    """A CRL that is not validly signed (any key, the CA's name and key identifier,
+    CRLNumber 10**30) loads, since signatures are checked against the chain's CA when it is
+    used. It set the rollback mark all the same, and every genuine CRL of the CA was then
+    refused as a replay until a restart. Only a CRL found validly signed sets a mark."""
+    p = _pki()
+    path = tmp_path / "inter.pem"
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    path.write_bytes(_crl(p.inter, number=1, last_update=_hours_ago(2)))
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    assert _outcome(crls, p.chain) == "ok"
+    forger = ec.generate_private_key(ec.SECP256R1())
+    forged = _crl(p.inter, number=10**30, signer=forger, aki_key=p.inter.private_key)
+    assert _replace(crls, path, forged) is True
+    assert _outcome(crls, p.chain) == "unavailable"  # unusable, and it fails closed
+    genuine = _crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=2)
+    assert _replace(crls, path, genuine) is True
+    assert crls.health()["last_error"] is None
+    assert _outcome(crls, p.chain) == "revoked"
+
+
+def test_a_crl_verified_in_a_replaced_snapshot_still_sets_the_mark(tmp_path: Path) -> None:
+    """A CRL is verified when a certificate of its CA is first checked, which may happen in
+    the snapshot a reload is replacing. The mark it sets counts for the snapshots after it."""
+    p = _pki()
+    path = tmp_path / "inter.pem"
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    path.write_bytes(_crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=5))
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    first = crls.token
+    assert _replace(crls, tmp_path / "root.pem", _crl(p.root, number=2)) is True
+    assert crls.token is not first
+    first.candidates(p.inter.certificate)  # type: ignore[attr-defined]  # a request still on it
+    assert _replace(crls, path, _crl(p.inter, number=4, last_update=_hours_ago(1))) is False
+    assert _outcome(crls, p.chain) == "revoked"

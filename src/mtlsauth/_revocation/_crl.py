@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import CRLEntryExtensionOID
 
 from mtlsauth._errors import CertificateRevoked, RevocationUnavailable
@@ -55,6 +56,7 @@ from mtlsauth._memo import BoundedMemo, ObjectTable
 from mtlsauth._reload import FileSnapshot
 from mtlsauth._revocation._compose import fail_closed
 from mtlsauth._revocation._load import (
+    _COMPLETE,
     _CRL,
     _FOREVER,
     _NEVER,
@@ -131,6 +133,47 @@ def _loose_name(name: x509.Name) -> tuple[frozenset[tuple[str, str]], ...]:
     )
 
 
+_Series = tuple[bytes, frozenset[bytes], tuple[object, ...]]
+
+
+class _Marks:
+    """The CRLs whose signature verified against their issuer, kept as a rollback guard.
+
+    Per series (issuer name, the verifying CA's key identifiers, scope), the
+    (CRLNumber, lastUpdate) pairs that no other pair of the series exceeds in both. Only a
+    CRL found validly signed by a CA of a validated chain (``_Snapshot._compute``) is
+    recorded: a forged CRL, whatever its number, moves nothing. One object is shared by every
+    snapshot of a ``CRLSet``, so a CRL verified while an old snapshot is still in use counts
+    for the next one.
+    """
+
+    __slots__ = ("_lock", "_seen")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[_Series, tuple[tuple[int, datetime], ...]] = {}
+
+    def record(self, c: _CRL, keys: frozenset[bytes]) -> None:
+        series = (c.crl.issuer.public_bytes(), keys, c.scope)
+        point = (c.number, c.last_update)
+        with self._lock:
+            front = self._seen.get(series, ())
+            if any(n >= point[0] and t >= point[1] for n, t in front):
+                return
+            kept = tuple(p for p in front if not (p[0] <= point[0] and p[1] <= point[1]))
+            self._seen[series] = (*kept, point)
+
+    def items(self) -> list[tuple[_Series, tuple[tuple[int, datetime], ...]]]:
+        with self._lock:
+            return list(self._seen.items())
+
+
+def _same_key(c: _CRL, keys: frozenset[bytes]) -> bool:
+    """Whether ``c`` may be a CRL of the key ``keys`` identify: its authority key identifier
+    names that key, or it has none (its key is unknown until its signature is checked)."""
+    return c.aki is None or c.aki in keys
+
+
 @dataclass(eq=False)
 class _Snapshot:
     """An immutable set of indexed CRLs; the memo only caches answers derived from it."""
@@ -159,11 +202,11 @@ class _Snapshot:
     # Every loaded CRL's issuer name, compared loosely: with allow_missing, an issuer counts as
     # missing only when no CRL of its name is loaded at all, however spelled or scoped.
     loose_issuers: frozenset[tuple[frozenset[tuple[str, str]], ...]] = frozenset()
-    # The highest CRLNumber seen per series (issuer, key, scope), this snapshot's and every
-    # earlier one's: a reload may not go back to an older CRL.
-    high_water: dict[tuple[bytes, bytes | None, tuple[object, ...]], int] = field(
-        default_factory=dict
-    )
+    # The CRLs found validly signed, in this snapshot and every earlier one of the same
+    # CRLSet (shared): a reload may not go back to an older CRL than one of them.
+    marks: _Marks = field(default_factory=_Marks)
+    # SHA-256 of every CRL's DER, computed when a reload first needs it.
+    digests: frozenset[bytes] | None = None
 
     @property
     def crls(self) -> list[_CRL]:
@@ -204,6 +247,7 @@ class _Snapshot:
         if not named:
             return ()
         key_ids = _key_id(issuer)
+        keys = frozenset(key_ids)
         can_sign = _may_sign_crls(issuer)
         public_key = issuer.public_key()
         out = []
@@ -214,7 +258,11 @@ class _Snapshot:
                 ok = can_sign and c.crl.is_signature_valid(public_key)  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001 - unsupported algorithm etc.: unusable, not fatal
                 ok = False
-            if not ok:
+            if ok:
+                # A genuine CRL of this CA (also in a what-if check: a signature does not
+                # depend on the time): no later reload may go back below it.
+                self.marks.record(c, keys)
+            else:
                 logger.error(
                     "mtlsauth: CRL %s is not usable for %s: %s",
                     c.source,
@@ -267,6 +315,7 @@ def _build(
     grace: timedelta,
     warn_before: timedelta,
     issuers_by_file: dict[str, frozenset[bytes]] | None = None,
+    marks: _Marks | None = None,
 ) -> _Snapshot:
     groups: dict[bytes, list[_CRL]] = {}
     for c in crls:
@@ -284,20 +333,18 @@ def _build(
         k: tuple(sorted(v, key=lambda c: (c.number, c.last_update), reverse=True))
         for k, v in groups.items()
     }
-    high_water: dict[tuple[bytes, bytes | None, tuple[object, ...]], int] = {}
-    for group in by_issuer.values():
-        for c in group:
-            high_water[c.series] = max(c.number, high_water.get(c.series, c.number))
     return _Snapshot(
         by_issuer,
         tuple(sources),
         issuers_by_file=issuers_by_file or {},
         loose_issuers=frozenset(_loose_name(group[0].crl.issuer) for group in by_issuer.values()),
-        high_water=high_water,
+        marks=marks or _Marks(),
     )
 
 
-def _load_paths(files: list[Path], grace: timedelta, warn_before: timedelta) -> _Snapshot:
+def _load_paths(
+    files: list[Path], grace: timedelta, warn_before: timedelta, marks: _Marks
+) -> _Snapshot:
     crls: list[_CRL] = []
     issuers_by_file: dict[str, frozenset[bytes]] = {}
     for f in files:
@@ -306,18 +353,17 @@ def _load_paths(files: list[Path], grace: timedelta, warn_before: timedelta) -> 
         issuers_by_file[str(f)] = frozenset(c.crl.issuer.public_bytes() for c in found)
     if not files:
         logger.warning("mtlsauth: CRL set: no CRL files found; every issuer in scope is missing")
-    return _build(crls, [str(f) for f in files], grace, warn_before, issuers_by_file)
+    return _build(crls, [str(f) for f in files], grace, warn_before, issuers_by_file, marks)
 
 
 def _never_drops_an_issuer(old: _Snapshot, new: _Snapshot, files: Sequence[Path]) -> str | None:
     """Why ``new`` may not replace ``old``: an issuer vanished while its file still exists, or
-    a series of CRLs (issuer, key, scope) went back to a lower CRLNumber than ever seen.
+    ``new`` goes back to an older CRL than one already found validly signed (``_Marks``).
 
     Going back is a replay: an older CRL, validly signed and still fresh, served by whoever
     sits between the CA and the job that downloads it (CRLs travel over plain HTTP), or a
-    restored backup. It would forget every revocation made since. The highest numbers seen
-    are carried into ``new`` (not yet in use when this runs), so deleting a file and then
-    writing an older CRL is refused too.
+    restored backup. It would forget every revocation made since. The marks outlive the
+    snapshots, so deleting a file and then writing an older CRL is refused too.
 
     A file caught half-written at a block boundary parses cleanly; so does one cut short by a
     full disk. Either way the issuers after the cut would count as missing, and with
@@ -335,19 +381,63 @@ def _never_drops_an_issuer(old: _Snapshot, new: _Snapshot, files: Sequence[Path]
                 f"{path} no longer holds a CRL from {names} although the file still exists "
                 "(half-written?); to retire an issuer, delete or move its CRL file"
             )
-    for series, newest in new.high_water.items():
-        seen = old.high_water.get(series)
-        if seen is not None and newest < seen:
-            issuer = next(
-                c.issuer for group in new.by_issuer.values() for c in group if c.series == series
-            )
-            return (
-                f"the CRL from {issuer} has CRLNumber {newest}, lower than {seen} already "
-                "loaded (an older CRL replayed?); a CRL series never goes back"
-            )
-    for series, seen in old.high_water.items():
-        if new.high_water.get(series, -1) < seen:
-            new.high_water[series] = seen
+    return _goes_back(old, new)
+
+
+def _digests(snap: _Snapshot) -> frozenset[bytes]:
+    if snap.digests is None:
+        snap.digests = frozenset(c.crl.fingerprint(hashes.SHA256()) for c in snap.crls)
+    return snap.digests
+
+
+def _goes_back(old: _Snapshot, new: _Snapshot) -> str | None:
+    """Why ``new`` goes back to an older CRL than a verified one, or None.
+
+    * Within a series (issuer name, key, scope): the newest CRL of ``new`` that may belong
+      to it must not be numbered below the highest verified one. A CRL without an authority
+      key identifier may belong to any key of its issuer, so it counts for every one.
+    * Across scopes, where CRLNumbers count separately (RFC 5280 5.2.3): when ``new`` holds
+      nothing of a verified series any more, a CRL that ``old`` did not hold, of the same
+      issuer and key, whose scope or the series' is complete (no Issuing Distribution Point),
+      must not be both numbered below and issued before a verified CRL of that series. A CA
+      that starts (or stops) naming its distribution point in its complete CRL starts a new
+      scope; the CRL from before, replayed, would otherwise be another series and accepted.
+    """
+    marks = old.marks.items()
+    if not marks:
+        return None
+    introduced: list[_CRL] | None = None
+    for (issuer, keys, scope), front in marks:
+        group = new.by_issuer.get(issuer, ())
+        peers = [c for c in group if _same_key(c, keys) and c.scope == scope]
+        seen = max(n for n, _ in front)
+        if peers:
+            newest = max(peers, key=lambda c: c.number)
+            if newest.number < seen:
+                return (
+                    f"the CRL from {newest.issuer} has CRLNumber {newest.number}, lower than "
+                    f"{seen} already loaded and verified (an older CRL replayed?); a CRL "
+                    "series never goes back"
+                )
+            continue
+        if introduced is None:
+            known = _digests(old)
+            introduced = [c for c in new.crls if c.crl.fingerprint(hashes.SHA256()) not in known]
+        for c in introduced:
+            if (
+                c.crl.issuer.public_bytes() != issuer
+                or not _same_key(c, keys)
+                or not (c.complete or scope == _COMPLETE)
+            ):
+                continue
+            for n, t in front:
+                if c.number < n and c.last_update < t:
+                    return (
+                        f"the CRL from {c.issuer} in {c.source} (CRLNumber {c.number}, issued "
+                        f"{c.last_update.isoformat()}) is older than one of another scope "
+                        f"already loaded and verified (CRLNumber {n}, issued {t.isoformat()}), "
+                        "which the new files no longer hold (an older CRL replayed?)"
+                    )
     return None
 
 
@@ -474,10 +564,11 @@ class CRLSet:
         if not files_or_dirs:
             raise ValueError("CRLSet.from_paths() needs at least one file or directory")
         scope = _options(scope, mode, allow_missing, grace, warn_before)
+        marks = _Marks()  # shared by every snapshot of this set
         snap = FileSnapshot(
             list(files_or_dirs),
             accept=_is_crl_name,
-            loader=lambda files: _load_paths(files, grace, warn_before),
+            loader=lambda files: _load_paths(files, grace, warn_before, marks),
             reload_interval=reload_interval,
             what="CRL set",
             successor=_never_drops_an_issuer,

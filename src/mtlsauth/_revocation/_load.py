@@ -33,6 +33,10 @@ _OPENSSL_CRL_HASH = re.compile(r"^[0-9a-f]{8}\.r\d+$")  # c_rehash / openssl reh
 _CRL_SUFFIXES = (".pem", ".crl", ".der")
 
 
+# The scope of a CRL without an Issuing Distribution Point: every certificate of its issuer.
+_COMPLETE: tuple[object, ...] = (False, False, None, None)
+
+
 # CRL extensions this module understands (RFC 5280 5.2); any other critical one refuses the CRL.
 _KNOWN_CRL_EXTENSIONS = frozenset(
     {
@@ -104,9 +108,10 @@ class _CRL:
         return (self.only_user, self.only_ca, self.dp_full, self.dp_relative)
 
     @property
-    def series(self) -> tuple[bytes, bytes | None, tuple[object, ...]]:
-        """The CRLs whose CRLNumbers count together: one issuer name, key and scope."""
-        return (self.crl.issuer.public_bytes(), self.aki, self.scope)
+    def complete(self) -> bool:
+        """Whether this CRL covers every certificate of its issuer (no Issuing Distribution
+        Point narrows it)."""
+        return self.scope == _COMPLETE
 
     def later_in_another_scope(self, other: _CRL) -> bool:
         """Whether this CRL has another scope than ``other`` and was issued after it. CRLNumbers
