@@ -647,6 +647,65 @@ def test_a_deleted_trust_file_lands_only_once_it_stays_deleted(tmp_path: Path, p
     assert trust.certificates == (pki.ca.certificate,)
 
 
+def _dated_past(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    past = time.time_ns() - 10**10
+    os.utime(path, ns=(past, past))
+
+
+def test_a_file_deleted_from_a_watched_directory_lands_only_once_it_stays_deleted(
+    tmp_path: Path,
+) -> None:
+    """A file that leaves a watched directory is simply absent from the next listing, and
+    the files left all have old mtimes: the deletion was read at once. ``rm *.crl; cp
+    new/*.crl .`` then made the issuer missing in between, and with ``allow_missing`` its
+    revoked certificates were admitted. A deletion from a directory now waits the quiet
+    period, as a deleted path given by name does."""
+    root = CA(organization="Dir")
+    inter = root.intermediate()
+    bad = inter.issue_client_cert(common_name="bad")
+    inter_crl = tmp_path / "inter.crl"
+    _dated_past(inter_crl, inter.revoke(bad).bytes())
+    _dated_past(tmp_path / "root.crl", root.crl().bytes())
+    crls = CRLSet.from_paths(tmp_path, allow_missing=True, reload_interval=0.01)
+    chain = [bad.certificate, inter.certificate, root.certificate]
+    assert _outcome(crls, chain) == "revoked"
+    before = crls.token
+    inter_crl.unlink()  # the first half of "rm *.crl; cp new/*.crl ."
+    time.sleep(0.05)
+    assert _outcome(crls, chain) == "revoked"
+    assert crls.token is before
+    _dated_past(inter_crl, inter.revoke(bad).bytes())  # the second half
+    time.sleep(0.4)
+    assert _outcome(crls, chain) == "revoked"
+    # A deletion that stays is still a way to retire an issuer: it lands after 0.25 s.
+    before = crls.token
+    inter_crl.unlink()
+    deadline = time.monotonic() + 3
+    while crls.token is before and time.monotonic() < deadline:
+        _outcome(crls, chain)
+        time.sleep(0.05)
+    assert crls.token is not before
+    assert _outcome(crls, chain) == "ok"  # no CRL of the issuer at all: allow_missing
+
+
+def test_a_ca_file_deleted_from_a_trust_directory_waits_the_quiet_period_too(
+    tmp_path: Path,
+) -> None:
+    a, b = CA(organization="Dir A"), CA(organization="Dir B")
+    _dated_past(tmp_path / "a.pem", a.cert_pem.bytes())
+    _dated_past(tmp_path / "b.pem", b.cert_pem.bytes())
+    trust = TrustStore.from_directory(tmp_path, reload_interval=0.01)
+    before = trust.snapshot()
+    (tmp_path / "b.pem").unlink()
+    time.sleep(0.05)
+    assert trust.snapshot() is before
+    deadline = time.monotonic() + 3
+    while trust.snapshot() is before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert trust.certificates == (a.certificate,)
+
+
 def test_a_request_uses_the_tokens_it_checked_not_a_later_write_of_older_ones(
     tmp_path: Path,
 ) -> None:

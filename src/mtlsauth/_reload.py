@@ -9,7 +9,8 @@ records it for ``health()``.
 A reload never widens access:
 
 * A changed file is read only once it has stopped changing: its mtime at least 0.25 s old,
-  or, for a file that is gone or dated in the future, its signature unchanged for 0.25 s.
+  or, for a file that is gone (a path given, or a file of a watched directory) or dated in
+  the future, the signature unchanged for 0.25 s.
 * Files are stat'ed again after reading (path, target, size, mtime, inode, change time). If
   anything moved while they were read, the value is thrown away and the files are read
   again later: a file caught in the middle of an in-place rewrite, even at a clean block
@@ -267,10 +268,14 @@ class FileSnapshot(Generic[T]):
         a rewrite) nor for one dated in the future (a network file system whose clock runs
         ahead, an archive unpacked with its times, ``touch -d``): read at once, a writer
         paused at a block boundary would be taken for a whole file. For those, the
-        signature must stay the same for the quiet period as this process sees it.
+        signature must stay the same for the quiet period as this process sees it. A file
+        that has left a watched directory is gone too, though no entry of ``sig`` says so
+        (``rm *.crl; cp new/*.crl .`` leaves, in between, only files with old mtimes).
         """
         now_ns = time.time_ns()
-        if all(entry[2] >= 0 and now_ns - entry[2] >= _QUIET_NS for entry in sig):
+        if all(entry[2] >= 0 and now_ns - entry[2] >= _QUIET_NS for entry in sig) and not (
+            {entry[0] for entry in self._sig} - {entry[0] for entry in sig}
+        ):
             return True
         now = time.monotonic()
         seen = self._seen
