@@ -321,6 +321,64 @@ def test_a_revoked_pin_under_an_intermediate_is_refused_when_its_path_fails() ->
     assert _code(pinned, leaf.chain_der) == "certificate_revoked"
 
 
+@pytest.mark.parametrize("failure", ["hard-fail", "soft-fail"])
+def test_a_pin_under_a_ca_the_client_sent_alone_makes_no_request(failure: str) -> None:
+    """A pinned certificate issued by the client's own CA, sent with that CA: the path to
+    the trust store is refused, and the signed path found for revocation ended at the
+    client's self-signed CA. The OCSP checker then posted to the AIA URL the client wrote
+    (any host, port and path: a blind request into the server's own network), and a CRL
+    set with ``allow_missing`` admitted it. A path that reaches no CA configured here is
+    no issuer: refused, and nothing is sent."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from cryptography.x509.oid import AuthorityInformationAccessOID
+
+    from mtlsauth import OCSPChecker
+
+    hits: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/internal/admin"
+        corp, own = CA(organization="Corp"), CA(organization="The client's own CA")
+        aia = x509.AuthorityInformationAccess(
+            [
+                x509.AccessDescription(
+                    AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
+                )
+            ]
+        )
+        pin = own.issue_client_cert(common_name="pinned", extra_extensions=[(aia, False)])
+        sent = [pin.der, own.certificate.public_bytes(Encoding.DER)]
+        for revocation in (
+            OCSPChecker(failure=failure, timeout=2),  # type: ignore[arg-type]
+            CRLSet.from_pem(corp.crl().bytes(), allow_missing=True),
+        ):
+            verifier = Verifier(
+                trust_store=corp.trust_store(),
+                pinned=[pin.certificate],
+                revocation=revocation,
+                cache_size=0,
+            )
+            assert _code(verifier, sent) == "revocation_unavailable"
+            assert _code(verifier, pin.der) == "revocation_unavailable"
+        assert hits == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_pinned_unrevoked_certificate_under_the_trust_store_is_admitted(root: CA) -> None:
     leaf = root.issue_client_cert(common_name="pinned-good")
     verifier = Verifier(

@@ -836,7 +836,8 @@ class Verifier:
     ) -> datetime:
         """Revocation wins over a pin: a pinned certificate that also chains to the trust store
         is checked by the revocation checker like any other, and so is one whose path is
-        refused but which a known CA signed (found by name and signature: ``_signed_path``).
+        refused but which a known CA signed (found by name and signature: ``_signed_path``,
+        which counts only if it reaches a CA configured here, not one the client sent alone).
 
         A self-signed pin (RFC 8705 ``self_signed_tls_client_auth``) has no CA whose CRL or
         OCSP answer could be verified: it is revoked by removing the pin, or with
@@ -870,17 +871,17 @@ class Verifier:
                 return until  # no CA vouches for it: the pin alone does
             # Presented CAs whose key would cost tens of verifications are left out
             # (cheap_to_verify), as the path builder leaves them out.
+            known = [*self._anchors(trust), *self._intermediates, *trust.intermediates]
             chain = _signed_path(
                 leaf,
-                [
-                    *self._anchors(trust),
-                    *self._intermediates,
-                    *trust.intermediates,
-                    *(c for c in presented if cheap_to_verify(c)),
-                ],
+                [*known, *(c for c in presented if cheap_to_verify(c))],
                 self._max_depth,
             )
-            if len(chain) == 1:  # the leaf alone: its issuer is not known here
+            # A path made only of CAs the client sent (its own self-signed CA, say) speaks
+            # for nothing: their CRLs are not ours to trust, and their AIA URL is whatever
+            # the client wrote (an OCSP request to it would be the client's to aim). Only a
+            # path that reaches a CA configured here counts; anything else is no issuer.
+            if not any(c in known for c in chain[1:]):
                 raise RevocationUnavailable(
                     "the pinned certificate's chain to the trust store could not be validated, "
                     "so its revocation cannot be checked (send its intermediate, or configure "
