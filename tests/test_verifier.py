@@ -584,6 +584,51 @@ def test_cached_pass_is_reused_only_while_revocation_data_is_unchanged(pki) -> N
         verifier.verify(chain)
 
 
+class Answering(SwitchableRevocation):
+    """A checker of its own that returns ``answer`` from ``check`` (the protocol is public)."""
+
+    def __init__(self, answer: object) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def check(self, chain: Sequence[x509.Certificate], *, at: dt.datetime) -> dt.datetime | None:
+        super().check(chain, at=at)
+        return self.answer  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [dt.datetime(2100, 1, 1), "2100-01-01", 0, 4102444800, True, 1.5, dt.date(2100, 1, 1)],
+    ids=["naive", "str", "zero", "int", "bool", "float", "date"],
+)
+def test_a_checker_that_returns_no_aware_datetime_is_a_refusal_not_a_crash(
+    pki, answer: object
+) -> None:
+    """A third-party checker returning something else than None or an aware datetime made
+    ``verify`` raise TypeError where the answer was compared with the chain's notAfter,
+    outside the guard that turns a checker's bug into a refusal (a 500 in a server). It is
+    refused as ``revocation_unavailable``, alone, composed or for a pinned certificate."""
+    good = Answering(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc))
+    chain = pki.good.chain_pem.text()
+    for revocation in (Answering(answer), [Answering(answer), good], [good, Answering(answer)]):
+        verifier = Verifier(trust_store=pki.root.trust_store(), revocation=revocation)
+        with pytest.raises(RevocationUnavailable):
+            verifier.verify(chain)
+    pinned = Verifier(
+        trust_store=pki.root.trust_store(),
+        pinned=[pki.good.certificate],
+        revocation=Answering(answer),
+    )
+    with pytest.raises(RevocationUnavailable):
+        pinned.verify(chain)
+    # None and aware datetimes, in any zone, still pass.
+    east = dt.timezone(dt.timedelta(hours=9))
+    for fine in (None, dt.datetime(2100, 1, 1, tzinfo=east)):
+        assert Verifier(trust_store=pki.root.trust_store(), revocation=Answering(fine)).verify(
+            chain
+        )
+
+
 def test_cached_pass_expires_with_the_revocation_answer(pki) -> None:
     class ShortLived(SwitchableRevocation):
         def check(

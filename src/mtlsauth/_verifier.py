@@ -116,6 +116,11 @@ def _parse_certs(items: Iterable[object], what: str) -> tuple[x509.Certificate, 
     return tuple(out)
 
 
+def _aware(value: object) -> bool:
+    """Whether ``value`` is a timezone-aware datetime (its offset known, not ``None``)."""
+    return isinstance(value, datetime) and value.utcoffset() is not None
+
+
 def _self_signed(cert: x509.Certificate) -> bool:
     """Whether ``cert`` names itself as issuer and its signature verifies with its own key."""
     try:
@@ -723,7 +728,16 @@ class Verifier:
     def _check_revocation(self, chain: Sequence[x509.Certificate], at: datetime) -> datetime | None:
         assert self._revocation is not None
         try:
-            return self._revocation.check(chain, at=at)
+            until = self._revocation.check(chain, at=at)
+            # A checker of its own (the protocol is public) may hand back anything: what is
+            # not None or a timezone-aware datetime would raise TypeError where the result is
+            # compared with the chain's notAfter, outside this guard.
+            if until is not None and not _aware(until):
+                raise TypeError(
+                    f"{type(self._revocation).__name__}.check() returned "
+                    f"{type(until).__name__}, not None or a timezone-aware datetime"
+                )
+            return until
         except MTLSAuthError:
             raise
         except Exception as exc:  # noqa: BLE001 - a checker bug must deny, not 500
