@@ -629,6 +629,18 @@ def test_a_checker_that_returns_no_aware_datetime_is_a_refusal_not_a_crash(
         )
 
 
+@pytest.mark.parametrize("empty", [[], ()])
+def test_an_empty_sequence_of_checkers_is_refused(pki, empty: Sequence[object]) -> None:
+    """``revocation=[]`` became a composition of no checkers, which every certificate
+    passes, while ``health()`` showed revocation configured: a configuration trap."""
+    from mtlsauth._revocation._compose import AllOf
+
+    with pytest.raises(ValueError, match="empty sequence"):
+        Verifier(trust_store=pki.root.trust_store(), revocation=empty)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least one"):
+        AllOf(empty)  # type: ignore[arg-type]
+
+
 def test_cached_pass_expires_with_the_revocation_answer(pki) -> None:
     class ShortLived(SwitchableRevocation):
         def check(

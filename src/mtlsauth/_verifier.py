@@ -137,7 +137,8 @@ class Verifier:
         trust_store: The CAs that issue client certificates. Required unless ``pinned`` is set.
         policy: Who is allowed (allow/deny-lists). ``None`` or ``Policy()`` admits any
             certificate that chains to ``trust_store``.
-        revocation: A ``CRLSet``, an ``OCSPChecker``, or a sequence of them (all must pass).
+        revocation: A ``CRLSet``, an ``OCSPChecker``, or a non-empty sequence of them (all
+            must pass; an empty one is a ``ValueError``).
         pinned: Exact certificates accepted without a CA (self-signed clients, RFC 8705
             ``self_signed_tls_client_auth``): certificates in any input form, or a
             ``TrustStore`` (which can be built from files and reloads). Matched by their
@@ -207,6 +208,11 @@ class Verifier:
         if forwarded is not None and not isinstance(forwarded, ForwardedCert):
             raise TypeError("forwarded must be a ForwardedCert (or ForwardedCert.preset(...))")
         if isinstance(revocation, list | tuple):
+            if not revocation:  # AllOf(()) would pass everything, and look configured
+                raise ValueError(
+                    "revocation is an empty sequence: give at least one checker, or None "
+                    "for no revocation checking"
+                )
             revocation = AllOf(revocation) if len(revocation) != 1 else revocation[0]
         if revocation is not None and not isinstance(revocation, RevocationChecker):
             raise TypeError("revocation must be a CRLSet, an OCSPChecker, or a sequence of them")

@@ -61,6 +61,8 @@ class AllOf:
 
     def __init__(self, checkers: Sequence[RevocationChecker]) -> None:
         self._checkers = tuple(checkers)
+        if not self._checkers:  # every one of none passes: it would admit everything
+            raise ValueError("AllOf needs at least one revocation checker")
         self._last: tuple[object, ...] = ()
         # Those that need no network first (a stable sort keeps the given order otherwise).
         self._ordered = tuple(sorted(self._checkers, key=lambda c: bool(c.may_block)))
