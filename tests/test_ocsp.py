@@ -1618,6 +1618,46 @@ def test_a_delegated_responder_certificate_signed_with_a_weak_hash_is_refused(
     _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "sha224")
 
 
+def test_a_sub_ca_with_ocsp_signing_is_no_delegated_responder(
+    crafted: Crafted, setup: Setup
+) -> None:
+    """A CA certificate that its parent issued with id-kp-OCSPSigning in its extended key
+    usage (a partner's sub-CA, as in the 2020 delegated-responder incident) was accepted as
+    a delegated responder, so it could sign GOOD for its siblings. A responder certificate
+    is an end-entity one: a certificate with basicConstraints cA=true answers for nothing."""
+    ca_key = setup.ca.private_key
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+
+    def delegate(ca: bool) -> x509.Certificate:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name.from_rfc4514_string(f"CN=partner {'CA' if ca else 'EE'}"))
+            .issuer_name(setup.ca.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.OCSP_SIGNING]
+                ),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+
+    sub_ca = delegate(ca=True)
+    crafted.answer = _response(setup, signer=(sub_ca, key), include=(sub_ca,))
+    _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "CA certificate")
+    # The same key in an end-entity responder certificate is a delegate as before.
+    responder = delegate(ca=False)
+    crafted.answer = _response(setup, signer=(responder, key), include=(responder,))
+    assert OCSPChecker(responder_url=crafted.url).check(_chain(setup.leaf, setup.ca), at=now)
+
+
 def test_a_stale_hold_next_to_a_final_revocation_still_revokes(
     crafted: Crafted, setup: Setup
 ) -> None:

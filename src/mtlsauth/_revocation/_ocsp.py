@@ -646,6 +646,15 @@ def _delegation_problem(
         cand.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return "the responder certificate was not issued by the certificate's CA"
+    try:
+        is_ca = cand.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if is_ca:
+        # A responder certificate is an end-entity one. A sub-CA that also carries
+        # id-kp-OCSPSigning (the 2020 delegated-responder incident) would otherwise answer
+        # GOOD for every sibling its parent revoked, however its own operator is run.
+        return "the responder certificate is a CA certificate (basicConstraints cA)"
     algo = cand.signature_hash_algorithm
     if isinstance(algo, _WEAK_CERT_HASHES):  # as for the client's own certificates
         return f"the responder certificate is signed with {algo.name}, which is not accepted"
