@@ -255,7 +255,9 @@ class RevocationChecker(Protocol):
 
     def check(self, chain: Sequence[x509.Certificate], *, at: datetime) -> datetime | None:
         """Raise ``CertificateRevoked`` or ``RevocationUnavailable``, or return the moment
-        until which this "not revoked" answer may be cached (``None``: no limit)."""
+        until which this "not revoked" answer may be cached (``None``: no limit). The moment
+        is a timezone-aware ``datetime``: anything else refuses the certificate
+        (``RevocationUnavailable``), as any other exception does."""
         ...
 
     @property
