@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from _x509_forge import der, ecdsa_twin, padded_twin
+from _x509_forge import assemble, der, ecdsa_twin, padded_twin, split, tlv
 from mtlsauth import CRLSet, MTLSAuthError, Policy, Verifier
+from mtlsauth._der import item
 from mtlsauth._identity import equivalent_fingerprints
 from mtlsauth._pathvalidation import MAX_ISSUER_CANDIDATES, select_intermediates
 from mtlsauth.testing import CA, self_signed_client_cert
@@ -581,6 +582,168 @@ def test_a_loop_of_cross_issued_cas_is_untrusted_issuer(root: CA) -> None:
     assert _code(verifier, [leaf, a, b]) == "untrusted_issuer"
     small = Verifier(trust_store=root.trust_store(), max_depth=1, cache_size=0)
     assert _code(small, [leaf, a, b]) == "untrusted_issuer"
+
+
+def _tbs_with_serial(tbs: bytes, serial: bytes) -> bytes:
+    """``tbs`` with its serialNumber INTEGER's content replaced by ``serial``."""
+    _, start, end = item(tbs, 0, len(tbs))
+    _, _, version_end = item(tbs, start, end)
+    _, _, serial_end = item(tbs, version_end, end)
+    return tlv(0x30, tbs[start:version_end] + tlv(0x02, serial) + tbs[serial_end:end])
+
+
+def test_a_serial_over_20_octets_is_malformed_not_an_unknown_issuer(root: CA) -> None:
+    """RFC 5280 4.1.2.2: at most 20 octets. The engine refuses a longer one; that refusal
+    named no cause mtlsauth knew and fell through to ``untrusted_issuer``."""
+    inter = root.intermediate()
+    tbs, alg, _ = split(der(inter.issue_client_cert().certificate))
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    for serial in (b"\x01" * 22, b"\x01" * 40):
+        forged = _tbs_with_serial(tbs, serial)
+        signature = inter.private_key.sign(forged, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg, union-attr]
+        leaf = assemble(forged, alg, signature)
+        assert _code(verifier, [leaf, der(inter.certificate)]) == "certificate_malformed"
+    # 21 octets (20 random octets and a sign octet) is what the engine admits, and so do we
+    forged = _tbs_with_serial(tbs, b"\x01" * 21)
+    signature = inter.private_key.sign(forged, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg, union-attr]
+    assert verifier.verify([assemble(forged, alg, signature), der(inter.certificate)])
+
+
+def test_a_signature_algorithm_that_differs_from_the_signed_one_is_malformed(root: CA) -> None:
+    inter = root.intermediate()
+    tbs, _alg, signature = split(der(inter.issue_client_cert().certificate))
+    ecdsa_sha384 = bytes.fromhex("300a06082a8648ce3d040303")
+    leaf = assemble(tbs, ecdsa_sha384, signature[1:])
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    assert _code(verifier, [leaf, der(inter.certificate)]) == "certificate_malformed"
+
+
+def _ca_under(
+    root: CA, extensions: Iterable[tuple[x509.ExtensionType, bool]], *, bc_critical: bool = True
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_cn("Profile CA"))
+        .issuer_name(root.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=bc_critical)
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                root.private_key.public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+    )
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+    return builder.sign(root.private_key, hashes.SHA256()), key  # type: ignore[arg-type]
+
+
+_AIA = x509.AuthorityInformationAccess(
+    [
+        x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.OCSP,
+            x509.UniformResourceIdentifier("http://ocsp.example.test"),
+        )
+    ]
+)
+_NC = x509.NameConstraints(
+    permitted_subtrees=[x509.DNSName("example.test")], excluded_subtrees=None
+)
+
+
+@pytest.mark.parametrize(
+    ("extensions", "code"),
+    [
+        pytest.param([(_NC, True)], "certificate_malformed", id="leaf with name constraints"),
+        pytest.param([(_NC, False)], "certificate_malformed", id="leaf with non-critical NC"),
+        pytest.param([(_AIA, True)], "certificate_malformed", id="leaf with a critical AIA"),
+        pytest.param([(_AIA, False)], None, id="leaf with a non-critical AIA"),
+    ],
+)
+def test_a_leaf_profile_fault_is_named_not_an_unknown_issuer(
+    root: CA, extensions: list[tuple[x509.ExtensionType, bool]], code: str | None
+) -> None:
+    """Extensions a client certificate must not carry, or not critical: the engine refuses
+    them, and the refusal names the certificate, not a missing issuer."""
+    leaf = _leaf(root, subject=_cn("profile"), extensions=extensions)
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    if code is None:
+        assert verifier.verify(leaf).common_name == "profile"
+    else:
+        assert _code(verifier, leaf) == code
+
+
+def test_a_leaf_with_a_critical_eku_is_malformed_not_an_unknown_issuer(root: CA) -> None:
+    """The web-PKI profile wants the EKU non-critical; refused, and named as such."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_cn("critical eku"))
+        .issuer_name(root.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=True)
+        .sign(root.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    assert _code(verifier, der(leaf)) == "certificate_malformed"
+
+
+@pytest.mark.parametrize(
+    ("extensions", "bc_critical", "code"),
+    [
+        pytest.param(
+            [(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)],
+            True,
+            "invalid_usage",
+            id="CA EKU serverAuth only",
+        ),
+        pytest.param(
+            [(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), False)],
+            True,
+            "invalid_usage",
+            id="CA EKU codeSigning only",
+        ),
+        pytest.param([], False, "certificate_malformed", id="CA basicConstraints not critical"),
+        pytest.param([(_AIA, True)], True, "certificate_malformed", id="CA with a critical AIA"),
+        pytest.param(
+            [(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)],
+            True,
+            None,
+            id="CA EKU clientAuth",
+        ),
+    ],
+)
+def test_an_intermediate_profile_fault_is_named_not_an_unknown_issuer(
+    root: CA,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+    bc_critical: bool,
+    code: str | None,
+) -> None:
+    """A CA whose EKU leaves out clientAuth cannot vouch for a client (``invalid_usage``,
+    as for a leaf's EKU; OpenSSL names both "unsupported certificate purpose"); a CA whose
+    extensions break the profile's criticality rules is ``certificate_malformed``."""
+    ca, ca_key = _ca_under(root, extensions, bc_critical=bc_critical)
+    issuing = CA.__new__(CA)
+    issuing.certificate, issuing.private_key = ca, ca_key  # type: ignore[assignment]
+    leaf = _leaf(issuing, subject=_cn("under"))
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    if code is None:
+        assert verifier.verify([leaf, der(ca)]).common_name == "under"
+    else:
+        assert _code(verifier, [leaf, der(ca)]) == code
 
 
 # --- 5. client-certificate profile ----------------------------------------------------------

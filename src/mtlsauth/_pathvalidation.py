@@ -237,6 +237,38 @@ _MESSAGE_CODES = (
     ),
     ("X509v3", "certificate_malformed", "only X.509 v3 certificates are accepted"),
     (
+        "serial between 1 and 20 octets",
+        "certificate_malformed",
+        "a certificate's serial number is empty or longer than 20 octets (RFC 5280 4.1.2.2)",
+    ),
+    ("serial number cannot be negative", "certificate_malformed", "a serial number is negative"),
+    ("non-empty Issuer", "certificate_malformed", "a certificate has an empty issuer name"),
+    (
+        "mismatch between signatureAlgorithm",
+        "certificate_malformed",
+        "a certificate's signature algorithm differs from the one in its signed part",
+    ),
+    (
+        "must be UtcTime",
+        "certificate_malformed",
+        "a certificate's validity dates are not encoded as RFC 5280 4.1.2.5 requires",
+    ),
+    (
+        "incorrect criticality",
+        "certificate_malformed",
+        "a certificate marks an extension critical that must not be, or the reverse",
+    ),
+    (
+        "prohibited extension",
+        "certificate_malformed",
+        "a client certificate carries an extension only a CA may carry (name constraints)",
+    ),
+    (
+        "Neither EKU nor anyEKU",
+        "invalid_usage",
+        "a CA's extended key usage does not allow client authentication",
+    ),
+    (
         "Forbidden signature algorithm",
         "untrusted_issuer",
         "signature algorithm not allowed (e.g. SHA-1)",
