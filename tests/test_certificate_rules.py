@@ -833,6 +833,78 @@ def test_pinned_certificate_with_critical_san_and_a_subject_is_refused() -> None
     assert _code(Verifier(pinned=[cert]), der(cert)) == "certificate_malformed"
 
 
+_URI = x509.UniformResourceIdentifier("http://crl.example.test/a.crl")
+_EXTENSIONS = {
+    "unknown OID": x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5"), b"\x05\x00"),
+    "certificatePolicies": x509.CertificatePolicies(
+        [x509.PolicyInformation(x509.ObjectIdentifier("2.5.29.32.0"), None)]
+    ),
+    "policyConstraints": x509.PolicyConstraints(
+        require_explicit_policy=0, inhibit_policy_mapping=None
+    ),
+    "inhibitAnyPolicy": x509.InhibitAnyPolicy(0),
+    "cRLDistributionPoints": x509.CRLDistributionPoints(
+        [x509.DistributionPoint([_URI], None, None, None)]
+    ),
+    "freshestCRL": x509.FreshestCRL([x509.DistributionPoint([_URI], None, None, None)]),
+    "subjectInfoAccess": x509.SubjectInformationAccess(
+        [x509.AccessDescription(x509.ObjectIdentifier("1.3.6.1.5.5.7.48.5"), _URI)]
+    ),
+    "OCSP no check": x509.OCSPNoCheck(),
+    "TLS feature": x509.TLSFeature([x509.TLSFeatureType.status_request]),
+    "issuerAltName": x509.IssuerAlternativeName([x509.DNSName("ca.example.test")]),
+    "policyMappings": x509.UnrecognizedExtension(x509.ObjectIdentifier("2.5.29.33"), b"0\x00"),
+    "MS certificate template": x509.UnrecognizedExtension(
+        x509.ObjectIdentifier("1.3.6.1.4.1.311.21.7"), b"0\x03\x06\x01\x01"
+    ),
+    "authorityInfoAccess": _AIA,
+    "nameConstraints": _NC,
+    "keyUsage": _key_usage(cert_sign=False),
+    "subjectAltName": _SAN,
+}
+
+
+@pytest.mark.parametrize("critical", [False, True], ids=["non-critical", "critical"])
+@pytest.mark.parametrize("name", list(_EXTENSIONS))
+def test_a_pinned_leaf_meets_the_chains_extension_rules(
+    root: CA, name: str, critical: bool
+) -> None:
+    """The same certificate, validated through its CA and pinned: the same verdict and code.
+    Pins skip path validation, which refuses unknown critical extensions (``invalid_usage``),
+    and name constraints or a critical AIA or EKU in a leaf (``certificate_malformed``)."""
+    leaf = _leaf(root, subject=_cn("both ways"), extensions=[(_EXTENSIONS[name], critical)])
+    by_chain = Verifier(trust_store=root.trust_store(), cache_size=0)
+    pinned = Verifier(pinned=[leaf], cache_size=0)
+    verdicts = []
+    for verifier in (by_chain, pinned):
+        try:
+            verifier.verify(leaf)
+        except MTLSAuthError as exc:
+            verdicts.append(exc.code)
+        else:
+            verdicts.append("accepted")
+    assert verdicts[0] == verdicts[1], verdicts
+    if critical and name != "keyUsage":
+        assert verdicts[0] != "accepted"  # the rule under test is the engine's
+
+
+def test_a_pinned_leaf_with_an_unknown_critical_extension_is_invalid_usage() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_cn("pinned"))
+        .issuer_name(_cn("pinned"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(_EXTENSIONS["unknown OID"], critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    assert _code(Verifier(pinned=[cert]), der(cert)) == "invalid_usage"
+
+
 # --- 5. name constraints bind the names an identity is read from ---------------------------
 
 

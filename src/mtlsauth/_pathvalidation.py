@@ -63,7 +63,7 @@ from mtlsauth._pathbuilding import (
     _select,
     select_intermediates,
 )
-from mtlsauth._tbs import _SAN_OID, _extension_flags, _tbs_names
+from mtlsauth._tbs import _NAME_CONSTRAINTS_OID, _SAN_OID, _extension_flags, _tbs_names
 
 if TYPE_CHECKING:
     from mtlsauth._truststore import TrustSnapshot
@@ -747,9 +747,40 @@ def check_pinned_leaf(leaf: x509.Certificate, *, at: datetime, clock_skew_s: flo
         pass
     except ValueError:
         raise CertificateInvalid("unparsable extensions", code="certificate_malformed") from None
+    check_leaf_extensions(leaf)
     check_leaf_profile(leaf)
     check_leaf_key(leaf)
     return until
+
+
+# The extensions cryptography's end-entity policy (``_EE_POLICY``) knows, by OID (DER
+# content), and whether each must not be critical; any other critical extension is
+# "unaccounted-for", and a name constraints extension is prohibited in an end entity.
+_EE_KNOWN: dict[bytes, bool] = {
+    b"\x2b\x06\x01\x05\x05\x07\x01\x01": True,  # authorityInfoAccess: non-critical
+    b"\x55\x1d\x23": False,  # authorityKeyIdentifier (relaxed here: either)
+    b"\x55\x1d\x0e": False,  # subjectKeyIdentifier
+    b"\x55\x1d\x0f": False,  # keyUsage
+    _SAN_OID: False,  # subjectAltName (criticality: ``_leaf_san``)
+    b"\x55\x1d\x13": False,  # basicConstraints
+    b"\x55\x1d\x25": True,  # extKeyUsage: non-critical
+}
+
+
+def check_leaf_extensions(leaf: x509.Certificate) -> None:
+    """The extension rules the path validation's end-entity policy applies, for certificates
+    that skip it (pins): an unknown critical extension is ``invalid_usage``, name constraints
+    or a critical authorityInfoAccess or extKeyUsage ``certificate_malformed``, with the
+    detail the path validation gives (``_MESSAGE_CODES``)."""
+    for oid, critical in _extension_flags(leaf).items():
+        if oid == _NAME_CONSTRAINTS_OID:
+            raise _map_error("prohibited extension", (), datetime.min)
+        must_not_be_critical = _EE_KNOWN.get(oid)
+        if must_not_be_critical is None:
+            if critical:
+                raise _map_error("unaccounted-for critical", (), datetime.min)
+        elif critical and must_not_be_critical:
+            raise _map_error("incorrect criticality", (), datetime.min)
 
 
 def missing_issuer_hint(
