@@ -543,6 +543,45 @@ def test_der_chains_that_differ_never_share_a_key_and_the_leaf_digest_is_its_own
     assert verifier.verify([l_der, i_der]) is identity  # the same key: a hit
 
 
+def test_a_tls_chain_of_buffers_is_keyed_by_its_octets_never_by_its_item_count() -> None:
+    """``chain_key`` prefixes each item with its length. A ``memoryview`` of 4-octet items
+    has a ``len`` of a quarter of its octets, so two different chains had one key (and a
+    non-contiguous view raised ``BufferError`` out of ``authenticate``): only ``str`` and
+    ``bytes`` are keyed as they are, other buffers are read as bytes first."""
+    import hashlib
+
+    from mtlsauth._cache import chain_key
+    from mtlsauth._types import Presented
+
+    octets = b"AB" + (6).to_bytes(4, "big") + b"CD"
+    as_words = memoryview(octets).cast("I")
+    other = (b"AB", b"CD" + (0).to_bytes(4, "big"))
+    for item in (as_words, bytearray(octets), memoryview(octets)):
+        with pytest.raises(TypeError):
+            chain_key((item, b""), b"t")
+        with pytest.raises(TypeError):
+            chain_key((item,), b"t")
+    assert chain_key((octets, b""), b"t") != chain_key(other, b"t")
+
+    ca = CA()
+    leaf = ca.issue_client_cert(common_name="buffers")
+    pem = leaf.chain_pem.bytes()
+    verifier = Verifier(trust_store=ca.trust_store())
+    fingerprint = hashlib.sha256(leaf.der).hexdigest()
+    padded = pem + b" " * (-len(pem) % 4)  # PEM ends in blanks as it may
+    shapes = {
+        "4-octet items": (memoryview(padded).cast("I"), memoryview(b"")),
+        "4-octet items alone": (memoryview(padded).cast("I"),),
+        "a writable buffer's view": (memoryview(bytearray(pem)),),
+        "not contiguous": (memoryview(bytes(b for c in pem for b in (c, 0)))[::2], b""),
+    }
+    for what, chain in shapes.items():
+        for _ in range(2):
+            identity = verifier.authenticate(Presented(peer="192.0.2.1", tls_chain=chain))  # type: ignore[arg-type]
+            assert identity is not None, what
+            assert identity.fingerprint_sha256 == fingerprint, what
+
+
 @pytest.mark.parametrize("shape", ["list", "tuple", "pem"])
 def test_a_verified_paste_is_never_a_tls_clients_answer(
     shape: str, monkeypatch: pytest.MonkeyPatch

@@ -86,12 +86,20 @@ def chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
     ``tag`` keeps the kinds of input apart. Text keys as its bytes only when it is ASCII
     (PEM), which ``chain_to_der`` reads as those bytes; other text, which it refuses, is
     marked, so that it never shares the key of bytes it encodes to (DER read as text with
-    ``surrogateescape`` encodes back to that DER)."""
+    ``surrogateescape`` encodes back to that DER).
+
+    Raises:
+        TypeError: an item that is neither ``str`` nor ``bytes``. Other buffers are not
+            keyed as they are: a ``memoryview``'s ``len`` counts its items, not its octets,
+            so the length prefix would not tell two chains apart (``_tls_items`` reads them
+            as bytes first)."""
     if len(items) == 1:  # the common case: one PEM string or one header value
         item = items[0]
         if isinstance(item, str):
             mark = b"\x01" if item.isascii() else b"\x03"
             return hashlib.sha256(tag + mark + item.encode("utf-8", "surrogateescape")).digest()
+        if not isinstance(item, bytes):
+            raise TypeError(f"cannot key a {type(item).__name__}")
         return hashlib.sha256(tag + b"\x01" + item).digest()
     # Several items: length-prefix each, so no two different chains share a key.
     h = hashlib.sha256(tag + b"\x02" + len(items).to_bytes(2, "big"))
@@ -99,8 +107,10 @@ def chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
         if isinstance(item, str):
             raw = item.encode("utf-8", "surrogateescape")
             size = len(raw) if item.isascii() else len(raw) | 1 << 31  # lengths are < 2**31
-        else:
+        elif isinstance(item, bytes):
             raw, size = item, len(item)
+        else:
+            raise TypeError(f"cannot key a {type(item).__name__}")
         h.update(size.to_bytes(4, "big"))
         h.update(raw)
     return h.digest()

@@ -598,9 +598,11 @@ class Verifier:
         fwd = self._forwarded
         if not chain or type(chain) is not tuple or (fwd is not None and fwd.is_trusted(peer)):
             return None
+        # An unhashable item (a memoryview of words or of a writable buffer raises
+        # ValueError): chain_key decides what it is.
         try:
             alias = self._chain_aliases.map.get(chain)
-        except TypeError:  # an unhashable item: chain_key decides what it is
+        except (TypeError, ValueError):
             alias = None
         if alias is not None:
             return self._hit(alias, policy)
