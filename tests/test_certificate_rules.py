@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from _x509_forge import assemble, der, ecdsa_twin, padded_twin, split, tlv
-from mtlsauth import CRLSet, MTLSAuthError, Policy, Verifier
+from mtlsauth import CRLSet, MTLSAuthError, Policy, TrustStore, Verifier
 from mtlsauth._der import item
 from mtlsauth._identity import equivalent_fingerprints
 from mtlsauth._pathvalidation import MAX_ISSUER_CANDIDATES, select_intermediates
@@ -501,6 +501,112 @@ def test_duplicates_non_cas_self_issued_and_unrelated_certificates_are_dropped(r
     assert select_intermediates(leaf, junk, max_depth=8) == [inter.certificate]
     verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
     assert verifier.verify(junk[:1] + junk).common_name == "pruned"
+
+
+def _ca_cert(
+    subject: str,
+    issuer: str,
+    key: ec.EllipticCurvePrivateKey,
+    signer: ec.EllipticCurvePrivateKey,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_cn(subject))
+        .issuer_name(_cn(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+            critical=False,
+        )
+        .sign(signer, hashes.SHA256())
+    )
+
+
+def _leaf_of(issuer: str, signer: ec.EllipticCurvePrivateKey, cn: str) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_cn(cn))
+        .issuer_name(_cn(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(signer, hashes.SHA256())
+    )
+
+
+def _unrelated(count: int) -> list[x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return [_ca_cert(f"Other {i}", f"Elsewhere {i}", key, key) for i in range(count)]
+
+
+@pytest.mark.parametrize("others", [0, 1, 2, 3, 4])
+def test_a_key_rollover_of_the_anchor_stays_beside_unrelated_cas(others: int) -> None:
+    """leaf -> R (new key, self-issued by R's old key) -> anchor R: the self-issued CA is on
+    the path although it is no step closer to the anchor by names. With more than two CAs
+    presented, selection used to drop it (the leaf names an anchor), so the client's
+    unrelated CAs turned an accepted chain into ``untrusted_issuer``."""
+    old, new = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+    anchor = _ca_cert("Rollover Root", "Rollover Root", old, old)
+    rolled = _ca_cert("Rollover Root", "Rollover Root", new, old)
+    leaf = _leaf_of("Rollover Root", new, "rolled")
+    verifier = Verifier(trust_store=TrustStore.from_certificates([anchor]), cache_size=0)
+    chain = [leaf, rolled, *_unrelated(others)]
+    assert verifier.verify(chain).common_name == "rolled"
+    assert verifier.verify([leaf, *chain[2:], rolled]).common_name == "rolled"
+
+
+@pytest.mark.parametrize("others", [0, 2, 3])
+def test_a_key_rollover_of_an_intermediate_stays_beside_unrelated_cas(others: int) -> None:
+    """leaf -> I (new key, self-issued by I's old key) -> I (old key) -> anchor R."""
+    root_key, old, new = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    anchor = _ca_cert("Rollover Root", "Rollover Root", root_key, root_key)
+    inter = _ca_cert("Rollover CA", "Rollover Root", old, root_key)
+    rolled = _ca_cert("Rollover CA", "Rollover CA", new, old)
+    leaf = _leaf_of("Rollover CA", new, "rolled below")
+    verifier = Verifier(trust_store=TrustStore.from_certificates([anchor]), cache_size=0)
+    chain = [leaf, rolled, inter, *_unrelated(others)]
+    assert verifier.verify(chain).common_name == "rolled below"
+
+
+def test_a_self_issued_ca_that_no_anchor_signed_costs_one_check_and_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client's own "rollover" of the anchor's name (its key, signed by another of its
+    keys) is checked against the anchor once and never reaches the path builder; only the
+    first two self-issued certificates are looked at."""
+    import mtlsauth._pathbuilding as pb
+
+    old = ec.generate_private_key(ec.SECP256R1())
+    anchor = _ca_cert("Rollover Root", "Rollover Root", old, old)
+    mine, other = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+    fakes = [_ca_cert("Rollover Root", "Rollover Root", mine, other) for _ in range(5)]
+    leaf = _leaf_of("Rollover Root", mine, "fake")
+    checks = 0
+    real = pb._signed_by
+
+    def counting(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+        nonlocal checks
+        checks += 1
+        return real(cert, issuer)
+
+    monkeypatch.setattr(pb, "_signed_by", counting)
+    chosen = select_intermediates(leaf, [*fakes, *_unrelated(3)], max_depth=8, anchors=[anchor])
+    assert chosen == []
+    assert checks <= 2 * pb.MAX_SELF_ISSUED  # is it self-signed; did the anchor sign it
+    verifier = Verifier(trust_store=TrustStore.from_certificates([anchor]), cache_size=0)
+    assert _code(verifier, [leaf, *fakes, *_unrelated(3)]) == "untrusted_issuer"
 
 
 def test_selection_is_capped_by_max_depth(root: CA) -> None:

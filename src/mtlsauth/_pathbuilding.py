@@ -163,29 +163,51 @@ def _grounded(
     chosen: Sequence[_Candidate],
     dist: dict[bytes, int],
     anchors: dict[bytes, list[x509.Certificate]],
+    rollovers: Sequence[_Candidate] = (),
 ) -> list[_Candidate]:
     """The chosen certificates whose signatures lead to a trust anchor, checked from the top.
 
     An issuer is tried only once per certificate, each level only if the level above kept
     something, so look-alikes cost one failed signature check each, at the first level where
-    they part from a genuine chain.
+    they part from a genuine chain. ``rollovers`` (self-issued CAs, at most
+    ``MAX_SELF_ISSUED``) are checked at the level of their name, after the certificates
+    that bear it: each leads to an anchor when a kept certificate (or anchor) of its name
+    signed it, and then may sign the level below.
     """
-    kept: dict[bytes, list[x509.Certificate]] = {}
+    kept: dict[bytes, list[x509.Certificate]] = {n: list(a) for n, a in anchors.items()}
     by_level: dict[int, list[_Candidate]] = {}
     for c in chosen:
         by_level.setdefault(dist[c.subject], []).append(c)
+    rolled: dict[int, list[_Candidate]] = {}
+    for c in rollovers:
+        rolled.setdefault(dist[c.subject], []).append(c)
     out: list[_Candidate] = []
-    for level in sorted(by_level):
+    for level in sorted({*by_level, *rolled}):
         found = False
-        for c in by_level[level]:
-            above = anchors.get(c.issuer, []) if level == 1 else kept.get(c.issuer, [])
+        for c in by_level.get(level, ()):
+            above = kept.get(c.issuer, [])
             if any(_signed_by(c.cert, i) for i in above[:MAX_ISSUER_CANDIDATES]):
                 kept.setdefault(c.subject, []).append(c.cert)
                 out.append(c)
                 found = True
-        if not found:
+        # A rollover signed by a certificate of its name; then one signed by such a
+        # rollover (old key -> new key -> newer key): each is checked at most once against
+        # the certificates of its name, and once more against the rollovers just kept.
+        pending, fresh = rolled.get(level, []), []
+        for c in pending:
+            above = kept.get(c.issuer, [])[:MAX_ISSUER_CANDIDATES]
+            if any(_signed_by(c.cert, i) for i in above):
+                fresh.append(c)
+        for c in pending:
+            if c not in fresh and any(_signed_by(c.cert, r.cert) for r in fresh):
+                fresh.append(c)
+        for c in fresh:
+            kept.setdefault(c.issuer, []).append(c.cert)
+            out.append(c)
+            found = True
+        if not found and level > 0:
             break
-    return [c for c in chosen if c in out]
+    return [c for c in (*chosen, *rollovers) if c in out]
 
 
 def _select(
@@ -209,6 +231,9 @@ def _select(
     certificate (a candidate whose subjectKeyIdentifier contradicts the child's
     authorityKeyIdentifier cannot be its issuer, as OpenSSL also holds), at most
     ``max_depth + 1`` links above the leaf and ``2 * (max_depth + 1)`` certificates in all.
+    A self-issued CA is no step closer to an anchor by names: in the general case it stays
+    when its name is on the chosen path (the leaf's issuer's, or one a chosen CA bears or
+    names as issuer) and a certificate of its name, or an anchor, signed it (``_grounded``).
     Configured intermediates come before presented ones. ``leaf_tbs`` is the leaf's
     TBSCertificate when the caller has it already (as in its DER: cryptography reads DER
     only, so those are the bytes ``tbs_certificate_bytes`` gives).
@@ -217,6 +242,7 @@ def _select(
     pool: list[_Candidate] = []
     seen: set[bytes] = {leaf.tbs_certificate_bytes if leaf_tbs is None else leaf_tbs}
     self_issued_checked = 0
+    rollovers: list[_Candidate] = []  # self-issued, not self-signed: a CA's key rollover
     for i, cert in enumerate((*configured, *presented)):
         try:
             cand = _candidate(cert)
@@ -237,6 +263,7 @@ def _select(
             self_issued_checked += 1
             if not _signed_by(cert, cert):
                 pool.append(cand)
+                rollovers.append(cand)
     # One level beyond max_depth, so a path that is merely too long is reported as such.
     levels = max_depth + 1
     if not pool:
@@ -254,6 +281,7 @@ def _select(
         frontier = [_Candidate(x509.load_der_x509_certificate(leaf.public_bytes(Encoding.DER)))]
     except Exception:  # noqa: BLE001 - the path builder reports the unreadable leaf
         return [], False
+    leaf_issuer = frontier[0].issuer
     known = _anchor_distances(pool, anchors)
     if known is None:  # anchors unknown: name links from the leaf only
         chosen, depth, frontier = _walk(frontier, pool, levels, 2 * levels)
@@ -263,20 +291,35 @@ def _select(
         return [c.cert for c in chosen], deeper
     dist, by_subject = known
     start = dist.get(frontier[0].issuer)
-    if start is None or start == 0:
-        return [], False  # no name path to an anchor, or issued by one directly
-    # Only certificates one step closer to an anchor: shortest name paths, no loops.
+    if start is None:
+        return [], False  # no name path to an anchor
+    # Only certificates one step closer to an anchor: shortest name paths, no loops. A
+    # self-issued CA (a key rollover) is no step closer; it stays beside the certificates
+    # of its name on the path, or beside the anchor the leaf names (``_on_path``).
     pool = [c for c in pool if c.issuer in dist and dist[c.issuer] < dist.get(c.subject, 0)]
     if start > max_depth:
         # Too long by names. Say so only if signatures back it, down to the leaf.
-        chosen = _grounded(_walk(frontier, pool, start, 2 * start)[0], dist, by_subject)
+        walked = _walk(frontier, pool, start, 2 * start)[0]
+        chosen = _grounded(walked, dist, by_subject, _on_path(rollovers, leaf_issuer, walked))
         if any(c.subject == frontier[0].issuer and _signed_by(leaf, c.cert) for c in chosen):
             raise CertificateInvalid("chain is longer than max_depth allows", code="chain_too_long")
         return [], False
-    chosen = _walk(frontier, pool, start, 2 * start)[0]
-    if len(chosen) > _SIMPLE_CHAIN:
-        chosen = _grounded(chosen, dist, by_subject)
+    chosen = _walk(frontier, pool, start, 2 * start)[0] if start else []
+    rolled = _on_path(rollovers, leaf_issuer, chosen)
+    if rolled or len(chosen) > _SIMPLE_CHAIN:
+        chosen = _grounded(chosen, dist, by_subject, rolled)
     return [c.cert for c in chosen], False
+
+
+def _on_path(
+    rollovers: Sequence[_Candidate], leaf_issuer: bytes, chosen: Sequence[_Candidate]
+) -> list[_Candidate]:
+    """The self-issued CAs whose name is on the chosen name path: the leaf's issuer, or a
+    name a chosen certificate bears or is issued by (an anchor's, at the top)."""
+    if not rollovers:
+        return []
+    names = {leaf_issuer, *(c.subject for c in chosen), *(c.issuer for c in chosen)}
+    return [c for c in rollovers if c.subject in names]
 
 
 def _walk(
