@@ -1,8 +1,9 @@
 """Name constraints applied to the names an identity is read from, not only to SANs.
 
 See ``_pathvalidation``'s docstring: the subject's emailAddress values, a commonName that
-reads as a DNS name, an e-mail address or an IP address, and the IPv4 form of IPv4-mapped
-IPv6 SANs, against every CA on the validated path (RFC 5280 4.2.1.10).
+reads as a DNS name, an e-mail address or an IP address (as written, and as IDNA folds it),
+and the IPv4 form of IPv4-mapped IPv6 SANs, against every CA on the validated path (RFC 5280
+4.2.1.10).
 """
 
 from __future__ import annotations
@@ -21,10 +22,25 @@ from mtlsauth._memo import ObjectTable
 from mtlsauth._tbs import _NAME_CONSTRAINTS_OID, _extension_flags
 
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})  # IDNA label separators
+# RFC 3454 table B.1: characters IDNA's nameprep maps to nothing (soft hyphen, zero-width
+# space and joiners, word joiner, variation selectors, ...); Python's ``idna`` codec drops them.
+_B1 = dict.fromkeys(
+    (0x00AD, 0x034F, 0x1806, 0x180B, 0x180C, 0x180D, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF)
+) | dict.fromkeys(range(0xFE00, 0xFE10))
+
+
+def _folded(text: str) -> str:
+    """``text`` as IDNA reads it before its labels are split: the nameprep characters that
+    map to nothing removed, compatibility forms folded (NFKC: U+FE52 SMALL FULL STOP, U+2024
+    ONE DOT LEADER and U+FF0E FULLWIDTH FULL STOP are dots, U+FF20 and U+FE6B are ``@``,
+    fullwidth digits are digits, U+2488 DIGIT ONE FULL STOP is ``1.``), and the ideographic
+    full stops read as dots."""
+    text = unicodedata.normalize("NFKC", text.translate(_B1)).translate(_DOTS)
+    return text.translate(_B1)
 
 
 def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text.translate(_DOTS)).casefold().rstrip(".")
+    return _folded(text).casefold().rstrip(".")
 
 
 def _cn_as_ip(cn: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -43,9 +59,36 @@ def _cn_as_ip(cn: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return None
 
 
+def _cn_host(cn: str) -> str:
+    """The host part of a CN written as a URL, ``user@host``, ``host:port``, ``[v6]`` or
+    ``[v6]:port``, without a trailing dot (else the CN itself, stripped)."""
+    text = cn.strip()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    for sep in "/?#":
+        text = text.split(sep, 1)[0]
+    text = text.rsplit("@", 1)[-1]
+    if text.startswith("[") and "]" in text:
+        return text[1 : text.index("]")]
+    if text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    return text.rstrip(".")
+
+
+def _cn_ips(cn: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every IP address a CN reads as: itself, without its trailing dots, or its host."""
+    found = set()
+    for text in (cn, cn.strip().rstrip("."), _cn_host(cn)):
+        ip = _cn_as_ip(text)
+        if ip is not None:
+            found.add(ip)
+    return found
+
+
 def _cn_as_dns(cn: str) -> str | None:
-    """The host a CN names when it reads as a DNS name (or a URL, or host:port), else None."""
-    text = cn.strip().translate(_DOTS)
+    """The host a CN names when it reads as a DNS name (or a URL, or host:port), else None.
+    As written: the IDNA label separators are dots in its folded form (``_folded``)."""
+    text = cn.strip()
     if "://" in text:
         text = text.split("://", 1)[1]
     for sep in "/?#":
@@ -67,6 +110,27 @@ def _cn_as_email(cn: str) -> str | None:
     return text
 
 
+_Name = tuple[type[x509.GeneralName], object]
+
+
+def _cn_names(cn: str) -> list[_Name]:
+    """The names a commonName reads as: an IP address; else an e-mail address and a DNS
+    name (each as it reads); and, apart, every IP address it reads as (``_cn_ips``)."""
+    names: list[_Name] = []
+    ip = _cn_as_ip(cn)
+    if ip is not None:
+        names.append((x509.IPAddress, ip))
+    else:
+        email = _cn_as_email(cn)
+        if email is not None:
+            names.append((x509.RFC822Name, email))
+        dns = _cn_as_dns(cn)
+        if dns is not None:
+            names.append((x509.DNSName, dns))
+    names.extend((x509.IPAddress, extra) for extra in _cn_ips(cn) if extra != ip)
+    return names
+
+
 def _dns_within(name: str, base: str, *, strict: bool) -> bool:
     """RFC 5280 4.2.1.10 dNSName matching; ``strict`` = only exact ASCII (permitted subtrees)."""
     if strict:
@@ -86,6 +150,8 @@ def _email_within(address: str, base: str, *, strict: bool) -> bool:
     """RFC 5280 4.2.1.10 rfc822Name matching: a mailbox, a host, or '.domain' for subdomains."""
     if strict and not address.isascii():
         return False
+    if not strict:
+        address = _folded(address)  # a fullwidth or small "@" is an "@" to whoever folds
     local, at, host = address.rpartition("@")
     if not at:
         return False
@@ -103,25 +169,32 @@ def _email_within(address: str, base: str, *, strict: bool) -> bool:
     return _fold(host) == _fold(base)
 
 
-def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName], object]]:
-    """Names an identity is read from that cryptography's constraint checks do not see."""
-    names: list[tuple[type[x509.GeneralName], object]] = []
+def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName], object, bool]]:
+    """Names an identity is read from that cryptography's constraint checks do not see, each
+    with whether it may be inside a permitted subtree (False: read only from a folded form).
+
+    A commonName is read as it is and as IDNA folds it (``_folded``): ``admin.evil.com``
+    written with U+FE52 SMALL FULL STOP, ``10.0.0.1`` in fullwidth digits, or ``evil.com``
+    with a zero-width space in it name what their folded forms name, to Python's ``idna``
+    codec and to whoever reads them so. A name found only in the folded form was written
+    with other characters, so it is never inside a permitted subtree (exact ASCII), and is
+    matched against excluded ones as folded."""
+    names: list[tuple[type[x509.GeneralName], object, bool]] = []
     subject = leaf.subject
     for attr in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
         value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
-        names.append((x509.RFC822Name, value))
+        names.append((x509.RFC822Name, value, True))
     for attr in subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
-        ip = _cn_as_ip(value)
-        if ip is not None:
-            names.append((x509.IPAddress, ip))
-            continue
-        email = _cn_as_email(value)
-        if email is not None:
-            names.append((x509.RFC822Name, email))
-        dns = _cn_as_dns(value)
-        if dns is not None:
-            names.append((x509.DNSName, dns))
+        as_written = _cn_names(value)
+        names.extend((kind, name, True) for kind, name in as_written)
+        folded = _folded(value)
+        if folded != value:
+            names.extend(
+                (kind, name, False)
+                for kind, name in _cn_names(folded)
+                if (kind, name) not in as_written
+            )
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -130,7 +203,7 @@ def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName]
         # Policies match ::ffff:a.b.c.d as a.b.c.d: so must the IPv4 constraints.
         mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
         if mapped is not None:
-            names.append((x509.IPAddress, mapped))
+            names.append((x509.IPAddress, mapped, True))
     return names
 
 
@@ -183,8 +256,9 @@ _DIRNAME_DETAIL = "a CA uses directoryName name constraints, which are not suppo
 def check_identity_name_constraints(chain: Sequence[x509.Certificate]) -> None:
     """Apply every CA's name constraints to the names an identity is read from beyond the SANs
     cryptography checks: the subject's emailAddress values, commonNames that read as an IP
-    address, an e-mail address or a DNS name (a URL's or ``host:port``'s host), and the IPv4
-    form of an IPv4-mapped IPv6 SAN (policies match ``::ffff:10.1.2.3`` as ``10.1.2.3``).
+    address, an e-mail address or a DNS name (a URL's or ``host:port``'s host), as written
+    and as IDNA folds them (``_identity_names``), and the IPv4 form of an IPv4-mapped IPv6
+    SAN (policies match ``::ffff:10.1.2.3`` as ``10.1.2.3``).
 
     Raises:
         CertificateInvalid: ``untrusted_issuer`` when a name falls outside a CA's permitted
@@ -216,9 +290,11 @@ def check_identity_name_constraints(chain: Sequence[x509.Certificate]) -> None:
     if not names:
         return
     for nc in constraints:
-        for kind, name in names:
+        for kind, name, as_written in names:
             permitted = [t for t in nc.permitted_subtrees or () if isinstance(t, kind)]
-            if permitted and not any(_within(kind, name, t, strict=True) for t in permitted):
+            if permitted and not (
+                as_written and any(_within(kind, name, t, strict=True) for t in permitted)
+            ):
                 raise CertificateInvalid(_NC_DETAIL, code="untrusted_issuer")
             excluded = [t for t in nc.excluded_subtrees or () if isinstance(t, kind)]
             if any(_within(kind, name, t, strict=False) for t in excluded):

@@ -1,0 +1,204 @@
+"""Name constraints on commonNames written with look-alike characters.
+
+A commonName is read as a DNS name, an e-mail address or an IP address to apply a CA's name
+constraints to it. Python's own ``str.encode("idna")`` (and whoever folds names the same
+way) reads other characters as dots (U+FE52 SMALL FULL STOP, U+2024 ONE DOT LEADER, ...),
+as ``@`` (U+FF20, U+FE6B) and as digits (fullwidth), and drops others altogether (RFC 3454
+table B.1: soft hyphen, zero-width space, ...). A name so written is what it folds to:
+refused wherever its folded form is excluded, and never inside a permitted subtree (which
+matches exact ASCII), under DNS, e-mail and IP constraints alike.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import stringprep
+import unicodedata
+
+import pytest
+from cryptography import x509
+
+from mtlsauth import MTLSAuthError, Verifier
+from mtlsauth._nameconstraints import check_identity_name_constraints
+from mtlsauth.testing import CA
+
+_PERMITTED = {
+    "dns": x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("good.test")], excluded_subtrees=None
+    ),
+    "email": x509.NameConstraints(
+        permitted_subtrees=[x509.RFC822Name("good.test")], excluded_subtrees=None
+    ),
+    "ip": x509.NameConstraints(
+        permitted_subtrees=[x509.IPAddress(ipaddress.ip_network("192.168.0.0/16"))],
+        excluded_subtrees=None,
+    ),
+}
+_EXCLUDED = {
+    "dns": x509.NameConstraints(
+        permitted_subtrees=None, excluded_subtrees=[x509.DNSName("evil.test")]
+    ),
+    "email": x509.NameConstraints(
+        permitted_subtrees=None, excluded_subtrees=[x509.RFC822Name("evil.test")]
+    ),
+    "ip": x509.NameConstraints(
+        permitted_subtrees=None,
+        excluded_subtrees=[x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def cas() -> dict[tuple[str, str], CA]:
+    root = CA()
+    out = {("permitted", k): root.intermediate(name_constraints=v) for k, v in _PERMITTED.items()}
+    out.update(
+        {("excluded", k): root.intermediate(name_constraints=v) for k, v in _EXCLUDED.items()}
+    )
+    out[("root", "")] = root
+    return out
+
+
+def _passes(ca: CA, cn: str) -> bool:
+    leaf = ca.issue_client_cert(common_name=cn, san=False)
+    try:
+        check_identity_name_constraints([leaf.certificate, ca.certificate])
+    except MTLSAuthError as exc:
+        code = exc.code
+    else:
+        return True
+    assert code == "untrusted_issuer"
+    return False
+
+
+# Every character whose NFKC form is a full stop, and the IDNA label separators (characters
+# whose NFKC form ends in one, U+2488 DIGIT ONE FULL STOP for "1.", are in the forms below).
+_DOTS = sorted(
+    {chr(c) for c in range(0x80, 0x110000) if unicodedata.normalize("NFKC", chr(c)) == "."}
+    | {"\u3002", "\uff0e", "\uff61"}
+)
+_ATS = sorted(chr(c) for c in range(0x80, 0x110000) if unicodedata.normalize("NFKC", chr(c)) == "@")
+_FULLWIDTH_DIGITS = str.maketrans("0123456789", "".join(chr(0xFF10 + i) for i in range(10)))
+
+
+def test_the_look_alike_sets_are_the_ones_named() -> None:
+    assert _DOTS == ["\u2024", "\u3002", "\ufe52", "\uff0e", "\uff61"]
+    assert _ATS == ["\ufe6b", "\uff20"]
+    from mtlsauth._nameconstraints import _B1
+
+    assert set(_B1) == stringprep.b1_set
+
+
+def _dns_forms(host: str) -> list[str]:
+    """``host`` written with each look-alike dot, each table B.1 character inserted, and with
+    a digit-dot character in place of a label's last digit."""
+    forms = [host.replace(".", d) for d in _DOTS]
+    forms += [host[:3] + b + host[3:] for b in map(chr, sorted(stringprep.b1_set))]
+    forms += [host + "\u00ad", "\u200b" + host]
+    if host.count(".") > 1:  # "admin\u2488evil.test" is admin1.evil.test
+        forms.append(host.replace(".", "\u2488", 1))
+    return forms
+
+
+def _email_forms(local: str, host: str) -> list[str]:
+    return [local + a + host for a in _ATS] + [local + "@" + h for h in _dns_forms(host)]
+
+
+def _ip_forms(ip: str) -> list[str]:
+    forms = [ip.replace(".", d) for d in _DOTS]
+    forms += [ip.translate(_FULLWIDTH_DIGITS), ip + ".", ip + "..", f"[{ip}]", f"[{ip}]:443"]
+    forms += [f"{ip}:443", f"https://{ip}/x", f"user@{ip}", f"https://[::ffff:{ip}]/"]
+    forms += [ip[:2] + "\u200b" + ip[2:], ip.translate(_FULLWIDTH_DIGITS) + "\uff0e"]
+    first, _, rest = ip.partition(".")
+    if first == "10":
+        forms.append("\u2491" + rest)  # U+2491 NUMBER TEN FULL STOP is "10."
+    return forms
+
+
+@pytest.mark.parametrize("where", ["permitted", "excluded"])
+def test_dns_look_alikes_are_refused(cas: dict[tuple[str, str], CA], where: str) -> None:
+    ca = cas[(where, "dns")]
+    for cn in _dns_forms("admin.evil.test"):
+        assert cn.encode("idna").endswith(b".evil.test")  # what Python's codec reads
+        assert not _passes(ca, cn), ascii(cn)
+    if where == "permitted":  # a name inside it, but not as written: never inside
+        for cn in _dns_forms("admin.good.test"):
+            assert not _passes(ca, cn), ascii(cn)
+        assert _passes(ca, "admin.good.test")
+        assert _passes(ca, "ADMIN.good.test")
+
+
+@pytest.mark.parametrize("where", ["permitted", "excluded"])
+@pytest.mark.parametrize("kind", ["email", "dns"])
+def test_email_look_alikes_are_refused(
+    cas: dict[tuple[str, str], CA], where: str, kind: str
+) -> None:
+    """An e-mail CN is read as an address (rfc822Name constraints) and by its host (dNSName
+    constraints), as written and folded."""
+    ca = cas[(where, kind)]
+    for cn in _email_forms("x", "evil.test"):
+        assert not _passes(ca, cn), ascii(cn)
+    if where == "permitted":
+        for cn in _email_forms("x", "good.test"):
+            assert not _passes(ca, cn), ascii(cn)
+        assert _passes(ca, "x@good.test")
+
+
+@pytest.mark.parametrize("where", ["permitted", "excluded"])
+def test_ip_look_alikes_are_refused(cas: dict[tuple[str, str], CA], where: str) -> None:
+    ca = cas[(where, "ip")]
+    for cn in _ip_forms("10.0.0.1"):
+        assert not _passes(ca, cn), ascii(cn)
+    if where == "permitted":
+        for cn in _ip_forms("192.168.1.1"):
+            if cn.isascii():  # the same address, only written as a URL, with a port, ...
+                continue
+            assert not _passes(ca, cn), ascii(cn)
+        for cn in ("192.168.1.1", "192.168.1.1.", "[192.168.1.1]", "https://192.168.1.1/x"):
+            assert _passes(ca, cn), cn
+
+
+def test_excluded_subtrees_fold_the_emailaddress_attribute_too(
+    cas: dict[tuple[str, str], CA],
+) -> None:
+    ca = cas[("excluded", "email")]
+    for address in _email_forms("x", "evil.test"):
+        subject = x509.Name(
+            [
+                x509.NameAttribute(x509.NameOID.COMMON_NAME, "mailbox"),
+                x509.NameAttribute(x509.NameOID.EMAIL_ADDRESS, address),
+            ]
+        )
+        leaf = ca.issue_client_cert(subject=subject, san=False)
+        with pytest.raises(MTLSAuthError):
+            check_identity_name_constraints([leaf.certificate, ca.certificate])
+
+
+@pytest.mark.parametrize("cn", ["client", "M\u00fcller", "\uff21\uff22\uff23", "\u5c71\u7530"])
+def test_names_that_read_as_nothing_stay_unconstrained(
+    cas: dict[tuple[str, str], CA], cn: str
+) -> None:
+    """No dot, no ``@``, no address, as written or folded: no constraint applies."""
+    for ca in cas.values():
+        assert _passes(ca, cn), (cn, ca.certificate.subject)
+
+
+def test_a_verifier_refuses_them_end_to_end(cas: dict[tuple[str, str], CA]) -> None:
+    root = cas[("root", "")]
+    verifier = Verifier(trust_store=root.trust_store(), cache_size=0)
+    cases = [
+        (("excluded", "dns"), "admin\ufe52evil\ufe52test"),
+        (("permitted", "dns"), "admin\u2024good\u2024test"),
+        (("excluded", "dns"), "admin.ev\u200bil.test"),
+        (("excluded", "email"), "x\uff20evil.test"),
+        (("excluded", "ip"), "\uff11\uff10.0.0.1"),
+        (("excluded", "ip"), "10.0.0.1."),
+        (("permitted", "ip"), "10\ufe520\ufe520\ufe521"),
+    ]
+    for where, cn in cases:
+        chain = cas[where].issue_client_cert(common_name=cn, san=False).chain_der
+        with pytest.raises(MTLSAuthError) as caught:
+            verifier.verify(chain)
+        assert caught.value.code == "untrusted_issuer", (where, ascii(cn))
+    good = cas[("permitted", "dns")].issue_client_cert(common_name="a.good.test", san=False)
+    assert verifier.verify(good.chain_der).common_name == "a.good.test"
