@@ -185,8 +185,9 @@ class CertificateInvalid(MTLSAuthError):
         "certificate_expired": "the certificate (or a CA in its chain) is past its notAfter date",
         "certificate_not_yet_valid": "the certificate's notBefore date is in the future "
         "(or the clock is wrong)",
-        "invalid_usage": "not usable for client authentication (a CA certificate, or an "
-        "extended key usage without clientAuth)",
+        "invalid_usage": "not usable for client authentication (a CA certificate, an "
+        "extended key usage without clientAuth in it or in a CA above it, or an unknown "
+        "critical extension)",
         "chain_too_long": "more intermediate CAs than max_depth allows",
         "pin_mismatch": "not one of the pinned certificates",
         "tls_verification_failed": "the TLS server reported a client-certificate error",
