@@ -441,6 +441,7 @@ def test_bad_pool_sizes(pkix, kwargs, exc) -> None:
 
 # -- decide_async: cache hits on the loop, misses on the Guard's own bounded pool ----------
 
+import contextlib  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
@@ -527,6 +528,43 @@ async def test_a_request_that_goes_away_frees_its_place(pki) -> None:
     gate.release.set()
     assert (await running).code == "ok"
     assert gate.calls == 1  # the abandoned verification never ran
+
+
+async def test_cancelled_verifications_never_pile_up_behind_a_hung_pool(pki) -> None:
+    # Servers cancel a request's task when its client goes away. A cancelled verification
+    # that still waited for a thread left the count at once but stayed in the pool's queue
+    # until a worker popped it, which a hung OCSP responder never let happen: every
+    # cancelled request held an entry (its chain and closure) beyond the bound.
+    import asyncio
+
+    gate = _Gate()
+    verifier = Verifier(trust_store=pki.root.trust_store(), revocation=gate)
+    guard = Guard(verifier=verifier, verification_threads=2, verification_queue=4)
+    pool = guard._pool
+    p = Presented(tls_chain=pki.inter.issue_client_cert(common_name="cancel").chain_der)
+    for _ in range(2000):
+        task = asyncio.ensure_future(guard.decide_async(p, "mandatory", None))
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert len(pool._queue) <= 4
+        assert guard.verifications_waiting <= 6
+    await asyncio.sleep(0.05)
+    assert guard.verifications_waiting == 2  # the two hung verifications hold their threads
+    live = [asyncio.ensure_future(guard.decide_async(p, "mandatory", None)) for _ in range(4)]
+    await asyncio.sleep(0.01)
+    assert guard.verifications_waiting == 6
+    busy = await guard.decide_async(p, "mandatory", None)
+    assert (busy.code, busy.error.status) == ("verification_busy", 503)
+    gate.release.set()
+    assert [d.code for d in await asyncio.gather(*live)] == ["ok"] * 4
+    for _ in range(500):
+        if guard.verifications_waiting == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert (guard.verifications_waiting, len(pool._queue)) == (0, 0)
+    assert gate.calls <= 6  # no abandoned verification ever ran
 
 
 async def test_decide_async_answers_cached_refusals_on_the_loop(pki, pkix) -> None:

@@ -471,6 +471,101 @@ def test_blocking_validators_have_a_bounded_pool_of_their_own(alice) -> None:
     assert [claims["sub"] for claims in done] == ["c", "c", "c"]
 
 
+def _drained(pool) -> None:
+    """The pool counts every job out once its thread is done with it (threads that were
+    released finish on their own schedule)."""
+    for _ in range(500):
+        if pool.waiting == 0:
+            break
+        time.sleep(0.01)
+    assert (pool.waiting, len(pool._queue)) == (0, 0)
+
+
+async def _cancel_cycles(start, pool, cycles: int, queue: int) -> None:
+    """Start a request, let it reach the pool, cancel it (its client went away), repeat;
+    the pool never holds more than its bound, whatever the number of cycles."""
+    for _ in range(cycles):
+        task = asyncio.ensure_future(start())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises((asyncio.CancelledError, MTLSAuthError)):
+            await task
+        assert len(pool._queue) <= queue
+        assert pool.waiting <= pool._max_inflight
+
+
+def test_cancelled_requests_never_pile_up_behind_a_hung_validator(alice) -> None:
+    # Servers cancel a request's task when its client goes away. A cancelled validation that
+    # still waited for a thread left the count at once but stayed in the queue until a
+    # worker popped it, which a hung authorization server never let happen: 2000 cancelled
+    # requests held 2000 entries (with their tokens) behind a pool bounded at 6.
+    release = threading.Event()
+    calls: list[str] = []
+
+    def introspect(token: str) -> dict[str, object]:
+        calls.append(token)
+        release.wait(10)
+        return _bound(alice)
+
+    check = TokenCheck(introspect, blocking=True, threads=2, queue=4)
+    pool = check._pool
+    assert pool is not None
+
+    async def scenario() -> tuple[list[object], MTLSAuthError]:
+        def start():
+            return check.acheck(alice, ["Bearer " + "a" * 2000])
+
+        await _cancel_cycles(start, pool, 2000, 4)
+        # The two hung validations still hold their threads; live requests fill the rest.
+        assert pool.waiting == 2
+        live = [asyncio.ensure_future(check.acheck(alice, ["Bearer t"])) for _ in range(4)]
+        await asyncio.sleep(0.01)
+        assert pool.waiting == 6
+        with pytest.raises(MTLSAuthError) as info:
+            await check.acheck(alice, ["Bearer t"])
+        release.set()
+        return list(await asyncio.gather(*live)), info.value
+
+    done, busy = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert (busy.code, busy.status) == ("verification_busy", 503)
+    assert [claims["sub"] for claims in done] == ["c"] * 4
+    _drained(pool)
+    assert len(calls) == 6  # the two that were running when cancelled, and the four live
+
+
+def test_the_pool_count_survives_cancels_racing_its_workers() -> None:
+    # A cancel can land before a worker pops the entry, between the pop and the start, or
+    # while the job runs: each path counts the job out exactly once.
+    from mtlsauth._pool import BoundedPool
+
+    pool = BoundedPool(2, 8)
+
+    async def scenario() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        answered = cancelled = 0
+        for round_ in range(300):
+            futures = []
+            for i in range(10):
+                future = pool.submit(lambda i=i: time.sleep(0.0001) or i)
+                if future is not None:
+                    futures.append(asyncio.wrap_future(future, loop=loop))
+            await asyncio.sleep(0 if round_ % 2 else 0.0002)
+            for task in futures[round_ % 3 :: 2]:
+                task.cancel()
+            for task in futures:
+                try:
+                    await task
+                    answered += 1
+                except asyncio.CancelledError:
+                    cancelled += 1
+        return answered, cancelled
+
+    answered, cancelled = asyncio.run(scenario())
+    assert answered
+    assert cancelled
+    _drained(pool)
+
+
 def test_a_raising_blocking_validator_refuses_through_the_pool(alice) -> None:
     def introspect(token: str) -> dict[str, object]:
         raise TimeoutError("the authorization server did not answer")
