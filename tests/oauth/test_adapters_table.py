@@ -164,8 +164,15 @@ def fastapi_app(world: World, mechanism: str) -> FastAPI:
 
                 return routed
 
-            def dependent(claims=Depends(asgi_oauth.require_token(check))):  # noqa: B008
-                return {"sub": claims["sub"] if claims else None}
+            def dependent(
+                claims=Depends(asgi_oauth.require_token(check)),  # noqa: B008
+                conn_scope=Depends(_scope),  # noqa: B008
+            ):
+                # The dependency stores what it returns where token_claims_from_scope reads.
+                stored = asgi_oauth.token_claims_from_scope(conn_scope)
+                if stored is not claims:
+                    raise AssertionError("the claims in the scope differ from the dependency's")
+                return {"sub": stored["sub"] if stored else None}
 
             return dependent
 
@@ -306,6 +313,25 @@ def _check(outcome, status, challenge, body, token, route) -> None:
     assert challenge.startswith(want_challenge), challenge
     if want_code == "token_missing":
         assert challenge == "Bearer"  # RFC 6750 3.1: no error code when no token came
+
+
+async def test_check_token_stores_the_claims_for_a_plain_starlette_app(world) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route as StarletteRoute
+
+    check = TokenCheck(world.introspect)
+
+    async def endpoint(request: Request) -> JSONResponse:
+        returned = await asgi_oauth.check_token(request.scope, check)
+        stored = asgi_oauth.token_claims_from_scope(request.scope)
+        return JSONResponse({"sub": stored["sub"], "same": stored is returned})
+
+    app = asgi.MTLSMiddleware(
+        Starlette(routes=[StarletteRoute("/s", endpoint)]), verifier=world.verifier
+    )
+    r = await _asgi_call(app, "/s", world.headers("alice", "bound-alice"))
+    assert (r.status_code, r.json()) == (200, {"sub": "client-1", "same": True})
 
 
 def test_table_covers_every_combination() -> None:

@@ -5,7 +5,8 @@ Two ways to require a token, both behind ``MTLSMiddleware``:
 * per route in the middleware: ``Route("/accounts/*", token=TokenCheck(validate))``; the
   claims are then in ``scope["mtlsauth.token"]`` (read them with ``token_claims_from_scope``);
 * per endpoint with a FastAPI dependency: ``Depends(require_token(check))`` returns the
-  claims (or ``None`` when the check does not require a token and none came).
+  claims (or ``None`` when the check does not require a token and none came) and stores
+  them in the scope too, where ``token_claims_from_scope`` reads them.
 
 Example:
     >>> from fastapi import Depends, FastAPI
@@ -34,7 +35,8 @@ __all__ = ["TOKEN_KEY", "check_token", "require_token", "token_claims_from_scope
 
 
 def token_claims_from_scope(scope: Scope) -> Claims | None:
-    """The claims a ``Route(token=...)`` check stored for this request.
+    """The claims a ``Route(token=...)`` check, ``require_token`` or ``check_token`` stored
+    for this request.
 
     Returns:
         The validated claims, or ``None`` when the route's check allows requests without a
@@ -48,13 +50,16 @@ def token_claims_from_scope(scope: Scope) -> Claims | None:
 
 
 async def check_token(scope: Scope, check: TokenCheck) -> Claims | None:
-    """Run ``check`` for the request in ``scope``, against the identity the middleware set.
+    """Run ``check`` for the request in ``scope``, against the identity the middleware set,
+    and store the claims in ``scope["mtlsauth.token"]`` (``token_claims_from_scope``).
 
     Raises:
         TokenError: the token is missing, invalid, unbound or bound to another certificate.
         IdentityMissing: ``MTLSMiddleware`` did not run for this request.
     """
-    return await check.acheck(identity_from_scope(scope), authorization_from_scope(scope))
+    claims = await check.acheck(identity_from_scope(scope), authorization_from_scope(scope))
+    scope[TOKEN_KEY] = claims
+    return claims
 
 
 def require_token(check: TokenCheck) -> Callable[..., Awaitable[Claims | None]]:
