@@ -1418,6 +1418,23 @@ def test_ipv6_responder(setup: Setup) -> None:
         sock.close()
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://[::1]/ocsp", ("::1", 80, "[::1]")),
+        ("https://[2001:db8::1:8443]/", ("2001:db8::1:8443", 443, "[2001:db8::1:8443]")),
+        ("https://[::1]:8443/", ("::1", 8443, "[::1]:8443")),
+        ("http://ocsp.example/", ("ocsp.example", 80, "ocsp.example")),
+    ],
+)
+def test_an_ipv6_responder_without_a_port_gets_the_scheme_default(url, expected) -> None:
+    # The port always comes from the URL or its scheme, never from the host: the last group
+    # of a bare IPv6 literal is no port.
+    from mtlsauth._revocation._http import _host_port
+
+    assert _host_port(url) == expected
+
+
 # -- CertID matching: several answers, other issuers, other hash algorithms ---------------
 
 

@@ -323,10 +323,13 @@ class JWKS:
         if parts.query:
             target += "?" + parts.query
 
+        host = parts.hostname
+        # Always an explicit port: given None, http.client would read one from the host
+        # itself, and the last group of a bare IPv6 literal ("[::1]" -> "::1") is no port.
+        port = 443 if port is None else port
+
         def load() -> object:
-            return json.loads(
-                _fetch(parts.hostname or "", port, target, context, timeout, max_bytes)
-            )
+            return json.loads(_fetch(host, port, target, context, timeout, max_bytes))
 
         return cls(
             load,
@@ -443,7 +446,7 @@ def _select(keys: tuple[_Key, ...], kid: str | None, alg: str) -> list[Any]:
 
 
 def _fetch(
-    host: str, port: int | None, target: str, context: ssl.SSLContext, timeout: float, cap: int
+    host: str, port: int, target: str, context: ssl.SSLContext, timeout: float, cap: int
 ) -> bytes:
     deadline = time.monotonic() + timeout
 

@@ -645,6 +645,36 @@ def test_url_that_no_fetch_could_use_is_refused_at_construction(url) -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "host", "port"),
+    [
+        pytest.param("https://[::1]/jwks", "::1", 443, id="IPv6 loopback, no port"),
+        pytest.param(
+            "https://[2001:db8::1:8443]/jwks", "2001:db8::1:8443", 443, id="IPv6, no port"
+        ),
+        pytest.param("https://[::1]:8443/jwks", "::1", 8443, id="IPv6 with a port"),
+        pytest.param("https://as.example/jwks", "as.example", 443, id="a name, no port"),
+    ],
+)
+def test_url_fetch_connects_to_the_host_and_port_the_url_names(
+    monkeypatch, url, host, port
+) -> None:
+    # Handed no port, http.client reads one from the host: a bare IPv6 literal's last
+    # group became the port ("[::1]" went to host ":" port 1).
+    import http.client
+
+    seen: list[tuple[str, int]] = []
+
+    def connect(self: http.client.HTTPSConnection) -> None:
+        seen.append((self.host, self.port))
+        raise OSError("not connecting in a test")
+
+    jwks = JWKS.from_url(url, timeout=1)
+    monkeypatch.setattr(http.client.HTTPSConnection, "connect", connect)
+    assert not jwks.refresh(force=True)
+    assert seen == [(host, port)]
+
+
+@pytest.mark.parametrize(
     "payload",
     [
         pytest.param(
