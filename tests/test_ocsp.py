@@ -1435,6 +1435,15 @@ def test_an_ipv6_responder_without_a_port_gets_the_scheme_default(url, expected)
     assert _host_port(url) == expected
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["http://ocsp.example/\u043a", "http://ocsp.example/?k=\u00e9", "http://b\u00fccher.example/"],
+)
+def test_a_responder_url_no_request_could_carry_is_refused_at_construction(url) -> None:
+    with pytest.raises(ValueError, match="ASCII"):
+        OCSPChecker(responder_url=url)
+
+
 # -- CertID matching: several answers, other issuers, other hash algorithms ---------------
 
 

@@ -301,7 +301,8 @@ class JWKS:
 
         Raises:
             ValueError: not an https URL, one no fetch could use (an invalid port, spaces
-                or control characters), or a bad bound.
+                or control characters, a non-ASCII path or query, a host name with no IDNA
+                form), or a bad bound.
         """
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
@@ -316,6 +317,17 @@ class JWKS:
             raise ValueError("the JWKS URL has an invalid port") from None
         if _UNSENDABLE.search(url):
             raise ValueError("the JWKS URL holds spaces or control characters")
+        # The request line is sent in ASCII: a path or query with other characters could
+        # never be requested (percent-encode them). A non-ASCII host name is sent in its
+        # IDNA form, as the TLS handshake's server name is: it must have one.
+        if not (parts.path + parts.query).isascii():
+            raise ValueError(
+                "the JWKS URL's path or query holds non-ASCII characters: percent-encode them"
+            )
+        try:
+            parts.hostname.encode("idna")
+        except UnicodeError:
+            raise ValueError("the JWKS URL's host name has no IDNA form") from None
         if not 0 < timeout <= 60 or not 0 < max_bytes <= 16 << 20:
             raise ValueError("timeout must be in (0, 60] seconds and max_bytes in (0, 16 MiB]")
         context = ssl_context or ssl.create_default_context()

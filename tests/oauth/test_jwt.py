@@ -636,12 +636,22 @@ def test_url_with_credentials_is_refused() -> None:
         pytest.param("https://as .example/jwks", id="space in the host"),
         pytest.param("https://as.example:99999/jwks", id="port out of range"),
         pytest.param("https://as.example:x/jwks", id="port not a number"),
+        pytest.param("https://as.example/jwks/\u043a\u043b\u044e\u0447\u0438", id="non-ASCII path"),
+        pytest.param("https://as.example/jwks?k=\u00e9", id="non-ASCII query"),
+        pytest.param("https://" + "\u00e9" * 64 + ".example/jwks", id="host with no IDNA form"),
+        pytest.param("https://a\u2028b.example/jwks", id="host with a line separator"),
     ],
 )
 def test_url_that_no_fetch_could_use_is_refused_at_construction(url) -> None:
     # Accepted, it would fail every fetch: every token refused, from the first one on.
     with pytest.raises(ValueError, match="JWKS URL"):
         JWKS.from_url(url)
+
+
+def test_url_with_a_non_ascii_host_name_is_fetched_by_its_idna_form() -> None:
+    # The host name is sent (Host header, TLS server name) in its IDNA form, so it stays
+    # usable; only the path and query must be ASCII already.
+    assert JWKS.from_url("https://b\u00fccher.example/jwks/%D0%BA?k=%C3%A9")
 
 
 @pytest.mark.parametrize(
