@@ -15,6 +15,7 @@ by every adapter.
 
 from __future__ import annotations
 
+import copy
 import hmac
 import inspect
 import logging
@@ -426,7 +427,16 @@ class TokenCheck:
                     code="insufficient_scope",
                     scope=self._scope_text,
                 )
-        return claims
+        # The application gets its own copy: a validator that caches its answers (an
+        # introspection cache) hands every request the same mapping, and an application
+        # that changed it (``claims.pop("cnf")``, a scope added) would change what the
+        # next request with that token is checked against. Claims that cannot be copied
+        # (a lock inside, say) are handed over as they are, as hooks go without them.
+        try:
+            own: Claims = _own_copy(claims)
+        except Exception:  # noqa: BLE001 - the token passed; only the copy is not possible
+            return claims
+        return own
 
     def _confirm_binding(self, cnf: object, identity: ClientIdentity | None) -> None:
         if cnf is _ABSENT:
@@ -462,6 +472,22 @@ class TokenCheck:
 
 
 _ABSENT: Any = object()
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def _own_copy(value: Any) -> Any:
+    """A deep copy of claims: JSON's shapes copied directly (a few µs), anything else by
+    ``copy.deepcopy`` (which raises for what cannot be copied)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _own_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [_own_copy(item) for item in value]
+    if kind in _ATOMS:
+        return value
+    return copy.deepcopy(value)
+
+
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import copy
 import hashlib
 import logging
 import pickle
@@ -587,3 +588,52 @@ def test_a_flood_of_token_refusals_writes_one_line_a_minute(alice, caplog) -> No
     lines = [r.getMessage() for r in caplog.records if "token denied" in r.getMessage()]
     assert len(lines) == 1
     assert "code=token_binding_mismatch" in lines[0]
+
+
+def test_an_app_that_changes_its_claims_never_changes_a_cached_answer(alice, ca) -> None:
+    # A validator that caches its answers (an introspection cache) returns the same mapping
+    # for every request with that token. An application that changed it (dropped "cnf",
+    # added a scope) changed what the next request was checked against: the bound token
+    # then passed as a plain bearer token from any certificate under binding="if_present".
+    twin = Verifier(trust_store=ca.trust_store()).verify(
+        ca.issue_client_cert(common_name="alice").chain_der
+    )
+    answer = _bound(alice, scope="read", ext={"roles": ["reader"]})
+    pristine = copy.deepcopy(answer)
+
+    def introspect(token: str) -> dict[str, object]:
+        return answer  # the cache's one mapping
+
+    loose = TokenCheck(introspect, binding="if_present")
+    strict = TokenCheck(introspect, binding="if_present", scopes={"admin"})
+    for claims in (
+        loose.check(alice, ["Bearer t"]),
+        asyncio.run(loose.acheck(alice, ["Bearer t"])),
+    ):
+        assert claims == pristine
+        claims.pop("cnf")
+        claims["scope"] = "read admin"
+        claims["ext"]["roles"].append("admin")
+    assert answer == pristine
+    with pytest.raises(TokenError) as info:
+        loose.check(twin, ["Bearer t"])
+    assert info.value.code == "token_binding_mismatch"
+    with pytest.raises(TokenError) as info:
+        asyncio.run(strict.acheck(alice, ["Bearer t"]))
+    assert info.value.code == "insufficient_scope"
+
+
+def test_the_claims_copy_keeps_their_shapes() -> None:
+    from mtlsauth._oauth import _own_copy
+
+    class Custom(dict):
+        pass
+
+    nested = {"a": [1, 2.5, True, None, "s", {"b": ("t", ["u"])}], "c": Custom(d=[1])}
+    copied = _own_copy(nested)
+    assert copied == nested
+    assert type(copied["c"]) is Custom
+    assert copied["a"] is not nested["a"]
+    assert copied["a"][5] is not nested["a"][5]
+    assert copied["a"][5]["b"][1] is not nested["a"][5]["b"][1]
+    assert copied["c"]["d"] is not nested["c"]["d"]
