@@ -771,6 +771,78 @@ def test_django_asgi_hides_a_forged_header_from_the_scope_too(
     assert seen["scope"] == [header(certs.good)]
 
 
+@pytest.mark.parametrize(
+    "extensions",
+    [
+        ["tls"],
+        "tls",
+        {"tls": "yes"},
+        {"tls": ["-----BEGIN CERTIFICATE-----"]},
+        {"tls": {"client_cert_chain": "-----BEGIN CERTIFICATE-----\nMIIB\n"}},
+        {"tls": {"client_cert_chain": 5}},
+        {"tls": {"client_cert_chain": [5]}},
+    ],
+    ids=["list", "str", "tls-str", "tls-list", "chain-str", "chain-int", "chain-of-int"],
+)
+@pytest.mark.parametrize("mode", ["mandatory", "optional"])
+def test_django_asgi_refuses_a_server_tls_extension_of_the_wrong_shape(
+    files, monkeypatch, extensions, mode
+) -> None:
+    """A TLS extension that is not the ASGI spec's mapping says nothing certain about the
+    certificate: 400 ``request_malformed``, never a 500, never a request let through."""
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    from mtlsauth.adapters import django as dj
+
+    conf = mtlsauth_settings(files, mode=mode)
+    with override_settings(MTLSAUTH=conf, MTLSAUTH_BASE_DIR=str(files)):
+        guard = dj.get_guard()
+    monkeypatch.setattr(dj, "get_guard", lambda: guard)
+    reached: list[object] = []
+
+    def view(request):
+        reached.append(request)
+        return JsonResponse({})
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/whoami",
+        "raw_path": b"/whoami",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "client": (STRANGER, 1234),
+        "server": ("127.0.0.1", 443),
+        "scheme": "https",
+        "extensions": extensions,
+    }
+    response = dj.MTLSMiddleware(view)(ASGIRequest(scope, io.BytesIO(b"")))
+    assert response.status_code == 400
+    assert json.loads(response.content)["code"] == "request_malformed"
+    assert reached == []
+
+
+def test_backend_maps_no_user_from_a_proxy_verified_subject_with_two_common_names() -> None:
+    """A proxy-verified identity has no certificate; its reported subject still names two
+    users, and the backend picks neither (the first CN alone would let the holder choose)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from mtlsauth._forwarded._verified import _build
+    from mtlsauth.adapters.django import MTLSBackend
+
+    def identity(*names: str):
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, n) for n in names])
+        return _build(subject=subject, issuer=None, source="header:x-amzn-mtls-clientcert")
+
+    with override_settings(MTLSAUTH_USERNAME="common_name"):
+        assert MTLSBackend().username_for(identity("ledger", "admin")) is None
+        assert MTLSBackend().username_for(identity("ledger")) == "ledger"
+
+
 # -- certificate-bound tokens ------------------------------------------------------------------
 @pytest.fixture
 def tokens(certs):

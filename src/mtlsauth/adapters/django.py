@@ -99,12 +99,16 @@ holder pick whose account it opens."""
 
 
 def _common_names(identity: ClientIdentity) -> tuple[str, ...]:
+    """Every commonName of the subject: the certificate's, or for a proxy-verified identity
+    the subject name the proxy reported (``CN=ledger,CN=admin`` names two users, never the
+    first of them). With neither, only the first CN is known, and it is believed alone."""
     cert = identity.certificate
-    if cert is None:  # a proxy-verified identity: only the first CN is known
+    name = cert.subject if cert is not None else identity.subject_name
+    if name is None:
         return (identity.common_name,) if identity.common_name else ()
     from cryptography.x509.oid import NameOID
 
-    values = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     return tuple(v.value if isinstance(v.value, str) else "" for v in values)
 
 
@@ -237,9 +241,15 @@ def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, 
     if isinstance(scope, dict):
         headers = _scope_headers(scope, guard.read_names)
         chain, tls_error = presented.tls_chain, presented.tls_error
-        tls = (scope.get("extensions") or {}).get("tls") if not chain else None
-        if isinstance(tls, dict):
-            chain = tuple(tls.get("client_cert_chain") or ())
+        tls = _scope_tls(scope) if not chain else None
+        if tls is not None:
+            items = tls.get("client_cert_chain") or ()
+            if type(items) is not list and type(items) is not tuple:
+                raise AmbiguousRequest(
+                    "the server passed a certificate chain that is not a list",
+                    code="request_malformed",
+                )
+            chain = tuple(items)
             if not all(isinstance(c, str | bytes) for c in chain):
                 raise AmbiguousRequest(
                     "the server passed a certificate that is not text", code="request_malformed"
@@ -256,6 +266,30 @@ def presented_from_request(request: HttpRequest, guard: Guard, keys: tuple[str, 
             tls_hint=presented.tls_hint,
         )
     return presented
+
+
+def _scope_tls(scope: dict[str, Any]) -> dict[str, Any] | None:
+    """The ASGI TLS extension of ``scope`` (``None``: the server sent none).
+
+    Raises:
+        AmbiguousRequest: ``request_malformed`` when the server's ``extensions`` or its
+            ``tls`` entry is not a mapping: what it says about the certificate is unknown.
+    """
+    ext = scope.get("extensions")
+    if ext is None:
+        return None
+    if not isinstance(ext, dict):
+        raise AmbiguousRequest(
+            "the server passed ASGI extensions that are not a mapping", code="request_malformed"
+        )
+    tls = ext.get("tls")
+    if tls is None:
+        return None
+    if not isinstance(tls, dict):
+        raise AmbiguousRequest(
+            "the server passed a TLS extension that is not a mapping", code="request_malformed"
+        )
+    return tls
 
 
 def _diagnostic_keys(guard: Guard, keys: tuple[str, ...]) -> tuple[str, ...]:
@@ -422,8 +456,11 @@ def _cached(
     scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
     header: str | bytes | None
     if isinstance(scope, dict):
-        if (scope.get("extensions") or {}).get("tls") is not None:
-            return None  # the TLS extension: its chain and error are read by check
+        try:
+            if _scope_tls(scope) is not None:
+                return None  # the TLS extension: its chain and error are read by check
+        except AmbiguousRequest:
+            return None  # presented_from_request refuses it
         try:
             found = _single_header(scope.get("headers", ()), main[1])
         except (TypeError, ValueError):
