@@ -8,6 +8,8 @@ answer that fails. None of them may become a pass or a 500.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -162,3 +164,58 @@ async def test_aiohttp_an_on_error_answer_with_a_success_status_keeps_the_refusa
     client = await aiohttp_client(app)
     r = await client.get("/pay")
     assert (r.status, await r.text()) == (401, "sorry")
+
+
+@pytest.mark.parametrize("kind", ["response", "stream", "websocket"])
+async def test_aiohttp_an_on_error_answer_prepared_with_a_success_status_closes_the_connection(
+    aiohttp_client, verifier, caplog, kind
+) -> None:
+    """A hook that prepared its own answer (a 200 stream, an accepted websocket) already
+    queued the status line: it cannot be changed any more, so the connection is dropped and
+    the client never reads a whole success. A ``Response``'s headers are still buffered and
+    are never sent; a ``StreamResponse`` sends its headers as it is prepared, so the client
+    sees them and then a connection cut before the body."""
+    import aiohttp
+    from aiohttp import web
+
+    from mtlsauth.adapters.aiohttp import mtls_middleware
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    async def on_error(error: MTLSAuthError, request: web.Request) -> web.StreamResponse:
+        if kind == "websocket":
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            return ws
+        if kind == "response":
+            answer: web.StreamResponse = web.Response(text="")  # a 200, complete once ended
+        else:
+            answer = web.StreamResponse(status=200)
+            answer.content_length = 5
+        await answer.prepare(request)
+        return answer
+
+    app = web.Application(middlewares=[mtls_middleware(verifier=verifier, on_error=on_error)])
+    app.router.add_get("/pay", hello)
+    client = await aiohttp_client(app)
+    with caplog.at_level("WARNING", logger="mtlsauth"):
+        if kind == "websocket":
+            # The hook's own handshake went out at once; the connection is dropped right
+            # after it, before any message.
+            async with client.ws_connect("/pay") as ws:
+                message = await ws.receive(timeout=5)
+            assert message.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR,
+            )
+        else:
+
+            async def fetch() -> bytes:
+                r = await client.get("/pay")
+                return await r.read()
+
+            with pytest.raises((aiohttp.ClientError, ConnectionError)):
+                await asyncio.wait_for(fetch(), 10)  # a cut, never a timeout or a body
+    assert "the connection is closed instead" in caplog.text

@@ -105,7 +105,8 @@ def mtls_middleware(
         on_error: ``on_error(error, request)`` returning a ``web.StreamResponse`` (or a
             coroutine of one) to answer a refusal, or ``None`` for the default problem+json
             answer. If it raises or returns anything else, the default answer is sent; a
-            success status (1xx, 2xx) on its response is replaced by the refusal's.
+            success status (1xx, 2xx) on its response is replaced by the refusal's, and a
+            response the hook already prepared with one drops the connection instead.
         on_decision: ``on_decision(decision)``, called for every request; exceptions are
             logged and ignored.
         verification_threads, verification_queue: The bounded pool that runs
@@ -278,10 +279,32 @@ def _response_started(request: web.Request) -> bool:
     return bool(getattr(writer, "output_size", 0) or getattr(writer, "_headers_buf", None))
 
 
+def _drop(request: web.Request) -> None:
+    """Abort the connection: whatever is still buffered (aiohttp 3.10+ holds a prepared
+    response's headers until its first body write) is discarded, and aiohttp's own writes
+    that follow fail as a client disconnection, which it logs quietly."""
+    transport = request.transport
+    if transport is not None:
+        abort = getattr(transport, "abort", None)
+        (abort if callable(abort) else transport.close)()
+
+
 async def _deny(guard: Guard, error: MTLSAuthError, request: web.Request) -> web.StreamResponse:
     result = await guard.error_hook_result_async(error, request)
     if isinstance(result, web.StreamResponse):
-        if result.status < REFUSAL_MIN_STATUS and not result.prepared:
+        if result.status < REFUSAL_MIN_STATUS:
+            if result.prepared or _response_started(request):
+                # The hook prepared it (a 200 stream, an accepted websocket): its status
+                # line is queued or sent and cannot be changed. The connection is dropped
+                # before anything more goes out, and the response's end is never written.
+                guard.hook_misused(
+                    "on_error",
+                    "success status",
+                    "prepared a response with a success status to a refusal: "
+                    "the connection is closed instead",
+                )
+                _drop(request)
+                return result
             guard.hook_misused(
                 "on_error",
                 "success status",
