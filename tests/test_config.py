@@ -648,6 +648,10 @@ def test_examples_load_and_decide(tmp_path, name):
     assert decide("/orders", "GET", eve) == "organization_not_allowed"
     assert decide("/orders", "GET", None) == "certificate_missing"
     assert decide("/admin/users", "GET", good) == "organizational_unit_not_allowed"
+    # The bare spellings an app may route to the same handlers meet the same rules.
+    assert decide("/admin", "GET", good) == "organizational_unit_not_allowed"
+    assert decide("/administrator", "GET", good) == "ok"  # not the admin rule
+    assert decide("/payments", "POST", eve) == "spiffe_id_not_allowed"
     assert decide("/payments/1", "POST", good) == "ok"  # alice: alternative 2 (and SPIFFE)
     # every alternative refuses: the first one's reason is reported
     assert decide("/payments/1", "POST", eve) == "spiffe_id_not_allowed"

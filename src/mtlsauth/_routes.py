@@ -200,7 +200,10 @@ class Route:
     ``scope["path"]`` below ``root_path``, WSGI ``PATH_INFO`` read as UTF-8, aiohttp
     ``request.path``), and the adapters refuse a raw target that could be routed other
     than that (``AmbiguousRequest``, 400 ``ambiguous_path``) whenever any route or exempt
-    path is configured.
+    path is configured. A pattern covers only the spellings written in it: when the app
+    routes several to one handler (``/payments`` and ``/payments/1``, a trailing slash
+    made optional, a case-insensitive regex), a rule that tightens must cover all of them
+    (``"/payments*"``, ``re.compile(r"^/admin(/|$)")``), or the others get the default.
     """
 
     pattern: str | re.Pattern[str]
