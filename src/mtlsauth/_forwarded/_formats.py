@@ -223,7 +223,12 @@ def traefik(value: str) -> list[bytes]:
     for item in value.split(","):
         if not item:
             raise malformed("empty certificate in the Traefik header")
-        out.extend(split_der(_b64_exact(item, "Traefik certificate")))
+        # Traefik writes each certificate as an item of its own: two DER certificates in
+        # one item are not its output (and would be one more spelling of the chain).
+        ders = split_der(_b64_exact(item, "Traefik certificate"))
+        if len(ders) != 1:
+            raise malformed("a Traefik item holds more than one certificate")
+        out.append(ders[0])
         if len(out) > MAX_CHAIN_CERTS:
             raise malformed(f"more than {MAX_CHAIN_CERTS} certificates")
     return out
