@@ -721,6 +721,8 @@ def _unescape_one(escaped):
         pytest.param("rfc9440", lambda c: ":" + _b64(c[0])[:10] + " " + _b64(c[0])[10:] + ":", id="rfc9440 space inside"),
         pytest.param("rfc9440", lambda c: ":" + base64.urlsafe_b64encode(c[0]).decode() + ":", id="rfc9440 url-safe"),
         pytest.param("rfc9440", lambda c: ":" + _b64(c[0], c[1]) + ":", id="rfc9440 two DERs in one item"),
+        pytest.param("rfc9440", lambda c: ":" + _b64(c[0]) + "=:", id="rfc9440 padding beyond the last group"),
+        pytest.param("rfc9440", lambda c: ":" + _b64(c[0]) + "====:", id="rfc9440 a group of padding"),
         pytest.param("traefik", lambda c: _b64(c[0], c[1]), id="traefik two DERs in one item"),
         pytest.param("traefik", lambda c: _b64(c[0], c[1]) + "," + _b64(c[1]), id="traefik two DERs in the first item"),
         pytest.param("traefik", lambda c: quote(_b64(c[0], c[1]), safe=""), id="traefik two DERs in one escaped item"),

@@ -298,9 +298,12 @@ def _sf_byte_sequence(value: str, i: int) -> tuple[bytes, int]:
     body = value[i + 1 : end]
     if not _sf_base64_body(body):
         raise malformed("structured-field byte sequence is not base64")
-    body = body.rstrip("=")
-    if "=" in body:
+    data = body.rstrip("=")
+    # Padding may be missing (in part or whole), never more than the last group needs: an
+    # encoder writes at most that, and base64 decoders refuse more.
+    if "=" in data or len(body) - len(data) > -len(data) % 4:
         raise malformed("misplaced base64 padding")
+    body = data
     try:  # RFC 8941 §4.2.7: parsers SHOULD NOT fail when '=' padding is missing
         raw = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
     except (binascii.Error, ValueError):
