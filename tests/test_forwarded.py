@@ -1143,6 +1143,9 @@ def test_gcp_spiffe_id_must_be_the_one_uri() -> None:
         pytest.param("10.0.0.5\u00a0", id="trailing no-break space"),
         pytest.param("\uff11\uff10.0.0.5", id="full-width digits"),
         pytest.param("[10.0.0.5", id="open bracket"),
+        pytest.param("[10.0.0.5]", id="v4 in brackets (IPv6 literals only)"),
+        pytest.param("::ffff:10.0.0.5%eth0", id="v4-mapped with a zone"),
+        pytest.param("[::ffff:10.0.0.5%eth0]", id="v4-mapped with a zone, in brackets"),
     ],
 )
 def test_addresses_that_only_resemble_a_trusted_one_are_untrusted(peer):

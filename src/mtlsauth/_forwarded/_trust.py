@@ -96,15 +96,20 @@ def match_peer(peer: str, networks: tuple[Network, ...]) -> bool:
     anything unparseable (a Unix socket path, a list) is untrusted.
     """
     text = peer.strip(" \t")  # ASCII blanks only: "10.0.0.1\u00a0" is not an address
-    if text.startswith("[") and text.endswith("]"):
+    bracketed = text.startswith("[") and text.endswith("]")
+    if bracketed:
         text = text[1:-1]
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
         return False
     zone: str | None = None
+    if bracketed and not isinstance(addr, ipaddress.IPv6Address):
+        return False  # brackets enclose IPv6 literals only: "[10.0.0.1]" is no IPv4 spelling
     if isinstance(addr, ipaddress.IPv6Address):
         if addr.ipv4_mapped is not None:
+            if addr.scope_id:
+                return False  # an IPv4 address has no zone, mapped or not (as "10.0.0.1%eth0")
             addr = addr.ipv4_mapped
         elif addr.scope_id:
             zone = addr.scope_id
