@@ -589,6 +589,8 @@ def test_bad_trusted_proxies(proxies, error):
         ({"max_size": True}, TypeError, "max_size must be an int"),
         ({"max_size": "65536"}, TypeError, "max_size must be an int"),
         ({"header": "bad header"}, ValueError, "is not a valid HTTP header name"),
+        ({"header": "X-Client-\u212aey"}, ValueError, "is not a valid HTTP header name"),
+        ({"chain_header": "X-Chain-\u212aey"}, ValueError, "is not a valid HTTP header name"),
         ({"header": ""}, TypeError, "header must be a non-empty header name"),
         ({"chain_header": "x cert"}, ValueError, "chain_header 'x cert' is not a valid"),
         ({"chain_header": "X-Cert"}, ValueError, "must all be different"),

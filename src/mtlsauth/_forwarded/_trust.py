@@ -18,8 +18,10 @@ _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 def header_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not name:
         raise TypeError(f"{what} must be a non-empty header name string")
+    # Checked as given, not after lower(): the Kelvin sign lower-cases to an ASCII "k", so
+    # a name no proxy can send would be read as another one.
     lower = name.lower()
-    if any(c not in _TCHAR for c in lower):
+    if not name.isascii() or any(c not in _TCHAR for c in lower):
         raise ValueError(f"{what} {name!r} is not a valid HTTP header name")
     return lower
 
