@@ -1158,3 +1158,24 @@ def test_addresses_that_only_resemble_a_trusted_one_are_untrusted(peer):
     assert fc.is_trusted(peer) is False  # the remembered answer too
     assert fc.is_trusted("10.0.0.5") is True
     assert fc.is_trusted("::ffff:10.0.0.5") is True
+
+
+# -- header values that are not text: a direct caller's Presented ---------------------------
+@pytest.mark.parametrize("preset", ["nginx", "haproxy", "traefik", "rfc9440", "apache", "envoy"])
+def test_header_values_that_are_not_text_are_request_malformed(pki, preset):
+    """``Presented.headers`` holds text values; bytes from a direct caller are refused as
+    ``request_malformed`` (as other shapes are), never an ``AttributeError`` out of a
+    decoder, and never admitted from the cache entry of the same text."""
+    root, _inter, client = pki
+    fwd = ForwardedCert.preset(preset, trusted_proxies=TRUSTED)
+    verifier = Verifier(
+        trust_store=root.trust_store(), intermediates=[client.chain_der[1]], forwarded=fwd
+    )
+    text = tuple((k.lower(), v) for k, v in encode_forwarded(preset, client.chain_der))
+    as_bytes = tuple((k, v.encode("latin-1")) for k, v in text)
+    for cached in (False, True):
+        if cached:
+            assert verifier.authenticate(Presented(peer=PROXY, headers=text)) is not None
+        with pytest.raises(MTLSAuthError) as caught:
+            verifier.authenticate(Presented(peer=PROXY, headers=as_bytes))  # type: ignore[arg-type]
+        assert caught.value.code == "request_malformed"

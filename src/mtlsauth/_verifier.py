@@ -363,7 +363,7 @@ class Verifier:
                 plain = fwd.plain_value(presented.headers)
             except (TypeError, ValueError):
                 raise _unreadable_headers() from None
-            if plain is not None:
+            if type(plain) is str:  # other values: extract refuses them (request_malformed)
                 identity = self._cached_header(plain, presented.peer, policy)
                 if identity is not None:
                     return identity

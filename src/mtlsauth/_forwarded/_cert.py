@@ -399,7 +399,7 @@ class ForwardedCert(Immutable):
         """
         if self._simple:
             plain = self.plain_value(presented.headers)
-            if plain is not None:
+            if type(plain) is str:  # (bytes are the adapters' hot path only: refused below)
                 raw = self.plain_key(plain, presented.peer)
                 if raw is not None:  # the common case, settled with the fewest steps
                     return ForwardedValue(self._source, raw, lambda: self._decode_chain(plain, []))
@@ -407,6 +407,10 @@ class ForwardedCert(Immutable):
         found = [(k, v) for k, v in presented.headers if k in read]
         if not found:
             return None
+        if not all(isinstance(v, str) for _, v in found):
+            # Values are text (adapters decode them as Latin-1); a decoder handed bytes
+            # would fail with an AttributeError, a 500 instead of a refusal.
+            raise TypeError("certificate header values must be text")
         # Fast path: a value whose first character cannot start a sentinel is a certificate.
         if all(v[:1] in _SENTINEL_START and is_absent(v) for _, v in found):
             return None
