@@ -476,8 +476,8 @@ def _norm_uri(uri: str) -> str:
     if match is None:
         return uri
     scheme, authority = match.group(1, 2)
-    if authority is None:
-        return scheme.lower() + uri[match.end() :]
+    if authority is None:  # the ":" stays: "urn:foo" and "urnf:oo" are two URIs
+        return scheme.lower() + ":" + uri[match.end() :]
     if "@" not in authority:
         authority = _ascii_lower(authority)
     return scheme.lower() + "://" + authority + uri[match.end() :]
