@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtlsauth import ClientIdentity, Policy, PolicyDenied
@@ -17,7 +18,10 @@ def ca() -> CA:
 
 
 def _identity(ca: CA, **kwargs: object) -> ClientIdentity:
-    cert = ca.issue_client_cert(**kwargs).certificate  # type: ignore[arg-type]
+    return _identity_of(ca.issue_client_cert(**kwargs).certificate)  # type: ignore[arg-type]
+
+
+def _identity_of(cert: x509.Certificate) -> ClientIdentity:
     raw = cert.public_bytes(Encoding.DER)
     parsed = identity_from_certificate(cert)
     assert identity_from_certificate(cert, der=raw, facts=read_leaf(raw)) == parsed
@@ -44,3 +48,21 @@ def test_uri_without_authority_keeps_its_scheme_colon(ca: CA, entry: str, presen
     Policy(uris={entry[:3].upper() + entry[3:]}).check(
         _identity(ca, uris=[entry.replace("*", "x")])
     )
+
+
+@pytest.mark.parametrize("entry", ["1f:2", "1:f2", "1f::2e", ":1f2e", "1f2e:", "abc:de"])
+def test_deny_serial_bytes_are_two_hex_digits_each(entry: str) -> None:
+    # "1f:2" was read as 0x1f2, while whoever wrote it (dropping the zero of 02) meant 0x1f02:
+    # the certificate meant passed.
+    with pytest.raises(ValueError, match="two digits each"):
+        Policy(deny_serials=[entry])
+
+
+def test_deny_serial_forms_that_stay_accepted(ca: CA) -> None:
+    cert = ca.issue_client_cert().certificate
+    raw = cert.serial_number.to_bytes((cert.serial_number.bit_length() + 7) // 8, "big")
+    identity = _identity_of(cert)
+    for entry in (":".join(f"{b:02x}" for b in raw), f"0x{cert.serial_number:X}"):
+        with pytest.raises(PolicyDenied):
+            Policy(deny_serials=[entry, "01:02"]).check(identity)
+    Policy(deny_serials=["0x1f", "01:02", 7]).check(identity)

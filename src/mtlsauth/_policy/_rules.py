@@ -183,11 +183,20 @@ def _serial_entry(field: str, item: object) -> int:
         serial = item
     else:
         text = item.strip(" ")
-        hexed = text[2:] if text[:2].lower() == "0x" else text.replace(":", "")
-        if not hexed or not set(hexed) <= _HEX or hexed == text:
+        prefixed = text[:2].lower() == "0x"
+        # Colon-separated bytes are two digits each: "1f:2" (a printer that dropped the
+        # zero of 02) is 0x1f02 to whoever wrote it, and would deny 0x1f2 instead.
+        octets = [text[2:]] if prefixed else text.split(":")
+        hexed = "".join(octets)
+        if (
+            not hexed
+            or not set(hexed) <= _HEX
+            or not (prefixed or (len(octets) > 1 and all(len(o) == 2 for o in octets)))
+        ):
             raise ValueError(
                 f"{field} entry {item!r}: give an int, '0x'-prefixed hex or colon-separated hex "
-                "(a bare digit string is ambiguous between decimal and hex)"
+                "bytes of two digits each (a bare digit string is ambiguous between decimal "
+                "and hex)"
             )
         serial = int(hexed, 16)
     if serial <= 0:
