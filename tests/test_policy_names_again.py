@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import NameOID
 
 from mtlsauth import ClientIdentity, Policy, PolicyDenied
 from mtlsauth._identity import identity_from_certificate
@@ -66,3 +68,29 @@ def test_deny_serial_forms_that_stay_accepted(ca: CA) -> None:
         with pytest.raises(PolicyDenied):
             Policy(deny_serials=[entry, "01:02"]).check(identity)
     Policy(deny_serials=["0x1f", "01:02", 7]).check(identity)
+
+
+def test_bit_string_unique_identifier_is_not_the_text_of_its_hex(ca: CA) -> None:
+    # An x500UniqueIdentifier held as the bits 0xabcd was keyed "#abcd", the key of the text
+    # "#abcd": a subjects entry naming that text admitted the certificate with the bits.
+    def subject(uid: str | bytes) -> x509.Name:
+        kind = {"_type": _ASN1Type.BitString} if isinstance(uid, bytes) else {}
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, "alice"),
+                x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, uid, **kind),  # type: ignore[arg-type]
+            ]
+        )
+
+    bits = _identity(ca, subject=subject(b"\xab\xcd"))
+    text = _identity(ca, subject=subject("#abcd"))
+    for entry in (
+        "CN=alice,2.5.4.45=\\#abcd",
+        'CN=alice,2.5.4.45="#abcd"',
+        "/CN=alice/2.5.4.45=#abcd",
+    ):
+        policy = Policy(subjects=[entry])
+        policy.check(text)
+        with pytest.raises(PolicyDenied) as info:
+            policy.check(bits)
+        assert info.value.code == "subject_not_allowed"

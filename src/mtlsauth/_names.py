@@ -133,7 +133,9 @@ def _reaches_ascii(text: str) -> bool:
 
 
 def _attr_value(value: str | bytes) -> str:
-    return _norm(value) if isinstance(value, str) else "#" + value.hex()
+    # A BIT STRING value (x500UniqueIdentifier) as " #<hex>": no text value equals it, since
+    # ``_norm`` never leaves a leading space (the text "#abcd" is not the bits 0xabcd).
+    return _norm(value) if isinstance(value, str) else " #" + value.hex()
 
 
 # Presented values repeat request after request (the Verifier caches identities), so the
