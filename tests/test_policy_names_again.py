@@ -94,3 +94,19 @@ def test_bit_string_unique_identifier_is_not_the_text_of_its_hex(ca: CA) -> None
         with pytest.raises(PolicyDenied) as info:
             policy.check(bits)
         assert info.value.code == "subject_not_allowed"
+
+
+@pytest.mark.parametrize("entry", ["https:/*", "HTTPS:/*", "spiffe:/*", "urn:/*"])
+def test_a_prefix_a_slash_short_of_the_authority_is_refused(ca: CA, entry: str) -> None:
+    # "https:/*" admitted every https URI: "https://evil.test/x" starts with "https:/".
+    with pytest.raises(ValueError, match="admits every host") as info:
+        Policy(uris=[entry])
+    named = entry[:-1] + "/example.org/*"
+    assert repr(named) in str(info.value)
+    identity = _identity(ca, uris=[named.replace("*", "x")])
+    Policy(uris=[named]).check(identity)
+
+
+@pytest.mark.parametrize("entry", ["urn:x/*", "urn:x:/*", "https:///*", "https://h/*"])
+def test_prefixes_below_a_scheme_stay_accepted(entry: str) -> None:
+    Policy(uris=[entry])

@@ -21,6 +21,7 @@ from mtlsauth._identity import (
 )
 from mtlsauth._names import (
     _HEX,
+    _URI_HEAD,
     _Address,
     _DNKey,
     _dns_norm,
@@ -115,12 +116,18 @@ def _uri_entry(field: str, item: object, *, spiffe: bool) -> tuple[bool, str]:
     body = text[:-1] if prefix else text
     if "*" in body:
         raise ValueError(f"{field} entry {text!r}: '*' is only allowed as a trailing '/*'")
-    if prefix and body.endswith("://"):
+    head = _URI_HEAD.match(body)
+    if prefix and (
+        body.endswith("://")
+        or (head is not None and head.group(2) is None and body[head.end() :] == "/")
+    ):
         # "spiffe://*" or "https://*": a prefix that ends inside the authority admits every
-        # trust domain or host, which an allow-list entry never means.
+        # trust domain or host, which an allow-list entry never means; so does "https:/*",
+        # a slash short, as every "https://host/..." starts with "https:/".
+        start = body if body.endswith("://") else body + "/"
         raise ValueError(
             f"{field} entry {text!r} admits every "
-            f"{'trust domain' if spiffe else 'host'}: name it ('{body}example.org/*')"
+            f"{'trust domain' if spiffe else 'host'}: name it ('{start}example.org/*')"
         )
     return prefix, _norm_uri(body)
 
