@@ -256,6 +256,20 @@ def test_no_spelling_of_a_forwarded_serial_dodges_deny_serials(spelling: str) ->
     assert info.value.code == "certificate_denied"
 
 
+@pytest.mark.parametrize("spelling", ["a:1b", "0a:1b:", ":0a:1b", "0a::1b", "0a1:b"])
+def test_a_forwarded_serial_with_groups_other_than_bytes_is_malformed(spelling: str) -> None:
+    """Colon-separated hex is one byte per group: "a:1b" could mean 0x0a1b or 0xa1b, so it
+    is refused rather than read as the digits run together."""
+    request = _request(
+        ("X-Amzn-Mtls-Clientcert-Subject", "CN=alice"),
+        ("X-Amzn-Mtls-Clientcert-Serial-Number", spelling),
+        ("X-Amzn-Mtls-Clientcert-Validity", f"NotBefore={_iso(CURRENT[0])};NotAfter={_iso(CURRENT[1])}"),
+    )  # fmt: skip
+    with pytest.raises(CertificateInvalid) as info:
+        _verifier("aws-alb-verify").authenticate(request)
+    assert info.value.code == "certificate_malformed"
+
+
 def test_deny_fingerprints_refuses_every_proxy_verified_identity() -> None:
     """Without the certificate no re-encoding of a denied one can be ruled out."""
     from mtlsauth import Policy, PolicyDenied
