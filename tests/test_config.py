@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
-from mtlsauth import ForwardedCert, MTLSAuthError, Policy, PolicyDenied, Presented, Verifier
+from mtlsauth import (
+    ForwardedCert,
+    MTLSAuthError,
+    Policy,
+    PolicyDenied,
+    Presented,
+    Route,
+    TrustStore,
+    Verifier,
+)
 from mtlsauth._cli._testpki import write_test_pki
 from mtlsauth._config import Config, _load, load_config, load_policy, render_key
 from mtlsauth._guard import Guard
@@ -797,6 +806,40 @@ def test_route_policy_keeps_the_top_level_deny_lists(tmp_path, pki):
                 pem(pki, "good"), policy=policy
             )
         assert info.value.code == "certificate_denied"
+
+
+def test_route_policy_of_deny_lists_only_is_refused_next_to_allow_lists(tmp_path, pki):
+    # A route's policy replaces the allow-lists of [policy]: one holding only deny-lists
+    # reads as "[policy], minus these" and admitted every trusted certificate it did not
+    # deny (here other-org, which [policy] refuses) on the route's paths.
+    route = '[[routes]]\npath = "/admin*"\npolicy = { deny_serials = ["0x0badc0de"] }\n'
+    allow = '[policy]\norganizations = ["Example Corp"]\n'
+    with pytest.raises(ValueError, match=r"\[routes\.1\]\.policy: .*only deny-lists"):
+        load_config(write(tmp_path, base(pki) + allow + route))
+    any_of = (
+        '[[policy.any_of]]\ncommon_names = ["alice"]\n[[policy.any_of]]\ncommon_names = ["bob"]\n'
+    )
+    with pytest.raises(ValueError, match=r"\[routes\.1\]\.policy: .*only deny-lists"):
+        load_config(write(tmp_path, base(pki) + any_of + route))
+    # Without allow-lists in [policy] every trusted certificate passes anyway: the route's
+    # deny-lists only narrow that, and are accepted, as are deny-lists next to allow-lists.
+    for text in (
+        base(pki) + route,
+        base(pki) + "[policy]\ndeny_serials = [7]\n" + route,
+        base(pki) + allow + route.replace("}", ', common_names = ["alice"] }'),
+    ):
+        config = load_config(write(tmp_path, text))
+        assert config.routes[0].policy is not None
+
+
+def test_guard_refuses_a_deny_only_route_policy_next_to_verifier_allow_lists(pki):
+    verifier = Verifier(
+        trust_store=TrustStore.from_pem_file(pki.path("ca.pem")),
+        policy=Policy(organizations=["Example Corp"]),
+    )
+    with pytest.raises(ValueError, match="only deny-lists"):
+        Guard(verifier=verifier, routes=[Route("/admin*", policy=Policy(deny_serials=[5]))])
+    Guard(verifier=verifier, routes=[Route("/admin*", policy=Policy())])  # explicit: anyone
 
 
 # -- YAML 1.1 scalars that mean something else than they read ---------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from mtlsauth._forwarded._cert import ForwardedCert
-from mtlsauth._guard import Route
+from mtlsauth._guard import DENY_ONLY_ROUTE, Route, deny_only_route
 from mtlsauth._policy._policy import Policy
 from mtlsauth._policy._rules import _FIELDS as _POLICY_KEYWORDS
 from mtlsauth._revocation._crl import CRLSet
@@ -658,6 +658,9 @@ def _build(data: object, path: Path, *, policy_only: bool) -> Config:
     mode = _choice(top["mode"], ("mode",), _MODES) if "mode" in top else "mandatory"
     exempt = tuple(_list(top["exempt_paths"], ("exempt_paths",))) if "exempt_paths" in top else ()
     routes = b.routes(top["routes"], ("routes",)) if "routes" in top else ()
+    for i, route in enumerate(routes, 1):
+        if deny_only_route(policy, route.policy):
+            raise _Error(("routes", i, "policy"), DENY_ONLY_ROUTE)
     kwargs: dict[str, Any] = {"policy": policy}
     if "trust" not in top:
         raise _Error(

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 from mtlsauth._errors import (
     AmbiguousRequest,
@@ -71,6 +72,9 @@ from mtlsauth._routes import MODES, Mode, Route, _path_pattern, _validate_mode, 
 from mtlsauth._types import Presented, fast_init
 from mtlsauth._verifier import NOT_CACHED, Verifier
 
+if TYPE_CHECKING:
+    from mtlsauth._policy._policy import Policy
+
 __all__ = [
     "MODES",
     "PROBLEM_TYPE_PREFIX",
@@ -86,6 +90,28 @@ __all__ = [
     "problem_body",
     "problem_headers",
 ]
+
+DENY_ONLY_ROUTE = (
+    "has only deny-lists, while the Verifier's policy has allow-lists: a route's policy "
+    "replaces those allow-lists, so it would admit every trusted certificate it does not "
+    "deny; repeat the allow-lists next to these deny-lists (or put the deny-lists into the "
+    "Verifier's policy, where they apply on every route)"
+)
+
+
+def deny_only_route(verifier_policy: Policy | None, route_policy: Policy | None) -> bool:
+    """True when ``route_policy`` holds deny-lists alone while ``verifier_policy`` (which it
+    replaces on its route, deny-lists apart) has allow-lists: it reads as "the Verifier's
+    policy, minus these" and admits every trusted certificate it does not deny. A route
+    policy that admits anyone on purpose says so: ``Policy()``, or an ``any_of`` with one."""
+    if verifier_policy is None or route_policy is None:
+        return False
+    if not (verifier_policy._allow or verifier_policy._alternatives):
+        return False  # every trusted certificate passes anyway: the route only narrows it
+    return bool(route_policy._deny) and not (
+        route_policy._allow or route_policy._alternatives or route_policy._parts
+    )
+
 
 # Bound once: the hot path of ``cached`` sets and resets it on every request.
 _no_wait_set, _no_wait_reset = NO_WAIT.set, NO_WAIT.reset
@@ -347,6 +373,8 @@ class Guard:
         for r in self.routes:
             if not isinstance(r, Route):
                 raise TypeError(f"routes must hold Route objects, not {type(r).__name__}")
+            if deny_only_route(verifier.policy, r.policy):
+                raise ValueError(f"the policy of route {r.pattern!r} {DENY_ONLY_ROUTE}")
         if isinstance(exempt_paths, str | bytes) or not isinstance(exempt_paths, Iterable):
             raise TypeError("exempt_paths must be a collection of paths, e.g. {'/healthz'}")
         exact: set[str] = set()
