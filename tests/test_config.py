@@ -892,6 +892,75 @@ def test_yaml_duplicate_keys_are_refused(tmp_path, pki, text):
         load_config(write(tmp_path, trust + text, "mtls.yaml"))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # one of two merged deny-lists was dropped (serial 5 was not denied)
+        "policy:\n  <<: [{deny_serials: [5]}, {deny_serials: [6]}]\n  organizations: [x]\n",
+        # the table's own deny-list replaced the merged one
+        "routes:\n  - &admin\n    path: /admin*\n    policy: &p {deny_serials: [5],"
+        " organizations: [x]}\n  - path: /ops*\n    policy:\n      <<: *p\n"
+        "      deny_serials: [6]\n",
+        # nested: a merged table that merges another one with the same key
+        "policy:\n  <<: {<<: {organizations: [x]}, organizations: [y]}\n",
+    ],
+    ids=["two merged tables", "merged and own", "nested merge"],
+)
+def test_yaml_key_given_by_a_merge_and_again_is_refused(tmp_path, pki, text):
+    pytest.importorskip("yaml")
+    trust = f"trust:\n  files: ['{pki.path('ca.pem')}']\n"
+    with pytest.raises(ValueError, match=r"deny_serials|organizations.*merge \(<<\) and again"):
+        load_config(write(tmp_path, trust + text, "mtls.yaml"))
+
+
+def test_yaml_merge_without_a_repeated_key_still_loads(tmp_path, pki):
+    pytest.importorskip("yaml")
+    text = (
+        f"trust:\n  files: ['{pki.path('ca.pem')}']\n"
+        "policy: &p\n  organizations: [x]\n  deny_serials: [5]\n"
+        "routes:\n  - path: /ops*\n    policy:\n      <<: *p\n      organizational_units: [ops]\n"
+    )
+    config = load_config(write(tmp_path, text, "mtls.yaml"))
+    assert "organizational_units" in repr(config.routes[0].policy)
+    assert "deny_serials" in repr(config.routes[0].policy)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "policy: &p\n  organizations: [x]\n  any_of: [*p]\n",  # an alias in its own anchor
+        "exempt_paths: &e [/a, *e]\n",
+    ],
+    ids=["policy in any_of", "list in itself"],
+)
+def test_yaml_recursive_alias_is_an_error_naming_the_key(tmp_path, pki, text):
+    # walking the alias again and again ended in a RecursionError (a traceback)
+    pytest.importorskip("yaml")
+    trust = f"trust:\n  files: ['{pki.path('ca.pem')}']\n"
+    with pytest.raises(ValueError, match=r"mtls\.yaml: (\[policy\]\.any_of|exempt_paths)"):
+        load_config(write(tmp_path, trust + text, "mtls.yaml"))
+    # a table that merges itself gives no key twice, and loads
+    itself = trust + "policy: &p\n  organizations: [x]\n  <<: *p\n"
+    assert load_config(write(tmp_path, itself, "mtls.yaml")).policy is not None
+
+
+def test_yaml_aliases_of_aliases_are_walked_once(tmp_path, pki):
+    pytest.importorskip("yaml")
+    import time
+
+    # 2**40 paths through nine lines: each node is checked once, not once per path
+    levels = ["a0: &a0 [/x]"] + [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, 41)]
+    text = (
+        f"trust:\n  files: ['{pki.path('ca.pem')}']\nroutes:\n  - path: /y\n    policy:\n"
+        "      common_names: [a]\n      dns_names: [b.example]\n"
+    )
+    body = "".join(f"- {{{line}}}\n" for line in levels)
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="exempt_paths"):
+        load_config(write(tmp_path, text + "exempt_paths:\n" + body, "mtls.yaml"))
+    assert time.monotonic() - started < 5
+
+
 def test_any_of_alternative_of_deny_lists_only_is_refused(tmp_path, pki):
     text = base(pki) + (
         '[[policy.any_of]]\ncommon_names = ["admin"]\n[[policy.any_of]]\ndeny_serials = ["0x1f"]\n'

@@ -197,12 +197,43 @@ def _yaml_load(text: str) -> tuple[Any, dict[Key, int]]:
         raise ValueError(f"not valid YAML: {exc}") from None
     lines: dict[Key, int] = {}
 
+    merge_tag = "tag:yaml.org,2002:merge"
+
+    def merged(v: Any, into: set[int]) -> list[str]:
+        """The keys a merge (``<<``) brings in, each source's in turn (nested merges
+        included, each table once), for ``walk`` to refuse the ones given twice."""
+        sources = v.value if isinstance(v, yaml.SequenceNode) else [v]
+        out: list[str] = []
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode) or id(source) in into:
+                continue  # not a table: PyYAML refuses it while loading
+            into.add(id(source))
+            for k, sub in source.value:
+                if not isinstance(k, yaml.ScalarNode):
+                    continue
+                out += merged(sub, into) if k.tag == merge_tag else [k.value]
+        return out
+
+    # Each node once: an alias is the node of its anchor, so walking it again would only
+    # repeat the checks, cost time exponential in the nesting of aliases of aliases, and
+    # never end for an alias inside its own anchor (a RecursionError, not an error naming
+    # the key). The data such an alias builds is refused by the schema (a table where a
+    # list belongs, any_of nested too deeply).
+    done: set[int] = set()
+
     def walk(n: Any, key: Key) -> None:
         lines.setdefault(key, n.start_mark.line + 1)
+        if id(n) in done:
+            return
+        if isinstance(n, yaml.MappingNode | yaml.SequenceNode):
+            done.add(id(n))
         if isinstance(n, yaml.MappingNode):
             seen: set[str] = set()
+            merges: list[tuple[str, int]] = []
             for k, v in n.value:
-                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                if isinstance(k, yaml.ScalarNode) and k.tag == merge_tag:
+                    merges += [(name, k.start_mark.line + 1) for name in merged(v, {id(n)})]
+                elif isinstance(k, yaml.ScalarNode):
                     # PyYAML keeps the last of two equal keys: a second "policy:" block would
                     # silently replace the first, deny-lists and all.
                     if k.value in seen:
@@ -211,6 +242,17 @@ def _yaml_load(text: str) -> tuple[Any, dict[Key, int]]:
                     seen.add(k.value)
                     lines.setdefault((*key, k.value), k.start_mark.line + 1)
                     walk(v, (*key, k.value))
+            # A key given here and by a merge, or by two merged tables: YAML keeps one value
+            # and drops the other, as with a duplicate key: a merged deny-list replaced by
+            # the table's own, or one of two merged deny-lists lost.
+            names = [name for name, _line in merges]
+            for i, (name, line) in enumerate(merges):
+                if name in seen or name in names[:i]:
+                    where = render_key((*key, name))
+                    raise ValueError(
+                        f"{where}: given by a merge (<<) and again (line {line}): YAML keeps "
+                        "one value and drops the other; write the key once"
+                    )
         elif isinstance(n, yaml.SequenceNode):
             for i, v in enumerate(n.value, start=1):
                 walk(v, (*key, i))
