@@ -626,6 +626,18 @@ routes:
     assert [r.mode for r in config.routes] == [None, "optional"]
 
 
+def test_yaml_unquoted_off_is_an_error_that_says_why(tmp_path, pki):
+    pytest.importorskip("yaml")
+    text = f"""trust:
+  files: ["{pki.path("ca.pem")}"]
+mode: off
+"""
+    with pytest.raises(ValueError, match=r'mode: must be one of .*not a boolean.*write "off"'):
+        load_config(write(tmp_path, text, "mtls.yaml"))
+    config = load_config(write(tmp_path, text.replace("off", '"off"'), "mtls.yaml"))
+    assert config.middleware_kwargs()["mode"] == "off"
+
+
 def test_yaml_syntax_error(tmp_path):
     pytest.importorskip("yaml")
     with pytest.raises(ValueError, match="not valid YAML"):

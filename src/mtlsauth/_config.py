@@ -331,6 +331,10 @@ def _str(value: object, key: Key) -> str:
 
 
 def _choice(value: object, key: Key, choices: Sequence[str]) -> str:
+    if type(value) is bool:
+        # YAML 1.1 reads an unquoted off/on/no/yes as a boolean.
+        hint = ' (an unquoted off in YAML is false: write "off")' if "off" in choices else ""
+        raise _Error(key, f"must be one of {', '.join(choices)}, not {_kind(value)}{hint}")
     if value not in choices:
         raise _Error(key, f"must be one of {', '.join(choices)}")
     return str(value)
