@@ -234,6 +234,14 @@ def test_gcp_chain_verified_other_than_true_refuses(verified: str) -> None:
         assert verifier.authenticate(request).verified_by == "proxy"
 
 
+def _alice_with_serial(serial: str) -> Presented:
+    return _request(
+        ("X-Amzn-Mtls-Clientcert-Subject", "CN=alice"),
+        ("X-Amzn-Mtls-Clientcert-Serial-Number", serial),
+        ("X-Amzn-Mtls-Clientcert-Validity", f"NotBefore={_iso(CURRENT[0])};NotAfter={_iso(CURRENT[1])}"),
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("spelling", ["0A1B", "0a1b", "0a:1b", "00:0A:1B", "000a1b"])
 def test_no_spelling_of_a_forwarded_serial_dodges_deny_serials(spelling: str) -> None:
     from mtlsauth import Policy, PolicyDenied
@@ -246,11 +254,7 @@ def test_no_spelling_of_a_forwarded_serial_dodges_deny_serials(spelling: str) ->
         forwarded=forwarded,
         policy=Policy(common_names=["alice"], deny_serials=["0x0a1b"]),
     )
-    request = _request(
-        ("X-Amzn-Mtls-Clientcert-Subject", "CN=alice"),
-        ("X-Amzn-Mtls-Clientcert-Serial-Number", spelling),
-        ("X-Amzn-Mtls-Clientcert-Validity", f"NotBefore={_iso(CURRENT[0])};NotAfter={_iso(CURRENT[1])}"),
-    )  # fmt: skip
+    request = _alice_with_serial(spelling)
     with pytest.raises(PolicyDenied) as info:
         verifier.authenticate(request)
     assert info.value.code == "certificate_denied"
@@ -260,11 +264,7 @@ def test_no_spelling_of_a_forwarded_serial_dodges_deny_serials(spelling: str) ->
 def test_a_forwarded_serial_with_groups_other_than_bytes_is_malformed(spelling: str) -> None:
     """Colon-separated hex is one byte per group: "a:1b" could mean 0x0a1b or 0xa1b, so it
     is refused rather than read as the digits run together."""
-    request = _request(
-        ("X-Amzn-Mtls-Clientcert-Subject", "CN=alice"),
-        ("X-Amzn-Mtls-Clientcert-Serial-Number", spelling),
-        ("X-Amzn-Mtls-Clientcert-Validity", f"NotBefore={_iso(CURRENT[0])};NotAfter={_iso(CURRENT[1])}"),
-    )  # fmt: skip
+    request = _alice_with_serial(spelling)
     with pytest.raises(CertificateInvalid) as info:
         _verifier("aws-alb-verify").authenticate(request)
     assert info.value.code == "certificate_malformed"

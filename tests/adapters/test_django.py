@@ -612,6 +612,25 @@ def test_unknown_peer_is_not_a_unix_socket(django_client, certs) -> None:
     assert (code, body["code"]) == (401, "untrusted_forwarder")
 
 
+def asgi_request(path: str = "/whoami", headers: tuple = (), **scope_items):
+    """A Django ``ASGIRequest`` for a GET of ``path``, as an ASGI server builds it."""
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), *headers],
+        **scope_items,
+    }
+    return ASGIRequest(scope, io.BytesIO(b""))
+
+
 @pytest.mark.parametrize(
     ("client", "server", "unix"),
     [
@@ -623,25 +642,10 @@ def test_unknown_peer_is_not_a_unix_socket(django_client, certs) -> None:
 def test_asgi_request_peer_is_a_unix_socket_only_when_the_server_says_so(
     client, server, unix
 ) -> None:
-    import io
-
-    from django.core.handlers.asgi import ASGIRequest
-
     from mtlsauth.adapters import UNIX_PEER
     from mtlsauth.adapters.django import request_peer
 
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/whoami",
-        "raw_path": b"/whoami",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver")],
-        "client": client,
-        "server": server,
-    }
-    peer = request_peer(ASGIRequest(scope, io.BytesIO()))
+    peer = request_peer(asgi_request(client=client, server=server))
     assert (peer is UNIX_PEER) is unix
     assert peer is UNIX_PEER or peer is None
 
@@ -738,9 +742,6 @@ def test_django_asgi_hides_a_forged_header_from_the_scope_too(
     files, certs, monkeypatch, spelling
 ) -> None:
     """Under ASGI a view can read ``request.scope["headers"]`` as well as ``META``."""
-    import io
-
-    from django.core.handlers.asgi import ASGIRequest
 
     from mtlsauth.adapters import django as dj
 
@@ -751,18 +752,12 @@ def test_django_asgi_hides_a_forged_header_from_the_scope_too(
     middleware = dj.MTLSMiddleware(_headers_view)
 
     def answer(peer: str) -> dict:
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": "/headers",
-            "raw_path": b"/headers",
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"testserver"), (spelling, header(certs.good).encode())],
-            "client": (peer, 1234),
-            "server": ("127.0.0.1", 80),
-        }
-        request = ASGIRequest(scope, io.BytesIO(b""))
+        request = asgi_request(
+            "/headers",
+            ((spelling, header(certs.good).encode()),),
+            client=(peer, 1234),
+            server=("127.0.0.1", 80),
+        )
         request.headers.get("Origin")  # built before the middleware ran
         return json.loads(middleware(request).content)
 
@@ -790,9 +785,6 @@ def test_django_asgi_refuses_a_server_tls_extension_of_the_wrong_shape(
 ) -> None:
     """A TLS extension that is not the ASGI spec's mapping says nothing certain about the
     certificate: 400 ``request_malformed``, never a 500, never a request let through."""
-    import io
-
-    from django.core.handlers.asgi import ASGIRequest
 
     from mtlsauth.adapters import django as dj
 
@@ -806,20 +798,13 @@ def test_django_asgi_refuses_a_server_tls_extension_of_the_wrong_shape(
         reached.append(request)
         return JsonResponse({})
 
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/whoami",
-        "raw_path": b"/whoami",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver")],
-        "client": (STRANGER, 1234),
-        "server": ("127.0.0.1", 443),
-        "scheme": "https",
-        "extensions": extensions,
-    }
-    response = dj.MTLSMiddleware(view)(ASGIRequest(scope, io.BytesIO(b"")))
+    request = asgi_request(
+        client=(STRANGER, 1234),
+        server=("127.0.0.1", 443),
+        scheme="https",
+        extensions=extensions,
+    )
+    response = dj.MTLSMiddleware(view)(request)
     assert response.status_code == 400
     assert json.loads(response.content)["code"] == "request_malformed"
     assert reached == []

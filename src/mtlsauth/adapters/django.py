@@ -276,18 +276,11 @@ def _scope_tls(scope: dict[str, Any]) -> dict[str, Any] | None:
             ``tls`` entry is not a mapping: what it says about the certificate is unknown.
     """
     ext = scope.get("extensions")
-    if ext is None:
-        return None
-    if not isinstance(ext, dict):
+    tls = ext.get("tls") if isinstance(ext, dict) else ext  # extensions of a wrong type too
+    if tls is not None and not isinstance(tls, dict):
         raise AmbiguousRequest(
-            "the server passed ASGI extensions that are not a mapping", code="request_malformed"
-        )
-    tls = ext.get("tls")
-    if tls is None:
-        return None
-    if not isinstance(tls, dict):
-        raise AmbiguousRequest(
-            "the server passed a TLS extension that is not a mapping", code="request_malformed"
+            "the server passed ASGI extensions or a TLS extension that is not a mapping",
+            code="request_malformed",
         )
     return tls
 
