@@ -158,6 +158,20 @@ def test_ip_look_alikes_are_refused(cas: dict[tuple[str, str], CA], where: str) 
             assert _passes(ca, cn), cn
 
 
+@pytest.mark.parametrize(
+    "cn",
+    ["010.0.0.1", "0010.0.0.1", "010.000.000.001", "010.1", "010.0.0.1.", "https://010.0.0.1/x"],
+)
+def test_an_ip_with_leading_zeros_is_read_as_decimal_too(
+    cas: dict[tuple[str, str], CA], cn: str
+) -> None:
+    """``inet_aton`` reads ``010.0.0.1`` as octal (8.0.0.1); Python's ``ipaddress`` before
+    3.9.5, Go's ``net.ParseIP`` before 1.17 and many others read it as 10.0.0.1. Both
+    readings meet the CA's exclusion of 10.0.0.0/8."""
+    assert not _passes(cas[("excluded", "ip")], cn)
+    assert _passes(cas[("permitted", "ip")], "192.168.001.001")
+
+
 def test_excluded_subtrees_fold_the_emailaddress_attribute_too(
     cas: dict[tuple[str, str], CA],
 ) -> None:

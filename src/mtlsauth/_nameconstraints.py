@@ -75,13 +75,31 @@ def _cn_host(cn: str) -> str:
     return text.rstrip(".")
 
 
+def _cn_as_decimal_ipv4(cn: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a dotted CN of decimal parts with leading zeros reads as when the
+    zeros are dropped (``010.0.0.1`` is 10.0.0.1 to Python's ``ipaddress`` before 3.9.5, Go's
+    ``net.ParseIP`` before 1.17 and many others), where ``inet_aton`` reads them as octal
+    (8.0.0.1). None for any other text."""
+    text = cn.strip()
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4 or not all(p.isascii() and p.isdigit() for p in parts):
+        return None
+    if not any(len(p) > 1 and p[0] == "0" for p in parts):
+        return None  # no leading zero: the one reading is _cn_as_ip's
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(".".join(str(int(p)) for p in parts)))
+    except OSError:
+        return None
+
+
 def _cn_ips(cn: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """Every IP address a CN reads as: itself, without its trailing dots, or its host."""
-    found = set()
+    """Every IP address a CN reads as: itself, without its trailing dots, or its host, each
+    also with the leading zeros of its decimal parts dropped (``_cn_as_decimal_ipv4``)."""
+    found: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
     for text in (cn, cn.strip().rstrip("."), _cn_host(cn)):
-        ip = _cn_as_ip(text)
-        if ip is not None:
-            found.add(ip)
+        for ip in (_cn_as_ip(text), _cn_as_decimal_ipv4(text)):
+            if ip is not None:
+                found.add(ip)
     return found
 
 
