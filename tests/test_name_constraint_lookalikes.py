@@ -172,6 +172,36 @@ def test_an_ip_with_leading_zeros_is_read_as_decimal_too(
     assert _passes(cas[("permitted", "ip")], "192.168.001.001")
 
 
+@pytest.mark.parametrize(
+    ("where", "kind", "cn"),
+    [
+        ("excluded", "dns", "admin.evil.test\x00"),
+        ("excluded", "dns", "admin.evil.test\x00.other.test"),
+        ("permitted", "dns", "admin.evil.test\x00.good.test"),
+        ("excluded", "email", "x@evil.test\x00"),
+        ("permitted", "email", "x@evil.test\x00@good.test"),
+        ("excluded", "ip", "10.0.0.1\x00.other.test"),
+    ],
+)
+def test_a_nul_ends_the_name_for_c_readers_and_for_the_constraints(
+    cas: dict[tuple[str, str], CA], where: str, kind: str, cn: str
+) -> None:
+    """A reader of C strings takes ``evil.test\x00.good.test`` for ``evil.test``: the text
+    before the first NUL meets the constraints too, in a commonName and in emailAddress."""
+    ca = cas[(where, kind)]
+    assert not _passes(ca, cn), ascii(cn)
+    if kind == "email":
+        subject = x509.Name(
+            [
+                x509.NameAttribute(x509.NameOID.COMMON_NAME, "mailbox"),
+                x509.NameAttribute(x509.NameOID.EMAIL_ADDRESS, cn),
+            ]
+        )
+        leaf = ca.issue_client_cert(subject=subject, san=False)
+        with pytest.raises(MTLSAuthError):
+            check_identity_name_constraints([leaf.certificate, ca.certificate])
+
+
 def test_excluded_subtrees_fold_the_emailaddress_attribute_too(
     cas: dict[tuple[str, str], CA],
 ) -> None:

@@ -187,6 +187,14 @@ def _email_within(address: str, base: str, *, strict: bool) -> bool:
     return _fold(host) == _fold(base)
 
 
+def _c_readings(value: str) -> tuple[str, ...]:
+    """``value``, and when it holds a NUL also what a reader of C strings takes it for: the
+    text before the first NUL (``evil.com\x00.good.com`` is ``evil.com`` to it)."""
+    if "\x00" not in value:
+        return (value,)
+    return value, value.split("\x00", 1)[0]
+
+
 def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName], object, bool]]:
     """Names an identity is read from that cryptography's constraint checks do not see, each
     with whether it may be inside a permitted subtree (False: read only from a folded form).
@@ -201,9 +209,11 @@ def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName]
     subject = leaf.subject
     for attr in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
         value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
-        names.append((x509.RFC822Name, value, True))
+        names.extend((x509.RFC822Name, text, True) for text in _c_readings(value))
     for attr in subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
+        for text in _c_readings(value)[1:]:
+            names.extend((kind, name, True) for kind, name in _cn_names(text))
         as_written = _cn_names(value)
         names.extend((kind, name, True) for kind, name in as_written)
         folded = _folded(value)
