@@ -202,6 +202,27 @@ def test_a_nul_ends_the_name_for_c_readers_and_for_the_constraints(
             check_identity_name_constraints([leaf.certificate, ca.certificate])
 
 
+@pytest.mark.parametrize(
+    ("constraint", "cn"),
+    [
+        (x509.DNSName("xn--vil-9la.test"), "\u00e9vil.test"),
+        (x509.DNSName("xn--vil-9la.test"), "admin.\u00c9VIL.test"),
+        (x509.DNSName("xn--fa-hia.test"), "fa\u00df.test"),  # IDNA 2008 (2003 maps to fass)
+        (x509.DNSName("fass.test"), "fa\u00df.test"),
+        (x509.RFC822Name("xn--vil-9la.test"), "x@\u00e9vil.test"),
+    ],
+)
+def test_a_non_ascii_name_meets_exclusions_of_its_a_labels(
+    constraint: x509.GeneralName, cn: str
+) -> None:
+    """A CA's constraints are written in A-labels (IA5String); ``évil.test`` in a commonName
+    is ``xn--vil-9la.test`` to Python's ``idna`` codec and to every resolver."""
+    nc = x509.NameConstraints(permitted_subtrees=None, excluded_subtrees=[constraint])
+    ca = CA().intermediate(name_constraints=nc)
+    assert not _passes(ca, cn), ascii(cn)
+    assert _passes(ca, "client.other.test")
+
+
 def test_excluded_subtrees_fold_the_emailaddress_attribute_too(
     cas: dict[tuple[str, str], CA],
 ) -> None:

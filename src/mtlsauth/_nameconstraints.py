@@ -195,6 +195,31 @@ def _c_readings(value: str) -> tuple[str, ...]:
     return value, value.split("\x00", 1)[0]
 
 
+def _a_label_readings(name: object) -> set[str]:
+    """A non-ASCII DNS name (or the domain of an e-mail address) in A-labels: as Python's
+    ``idna`` codec (IDNA 2003: nameprep, then punycode) writes it, and as each label is
+    written when only lower-cased and punycoded (IDNA 2008's reading of ``ß``, for one).
+    Empty for an ASCII name, or one neither reading can write."""
+    if not isinstance(name, str) or name.isascii():
+        return set()
+    local, at, host = name.rpartition("@")
+    prefix = local + at
+    found: set[str] = set()
+    try:
+        found.add(prefix + host.encode("idna").decode("ascii"))
+    except UnicodeError:
+        pass
+    try:
+        labels = [
+            label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+            for label in host.lower().split(".")
+        ]
+        found.add(prefix + ".".join(labels))
+    except UnicodeError:
+        pass
+    return {reading for reading in found if reading != name}
+
+
 def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName], object, bool]]:
     """Names an identity is read from that cryptography's constraint checks do not see, each
     with whether it may be inside a permitted subtree (False: read only from a folded form).
@@ -223,6 +248,14 @@ def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName]
                 for kind, name in _cn_names(folded)
                 if (kind, name) not in as_written
             )
+    # A DNS name or mail domain with non-ASCII labels is, to a resolver, its A-labels
+    # (``évil.test`` is ``xn--vil-9la.test``), which is how a CA's constraints are written.
+    names.extend(
+        (kind, a_labels, False)
+        for kind, name, _ in list(names)
+        if kind is x509.DNSName or kind is x509.RFC822Name
+        for a_labels in _a_label_readings(name)
+    )
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
