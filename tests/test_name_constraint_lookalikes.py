@@ -223,6 +223,24 @@ def test_a_non_ascii_name_meets_exclusions_of_its_a_labels(
     assert _passes(ca, "client.other.test")
 
 
+@pytest.mark.parametrize(
+    ("where", "kind", "cn"),
+    [
+        ("excluded", "dns", "https://evil%2Etest/x"),
+        ("excluded", "dns", "https://admin.%65vil.test/"),
+        ("excluded", "ip", "https://10%2E0.0.1/"),
+        ("permitted", "dns", "https://evil%2Etest/"),
+    ],
+)
+def test_a_url_host_is_read_percent_decoded_too(
+    cas: dict[tuple[str, str], CA], where: str, kind: str, cn: str
+) -> None:
+    """WHATWG URL parsers and Go's net/url decode a host's percent-escapes:
+    ``https://evil%2Etest/`` names evil.test to them."""
+    assert not _passes(cas[(where, kind)], cn)
+    assert _passes(cas[("permitted", "dns")], "https://api.good.test/a%20b")
+
+
 def test_excluded_subtrees_fold_the_emailaddress_attribute_too(
     cas: dict[tuple[str, str], CA],
 ) -> None:

@@ -12,6 +12,7 @@ import ipaddress
 import socket
 import unicodedata
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -246,6 +247,14 @@ def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName]
             names.extend(
                 (kind, name, False)
                 for kind, name in _cn_names(folded)
+                if (kind, name) not in as_written
+            )
+        if "%" in value and "://" in value:
+            # A URL's host percent-decoded, as WHATWG URL parsers and Go's net/url read it
+            # (``https://evil%2Etest/`` names evil.test).
+            names.extend(
+                (kind, name, False)
+                for kind, name in _cn_names(unquote(value))
                 if (kind, name) not in as_written
             )
     # A DNS name or mail domain with non-ASCII labels is, to a resolver, its A-labels
