@@ -241,6 +241,15 @@ def test_a_url_host_is_read_percent_decoded_too(
     assert _passes(cas[("permitted", "dns")], "https://api.good.test/a%20b")
 
 
+@pytest.mark.parametrize("cn", ["Evil <x@evil.test>", "<x@evil.test>", "x@evil.test>"])
+@pytest.mark.parametrize("where", ["permitted", "excluded"])
+def test_a_mailbox_in_angle_brackets_is_read_as_its_address(
+    cas: dict[tuple[str, str], CA], where: str, cn: str
+) -> None:
+    """``Evil <x@evil.test>`` is x@evil.test to a mail reader (``email.utils.parseaddr``)."""
+    assert not _passes(cas[(where, "email")], cn)
+
+
 def test_excluded_subtrees_fold_the_emailaddress_attribute_too(
     cas: dict[tuple[str, str], CA],
 ) -> None:

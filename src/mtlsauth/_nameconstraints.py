@@ -221,6 +221,15 @@ def _a_label_readings(name: object) -> set[str]:
     return {reading for reading in found if reading != name}
 
 
+def _angle_address(value: str) -> str:
+    """The text inside the last ``<...>`` of ``value``, else ``value`` without ``<`` and ``>``."""
+    start = value.rfind("<")
+    end = value.find(">", start + 1)
+    if start >= 0 and end > start:
+        return value[start + 1 : end]
+    return value.replace("<", "").replace(">", "")
+
+
 def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName], object, bool]]:
     """Names an identity is read from that cryptography's constraint checks do not see, each
     with whether it may be inside a permitted subtree (False: read only from a folded form).
@@ -236,6 +245,8 @@ def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName]
     for attr in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
         value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
         names.extend((x509.RFC822Name, text, True) for text in _c_readings(value))
+        if "<" in value or ">" in value:
+            names.append((x509.RFC822Name, _angle_address(value), False))
     for attr in subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         value = attr.value if isinstance(attr.value, str) else attr.value.decode("latin-1")
         for text in _c_readings(value)[1:]:
@@ -247,6 +258,14 @@ def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName]
             names.extend(
                 (kind, name, False)
                 for kind, name in _cn_names(folded)
+                if (kind, name) not in as_written
+            )
+        if "<" in value or ">" in value:
+            # A mailbox with a display name or in angle brackets (``Evil <x@evil.test>``,
+            # ``<x@evil.test>``) is its address to a mail reader (``email.utils.parseaddr``).
+            names.extend(
+                (kind, name, False)
+                for kind, name in _cn_names(_angle_address(value))
                 if (kind, name) not in as_written
             )
         if "%" in value and "://" in value:
