@@ -1348,6 +1348,34 @@ def test_a_forged_crl_moves_no_rollback_mark(tmp_path: Path) -> None:
     assert _outcome(crls, p.chain) == "revoked"
 
 
+def test_a_forged_crl_next_to_a_replayed_one_cannot_undo_a_revocation(tmp_path: Path) -> None:
+    """The reload guard compares the newest CRL of the new files with the verified mark, and
+    it cannot check signatures. A replayed older CRL, written with a forged block (CRLNumber
+    10**30) before it in one PEM file, passed it; the forged CRL was then unusable, and the
+    older genuine one, which predates the revocation, admitted the certificate. A verified
+    CRL numbered below one verified before, which the files no longer hold, speaks for no
+    certificate now."""
+    p = _pki()
+    path = tmp_path / "inter.pem"
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    path.write_bytes(_crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=5))
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    assert _outcome(crls, p.chain) == "revoked"
+    older = _crl(p.inter, number=4, last_update=_hours_ago(1))
+    assert _replace(crls, path, older) is False  # a replay alone is refused at reload
+    forger = ec.generate_private_key(ec.SECP256R1())
+    forged = _crl(p.inter, number=10**30, signer=forger, aki_key=p.inter.private_key)
+    for aki in (True, False):  # the forged block with the CA's key identifier, or without
+        decoy = forged if aki else _crl(p.inter, number=10**30, signer=forger, aki=False)
+        _replace(crls, path, decoy + older)
+        assert _outcome(crls, p.chain) == "unavailable"
+    # A revocation in the replayed CRL is still final, and a newer genuine CRL is used again.
+    _replace(crls, path, forged + _crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=3))
+    assert _outcome(crls, p.chain) == "revoked"
+    assert _replace(crls, path, _crl(p.inter, number=6)) is True
+    assert _outcome(crls, p.chain) == "ok"
+
+
 def test_a_crl_verified_in_a_replaced_snapshot_still_sets_the_mark(tmp_path: Path) -> None:
     """A CRL is verified when a certificate of its CA is first checked, which may happen in
     the snapshot a reload is replacing. The mark it sets counts for the snapshots after it."""

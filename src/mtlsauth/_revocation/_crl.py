@@ -134,6 +134,9 @@ def _loose_name(name: x509.Name) -> tuple[frozenset[tuple[str, str]], ...]:
 
 
 _Series = tuple[bytes, frozenset[bytes], tuple[object, ...]]
+# A CRL of an issuing CA: the CRL, whether the CA validly signed it, and whether it is older
+# than a CRL of its series already verified that this snapshot no longer holds (a replay).
+_Candidate = tuple[_CRL, bool, bool]
 
 
 class _Marks:
@@ -163,6 +166,12 @@ class _Marks:
             kept = tuple(p for p in front if not (p[0] <= point[0] and p[1] <= point[1]))
             self._seen[series] = (*kept, point)
 
+    def highest(self, series: _Series) -> int | None:
+        """The highest CRLNumber verified in ``series``, or None."""
+        with self._lock:
+            front = self._seen.get(series)
+        return max(n for n, _ in front) if front else None
+
     def items(self) -> list[tuple[_Series, tuple[tuple[int, datetime], ...]]]:
         with self._lock:
             return list(self._seen.items())
@@ -183,12 +192,12 @@ class _Snapshot:
     loaded_at: float = field(default_factory=time.time)
     # Which issuers (name DER) each file provided: a reload may not lose one whose file stays.
     issuers_by_file: dict[str, frozenset[bytes]] = field(default_factory=dict)
-    memo: BoundedMemo[x509.Certificate, tuple[tuple[_CRL, bool], ...]] = field(
+    memo: BoundedMemo[x509.Certificate, tuple[_Candidate, ...]] = field(
         default_factory=lambda: BoundedMemo(_MEMO_MAX)
     )
     # Hashing a Certificate hashes its DER (3 us); the Verifier hands the same objects back on
     # every cache hit, so a look-up by id() (kept honest by holding the object) is the fast path.
-    by_id: ObjectTable[tuple[x509.Certificate, tuple[tuple[_CRL, bool], ...]]] = field(
+    by_id: ObjectTable[tuple[x509.Certificate, tuple[_Candidate, ...]]] = field(
         default_factory=lambda: ObjectTable(_MEMO_MAX)
     )
     serials: ObjectTable[tuple[x509.Certificate, int]] = field(
@@ -212,8 +221,9 @@ class _Snapshot:
     def crls(self) -> list[_CRL]:
         return [c for group in self.by_issuer.values() for c in group]
 
-    def candidates(self, issuer: x509.Certificate) -> tuple[tuple[_CRL, bool], ...]:
-        """CRLs naming ``issuer`` and its key, each with "verified for this issuer" (memoised)."""
+    def candidates(self, issuer: x509.Certificate) -> tuple[_Candidate, ...]:
+        """CRLs naming ``issuer`` and its key, each with "verified for this issuer" and
+        "superseded" (memoised)."""
         fast = self.by_id.get(id(issuer))
         if fast is not None and fast[0] is issuer:
             return fast[1]
@@ -230,7 +240,7 @@ class _Snapshot:
             self._remember(issuer, found)
             return found
 
-    def _remember(self, issuer: x509.Certificate, found: tuple[tuple[_CRL, bool], ...]) -> None:
+    def _remember(self, issuer: x509.Certificate, found: tuple[_Candidate, ...]) -> None:
         self.by_id.put(id(issuer), (issuer, found))
 
     def serial(self, cert: x509.Certificate) -> int:
@@ -242,7 +252,7 @@ class _Snapshot:
         self.serials.put(id(cert), (cert, value))
         return value
 
-    def _compute(self, issuer: x509.Certificate) -> tuple[tuple[_CRL, bool], ...]:
+    def _compute(self, issuer: x509.Certificate) -> tuple[_Candidate, ...]:
         named = self.by_issuer.get(issuer.subject.public_bytes(), ())
         if not named:
             return ()
@@ -272,7 +282,20 @@ class _Snapshot:
                     else "its signature does not verify",
                 )
             out.append((c, ok))
-        return tuple(out)
+        # The rollback guard at reload compares numbers of CRLs whose signatures it cannot
+        # check: a forged CRL numbered 10**30 next to an older genuine one, replayed, passed
+        # it, and the older one was then used. So here too, once verified: in a scope where
+        # every CRL this CA signed is numbered below one it signed before, which the files no
+        # longer hold, none of them speaks for a certificate (a revocation in it still counts).
+        newest: dict[tuple[object, ...], int] = {}
+        for c, ok in out:
+            if ok:
+                newest[c.scope] = max(newest.get(c.scope, c.number), c.number)
+        floors = {
+            scope: self.marks.highest((issuer.subject.public_bytes(), keys, scope))
+            for scope in newest
+        }
+        return tuple((c, ok, ok and (floors[c.scope] or 0) > newest[c.scope]) for c, ok in out)
 
     def has_crl_of(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         """Whether any CRL loaded names ``cert``'s issuer, by exact or loose name comparison,
@@ -682,7 +705,7 @@ class CRLSet:
             # for any other reason is final (RFC 5280 5.3.1), so every CRL the issuer
             # signed counts, fresh or not: an older fresh CRL must not clear what a newer,
             # stale one revokes.
-            for c, verified in snap.candidates(chain[i + 1]):
+            for c, verified, superseded in snap.candidates(chain[i + 1]):
                 if used is not None and (serial not in c.revoked or serial in c.holds):
                     # Older than the CRL in use: only a final revocation matters, or a hold
                     # from a CRL of another scope issued later (CRLNumbers count per scope).
@@ -704,6 +727,15 @@ class CRLSet:
                     problem = f"the issuer's CRL {c.source} is not validly signed by it"
                     continue
                 if used is None:
+                    if superseded:
+                        problem = (
+                            f"the issuer's CRL {c.source} is older than one of the same scope "
+                            "already verified, which is no longer loaded (replayed?)"
+                        )
+                        if serial in c.revoked and serial not in c.holds:
+                            listed = c  # a revocation is final, however old the CRL
+                            break
+                        continue
                     if at >= c.expires:
                         problem = f"the issuer's CRL {c.source} expired at {c.expires}"
                     elif at < c.usable_from:
