@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -320,6 +322,39 @@ def test_a_revoked_pin_under_an_intermediate_is_refused_when_its_path_fails() ->
     )
     assert _code(pinned, leaf.der) == "certificate_revoked"
     assert _code(pinned, leaf.chain_der) == "certificate_revoked"
+
+
+def test_a_revoked_pin_without_a_trust_store_is_not_admitted(tmp_path: Path) -> None:
+    """With no trust store, or none left after a reload emptied its file, the revocation
+    check of a pin was skipped and a pin its CA revoked was admitted on the pin alone (an
+    emptied trust file thus widened access). Such a pin is judged like one whose path is
+    refused: a CA configured here (``intermediates=``) still speaks for its revocation, and
+    without one it is ``revocation_unavailable``. A self-signed pin is still admitted."""
+    ca = CA(organization="Pin CA")
+    leaf = ca.issue_client_cert(common_name="pinned")
+    crls = CRLSet.from_pem(ca.revoke(leaf).bytes())
+    alone = Verifier(pinned=[leaf.certificate], revocation=crls, cache_size=0)
+    assert _code(alone, leaf.der) == "revocation_unavailable"
+    told = Verifier(
+        pinned=[leaf.certificate], intermediates=[ca.certificate], revocation=crls, cache_size=0
+    )
+    assert _code(told, leaf.der) == "certificate_revoked"
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(path)
+    reloaded = Verifier(
+        trust_store=TrustStore.from_pem_file(path, reload_interval=None),
+        pinned=[leaf.certificate],
+        revocation=crls,
+    )
+    assert _code(reloaded, leaf.der) == "certificate_revoked"
+    path.write_text("\n")  # the trust file emptied: its CA withdrawn, the pin kept
+    past = time.time() - 5
+    os.utime(path, (past, past))
+    assert reloaded.reload() is True
+    assert _code(reloaded, leaf.der) == "revocation_unavailable"
+    pin = self_signed_client_cert(extensions=True)
+    self_signed = Verifier(pinned=[pin.certificate], revocation=crls)
+    assert self_signed.verify(pin.der).common_name == "self-signed client"
 
 
 @pytest.mark.parametrize("failure", ["hard-fail", "soft-fail"])

@@ -868,12 +868,15 @@ class Verifier:
         sends (its intermediate left out, or a stale copy of it), so it cannot decide whether
         revocation applies.
         """
-        if self._revocation is None or self._trust_store is None:
+        if self._revocation is None:
             return until
-        trust = self._trust_store.snapshot()
-        if trust.store is None:  # no CA left: the pin chains to nothing
-            return until
+        # No trust store, or none left after a reload: no path validates, and the pin is
+        # judged as one whose path is refused below. Skipping revocation here admitted a
+        # pin its CA had revoked, and an emptied trust file widened access that way.
+        trust = self._trust_store.snapshot() if self._trust_store is not None else None
         try:
+            if trust is None or trust.store is None:
+                raise CertificateInvalid("no CA to validate the pinned certificate against")
             chain = validate_path(
                 trust.store,
                 leaf,
@@ -893,7 +896,9 @@ class Verifier:
                 return until  # no CA vouches for it: the pin alone does
             # Presented CAs whose key would cost tens of verifications are left out
             # (cheap_to_verify), as the path builder leaves them out.
-            known = [*self._anchors(trust), *self._intermediates, *trust.intermediates]
+            known = [*self._intermediates]
+            if trust is not None:
+                known += [*self._anchors(trust), *trust.intermediates]
             chain = _signed_path(
                 leaf,
                 [*known, *(c for c in presented if cheap_to_verify(c))],
