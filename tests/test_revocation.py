@@ -1349,31 +1349,75 @@ def test_a_forged_crl_moves_no_rollback_mark(tmp_path: Path) -> None:
 
 
 def test_a_forged_crl_next_to_a_replayed_one_cannot_undo_a_revocation(tmp_path: Path) -> None:
-    """The reload guard compares the newest CRL of the new files with the verified mark, and
-    it cannot check signatures. A replayed older CRL, written with a forged block (CRLNumber
+    """The reload guard compared the newest CRL of the new files with the verified mark, and
+    could not check signatures. A replayed older CRL, written with a forged block (CRLNumber
     10**30) before it in one PEM file, passed it; the forged CRL was then unusable, and the
-    older genuine one, which predates the revocation, admitted the certificate. A verified
-    CRL numbered below one verified before, which the files no longer hold, speaks for no
-    certificate now."""
+    older genuine one, which predates the revocation, admitted the certificate. Only CRLs
+    that the key which verified the series signs count at reload now; and when a check
+    finds that every CRL of a scope is numbered below one verified before (verified in the
+    snapshot a reload was replacing, say), none of them speaks for a certificate."""
     p = _pki()
     path = tmp_path / "inter.pem"
     (tmp_path / "root.pem").write_bytes(_crl(p.root))
-    path.write_bytes(_crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=5))
+    newer = _crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=5)
+    path.write_bytes(newer)
     crls = CRLSet.from_paths(tmp_path, reload_interval=None)
     assert _outcome(crls, p.chain) == "revoked"
     older = _crl(p.inter, number=4, last_update=_hours_ago(1))
     assert _replace(crls, path, older) is False  # a replay alone is refused at reload
     forger = ec.generate_private_key(ec.SECP256R1())
     forged = _crl(p.inter, number=10**30, signer=forger, aki_key=p.inter.private_key)
-    for aki in (True, False):  # the forged block with the CA's key identifier, or without
-        decoy = forged if aki else _crl(p.inter, number=10**30, signer=forger, aki=False)
-        _replace(crls, path, decoy + older)
-        assert _outcome(crls, p.chain) == "unavailable"
-    # A revocation in the replayed CRL is still final, and a newer genuine CRL is used again.
-    _replace(crls, path, forged + _crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=3))
-    assert _outcome(crls, p.chain) == "revoked"
-    assert _replace(crls, path, _crl(p.inter, number=6)) is True
+    unnamed = _crl(p.inter, number=10**30, signer=forger, aki=False)
+    for decoy in (forged, unnamed):  # with the CA's key identifier, or without one
+        assert _replace(crls, path, decoy + older) is False
+        assert "lower than 5" in str(crls.health()["last_error"])
+        assert _outcome(crls, p.chain) == "revoked"
+    # The newer CRL verified only in the snapshot the replay replaced: the check refuses.
+    # A revocation in such a CRL is still final.
+    revoking = _crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=3)
+    for replayed, expected in ((older, "unavailable"), (revoking, "revoked")):
+        race = tmp_path / expected
+        race.mkdir()
+        (race / "root.pem").write_bytes(_crl(p.root))
+        (race / "inter.pem").write_bytes(newer)
+        crls = CRLSet.from_paths(race, reload_interval=None)
+        first = crls.token
+        assert _replace(crls, race / "inter.pem", forged + replayed) is True  # none verified
+        first.candidates(p.inter.certificate)  # type: ignore[attr-defined]  # a request on it
+        assert _outcome(crls, p.chain) == expected
+    # A newer genuine CRL is used again.
+    assert _replace(crls, race / "inter.pem", _crl(p.inter, number=6)) is True
     assert _outcome(crls, p.chain) == "ok"
+
+
+@pytest.mark.parametrize("change", ["the CA starts naming its CDP", "the CA stops naming it"])
+def test_a_forged_crl_does_not_hide_an_older_crl_of_another_scope(
+    tmp_path: Path, change: str
+) -> None:
+    """The reload guard takes the newest CRL of a verified scope that the new files hold as
+    the series' next step, and compares across scopes only when they hold none. A forged
+    block of the newer scope (CRLNumber 10**30) made the series look present, and the older
+    CRL of the other scope, replayed next to it, was accepted and used. CRLs that the key
+    which verified a series does not sign are no step of it."""
+    p = _pki(extra_extensions=[(x509.CRLDistributionPoints([_dp_point()]), False)])
+    before, after = ((), (_dp_idp(),)) if change.endswith("CDP") else ((_dp_idp(),), ())
+    older = _crl(p.inter, number=3, last_update=_hours_ago(5), extensions=before)
+    newer = _crl(
+        p.inter, serials=((LEAF(p), KEY_COMPROMISE),), number=5, last_update=_hours_ago(1),
+        extensions=after,
+    )  # fmt: skip
+    path = tmp_path / "inter.pem"
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    path.write_bytes(newer)
+    crls = CRLSet.from_paths(tmp_path, reload_interval=None)
+    assert _outcome(crls, p.chain) == "revoked"
+    forger = ec.generate_private_key(ec.SECP256R1())
+    forged = _crl(
+        p.inter, number=10**30, signer=forger, aki_key=p.inter.private_key, extensions=after
+    )
+    assert _replace(crls, path, forged + older) is False
+    assert "older than one of another scope" in str(crls.health()["last_error"])
+    assert _outcome(crls, p.chain) == "revoked"
 
 
 def test_a_crl_verified_in_a_replaced_snapshot_still_sets_the_mark(tmp_path: Path) -> None:

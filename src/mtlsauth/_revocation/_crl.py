@@ -49,6 +49,7 @@ from typing import Literal, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import CRLEntryExtensionOID
 
 from mtlsauth._errors import CertificateRevoked, RevocationUnavailable
@@ -150,16 +151,22 @@ class _Marks:
     for the next one.
     """
 
-    __slots__ = ("_lock", "_seen")
+    __slots__ = ("_keys", "_lock", "_seen")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: dict[_Series, tuple[tuple[int, datetime], ...]] = {}
+        # The public key that verified each series: a reload counts as a step of the series
+        # only a CRL that key signs.
+        self._keys: dict[_Series, CertificateIssuerPublicKeyTypes] = {}
 
-    def record(self, c: _CRL, keys: frozenset[bytes]) -> None:
+    def record(
+        self, c: _CRL, keys: frozenset[bytes], public_key: CertificateIssuerPublicKeyTypes
+    ) -> None:
         series = (c.crl.issuer.public_bytes(), keys, c.scope)
         point = (c.number, c.last_update)
         with self._lock:
+            self._keys.setdefault(series, public_key)
             front = self._seen.get(series, ())
             if any(n >= point[0] and t >= point[1] for n, t in front):
                 return
@@ -175,6 +182,15 @@ class _Marks:
     def items(self) -> list[tuple[_Series, tuple[tuple[int, datetime], ...]]]:
         with self._lock:
             return list(self._seen.items())
+
+    def signs(self, series: _Series, c: _CRL) -> bool:
+        """Whether the key that verified ``series`` signed ``c``."""
+        with self._lock:
+            key = self._keys.get(series)
+        try:
+            return key is not None and c.crl.is_signature_valid(key)
+        except Exception:  # noqa: BLE001 - an unsupported algorithm: not signed by it
+            return False
 
 
 def _same_key(c: _CRL, keys: frozenset[bytes]) -> bool:
@@ -271,7 +287,7 @@ class _Snapshot:
             if ok:
                 # A genuine CRL of this CA (also in a what-if check: a signature does not
                 # depend on the time): no later reload may go back below it.
-                self.marks.record(c, keys)
+                self.marks.record(c, keys, public_key)  # type: ignore[arg-type]
             else:
                 logger.error(
                     "mtlsauth: CRL %s is not usable for %s: %s",
@@ -432,7 +448,14 @@ def _goes_back(old: _Snapshot, new: _Snapshot) -> str | None:
     introduced: list[_CRL] | None = None
     for (issuer, keys, scope), front in marks:
         group = new.by_issuer.get(issuer, ())
-        peers = [c for c in group if _same_key(c, keys) and c.scope == scope]
+        # Only CRLs the key that verified the series signs: a forged one, numbered 10**30,
+        # would otherwise stand for the series, let an older one of it pass, and keep the
+        # comparison across scopes below from being made.
+        peers = [
+            c
+            for c in group
+            if _same_key(c, keys) and c.scope == scope and old.marks.signs((issuer, keys, scope), c)
+        ]
         seen = max(n for n, _ in front)
         if peers:
             newest = max(peers, key=lambda c: c.number)
