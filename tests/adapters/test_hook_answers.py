@@ -120,6 +120,57 @@ def test_wsgi_an_on_error_app_that_fails_sends_the_default(verifier) -> None:
     assert (r.status_code, r.json) == (401, MISSING)
 
 
+def test_wsgi_an_on_error_app_that_fails_while_its_answer_is_read_sends_the_default(
+    verifier,
+) -> None:
+    # A generator app fails when the server reads it, after the middleware returned: that
+    # was the server's 500 (and a traceback), not the refusal.
+    def lazy(environ, start_response):
+        raise RuntimeError("template missing")
+        yield b""
+
+    def lazy_after_start(environ, start_response):
+        start_response("403 Forbidden", [("content-type", "text/html")])
+        yield b"<h1>"
+        raise RuntimeError("template missing")
+
+    closed = []
+
+    class Body:
+        def __iter__(self):
+            raise RuntimeError("stream broken")
+
+        def close(self):
+            closed.append(True)
+
+    def body_fails(environ, start_response):
+        start_response("403 Forbidden", [])
+        return Body()
+
+    def never_starts(environ, start_response):
+        return [b"refused"]
+
+    def text_body(environ, start_response):
+        start_response("403 Forbidden", [])
+        return ["refused"]
+
+    for app in (lazy, lazy_after_start, body_fails, never_starts, text_body):
+        r = wsgi_get(verifier, lambda error, environ, a=app: a)
+        assert (r.status_code, r.json) == (401, MISSING), app.__name__
+        assert r.headers["content-type"] == "application/problem+json"
+    assert closed == [True]
+
+
+def test_wsgi_an_on_error_generator_app_is_answered_as_a_refusal(verifier) -> None:
+    def lazy(environ, start_response):
+        start_response("200 OK", [("content-type", "text/plain")])
+        yield b"sor"
+        yield b"ry"
+
+    r = wsgi_get(verifier, lambda error, environ: lazy)
+    assert (r.status_code, r.text) == (401, "sorry")
+
+
 def test_wsgi_refuses_a_coroutine_on_error_at_construction(verifier) -> None:
     from mtlsauth.adapters.wsgi import MTLSMiddleware
 

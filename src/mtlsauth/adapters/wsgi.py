@@ -20,7 +20,6 @@ import http
 import logging
 import socket
 import ssl
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -172,41 +171,41 @@ class MTLSMiddleware:
         self, error: MTLSAuthError, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         result = self.guard.error_hook_result(error, environ)
-        replace = False  # the hook's app set a status line: the default replaces it
         if result is not None:
             if not callable(result):
                 self.guard.hook_misused(
                     "on_error", "not an app", "returned something that is not a WSGI app"
                 )
             else:
-                started: list[bool] = []
                 try:
-                    return self._hook_answer(
-                        cast("WSGIApplication", result), error, environ, start_response, started
+                    status_line, hook_headers, hook_body = self._hook_answer(
+                        cast("WSGIApplication", result), error, environ
                     )
                 except Exception as exc:  # noqa: BLE001 - the refusal stands: default answer
                     self.guard.hook_failed("on_error", exc)
-                    replace = bool(started)
+                else:
+                    start_response(status_line, hook_headers)
+                    return hook_body
         body, status, headers = problem_response(error)
-        line = f"{status} {http.HTTPStatus(status).phrase}"
-        if replace:  # (PEP 3333: a second call passes exc_info)
-            start_response(line, headers, sys.exc_info())
-        else:
-            start_response(line, headers)
+        start_response(f"{status} {http.HTTPStatus(status).phrase}", headers)
         return [body]
 
     def _hook_answer(
-        self,
-        responder: WSGIApplication,
-        error: MTLSAuthError,
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
-        started: list[bool],
-    ) -> Iterable[bytes]:
-        """The ``on_error`` app's answer, as a refusal: a success status becomes the
-        refusal's own."""
+        self, responder: WSGIApplication, error: MTLSAuthError, environ: WSGIEnvironment
+    ) -> tuple[str, Any, list[bytes]]:
+        """The ``on_error`` app's answer, as a refusal: (status line, headers, body), a
+        success status replaced by the refusal's own.
 
-        def refusal_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        The answer is read here, before anything reaches the server: an app that fails
+        while its body is read (a generator), answers with something else than bytes, or
+        never calls ``start_response`` raises here, and the caller sends the default answer
+        instead of the server's 500."""
+        head: list[tuple[str, Any]] = []
+        chunks: list[bytes] = []
+
+        def refusal_start_response(
+            status: str, headers: Any, exc_info: Any = None
+        ) -> Callable[[bytes], None]:
             code = status.split(" ", 1)[0] if isinstance(status, str) else ""
             if not (code.isascii() and code.isdigit() and int(code) >= REFUSAL_MIN_STATUS):
                 self.guard.hook_misused(
@@ -216,10 +215,21 @@ class MTLSMiddleware:
                     "status instead",
                 )
                 status = f"{refusal_status(error)} {http.HTTPStatus(refusal_status(error)).phrase}"
-            started.append(True)
-            return start_response(status, headers, exc_info)
+            head[:] = [(status, headers)]  # nothing is sent yet: a second call replaces it
+            return chunks.append
 
-        return responder(environ, refusal_start_response)
+        answer = responder(environ, refusal_start_response)
+        try:
+            chunks.extend(answer)  # a refusal's answer is small
+        finally:
+            close = getattr(answer, "close", None)
+            if callable(close):
+                close()
+        if not head:
+            raise TypeError("the on_error app never called start_response")
+        if not all(isinstance(chunk, bytes) for chunk in chunks):
+            raise TypeError("the on_error app answered with something else than bytes")
+        return head[0][0], head[0][1], chunks
 
 
 def problem_response(error: MTLSAuthError) -> tuple[bytes, int, list[tuple[str, str]]]:
