@@ -161,6 +161,19 @@ def test_wsgi_an_on_error_app_that_fails_while_its_answer_is_read_sends_the_defa
     assert closed == [True]
 
 
+def test_wsgi_an_on_error_app_with_headers_no_server_takes_sends_the_default(verifier) -> None:
+    # A dict of headers (or a pair of bytes) fails in the server once the middleware has
+    # returned: a 500 rather than the refusal.
+    for headers in ({"content-type": "text/plain"}, [(b"content-type", b"text/plain")]):
+
+        def app(environ, start_response, h=headers):
+            start_response("403 Forbidden", h)
+            return [b"refused"]
+
+        r = wsgi_get(verifier, lambda error, environ, a=app: a)
+        assert (r.status_code, r.json) == (401, MISSING)
+
+
 def test_wsgi_an_on_error_generator_app_is_answered_as_a_refusal(verifier) -> None:
     def lazy(environ, start_response):
         start_response("200 OK", [("content-type", "text/plain")])

@@ -197,8 +197,9 @@ class MTLSMiddleware:
         success status replaced by the refusal's own.
 
         The answer is read here, before anything reaches the server: an app that fails
-        while its body is read (a generator), answers with something else than bytes, or
-        never calls ``start_response`` raises here, and the caller sends the default answer
+        while its body is read (a generator), answers with something else than bytes,
+        never calls ``start_response`` or passes it headers that are not a list of
+        ``(name, value)`` strings raises here, and the caller sends the default answer
         instead of the server's 500."""
         head: list[tuple[str, Any]] = []
         chunks: list[bytes] = []
@@ -227,9 +228,22 @@ class MTLSMiddleware:
                 close()
         if not head:
             raise TypeError("the on_error app never called start_response")
+        status, headers = head[0]
+        if not (
+            isinstance(status, str)
+            and type(headers) is list
+            and all(
+                type(pair) is tuple
+                and len(pair) == 2
+                and isinstance(pair[0], str)
+                and isinstance(pair[1], str)
+                for pair in headers
+            )
+        ):  # PEP 3333: a str status and a list of (name, value) str tuples
+            raise TypeError("the on_error app passed start_response something else than headers")
         if not all(isinstance(chunk, bytes) for chunk in chunks):
             raise TypeError("the on_error app answered with something else than bytes")
-        return head[0][0], head[0][1], chunks
+        return status, headers, chunks
 
 
 def problem_response(error: MTLSAuthError) -> tuple[bytes, int, list[tuple[str, str]]]:
