@@ -108,9 +108,7 @@ def deny_only_route(verifier_policy: Policy | None, route_policy: Policy | None)
         return False
     if not (verifier_policy._allow or verifier_policy._alternatives):
         return False  # every trusted certificate passes anyway: the route only narrows it
-    return bool(route_policy._deny) and not (
-        route_policy._allow or route_policy._alternatives or route_policy._parts
-    )
+    return route_policy._only_denies
 
 
 # Bound once: the hot path of ``cached`` sets and resets it on every request.

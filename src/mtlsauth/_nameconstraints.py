@@ -253,29 +253,23 @@ def _identity_names(leaf: x509.Certificate) -> list[tuple[type[x509.GeneralName]
             names.extend((kind, name, True) for kind, name in _cn_names(text))
         as_written = _cn_names(value)
         names.extend((kind, name, True) for kind, name in as_written)
-        folded = _folded(value)
-        if folded != value:
-            names.extend(
-                (kind, name, False)
-                for kind, name in _cn_names(folded)
-                if (kind, name) not in as_written
-            )
+        # Other readings of the same text, each found only by rewriting what was written:
+        # as IDNA folds it; a mailbox with a display name or in angle brackets (``Evil
+        # <x@evil.test>``) as a mail reader takes its address (``email.utils.parseaddr``);
+        # a URL's host percent-decoded, as WHATWG URL parsers and Go's net/url read it
+        # (``https://evil%2Etest/`` names evil.test).
+        readings = [_folded(value)]
         if "<" in value or ">" in value:
-            # A mailbox with a display name or in angle brackets (``Evil <x@evil.test>``,
-            # ``<x@evil.test>``) is its address to a mail reader (``email.utils.parseaddr``).
-            names.extend(
-                (kind, name, False)
-                for kind, name in _cn_names(_angle_address(value))
-                if (kind, name) not in as_written
-            )
+            readings.append(_angle_address(value))
         if "%" in value and "://" in value:
-            # A URL's host percent-decoded, as WHATWG URL parsers and Go's net/url read it
-            # (``https://evil%2Etest/`` names evil.test).
-            names.extend(
-                (kind, name, False)
-                for kind, name in _cn_names(unquote(value))
-                if (kind, name) not in as_written
-            )
+            readings.append(unquote(value))
+        readings = [r for r in dict.fromkeys(readings) if r != value]  # in order, each once
+        names.extend(
+            (kind, name, False)
+            for reading in readings
+            for kind, name in _cn_names(reading)
+            if (kind, name) not in as_written
+        )
     # A DNS name or mail domain with non-ASCII labels is, to a resolver, its A-labels
     # (``évil.test`` is ``xn--vil-9la.test``), which is how a CA's constraints are written.
     names.extend(

@@ -93,6 +93,14 @@ _MAX_HEX_STRING = 0xFFFF  # a configured "#hex" value: at most two length octets
 _URI_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)(?::(?://([^/?#]*))|:)")
 
 
+def colon_hex(text: str) -> str | None:
+    """The hex digits of colon-separated bytes (``"0a:1b"`` is ``"0a1b"``), or ``None`` when
+    a group is not two characters: ``"1f:2"`` (a printer that dropped the zero of 02) is
+    0x1f02 to whoever wrote it, and read as the digits run together it would be 0x1f2."""
+    groups = text.split(":")
+    return "".join(groups) if all(len(g) == 2 for g in groups) else None
+
+
 def _norm(value: str) -> str:
     """Case-fold, compose (NFC), trim and collapse runs of ASCII spaces to one space.
 

@@ -21,7 +21,7 @@ from mtlsauth import _der
 from mtlsauth._forwarded._formats import malformed
 from mtlsauth._forwarded._xfcc import XFCCElement
 from mtlsauth._identity import ClientIdentity, IPAddress, spiffe_id_of
-from mtlsauth._names import _parse_rdns
+from mtlsauth._names import _parse_rdns, colon_hex
 
 __all__ = ["identity_from_aws", "identity_from_gcp", "identity_from_xfcc", "parse_dn"]
 
@@ -126,11 +126,11 @@ def _hex_digest(value: str) -> str:
 
 def _serial(value: str) -> int:
     # int() reads any Unicode digit ("\uff11" is 1) and "_": ASCII hex digits only.
-    v = value.strip(_OWS)
-    if ":" in v and any(len(group) != 2 for group in v.split(":")):
-        # Colon-separated hex is one byte per group: "1f:2" is neither 0x1f02 nor 0x1f2.
-        raise malformed("the proxy's serial number has a group that is not one byte")
-    v = v.replace(":", "")
+    v: str | None = value.strip(_OWS)
+    if v and ":" in v:
+        v = colon_hex(v)
+        if v is None:
+            raise malformed("the proxy's serial number has a group that is not one byte")
     if not v or any(c not in "0123456789abcdefABCDEF" for c in v):
         raise malformed("the proxy's serial number is not hexadecimal")
     return int(v, 16)

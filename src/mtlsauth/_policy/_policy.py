@@ -184,6 +184,12 @@ class Policy(Immutable):
         """True when the policy admits every verified certificate (``check`` is a no-op)."""
         return self._empty
 
+    @property
+    def _only_denies(self) -> bool:
+        """Deny-lists and no allow-list: "everyone but these", which next to a policy with
+        allow-lists (an ``any_of`` alternative, a route's replacement) widens it."""
+        return bool(self._deny) and not (self._allow or self._alternatives or self._parts)
+
     def check(self, identity: ClientIdentity) -> None:
         """Allow the identity (return ``None``) or refuse it.
 
@@ -232,7 +238,7 @@ class Policy(Immutable):
         # another alternative (``Policy()``) admits everyone anyway.
         anyone = any(p.is_empty for p in policies)
         for index, p in enumerate(policies, 1):
-            if not anyone and p._deny and not (p._allow or p._alternatives or p._parts):
+            if not anyone and p._only_denies:
                 raise ValueError(
                     f"Policy.any_of(): policy {index} has only deny-lists, and an alternative "
                     "without allow-lists admits every certificate it does not deny; put the "

@@ -33,6 +33,7 @@ from mtlsauth._names import (
     _norm_uri,
     _parse_dn,
     _under_prefix,
+    colon_hex,
 )
 
 # A check returns None when the identity passes, else a short detail for PolicyDenied.
@@ -190,16 +191,11 @@ def _serial_entry(field: str, item: object) -> int:
         serial = item
     else:
         text = item.strip(" ")
-        prefixed = text[:2].lower() == "0x"
-        # Colon-separated bytes are two digits each: "1f:2" (a printer that dropped the
-        # zero of 02) is 0x1f02 to whoever wrote it, and would deny 0x1f2 instead.
-        octets = [text[2:]] if prefixed else text.split(":")
-        hexed = "".join(octets)
-        if (
-            not hexed
-            or not set(hexed) <= _HEX
-            or not (prefixed or (len(octets) > 1 and all(len(o) == 2 for o in octets)))
-        ):
+        if text[:2].lower() == "0x":
+            hexed: str | None = text[2:]
+        else:  # colon-separated bytes, two digits each (a bare string has no colon)
+            hexed = colon_hex(text) if ":" in text else None
+        if not hexed or not set(hexed) <= _HEX:
             raise ValueError(
                 f"{field} entry {item!r}: give an int, '0x'-prefixed hex or colon-separated hex "
                 "bytes of two digits each (a bare digit string is ambiguous between decimal "
