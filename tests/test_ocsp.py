@@ -2034,3 +2034,222 @@ def test_an_answer_is_not_used_past_its_delegated_responder_certificate(
     with caplog.at_level(logging.WARNING, logger="mtlsauth"), pytest.raises(RevocationUnavailable):
         checker.check(chain, at=later)  # asked again: the answer's signer has expired
     assert any("expired or not yet valid" in r.getMessage() for r in caplog.records)
+
+
+# -- extensions the checker does not understand (RFC 6960 4.4) ----------------------------
+
+_ODD = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")  # a private arc nobody here knows
+
+
+def _with_single_extension(
+    s: Setup, build: Callable[[ocsp.OCSPRequest], bytes], *, critical: bool
+) -> Callable[[ocsp.OCSPRequest], bytes]:
+    """``build``'s CA-signed response with a singleExtensions [1] holding one unknown
+    extension added to each SingleResponse, signed again (cryptography builds none)."""
+    from _x509_forge import tlv
+
+    def rebuilt(req: ocsp.OCSPRequest) -> bytes:
+        der_ = build(req)
+        ((_, o_start, o_end),) = _der_items(der_, 0, len(der_))
+        _status, (_, rb_start, rb_end) = _der_items(der_, o_start, o_end)
+        ((_, seq_start, seq_end),) = _der_items(der_, rb_start, rb_end)
+        _oid, (_, b_start, b_end) = _der_items(der_, seq_start, seq_end)
+        basic = der_[b_start:b_end]
+        ((_, bs_start, bs_end),) = _der_items(basic, 0, len(basic))
+        tbs, alg, *rest = _der_items(basic, bs_start, bs_end)
+        flag = tlv(0x01, b"\xff") if critical else b""
+        ext = tlv(
+            0x30, tlv(0x06, bytes.fromhex("2b0601040183b20301")) + flag + tlv(0x04, b"\x05\x00")
+        )
+        fields = []
+        for f in _der_items(basic, tbs[1], tbs[2]):
+            if basic[f[0]] == 0x30:  # responses: each SingleResponse gets the extension
+                singles = b"".join(
+                    tlv(0x30, basic[r[1] : r[2]] + tlv(0xA1, tlv(0x30, ext)))
+                    for r in _der_items(basic, f[1], f[2])
+                )
+                fields.append(tlv(0x30, singles))
+            else:
+                fields.append(basic[f[0] : f[2]])
+        new_tbs = tlv(0x30, b"".join(fields))
+        key = s.ca.private_key
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        signature = key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+        certs = b"".join(basic[r[0] : r[2]] for r in rest[1:])
+        new_basic = tlv(
+            0x30, new_tbs + basic[alg[0] : alg[2]] + tlv(0x03, b"\x00" + signature) + certs
+        )
+        oid = tlv(0x06, bytes.fromhex("2b0601050507300101"))  # id-pkix-ocsp-basic
+        return tlv(0x30, tlv(0x0A, b"\x00") + tlv(0xA0, tlv(0x30, oid + tlv(0x04, new_basic))))
+
+    return rebuilt
+
+
+def _with_response_extension(
+    s: Setup, *, critical: bool, status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD
+) -> Callable[[ocsp.OCSPRequest], bytes]:
+    """A CA-signed answer whose responseExtensions hold one unknown extension."""
+
+    def build(req: ocsp.OCSPRequest) -> bytes:
+        now = _now()
+        revoked = status == ocsp.OCSPCertStatus.REVOKED
+        b = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(
+                cert=s.leaf.certificate,
+                issuer=s.ca.certificate,
+                algorithm=hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
+                cert_status=status,
+                this_update=now - dt.timedelta(minutes=1),
+                next_update=now + dt.timedelta(hours=1),
+                revocation_time=now - dt.timedelta(hours=1) if revoked else None,
+                revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, s.ca.certificate)
+            .add_extension(x509.UnrecognizedExtension(_ODD, b"\x05\x00"), critical=critical)
+        )
+        key = s.ca.private_key
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    return build
+
+
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+@pytest.mark.parametrize("where", ["responseExtensions", "singleExtensions"])
+def test_a_critical_extension_not_understood_makes_the_answer_unusable(
+    crafted: Crafted, setup: Setup, mode: str, where: str
+) -> None:
+    """RFC 6960 4.4: a GOOD carrying a critical extension the checker does not understand
+    is not a GOOD. The CA signed it, so soft-fail does not admit it either (as for a
+    verified UNKNOWN); the same answer with the extension non-critical is a GOOD."""
+    chain = _chain(setup.leaf, setup.ca)
+    for critical in (True, False):
+        crafted.answer = (
+            _with_response_extension(setup, critical=critical)
+            if where == "responseExtensions"
+            else _with_single_extension(setup, _response(setup, nonce=None), critical=critical)
+        )
+        checker = OCSPChecker(responder_url=crafted.url, failure=mode)  # type: ignore[arg-type]
+        if critical:
+            _refused(
+                checker, chain, r"critical extension not understood \(1\.3\.6\.1\.4\.1\.55555\.1\)"
+            )
+        else:
+            assert checker.check(chain, at=_now()) is not None
+
+
+@pytest.mark.parametrize(
+    "encoding", [ocsp.OCSPResponderEncoding.HASH, ocsp.OCSPResponderEncoding.NAME]
+)
+def test_the_extension_walk_reads_every_layout(
+    crafted: Crafted, setup: Setup, encoding: ocsp.OCSPResponderEncoding
+) -> None:
+    """The responder named by name ([1], as responseExtensions are), a hold (certStatus
+    revoked is [1], as singleExtensions are), no nextUpdate, a critical nonce: none of them
+    is taken for an extension not understood."""
+    chain = _chain(setup.leaf, setup.ca)
+
+    def build(req: ocsp.OCSPRequest) -> bytes:
+        now = _now()
+        b = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(
+                cert=setup.leaf.certificate,
+                issuer=setup.ca.certificate,
+                algorithm=hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
+                cert_status=ocsp.OCSPCertStatus.REVOKED,
+                this_update=now - dt.timedelta(minutes=1),
+                next_update=None,
+                revocation_time=now - dt.timedelta(hours=1),
+                revocation_reason=x509.ReasonFlags.certificate_hold,
+            )
+            .responder_id(encoding, setup.ca.certificate)
+        )
+        n = _nonce_of(req)
+        assert n is not None
+        b = b.add_extension(x509.OCSPNonce(n), critical=True)
+        key = setup.ca.private_key
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    crafted.answer = build
+    with pytest.raises(CertificateRevoked, match="certificateHold"):
+        OCSPChecker(responder_url=crafted.url).check(chain, at=_now())
+
+
+def test_a_final_revocation_with_a_critical_extension_still_revokes(
+    crafted: Crafted, setup: Setup
+) -> None:
+    """Honouring the CA's signed REVOKED never admits anyone: a critical extension beside it
+    does not turn it into "no answer", which soft-fail would admit."""
+    crafted.answer = _with_response_extension(
+        setup, critical=True, status=ocsp.OCSPCertStatus.REVOKED
+    )
+    soft = OCSPChecker(responder_url=crafted.url, failure="soft-fail")
+    with pytest.raises(CertificateRevoked, match="keyCompromise"):
+        soft.check(_chain(setup.leaf, setup.ca), at=_now())
+
+
+def _responder_with(
+    s: Setup, *extra: tuple[x509.ExtensionType, bool]
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    ca_key = s.ca.private_key
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=responder"))
+        .issuer_name(s.ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+    )
+    for ext, critical in extra:
+        b = b.add_extension(ext, critical=critical)
+    return b.sign(ca_key, hashes.SHA256()), key
+
+
+def _usage(*, digital_signature: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature, content_commitment=not digital_signature,
+        key_encipherment=False, data_encipherment=False, key_agreement=False,
+        key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        pytest.param(
+            (x509.UnrecognizedExtension(_ODD, b"\x05\x00"), True),
+            "critical extension not understood",
+            id="unknown critical extension",
+        ),
+        pytest.param(
+            (_usage(digital_signature=False), True),
+            "digitalSignature",
+            id="keyUsage without digitalSignature",
+        ),
+    ],
+)
+def test_a_delegated_responder_certificate_must_be_fit_to_sign(
+    crafted: Crafted, setup: Setup, extra: tuple[x509.ExtensionType, bool], message: str
+) -> None:
+    chain = _chain(setup.leaf, setup.ca)
+    cert, key = _responder_with(setup, extra)
+    crafted.answer = _response(setup, signer=(cert, key), include=(cert,))
+    _refused(OCSPChecker(responder_url=crafted.url), chain, message)
+    # The same delegate without the flaw answers: non-critical, or with digitalSignature.
+    fit = (
+        (_usage(digital_signature=True), True)
+        if isinstance(extra[0], x509.KeyUsage)
+        else (extra[0], False)
+    )
+    cert, key = _responder_with(setup, fit)
+    crafted.answer = _response(setup, signer=(cert, key), include=(cert,))
+    assert OCSPChecker(responder_url=crafted.url).check(chain, at=_now()) is not None

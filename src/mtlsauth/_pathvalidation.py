@@ -767,6 +767,15 @@ _EE_KNOWN: dict[bytes, bool] = {
 }
 
 
+def unaccounted_critical(cert: x509.Certificate, also: frozenset[bytes] = frozenset()) -> bool:
+    """Whether ``cert`` marks critical an extension the end-entity rules do not know (nor
+    one of ``also``, OID contents a caller knows besides). Raises ValueError on bad DER."""
+    return any(
+        critical and oid not in _EE_KNOWN and oid not in also
+        for oid, critical in _extension_flags(cert).items()
+    )
+
+
 def check_leaf_extensions(leaf: x509.Certificate) -> None:
     """The extension rules the path validation's end-entity policy applies, for certificates
     that skip it (pins): an unknown critical extension is ``invalid_usage``, name constraints

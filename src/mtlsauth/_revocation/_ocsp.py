@@ -38,11 +38,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from mtlsauth import _der
 from mtlsauth._errors import CertificateRevoked, RevocationUnavailable
 from mtlsauth._hooks import report_unexpected
 from mtlsauth._logfields import escape_log_value
 from mtlsauth._memo import ObjectTable
-from mtlsauth._pathvalidation import shifted
+from mtlsauth._pathvalidation import shifted, unaccounted_critical
 from mtlsauth._revocation._compose import fail_closed, unexpected_log_limiter
 from mtlsauth._revocation._crl import is_what_if, renamed_keyword
 from mtlsauth._revocation._http import _check_url, _Failure, _http_post
@@ -60,6 +61,8 @@ _MAX_SINGLE_RESPONSES = 32
 _MAX_RESPONSE_CERTS = 8
 _MAX_RESOLVING = 16  # look-ups that may run (and outlive their deadline) at once
 _SKEW = timedelta(minutes=5)
+_NONCE_OID = _der.encode_oid("1.3.6.1.5.5.7.48.1.2")  # id-pkix-ocsp-nonce
+_OCSP_NOCHECK = frozenset({_der.encode_oid("1.3.6.1.5.5.7.48.1.5")})  # id-pkix-ocsp-nocheck
 _NOW_TOLERANCE = timedelta(seconds=30)  # an ``at`` further from the clock is a what-if call
 # What a client is told when no answer could be used. Where the failure happened (URL, OS
 # error, HTTP status) goes to the log and health(), never to the client: telling a closed
@@ -85,7 +88,8 @@ class _Answer:
 
 
 class _Unknown(_Failure):
-    """A verified answer that does not know the certificate (UNKNOWN, or GOOD next to it)."""
+    """A verified answer that does not know the certificate (UNKNOWN, or GOOD next to it),
+    or that cannot be used (a critical extension not understood, RFC 6960 4.4)."""
 
 
 class _Flight:
@@ -468,7 +472,8 @@ class OCSPChecker:
         unknown: bool = False,
     ) -> _Answer:
         message = (
-            f"OCSP: the responder does not know serial {cert.serial_number:x}: {why}"
+            f"OCSP: the responder's signed answer does not vouch for serial"
+            f" {cert.serial_number:x}: {why}"
             if unknown
             else f"OCSP: no trustworthy answer for serial {cert.serial_number:x}: {why}"
         )
@@ -543,6 +548,13 @@ class OCSPChecker:
             # replays it. Judged as no answer, soft-fail would admit the certificate.
             fresh_until = single.next_update_utc or shifted(single.this_update_utc, self._max_age)
             return _Answer(_revoked_detail(cert, single), None, max(fresh_until, at))
+        # RFC 6960 4.4: an extension marked critical that is not understood makes the answer
+        # unusable. The CA signed it, so under soft-fail too it is refused, like an UNKNOWN:
+        # a GOOD on conditions mtlsauth cannot read is not a GOOD. (A final REVOKED above
+        # stands: honouring a signed revocation never admits anyone.)
+        oid = _unaccounted_critical(resp.tbs_response_bytes)
+        if oid is not None:
+            raise _Unknown(f"the answer carries a critical extension not understood ({oid})")
         if nonce is not None:
             try:
                 echoed = resp.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
@@ -655,6 +667,15 @@ def _delegation_problem(
         # id-kp-OCSPSigning (the 2020 delegated-responder incident) would otherwise answer
         # GOOD for every sibling its parent revoked, however its own operator is run.
         return "the responder certificate is a CA certificate (basicConstraints cA)"
+    if unaccounted_critical(cand, also=_OCSP_NOCHECK):
+        return "the responder certificate carries a critical extension not understood"
+    try:
+        usage = cand.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.digital_signature:
+        # RFC 5280 4.2.1.3: a key whose keyUsage leaves out digitalSignature signs no answer.
+        return "the responder certificate's keyUsage does not allow digitalSignature"
     algo = cand.signature_hash_algorithm
     if isinstance(algo, _WEAK_CERT_HASHES):  # as for the client's own certificates
         return f"the responder certificate is signed with {algo.name}, which is not accepted"
@@ -670,6 +691,35 @@ def _delegation_problem(
         <= shifted(cand.not_valid_after_utc, _SKEW)
     ):
         return "the responder certificate is expired or not yet valid"
+    return None
+
+
+def _unaccounted_critical(tbs: bytes) -> str | None:
+    """The dotted OID of the first extension marked critical, other than the nonce, in a
+    ResponseData's responseExtensions or in any of its SingleResponses' singleExtensions;
+    None when there is none. Raises ``DERError`` on anything but the DER it expects."""
+    _, start, end = _der.item(tbs, 0, len(tbs))
+    fields = list(_der.items(tbs, start, end))
+    # version [0]?, responderID ([1] byName or [2] byKey), producedAt, responses, then [1]
+    at = next(i for i, (tag, _, _) in enumerate(fields) if tag == _der.SEQUENCE)
+    blocks = [fields[at + 1 :]]
+    for tag, s_start, s_end in _der.items(tbs, fields[at][1], fields[at][2]):
+        if tag != _der.SEQUENCE:
+            raise _der.DERError("a SingleResponse that is not a SEQUENCE")
+        single = list(_der.items(tbs, s_start, s_end))
+        # certID, certStatus (revoked is [1] too), thisUpdate, nextUpdate [0]?, then [1]
+        blocks.append(single[3:])
+    for block in blocks:
+        for tag, b_start, b_end in block:
+            if tag != 0xA1:
+                continue
+            _, e_start, e_end = _der.item(tbs, b_start, b_end)
+            for _, x_start, x_end in _der.items(tbs, e_start, e_end):
+                parts = list(_der.items(tbs, x_start, x_end))
+                oid = tbs[parts[0][1] : parts[0][2]]
+                critical = len(parts) == 3 and tbs[parts[1][1] : parts[1][2]] != b"\x00"
+                if critical and oid != _NONCE_OID:
+                    return _der.decode_oid(oid)
     return None
 
 
