@@ -110,3 +110,87 @@ def test_a_prefix_a_slash_short_of_the_authority_is_refused(ca: CA, entry: str) 
 @pytest.mark.parametrize("entry", ["urn:x/*", "urn:x:/*", "https:///*", "https://h/*"])
 def test_prefixes_below_a_scheme_stay_accepted(entry: str) -> None:
     Policy(uris=[entry])
+
+
+# -- SPIFFE IDs as the specification and its reference libraries read them ----------------
+
+_NOT_SPIFFE_IDS = [
+    # (presented URI SAN, the entry that would have admitted it)
+    ("SPIFFE://example.org/ns/prod/sa/api", "spiffe://example.org/ns/prod/sa/api"),
+    ("Spiffe://example.org/ns/prod/sa/api", "spiffe://example.org/ns/prod/*"),
+    ("spiffe://Example.org/ns/prod/sa/api", "spiffe://example.org/ns/prod/sa/api"),
+    ("spiffe://EXAMPLE.ORG/ns/prod/sa/api", "spiffe://example.org/ns/prod/*"),
+    ("spiffe://example.org/ns/prod//sa/api", "spiffe://example.org/ns/prod/*"),
+    ("spiffe://example.org/ns/prod/sa/api/", "spiffe://example.org/ns/prod/*"),
+    ("spiffe://example.org/ns/prod/sa/%61pi", "spiffe://example.org/ns/prod/*"),
+    ("spiffe://example.org/ns/prod/sa/api?x=1", "spiffe://example.org/ns/prod/*"),
+    ("spiffe://example.org/ns/prod/sa/api#f", "spiffe://example.org/ns/prod/*"),
+    ("spiffe://example.org/ns/prod/sa/a:pi", "spiffe://example.org/ns/prod/*"),
+    ("spiffe://example.org/ns/prod/./sa/api", "spiffe://example.org/ns/prod/*"),
+    ("spiffe://example.org/ns/prod/sa/a~pi", "spiffe://example.org/ns/prod/*"),
+    ("spiffe://example.org:443/ns/prod/sa/api", "spiffe://example.org/*"),
+    ("spiffe://ops@example.org/ns/prod/sa/api", "spiffe://example.org/*"),
+]
+
+
+@pytest.mark.parametrize(("presented", "entry"), _NOT_SPIFFE_IDS)
+def test_a_uri_that_is_no_valid_spiffe_id_is_no_spiffe_id(
+    ca: CA, presented: str, entry: str
+) -> None:
+    """go-spiffe and the other reference libraries refuse these as SVIDs (a lower-case
+    scheme and trust domain, segments of [A-Za-z0-9._-] that are neither empty, "." nor
+    "..", no percent-encoding, query, fragment, port or userinfo). mtlsauth read the scheme
+    and trust domain case-insensitively and took the rest as a path, so an entry admitted
+    them; such a certificate now has no SPIFFE ID, and ``spiffe_ids`` refuses it."""
+    identity = _identity(ca, uris=[presented])
+    assert identity.uris == (presented,)
+    assert identity.spiffe_id is None
+    with pytest.raises(PolicyDenied) as info:
+        Policy(spiffe_ids={entry}).check(identity)
+    assert info.value.code == "spiffe_id_not_allowed"
+    assert info.value.detail == "certificate has no single valid SPIFFE ID"
+
+
+@pytest.mark.parametrize(
+    "presented",
+    [
+        "spiffe://example.org",
+        "spiffe://example.org/ns/prod/sa/api",
+        "spiffe://k8s_west-1.example.org/ns/prod/sa/API.v2_x-y",
+        "spiffe://example.org/..a/a..",
+    ],
+)
+def test_valid_spiffe_ids_stay_spiffe_ids(ca: CA, presented: str) -> None:
+    identity = _identity(ca, uris=[presented])
+    assert identity.spiffe_id == presented
+    Policy(spiffe_ids={presented}).check(identity)
+    domain = presented[9:].split("/")[0]
+    if presented != f"spiffe://{domain}":
+        Policy(spiffe_ids={f"spiffe://{domain}/*"}).check(identity)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "spiffe://example.org:8443/ns/*",
+        "spiffe://ops@example.org/*",
+        "spiffe://example.org/ns/../admin",
+        "spiffe://example.org/ns//x",
+        "spiffe://example.org/ns/x/",
+        "spiffe://example.org/ns/%78",
+        "spiffe://example.org/ns/x?y",
+        "spiffe://exa mple.org/x",
+        "spiffe://example.org//*",
+    ],
+)
+def test_an_entry_that_is_no_spiffe_id_is_refused_at_configuration(entry: str) -> None:
+    with pytest.raises(ValueError, match=r"is not a SPIFFE ID|is not a URI"):
+        Policy(spiffe_ids={entry})
+
+
+def test_entries_read_scheme_and_trust_domain_case_insensitively(ca: CA) -> None:
+    identity = _identity(ca, uris=["spiffe://example.org/ns/prod/sa/api"])
+    Policy(spiffe_ids={"SPIFFE://Example.ORG/ns/prod/sa/api"}).check(identity)
+    Policy(spiffe_ids={"Spiffe://EXAMPLE.org/ns/prod/*"}).check(identity)
+    with pytest.raises(PolicyDenied):  # the path compares exactly
+        Policy(spiffe_ids={"spiffe://example.org/NS/prod/*"}).check(identity)

@@ -307,3 +307,13 @@ def test_alb_fields_joined_by_a_wsgi_server_are_malformed(header: str, value: st
     with pytest.raises(CertificateInvalid) as info:
         _verifier("aws-alb-verify").authenticate(_request(*headers.items()))
     assert info.value.code == "certificate_malformed"
+
+
+def test_a_proxy_reported_spiffe_field_that_is_no_spiffe_id_is_none() -> None:
+    """The SPIFFE ID rule of the TLS path holds for a proxy-verified identity: a reported
+    ``spiffe://Example.org/...`` (or one with a trailing slash) is no SPIFFE ID."""
+    for bad in ("spiffe://TD/a", "spiffe://td/a/", "SPIFFE://td/a", "spiffe://td/%61"):
+        identity = identity_from_gcp(_gcp_fields(bad), "header:x")
+        assert identity.uris == (bad,)
+        assert identity.spiffe_id is None
+    assert identity_from_gcp(_gcp_fields("spiffe://td/a"), "header:x").spiffe_id == "spiffe://td/a"

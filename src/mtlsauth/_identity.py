@@ -46,6 +46,7 @@ __all__ = [
     "equivalent_fingerprints",
     "identity_from_certificate",
     "identity_subject",
+    "is_spiffe_id",
     "parse_x5t_s256",
     "spiffe_id_of",
     "subject_organizations",
@@ -66,8 +67,9 @@ class ClientIdentity:
             subject may hold several; read ``organizations``).
         organizational_units: Every organizationalUnitName, in certificate order.
         dns_names, uris, emails, ip_addresses: Subject Alternative Name entries by type.
-        spiffe_id: The SPIFFE ID: the certificate's only URI SAN when it is a ``spiffe://``
-            URI, else ``None`` (X.509-SVID: exactly one URI SAN).
+        spiffe_id: The SPIFFE ID: the certificate's only URI SAN when it is a valid
+            SPIFFE ID, else ``None`` (X.509-SVID: exactly one URI SAN; a lower-case
+            ``spiffe://`` and trust domain, path segments of ``[A-Za-z0-9._-]``).
         issuer: The issuer DN as an RFC 4514 string.
         serial_number: The leaf's serial number.
         fingerprint_sha256: Lower-case hex SHA-256 of the leaf's DER encoding.
@@ -586,11 +588,27 @@ def spiffe_id_of(uris: tuple[str, ...]) -> str | None:
 
     X.509-SVID (section 2): an SVID contains exactly one URI SAN, and "certificates
     containing more than one URI SAN MUST be rejected". A second URI of any scheme makes
-    the certificate no SVID, so it has no SPIFFE ID (``uris`` still lists every URI).
+    the certificate no SVID, so it has no SPIFFE ID (``uris`` still lists every URI). Nor
+    does a ``spiffe://`` URI that is not a valid SPIFFE ID (``is_spiffe_id``): an upper-case
+    trust domain, a port, a dot segment, a trailing slash, percent-encoding.
     """
     if len(uris) != 1 or uris[0][:9].lower() != "spiffe://":
         return None
-    return uris[0]
+    return uris[0] if is_spiffe_id(uris[0]) else None
+
+
+# SPIFFE ID (section 2, as go-spiffe and the other reference libraries read it): the scheme
+# "spiffe" in lower case; a trust domain of lower-case letters, digits, ".", "-" and "_" (no
+# port, no userinfo); then path segments of letters, digits, ".", "-" and "_", none empty
+# (so no trailing "/"), none "." or "..", and no percent-encoding, query or fragment.
+_SPIFFE_ID = re.compile(r"spiffe://[a-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
+
+
+def is_spiffe_id(text: str) -> bool:
+    """Whether ``text`` is a valid SPIFFE ID (see ``_SPIFFE_ID``)."""
+    if _SPIFFE_ID.fullmatch(text) is None:
+        return False
+    return not any(seg in (".", "..") for seg in text.split("/")[3:])
 
 
 def subject_organizations(identity: ClientIdentity) -> tuple[str, ...] | None:

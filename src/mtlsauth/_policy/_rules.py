@@ -17,6 +17,7 @@ from mtlsauth._identity import (
     ClientIdentity,
     equivalent_fingerprints,
     identity_subject,
+    is_spiffe_id,
     subject_organizations,
 )
 from mtlsauth._names import (
@@ -130,7 +131,17 @@ def _uri_entry(field: str, item: object, *, spiffe: bool) -> tuple[bool, str]:
             f"{field} entry {text!r} admits every "
             f"{'trust domain' if spiffe else 'host'}: name it ('{start}example.org/*')"
         )
-    return prefix, _norm_uri(body)
+    norm = _norm_uri(body)
+    if spiffe and not is_spiffe_id(norm[:-1] if prefix else norm):
+        # A certificate's ID that is not valid is no SPIFFE ID (``spiffe_id_of``), so such
+        # an entry could never match: say so now rather than refuse every client later.
+        # (The scheme and trust domain of an entry are read case-insensitively.)
+        raise ValueError(
+            f"{field} entry {text!r} is not a SPIFFE ID: the trust domain is lower-case "
+            "letters, digits, '.', '-' and '_' (no port or userinfo), each path segment "
+            "letters, digits, '.', '-' and '_' (not '.' or '..', no '%', '?', '#' or '//')"
+        )
+    return prefix, norm
 
 
 def _email_entry(field: str, item: object) -> tuple[str, str]:
@@ -316,7 +327,11 @@ def _uri_check(label: str, exact: frozenset[str], prefixes: tuple[str, ...]) -> 
         else:
             values = identity.uris
         if not values:
-            return "certificate has no single SPIFFE ID" if spiffe else "certificate has no URI SAN"
+            return (
+                "certificate has no single valid SPIFFE ID"
+                if spiffe
+                else "certificate has no URI SAN"
+            )
         for raw in values:
             uri = _norm_uri(raw)
             if uri in exact or any(_under_prefix(uri, p) for p in prefixes):
