@@ -527,6 +527,140 @@ def _under_prefix(value: str, prefix: str) -> bool:
 _MAX_DECODES = 4
 
 
+# RFC 1034 3.5 "preferred name syntax" as RFC 1123 2.1 relaxes it (a label may begin with a
+# digit): labels of letters, digits and "-" (never first or last), 1 to 63 octets. "_" is
+# accepted too, as Go's crypto/x509 accepts it: it is common in names outside the Web PKI,
+# and no reader takes it for a separator. Read on lower-case text.
+_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+# A last label that is all digits (or 0x-hex) makes the name an IPv4 address to URL parsers
+# (WHATWG "ends in a number"), and RFC 1123 2.1 rules such host names out.
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+_MAX_HOST_NAME = 253  # octets without the final dot: 255 on the wire (RFC 1034 3.1)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_host_name(name: str) -> bool:
+    """Whether ``name`` (lower-case ASCII, no final dot) is a DNS host name a resolver, a URL
+    parser and RFC 5280's dNSName rule (4.2.1.6) all read as written.
+
+    Not one: an empty label (``a..b``, a leading dot), a label over 63 octets or a name over
+    253, a character outside letters, digits, ``-`` and ``_`` (a space, ``/``, ``@``, ``:``,
+    ``%``, ``*``, NUL), a label beginning or ending with ``-``, a last label of digits, and an
+    ``xn--`` label that is no A-label (``_a_label``).
+    """
+    if not name or len(name) > _MAX_HOST_NAME:
+        return False
+    labels = name.split(".")
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        return False
+    return all(
+        _HOST_LABEL.fullmatch(label) is not None and (label[:4] != "xn--" or _a_label(label))
+        for label in labels
+    )
+
+
+def _a_label(label: str) -> bool:
+    """Whether an ``xn--`` label is an A-label (RFC 5890 2.3.2.1): Punycode that decodes to a
+    non-ASCII string of letters, marks, digits and ``-`` and encodes back to the same label.
+
+    ``xn--``, ``xn--zz-`` (which decodes to ``zz``) and ``xn--a`` (a control character) are
+    not: no IDNA reader gives them a Unicode form. Code points are judged by their Unicode
+    category, an approximation of IDNA 2008's tables that refuses controls, spaces,
+    punctuation and symbols.
+    """
+    body = label[4:]
+    try:
+        decoded = body.encode("ascii").decode("punycode")
+    except (UnicodeError, ValueError, OverflowError):
+        return False
+    if decoded.isascii() or decoded.encode("punycode") != body.encode("ascii"):
+        return False
+    return all(
+        (c.isalnum() or c == "-") if c.isascii() else unicodedata.category(c)[0] in "LMN"
+        for c in decoded
+    )
+
+
+# RFC 3986 (appendix A): a scheme, ":", then an optional "//" authority, a path, a query and
+# a fragment of unreserved, reserved and percent-encoded characters; "[" and "]" only around
+# an IPv6 host, "#" only once. The authority is read apart (``_authority_ok``).
+_PCHAR = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})"
+_URI = re.compile(
+    rf"[A-Za-z][A-Za-z0-9+.-]*:(?://([^/?#]*))?(?:{_PCHAR}|/)*"
+    rf"(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?"
+)
+_USERINFO = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})*")
+
+
+@functools.lru_cache(maxsize=4096)
+def is_uri(text: str) -> bool:
+    """Whether ``text`` is a URI as RFC 5280 (4.2.1.6) asks of a uniformResourceIdentifier:
+    absolute (a scheme and something after it), in RFC 3986's syntax, and with a host, where
+    it has an authority, that is a DNS host name (``is_host_name``) or an IP address.
+
+    Not one: a relative reference, a space, NUL, ``\\``, ``<``, ``"`` or any other character
+    RFC 3986 leaves out, a ``%`` not followed by two hex digits, a second ``#``, a host that is
+    percent-encoded (``%67ood.example``), empty or no host name (``a..b``), a port that is
+    not digits, an ``@`` in the userinfo. An empty authority only in ``file:///...``.
+    """
+    match = _URI.fullmatch(text)
+    if match is None or text.index(":") + 1 == len(text):
+        return False
+    authority = match.group(1)
+    return authority is None or _authority_ok(text[: text.index(":")].lower(), authority)
+
+
+def _authority_ok(scheme: str, authority: str) -> bool:
+    """RFC 3986 3.2: ``[userinfo "@"] host [":" port]``, the host as RFC 5280 asks."""
+    userinfo, at, hostport = authority.rpartition("@")
+    if at and _USERINFO.fullmatch(userinfo) is None:
+        return False
+    if hostport.startswith("["):
+        host, bracket, rest = hostport[1:].partition("]")
+        if not bracket or not _ipv6_literal(host) or rest[:1] not in ("", ":"):
+            return False
+        port = rest[1:]
+    else:
+        host, _, port = hostport.partition(":")
+        if not host:  # "file:///etc/x" names no host; "https:///x" is read as host "x"
+            return scheme == "file" and authority == ""
+        host = _ascii_lower(host)
+        host = host[:-1] if host.endswith(".") else host
+        if not is_host_name(host) and not _ipv4_literal(host):
+            return False
+    return port == "" or (port.isascii() and port.isdigit())
+
+
+def is_mail_domain(domain: str) -> bool:
+    """Whether ``domain`` (lower-case, no final dot) is the domain of an RFC 5321 Mailbox
+    (4.1.2), as an rfc822Name carries it: a host name, or an address literal ``[192.0.2.1]``
+    or ``[ipv6:2001:db8::1]`` (no general address literal: none is registered)."""
+    if domain[:1] == "[" and domain[-1:] == "]":
+        inner = domain[1:-1]
+        return _ipv6_literal(inner[5:]) if inner[:5] == "ipv6:" else _ipv4_literal(inner)
+    return domain.isascii() and is_host_name(domain)
+
+
+def _ipv4_literal(text: str) -> bool:
+    """Dotted-quad IPv4 (RFC 3986 IPv4address: no leading zeros, four decimal octets)."""
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return text.isascii()
+
+
+def _ipv6_literal(text: str) -> bool:
+    """An IPv6 address in brackets (no zone: RFC 6874's ``%25`` is not read here)."""
+    if not text.isascii() or "%" in text:
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _dns_norm(name: str) -> str:
     if not name.isascii():  # str.lower() maps the Kelvin sign to "k": no folding into ASCII
         return name

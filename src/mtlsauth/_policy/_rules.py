@@ -35,6 +35,9 @@ from mtlsauth._names import (
     _parse_dn,
     _under_prefix,
     colon_hex,
+    is_host_name,
+    is_mail_domain,
+    is_uri,
 )
 
 # A check returns None when the identity passes, else a short detail for PolicyDenied.
@@ -103,8 +106,20 @@ def _dns_entry(field: str, item: object) -> tuple[bool, str]:
         raise ValueError(f"{field} entry {text!r}: '*' is only allowed as a leading '*.' label")
     if not name.isascii():
         raise ValueError(f"{field} entry {text!r}: use the IDNA A-label form (xn--...)")
-    if any(not label or label != label.strip() for label in name.split(".")):
-        raise ValueError(f"{field} entry {text!r} is not a DNS name")
+    if not is_host_name(name):
+        # A certificate's name that is no host name matches nothing (``_dns_check``), so
+        # such an entry could never match: say so now rather than refuse every client later.
+        hint = ""
+        try:
+            ipaddress.ip_address(name)
+            hint = " (an IP address belongs in ip_addresses)"
+        except ValueError:
+            pass
+        raise ValueError(
+            f"{field} entry {text!r} is not a DNS name{hint}: a host name has labels of 1 "
+            "to 63 letters, digits, '-' (not first or last) and '_', 253 characters at most, "
+            "a last label that is not all digits, and 'xn--' labels that are valid A-labels"
+        )
     return wildcard, name
 
 
@@ -130,6 +145,13 @@ def _uri_entry(field: str, item: object, *, spiffe: bool) -> tuple[bool, str]:
         raise ValueError(
             f"{field} entry {text!r} admits every "
             f"{'trust domain' if spiffe else 'host'}: name it ('{start}example.org/*')"
+        )
+    if not spiffe and not is_uri(body):
+        # A certificate's URI that is none matches nothing (``_uri_check``): so would this.
+        raise ValueError(
+            f"{field} entry {text!r} is not a URI as a certificate carries it (RFC 5280: "
+            "RFC 3986 syntax, no space, '\\', '<' or '\"', a '%' only before two hex "
+            "digits; a host, if any, is a DNS host name or an IP address)"
         )
     norm = _norm_uri(body)
     if spiffe and not is_spiffe_id(norm[:-1] if prefix else norm):
@@ -158,6 +180,10 @@ def _email_entry(field: str, item: object) -> tuple[str, str]:
     if local and not _LOCAL_PART.fullmatch(local):
         raise ValueError(f"{field} entry {text!r}: the local part is not an RFC 5321 "
                          "dot-string or quoted string")  # fmt: skip
+    if not is_mail_domain(_dns_norm(domain)):
+        raise ValueError(f"{field} entry {text!r}: the domain is not a DNS host name (labels "
+                         "of letters, digits, '-' and '_') or an address literal such as "
+                         "'[192.0.2.1]' or '[IPv6:2001:db8::1]'")  # fmt: skip
     return local, _dns_norm(domain)
 
 
@@ -307,6 +333,11 @@ def _dns_check(exact: frozenset[str], parents: frozenset[str]) -> _Check:
             name = raw.lower()  # _dns_norm, inline: ASCII here
             if name[-1:] == ".":
                 name = name[:-1]
+            # A dNSName is a host name in RFC 1034's preferred syntax (RFC 5280 4.2.1.6):
+            # "a/b.example.com", "evil\0.example.com" or "a..example.com" is none, and
+            # whoever reads it as a host may read another one; it matches no entry.
+            if not is_host_name(name):
+                continue
             if name in exact:
                 return None
             head, dot, rest = name.partition(".")
@@ -333,6 +364,12 @@ def _uri_check(label: str, exact: frozenset[str], prefixes: tuple[str, ...]) -> 
                 else "certificate has no URI SAN"
             )
         for raw in values:
+            # A URI SAN is an absolute URI in RFC 3986's syntax whose host is a host name or
+            # an address (RFC 5280 4.2.1.6): "https://a/x y", ".../x\0y" or
+            # "https://%67ood.example/" is none, and is read differently by different
+            # parsers; it matches no entry. (A SPIFFE ID was held to its own rule already.)
+            if not spiffe and not is_uri(raw):
+                continue
             uri = _norm_uri(raw)
             if uri in exact or any(_under_prefix(uri, p) for p in prefixes):
                 return None
@@ -356,6 +393,10 @@ def _email_check(exact: frozenset[tuple[str, str]], domains: frozenset[str]) -> 
             # "@example.com", but a mailer may read two recipients (or a route via evil.test).
             if at and _LOCAL_PART.fullmatch(local):
                 domain = _dns_norm(domain)
+                # The domain of a Mailbox (RFC 5321 4.1.2) is a host name or an address
+                # literal: "a..example.com" or "evil.test%example.com" is neither.
+                if not is_mail_domain(domain):
+                    continue
                 if domain in domains or (local, domain) in exact:
                     return None
         return "no email SAN in the allow-list"
