@@ -8,6 +8,8 @@ entry that could only match such a SAN is refused at configuration.
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -21,6 +23,7 @@ from mtlsauth import (
     PolicyDenied,
     Presented,
 )
+from mtlsauth._forwarded._verified import identity_from_gcp
 from mtlsauth._identity import identity_from_certificate
 from mtlsauth._leafder import read_leaf
 from mtlsauth.testing import CA
@@ -319,3 +322,23 @@ def test_names_a_proxy_reports_are_held_to_the_same_rules(
     Policy(**{rule: [entry]}).check(  # type: ignore[arg-type]
         _xfcc(f'By=spiffe://td/gw;Subject="CN=alice";{field}={good}')
     )
+
+
+@pytest.mark.parametrize("presented", ["a;b.example.com", "a,b.example.com", "a b.example.com"])
+def test_quoted_xfcc_dns_values_are_held_to_the_host_name_rule(presented: str) -> None:
+    # A quoted XFCC value may carry ';' and ',': each was admitted by the wildcard entry.
+    identity = _xfcc(f'By=spiffe://td/gw;Subject="CN=alice";DNS="{presented}"')
+    assert identity.dns_names == (presented,)
+    _refused(Policy(dns_names=["*.example.com"]), identity, "dns_name_not_allowed")
+
+
+def test_gcp_reported_names_are_held_to_the_same_rules() -> None:
+    def fields(dns: str, uri: str) -> dict[str, str]:
+        encode = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+        return {"chain_verified": "true", "dns": encode(dns), "uri": encode(uri)}
+
+    bad = identity_from_gcp(fields("a/b.example.com", "https://good.example/<x>"), "header:x")
+    _refused(Policy(dns_names=["*.example.com"]), bad, "dns_name_not_allowed")
+    _refused(Policy(uris=["https://good.example/*"]), bad, "uri_not_allowed")
+    good = identity_from_gcp(fields("ab.example.com", "https://good.example/x"), "header:x")
+    Policy(dns_names=["*.example.com"], uris=["https://good.example/*"]).check(good)
