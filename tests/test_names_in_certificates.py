@@ -19,9 +19,11 @@ from mtlsauth import (
     CertificateInvalid,
     ClientIdentity,
     ForwardedCert,
+    MTLSAuthError,
     Policy,
     PolicyDenied,
     Presented,
+    Verifier,
 )
 from mtlsauth._forwarded._verified import identity_from_gcp
 from mtlsauth._identity import identity_from_certificate
@@ -342,3 +344,42 @@ def test_gcp_reported_names_are_held_to_the_same_rules() -> None:
     _refused(Policy(uris=["https://good.example/*"]), bad, "uri_not_allowed")
     good = identity_from_gcp(fields("ab.example.com", "https://good.example/x"), "header:x")
     Policy(dns_names=["*.example.com"], uris=["https://good.example/*"]).check(good)
+
+
+@pytest.mark.parametrize(
+    ("kind", "names"),
+    [
+        ("excluded", {"dns_names": ["EVIL.test"]}),
+        ("excluded", {"dns_names": ["x.evil.test."]}),
+        ("excluded", {"dns_names": ["a/b.evil.test"]}),
+        ("excluded", {"dns_names": ["a..evil.test"]}),
+        ("excluded", {"dns_names": ["evil.test\x00"]}),
+        ("excluded", {"emails": ["a@EVIL.test"]}),
+        ("excluded", {"uris": ["https://x.%65vil.test/"]}),
+        ("excluded", {"uris": ["https://a@x.evil.test/"]}),
+        ("permitted", {"dns_names": ["x.good.test."]}),
+        ("permitted", {"dns_names": ["a/b.good.test"]}),
+        ("permitted", {"dns_names": ["evil.test\x00.good.test"]}),
+    ],
+)
+def test_name_constraints_refuse_these_spellings_too(
+    kind: str, names: dict[str, list[str]]
+) -> None:
+    root = CA()
+    if kind == "excluded":
+        excluded = [
+            x509.DNSName("evil.test"),
+            x509.RFC822Name("evil.test"),
+            x509.UniformResourceIdentifier(".evil.test"),
+        ]
+        constraints = x509.NameConstraints(permitted_subtrees=None, excluded_subtrees=excluded)
+    else:
+        permitted = [x509.DNSName("good.test")]
+        constraints = x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None)
+    ca = root.intermediate(name_constraints=constraints)
+    verifier = Verifier(trust_store=root.trust_store())
+    leaf = ca.issue_client_cert(**names)  # type: ignore[arg-type]
+    with pytest.raises(MTLSAuthError) as info:
+        verifier.verify([leaf.certificate, ca.certificate])
+    assert info.value.code == "untrusted_issuer"
+    verifier.verify([ca.issue_client_cert(dns_names=["x.good.test"]).certificate, ca.certificate])

@@ -6,6 +6,10 @@ RFC 4518 string preparation; this is a documented subset of it). Configured DNs 
 written in RFC 4514 form, in OpenSSL's display form (``C = US, O = Acme, CN = x``) or in its
 legacy ``/C=../CN=..`` form; a string that could be read two ways is refused.
 
+Host names, URIs and mail domains are held to their standards' syntax (``is_host_name``,
+``is_uri``, ``is_mail_domain``, as RFC 5280 4.2.1.6 asks of SANs): a SAN that is none
+matches no allow-list entry, and an entry that is none is refused at configuration.
+
 No non-ASCII character ever folds into ASCII here: not through case folding, NFC, ``lower``,
 nor whitespace trimming (only the ASCII space is layout).
 
