@@ -980,3 +980,44 @@ def test_drf_keeps_the_refusals_status(error: str, status: int) -> None:
     assert response is not None
     assert response.status_code == status
     assert response.headers.get("Retry-After") == ("1" if status == 503 else None)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ledger\x00admin", "ledger\n", "led\u200fger", "ledger\u2028", "\ud800ledger", "\x7fledger"],
+)
+def test_backend_maps_no_user_from_a_name_that_is_not_printable(name: str) -> None:
+    """A NUL (PostgreSQL refuses it in a query: a 500), another control, a separator, an
+    unpaired surrogate or a format character is in no username anyone was given."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from mtlsauth._forwarded._verified import _build
+    from mtlsauth.adapters.django import MTLSBackend
+
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ledger")])
+    identity = _build(subject=subject, issuer=None, source="header:x")
+    with override_settings(MTLSAUTH_USERNAME=lambda i: name):
+        assert MTLSBackend().username_for(identity) is None
+    with override_settings(MTLSAUTH_USERNAME=lambda i: "ledger"):
+        assert MTLSBackend().username_for(identity) == "ledger"
+    if name.isascii():  # a commonName that cryptography builds (it refuses surrogates)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        identity = _build(subject=subject, issuer=None, source="header:x")
+        with override_settings(MTLSAUTH_USERNAME="common_name"):
+            assert MTLSBackend().username_for(identity) is None
+
+
+def test_backend_maps_no_user_from_a_name_longer_than_the_user_model_holds(
+    django_client, pki, users
+) -> None:
+    """Creating it is a database error where the column is bounded (PostgreSQL, MySQL):
+    the certificate names no user, and none is created."""
+    limit = users._meta.get_field(users.USERNAME_FIELD).max_length
+    base = "https://example.org/"
+    long = pki.inter.issue_client_cert(common_name="x", uris=[base + "a" * (limit - len(base) + 1)])
+    client = django_client(MTLSAUTH_CREATE_USERS=True, MTLSAUTH_USERNAME="uri")
+    assert get(client, "/whoami", long)[1]["user"] is None
+    assert not users.objects.exists()
+    fits = pki.inter.issue_client_cert(common_name="x", uris=[base + "a" * (limit - len(base))])
+    assert get(client, "/whoami", fits)[1]["user"] == base + "a" * (limit - len(base))

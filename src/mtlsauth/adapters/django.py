@@ -538,6 +538,11 @@ class MTLSBackend:
 
         user_model = get_user_model()
         field = user_model.USERNAME_FIELD
+        limit = getattr(user_model._meta.get_field(field), "max_length", None)
+        if isinstance(limit, int) and len(username) > limit:
+            # No such user can exist, and creating one is a database error (a 500) where
+            # the column is bounded (PostgreSQL, MySQL): the certificate names no user.
+            return None
         if getattr(settings, self.create_unknown_user_setting, False):
             user, created = user_model._default_manager.get_or_create(**{field: username})
             if created:
@@ -552,9 +557,18 @@ class MTLSBackend:
         return user if self.user_can_authenticate(user) else None
 
     def username_for(self, identity: ClientIdentity) -> str | None:
-        """The username for ``identity``, or ``None`` when it names no single user."""
+        """The username for ``identity``, or ``None`` when it names no single user.
+
+        A value with a character that is not printable (NUL and other controls, a line or
+        paragraph separator, an unpaired surrogate, a format character such as a
+        right-to-left mark) names no user either: no one was given such a name, PostgreSQL
+        refuses a NUL in a query with an error (a 500), and a look-alike of another user's
+        name is not theirs."""
         values = _username_function()(identity)
-        return values[0] if len(values) == 1 else None
+        if len(values) != 1:
+            return None
+        name = values[0]
+        return name if isinstance(name, str) and name.isprintable() else None
 
     def configure_user(
         self, request: HttpRequest | None, user: AbstractBaseUser, identity: ClientIdentity
