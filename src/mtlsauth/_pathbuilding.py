@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from mtlsauth._errors import CertificateInvalid
 from mtlsauth._memo import ObjectTable
@@ -29,7 +30,7 @@ MAX_DSA_BITS = 3072
 class _Candidate:
     """A certificate's names and key as DER slices; extensions are parsed only when needed."""
 
-    __slots__ = ("_cheap", "_ids", "cert", "issuer", "spki", "subject", "tbs")
+    __slots__ = ("_cheap", "_ids", "_octets", "cert", "issuer", "spki", "subject", "tbs")
 
     def __init__(self, cert: x509.Certificate, tbs: bytes | None = None) -> None:
         self.cert = cert
@@ -39,6 +40,7 @@ class _Candidate:
         self.issuer, self.subject, self.spki = _tbs_names(cert, tbs)
         self._ids: tuple[bool, bytes | None, bytes | None] | None = None
         self._cheap: bool | None = None
+        self._octets: bool | None = None
 
     def cheap(self) -> bool:
         """Whether a signature check with this certificate's key costs what one with a
@@ -46,6 +48,13 @@ class _Candidate:
         if self._cheap is None:
             self._cheap = cheap_to_verify(self.cert)
         return self._cheap
+
+    def whole_octets(self) -> bool:
+        """Whether this certificate's key is not an RSA key whose modulus is a part octet
+        long (``whole_octets``); remembered, as a CA is on path after path."""
+        if self._octets is None:
+            self._octets = whole_octets(self.cert)
+        return self._octets
 
     def ids(self) -> tuple[bool, bytes | None, bytes | None]:
         """(usable as a CA, subjectKeyIdentifier, authorityKeyIdentifier keyIdentifier)."""
@@ -98,6 +107,22 @@ def cheap_to_verify(cert: x509.Certificate) -> bool:
     if isinstance(key, dsa.DSAPublicKey):
         return key.key_size <= MAX_DSA_BITS
     return True  # EC keys on the named curves cryptography reads, Ed25519, Ed448
+
+
+_RSA_KEY_OIDS = (PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5, PublicKeyAlgorithmOID.RSASSA_PSS)
+
+
+def whole_octets(cert: x509.Certificate) -> bool:
+    """False for an RSA key whose modulus is not a whole number of octets (CA/B BR 6.1.5
+    requires a multiple of 8 bits); True for any other key, and for a key that cannot be read
+    (which verifies no signature, so no path the verifier returns holds one)."""
+    try:
+        if cert.public_key_algorithm_oid not in _RSA_KEY_OIDS:
+            return True
+        key = cert.public_key()
+    except Exception:  # noqa: BLE001 - see above
+        return True
+    return not isinstance(key, rsa.RSAPublicKey) or key.key_size % 8 == 0
 
 
 def _usable_ca(cert: x509.Certificate) -> bool:

@@ -7,6 +7,8 @@ may be absent. Everything else of cryptography's web-PKI profile stays enforced:
 extensions, and the clientAuth EKU when an EKU is present. We add what it does not check:
 a leaf keyUsage, when present, must allow signing (as OpenSSL's ``sslclient`` purpose does),
 and the leaf key must be strong enough (RSA >= 2048 bits, P-256/384/521, Ed25519/Ed448).
+An RSA modulus that is not a whole number of octets is refused on the leaf and on every CA
+of the validated path (CA/B BR 6.1.5; cryptography checks a CA key's size only).
 
 The client-certificate profile keeps cryptography's end-entity rules that the relaxed hooks
 would otherwise drop: a leaf keyUsage must not assert keyCertSign, and a SubjectAlternativeName
@@ -182,6 +184,11 @@ def _key_verdict(leaf: x509.Certificate) -> tuple[str, ...]:
                 f"RSA key of {key.key_size} bits is below the {MIN_RSA_BITS}-bit minimum",
                 "weak_key",
             )
+        if key.key_size % 8:  # CA/B BR 6.1.5; no key generator in use makes such a modulus
+            return (
+                f"RSA modulus of {key.key_size} bits is not a whole number of octets",
+                "weak_key",
+            )
         return ()
     if isinstance(key, ec.EllipticCurvePublicKey):
         if not isinstance(key.curve, _STRONG_CURVES):
@@ -354,6 +361,7 @@ def validate_path(
         if err.code == "chain_too_long" and "max depth" in str(exc) and not deeper:
             err = _depth_error(store, leaf, candidates, at, max_depth, err, anchors)
     else:
+        _check_ca_keys(chain)
         check_identity_name_constraints(chain)
         return chain
     if clock_skew_s and err.code in ("certificate_expired", "certificate_not_yet_valid"):
@@ -364,9 +372,22 @@ def validate_path(
         except VerificationError:
             pass
         else:
+            _check_ca_keys(chain)
             check_identity_name_constraints(chain)
             return chain
     raise err
+
+
+def _check_ca_keys(chain: Sequence[x509.Certificate]) -> None:
+    """Refuse a CA on the validated path (the anchor included) whose RSA modulus is not a
+    whole number of octets (CA/B BR 6.1.5), which cryptography's verifier does not check:
+    ``untrusted_issuer``, as for a CA key that is too weak."""
+    for ca in chain[1:]:
+        if not _candidate(ca).whole_octets():
+            raise CertificateInvalid(
+                "an issuing CA's RSA modulus is not a whole number of octets",
+                code="untrusted_issuer",
+            )
 
 
 def _depth_error(
