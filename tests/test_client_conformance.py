@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from _x509_forge import der
+from _x509_forge import der, tlv
 from mtlsauth import MTLSAuthError, TrustStore, Verifier
 from mtlsauth.testing import CA
 
@@ -142,3 +142,27 @@ def test_a_part_octet_ca_key_is_refused_after_the_intermediate_was_vouched_for()
     verifier = _verifier(root)
     for _ in range(2):
         assert _code(verifier, [_leaf(inter, inter_key), der(inter)]) == "untrusted_issuer"
+
+
+# --- a CA certificate whose extensions do not parse, in a trust store -----------------------
+
+
+def test_an_anchor_whose_extensions_cannot_be_read_is_named_as_such() -> None:
+    """A root whose name constraints hold a wildcard cannot be read by cryptography, and was
+    refused as "an end-entity certificate, which is not a CA", which sends an operator to look
+    for a leaf in the bundle. It is refused still, naming what is wrong with it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subtree = tlv(0x30, tlv(0x82, b"*.example.com"))  # GeneralSubtree { dNSName }
+    constraints = x509.UnrecognizedExtension(
+        x509.oid.ExtensionOID.NAME_CONSTRAINTS, tlv(0x30, tlv(0xA0, subtree))
+    )
+    root = (
+        _builder(_name("root"), _name("root"), key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_CA_USAGE, critical=True)
+        .add_extension(constraints, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(ValueError, match=r"CN=root whose extensions cannot be read") as info:
+        Verifier(trust_store=TrustStore.from_certificates([root]))
+    assert "end-entity" not in str(info.value)

@@ -177,6 +177,16 @@ def _snapshot(certs: Iterable[x509.Certificate], *, allow_empty: bool = False) -
 def refuse_end_entities(store: TrustStore, what: str) -> None:
     """``ValueError`` when ``store`` holds certificates that are not CAs (used as anchors)."""
     leaves = store.snapshot().end_entities
+    unreadable = [c for c in leaves if not _extensions_readable(c)]
+    if unreadable:
+        # Not an end entity that someone put there by mistake: a CA certificate whose
+        # extensions do not parse (a name constraint with a wildcard, an authority key
+        # identifier with half its fields), which can never be an anchor either.
+        names = ", ".join(_subject_text(c) for c in unreadable[:3])
+        raise ValueError(
+            f"{what} holds certificate {names} whose extensions cannot be read, so it cannot "
+            "be a trust anchor: re-issue the CA certificate"
+        )
     if leaves:
         names = ", ".join(c.subject.rfc4514_string() or "(empty subject)" for c in leaves[:3])
         more = f" and {len(leaves) - 3} more" if len(leaves) > 3 else ""
@@ -185,6 +195,21 @@ def refuse_end_entities(store: TrustStore, what: str) -> None:
             "anchor must be the CA that issues client certificates. To accept exact "
             "certificates without a CA, use Verifier(pinned=...)"
         )
+
+
+def _extensions_readable(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions  # noqa: B018 - parsed lazily; reading them is the check
+    except ValueError:
+        return False
+    return True
+
+
+def _subject_text(cert: x509.Certificate) -> str:
+    try:
+        return cert.subject.rfc4514_string() or "(empty subject)"
+    except ValueError:
+        return "(unreadable subject)"
 
 
 _BLANK_MAX = 4096  # a file of whitespace alone, as `: > ca.pem` or an editor leaves it
