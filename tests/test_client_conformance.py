@@ -166,3 +166,21 @@ def test_an_anchor_whose_extensions_cannot_be_read_is_named_as_such() -> None:
     with pytest.raises(ValueError, match=r"CN=root whose extensions cannot be read") as info:
         Verifier(trust_store=TrustStore.from_certificates([root]))
     assert "end-entity" not in str(info.value)
+
+
+# --- an extension that does not parse is malformed, not an unknown issuer -------------------
+
+
+def test_a_leaf_with_an_empty_eku_is_malformed_not_an_unknown_issuer() -> None:
+    """RFC 5280 4.2.1.12: extKeyUsage lists one or more purposes. An empty one does not parse
+    and was refused as ``untrusted_issuer`` (no path to a trusted CA), which sends an
+    operator after a missing intermediate."""
+    root = CA()
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        _builder(_name("client"), root.certificate.subject, key)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([]), critical=False)
+        .sign(root.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    assert _code(_verifier(root.certificate), der(leaf)) == "certificate_malformed"

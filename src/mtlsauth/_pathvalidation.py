@@ -290,6 +290,9 @@ _MESSAGE_CODES = (
     ("Forbidden public key", "untrusted_issuer", "an issuing CA's key algorithm is not allowed"),
     ("duplicate extension", "certificate_malformed", "a certificate repeats an extension"),
     ("error parsing", "certificate_malformed", "a certificate field cannot be parsed"),
+    # An extension whose DER does not parse (an empty extKeyUsage, a truncated
+    # authorityInfoAccess): cryptography reads extensions only when the policy asks.
+    ("ASN.1 parsing error", "certificate_malformed", "a certificate field cannot be parsed"),
     ("verifier error: ValueError", "certificate_malformed", "a certificate field cannot be parsed"),
 )
 
