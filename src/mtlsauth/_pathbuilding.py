@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import PublicKeyAlgorithmOID
 
 from mtlsauth._errors import CertificateInvalid
 from mtlsauth._memo import ObjectTable
@@ -109,7 +108,12 @@ def cheap_to_verify(cert: x509.Certificate) -> bool:
     return True  # EC keys on the named curves cryptography reads, Ed25519, Ed448
 
 
-_RSA_KEY_OIDS = (PublicKeyAlgorithmOID.RSAES_PKCS1_v1_5, PublicKeyAlgorithmOID.RSASSA_PSS)
+# rsaEncryption and id-RSASSA-PSS, spelt out: every cryptography release this supports has
+# the OIDs, not every one names them both.
+_RSA_KEY_OIDS = (
+    x509.ObjectIdentifier("1.2.840.113549.1.1.1"),
+    x509.ObjectIdentifier("1.2.840.113549.1.1.10"),
+)
 
 
 def whole_octets(cert: x509.Certificate) -> bool:
