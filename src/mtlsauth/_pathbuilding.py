@@ -29,7 +29,7 @@ MAX_DSA_BITS = 3072
 class _Candidate:
     """A certificate's names and key as DER slices; extensions are parsed only when needed."""
 
-    __slots__ = ("_cheap", "_ids", "_octets", "cert", "issuer", "spki", "subject", "tbs")
+    __slots__ = ("_cheap", "_ids", "cert", "issuer", "spki", "subject", "tbs")
 
     def __init__(self, cert: x509.Certificate, tbs: bytes | None = None) -> None:
         self.cert = cert
@@ -39,7 +39,6 @@ class _Candidate:
         self.issuer, self.subject, self.spki = _tbs_names(cert, tbs)
         self._ids: tuple[bool, bytes | None, bytes | None] | None = None
         self._cheap: bool | None = None
-        self._octets: bool | None = None
 
     def cheap(self) -> bool:
         """Whether a signature check with this certificate's key costs what one with a
@@ -47,13 +46,6 @@ class _Candidate:
         if self._cheap is None:
             self._cheap = cheap_to_verify(self.cert)
         return self._cheap
-
-    def whole_octets(self) -> bool:
-        """Whether this certificate's key is not an RSA key whose modulus is a part octet
-        long (``whole_octets``); remembered, as a CA is on path after path."""
-        if self._octets is None:
-            self._octets = whole_octets(self.cert)
-        return self._octets
 
     def ids(self) -> tuple[bool, bytes | None, bytes | None]:
         """(usable as a CA, subjectKeyIdentifier, authorityKeyIdentifier keyIdentifier)."""

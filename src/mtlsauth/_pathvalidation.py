@@ -57,13 +57,14 @@ from cryptography.x509.verification import (
 
 from mtlsauth._errors import CertificateInvalid
 from mtlsauth._leafder import LeafFacts, profile_passes
-from mtlsauth._memo import BoundedMemo
+from mtlsauth._memo import BoundedMemo, ObjectTable
 from mtlsauth._nameconstraints import _constraints, check_identity_name_constraints
 from mtlsauth._pathbuilding import (
     MAX_ISSUER_CANDIDATES,
     _candidate,
     _select,
     select_intermediates,
+    whole_octets,
 )
 from mtlsauth._tbs import _NAME_CONSTRAINTS_OID, _SAN_OID, _extension_flags, _tbs_names
 
@@ -381,12 +382,19 @@ def validate_path(
     raise err
 
 
+_WHOLE_OCTETS: ObjectTable[tuple[x509.Certificate, bool]] = ObjectTable(256)
+
+
 def _check_ca_keys(chain: Sequence[x509.Certificate]) -> None:
     """Refuse a CA on the validated path (the anchor included) whose RSA modulus is not a
     whole number of octets (CA/B BR 6.1.5), which cryptography's verifier does not check:
     ``untrusted_issuer``, as for a CA key that is too weak."""
     for ca in chain[1:]:
-        if not _candidate(ca).whole_octets():
+        known = _WHOLE_OCTETS.get(id(ca))  # the same CA objects, request after request
+        if known is None or known[0] is not ca:
+            known = (ca, whole_octets(ca))
+            _WHOLE_OCTETS.put(id(ca), known)
+        if not known[1]:
             raise CertificateInvalid(
                 "an issuing CA's RSA modulus is not a whole number of octets",
                 code="untrusted_issuer",
