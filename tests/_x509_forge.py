@@ -31,6 +31,19 @@ ORDERS = {
 }
 
 
+CA_KEY_USAGE = x509.KeyUsage(  # keyCertSign and cRLSign: what a CA certificate asserts
+    digital_signature=False,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 def tlv(tag: int, content: bytes) -> bytes:
     n = len(content)
     if n < 0x80:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from _x509_forge import assemble, der, ecdsa_twin, padded_twin, split, tlv
+from _x509_forge import CA_KEY_USAGE, assemble, der, ecdsa_twin, padded_twin, split, tlv
 from mtlsauth import CRLSet, MTLSAuthError, Policy, TrustStore, Verifier
 from mtlsauth._der import item
 from mtlsauth._identity import equivalent_fingerprints
@@ -72,19 +72,6 @@ def _leaf(
     return der(builder.sign(ca.private_key, hashes.SHA256()))  # type: ignore[arg-type]
 
 
-_CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=False,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
-
-
 def _cn(value: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, value)])
 
@@ -113,7 +100,7 @@ def _ec_issued_leaf(root: CA, curve: ec.EllipticCurve) -> tuple[bytes, bytes]:
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 root.private_key.public_key()  # type: ignore[arg-type]
@@ -464,7 +451,7 @@ def _look_alike(
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(
             x509.SubjectKeyIdentifier(ski)
             if ski is not None
@@ -554,7 +541,7 @@ def _ca_cert(
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
@@ -692,7 +679,7 @@ def test_a_loop_of_cross_issued_cas_is_untrusted_issuer(root: CA) -> None:
             .not_valid_before(now - dt.timedelta(hours=1))
             .not_valid_after(now + dt.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_CA_KEY_USAGE, critical=True)
+            .add_extension(CA_KEY_USAGE, critical=True)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
             )
@@ -773,7 +760,7 @@ def _ca_under(
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=bc_critical)
-        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(
@@ -1333,7 +1320,7 @@ def _attacker_ca_chain(
                 .not_valid_before(now - dt.timedelta(hours=1))
                 .not_valid_after(now + dt.timedelta(days=3))
                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .add_extension(_CA_KEY_USAGE, critical=True)
+                .add_extension(CA_KEY_USAGE, critical=True)
                 .sign(signer, hashes.SHA256())
             )
     leaf = (

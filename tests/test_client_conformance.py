@@ -13,21 +13,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from _x509_forge import der, tlv
+from _x509_forge import CA_KEY_USAGE, der, tlv
 from mtlsauth import MTLSAuthError, TrustStore, Verifier
 from mtlsauth.testing import CA
 
-_CA_USAGE = x509.KeyUsage(
-    digital_signature=True,
-    content_commitment=False,
-    key_encipherment=False,
-    data_encipherment=False,
-    key_agreement=False,
-    key_cert_sign=True,
-    crl_sign=True,
-    encipher_only=False,
-    decipher_only=False,
-)
 _Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
@@ -62,7 +51,7 @@ def _ca(
     builder = (
         _builder(_name(cn), parent_name, key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_CA_USAGE, critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
         )
@@ -159,7 +148,7 @@ def test_an_anchor_whose_extensions_cannot_be_read_is_named_as_such() -> None:
     root = (
         _builder(_name("root"), _name("root"), key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_CA_USAGE, critical=True)
+        .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(constraints, critical=True)
         .sign(key, hashes.SHA256())
     )

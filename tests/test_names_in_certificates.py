@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
+from _x509_forge import tlv
 from mtlsauth import (
     CertificateInvalid,
     ClientIdentity,
@@ -38,14 +39,6 @@ def ca() -> CA:
     return CA(organization="Names In Certificates")
 
 
-def _tlv(tag: int, body: bytes) -> bytes:
-    n = len(body)
-    if n < 0x80:
-        return bytes([tag, n]) + body
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(raw)]) + raw + body
-
-
 def _identity_of(cert: x509.Certificate) -> ClientIdentity:
     raw = cert.public_bytes(Encoding.DER)
     parsed = identity_from_certificate(cert)
@@ -56,7 +49,7 @@ def _identity_of(cert: x509.Certificate) -> ClientIdentity:
 def _with_san(ca: CA, *general_names: bytes) -> ClientIdentity:
     """A certificate whose SAN holds exactly these GeneralNames, encoded as given."""
     san = x509.UnrecognizedExtension(
-        ExtensionOID.SUBJECT_ALTERNATIVE_NAME, _tlv(0x30, b"".join(general_names))
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME, tlv(0x30, b"".join(general_names))
     )
     return _identity_of(ca.issue_client_cert(extra_extensions=[(san, False)]).certificate)
 
@@ -95,7 +88,7 @@ def test_a_dns_name_that_is_no_host_name_matches_no_entry(
 ) -> None:
     """Each was admitted by the wildcard entry: ``a/b.example.com`` is host ``a`` in a URL,
     ``evil\\0.example.com`` is ``evil`` to C, ``xn--zz-`` has no Unicode form."""
-    identity = _with_san(ca, _tlv(0x82, presented.encode("ascii")))
+    identity = _with_san(ca, tlv(0x82, presented.encode("ascii")))
     assert identity.dns_names == (presented,)  # the identity still says what the SAN says
     _refused(Policy(dns_names=[entry]), identity, "dns_name_not_allowed")
 
@@ -116,7 +109,7 @@ def test_a_dns_name_that_is_no_host_name_matches_no_entry(
 def test_host_names_and_their_equivalent_spellings_still_match(
     ca: CA, presented: str, entries: list[str]
 ) -> None:
-    identity = _with_san(ca, _tlv(0x82, presented.encode("ascii")))
+    identity = _with_san(ca, tlv(0x82, presented.encode("ascii")))
     for entry in entries:
         Policy(dns_names=[entry]).check(identity)
 
@@ -165,7 +158,7 @@ _NO_URIS = [
 
 @pytest.mark.parametrize(("presented", "entry"), _NO_URIS)
 def test_a_uri_that_is_no_uri_matches_no_entry(ca: CA, presented: str, entry: str) -> None:
-    identity = _with_san(ca, _tlv(0x86, presented.encode("ascii")))
+    identity = _with_san(ca, tlv(0x86, presented.encode("ascii")))
     assert identity.uris == (presented,)
     if entry.endswith("*"):
         _refused(Policy(uris=[entry]), identity, "uri_not_allowed")
@@ -221,7 +214,7 @@ def test_a_uri_entry_that_is_no_uri_is_refused_at_configuration(entry: str) -> N
     ],
 )
 def test_uris_that_stay_uris(ca: CA, presented: str, entry: str) -> None:
-    identity = _with_san(ca, _tlv(0x86, presented.encode("ascii")))
+    identity = _with_san(ca, tlv(0x86, presented.encode("ascii")))
     Policy(uris=[entry]).check(identity)
 
 
@@ -258,14 +251,14 @@ def test_an_email_entry_whose_domain_is_none_is_refused_at_configuration(entry: 
     ],
 )
 def test_mailboxes_still_match(ca: CA, presented: str, entries: list[str]) -> None:
-    identity = _with_san(ca, _tlv(0x81, presented.encode("ascii")))
+    identity = _with_san(ca, tlv(0x81, presented.encode("ascii")))
     for entry in entries:
         Policy(emails=[entry]).check(identity)
 
 
 def test_a_mailbox_whose_domain_is_none_matches_no_entry(ca: CA) -> None:
     # The same rule on the certificate's side: the domain is read as the entry's is.
-    identity = _with_san(ca, _tlv(0x81, b"alice@a..example.com"))
+    identity = _with_san(ca, tlv(0x81, b"alice@a..example.com"))
     policy = Policy(emails=["@example.com"])
     _refused(policy, identity, "email_not_allowed")
 
@@ -276,7 +269,7 @@ def test_a_mailbox_whose_domain_is_none_matches_no_entry(ca: CA) -> None:
 @pytest.mark.parametrize("length", [0, 1, 5, 15, 17, 33])
 def test_an_ip_address_of_another_length_is_a_malformed_certificate(ca: CA, length: int) -> None:
     with pytest.raises(CertificateInvalid) as info:
-        _with_san(ca, _tlv(0x87, bytes(range(1, length + 1))))
+        _with_san(ca, tlv(0x87, bytes(range(1, length + 1))))
     assert info.value.code == "certificate_malformed"
 
 
@@ -285,7 +278,7 @@ def test_an_ip_address_of_another_length_is_a_malformed_certificate(ca: CA, leng
 )
 def test_an_address_with_a_mask_is_no_ip_address(ca: CA, octets: bytes) -> None:
     # Eight or 32 octets are a subnet (a name constraint's form): no address of the client.
-    identity = _with_san(ca, _tlv(0x87, octets))
+    identity = _with_san(ca, tlv(0x87, octets))
     assert identity.ip_addresses == ()
     _refused(Policy(ip_addresses=["0.0.0.0/0", "::/0"]), identity, "ip_address_not_allowed")
 

@@ -1459,6 +1459,33 @@ def _der_items(buf: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
     return out
 
 
+def _opened(der: bytes) -> tuple[bytes, list[tuple[int, int, int]], bytes, bytes]:
+    """A response's BasicOCSPResponse: its DER, the items of its ResponseData (offsets in
+    it), its signature algorithm and its certificates (DER)."""
+    ((_, o_start, o_end),) = _der_items(der, 0, len(der))
+    _status, (_, rb_start, rb_end) = _der_items(der, o_start, o_end)
+    ((_, seq_start, seq_end),) = _der_items(der, rb_start, rb_end)
+    _oid, (_, b_start, b_end) = _der_items(der, seq_start, seq_end)
+    basic = der[b_start:b_end]
+    ((_, bs_start, bs_end),) = _der_items(basic, 0, len(basic))
+    tbs, alg, *rest = _der_items(basic, bs_start, bs_end)
+    certs = b"".join(basic[r[0] : r[2]] for r in rest[1:])
+    return basic, _der_items(basic, tbs[1], tbs[2]), basic[alg[0] : alg[2]], certs
+
+
+def _signed_by_the_ca(s: Setup, fields: bytes, alg: bytes, certs: bytes) -> bytes:
+    """A successful response whose ResponseData holds ``fields``, signed by the setup CA."""
+    from _x509_forge import tlv
+
+    tbs = tlv(0x30, fields)
+    key = s.ca.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    basic = tlv(0x30, tbs + alg + tlv(0x03, b"\x00" + signature) + certs)
+    oid = tlv(0x06, bytes.fromhex("2b0601050507300101"))  # id-pkix-ocsp-basic
+    return tlv(0x30, tlv(0x0A, b"\x00") + tlv(0xA0, tlv(0x30, oid + tlv(0x04, basic))))
+
+
 def _several(
     s: Setup, *parts: Callable[[ocsp.OCSPRequest], bytes]
 ) -> Callable[[ocsp.OCSPRequest], bytes]:
@@ -1469,35 +1496,22 @@ def _several(
     """
     from _x509_forge import tlv
 
-    def singles(der: bytes) -> tuple[bytes, list[tuple[int, int, int]], bytes, bytes, bytes]:
-        ((_, o_start, o_end),) = _der_items(der, 0, len(der))
-        _status, (_, rb_start, rb_end) = _der_items(der, o_start, o_end)
-        ((_, seq_start, seq_end),) = _der_items(der, rb_start, rb_end)
-        _oid, (_, b_start, b_end) = _der_items(der, seq_start, seq_end)
-        basic = der[b_start:b_end]
-        ((_, bs_start, bs_end),) = _der_items(basic, 0, len(basic))
-        tbs, alg, *rest = _der_items(basic, bs_start, bs_end)
-        fields = _der_items(basic, tbs[1], tbs[2])
+    def singles(der: bytes) -> bytes:
+        basic, fields, _, _ = _opened(der)
         responses = next(f for f in fields if basic[f[0]] == 0x30)
-        certs = b"".join(basic[r[0] : r[2]] for r in rest[1:])
-        return basic, fields, basic[responses[1] : responses[2]], basic[alg[0] : alg[2]], certs
+        return basic[responses[1] : responses[2]]
 
     def build(req: ocsp.OCSPRequest) -> bytes:
-        first = parts[0](req)
-        basic, fields, own, alg, certs = singles(first)
-        merged = own + b"".join(singles(p(req))[2] for p in parts[1:])
-        tbs = tlv(
-            0x30,
+        basic, fields, alg, certs = _opened(first := parts[0](req))
+        merged = singles(first) + b"".join(singles(p(req)) for p in parts[1:])
+        return _signed_by_the_ca(
+            s,
             b"".join(
                 tlv(0x30, merged) if basic[f[0]] == 0x30 else basic[f[0] : f[2]] for f in fields
             ),
+            alg,
+            certs,
         )
-        key = s.ca.private_key
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
-        new_basic = tlv(0x30, tbs + alg + tlv(0x03, b"\x00" + signature) + certs)
-        oid = tlv(0x06, bytes.fromhex("2b0601050507300101"))  # id-pkix-ocsp-basic
-        return tlv(0x30, tlv(0x0A, b"\x00") + tlv(0xA0, tlv(0x30, oid + tlv(0x04, new_basic))))
 
     return build
 
@@ -1624,21 +1638,7 @@ def test_a_delegated_responder_certificate_signed_with_a_weak_hash_is_refused(
 ) -> None:
     """A delegated responder certificate is a certificate the CA signed: the signature rule
     for certificates (no SHA-1, no SHA-224) holds for it as for the client's own."""
-    ca_key = setup.ca.private_key
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = _now()
-    weak = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name.from_rfc4514_string("CN=weak responder"))
-        .issuer_name(setup.ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
-        .sign(ca_key, hashes.SHA224())
-    )
+    weak, key = _responder_with(setup, algorithm=hashes.SHA224())
     assert weak.verify_directly_issued_by(setup.ca.certificate) is None  # genuine
     crafted.answer = _response(setup, signer=(weak, key), include=(weak,))
     _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "sha224")
@@ -2049,20 +2049,13 @@ def _with_single_extension(
     from _x509_forge import tlv
 
     def rebuilt(req: ocsp.OCSPRequest) -> bytes:
-        der_ = build(req)
-        ((_, o_start, o_end),) = _der_items(der_, 0, len(der_))
-        _status, (_, rb_start, rb_end) = _der_items(der_, o_start, o_end)
-        ((_, seq_start, seq_end),) = _der_items(der_, rb_start, rb_end)
-        _oid, (_, b_start, b_end) = _der_items(der_, seq_start, seq_end)
-        basic = der_[b_start:b_end]
-        ((_, bs_start, bs_end),) = _der_items(basic, 0, len(basic))
-        tbs, alg, *rest = _der_items(basic, bs_start, bs_end)
+        basic, items, alg, certs = _opened(build(req))
         flag = tlv(0x01, b"\xff") if critical else b""
         ext = tlv(
             0x30, tlv(0x06, bytes.fromhex("2b0601040183b20301")) + flag + tlv(0x04, b"\x05\x00")
         )
         fields = []
-        for f in _der_items(basic, tbs[1], tbs[2]):
+        for f in items:
             if basic[f[0]] == 0x30:  # responses: each SingleResponse gets the extension
                 singles = b"".join(
                     tlv(0x30, basic[r[1] : r[2]] + tlv(0xA1, tlv(0x30, ext)))
@@ -2071,16 +2064,7 @@ def _with_single_extension(
                 fields.append(tlv(0x30, singles))
             else:
                 fields.append(basic[f[0] : f[2]])
-        new_tbs = tlv(0x30, b"".join(fields))
-        key = s.ca.private_key
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        signature = key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
-        certs = b"".join(basic[r[0] : r[2]] for r in rest[1:])
-        new_basic = tlv(
-            0x30, new_tbs + basic[alg[0] : alg[2]] + tlv(0x03, b"\x00" + signature) + certs
-        )
-        oid = tlv(0x06, bytes.fromhex("2b0601050507300101"))  # id-pkix-ocsp-basic
-        return tlv(0x30, tlv(0x0A, b"\x00") + tlv(0xA0, tlv(0x30, oid + tlv(0x04, new_basic))))
+        return _signed_by_the_ca(s, b"".join(fields), alg, certs)
 
     return rebuilt
 
@@ -2192,8 +2176,12 @@ def test_a_final_revocation_with_a_critical_extension_still_revokes(
 
 
 def _responder_with(
-    s: Setup, *extra: tuple[x509.ExtensionType, bool]
+    s: Setup,
+    *extra: tuple[x509.ExtensionType, bool],
+    algorithm: hashes.HashAlgorithm | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A delegated responder certificate the setup CA issued (id-kp-OCSPSigning,
+    id-pkix-ocsp-nocheck), with ``extra`` extensions, signed with ``algorithm``."""
     ca_key = s.ca.private_key
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -2211,7 +2199,7 @@ def _responder_with(
     )
     for ext, critical in extra:
         b = b.add_extension(ext, critical=critical)
-    return b.sign(ca_key, hashes.SHA256()), key
+    return b.sign(ca_key, algorithm or hashes.SHA256()), key
 
 
 def _usage(*, digital_signature: bool) -> x509.KeyUsage:
