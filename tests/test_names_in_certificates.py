@@ -9,11 +9,14 @@ entry that could only match such a SAN is refused at configuration.
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _x509_forge import tlv
 from mtlsauth import (
@@ -27,8 +30,9 @@ from mtlsauth import (
     Verifier,
 )
 from mtlsauth._forwarded._verified import identity_from_gcp
-from mtlsauth._identity import identity_from_certificate
+from mtlsauth._identity import identity_from_certificate, is_spiffe_id, spiffe_id_of
 from mtlsauth._leafder import read_leaf
+from mtlsauth._names import is_host_name, is_mail_domain, is_uri
 from mtlsauth.testing import CA
 
 PROXY = "10.0.0.5"
@@ -376,3 +380,46 @@ def test_name_constraints_refuse_these_spellings_too(
         verifier.verify([leaf.certificate, ca.certificate])
     assert info.value.code == "untrusted_issuer"
     verifier.verify([ca.issue_client_cert(dns_names=["x.good.test"]).certificate, ca.certificate])
+
+
+# -- what reading a name costs --------------------------------------------------------------
+
+# A URI that fails only at its end: read with one pattern for the whole URI (an optional
+# authority of any characters, then a path), each of its splits between authority and path
+# was tried in turn, quadratic work: a 12 000-character one took 4 to 8 s, one near the
+# leaf size limit minutes, for one request. Cut at its delimiters first, it takes well under
+# a millisecond; the bound below leaves three orders of magnitude of margin.
+_LATE_FAILURES = [
+    "https://" + "a" * 12_000 + "/\x00",
+    "https://" + "a" * 6_000 + "?" + "b" * 6_000 + "\x00",
+    "https://" + "a" * 6_000 + "#" + "b" * 6_000 + "#",
+]
+
+
+@pytest.mark.parametrize("presented", _LATE_FAILURES, ids=["authority", "query", "fragment"])
+def test_a_long_uri_that_fails_late_is_read_in_linear_time(ca: CA, presented: str) -> None:
+    identity = _with_san(ca, tlv(0x86, presented.encode("ascii")))
+    policy = Policy(uris=["https://a/*"])
+    started = time.perf_counter()
+    _refused(policy, identity, "uri_not_allowed")
+    assert time.perf_counter() - started < 1.0
+
+
+_PIECES = [*"aZ0-_.:/?#@[]%", "%4", "\x00", "\ud800", "\u212a", "xn--", "ipv6:", "::", "//"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.text(),
+        st.lists(
+            st.sampled_from(_PIECES),
+            max_size=30,
+        ).map("".join),
+    )
+)
+def test_the_name_rules_judge_any_text_without_raising(text: str) -> None:
+    # Whatever a certificate or a proxy carries, each rule answers True or False.
+    for rule in (is_uri, is_host_name, is_mail_domain, is_spiffe_id):
+        assert rule(text) in (True, False)
+    assert spiffe_id_of((text,)) in (None, text)
