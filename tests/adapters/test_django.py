@@ -1021,3 +1021,27 @@ def test_backend_maps_no_user_from_a_name_longer_than_the_user_model_holds(
     assert not users.objects.exists()
     fits = pki.inter.issue_client_cert(common_name="x", uris=[base + "a" * (limit - len(base))])
     assert get(client, "/whoami", fits)[1]["user"] == base + "a" * (limit - len(base))
+
+
+@pytest.mark.parametrize("given", [42, b"ledger", "ledger\x00", "led\u200fger", ["ledger"]])
+def test_backend_maps_no_user_from_what_a_subclass_maps_badly(users, given: object) -> None:
+    """``username_for`` is the documented place to map otherwise; what a subclass returns
+    is held to the same rules: a value that is not a printable string names no user (a
+    number has no length, a NUL is a database error: either was a 500)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from mtlsauth._forwarded._verified import _build
+    from mtlsauth.adapters.django import MTLSBackend
+
+    class Mapped(MTLSBackend):
+        def username_for(self, identity: ClientIdentity) -> str | None:
+            return given  # type: ignore[return-value]
+
+    users.objects.create_user("ledger")
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ledger")])
+    identity = _build(subject=subject, issuer=None, source="header:x")
+    with override_settings(MTLSAUTH_CREATE_USERS=True):
+        assert Mapped().authenticate(None, mtls_identity=identity) is None
+    assert list(users.objects.values_list("username", flat=True)) == ["ledger"]
+    assert MTLSBackend().authenticate(None, mtls_identity=identity).username == "ledger"

@@ -532,7 +532,10 @@ class MTLSBackend:
         if not isinstance(mtls_identity, ClientIdentity) or credentials:
             return None
         username = self.username_for(mtls_identity)
-        if not username:
+        if not isinstance(username, str) or not username or not username.isprintable():
+            # Held here too, not only in ``username_for``: a subclass's own mapping (the
+            # documented way to map otherwise) may give a number, which has no length, or a
+            # NUL, which PostgreSQL refuses with an error; either would be a 500.
             return None
         from django.contrib.auth import get_user_model
 
