@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import time
+import tracemalloc
 
 import pytest
 from cryptography import x509
@@ -403,6 +404,24 @@ def test_a_long_uri_that_fails_late_is_read_in_linear_time(ca: CA, presented: st
     started = time.perf_counter()
     _refused(policy, identity, "uri_not_allowed")
     assert time.perf_counter() - started < 1.0
+
+
+def test_a_long_name_is_judged_without_being_kept() -> None:
+    # Memoised by their text, a leaf's 30 KB dNSName or URI (and its host) stayed in memory
+    # as keys, thousands of them at once; only names short enough to be real are remembered.
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(50):
+            host = f"h{i}." + "a." * 10_000 + "example"
+            assert not is_host_name(host)
+            assert not is_uri(f"https://{host}/x")
+            assert is_uri(f"https://example.com/{i}/" + "x" * 20_000)
+            del host
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 200_000  # 50 x 60 KB of text were kept: 3 MB
 
 
 _PIECES = [*"aZ0-_.:/?#@[]%", "%4", "\x00", "\ud800", "\u212a", "xn--", "ipv6:", "::", "//"]

@@ -542,7 +542,6 @@ _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _MAX_HOST_NAME = 253  # octets without the final dot: 255 on the wire (RFC 1034 3.1)
 
 
-@functools.lru_cache(maxsize=4096)
 def is_host_name(name: str) -> bool:
     """Whether ``name`` (lower-case ASCII, no final dot) is a DNS host name a resolver, a URL
     parser and RFC 5280's dNSName rule (4.2.1.6) all read as written.
@@ -552,8 +551,13 @@ def is_host_name(name: str) -> bool:
     ``%``, ``*``, NUL), a label beginning or ending with ``-``, a last label of digits, and an
     ``xn--`` label that is no A-label (``_a_label``).
     """
-    if not name or len(name) > _MAX_HOST_NAME:
-        return False
+    # Judged by length before the memo: a dNSName or URI host of 30 KB is no host name, and
+    # kept as a memo key it would hold that much memory for as long as it stays there.
+    return 0 < len(name) <= _MAX_HOST_NAME and _host_name(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_name(name: str) -> bool:
     labels = name.split(".")
     if _NUMERIC_LABEL.fullmatch(labels[-1]):
         return False
@@ -599,7 +603,6 @@ _QUERY = re.compile(rf"(?:{_PCHAR}|[/?])*")  # a fragment too
 _USERINFO = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})*")
 
 
-@functools.lru_cache(maxsize=4096)
 def is_uri(text: str) -> bool:
     """Whether ``text`` is a URI as RFC 5280 (4.2.1.6) asks of a uniformResourceIdentifier:
     absolute (a scheme and something after it), in RFC 3986's syntax, and with a host, where
@@ -609,7 +612,17 @@ def is_uri(text: str) -> bool:
     RFC 3986 leaves out, a ``%`` not followed by two hex digits, a second ``#``, a host that is
     percent-encoded (``%67ood.example``), empty or no host name (``a..b``), a port that is
     not digits, an ``@`` in the userinfo. An empty authority only in ``file:///...``.
+
+    Remembered for URIs up to ``_MAX_MEMO_URI`` characters: a longer one (a leaf may carry
+    one of 30 KB) is judged anew, in linear time, rather than kept as a memo key.
     """
+    return _uri_memo(text) if len(text) <= _MAX_MEMO_URI else _uri(text)
+
+
+_MAX_MEMO_URI = 2048
+
+
+def _uri(text: str) -> bool:
     scheme, colon, rest = text.partition(":")
     if not colon or not rest or _SCHEME.fullmatch(scheme) is None:
         return False
@@ -625,6 +638,9 @@ def is_uri(text: str) -> bool:
             return False
         rest = slash + path
     return _PATH.fullmatch(rest) is not None
+
+
+_uri_memo = functools.lru_cache(maxsize=4096)(_uri)
 
 
 def _authority_ok(scheme: str, authority: str) -> bool:
