@@ -146,10 +146,35 @@ def _toml_loads(text: str) -> Any:
         raise ValueError(f"not valid TOML: {exc}") from None
 
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]#]+?)\s*\]\]?\s*(?:#.*)?$")
+_HEADER_END = re.compile(r"[\]#]")
 _ASSIGN = re.compile(
     r"^\s*((?:\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+))*)\s*="
 )
+
+
+def _table_header(line: str) -> tuple[str, str] | None:
+    """``("[" or "[[", the key text)`` of a table header line, else None.
+
+    Read by hand: one pattern (``\\s*`` around a lazy run that can hold spaces too) tried
+    every split of the spaces of a header that never closes, cubic work (a line of 4000
+    spaces after a "[", say in a multi-line string, took half a minute).
+    """
+    rest = line.lstrip()
+    if rest[:1] != "[":
+        return None
+    # "[[]" is the table "[" between single brackets: "[[" must hold a name before "]".
+    bracket = "[[" if rest[:2] == "[[" and rest[2:3] != "]" else "["
+    body = rest[len(bracket) :]
+    end = _HEADER_END.search(body)
+    if end is None or end.group() != "]" or end.start() == 0:
+        return None
+    content = body[: end.start()]
+    tail = body[end.start() + 1 :]
+    tail = (tail[1:] if tail[:1] == "]" else tail).lstrip()
+    if tail and tail[0] != "#":
+        return None
+    # A name of spaces only is its last space, as the pattern's lazy group read it.
+    return bracket, content.strip() or content[-1]
 
 
 def _toml_key_parts(text: str) -> list[str]:
@@ -162,14 +187,15 @@ def _toml_lines(text: str) -> dict[Key, int]:
     counts: dict[Key, int] = {}
     table: Key = ()
     for lineno, line in enumerate(text.splitlines(), start=1):
-        m = _HEADER.match(line)
-        if m:
-            parts = _toml_key_parts(m.group(2))
+        header = _table_header(line)
+        if header is not None:
+            bracket, name = header
+            parts = _toml_key_parts(name)
             resolved: list[str | int] = []
             for i, part in enumerate(parts):
                 resolved.append(part)
                 prefix = tuple(resolved)
-                if i == len(parts) - 1 and m.group(1) == "[[":
+                if i == len(parts) - 1 and bracket == "[[":
                     lines.setdefault(prefix, lineno)  # the array itself, where it starts
                     counts[prefix] = counts.get(prefix, 0) + 1
                     resolved.append(counts[prefix])
