@@ -1031,7 +1031,7 @@ def test_a_long_line_that_opens_a_table_header_is_read_in_linear_time(tmp_path, 
     # line map that the error names. With the old pattern this took about half a minute;
     # now well under 10 ms.
     text = base(pki) + 'note = """\n[' + " " * 4000 + '\n"""\n'
-    started = time.perf_counter()
+    started = time.process_time()  # this process's CPU: tests beside it do not count
     with pytest.raises(ValueError, match=r"\[trust\]\.note: unknown key .*\(line 3\)"):
         _load(write(tmp_path, text))
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 2.0

@@ -401,9 +401,9 @@ _LATE_FAILURES = [
 def test_a_long_uri_that_fails_late_is_read_in_linear_time(ca: CA, presented: str) -> None:
     identity = _with_san(ca, tlv(0x86, presented.encode("ascii")))
     policy = Policy(uris=["https://a/*"])
-    started = time.perf_counter()
+    started = time.process_time()  # this process's CPU: tests beside it do not count
     _refused(policy, identity, "uri_not_allowed")
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 2.0
 
 
 def test_a_long_name_is_judged_without_being_kept() -> None:
