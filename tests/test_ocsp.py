@@ -261,6 +261,7 @@ def _response(
     next_update: dt.timedelta | None = dt.timedelta(hours=1),
     nonce: bytes | Callable[[ocsp.OCSPRequest], bytes | None] | None = _nonce_of,
     reason: x509.ReasonFlags = x509.ReasonFlags.superseded,
+    extensions: tuple[tuple[x509.ExtensionType, bool], ...] = (),
 ) -> Callable[[ocsp.OCSPRequest], bytes]:
     def build(req: ocsp.OCSPRequest) -> bytes:
         now = _now()
@@ -282,6 +283,8 @@ def _response(
         n = nonce(req) if callable(nonce) else nonce
         if n is not None:
             b = b.add_extension(x509.OCSPNonce(n), critical=False)
+        for extension, critical in extensions:
+            b = b.add_extension(extension, critical=critical)
         return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     return build
@@ -2073,30 +2076,13 @@ def _with_response_extension(
     s: Setup, *, critical: bool, status: ocsp.OCSPCertStatus = ocsp.OCSPCertStatus.GOOD
 ) -> Callable[[ocsp.OCSPRequest], bytes]:
     """A CA-signed answer whose responseExtensions hold one unknown extension."""
-
-    def build(req: ocsp.OCSPRequest) -> bytes:
-        now = _now()
-        revoked = status == ocsp.OCSPCertStatus.REVOKED
-        b = (
-            ocsp.OCSPResponseBuilder()
-            .add_response(
-                cert=s.leaf.certificate,
-                issuer=s.ca.certificate,
-                algorithm=hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
-                cert_status=status,
-                this_update=now - dt.timedelta(minutes=1),
-                next_update=now + dt.timedelta(hours=1),
-                revocation_time=now - dt.timedelta(hours=1) if revoked else None,
-                revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
-            )
-            .responder_id(ocsp.OCSPResponderEncoding.HASH, s.ca.certificate)
-            .add_extension(x509.UnrecognizedExtension(_ODD, b"\x05\x00"), critical=critical)
-        )
-        key = s.ca.private_key
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
-
-    return build
+    return _response(
+        s,
+        status=status,
+        nonce=None,
+        reason=x509.ReasonFlags.key_compromise,
+        extensions=((x509.UnrecognizedExtension(_ODD, b"\x05\x00"), critical),),
+    )
 
 
 @pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])

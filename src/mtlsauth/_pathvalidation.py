@@ -365,9 +365,7 @@ def validate_path(
         if err.code == "chain_too_long" and "max depth" in str(exc) and not deeper:
             err = _depth_error(store, leaf, candidates, at, max_depth, err, anchors)
     else:
-        _check_ca_keys(chain)
-        check_identity_name_constraints(chain)
-        return chain
+        return _accepted(chain)
     if clock_skew_s and err.code in ("certificate_expired", "certificate_not_yet_valid"):
         shift = timedelta(seconds=clock_skew_s)
         retry_at = at - shift if err.code == "certificate_expired" else at + shift
@@ -376,10 +374,16 @@ def validate_path(
         except VerificationError:
             pass
         else:
-            _check_ca_keys(chain)
-            check_identity_name_constraints(chain)
-            return chain
+            return _accepted(chain)
     raise err
+
+
+def _accepted(chain: list[x509.Certificate]) -> list[x509.Certificate]:
+    """``chain``, once the rules cryptography's verifier leaves to mtlsauth hold for it (the
+    CAs' RSA moduli, name constraints on the names an identity is read from)."""
+    _check_ca_keys(chain)
+    check_identity_name_constraints(chain)
+    return chain
 
 
 _WHOLE_OCTETS: ObjectTable[tuple[x509.Certificate, bool]] = ObjectTable(256)
