@@ -140,3 +140,43 @@ def test_the_spinning_app_spends_its_time_and_answers(monkeypatch: pytest.Monkey
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[0]["status"] == 200
     assert sent[1]["body"] == http_apps.BODY
+
+
+def test_compare_runs_two_revisions_side_by_side() -> None:
+    """``benchmarks/compare.py`` verifies with HEAD's package and the working tree's in turn."""
+    proc = _run("compare.py", "-n", "100", timeout=120)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "P-256, 100 fresh chains each, base HEAD against the working tree"
+    for line, label in zip(lines[1:4], ("base", "new", "alone"), strict=True):
+        fields = line.split()
+        assert fields[0] == label, proc.stdout
+        assert float(fields[1]) > 0, proc.stdout
+    assert lines[4].startswith("  new/base "), proc.stdout
+    assert float(lines[4].split()[1]) > 0, proc.stdout
+
+
+def test_compare_exports_a_revision_that_imports_only_itself(tmp_path: Path) -> None:
+    """The exported revision is a package of its own: importing it and verifying with it
+    loads nothing of the working tree's ``mtlsauth``."""
+    code = (
+        "import sys; from pathlib import Path\n"
+        f"sys.path.insert(0, {str(ROOT / 'benchmarks')!r})\n"
+        "import compare\n"
+        "for name in [m for m in sys.modules if m == 'mtlsauth' or m.startswith('mtlsauth.')]:\n"
+        "    del sys.modules[name]\n"
+        f"compare.export_base('HEAD', Path({str(tmp_path)!r}))\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import mtlsauth_base\n"
+        "from mtlsauth_base.testing import CA\n"
+        "ca = CA(); leaf = ca.issue_client_cert(common_name='svc')\n"
+        "v = mtlsauth_base.Verifier(trust_store=ca.trust_store())\n"
+        "assert v.verify(leaf.chain_pem.bytes()).common_name == 'svc'\n"
+        "leaked = sorted(m for m in sys.modules if m == 'mtlsauth' or m.startswith('mtlsauth.'))\n"
+        "assert not leaked, leaked\n"
+        "print(mtlsauth_base.__file__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip() == str(tmp_path / "mtlsauth_base" / "__init__.py")
