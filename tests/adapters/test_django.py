@@ -359,6 +359,30 @@ def test_backend_creates_users_when_asked(django_client, certs, users) -> None:
     assert not created.has_usable_password()
 
 
+@pytest.mark.parametrize("value", ["False", "false", "no", "0", 0, 1, None])
+def test_create_users_is_a_boolean_not_a_truth_value(django_client, certs, users, value) -> None:
+    """MTLSAUTH_CREATE_USERS read from the environment is a string: "False" is true as a
+    truth value, and every admitted certificate would get an account of its own."""
+    from mtlsauth.adapters.django import MTLSMiddleware
+
+    client = django_client(MTLSAUTH_CREATE_USERS=value)
+    with pytest.raises(ImproperlyConfigured, match="MTLSAUTH_CREATE_USERS must be True or False"):
+        MTLSMiddleware(lambda r: None)  # refused at start-up
+    # and never read as "create" by the backend on its own: no account is made
+    with pytest.raises(ImproperlyConfigured, match="MTLSAUTH_CREATE_USERS"):
+        get(client, "/whoami", certs.good)
+    assert not users.objects.filter(username="ledger").exists()
+
+
+@pytest.mark.parametrize("value", [["email"], {"email": 1}])
+def test_an_unhashable_username_setting_is_refused_at_start_up(django_client, value) -> None:
+    from mtlsauth.adapters.django import MTLSMiddleware
+
+    django_client(MTLSAUTH_USERNAME=value)
+    with pytest.raises(ImproperlyConfigured, match="MTLSAUTH_USERNAME must be one of"):
+        MTLSMiddleware(lambda r: None)
+
+
 @pytest.mark.parametrize(
     ("field", "expected"),
     [

@@ -370,6 +370,9 @@ class MTLSMiddleware:
             None,
         )
         get_guard()  # fail at start-up, not on the first request
+        if BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:  # the backend's settings too
+            _username_function()
+            _create_users()
 
     def _keys_of(self, guard: Guard) -> tuple[tuple[str, ...], tuple[str, bytes] | None]:
         """The ``META`` keys of the certificate headers, and the ``META`` key and the
@@ -488,11 +491,27 @@ def identity_from_request(request: HttpRequest) -> ClientIdentity | None:
         ) from None
 
 
+def _create_users(setting: str = "MTLSAUTH_CREATE_USERS") -> bool:
+    """Whether unknown usernames are created: ``True`` or ``False`` and nothing else.
+
+    Read as a truth value, ``"False"``, ``"no"`` or ``"0"`` (a setting taken from the
+    environment) would be true, and every certificate the policy admits would open an
+    account of its own.
+    """
+    value = getattr(settings, setting, False)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(
+            f"{setting} must be True or False, not {value!r} (a setting read from the "
+            f"environment is a string: compare it, e.g. os.environ.get(...) == '1')"
+        )
+    return value
+
+
 def _username_function() -> Callable[[ClientIdentity], tuple[str, ...]]:
     choice = getattr(settings, "MTLSAUTH_USERNAME", "common_name")
     if callable(choice):
         fn = choice
-    elif choice in USERNAME_FIELDS:
+    elif isinstance(choice, str) and choice in USERNAME_FIELDS:
         return USERNAME_FIELDS[choice]
     elif isinstance(choice, str) and "." in choice:
         fn = _import(choice, "MTLSAUTH_USERNAME")
@@ -546,7 +565,7 @@ class MTLSBackend:
             # No such user can exist, and creating one is a database error (a 500) where
             # the column is bounded (PostgreSQL, MySQL): the certificate names no user.
             return None
-        if getattr(settings, self.create_unknown_user_setting, False):
+        if _create_users(self.create_unknown_user_setting):
             user, created = user_model._default_manager.get_or_create(**{field: username})
             if created:
                 user.set_unusable_password()
