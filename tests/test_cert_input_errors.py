@@ -415,3 +415,37 @@ def test_trust_bundle_with_an_unknown_key_algorithm_still_loads(ca: CA) -> None:
     store = TrustStore.from_pem(_pem(mangled) + ca.cert_pem.bytes())
     verifier = Verifier(trust_store=store, cache_size=0)
     assert verifier.verify(ca.issue_client_cert().der).common_name == "client"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\ud800",  # a high surrogate: no UTF-8 error handler but surrogatepass encodes it
+        "-----BEGIN CERTIFICATE-----\n\udbff\n-----END CERTIFICATE-----\n",
+        "\udcc3\udca9",  # what surrogateescape makes of the UTF-8 bytes of "é"
+    ],
+)
+def test_text_with_lone_surrogates_is_malformed_not_500(ca: CA, text: str) -> None:
+    """``verify()`` and a TLS chain of text key the input before reading it: a lone
+    surrogate made the key raise ``UnicodeEncodeError`` instead of a refusal."""
+    from mtlsauth._types import Presented
+
+    verifier = Verifier(trust_store=ca.trust_store())
+    for call in (
+        lambda: verifier.verify(text),
+        lambda: verifier.verify_pem(text),
+        lambda: verifier.verify([text, text]),
+        lambda: verifier.authenticate(Presented(peer="192.0.2.1", tls_chain=(text,))),
+        lambda: verifier.authenticate(Presented(peer="192.0.2.1", tls_chain=(text, text))),
+    ):
+        with pytest.raises(MTLSAuthError) as refused:
+            call()
+        assert refused.value.code == "certificate_malformed"
+
+
+def test_text_keys_apart_from_what_surrogateescape_folds_it_into() -> None:
+    from mtlsauth._cache import chain_key
+
+    # Two different strings, one key before: surrogateescape turned both into b"\xc3\xa9".
+    assert chain_key(("\udcc3\udca9",), b"t") != chain_key(("é",), b"t")
+    assert chain_key(("a", "\udcc3\udca9"), b"t") != chain_key(("a", "é"), b"t")

@@ -85,8 +85,10 @@ def chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
 
     ``tag`` keeps the kinds of input apart. Text keys as its bytes only when it is ASCII
     (PEM), which ``chain_to_der`` reads as those bytes; other text, which it refuses, is
-    marked, so that it never shares the key of bytes it encodes to (DER read as text with
-    ``surrogateescape`` encodes back to that DER).
+    marked, so that it never shares the key of bytes it encodes to, and is encoded with
+    ``surrogatepass``: one to one for every ``str``, lone surrogates included (with
+    ``surrogateescape`` a high surrogate raised ``UnicodeEncodeError``, a traceback where
+    a refusal belongs, and ``"\udcc3\udca9"`` keyed as ``"é"``).
 
     Raises:
         TypeError: an item that is neither ``str`` nor ``bytes``. Other buffers are not
@@ -97,7 +99,7 @@ def chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
         item = items[0]
         if isinstance(item, str):
             mark = b"\x01" if item.isascii() else b"\x03"
-            return hashlib.sha256(tag + mark + item.encode("utf-8", "surrogateescape")).digest()
+            return hashlib.sha256(tag + mark + item.encode("utf-8", "surrogatepass")).digest()
         if not isinstance(item, bytes):
             raise TypeError(f"cannot key a {type(item).__name__}")
         return hashlib.sha256(tag + b"\x01" + item).digest()
@@ -105,7 +107,7 @@ def chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
     h = hashlib.sha256(tag + b"\x02" + len(items).to_bytes(2, "big"))
     for item in items:
         if isinstance(item, str):
-            raw = item.encode("utf-8", "surrogateescape")
+            raw = item.encode("utf-8", "surrogatepass")
             size = len(raw) if item.isascii() else len(raw) | 1 << 31  # lengths are < 2**31
         elif isinstance(item, bytes):
             raw, size = item, len(item)
