@@ -177,6 +177,16 @@ USAGE_ERRORS = [
         "--at 'tomorrow' is not an ISO 8601 time",
         id="bad --at",
     ),
+    pytest.param(
+        ["verify", "--ca", "{ca}", "--at", "0001-01-01T00:00:00+01:00", "{good}"],
+        "outside the years 1 to 9999 in UTC",
+        id="--at before the year 1 in UTC",
+    ),
+    pytest.param(
+        ["verify", "--ca", "{ca}", "--at", "9999-12-31T23:59:59-01:00", "{good}"],
+        "outside the years 1 to 9999 in UTC",
+        id="--at after 9999 in UTC",
+    ),
     pytest.param(["verify", "--ca", "{ca}", "{missing}"], "cannot read", id="missing CERT"),
     pytest.param(
         ["verify", "--ca", "{ca}", "{garbage}"], "not a PEM or DER certificate", id="garbage CERT"

@@ -319,7 +319,12 @@ def parse_time(text: str) -> datetime:
         raise UsageError(
             f"--at {text!r} is not an ISO 8601 time (e.g. 2030-01-31 or 2030-01-31T12:00:00Z)"
         ) from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    try:  # 0001-01-01T00:00+01:00 is a moment before the year 1 in UTC
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise UsageError(f"--at {text!r} falls outside the years 1 to 9999 in UTC") from None
 
 
 def _trust_from(paths: Sequence[str], password: str | None) -> Any:
