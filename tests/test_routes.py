@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mtlsauth import Verifier
@@ -120,6 +122,100 @@ def test_config_file_method_string_is_refused(tmp_path, pki) -> None:
         '[[routes]]\npath = "/admin/*"\nmethods = "GET, POST"\nmode = "mandatory"\n'
     )
     with pytest.raises(ValueError, match="list each method separately"):
+        load_config(cfg)
+
+
+# A rule that no request reaches because an exempt path or an earlier rule takes every
+# request it covers: the requests it was written for get that other treatment, silently.
+@pytest.mark.parametrize(
+    ("routes", "exempt", "why"),
+    [
+        pytest.param(
+            [Route("/api/*", mode="optional"), Route("/api/admin/*", mode="mandatory")],
+            (),
+            "the earlier route '/api/\\*'",
+            id="a prefix before a longer one",
+        ),
+        pytest.param(
+            [Route("/api*"), Route("/api", mode="mandatory")], (), "the earlier", id="prefix, exact"
+        ),
+        pytest.param([Route("/a"), Route("/a", mode="off")], (), "the earlier", id="twice"),
+        pytest.param(
+            [Route("/api/*", methods={"GET"}), Route("/api/x", methods={"HEAD"}, mode="off")],
+            (),
+            "the earlier",
+            id="GET covers HEAD",
+        ),
+        pytest.param(
+            [Route("/api/*"), Route("/api/x", methods={"POST"}, mode="mandatory")],
+            (),
+            "the earlier",
+            id="all methods before some",
+        ),
+        pytest.param(
+            [Route("/public/admin", mode="mandatory")],
+            ["/public/*"],
+            "the exempt path '/public/\\*'",
+            id="under an exempt prefix",
+        ),
+        pytest.param(
+            [Route("/status", mode="mandatory")], ["/status"], "the exempt", id="an exempt path"
+        ),
+    ],
+)
+def test_routes_that_no_request_reaches_are_refused(verifier, routes, exempt, why) -> None:
+    with pytest.raises(ValueError, match=f"is never applied: {why}"):
+        Guard(verifier=verifier, routes=routes, exempt_paths=exempt)
+
+
+@pytest.mark.parametrize(
+    ("routes", "exempt"),
+    [
+        pytest.param(
+            [Route("/api/admin/*", mode="mandatory"), Route("/api/*", mode="optional")],
+            (),
+            id="the longer prefix first",
+        ),
+        pytest.param(
+            [Route("/api/*", methods={"GET"}), Route("/api/x", mode="mandatory")],
+            (),
+            id="some methods before all",
+        ),
+        pytest.param(
+            [Route("/api/*", methods={"GET"}), Route("/api/x", methods={"POST"})],
+            (),
+            id="other methods",
+        ),
+        pytest.param([Route("/api"), Route("/api*")], (), id="exact before its prefix"),
+        pytest.param(
+            [Route(re.compile("^/api")), Route("/api/x")], (), id="regexes are not compared"
+        ),
+        pytest.param([Route("/api/*")], ["/api/health"], id="an exempt path inside a route"),
+    ],
+)
+def test_routes_that_requests_still_reach_are_accepted(verifier, routes, exempt) -> None:
+    Guard(verifier=verifier, routes=routes, exempt_paths=exempt)
+
+
+def test_config_file_route_behind_an_earlier_one_is_refused(tmp_path, pki) -> None:
+    from mtlsauth import load_config
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki.root.cert_pem.bytes())
+    cfg = tmp_path / "mtls.toml"
+    cfg.write_text(
+        f'mode = "optional"\nexempt_paths = ["/healthz"]\n[trust]\nfiles = ["{ca}"]\n'
+        '[[routes]]\npath = "/api/*"\nmode = "optional"\n'
+        '[[routes]]\npath = "/api/admin/*"\nmode = "mandatory"\n'
+        '[routes.policy]\ncommon_names = ["admin"]\n'
+    )
+    with pytest.raises(ValueError, match=r"\[routes\.2\]: route '/api/admin/\*' is never applied"):
+        load_config(cfg)
+    cfg.write_text(
+        f'exempt_paths = ["/public/*"]\n[trust]\nfiles = ["{ca}"]\n'
+        '[[routes]]\npath = "/public/admin"\nmode = "mandatory"\n'
+    )
+    with pytest.raises(ValueError, match=r"\[routes\.1\]: .* the exempt path '/public/\*'"):
         load_config(cfg)
 
 

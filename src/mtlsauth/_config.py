@@ -32,7 +32,7 @@ from mtlsauth._policy._policy import Policy
 from mtlsauth._policy._rules import _FIELDS as _POLICY_KEYWORDS
 from mtlsauth._revocation._crl import CRLSet
 from mtlsauth._revocation._ocsp import OCSPChecker
-from mtlsauth._routes import Mode
+from mtlsauth._routes import Mode, _path_pattern, unreachable_route
 from mtlsauth._truststore import TrustStore
 
 if TYPE_CHECKING:
@@ -733,6 +733,13 @@ def _build(data: object, path: Path, *, policy_only: bool) -> Config:
     for i, route in enumerate(routes, 1):
         if deny_only_route(policy, route.policy):
             raise _Error(("routes", i, "policy"), DENY_ONLY_ROUTE)
+    try:  # a malformed exempt path is reported below, by the Guard, under its own key
+        patterns = [_path_pattern(p, "exempt path") for p in exempt]
+    except (ValueError, TypeError):
+        patterns = []
+    unreachable = unreachable_route(routes, patterns)
+    if unreachable is not None:
+        raise _Error(("routes", unreachable[0] + 1), unreachable[1])
     kwargs: dict[str, Any] = {"policy": policy}
     if "trust" not in top:
         raise _Error(

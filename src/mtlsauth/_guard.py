@@ -68,7 +68,15 @@ from mtlsauth._refusal import (
     refusal_hint,
 )
 from mtlsauth._reload import NO_WAIT
-from mtlsauth._routes import MODES, Mode, Route, _path_pattern, _validate_mode, path_ambiguity
+from mtlsauth._routes import (
+    MODES,
+    Mode,
+    Route,
+    _path_pattern,
+    _validate_mode,
+    path_ambiguity,
+    unreachable_route,
+)
 from mtlsauth._types import Presented, fast_init
 from mtlsauth._verifier import NOT_CACHED, Verifier
 
@@ -380,6 +388,11 @@ class Guard:
         for p in exempt_paths:
             kind, text = _path_pattern(p, "exempt path")
             (exact.add(text) if kind == "exact" else prefixes.append(text))
+        unreachable = unreachable_route(
+            self.routes, [*(("exact", t) for t in exact), *(("prefix", t) for t in prefixes)]
+        )
+        if unreachable is not None:
+            raise ValueError(unreachable[1])
         self._exempt_exact = frozenset(exact)
         self._exempt_prefixes = tuple(sorted(prefixes))
         # The path only matters when some paths are treated differently from others.

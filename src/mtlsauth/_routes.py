@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -254,3 +254,52 @@ class Route:
             return path.startswith(self._text)
         assert isinstance(self.pattern, re.Pattern)
         return self.pattern.search(path) is not None
+
+
+def _covers_methods(first: frozenset[str] | None, later: frozenset[str] | None) -> bool:
+    """Whether every method ``later`` covers is covered by ``first`` (GET covers HEAD)."""
+    if first is None:
+        return True
+    if later is None:
+        return False
+    return later <= (first | {"HEAD"} if "GET" in first else first)
+
+
+def _covers_path(kind: str, text: str, later_kind: str, later_text: str) -> bool:
+    """Whether a path pattern (exact or prefix) matches every path ``later`` matches."""
+    if kind == "exact":
+        return later_kind == "exact" and later_text == text
+    return kind == "prefix" and later_kind in ("exact", "prefix") and later_text.startswith(text)
+
+
+def unreachable_route(
+    routes: Sequence[Route], exempt: Iterable[tuple[str, str]]
+) -> tuple[int, str] | None:
+    """The first route (index from 0, and why) that no request reaches: every path and
+    method it covers is exempt (exempt paths are looked at first) or is taken by an
+    earlier route (the first that matches wins). Such a rule is never applied, and the
+    requests it was written for get the exempt path's "off" or the earlier rule's mode and
+    policy: ``Route("/api/admin/*", policy=admins)`` after ``Route("/api/*",
+    mode="optional")`` leaves the admin paths optional. Regex rules are not compared."""
+    exempt = tuple(exempt)
+    for index, route in enumerate(routes):
+        kind, text = route._kind, route._text
+        if kind == "regex":
+            continue
+        for e_kind, e_text in exempt:
+            if _covers_path(e_kind, e_text, kind, text):
+                shown = e_text + ("*" if e_kind == "prefix" else "")
+                return index, (
+                    f"route {route.pattern!r} is never applied: the exempt path {shown!r} "
+                    "covers every path it matches, and exempt paths are looked at first"
+                )
+        for earlier in routes[:index]:
+            if _covers_methods(earlier.methods, route.methods) and _covers_path(
+                earlier._kind, earlier._text, kind, text
+            ):
+                return index, (
+                    f"route {route.pattern!r} is never applied: the earlier route "
+                    f"{earlier.pattern!r} matches every request it does, and the first "
+                    "matching route wins (put the more specific route first)"
+                )
+    return None
