@@ -219,6 +219,44 @@ def test_config_file_route_behind_an_earlier_one_is_refused(tmp_path, pki) -> No
         load_config(cfg)
 
 
+def test_a_route_policy_where_no_certificate_is_checked_is_refused(verifier) -> None:
+    """Mode "off" checks no certificate: a policy given there would never apply, and the
+    paths it was written for would admit anyone."""
+    from mtlsauth import Policy
+
+    admins = Policy(common_names=["admin"])
+    with pytest.raises(ValueError, match="the policy would never apply"):
+        Route("/admin/*", mode="off", policy=admins)
+    with pytest.raises(ValueError, match="the middleware's mode"):
+        Guard(verifier=verifier, mode="off", routes=[Route("/admin/*", policy=admins)])
+    # a route that sets a checking mode of its own keeps its policy
+    guard = Guard(
+        verifier=verifier, mode="off", routes=[Route("/admin/*", mode="mandatory", policy=admins)]
+    )
+    assert guard.resolve("/admin/x", "GET")[0] == "mandatory"
+
+
+@pytest.mark.parametrize(
+    ("top", "route", "message"),
+    [
+        pytest.param('mode = "off"\n', "", "middleware's mode", id="the default mode"),
+        pytest.param("", 'mode = "off"\n', "its mode", id="the route's mode"),
+    ],
+)
+def test_config_file_route_policy_under_mode_off_is_refused(tmp_path, pki, top, route, message):
+    from mtlsauth import load_config
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki.root.cert_pem.bytes())
+    cfg = tmp_path / "mtls.toml"
+    cfg.write_text(
+        f'{top}[trust]\nfiles = ["{ca}"]\n[[routes]]\npath = "/admin/*"\n{route}'
+        '[routes.policy]\ncommon_names = ["admin"]\n'
+    )
+    with pytest.raises(ValueError, match=rf"\[routes\.1\]\.policy: .*{message}"):
+        load_config(cfg)
+
+
 def test_wsgi_lower_case_method_cannot_skip_a_mandatory_route(verifier) -> None:
     from mtlsauth.adapters.wsgi import MTLSMiddleware
 

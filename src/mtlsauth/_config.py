@@ -32,7 +32,7 @@ from mtlsauth._policy._policy import Policy
 from mtlsauth._policy._rules import _FIELDS as _POLICY_KEYWORDS
 from mtlsauth._revocation._crl import CRLSet
 from mtlsauth._revocation._ocsp import OCSPChecker
-from mtlsauth._routes import Mode, _path_pattern, unreachable_route
+from mtlsauth._routes import Mode, _path_pattern, inert_route_policy, unreachable_route
 from mtlsauth._truststore import TrustStore
 
 if TYPE_CHECKING:
@@ -687,7 +687,10 @@ class _Builder:
             try:
                 out.append(Route(pattern, methods=methods, mode=mode, policy=policy))  # type: ignore[arg-type]
             except (ValueError, TypeError) as exc:
-                raise _Error((*k, "path" if "path" in r else "regex"), str(exc)) from None
+                where = "path" if "path" in r else "regex"
+                if policy is not None and mode == "off":
+                    where = "policy"
+                raise _Error((*k, where), str(exc)) from None
         return tuple(out)
 
 
@@ -740,6 +743,9 @@ def _build(data: object, path: Path, *, policy_only: bool) -> Config:
     unreachable = unreachable_route(routes, patterns)
     if unreachable is not None:
         raise _Error(("routes", unreachable[0] + 1), unreachable[1])
+    inert = inert_route_policy(routes, mode)
+    if inert is not None:
+        raise _Error(("routes", inert[0] + 1, "policy"), inert[1])
     kwargs: dict[str, Any] = {"policy": policy}
     if "trust" not in top:
         raise _Error(

@@ -74,6 +74,7 @@ from mtlsauth._routes import (
     Route,
     _path_pattern,
     _validate_mode,
+    inert_route_policy,
     path_ambiguity,
     unreachable_route,
 )
@@ -393,6 +394,9 @@ class Guard:
         )
         if unreachable is not None:
             raise ValueError(unreachable[1])
+        inert = inert_route_policy(self.routes, self.mode)
+        if inert is not None:
+            raise ValueError(inert[1])
         self._exempt_exact = frozenset(exact)
         self._exempt_prefixes = tuple(sorted(prefixes))
         # The path only matters when some paths are treated differently from others.

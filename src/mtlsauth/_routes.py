@@ -180,7 +180,8 @@ class Route:
             the middleware's mode).
         policy: The allow-lists for matching requests, *instead of* the Verifier's own
             allow-lists (``None``: the Verifier's policy). The Verifier policy's deny-lists
-            still apply: a deny-listed certificate is refused on every route.
+            still apply: a deny-listed certificate is refused on every route. Refused
+            where the route's mode is ``"off"`` (no certificate is checked there).
         token: A ``TokenCheck``: matching requests must also satisfy its bearer-token
             requirement (RFC 6750, bound to the certificate per RFC 8705) once the
             certificate check passed; the claims reach the app under ``"mtlsauth.token"``.
@@ -234,6 +235,8 @@ class Route:
             _validate_mode(self.mode, "Route mode")
         if self.policy is not None and not isinstance(self.policy, Policy):
             raise TypeError("Route policy must be a Policy")
+        if self.policy is not None and self.mode == "off":
+            raise ValueError(_OFF_POLICY.format(pattern=self.pattern, where="its mode"))
         if self.token is not None and not isinstance(self.token, TokenCheck):
             raise TypeError("Route token must be a mtlsauth.TokenCheck")
 
@@ -254,6 +257,23 @@ class Route:
             return path.startswith(self._text)
         assert isinstance(self.pattern, re.Pattern)
         return self.pattern.search(path) is not None
+
+
+_OFF_POLICY = (
+    'route {pattern!r} has a policy, but {where} is "off": no certificate is checked '
+    'there, so the policy would never apply; use mode "optional" or "mandatory", or '
+    "drop the policy"
+)
+
+
+def inert_route_policy(routes: Sequence[Route], mode: str) -> tuple[int, str] | None:
+    """The first route (index from 0, and why) whose policy never applies: it has no mode
+    of its own and the middleware's ``mode`` is ``"off"``."""
+    for index, route in enumerate(routes):
+        if route.policy is not None and route.mode is None and mode == "off":
+            where = "the middleware's mode (which the route keeps)"
+            return index, _OFF_POLICY.format(pattern=route.pattern, where=where)
+    return None
 
 
 def _covers_methods(first: frozenset[str] | None, later: frozenset[str] | None) -> bool:
