@@ -308,6 +308,17 @@ CASES = [
         id="CRL issuer name with other spacing, allow_missing: not taken for no CRL",
     ),
     pytest.param(
+        lambda p: _crl(
+            p.inter,
+            serials=((LEAF(p), x509.ReasonFlags.key_compromise),),
+            issuer_name=x509.Name(list(reversed(p.inter.certificate.subject.rdns))),
+        ),
+        ROOT_OK,
+        {"allow_missing": True},
+        "unavailable",
+        id="CRL issuer name with its RDNs in the other order, allow_missing: not taken for no CRL",
+    ),
+    pytest.param(
         lambda p: _crl(p.inter, extensions=(_idp(only_contains_ca_certs=True),)),
         ROOT_OK,
         {"allow_missing": True},

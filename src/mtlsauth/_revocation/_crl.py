@@ -17,7 +17,8 @@ Decisions (RFC 5280 section 5, and docs/revocation.md):
 * Indirect CRLs, ``onlySomeReasons`` partitions, attribute-certificate CRLs, unknown critical
   extensions, CRLs without ``nextUpdate`` and SHA-1 or SHA-224 signatures are refused at
   load the same way.
-* ``allow_missing`` skips an issuer only when no CRL of its name (compared loosely) is loaded:
+* ``allow_missing`` skips an issuer only when no CRL of its name (compared loosely: case,
+  spacing, string type and RDN order aside) is loaded:
   one that is loaded but cannot be used for the certificate fails closed.
 * ``onlyContainsUserCerts`` / ``onlyContainsCACerts`` and distribution-point names in the
   Issuing Distribution Point limit what a CRL can clear.
@@ -116,21 +117,30 @@ def _may_sign_crls(cert: x509.Certificate) -> bool:
         return True  # RFC 5280 4.2.1.3: no KeyUsage, no restriction
 
 
-def _loose_name(name: x509.Name) -> tuple[frozenset[tuple[str, str]], ...]:
-    """``name`` as a loose comparison sees it: RDN by RDN, each value case-folded with its
-    spaces collapsed, whatever its string type (roughly RFC 4518 and OpenSSL's canonical
-    form). Used only to recognise a loaded CRL of an issuer that its exact name misses."""
+_LooseName = tuple[tuple[tuple[str, str], ...], ...]
+
+
+def _loose_name(name: x509.Name) -> _LooseName:
+    """``name`` as a loose comparison sees it: its RDNs in any order (duplicates kept), each
+    value case-folded with its spaces collapsed, whatever its string type (roughly RFC 4518
+    and OpenSSL's canonical form, plus the RDN order that printers and hand-written CRL
+    issuers disagree on). Used only to recognise a loaded CRL of an issuer that its exact
+    name misses, so a looser match can only fail closed more often."""
     return tuple(
-        frozenset(
-            (
-                a.oid.dotted_string,
-                " ".join(a.value.split()).casefold()
-                if isinstance(a.value, str)
-                else bytes(a.value).hex(),
+        sorted(
+            tuple(
+                sorted(
+                    (
+                        a.oid.dotted_string,
+                        " ".join(a.value.split()).casefold()
+                        if isinstance(a.value, str)
+                        else bytes(a.value).hex(),
+                    )
+                    for a in rdn
+                )
             )
-            for a in rdn
+            for rdn in name.rdns
         )
-        for rdn in name.rdns
     )
 
 
@@ -226,7 +236,7 @@ class _Snapshot:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Every loaded CRL's issuer name, compared loosely: with allow_missing, an issuer counts as
     # missing only when no CRL of its name is loaded at all, however spelled or scoped.
-    loose_issuers: frozenset[tuple[frozenset[tuple[str, str]], ...]] = frozenset()
+    loose_issuers: frozenset[_LooseName] = frozenset()
     # The CRLs found validly signed, in this snapshot and every earlier one of the same
     # CRLSet (shared): a reload may not go back to an older CRL than one of them.
     marks: _Marks = field(default_factory=_Marks)
