@@ -273,6 +273,31 @@ def test_a_forwarded_serial_with_groups_other_than_bytes_is_malformed(spelling: 
     assert info.value.code == "certificate_malformed"
 
 
+@pytest.mark.parametrize("spelling", ["0", "00", "0000", "00:00"])
+@pytest.mark.parametrize("preset", ["aws-alb-verify", "gcp"])
+def test_a_forwarded_serial_of_zero_is_malformed(preset: str, spelling: str) -> None:
+    """No certificate with a serial of zero is accepted over TLS, and ``deny_serials``
+    refuses 0 as an entry that would deny nothing: a proxy's serial of zero is refused too,
+    or such an identity could never be deny-listed."""
+    if preset == "gcp":
+        request = _gcp(*CURRENT, **{"X-Client-Cert-Serial-Number": spelling})
+    else:
+        request = _alice_with_serial(spelling)
+    with pytest.raises(CertificateInvalid) as info:
+        _verifier(preset).authenticate(request)
+    assert info.value.code == "certificate_malformed"
+    assert (
+        _verifier(preset)
+        .authenticate(
+            _gcp(*CURRENT, **{"X-Client-Cert-Serial-Number": "01"})
+            if preset == "gcp"
+            else _alice_with_serial("01")
+        )
+        .serial_number
+        == 1
+    )
+
+
 def test_deny_fingerprints_refuses_every_proxy_verified_identity() -> None:
     """Without the certificate no re-encoding of a denied one can be ruled out."""
     from mtlsauth import Policy, PolicyDenied

@@ -133,7 +133,12 @@ def _serial(value: str) -> int:
             raise malformed("the proxy's serial number has a group that is not one byte")
     if not v or any(c not in "0123456789abcdefABCDEF" for c in v):
         raise malformed("the proxy's serial number is not hexadecimal")
-    return int(v, 16)
+    serial = int(v, 16)
+    if serial == 0:
+        # A certificate with serial 0 is refused over TLS, and deny_serials refuses 0 as an
+        # entry that denies nothing: an identity holding it could never be deny-listed.
+        raise malformed("the proxy's serial number is zero")
+    return serial
 
 
 def identity_from_xfcc(element: XFCCElement, source: str) -> ClientIdentity:
