@@ -444,6 +444,26 @@ def test_xfcc_without_cert_is_no_certificate_unless_opted_in():
     assert identity.source == "header:X-Cert"
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "AB" * 32,  # upper-case hex
+        "Ab" * 32,
+        ":".join(["ab"] * 32),  # OpenSSL's colon form
+        base64.b64encode(bytes([0xAB]) * 32).decode(),  # GCP's base64 form
+        "ab" * 31,  # short
+    ],
+)
+def test_xfcc_hash_of_a_proxy_verified_identity_is_lower_case_hex(spelling):
+    """Envoy writes ``Hash`` as lower-case hex only. With a ``Cert`` any other spelling is
+    refused; without one (a proxy-verified identity) it was read leniently, so a ``Hash``
+    Envoy never writes passed, and a ``fingerprints`` rule admitted it."""
+    value = "Hash=" + spelling + ';Subject="CN=web";URI=spiffe://td/ns/a/sa/caller'
+    with pytest.raises(CertificateInvalid, match="Hash") as info:
+        _decode(_fc("xfcc", verified_by_proxy=True), ("X-Cert", value))
+    assert info.value.code == "certificate_malformed"
+
+
 def test_xfcc_legacy_subject_form():
     value = 'Subject="/C=US/O=Lyft/OU=Eng/CN=Test Client";URI=spiffe://td/x'
     identity = _decode(_fc("xfcc", verified_by_proxy=True), ("X-Cert", value))

@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from mtlsauth import _der
 from mtlsauth._forwarded._formats import malformed
-from mtlsauth._forwarded._xfcc import XFCCElement
+from mtlsauth._forwarded._xfcc import XFCCElement, hash_hex
 from mtlsauth._identity import ClientIdentity, IPAddress, spiffe_id_of
 from mtlsauth._names import _parse_rdns, colon_hex
 
@@ -149,7 +149,8 @@ def identity_from_xfcc(element: XFCCElement, source: str) -> ClientIdentity:
         source=source,
         uris=element.uri,
         dns=element.dns,
-        fingerprint=_hex_digest(element.hash) if element.hash else None,
+        # Envoy's own spelling only, as with a Cert: _hex_digest also reads GCP's forms.
+        fingerprint=hash_hex(element.hash) if element.hash is not None else None,
     )
 
 

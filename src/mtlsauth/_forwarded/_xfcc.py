@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from mtlsauth._errors import MTLSAuthError
 from mtlsauth._forwarded._formats import malformed, url_pem
 
-__all__ = ["XFCCElement", "decode_element", "parse_xfcc"]
+__all__ = ["XFCCElement", "decode_element", "hash_hex", "parse_xfcc"]
 
 _SINGLE = frozenset({"hash", "cert", "chain", "subject", "issuer"})
 _OWS = " \t"
@@ -221,13 +221,18 @@ def _select_fast(text: str, index: int) -> list[tuple[str, str]] | None:
     return pairs
 
 
+def hash_hex(value: str) -> str:
+    """An XFCC ``Hash`` as Envoy writes it (lower-case hex of a SHA-256), else refused."""
+    if _SHA256_HEX.fullmatch(value) is None:
+        raise malformed("x-forwarded-client-cert Hash is not a lower-case SHA-256 hex digest")
+    return value
+
+
 def check_hash(element: XFCCElement, leaf: bytes) -> None:
     """Refuse a ``Hash`` that is not the SHA-256 of the leaf actually forwarded."""
     if element.hash is None:
         return
-    want = element.hash
-    if _SHA256_HEX.fullmatch(want) is None:  # lower-case hex, as Envoy writes it
-        raise malformed("x-forwarded-client-cert Hash is not a lower-case SHA-256 hex digest")
+    want = hash_hex(element.hash)
     if not hmac.compare_digest(want, hashlib.sha256(leaf).hexdigest()):
         raise malformed("x-forwarded-client-cert Hash does not match its certificate")
 
