@@ -1,0 +1,365 @@
+"""Unusual but legitimate client certificates through real nginx, Apache, HAProxy and Caddy.
+
+Each client presents its chain to every proxy (one process each for the module, each asking
+for a certificate without insisting on a trusted one, with a verify depth that admits four
+intermediates). For each, what the proxy forwarded must decode to exactly the certificates
+the client presented (the leaf alone for nginx and Caddy), and the app's verdict through the
+header must equal ``Verifier.verify`` of the same chain, as over direct TLS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mtlsauth import ForwardedCert, MTLSAuthError, Presented, Verifier
+from mtlsauth.testing import CA, ClientCert, encode_forwarded
+
+pytestmark = pytest.mark.e2e
+
+NAMES = ("nginx", "apache", "haproxy", "caddy")
+APACHE_CHAIN = tuple(f"X-SSL-Client-Cert-Chain-{i}" for i in range(5))
+
+
+def _leaf(ca: CA, key: Any, subject: x509.Name, *extensions: tuple[Any, bool]) -> ClientCert:
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+    cert = builder.sign(ca.private_key, hashes.SHA256())
+    return ClientCert(cert, key, ca.chain_to_root)
+
+
+def _clients(pki: Any) -> dict[str, ClientCert]:
+    inter = pki.intermediate
+    deep = inter
+    for i in range(3):  # four intermediates under the root
+        deep = deep.intermediate(common_name=f"Deep Intermediate {i + 2}")
+    cn = NameOID.COMMON_NAME
+    odd = x509.Name(
+        [
+            x509.RelativeDistinguishedName(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, '#lead, +"q" \\ ; = '),
+                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, " space first"),
+                ]
+            ),
+            x509.RelativeDistinguishedName([x509.NameAttribute(cn, "Zoë=日本;+,\\ ")]),
+        ]
+    )
+    policies = x509.CertificatePolicies(
+        [
+            x509.PolicyInformation(
+                x509.ObjectIdentifier(f"1.3.6.1.4.1.55555.{i}"),
+                [f"https://policy.example/{i}/" + "x" * 200, "notice " + "y" * 180],
+            )
+            for i in range(20)
+        ]
+    )
+    sans = x509.SubjectAlternativeName(
+        [x509.DNSName(f"h{i:03d}.a-fairly-long-label.example.com") for i in range(60)]
+    )
+    return {
+        "ed25519": inter.issue_client_cert(common_name="ed", key_type="ed25519"),
+        "p384": _leaf(inter, ec.generate_private_key(ec.SECP384R1()), _cn("p384")),
+        "p521": _leaf(inter, ec.generate_private_key(ec.SECP521R1()), _cn("p521")),
+        "rsa4096": inter.issue_client_cert(common_name="rsa4096", key_type="rsa4096"),
+        "deep": deep.issue_client_cert(common_name="deep"),
+        "odd-subject": _leaf(inter, ec.generate_private_key(ec.SECP256R1()), odd),
+        "12k": _leaf(
+            inter,
+            ec.generate_private_key(ec.SECP256R1()),
+            _cn("12k"),
+            (policies, False),
+            (sans, False),
+        ),
+    }
+
+
+def _cn(value: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, value)])
+
+
+@dataclass
+class Live:
+    backend: Any
+    urls: dict[str, str]
+    root: str
+    clients: dict[str, ClientCert]
+    files: dict[str, tuple[str, str]]
+
+
+def _nginx(tmp: Path, port: int, backend: int, pki: Any, tools: Any) -> list[str]:
+    conf = tools.nginx_config(
+        tmp,
+        f"""    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {pki["server_cert"]};
+        ssl_certificate_key {pki["server_key"]};
+        ssl_client_certificate {pki["root"]};
+        ssl_verify_client optional_no_ca;
+        ssl_verify_depth 8;
+        location / {{
+            proxy_pass http://127.0.0.1:{backend};
+            proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
+        }}
+    }}""",
+    )
+    return ["/usr/sbin/nginx", "-p", str(tmp), "-c", str(conf), "-g", "daemon off;"]
+
+
+def _apache(tmp: Path, port: int, backend: int, pki: Any, tools: Any) -> list[str]:
+    mods = ["mpm_event", "authz_core", "ssl", "headers", "proxy", "proxy_http", "socache_shmcb"]
+    loads = "\n".join(f"LoadModule {m}_module {tools.apache_modules}/mod_{m}.so" for m in mods)
+    user = "User nobody\nGroup nogroup" if tools.is_root else ""
+    chain = "\n".join(
+        f'    RequestHeader set {h} "%{{SSL_CLIENT_CERT_CHAIN_{i}}}s"'
+        for i, h in enumerate(APACHE_CHAIN)
+    )
+    conf = tmp / "httpd.conf"
+    conf.write_text(
+        f"""
+ServerRoot {tmp}
+ServerName localhost
+{loads}
+{user}
+PidFile {tmp}/httpd.pid
+DefaultRuntimeDir {tmp}
+ErrorLog {tmp}/error.log
+LogLevel warn
+Listen 127.0.0.1:{port}
+SSLSessionCache none
+<VirtualHost 127.0.0.1:{port}>
+    SSLEngine on
+    SSLCertificateFile {pki["server_cert"]}
+    SSLCertificateKeyFile {pki["server_key"]}
+    SSLCACertificateFile {pki["root"]}
+    SSLVerifyClient optional_no_ca
+    SSLVerifyDepth 8
+    SSLOptions +ExportCertData
+    RequestHeader set X-SSL-Client-Cert "%{{SSL_CLIENT_CERT}}s"
+{chain}
+    ProxyPass / http://127.0.0.1:{backend}/
+</VirtualHost>
+"""
+    )
+    return ["/usr/sbin/apache2", "-X", "-f", str(conf)]
+
+
+@pytest.fixture(scope="module")
+def live(pki: Any, proxy_tools: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    tools = proxy_tools
+    tools.require_binary("curl")
+    tmp = tmp_path_factory.mktemp("proxy-unusual")
+    tmp.chmod(0o755)
+    clients = _clients(pki)
+    files: dict[str, tuple[str, str]] = {}
+    for name, who in clients.items():
+        cert = who.chain_pem.write_to_path(tmp / f"{name}.pem")
+        key = who.key_pem.write_to_path(tmp / f"{name}.key")
+        files[name] = (str(cert), str(key))
+    builders = {"nginx": _nginx, "apache": _apache}
+    with contextlib.ExitStack() as stack:
+        be = stack.enter_context(tools.serve_backend())
+        urls = {}
+        for name in NAMES:
+            spec = tools.proxy_specs[name]
+            tools.require_binary(spec.binary)
+            work = tmp / name
+            work.mkdir()
+            work.chmod(0o755)
+            port = tools.free_port()
+            if name in builders:
+                argv, env = builders[name](work, port, be.port, pki, tools), {}
+            else:
+                argv, env = spec.build(work, port, be.port, pki)
+            stack.enter_context(tools.run_proxy(argv, port, work, env=env))
+            urls[name] = f"https://localhost:{port}"
+        yield Live(be, urls, pki["root"], clients, files)
+
+
+def _get(live: Live, url: str, who: str) -> tuple[int, str]:
+    host = url.split("://")[1].split("/")[0]
+    argv = ["curl", "-sS", "--max-time", "10", "--cacert", live.root]
+    argv += ["--resolve", f"{host}:127.0.0.1", "-H", "Connection: close"]
+    argv += ["-w", "\n%{http_code}", "--cert", live.files[who][0], "--key", live.files[who][1]]
+    done = subprocess.run([*argv, url], capture_output=True, timeout=30, check=True)
+    body, _, status = done.stdout.decode().rpartition("\n")
+    return int(status), body
+
+
+def _preset(name: str) -> ForwardedCert:
+    extra = {"chain_header": APACHE_CHAIN} if name == "apache" else {}
+    return ForwardedCert.preset(name, trusted_proxies=["127.0.0.1"], **extra)
+
+
+def _direct(pki: Any, chain: tuple[bytes, ...]) -> tuple[int, str | None, str | None]:
+    verifier = Verifier(trust_store=pki.root.trust_store())
+    try:
+        identity = verifier.verify(list(chain))
+    except MTLSAuthError as exc:
+        return exc.status, exc.code, None
+    return 200, None, identity.common_name
+
+
+# HAProxy answers 500 itself for the 12 KB leaf: its base64 (16 KB) does not fit the room
+# ``set-header`` has in the 16 KB buffer (``tune.bufsize``, ``tune.maxrewrite``), so the
+# request never reaches the app. Every other case reaches it.
+PROXY_REFUSES = {("haproxy", "12k"): 500}
+
+
+@pytest.mark.parametrize(
+    "who", ["ed25519", "p384", "p521", "rsa4096", "deep", "odd-subject", "12k"]
+)
+@pytest.mark.parametrize("name", NAMES)
+def test_unusual_certificate(name, who, live, pki):
+    """The forwarded header decodes to the presented certificates (the leaf alone where the
+    proxy forwards no chain), and the verdict is ``Verifier.verify``'s for the same chain."""
+    chain = live.clients[who].chain_der
+    if who == "12k":
+        assert 10 * 1024 < len(chain[0]) < 16 * 1024
+    live.backend.authenticate = Verifier(
+        trust_store=pki.root.trust_store(),
+        forwarded=_preset(name),
+        intermediates=chain[1:],
+        cache_size=0,
+    ).authenticate
+    before = len(live.backend.seen)
+    status, body = _get(live, live.urls[name] + "/", who)
+    if (name, who) in PROXY_REFUSES:
+        assert status == PROXY_REFUSES[name, who], body
+        assert len(live.backend.seen) == before  # the app never saw the request
+        return
+    reply = json.loads(body)
+    headers = tuple((k.lower(), v) for k, v in live.backend.seen[-1])
+    value = _preset(name).extract(Presented(peer="127.0.0.1", headers=headers))
+    assert value is not None
+    expected = chain if name in ("apache", "haproxy") else chain[:1]
+    assert value.decode() == expected
+    assert (reply["status"], reply["code"], reply["common_name"]) == _direct(pki, chain), reply
+
+
+# -- hostile clients -------------------------------------------------------------------------
+# Each spelling carries, in a header the preset reads, the genuine (public) encoding of
+# alice's chain, from a client that presents no certificate of its own.
+SPELLINGS = {
+    "capitals": "{H}: {v}",
+    "underscores": "{u}: {v}",
+    "blank before colon": "{h} : {v}",
+    "tab before colon": "{h}\t: {v}",
+    "obs-fold into another": "X-Pad: a\r\n {h}: {v}",
+    "obs-fold of its value": "{h}: \r\n {v}",
+    "twice": "{h}: {v}\r\n{h}: {v}",
+    "trailing blanks": "{h}: {v}   ",
+    "oversized": "{h}: {v}{pad}",
+}
+
+
+def _raw(live: Live, name: str, data: bytes) -> bytes:
+    """Send ``data`` over TLS to the proxy without a client certificate; all it answers."""
+    ctx = ssl.create_default_context(cafile=live.root)
+    port = int(live.urls[name].rsplit(":", 1)[1])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        ctx.wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
+        out = b""
+        with contextlib.suppress(OSError):  # a proxy may close before reading it all
+            tls.sendall(data)
+            while chunk := tls.recv(65536):
+                out += chunk
+    return out
+
+
+def _requests(name: str, spelling: str, forged: list[tuple[str, str]]) -> bytes:
+    lines = []
+    for h, v in forged:
+        lines.append(
+            SPELLINGS[spelling].format(
+                h=h, H=h.upper(), u=h.replace("-", "_"), v=v, pad="A" * 70_000
+            )
+        )
+    head = "\r\n".join(lines)
+    return f"GET / HTTP/1.1\r\nHost: localhost\r\n{head}\r\nConnection: close\r\n\r\n".encode(
+        "latin-1"
+    )
+
+
+def _assert_nothing_forged(live: Live, name: str, before: int, values: list[str]) -> None:
+    """The app saw no certificate in any header the preset reads, and no forged value under
+    any name that folds into one of them (underscores, case); a forged line folded into
+    another header's value stays there, where nothing reads it."""
+    fwd = _preset(name)
+    read = fwd.header_names()
+    for seen in live.backend.seen[before:]:
+        headers = tuple((k.lower(), v) for k, v in seen)
+        assert fwd.extract(Presented(peer="127.0.0.1", headers=headers)) is None, seen
+        for k, got in headers:
+            if k in read:
+                assert not any(v[:40] in got for v in values), (k, got[:60])
+
+
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+@pytest.mark.parametrize("name", NAMES)
+def test_forged_header_spellings(name, spelling, live, pki):
+    """Without a client certificate, no spelling of a forged certificate header reaches the
+    app as one: each proxy refuses the request or replaces the header."""
+
+    forged = [(h, v) for h, v in encode_forwarded(name, pki.client.chain_der) if len(v) > 40]
+    if name == "apache":  # every chain header the preset reads, each the intermediate
+        forged += [(h, forged[-1][1]) for h in APACHE_CHAIN[len(forged) - 1 :]]
+    live.backend.authenticate = Verifier(
+        trust_store=pki.root.trust_store(), forwarded=_preset(name)
+    ).authenticate
+    before = len(live.backend.seen)
+    answer = _raw(live, name, _requests(name, spelling, forged))
+    assert b"alice" not in answer
+    _assert_nothing_forged(live, name, before, [v for _, v in forged])
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.0", "pipelined"])
+@pytest.mark.parametrize("name", NAMES)
+def test_forged_header_old_and_pipelined(name, version, live, pki):
+    """An HTTP/1.0 request, and a second request pipelined behind a first on one
+    connection, each carrying the forged header: never an identity."""
+
+    h, v = encode_forwarded(name, pki.client.chain_der)[0]
+    live.backend.authenticate = Verifier(
+        trust_store=pki.root.trust_store(), forwarded=_preset(name)
+    ).authenticate
+    before = len(live.backend.seen)
+    if version == "HTTP/1.0":
+        data = f"GET / HTTP/1.0\r\nHost: localhost\r\n{h}: {v}\r\n\r\n"
+    else:
+        data = (
+            f"GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            f"GET /two HTTP/1.1\r\nHost: localhost\r\n{h}: {v}\r\nConnection: close\r\n\r\n"
+        )
+    answer = _raw(live, name, data.encode())
+    assert b"alice" not in answer
+    assert b"certificate_missing" in answer
+    _assert_nothing_forged(live, name, before, [v])
