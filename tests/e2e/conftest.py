@@ -342,6 +342,12 @@ def apache(tmp: Path, port: int, backend: int, pki: PKI) -> tuple[list[str], dic
         f'    RequestHeader set X-SSL-Client-Cert-Chain-{i} "%{{SSL_CLIENT_CERT_CHAIN_{i}}}s"'
         for i in range(3)
     )
+    # The client's underscore spellings of the same names: a WSGI server folds them into
+    # the same environ key, where Twisted lets the later one win (see docs/proxies.md).
+    unset = "\n".join(
+        f"    RequestHeader unset {name}"
+        for name in ["X_SSL_Client_Cert", *(f"X_SSL_Client_Cert_Chain_{i}" for i in range(3))]
+    )
     conf = tmp / "httpd.conf"
     conf.write_text(
         f"""
@@ -366,6 +372,7 @@ SSLSessionCache none
     RequestHeader set X-SSL-Client-Cert "%{{SSL_CLIENT_CERT}}s"
 {chain}
     RequestHeader set X-SSL-Client-Verify "%{{SSL_CLIENT_VERIFY}}s"
+{unset}
     ProxyPass / http://127.0.0.1:{backend}/
 </VirtualHost>
 """
@@ -390,6 +397,8 @@ frontend fe
     http-request set-header X-SSL-Client-Chain %[ssl_c_chain_der,base64]
     http-request set-header X-SSL-Client-Verify %[ssl_c_verify]
     http-request set-header X-SSL-Client-Used %[ssl_c_used]
+    http-request del-header X_SSL_Client_Cert
+    http-request del-header X_SSL_Client_Chain
     default_backend be
 backend be
     server app 127.0.0.1:{backend}
@@ -421,6 +430,7 @@ https://localhost:{port} {{
     }}
     reverse_proxy 127.0.0.1:{backend} {{
         header_up X-Client-Cert {{http.request.tls.client.certificate_der_base64}}
+        header_up -X_Client_Cert
     }}
 }}
 """
