@@ -363,3 +363,36 @@ def test_forged_header_old_and_pipelined(name, version, live, pki):
     assert b"alice" not in answer
     assert b"certificate_missing" in answer
     _assert_nothing_forged(live, name, before, [v])
+
+
+# Transfer-Encoding and Content-Length spellings that make a proxy and the server behind it
+# disagree on where a body ends, each followed by a request carrying the forged header.
+FRAMINGS = {
+    "TE and CL": "Transfer-Encoding: chunked\r\nContent-Length: 4",
+    "unknown coding": "Transfer-Encoding: xchunked\r\nContent-Length: {n}",
+    "blank before colon": "Transfer-Encoding : chunked",
+    "tab before value": "Transfer-Encoding:\tchunked",
+    "TE twice": "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity",
+    "TE list": "Transfer-Encoding: identity, chunked",
+    "CL twice": "Content-Length: 0\r\nContent-Length: {n}",
+}
+
+
+@pytest.mark.parametrize("framing", list(FRAMINGS))
+@pytest.mark.parametrize("name", NAMES)
+def test_smuggled_request_never_authenticates(name, framing, live, pki):
+    """The proxy refuses the request (400, 422, 501), or reads the tail as a request of its
+    own and replaces the certificate header there: the app never gets the forged one."""
+    h, v = encode_forwarded(name, pki.client.chain_der)[0]
+    body = f"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: localhost\r\n{h}: {v}\r\nConnection: close\r\n\r\n"
+    framing_lines = FRAMINGS[framing].format(n=len(body))
+    data = f"POST / HTTP/1.1\r\nHost: localhost\r\n{framing_lines}\r\n\r\n{body}"
+    live.backend.authenticate = Verifier(
+        trust_store=pki.root.trust_store(),
+        forwarded=_preset(name),
+        intermediates=[pki.intermediate.cert_pem.bytes()],
+    ).authenticate
+    before = len(live.backend.seen)
+    answer = _raw(live, name, data.encode())
+    assert b"alice" not in answer
+    _assert_nothing_forged(live, name, before, [v])
