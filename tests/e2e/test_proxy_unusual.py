@@ -61,6 +61,7 @@ def _clients(pki: Any) -> dict[str, ClientCert]:
         deep = deep.intermediate(common_name=f"Deep Intermediate {i + 2}")
     cn = NameOID.COMMON_NAME
     now, day = dt.datetime.now(dt.timezone.utc), dt.timedelta(days=1)
+    alice, root, inter_cert = pki.client, pki.root.certificate, inter.certificate
     odd = x509.Name(
         [
             x509.RelativeDistinguishedName(
@@ -106,6 +107,12 @@ def _clients(pki: Any) -> dict[str, ClientCert]:
             common_name="early", not_before=now + day, not_after=now + 30 * day
         ),
         "server-eku": inter.issue_client_cert(common_name="server", eku="server"),
+        # Chains in an order of the client's choosing, with the root, or with repeats.
+        "root-first": ClientCert(alice.certificate, alice.private_key, (root, inter_cert)),
+        "repeated": ClientCert(alice.certificate, alice.private_key, (inter_cert, inter_cert)),
+        "leaf-repeated": ClientCert(
+            alice.certificate, alice.private_key, (alice.certificate, inter_cert)
+        ),
     }
 
 
@@ -263,6 +270,9 @@ PROXY_REFUSES = {
         "expired",
         "not-yet-valid",
         "server-eku",
+        "root-first",
+        "repeated",
+        "leaf-repeated",
     ],
 )
 @pytest.mark.parametrize("name", NAMES)
@@ -289,6 +299,8 @@ def test_unusual_certificate(name, who, live, pki):
     value = _preset(name).extract(Presented(peer="127.0.0.1", headers=headers))
     assert value is not None
     expected = chain if name in ("apache", "haproxy") else chain[:1]
+    if who == "leaf-repeated":  # a copy of the leaf right after it is read as a repeat
+        expected = expected[:1] + expected[2:]
     assert value.decode() == expected
     assert (reply["status"], reply["code"], reply["common_name"]) == _direct(pki, chain), reply
 
