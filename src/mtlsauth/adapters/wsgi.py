@@ -81,7 +81,10 @@ class MTLSMiddleware:
     Security note: the forwarded-certificate header's ``HTTP_*`` key is deleted from the
     environ for peers (``REMOTE_ADDR``) that are not trusted proxies, in every mode. WSGI
     folds ``-`` and ``_`` into one key and joins repeated headers with commas, so a
-    forged ``X_Client_Cert`` lands on the same key and is deleted as well.
+    forged ``X_Client_Cert`` lands on the same key and is deleted as well. From a trusted
+    proxy the two spellings are only told apart when the server joins them (a comma is
+    refused): Twisted and cheroot keep the later one, so the proxy must remove the
+    underscore spellings (``docs/proxies.md``).
     """
 
     def __init__(
