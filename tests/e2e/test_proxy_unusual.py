@@ -113,6 +113,7 @@ def _clients(pki: Any) -> dict[str, ClientCert]:
         "leaf-repeated": ClientCert(
             alice.certificate, alice.private_key, (alice.certificate, inter_cert)
         ),
+        "seventeen": ClientCert(alice.certificate, alice.private_key, (inter_cert,) * 17),
     }
 
 
@@ -438,3 +439,29 @@ def test_smuggled_request_never_authenticates(name, framing, live, pki):
     answer = _raw(live, name, data.encode())
     assert b"alice" not in answer
     _assert_nothing_forged(live, name, before, [v])
+
+
+# A client that sends its leaf and 17 more certificates (the intermediate, 17 times): over
+# direct TLS, and through HAProxy (which forwards them all in one header), mtlsauth refuses
+# more than 16 as malformed. nginx and Caddy forward the leaf alone and Apache the CHAIN_n
+# headers it is configured with, so the rest never reaches the app and the chain verifies.
+SEVENTEEN = {"nginx": 200, "apache": 200, "caddy": 200, "haproxy": 401}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_more_certificates_than_are_read(name, live, pki):
+    chain = live.clients["seventeen"].chain_der
+    assert _direct(pki, chain) == (401, "certificate_malformed", None)
+    live.backend.authenticate = Verifier(
+        trust_store=pki.root.trust_store(),
+        forwarded=_preset(name),
+        intermediates=chain[1:2],
+        cache_size=0,
+    ).authenticate
+    status, body = _get(live, live.urls[name] + "/", "seventeen")
+    reply = json.loads(body)
+    assert status == SEVENTEEN[name], reply
+    if status == 401:
+        assert reply["code"] == "certificate_malformed"
+    else:
+        assert reply["common_name"] == "alice"
