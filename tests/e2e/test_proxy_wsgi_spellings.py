@@ -93,3 +93,46 @@ def test_underscore_spelling_never_reaches_a_wsgi_app(name, pki, start_proxy, tm
             ):
                 reply = _ask(pki, url, headers, cert)
                 assert reply.get("cn") != "alice", (name, cert, headers, reply)
+
+
+def test_nginx_with_underscores_in_headers_on(pki, proxy_tools, tmp_path):
+    """nginx drops names with underscores unless ``underscores_in_headers on``; with it, a
+    client's ``X_SSL_Client_Cert`` follows nginx's own header (or stands alone when there is
+    no certificate, since nginx drops an empty value) and was alice's in Twisted. The
+    documented ``proxy_set_header X_SSL_Client_Cert "";`` removes it."""
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(_APP))
+    port = free_port()
+    argv = [sys.executable, str(script), pki["root"], pki["intermediate"], str(port), "nginx"]
+    work = tmp_path / "nginx"
+    work.mkdir()
+    work.chmod(0o755)
+    proxy_port = free_port()
+    conf = proxy_tools.nginx_config(
+        work,
+        f"""    server {{
+        listen 127.0.0.1:{proxy_port} ssl;
+        underscores_in_headers on;
+        ssl_certificate {pki["server_cert"]};
+        ssl_certificate_key {pki["server_key"]};
+        ssl_client_certificate {pki["root"]};
+        ssl_verify_client optional_no_ca;
+        location / {{
+            proxy_pass http://127.0.0.1:{port};
+            proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
+            proxy_set_header X_SSL_Client_Cert "";
+        }}
+    }}""",
+    )
+    nginx = ["/usr/sbin/nginx", "-p", str(work), "-c", str(conf), "-g", "daemon off;"]
+    with (
+        serve_process(argv, {}, tmp_path / "app.log", port, cwd=tmp_path),
+        proxy_tools.run_proxy(nginx, proxy_port, work),
+    ):
+        url = f"https://localhost:{proxy_port}"
+        assert _ask(pki, url, [], "client_chain") == {"cn": "alice"}
+        value = encode_forwarded("nginx", pki.client.chain_der)[0][1]
+        for cert in (None, "wrong_cert"):
+            for folded in ("X_SSL_Client_Cert", "x_ssl_client_cert"):
+                reply = _ask(pki, url, [f"{folded}: {value}"], cert)
+                assert reply.get("cn") != "alice", (cert, folded, reply)
