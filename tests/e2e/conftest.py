@@ -339,14 +339,9 @@ def apache(tmp: Path, port: int, backend: int, pki: PKI) -> tuple[list[str], dic
     loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in mods)
     user = "User nobody\nGroup nogroup" if IS_ROOT else ""
     chain = "\n".join(
+        f"    RequestHeader unset X-SSL-Client-Cert-Chain-{i}\n"
         f'    RequestHeader set X-SSL-Client-Cert-Chain-{i} "%{{SSL_CLIENT_CERT_CHAIN_{i}}}s"'
         for i in range(3)
-    )
-    # The client's underscore spellings of the same names: a WSGI server folds them into
-    # the same environ key, where Twisted lets the later one win (see docs/proxies.md).
-    unset = "\n".join(
-        f"    RequestHeader unset {name}"
-        for name in ["X_SSL_Client_Cert", *(f"X_SSL_Client_Cert_Chain_{i}" for i in range(3))]
     )
     conf = tmp / "httpd.conf"
     conf.write_text(
@@ -369,10 +364,11 @@ SSLSessionCache none
     SSLVerifyClient optional_no_ca
     SSLVerifyDepth 3
     SSLOptions +ExportCertData
+    # unset, then set: the proxy's header goes after every spelling the client sent
+    RequestHeader unset X-SSL-Client-Cert
     RequestHeader set X-SSL-Client-Cert "%{{SSL_CLIENT_CERT}}s"
 {chain}
     RequestHeader set X-SSL-Client-Verify "%{{SSL_CLIENT_VERIFY}}s"
-{unset}
     ProxyPass / http://127.0.0.1:{backend}/
 </VirtualHost>
 """
@@ -393,12 +389,11 @@ defaults
     timeout server 10s
 frontend fe
     bind 127.0.0.1:{port} ssl crt {pki["server_combined"]} ca-file {pki["root"]} verify optional crt-ignore-err all ca-ignore-err all
+    http-request del-header ^x[-_]ssl[-_]client[-_] -m reg
     http-request set-header X-SSL-Client-Cert %[ssl_c_der,base64]
     http-request set-header X-SSL-Client-Chain %[ssl_c_chain_der,base64]
     http-request set-header X-SSL-Client-Verify %[ssl_c_verify]
     http-request set-header X-SSL-Client-Used %[ssl_c_used]
-    http-request del-header X_SSL_Client_Cert
-    http-request del-header X_SSL_Client_Chain
     default_backend be
 backend be
     server app 127.0.0.1:{backend}
@@ -430,7 +425,9 @@ https://localhost:{port} {{
     }}
     reverse_proxy 127.0.0.1:{backend} {{
         header_up X-Client-Cert {{http.request.tls.client.certificate_der_base64}}
-        header_up -X_Client_Cert
+        # the client's X_Client_Cert, X_Client-Cert, X-Client_Cert (see docs/proxies.md)
+        header_up -X_*
+        header_up -X-Client_*
     }}
 }}
 """

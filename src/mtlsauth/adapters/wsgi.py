@@ -83,8 +83,8 @@ class MTLSMiddleware:
     folds ``-`` and ``_`` into one key and joins repeated headers with commas, so a
     forged ``X_Client_Cert`` lands on the same key and is deleted as well. From a trusted
     proxy the two spellings are only told apart when the server joins them (a comma is
-    refused): Twisted and cheroot keep the later one, so the proxy must remove the
-    underscore spellings (``docs/proxies.md``).
+    refused): Twisted and cheroot keep the later one, so the proxy must send its header after
+    every underscore spelling, or remove them (``docs/proxies.md``).
     """
 
     def __init__(
