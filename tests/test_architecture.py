@@ -36,3 +36,20 @@ def test_the_request_path_starts_at_an_adapter_and_reaches_the_verifier() -> Non
     names = {line.strip().split()[0] for line in lines}
     assert {"mtlsauth._guard", "mtlsauth._verifier"} <= names
     assert not any(n.startswith("mtlsauth.adapters.") for n in names - {lines[0]})
+
+
+def test_every_string_in_the_package_is_valid_unicode() -> None:
+    """No string literal of the package holds a lone surrogate (an escape such as ``\\udcc3``
+    in a docstring): Python 3.13 encodes docstrings as UTF-8 when it compiles a module, so
+    such a literal makes ``import mtlsauth`` fail there while it works on 3.11."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "src" / "mtlsauth").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                try:
+                    node.value.encode("utf-8")
+                except UnicodeEncodeError:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, found

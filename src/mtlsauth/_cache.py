@@ -88,7 +88,7 @@ def chain_key(items: Sequence[str | bytes], tag: bytes) -> bytes:
     marked, so that it never shares the key of bytes it encodes to, and is encoded with
     ``surrogatepass``: one to one for every ``str``, lone surrogates included (with
     ``surrogateescape`` a high surrogate raised ``UnicodeEncodeError``, a traceback where
-    a refusal belongs, and ``"\udcc3\udca9"`` keyed as ``"é"``).
+    a refusal belongs, and ``"\\udcc3\\udca9"`` keyed as ``"é"``).
 
     Raises:
         TypeError: an item that is neither ``str`` nor ``bytes``. Other buffers are not
