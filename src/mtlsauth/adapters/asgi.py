@@ -86,7 +86,9 @@ class MTLSMiddleware:
     The app sees a copy of the scope with ``scope["mtlsauth.identity"]`` (a
     ``ClientIdentity`` or ``None``); read it with ``identity_from_scope``. An
     ``MTLSAuthError`` raised by the app (e.g. by ``require_client_cert``) before the
-    response started is answered as problem+json too.
+    response started is answered as problem+json too, also after Starlette's
+    ``ServerErrorMiddleware`` (in a mounted sub-app, or in an app wrapped from outside)
+    answered it with a 500: a complete 500 answer is held until the app returns.
 
     Security note: a certificate header from a peer that is not a trusted proxy never
     reaches the app: it is refused (``untrusted_forwarder``) or ignored as the
@@ -168,10 +170,30 @@ class MTLSMiddleware:
         # The app is called here, not in a helper coroutine: one await less per request.
         started = False
         connected = False  # websocket: did the app already consume websocket.connect?
+        # A complete 500 answer, held back until the app returns: Starlette's
+        # ServerErrorMiddleware (in every Starlette and FastAPI app, a mounted sub-app
+        # included) answers 500 for any exception and then re-raises it. When what it
+        # answered for is a refusal (a dependency's CertificateMissing or PolicyDenied),
+        # the refusal is sent instead, as for an app without that middleware.
+        held: list[Message] | None = None
 
         def tracking_send(message: Message) -> Awaitable[None]:
             # Returns the server's awaitable itself: no coroutine of its own per message.
-            nonlocal started
+            nonlocal started, held
+            if held is not None or (
+                not started
+                and message.get("status") == 500
+                and message.get("type") == "http.response.start"
+            ):
+                if held is None:
+                    held = [message]
+                    return _sent()
+                held.append(message)
+                if message.get("type") == "http.response.body" and not message.get("more_body"):
+                    return _sent()  # complete: still held, in case a refusal follows
+                out, held = held, None  # streamed or anything else: no longer held back
+                started = True
+                return _send_all(send, out)
             started = True
             return send(message)
 
@@ -192,6 +214,15 @@ class MTLSMiddleware:
             if started:
                 raise
             await self._deny(exc, scope, receive, send, connected=connected)
+            return
+        except BaseException:
+            if held is not None:
+                out, held = held, None
+                await _send_all(send, out)
+            raise
+        if held is not None:
+            out, held = held, None
+            await _send_all(send, out)
 
     def _hidden(self, name: bytes) -> bool:
         """True when the header ``name`` is a certificate header in a spelling that the
@@ -344,6 +375,15 @@ class MTLSMiddleware:
         except Exception as exc:  # noqa: BLE001 - the refusal stands: default answer, no 500
             self.guard.hook_failed("on_error", exc)
         return started
+
+
+async def _sent() -> None:
+    """A ``send`` that sends nothing (yet)."""
+
+
+async def _send_all(send: Send, messages: list[Message]) -> None:
+    for message in messages:
+        await send(message)
 
 
 def _no_more_connect(receive: Receive, scope: Scope) -> Receive:
