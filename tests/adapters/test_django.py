@@ -1069,3 +1069,47 @@ def test_backend_maps_no_user_from_what_a_subclass_maps_badly(users, given: obje
         assert Mapped().authenticate(None, mtls_identity=identity) is None
     assert list(users.objects.values_list("username", flat=True)) == ["ledger"]
     assert MTLSBackend().authenticate(None, mtls_identity=identity).username == "ledger"
+
+
+# -- refusals raised by views -----------------------------------------------------------------
+def _view_refusals():
+    from mtlsauth import TokenCheck
+    from mtlsauth.adapters.django import identity_from_request
+    from mtlsauth.adapters.django_oauth import check_token
+
+    ops = Policy(organizations={"ops"})
+    check = TokenCheck(_introspect)
+
+    def stricter(request):
+        identity = identity_from_request(request)
+        if identity is None:
+            from mtlsauth import CertificateMissing
+
+            raise CertificateMissing("this view requires a client certificate")
+        ops.check(identity)
+        return JsonResponse({"cn": identity.common_name})
+
+    def token(request):
+        return JsonResponse({"sub": check_token(request, check)["sub"]})
+
+    return stricter, token
+
+
+_stricter, _view_token = _view_refusals()
+urlpatterns += [path("view/stricter", _stricter), path("view/token", _view_token)]
+
+
+def test_a_refusal_raised_by_a_view_is_answered_as_a_refusal(django_client, certs) -> None:
+    """A view that checks a stricter policy itself, or calls ``check_token``, raised an
+    ``MTLSAuthError`` that Django answered with its own 500 (HTML, no code)."""
+    client = django_client(conf={"mode": "optional"}, backends=())
+    for path_, cert, status, code in [
+        ("/view/stricter", None, 401, "certificate_missing"),
+        ("/view/stricter", certs.good, 403, "organization_not_allowed"),
+        ("/view/token", certs.good, 401, "token_missing"),
+    ]:
+        r = client.get(path_, REMOTE_ADDR=PROXY, **({HEADER_KEY: header(cert)} if cert else {}))
+        assert (r.status_code, r["Content-Type"]) == (status, "application/problem+json")
+        assert json.loads(r.content)["code"] == code
+    r = client.get("/view/token", REMOTE_ADDR=PROXY, **{HEADER_KEY: header(certs.good)})
+    assert r["WWW-Authenticate"].startswith("Bearer")

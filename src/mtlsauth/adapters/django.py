@@ -352,7 +352,9 @@ class MTLSMiddleware:
     forwarding); routes and exempt paths match ``request.path_info``, the path Django
     resolves (without the script prefix). With routes or exempt paths configured, a raw
     target (``RAW_URI``, ``REQUEST_URI`` or the ASGI ``raw_path``) with more than one reading
-    is refused with 400 ``ambiguous_path``. With ``MTLSBackend`` in ``AUTHENTICATION_BACKENDS`` it sets
+    is refused with 400 ``ambiguous_path``. An ``MTLSAuthError`` that a view raises (a
+    stricter ``Policy.check``, ``check_token``) is answered as problem+json with its own
+    status. With ``MTLSBackend`` in ``AUTHENTICATION_BACKENDS`` it sets
     ``request.user``; place it after ``AuthenticationMiddleware`` when that is used too.
 
     Raises:
@@ -430,6 +432,13 @@ class MTLSMiddleware:
             elif not hasattr(request, "user"):  # no AuthenticationMiddleware (no sessions)
                 request.user = AnonymousUser()
         return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A refusal a view raised (``Policy.check`` on the identity, ``check_token``) is
+        answered as every refusal is, never as Django's 500."""
+        if isinstance(exception, MTLSAuthError):
+            return problem_response(exception)
+        return None
 
 
 def _cached(
