@@ -1113,3 +1113,45 @@ def test_a_refusal_raised_by_a_view_is_answered_as_a_refusal(django_client, cert
         assert json.loads(r.content)["code"] == code
     r = client.get("/view/token", REMOTE_ADDR=PROXY, **{HEADER_KEY: header(certs.good)})
     assert r["WWW-Authenticate"].startswith("Bearer")
+
+
+# -- users the backend refuses, and backends that subclass MTLSBackend ------------------------
+@pytest.mark.parametrize("middleware", [MIDDLEWARE, []], ids=["middleware", "drf-alone"])
+def test_drf_does_not_authenticate_a_certificate_of_an_inactive_user(
+    django_client, certs, users, middleware
+) -> None:
+    """``MTLSBackend`` refuses an inactive user, and DRF then made the certificate a
+    ``ClientCertificateUser``: authenticated, so a disabled account's holder passed
+    ``IsAuthenticated`` and ``HasClientCertificate`` while plain views saw an anonymous
+    user."""
+    users.objects.create_user("ledger", is_active=False)
+    client = django_client(conf={"mode": "optional"}, middleware=middleware)
+    assert get(client, "/api/who", certs.good)[0] == 401
+    assert get(client, "/api/who", certs.other_org)[1]["user"] == "ads-bot"  # no such user
+
+
+from mtlsauth.adapters.django import MTLSBackend  # noqa: E402
+
+
+class EmailBackend(MTLSBackend):
+    """A backend mapping the one e-mail SAN, as docs/django.md suggests subclassing."""
+
+    def username_for(self, identity: ClientIdentity) -> str | None:
+        return identity.emails[0] if len(identity.emails) == 1 else None
+
+
+def test_a_subclass_of_the_backend_maps_users_and_refuses_inactive_ones(
+    django_client, certs, users
+) -> None:
+    """The documented way to map otherwise is a subclass of ``MTLSBackend``; neither the
+    middleware nor DRF consulted one (they looked for ``MTLSBackend``'s own dotted path), so
+    its users were never mapped, and DRF admitted its inactive users."""
+    backends = (f"{__name__}.EmailBackend",)
+    user = users.objects.create_user("ledger@example.org")
+    client = django_client(conf={"mode": "optional"}, backends=backends)
+    assert get(client, "/whoami", certs.good)[1]["user"] == "ledger@example.org"
+    assert get(client, "/api/who", certs.good)[1]["user"] == "ledger@example.org"
+    user.is_active = False
+    user.save()
+    assert get(client, "/whoami", certs.good)[1]["user"] is None
+    assert get(client, "/api/who", certs.good)[0] == 401

@@ -372,7 +372,7 @@ class MTLSMiddleware:
             None,
         )
         get_guard()  # fail at start-up, not on the first request
-        if BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:  # the backend's settings too
+        if _certificate_backends():  # the backend's settings too
             _username_function()
             _create_users()
 
@@ -422,7 +422,7 @@ class MTLSMiddleware:
                 guard.report(decision)
             identity = decision.identity
         request.mtls_identity = identity
-        if BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:
+        if _certificate_backends():
             from django.contrib import auth
             from django.contrib.auth.models import AnonymousUser
 
@@ -601,6 +601,23 @@ class MTLSBackend:
         name = values[0]
         return name if isinstance(name, str) and name.isprintable() else None
 
+    def _refuses(self, identity: ClientIdentity) -> bool:
+        """True when ``identity`` names a user that exists and that ``user_can_authenticate``
+        refuses (an inactive one): ``authenticate`` answers ``None`` for it, as for a
+        certificate that names no user, and callers that admit the latter must tell the
+        two apart."""
+        username = self.username_for(identity)
+        if not isinstance(username, str) or not username or not username.isprintable():
+            return False
+        from django.contrib.auth import get_user_model
+
+        user_model = get_user_model()
+        try:
+            user = user_model._default_manager.get_by_natural_key(username)
+        except user_model.DoesNotExist:
+            return False
+        return not self.user_can_authenticate(user)
+
     def configure_user(
         self, request: HttpRequest | None, user: AbstractBaseUser, identity: ClientIdentity
     ) -> AbstractBaseUser:
@@ -620,3 +637,28 @@ class MTLSBackend:
         except (user_model.DoesNotExist, ValueError, TypeError):
             return None
         return user if self.user_can_authenticate(user) else None
+
+
+_backends: tuple[tuple[object, ...], tuple[MTLSBackend, ...]] = ((), ())
+
+
+def _certificate_backends() -> tuple[MTLSBackend, ...]:
+    """The backends of ``AUTHENTICATION_BACKENDS`` that map certificates to users:
+    ``MTLSBackend`` and its subclasses (the documented way to map otherwise), in order."""
+    global _backends
+    paths = tuple(settings.AUTHENTICATION_BACKENDS)
+    known, found = _backends
+    if known != paths:
+        from django.utils.module_loading import import_string
+
+        kept: list[MTLSBackend] = []
+        for dotted in paths:
+            try:
+                cls = import_string(dotted) if isinstance(dotted, str) else None
+            except ImportError:
+                continue  # Django's own authenticate() reports it
+            if isinstance(cls, type) and issubclass(cls, MTLSBackend):
+                kept.append(cls())
+        found = tuple(kept)
+        _backends = (paths, found)
+    return found

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -51,7 +50,7 @@ from mtlsauth._oauth import TokenCheck
 from mtlsauth._policy._policy import Policy
 from mtlsauth._problem import answer_of
 from mtlsauth.adapters.django import (
-    BACKEND_PATH,
+    _certificate_backends,
     get_guard,
     hide_headers,
     presented_from_request,
@@ -163,10 +162,17 @@ class MTLSAuthentication(BaseAuthentication):
         if not isinstance(identity, ClientIdentity):
             return None
         user: Any = None
-        if BACKEND_PATH in settings.AUTHENTICATION_BACKENDS:
+        backends = _certificate_backends()
+        if backends:
             from django.contrib import auth
 
             user = auth.authenticate(django_request, mtls_identity=identity)
+            if user is None and any(b._refuses(identity) for b in backends):
+                # The certificate names a user the backend refuses (an inactive one): not
+                # authenticated, as the middleware leaves such a request anonymous. A
+                # ClientCertificateUser would let the disabled account's holder through
+                # IsAuthenticated.
+                return None
         return (user if user is not None else ClientCertificateUser(identity)), identity
 
     def authenticate_header(self, request: Request) -> str:
