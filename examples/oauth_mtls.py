@@ -189,6 +189,9 @@ def create_resource_server(*, issuer: str, audience: str, jwks: JWKS) -> FastAPI
 
 # -- running either -----------------------------------------------------------------------------
 def main() -> None:
+    # proxy_headers=False: mtlsauth must see the socket peer. uvicorn otherwise replaces it
+    # with the X-Forwarded-For address for peers in FORWARDED_ALLOW_IPS (often "*" in
+    # containers), and any client could name the proxy and forward a certificate itself.
     import uvicorn
 
     role = os.environ.get("OAUTH_ROLE", "rs")
@@ -222,10 +225,11 @@ def main() -> None:
             port=port,
             http=MTLSH11Protocol,
             ssl_context_factory=lambda config, default: ctx,
+            proxy_headers=False,
             log_level="warning",
         )
     else:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, proxy_headers=False, log_level="warning")
 
 
 if __name__ == "__main__":

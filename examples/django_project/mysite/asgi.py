@@ -1,4 +1,4 @@
-"""ASGI entry point (uvicorn mysite.asgi:application --http mtlsauth.adapters.uvicorn:MTLSH11Protocol)."""
+"""ASGI entry point (uvicorn mysite.asgi:application --http mtlsauth.adapters.uvicorn:MTLSH11Protocol --no-proxy-headers)."""
 
 import os
 
