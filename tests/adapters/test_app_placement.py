@@ -8,6 +8,7 @@ client as that refusal (401/403 problem+json), never as the app's 500.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import Depends, FastAPI
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route as StarletteRoute
 
-from mtlsauth import ClientIdentity, Policy, TokenCheck
+from mtlsauth import CertificateMissing, ClientIdentity, Policy, TokenCheck
 from mtlsauth.adapters.asgi import (
     MTLSMiddleware,
     client_identity,
@@ -128,3 +129,69 @@ async def test_a_500_the_app_answers_itself_is_sent(verifier, certs) -> None:
     assert (r.status_code, r.text) == (500, "down")
     r = await _get(app, "/stream", certs.good)
     assert (r.status_code, r.text) == (500, "ab")
+
+
+# -- WSGI: a plain WSGI app (no framework that turns exceptions into its own 500) ---------------
+def _wsgi_app(environ, start_response):
+    from mtlsauth.adapters.wsgi import identity_from_environ
+    from mtlsauth.adapters.wsgi_oauth import check_token
+
+    who = identity_from_environ(environ)
+    if environ["PATH_INFO"] == "/ops":
+        if who is None:
+            raise CertificateMissing("this path requires a client certificate")
+        start_response("200 OK", [("Content-Type", "text/plain")])  # then it checks more
+        Policy(organizations={"ops"}).check(who)
+    elif environ["PATH_INFO"] == "/token":
+        check_token(environ, check)
+    elif environ["PATH_INFO"] == "/boom":
+        raise RuntimeError("a bug in the app")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def _serve_wsgi(app, path: str, cert=None) -> tuple[int, dict[str, str], bytes]:
+    """One request through wsgiref's handler, whose start_response follows PEP 3333 (a
+    second call with exc_info replaces headers not yet sent)."""
+    import io
+    from wsgiref.handlers import SimpleHandler
+
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.1",  # the trusted proxy
+    }
+    if cert is not None:
+        environ["HTTP_X_SSL_CLIENT_CERT"] = quote(cert.chain_pem.bytes().decode(), safe="")
+    out, err = io.BytesIO(), io.StringIO()
+    SimpleHandler(io.BytesIO(), out, err, environ, multithread=False).run(app)
+    head, _, body = out.getvalue().partition(b"\r\n\r\n")  # names and values lower-cased
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_refusal_raised_by_a_plain_wsgi_app_is_answered_as_a_refusal(fwd_verifier, certs) -> None:
+    """``check_token(environ, check)`` and a stricter ``Policy.check`` raise an
+    ``MTLSAuthError``; the WSGI middleware let it through to the server (a 500), where
+    the ASGI and aiohttp middlewares answer it."""
+    import json
+
+    from mtlsauth.adapters.wsgi import MTLSMiddleware as WSGIMiddleware
+
+    app = WSGIMiddleware(_wsgi_app, verifier=fwd_verifier, mode="optional")
+    for path, cert, status, code in [
+        ("/ops", None, 401, "certificate_missing"),
+        ("/ops", certs.good, 403, "organization_not_allowed"),  # after start_response
+        ("/token", certs.good, 401, "token_missing"),
+    ]:
+        got, headers, body = _serve_wsgi(app, path, cert)
+        assert (got, json.loads(body)["code"]) == (status, code), path
+        assert headers["content-type"] == "application/problem+json"
+        if path == "/token":
+            assert headers["www-authenticate"].startswith("bearer")
+    assert _serve_wsgi(app, "/other", certs.good)[::2] == (200, b"ok")
+    assert _serve_wsgi(app, "/boom", certs.good)[0] == 500  # not a refusal: the server's

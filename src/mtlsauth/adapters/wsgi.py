@@ -20,6 +20,7 @@ import http
 import logging
 import socket
 import ssl
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -72,7 +73,8 @@ class MTLSMiddleware:
             logged and ignored.
 
     The app finds ``environ["mtlsauth.identity"]`` (a ``ClientIdentity`` or ``None``); read
-    it with ``identity_from_environ``. The middleware keeps no per-request state and is
+    it with ``identity_from_environ``. An ``MTLSAuthError`` the app raises before it returns
+    is answered as problem+json too. The middleware keeps no per-request state and is
     safe under threaded servers.
 
     With exempt paths or routes configured, a request target (``RAW_URI`` or
@@ -123,19 +125,38 @@ class MTLSMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         identity = self._cached(environ)
-        if identity is not None:  # from a trusted proxy: nothing to hide, no token route
-            environ[IDENTITY_KEY] = identity
-            return self.app(environ, start_response)
-        decision = self.guard.check(self._view(environ))
-        if decision.error is not None:
-            return self._deny(decision.error, environ, start_response)
-        environ[IDENTITY_KEY] = decision.identity
-        if decision.route is not None and decision.route.token is not None:
-            environ[TOKEN_KEY] = decision.token
-        if decision.hide:
-            for key in self._strip_keys:
-                environ.pop(key, None)
-        return self.app(environ, start_response)
+        if identity is None:
+            decision = self.guard.check(self._view(environ))
+            if decision.error is not None:
+                return self._deny(decision.error, environ, start_response)
+            identity = decision.identity
+            if decision.route is not None and decision.route.token is not None:
+                environ[TOKEN_KEY] = decision.token
+            if decision.hide:
+                for key in self._strip_keys:
+                    environ.pop(key, None)
+        # (a hit is from a trusted proxy: nothing to hide, no token route)
+        environ[IDENTITY_KEY] = identity
+        started = False
+
+        def tracking_start_response(
+            status: str, headers: Any, exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            nonlocal started
+            started = True
+            if exc_info is None:
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, tracking_start_response)
+        except MTLSAuthError as exc:
+            # A refusal the app raised before it returned (``check_token``, a stricter
+            # ``Policy.check``): answered as the middleware's own, not as the server's 500.
+            # Nothing of the app's answer has been sent (its body is not returned yet);
+            # when it already called start_response, exc_info lets the server replace
+            # those headers (PEP 3333).
+            return self._deny(exc, environ, start_response, sys.exc_info() if started else None)
 
     def _cached(self, environ: WSGIEnvironment) -> ClientIdentity | None:
         """The identity of a request whose one certificate header a cached verification
@@ -171,7 +192,11 @@ class MTLSMiddleware:
         )
 
     def _deny(
-        self, error: MTLSAuthError, environ: WSGIEnvironment, start_response: StartResponse
+        self,
+        error: MTLSAuthError,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        exc_info: Any = None,
     ) -> Iterable[bytes]:
         result = self.guard.error_hook_result(error, environ)
         if result is not None:
@@ -187,10 +212,10 @@ class MTLSMiddleware:
                 except Exception as exc:  # noqa: BLE001 - the refusal stands: default answer
                     self.guard.hook_failed("on_error", exc)
                 else:
-                    start_response(status_line, hook_headers)
+                    _start(start_response, status_line, hook_headers, exc_info)
                     return hook_body
         body, status, headers = problem_response(error)
-        start_response(f"{status} {http.HTTPStatus(status).phrase}", headers)
+        _start(start_response, f"{status} {http.HTTPStatus(status).phrase}", headers, exc_info)
         return [body]
 
     def _hook_answer(
@@ -247,6 +272,15 @@ class MTLSMiddleware:
         if not all(isinstance(chunk, bytes) for chunk in chunks):
             raise TypeError("the on_error app answered with something else than bytes")
         return status, headers, chunks
+
+
+def _start(start_response: StartResponse, status: str, headers: Any, exc_info: Any) -> None:
+    """``start_response`` with ``exc_info`` only when there is one (a refusal the app
+    raised): a refusal of the middleware's own calls it as it always did."""
+    if exc_info is None:
+        start_response(status, headers)
+    else:
+        start_response(status, headers, exc_info)
 
 
 def problem_response(error: MTLSAuthError) -> tuple[bytes, int, list[tuple[str, str]]]:
