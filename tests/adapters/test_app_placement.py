@@ -195,3 +195,41 @@ def test_a_refusal_raised_by_a_plain_wsgi_app_is_answered_as_a_refusal(fwd_verif
             assert headers["www-authenticate"].startswith("bearer")
     assert _serve_wsgi(app, "/other", certs.good)[::2] == (200, b"ok")
     assert _serve_wsgi(app, "/boom", certs.good)[0] == 500  # not a refusal: the server's
+
+
+async def test_route_patterns_of_a_parent_middleware_include_the_mount_prefix(
+    verifier, certs
+) -> None:
+    """As docs/fastapi.md says: on the app that mounts, the path keeps the mount prefix;
+    on the mounted app, it is the path below it."""
+    from mtlsauth import Route
+
+    def sub() -> FastAPI:
+        inner = FastAPI()
+
+        @inner.get("/admin/x")
+        def admin() -> dict[str, bool]:
+            return {"ok": True}
+
+        return inner
+
+    parent = FastAPI()
+    parent.mount("/v1", sub())
+    parent.add_middleware(
+        MTLSMiddleware,
+        verifier=verifier,
+        mode="optional",
+        routes=[Route("/v1/admin/*", mode="mandatory")],
+    )
+    assert (await _get(parent, "/v1/admin/x")).status_code == 401
+    child = sub()
+    child.add_middleware(
+        MTLSMiddleware,
+        verifier=verifier,
+        mode="optional",
+        routes=[Route("/admin/*", mode="mandatory")],
+    )
+    mounted = FastAPI()
+    mounted.mount("/v1", child)
+    assert (await _get(mounted, "/v1/admin/x")).status_code == 401
+    assert (await _get(mounted, "/v1/admin/x", certs.good)).status_code == 200
