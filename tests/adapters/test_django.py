@@ -1155,3 +1155,20 @@ def test_a_subclass_of_the_backend_maps_users_and_refuses_inactive_ones(
     user.save()
     assert get(client, "/whoami", certs.good)[1]["user"] is None
     assert get(client, "/api/who", certs.good)[0] == 401
+
+
+def test_authentication_middleware_after_this_one_is_refused_at_start_up(django_client) -> None:
+    """After ``MTLSMiddleware``, Django's ``AuthenticationMiddleware`` replaced the user the
+    certificate mapped to with the session's or an anonymous one on every request."""
+    from mtlsauth.adapters.django import MTLSMiddleware
+
+    misordered = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "mtlsauth.adapters.django.MTLSMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ]
+    django_client(middleware=misordered)
+    with pytest.raises(ImproperlyConfigured, match="AuthenticationMiddleware must come before"):
+        MTLSMiddleware(lambda r: None)
+    django_client(middleware=misordered, backends=())  # no certificate users: no request.user
+    MTLSMiddleware(lambda r: None)

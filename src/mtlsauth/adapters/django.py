@@ -375,6 +375,7 @@ class MTLSMiddleware:
         if _certificate_backends():  # the backend's settings too
             _username_function()
             _create_users()
+            _check_order()
 
     def _keys_of(self, guard: Guard) -> tuple[tuple[str, ...], tuple[str, bytes] | None]:
         """The ``META`` keys of the certificate headers, and the ``META`` key and the
@@ -439,6 +440,26 @@ class MTLSMiddleware:
         if isinstance(exception, MTLSAuthError):
             return problem_response(exception)
         return None
+
+
+_AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+_THIS_MIDDLEWARE = "mtlsauth.adapters.django.MTLSMiddleware"
+
+
+def _check_order() -> None:
+    """``AuthenticationMiddleware`` after this one replaces the ``request.user`` the
+    certificate mapped to with the session's (or an anonymous) user on every request: the
+    backend would never apply. Refused at start-up, as other misconfigurations are."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or ())
+    if (
+        _THIS_MIDDLEWARE in middleware
+        and _AUTH_MIDDLEWARE in middleware
+        and middleware.index(_AUTH_MIDDLEWARE) > middleware.index(_THIS_MIDDLEWARE)
+    ):
+        raise ImproperlyConfigured(
+            f"{_AUTH_MIDDLEWARE} must come before {_THIS_MIDDLEWARE} in MIDDLEWARE: "
+            "after it, it replaces the user the client certificate maps to"
+        )
 
 
 def _cached(
@@ -653,10 +674,15 @@ def _certificate_backends() -> tuple[MTLSBackend, ...]:
 
         kept: list[MTLSBackend] = []
         for dotted in paths:
+            if dotted == BACKEND_PATH:
+                kept.append(MTLSBackend())
+                continue
+            if not isinstance(dotted, str) or dotted.startswith("django."):
+                continue  # Django's own backends (ModelBackend needs the auth app)
             try:
-                cls = import_string(dotted) if isinstance(dotted, str) else None
-            except ImportError:
-                continue  # Django's own authenticate() reports it
+                cls = import_string(dotted)
+            except Exception:  # noqa: BLE001, S112 - Django's own authenticate() reports it
+                continue
             if isinstance(cls, type) and issubclass(cls, MTLSBackend):
                 kept.append(cls())
         found = tuple(kept)
