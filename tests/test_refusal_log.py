@@ -11,10 +11,12 @@ import base64
 import datetime as dt
 import hashlib
 import logging
+import ssl
 from urllib.parse import quote
 
 import pytest
 
+from _x509_forge import der, resign
 from mtlsauth import ForwardedCert, Presented, Verifier
 from mtlsauth._guard import Guard
 from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
@@ -455,3 +457,37 @@ def test_a_flood_of_refusals_reads_the_names_only_for_the_lines_written(
     assert 'subject="CN=mallory' in refusals(caplog)[0].getMessage()
     assert len(hints) == 1  # the one line written
     assert len(parsed) < 5  # for that line (its names, its hint), not one per refusal
+
+
+def test_an_issuer_spelled_otherwise_is_named_as_such_in_the_hint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The leaf names its root with a PrintableString CN where the root's own subject has a
+    # UTF8String, signed by the root's key: cryptography links names byte for byte, so no
+    # path exists, and the hint says why instead of blaming another key or a lost intermediate.
+    root = CA(organization="Example Corp", common_name="Example Root")
+    inter = root.intermediate(common_name="Example Issuing CA")
+    utf8, printable = (
+        b"\x06\x03\x55\x04\x03" + bytes([tag, 12]) + b"Example Root" for tag in (0x0C, 0x13)
+    )
+    direct = resign(der(root.issue_client_cert(common_name="alice").certificate),
+                    root.private_key, (utf8, printable))  # fmt: skip
+    issuing = b"\x06\x03\x55\x04\x03\x0c\x12Example Issuing CA"
+    respelled = b"\x06\x03\x55\x04\x03\x0c\x12EXAMPLE ISSUING CA"
+    below = resign(der(inter.issue_client_cert(common_name="bob").certificate),
+                   inter.private_key, (issuing, respelled))  # fmt: skip
+    guard = Guard(
+        verifier=Verifier(trust_store=root.trust_store(), intermediates=[inter.cert_pem.bytes()])
+    )
+    for forged, known in ((direct, "CN=Example Root"), (below, "CN=Example Issuing CA")):
+        caplog.clear()
+        text = ssl.DER_cert_to_PEM_cert(forged)
+        with caplog.at_level(logging.WARNING, logger="mtlsauth"):
+            decision = decide(guard, Presented("127.0.0.1", (), (text,)))
+        assert decision.code == "untrusted_issuer"
+        [record] = refusals(caplog)
+        line = record.getMessage()
+        assert f"which is the name of the known CA {known}" in line
+        assert "spelled otherwise" in line
+        assert "new key" not in line
+        assert "configure intermediates=" not in line

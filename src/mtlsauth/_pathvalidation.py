@@ -59,6 +59,7 @@ from mtlsauth._errors import CertificateInvalid
 from mtlsauth._leafder import LeafFacts, profile_passes
 from mtlsauth._memo import BoundedMemo, ObjectTable
 from mtlsauth._nameconstraints import _constraints, check_identity_name_constraints
+from mtlsauth._names import _name_view
 from mtlsauth._pathbuilding import (
     MAX_ISSUER_CANDIDATES,
     _candidate,
@@ -840,10 +841,16 @@ def missing_issuer_hint(
     still fails was signed by another key with that name. Either hint names CAs of the
     trust store, or confirms a name the client chose: it goes to the log, never into the
     refusal the client gets (whose answer must not depend on whether a guess was right).
+
+    Names are compared as the path builder links them, as DER: cryptography's does, byte
+    for byte. A name that equals a known CA's only once case, spacing, string type or RDN
+    order are set aside is said to be spelled otherwise, since no key can make it chain.
     """
-    anchors = {c.subject for c in snapshot.certificates if c not in snapshot.end_entities}
-    by_subject = {c.subject: c for c in intermediates}
-    if leaf.issuer in anchors:
+    cas = [c for c in snapshot.certificates if c not in snapshot.end_entities]
+    anchors = {_tbs_names(c)[1] for c in cas}
+    by_subject = {_tbs_names(c)[1]: c for c in intermediates}
+    loose = {_name_view(c.subject)[0]: c for c in (*intermediates, *cas)}
+    if _tbs_names(leaf)[0] in anchors:
         name = leaf.issuer.rfc4514_string() or "(empty name)"
         return (
             f"a CA named {name} is in the trust store, but this certificate does not "
@@ -851,12 +858,20 @@ def missing_issuer_hint(
         )
     cert = leaf
     for _ in range(_HINT_DEPTH):
-        issuer = cert.issuer
+        issuer = _tbs_names(cert)[0]
         if issuer in anchors:
             return None  # the names line up: the failure is something else
         nxt = by_subject.get(issuer)
-        if nxt is None or nxt.subject == nxt.issuer:
-            name = issuer.rfc4514_string() or "(empty name)"
+        if nxt is None or _tbs_names(nxt)[0] == _tbs_names(nxt)[1]:
+            name = cert.issuer.rfc4514_string() or "(empty name)"
+            other = loose.get(_name_view(cert.issuer)[0])
+            if other is not None:
+                known = other.subject.rfc4514_string() or "(empty name)"
+                return (
+                    f"the chain stops at {name}, which is the name of the known CA {known} "
+                    "spelled otherwise (case, spacing, string type or RDN order): a "
+                    "certificate chains only to a CA whose name it repeats byte for byte"
+                )
             return (
                 f"the chain stops at {name}, neither in the trust store nor a known "
                 "intermediate: a missing intermediate (configure intermediates=), or a "
