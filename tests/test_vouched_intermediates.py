@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtlsauth._pathvalidation as pathvalidation
 from _verdicts import verdict
+from _x509_forge import resign
 from mtlsauth import ClientIdentity, CRLSet, TrustStore, Verifier
 from mtlsauth.testing import CA, ClientCert
 
@@ -387,3 +388,34 @@ def test_the_tables_are_bounded() -> None:
             other.intermediate().issue_client_cert().chain_der
         )
     assert len(pathvalidation._VOUCHED) <= pathvalidation._VOUCHED_STORES
+
+
+def test_names_spelled_otherwise_are_no_second_way_up_and_link_nothing() -> None:
+    """cryptography links an issuer to a subject only when both names are the same DER, and
+    the shortcut's tables compare the same bytes. An anchor and a presented copy bearing I's
+    key and I's name as a PrintableString (I's own is a UTF8String) are no second way up for
+    either; a leaf naming I that way has no path, fresh or warm."""
+    root = CA(common_name="Names Root")
+    inter = root.intermediate(common_name="Names Issuing CA")
+    utf8, printable = (
+        b"\x06\x03\x55\x04\x03" + bytes([tag, 16]) + b"Names Issuing CA" for tag in (0x0C, 0x13)
+    )
+    own = _der(_copy(inter, inter, name_constraints=_CONSTRAINED))
+    anchor = x509.load_der_x509_certificate(
+        resign(own, inter.private_key, (utf8, printable), (utf8, printable))
+    )
+    other = CA(name_constraints=_CONSTRAINED)
+    copy = resign(_der(_copy(inter, other)), other.private_key, (utf8, printable))
+    bundle = _pem(root.certificate, anchor)
+    leaf = _outside_by_subject(inter)
+    chain = (leaf.der, copy, _der(inter.certificate))
+    respelled = (resign(leaf.der, inter.private_key, (utf8, printable)), _der(inter.certificate))
+    fresh = Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0)
+    assert verdict(fresh, chain) == "accepted"
+    assert verdict(fresh, respelled) == "untrusted_issuer"
+    warm = Verifier(trust_store=TrustStore.from_pem(bundle), cache_size=0)
+    assert verdict(warm, inter.issue_client_cert().chain_der) == "accepted"
+    assert _vouched(_store(warm), inter.certificate)
+    identity = warm.verify(chain)
+    assert identity.chain[1:] == (inter.certificate, root.certificate)
+    assert verdict(warm, respelled) == "untrusted_issuer"
