@@ -849,7 +849,8 @@ def missing_issuer_hint(
     cas = [c for c in snapshot.certificates if c not in snapshot.end_entities]
     anchors = {_tbs_names(c)[1] for c in cas}
     by_subject = {_tbs_names(c)[1]: c for c in intermediates}
-    loose = {_name_view(c.subject)[0]: c for c in (*intermediates, *cas)}
+    # Not through the memo that policies share: the intermediates are the client's choice.
+    loose = {_loose_key(c.subject): c for c in (*intermediates, *cas)}
     if _tbs_names(leaf)[0] in anchors:
         name = leaf.issuer.rfc4514_string() or "(empty name)"
         return (
@@ -864,7 +865,7 @@ def missing_issuer_hint(
         nxt = by_subject.get(issuer)
         if nxt is None or _tbs_names(nxt)[0] == _tbs_names(nxt)[1]:
             name = cert.issuer.rfc4514_string() or "(empty name)"
-            other = loose.get(_name_view(cert.issuer)[0])
+            other = loose.get(_loose_key(cert.issuer))
             if other is not None:
                 known = other.subject.rfc4514_string() or "(empty name)"
                 return (
@@ -882,3 +883,8 @@ def missing_issuer_hint(
 
 
 _HINT_DEPTH = 10
+
+
+def _loose_key(name: x509.Name) -> object:
+    """``name`` as the ``subjects`` allow-list compares it, without its memo."""
+    return _name_view.__wrapped__(name)[0]
