@@ -2227,3 +2227,74 @@ def test_a_delegated_responder_certificate_must_be_fit_to_sign(
     cert, key = _responder_with(setup, fit)
     crafted.answer = _response(setup, signer=(cert, key), include=(cert,))
     assert OCSPChecker(responder_url=crafted.url).check(chain, at=_now()) is not None
+
+
+@pytest.mark.parametrize("respell", ["upper", "spaces"])
+def test_a_revoked_answer_naming_the_ca_spelled_otherwise_is_revoked(
+    crafted: Crafted, setup: Setup, respell: str
+) -> None:
+    """A byName ResponderID that spells the CA's name in another case, or with its spaces
+    doubled, names that CA as OpenSSL compares names (X509_NAME_cmp): the CA's signature on
+    the REVOKED answer verifies, so soft-fail must not take it for no answer."""
+
+    def spelled(value: str) -> str:
+        return value.upper() if respell == "upper" else value.replace(" ", "  ")
+
+    name = x509.Name(
+        [
+            x509.RelativeDistinguishedName(
+                [x509.NameAttribute(a.oid, spelled(str(a.value))) for a in rdn]
+            )
+            for rdn in setup.ca.certificate.subject.rdns
+        ]
+    )
+    assert name != setup.ca.certificate.subject
+
+    def answer(
+        status: ocsp.OCSPCertStatus, key: ec.EllipticCurvePrivateKey
+    ) -> Callable[[ocsp.OCSPRequest], bytes]:
+        # cryptography writes a byName ResponderID from a certificate of the signing key.
+        stand_in = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(_now() - dt.timedelta(days=1))
+            .not_valid_after(_now() + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+
+        def build(req: ocsp.OCSPRequest) -> bytes:
+            now = _now()
+            revoked = status == ocsp.OCSPCertStatus.REVOKED
+            b = (
+                ocsp.OCSPResponseBuilder()
+                .add_response(
+                    cert=setup.leaf.certificate,
+                    issuer=setup.ca.certificate,
+                    algorithm=hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
+                    cert_status=status,
+                    this_update=now - dt.timedelta(minutes=1),
+                    next_update=now + dt.timedelta(hours=1),
+                    revocation_time=now - dt.timedelta(hours=1) if revoked else None,
+                    revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+                )
+                .responder_id(ocsp.OCSPResponderEncoding.NAME, stand_in)
+            )
+            nonce = _nonce_of(req)
+            if nonce is not None:
+                b = b.add_extension(x509.OCSPNonce(nonce), critical=False)
+            return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+        return build
+
+    chain = _chain(setup.leaf, setup.ca)
+    crafted.answer = answer(ocsp.OCSPCertStatus.REVOKED, setup.ca.private_key)  # type: ignore[arg-type]
+    for mode in ("soft-fail", "hard-fail"):
+        with pytest.raises(CertificateRevoked, match="keyCompromise"):
+            OCSPChecker(responder_url=crafted.url, failure=mode).check(chain, at=_now())
+    # The name picks a candidate, nothing more: a GOOD answer under that name signed by
+    # another key is still no answer.
+    crafted.answer = answer(ocsp.OCSPCertStatus.GOOD, _attacker()[1])
+    _refused(OCSPChecker(responder_url=crafted.url), chain, "bad signature")

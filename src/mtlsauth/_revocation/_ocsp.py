@@ -131,6 +131,36 @@ def _key_hash(cert: x509.Certificate) -> bytes:
     return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
 
 
+def _names_responder(cand: x509.Certificate, name: x509.Name | None) -> bool:
+    """Whether a byName ResponderID names ``cand``: its subject, compared as OpenSSL compares
+    names (``X509_NAME_cmp``): RDN by RDN in order, values case-folded with their spaces
+    collapsed, whatever their string type. A responder that spells the CA's name so is that
+    CA to any other client; compared exactly, its signed REVOKED answer was taken for no
+    answer, which soft-fail admits. The name only picks a candidate: its key must still
+    verify the signature, and a delegated one must have been issued by the CA."""
+    if name is None:
+        return False
+    subject = cand.subject
+    return subject == name or _canonical_name(subject) == _canonical_name(name)
+
+
+def _canonical_name(name: x509.Name) -> tuple[tuple[tuple[str, str], ...], ...]:
+    return tuple(
+        tuple(
+            sorted(
+                (
+                    a.oid.dotted_string,
+                    " ".join(a.value.split()).casefold()
+                    if isinstance(a.value, str)
+                    else " #" + bytes(a.value).hex(),
+                )
+                for a in rdn
+            )
+        )
+        for rdn in name.rdns
+    )
+
+
 def _responder_url(cert: x509.Certificate) -> str | None:
     # Read from a throwaway copy: cryptography caches parsed extensions inside the certificate
     # object, and a cached identity keeps its leaf (about 2 KB more per identity otherwise).
@@ -602,7 +632,7 @@ class OCSPChecker:
                 continue
             if key_hash is not None and cand_hash != key_hash:
                 continue
-            if key_hash is None and cand.subject != name:
+            if key_hash is None and not _names_responder(cand, name):
                 continue
             if cand != issuer and _same_holder(cand, cert):
                 # A delegated responder (id-kp-OCSPSigning) vouching for its own serial, or
