@@ -402,3 +402,40 @@ def test_a_dn_of_many_quoted_values_is_read_in_linear_time() -> None:
     assert whole < 45 * small, (small, whole)
     with pytest.raises(ValueError, match=r"text after the quoted O value: 'x'"):
         _names._parse_rdns('O="a" x', strict=False)
+
+
+# -- a proxy identity that names nobody ---------------------------------------------------------
+def _xfcc(value: str) -> Presented:
+    return _request(("X-Forwarded-Client-Cert", value))
+
+
+@pytest.mark.parametrize(
+    ("preset", "request_"),
+    [
+        # Every configured GCP field absent but Present and Chain-Verified (or emptied).
+        (
+            "gcp",
+            _request(("X-Client-Cert-Present", "true"), ("X-Client-Cert-Chain-Verified", "true")),
+        ),
+        (
+            "gcp",
+            _request(
+                ("X-Client-Cert-Present", "true"),
+                ("X-Client-Cert-Chain-Verified", "true"),
+                ("X-Client-Cert-Hash", "ab" * 32),
+                ("X-Client-Cert-Subject-DN", "MAA="),  # an empty DER Name
+            ),
+        ),
+        # A Subject of blanks is no name; Envoy writes Subject="" for an empty subject.
+        ("istio", _xfcc("Hash=" + "ab" * 32 + ';Subject=" ";URI=')),
+    ],
+)
+def test_a_proxy_identity_that_names_nobody_is_malformed(preset: str, request_: Presented) -> None:
+    # A certificate with neither subject nor SAN is certificate_malformed over TLS; the
+    # same certificate described by a proxy was admitted (an empty policy, or a fingerprints
+    # or serials rule, admits it).
+    verifier = _verifier("gcp" if preset == "gcp" else "istio")
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.authenticate(request_)
+    assert info.value.code == "certificate_malformed"
+    assert "name nobody" in str(info.value)

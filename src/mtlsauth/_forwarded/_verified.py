@@ -80,6 +80,10 @@ def _build(
     spiffe_id: str | None = None,
     spiffe_known: bool = False,
 ) -> ClientIdentity:
+    if not len(subject) and not uris and not dns:
+        # A certificate with neither subject nor SAN is refused over TLS (it names nobody);
+        # a proxy's fields that name nobody are that certificate, or fields it emptied.
+        raise malformed("the proxy's fields name nobody (no subject, no URI or DNS name)")
     if not spiffe_known:
         spiffe_id = spiffe_id_of(uris)
     return ClientIdentity(
