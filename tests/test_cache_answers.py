@@ -338,18 +338,23 @@ def test_pasted_certificates_never_stand_in_for_a_tls_client() -> None:
 _SUBJECT = "x-amzn-mtls-clientcert-subject"
 _ISSUER = "x-amzn-mtls-clientcert-issuer"
 _XFCC = "x-forwarded-client-cert"
+# ALB always forwards the window, and an identity without it is refused.
+_WINDOW = (
+    "x-amzn-mtls-clientcert-validity",
+    "NotBefore=2020-01-01T00:00:00Z;NotAfter=9000-01-01T00:00:00Z",
+)
 
 
 @pytest.mark.parametrize(
     ("first", "second"),
     [
         (  # two headers each time, a value spelling the other's name and separator
-            ((_SUBJECT, f"CN=alice\x00{_ISSUER}\x01CN=Evil"), (_ISSUER, "CN=Good")),
-            ((_SUBJECT, "CN=alice"), (_ISSUER, f"CN=Evil\x00{_ISSUER}\x01CN=Good")),
+            ((_SUBJECT, f"CN=alice\x00{_ISSUER}\x01CN=Evil"), (_ISSUER, "CN=Good"), _WINDOW),
+            ((_SUBJECT, "CN=alice"), (_ISSUER, f"CN=Evil\x00{_ISSUER}\x01CN=Good"), _WINDOW),
         ),
         (  # one header against two
-            ((_SUBJECT, f"CN=alice,O=x\x00{_ISSUER}\x01CN=Good"),),
-            ((_SUBJECT, "CN=alice,O=x"), (_ISSUER, "CN=Good")),
+            ((_SUBJECT, f"CN=alice,O=x\x00{_ISSUER}\x01CN=Good"), _WINDOW),
+            ((_SUBJECT, "CN=alice,O=x"), (_ISSUER, "CN=Good"), _WINDOW),
         ),
     ],
 )

@@ -502,6 +502,8 @@ def test_gcp_fields(chain):
         ("X-Client-Cert-DNSName-SANs", ",".join(base64.b64encode(d).decode() for d in (b"a.example", b"b.example"))),
         ("X-Client-Cert-Subject-DN", subject_der),
         ("X-Client-Cert-Serial-Number", "0a1b"),
+        ("X-Client-Cert-Valid-Not-Before", "2020-01-01T00:00:00Z"),
+        ("X-Client-Cert-Valid-Not-After", "9000-01-01T00:00:00Z"),
     ]  # fmt: skip
     identity = _decode(fc, *fields)
     assert identity.common_name == "alice of the googles"
@@ -512,7 +514,11 @@ def test_gcp_fields(chain):
     assert identity.dns_names == ("a.example", "b.example")
     assert identity.serial_number == 0x0A1B
     assert fc.extract(_req(("X-Client-Cert-Present", "false"), *fields[1:])) is None
-    unverified = [("X-Client-Cert-Present", "true"), ("X-Client-Cert-Chain-Verified", "false")]
+    unverified = [
+        ("X-Client-Cert-Present", "true"),
+        ("X-Client-Cert-Chain-Verified", "false"),
+        *fields[-2:],
+    ]
     with pytest.raises(CertificateInvalid):
         _decode(fc, *unverified)
 

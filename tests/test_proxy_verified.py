@@ -409,13 +409,23 @@ def _xfcc(value: str) -> Presented:
     return _request(("X-Forwarded-Client-Cert", value))
 
 
+_WINDOW = (
+    ("X-Client-Cert-Valid-Not-Before", _rfc3339(CURRENT[0])),
+    ("X-Client-Cert-Valid-Not-After", _rfc3339(CURRENT[1])),
+)
+
+
 @pytest.mark.parametrize(
     ("preset", "request_"),
     [
         # Every configured GCP field absent but Present and Chain-Verified (or emptied).
         (
             "gcp",
-            _request(("X-Client-Cert-Present", "true"), ("X-Client-Cert-Chain-Verified", "true")),
+            _request(
+                ("X-Client-Cert-Present", "true"),
+                ("X-Client-Cert-Chain-Verified", "true"),
+                *_WINDOW,
+            ),
         ),
         (
             "gcp",
@@ -424,6 +434,7 @@ def _xfcc(value: str) -> Presented:
                 ("X-Client-Cert-Chain-Verified", "true"),
                 ("X-Client-Cert-Hash", "ab" * 32),
                 ("X-Client-Cert-Subject-DN", "MAA="),  # an empty DER Name
+                *_WINDOW,
             ),
         ),
         # A Subject of blanks is no name; Envoy writes Subject="" for an empty subject.
@@ -439,3 +450,48 @@ def test_a_proxy_identity_that_names_nobody_is_malformed(preset: str, request_: 
         verifier.authenticate(request_)
     assert info.value.code == "certificate_malformed"
     assert "name nobody" in str(info.value)
+
+
+# -- a validity window the configuration names must come, whole --------------------------------
+@pytest.mark.parametrize(
+    ("preset", "request_"),
+    [
+        # ALB always sends -Validity in verify mode; without it the expiry went unchecked.
+        ("aws-alb-verify", _request(("X-Amzn-Mtls-Clientcert-Subject", "CN=alice,O=Acme"))),
+        ("gcp", _gcp(*PAST, **{"X-Client-Cert-Valid-Not-After": ""})),  # an expired window's start
+        ("gcp", _gcp(*PAST, **{"X-Client-Cert-Valid-Not-Before": ""})),
+        ("gcp", _request(("X-Client-Cert-Present", "true"), ("X-Client-Cert-Chain-Verified", "true"),
+                         ("X-Client-Cert-SPIFFE", "spiffe://td/ns/a/sa/b"))),
+    ],
+)  # fmt: skip
+def test_a_configured_validity_that_does_not_come_is_malformed(
+    preset: str, request_: Presented
+) -> None:
+    # ALB (IgnoreClientCertificateExpiry) and GCP (allow-listed certificates) forward expired
+    # certificates as verified: the forwarded window is the only expiry check, and an
+    # identity was admitted without it, or with its notBefore alone.
+    with pytest.raises(CertificateInvalid) as info:
+        _verifier(preset).authenticate(request_)
+    assert info.value.code == "certificate_malformed"
+
+
+def test_identity_headers_without_a_validity_window_do_without_it() -> None:
+    # Left out of identity_headers, the window is not asked for (the documented opt-out) ...
+    fields = {"subject": "X-Amzn-Mtls-Clientcert-Subject"}
+    fc = ForwardedCert(
+        header="X-Amzn-Mtls-Clientcert-Leaf", encoding="url-pem", trusted_proxies=TRUSTED,
+        verified_by_proxy=True, identity_format="aws-alb", identity_headers=fields,
+    )  # fmt: skip
+    verifier = Verifier(trust_store=CA().trust_store(), forwarded=fc)
+    request = _request(("X-Amzn-Mtls-Clientcert-Subject", "CN=alice"))
+    assert verifier.authenticate(request).common_name == "alice"
+    # ... but half of GCP's window is a configuration error: it would check one end only.
+    for half in ("not_before", "not_after"):
+        with pytest.raises(ValueError, match="name both"):
+            ForwardedCert(
+                header="X-Client-Cert-Leaf", encoding="rfc9440", trusted_proxies=TRUSTED,
+                verified_by_proxy=True, identity_format="gcp",
+                identity_headers={"present": "X-P", "chain_verified": "X-V", half: "X-W"},
+            )  # fmt: skip
+    with pytest.raises(CertificateInvalid, match="one end"):
+        identity_from_gcp({"chain_verified": "true", "not_before": _rfc3339(PAST[0])}, "gcp")

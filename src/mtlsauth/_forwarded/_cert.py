@@ -290,6 +290,9 @@ class ForwardedCert(Immutable):
                     f"unknown identity_headers fields {sorted(unknown)}; "
                     f"{identity_format} knows {sorted(_IDENTITY_FIELDS[identity_format])}"
                 )
+        if len({"not_before", "not_after"} & set(fields)) == 1:
+            # Half a window checks one end only: a certificate past its notAfter would pass.
+            raise ValueError("identity_headers names one of not_before and not_after: name both")
         lower_fields = {k: _own_header(v, f"identity_headers[{k!r}]") for k, v in fields.items()}
         all_names = {main, *chain_names, *lower_fields.values()}
         if len(all_names) != 1 + len(chain_names) + len(lower_fields):
@@ -618,10 +621,30 @@ class ForwardedCert(Immutable):
         if self.identity_format == "gcp":
             if fields.get("present", "").strip(" \t").lower() != "true":
                 return None
+            _window_forwarded(self._fields, fields)
             return ForwardedValue(source, key, lambda: _guard(identity_from_gcp, fields, source))
         if "subject" not in fields:
             return None
+        _window_forwarded(self._fields, fields)
         return ForwardedValue(source, key, lambda: _guard(identity_from_aws, fields, source))
+
+
+_WINDOW_FIELDS = ("validity", "not_before", "not_after")
+
+
+def _window_forwarded(configured: Mapping[str, str], fields: Mapping[str, str]) -> None:
+    """Refuse an identity whose configured validity header did not come.
+
+    ALB forwards expired certificates as verified (``IgnoreClientCertificateExpiry``), GCP
+    those in its trust config's allow-list: the forwarded window is the only expiry check.
+    A header the configuration names and the proxy always sets is missing only when the
+    proxy does not set it under that name (a header renamed on the load balancer): reading
+    on without it would admit an expired certificate. Leave the field out of
+    ``identity_headers`` to do without it.
+    """
+    for field in _WINDOW_FIELDS:
+        if field in configured and field not in fields:
+            raise malformed(f"the proxy forwarded no validity ({configured[field]!r} is absent)")
 
 
 def _xfcc_chain(element: XFCCElement) -> tuple[bytes, ...]:

@@ -251,6 +251,8 @@ def identity_from_gcp(fields: dict[str, str], source: str) -> ClientIdentity:
     uris = (spiffe, *listed) if spiffe else listed
     not_before = _iso(fields["not_before"]) if "not_before" in fields else None
     not_after = _iso(fields["not_after"]) if "not_after" in fields else None
+    if (not_before is None) != (not_after is None):
+        raise malformed("the load balancer forwarded one end of the validity window")
     if not_before is not None and not_after is not None:
         _window(not_before, not_after)
     return _build(
