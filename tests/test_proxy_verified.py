@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtlsauth import CertificateInvalid, ForwardedCert, Presented, Verifier, _names
+from mtlsauth import CertificateInvalid, ForwardedCert, Policy, Presented, Verifier, _names
 from mtlsauth._forwarded._verified import identity_from_gcp, parse_dn
-from mtlsauth.testing import CA
+from mtlsauth.testing import CA, encode_forwarded
 
 PROXY = "10.0.0.5"
 TRUSTED = ["10.0.0.0/24"]
@@ -495,3 +495,42 @@ def test_identity_headers_without_a_validity_window_do_without_it() -> None:
             )  # fmt: skip
     with pytest.raises(CertificateInvalid, match="one end"):
         identity_from_gcp({"chain_verified": "true", "not_before": _rfc3339(PAST[0])}, "gcp")
+
+
+# -- XFCC URI and DNS values are never quoted by Envoy -----------------------------------------
+_ADMIN_ID = Policy(spiffe_ids=["spiffe://td/ns/prod/sa/admin"])
+_ADMIN_URI = Policy(uris=["spiffe://td/ns/prod/sa/admin"])
+_ADMIN_HOST = Policy(dns_names=["admin.example"])
+
+
+@pytest.mark.parametrize(
+    ("value", "policy"),
+    [
+        ('URI="spiffe://td/ns/prod/sa/admin"', _ADMIN_ID),
+        ('Subject="CN=a\\,b";URI="spiffe://td/ns/prod/sa/admin"', _ADMIN_ID),  # full parser
+        ('By=spiffe://td/gw;URI=spiffe://td/ns/a/sa/b;URI="spiffe://td/ns/prod/sa/admin"', _ADMIN_URI),
+        ('DNS="admin.example"', _ADMIN_HOST),
+        ('Subject="CN=a";DNS=ok.example;DNS="admin.example"', _ADMIN_HOST),
+    ],
+)  # fmt: skip
+def test_a_quoted_xfcc_uri_or_dns_name_is_malformed(value: str, policy: Policy) -> None:
+    # Envoy writes a URI or DNS SAN as it is, unquoted: URI="spiffe://td/.../admin" is a SAN
+    # whose own text holds the quotes, which no certificate reading takes for that SPIFFE ID
+    # or host name. It was read with the quotes removed and admitted as the admin.
+    with pytest.raises(CertificateInvalid) as info:
+        _verifier("istio", policy=policy).authenticate(_xfcc(value))
+    assert info.value.code == "certificate_malformed"
+
+
+def test_unquoted_xfcc_names_and_quoted_ones_beside_a_cert_read_as_before() -> None:
+    verifier = _verifier("istio")
+    identity = verifier.authenticate(_xfcc("URI=spiffe://td/ns/a/sa/b;DNS=a.example"))
+    assert identity.spiffe_id == "spiffe://td/ns/a/sa/b"
+    assert identity.dns_names == ("a.example",)
+    # An element with a Cert is verified from the certificate; its URI pairs are not read.
+    fc = ForwardedCert.preset("istio", trusted_proxies=TRUSTED, verified_by_proxy=True)
+    leaf = CA().issue_client_cert(common_name="c")
+    ((name, text),) = encode_forwarded("istio", [leaf.der])
+    value = fc.extract(_request((name, text + ';URI="spiffe://td/x"')))
+    assert value is not None
+    assert value.decode() == (leaf.der,)

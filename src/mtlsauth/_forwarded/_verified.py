@@ -147,6 +147,10 @@ def _serial(value: str) -> int:
 
 def identity_from_xfcc(element: XFCCElement, source: str) -> ClientIdentity:
     """Istio sidecar element (``URI``/``Subject``/``DNS``, no ``Cert``)."""
+    if element.quoted_names:
+        # Envoy writes URI and DNS SANs unquoted, as they are: URI="spiffe://td/admin" is a
+        # SAN whose text holds the quotes (which a certificate's reading refuses), not that ID.
+        raise malformed("x-forwarded-client-cert quotes a URI or DNS name (Envoy never does)")
     return _build(
         subject=parse_dn(element.subject or ""),
         issuer=parse_dn(element.issuer) if element.issuer else None,

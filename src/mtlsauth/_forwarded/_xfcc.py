@@ -46,6 +46,9 @@ class XFCCElement:
     issuer: str | None = None
     uri: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
+    # A URI or DNS value written between quotes: Envoy writes both as the SAN is, never
+    # quoted, so such a value is a SAN whose own text starts with a quote (or not Envoy's).
+    quoted_names: bool = False
 
     @property
     def has_certificate(self) -> bool:
@@ -53,7 +56,7 @@ class XFCCElement:
 
     @property
     def has_identity(self) -> bool:
-        return bool(self.uri or self.subject or self.dns)
+        return bool(self.uri or self.subject or self.dns or self.quoted_names)
 
 
 def _quoted(text: str, i: int) -> tuple[str, int]:
@@ -82,6 +85,9 @@ def _quoted(text: str, i: int) -> tuple[str, int]:
 
 
 _ALWAYS_QUOTED = frozenset({"cert", "chain"})
+# Keys Envoy writes unquoted whatever they hold: a quoted value is kept under the key with a
+# '"' appended (no key read from the header holds one), for XFCCElement.quoted_names.
+_NEVER_QUOTED = frozenset({"uri", "dns"})
 """Keys whose values Envoy always double-quotes (their URL-encoded PEM is long)."""
 
 
@@ -112,6 +118,8 @@ def parse_xfcc(text: str) -> list[list[tuple[str, str]]]:
         i = eq + 1
         if i < n and text[i] == '"':
             value, i = _quoted(text, i + 1)
+            if key in _NEVER_QUOTED:
+                key += '"'
             while i < n and text[i] in _OWS:
                 i += 1
             if i < n and text[i] not in ";,":
@@ -140,6 +148,7 @@ def _element(pairs: list[tuple[str, str]]) -> XFCCElement:
     by: list[str] = []
     uri: list[str] = []
     dns: list[str] = []
+    quoted_names = False
     for key, value in pairs:
         if key in _SINGLE:
             if key in fields:
@@ -152,6 +161,8 @@ def _element(pairs: list[tuple[str, str]]) -> XFCCElement:
                 uri.append(value)
         elif key == "dns" and value:
             dns.append(value)
+        elif key in ('uri"', 'dns"'):
+            quoted_names = True
         # unknown keys (added by newer Envoy versions) are ignored
     return XFCCElement(
         by=tuple(by),
@@ -162,6 +173,7 @@ def _element(pairs: list[tuple[str, str]]) -> XFCCElement:
         issuer=fields.get("issuer"),
         uri=tuple(uri),
         dns=tuple(dns),
+        quoted_names=quoted_names,
     )
 
 
@@ -215,9 +227,11 @@ def _select_fast(text: str, index: int) -> list[tuple[str, str]] | None:
     pairs: list[tuple[str, str]] = []
     for pair in elements[index].split(";"):
         key, _, value = pair.partition("=")
-        pairs.append(
-            (key.lstrip(_OWS).lower(), next(quoted) if value == '""' else value.strip(_OWS))
-        )
+        key = key.lstrip(_OWS).lower()
+        if value == '""':
+            pairs.append((key + '"' if key in _NEVER_QUOTED else key, next(quoted)))
+        else:
+            pairs.append((key, value.strip(_OWS)))
     return pairs
 
 
