@@ -511,12 +511,17 @@ _ADMIN_HOST = Policy(dns_names=["admin.example"])
         ('By=spiffe://td/gw;URI=spiffe://td/ns/a/sa/b;URI="spiffe://td/ns/prod/sa/admin"', _ADMIN_URI),
         ('DNS="admin.example"', _ADMIN_HOST),
         ('Subject="CN=a";DNS=ok.example;DNS="admin.example"', _ADMIN_HOST),
+        # Blanks around a value are the SAN's own text too (" spiffe://..." is no SPIFFE ID).
+        ("URI= spiffe://td/ns/prod/sa/admin", _ADMIN_ID),
+        ("URI=spiffe://td/ns/prod/sa/admin\t;DNS=a.example", _ADMIN_ID),
+        ('Subject="CN=a\\,b";URI=\tspiffe://td/ns/prod/sa/admin', _ADMIN_ID),  # full parser
+        ("DNS=a.example;DNS= admin.example", _ADMIN_HOST),
     ],
 )  # fmt: skip
 def test_a_quoted_xfcc_uri_or_dns_name_is_malformed(value: str, policy: Policy) -> None:
-    # Envoy writes a URI or DNS SAN as it is, unquoted: URI="spiffe://td/.../admin" is a SAN
-    # whose own text holds the quotes, which no certificate reading takes for that SPIFFE ID
-    # or host name. It was read with the quotes removed and admitted as the admin.
+    # Envoy writes a URI or DNS SAN as it is, unquoted and untrimmed: URI="spiffe://.../admin"
+    # is a SAN whose own text holds the quotes (or blanks), which no certificate reading takes
+    # for that SPIFFE ID or host name. It was read with them removed and admitted as admin.
     with pytest.raises(CertificateInvalid) as info:
         _verifier("istio", policy=policy).authenticate(_xfcc(value))
     assert info.value.code == "certificate_malformed"

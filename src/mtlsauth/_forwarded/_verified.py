@@ -148,9 +148,12 @@ def _serial(value: str) -> int:
 def identity_from_xfcc(element: XFCCElement, source: str) -> ClientIdentity:
     """Istio sidecar element (``URI``/``Subject``/``DNS``, no ``Cert``)."""
     if element.quoted_names:
-        # Envoy writes URI and DNS SANs unquoted, as they are: URI="spiffe://td/admin" is a
-        # SAN whose text holds the quotes (which a certificate's reading refuses), not that ID.
-        raise malformed("x-forwarded-client-cert quotes a URI or DNS name (Envoy never does)")
+        # Envoy writes URI and DNS SANs as they are: URI="spiffe://td/admin" (or with blanks
+        # around it) is a SAN whose text holds them, which a certificate's reading refuses.
+        raise malformed(
+            "x-forwarded-client-cert quotes a URI or DNS name, or puts blanks around it "
+            "(Envoy writes neither)"
+        )
     return _build(
         subject=parse_dn(element.subject or ""),
         issuer=parse_dn(element.issuer) if element.issuer else None,

@@ -46,8 +46,8 @@ class XFCCElement:
     issuer: str | None = None
     uri: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
-    # A URI or DNS value written between quotes: Envoy writes both as the SAN is, never
-    # quoted, so such a value is a SAN whose own text starts with a quote (or not Envoy's).
+    # A URI or DNS value written between quotes or with blanks around it: Envoy writes both
+    # as the SAN is, so such a value is a SAN whose own text holds them (or not Envoy's).
     quoted_names: bool = False
 
     @property
@@ -85,8 +85,9 @@ def _quoted(text: str, i: int) -> tuple[str, int]:
 
 
 _ALWAYS_QUOTED = frozenset({"cert", "chain"})
-# Keys Envoy writes unquoted whatever they hold: a quoted value is kept under the key with a
-# '"' appended (no key read from the header holds one), for XFCCElement.quoted_names.
+# Keys Envoy writes unquoted and untrimmed whatever they hold: a value quoted, or with blanks
+# around it, is kept under the key with a '"' appended (no key read from the header holds
+# one), for XFCCElement.quoted_names.
 _NEVER_QUOTED = frozenset({"uri", "dns"})
 """Keys whose values Envoy always double-quotes (their URL-encoded PEM is long)."""
 
@@ -132,6 +133,8 @@ def parse_xfcc(text: str) -> list[list[tuple[str, str]]]:
             if key in _ALWAYS_QUOTED:
                 raise malformed(f"unquoted {key!r} in x-forwarded-client-cert (Envoy quotes it)")
             value, i = text[i:end].strip(_OWS), end
+            if key in _NEVER_QUOTED and len(value) != end - eq - 1:
+                key += '"'
         pairs.append((key, value))
         if i >= n:
             elements.append(pairs)
@@ -231,7 +234,10 @@ def _select_fast(text: str, index: int) -> list[tuple[str, str]] | None:
         if value == '""':
             pairs.append((key + '"' if key in _NEVER_QUOTED else key, next(quoted)))
         else:
-            pairs.append((key, value.strip(_OWS)))
+            trimmed = value.strip(_OWS)
+            if key in _NEVER_QUOTED and len(trimmed) != len(value):
+                key += '"'
+            pairs.append((key, trimmed))
     return pairs
 
 
