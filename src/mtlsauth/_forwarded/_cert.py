@@ -138,6 +138,7 @@ class ForwardedCert(Immutable):
             proxy appended.
         identity_format: ``"aws-alb"`` or ``"gcp"``: how to read ``identity_headers``.
         identity_headers: Field name to header name for ``verified_by_proxy`` identities.
+            A validity field named here must come with every identity (GCP's two both).
         single_certificate: The certificate header holds the leaf alone, so a second
             certificate in it is malformed. Default: True with ``chain_header`` or
             ``"rfc9440"``, False otherwise (AWS ALB's URL-encoded PEM, Traefik and XFCC
