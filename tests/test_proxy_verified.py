@@ -16,7 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtlsauth import CertificateInvalid, ForwardedCert, Policy, Presented, Verifier, _names
+from mtlsauth import (
+    CertificateInvalid,
+    ForwardedCert,
+    Policy,
+    PolicyDenied,
+    Presented,
+    Verifier,
+    _names,
+)
 from mtlsauth._forwarded._verified import identity_from_gcp, parse_dn
 from mtlsauth.testing import CA, encode_forwarded
 
@@ -539,3 +547,22 @@ def test_unquoted_xfcc_names_and_quoted_ones_beside_a_cert_read_as_before() -> N
     value = fc.extract(_request((name, text + ';URI="spiffe://td/x"')))
     assert value is not None
     assert value.decode() == (leaf.der,)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["URI=;URI=spiffe://td/ns/prod/sa/admin", "URI=spiffe://td/ns/prod/sa/admin;URI="],
+)
+def test_an_empty_xfcc_uri_beside_another_is_a_uri_san(value: str) -> None:
+    # Envoy writes a bare "URI=" only for a certificate without URI SANs. Beside another URI
+    # it is an empty URI SAN: the certificate has two URIs and, read over TLS, no SPIFFE ID.
+    # The empty one was dropped and the other became the X.509-SVID's SPIFFE ID.
+    verifier = _verifier("istio", policy=_ADMIN_ID)
+    with pytest.raises(PolicyDenied) as info:
+        verifier.authenticate(_xfcc(value))
+    assert info.value.code == "spiffe_id_not_allowed"
+    identity = _verifier("istio").authenticate(_xfcc(value))
+    assert identity.spiffe_id is None
+    assert sorted(identity.uris) == ["", "spiffe://td/ns/prod/sa/admin"]
+    # Envoy's own bare "URI=" still means no URI SAN.
+    assert _verifier("istio").authenticate(_xfcc('Subject="CN=a";URI=')).uris == ()

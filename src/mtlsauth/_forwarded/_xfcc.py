@@ -160,13 +160,17 @@ def _element(pairs: list[tuple[str, str]]) -> XFCCElement:
         elif key == "by":
             by.append(value)
         elif key == "uri":
-            if value:  # Envoy emits a bare "URI=" when the certificate has no URI SAN
-                uri.append(value)
+            uri.append(value)
         elif key == "dns" and value:
             dns.append(value)
         elif key in ('uri"', 'dns"'):
             quoted_names = True
         # unknown keys (added by newer Envoy versions) are ignored
+    if uri == [""]:
+        # Envoy's bare "URI=" when the certificate has no URI SAN. An empty value beside others
+        # is an empty URI SAN, kept as the certificate holds it: dropping it would leave one
+        # URI, read as the X.509-SVID's SPIFFE ID, where the certificate has two.
+        uri = []
     return XFCCElement(
         by=tuple(by),
         hash=fields.get("hash"),
