@@ -566,3 +566,15 @@ def test_an_empty_xfcc_uri_beside_another_is_a_uri_san(value: str) -> None:
     assert sorted(identity.uris) == ["", "spiffe://td/ns/prod/sa/admin"]
     # Envoy's own bare "URI=" still means no URI SAN.
     assert _verifier("istio").authenticate(_xfcc('Subject="CN=a";URI=')).uris == ()
+
+
+@pytest.mark.parametrize("serial", ["80" + "00" * 19, "01" + "00" * 20, "00" + "FF" * 21])
+def test_a_forwarded_serial_longer_than_20_octets_is_malformed(serial: str) -> None:
+    # Over TLS, path validation refuses a serial whose DER INTEGER is longer than 20 octets
+    # (RFC 5280 4.1.2.2); the same certificate described by the load balancer was admitted.
+    with pytest.raises(CertificateInvalid) as info:
+        _verifier("aws-alb-verify").authenticate(_alice_with_serial(serial))
+    assert info.value.code == "certificate_malformed"
+    longest = "7F" + "FF" * 19  # 20 octets with the sign bit clear: a valid serial
+    identity = _verifier("aws-alb-verify").authenticate(_alice_with_serial(longest))
+    assert identity.serial_number == int(longest, 16)

@@ -142,6 +142,10 @@ def _serial(value: str) -> int:
         # A certificate with serial 0 is refused over TLS, and deny_serials refuses 0 as an
         # entry that denies nothing: an identity holding it could never be deny-listed.
         raise malformed("the proxy's serial number is zero")
+    if serial.bit_length() > 159:
+        # A certificate's serial is at most 20 octets as a DER INTEGER (sign bit included):
+        # path validation refuses a longer one over TLS (RFC 5280 4.1.2.2).
+        raise malformed("the proxy's serial number is longer than 20 octets")
     return serial
 
 
