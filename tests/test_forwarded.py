@@ -1205,3 +1205,58 @@ def test_header_values_that_are_not_text_are_request_malformed(pki, preset):
         with pytest.raises(MTLSAuthError) as caught:
             verifier.authenticate(Presented(peer=PROXY, headers=as_bytes))  # type: ignore[arg-type]
         assert caught.value.code == "request_malformed"
+
+
+def test_rfc9440_parameter_values_are_whole_bare_items(chain) -> None:
+    """A parameter value is one RFC 8941 bare item; anything else fails the whole field.
+
+    Read leniently, ``;a=x"y, :M:, "`` hid an item from the chain (a parser that follows
+    RFC 8941 refuses the field), and ``;a=;b`` or ``;a=@`` passed as parameters.
+    """
+    from mtlsauth._forwarded._formats import decode_rfc9440, decode_rfc9440_list
+
+    leaf, inter = chain[0], chain[1]
+    item = ":" + base64.b64encode(leaf).decode() + ":"
+    other = ":" + base64.b64encode(inter).decode() + ":"
+    good = (
+        ";a=1;b=-2.5;c=tok*/x:y;d=?0;e=" + other + ";f",
+        ';a="s";b=@1700000000;c=%"caf%c3%a9"',
+    )
+    for params in good:
+        assert decode_rfc9440(item + params) == [leaf]
+        assert decode_rfc9440_list(f"{item}{params}, {other}") == [leaf, inter]
+    bad = (
+        ";a=",
+        ";a=;b",
+        ";a=@",
+        ";a=\u00e9",
+        ";a=1.2345",
+        ";a=1234567890123456",
+        ";a=?2",
+        ";a=x(y)",
+        ";a=1x",
+        ";a=:AA",
+        ';a=%"caf\u00e9"',
+        ';a=%"%C3"',
+        ";a=(1 2)",
+    )
+    for params in bad:
+        with pytest.raises(CertificateInvalid) as info:
+            decode_rfc9440(item + params)
+        assert info.value.code == "certificate_malformed"
+    hidden = f'{other};a=x"y, {item}, ", {other}'
+    with pytest.raises(CertificateInvalid):
+        decode_rfc9440_list(hidden)
+
+
+def test_rfc9440_bad_parameter_value_refused_end_to_end(pki) -> None:
+    root, _, client = pki
+    verifier = Verifier(
+        trust_store=root.trust_store(),
+        forwarded=ForwardedCert.preset("rfc9440", trusted_proxies=TRUSTED),
+    )
+    leaf = ":" + base64.b64encode(client.chain_der[0]).decode() + ":"
+    mid = ":" + base64.b64encode(client.chain_der[1]).decode() + ":"
+    with pytest.raises(CertificateInvalid) as info:
+        verifier.authenticate(_req(("Client-Cert", leaf), ("Client-Cert-Chain", mid + ";a=;b")))
+    assert info.value.code == "certificate_malformed"

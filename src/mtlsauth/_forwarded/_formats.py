@@ -51,6 +51,17 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # %41-%5A, %61-%7A (letters), %30-%39 (digits), %2D %2E %5F %7E ("-" "." "_" "~")
 _UNRESERVED_ESCAPE = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DEde]|5[Ff]|7[Ee])")
 _SF_BASE64 = re.compile(r"[A-Za-z0-9+/=]+")
+# An RFC 8941 bare item other than a string (RFC 9651 adds dates and display strings):
+# decimal, integer, token, byte sequence, boolean, date, display string.
+_SF_BARE_ITEM = re.compile(
+    r"-?[0-9]{1,12}\.[0-9]{1,3}(?![0-9.])"
+    r"|-?[0-9]{1,15}(?![0-9.])"
+    r"|[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*"
+    r"|:[A-Za-z0-9+/=]*:"
+    r"|\?[01]"
+    r"|@-?[0-9]{1,15}(?![0-9.])"
+    r'|%"(?:[ !#$&-~]|%[0-9a-f]{2})*"'
+)
 # Apache's "(null)"; Caddy's placeholder when the replacer did not know it (older Caddy).
 _CADDY_PLACEHOLDER = "{http.request.tls.client."
 
@@ -315,11 +326,15 @@ def _sf_byte_sequence(value: str, i: int) -> tuple[bytes, int]:
             i += 1
         i = _sf_key_end(value, i)
         if i < len(value) and value[i] == "=":
-            i += 1
-            while i < len(value) and value[i] not in ",; \t":
-                if value[i] == '"':  # an sf-string: \\ escapes only '"' and '\\' (RFC 8941)
-                    i = _sf_string_end(value, i + 1)
-                i += 1
+            if value[i + 1 : i + 2] == '"':  # an sf-string: \\ escapes only '"' and '\\'
+                i = _sf_string_end(value, i + 2) + 1
+                continue
+            # Any other value is one bare item, whole: a stray character fails the field
+            # (RFC 8941 §4.2), as it does for every parser the proxy in front may run.
+            item = _SF_BARE_ITEM.match(value, i + 1)
+            if item is None:
+                raise malformed("bad structured-field parameter value")
+            i = item.end()
     return raw, i
 
 
