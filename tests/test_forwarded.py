@@ -1238,6 +1238,8 @@ def test_rfc9440_parameter_values_are_whole_bare_items(chain) -> None:
         ";a=:AA",
         ';a=%"caf\u00e9"',
         ';a=%"%C3"',
+        ';a=%"%c3"',
+        ';a=%"%ff%fe"',
         ";a=(1 2)",
     )
     for params in bad:

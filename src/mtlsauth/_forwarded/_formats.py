@@ -334,6 +334,11 @@ def _sf_byte_sequence(value: str, i: int) -> tuple[bytes, int]:
             item = _SF_BARE_ITEM.match(value, i + 1)
             if item is None:
                 raise malformed("bad structured-field parameter value")
+            if value.startswith('%"', i + 1):  # RFC 9651: the escapes spell UTF-8
+                try:
+                    unquote(item.group()[2:-1], encoding="utf-8", errors="strict")
+                except UnicodeDecodeError:
+                    raise malformed("a display string is not UTF-8") from None
             i = item.end()
     return raw, i
 
