@@ -335,14 +335,42 @@ def nginx_to(tmp: Path, port: int, upstream: str, pki: PKI) -> list[str]:
 
 
 def apache(tmp: Path, port: int, backend: int, pki: PKI) -> tuple[list[str], dict[str, str]]:
-    mods = ["mpm_event", "authz_core", "ssl", "headers", "proxy", "proxy_http", "socache_shmcb"]
-    loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in mods)
-    user = "User nobody\nGroup nogroup" if IS_ROOT else ""
     chain = "\n".join(
         f"    RequestHeader unset X-SSL-Client-Cert-Chain-{i}\n"
         f'    RequestHeader set X-SSL-Client-Cert-Chain-{i} "%{{SSL_CLIENT_CERT_CHAIN_{i}}}s"'
         for i in range(3)
     )
+    headers = "\n".join(
+        [
+            "    # unset, then set: the proxy's header goes after every spelling the client sent",
+            "    RequestHeader unset X-SSL-Client-Cert",
+            '    RequestHeader set X-SSL-Client-Cert "%{SSL_CLIENT_CERT}s"',
+            chain,
+            '    RequestHeader set X-SSL-Client-Verify "%{SSL_CLIENT_VERIFY}s"',
+        ]
+    )
+    conf = apache_config(tmp, port, backend, pki, verify_depth=3, headers=headers)
+    return ["/usr/sbin/apache2", "-X", "-f", str(conf)], {}
+
+
+def apache_config(
+    tmp: Path,
+    port: int,
+    backend: int,
+    pki: Any,
+    *,
+    verify_depth: int,
+    headers: str,
+    session_cache: bool = False,
+) -> Path:
+    """Write an httpd.conf: one TLS virtual host on ``port`` asking for a client certificate
+    from any CA (``optional_no_ca``, as the proxies are set up in docs/proxies.md), setting
+    the request ``headers`` (RequestHeader lines) and proxying to ``backend``; with
+    ``session_cache``, sessions resume as under Debian's ssl.conf."""
+    mods = ["mpm_event", "authz_core", "ssl", "headers", "proxy", "proxy_http", "socache_shmcb"]
+    loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES}/mod_{m}.so" for m in mods)
+    user = "User nobody\nGroup nogroup" if IS_ROOT else ""
+    cache = f"shmcb:{tmp}/ssl_scache(512000)" if session_cache else "none"
     conf = tmp / "httpd.conf"
     conf.write_text(
         f"""
@@ -355,25 +383,21 @@ DefaultRuntimeDir {tmp}
 ErrorLog {tmp}/error.log
 LogLevel warn
 Listen 127.0.0.1:{port}
-SSLSessionCache none
+SSLSessionCache {cache}
 <VirtualHost 127.0.0.1:{port}>
     SSLEngine on
     SSLCertificateFile {pki["server_cert"]}
     SSLCertificateKeyFile {pki["server_key"]}
     SSLCACertificateFile {pki["root"]}
     SSLVerifyClient optional_no_ca
-    SSLVerifyDepth 3
+    SSLVerifyDepth {verify_depth}
     SSLOptions +ExportCertData
-    # unset, then set: the proxy's header goes after every spelling the client sent
-    RequestHeader unset X-SSL-Client-Cert
-    RequestHeader set X-SSL-Client-Cert "%{{SSL_CLIENT_CERT}}s"
-{chain}
-    RequestHeader set X-SSL-Client-Verify "%{{SSL_CLIENT_VERIFY}}s"
+{headers}
     ProxyPass / http://127.0.0.1:{backend}/
 </VirtualHost>
 """
     )
-    return ["/usr/sbin/apache2", "-X", "-f", str(conf)], {}
+    return conf
 
 
 def haproxy(tmp: Path, port: int, backend: int, pki: PKI) -> tuple[list[str], dict[str, str]]:
@@ -589,6 +613,7 @@ def proxy_tools() -> SimpleNamespace:
         run_proxy=run_proxy,
         nginx_to=nginx_to,
         nginx_config=nginx_config,
+        apache_config=apache_config,
         serve_backend=serve_backend,
         proxy_specs=PROXY_SPECS,
         apache_modules=APACHE_MODULES,

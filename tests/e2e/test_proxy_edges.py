@@ -63,40 +63,16 @@ def _nginx(tmp: Path, port: int, backend: int, pki: Any, tools: Any) -> list[str
 
 def _apache(tmp: Path, port: int, backend: int, pki: Any, tools: Any) -> list[str]:
     """Apache as Debian's ssl.conf sets it up: with a session cache, so sessions resume."""
-    mods = ["mpm_event", "authz_core", "ssl", "headers", "proxy", "proxy_http", "socache_shmcb"]
-    loads = "\n".join(f"LoadModule {m}_module {tools.apache_modules}/mod_{m}.so" for m in mods)
-    user = "User nobody\nGroup nogroup" if tools.is_root else ""
-    chain = "\n".join(
+    lines = ['    RequestHeader set X-SSL-Client-Cert "%{SSL_CLIENT_CERT}s"']
+    lines += [
         f'    RequestHeader set X-SSL-Client-Cert-Chain-{i} "%{{SSL_CLIENT_CERT_CHAIN_{i}}}s"'
         for i in range(3)
+    ]
+    lines.append(
+        '    RequestHeader set X-SSL-Client-Cert-Escaped "expr=%{escape:%{SSL_CLIENT_CERT}}"'
     )
-    conf = tmp / "httpd.conf"
-    conf.write_text(
-        f"""
-ServerRoot {tmp}
-ServerName localhost
-{loads}
-{user}
-PidFile {tmp}/httpd.pid
-DefaultRuntimeDir {tmp}
-ErrorLog {tmp}/error.log
-LogLevel warn
-Listen 127.0.0.1:{port}
-SSLSessionCache shmcb:{tmp}/ssl_scache(512000)
-<VirtualHost 127.0.0.1:{port}>
-    SSLEngine on
-    SSLCertificateFile {pki["server_cert"]}
-    SSLCertificateKeyFile {pki["server_key"]}
-    SSLCACertificateFile {pki["root"]}
-    SSLVerifyClient optional_no_ca
-    SSLVerifyDepth 4
-    SSLOptions +ExportCertData
-    RequestHeader set X-SSL-Client-Cert "%{{SSL_CLIENT_CERT}}s"
-{chain}
-    RequestHeader set X-SSL-Client-Cert-Escaped "expr=%{{escape:%{{SSL_CLIENT_CERT}}}}"
-    ProxyPass / http://127.0.0.1:{backend}/
-</VirtualHost>
-"""
+    conf = tools.apache_config(
+        tmp, port, backend, pki, verify_depth=4, headers="\n".join(lines), session_cache=True
     )
     return ["/usr/sbin/apache2", "-X", "-f", str(conf)]
 

@@ -150,40 +150,12 @@ def _nginx(tmp: Path, port: int, backend: int, pki: Any, tools: Any) -> list[str
 
 
 def _apache(tmp: Path, port: int, backend: int, pki: Any, tools: Any) -> list[str]:
-    mods = ["mpm_event", "authz_core", "ssl", "headers", "proxy", "proxy_http", "socache_shmcb"]
-    loads = "\n".join(f"LoadModule {m}_module {tools.apache_modules}/mod_{m}.so" for m in mods)
-    user = "User nobody\nGroup nogroup" if tools.is_root else ""
-    chain = "\n".join(
+    lines = ['    RequestHeader set X-SSL-Client-Cert "%{SSL_CLIENT_CERT}s"']
+    lines += [
         f'    RequestHeader set {h} "%{{SSL_CLIENT_CERT_CHAIN_{i}}}s"'
         for i, h in enumerate(APACHE_CHAIN)
-    )
-    conf = tmp / "httpd.conf"
-    conf.write_text(
-        f"""
-ServerRoot {tmp}
-ServerName localhost
-{loads}
-{user}
-PidFile {tmp}/httpd.pid
-DefaultRuntimeDir {tmp}
-ErrorLog {tmp}/error.log
-LogLevel warn
-Listen 127.0.0.1:{port}
-SSLSessionCache none
-<VirtualHost 127.0.0.1:{port}>
-    SSLEngine on
-    SSLCertificateFile {pki["server_cert"]}
-    SSLCertificateKeyFile {pki["server_key"]}
-    SSLCACertificateFile {pki["root"]}
-    SSLVerifyClient optional_no_ca
-    SSLVerifyDepth 8
-    SSLOptions +ExportCertData
-    RequestHeader set X-SSL-Client-Cert "%{{SSL_CLIENT_CERT}}s"
-{chain}
-    ProxyPass / http://127.0.0.1:{backend}/
-</VirtualHost>
-"""
-    )
+    ]
+    conf = tools.apache_config(tmp, port, backend, pki, verify_depth=8, headers="\n".join(lines))
     return ["/usr/sbin/apache2", "-X", "-f", str(conf)]
 
 
