@@ -313,7 +313,7 @@ def nginx(tmp: Path, port: int, backend: int, pki: PKI) -> tuple[list[str], dict
     return nginx_to(tmp, port, f"http://127.0.0.1:{backend}", pki), {}
 
 
-def nginx_to(tmp: Path, port: int, upstream: str, pki: PKI) -> list[str]:
+def nginx_to(tmp: Path, port: int, upstream: str, pki: PKI, *, verify_depth: int = 3) -> list[str]:
     """nginx with client-certificate TLS on ``port``, forwarding to ``upstream``; its argv."""
     conf = nginx_config(
         tmp,
@@ -323,7 +323,7 @@ def nginx_to(tmp: Path, port: int, upstream: str, pki: PKI) -> list[str]:
         ssl_certificate_key {pki["server_key"]};
         ssl_client_certificate {pki["root"]};
         ssl_verify_client optional_no_ca;
-        ssl_verify_depth 3;
+        ssl_verify_depth {verify_depth};
         location / {{
             proxy_pass {upstream};
             proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;

@@ -131,22 +131,7 @@ class Live:
 
 
 def _nginx(tmp: Path, port: int, backend: int, pki: Any, tools: Any) -> list[str]:
-    conf = tools.nginx_config(
-        tmp,
-        f"""    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {pki["server_cert"]};
-        ssl_certificate_key {pki["server_key"]};
-        ssl_client_certificate {pki["root"]};
-        ssl_verify_client optional_no_ca;
-        ssl_verify_depth 8;
-        location / {{
-            proxy_pass http://127.0.0.1:{backend};
-            proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
-        }}
-    }}""",
-    )
-    return ["/usr/sbin/nginx", "-p", str(tmp), "-c", str(conf), "-g", "daemon off;"]
+    return tools.nginx_to(tmp, port, f"http://127.0.0.1:{backend}", pki, verify_depth=8)
 
 
 def _apache(tmp: Path, port: int, backend: int, pki: Any, tools: Any) -> list[str]:
