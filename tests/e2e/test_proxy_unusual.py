@@ -22,36 +22,15 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from mtlsauth import ForwardedCert, MTLSAuthError, Presented, Verifier
-from mtlsauth.testing import CA, ClientCert, encode_forwarded
+from mtlsauth.testing import ClientCert, encode_forwarded
 
 pytestmark = pytest.mark.e2e
 
 NAMES = ("nginx", "apache", "haproxy", "caddy")
 APACHE_CHAIN = tuple(f"X-SSL-Client-Cert-Chain-{i}" for i in range(5))
-
-
-def _leaf(ca: CA, key: Any, subject: x509.Name, *extensions: tuple[Any, bool]) -> ClientCert:
-    now = dt.datetime.now(dt.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-    )
-    for ext, critical in extensions:
-        builder = builder.add_extension(ext, critical=critical)
-    cert = builder.sign(ca.private_key, hashes.SHA256())
-    return ClientCert(cert, key, ca.chain_to_root)
 
 
 def _clients(pki: Any) -> dict[str, ClientCert]:
@@ -87,17 +66,13 @@ def _clients(pki: Any) -> dict[str, ClientCert]:
     )
     return {
         "ed25519": inter.issue_client_cert(common_name="ed", key_type="ed25519"),
-        "p384": _leaf(inter, ec.generate_private_key(ec.SECP384R1()), _cn("p384")),
-        "p521": _leaf(inter, ec.generate_private_key(ec.SECP521R1()), _cn("p521")),
+        "p384": inter.issue_client_cert(common_name="p384", key_type="p384"),
+        "p521": inter.issue_client_cert(common_name="p521", key_type="p521"),
         "rsa4096": inter.issue_client_cert(common_name="rsa4096", key_type="rsa4096"),
         "deep": deep.issue_client_cert(common_name="deep"),
-        "odd-subject": _leaf(inter, ec.generate_private_key(ec.SECP256R1()), odd),
-        "12k": _leaf(
-            inter,
-            ec.generate_private_key(ec.SECP256R1()),
-            _cn("12k"),
-            (policies, False),
-            (sans, False),
+        "odd-subject": inter.issue_client_cert(subject=odd),
+        "12k": inter.issue_client_cert(
+            common_name="12k", extra_extensions=[(policies, False), (sans, False)]
         ),
         # Judged otherwise by different proxies: forwarded by some, refused by others.
         "expired": inter.issue_client_cert(
@@ -115,10 +90,6 @@ def _clients(pki: Any) -> dict[str, ClientCert]:
         ),
         "seventeen": ClientCert(alice.certificate, alice.private_key, (inter_cert,) * 17),
     }
-
-
-def _cn(value: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, value)])
 
 
 @dataclass

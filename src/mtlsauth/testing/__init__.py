@@ -50,7 +50,7 @@ __all__ = [
     "with_client_cert",
 ]
 
-KeyType = Literal["ec", "rsa", "rsa1024", "rsa4096", "ed25519"]
+KeyType = Literal["ec", "p384", "p521", "rsa", "rsa1024", "rsa4096", "ed25519"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 _HOUR = dt.timedelta(hours=1)
 
@@ -98,6 +98,10 @@ class Blob:
 def _new_key(key_type: KeyType) -> PrivateKey:
     if key_type == "ec":
         return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if key_type == "p521":
+        return ec.generate_private_key(ec.SECP521R1())
     if key_type == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
     if key_type == "rsa4096":
@@ -209,7 +213,8 @@ class CA:
     Args:
         organization: The CA's organizationName.
         common_name: The CA's commonName (default: derived from the organization).
-        key_type: ``"ec"`` (P-256, fast, default), ``"rsa"`` (2048) or ``"rsa4096"``.
+        key_type: ``"ec"`` (P-256, fast, default), ``"p384"``, ``"p521"``, ``"rsa"`` (2048)
+            or ``"rsa4096"``.
         path_length: BasicConstraints pathLenConstraint, or ``None`` for no limit.
         name_constraints: An optional ``x509.NameConstraints`` extension for the CA.
         parent: The issuing CA (use :meth:`intermediate` rather than passing it).
