@@ -2298,3 +2298,26 @@ def test_a_revoked_answer_naming_the_ca_spelled_otherwise_is_revoked(
     # another key is still no answer.
     crafted.answer = answer(ocsp.OCSPCertStatus.GOOD, _attacker()[1])
     _refused(OCSPChecker(responder_url=crafted.url), chain, "bad signature")
+
+
+@pytest.mark.parametrize("algorithm", [hashes.SHA256(), hashes.SHA384(), hashes.SHA512()])
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+def test_a_revocation_under_a_certid_of_another_hash_still_revokes(
+    crafted: Crafted, setup: Setup, mode: str, algorithm: hashes.HashAlgorithm
+) -> None:
+    """The CA's signed REVOKED for our serial, issuer name and key, hashed with SHA-2 where
+    SHA-1 was asked for, is still its word that the certificate is revoked: taken for an
+    answer about another certificate, soft-fail admitted it. A GOOD so named stays no
+    answer (test_an_answer_about_another_certid_is_no_answer)."""
+    crafted.answer = _single_for(setup, status=REVOKED, algorithm=algorithm)
+    checker = OCSPChecker(responder_url=crafted.url, failure=mode)  # type: ignore[arg-type]
+    with pytest.raises(CertificateRevoked, match="keyCompromise"):
+        checker.check(_chain(setup.leaf, setup.ca), at=_now())
+    # Another serial, or another issuer key, under SHA-256 revokes nothing of ours.
+    other = setup.ca.issue_client_cert(common_name="someone else").certificate
+    for build in (
+        _single_for(setup, status=REVOKED, algorithm=algorithm, cert=other),
+        _single_for(setup, status=REVOKED, algorithm=algorithm, issuer=_twin(setup, ca=True)),
+    ):
+        crafted.answer = build
+        _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "CertID")

@@ -567,7 +567,7 @@ class OCSPChecker:
         # A delegated responder's answer is good while its certificate is: judged later,
         # the answer is refused (its signer expired), so it is not kept past that either.
         signer_ends = self._verify_signer(resp, certs, cert, issuer, at)
-        single = _matching(singles, request)
+        single = _matching(singles, request, cert, issuer)
         status = single.certificate_status
         if (
             status == ocsp.OCSPCertStatus.REVOKED
@@ -764,7 +764,10 @@ def _revoked_detail(cert: x509.Certificate, single: ocsp.OCSPSingleResponse) -> 
 
 
 def _matching(
-    singles: Sequence[ocsp.OCSPSingleResponse], request: ocsp.OCSPRequest
+    singles: Sequence[ocsp.OCSPSingleResponse],
+    request: ocsp.OCSPRequest,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
 ) -> ocsp.OCSPSingleResponse:
     """The SingleResponse about the certificate asked for.
 
@@ -773,6 +776,11 @@ def _matching(
     and under soft-fail a disagreement treated as no answer would admit the certificate),
     and a revocation for another reason goes before a hold, which is final only while fresh.
     GOOD next to UNKNOWN is an UNKNOWN: the CA does not vouch for the certificate.
+
+    A REVOKED whose CertID names the certificate with a SHA-2 hash where SHA-1 was asked
+    for counts too: the CA signed that this certificate is revoked, and taken for an answer
+    about another certificate, soft-fail admitted it. Any other status so named is still no
+    answer (the CertID must be the one asked for).
     """
     found = [
         single
@@ -782,9 +790,16 @@ def _matching(
         and single.issuer_name_hash == request.issuer_name_hash
         and isinstance(single.hash_algorithm, hashes.SHA1)
     ]
-    if not found:
-        raise _Failure("the response is about another certificate (CertID mismatch)")
     revoked = [s for s in found if s.certificate_status == ocsp.OCSPCertStatus.REVOKED]
+    revoked += [
+        single
+        for single in singles
+        if single.certificate_status == ocsp.OCSPCertStatus.REVOKED
+        and single.serial_number == request.serial_number
+        and _names_otherwise(single, cert, issuer)
+    ]
+    if not found and not revoked:
+        raise _Failure("the response is about another certificate (CertID mismatch)")
     for single in revoked:  # a final revocation first: a hold may have been released
         if single.revocation_reason != x509.ReasonFlags.certificate_hold:
             return single
@@ -795,3 +810,23 @@ def _matching(
         # response, so judged once it is known to be fresh and ours, like an UNKNOWN.
         return next(s for s in found if s.certificate_status == ocsp.OCSPCertStatus.UNKNOWN)
     return found[0]
+
+
+_SHA2 = (hashes.SHA224, hashes.SHA256, hashes.SHA384, hashes.SHA512)
+
+
+def _names_otherwise(
+    single: ocsp.OCSPSingleResponse, cert: x509.Certificate, issuer: x509.Certificate
+) -> bool:
+    """Whether ``single``'s CertID names ``cert`` under ``issuer`` with a SHA-2 hash."""
+    try:
+        algorithm = single.hash_algorithm
+    except (UnsupportedAlgorithm, ValueError):  # a hash cryptography does not know
+        return False
+    if not isinstance(algorithm, _SHA2):
+        return False
+    ours = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, algorithm).build()
+    return bool(
+        single.issuer_key_hash == ours.issuer_key_hash
+        and single.issuer_name_hash == ours.issuer_name_hash
+    )
