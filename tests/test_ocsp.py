@@ -2321,3 +2321,16 @@ def test_a_revocation_under_a_certid_of_another_hash_still_revokes(
     ):
         crafted.answer = build
         _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "CertID")
+
+
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+def test_a_revocation_signed_with_sha1_still_revokes(tmp_path: Path, mode: str) -> None:
+    """A SHA-1 signature is not trusted to vouch for a GOOD, but the CA's REVOKED so signed
+    was set aside with it, and soft-fail admitted the revoked certificate. A forgery of it
+    could only refuse, so it revokes; a GOOD so signed is still no answer."""
+    with _openssl_responder(tmp_path, "-rmd", "sha1") as r:
+        checker = OCSPChecker(responder_url=r.url, failure=mode)  # type: ignore[arg-type]
+        with pytest.raises(CertificateRevoked, match="keyCompromise"):
+            checker.check(_chain(r.revoked, r.ca), at=_now())
+        _refused(OCSPChecker(responder_url=r.url), _chain(r.good, r.ca), "sha1")
+        _refused(OCSPChecker(responder_url=r.url), _chain(r.unknown, r.ca), "sha1")

@@ -108,11 +108,14 @@ _WEAK_HASHES = (hashes.MD5, hashes.SHA1)
 _WEAK_CERT_HASHES = (hashes.MD5, hashes.SHA1, hashes.SHA224)
 
 
+class _WeakSignature(_Failure):
+    """A signature that verifies, made with a hash not trusted to vouch for a GOOD (MD5,
+    SHA-1). It still proves a final revocation: a forgery of one could only refuse."""
+
+
 def _verify_signature(resp: ocsp.OCSPResponse, signer: x509.Certificate) -> None:
     key = signer.public_key()
     algo = resp.signature_hash_algorithm
-    if isinstance(algo, _WEAK_HASHES):  # as for certificates: no MD5 or SHA-1 signatures
-        raise _Failure(f"OCSP response signed with {algo.name}, which is not accepted")
     if isinstance(key, rsa.RSAPublicKey) and algo is not None:
         if resp.signature_algorithm_oid == x509.oid.SignatureAlgorithmOID.RSASSA_PSS:
             raise _Failure("RSA-PSS signed OCSP responses are not supported")
@@ -123,6 +126,8 @@ def _verify_signature(resp: ocsp.OCSPResponse, signer: x509.Certificate) -> None
         key.verify(resp.signature, resp.tbs_response_bytes)
     else:
         raise _Failure("unsupported OCSP signature algorithm")
+    if isinstance(algo, _WEAK_HASHES):  # as for certificates: no MD5 or SHA-1 signatures
+        raise _WeakSignature(f"OCSP response signed with {algo.name}, which is not accepted")
 
 
 def _key_hash(cert: x509.Certificate) -> bytes:
@@ -566,7 +571,17 @@ class OCSPChecker:
             raise _Failure(f"more than {_MAX_RESPONSE_CERTS} certificates in one response")
         # A delegated responder's answer is good while its certificate is: judged later,
         # the answer is refused (its signer expired), so it is not kept past that either.
-        signer_ends = self._verify_signer(resp, certs, cert, issuer, at)
+        try:
+            signer_ends = self._verify_signer(resp, certs, cert, issuer, at)
+        except _WeakSignature:
+            # Verified, but with MD5 or SHA-1: good for a final revocation only.
+            single = _matching(singles, request, cert, issuer)
+            if (
+                single.certificate_status == ocsp.OCSPCertStatus.REVOKED
+                and single.revocation_reason != x509.ReasonFlags.certificate_hold
+            ):
+                return _Answer(_revoked_detail(cert, single), None, self._final_until(single, at))
+            raise
         single = _matching(singles, request, cert, issuer)
         status = single.certificate_status
         if (
@@ -576,8 +591,7 @@ class OCSPChecker:
             # A revocation other than a hold is final (RFC 5280 5.3.1): a CA-signed REVOKED
             # about this very certificate proves it however old the answer is, and whoever
             # replays it. Judged as no answer, soft-fail would admit the certificate.
-            fresh_until = single.next_update_utc or shifted(single.this_update_utc, self._max_age)
-            return _Answer(_revoked_detail(cert, single), None, max(fresh_until, at))
+            return _Answer(_revoked_detail(cert, single), None, self._final_until(single, at))
         # RFC 6960 4.4: an extension marked critical that is not understood makes the answer
         # unusable. The CA signed it, so under soft-fail too it is refused, like an UNKNOWN:
         # a GOOD on conditions mtlsauth cannot read is not a GOOD. (A final REVOKED above
@@ -608,6 +622,12 @@ class OCSPChecker:
         if status == ocsp.OCSPCertStatus.REVOKED:  # on hold, and fresh
             return _Answer(_revoked_detail(cert, single), None, until, since=at)
         raise _Unknown("the responder does not know this certificate (status UNKNOWN)")
+
+    def _final_until(self, single: ocsp.OCSPSingleResponse, at: datetime) -> datetime:
+        """How long a final revocation is kept: until the answer's nextUpdate (or
+        ``thisUpdate + max_age``), and at least until ``at``."""
+        fresh_until = single.next_update_utc or shifted(single.this_update_utc, self._max_age)
+        return max(fresh_until, at)
 
     def _verify_signer(
         self,
