@@ -2334,3 +2334,46 @@ def test_a_revocation_signed_with_sha1_still_revokes(tmp_path: Path, mode: str) 
             checker.check(_chain(r.revoked, r.ca), at=_now())
         _refused(OCSPChecker(responder_url=r.url), _chain(r.good, r.ca), "sha1")
         _refused(OCSPChecker(responder_url=r.url), _chain(r.unknown, r.ca), "sha1")
+
+
+def _with_reason_code(
+    build: Callable[[ocsp.OCSPRequest], bytes], s: Setup, code: int
+) -> Callable[[ocsp.OCSPRequest], bytes]:
+    """``build``'s CA-signed keyCompromise answer with the CRLReason code replaced by
+    ``code``, signed again by the CA (a signature of the same length is drawn, so that the
+    lengths around it stay as they are)."""
+
+    def patched(req: ocsp.OCSPRequest) -> bytes:
+        der = build(req)
+        resp = ocsp.load_der_ocsp_response(der)
+        tbs = resp.tbs_response_bytes
+        new_tbs = tbs.replace(b"\xa0\x03\x0a\x01\x01", b"\xa0\x03\x0a\x01" + bytes([code]))
+        assert new_tbs != tbs
+        key = s.ca.private_key
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        while len(sig := key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))) != len(resp.signature):
+            pass
+        return der.replace(tbs, new_tbs).replace(resp.signature, sig)
+
+    return patched
+
+
+@pytest.mark.parametrize("code", [7, 11, 99])
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+def test_a_revocation_for_a_reason_not_known_still_revokes(
+    crafted: Crafted, setup: Setup, mode: str, code: int
+) -> None:
+    """A CA-signed REVOKED whose CRLReason is a code RFC 5280 does not assign (7 is unused)
+    made the parser raise, the answer counted as malformed, and soft-fail admitted the
+    revoked certificate. It is a revocation, and not a hold, so final."""
+    crafted.answer = _with_reason_code(_single_for(setup, status=REVOKED), setup, code)
+    checker = OCSPChecker(responder_url=crafted.url, failure=mode)  # type: ignore[arg-type]
+    with pytest.raises(CertificateRevoked, match="reason code not recognized"):
+        checker.check(_chain(setup.leaf, setup.ca), at=_now())
+    # Final: stale, it still revokes.
+    crafted.answer = _with_reason_code(
+        _single_for(setup, status=REVOKED, age=dt.timedelta(days=2)), setup, code
+    )
+    checker = OCSPChecker(responder_url=crafted.url, failure=mode)  # type: ignore[arg-type]
+    with pytest.raises(CertificateRevoked):
+        checker.check(_chain(setup.leaf, setup.ca), at=_now())

@@ -576,18 +576,12 @@ class OCSPChecker:
         except _WeakSignature:
             # Verified, but with MD5 or SHA-1: good for a final revocation only.
             single = _matching(singles, request, cert, issuer)
-            if (
-                single.certificate_status == ocsp.OCSPCertStatus.REVOKED
-                and single.revocation_reason != x509.ReasonFlags.certificate_hold
-            ):
+            if single.certificate_status == ocsp.OCSPCertStatus.REVOKED and not _is_hold(single):
                 return _Answer(_revoked_detail(cert, single), None, self._final_until(single, at))
             raise
         single = _matching(singles, request, cert, issuer)
         status = single.certificate_status
-        if (
-            status == ocsp.OCSPCertStatus.REVOKED
-            and single.revocation_reason != x509.ReasonFlags.certificate_hold
-        ):
+        if status == ocsp.OCSPCertStatus.REVOKED and not _is_hold(single):
             # A revocation other than a hold is final (RFC 5280 5.3.1): a CA-signed REVOKED
             # about this very certificate proves it however old the answer is, and whoever
             # replays it. Judged as no answer, soft-fail would admit the certificate.
@@ -773,12 +767,28 @@ def _unaccounted_critical(tbs: bytes) -> str | None:
     return None
 
 
+def _reason(single: ocsp.OCSPSingleResponse) -> x509.ReasonFlags | str | None:
+    """A REVOKED answer's CRLReason; a code RFC 5280 does not assign (7 is unused), which
+    cryptography refuses to read, is a revocation all the same. Counted as malformed, the
+    CA's signed REVOKED was no answer, and soft-fail admitted the certificate."""
+    try:
+        return single.revocation_reason
+    except ValueError:
+        return "a reason code not recognized"
+
+
+def _is_hold(single: ocsp.OCSPSingleResponse) -> bool:
+    """Whether a REVOKED answer is a hold (final only while fresh); any other reason,
+    one not recognized included, is a final revocation."""
+    return _reason(single) == x509.ReasonFlags.certificate_hold
+
+
 def _revoked_detail(cert: x509.Certificate, single: ocsp.OCSPSingleResponse) -> str:
-    reason = single.revocation_reason
+    reason = _reason(single)
     when = single.revocation_time_utc
     return (
         f"OCSP: serial {cert.serial_number:x} is revoked: "
-        f"{reason.value if reason else 'unspecified'}"
+        f"{(reason if isinstance(reason, str) else reason.value) if reason else 'unspecified'}"
         f"{', since ' + when.isoformat() if when else ''}"
     )
 
@@ -821,7 +831,7 @@ def _matching(
     if not found and not revoked:
         raise _Failure("the response is about another certificate (CertID mismatch)")
     for single in revoked:  # a final revocation first: a hold may have been released
-        if single.revocation_reason != x509.ReasonFlags.certificate_hold:
+        if not _is_hold(single):
             return single
     if revoked:
         return revoked[0]
