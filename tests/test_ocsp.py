@@ -2377,3 +2377,47 @@ def test_a_revocation_for_a_reason_not_known_still_revokes(
     checker = OCSPChecker(responder_url=crafted.url, failure=mode)  # type: ignore[arg-type]
     with pytest.raises(CertificateRevoked):
         checker.check(_chain(setup.leaf, setup.ca), at=_now())
+
+
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+def test_a_revocation_signed_by_an_expired_delegate_still_revokes(
+    crafted: Crafted, setup: Setup, mode: str
+) -> None:
+    """A responder that goes on answering after its delegated certificate expired signs
+    REVOKED answers the CA's delegation once covered. Set aside with a GOOD, they let
+    soft-fail admit every revoked certificate; a final revocation so signed revokes (a
+    forgery could only refuse). A GOOD, or a hold, so signed is still no answer."""
+    past = issue_ocsp_responder_cert(
+        setup.ca, not_before=_now() - dt.timedelta(days=2), not_after=_now() - dt.timedelta(days=1)
+    )
+    signer = (past.certificate, past.private_key)
+    chain = _chain(setup.leaf, setup.ca)
+    crafted.answer = _response(
+        setup,
+        status=REVOKED,
+        reason=x509.ReasonFlags.key_compromise,
+        signer=signer,
+        include=(past.certificate,),
+    )  # type: ignore[arg-type]
+    with pytest.raises(CertificateRevoked, match="keyCompromise"):
+        OCSPChecker(responder_url=crafted.url, failure=mode).check(chain, at=_now())  # type: ignore[arg-type]
+    for answer in (
+        _response(setup, signer=signer, include=(past.certificate,)),  # type: ignore[arg-type]
+        _revoked_for(
+            setup, x509.ReasonFlags.certificate_hold, signer=signer, include=(past.certificate,)
+        ),
+    ):
+        crafted.answer = answer
+        _refused(OCSPChecker(responder_url=crafted.url), chain, "expired")
+    # Not issued by the CA, or without id-kp-OCSPSigning: its REVOKED is no answer.
+    for bad in (
+        issue_ocsp_responder_cert(setup.ca, ocsp_signing=False),
+        issue_ocsp_responder_cert(CA(organization="Evil")),
+    ):
+        crafted.answer = _response(
+            setup,
+            status=REVOKED,
+            signer=(bad.certificate, bad.private_key),  # type: ignore[arg-type]
+            include=(bad.certificate,),
+        )
+        _refused(OCSPChecker(responder_url=crafted.url), chain, "OCSPSigning|not issued")

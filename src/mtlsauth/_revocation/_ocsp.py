@@ -108,9 +108,10 @@ _WEAK_HASHES = (hashes.MD5, hashes.SHA1)
 _WEAK_CERT_HASHES = (hashes.MD5, hashes.SHA1, hashes.SHA224)
 
 
-class _WeakSignature(_Failure):
-    """A signature that verifies, made with a hash not trusted to vouch for a GOOD (MD5,
-    SHA-1). It still proves a final revocation: a forgery of one could only refuse."""
+class _RevocationOnly(_Failure):
+    """A signature that verifies, but that is not trusted to vouch for a GOOD: made with
+    MD5 or SHA-1, or by a delegated responder the CA issued whose certificate has expired
+    (or is not valid yet). It still proves a final revocation: a forgery could only refuse."""
 
 
 def _verify_signature(resp: ocsp.OCSPResponse, signer: x509.Certificate) -> None:
@@ -127,7 +128,7 @@ def _verify_signature(resp: ocsp.OCSPResponse, signer: x509.Certificate) -> None
     else:
         raise _Failure("unsupported OCSP signature algorithm")
     if isinstance(algo, _WEAK_HASHES):  # as for certificates: no MD5 or SHA-1 signatures
-        raise _WeakSignature(f"OCSP response signed with {algo.name}, which is not accepted")
+        raise _RevocationOnly(f"OCSP response signed with {algo.name}, which is not accepted")
 
 
 def _key_hash(cert: x509.Certificate) -> bytes:
@@ -573,8 +574,9 @@ class OCSPChecker:
         # the answer is refused (its signer expired), so it is not kept past that either.
         try:
             signer_ends = self._verify_signer(resp, certs, cert, issuer, at)
-        except _WeakSignature:
-            # Verified, but with MD5 or SHA-1: good for a final revocation only.
+        except _RevocationOnly:
+            # Verified, but with MD5 or SHA-1 or by an expired delegate: good for a final
+            # revocation only.
             single = _matching(singles, request, cert, issuer)
             if single.certificate_status == ocsp.OCSPCertStatus.REVOKED and not _is_hold(single):
                 return _Answer(_revoked_detail(cert, single), None, self._final_until(single, at))
@@ -638,6 +640,7 @@ class OCSPChecker:
         candidates = [issuer, *self._trusted, *included]
         key_hash, name = resp.responder_key_hash, resp.responder_name
         problem = "signed by an unknown responder"
+        out_of_date: list[x509.Certificate] = []  # delegates fit but for their validity
         for cand in candidates:
             try:
                 cand_hash = _key_hash(cand) if key_hash is not None else None
@@ -658,6 +661,8 @@ class OCSPChecker:
             ends: datetime | None = None
             if cand != issuer and cand not in self._trusted:
                 why = _delegation_problem(cand, issuer, at)
+                if why == _OUT_OF_DATE:
+                    out_of_date.append(cand)
                 if why is not None:
                     problem = why
                     continue
@@ -668,6 +673,14 @@ class OCSPChecker:
                 problem = "bad signature"
                 continue
             return ends
+        for cand in out_of_date:
+            try:
+                _verify_signature(resp, cand)
+            except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
+                continue
+            except _RevocationOnly:
+                pass
+            raise _RevocationOnly(f"response rejected: {_OUT_OF_DATE}")
         raise _Failure(f"response rejected: {problem}")
 
     def health(self) -> dict[str, object]:
@@ -734,8 +747,11 @@ def _delegation_problem(
         <= at
         <= shifted(cand.not_valid_after_utc, _SKEW)
     ):
-        return "the responder certificate is expired or not yet valid"
+        return _OUT_OF_DATE
     return None
+
+
+_OUT_OF_DATE = "the responder certificate is expired or not yet valid"
 
 
 def _unaccounted_critical(tbs: bytes) -> str | None:
