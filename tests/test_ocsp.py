@@ -2421,3 +2421,35 @@ def test_a_revocation_signed_by_an_expired_delegate_still_revokes(
             include=(bad.certificate,),
         )
         _refused(OCSPChecker(responder_url=crafted.url), chain, "OCSPSigning|not issued")
+
+
+@pytest.mark.parametrize("mode", ["hard-fail", "soft-fail"])
+def test_a_revocation_among_too_many_answers_still_revokes(
+    crafted: Crafted, setup: Setup, mode: str
+) -> None:
+    """A CA-signed response with more SingleResponses than are read for a GOOD (32), ours
+    REVOKED among them, was no answer unread, and soft-fail admitted the certificate. The
+    signature is checked first now, and a final revocation of ours anywhere in it revokes;
+    without one, so many answers are still no answer."""
+    others = [setup.ca.issue_client_cert(common_name=f"n{i}").certificate for i in range(36)]
+    crafted.answer = _several(
+        setup,
+        *(_single_for(setup, cert=c) for c in others),
+        _single_for(setup, status=REVOKED),
+    )
+    checker = OCSPChecker(responder_url=crafted.url, failure=mode)  # type: ignore[arg-type]
+    with pytest.raises(CertificateRevoked, match="keyCompromise"):
+        checker.check(_chain(setup.leaf, setup.ca), at=_now())
+    crafted.answer = _several(
+        setup, *(_single_for(setup, cert=c) for c in others), _single_for(setup)
+    )
+    _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "more than 32")
+    # Forged, it is no answer whatever it holds.
+    crafted.answer = _tampered(
+        _several(
+            setup,
+            *(_single_for(setup, cert=c) for c in others),
+            _single_for(setup, status=REVOKED),
+        )
+    )
+    _refused(OCSPChecker(responder_url=crafted.url), _chain(setup.leaf, setup.ca), "signature")

@@ -566,21 +566,31 @@ class OCSPChecker:
             certs = resp.certificates
         except ValueError:
             raise _Failure("unparsable OCSP response") from None
-        if len(singles) > _MAX_SINGLE_RESPONSES:
-            raise _Failure(f"more than {_MAX_SINGLE_RESPONSES} answers in one response")
         if len(certs) > _MAX_RESPONSE_CERTS:
             raise _Failure(f"more than {_MAX_RESPONSE_CERTS} certificates in one response")
+        crowded = len(singles) > _MAX_SINGLE_RESPONSES
         # A delegated responder's answer is good while its certificate is: judged later,
         # the answer is refused (its signer expired), so it is not kept past that either.
+        signer_ends: datetime | None = None
+        revocation_only: _RevocationOnly | None = None
         try:
             signer_ends = self._verify_signer(resp, certs, cert, issuer, at)
-        except _RevocationOnly:
+        except _RevocationOnly as exc:
             # Verified, but with MD5 or SHA-1 or by an expired delegate: good for a final
             # revocation only.
-            single = _matching(singles, request, cert, issuer)
-            if single.certificate_status == ocsp.OCSPCertStatus.REVOKED and not _is_hold(single):
-                return _Answer(_revoked_detail(cert, single), None, self._final_until(single, at))
-            raise
+            revocation_only = exc
+        if crowded or revocation_only is not None:
+            # Too many answers to judge for a GOOD, but signed: a final revocation of ours
+            # among them (the body is 64 KiB at most) revokes. Set aside unread, it was no
+            # answer, which soft-fail admits.
+            final = _final_revocation(
+                list(resp.responses) if crowded else singles, request, cert, issuer
+            )
+            if final is not None:
+                return _Answer(_revoked_detail(cert, final), None, self._final_until(final, at))
+            if revocation_only is not None:
+                raise revocation_only
+            raise _Failure(f"more than {_MAX_SINGLE_RESPONSES} answers in one response")
         single = _matching(singles, request, cert, issuer)
         status = single.certificate_status
         if status == ocsp.OCSPCertStatus.REVOKED and not _is_hold(single):
@@ -856,6 +866,23 @@ def _matching(
         # response, so judged once it is known to be fresh and ours, like an UNKNOWN.
         return next(s for s in found if s.certificate_status == ocsp.OCSPCertStatus.UNKNOWN)
     return found[0]
+
+
+def _final_revocation(
+    singles: Sequence[ocsp.OCSPSingleResponse],
+    request: ocsp.OCSPRequest,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+) -> ocsp.OCSPSingleResponse | None:
+    """The REVOKED for a reason other than a hold that ``singles`` hold about the
+    certificate asked for, or None."""
+    try:
+        single = _matching(singles, request, cert, issuer)
+    except _Failure:
+        return None
+    if single.certificate_status == ocsp.OCSPCertStatus.REVOKED and not _is_hold(single):
+        return single
+    return None
 
 
 _SHA2 = (hashes.SHA224, hashes.SHA256, hashes.SHA384, hashes.SHA512)
