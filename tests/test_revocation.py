@@ -1445,3 +1445,27 @@ def test_a_crl_verified_in_a_replaced_snapshot_still_sets_the_mark(tmp_path: Pat
     first.candidates(p.inter.certificate)  # type: ignore[attr-defined]  # a request still on it
     assert _replace(crls, path, _crl(p.inter, number=4, last_update=_hours_ago(1))) is False
     assert _outcome(crls, p.chain) == "revoked"
+
+
+def test_allow_missing_skips_no_issuer_while_a_reload_is_refused(tmp_path: Path) -> None:
+    """A CRL file added for an issuer none was loaded for, which cannot be loaded (here a
+    critical extension not understood), kept the last good CRLs, where the issuer has no
+    CRL: under allow_missing it counted as missing, and the certificates its CRL revokes
+    were admitted. While the files on disk are refused, no issuer counts as missing."""
+    p = _pki()
+    (tmp_path / "root.pem").write_bytes(_crl(p.root))
+    crls = CRLSet.from_paths(tmp_path, allow_missing=True, reload_interval=None)
+    assert _outcome(crls, p.chain) == "ok"  # the intermediate has no CRL: missing
+    odd = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+    (tmp_path / "inter.pem").write_bytes(
+        _crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),), extensions=((odd, True),))
+    )
+    time.sleep(0.3)
+    assert crls.reload() is False
+    assert "critical CRL extension" in str(crls.health()["last_error"])
+    assert _outcome(crls, p.chain) == "unavailable"
+    # The file fixed, the revocation counts; removed, the issuer is missing again.
+    (tmp_path / "inter.pem").write_bytes(_crl(p.inter, serials=((LEAF(p), KEY_COMPROMISE),)))
+    time.sleep(0.3)
+    assert crls.reload() is True
+    assert _outcome(crls, p.chain) == "revoked"

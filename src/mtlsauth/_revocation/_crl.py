@@ -808,8 +808,13 @@ class CRLSet:
                     # partition that leaves it out) is not "no CRL": under allow_missing it
                     # would admit whatever that CRL, or the partition not loaded, revokes.
                     if not snap.has_crl_of(cert, chain[i + 1]):
-                        if self._allow_missing:
+                        if self._allow_missing and not self._files_refused():
                             continue
+                        if self._allow_missing:
+                            problem = (
+                                "no CRL from its issuer is loaded, and the files on disk are "
+                                "refused (they may hold one)"
+                            )
                     else:
                         problem = (
                             "a CRL from its issuer is loaded, but none can be used for it "
@@ -833,6 +838,13 @@ class CRLSet:
             if until is None or expires < until:
                 until = expires
         return until
+
+    def _files_refused(self) -> bool:
+        """Whether the CRL files on disk were refused at the last reload (the last good
+        CRLs are kept). Their issuers cannot be told then: a file added for an issuer with
+        no CRL loaded may be the one refused, and under allow_missing that issuer would
+        count as missing and its revoked certificates be admitted."""
+        return isinstance(self._source, FileSnapshot) and self._source.last_error is not None
 
     # -- operations -----------------------------------------------------------------------
     def reload(self) -> bool:
