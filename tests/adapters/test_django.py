@@ -530,7 +530,7 @@ def test_drf_applies_the_policy_of_the_route_in_settings(
     )
     code, body = get(client, "/api/who", certs.good)
     assert code == 403
-    assert body.get("code", body.get("detail")) is not None
+    assert body["detail"]  # DRF's own body; the code is the exception's (get_codes)
     if not with_middleware:
         assert body["detail"]  # DRF's own body, status from mtlsauth's PolicyDenied
     assert get(client, "/api/who", certs.other_org)[1]["cn"] == "ads-bot"
@@ -1172,3 +1172,116 @@ def test_authentication_middleware_after_this_one_is_refused_at_start_up(django_
         MTLSMiddleware(lambda r: None)
     django_client(middleware=misordered, backends=())  # no certificate users: no request.user
     MTLSMiddleware(lambda r: None)
+
+
+# -- DRF: a refusal raised in a view or a permission class is never a 500 ---------------------
+class _RevokedPolicy(Policy):
+    """A policy whose check refuses with something other than ``PolicyDenied``."""
+
+    def check(self, identity):
+        from mtlsauth import CertificateRevoked
+
+        raise CertificateRevoked("the certificate was revoked", code="certificate_revoked")
+
+
+def _drf_refusing_views():
+    from rest_framework.permissions import AllowAny
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from mtlsauth import CertificateMissing
+    from mtlsauth.adapters.drf import (
+        HasClientCertificate,
+        MTLSAuthentication,
+        certificate_policy,
+    )
+
+    class PolicyInView(APIView):
+        authentication_classes = (MTLSAuthentication,)
+        permission_classes = (HasClientCertificate,)
+
+        def get(self, request):
+            Policy(organizations={"ads"}).check(request.auth)
+            return Response({"admitted": True})
+
+    class MissingInView(APIView):
+        authentication_classes = (MTLSAuthentication,)
+        permission_classes = (AllowAny,)
+
+        def get(self, request):
+            if request.auth is None:
+                raise CertificateMissing("a client certificate is required")
+            return Response({"admitted": True})
+
+    class RevokedPermission(APIView):
+        authentication_classes = (MTLSAuthentication,)
+        permission_classes = (certificate_policy(_RevokedPolicy()),)
+
+        def get(self, request):
+            return Response({"admitted": True})
+
+    return PolicyInView.as_view(), MissingInView.as_view(), RevokedPermission.as_view()
+
+
+_policy_in_view, _missing_in_view, _revoked_permission = _drf_refusing_views()
+urlpatterns += [
+    path("api/policy-in-view", _policy_in_view),
+    path("api/missing-in-view", _missing_in_view),
+    path("api/revoked-permission", _revoked_permission),
+]
+_HANDLER = {
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "mtlsauth.adapters.drf.exception_handler",
+}
+
+
+def test_drf_permission_class_refusal_of_any_kind_is_answered(django_client, certs) -> None:
+    """``ClientCertificatePolicy`` turned only ``PolicyDenied`` into DRF's refusal: another
+    ``MTLSAuthError`` from the policy reached Django as a 500 without the middleware."""
+    client = django_client(conf={"mode": "optional"}, middleware=[], backends=())
+    client.raise_request_exception = False
+    r = client.get("/api/revoked-permission", REMOTE_ADDR=PROXY, **{HEADER_KEY: header(certs.good)})
+    assert r.status_code == 401  # CertificateRevoked's status, never Django's 500
+    assert json.loads(r.content)["detail"] == "the certificate was revoked"
+    assert r["WWW-Authenticate"] == "MutualTLS"
+
+
+@pytest.mark.parametrize("with_middleware", [False, True])
+def test_drf_refusal_raised_in_a_view_keeps_its_status(
+    django_client, certs, with_middleware
+) -> None:
+    """Without ``MTLSMiddleware`` DRF's handler left an ``MTLSAuthError`` raised in a view to
+    Django, which answered 500; ``exception_handler`` answers it as the refusal it is, with
+    the code and the challenge."""
+    middleware = MIDDLEWARE if with_middleware else []
+    client = django_client(
+        conf={"mode": "optional"}, middleware=middleware, backends=(), REST_FRAMEWORK=_HANDLER
+    )
+    client.raise_request_exception = False
+    code, body = get(client, "/api/policy-in-view", certs.good)
+    assert code == 403
+    assert body["detail"]  # DRF's own body; the code is the exception's (get_codes)
+    r = client.get("/api/missing-in-view", REMOTE_ADDR=PROXY)
+    assert r.status_code == 401
+    assert r["WWW-Authenticate"] == 'MutualTLS error="certificate_missing"'
+    assert get(client, "/api/revoked-permission", certs.good)[0] == 401
+    assert get(client, "/api/policy-in-view", certs.good)[0] != 200  # never admitted
+
+
+def test_drf_exception_handler_uses_mtlsauth_codes(django_client, certs) -> None:
+    """DRF's body carries mtlsauth's stable code (``exc.get_codes()``) for a view's refusal."""
+    from rest_framework.test import APIRequestFactory
+
+    from mtlsauth.adapters.drf import exception_handler
+
+    django_client(conf={"mode": "optional"}, middleware=[], backends=())
+    request = APIRequestFactory().get("/")
+    response = exception_handler(_denied(), {"request": request})
+    assert response.status_code == 403
+    assert response.data["detail"].code == "organization_not_allowed"
+
+
+def _denied():
+    from mtlsauth import PolicyDenied
+
+    return PolicyDenied("organization not allowed", code="organization_not_allowed")

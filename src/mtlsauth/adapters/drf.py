@@ -5,6 +5,8 @@
     REST_FRAMEWORK = {
         "DEFAULT_AUTHENTICATION_CLASSES": ["mtlsauth.adapters.drf.MTLSAuthentication"],
         "DEFAULT_PERMISSION_CLASSES": ["mtlsauth.adapters.drf.HasClientCertificate"],
+        # a refusal (MTLSAuthError) raised in a view answered as one, not as a 500
+        "EXCEPTION_HANDLER": "mtlsauth.adapters.drf.exception_handler",
     }
 
 A view then finds the verified ``ClientIdentity`` in ``request.auth`` and a user in
@@ -44,11 +46,11 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import UserRateThrottle
 
-from mtlsauth._errors import MTLSAuthError, PolicyDenied
+from mtlsauth._errors import MTLSAuthError
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import TokenCheck
 from mtlsauth._policy._policy import Policy
-from mtlsauth._problem import answer_of
+from mtlsauth._problem import answer_of, problem_headers
 from mtlsauth.adapters.django import (
     _certificate_backends,
     get_guard,
@@ -66,6 +68,7 @@ __all__ = [
     "MTLSAuthentication",
     "MTLSTokenAuthentication",
     "certificate_policy",
+    "exception_handler",
     "token_authentication",
 ]
 
@@ -127,6 +130,33 @@ def _failed(error: MTLSAuthError) -> exceptions.APIException:
         # DRF's exception handler turns ``wait`` into Retry-After, as the other adapters send
         failure.wait = 1
     return failure
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
+    """DRF's ``EXCEPTION_HANDLER`` that answers a refusal raised in a view, an
+    authentication class or a permission class as the refusal it is.
+
+    DRF's own handler only answers ``APIException``: any other exception reaches Django,
+    which answers 500 unless ``mtlsauth.adapters.django.MTLSMiddleware`` is installed (its
+    ``process_exception``). Here an ``MTLSAuthError`` (``Policy.check``, ``check_token``,
+    ``identity_from_request`` without the middleware) becomes the ``APIException`` of its
+    status and code, with the ``WWW-Authenticate`` (or ``Retry-After``) every other adapter
+    sends; anything else goes to DRF's handler unchanged. ``settings.py``::
+
+        REST_FRAMEWORK = {"EXCEPTION_HANDLER": "mtlsauth.adapters.drf.exception_handler"}
+    """
+    from rest_framework.views import exception_handler as drf_handler
+
+    if isinstance(exc, MTLSAuthError):
+        failure = _failed(exc)
+        for name, value in problem_headers(exc, 0):
+            if name == "www-authenticate":
+                # DRF asks for a challenge only before this handler runs, and only for its
+                # own NotAuthenticated/AuthenticationFailed; a refusal raised as
+                # MTLSAuthError carries the one the other adapters send.
+                failure.auth_header = value
+        exc = failure
+    return drf_handler(exc, context)
 
 
 class MTLSAuthentication(BaseAuthentication):
@@ -259,7 +289,7 @@ class ClientCertificatePolicy(HasClientCertificate):
             raise TypeError(f"{type(self).__name__}.policy must be a mtlsauth.Policy")
         try:
             policy.check(identity)
-        except PolicyDenied as exc:
+        except MTLSAuthError as exc:  # PolicyDenied, or any refusal a policy hook raises
             raise _failed(exc) from None
         return True
 
