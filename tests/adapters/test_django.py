@@ -1285,3 +1285,47 @@ def _denied():
     from mtlsauth import PolicyDenied
 
     return PolicyDenied("organization not allowed", code="organization_not_allowed")
+
+
+# -- Django behind the generic ASGI middleware (mtlsauth.adapters.asgi.MTLSMiddleware) ------
+def test_django_behind_the_asgi_middleware_reads_its_identity(
+    django_client, certs, verifier
+) -> None:
+    """Django's ASGI handler behind ``mtlsauth.adapters.asgi.MTLSMiddleware`` (no Django
+    middleware): ``identity_from_request`` raised ``IdentityMissing``, which Django answered
+    with 500, and DRF's ``MTLSAuthentication`` verified the request a second time; both now
+    take the identity the ASGI middleware put in the scope. A DRF view's refusal is answered by
+    ``exception_handler`` there too."""
+    import asyncio
+
+    import httpx
+    from django.core.handlers.asgi import ASGIHandler
+
+    from mtlsauth.adapters.asgi import MTLSMiddleware as ASGIMiddleware
+    from mtlsauth.testing import with_client_cert
+
+    django_client(conf={"mode": "optional"}, middleware=[], backends=(), REST_FRAMEWORK=_HANDLER)
+    app = ASGIMiddleware(ASGIHandler(), verifier=verifier, mode="optional")
+
+    async def fetch(path: str, cert=None) -> httpx.Response:
+        wrapped = with_client_cert(app, cert) if cert is not None else app
+        transport = httpx.ASGITransport(app=wrapped, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://test") as c:
+            return await c.get(path)
+
+    async def run() -> list[httpx.Response]:
+        return [
+            await fetch("/whoami", certs.good),
+            await fetch("/whoami"),
+            await fetch("/api/open", certs.good),
+            await fetch("/api/policy-in-view", certs.good),
+            await fetch("/api/missing-in-view"),
+        ]
+
+    whoami, anonymous, drf_open, policy, missing = asyncio.run(run())
+    assert (whoami.status_code, whoami.json()["cn"]) == (200, "ledger")
+    assert (anonymous.status_code, anonymous.json()["cn"]) == (200, None)
+    assert (drf_open.status_code, drf_open.json()["cn"]) == (200, "ledger")
+    assert policy.status_code == 403
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'MutualTLS error="certificate_missing"'

@@ -64,6 +64,7 @@ from mtlsauth._guard import Decision, Guard, RequestView, problem_body, problem_
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._problem import refusal_status
 from mtlsauth._types import Presented
+from mtlsauth.adapters.asgi import IDENTITY_KEY as ASGI_IDENTITY_KEY
 from mtlsauth.adapters.asgi import _peer as asgi_peer
 from mtlsauth.adapters.asgi import _single_header
 from mtlsauth.adapters.wsgi import _authorization as wsgi_authorization
@@ -506,15 +507,32 @@ def _cached(
     return guard.cached(peer, path, method, raw, header=header)
 
 
+def _scope_identity(request: HttpRequest) -> tuple[bool, ClientIdentity | None]:
+    """The identity ``mtlsauth.adapters.asgi.MTLSMiddleware`` put in the ASGI scope of a
+    Django request served behind it: ``(True, identity or None)``, or ``(False, None)``
+    when that middleware did not run (not ASGI, or no such key, or a value of another
+    type). The scope is the server's and the middleware's, never the client's."""
+    scope = getattr(request, "scope", None)  # django.core.handlers.asgi.ASGIRequest
+    if isinstance(scope, dict) and ASGI_IDENTITY_KEY in scope:
+        identity = scope[ASGI_IDENTITY_KEY]
+        if identity is None or isinstance(identity, ClientIdentity):
+            return True, identity
+    return False, None
+
+
 def identity_from_request(request: HttpRequest) -> ClientIdentity | None:
-    """The identity ``MTLSMiddleware`` attached to ``request`` (``None``: none established).
+    """The identity ``MTLSMiddleware`` attached to ``request`` (``None``: none established),
+    else, under ASGI, the one ``mtlsauth.adapters.asgi.MTLSMiddleware`` put in the scope.
 
     Raises:
-        mtlsauth.IdentityMissing: the middleware did not run for this request.
+        mtlsauth.IdentityMissing: neither middleware ran for this request.
     """
     try:
         return request.mtls_identity  # type: ignore[no-any-return]
     except AttributeError:
+        found, identity = _scope_identity(request)
+        if found:
+            return identity
         raise IdentityMissing(
             "no mtlsauth identity on the request: add "
             "'mtlsauth.adapters.django.MTLSMiddleware' to settings.MIDDLEWARE"

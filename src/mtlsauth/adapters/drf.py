@@ -53,6 +53,7 @@ from mtlsauth._policy._policy import Policy
 from mtlsauth._problem import answer_of, problem_headers
 from mtlsauth.adapters.django import (
     _certificate_backends,
+    _scope_identity,
     get_guard,
     hide_headers,
     presented_from_request,
@@ -165,6 +166,12 @@ class MTLSAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Any, ClientIdentity] | None:
         django_request = request._request
         identity = getattr(django_request, "mtls_identity", _UNSET)
+        if identity is _UNSET:
+            # Behind mtlsauth.adapters.asgi.MTLSMiddleware: its decision (it has hidden the
+            # certificate headers, so verifying again here would find none).
+            found, established = _scope_identity(django_request)
+            if found:
+                identity = established
         if identity is _UNSET:
             guard = get_guard()
             keys = tuple("HTTP_" + n.upper().replace("-", "_") for n in sorted(guard.strip_names))
