@@ -1329,3 +1329,38 @@ def test_django_behind_the_asgi_middleware_reads_its_identity(
     assert policy.status_code == 403
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == 'MutualTLS error="certificate_missing"'
+
+
+def test_a_django_view_refusal_behind_the_asgi_middleware(django_client, certs, verifier) -> None:
+    """Django's ASGI handler turns a view's exception into its own 500 response, so the
+    generic ASGI middleware never saw the refusal: ``RefusalMiddleware`` answers it."""
+    import asyncio
+
+    import httpx
+    from django.core.handlers.asgi import ASGIHandler
+
+    from mtlsauth.adapters.asgi import MTLSMiddleware as ASGIMiddleware
+    from mtlsauth.testing import with_client_cert
+
+    django_client(
+        conf={"mode": "optional"},
+        middleware=["mtlsauth.adapters.django.RefusalMiddleware"],
+        backends=(),
+    )
+    app = ASGIMiddleware(ASGIHandler(), verifier=verifier, mode="optional")
+
+    async def fetch(cert=None) -> httpx.Response:
+        wrapped = with_client_cert(app, cert) if cert is not None else app
+        transport = httpx.ASGITransport(app=wrapped, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://test") as c:
+            return await c.get("/view/stricter")
+
+    async def run() -> list[httpx.Response]:
+        return [await fetch(certs.good), await fetch()]
+
+    denied, missing = asyncio.run(run())
+    assert denied.status_code == 403
+    assert denied.headers["content-type"] == "application/problem+json"
+    assert denied.json()["code"] == "organization_not_allowed"
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'MutualTLS error="certificate_missing"'

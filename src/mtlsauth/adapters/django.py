@@ -78,6 +78,7 @@ __all__ = [
     "USERNAME_FIELDS",
     "MTLSBackend",
     "MTLSMiddleware",
+    "RefusalMiddleware",
     "get_guard",
     "identity_from_request",
     "problem_response",
@@ -438,6 +439,30 @@ class MTLSMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """A refusal a view raised (``Policy.check`` on the identity, ``check_token``) is
         answered as every refusal is, never as Django's 500."""
+        if isinstance(exception, MTLSAuthError):
+            return problem_response(exception)
+        return None
+
+
+class RefusalMiddleware:
+    """Django middleware for a Django app served behind ``mtlsauth.adapters.asgi.
+    MTLSMiddleware`` (which verifies the certificate) instead of ``MTLSMiddleware``: it
+    verifies nothing and needs no ``settings.MTLSAUTH``, and answers an ``MTLSAuthError``
+    a view raises (a stricter ``Policy.check``, ``check_token``) as problem+json with its
+    own status, where Django's ASGI handler would answer 500 (it turns every exception into
+    a response, so the ASGI middleware never sees the refusal)."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A view's refusal answered as every refusal is, never as Django's 500."""
         if isinstance(exception, MTLSAuthError):
             return problem_response(exception)
         return None
