@@ -1035,3 +1035,102 @@ def test_a_long_line_that_opens_a_table_header_is_read_in_linear_time(tmp_path, 
     with pytest.raises(ValueError, match=r"\[trust\]\.note: unknown key .*\(line 3\)"):
         _load(write(tmp_path, text))
     assert time.process_time() - started < 2.0
+
+
+# -- the file means what the code means ------------------------------------------------------
+def _ocsp_settings(checker: object) -> tuple[object, ...]:
+    names = ("_url", "_timeout", "_failure", "_scope", "_cache_size", "_nonce", "_max_age",
+             "_retry_after", "_trusted")  # fmt: skip
+    return tuple(getattr(checker, n) for n in names)
+
+
+def test_defaults_left_out_of_the_file_are_the_code_defaults(tmp_path, pki):
+    from mtlsauth import CRLSet, OCSPChecker
+
+    text = base(pki) + f'[revocation]\ncrls = ["{pki.path("crl.pem")}"]\n[revocation.ocsp]\n'
+    verifier = load_config(write(tmp_path, text)).verifier()
+    crls, ocsp = verifier.revocation._checkers
+    code_crls = CRLSet.from_paths(pki.path("crl.pem"))
+    assert (crls._scope, crls._allow_missing, crls._grace) == (
+        code_crls._scope,
+        code_crls._allow_missing,
+        code_crls._grace,
+    )
+    assert _ocsp_settings(ocsp) == _ocsp_settings(OCSPChecker())
+    code = Verifier(trust_store=TrustStore.from_pem_file(pki.path("ca.pem")))
+    for name in ("_max_depth", "_skew_s", "_cache_ttl"):
+        assert getattr(verifier, name) == getattr(code, name), name
+
+
+def test_max_depth_counts_intermediates_in_the_file_as_in_code(tmp_path):
+    from mtlsauth.testing import CA
+
+    root = CA()
+    first = root.intermediate()
+    second = first.intermediate()
+    (tmp_path / "root.pem").write_bytes(root.cert_pem.bytes())
+    (tmp_path / "ints.pem").write_bytes(first.cert_pem.bytes() + second.cert_pem.bytes())
+    leaf = second.issue_client_cert(common_name="deep").certificate
+    for depth, admitted in ((1, False), (2, True)):
+        text = f'[trust]\nfiles = ["root.pem"]\nintermediates = ["ints.pem"]\nmax_depth = {depth}\n'
+        code = Verifier(
+            trust_store=root.trust_store(),
+            intermediates=[first.certificate, second.certificate],
+            max_depth=depth,
+        )
+        for verifier in (load_config(write(tmp_path, text)).verifier(), code):
+            if admitted:
+                assert verifier.verify(leaf).common_name == "deep"
+            else:
+                with pytest.raises(MTLSAuthError, match="max_depth"):
+                    verifier.verify(leaf)
+
+
+def test_a_route_policy_keeps_the_deny_lists_next_to_a_top_level_any_of(tmp_path, pki):
+    from cryptography import x509
+
+    good = x509.load_pem_x509_certificate(pki.clients["good"][0].read_bytes())
+    text = base(pki) + (
+        f"[policy]\ndeny_serials = [{good.serial_number}]\n"
+        '[[policy.any_of]]\ncommon_names = ["nobody"]\n'
+        '[[policy.any_of]]\norganizations = ["nobody"]\n'
+        '[[routes]]\npath = "/open/*"\npolicy = { common_names = ["'
+        + str(good.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value)
+        + '"] }\n'
+    )
+    config = load_config(write(tmp_path, text))
+    code = Verifier(
+        trust_store=TrustStore.from_pem_file(pki.path("ca.pem")),
+        policy=Policy.any_of(
+            Policy(common_names=["nobody"], deny_serials=[good.serial_number]),
+            Policy(organizations=["nobody"]),
+        ),
+    )
+    route_policy = config.routes[0].policy
+    for verifier in (config.verifier(), code):
+        with pytest.raises(PolicyDenied, match="deny-listed"):
+            verifier.verify(pem(pki, "good"), policy=route_policy)
+    # Without the deny-list the route's own allow-list admits it: the deny-list refused it.
+    plain = Verifier(trust_store=TrustStore.from_pem_file(pki.path("ca.pem")))
+    route_policy.check(plain.verify(pem(pki, "good")))
+
+
+def test_pinned_in_the_file_pins_exact_certificates_as_code_does(tmp_path, pki):
+    from cryptography import x509
+
+    from mtlsauth.testing import CA
+
+    other = CA()
+    leaf = other.issue_client_cert(common_name="kiosk")
+    (tmp_path / "leaf.pem").write_bytes(leaf.cert_pem.bytes())
+    (tmp_path / "issuer.pem").write_bytes(other.cert_pem.bytes())
+    for name, admitted in (("leaf.pem", True), ("issuer.pem", False)):
+        text = base(pki) + f'pinned = ["{name}"]\n'
+        pins = x509.load_pem_x509_certificates((tmp_path / name).read_bytes())
+        code = Verifier(trust_store=TrustStore.from_pem_file(pki.path("ca.pem")), pinned=pins)
+        for verifier in (load_config(write(tmp_path, text)).verifier(), code):
+            if admitted:
+                assert verifier.verify(leaf.certificate).common_name == "kiosk"
+            else:
+                with pytest.raises(MTLSAuthError):
+                    verifier.verify(leaf.certificate)
