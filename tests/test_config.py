@@ -1134,3 +1134,27 @@ def test_pinned_in_the_file_pins_exact_certificates_as_code_does(tmp_path, pki):
             else:
                 with pytest.raises(MTLSAuthError):
                     verifier.verify(leaf.certificate)
+
+
+def test_an_rfc8705_alternative_in_the_file_narrows_as_code_does(tmp_path, pki):
+    from cryptography import x509
+
+    good = x509.load_pem_x509_certificate(pki.clients["good"][0].read_bytes())
+    other = x509.load_pem_x509_certificate(pki.clients["other-org"][0].read_bytes())
+    dn = good.subject.rfc4514_string()
+    text = base(pki) + (
+        f"[[policy.any_of]]\nrfc8705 = {{ tls_client_auth_subject_dn = '{dn}' }}\n"
+        '[[policy.any_of]]\norganizations = ["nobody"]\n'
+    )
+    code = Verifier(
+        trust_store=TrustStore.from_pem_file(pki.path("ca.pem")),
+        policy=Policy.any_of(
+            Policy.from_rfc8705({"tls_client_auth_subject_dn": dn}),
+            Policy(organizations=["nobody"]),
+        ),
+    )
+    for verifier in (load_config(write(tmp_path, text)).verifier(), code):
+        assert verifier.verify(pem(pki, "good")).subject == verifier.verify(good).subject
+        with pytest.raises(PolicyDenied):
+            verifier.verify(pem(pki, "other-org"))
+    assert other.subject != good.subject
