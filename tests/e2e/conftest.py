@@ -18,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -547,6 +547,34 @@ http {{
     return conf
 
 
+def start_proxies(
+    stack: contextlib.ExitStack,
+    tmp: Path,
+    backend: int,
+    pki: Any,
+    overrides: dict[str, Callable[[Path, int, int, Any], list[str]]],
+    names: Iterable[str] = tuple(PROXY_SPECS),
+) -> dict[str, str]:
+    """Start each proxy of ``names`` in a directory of its own under ``tmp``, forwarding to
+    the ``backend`` port, with ``overrides[name]`` writing its configuration instead of the
+    shared one where given; each stops when ``stack`` closes. Their ``https://`` URLs."""
+    urls = {}
+    for name in names:
+        spec = PROXY_SPECS[name]
+        require_binary(spec.binary)
+        work = tmp / name
+        work.mkdir()
+        work.chmod(0o755)
+        port = free_port()
+        if name in overrides:
+            argv, env = overrides[name](work, port, backend, pki), {}
+        else:
+            argv, env = spec.build(work, port, backend, pki)
+        stack.enter_context(run_proxy(argv, port, work, env=env))
+        urls[name] = f"https://localhost:{port}"
+    return urls
+
+
 @dataclass
 class RunningProxy:
     spec: ProxySpec
@@ -614,6 +642,7 @@ def proxy_tools() -> SimpleNamespace:
         nginx_to=nginx_to,
         nginx_config=nginx_config,
         apache_config=apache_config,
+        start_proxies=start_proxies,
         serve_backend=serve_backend,
         proxy_specs=PROXY_SPECS,
         apache_modules=APACHE_MODULES,

@@ -90,22 +90,13 @@ def live(pki: Any, proxy_tools: Any, tmp_path_factory: pytest.TempPathFactory) -
         cert = who.chain_pem.write_to_path(tmp / f"{name}.pem")
         key = who.key_pem.write_to_path(tmp / f"{name}.key")
         files[name] = (str(cert), str(key))
-    builders = {"nginx": _nginx, "apache": _apache}
+    builders = {
+        "nginx": lambda *a: _nginx(*a, tools),
+        "apache": lambda *a: _apache(*a, tools),
+    }
     with contextlib.ExitStack() as stack:
         be = stack.enter_context(tools.serve_backend())
-        urls = {}
-        for name, spec in tools.proxy_specs.items():
-            tools.require_binary(spec.binary)
-            work = tmp / name
-            work.mkdir()
-            work.chmod(0o755)
-            port = tools.free_port()
-            if name in builders:
-                argv, env = builders[name](work, port, be.port, pki, tools), {}
-            else:
-                argv, env = spec.build(work, port, be.port, pki)
-            stack.enter_context(tools.run_proxy(argv, port, work, env=env))
-            urls[name] = f"https://localhost:{port}"
+        urls = tools.start_proxies(stack, tmp, be.port, pki, builders)
         yield Live(be, urls, pki["root"], deep, files)
 
 
