@@ -137,26 +137,15 @@ class MTLSMiddleware:
                     environ.pop(key, None)
         # (a hit is from a trusted proxy: nothing to hide, no token route)
         environ[IDENTITY_KEY] = identity
-        started = False
-
-        def tracking_start_response(
-            status: str, headers: Any, exc_info: Any = None
-        ) -> Callable[[bytes], object]:
-            nonlocal started
-            started = True
-            if exc_info is None:
-                return start_response(status, headers)
-            return start_response(status, headers, exc_info)
-
         try:
-            return self.app(environ, tracking_start_response)
+            return self.app(environ, start_response)
         except MTLSAuthError as exc:
             # A refusal the app raised before it returned (``check_token``, a stricter
             # ``Policy.check``): answered as the middleware's own, not as the server's 500.
-            # Nothing of the app's answer has been sent (its body is not returned yet);
-            # when it already called start_response, exc_info lets the server replace
-            # those headers (PEP 3333).
-            return self._deny(exc, environ, start_response, sys.exc_info() if started else None)
+            # Nothing of the app's answer has been sent (its body is not returned yet), so
+            # with exc_info the server takes these headers in place of any the app set
+            # (PEP 3333), whether or not it called start_response: no wrapper per request.
+            return self._deny(exc, environ, start_response, sys.exc_info())
 
     def _cached(self, environ: WSGIEnvironment) -> ClientIdentity | None:
         """The identity of a request whose one certificate header a cached verification
