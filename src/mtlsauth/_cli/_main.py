@@ -35,6 +35,41 @@ class UsageError(Exception):
 # -- output --------------------------------------------------------------------------------
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
+_DISPLAY_UNSAFE = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"))
+
+
+class _Styled(str):
+    """Text ``Out.style`` made: its escape sequences are ours, so ``Out.fields`` keeps them."""
+
+    __slots__ = ()
+
+
+def display(value: object) -> str:
+    """``value`` as one line a terminal shows as it is.
+
+    Certificate names, SANs and header values are chosen by the client (or whoever issued its
+    certificate): an ESC starts a terminal sequence (clear the screen, an OSC 8 link, a new
+    window title), ``\\r`` and backspace overwrite what was printed, a newline forges a line and
+    U+202E reorders it. Each such character (Unicode categories Cc, Cf, Zl, Zp, Cs, Co and Cn)
+    is written as a visible ``\\xNN``/``\\uNNNN``/``\\UNNNNNNNN`` escape. The JSON output keeps the
+    exact value.
+    """
+    import unicodedata
+
+    text = value if isinstance(value, str) else str(value)
+    if text.isascii() and text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) not in _DISPLAY_UNSAFE:
+            out.append(ch)
+        elif ord(ch) <= 0xFF:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "".join(out)
 
 
 class Out:
@@ -58,16 +93,19 @@ class Out:
         if not self.color or not styles:
             return text
         codes = ";".join(_CODES[s] for s in styles)
-        return f"\x1b[{codes}m{text}\x1b[0m"
+        return _Styled(f"\x1b[{codes}m{text}\x1b[0m")
 
     def line(self, text: str = "") -> None:
         self.stream.write(text + "\n")
 
     def fields(self, rows: Sequence[tuple[str, object]], indent: str = "  ") -> None:
+        """Aligned ``key: value`` rows; every value not made by ``style`` goes through
+        ``display``, so a certificate's content cannot drive the terminal."""
         rows = [(k, v) for k, v in rows if v not in (None, "", [], ())]
         width = max((len(k) for k, _ in rows), default=0)
         for key, value in rows:
             values = list(value) if isinstance(value, list | tuple) else [value]
+            values = [v if isinstance(v, _Styled) else display(v) for v in values]
             label = self.style(f"{key + ':':<{width + 1}}", "dim")
             self.line(f"{indent}{label} {values[0]}")
             for more in values[1:]:
@@ -91,14 +129,26 @@ class Out:
 
 
 # -- reading input -------------------------------------------------------------------------
+MAX_INPUT = 16 * 1024 * 1024
+
+
 def read_input(name: str) -> bytes:
-    """Bytes of FILE, or of stdin for ``-``."""
-    if name == "-":
-        return sys.stdin.buffer.read()
+    """Bytes of FILE, or of stdin for ``-``; at most ``MAX_INPUT`` bytes.
+
+    No certificate chain comes near 16 MiB: a larger input (``/dev/zero``, a log file named by
+    mistake, a pipe that never ends) is an input error, not something read into memory whole.
+    """
     try:
-        return Path(name).read_bytes()
+        if name == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT + 1)
+        else:
+            with open(name, "rb") as f:
+                data = f.read(MAX_INPUT + 1)
     except OSError as exc:
         raise UsageError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_INPUT:
+        raise UsageError(f"{name}: larger than {MAX_INPUT // (1024 * 1024)} MiB, not a certificate")
+    return data
 
 
 def _header_formats() -> dict[str, str]:
@@ -464,10 +514,11 @@ def cmd_verify(args: argparse.Namespace, out: Out) -> int:
             out.fields([(k.replace("_", " "), v) for k, v in ident.items()])
     else:
         head = out.style("refused", "bold", "red")
-        out.line(f"{head}  {result['code']} (HTTP {result['status']}): {result['detail']}")
+        detail = display(result["detail"])
+        out.line(f"{head}  {result['code']} (HTTP {result['status']}): {detail}")
         out.line(f"  {out.style('why:', 'dim')} {result['explanation']}")
         if result.get("hint"):
-            out.line(f"  {out.style('hint:', 'dim')} {result['hint']}")
+            out.line(f"  {out.style('hint:', 'dim')} {display(result['hint'])}")
     return 0 if result["accepted"] else 1
 
 
@@ -600,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, out))
     except UsageError as exc:
-        err.line(f"{err.style('mtlsauth: error:', 'bold', 'red')} {exc}")
+        err.line(f"{err.style('mtlsauth: error:', 'bold', 'red')} {display(exc)}")
         if args.json:
             out.line(json.dumps({"error": str(exc)}))
         return 2

@@ -1,0 +1,158 @@
+"""Operator output holding client-chosen text: the CLI shows it inert, JSON keeps it exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from mtlsauth._cli import _main
+from mtlsauth._cli._main import main
+from mtlsauth.testing import CA
+
+HOSTILE_CN = "al\x1b[2Jice\r\nrefused  forged line\u202egnp.exe\x08\x00"
+OSC8 = "root\x1b]8;;https://evil.example/\x07CA\x1b]8;;\x07"
+HOSTILE_URI = "spiffe://example.org/\x1b[31mred"
+# What must never reach the terminal from a certificate: ESC, CR, NUL, BS, U+202E, and a
+# newline inside one value.
+RAW = ("\x1b", "\r", "\x00", "\x08", "\u202e", "\x07")
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hostile")
+    ca = CA(common_name=OSC8)
+    leaf = ca.issue_client_cert(common_name=HOSTILE_CN, uris=[HOSTILE_URI])
+    (d / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    (d / "leaf.pem").write_bytes(leaf.cert_pem.bytes())
+    (d / "policy.toml").write_text('[policy]\ncommon_names = ["bob"]\n')
+    return d
+
+
+def run(capsys, *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_inert(text: str) -> None:
+    for ch in RAW:
+        assert ch not in text, repr(ch)
+
+
+@pytest.mark.parametrize("color", ["never", "always"])
+def test_inspect_shows_certificate_names_inert(capsys, hostile, color):
+    code, out, err = run(capsys, "inspect", hostile / "leaf.pem", "--color", color)
+    assert code == 0, err
+    text = out.replace("\x1b[0m", "").replace("\x1b[2m", "").replace("\x1b[1;36m", "")
+    text = text.replace("\x1b[32m", "")
+    assert_inert(text)
+    subject = next(line for line in out.splitlines() if "subject:" in line)
+    assert "\\x1b[2J" in subject
+    assert "\\u202e" in subject
+    assert "\\x0d\\x0a" in subject
+    assert not any(line.startswith("refused") for line in out.splitlines())
+    assert "\\x1b]8" in out
+    assert "evil.example/\\x07" in out
+
+
+def test_verify_accepted_shows_identity_inert(capsys, hostile):
+    code, out, err = run(
+        capsys, "verify", "--ca", hostile / "ca.pem", hostile / "leaf.pem", "--color", "never"
+    )
+    assert code == 0, err
+    assert_inert(out)
+    assert len(out.splitlines()) == len([ln for ln in out.splitlines() if ln.strip()])
+    assert "spiffe://example.org/\\x1b[31mred" in out
+
+
+def test_verify_refused_detail_inert(capsys, hostile):
+    code, out, err = run(
+        capsys,
+        "verify",
+        "--ca",
+        hostile / "ca.pem",
+        "--policy",
+        hostile / "policy.toml",
+        hostile / "leaf.pem",
+        "--color",
+        "never",
+    )
+    assert code == 1, err
+    assert_inert(out)
+    assert out.splitlines()[0].startswith("refused")
+    assert sum(line.startswith("refused") for line in out.splitlines()) == 1
+
+
+def test_json_keeps_exact_values(capsys, hostile):
+    code, out, _ = run(capsys, "verify", "--ca", hostile / "ca.pem", hostile / "leaf.pem", "--json")
+    assert code == 0
+    assert "\x1b" not in out  # JSON escapes controls itself
+    identity = json.loads(out)["identity"]
+    assert identity["common_name"] == HOSTILE_CN
+    assert identity["uris"] == [HOSTILE_URI]
+    code, out, _ = run(capsys, "inspect", hostile / "leaf.pem", "--json")
+    assert code == 0
+    assert json.loads(out)["certificates"][0]["common_name"] == HOSTILE_CN
+
+
+def test_error_line_is_one_inert_line(capsys, tmp_path):
+    name = tmp_path / "x\x1b[2J\nmtlsauth: ok"
+    code, _out, err = run(capsys, "inspect", name)
+    assert code == 2
+    assert_inert(err)
+    assert len(err.splitlines()) == 1
+    assert "\\x1b[2J\\x0amtlsauth: ok" in err
+
+
+def test_display():
+    display = _main.display
+    assert display("CN=a\\,b") == "CN=a\\,b"  # RFC 4514 escapes stay readable
+    assert display("é ü 日本") == "é ü 日本"
+    assert display("\x1b\x9b\u2028\u202e\U000e0001") == "\\x1b\\x9b\\u2028\\u202e\\U000e0001"
+    assert display("a" + chr(0xD800)) == "a\\ud800"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_endless_input_is_an_input_error(capsys, monkeypatch):
+    monkeypatch.setattr(_main, "MAX_INPUT", 4096)
+    code, _out, err = run(capsys, "inspect", "/dev/zero")
+    assert code == 2
+    assert "larger than" in err
+    assert "Traceback" not in err
+
+
+def test_oversized_stdin_is_an_input_error(capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(_main, "MAX_INPUT", 64)
+    fake = io.TextIOWrapper(io.BytesIO(b"A" * 1000))
+    monkeypatch.setattr(sys, "stdin", fake)
+    code, _, err = run(capsys, "inspect", "-")
+    assert code == 2
+    assert "larger than" in err
+
+
+@pytest.mark.parametrize("kind", ["directory", "symlink loop", "garbage pem", "random der"])
+def test_unreadable_inputs_exit_2(capsys, tmp_path, kind):
+    if kind == "directory":
+        path = tmp_path
+    elif kind == "symlink loop":
+        (tmp_path / "a").symlink_to(tmp_path / "b")
+        (tmp_path / "b").symlink_to(tmp_path / "a")
+        path = tmp_path / "a"
+    elif kind == "garbage pem":
+        path = tmp_path / "g.pem"
+        path.write_bytes(
+            b"-----BEGIN CERTIFICATE-----\n\xff\xfe\x1b[2J\n-----END CERTIFICATE-----\n"
+        )
+    else:
+        path = tmp_path / "r.der"
+        path.write_bytes(bytes(range(256)) * 8)
+    for command in (["inspect", path], ["verify", "--ca", path, path]):
+        code, _, err = run(capsys, *command)
+        assert code == 2, (command, err)
+        assert "Traceback" not in err
+        assert_inert(err)
