@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +158,92 @@ def test_unreadable_inputs_exit_2(capsys, tmp_path, kind):
         assert code == 2, (command, err)
         assert "Traceback" not in err
         assert_inert(err)
+
+
+# -- mtlsauth.testing encodes as the proxy does ----------------------------------------------
+CAPTURES = json.loads(
+    (Path(__file__).parent / "captures" / "proxies.json").read_text(encoding="utf-8")
+)
+
+
+def _xfcc_subject(value: str) -> str:
+    start = value.index('Subject="') + len('Subject="')
+    end = value.index('";URI=', start)
+    return value[start:end]
+
+
+@pytest.mark.parametrize(
+    "capture",
+    [c for c in CAPTURES["captures"] + CAPTURES["reconstructed"] if c["proxy"] == "envoy"],
+    ids=lambda c: c["client"],
+)
+def test_envoy_helper_subject_is_the_captured_subject(capture):
+    """Envoy prints non-ASCII as ``\\C3\\AB`` (OpenSSL ESC_MSB); the helper used to write the
+    characters themselves, a header value Envoy never sends."""
+    from mtlsauth.testing import encode_forwarded
+
+    ders = [base64.b64decode(d) for d in CAPTURES["chains"][capture["client"]]]
+    (got,) = [v for k, v in encode_forwarded("envoy", ders) if k == "X-Forwarded-Client-Cert"]
+    want = dict(capture["headers"])["X-Forwarded-Client-Cert"]
+    assert got.isascii()
+    assert _xfcc_subject(got) == _xfcc_subject(want)
+    assert got == want
+
+
+def _more_names():
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+    a = x509.NameAttribute
+    return {
+        "attributes OpenSSL names": x509.Name(
+            [
+                a(NameOID.EMAIL_ADDRESS, "a@b.example"),
+                a(NameOID.TITLE, "t"),
+                a(NameOID.POSTAL_CODE, "1"),
+                a(NameOID.PSEUDONYM, "p"),
+                a(NameOID.BUSINESS_CATEGORY, "b"),
+                a(NameOID.JURISDICTION_COUNTRY_NAME, "DE"),
+                a(NameOID.DN_QUALIFIER, "q"),
+                a(NameOID.INITIALS, "I"),
+                a(NameOID.GENERATION_QUALIFIER, "Jr"),
+                a(NameOID.ORGANIZATION_IDENTIFIER, "VATDE-1"),
+            ]
+        ),
+        "controls and non-ASCII": x509.Name([a(NameOID.COMMON_NAME, "x\x1b[2J\x7f é 日")]),
+        "long unknown attribute": x509.Name(
+            [a(ObjectIdentifier("1.3.6.1.4.1.99999.2"), "y" * 200)]
+        ),
+        "multi-valued RDN": x509.Name(
+            [
+                x509.RelativeDistinguishedName(
+                    [a(NameOID.COMMON_NAME, "a"), a(NameOID.ORGANIZATIONAL_UNIT_NAME, "b")]
+                ),
+                x509.RelativeDistinguishedName([a(NameOID.ORGANIZATION_NAME, "o")]),
+            ]
+        ),
+    }
+
+
+@pytest.mark.parametrize("label", list(_more_names()))
+def test_envoy_helper_subject_is_openssls(label):
+    import shutil
+    import subprocess
+
+    from cryptography import x509
+
+    from mtlsauth.testing._encode import openssl_rfc2253
+
+    openssl = shutil.which("openssl")
+    if openssl is None:  # pragma: no cover
+        pytest.skip("the openssl command line is not installed")
+    client = CA(organization="subjects").issue_client_cert(subject=_more_names()[label])
+    printed = subprocess.run(
+        [openssl, "x509", "-noout", "-subject", "-nameopt", "RFC2253"],
+        input=client.cert_pem.bytes(),
+        capture_output=True,
+        check=True,
+    ).stdout.decode("ascii")
+    want = printed.removesuffix("\n").removeprefix("subject=")
+    subject = x509.load_der_x509_certificate(client.der).subject
+    assert openssl_rfc2253(subject) == want

@@ -101,6 +101,88 @@ def encode_element(
     return ";".join(parts)
 
 
+# OpenSSL's short names (crypto/objects/objects.txt) for the attributes it prints by name;
+# any other attribute is printed as its dotted OID and ``#`` + the DER of its value.
+_OPENSSL_SHORT_NAMES = {
+    "2.5.4.3": "CN",
+    "2.5.4.4": "SN",
+    "2.5.4.5": "serialNumber",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.9": "street",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.12": "title",
+    "2.5.4.17": "postalCode",
+    "2.5.4.42": "GN",
+    "2.5.4.43": "initials",
+    "2.5.4.44": "generationQualifier",
+    "2.5.4.46": "dnQualifier",
+    "2.5.4.65": "pseudonym",
+    "2.5.4.97": "organizationIdentifier",
+    "0.9.2342.19200300.100.1.1": "UID",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "1.2.840.113549.1.9.1": "emailAddress",
+    "1.3.6.1.4.1.311.60.2.1.3": "jurisdictionC",
+    "2.5.4.15": "businessCategory",
+}
+
+
+def _openssl_escape(value: str) -> str:
+    """One attribute value as ``X509_NAME_print_ex(XN_FLAG_RFC2253)`` writes it: UTF-8, each
+    byte of a multi-byte character and each control byte as ``\\XX`` (ESC_MSB, ESC_CTRL),
+    ``,+"\\<>;`` escaped, and a leading ``#`` or space and a trailing space escaped."""
+    data = value.encode("utf-8", "surrogatepass")
+    out = []
+    for i, b in enumerate(data):
+        ch = chr(b)
+        if b < 0x20 or b >= 0x7F:
+            out.append(f"\\{b:02X}")
+        elif ch in ',+"\\<>;' or (i == 0 and ch in "# ") or (i == len(data) - 1 and ch == " "):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _openssl_value_der(attr: object) -> bytes:
+    """The DER of an attribute value (tag, length, content), for OpenSSL's ``#hex`` form."""
+    from cryptography.x509.name import _ASN1Type
+
+    kind = getattr(attr, "_type", _ASN1Type.UTF8String)
+    value = str(getattr(attr, "value", ""))
+    if kind == _ASN1Type.BMPString:
+        content = value.encode("utf-16-be")
+    elif kind == _ASN1Type.UniversalString:
+        content = value.encode("utf-32-be")
+    else:
+        content = value.encode("utf-8")
+    n = len(content)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)])
+    if n >= 0x80:
+        length += n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([kind.value]) + length + content
+
+
+def openssl_rfc2253(name: object) -> str:
+    """A ``cryptography`` ``x509.Name`` as OpenSSL's ``X509_NAME_print_ex(XN_FLAG_RFC2253)``
+    prints it, which is what Envoy puts in an XFCC ``Subject``: the last RDN first, non-ASCII
+    as ``\\C3\\AB`` escapes of its UTF-8 bytes (``cryptography``'s ``rfc4514_string`` writes
+    the characters themselves), unknown attributes as ``OID=#DER``."""
+    rdns = []
+    for rdn in reversed(list(getattr(name, "rdns", ()))):
+        parts = []
+        for attr in reversed(list(rdn)):  # OpenSSL reverses every entry, in a set too
+            short = _OPENSSL_SHORT_NAMES.get(attr.oid.dotted_string)
+            if short is None:
+                parts.append(f"{attr.oid.dotted_string}=#{_openssl_value_der(attr).hex().upper()}")
+            else:
+                parts.append(f"{short}={_openssl_escape(str(attr.value))}")
+        rdns.append("+".join(parts))
+    return ",".join(rdns)
+
+
 def _subject(der: bytes) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     from cryptography import x509
 
@@ -111,7 +193,7 @@ def _subject(der: bytes) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         dns = tuple(san.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
         uris = dns = ()
-    return cert.subject.rfc4514_string(), uris, dns
+    return openssl_rfc2253(cert.subject), uris, dns
 
 
 def encode_forwarded(preset_or_encoding: str, chain_der: Sequence[bytes]) -> list[tuple[str, str]]:
