@@ -247,3 +247,26 @@ def test_envoy_helper_subject_is_openssls(label):
     want = printed.removesuffix("\n").removeprefix("subject=")
     subject = x509.load_der_x509_certificate(client.der).subject
     assert openssl_rfc2253(subject) == want
+
+
+@pytest.mark.parametrize("env", [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "PYTHONUTF8": "0"}])
+def test_non_ascii_name_on_an_ascii_terminal(tmp_path, env):
+    """A non-ASCII name on a stream that cannot encode it is escaped, not a traceback (whose
+    exit status 1 would read as "refused")."""
+    import subprocess
+
+    leaf = CA().issue_client_cert(common_name="Zoë 日本")
+    path = tmp_path / "leaf.pem"
+    path.write_bytes(leaf.cert_pem.bytes())
+    src = str(Path(_main.__file__).resolve().parents[2])
+    run_env = {k: v for k, v in os.environ.items() if k not in ("LANG", "LC_ALL", "LC_CTYPE")}
+    run_env |= {"PYTHONPATH": src, **env}
+    done = subprocess.run(
+        [sys.executable, "-m", "mtlsauth", "inspect", str(path)],
+        capture_output=True,
+        env=run_env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr
+    assert b"CN=Zo\\xeb \\u65e5\\u672c" in done.stdout

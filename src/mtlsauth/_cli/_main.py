@@ -646,6 +646,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
+    for stream in (sys.stdout, sys.stderr):
+        # A name like "Zoë" on a stream that cannot encode it (LC_ALL=C, PYTHONIOENCODING=ascii,
+        # a cron job) is written as \xeb rather than ending the command in a traceback.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a stream that cannot change
+                pass
     out = Out(sys.stdout, args.color)
     err = Out(sys.stderr, args.color)
     try:
