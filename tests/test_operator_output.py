@@ -270,3 +270,29 @@ def test_non_ascii_name_on_an_ascii_terminal(tmp_path, env):
     assert done.returncode == 0, done.stderr
     assert b"Traceback" not in done.stderr
     assert b"CN=Zo\\xeb \\u65e5\\u672c" in done.stdout
+
+
+# -- mtlsauth testca in a folder someone else can write to -----------------------------------
+def test_testca_force_leaves_no_key_readable_by_others(capsys, tmp_path):
+    (tmp_path / "ca.key").write_bytes(b"old")
+    (tmp_path / "ca.key").chmod(0o644)
+    code, _, err = run(capsys, "testca", tmp_path, "--force")
+    assert code == 0, err
+    for key in tmp_path.glob("*.key"):
+        assert key.stat().st_mode & 0o077 == 0, key
+
+
+@pytest.mark.parametrize("force", [True, False])
+def test_testca_writes_through_no_planted_link(capsys, tmp_path, force):
+    out = tmp_path / "pki"
+    out.mkdir()
+    target = tmp_path / "elsewhere"
+    (out / "server.key").symlink_to(target)  # dangling: .exists() is False
+    code, _, err = run(capsys, "testca", out, *(["--force"] if force else []))
+    assert not target.exists()
+    if force:
+        assert code == 0, err
+        assert not (out / "server.key").is_symlink()
+    else:
+        assert code == 2
+        assert "server.key" in err

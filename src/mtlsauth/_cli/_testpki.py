@@ -66,7 +66,7 @@ def write_test_pki(directory: str | os.PathLike[str], *, force: bool = False) ->
     for case in CLIENT_CASES:
         names += [f"client-{case}.pem", f"client-{case}.key"]
     if not force:
-        existing = [n for n in names if (out / n).exists()]
+        existing = [n for n in names if (out / n).exists() or (out / n).is_symlink()]
         if existing:
             raise FileExistsError(
                 f"{out}: would overwrite {', '.join(existing)} (use --force to replace them)"
@@ -108,13 +108,25 @@ def write_test_pki(directory: str | os.PathLike[str], *, force: bool = False) ->
     pki = TestPKI(out)
 
     def put(name: str, data: bytes, what: str, *, secret: bool = False) -> Path:
+        # A new file every time: truncating an existing one would keep its mode (a key left
+        # 0644 by an earlier run or another user), and opening a name that is a symlink would
+        # write through it (a link planted in a shared folder). --force removes the old name;
+        # O_EXCL | O_NOFOLLOW refuse whatever appears there in between.
         p = out / name
-        if secret:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        else:
-            p.write_bytes(data)
+        if force:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(p, flags, 0o600 if secret else 0o644)
+        except FileExistsError:
+            raise FileExistsError(
+                f"{p}: already exists (a link or a file made meanwhile)"
+            ) from None
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         pki.files[name] = (p, what)
         return p
 
