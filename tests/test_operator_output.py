@@ -296,3 +296,26 @@ def test_testca_writes_through_no_planted_link(capsys, tmp_path, force):
     else:
         assert code == 2
         assert "server.key" in err
+
+
+# -- the pytest plugin's scope is the one a server makes ----------------------------------------
+@pytest.mark.parametrize(
+    ("target", "path", "raw_path", "query"),
+    [
+        ("/orders", "/orders", b"/orders", b""),
+        ("/%61dmin", "/admin", b"/%61dmin", b""),
+        ("/a%2Fb", "/a/b", b"/a%2Fb", b""),
+        ("/a%20b?x=1&y=%20", "/a b", b"/a%20b", b"x=1&y=%20"),
+        ("/café?q=é", "/café", b"/caf%C3%A9", b"q=%C3%A9"),
+    ],
+)
+def test_asgi_tls_scope_path_as_a_server_fills_it(target, path, raw_path, query):
+    """uvicorn and hypercorn set ``raw_path`` to the target's bytes and ``path`` to its
+    percent-decoded text; the helper set both to the text as given, so a test of
+    ``/%61dmin`` met a route rule for ``/admin`` differently than production does."""
+    from mtlsauth.pytest_plugin import build_asgi_tls_scope
+
+    scope = build_asgi_tls_scope(None, path=target)
+    assert scope["path"] == path
+    assert scope["raw_path"] == raw_path
+    assert scope["query_string"] == query

@@ -74,14 +74,22 @@ def build_asgi_tls_scope(
     """
     tls: dict[str, Any]
     tls = dict(cert.asgi_tls_extension()) if cert is not None else dict(tls_extension())
-    raw_path, _, query = path.partition("?")
+    # As an HTTP server fills the scope from the request target (uvicorn, hypercorn):
+    # ``raw_path`` the bytes as sent (non-ASCII percent-encoded, as a client sends it),
+    # ``path`` percent-decoded. "/a%2Fb" is path "/a/b" with raw_path b"/a%2Fb", so a test
+    # of an encoded path meets the middleware exactly as production does.
+    from urllib.parse import quote, unquote
+
+    target, _, query_text = path.partition("?")
+    raw_path = quote(target, safe="/%!$&'()*+,;=:@-._~")
+    query = quote(query_text, safe="/?%!$&'()*+,;=:@-._~")
     return {
         "type": scope_type,
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
         "method": method.upper(),
         "scheme": "https" if scope_type == "http" else "wss",
-        "path": raw_path,
+        "path": unquote(raw_path),
         "raw_path": raw_path.encode("ascii"),
         "query_string": query.encode("ascii"),
         "root_path": "",
