@@ -232,6 +232,9 @@ def mtls_middleware(
         if decision.error is not None:
             return await _deny(guard, decision.error, request)
         # Clone the request only when a header must actually be hidden from the handler.
+        # The identity goes on both requests: the middlewares before this one (and the
+        # access logger) keep the one aiohttp made, whatever headers the client added.
+        seen = request
         if decision.hide and any(
             k.lower().replace(b"_", b"-") in hide_raw for k, _ in request.raw_headers
         ):
@@ -254,10 +257,11 @@ def mtls_middleware(
                 return await _deny(guard, error, request)
         if decision.hide:
             guard.report(decision)
-        request[IDENTITY_KEY] = decision.identity
         route = decision.route
-        if route is not None and route.token is not None:
-            request[TOKEN_KEY] = decision.token
+        for each in (request,) if seen is request else (seen, request):
+            each[IDENTITY_KEY] = decision.identity
+            if route is not None and route.token is not None:
+                each[TOKEN_KEY] = decision.token
         try:
             return await handler(request)
         except MTLSAuthError as exc:

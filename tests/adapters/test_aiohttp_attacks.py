@@ -1,0 +1,229 @@
+"""aiohttp adapter under attack: raw request lines and headers sent over a socket to a
+real aiohttp server in process (the test client would normalise what is tried here)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from mtlsauth import ForwardedCert, Verifier
+from mtlsauth.adapters import aiohttp as adapter
+from mtlsauth.adapters.aiohttp import Route, get_identity, mtls_middleware
+
+
+async def send(server, request: bytes) -> tuple[bytes, bytes]:
+    """Send ``request`` as is; the status line and the body of the answer."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        out = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    head, _, body = out.partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0], body
+
+
+def get(target: bytes, *headers: bytes, method: bytes = b"GET") -> bytes:
+    lines = [method + b" " + target + b" HTTP/1.1", b"Host: x", *headers, b"Connection: close"]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+@pytest.fixture
+def no_chain(monkeypatch) -> None:
+    """No TLS here: every request comes without a certificate."""
+    monkeypatch.setattr(adapter, "peer_chain", lambda ssl_object: ())
+
+
+@pytest.fixture
+async def server(aiohttp_server, pki, no_chain):
+    """``/admin`` and ``/sub/admin`` (a sub-application) need a certificate, ``/healthz``
+    and ``/pub/*`` are exempt; ``hits`` records every request that reached an admin handler."""
+    hits: list[str] = []
+
+    async def admin(request: web.Request) -> web.Response:
+        hits.append(request.raw_path)
+        await request.read()
+        return web.Response(text="admin")
+
+    async def public(request: web.Request) -> web.Response:
+        return web.Response(text="public")
+
+    sub = web.Application()
+    sub.router.add_get("/admin", admin)
+    sub.router.add_get("/{tail:.*}", public)
+    app = web.Application(
+        middlewares=[
+            mtls_middleware(
+                verifier=Verifier(trust_store=pki.root.trust_store()),
+                mode="optional",
+                exempt_paths={"/healthz", "/pub/*"},
+                routes=[Route("/sub/admin", mode="mandatory"), Route("/admin*", mode="mandatory")],
+            )
+        ]
+    )
+    app.router.add_get("/healthz", public)
+    app.router.add_get("/admin", admin)
+    app.router.add_post("/admin/upload", admin)
+    app.router.add_get("/pub/{tail:.*}", public)
+    app.add_subapp("/sub", sub)
+    srv = await aiohttp_server(app)
+    srv.hits = hits
+    return srv
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        (b"http://x/admin", b"401"),  # absolute form: request.path is the URL's path
+        (b"HTTP://x:80/admin", b"401"),
+        (b"https://x/sub/admin", b"401"),
+        (b"http://x//admin", b"400"),
+        (b"http://x/healthz/../admin", b"400"),
+        (b"http://x/%61dmin", b"400"),
+        (b"/sub/admin", b"401"),  # a sub-application's route, prefix included
+        (b"/sub//admin", b"400"),
+        (b"/sub/./admin", b"400"),
+        (b"/sub/%61dmin", b"400"),
+        (b"/pub/../admin", b"400"),
+        (b"/pub/%2e%2e/admin", b"400"),
+        (b"/admin;x", b"400"),
+        (b"/admin%00", b"400"),
+        (b"//admin", b"400"),
+        (b"*", b"400"),  # OPTIONS * below: no path to match a route against
+    ],
+)
+async def test_no_target_reaches_a_protected_handler(server, target, status) -> None:
+    method = b"OPTIONS" if target == b"*" else b"GET"
+    line, _ = await send(server, get(target, method=method))
+    assert line.split(b" ")[1] == status
+    assert server.hits == []
+
+
+async def test_absolute_form_exempt_path_still_exempt(server) -> None:
+    line, body = await send(server, get(b"http://x/healthz"))
+    assert (line.split(b" ")[1], body) == (b"200", b"public")
+
+
+async def test_head_refusal_has_no_body(server) -> None:
+    line, body = await send(server, get(b"/admin", method=b"HEAD"))
+    assert (line.split(b" ")[1], body) == (b"401", b"")
+
+
+async def test_expect_continue_refused_body_never_reaches_the_handler(server) -> None:
+    # aiohttp answers Expect: 100-continue (the route's expect_handler) before any
+    # middleware runs: the client is invited to send its body, but the refusal follows
+    # and no handler ever reads it (docs/security.md, "Red-team pass: aiohttp").
+    request = (
+        b"POST /admin/upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 5\r\nConnection: close\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == (
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+        )
+        writer.write(b"hello")
+        await writer.drain()
+        rest = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    assert rest.startswith(b"HTTP/1.1 401 ")
+    assert server.hits == []
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"X-SSL-CLIENT-CERT: forged",
+        b"x-ssl-client_cert: forged",
+        b"X_SSL_CLIENT_CERT: forged",
+        b"x-ssl-client-cert: one\r\nX-Ssl-Client-Cert: two",
+    ],
+)
+@pytest.mark.parametrize("mode", ["off", "optional"])
+async def test_forged_header_spellings_hidden(aiohttp_server, pki, no_chain, header, mode) -> None:
+    seen: list[object] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(
+            (
+                [k for k in request.headers if "cert" in k.lower()],
+                [k for k, _ in request.raw_headers if b"cert" in k.lower()],
+                get_identity(request),
+            )
+        )
+        return web.Response(text="ok")
+
+    forwarded = ForwardedCert.preset(
+        "nginx", header="x-ssl-client-cert", trusted_proxies=["10.0.0.1"]
+    )
+    verifier = Verifier(trust_store=pki.root.trust_store(), forwarded=forwarded)
+    app = web.Application(
+        middlewares=[mtls_middleware(verifier=verifier, mode=mode, exempt_paths={"/"})]
+    )
+    app.router.add_get("/", handler)
+    line, _ = await send(await aiohttp_server(app), get(b"/", header))
+    assert line.split(b" ")[1] == b"200"
+    assert seen == [([], [], None)]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"X-SSL-Client-Cert : b", b"x-ssl-client-cert\t: b", b" x-ssl-client-cert: b", b"x\xe9: b"],
+)
+async def test_malformed_header_names_never_reach_the_middleware(
+    aiohttp_server, pki, no_chain, header
+) -> None:
+    # aiohttp's parser refuses these itself, so no other spelling of the name gets through
+    app = web.Application(
+        middlewares=[mtls_middleware(verifier=Verifier(trust_store=pki.root.trust_store()))]
+    )
+    line, _ = await send(await aiohttp_server(app), get(b"/", header))
+    assert line.split(b" ")[1] == b"400"
+
+
+async def test_forged_header_does_not_hide_the_identity_from_outer_middlewares(
+    aiohttp_client, certs, fwd_verifier, monkeypatch
+) -> None:
+    """A client with a good certificate that added a certificate header made the middleware
+    clone the request to hide it, and the identity (and token claims) went on the clone
+    only: a middleware placed before ``mtls_middleware`` (an audit log, a rate limit per
+    client) then read no identity (``IdentityMissing``, a 500 if unhandled, or an
+    anonymous client if handled), for the price of one extra header."""
+    from mtlsauth import IdentityMissing, TokenCheck
+    from mtlsauth.adapters.aiohttp_oauth import get_token_claims
+
+    monkeypatch.setattr(adapter, "peer_chain", lambda ssl_object: certs.good.chain_der)
+    outer_seen: list[object] = []
+
+    @web.middleware
+    async def outer(request: web.Request, handler):
+        response = await handler(request)
+        try:
+            who = get_identity(request)
+            outer_seen.append((who.common_name if who else None, get_token_claims(request)))
+        except IdentityMissing as exc:
+            outer_seen.append(exc.code)
+        return response
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"header": request.headers.get("x-ssl-client-cert")})
+
+    check = TokenCheck(lambda token: {"sub": "x"}, binding="if_present", required=False)
+    app = web.Application(
+        middlewares=[
+            outer,
+            mtls_middleware(verifier=fwd_verifier, routes=[Route("/*", token=check)]),
+        ]
+    )
+    app.router.add_get("/", handler)
+    client = await aiohttp_client(app)
+    for headers in ({}, {"X-SSL-Client-Cert": "forged"}, {"x_ssl_client_cert": "forged"}):
+        r = await client.get("/", headers=headers)
+        assert (r.status, await r.json()) == (200, {"header": None})
+    assert outer_seen == [("ledger", None)] * 3
