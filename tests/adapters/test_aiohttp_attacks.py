@@ -227,3 +227,52 @@ async def test_forged_header_does_not_hide_the_identity_from_outer_middlewares(
         r = await client.get("/", headers=headers)
         assert (r.status, await r.json()) == (200, {"header": None})
     assert outer_seen == [("ledger", None)] * 3
+
+
+async def test_hiding_a_header_keeps_what_an_earlier_proxy_fix_set(
+    aiohttp_client, fwd_verifier, no_chain
+) -> None:
+    """A middleware before ``mtls_middleware`` that sets the client's address, scheme and
+    host (``clone(remote=..., ...)``, as aiohttp-remotes does from X-Forwarded-*) had its
+    work undone when a certificate header was hidden: the clone was built from the message
+    alone. One extra header then turned ``request.remote`` back into the socket peer (the
+    load balancer's own, often allow-listed, address) and ``request.secure`` to False."""
+    want = ["198.51.100.7", "https", "api.example", True]
+
+    @web.middleware
+    async def proxy_fix(request: web.Request, handler):
+        return await handler(request.clone(remote=want[0], scheme=want[1], host=want[2]))
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response([request.remote, request.scheme, request.host, request.secure])
+
+    app = web.Application(
+        middlewares=[proxy_fix, mtls_middleware(verifier=fwd_verifier, mode="off")]
+    )
+    app.router.add_get("/", handler)
+    client = await aiohttp_client(app)
+    for headers in ({}, {"X-SSL-Client-Cert": "forged"}, {"x_ssl_client_cert": "forged"}):
+        r = await client.get("/", headers=headers)
+        assert (r.status, await r.json()) == (200, want)
+
+
+async def test_hiding_a_header_without_host_does_no_lookup(
+    aiohttp_server, fwd_verifier, no_chain, monkeypatch
+) -> None:
+    # aiohttp before 3.10 answers request.host with socket.getfqdn() (blocking) when the
+    # request has no Host header: the clone must not ask for it
+    import socket
+
+    def lookup(*args: object) -> str:
+        raise AssertionError("socket.getfqdn() called on the event loop")
+
+    monkeypatch.setattr(socket, "getfqdn", lookup)
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text=str(request.headers.get("x-ssl-client-cert")))
+
+    app = web.Application(middlewares=[mtls_middleware(verifier=fwd_verifier, mode="off")])
+    app.router.add_get("/", handler)
+    request = b"GET / HTTP/1.0\r\nX-SSL-Client-Cert: forged\r\n\r\n"
+    line, body = await send(await aiohttp_server(app), request)
+    assert (line.split(b" ")[1], body) == (b"200", b"None")

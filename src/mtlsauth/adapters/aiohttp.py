@@ -247,7 +247,7 @@ def mtls_middleware(
                 # A CIMultiDict: aiohttp before 3.10 accepts only a mapping here, and it
                 # keeps repeated headers, which a dict would not. clone() re-encodes every
                 # header as UTF-8, which a header that arrived as other bytes cannot be.
-                request = request.clone(headers=CIMultiDict(kept))
+                request = request.clone(headers=CIMultiDict(kept), **_overrides(request))
             except UnicodeError:
                 error = AmbiguousRequest(
                     "a header that is not UTF-8 came with a certificate header to remove",
@@ -272,6 +272,19 @@ def mtls_middleware(
     if _MARK_MIDDLEWARE:
         return web.middleware(mtlsauth_middleware)
     return mtlsauth_middleware
+
+
+def _overrides(request: web.Request) -> dict[str, Any]:
+    """What an earlier ``clone(remote=..., scheme=..., host=...)`` set (a proxy-fix
+    middleware placed before this one, such as aiohttp-remotes): a clone made from the
+    message alone would go back to the socket's address and scheme and to the ``Host``
+    header. ``host`` is passed only when it costs nothing: aiohttp before 3.10 answers a
+    request without ``Host`` (and without an override) with ``socket.getfqdn()``, a
+    blocking lookup."""
+    found: dict[str, Any] = {"remote": request.remote, "scheme": request.scheme}
+    if "host" in getattr(request, "_cache", ()) or "Host" in request.headers:
+        found["host"] = request.host
+    return found
 
 
 def _response_started(request: web.Request) -> bool:
