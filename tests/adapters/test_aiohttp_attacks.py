@@ -276,3 +276,34 @@ async def test_hiding_a_header_without_host_does_no_lookup(
     request = b"GET / HTTP/1.0\r\nX-SSL-Client-Cert: forged\r\n\r\n"
     line, body = await send(await aiohttp_server(app), request)
     assert (line.split(b" ")[1], body) == (b"200", b"None")
+
+
+async def test_hiding_a_header_after_the_body_was_read_is_refused_not_a_500(
+    aiohttp_client, fwd_verifier, no_chain
+) -> None:
+    """aiohttp refuses to clone a request whose body was read (``RuntimeError``): with a
+    middleware before ``mtls_middleware`` that reads the body (a request log, a signature
+    check), any client could turn its request into a 500 and a logged traceback by adding
+    a certificate header. It is refused with 400 ``request_malformed`` instead, as a header
+    that cannot be re-encoded is."""
+
+    @web.middleware
+    async def reads_body(request: web.Request, handler):
+        await request.read()
+        return await handler(request)
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read())
+
+    app = web.Application(
+        middlewares=[reads_body, mtls_middleware(verifier=fwd_verifier, mode="off")]
+    )
+    app.router.add_post("/", handler)
+    client = await aiohttp_client(app)
+    r = await client.post("/", data=b"payload")
+    assert (r.status, await r.read()) == (200, b"payload")
+    r = await client.post("/", data=b"payload", headers={"X-SSL-Client-Cert": "forged"})
+    assert r.status == 400
+    assert (await r.json())["code"] == "request_malformed"
+    r = await client.post("/", data=b"", headers={"X-SSL-Client-Cert": "forged"})
+    assert (r.status, await r.read()) == (200, b"")  # nothing read: cloned, hidden

@@ -246,11 +246,15 @@ def mtls_middleware(
             try:
                 # A CIMultiDict: aiohttp before 3.10 accepts only a mapping here, and it
                 # keeps repeated headers, which a dict would not. clone() re-encodes every
-                # header as UTF-8, which a header that arrived as other bytes cannot be.
+                # header as UTF-8, which a header that arrived as other bytes cannot be;
+                # and it refuses (RuntimeError) a request whose body a middleware before
+                # this one has read.
                 request = request.clone(headers=CIMultiDict(kept), **_overrides(request))
-            except UnicodeError:
+            except (UnicodeError, RuntimeError) as exc:
                 error = AmbiguousRequest(
-                    "a header that is not UTF-8 came with a certificate header to remove",
+                    "a header that is not UTF-8 came with a certificate header to remove"
+                    if isinstance(exc, UnicodeError)
+                    else "a certificate header to remove came with a body already read",
                     code="request_malformed",
                 )
                 guard.refuse(error, peer, decision.path, decision.method)
