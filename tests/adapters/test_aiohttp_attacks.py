@@ -307,3 +307,62 @@ async def test_hiding_a_header_after_the_body_was_read_is_refused_not_a_500(
     assert (await r.json())["code"] == "request_malformed"
     r = await client.post("/", data=b"", headers={"X-SSL-Client-Cert": "forged"})
     assert (r.status, await r.read()) == (200, b"")  # nothing read: cloned, hidden
+
+
+async def test_hiding_a_header_for_a_client_that_went_away_is_no_traceback(
+    fwd_verifier, caplog
+) -> None:
+    """A client that resets its connection while its request waits (here behind a slow
+    middleware) leaves no transport: aiohttp before 3.10 asserts one in ``clone()``, so
+    hiding its certificate header ended in an ``AssertionError`` and an "Error handling
+    request" traceback. It is refused with ``request_malformed`` (nobody is left to read
+    the answer), on every release, and the handler does not run for it."""
+    import logging
+    import socket
+
+    decisions: list[object] = []
+    ran: list[str] = []
+    gone = asyncio.Event()
+
+    @web.middleware
+    async def slow_first(request: web.Request, handler):
+        for _ in range(200):
+            if request.transport is None:
+                break
+            await asyncio.sleep(0.01)
+        gone.set()
+        return await handler(request)
+
+    async def handler(request: web.Request) -> web.Response:
+        ran.append("handler")
+        return web.Response(text="x")
+
+    app = web.Application(
+        middlewares=[
+            slow_first,
+            mtls_middleware(verifier=fwd_verifier, mode="off", on_decision=decisions.append),
+        ]
+    )
+    app.router.add_get("/", handler)
+    # A plain runner: aiohttp's test server cancels handlers when the client goes away,
+    # which production servers (handler_cancellation=False) do not.
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", runner.addresses[0][1]))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-SSL-Client-Cert: forged\r\n\r\n")
+        await asyncio.sleep(0.2)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # RST
+        await asyncio.wait_for(gone.wait(), 5)
+        for _ in range(100):
+            if decisions:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await runner.cleanup()
+    assert [d.code for d in decisions] == ["request_malformed"]
+    assert ran == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -248,13 +248,16 @@ def mtls_middleware(
                 # keeps repeated headers, which a dict would not. clone() re-encodes every
                 # header as UTF-8, which a header that arrived as other bytes cannot be;
                 # and it refuses (RuntimeError) a request whose body a middleware before
-                # this one has read.
+                # this one has read. Before 3.10 it asserts that the connection is still
+                # there, which a client that went away meanwhile makes a traceback.
+                if request.transport is None:
+                    raise RuntimeError("the connection closed before the header was hidden")
                 request = request.clone(headers=CIMultiDict(kept), **_overrides(request))
             except (UnicodeError, RuntimeError) as exc:
                 error = AmbiguousRequest(
                     "a header that is not UTF-8 came with a certificate header to remove"
                     if isinstance(exc, UnicodeError)
-                    else "a certificate header to remove came with a body already read",
+                    else "a request that cannot be copied came with a certificate header to remove",
                     code="request_malformed",
                 )
                 guard.refuse(error, peer, decision.path, decision.method)
