@@ -366,3 +366,33 @@ async def test_hiding_a_header_for_a_client_that_went_away_is_no_traceback(
     assert [d.code for d in decisions] == ["request_malformed"]
     assert ran == []
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [
+        (b"http://x/", b"Host: y:80"),
+        (b"http://[::1]:8080/", b"Host: x"),
+        (b"/", b"Host: a b"),
+        (b"/", b"Host: [::1"),
+    ],
+)
+async def test_clone_sees_the_host_the_request_had(
+    aiohttp_server, fwd_verifier, no_chain, target, host
+) -> None:
+    # the host passed to clone() is what the request itself answered, absolute form or not
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response([request.scheme, request.host, request.path])
+
+    app = web.Application(middlewares=[mtls_middleware(verifier=fwd_verifier, mode="off")])
+    app.router.add_get("/", handler)
+    server = await aiohttp_server(app)
+
+    def request(*extra: bytes) -> bytes:
+        lines = [b"GET " + target + b" HTTP/1.1", host, *extra, b"Connection: close"]
+        return b"\r\n".join(lines) + b"\r\n\r\n"
+
+    plain = await send(server, request())
+    hidden = await send(server, request(b"X-SSL-Client-Cert: forged"))
+    assert plain[0].split(b" ")[1] == b"200"
+    assert hidden == plain
