@@ -1,0 +1,123 @@
+"""Security checks that a mutation of the code (a flipped comparison, a dropped condition)
+left passing elsewhere (docs/security.md, "Security checks mutated"): each test here fails
+with its mutant and passes with the code as written."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mtlsauth import MTLSAuthError, TrustStore, Verifier
+from mtlsauth.testing import CA
+
+_NOW = dt.datetime.now(dt.timezone.utc)
+
+
+def _leaf_with_key(ca: CA, public_key: object) -> x509.Certificate:
+    """A client certificate of ``ca`` for ``public_key`` (any key type cryptography encodes)."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client")]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(public_key)  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_NOW - dt.timedelta(hours=1))
+        .not_valid_after(_NOW + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                ca.private_key.public_key()  # type: ignore[arg-type]
+            ),
+            False,
+        )
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+
+
+def _code(verifier: Verifier, chain: object) -> str:
+    with pytest.raises(MTLSAuthError) as info:
+        verifier.verify(chain)  # type: ignore[arg-type]
+    return info.value.code
+
+
+# --- leaf keys (_pathvalidation._key_verdict) ------------------------------------------------
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256K1(), ec.SECP224R1()], ids=lambda c: c.name)
+def test_a_leaf_key_on_a_curve_outside_p256_p384_p521_is_weak(curve: ec.EllipticCurve) -> None:
+    """cryptography's verifier checks the keys of issuers only; a secp256k1 or P-224 client key
+    is refused by mtlsauth's own curve check, pinned or chained."""
+    root = CA()
+    leaf = _leaf_with_key(root, ec.generate_private_key(curve).public_key())
+    verifier = Verifier(trust_store=TrustStore.from_certificates([root.certificate]), cache_size=0)
+    assert _code(verifier, leaf) == "weak_key"
+    assert _code(Verifier(pinned=[leaf], cache_size=0), leaf) == "weak_key"
+
+
+def test_a_dsa_leaf_key_is_weak() -> None:
+    """A key type outside RSA, EC and EdDSA (here DSA) is refused, not let through."""
+    root = CA()
+    leaf = _leaf_with_key(root, dsa.generate_private_key(2048).public_key())
+    verifier = Verifier(trust_store=TrustStore.from_certificates([root.certificate]), cache_size=0)
+    assert _code(verifier, leaf) == "weak_key"
+    assert _code(Verifier(pinned=[leaf], cache_size=0), leaf) == "weak_key"
+
+
+# --- pinned certificates (_pathvalidation.check_pinned_leaf) ----------------------------------
+
+
+def _pinned(
+    *, not_before: dt.datetime, not_after: dt.datetime, ca: bool = False
+) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pinned")])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_a_pinned_certificate_is_valid_through_its_last_second_and_not_after() -> None:
+    """notAfter is inclusive (RFC 5280 4.1.2.5): the pin answers at that second, refuses the
+    next one."""
+    end = (_NOW + dt.timedelta(days=1)).replace(microsecond=0)
+    leaf = _pinned(not_before=_NOW - dt.timedelta(days=1), not_after=end)
+    verifier = Verifier(pinned=[leaf], cache_size=0)
+    assert verifier.verify(leaf, at=end).common_name == "pinned"
+    with pytest.raises(MTLSAuthError) as info:
+        verifier.verify(leaf, at=end + dt.timedelta(seconds=1))
+    assert info.value.code == "certificate_expired"
+
+
+def test_a_pinned_certificate_is_refused_before_its_not_before() -> None:
+    start = (_NOW + dt.timedelta(days=1)).replace(microsecond=0)
+    leaf = _pinned(not_before=start, not_after=start + dt.timedelta(days=30))
+    verifier = Verifier(pinned=[leaf], cache_size=0)
+    assert _code(verifier, leaf) == "certificate_not_yet_valid"
+    with pytest.raises(MTLSAuthError) as info:
+        verifier.verify(leaf, at=start - dt.timedelta(seconds=1))
+    assert info.value.code == "certificate_not_yet_valid"
+    assert verifier.verify(leaf, at=start).common_name == "pinned"
+
+
+def test_a_pinned_ca_certificate_is_not_a_client_certificate() -> None:
+    """A pinned certificate with basicConstraints cA=TRUE (and no keyUsage, so that the
+    keyCertSign rule does not decide) is refused as ``invalid_usage``."""
+    leaf = _pinned(
+        not_before=_NOW - dt.timedelta(days=1), not_after=_NOW + dt.timedelta(days=1), ca=True
+    )
+    assert _code(Verifier(pinned=[leaf], cache_size=0), leaf) == "invalid_usage"
