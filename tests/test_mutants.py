@@ -12,7 +12,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from _x509_forge import assemble, der, split, tlv
 from mtlsauth import MTLSAuthError, TrustStore, Verifier
+from mtlsauth._leafder import read_leaf
 from mtlsauth.testing import CA
 
 _NOW = dt.datetime.now(dt.timezone.utc)
@@ -121,3 +123,31 @@ def test_a_pinned_ca_certificate_is_not_a_client_certificate() -> None:
         not_before=_NOW - dt.timedelta(days=1), not_after=_NOW + dt.timedelta(days=1), ca=True
     )
     assert _code(Verifier(pinned=[leaf], cache_size=0), leaf) == "invalid_usage"
+
+
+# --- the leaf read from its DER (_leafder.read_leaf) -----------------------------------------
+
+
+def test_the_leaf_reader_refuses_anything_after_the_extensions() -> None:
+    """An element after [3] extensions inside the TBSCertificate is no shape the fast reader
+    knows: it answers ``None`` (cryptography's reading decides), rather than facts that skip
+    what follows."""
+    root = CA()
+    leaf = root.issue_client_cert(common_name="client")
+    good = der(leaf.certificate)
+    assert read_leaf(good) is not None
+    tbs, alg, signature = split(good)
+    start, end = _content(tbs)
+    trailing = tlv(0x30, tbs[start:end] + tlv(0x04, b""))
+    assert read_leaf(assemble(trailing, alg, signature)) is None
+    twice = tlv(0x30, tbs[start:end] + tlv(0xA3, tlv(0x30, b"")))
+    assert read_leaf(assemble(twice, alg, signature)) is None
+
+
+def _content(item: bytes) -> tuple[int, int]:
+    length = item[1]
+    start = 2
+    if length & 0x80:
+        start += length & 0x7F
+        length = int.from_bytes(item[2:start], "big")
+    return start, start + length
