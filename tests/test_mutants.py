@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from _x509_forge import assemble, der, split, tlv
-from mtlsauth import MTLSAuthError, TrustStore, Verifier
+from mtlsauth import CRLSet, MTLSAuthError, RevocationUnavailable, TrustStore, Verifier
 from mtlsauth._leafder import read_leaf
 from mtlsauth.testing import CA
 
@@ -151,3 +151,24 @@ def _content(item: bytes) -> tuple[int, int]:
         start += length & 0x7F
         length = int.from_bytes(item[2:start], "big")
     return start, start + length
+
+
+# --- CRL freshness (_revocation._crl.CRLSet) -------------------------------------------------
+
+
+def test_a_crl_is_usable_from_last_update_less_the_skew_until_before_next_update() -> None:
+    """thisUpdate - 5 min <= at < nextUpdate: a CRL at its nextUpdate is stale, not current,
+    and one is usable from the first moment of its skew allowance."""
+    root = CA()
+    leaf = root.issue_client_cert(common_name="client")
+    last = (_NOW - dt.timedelta(hours=1)).replace(microsecond=0)
+    nxt = (_NOW + dt.timedelta(days=1)).replace(microsecond=0)
+    crls = CRLSet.from_pem(root.crl(last_update=last, next_update=nxt).bytes())
+    chain = [leaf.certificate, root.certificate]
+    assert crls.check(chain, at=nxt - dt.timedelta(microseconds=1)) == nxt
+    with pytest.raises(RevocationUnavailable):
+        crls.check(chain, at=nxt)
+    first = last - dt.timedelta(minutes=5)
+    assert crls.check(chain, at=first) == nxt
+    with pytest.raises(RevocationUnavailable):
+        crls.check(chain, at=first - dt.timedelta(microseconds=1))
