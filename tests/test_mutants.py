@@ -8,12 +8,13 @@ import datetime as dt
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from _x509_forge import assemble, der, split, tlv
-from mtlsauth import CRLSet, MTLSAuthError, RevocationUnavailable, TrustStore, Verifier
+from mtlsauth import CRLSet, MTLSAuthError, OCSPChecker, RevocationUnavailable, TrustStore, Verifier
 from mtlsauth._leafder import read_leaf
 from mtlsauth.testing import CA
 
@@ -172,3 +173,44 @@ def test_a_crl_is_usable_from_last_update_less_the_skew_until_before_next_update
     assert crls.check(chain, at=first) == nxt
     with pytest.raises(RevocationUnavailable):
         crls.check(chain, at=first - dt.timedelta(microseconds=1))
+
+
+# --- OCSP freshness (_revocation._ocsp.OCSPChecker) -------------------------------------------
+
+
+def test_an_ocsp_answer_is_stale_at_next_update_plus_the_skew() -> None:
+    """at >= nextUpdate + 5 min is stale (no answer); the microsecond before is current."""
+    from mtlsauth._revocation._ocsp import _Failure
+
+    ca = CA()
+    leaf = ca.issue_client_cert(common_name="client").certificate
+    this_update = (_NOW - dt.timedelta(hours=1)).replace(microsecond=0)
+    next_update = (_NOW + dt.timedelta(hours=1)).replace(microsecond=0)
+    body = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=leaf,
+            issuer=ca.certificate,
+            algorithm=hashes.SHA1(),  # noqa: S303 - RFC 6960 CertID
+            cert_status=ocsp.OCSPCertStatus.GOOD,
+            this_update=this_update,
+            next_update=next_update,
+            revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+        .public_bytes(serialization.Encoding.DER)
+    )
+    request = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(leaf, ca.certificate, hashes.SHA1())  # noqa: S303
+        .build()
+    )
+    edge = next_update + dt.timedelta(minutes=5)
+    checker = OCSPChecker()
+    checker._evaluate(
+        body, request, None, leaf, ca.certificate, edge - dt.timedelta(microseconds=1)
+    )
+    with pytest.raises(_Failure, match="stale"):
+        checker._evaluate(body, request, None, leaf, ca.certificate, edge)
