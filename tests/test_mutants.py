@@ -16,7 +16,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from _x509_forge import assemble, der, split, tlv
 from mtlsauth import CRLSet, MTLSAuthError, OCSPChecker, RevocationUnavailable, TrustStore, Verifier
 from mtlsauth._leafder import read_leaf
-from mtlsauth.testing import CA
+from mtlsauth._revocation._ocsp import _Failure
+from mtlsauth.testing import CA, issue_ocsp_responder_cert
 
 _NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -175,18 +176,20 @@ def test_a_crl_is_usable_from_last_update_less_the_skew_until_before_next_update
         crls.check(chain, at=first - dt.timedelta(microseconds=1))
 
 
-# --- OCSP freshness (_revocation._ocsp.OCSPChecker) -------------------------------------------
+# --- OCSP answers (_revocation._ocsp.OCSPChecker) --------------------------------------------
 
 
-def test_an_ocsp_answer_is_stale_at_next_update_plus_the_skew() -> None:
-    """at >= nextUpdate + 5 min is stale (no answer); the microsecond before is current."""
-    from mtlsauth._revocation._ocsp import _Failure
-
-    ca = CA()
-    leaf = ca.issue_client_cert(common_name="client").certificate
-    this_update = (_NOW - dt.timedelta(hours=1)).replace(microsecond=0)
-    next_update = (_NOW + dt.timedelta(hours=1)).replace(microsecond=0)
-    body = (
+def _ocsp_good(
+    ca: CA,
+    leaf: x509.Certificate,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+    signer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+) -> tuple[bytes, ocsp.OCSPRequest]:
+    """A GOOD answer for ``leaf`` (signed by the CA, or by ``signer``, which it includes) and
+    the request it answers."""
+    cert, key = signer or (ca.certificate, ca.private_key)
+    builder = (
         ocsp.OCSPResponseBuilder()
         .add_response(
             cert=leaf,
@@ -198,19 +201,54 @@ def test_an_ocsp_answer_is_stale_at_next_update_plus_the_skew() -> None:
             revocation_time=None,
             revocation_reason=None,
         )
-        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
-        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
-        .public_bytes(serialization.Encoding.DER)
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, cert)
+    )
+    if signer is not None:
+        builder = builder.certificates([cert])
+    body = builder.sign(key, hashes.SHA256()).public_bytes(  # type: ignore[arg-type]
+        serialization.Encoding.DER
     )
     request = (
         ocsp.OCSPRequestBuilder()
         .add_certificate(leaf, ca.certificate, hashes.SHA1())  # noqa: S303
         .build()
     )
+    return body, request
+
+
+def test_an_ocsp_answer_is_stale_at_next_update_plus_the_skew() -> None:
+    """at >= nextUpdate + 5 min is stale (no answer); the microsecond before is current."""
+    ca = CA()
+    leaf = ca.issue_client_cert(common_name="client").certificate
+    next_update = (_NOW + dt.timedelta(hours=1)).replace(microsecond=0)
+    body, request = _ocsp_good(ca, leaf, _NOW - dt.timedelta(hours=1), next_update)
     edge = next_update + dt.timedelta(minutes=5)
     checker = OCSPChecker()
-    checker._evaluate(
-        body, request, None, leaf, ca.certificate, edge - dt.timedelta(microseconds=1)
-    )
+    before = edge - dt.timedelta(microseconds=1)
+    checker._evaluate(body, request, None, leaf, ca.certificate, before)
     with pytest.raises(_Failure, match="stale"):
         checker._evaluate(body, request, None, leaf, ca.certificate, edge)
+
+
+def test_a_delegate_whose_eku_lacks_ocsp_signing_answers_nothing() -> None:
+    """A certificate of the CA whose extendedKeyUsage is present but without
+    id-kp-OCSPSigning (here another client's, clientAuth only) signs no answer: any client of
+    the CA would otherwise vouch GOOD for a revoked certificate it holds the key of."""
+    ca = CA()
+    leaf = ca.issue_client_cert(common_name="revoked").certificate
+    other = ca.issue_client_cert(common_name="other")
+    signer = (other.certificate, other.private_key)
+    body, request = _ocsp_good(
+        ca, leaf, _NOW - dt.timedelta(hours=1), _NOW + dt.timedelta(hours=1), signer
+    )
+    with pytest.raises(_Failure, match="OCSPSigning"):
+        OCSPChecker()._evaluate(body, request, None, leaf, ca.certificate, _NOW)
+    delegate = issue_ocsp_responder_cert(ca)
+    body, request = _ocsp_good(
+        ca,
+        leaf,
+        _NOW - dt.timedelta(hours=1),
+        _NOW + dt.timedelta(hours=1),
+        (delegate.certificate, delegate.private_key),  # type: ignore[arg-type]
+    )
+    OCSPChecker()._evaluate(body, request, None, leaf, ca.certificate, _NOW)
