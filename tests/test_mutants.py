@@ -252,3 +252,24 @@ def test_a_delegate_whose_eku_lacks_ocsp_signing_answers_nothing() -> None:
         (delegate.certificate, delegate.private_key),  # type: ignore[arg-type]
     )
     OCSPChecker()._evaluate(body, request, None, leaf, ca.certificate, _NOW)
+
+
+def test_a_cached_ocsp_answer_is_not_reused_at_its_until_nor_before_it_was_judged() -> None:
+    """The answer cache gives back an answer from the moment it was judged at (``since``) up
+    to before its ``until``: not at ``until``, and not for an earlier moment (a clock
+    stepped back), when a fresh judgement may refuse it."""
+    from mtlsauth._revocation._ocsp import _Answer
+
+    since = _NOW.replace(microsecond=0)
+    until = since + dt.timedelta(hours=1)
+    checker = OCSPChecker()
+    key = (b"issuer", 1)
+
+    def cached(at: dt.datetime) -> object:
+        checker._store(key, _Answer(None, None, until, since=since))
+        return checker._cached(key, at, False)
+
+    assert cached(since) is not None
+    assert cached(until - dt.timedelta(microseconds=1)) is not None
+    assert cached(until) is None
+    assert cached(since - dt.timedelta(microseconds=1)) is None
