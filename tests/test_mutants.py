@@ -273,3 +273,26 @@ def test_a_cached_ocsp_answer_is_not_reused_at_its_until_nor_before_it_was_judge
     assert cached(until - dt.timedelta(microseconds=1)) is not None
     assert cached(until) is None
     assert cached(since - dt.timedelta(microseconds=1)) is None
+
+
+# --- identities a proxy verified (_forwarded._verified) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "validity",
+    [
+        "NotBefore=2020-01-01T00:00:00Z;NotAfter=2000-01-01T00:00:00Z;NotAfter=2099-01-01T00:00:00Z",
+        "NotBefore=2099-01-01T00:00:00Z;NotBefore=2020-01-01T00:00:00Z;NotAfter=2098-01-01T00:00:00Z",
+    ],
+    ids=["an expired NotAfter, then a current one", "a future NotBefore, then a past one"],
+)  # fmt: skip
+def test_an_alb_validity_naming_a_bound_twice_is_malformed_whichever_comes_last(
+    validity: str,
+) -> None:
+    """A key given twice is refused as such, not read as its last value: that one may open
+    a window the first closed."""
+    from mtlsauth._forwarded._verified import _validity
+
+    with pytest.raises(MTLSAuthError) as info:
+        _validity(validity)
+    assert info.value.code == "certificate_malformed"
