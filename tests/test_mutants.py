@@ -4,6 +4,7 @@ with its mutant and passes with the code as written."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 import pytest
@@ -296,3 +297,18 @@ def test_an_alb_validity_naming_a_bound_twice_is_malformed_whichever_comes_last(
     with pytest.raises(MTLSAuthError) as info:
         _validity(validity)
     assert info.value.code == "certificate_malformed"
+
+
+@pytest.mark.parametrize("size", [0, 20, 31, 33, 48])
+def test_a_forwarded_fingerprint_that_is_not_a_sha256_digest_is_malformed(size: int) -> None:
+    """A base64 fingerprint of another length (a SHA-1 one, a truncated one, none) is
+    refused: read as it is, it would match no fingerprint deny-list entry."""
+    from mtlsauth._forwarded._verified import _hex_digest
+
+    with pytest.raises(MTLSAuthError) as info:
+        _hex_digest(base64.b64encode(bytes(range(size))).decode())
+    assert info.value.code == "certificate_malformed"
+    assert (
+        _hex_digest(base64.b64encode(bytes(range(32))).decode().rstrip("="))
+        == bytes(range(32)).hex()
+    )
