@@ -15,7 +15,16 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from _x509_forge import assemble, der, split, tlv
-from mtlsauth import CRLSet, MTLSAuthError, OCSPChecker, RevocationUnavailable, TrustStore, Verifier
+from mtlsauth import (
+    CRLSet,
+    ForwardedCert,
+    MTLSAuthError,
+    OCSPChecker,
+    Presented,
+    RevocationUnavailable,
+    TrustStore,
+    Verifier,
+)
 from mtlsauth._leafder import read_leaf
 from mtlsauth._revocation._ocsp import _Failure
 from mtlsauth.testing import CA, issue_ocsp_responder_cert
@@ -311,4 +320,27 @@ def test_a_forwarded_fingerprint_that_is_not_a_sha256_digest_is_malformed(size: 
     assert (
         _hex_digest(base64.b64encode(bytes(range(32))).decode().rstrip("="))
         == bytes(range(32)).hex()
+    )
+
+
+# --- the verification cache (_verifier.Verifier) ----------------------------------------------
+
+
+def test_a_cached_tls_chain_is_not_the_answer_for_a_trusted_proxy() -> None:
+    """From a trusted proxy only its certificate header counts: the chain its own TLS
+    connection presented, cached when another peer sent it directly, is no hit for the
+    proxy (the fast lookup adapters try before the full path)."""
+    root = CA()
+    client = root.issue_client_cert(common_name="proxy-tls")
+    forwarded = ForwardedCert.preset("nginx", trusted_proxies=["10.0.0.0/24"])
+    verifier = Verifier(trust_store=root.trust_store(), forwarded=forwarded)
+    chain = (client.cert_pem.text(),)
+    direct = Presented(peer="192.0.2.7", tls_chain=chain)
+    identity = verifier.authenticate(direct)
+    assert identity is not None
+    assert identity.common_name == "proxy-tls"
+    assert verifier._cached_chain(chain, "192.0.2.7", None) is not None
+    assert verifier._cached_chain(chain, "10.0.0.5", None) is None
+    assert (
+        verifier.authenticate(Presented(peer="10.0.0.5", tls_chain=chain), required=False) is None
     )
