@@ -20,6 +20,7 @@ from mtlsauth import (
     ForwardedCert,
     MTLSAuthError,
     OCSPChecker,
+    Policy,
     Presented,
     RevocationUnavailable,
     TrustStore,
@@ -344,3 +345,20 @@ def test_a_cached_tls_chain_is_not_the_answer_for_a_trusted_proxy() -> None:
     assert (
         verifier.authenticate(Presented(peer="10.0.0.5", tls_chain=chain), required=False) is None
     )
+
+
+def test_a_cached_identity_is_no_hit_for_a_route_policy_that_refuses_it() -> None:
+    """The fast cache lookup with a route's policy: an identity admitted without it (or on
+    another route) is no hit where the policy refuses it, and the full path refuses."""
+    root = CA()
+    client = root.issue_client_cert(common_name="alice")
+    verifier = Verifier(trust_store=root.trust_store())
+    chain = (client.cert_pem.text(),)
+    presented = Presented(peer="192.0.2.7", tls_chain=chain)
+    assert verifier.authenticate(presented) is not None
+    admins = Policy(common_names=["admin"])
+    assert verifier._cached_chain(chain, "192.0.2.7", Policy(common_names=["alice"])) is not None
+    assert verifier._cached_chain(chain, "192.0.2.7", admins) is None
+    with pytest.raises(MTLSAuthError) as info:
+        verifier.authenticate(presented, policy=admins)
+    assert info.value.code == "common_name_not_allowed"
