@@ -29,6 +29,7 @@ from mtlsauth import (
 from mtlsauth._leafder import read_leaf
 from mtlsauth._revocation._ocsp import _Failure
 from mtlsauth.testing import CA, issue_ocsp_responder_cert
+from mtlsauth.testing._encode import encode_url_pem
 
 _NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -362,3 +363,24 @@ def test_a_cached_identity_is_no_hit_for_a_route_policy_that_refuses_it() -> Non
     with pytest.raises(MTLSAuthError) as info:
         verifier.authenticate(presented, policy=admins)
     assert info.value.code == "common_name_not_allowed"
+
+
+def test_a_remembered_header_value_is_no_hit_from_a_peer_that_is_not_a_trusted_proxy() -> None:
+    """A certificate header admitted from the trusted proxy is remembered by its bytes; the
+    same bytes sent by any other peer (a client certificate is public) are no cache hit,
+    and the full path refuses the header."""
+    root = CA()
+    client = root.issue_client_cert(common_name="victim")
+    forwarded = ForwardedCert.preset("nginx", trusted_proxies=["10.0.0.0/24"])
+    verifier = Verifier(trust_store=root.trust_store(), forwarded=forwarded)
+    value = encode_url_pem([client.der])
+    via_proxy = Presented(peer="10.0.0.5", headers=(("x-ssl-client-cert", value),))
+    identity = verifier.authenticate(via_proxy)
+    assert identity is not None
+    assert identity.common_name == "victim"
+    assert verifier._cached_header(value, "10.0.0.5", None) is not None
+    assert verifier._cached_header(value, "192.0.2.7", None) is None
+    direct = Presented(peer="192.0.2.7", headers=(("x-ssl-client-cert", value),))
+    with pytest.raises(MTLSAuthError) as info:
+        verifier.authenticate(direct, required=False)
+    assert info.value.code == "untrusted_forwarder"
