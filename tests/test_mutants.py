@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 
 import pytest
 from cryptography import x509
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from _x509_forge import assemble, der, split, tlv
+from _x509_forge import assemble, der, ecdsa_twin, split, tlv
 from mtlsauth import (
     CRLSet,
     ForwardedCert,
@@ -384,3 +385,21 @@ def test_a_remembered_header_value_is_no_hit_from_a_peer_that_is_not_a_trusted_p
     with pytest.raises(MTLSAuthError) as info:
         verifier.authenticate(direct, required=False)
     assert info.value.code == "untrusted_forwarder"
+
+
+# --- allow- and deny-lists (_policy._rules) ---------------------------------------------------
+
+
+def test_a_fingerprint_deny_list_refuses_a_re_encoded_twin_of_the_denied_certificate() -> None:
+    """An ECDSA signature's s replaced by n - s still verifies: the twin has another
+    fingerprint, yet it is the deny-listed certificate."""
+    root = CA()
+    leaf = root.issue_client_cert(common_name="denied")
+    twin = ecdsa_twin(leaf.der)
+    assert twin != leaf.der
+    denied = hashlib.sha256(leaf.der).hexdigest()
+    verifier = Verifier(
+        trust_store=root.trust_store(), policy=Policy(deny_fingerprints=[denied]), cache_size=0
+    )
+    assert _code(verifier, leaf.der) == "certificate_denied"
+    assert _code(verifier, twin) == "certificate_denied"
