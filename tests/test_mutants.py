@@ -403,3 +403,31 @@ def test_a_fingerprint_deny_list_refuses_a_re_encoded_twin_of_the_denied_certifi
     )
     assert _code(verifier, leaf.der) == "certificate_denied"
     assert _code(verifier, twin) == "certificate_denied"
+
+
+def test_a_fingerprint_deny_list_refuses_a_proxy_verified_identity_without_a_fingerprint() -> None:
+    """A load balancer that forwards no fingerprint leaves the deny-list uncheckable: the
+    identity is refused as ``certificate_denied`` (fail closed), not admitted or crashed on."""
+    forwarded = ForwardedCert.preset(
+        "aws-alb-verify", trusted_proxies=["10.0.0.0/24"], verified_by_proxy=True
+    )
+    verifier = Verifier(
+        trust_store=CA().trust_store(),
+        forwarded=forwarded,
+        policy=Policy(deny_fingerprints=["ab" * 32]),
+    )
+    start = (_NOW - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    end = (_NOW + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    presented = Presented(
+        peer="10.0.0.5",
+        headers=(
+            ("x-amzn-mtls-clientcert-subject", "CN=alice,O=Acme"),
+            ("x-amzn-mtls-clientcert-issuer", "CN=Acme CA"),
+            ("x-amzn-mtls-clientcert-serial-number", "0A1B"),
+            ("x-amzn-mtls-clientcert-validity", f"NotBefore={start};NotAfter={end}"),
+        ),
+    )
+    with pytest.raises(MTLSAuthError) as info:
+        verifier.authenticate(presented)
+    assert info.value.code == "certificate_denied"
+    assert "fingerprint unknown" in str(info.value)
