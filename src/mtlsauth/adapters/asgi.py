@@ -145,6 +145,8 @@ class MTLSMiddleware:
         identity = self._cached(scope) if kind == "http" else None
         if identity is not None:
             scope = {**scope, IDENTITY_KEY: identity}
+            if type(scope.get("headers")) is list:
+                scope["headers"] = scope["headers"][:]  # a snapshot: see _read_once
         else:
             scope = _read_once(scope)
             decision = await self.guard.acheck(self._view(scope), defer=True)
@@ -438,9 +440,17 @@ def _read_once(scope: Scope) -> Scope:
     certificate headers, the ``Authorization`` header, the headers hidden from the app,
     the app itself). Read here once, every later reading sees the same items. An iterable
     that fails while it is read is replaced by ``None``, which ``_presented`` refuses
-    (``request_malformed``), never by the items read before it failed."""
+    (``request_malformed``), never by the items read before it failed.
+
+    A list is copied too: uvicorn's httptools protocol appends the fields of a chunked
+    body's trailer section to the very list it passed as ``scope["headers"]``, whenever
+    they arrive. HAProxy forwards trailers, so a client's trailer named like a certificate
+    header would appear in the app's headers after mtlsauth read them. The app gets the
+    headers as they were when the request was decided."""
     headers = scope.get("headers")
-    if headers is not None and type(headers) is not list and type(headers) is not tuple:
+    if type(headers) is list:
+        scope = {**scope, "headers": headers[:]}
+    elif headers is not None and type(headers) is not tuple:
         try:
             headers = list(headers)
         except Exception:  # noqa: BLE001 - refused by _presented as unreadable
