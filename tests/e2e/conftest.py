@@ -324,6 +324,8 @@ def nginx_to(tmp: Path, port: int, upstream: str, pki: PKI, *, verify_depth: int
         ssl_client_certificate {pki["root"]};
         ssl_verify_client optional_no_ca;
         ssl_verify_depth {verify_depth};
+        ignore_invalid_headers on;
+        underscores_in_headers off;
         location / {{
             proxy_pass {upstream};
             proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;

@@ -33,8 +33,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import test_proxy_wsgi_spellings as wsgi_spellings
 
-from conftest import PKI, free_port, serve_process, start_proxies
+from conftest import PKI, free_port, nginx_to, serve_process, start_proxies
 from mtlsauth.testing import encode_forwarded
 
 pytestmark = pytest.mark.e2e
@@ -251,3 +252,38 @@ def test_a_trailer_through_haproxy_never_reaches_an_asgi_app(http, pki, tmp_path
                     answer = json.loads(body)
                     assert answer["cn"] != "alice", where
                     assert not values & set(answer["seen"]), where
+
+
+def _nginx_lenient_http_block(tmp: Any, port: int, backend: int, pki: PKI) -> list[str]:
+    """The documented nginx server, in an nginx.conf whose http block turns both checks
+    off (as another site on the same nginx might need)."""
+    argv = nginx_to(tmp, port, f"http://127.0.0.1:{backend}", pki)
+    conf = tmp / "nginx.conf"
+    lenient = "http {\n    ignore_invalid_headers off;\n    underscores_in_headers on;\n"
+    conf.write_text(conf.read_text().replace("http {\n", lenient, 1))
+    return argv
+
+
+def test_nginx_pins_its_header_checks_against_the_http_block(pki, tmp_path):
+    """With ``ignore_invalid_headers off`` in the http block, nginx passed a client's
+    ``X_SSL_Client_Cert`` after its own header, and Twisted's WSGI container let the later
+    spelling win: a client without a certificate was alice. The documented server block
+    now pins both checks."""
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(wsgi_spellings._APP))
+    port = free_port()
+    argv = [sys.executable, str(script), pki["root"], pki["intermediate"], str(port), "nginx"]
+    with (
+        serve_process(argv, {}, tmp_path / "app.log", port, cwd=tmp_path),
+        contextlib.ExitStack() as stack,
+    ):
+        urls = start_proxies(
+            stack, tmp_path, port, pki, {"nginx": _nginx_lenient_http_block}, ["nginx"]
+        )
+        url = urls["nginx"]
+        assert wsgi_spellings._ask(pki, url, [], "client_chain") == {"cn": "alice"}
+        header, value = encode_forwarded("nginx", pki.client.chain_der)[0]
+        for cert in (None, "wrong_cert"):
+            for folded in wsgi_spellings._spellings(header):
+                reply = wsgi_spellings._ask(pki, url, [f"{folded}: {value}"], cert)
+                assert reply.get("cn") != "alice", (cert, folded, reply)
