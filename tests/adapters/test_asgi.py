@@ -464,3 +464,49 @@ def test_forged_header_is_hidden_in_every_spelling_django_folds(fwd_verifier, na
     meta = ASGIRequest(seen, io.BytesIO(b"")).META
     assert "HTTP_X_SSL_CLIENT_CERT" not in meta
     assert seen["headers"] == [(b"host", b"app")]
+
+
+@pytest.mark.parametrize("requests", [1, 2], ids=["decided", "cached"])
+def test_headers_a_server_appends_later_never_reach_the_app(pki, fwd_verifier, requests):
+    """uvicorn's httptools protocol appends a chunked trailer's fields to the list it passed
+    as ``scope["headers"]``, whenever they arrive (HAProxy forwards trailers): the app reads
+    the headers as they were when the request was decided, on the cached path too."""
+    import asyncio
+
+    value = quote(pki.good.chain_pem.text(), safe="")
+    seen: list[list[bytes]] = []
+
+    async def app(scope, receive, send):
+        await receive()
+        seen.append([v for k, v in scope["headers"] if k == b"x-ssl-client-cert"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = MTLSMiddleware(app, verifier=fwd_verifier)
+
+    async def one() -> int:
+        headers = [(b"host", b"x"), (b"x-ssl-client-cert", value.encode())]
+        status = []
+
+        async def receive():
+            headers.append((b"x-ssl-client-cert", b"FORGED"))  # the trailer, late
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "raw_path": b"/",
+            "headers": headers,
+            "client": (PROXY, 5000),
+        }
+        await middleware(scope, receive, send)
+        return status[0]
+
+    for _ in range(requests):
+        assert asyncio.run(one()) == 200
+    assert all(copies == [value.encode()] for copies in seen), seen
