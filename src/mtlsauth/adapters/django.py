@@ -431,9 +431,11 @@ class MTLSMiddleware:
 
             if identity is not None:
                 user = auth.authenticate(request, mtls_identity=identity)
-                request.user = user if user is not None else AnonymousUser()
-            elif not hasattr(request, "user"):  # no AuthenticationMiddleware (no sessions)
-                request.user = AnonymousUser()
+                _set_user(request, user if user is not None else AnonymousUser())
+            else:
+                _end_certificate_session(request)
+                if not hasattr(request, "user"):  # no AuthenticationMiddleware (no sessions)
+                    _set_user(request, AnonymousUser())
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
@@ -466,6 +468,36 @@ class RefusalMiddleware:
         if isinstance(exception, MTLSAuthError):
             return problem_response(exception)
         return None
+
+
+def _set_user(request: HttpRequest, user: Any) -> None:
+    """``request.user``, and Django 5's ``request.auser()`` (async views, ``login_required``
+    on them) answering the same user: ``AuthenticationMiddleware``'s ``auser`` reads the
+    session, which knows nothing of the certificate."""
+
+    async def auser() -> Any:
+        return user
+
+    request.user = user
+    request.auser = auser
+
+
+def _end_certificate_session(request: HttpRequest) -> None:
+    """A request with no certificate identity (optional mode, an exempt path) is not the
+    user of a session a certificate backend logged in (``django.contrib.auth.login`` in a
+    view): that user lasts as long as the certificate, so the session is logged out, as
+    ``RemoteUserMiddleware`` does when its header is gone. Other sessions (a password
+    login) are kept."""
+    session = getattr(request, "session", None)
+    if session is None:
+        return
+    from django.contrib import auth
+
+    if session.get(auth.BACKEND_SESSION_KEY) in _backend_paths:
+        auth.logout(request)
+        from django.contrib.auth.models import AnonymousUser
+
+        _set_user(request, AnonymousUser())
 
 
 _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -704,21 +736,24 @@ class MTLSBackend:
 
 
 _backends: tuple[tuple[object, ...], tuple[MTLSBackend, ...]] = ((), ())
+_backend_paths: frozenset[str] = frozenset()  # the dotted paths of those backends
 
 
 def _certificate_backends() -> tuple[MTLSBackend, ...]:
     """The backends of ``AUTHENTICATION_BACKENDS`` that map certificates to users:
     ``MTLSBackend`` and its subclasses (the documented way to map otherwise), in order."""
-    global _backends
+    global _backends, _backend_paths
     paths = tuple(settings.AUTHENTICATION_BACKENDS)
     known, found = _backends
     if known != paths:
         from django.utils.module_loading import import_string
 
         kept: list[MTLSBackend] = []
+        kept_paths: set[str] = set()
         for dotted in paths:
             if dotted == BACKEND_PATH:
                 kept.append(MTLSBackend())
+                kept_paths.add(dotted)
                 continue
             if not isinstance(dotted, str) or dotted.startswith("django."):
                 continue  # Django's own backends (ModelBackend needs the auth app)
@@ -728,6 +763,8 @@ def _certificate_backends() -> tuple[MTLSBackend, ...]:
                 continue
             if isinstance(cls, type) and issubclass(cls, MTLSBackend):
                 kept.append(cls())
+                kept_paths.add(dotted)
         found = tuple(kept)
+        _backend_paths = frozenset(kept_paths)
         _backends = (paths, found)
     return found

@@ -1,0 +1,165 @@
+"""Attacks on the Django adapter's user mapping: what async code and sessions see.
+
+``MTLSMiddleware`` maps the certificate to ``request.user``; a view must see that user, and
+only that one, however it asks (``request.user``, Django 5's ``await request.auser()``,
+``login_required`` on an async view), and a certificate user written to the session by
+``django.contrib.auth.login`` must not outlive the certificate.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+django = pytest.importorskip("django")
+pytest.importorskip("rest_framework")
+
+from django.contrib.auth.decorators import login_required  # noqa: E402
+from django.http import JsonResponse  # noqa: E402
+from django.test import override_settings  # noqa: E402
+from django.urls import path  # noqa: E402
+from test_django import (  # noqa: E402
+    MIDDLEWARE,
+    django_client,  # noqa: F401 - fixture
+    files,  # noqa: F401 - fixture
+    get,
+    users,  # noqa: F401 - fixture
+)
+
+BACKEND = "mtlsauth.adapters.django.MTLSBackend"
+
+
+async def _auser_view(request):
+    auser = getattr(request, "auser", None)
+    if auser is None:  # Django 4.2: no auser
+        user = request.user
+    else:
+        user = await auser()
+    return JsonResponse({"user": user.get_username() if user.is_authenticated else None})
+
+
+@login_required
+async def _async_protected(request):
+    return JsonResponse({"user": request.user.get_username()})
+
+
+def _login_view(request):
+    from django.contrib.auth import login
+
+    login(request, request.user)  # an app keeping the certificate's user in a session
+    return JsonResponse({"user": request.user.get_username()})
+
+
+def _session_who(request):
+    user = request.user
+    return JsonResponse({"user": user.get_username() if user.is_authenticated else None})
+
+
+urlpatterns = [
+    path("auser", _auser_view),
+    path("protected", _async_protected),
+    path("login", _login_view),
+    path("healthz", _session_who),
+    path("who", _session_who),
+]
+
+NEW_DJANGO = django.VERSION >= (5, 0)
+
+
+def _session_table() -> None:
+    from django.contrib.sessions.models import Session
+    from django.db import connection
+
+    if Session._meta.db_table not in connection.introspection.table_names():
+        with connection.schema_editor() as editor:
+            editor.create_model(Session)
+
+
+@pytest.fixture
+def client_of(django_client):  # noqa: F811
+    made = []
+
+    def make(**kw):
+        client = django_client(**kw)
+        _session_table()
+        urls = override_settings(ROOT_URLCONF=__name__, LOGIN_URL="/login-page")
+        urls.enable()
+        made.append(urls)
+        return client
+
+    yield make
+    for o in reversed(made):
+        o.disable()
+
+
+@pytest.mark.skipif(not NEW_DJANGO, reason="request.auser is Django 5.0+")
+def test_auser_is_the_certificate_user_not_the_session_one(client_of, users, certs) -> None:  # noqa: F811
+    users.objects.create_user("ledger")
+    client = client_of()
+    assert get(client, "/auser", certs.good) == (200, {"user": "ledger"})
+
+
+@pytest.mark.skipif(not NEW_DJANGO, reason="request.auser is Django 5.0+")
+def test_auser_after_a_password_login_is_the_certificate_user(client_of, users, certs) -> None:  # noqa: F811
+    users.objects.create_user("ledger")
+    other = users.objects.create_user("someone-else", password="pw")
+    client = client_of(
+        backends=(BACKEND, "django.contrib.auth.backends.ModelBackend"),
+    )
+    client.force_login(other, backend="django.contrib.auth.backends.ModelBackend")
+    # the certificate names ledger: request.user and auser() agree on it
+    assert get(client, "/auser", certs.good) == (200, {"user": "ledger"})
+    # a certificate that maps to no user: anonymous, not the session's user either way
+    assert get(client, "/auser", certs.other_org) == (200, {"user": None})
+
+
+@pytest.mark.skipif(not NEW_DJANGO, reason="request.auser is Django 5.0+")
+@pytest.mark.parametrize("middleware", [MIDDLEWARE, ["mtlsauth.adapters.django.MTLSMiddleware"]])
+def test_async_login_required_sees_the_certificate_user(
+    client_of,
+    users,  # noqa: F811
+    certs,
+    middleware,
+) -> None:
+    users.objects.create_user("ledger")
+    client = client_of(middleware=middleware)
+    assert get(client, "/protected", certs.good) == (200, {"user": "ledger"})
+    status, _ = get(client, "/protected", certs.other_org)
+    assert status == 302  # anonymous: sent to the login page, never a 500
+
+
+def test_a_session_login_of_the_certificate_user_ends_with_the_certificate(
+    client_of,
+    users,  # noqa: F811
+    certs,
+) -> None:
+    users.objects.create_user("ledger")
+    client = client_of(conf={"mode": "optional"})
+    assert get(client, "/login", certs.good) == (200, {"user": "ledger"})
+    # the same session, no certificate: not ledger any more (RemoteUserMiddleware's rule)
+    assert get(client, "/who") == (200, {"user": None})
+    assert get(client, "/who", certs.good) == (200, {"user": "ledger"})
+
+
+def test_a_session_login_of_the_certificate_user_does_not_open_exempt_paths(
+    client_of,
+    users,  # noqa: F811
+    certs,
+) -> None:
+    users.objects.create_user("ledger")
+    client = client_of()
+    assert get(client, "/login", certs.good) == (200, {"user": "ledger"})
+    assert get(client, "/healthz") == (200, {"user": None})
+
+
+def test_a_password_session_is_kept_where_no_certificate_is_presented(
+    client_of,
+    users,  # noqa: F811
+    certs,
+) -> None:
+    other = users.objects.create_user("someone-else", password="pw")
+    client = client_of(
+        conf={"mode": "optional"},
+        backends=(BACKEND, "django.contrib.auth.backends.ModelBackend"),
+    )
+    client.force_login(other, backend="django.contrib.auth.backends.ModelBackend")
+    assert get(client, "/who") == (200, {"user": "someone-else"})
