@@ -19,6 +19,7 @@ from django.test import override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 from test_django import (  # noqa: E402
     MIDDLEWARE,
+    PROXY,
     django_client,  # noqa: F401 - fixture
     files,  # noqa: F401 - fixture
     get,
@@ -163,3 +164,61 @@ def test_a_password_session_is_kept_where_no_certificate_is_presented(
     )
     client.force_login(other, backend="django.contrib.auth.backends.ModelBackend")
     assert get(client, "/who") == (200, {"user": "someone-else"})
+
+
+def test_a_certificate_session_without_authentication_middleware_ends_too(
+    client_of,
+    users,  # noqa: F811
+    certs,
+) -> None:
+    users.objects.create_user("ledger")
+    client = client_of(
+        conf={"mode": "optional"},
+        middleware=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "mtlsauth.adapters.django.MTLSMiddleware",
+        ],
+    )
+    assert get(client, "/login", certs.good) == (200, {"user": "ledger"})
+    assert get(client, "/who") == (200, {"user": None})
+    assert not client.session.get("_auth_user_id")
+
+
+def _session_first_view():
+    from rest_framework.authentication import SessionAuthentication
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from mtlsauth.adapters.drf import HasClientCertificate, MTLSAuthentication
+
+    class SessionFirst(APIView):
+        authentication_classes = (SessionAuthentication, MTLSAuthentication)
+        permission_classes = (HasClientCertificate,)
+
+        def get(self, request):
+            return Response({"user": str(request.user)})
+
+        def post(self, request):
+            return Response({"user": str(request.user)})
+
+    return SessionFirst.as_view()
+
+
+urlpatterns.append(path("api/session-first", _session_first_view()))
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_drf_session_authentication_first_fails_closed(
+    client_of,
+    users,  # noqa: F811
+    certs,
+    method,
+) -> None:
+    from test_django import HEADER_KEY, header
+
+    users.objects.create_user("ledger")
+    client = client_of()
+    r = getattr(client, method)(
+        "/api/session-first", REMOTE_ADDR=PROXY, **{HEADER_KEY: header(certs.good)}
+    )
+    assert r.status_code == 403  # the session class took it, with no request.auth: not a 500
