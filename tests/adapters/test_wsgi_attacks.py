@@ -222,3 +222,57 @@ def test_drf_session_authentication_first_fails_closed(
         "/api/session-first", REMOTE_ADDR=PROXY, **{HEADER_KEY: header(certs.good)}
     )
     assert r.status_code == 403  # the session class took it, with no request.auth: not a 500
+
+
+# -- Flask: @token_required on an async view --------------------------------------------------
+def _flask_async_app(pki, mode):
+    import base64
+    import hashlib
+
+    from flask import Flask
+
+    from mtlsauth import TokenCheck, Verifier
+    from mtlsauth.adapters.wsgi import MTLSMiddleware
+    from mtlsauth.adapters.wsgi_oauth import token_claims_from_environ, token_required
+
+    x5t = base64.urlsafe_b64encode(hashlib.sha256(pki.good.der).digest()).rstrip(b"=").decode()
+    check = TokenCheck(lambda token: {"sub": token, "cnf": {"x5t#S256": x5t}})
+    app = Flask("async-token")
+
+    @app.get("/balance")
+    @token_required(check)
+    async def balance():
+        from flask import request
+
+        return {"sub": token_claims_from_environ(request.environ)["sub"]}
+
+    app.wsgi_app = MTLSMiddleware(
+        app.wsgi_app, verifier=Verifier(trust_store=pki.root.trust_store()), mode=mode
+    )
+    return app
+
+
+def test_flask_token_required_runs_an_async_view(pki) -> None:
+    pytest.importorskip("flask")
+    pytest.importorskip("asgiref")  # Flask's async views
+    from werkzeug.test import Client
+
+    client = Client(_flask_async_app(pki, "mandatory"))
+    env = pki.good.wsgi_environ()
+    r = client.get("/balance", environ_overrides=env, headers={"Authorization": "Bearer alice"})
+    assert (r.status_code, r.get_json()) == (200, {"sub": "alice"})
+    r = client.get("/balance", environ_overrides=env)
+    assert r.status_code == 401
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_flask_token_required_refuses_an_unbound_caller_of_an_async_view(pki) -> None:
+    pytest.importorskip("flask")
+    pytest.importorskip("asgiref")
+    from werkzeug.test import Client
+
+    client = Client(_flask_async_app(pki, "optional"))
+    r = client.get("/balance", headers={"Authorization": "Bearer alice"})
+    assert r.status_code == 401
+    assert r.get_json()["code"] == "token_binding_mismatch"

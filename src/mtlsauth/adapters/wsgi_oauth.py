@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -70,16 +71,34 @@ def token_required(check: TokenCheck) -> Callable[[F], F]:
         raise TypeError("token_required() takes a mtlsauth.TokenCheck")
 
     def decorate(view: F) -> F:
+        if inspect.iscoroutinefunction(view):
+            # Flask runs an ``async def`` view only when the function it is given is one:
+            # a plain wrapper would hand Flask the view's coroutine as its answer (a 500).
+            @functools.wraps(view)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                refusal = _refusal()
+                if refusal is not None:
+                    return refusal
+                return await view(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from flask import request
-
-            try:
-                check_token(request.environ, check)
-            except MTLSAuthError as exc:
-                return problem_response(exc)
+            refusal = _refusal()
+            if refusal is not None:
+                return refusal
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+    def _refusal() -> tuple[bytes, int, list[tuple[str, str]]] | None:
+        from flask import request
+
+        try:
+            check_token(request.environ, check)
+        except MTLSAuthError as exc:
+            return problem_response(exc)
+        return None
 
     return decorate
