@@ -138,6 +138,7 @@ def test_a_session_login_of_the_certificate_user_ends_with_the_certificate(
     assert get(client, "/login", certs.good) == (200, {"user": "ledger"})
     # the same session, no certificate: not ledger any more (RemoteUserMiddleware's rule)
     assert get(client, "/who") == (200, {"user": None})
+    assert not client.session.get("_auth_user_id")  # logged out, as RemoteUserMiddleware does
     assert get(client, "/who", certs.good) == (200, {"user": "ledger"})
 
 
@@ -150,6 +151,10 @@ def test_a_session_login_of_the_certificate_user_does_not_open_exempt_paths(
     client = client_of()
     assert get(client, "/login", certs.good) == (200, {"user": "ledger"})
     assert get(client, "/healthz") == (200, {"user": None})
+    # nothing was asked of the client there: the session is anonymous, not logged out
+    assert client.session.get("_auth_user_id")
+    assert get(client, "/who", certs.good) == (200, {"user": "ledger"})
+    assert get(client, "/who")[0] == 401  # mandatory mode: never the session alone
 
 
 def test_a_password_session_is_kept_where_no_certificate_is_presented(

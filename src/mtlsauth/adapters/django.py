@@ -402,6 +402,7 @@ class MTLSMiddleware:
         method = request.method or "GET"
         peer = request_peer(request)
         identity = _cached(request, guard, main, peer, path, method, raw)
+        checked = True  # a request the mode asked a certificate of (not exempt, not off)
         if identity is None:
             decision = guard.check(
                 RequestView(
@@ -424,6 +425,7 @@ class MTLSMiddleware:
                     return problem_response(exc)
                 guard.report(decision)
             identity = decision.identity
+            checked = decision.mode != "off" and not decision.exempt
         request.mtls_identity = identity
         if _certificate_backends():
             from django.contrib import auth
@@ -433,7 +435,7 @@ class MTLSMiddleware:
                 user = auth.authenticate(request, mtls_identity=identity)
                 _set_user(request, user if user is not None else AnonymousUser())
             else:
-                _end_certificate_session(request)
+                _end_certificate_session(request, log_out=checked)
                 if not hasattr(request, "user"):  # no AuthenticationMiddleware (no sessions)
                     _set_user(request, AnonymousUser())
         return self.get_response(request)
@@ -482,21 +484,23 @@ def _set_user(request: HttpRequest, user: Any) -> None:
     request.auser = auser
 
 
-def _end_certificate_session(request: HttpRequest) -> None:
-    """A request with no certificate identity (optional mode, an exempt path) is not the
-    user of a session a certificate backend logged in (``django.contrib.auth.login`` in a
-    view): that user lasts as long as the certificate, so the session is logged out, as
-    ``RemoteUserMiddleware`` does when its header is gone. Other sessions (a password
-    login) are kept."""
+def _end_certificate_session(request: HttpRequest, *, log_out: bool) -> None:
+    """A request with no certificate identity is not the user of a session a certificate
+    backend logged in (``django.contrib.auth.login`` in a view): that user lasts as long as
+    the certificate. Where a certificate was asked for and none came (optional mode) the
+    session is logged out, as ``RemoteUserMiddleware`` does when its header is gone; where
+    none was asked for (an exempt path, mode ``"off"``) the request is anonymous and the
+    session is kept, since the client may well still hold the certificate. Other sessions
+    (a password login) are kept."""
     session = getattr(request, "session", None)
     if session is None:
         return
     from django.contrib import auth
+    from django.contrib.auth.models import AnonymousUser
 
     if session.get(auth.BACKEND_SESSION_KEY) in _backend_paths:
-        auth.logout(request)
-        from django.contrib.auth.models import AnonymousUser
-
+        if log_out:
+            auth.logout(request)
         _set_user(request, AnonymousUser())
 
 
