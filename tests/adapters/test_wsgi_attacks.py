@@ -281,3 +281,33 @@ def test_flask_token_required_refuses_an_unbound_caller_of_an_async_view(pki) ->
     r = client.get("/balance", headers={"Authorization": "Bearer alice"})
     assert r.status_code == 401
     assert r.get_json()["code"] == "token_binding_mismatch"
+
+
+@pytest.mark.skipif(not NEW_DJANGO, reason="request.auser is Django 5.0+")
+def test_auser_under_django_asgi_handler(client_of, users, certs) -> None:  # noqa: F811
+    """The sync-only middleware in Django's async chain (Django adapts it): an async view's
+    ``await request.auser()`` is the certificate's user from the ASGI TLS extension."""
+    import asyncio
+
+    httpx = pytest.importorskip("httpx")
+    from django.core.handlers.asgi import ASGIHandler
+
+    from mtlsauth.testing import with_client_cert
+
+    users.objects.create_user("ledger")
+    client_of(middleware=MIDDLEWARE)  # AuthenticationMiddleware's auser() reads the session
+    app = ASGIHandler()
+
+    async def fetch(cert) -> httpx.Response:
+        transport = httpx.ASGITransport(
+            app=with_client_cert(app, cert), client=("127.0.0.1", 50000)
+        )
+        async with httpx.AsyncClient(transport=transport, base_url="https://test") as c:
+            return await c.get("/auser")
+
+    async def run():
+        return await fetch(certs.good), await fetch(certs.other_org)
+
+    mapped, unmapped = asyncio.run(run())
+    assert (mapped.status_code, mapped.json()) == (200, {"user": "ledger"})
+    assert (unmapped.status_code, unmapped.json()) == (200, {"user": None})
