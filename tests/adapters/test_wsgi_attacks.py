@@ -311,3 +311,54 @@ def test_auser_under_django_asgi_handler(client_of, users, certs) -> None:  # no
     mapped, unmapped = asyncio.run(run())
     assert (mapped.status_code, mapped.json()) == (200, {"user": "ledger"})
     assert (unmapped.status_code, unmapped.json()) == (200, {"user": None})
+
+
+# -- DRF: a browser's certificate is an ambient credential --------------------------------------
+def _csrf_views():
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    from mtlsauth.adapters.drf import HasClientCertificate, MTLSAuthentication
+
+    class BrowserAuthentication(MTLSAuthentication):
+        enforce_csrf = True
+
+    class Plain(APIView):
+        authentication_classes = (MTLSAuthentication,)
+        permission_classes = (HasClientCertificate,)
+
+        def get(self, request):
+            return Response({"cn": request.auth.common_name})
+
+        def post(self, request):
+            return Response({"cn": request.auth.common_name})
+
+    class Browser(Plain):
+        authentication_classes = (BrowserAuthentication,)
+
+    return Plain.as_view(), Browser.as_view()
+
+
+_plain, _browser = _csrf_views()
+urlpatterns += [path("api/plain", _plain), path("api/browser", _browser)]
+
+
+def test_drf_enforce_csrf_refuses_a_cross_site_post(client_of, certs) -> None:
+    from django.middleware.csrf import get_token
+    from django.test import Client, RequestFactory
+    from test_django import HEADER_KEY, header
+
+    client_of(middleware=[], backends=())
+    meta = {"REMOTE_ADDR": PROXY, HEADER_KEY: header(certs.good)}
+    browser = Client(enforce_csrf_checks=True)
+    # a form another site's page posts: the certificate comes along, no CSRF token
+    assert browser.post("/api/plain", {"x": "1"}, **meta).status_code == 200  # the default
+    refused = browser.post("/api/browser", {"x": "1"}, **meta)
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["detail"]
+    assert browser.get("/api/browser", **meta).status_code == 200  # safe methods pass
+    # the site's own page: the CSRF cookie and its token
+    token = get_token(RequestFactory().get("/"))
+    browser.cookies["csrftoken"] = token
+    ok = browser.post("/api/browser", {"x": "1"}, HTTP_X_CSRFTOKEN=token, **meta)
+    assert (ok.status_code, ok.json()) == (200, {"cn": "ledger"})

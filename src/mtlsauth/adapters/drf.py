@@ -161,9 +161,25 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
 
 
 class MTLSAuthentication(BaseAuthentication):
-    """DRF authentication by the request's verified client certificate."""
+    """DRF authentication by the request's verified client certificate.
+
+    A browser presents the certificate its user picked with every request to the site,
+    also with one another site's page makes (a form POST): like a session cookie, an
+    ambient credential. DRF checks CSRF only in ``SessionAuthentication``, so for an API
+    that browsers call with their certificate set ``enforce_csrf = True`` in a subclass:
+    an unsafe request this class authenticates then needs Django's CSRF token, as under
+    ``SessionAuthentication`` (403 ``CSRF Failed`` without it).
+    """
+
+    enforce_csrf: bool = False
 
     def authenticate(self, request: Request) -> tuple[Any, ClientIdentity] | None:
+        result = self._authenticate(request)
+        if result is not None and self.enforce_csrf is True:
+            _check_csrf(request)
+        return result
+
+    def _authenticate(self, request: Request) -> tuple[Any, ClientIdentity] | None:
         django_request = request._request
         identity = getattr(django_request, "mtls_identity", _UNSET)
         if identity is _UNSET:
@@ -214,6 +230,17 @@ class MTLSAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return "MutualTLS"
+
+
+def _check_csrf(request: Request) -> None:
+    """Django's CSRF check of ``request``, as DRF's ``SessionAuthentication`` runs it."""
+    from rest_framework.authentication import CSRFCheck
+
+    check = CSRFCheck(lambda _request: None)
+    check.process_request(request._request)  # the CSRF cookie, into META
+    reason = check.process_view(request._request, lambda _request: None, (), {})
+    if reason:
+        raise exceptions.PermissionDenied(f"CSRF Failed: {reason}")
 
 
 class MTLSTokenAuthentication(MTLSAuthentication):
