@@ -20,6 +20,7 @@ the websocket denial and the FastAPI dependencies users import from here.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -528,13 +529,45 @@ def _request_line(scope: Scope) -> tuple[str, str, bytes | None]:
         raise AmbiguousRequest("the server passed an unreadable request", code="request_malformed")
     path = path or "/"
     method = method or "GET"
-    # Starlette's rule (get_route_path): the router matches the path below root_path.
-    if root_path and path.startswith(root_path):
-        if path == root_path:
-            path = "/"
-        elif path[len(root_path)] == "/":
-            path = path[len(root_path) :]
+    if root_path:
+        if _REGEX_SPECIAL.search(root_path) is not None:
+            _one_route_path(root_path, path)
+        # Starlette's rule (get_route_path): the router matches the path below root_path.
+        if path.startswith(root_path):
+            if path == root_path:
+                path = "/"
+            elif path[len(root_path)] == "/":
+                path = path[len(root_path) :]
     return path, method, raw_path
+
+
+# A character that a regular expression reads other than itself.
+_REGEX_SPECIAL = re.compile(r"[.^$*+?{}\[\]\\|()]")
+
+
+def _one_route_path(root_path: str, path: str) -> None:
+    """Refuse (``ambiguous_path``) a path that routers read two ways under ``root_path``.
+
+    Starlette before 0.38 (FastAPI before 0.112) cut ``root_path`` off the path as a
+    regular expression, ``re.sub("^" + root_path, "", path)``; later versions cut it off
+    only as a literal prefix. With a ``root_path`` such as ``/v1.0`` (a server's setting,
+    or Daphne's ``Daphne-Root-Path`` request header) the path ``/v1x0/admin`` was routed
+    as ``/admin`` by the one and kept whole by the other: exempt paths and route rules
+    must not read another path than the router. Only called when ``root_path`` holds a
+    character that a regular expression reads otherwise, so only such paths pay for it.
+    """
+    literal = path
+    if path.startswith(root_path) and (path == root_path or path[len(root_path)] == "/"):
+        literal = path[len(root_path) :]
+    try:
+        regex = re.sub("^" + root_path, "", path)
+    except re.error:
+        return  # those versions cannot route under it at all: nothing to confuse
+    if regex != literal:
+        raise AmbiguousRequest(
+            "the request target can be read more than one way: the path does not start "
+            "with root_path as a regular expression and as a literal prefix alike"
+        )
 
 
 def _presented(

@@ -1,0 +1,148 @@
+"""The ASGI, Starlette and FastAPI adapters attacked: scopes a server builds that a router
+reads other than the middleware, and what the app sees."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from mtlsauth import Policy
+from mtlsauth.adapters.asgi import MTLSMiddleware, Route, identity_from_scope
+
+pytest.importorskip("starlette")
+
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route as StarletteRoute
+
+
+def _call(mw: Any, scope: dict[str, Any]) -> tuple[int, bytes]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(mw(scope, receive, send))
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], body
+
+
+def _scope(path: str, root_path: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": root_path,
+        "query_string": b"",
+        "headers": [(b"host", b"api.example")],
+        "client": ("203.0.113.9", 40000),
+        "server": ("api.example", 443),
+    }
+    if chain:
+        scope["extensions"] = {"tls": {"client_cert_chain": chain, "client_cert_error": None}}
+    return scope
+
+
+def _admin_app() -> Starlette:
+    async def admin(request: Any) -> PlainTextResponse:
+        who = identity_from_scope(request.scope)
+        return PlainTextResponse(f"admin secret for {who.common_name if who else None}")
+
+    async def public(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("public")
+
+    return Starlette(
+        routes=[
+            StarletteRoute("/admin/secret", admin),
+            StarletteRoute("/public/info", public),
+        ]
+    )
+
+
+def _pem_chain(cert: Any) -> tuple[str, ...]:
+    text = cert.chain_pem.text()
+    marker = "-----END CERTIFICATE-----"
+    return tuple(p.strip() + "\n" + marker + "\n" for p in text.split(marker) if p.strip())
+
+
+# -- root_path read as a regular expression (Starlette < 0.38, FastAPI < 0.112) -------------
+# Those versions route re.sub("^" + root_path, "", path); the middleware cuts root_path off as
+# a literal prefix, as later versions do. A root_path with a "." (a server's setting, or
+# Daphne's Daphne-Root-Path request header) made "/public/admin/secret" the exempt
+# "/public/..." for the one and "/admin/secret" for the other.
+
+
+def test_regex_root_path_cannot_reach_a_route_through_an_exempt_path(verifier) -> None:
+    mw = MTLSMiddleware(_admin_app(), verifier=verifier, exempt_paths={"/public/*"})
+    status, body = _call(mw, _scope("/public/admin/secret", "/publi."))
+    assert status == 400, body
+    assert b"ambiguous_path" in body
+    assert b"secret" not in body
+
+
+def test_regex_root_path_cannot_skip_a_route_policy(verifier, certs) -> None:
+    mw = MTLSMiddleware(
+        _admin_app(),
+        verifier=verifier,
+        routes=[Route("/admin/*", policy=Policy(organizations={"ops"}))],
+    )
+    # A certificate of O=payments: admitted by the verifier, refused for /admin/*.
+    chain = _pem_chain(certs.good)
+    assert _call(mw, _scope("/v1.0/admin/secret", "/v1.0", chain))[0] == 403
+    status, body = _call(mw, _scope("/v1x0/admin/secret", "/v1.0", chain))
+    assert status == 400, body
+    assert b"ambiguous_path" in body
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "expected"),
+    [
+        ("/v1.0/public/info", "/v1.0", 200),  # below root_path: routed the same by both
+        ("/public/info", "/v1.0", 200),  # a server that does not prepend root_path
+        ("/v1.0", "/v1.0", 401),  # root_path itself: "" for both, not exempt
+        ("/api/public/info", "/api", 200),  # no special character: never compared
+    ],
+)
+def test_regex_root_path_leaves_paths_read_one_way_alone(
+    verifier, path: str, root_path: str, expected: int
+) -> None:
+    mw = MTLSMiddleware(_admin_app(), verifier=verifier, exempt_paths={"/public/*"})
+    assert _call(mw, _scope(path, root_path))[0] == expected
+
+
+def test_regex_root_path_websocket_refused_too(verifier) -> None:
+    mw = MTLSMiddleware(_admin_app(), verifier=verifier, exempt_paths={"/public/*"})
+    sent: list[dict[str, Any]] = []
+    queue = [{"type": "websocket.connect"}]
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0) if queue else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = _scope("/public/admin/secret", "/publi.")
+    scope["type"] = "websocket"
+    scope["scheme"] = "wss"
+    asyncio.run(mw(scope, receive, send))
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "ambiguous_path"}]
+
+
+def test_root_path_that_is_no_regular_expression_is_not_refused_for_it(verifier) -> None:
+    # Starlette < 0.38 fails on it itself; the middleware neither raises nor refuses it.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = MTLSMiddleware(app, verifier=verifier, exempt_paths={"/public/*"})
+    assert _call(mw, _scope("/public/info", "/a(b")) == (200, b"ok")
+    assert _call(mw, _scope("/a(b/public/info", "/a(b")) == (200, b"ok")
