@@ -74,7 +74,7 @@ def _pem_chain(cert: Any) -> tuple[str, ...]:
     return tuple(p.strip() + "\n" + marker + "\n" for p in text.split(marker) if p.strip())
 
 
-# -- root_path read as a regular expression (Starlette < 0.38, FastAPI < 0.112) -------------
+# -- root_path read as a regular expression (Starlette 0.35 into 0.39) -----------------------
 # Those versions route re.sub("^" + root_path, "", path); the middleware cuts root_path off as
 # a literal prefix, as later versions do. A root_path with a "." (a server's setting, or
 # Daphne's Daphne-Root-Path request header) made "/public/admin/secret" the exempt
@@ -138,7 +138,7 @@ def test_regex_root_path_websocket_refused_too(verifier) -> None:
 
 
 def test_root_path_that_is_no_regular_expression_is_not_refused_for_it(verifier) -> None:
-    # Starlette < 0.38 fails on it itself; the middleware neither raises nor refuses it.
+    # Starlette's re.sub versions fail on it themselves; the middleware neither raises nor refuses it.
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})

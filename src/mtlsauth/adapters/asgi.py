@@ -548,26 +548,27 @@ _REGEX_SPECIAL = re.compile(r"[.^$*+?{}\[\]\\|()]")
 def _one_route_path(root_path: str, path: str) -> None:
     """Refuse (``ambiguous_path``) a path that routers read two ways under ``root_path``.
 
-    Starlette before 0.38 (FastAPI before 0.112) cut ``root_path`` off the path as a
-    regular expression, ``re.sub("^" + root_path, "", path)``; later versions cut it off
-    only as a literal prefix. With a ``root_path`` such as ``/v1.0`` (a server's setting,
-    or Daphne's ``Daphne-Root-Path`` request header) the path ``/v1x0/admin`` was routed
-    as ``/admin`` by the one and kept whole by the other: exempt paths and route rules
-    must not read another path than the router. Only called when ``root_path`` holds a
-    character that a regular expression reads otherwise, so only such paths pay for it.
+    Starlette from 0.35 into 0.39 cut ``root_path`` off the path as a regular expression,
+    ``re.sub("^" + root_path, "", path)`` (later with ``(?=/|$)`` appended); later versions
+    cut it off only as a literal prefix, as the middleware does. With a ``root_path`` such
+    as ``/v1.0`` (a server's setting, or Daphne's ``Daphne-Root-Path`` request header) the
+    path ``/v1x0/admin`` was routed as ``/admin`` by the one and kept whole by the other:
+    exempt paths and route rules must not read another path than the router. Only called
+    when ``root_path`` holds a character that a regular expression reads otherwise.
     """
     literal = path
     if path.startswith(root_path) and (path == root_path or path[len(root_path)] == "/"):
         literal = path[len(root_path) :]
-    try:
-        regex = re.sub("^" + root_path, "", path)
-    except re.error:
-        return  # those versions cannot route under it at all: nothing to confuse
-    if regex != literal:
-        raise AmbiguousRequest(
-            "the request target can be read more than one way: the path does not start "
-            "with root_path as a regular expression and as a literal prefix alike"
-        )
+    for pattern in ("^" + root_path, "^" + root_path + "(?=/|$)"):
+        try:
+            regex = re.sub(pattern, "", path)
+        except re.error:
+            return  # those versions cannot route under it at all: nothing to confuse
+        if regex != literal:
+            raise AmbiguousRequest(
+                "the request target can be read more than one way: the path does not "
+                "start with root_path as a regular expression and as a literal prefix alike"
+            )
 
 
 def _presented(
