@@ -146,3 +146,33 @@ def test_root_path_that_is_no_regular_expression_is_not_refused_for_it(verifier)
     mw = MTLSMiddleware(app, verifier=verifier, exempt_paths={"/public/*"})
     assert _call(mw, _scope("/public/info", "/a(b")) == (200, b"ok")
     assert _call(mw, _scope("/a(b/public/info", "/a(b")) == (200, b"ok")
+
+
+# -- a refusal after a server push (HTTP/2, the http.response.push extension) ----------------
+def test_refusal_after_a_server_push_is_answered_not_raised(verifier) -> None:
+    from mtlsauth import CertificateMissing
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.push", "path": "/style.css", "headers": []})
+        raise CertificateMissing("this endpoint requires a client certificate")
+
+    mw = MTLSMiddleware(app, verifier=verifier, mode="optional")
+    scope = _scope("/page", "")
+    scope["http_version"] = "2"
+    scope["extensions"] = {"http.response.push": {}}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(mw(scope, receive, send))
+    assert [m["type"] for m in sent] == [
+        "http.response.push",
+        "http.response.start",
+        "http.response.body",
+    ]
+    assert sent[1]["status"] == 401
+    assert b"certificate_missing" in sent[2]["body"]

@@ -197,7 +197,9 @@ class MTLSMiddleware:
                 out, held = held, None  # streamed or anything else: no longer held back
                 started = True
                 return _send_all(send, out)
-            started = True
+            # A server push (HTTP/2, hypercorn) starts no response: a refusal can follow it.
+            if not started and message.get("type") != "http.response.push":
+                started = True
             return send(message)
 
         app_receive = receive
