@@ -82,7 +82,9 @@ class MTLSMiddleware:
     ``root_path`` prefix (a ``Mount``, a server's ``--root-path``), as Starlette routes.
     With exempt paths or routes configured, a raw target that could be routed two ways
     (``raw_path`` with an encoded ``/``, a dot segment, ...) is refused with 400
-    ``ambiguous_path``.
+    ``ambiguous_path``; so is, in any configuration, a path that Starlette's ``re.sub``
+    versions (0.35 into 0.39) route under a ``root_path`` such as ``/v1.0`` other than
+    the literal prefix rule does.
 
     The app sees a copy of the scope with ``scope["mtlsauth.identity"]`` (a
     ``ClientIdentity`` or ``None``); read it with ``identity_from_scope``. An
