@@ -176,3 +176,48 @@ def test_refusal_after_a_server_push_is_answered_not_raised(verifier) -> None:
     ]
     assert sent[1]["status"] == 401
     assert b"certificate_missing" in sent[2]["body"]
+
+
+# -- concurrency: two requests interleaved on one middleware and one event loop ---------------
+def test_interleaved_requests_keep_their_own_identities(verifier, certs) -> None:
+    gate = asyncio.Event()
+    seen: dict[str, str | None] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        before = identity_from_scope(scope)
+        if scope["path"] == "/first":
+            await gate.wait()  # the second request runs to its end meanwhile
+        else:
+            gate.set()
+        task_seen: list[Any] = []
+
+        async def spawned() -> None:
+            await asyncio.sleep(0)
+            task_seen.append(identity_from_scope(scope))
+
+        await asyncio.create_task(spawned())
+        after = identity_from_scope(scope)
+        assert before is after is task_seen[0]
+        seen[scope["path"]] = after.common_name if after else None
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    mw = MTLSMiddleware(app, verifier=verifier)
+    good, other = _pem_chain(certs.good), _pem_chain(certs.other_org)
+
+    async def both() -> None:
+        async def one(path: str, chain: tuple[str, ...]) -> None:
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            async def send(message: dict[str, Any]) -> None:
+                pass
+
+            await mw(_scope(path, "", chain), receive, send)
+
+        for _ in range(2):  # uncached, then cached hits
+            gate.clear()
+            await asyncio.gather(one("/first", good), one("/second", other))
+            assert seen == {"/first": "ledger", "/second": "ads-bot"}
+
+    asyncio.run(both())
