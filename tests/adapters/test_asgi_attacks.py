@@ -148,6 +148,21 @@ def test_root_path_that_is_no_regular_expression_is_not_refused_for_it(verifier)
     assert _call(mw, _scope("/a(b/public/info", "/a(b")) == (200, b"ok")
 
 
+def test_root_path_with_a_quantifier_is_refused_without_running_it(verifier) -> None:
+    # Daphne takes root_path from the client's Daphne-Root-Path header: a backtracking pattern
+    # run against a long path would hold the worker for minutes. It is refused unevaluated.
+    import time
+
+    mw = MTLSMiddleware(_admin_app(), verifier=verifier, exempt_paths={"/public/*"})
+    started = time.process_time()
+    status, body = _call(mw, _scope("/" + "a" * 64 + "!", "/(a+)+b"))
+    assert time.process_time() - started < 2.0
+    assert status == 400, body
+    assert b"ambiguous_path" in body
+    for root_path in ("/v[12]", "/api|/public", "/v1*"):
+        assert _call(mw, _scope("/public/info", root_path))[0] == 400
+
+
 # -- a refusal after a server push (HTTP/2, the http.response.push extension) ----------------
 def test_refusal_after_a_server_push_is_answered_not_raised(verifier) -> None:
     from mtlsauth import CertificateMissing

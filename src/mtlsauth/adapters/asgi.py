@@ -560,19 +560,28 @@ def _one_route_path(root_path: str, path: str) -> None:
     exempt paths and route rules must not read another path than the router. Only called
     when ``root_path`` holds a character that a regular expression reads otherwise.
     """
+    try:
+        re.compile(root_path)
+    except re.error:
+        return  # those versions cannot route under it at all: nothing to confuse
+    if _REGEX_SPECIAL.search(root_path.replace(".", "")) is not None:
+        # A quantifier, group or class: the regex reading is not run, since root_path may
+        # be the client's own (Daphne-Root-Path) and a pattern like "(a+)+b" would backtrack
+        # for as long as the path is long. No deployment mounts under such a prefix.
+        raise AmbiguousRequest(_TWO_READINGS)
     literal = path
     if path.startswith(root_path) and (path == root_path or path[len(root_path)] == "/"):
         literal = path[len(root_path) :]
+    # Only "." is special here: both patterns match in time linear in root_path's length.
     for pattern in ("^" + root_path, "^" + root_path + "(?=/|$)"):
-        try:
-            regex = re.sub(pattern, "", path)
-        except re.error:
-            return  # those versions cannot route under it at all: nothing to confuse
-        if regex != literal:
-            raise AmbiguousRequest(
-                "the request target can be read more than one way: the path does not "
-                "start with root_path as a regular expression and as a literal prefix alike"
-            )
+        if re.sub(pattern, "", path) != literal:
+            raise AmbiguousRequest(_TWO_READINGS)
+
+
+_TWO_READINGS = (
+    "the request target can be read more than one way: the path does not start with "
+    "root_path as a regular expression and as a literal prefix alike"
+)
 
 
 def _presented(
