@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, Encoding, pkcs12
 
 from _verdicts import verdict
-from mtlsauth import CertificateInvalid, TrustStore, Verifier
+from mtlsauth import CertificateInvalid, CRLSet, TrustStore, Verifier
 from mtlsauth.testing import CA
 
 
@@ -665,3 +665,26 @@ def test_a_relative_path_keeps_naming_the_same_file_after_a_chdir(
     assert trust.certificates == (a.certificate,)
     assert pins.certificates == (a.certificate,)
     assert trust.health()[0]["paths"] == [str(tmp_path / "app" / "ca.pem")]
+
+
+@pytest.mark.parametrize(
+    ("load", "use"),
+    [
+        (TrustStore.from_pem_file, "TrustStore.from_pem()"),
+        (TrustStore.from_directory, "TrustStore.from_pem()"),
+        (TrustStore.from_pkcs12, "TrustStore.from_pem()"),
+    ],
+)
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_pem_text_where_a_path_belongs_says_so(cas, load, use, as_bytes) -> None:
+    """A pasted PEM is not reported as the system's "File name too long" over base64."""
+    text = cas[0].cert_pem.text()
+    with pytest.raises(ValueError, match="PEM text where a file path belongs") as caught:
+        load(text.encode() if as_bytes else text)
+    assert use in str(caught.value)
+    assert "MII" not in str(caught.value)  # no certificate body in the message
+
+
+def test_pem_text_given_to_crlset_from_paths_says_so(cas) -> None:
+    with pytest.raises(ValueError, match=r"PEM text where a file path belongs.*CRLSet\.from_pem"):
+        CRLSet.from_paths(cas[0].crl().text())

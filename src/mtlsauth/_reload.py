@@ -36,9 +36,25 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Generic, TypeVar
 
-__all__ = ["NO_WAIT", "FileSnapshot", "WouldBlock", "list_files"]
+__all__ = ["NO_WAIT", "FileSnapshot", "WouldBlock", "list_files", "refuse_pem_text"]
 
 T = TypeVar("T")
+
+
+def refuse_pem_text(path: object, what: str, use: str) -> None:
+    """``ValueError`` when ``path`` is PEM text given where a file path belongs.
+
+    Without it the text becomes a file name, and the error is the operating system's
+    "File name too long" or a "does not exist" over a screenful of base64.
+    """
+    text = path.decode("latin-1") if isinstance(path, bytes) else path
+    if isinstance(text, str) and "-----BEGIN" in text:
+        raise ValueError(
+            f"{what}: got PEM text where a file path belongs: pass the file's path, "
+            f"or give the text to {use}"
+        )
+
+
 logger = logging.getLogger("mtlsauth")
 
 Signature = tuple[tuple[str, str, int, int, int, int], ...]
@@ -125,6 +141,8 @@ class FileSnapshot(Generic[T]):
                 "reload_interval must be a positive, finite number of seconds, or None "
                 "(no automatic checks)"
             )
+        for p in paths:
+            refuse_pem_text(p, what, "from_pem()")
         # Absolute now: a relative path resolved at every reload would name another file
         # once the process changes its working directory. (Symlinks stay: they are followed
         # at each check, as a Kubernetes swap needs.)

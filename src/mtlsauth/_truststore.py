@@ -24,7 +24,7 @@ from cryptography.x509.verification import Store
 
 from mtlsauth._encoding import MAX_INPUT_BYTES, chain_to_der, load_der, pem_to_der_list
 from mtlsauth._errors import CertificateInvalid
-from mtlsauth._reload import FileSnapshot
+from mtlsauth._reload import FileSnapshot, refuse_pem_text
 from mtlsauth._tbs import _tbs_names
 
 __all__ = [
@@ -351,6 +351,7 @@ class TrustStore:
             ValueError: the file is missing, unreadable, holds no certificate, or is a
                 directory (use ``from_directory``).
         """
+        refuse_pem_text(path, "TrustStore.from_pem_file()", "TrustStore.from_pem()")
         path = os.path.abspath(path)  # the same file after a chdir
         _not_a_directory(path, "from_directory()")
 
@@ -375,6 +376,7 @@ class TrustStore:
         cls, path: str | os.PathLike[str], *, reload_interval: float | None = 30.0
     ) -> TrustStore:
         """Anchors from every ``*.pem``/``*.crt``/``*.cer`` file and OpenSSL hash link in a folder."""
+        refuse_pem_text(path, "TrustStore.from_directory()", "TrustStore.from_pem()")
         path = os.path.abspath(path)  # the same folder after a chdir
         if not Path(path).is_dir():
             raise ValueError(f"{path}: not a directory")
@@ -407,6 +409,7 @@ class TrustStore:
     ) -> TrustStore:
         """Anchors from a PKCS#12 file, e.g. a Java truststore made with ``keytool -storetype PKCS12``."""
         pw = password.encode("utf-8") if isinstance(password, str) else password
+        refuse_pem_text(path, "TrustStore.from_pkcs12()", "TrustStore.from_pem()")
         path = os.path.abspath(path)  # the same file after a chdir
         _not_a_directory(path, "from_directory()")
 

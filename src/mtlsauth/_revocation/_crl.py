@@ -55,7 +55,7 @@ from cryptography.x509.oid import CRLEntryExtensionOID
 
 from mtlsauth._errors import CertificateRevoked, RevocationUnavailable
 from mtlsauth._memo import BoundedMemo, ObjectTable
-from mtlsauth._reload import FileSnapshot
+from mtlsauth._reload import FileSnapshot, refuse_pem_text
 from mtlsauth._revocation._compose import fail_closed
 from mtlsauth._revocation._load import (
     _COMPLETE,
@@ -619,6 +619,8 @@ class CRLSet:
         """
         if not files_or_dirs:
             raise ValueError("CRLSet.from_paths() needs at least one file or directory")
+        for p in files_or_dirs:
+            refuse_pem_text(p, "CRLSet.from_paths()", "CRLSet.from_pem()")
         scope = _options(scope, mode, allow_missing, grace, warn_before)
         marks = _Marks()  # shared by every snapshot of this set
         snap = FileSnapshot(
