@@ -22,6 +22,15 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(mtlsauth, name), name
 
 
+def test_testing_all_names_each_public_helper_once() -> None:
+    import mtlsauth.testing
+
+    names = mtlsauth.testing.__all__
+    assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
+    for name in names:
+        assert hasattr(mtlsauth.testing, name), name
+
+
 def test_core_imports_no_web_framework() -> None:
     code = (
         "import sys, mtlsauth, mtlsauth.testing; "

@@ -530,9 +530,6 @@ def openssl_index(ca: CA, certs: Iterable[ClientCert | x509.Certificate]) -> Blo
     return Blob("".join(lines).encode("utf-8"))
 
 
-__all__ += ["issue_ocsp_responder_cert", "openssl_index"]
-
-
 # -- ASGI: the TLS extension that neither httpx.ASGITransport nor TestClient fills ----------
 def with_client_cert(app: ASGIApp, cert: ClientCert | Mapping[str, Any] | None) -> ASGIApp:
     """Wrap ``app`` so every ``http``/``websocket`` scope carries ``extensions["tls"]``.
