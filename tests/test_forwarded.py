@@ -1262,3 +1262,16 @@ def test_rfc9440_bad_parameter_value_refused_end_to_end(pki) -> None:
     with pytest.raises(CertificateInvalid) as info:
         verifier.authenticate(_req(("Client-Cert", leaf), ("Client-Cert-Chain", mid + ";a=;b")))
     assert info.value.code == "certificate_malformed"
+
+
+def test_encode_forwarded_given_a_client_cert_says_what_to_pass() -> None:
+    from mtlsauth.testing import CA, encode_forwarded
+
+    cert = CA().issue_client_cert(common_name="gw")
+    with pytest.raises(TypeError, match=r"not ClientCert: pass cert\.chain_der"):
+        encode_forwarded("nginx", cert)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="sequence of DER certificates"):
+        encode_forwarded("nginx", cert.chain_der[0])
+    with pytest.raises(TypeError, match="PEM text is not DER"):
+        encode_forwarded("nginx", [cert.cert_pem.text()])  # type: ignore[list-item]
+    assert encode_forwarded("nginx", cert.chain_der)

@@ -209,9 +209,17 @@ def encode_forwarded(preset_or_encoding: str, chain_der: Sequence[bytes]) -> lis
         ``(header name, value)`` pairs, byte for byte what that proxy writes (nginx escapes
         ``+`` as ``%2B``, AWS leaves it raw, Apache turns newlines into spaces...).
     """
+    if isinstance(chain_der, bytes | str) or not hasattr(chain_der, "__iter__"):
+        hint = "cert.chain_der" if hasattr(chain_der, "chain_der") else "[leaf_der, ...]"
+        raise TypeError(
+            f"encode_forwarded() takes a sequence of DER certificates, leaf first, not "
+            f"{type(chain_der).__name__}: pass {hint}"
+        )
     ders = tuple(chain_der)
     if not ders:
         raise ValueError("chain_der must hold at least the leaf certificate")
+    if not all(isinstance(d, bytes) for d in ders):
+        raise TypeError("encode_forwarded() takes DER bytes, leaf first (PEM text is not DER)")
     leaf, rest = ders[0], ders[1:]
     name = resolve_name(preset_or_encoding, [*PRESETS, *ENCODINGS], "preset or encoding")
     if name in ENCODINGS and name not in PRESETS:
