@@ -235,3 +235,12 @@ def test_mkdocs_build_strict(tmp_path):
     )  # fmt: skip
     warnings = [ln for ln in proc.stderr.splitlines() if "WARNING" in ln or "ERROR" in ln]
     assert proc.returncode == 0, "\n".join(warnings) or proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "block", [b for b in PYTHON if b.not_run is not None], ids=lambda b: b.where
+)
+def test_not_run_python_block_compiles(block):
+    # A block that cannot run here (it starts a server, needs a Django project) is still
+    # copied as is by a reader: it must at least be valid Python.
+    compile(block.code, block.where, "exec")
