@@ -590,6 +590,20 @@ def test_file_errors(tmp_path):
         load_config(write(tmp_path, "x", "mtls.ini"))
 
 
+def test_pem_text_pasted_where_a_path_belongs_is_a_value_error(tmp_path, pki):
+    pem = pki.path("ca.pem").read_text()
+    path = write(tmp_path, f'[trust]\nfiles = ["""{pem}"""]\n')
+    with pytest.raises(
+        ValueError, match=r"\[trust\]\.files\[1\]: PEM text where a file path"
+    ) as info:
+        load_config(path)
+    assert "MII" not in str(info.value)
+    # A name the system cannot even look up is a ValueError naming the key, not an OSError.
+    path = write(tmp_path, f'[trust]\nfiles = ["{"x" * 5000}"]\n')
+    with pytest.raises(ValueError, match=r"\[trust\]\.files\[1\]: .*cannot be read"):
+        load_config(path)
+
+
 @pytest.mark.parametrize(
     ("key", "text"),
     [

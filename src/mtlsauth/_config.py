@@ -448,9 +448,18 @@ class _Builder:
         self.base = base
 
     def path(self, value: object, key: Key, *, must_exist: bool = True) -> Path:
-        p = Path(os.path.expanduser(_str(value, key)))
+        text = _str(value, key)
+        if "-----BEGIN" in text:
+            raise _Error(
+                key, "PEM text where a file path belongs: save it to a file and give its path"
+            )
+        p = Path(os.path.expanduser(text))
         p = p if p.is_absolute() else self.base / p
-        if must_exist and not p.exists():
+        try:
+            exists = p.exists()
+        except OSError as exc:  # a name too long, a component that is not a folder...
+            raise _Error(key, f"{p}: cannot be read: {exc.strerror or exc}") from None
+        if must_exist and not exists:
             raise _Error(key, f"{p}: no such file or directory")
         return p
 
