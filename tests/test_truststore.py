@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -688,3 +689,35 @@ def test_pem_text_where_a_path_belongs_says_so(cas, load, use, as_bytes) -> None
 def test_pem_text_given_to_crlset_from_paths_says_so(cas) -> None:
     with pytest.raises(ValueError, match=r"PEM text where a file path belongs.*CRLSet\.from_pem"):
         CRLSet.from_paths(cas[0].crl().text())
+
+
+def test_a_path_or_pem_text_given_as_trust_store_names_the_constructor(cas, tmp_path) -> None:
+    from mtlsauth import server_ssl_context
+
+    ca_file = tmp_path / "ca.pem"
+    cas[0].cert_pem.write_to_path(ca_file)
+    pem = cas[0].cert_pem.text()
+    cases = [
+        (
+            str(ca_file),
+            r"not a path: use TrustStore\.from_pem_file\(" + re.escape(repr(str(ca_file))),
+        ),
+        (ca_file, r"TrustStore\.from_pem_file\("),
+        (str(tmp_path), r"TrustStore\.from_directory\("),
+        (pem, r"for PEM text use TrustStore\.from_pem\(text\)"),
+        ([str(ca_file)], r"not list"),
+    ]
+    for value, message in cases:
+        with pytest.raises(TypeError, match=message):
+            Verifier(trust_store=value)
+        with pytest.raises(TypeError, match=message):
+            server_ssl_context(certfile="x.pem", trust_store=value)
+
+
+def test_server_ssl_context_certfile_as_pem_text_says_so(cas) -> None:
+    from mtlsauth import server_ssl_context
+
+    cert = cas[0].issue_client_cert(common_name="localhost")
+    with pytest.raises(ValueError, match="certfile: got PEM text where a file path") as caught:
+        server_ssl_context(certfile=cert.cert_pem.text(), trust_store=cas[0].trust_store())
+    assert "MII" not in str(caught.value)

@@ -41,7 +41,7 @@ __all__ = ["NO_WAIT", "FileSnapshot", "WouldBlock", "list_files", "refuse_pem_te
 T = TypeVar("T")
 
 
-def refuse_pem_text(path: object, what: str, use: str) -> None:
+def refuse_pem_text(path: object, what: str, use: str | None = None) -> None:
     """``ValueError`` when ``path`` is PEM text given where a file path belongs.
 
     Without it the text becomes a file name, and the error is the operating system's
@@ -49,9 +49,9 @@ def refuse_pem_text(path: object, what: str, use: str) -> None:
     """
     text = path.decode("latin-1") if isinstance(path, bytes) else path
     if isinstance(text, str) and "-----BEGIN" in text:
+        alternative = f", or give the text to {use}" if use else ""
         raise ValueError(
-            f"{what}: got PEM text where a file path belongs: pass the file's path, "
-            f"or give the text to {use}"
+            f"{what}: got PEM text where a file path belongs: pass the file's path{alternative}"
         )
 
 

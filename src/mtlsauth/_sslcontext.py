@@ -16,7 +16,8 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtlsauth._logfields import RefusalLogLimiter, escape_log_value
-from mtlsauth._truststore import TrustStore, is_end_entity, refuse_end_entities
+from mtlsauth._reload import refuse_pem_text
+from mtlsauth._truststore import TrustStore, is_end_entity, not_a_trust_store, refuse_end_entities
 from mtlsauth._verifier import _parse_certs
 
 __all__ = ["peer_chain", "server_ssl_context", "unrequested_hint"]
@@ -98,7 +99,7 @@ def server_ssl_context(
     if mode not in ("mandatory", "optional"):
         raise ValueError("mode must be 'mandatory' or 'optional' (for 'off' use no client CA)")
     if not isinstance(trust_store, TrustStore):
-        raise TypeError("trust_store must be a TrustStore")
+        raise not_a_trust_store(trust_store)
     if minimum_version < ssl.TLSVersion.TLSv1_2:
         raise ValueError("minimum_version below TLS 1.2 is not supported")
     refuse_end_entities(trust_store, "trust_store")
@@ -112,6 +113,7 @@ def server_ssl_context(
     if pinned:
         anchors += list(_parse_certs(pinned, "pinned"))
     for what, name in (("certfile", certfile), ("keyfile", keyfile)):
+        refuse_pem_text(name, what)
         if name is not None and not os.path.isfile(name):
             state = "is a directory" if os.path.isdir(name) else "does not exist"
             raise ValueError(f"{what} {os.fspath(name)!r} {state}")

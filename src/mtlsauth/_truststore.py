@@ -32,6 +32,7 @@ __all__ = [
     "TrustStore",
     "is_end_entity",
     "load_certificate_file",
+    "not_a_trust_store",
     "refuse_end_entities",
 ]
 
@@ -171,6 +172,25 @@ def _snapshot(certs: Iterable[x509.Certificate], *, allow_empty: bool = False) -
         frozenset(unique),
         tuple(subordinate),
         leaves,
+    )
+
+
+def not_a_trust_store(value: object, what: str = "trust_store") -> TypeError:
+    """The ``TypeError`` for a value given where a ``TrustStore`` belongs, saying which
+    constructor turns it into one (a path, PEM text) when that can be told."""
+    if isinstance(value, str | bytes) and (
+        "-----BEGIN" in value if isinstance(value, str) else b"-----BEGIN" in value
+    ):
+        return TypeError(f"{what} must be a TrustStore: for PEM text use TrustStore.from_pem(text)")
+    if isinstance(value, str | os.PathLike):
+        name = os.fsdecode(value)
+        maker = "from_directory" if os.path.isdir(name) else "from_pem_file"
+        return TypeError(
+            f"{what} must be a TrustStore, not a path: use TrustStore.{maker}({name!r})"
+        )
+    return TypeError(
+        f"{what} must be a TrustStore (e.g. TrustStore.from_pem_file(...)), "
+        f"not {type(value).__name__}"
     )
 
 

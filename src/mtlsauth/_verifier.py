@@ -66,6 +66,7 @@ from mtlsauth._truststore import (
     TrustSnapshot,
     TrustStore,
     load_certificate_file,
+    not_a_trust_store,
     refuse_end_entities,
 )
 from mtlsauth._types import HealthReporting, Presented, RevocationChecker
@@ -200,7 +201,7 @@ class Verifier:
         cache_ttl: float = _DEFAULT_TTL,
     ) -> None:
         if trust_store is not None and not isinstance(trust_store, TrustStore):
-            raise TypeError("trust_store must be a TrustStore (e.g. TrustStore.from_pem_file(...))")
+            raise not_a_trust_store(trust_store)
         if trust_store is not None:
             refuse_end_entities(trust_store, "trust_store")
         if policy is not None and not isinstance(policy, Policy):
