@@ -298,6 +298,9 @@ def test_uvicorn_proxy_headers_rewrite_is_named(ca: CA, caplog: pytest.LogCaptur
     assert "last hop of X-Forwarded-For" in decision.hint
     assert "--no-proxy-headers" in decision.hint
     assert "--no-proxy-headers" in refusals(caplog)[0].getMessage()
+    # the same rewrite by a middleware placed outside mtlsauth's (uvicorn's
+    # ProxyHeadersMiddleware added after MTLSMiddleware) is named too
+    assert "proxy-headers middleware wraps the mtlsauth middleware" in decision.hint
     # the client is not told (it would learn that X-Forwarded-For is believed)
     assert "X-Forwarded-For" not in decision.error.detail
     # a genuinely untrusted peer (no such X-Forwarded-For) has no hint

@@ -141,8 +141,9 @@ def refusal_hint(
 
 _REWRITTEN = (
     "the peer's address is the last hop of X-Forwarded-For: the server replaced the socket "
-    "peer with it (uvicorn does by default: run it with --no-proxy-headers), so the trusted "
-    "proxy cannot be recognised"
+    "peer with it (uvicorn does by default: run it with --no-proxy-headers), or a "
+    "proxy-headers middleware wraps the mtlsauth middleware (put it inside: with "
+    "add_middleware, add it before MTLSMiddleware), so the trusted proxy cannot be recognised"
 )
 
 
