@@ -1172,3 +1172,21 @@ def test_an_rfc8705_alternative_in_the_file_narrows_as_code_does(tmp_path, pki):
         with pytest.raises(PolicyDenied):
             verifier.verify(pem(pki, "other-org"))
     assert other.subject != good.subject
+
+
+def test_a_policy_key_above_every_table_says_to_write_it_under_policy(tmp_path, pki):
+    # `mtlsauth verify --policy FILE` reads the [policy] table: a file of bare allow-list
+    # keys is the first one a new user writes
+    path = write(tmp_path, 'organizations = ["Example Corp"]\n')
+    message = r"organizations: unknown key at the top level: it is a policy key, write it under \[policy\] \(line 1\)"
+    with pytest.raises(ValueError, match=message):
+        load_policy(path)
+    path = write(tmp_path, f'organizations = ["x"]\n[trust]\nfiles = ["{pki.path("ca.pem")}"]\n')
+    with pytest.raises(ValueError, match=message):
+        load_config(path)
+    from mtlsauth._config import config_from_mapping
+
+    with pytest.raises(ValueError, match="write it under"):
+        config_from_mapping(
+            {"trust": {"files": [str(pki.path("ca.pem"))]}, "deny_fingerprints": ["00" * 32]}
+        )

@@ -734,6 +734,14 @@ def _keyword_params(cls: Callable[..., Any]) -> tuple[str, ...]:
 
 
 def _build(data: object, path: Path, *, policy_only: bool) -> Config:
+    if isinstance(data, Mapping):
+        # `organizations = [...]` written above any table: the allow-list belongs to [policy]
+        stray = next((k for k in data if k in _POLICY_KEYS and k not in _TOP_KEYS), None)
+        if stray is not None:
+            raise _Error(
+                (str(stray),),
+                "unknown key at the top level: it is a policy key, write it under [policy]",
+            )
     top = _table(data, (), _TOP_KEYS)
     b = _Builder(path.parent)
     policy = b.policy(top["policy"], ("policy",)) if "policy" in top else None
