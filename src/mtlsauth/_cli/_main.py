@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,8 +55,6 @@ def display(value: object) -> str:
     is written as a visible ``\\xNN``/``\\uNNNN``/``\\UNNNNNNNN`` escape. The JSON output keeps the
     exact value.
     """
-    import unicodedata
-
     text = value if isinstance(value, str) else str(value)
     if text.isascii() and text.isprintable():
         return text
