@@ -55,7 +55,9 @@ class JWTValidator:
         leeway: Seconds of clock skew for ``exp``, ``nbf`` and ``iat`` (at most 300).
         typ: When set (e.g. ``"at+jwt"``, RFC 9068), the header's ``typ`` must equal it
             (case-insensitively, with or without ``application/``).
-        required_claims: Claims that must be present (default ``exp``, ``iss``, ``aud``).
+        required_claims: Claims that must be present besides ``exp``, ``iss`` and ``aud``,
+            which always must (RFC 9068 section 4): naming others (``sub``, ``jti``) adds
+            them, it never drops those three.
 
     Raises:
         TypeError, ValueError: on a bad setting (an HMAC or ``none`` algorithm included).
@@ -111,9 +113,10 @@ class JWTValidator:
             raise ValueError("typ must be a non-empty string or None")
         if isinstance(required_claims, str):
             raise TypeError("required_claims must be a collection, e.g. ('exp', 'iss', 'aud')")
-        required = tuple(required_claims)
-        if not all(isinstance(c, str) and c for c in required):
+        extra = tuple(required_claims)
+        if not all(isinstance(c, str) and c for c in extra):
             raise ValueError("required_claims must hold claim names (non-empty strings)")
+        required = tuple(dict.fromkeys((*_ALWAYS_REQUIRED, *extra)))
         self.jwks = jwks
         self.issuer = issuer
         self._audience = tuple(audiences)
@@ -195,6 +198,8 @@ class JWTValidator:
 
 
 _NUMERIC_DATES = ("exp", "nbf", "iat")
+# RFC 9068 section 4: a resource server checks these on every JWT access token.
+_ALWAYS_REQUIRED = ("exp", "iss", "aud")
 
 
 def _is_numeric_date(value: object) -> bool:
