@@ -280,6 +280,50 @@ def test_rfc8705_2_1_2_other_subject_dn_is_invalid_client(pki, dn: str) -> None:
         authenticate_client(_tls_client_auth(tls_client_auth_subject_dn=dn), pki["alice"])
 
 
+@pytest.fixture(scope="module")
+def sans(ca: CA):
+    cert = ca.issue_client_cert(
+        common_name="sans",
+        dns_names=["alice.example"],
+        uris=["https://alice.example/Client"],
+        emails=["Alice@Example.org"],
+        ip_addresses=["10.0.0.7", "2001:db8::1"],
+    )
+    return Verifier(trust_store=ca.trust_store()).verify_pem(cert.chain_pem.text())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "accepted"),
+    [
+        # RFC 5280 7.2 / 7.4 / 7.5: host names and mail domains case-insensitively,
+        # URI scheme and host likewise, the rest of a URI and a mailbox's local part exactly.
+        ("san_dns", "ALICE.example", True),
+        ("san_dns", "*.example", False),
+        ("san_dns", "bob.alice.example", False),
+        ("san_uri", "HTTPS://ALICE.EXAMPLE/Client", True),
+        ("san_uri", "https://alice.example/client", False),
+        ("san_uri", "https://alice.example/Client/", False),
+        ("san_uri", "https://alice.example", False),
+        ("san_email", "Alice@example.org", True),
+        ("san_email", "alice@Example.org", False),
+        ("san_email", "example.org", False),
+        ("san_email", "@example.org", False),
+        # RFC 8705 2.1.2: addresses compare in binary form.
+        ("san_ip", "10.0.0.7", True),
+        ("san_ip", "2001:DB8:0::1", True),
+        ("san_ip", "10.0.0.0/24", False),
+        ("san_ip", "10.0.0.8", False),
+    ],
+)
+def test_rfc8705_2_1_2_san_values_compare_exactly(sans, key: str, value: str, accepted: bool):
+    metadata = _tls_client_auth(**{f"tls_client_auth_{key}": value})
+    if accepted:
+        assert authenticate_client(metadata, sans) is sans
+    else:
+        with pytest.raises(InvalidClient):
+            authenticate_client(metadata, sans)
+
+
 # -- RFC 9068, RFC 7519, RFC 8725 -----------------------------------------------------------
 
 
@@ -397,3 +441,55 @@ def test_rfc8725_3_10_kid_not_a_string_refused(signer) -> None:
     validator = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
     _invalid(validator, _hand_signed(key, {"alg": "ES256", "kid": 1}, _claims()))
     _invalid(validator, jwt.encode(_claims(), key, algorithm="ES256", headers={"kid": "k2"}))
+
+
+# -- RFC 6750 sections 2.2 and 2.3, through an adapter --------------------------------------
+
+
+def test_rfc6750_2_2_2_3_query_and_form_tokens_are_never_read(ca: CA) -> None:
+    from urllib.parse import quote
+
+    from werkzeug.test import Client
+
+    from mtlsauth import ForwardedCert, Route
+    from mtlsauth.adapters import wsgi, wsgi_oauth
+
+    seen: list[str] = []
+    cert = ca.issue_client_cert(common_name="form")
+
+    def validate(token: str) -> dict:
+        seen.append(token)
+        return {"sub": token}
+
+    def app(environ, start_response):
+        claims = wsgi_oauth.token_claims_from_environ(environ)
+        start_response("200 OK", [("content-type", "text/plain")])
+        return [(claims["sub"] if claims else "-").encode()]
+
+    verifier = Verifier(
+        trust_store=ca.trust_store(),
+        forwarded=ForwardedCert.preset("nginx", header="x-cert", trusted_proxies=["127.0.0.1"]),
+    )
+    check = TokenCheck(validate, binding="if_present")
+    client = Client(wsgi.MTLSMiddleware(app, verifier=verifier, routes=[Route("/", token=check)]))
+    base = {"x-cert": quote(cert.cert_pem.text(), safe="")}
+    environ = {"REMOTE_ADDR": "127.0.0.1"}
+
+    r = client.get("/?access_token=q", headers=base, environ_overrides=environ)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"  # no token: no error code (3.1)
+    r = client.post(
+        "/",
+        data={"access_token": "f"},
+        headers=base,
+        environ_overrides=environ,
+    )
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    r = client.get(
+        "/?access_token=q",
+        headers={**base, "authorization": "Bearer h"},
+        environ_overrides=environ,
+    )
+    assert (r.status_code, r.get_data(as_text=True)) == (200, "h")
+    assert seen == ["h"]
