@@ -54,7 +54,9 @@ class JWTValidator:
             the key's type and curve, and the key's own ``alg`` when it declares one.
         leeway: Seconds of clock skew for ``exp``, ``nbf`` and ``iat`` (at most 300).
         typ: When set (e.g. ``"at+jwt"``, RFC 9068), the header's ``typ`` must equal it
-            (case-insensitively, with or without ``application/``).
+            (case-insensitively, with or without ``application/``). RFC 9068 section 4
+            asks resource servers to require ``at+jwt``; it is off by default because many
+            authorization servers send ``JWT`` or no ``typ``: set it when yours sends it.
         required_claims: Claims that must be present besides ``exp``, ``iss`` and ``aud``,
             which always must (RFC 9068 section 4): naming others (``sub``, ``jti``) adds
             them, it never drops those three.

@@ -493,3 +493,28 @@ def test_rfc6750_2_2_2_3_query_and_form_tokens_are_never_read(ca: CA) -> None:
     )
     assert (r.status_code, r.get_data(as_text=True)) == (200, "h")
     assert seen == ["h"]
+
+
+@pytest.mark.parametrize("active", ["true", 1, None, False, {}])
+def test_rfc7662_2_2_active_must_be_exactly_true(active) -> None:
+    check = _check({"active": active}, binding="if_present")
+    exc = _refusal(check.check, None, ["Bearer t"])
+    assert (exc.code, exc.bearer_error) == ("token_invalid", "invalid_token")
+
+
+def test_rfc9068_4_encrypted_tokens_are_refused(signer) -> None:
+    _key, jwks = signer
+    validator = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    header = _b64({"alg": "RSA-OAEP", "enc": "A256GCM", "kid": "k1"}).decode()
+    _invalid(validator, f"{header}.AAAA.AAAA.AAAA.AAAA")
+    # Nor with a signature algorithm's name on a five-part (JWE-shaped) token.
+    header = _b64({"alg": "ES256", "enc": "A256GCM", "kid": "k1"}).decode()
+    _invalid(validator, f"{header}.AAAA.AAAA.AAAA.AAAA")
+
+
+def test_rfc8725_3_11_typ_is_not_checked_unless_configured(signer) -> None:
+    # Documented: RFC 9068 section 4 asks resource servers to require at+jwt; it is opt-in
+    # (JWTValidator(typ="at+jwt")) because many authorization servers send "JWT" or nothing.
+    key, jwks = signer
+    validator = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
+    assert validator(_sign(key, _claims(), typ="JWT"))["sub"] == "s"
