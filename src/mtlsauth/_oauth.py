@@ -122,8 +122,12 @@ class TokenError(MTLSAuthError):
         if self.bearer_error is not None:
             parts.append(f'error="{self.bearer_error}"')
             parts.append(f'error_description="{self._DESCRIPTION[self.code]}"')
-        if self.required_scope:
-            parts.append(f'scope="{self.required_scope}"')
+        # RFC 6750 section 3: scope = scope-token *( SP scope-token ). A scope given to a
+        # validator's own TokenError that is anything else (a quote would end the
+        # quoted-string and start an attribute of its own) is left out, the refusal kept.
+        scope = self.required_scope
+        if isinstance(scope, str) and _SCOPE_VALUE.fullmatch(scope):
+            parts.append(f'scope="{scope}"')
         return "Bearer " + ", ".join(parts) if parts else "Bearer"
 
 
@@ -489,6 +493,7 @@ def _own_copy(value: Any) -> Any:
 
 
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
+_SCOPE_VALUE = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*")
 
 
 def _is_number(value: object) -> bool:

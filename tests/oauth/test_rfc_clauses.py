@@ -518,3 +518,23 @@ def test_rfc8725_3_11_typ_is_not_checked_unless_configured(signer) -> None:
     key, jwks = signer
     validator = JWTValidator(jwks=jwks, issuer=ISS, audience=AUD)
     assert validator(_sign(key, _claims(), typ="JWT"))["sub"] == "s"
+
+
+@pytest.mark.parametrize(
+    "scope",
+    ['a", error="invalid_request', "a\\", "a  b", " a", "a ", "caf\u00e9", "a\tb", 7],
+)
+def test_rfc6750_3_scope_attribute_only_of_scope_tokens(scope) -> None:
+    # A validator may raise its own TokenError with a scope: one that is not
+    # scope-token *( SP scope-token ) is left out of the challenge, the refusal kept.
+    exc = TokenError("x", code="insufficient_scope", scope=scope)
+    assert exc.status == 403
+    assert exc.challenge == (
+        'Bearer error="insufficient_scope", '
+        'error_description="The access token lacks a required scope"'
+    )
+
+
+def test_rfc6750_3_scope_attribute_kept_when_well_formed() -> None:
+    exc = TokenError("x", code="insufficient_scope", scope="read write:all")
+    assert exc.challenge.endswith(', scope="read write:all"')
