@@ -280,6 +280,13 @@ def test_rfc8705_2_1_2_other_subject_dn_is_invalid_client(pki, dn: str) -> None:
         authenticate_client(_tls_client_auth(tls_client_auth_subject_dn=dn), pki["alice"])
 
 
+def test_rfc8705_2_1_2_rdn_order_is_ignored_as_documented(pki) -> None:
+    # Documented (docs/policies.md): every Policy ignores RDN order, the RFC 8705 one too.
+    dn = r"C=GB,O=Bank\, Ltd,OU=ou1+2.5.4.97=PSDGB-FCA-123,CN=Alice"
+    metadata = _tls_client_auth(tls_client_auth_subject_dn=dn)
+    assert authenticate_client(metadata, pki["alice"]) is pki["alice"]
+
+
 @pytest.fixture(scope="module")
 def sans(ca: CA):
     cert = ca.issue_client_cert(
