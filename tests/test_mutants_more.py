@@ -177,3 +177,33 @@ def test_a_policy_verdict_memo_is_keyed_by_the_policy_not_only_its_id(alice) -> 
     assert entry.denial(lenient) is None
     entry.verdicts[id(strict)] = (lenient, None)
     assert entry.denial(strict) is not None
+
+
+# --- Revocation checkers composed ----------------------------------------------------------
+
+
+class _Checker:
+    def __init__(self, answer: object, *, may_block: bool = False) -> None:
+        self.answer, self.may_block = answer, may_block
+
+    def check(self, chain, *, at):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_all_of_refuses_when_one_checker_cannot_tell(alice) -> None:
+    import datetime as dt
+
+    from mtlsauth import RevocationUnavailable
+    from mtlsauth._revocation._compose import AllOf
+
+    now = dt.datetime.now(dt.timezone.utc)
+    chain = [alice.certificate]
+    for order in ((0, 1), (1, 0)):
+        parts = [_Checker(RevocationUnavailable("no CRL")), _Checker(None)]
+        with pytest.raises(RevocationUnavailable):
+            AllOf([parts[i] for i in order]).check(chain, at=now)
+    # The earliest "good until" of those that pass is the answer.
+    soon, later = now + dt.timedelta(minutes=1), now + dt.timedelta(hours=1)
+    assert AllOf([_Checker(later), _Checker(soon)]).check(chain, at=now) == soon
