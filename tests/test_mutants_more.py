@@ -207,3 +207,17 @@ def test_all_of_refuses_when_one_checker_cannot_tell(alice) -> None:
     # The earliest "good until" of those that pass is the answer.
     soon, later = now + dt.timedelta(minutes=1), now + dt.timedelta(hours=1)
     assert AllOf([_Checker(later), _Checker(soon)]).check(chain, at=now) == soon
+
+
+def test_all_of_token_changes_when_a_part_reloads() -> None:
+    # The verification cache keeps answers under this token: a CRL reloaded in one part
+    # (a certificate newly revoked) must make every answer cached before it stale.
+    from mtlsauth._revocation._compose import AllOf
+
+    crl, ocsp = _Checker(None), _Checker(None, may_block=True)
+    crl.token, ocsp.token = object(), object()
+    both = AllOf([crl, ocsp])
+    first = both.token
+    assert both.token is first  # unchanged parts: the same token
+    crl.token = object()  # reloaded
+    assert both.token is not first
