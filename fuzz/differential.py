@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cryptography
 from cryptography import x509
@@ -501,12 +502,30 @@ def _pem(certs: list[x509.Certificate]) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
-def judge_mtlsauth(built: Built) -> str:
-    from mtlsauth import MTLSAuthError, TrustStore, Verifier
+# A trust store the Verifier refuses when it is built (an anchor that is no CA: an
+# intermediate without basicConstraints configured as the anchor) is a refusal of every chain.
+ANCHOR_REFUSED = "anchor_refused_at_configuration"
 
-    v = Verifier(
-        trust_store=TrustStore.from_certificates(built.anchors), max_depth=MAX_DEPTH, cache_size=0
-    )
+
+def _verifier(built: Built) -> Any:
+    from mtlsauth import TrustStore, Verifier
+
+    try:
+        return Verifier(
+            trust_store=TrustStore.from_certificates(built.anchors),
+            max_depth=MAX_DEPTH,
+            cache_size=0,
+        )
+    except ValueError:
+        return None
+
+
+def judge_mtlsauth(built: Built) -> str:
+    from mtlsauth import MTLSAuthError
+
+    v = _verifier(built)
+    if v is None:
+        return ANCHOR_REFUSED
     try:
         v.verify(built.chain, at=AT)
     except MTLSAuthError as exc:
@@ -521,11 +540,11 @@ def judge_mtlsauth_warm(built: Built) -> str:
     (an intermediate validated up to an anchor is not validated again); its answer on the
     chain must be the one a fresh verifier gives.
     """
-    from mtlsauth import MTLSAuthError, TrustStore, Verifier
+    from mtlsauth import MTLSAuthError
 
-    v = Verifier(
-        trust_store=TrustStore.from_certificates(built.anchors), max_depth=MAX_DEPTH, cache_size=0
-    )
+    v = _verifier(built)
+    if v is None:
+        return ANCHOR_REFUSED
     if built.sibling is not None:
         try:
             v.verify([built.sibling, *built.chain[1:]], at=AT)
