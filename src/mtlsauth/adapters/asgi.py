@@ -560,14 +560,12 @@ def _one_route_path(root_path: str, path: str) -> None:
     exempt paths and route rules must not read another path than the router. Only called
     when ``root_path`` holds a character that a regular expression reads otherwise.
     """
-    try:
-        re.compile(root_path)
-    except re.error:
-        return  # those versions cannot route under it at all: nothing to confuse
     if _REGEX_SPECIAL.search(root_path.replace(".", "")) is not None:
-        # A quantifier, group or class: the regex reading is not run, since root_path may
-        # be the client's own (Daphne-Root-Path) and a pattern like "(a+)+b" would backtrack
-        # for as long as the path is long. No deployment mounts under such a prefix.
+        # A quantifier, group or class: the regex reading is neither run nor compiled, since
+        # root_path may be the client's own (Daphne-Root-Path): a pattern like "(a+)+b" would
+        # backtrack for as long as the path is long, and compiling "((((...))))" nested a few
+        # thousand deep raises RecursionError ("a{99999999999999999999}": OverflowError), a
+        # 500. No deployment mounts under such a prefix.
         raise AmbiguousRequest(_TWO_READINGS)
     literal = path
     if path.startswith(root_path) and (path == root_path or path[len(root_path)] == "/"):
