@@ -47,6 +47,13 @@ def refuse_pem_text(path: object, what: str, use: str | None = None) -> None:
     Without it the text becomes a file name, and the error is the operating system's
     "File name too long" or a "does not exist" over a screenful of base64.
     """
+    if isinstance(path, os.PathLike):
+        # Path(pem_text) too: otherwise "does not exist" errors repeat the text, a private
+        # key's included (server_ssl_context's keyfile), into tracebacks and logs.
+        try:
+            path = os.fspath(path)
+        except TypeError:
+            return
     text = path.decode("latin-1") if isinstance(path, bytes) else path
     if isinstance(text, str) and "-----BEGIN" in text:
         alternative = f", or give the text to {use}" if use else ""
