@@ -64,3 +64,26 @@ def test_client_root_path_is_never_compiled(verifier, root_path: str) -> None:
     status, body = _call(mw, _scope("/public/info", root_path))
     assert status == 400, body
     assert b"ambiguous_path" in body
+
+
+# -- Django: request.auser() after a logout in the same request -----------------------------
+def test_django_auser_follows_a_logout_in_the_same_request() -> None:
+    pytest.importorskip("django")
+    from test_django import configure_django
+
+    configure_django()
+    from django.contrib import auth
+    from django.contrib.auth.models import AnonymousUser, User
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+    from django.test import RequestFactory
+
+    from mtlsauth.adapters.django import _set_user
+
+    request = RequestFactory().get("/")
+    request.session = SessionStore()
+    user = User(username="ledger")
+    _set_user(request, user)
+    assert asyncio.run(request.auser()) is user
+    auth.logout(request)  # a view logs the certificate's user out
+    assert isinstance(request.user, AnonymousUser)
+    assert not asyncio.run(request.auser()).is_authenticated

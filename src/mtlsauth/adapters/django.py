@@ -475,10 +475,12 @@ class RefusalMiddleware:
 def _set_user(request: HttpRequest, user: Any) -> None:
     """``request.user``, and Django 5's ``request.auser()`` (async views, ``login_required``
     on them) answering the same user: ``AuthenticationMiddleware``'s ``auser`` reads the
-    session, which knows nothing of the certificate."""
+    session, which knows nothing of the certificate. ``auser`` answers ``request.user`` as
+    it is when awaited, not the user set here: a ``logout()`` or ``login()`` later in the
+    same request (which set ``request.user``) must not leave ``auser`` on the old user."""
 
     async def auser() -> Any:
-        return user
+        return request.user
 
     request.user = user
     request.auser = auser
