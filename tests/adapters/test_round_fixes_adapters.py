@@ -87,3 +87,29 @@ def test_django_auser_follows_a_logout_in_the_same_request() -> None:
     auth.logout(request)  # a view logs the certificate's user out
     assert isinstance(request.user, AnonymousUser)
     assert not asyncio.run(request.auser()).is_authenticated
+
+
+# -- DRF: enforce_csrf set to any true value ---------------------------------------------------
+@pytest.mark.parametrize("setting", [True, 1, "yes"])
+def test_drf_enforce_csrf_is_on_for_any_true_value(monkeypatch, setting: object) -> None:
+    pytest.importorskip("rest_framework")
+    from test_django import configure_django
+
+    configure_django()
+    from rest_framework import exceptions
+
+    from mtlsauth.adapters import drf
+
+    def refuse(request: Any) -> None:
+        raise exceptions.PermissionDenied("CSRF Failed: no token")
+
+    monkeypatch.setattr(drf, "_check_csrf", refuse)
+
+    class Browser(drf.MTLSAuthentication):
+        enforce_csrf = setting  # type: ignore[assignment]
+
+        def _authenticate(self, request: Any) -> Any:
+            return ("user", "identity")
+
+    with pytest.raises(exceptions.PermissionDenied):
+        Browser().authenticate(object())  # type: ignore[arg-type]

@@ -175,7 +175,7 @@ class MTLSAuthentication(BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[Any, ClientIdentity] | None:
         result = self._authenticate(request)
-        if result is not None and self.enforce_csrf is True:
+        if result is not None and self.enforce_csrf:  # any true value: 1 is not an opt-out
             _check_csrf(request)
         return result
 
