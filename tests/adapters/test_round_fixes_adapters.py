@@ -113,3 +113,69 @@ def test_drf_enforce_csrf_is_on_for_any_true_value(monkeypatch, setting: object)
 
     with pytest.raises(exceptions.PermissionDenied):
         Browser().authenticate(object())  # type: ignore[arg-type]
+
+
+# -- a root_path with "." read without the re module ------------------------------------------
+def _regex_reading_refuses(root_path: str, path: str) -> bool:
+    """The rule itself: Starlette 0.35-0.39's two re.sub readings against the literal one."""
+    import re
+
+    literal = path
+    if path.startswith(root_path) and (path == root_path or path[len(root_path)] == "/"):
+        literal = path[len(root_path) :]
+    return any(
+        re.sub(p, "", path) != literal for p in ("^" + root_path, "^" + root_path + "(?=/|$)")
+    )
+
+
+def _refuses(root_path: str, path: str) -> bool:
+    from mtlsauth._errors import AmbiguousRequest
+    from mtlsauth.adapters.asgi import _one_route_path
+
+    try:
+        _one_route_path(root_path, path)
+    except AmbiguousRequest:
+        return True
+    return False
+
+
+def test_dotted_root_path_reading_matches_the_regular_expression() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    text = st.text(alphabet="a./\n", max_size=8)
+
+    @settings(max_examples=3000, deadline=None)
+    @given(root=text.filter(bool), path=text)
+    def check(root: str, path: str) -> None:
+        assert _refuses(root, path) == _regex_reading_refuses(root, path)
+
+    check()
+    for root, path in [
+        ("/v1.0", "/v1x0/admin"),
+        ("/v1.0", "/v1.0/admin"),
+        ("/v1.0", "/v1\n0/admin"),
+        ("/v1.0", "/v1.0\n"),
+        ("/v1.0", "/v1x0\n"),
+        ("/v.", "/vx"),
+        ("/v.", "/v\n"),
+    ]:
+        assert _refuses(root, path) == _regex_reading_refuses(root, path), (root, path)
+
+
+def test_client_root_path_with_dots_is_not_compiled(verifier, monkeypatch) -> None:
+    # Compiling a 16 KiB Daphne-Root-Path of dots cost some 20 ms a request.
+    import types
+
+    from mtlsauth.adapters import asgi
+
+    def no_regex(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a client's root_path went to the re module")
+
+    stub = types.SimpleNamespace(sub=no_regex, compile=no_regex, match=no_regex, search=no_regex)
+    monkeypatch.setattr(asgi, "re", stub)  # the adapter's own name only, not the re module
+    root = "/" + "a." * 8000
+    mw = MTLSMiddleware(_ok, verifier=verifier, exempt_paths={"/public/*"})
+    status, _ = _call(mw, _scope(root.replace(".", "x") + "/public/info", root))
+    assert status == 400
+    assert _call(mw, _scope(root + "/public/info", root)) == (200, b"ok")
