@@ -18,7 +18,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route as StarletteRoute
 
 
-def _call(mw: Any, scope: dict[str, Any]) -> tuple[int, bytes]:
+def run_asgi(mw: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every message ``mw`` sends for one request without a body."""
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -28,8 +29,17 @@ def _call(mw: Any, scope: dict[str, Any]) -> tuple[int, bytes]:
         sent.append(message)
 
     asyncio.run(mw(scope, receive, send))
+    return sent
+
+
+def call_asgi(mw: Any, scope: dict[str, Any]) -> tuple[int, bytes]:
+    """The status and body of the response ``mw`` answers (the first message starts it)."""
+    sent = run_asgi(mw, scope)
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], body
+
+
+_call = call_asgi
 
 
 def _scope(path: str, root_path: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -176,15 +186,7 @@ def test_refusal_after_a_server_push_is_answered_not_raised(verifier) -> None:
     scope = _scope("/page", "")
     scope["http_version"] = "2"
     scope["extensions"] = {"http.response.push": {}}
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(mw(scope, receive, send))
+    sent = run_asgi(mw, scope)
     assert [m["type"] for m in sent] == [
         "http.response.push",
         "http.response.start",

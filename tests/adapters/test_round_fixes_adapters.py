@@ -12,18 +12,7 @@ from mtlsauth.adapters.asgi import MTLSMiddleware
 pytest.importorskip("starlette")
 
 
-def _call(mw: Any, scope: dict[str, Any]) -> tuple[int, bytes]:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    asyncio.run(mw(scope, receive, send))
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return sent[0]["status"], body
+from test_asgi_attacks import call_asgi as _call
 
 
 def _scope(path: str, root_path: str) -> dict[str, Any]:
