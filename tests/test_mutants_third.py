@@ -186,3 +186,280 @@ def test_blanks_around_other_unquoted_values_are_trimmed_only(text: str, key: st
     ((read, value),) = parse_xfcc(text)[0]
     assert read == key
     assert value == value.strip() != ""
+
+
+# --- The server's TLS context ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server_files(tmp_path_factory):
+    from mtlsauth import TrustStore
+    from mtlsauth._cli._testpki import write_test_pki
+
+    pki = write_test_pki(tmp_path_factory.mktemp("pki"))
+    trust = TrustStore.from_pem_file(pki.path("ca.pem"), reload_interval=None)
+    return {"certfile": pki.path("server.pem"), "keyfile": pki.path("server.key")}, trust, pki
+
+
+def test_server_ssl_context_applies_a_higher_minimum_version(server_files) -> None:
+    # TLS 1.2 is OpenSSL's own floor for a server context too: only a higher minimum shows
+    # whether the argument is applied at all.
+    import ssl
+
+    from mtlsauth import server_ssl_context
+
+    files, trust, _pki = server_files
+    ctx = server_ssl_context(**files, trust_store=trust, minimum_version=ssl.TLSVersion.TLSv1_3)
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_3
+
+
+def test_server_ssl_context_takes_no_file_name_or_pem_text_as_pins(server_files) -> None:
+    from mtlsauth import server_ssl_context
+
+    files, trust, pki = server_files
+    for pinned in (str(pki.path("client-good.pem")), pki.path("client-good.pem").read_bytes()):
+        with pytest.raises(TypeError, match="pinned must be a sequence"):
+            server_ssl_context(**files, trust_store=trust, pinned=pinned)
+
+
+# --- Refusal answers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("written", "sent"), [(399, 401), (400, 400), (599, 599), (600, 401)])
+def test_a_refusal_status_is_a_client_or_server_error_at_both_ends(written, sent) -> None:
+    # Code handed the error (a hook) can write its status; only 400 to 599 are sent.
+    from mtlsauth import CertificateMissing
+    from mtlsauth._problem import refusal_status
+
+    error = CertificateMissing("no certificate")
+    vars(error)["status"] = written
+    assert refusal_status(error) == sent
+
+
+# --- Bounded memos ---------------------------------------------------------------------------
+
+
+def test_a_bounded_memo_holds_size_entries_per_segment() -> None:
+    from mtlsauth._memo import BoundedMemo, ObjectTable
+
+    memo: BoundedMemo[str, int] = BoundedMemo(2)
+    for key in "abc":  # seen once: probation, the oldest leaves
+        memo.put(key, 1)
+    assert len(memo) == 2
+    assert "a" not in memo
+    for key in "xyz":  # seen twice: protected, the oldest leaves
+        memo.put(key, 1)
+        assert memo.get(key) == 1
+    assert "x" not in memo
+    assert "y" in memo
+    assert "z" in memo
+    table: ObjectTable[int] = ObjectTable(2)
+    table.put(1, 1)
+    table.put(2, 2)
+    table.put(3, 3)  # full: starts afresh
+    assert dict(table) == {3: 3}
+
+
+class _Sly(int):
+    """An int that says it lies in every range."""
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    def __le__(self, other: object) -> bool:
+        return True
+
+
+def test_a_refusal_status_of_an_int_subclass_is_not_taken() -> None:
+    # Its comparisons are its own: a written 200 that claims to lie in 400..599.
+    from mtlsauth import CertificateMissing
+    from mtlsauth._problem import refusal_status
+
+    error = CertificateMissing("no certificate")
+    vars(error)["status"] = _Sly(200)
+    assert refusal_status(error) == 401
+
+
+@pytest.mark.parametrize("written", ["invalid_token\r\nSet-Cookie: s=1", "invalid_tokén"])
+def test_a_written_challenge_that_is_no_header_value_is_dropped(written: str) -> None:
+    # The challenge is computed from the error's fields, which a hook can write: a line
+    # break would start a header of its own, a non-ASCII character is no header text.
+    from mtlsauth import TokenError
+    from mtlsauth._problem import answer_of, problem_headers
+
+    error = TokenError("bad token")
+    vars(error)["bearer_error"] = written
+    assert answer_of(error).challenge is None
+    values = [v for _k, v in problem_headers(error, 0)]
+    assert all(v.isascii() and v.isprintable() for v in values)
+
+
+def test_a_written_code_that_is_not_the_class_s_own_is_not_sent() -> None:
+    # The code goes into the problem body and into WWW-Authenticate: MutualTLS error="...".
+    from mtlsauth import CertificateMissing
+    from mtlsauth._problem import answer_of, problem_headers
+
+    error = CertificateMissing("no certificate")
+    vars(error)["code"] = 'x", realm="\r\nSet-Cookie: s=1'
+    assert answer_of(error).code == "certificate_missing"
+    assert ("www-authenticate", 'MutualTLS error="certificate_missing"') in problem_headers(
+        error, 0
+    )
+
+
+# --- Base64 and PEM of request input -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("clean", "set_bits"), [(b"QQ==", b"QR=="), (b"QUI=", b"QUJ=")])
+def test_base64_padding_bits_must_be_clear_in_request_input(clean, set_bits) -> None:
+    # "QR==" decodes to the same octet as "QQ==": a second spelling of the same certificate.
+    from mtlsauth import CertificateInvalid
+    from mtlsauth._encoding import b64decode_strict, pad_bits_clear, pem_to_der_list
+
+    assert pad_bits_clear(clean)
+    assert not pad_bits_clear(set_bits)
+    assert b64decode_strict(set_bits) == b64decode_strict(clean, canonical=True)
+    with pytest.raises(CertificateInvalid, match="canonical"):
+        b64decode_strict(set_bits, canonical=True)
+    pem = b"-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n"
+    with pytest.raises(CertificateInvalid, match="canonical"):
+        pem_to_der_list(pem % set_bits)
+    # A bundle file is read as OpenSSL reads it.
+    assert pem_to_der_list(pem % set_bits, allow_text=True) == pem_to_der_list(pem % clean)
+
+
+def _with_serial(der: bytes, serial: bytes) -> bytes:
+    """``der`` (a certificate) with its serial INTEGER's content replaced (unsigned)."""
+    tbs, alg, sig = _elements(der)
+    fields = _elements(tbs)
+    fields[1] = _tlv(0x02, serial)
+    return _tlv(0x30, _tlv(0x30, b"".join(fields)) + alg + sig)
+
+
+@pytest.mark.parametrize("serial", [b"\x00", b"\x80", b"\xff\x01"], ids=["zero", "-128", "-255"])
+def test_a_serial_that_is_not_positive_is_refused_before_parsing(serial) -> None:
+    from mtlsauth import CertificateInvalid
+    from mtlsauth._encoding import load_der
+
+    der = (
+        CA(organization="Mutants Three")
+        .issue_client_cert()
+        .certificate.public_bytes(serialization.Encoding.DER)
+    )
+    assert load_der(_with_serial(der, b"\x01")).serial_number == 1  # the rebuilding is sound
+    with pytest.raises(CertificateInvalid, match="not positive"):
+        load_der(_with_serial(der, serial))
+
+
+def test_input_size_bounds_are_inclusive() -> None:
+    from mtlsauth import CertificateInvalid
+    from mtlsauth._encoding import MAX_INPUT_BYTES, MAX_LEAF_BYTES, chain_to_der, check_leaf_size
+
+    check_leaf_size(b"\x30" * MAX_LEAF_BYTES)
+    with pytest.raises(CertificateInvalid, match="too large"):
+        check_leaf_size(b"\x30" * (MAX_LEAF_BYTES + 1))
+    for blob in (b"\x30", b" "):  # DER, and text (PEM or nothing)
+        with pytest.raises(CertificateInvalid, match="too large"):
+            chain_to_der([blob + b"\x00" * MAX_INPUT_BYTES])
+
+
+def test_request_pem_refuses_text_after_the_last_block() -> None:
+    from mtlsauth import CertificateInvalid
+    from mtlsauth._encoding import pem_to_der_list
+
+    pem = b"-----BEGIN CERTIFICATE-----\nQQ==\n-----END CERTIFICATE-----\n"
+    assert pem_to_der_list(pem + b" \n") == [b"A"]
+    with pytest.raises(CertificateInvalid, match="trailing"):
+        pem_to_der_list(pem + b"X-Injected: 1\n")
+    assert pem_to_der_list(pem + b"subject=CN=x\n", allow_text=True) == [b"A"]
+
+
+# --- Names -----------------------------------------------------------------------------------
+
+
+def test_a_configured_country_is_two_ascii_letters() -> None:
+    from mtlsauth._names import _parse_dn
+
+    assert _parse_dn("C=DE,O=Example")
+    with pytest.raises(ValueError, match="countryName"):
+        _parse_dn("C=ÄB,O=Example")  # two letters, not ASCII: no ISO 3166 code
+
+
+def test_a_uri_with_userinfo_keeps_its_case() -> None:
+    # Only the host is case-insensitive; userinfo names someone, as it is written.
+    from mtlsauth._names import _norm_uri
+
+    assert _norm_uri("HTTPS://Example.COM/P") == "https://example.com/P"
+    assert _norm_uri("https://Alice@example.com/") != _norm_uri("https://alice@example.com/")
+
+
+def test_dot_segments_are_looked_for_in_the_path_only() -> None:
+    from mtlsauth._names import _under_prefix
+
+    prefix = "spiffe://td/ns/"
+    assert _under_prefix(prefix + "svc?next=/../x", prefix)
+    assert _under_prefix(prefix + "svc#/../x", prefix)
+    assert not _under_prefix(prefix + "svc/../../admin", prefix)
+    # "\\" separates segments for WHATWG URL parsers; Tomcat and Jetty read "..;x" as "..".
+    assert not _under_prefix(prefix + "svc\\..\\..\\admin", prefix)
+    assert not _under_prefix(prefix + "svc/..;x/..;y/admin", prefix)
+    # A name still changing after the rounds of decoding a server might make is refused.
+    deep = ".."
+    for _ in range(5):
+        deep = deep.replace("%", "%25").replace(".", "%2e")
+    assert not _under_prefix(prefix + deep + "/admin", prefix)
+
+
+def test_a_traefik_header_holds_at_most_the_chain_bound() -> None:
+    import base64
+
+    from mtlsauth import CertificateInvalid
+    from mtlsauth._encoding import MAX_CHAIN_CERTS
+    from mtlsauth._forwarded._formats import traefik
+
+    der = CA(organization="Mutants Three").certificate.public_bytes(serialization.Encoding.DER)
+    item = base64.b64encode(der).decode()
+    assert len(traefik(",".join([item] * MAX_CHAIN_CERTS))) == MAX_CHAIN_CERTS
+    with pytest.raises(CertificateInvalid, match="more than"):
+        traefik(",".join([item] * (MAX_CHAIN_CERTS + 1)))
+
+
+def test_a_host_name_is_at_most_253_octets() -> None:
+    from mtlsauth._names import is_host_name
+
+    name = ".".join(["a" * 63] * 3 + ["b" * 61])
+    assert len(name) == 253
+    assert is_host_name(name)
+    assert not is_host_name(name + "b")
+
+
+def test_an_xn_label_that_decodes_to_ascii_is_no_host_name() -> None:
+    from mtlsauth._names import is_host_name
+
+    assert is_host_name("xn--mnchen-3ya.example")
+    assert not is_host_name("xn--zz-.example")  # decodes to "zz", encodes back the same
+
+
+def test_a_configured_hex_value_is_one_der_string_exactly() -> None:
+    from mtlsauth._names import _parse_dn
+
+    assert _parse_dn("CN=#0c0161,O=x") == _parse_dn("CN=a,O=x")
+    with pytest.raises(ValueError, match="not a DER string"):
+        _parse_dn("CN=#0c016100,O=x")  # a string, then one octet more
+
+
+# --- Reloaded files ------------------------------------------------------------------------------
+
+
+def test_a_watched_directory_skips_subdirectories_and_dot_files(tmp_path) -> None:
+    # Kubernetes mounts a secret as "..data" and dated "..2024_..." directories beside the
+    # files; a subdirectory is not a CA file.
+    from mtlsauth import TrustStore
+
+    ca = CA(organization="Mutants Three")
+    (tmp_path / "ca.pem").write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "..data").mkdir()
+    (tmp_path / "sub.pem").mkdir()
+    (tmp_path / ".hidden.pem").write_text("not a certificate")
+    store = TrustStore.from_directory(tmp_path, reload_interval=None)
+    assert [c.subject for c in store.certificates] == [ca.certificate.subject]
