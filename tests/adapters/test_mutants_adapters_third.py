@@ -213,3 +213,14 @@ def test_aiohttp_check_token_refuses_two_authorization_headers(certs, verifier) 
     with pytest.raises(TokenError) as info:
         asyncio.run(check_token(request, _token_check(identity)))
     assert info.value.code == "token_request_invalid"
+
+
+def test_drf_has_client_certificate_needs_a_certificate_identity(drf_identity) -> None:
+    # Another authentication class (a DRF token) leaves its own object in request.auth.
+    import types
+
+    from mtlsauth.adapters.drf import HasClientCertificate
+
+    assert HasClientCertificate().has_permission(types.SimpleNamespace(auth=drf_identity), None)
+    for auth in ("a-drf-token", object(), None):
+        assert not HasClientCertificate().has_permission(types.SimpleNamespace(auth=auth), None)
