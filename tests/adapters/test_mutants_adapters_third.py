@@ -224,3 +224,52 @@ def test_drf_has_client_certificate_needs_a_certificate_identity(drf_identity) -
     assert HasClientCertificate().has_permission(types.SimpleNamespace(auth=drf_identity), None)
     for auth in ("a-drf-token", object(), None):
         assert not HasClientCertificate().has_permission(types.SimpleNamespace(auth=auth), None)
+
+
+# --- Django: sessions a certificate backend made -----------------------------------------------
+
+
+def _session_request(backend: str):
+    from django.contrib import auth
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/")
+    request.session = SessionStore()
+    request.session[auth.SESSION_KEY] = "1"
+    request.session[auth.BACKEND_SESSION_KEY] = backend
+    request.user = "the session's user"
+    return request
+
+
+@pytest.mark.parametrize("log_out", [True, False])
+def test_django_a_certificate_session_without_a_certificate(drf_identity, log_out) -> None:
+    # Asked for a certificate and none came: the session a certificate backend logged in is
+    # logged out. Not asked (exempt path, mode "off"): kept, the request anonymous.
+    from django.contrib import auth
+    from django.contrib.auth.models import AnonymousUser
+    from django.test import override_settings
+
+    from mtlsauth.adapters import django as adapter
+
+    with override_settings(AUTHENTICATION_BACKENDS=[adapter.BACKEND_PATH]):
+        adapter._certificate_backends()
+        request = _session_request(adapter.BACKEND_PATH)
+        adapter._end_certificate_session(request, log_out=log_out)
+        assert isinstance(request.user, AnonymousUser)
+        assert (auth.SESSION_KEY in request.session) is not log_out
+
+
+def test_django_a_password_session_is_kept_without_a_certificate(drf_identity) -> None:
+    from django.contrib import auth
+    from django.test import override_settings
+
+    from mtlsauth.adapters import django as adapter
+
+    backends = [adapter.BACKEND_PATH, "django.contrib.auth.backends.ModelBackend"]
+    with override_settings(AUTHENTICATION_BACKENDS=backends):
+        adapter._certificate_backends()
+        request = _session_request("django.contrib.auth.backends.ModelBackend")
+        adapter._end_certificate_session(request, log_out=True)
+        assert request.user == "the session's user"
+        assert auth.SESSION_KEY in request.session
