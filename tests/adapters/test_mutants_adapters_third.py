@@ -273,3 +273,16 @@ def test_django_a_password_session_is_kept_without_a_certificate(drf_identity) -
         adapter._end_certificate_session(request, log_out=True)
         assert request.user == "the session's user"
         assert auth.SESSION_KEY in request.session
+
+
+def test_wsgi_chain_keys_stop_at_the_first_empty_one(certs, verifier) -> None:
+    # mod_ssl exports SSL_CLIENT_CERT_CHAIN_n as an empty string where there is none.
+    from mtlsauth.adapters.wsgi import presented_from_environ
+
+    environ = {
+        **certs.good.wsgi_environ(),
+        "SSL_CLIENT_CERT_CHAIN_0": "",
+        "SSL_CLIENT_CERT_CHAIN_1": "junk",
+    }
+    presented = presented_from_environ(environ)
+    assert presented.tls_chain == (environ["SSL_CLIENT_CERT"],)
