@@ -80,8 +80,12 @@ def _reference_parse(text: str) -> list[list[tuple[str, str]]]:
         if eq >= n or text[eq] != "=" or not key or not key.isascii() or not key.isalnum():
             raise ValueError("pair")
         i = eq + 1
+        # URI and DNS values Envoy writes unquoted and untrimmed: a quoted or blank-padded
+        # one is kept under the key with '"' appended, so that it is never read as the SAN.
+        marked = key + '"' if key in ("uri", "dns") else key
         if i < n and text[i] == '"':
             value, i = _reference_quoted(text, i + 1)
+            key = marked
             while i < n and text[i] in " \t":
                 i += 1
             if i < n and text[i] not in ";,":
@@ -95,6 +99,8 @@ def _reference_parse(text: str) -> list[list[tuple[str, str]]]:
             if key in ("cert", "chain"):
                 raise ValueError("unquoted cert or chain")
             value, i = text[i:end].strip(" \t"), end
+            if len(value) != end - eq - 1:
+                key = marked
         pairs.append((key, value))
         if i >= n:
             elements.append(pairs)
