@@ -54,6 +54,7 @@ from mtlsauth._hooks import (
 )
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._logfields import RefusalLogLimiter
+from mtlsauth._oauth import TokenError
 from mtlsauth._observe import cache_missed
 from mtlsauth._pool import BoundedPool
 from mtlsauth._problem import PROBLEM_TYPE_PREFIX, problem_body, problem_headers, refusal_status
@@ -690,6 +691,36 @@ class Guard:
             identity=None, error=error, mode=self.mode, peer=peer, path=path, method=method
         )
         self._report(decision)
+        return decision
+
+    def refused_by_app(
+        self,
+        error: MTLSAuthError,
+        peer: str | None,
+        path: str,
+        method: str,
+        identity: ClientIdentity | None,
+    ) -> Decision:
+        """Report a refusal the application raised (or a ``token_required`` decorator
+        answered) after this Guard admitted the request, which the adapter answers through
+        ``on_error``: the refusal's ``on_decision`` record and its log line, as for a refusal
+        of the Guard's own. A ``TokenError`` was logged by the ``TokenCheck`` that raised
+        it, so only the hook and the metrics hear of it here (as for ``Route(token=...)``).
+        """
+        mode, route, exempt = self.resolve(path, method)
+        decision = Decision(
+            identity=None,
+            error=error,
+            mode=mode,
+            route=route,
+            exempt=exempt,
+            peer=peer,
+            path=path,
+            method=method,
+            fingerprint=identity.fingerprint_sha256 if identity is not None else None,
+        )
+        names = (identity.subject, identity.issuer) if identity is not None else (None, None)
+        self._report(decision, names, log=not isinstance(error, TokenError))
         return decision
 
     def must_strip(self, peer: str | None) -> bool:

@@ -216,6 +216,7 @@ def mtls_middleware(
             except MTLSAuthError as exc:
                 if _response_started(request):
                     raise
+                guard.refused_by_app(exc, peer, request.path, request.method, identity)
                 return await _deny(guard, exc, request)
         decision = await guard.acheck(
             RequestView(
@@ -274,6 +275,7 @@ def mtls_middleware(
         except MTLSAuthError as exc:
             if _response_started(request):
                 raise
+            guard.refused_by_app(exc, peer, decision.path, decision.method, decision.identity)
             return await _deny(guard, exc, request)
 
     if _MARK_MIDDLEWARE:

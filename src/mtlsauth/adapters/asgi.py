@@ -220,6 +220,7 @@ class MTLSMiddleware:
         except MTLSAuthError as exc:
             if started:
                 raise
+            self._refused_by_app(exc, scope)
             await self._deny(exc, scope, receive, send, connected=connected)
             return
         except BaseException:
@@ -303,6 +304,22 @@ class MTLSMiddleware:
         if not chain or guard.must_strip(peer):
             return None  # nothing to look up, or headers to hide: acheck does it
         return guard.cached(peer, path, method, raw_path, None, chain)
+
+    def _refused_by_app(self, error: MTLSAuthError, scope: Scope) -> None:
+        """Report a refusal the app raised (``require_token``, ``check_token``, a stricter
+        ``Policy.check``) as the middleware's own are: ``on_decision`` and the log line."""
+        try:
+            path, method, _raw = _request_line(scope)
+        except AmbiguousRequest:  # not after an admission: the request line was read then
+            path, method = "/", "GET"
+        identity = scope.get(IDENTITY_KEY)
+        self.guard.refused_by_app(
+            error,
+            _peer(scope),
+            path,
+            method,
+            identity if isinstance(identity, ClientIdentity) else None,
+        )
 
     def _view(self, scope: Scope) -> RequestView:
         peer = _peer(scope)

@@ -442,8 +442,18 @@ class MTLSMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """A refusal a view raised (``Policy.check`` on the identity, ``check_token``) is
-        answered as every refusal is, never as Django's 500."""
+        answered as every refusal is, never as Django's 500, and reported as the
+        middleware's own refusals are (``on_decision``, the log line)."""
         if isinstance(exception, MTLSAuthError):
+            path, _raw = request_target(request)
+            identity = getattr(request, "mtls_identity", None)
+            get_guard().refused_by_app(
+                exception,
+                request_peer(request),
+                path,
+                request.method or "GET",
+                identity if isinstance(identity, ClientIdentity) else None,
+            )
             return problem_response(exception)
         return None
 

@@ -108,6 +108,16 @@ async def acheck_token(request: Any, check: TokenCheck) -> Claims | None:
     return claims
 
 
+def _refused(request: Any, error: MTLSAuthError) -> Any:
+    """The decorator's answer to a refusal: behind ``MTLSMiddleware`` (it set
+    ``request.mtls_identity``) the refusal is raised for the middleware's
+    ``process_exception``, which reports it (``on_decision``, the log line) as its own;
+    without it the decorator answers."""
+    if hasattr(_django_request(request), "mtls_identity"):
+        raise error
+    return problem_response(error)
+
+
 def token_required(check: TokenCheck) -> Callable[[F], F]:
     """Django view decorator: the view runs only when ``check`` passes.
 
@@ -130,7 +140,7 @@ def token_required(check: TokenCheck) -> Callable[[F], F]:
                 try:
                     await acheck_token(request, check)
                 except MTLSAuthError as exc:
-                    return problem_response(exc)
+                    return _refused(request, exc)
                 return await view(request, *args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
@@ -140,7 +150,7 @@ def token_required(check: TokenCheck) -> Callable[[F], F]:
             try:
                 check_token(request, check)
             except MTLSAuthError as exc:
-                return problem_response(exc)
+                return _refused(request, exc)
             return view(request, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -43,11 +43,14 @@ __all__ = [
     "IDENTITY_KEY",
     "MTLSMiddleware",
     "Route",
+    "answer_refusal",
     "identity_from_environ",
     "problem_response",
 ]
 
 IDENTITY_KEY = "mtlsauth.identity"
+MIDDLEWARE_KEY = "mtlsauth.middleware"
+"""The ``MTLSMiddleware`` that admitted the request: ``answer_refusal`` answers through it."""
 logger = logging.getLogger("mtlsauth")
 
 _CHAIN_KEYS = tuple(f"SSL_CLIENT_CERT_CHAIN_{i}" for i in range(16))
@@ -137,6 +140,7 @@ class MTLSMiddleware:
                     environ.pop(key, None)
         # (a hit is from a trusted proxy: nothing to hide, no token route)
         environ[IDENTITY_KEY] = identity
+        environ[MIDDLEWARE_KEY] = self  # for answer_refusal
         try:
             return self.app(environ, start_response)
         except MTLSAuthError as exc:
@@ -145,7 +149,16 @@ class MTLSMiddleware:
             # Nothing of the app's answer has been sent (its body is not returned yet), so
             # with exc_info the server takes these headers in place of any the app set
             # (PEP 3333), whether or not it called start_response: no wrapper per request.
+            self._refused_by_app(exc, environ, identity)
             return self._deny(exc, environ, start_response, sys.exc_info())
+
+    def _refused_by_app(
+        self, error: MTLSAuthError, environ: WSGIEnvironment, identity: ClientIdentity | None
+    ) -> None:
+        """Report a refusal of the app's as the middleware's own are: ``on_decision`` and
+        the log line."""
+        path, method, _raw, _unreadable = _request_line(environ, self.guard.path_sensitive)
+        self.guard.refused_by_app(error, _peer(environ), path, method, identity)
 
     def _cached(self, environ: WSGIEnvironment) -> ClientIdentity | None:
         """The identity of a request whose one certificate header a cached verification
@@ -187,6 +200,15 @@ class MTLSMiddleware:
         start_response: StartResponse,
         exc_info: Any = None,
     ) -> Iterable[bytes]:
+        status_line, headers, body = self.refusal_answer(error, environ)
+        _start(start_response, status_line, headers, exc_info)
+        return body
+
+    def refusal_answer(
+        self, error: MTLSAuthError, environ: WSGIEnvironment
+    ) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+        """(status line, headers, body) of the answer to ``error``: the ``on_error`` app's,
+        or the default problem+json answer."""
         result = self.guard.error_hook_result(error, environ)
         if result is not None:
             if not callable(result):
@@ -195,21 +217,15 @@ class MTLSMiddleware:
                 )
             else:
                 try:
-                    status_line, hook_headers, hook_body = self._hook_answer(
-                        cast("WSGIApplication", result), error, environ
-                    )
+                    return self._hook_answer(cast("WSGIApplication", result), error, environ)
                 except Exception as exc:  # noqa: BLE001 - the refusal stands: default answer
                     self.guard.hook_failed("on_error", exc)
-                else:
-                    _start(start_response, status_line, hook_headers, exc_info)
-                    return hook_body
         body, status, headers = problem_response(error)
-        _start(start_response, f"{status} {http.HTTPStatus(status).phrase}", headers, exc_info)
-        return [body]
+        return f"{status} {http.HTTPStatus(status).phrase}", headers, [body]
 
     def _hook_answer(
         self, responder: WSGIApplication, error: MTLSAuthError, environ: WSGIEnvironment
-    ) -> tuple[str, Any, list[bytes]]:
+    ) -> tuple[str, list[tuple[str, str]], list[bytes]]:
         """The ``on_error`` app's answer, as a refusal: (status line, headers, body), a
         success status replaced by the refusal's own.
 
@@ -270,6 +286,24 @@ def _start(start_response: StartResponse, status: str, headers: Any, exc_info: A
         start_response(status, headers)
     else:
         start_response(status, headers, exc_info)
+
+
+def answer_refusal(
+    error: MTLSAuthError, environ: WSGIEnvironment
+) -> tuple[bytes, int | str, list[tuple[str, str]]]:
+    """``(body, status, headers)`` for a refusal the app answers itself, as a Flask view or
+    ``errorhandler`` returns it: behind ``MTLSMiddleware`` the middleware's answer (its
+    ``on_error``, else problem+json), reported as its own refusals are (``on_decision``,
+    the log line); without the middleware ``problem_response(error)``."""
+    middleware = environ.get(MIDDLEWARE_KEY)
+    if not isinstance(middleware, MTLSMiddleware):
+        return problem_response(error)
+    identity = environ.get(IDENTITY_KEY)
+    middleware._refused_by_app(
+        error, environ, identity if isinstance(identity, ClientIdentity) else None
+    )
+    status_line, headers, body = middleware.refusal_answer(error, environ)
+    return b"".join(body), status_line, headers
 
 
 def problem_response(error: MTLSAuthError) -> tuple[bytes, int, list[tuple[str, str]]]:

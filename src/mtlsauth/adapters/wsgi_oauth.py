@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mtlsauth._errors import MTLSAuthError
 from mtlsauth._oauth import TOKEN_KEY, Claims, TokenCheck, stored_claims
-from mtlsauth.adapters.wsgi import identity_from_environ, problem_response
+from mtlsauth.adapters.wsgi import answer_refusal, identity_from_environ
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -63,6 +63,8 @@ def token_required(check: TokenCheck) -> Callable[[F], F]:
 
     A refusal is answered with the problem+json tuple (status, ``WWW-Authenticate:
     Bearer ...``) without calling the view; the claims are in ``environ["mtlsauth.token"]``.
+    Behind ``MTLSMiddleware`` the middleware answers the refusal in its place, through
+    ``on_error``, and reports it (``on_decision``, log line) as its own (``answer_refusal``).
 
     Raises:
         TypeError: ``check`` is not a TokenCheck.
@@ -92,13 +94,13 @@ def token_required(check: TokenCheck) -> Callable[[F], F]:
 
         return wrapper  # type: ignore[return-value]
 
-    def _refusal() -> tuple[bytes, int, list[tuple[str, str]]] | None:
+    def _refusal() -> tuple[bytes, int | str, list[tuple[str, str]]] | None:
         from flask import request
 
         try:
             check_token(request.environ, check)
         except MTLSAuthError as exc:
-            return problem_response(exc)
+            return answer_refusal(exc, request.environ)
         return None
 
     return decorate
