@@ -324,3 +324,104 @@ async def test_asgi_app_refusal_is_reported_and_logged(world, caplog) -> None:
         r = await client.get(PATH, headers=world.headers())
     assert (r.status_code, r.json()["code"]) == (403, "organization_not_allowed")
     _one_policy_refusal(world, caplog)
+
+
+# -- Django ------------------------------------------------------------------------------------
+def _django_settings() -> None:
+    """Django's settings, configured once per process as tests/adapters/test_django.py does
+    (whichever module comes first)."""
+    django = pytest.importorskip("django")
+    from django.conf import settings
+
+    if settings.configured:
+        return
+    apps = ["django.contrib.auth", "django.contrib.contenttypes"]
+    try:
+        import rest_framework  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        apps.append("rest_framework")
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="test-only-not-secret",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=[],
+        INSTALLED_APPS=apps,
+        DATABASES={
+            "default": {
+                "ENGINE": "django.db.backends.sqlite3",
+                "NAME": "file:mtlsauth-tests?mode=memory&cache=shared",
+                "OPTIONS": {"uri": True},
+                "TEST": {"NAME": "file:mtlsauth-tests?mode=memory&cache=shared"},
+            }
+        },
+        USE_TZ=True,
+        REST_FRAMEWORK={"UNAUTHENTICATED_USER": None},
+    )
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+
+_DJANGO_CHECK = TokenCheck(World.validate)
+urlpatterns: list[Any] = []
+
+
+def _django_urls() -> None:
+    if urlpatterns:
+        return
+    from django.http import JsonResponse
+    from django.urls import path
+
+    from mtlsauth.adapters.django_oauth import token_required
+
+    @token_required(_DJANGO_CHECK)
+    def balance(request: Any) -> Any:
+        return JsonResponse({"ok": True})
+
+    def view(request: Any) -> Any:
+        if "policy" in request.GET:
+            STRICT.check(request.mtls_identity)
+        return balance(request)
+
+    urlpatterns.append(path(PATH.lstrip("/"), view))
+
+
+@pytest.fixture
+def django_client(world: World, ca: CA, tmp_path: Any) -> Any:
+    _django_settings()
+    _django_urls()
+    from django.test import Client, override_settings
+
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    conf = {
+        "trust": {"files": ["ca.pem"]},
+        "forwarded": {"preset": "nginx", "header": HEADER, "trusted_proxies": ["127.0.0.1"]},
+    }
+    with override_settings(
+        MTLSAUTH=conf,
+        MTLSAUTH_BASE_DIR=str(tmp_path),
+        MTLSAUTH_ON_DECISION=world.on_decision,
+        MIDDLEWARE=["mtlsauth.adapters.django.MTLSMiddleware"],
+        AUTHENTICATION_BACKENDS=[],
+        ROOT_URLCONF=__name__,
+    ):
+        yield Client(REMOTE_ADDR="127.0.0.1")
+
+
+@pytest.mark.parametrize("query", ["", "?policy=1"], ids=["token_required", "policy"])
+def test_django_view_refusal_is_reported_once(world, django_client, caplog, query) -> None:
+    caplog.set_level(logging.INFO, logger="mtlsauth")
+    r = django_client.get(PATH + query, HTTP_X_SSL_CLIENT_CERT=world.headers()[HEADER])
+    body = json.loads(r.content)
+    assert r["Content-Type"] == "application/problem+json"
+    world.errors.append(body["code"])  # Django has no on_error: the answer is the default one
+    if query:
+        assert (r.status_code, body["code"]) == (403, "organization_not_allowed")
+        _one_policy_refusal(world, caplog)
+    else:
+        _token_answer(r.status_code, r.get("WWW-Authenticate"), body)
+        _one_token_refusal(world, caplog)
