@@ -21,7 +21,7 @@ from pathlib import Path
 import flask
 
 from mtlsauth import ForwardedCert, MTLSAuthError, TrustStore, Verifier
-from mtlsauth.adapters.wsgi import MTLSMiddleware, identity_from_environ, problem_response
+from mtlsauth.adapters.wsgi import MTLSMiddleware, answer_refusal, identity_from_environ
 
 
 def make_verifier() -> Verifier:
@@ -64,7 +64,7 @@ def create_app() -> flask.Flask:
 
     @app.errorhandler(MTLSAuthError)
     def refused(error: MTLSAuthError):  # e.g. a view that checks a stricter Policy itself
-        return problem_response(error)
+        return answer_refusal(error, flask.request.environ)  # through on_error, on_decision
 
     return app
 

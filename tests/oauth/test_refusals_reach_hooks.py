@@ -219,6 +219,31 @@ def test_flask_token_required_answer_is_the_on_error_app(world) -> None:
             assert (r.status_code, r.text, r.headers["x-why"]) == (418, "sorry", "token_missing")
 
 
+def test_flask_errorhandler_with_answer_refusal_reaches_the_hooks(world, caplog) -> None:
+    """The errorhandler docs/flask.md shows, for a view that checks a stricter Policy."""
+    flask = pytest.importorskip("flask")
+    app = flask.Flask(__name__)
+
+    @app.get(PATH)
+    def balance() -> dict[str, str]:
+        identity = wsgi.identity_from_environ(flask.request.environ)
+        assert identity is not None
+        STRICT.check(identity)
+        raise AssertionError("not reached")
+
+    @app.errorhandler(MTLSAuthError)
+    def refused(error: MTLSAuthError) -> Any:
+        return wsgi.answer_refusal(error, flask.request.environ)
+
+    r = _wsgi_get(world, app.wsgi_app, world.headers())
+    assert (r.status_code, r.json()["code"]) == (403, "organization_not_allowed")
+    assert r.headers["content-type"] == "application/problem+json"
+    _one_policy_refusal(world, caplog)
+    # without the middleware: problem_response's answer, reported nowhere
+    error = MTLSAuthError("refused")
+    assert wsgi.answer_refusal(error, {}) == wsgi.problem_response(error)
+
+
 def test_flask_token_required_answers_by_itself_without_the_middleware(world) -> None:
     client = _flask(world).test_client()
     r = client.get(PATH, headers=world.headers("good"))
