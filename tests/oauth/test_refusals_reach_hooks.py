@@ -413,6 +413,41 @@ def _django_urls() -> None:
         return balance(request)
 
     urlpatterns.append(path(PATH.lstrip("/"), view))
+    try:
+        from rest_framework.response import Response
+        from rest_framework.views import APIView
+    except ImportError:
+        return
+    from mtlsauth.adapters.drf import (
+        MTLSAuthentication,
+        certificate_policy,
+        token_authentication,
+    )
+
+    class Token(APIView):
+        authentication_classes = (token_authentication(_DJANGO_CHECK),)
+        permission_classes = ()
+
+        def get(self, request: Any) -> Any:
+            return Response({"ok": True})
+
+    class Permission(APIView):
+        authentication_classes = (MTLSAuthentication,)
+        permission_classes = (certificate_policy(STRICT),)
+
+        def get(self, request: Any) -> Any:
+            return Response({"ok": True})
+
+    class Raises(APIView):
+        authentication_classes = (MTLSAuthentication,)
+        permission_classes = ()
+
+        def get(self, request: Any) -> Any:
+            STRICT.check(request.auth)
+            return Response({"ok": True})
+
+    for prefix, drf_view in (("token", Token), ("permission", Permission), ("raises", Raises)):
+        urlpatterns.append(path(f"{prefix}/{PATH.lstrip('/')}", drf_view.as_view()))
 
 
 @pytest.fixture
@@ -433,6 +468,10 @@ def django_client(world: World, ca: CA, tmp_path: Any) -> Any:
         MIDDLEWARE=["mtlsauth.adapters.django.MTLSMiddleware"],
         AUTHENTICATION_BACKENDS=[],
         ROOT_URLCONF=__name__,
+        REST_FRAMEWORK={
+            "UNAUTHENTICATED_USER": None,
+            "EXCEPTION_HANDLER": "mtlsauth.adapters.drf.exception_handler",
+        },
     ):
         yield Client(REMOTE_ADDR="127.0.0.1")
 
@@ -450,3 +489,28 @@ def test_django_view_refusal_is_reported_once(world, django_client, caplog, quer
     else:
         _token_answer(r.status_code, r.get("WWW-Authenticate"), body)
         _one_token_refusal(world, caplog)
+
+
+@pytest.mark.parametrize("prefix", ["token", "permission", "raises"])
+def test_drf_refusal_is_reported_once(world, django_client, caplog, prefix) -> None:
+    """DRF answers these itself (authentication, permission, ``exception_handler``); they
+    reach ``MTLSAUTH_ON_DECISION`` and the log as the middleware's own refusals do."""
+    pytest.importorskip("rest_framework")
+    caplog.set_level(logging.INFO, logger="mtlsauth")
+    r = django_client.get(f"/{prefix}{PATH}", HTTP_X_SSL_CLIENT_CERT=world.headers()[HEADER])
+    body = json.loads(r.content)
+    denied = [d for d in world.decisions if d.error is not None]
+    assert len(denied) == 1, denied
+    decision = denied[0]
+    assert (decision.peer, decision.path) == ("127.0.0.1", f"/{prefix}{PATH}")
+    assert decision.fingerprint == world.fingerprint
+    if prefix == "token":
+        assert r.status_code == 401
+        assert r["WWW-Authenticate"] == "Bearer"
+        assert decision.code == "token_missing"
+        assert _lines(caplog, "mtlsauth token denied code=token_missing") == 1
+        assert _lines(caplog, "mtlsauth refused") == 0
+    else:
+        assert r.status_code == 403, body
+        assert decision.code == "organization_not_allowed"
+        assert _lines(caplog, "mtlsauth refused code=organization_not_allowed") == 1

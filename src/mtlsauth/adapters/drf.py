@@ -57,6 +57,7 @@ from mtlsauth.adapters.django import (
     get_guard,
     hide_headers,
     presented_from_request,
+    request_peer,
     request_target,
 )
 from mtlsauth.adapters.django_oauth import check_token
@@ -133,6 +134,29 @@ def _failed(error: MTLSAuthError) -> exceptions.APIException:
     return failure
 
 
+def _report(request: Any, error: MTLSAuthError, identity: object = None) -> None:
+    """Report a refusal DRF answers (``on_decision``, the log line) as the middleware
+    reports one a view raises, when ``settings.MTLSAUTH`` configures mtlsauth (behind the
+    ASGI middleware with ``RefusalMiddleware`` there is nothing to report to)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        guard = get_guard()
+    except ImproperlyConfigured:
+        return
+    django_request = getattr(request, "_request", request)
+    if identity is None:
+        identity = getattr(django_request, "mtls_identity", None)
+    path, _raw = request_target(django_request)
+    guard.refused_by_app(
+        error,
+        request_peer(django_request),
+        path,
+        django_request.method or "GET",
+        identity if isinstance(identity, ClientIdentity) else None,
+    )
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
     """DRF's ``EXCEPTION_HANDLER`` that answers a refusal raised in a view, an
     authentication class or a permission class as the refusal it is.
@@ -149,6 +173,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
     from rest_framework.views import exception_handler as drf_handler
 
     if isinstance(exc, MTLSAuthError):
+        request = context.get("request")
+        if request is not None:
+            _report(request, exc)
         failure = _failed(exc)
         for name, value in problem_headers(exc, 0):
             if name == "www-authenticate":
@@ -270,6 +297,7 @@ class MTLSTokenAuthentication(MTLSAuthentication):
         try:
             check_token(request, check)
         except MTLSAuthError as exc:
+            _report(request, exc, result[1] if result is not None else None)
             failure = _failed(exc)
             challenge = getattr(exc, "challenge", None)
             if isinstance(challenge, str):
@@ -324,6 +352,7 @@ class ClientCertificatePolicy(HasClientCertificate):
         try:
             policy.check(identity)
         except MTLSAuthError as exc:  # PolicyDenied, or any refusal a policy hook raises
+            _report(request, exc, identity)
             raise _failed(exc) from None
         return True
 
