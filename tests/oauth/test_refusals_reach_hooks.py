@@ -514,3 +514,40 @@ def test_drf_refusal_is_reported_once(world, django_client, caplog, prefix) -> N
         assert r.status_code == 403, body
         assert decision.code == "organization_not_allowed"
         assert _lines(caplog, "mtlsauth refused code=organization_not_allowed") == 1
+
+
+async def test_audit_log_and_metrics_count_a_decorator_refusal(world) -> None:
+    """The audit log line and the Prometheus counter of a ``token_required`` refusal."""
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from mtlsauth.audit import AuditLog
+    from mtlsauth.metrics.prometheus import PrometheusMetrics
+
+    stream = io.StringIO()
+    registry = prometheus_client.CollectorRegistry()
+    metrics = PrometheusMetrics(
+        world.verifier, registry=registry, on_decision=AuditLog(stream, allowed=False)
+    )
+
+    @aiohttp_oauth.token_required(world.check)
+    async def balance(request: web.Request) -> web.Response:
+        raise AssertionError("not reached")
+
+    app = web.Application(
+        middlewares=[aio.mtls_middleware(verifier=world.verifier, on_decision=metrics.on_decision)]
+    )
+    app.router.add_get(PATH, balance)
+    status, challenge, body = await _aiohttp_get(app, world.headers())
+    _token_answer(status, challenge, body)
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(records) == 1
+    record = records[0]
+    assert (record["decision"], record["code"], record["status"]) == (
+        "denied",
+        "token_missing",
+        401,
+    )
+    assert (record["peer"], record["path"], record["method"]) == ("127.0.0.1", PATH, "GET")
+    assert record["fingerprint"] == world.fingerprint
+    sample = registry.get_sample_value
+    assert sample("mtlsauth_decisions_total", {"outcome": "denied", "code": "token_missing"}) == 1
+    assert sample("mtlsauth_decisions_total", {"outcome": "allowed", "code": "ok"}) == 1
