@@ -81,6 +81,10 @@ def world(ca: CA) -> World:
     return World(ca)
 
 
+def denied_code(world: World) -> str:
+    return next(d.code for d in world.decisions if d.error is not None)
+
+
 def _lines(caplog: pytest.LogCaptureFixture, text: str) -> int:
     return sum(1 for r in caplog.records if r.name == "mtlsauth" and text in r.getMessage())
 
@@ -412,7 +416,14 @@ def _django_urls() -> None:
             STRICT.check(request.mtls_identity)
         return balance(request)
 
+    def raw(request: Any) -> Any:
+        from mtlsauth.adapters.django import identity_from_request
+
+        STRICT.check(identity_from_request(request))
+        return JsonResponse({"ok": True})
+
     urlpatterns.append(path(PATH.lstrip("/"), view))
+    urlpatterns.append(path("raw" + PATH, raw))
     try:
         from rest_framework.response import Response
         from rest_framework.views import APIView
@@ -551,3 +562,40 @@ async def test_audit_log_and_metrics_count_a_decorator_refusal(world) -> None:
     sample = registry.get_sample_value
     assert sample("mtlsauth_decisions_total", {"outcome": "denied", "code": "token_missing"}) == 1
     assert sample("mtlsauth_decisions_total", {"outcome": "allowed", "code": "ok"}) == 1
+
+
+@pytest.mark.parametrize("view", ["/raw", "/raises"], ids=["RefusalMiddleware", "drf"])
+async def test_django_behind_the_asgi_middleware_reports_a_view_refusal(
+    world, caplog, view
+) -> None:
+    """``RefusalMiddleware`` and DRF's ``exception_handler`` answer a view's refusal before
+    the ASGI middleware sees it; they report it to that middleware's ``on_decision`` and
+    log."""
+    if view == "/raises":
+        pytest.importorskip("rest_framework")
+    _django_settings()
+    _django_urls()
+    from django.core.handlers.asgi import ASGIHandler
+    from django.test import override_settings
+
+    with override_settings(
+        MIDDLEWARE=["mtlsauth.adapters.django.RefusalMiddleware"],
+        ROOT_URLCONF=__name__,
+        REST_FRAMEWORK={
+            "UNAUTHENTICATED_USER": None,
+            "EXCEPTION_HANDLER": "mtlsauth.adapters.drf.exception_handler",
+        },
+    ):
+        mw = asgi.MTLSMiddleware(
+            ASGIHandler(), verifier=world.verifier, on_decision=world.on_decision
+        )
+        transport = httpx.ASGITransport(app=mw, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://rs") as client:
+            r = await client.get(view + PATH, headers=world.headers())
+    assert r.status_code == 403  # problem+json, or DRF's own format
+    assert denied_code(world) == "organization_not_allowed"
+    denied = [d for d in world.decisions if d.error is not None]
+    assert len(denied) == 1, denied
+    assert (denied[0].path, denied[0].peer) == (view + PATH, "127.0.0.1")
+    assert denied[0].fingerprint == world.fingerprint
+    assert _lines(caplog, "mtlsauth refused code=organization_not_allowed") == 1

@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 IDENTITY_KEY = "mtlsauth.identity"
+MIDDLEWARE_KEY = "mtlsauth.middleware"
+"""The ``MTLSMiddleware`` that admitted the request, for Django's ``RefusalMiddleware``
+to report a view's refusal to (Django answers it before this middleware could)."""
 _SEQUENCES = (list, tuple)
 logger = logging.getLogger("mtlsauth")
 
@@ -147,7 +150,7 @@ class MTLSMiddleware:
             return
         identity = self._cached(scope) if kind == "http" else None
         if identity is not None:
-            scope = {**scope, IDENTITY_KEY: identity}
+            scope = {**scope, IDENTITY_KEY: identity, MIDDLEWARE_KEY: self}
             if type(scope.get("headers")) is list:
                 scope["headers"] = scope["headers"][:]  # a snapshot: see _read_once
         else:
@@ -156,7 +159,7 @@ class MTLSMiddleware:
             if decision.error is not None:
                 await self._deny(decision.error, scope, receive, send)
                 return
-            scope = {**scope, IDENTITY_KEY: decision.identity}
+            scope = {**scope, IDENTITY_KEY: decision.identity, MIDDLEWARE_KEY: self}
             if decision.route is not None and decision.route.token is not None:
                 scope[TOKEN_KEY] = decision.token
             if decision.hide:
@@ -220,7 +223,7 @@ class MTLSMiddleware:
         except MTLSAuthError as exc:
             if started:
                 raise
-            self._refused_by_app(exc, scope)
+            self.refused_by_app(exc, scope)
             await self._deny(exc, scope, receive, send, connected=connected)
             return
         except BaseException:
@@ -305,7 +308,7 @@ class MTLSMiddleware:
             return None  # nothing to look up, or headers to hide: acheck does it
         return guard.cached(peer, path, method, raw_path, None, chain)
 
-    def _refused_by_app(self, error: MTLSAuthError, scope: Scope) -> None:
+    def refused_by_app(self, error: MTLSAuthError, scope: Scope) -> None:
         """Report a refusal the app raised (``require_token``, ``check_token``, a stricter
         ``Policy.check``) as the middleware's own are: ``on_decision`` and the log line."""
         try:

@@ -65,6 +65,8 @@ from mtlsauth._identity import ClientIdentity
 from mtlsauth._problem import refusal_status
 from mtlsauth._types import Presented
 from mtlsauth.adapters.asgi import IDENTITY_KEY as ASGI_IDENTITY_KEY
+from mtlsauth.adapters.asgi import MIDDLEWARE_KEY as ASGI_MIDDLEWARE_KEY
+from mtlsauth.adapters.asgi import MTLSMiddleware as ASGIMiddleware
 from mtlsauth.adapters.asgi import _peer as asgi_peer
 from mtlsauth.adapters.asgi import _single_header
 from mtlsauth.adapters.wsgi import _authorization as wsgi_authorization
@@ -476,10 +478,26 @@ class RefusalMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        """A view's refusal answered as every refusal is, never as Django's 500."""
+        """A view's refusal answered as every refusal is, never as Django's 500, and
+        reported to the ASGI middleware's ``on_decision`` and log (its ``on_error`` answers
+        with an ASGI app, which Django cannot send: the default answer goes out)."""
         if isinstance(exception, MTLSAuthError):
+            report_to_asgi_middleware(request, exception)
             return problem_response(exception)
         return None
+
+
+def report_to_asgi_middleware(request: HttpRequest, error: MTLSAuthError) -> bool:
+    """Report a refusal Django answers to the ``mtlsauth.adapters.asgi.MTLSMiddleware``
+    that admitted the request (its ``on_decision`` and log); False when none did."""
+    scope = getattr(request, "scope", None)
+    if not isinstance(scope, dict):
+        return False
+    middleware = scope.get(ASGI_MIDDLEWARE_KEY)
+    if not isinstance(middleware, ASGIMiddleware):
+        return False
+    middleware.refused_by_app(error, scope)
+    return True
 
 
 def _set_user(request: HttpRequest, user: Any) -> None:

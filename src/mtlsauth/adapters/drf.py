@@ -57,6 +57,7 @@ from mtlsauth.adapters.django import (
     get_guard,
     hide_headers,
     presented_from_request,
+    report_to_asgi_middleware,
     request_peer,
     request_target,
 )
@@ -136,15 +137,17 @@ def _failed(error: MTLSAuthError) -> exceptions.APIException:
 
 def _report(request: Any, error: MTLSAuthError, identity: object = None) -> None:
     """Report a refusal DRF answers (``on_decision``, the log line) as the middleware
-    reports one a view raises, when ``settings.MTLSAUTH`` configures mtlsauth (behind the
-    ASGI middleware with ``RefusalMiddleware`` there is nothing to report to)."""
+    reports one a view raises: to the Guard of ``settings.MTLSAUTH``, or behind
+    ``mtlsauth.adapters.asgi.MTLSMiddleware`` to that middleware's."""
     from django.core.exceptions import ImproperlyConfigured
 
+    django_request = getattr(request, "_request", request)
+    if report_to_asgi_middleware(django_request, error):
+        return
     try:
         guard = get_guard()
     except ImproperlyConfigured:
         return
-    django_request = getattr(request, "_request", request)
     if identity is None:
         identity = getattr(django_request, "mtls_identity", None)
     path, _raw = request_target(django_request)
