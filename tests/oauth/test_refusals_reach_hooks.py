@@ -146,6 +146,29 @@ async def test_aiohttp_token_required_refusal_reaches_the_hooks(world, caplog) -
     _one_token_refusal(world, caplog)
 
 
+async def test_aiohttp_token_required_refusal_passes_a_catch_all_middleware(world, caplog) -> None:
+    """A middleware between ``mtls_middleware`` and the handler that answers every
+    exception with 500 does not see the decorator's refusal: it is answered, not raised."""
+    caplog.set_level(logging.INFO, logger="mtlsauth")
+
+    @aiohttp_oauth.token_required(world.check)
+    async def balance(request: web.Request) -> web.Response:
+        raise AssertionError("not reached")
+
+    @web.middleware
+    async def catch_all(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception:  # noqa: BLE001 - what such a middleware does
+            return web.json_response({"code": "oops"}, status=500)
+
+    app = _aiohttp_app(world, balance)
+    app.middlewares.append(catch_all)
+    status, challenge, body = await _aiohttp_get(app, world.headers())
+    _token_answer(status, challenge, body)
+    _one_token_refusal(world, caplog)
+
+
 async def test_aiohttp_token_required_answers_by_itself_without_the_middleware(world) -> None:
     @aiohttp_oauth.token_required(world.check)
     async def balance(request: web.Request) -> web.Response:

@@ -40,6 +40,7 @@ __all__ = [
     "IDENTITY_KEY",
     "TOKEN_KEY",
     "Route",
+    "answer_refusal",
     "get_identity",
     "mtls_middleware",
     "problem_response",
@@ -57,6 +58,9 @@ IDENTITY_KEY: Any = (
     _RequestKey("mtlsauth.identity", ClientIdentity) if _RequestKey else "mtlsauth.identity"
 )
 TOKEN_KEY: Any = _RequestKey("mtlsauth.token", object) if _RequestKey else "mtlsauth.token"
+ANSWER_KEY: Any = _RequestKey("mtlsauth.answer", object) if _RequestKey else "mtlsauth.answer"
+"""The admitting middleware's answer to a refusal a handler's decorator meets: through
+``on_error``, reported to ``on_decision`` and the log (``answer_refusal``)."""
 _VERSION = tuple(int(p) for p in _aiohttp_version.split(".")[:2] if p.isdigit())
 _MARK_MIDDLEWARE = _VERSION < (4,)  # 4.0 deprecates @middleware
 # Before 3.10 the router matched the still-encoded path: every encoded ASCII character is
@@ -200,6 +204,17 @@ def mtls_middleware(
             peer, path, request.method, raw_path, None, chain, strict_target=_RAW_ROUTER
         )
 
+    async def answer(request: web.Request, error: MTLSAuthError) -> web.StreamResponse:
+        identity = request.get(IDENTITY_KEY)
+        guard.refused_by_app(
+            error,
+            _peer(request.transport),
+            request.path,
+            request.method,
+            identity if isinstance(identity, ClientIdentity) else None,
+        )
+        return await _deny(guard, error, request)
+
     async def mtlsauth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         transport = request.transport
         # _peer's first case inline: an IP socket's (host, port, ...)
@@ -211,6 +226,7 @@ def mtls_middleware(
         identity = cached(request, transport, peer)
         if identity is not None:
             request[IDENTITY_KEY] = identity
+            request[ANSWER_KEY] = answer
             try:
                 return await handler(request)
             except MTLSAuthError as exc:
@@ -268,6 +284,7 @@ def mtls_middleware(
         route = decision.route
         for each in (request,) if seen is request else (seen, request):
             each[IDENTITY_KEY] = decision.identity
+            each[ANSWER_KEY] = answer
             if route is not None and route.token is not None:
                 each[TOKEN_KEY] = decision.token
         try:
@@ -343,6 +360,18 @@ async def _deny(guard: Guard, error: MTLSAuthError, request: web.Request) -> web
             "on_error", "not a response", "returned something that is not a response"
         )
     return problem_response(error)
+
+
+async def answer_refusal(request: web.Request, error: MTLSAuthError) -> web.StreamResponse:
+    """The answer to a refusal a handler (or its decorator) meets: behind ``mtls_middleware``
+    the middleware's (``on_error``, else problem+json), reported as its own refusals are
+    (``on_decision``, the log line); without it ``problem_response(error)``. Unlike raising
+    the refusal, no middleware between ``mtls_middleware`` and the handler can turn it into
+    another answer."""
+    answer = request.get(ANSWER_KEY)
+    if answer is None:
+        return problem_response(error)
+    return await answer(request, error)  # type: ignore[no-any-return]
 
 
 def problem_response(error: MTLSAuthError) -> web.Response:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from mtlsauth._errors import MTLSAuthError
 from mtlsauth._oauth import Claims, TokenCheck, stored_claims
-from mtlsauth.adapters.aiohttp import IDENTITY_KEY, TOKEN_KEY, get_identity, problem_response
+from mtlsauth.adapters.aiohttp import TOKEN_KEY, answer_refusal, get_identity
 
 __all__ = ["TOKEN_KEY", "check_token", "get_token_claims", "token_required"]
 
@@ -55,8 +55,9 @@ def token_required(check: TokenCheck) -> Callable[[Handler], Handler]:
     """Handler decorator: the handler runs only when ``check`` passes.
 
     A refusal is answered with problem+json and ``WWW-Authenticate: Bearer ...``: behind
-    ``mtls_middleware`` by the middleware, as its own refusals are (``on_error``,
-    ``on_decision``, the log line); without it (``identity_missing``) by the decorator.
+    ``mtls_middleware`` as the middleware's own refusals are (``on_error``,
+    ``on_decision``, the log line: ``answer_refusal``); without it (``identity_missing``)
+    by the decorator.
 
     Raises:
         TypeError: ``check`` is not a TokenCheck.
@@ -70,9 +71,7 @@ def token_required(check: TokenCheck) -> Callable[[Handler], Handler]:
             try:
                 await check_token(request, check)
             except MTLSAuthError as exc:
-                if IDENTITY_KEY in request:
-                    raise  # mtls_middleware answers it, through on_error and on_decision
-                return problem_response(exc)
+                return await answer_refusal(request, exc)
             return await handler(request)
 
         return wrapper
