@@ -622,3 +622,34 @@ async def test_django_behind_the_asgi_middleware_reports_a_view_refusal(
     assert (denied[0].path, denied[0].peer) == (view + PATH, "127.0.0.1")
     assert denied[0].fingerprint == world.fingerprint
     assert _lines(caplog, "mtlsauth refused code=organization_not_allowed") == 1
+
+
+class CatchAll:
+    """A Django middleware that answers every exception a view raises with 500."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        return self.get_response(request)
+
+    def process_exception(self, request: Any, exception: Exception) -> Any:
+        from django.http import JsonResponse
+
+        return JsonResponse({"code": "oops"}, status=500)
+
+
+def test_django_token_required_refusal_passes_a_catch_all_middleware(
+    world, django_client, caplog
+) -> None:
+    from django.test import override_settings
+
+    caplog.set_level(logging.INFO, logger="mtlsauth")
+    with override_settings(
+        MIDDLEWARE=["mtlsauth.adapters.django.MTLSMiddleware", f"{__name__}.CatchAll"]
+    ):
+        r = django_client.get(PATH, HTTP_X_SSL_CLIENT_CERT=world.headers()[HEADER])
+    body = json.loads(r.content)
+    world.errors.append(body["code"])  # Django has no on_error: the answer is the default one
+    _token_answer(r.status_code, r.get("WWW-Authenticate"), body)
+    _one_token_refusal(world, caplog)

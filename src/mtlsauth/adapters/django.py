@@ -447,15 +447,7 @@ class MTLSMiddleware:
         answered as every refusal is, never as Django's 500, and reported as the
         middleware's own refusals are (``on_decision``, the log line)."""
         if isinstance(exception, MTLSAuthError):
-            path, _raw = request_target(request)
-            identity = getattr(request, "mtls_identity", None)
-            get_guard().refused_by_app(
-                exception,
-                request_peer(request),
-                path,
-                request.method or "GET",
-                identity if isinstance(identity, ClientIdentity) else None,
-            )
+            report_refusal(request, exception)
             return problem_response(exception)
         return None
 
@@ -485,6 +477,28 @@ class RefusalMiddleware:
             report_to_asgi_middleware(request, exception)
             return problem_response(exception)
         return None
+
+
+def report_refusal(request: HttpRequest, error: MTLSAuthError, identity: object = None) -> None:
+    """Report a refusal Django answers after mtlsauth admitted the request (``on_decision``,
+    the log line) as the middleware reports its own: to the ASGI middleware that admitted
+    it, else to the Guard of ``settings.MTLSAUTH`` (nothing when neither is there)."""
+    if report_to_asgi_middleware(request, error):
+        return
+    try:
+        guard = get_guard()
+    except ImproperlyConfigured:
+        return
+    if identity is None:
+        identity = getattr(request, "mtls_identity", None)
+    path, _raw = request_target(request)
+    guard.refused_by_app(
+        error,
+        request_peer(request),
+        path,
+        request.method or "GET",
+        identity if isinstance(identity, ClientIdentity) else None,
+    )
 
 
 def report_to_asgi_middleware(request: HttpRequest, error: MTLSAuthError) -> bool:

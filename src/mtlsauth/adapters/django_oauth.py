@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mtlsauth._errors import IdentityMissing, MTLSAuthError
 from mtlsauth._identity import ClientIdentity
 from mtlsauth._oauth import Claims, TokenCheck
-from mtlsauth.adapters.django import problem_response
+from mtlsauth.adapters.django import problem_response, report_refusal
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -109,12 +109,13 @@ async def acheck_token(request: Any, check: TokenCheck) -> Claims | None:
 
 
 def _refused(request: Any, error: MTLSAuthError) -> Any:
-    """The decorator's answer to a refusal: behind ``MTLSMiddleware`` (it set
-    ``request.mtls_identity``) the refusal is raised for the middleware's
-    ``process_exception``, which reports it (``on_decision``, the log line) as its own;
-    without it the decorator answers."""
-    if hasattr(_django_request(request), "mtls_identity"):
-        raise error
+    """The decorator's answer to a refusal, reported behind ``MTLSMiddleware`` (it set
+    ``request.mtls_identity``) as the middleware's own (``on_decision``, the log line).
+    Answered here rather than raised: a ``process_exception`` of another middleware could
+    answer the exception otherwise."""
+    django_request = _django_request(request)
+    if hasattr(django_request, "mtls_identity"):
+        report_refusal(django_request, error)
     return problem_response(error)
 
 

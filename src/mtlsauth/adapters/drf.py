@@ -57,8 +57,7 @@ from mtlsauth.adapters.django import (
     get_guard,
     hide_headers,
     presented_from_request,
-    report_to_asgi_middleware,
-    request_peer,
+    report_refusal,
     request_target,
 )
 from mtlsauth.adapters.django_oauth import check_token
@@ -137,27 +136,8 @@ def _failed(error: MTLSAuthError) -> exceptions.APIException:
 
 def _report(request: Any, error: MTLSAuthError, identity: object = None) -> None:
     """Report a refusal DRF answers (``on_decision``, the log line) as the middleware
-    reports one a view raises: to the Guard of ``settings.MTLSAUTH``, or behind
-    ``mtlsauth.adapters.asgi.MTLSMiddleware`` to that middleware's."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    django_request = getattr(request, "_request", request)
-    if report_to_asgi_middleware(django_request, error):
-        return
-    try:
-        guard = get_guard()
-    except ImproperlyConfigured:
-        return
-    if identity is None:
-        identity = getattr(django_request, "mtls_identity", None)
-    path, _raw = request_target(django_request)
-    guard.refused_by_app(
-        error,
-        request_peer(django_request),
-        path,
-        django_request.method or "GET",
-        identity if isinstance(identity, ClientIdentity) else None,
-    )
+    reports one a view raises (``report_refusal``)."""
+    report_refusal(getattr(request, "_request", request), error, identity)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
