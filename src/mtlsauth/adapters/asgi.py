@@ -150,9 +150,16 @@ class MTLSMiddleware:
             return
         identity = self._cached(scope) if kind == "http" else None
         if identity is not None:
-            scope = {**scope, IDENTITY_KEY: identity, MIDDLEWARE_KEY: self}
-            if type(scope.get("headers")) is list:
-                scope["headers"] = scope["headers"][:]  # a snapshot: see _read_once
+            headers = scope.get("headers")
+            if type(headers) is list:  # a snapshot: see _read_once
+                scope = {
+                    **scope,
+                    IDENTITY_KEY: identity,
+                    MIDDLEWARE_KEY: self,
+                    "headers": headers[:],
+                }
+            else:
+                scope = {**scope, IDENTITY_KEY: identity, MIDDLEWARE_KEY: self}
         else:
             scope = _read_once(scope)
             decision = await self.guard.acheck(self._view(scope), defer=True)
